@@ -1,0 +1,307 @@
+// permafrost — the frozen arena.
+//
+// Contract: an arena is a bump allocator over its own mapping. Objects in it are never
+// deallocated one by one and their destructors never run. freeze() makes every used byte
+// read-only; from then on no byte of the mapping is written again, by the library or anyone
+// else, so after fork() every worker shares those pages with the parent for as long as it lives.
+// A write to frozen memory kills the writer with SIGSEGV (see write_trap.hpp for a report that
+// names the arena and offset).
+//
+// The arena's bookkeeping (bump pointer, counters, allocation log, name) lives outside its
+// mapping, in process-local memory: reading, copying and counting never touch frozen pages.
+//
+// Thread safety: allocate()/try_allocate()/make()/copy() may be called from any number of threads
+// at once before freeze(). freeze(), destruction and moves must not race any other use of the same
+// arena. Readers of frozen data need no synchronisation beyond the happens-before of freeze()
+// (fork() gives it to children). frozen(), contains() and is_frozen() are safe at any time.
+//
+// All arenas of a process are carved out of one process-wide address-space reservation, so
+// is_frozen(p) is a range check and one table load: it writes nothing and takes no lock.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory_resource>
+#include <new>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "permafrost/detail/check.hpp"
+
+namespace permafrost {
+
+// =============================================================================================
+// Errors
+// =============================================================================================
+
+// Thrown by allocate() (and everything that allocates) on an arena that is already frozen.
+class frozen_error : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// =============================================================================================
+// Options and statistics
+// =============================================================================================
+
+// True where transparent huge pages are in `madvise` or `always` mode (read once from /sys).
+bool huge_pages_available() noexcept;
+
+struct arena_options {
+  // Virtual bytes reserved for the arena; allocation fails with std::bad_alloc beyond it.
+  // Nothing is committed up front: pages become writable in 2 MiB steps as the bump pointer
+  // reaches them and are backed by memory only when first touched. Must be > 0.
+  std::size_t capacity = std::size_t{64} << 30;  // 64 GiB
+
+  // Shown in write-trap reports, permafrost-stat and (where the kernel allows naming anonymous
+  // mappings) /proc/PID/maps. Truncated to 47 bytes.
+  std::string name = "permafrost";
+
+  // Back the arena with transparent huge pages (MADV_HUGEPAGE) and round the frozen range to
+  // 2 MiB so freeze() never splits one. Default: on where THP is `madvise` or `always`.
+  bool huge_pages = huge_pages_available();
+
+  // Keep a log of every allocation (offset, size, tag) outside the mapping, for sharing audits
+  // and write-trap reports. Off by default: with it on, every allocation takes the locked path.
+  bool allocation_log = false;
+};
+
+// A snapshot of an arena's counters, returned by value.
+struct arena_stats {
+  std::size_t reserved = 0;         // virtual bytes set aside (capacity rounded to the granule)
+  std::size_t committed = 0;        // bytes made accessible: read-write before freeze, read-only after
+  std::size_t used = 0;             // bytes from the start up to the bump pointer, padding included
+  std::size_t lost_to_alignment = 0;  // padding skipped for alignment, plus chunk tails that threads
+                                      // gave up when another thread's chunk followed theirs
+  std::uint64_t allocations = 0;    // successful allocations (exact for the calling thread; other
+                                    // threads' counts are added when they refill, exit or freeze)
+  std::size_t huge_page_bytes = 0;  // AnonHugePages of the arena's mapping, read from smaps
+  bool frozen = false;              // freeze() has completed
+};
+
+// One entry of the optional allocation log (arena_options::allocation_log).
+struct allocation_record {
+  std::size_t offset = 0;     // from the arena's first byte
+  std::size_t size = 0;       // bytes requested
+  const char* tag = nullptr;  // the tag given to allocate(), or nullptr; must outlive the arena
+};
+
+// =============================================================================================
+// Internals the inline fast paths need (not API)
+// =============================================================================================
+namespace detail {
+
+// Arenas are carved from one reservation in granules of this size; granule-aligned bases let
+// every alignment up to max_alignment be served exactly.
+inline constexpr unsigned granule_shift = 28;  // 256 MiB
+inline constexpr std::size_t granule_size = std::size_t{1} << granule_shift;
+inline constexpr std::size_t max_granules = std::size_t{1} << 16;  // up to 16 TiB of arenas
+inline constexpr std::size_t max_alignment = granule_size;
+// Alignments above this skip the inline fast path (rare; the slow path handles them).
+inline constexpr std::size_t max_fast_alignment = 4096;
+
+// The part of an arena's record the inline fast path reads. The record lives in static storage
+// for the life of the process, so handles to it never dangle.
+struct arena_core {
+  // Changes whenever thread caches must stop serving this arena (freeze, destruction).
+  std::atomic<std::uint64_t> ticket{0};
+};
+
+// One thread's current bump chunk. A thread serves allocations from its chunk without atomics
+// while `ticket` matches the arena's; the slow path refills it under the arena's lock.
+struct bump_cache {
+  std::uint64_t ticket = 0;
+  std::uintptr_t cur = 0;
+  std::uintptr_t end = 0;
+  std::uint64_t count = 0;  // allocations served from the chunk, not yet added to the arena
+  std::uint64_t lost = 0;   // alignment padding in the chunk, not yet added to the arena
+  arena_core* owner = nullptr;
+  std::uint64_t identity = 0;  // the owner's identity when the chunk was carved (see arena_slot)
+};
+extern constinit thread_local bump_cache t_bump __attribute__((tls_model("initial-exec")));
+
+struct granule_entry {
+  // One past the last frozen byte of the arena that owns this granule; 0 when unfrozen or free.
+  std::atomic<std::uintptr_t> frozen_end{0};
+  // The owning arena's record, or nullptr.
+  std::atomic<arena_core*> owner{nullptr};
+};
+
+struct address_space {
+  std::atomic<std::uintptr_t> base{0};
+  std::atomic<std::uintptr_t> size{0};  // 0 until the first arena is made
+  granule_entry granules[max_granules];
+};
+extern constinit address_space g_address_space;
+
+// A moved-from arena points here; its ticket never matches a cache.
+extern constinit arena_core g_dead_arena;
+
+[[noreturn]] void throw_bad_array_length();
+
+// The slow path: argument checks, refills, commit growth, logging, errors.
+[[gnu::noinline]] void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align,
+                                      const char* tag, bool throw_on_failure);
+
+// The fast path: an aligned bump inside the calling thread's chunk. Returns nullptr when the
+// slow path must decide (no chunk for this arena, chunk exhausted, unusual size or alignment).
+inline void* try_bump(arena_core* core, std::size_t bytes, std::size_t align) noexcept {
+  bump_cache& c = t_bump;
+  const bool plain_align = align != 0 && (align & (align - 1)) == 0 && align <= max_fast_alignment;
+  if (c.ticket == core->ticket.load(std::memory_order_relaxed) && plain_align && bytes != 0 &&
+      bytes <= c.end - c.cur) [[likely]] {
+    const std::uintptr_t p = (c.cur + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
+    if (p + bytes <= c.end) [[likely]] {
+      c.lost += p - c.cur;
+      c.cur = p + bytes;
+      ++c.count;
+      return reinterpret_cast<void*>(p);
+    }
+  }
+  return nullptr;
+}
+
+inline void* allocate(arena_core* core, std::size_t bytes, std::size_t align) {
+  if (void* p = try_bump(core, bytes, align)) [[likely]]
+    return p;
+  return allocate_slow(core, bytes, align, nullptr, true);
+}
+
+}  // namespace detail
+
+// =============================================================================================
+// The arena
+// =============================================================================================
+
+class arena {
+ public:
+  // Effects: reserves options.capacity bytes of address space (nothing committed).
+  // Throws: std::invalid_argument if capacity is 0; std::bad_alloc if the address space (or the
+  // limit of 1024 live arenas per process) is exhausted.
+  explicit arena(arena_options options = {});
+
+  // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into
+  // it dangle afterwards (the range stays reserved, so a stray read faults rather than reads
+  // someone else's data). Frozen arenas are usually simply never destroyed.
+  ~arena();
+
+  arena(arena&& other) noexcept;
+  arena& operator=(arena&& other) noexcept;
+  arena(const arena&) = delete;
+  arena& operator=(const arena&) = delete;
+
+  // ----- allocation ---------------------------------------------------------------------------
+
+  // Effects: returns `bytes` bytes aligned to `align`, zero-filled (arena bytes are never reused).
+  // Size 0 is served as 1 byte so every result is distinct.
+  // Throws: std::bad_alloc when capacity is exhausted or bytes + align overflows;
+  // std::invalid_argument when align is not a power of two or exceeds 256 MiB;
+  // frozen_error after freeze().
+  void* allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t)) {
+    return detail::allocate(core_, bytes, align);
+  }
+
+  // As allocate(), and records `tag` in the allocation log when the log is on. `tag` must be a
+  // string that outlives the arena (a literal).
+  void* allocate(std::size_t bytes, std::size_t align, const char* tag) {
+    return detail::allocate_slow(core_, bytes, align, tag, true);
+  }
+
+  // As allocate(), but returns nullptr instead of throwing.
+  void* try_allocate(std::size_t bytes,
+                     std::size_t align = alignof(std::max_align_t)) noexcept {
+    if (void* p = detail::try_bump(core_, bytes, align)) [[likely]]
+      return p;
+    return detail::allocate_slow(core_, bytes, align, nullptr, false);
+  }
+
+  // Effects: constructs a T in the arena. Its destructor never runs.
+  // Throws: as allocate(), and whatever T's constructor throws (the bytes are then lost).
+  template <class T, class... A>
+  T* make(A&&... args) {
+    static_assert(!std::is_array_v<T>, "use make_array<T>(n) for arrays");
+    void* p = allocate(sizeof(T), alignof(T));
+    return ::new (p) T(std::forward<A>(args)...);
+  }
+
+  // Effects: n value-initialised T's, contiguous. n == 0 gives an empty span and allocates nothing.
+  // Throws: std::bad_alloc when n * sizeof(T) overflows; otherwise as allocate().
+  template <class T>
+  std::span<T> make_array(std::size_t n) {
+    static_assert(std::is_default_constructible_v<T>, "make_array<T> value-initialises its elements");
+    if (n == 0) return {};
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
+    T* first = static_cast<T*>(allocate(n * sizeof(T), alignof(T)));
+    // Arena bytes are never reused, so they are still the kernel's zero pages: value-initialising
+    // a trivial type needs no store (and touches no page the caller does not touch itself).
+    if constexpr (!std::is_trivially_default_constructible_v<T>) {
+      for (std::size_t i = 0; i < n; ++i) ::new (static_cast<void*>(first + i)) T();
+    }
+    return {first, n};
+  }
+
+  // Effects: copies s into the arena, followed by a NUL so .data() is also a C string.
+  // Throws: as allocate().
+  std::string_view copy(std::string_view s) {
+    char* p = static_cast<char*>(allocate(s.size() + 1, 1));
+    if (!s.empty()) std::memcpy(p, s.data(), s.size());
+    p[s.size()] = '\0';
+    return {p, s.size()};
+  }
+
+  // ----- freezing -----------------------------------------------------------------------------
+
+  // Effects: makes every used byte read-only (the range rounded up to 2 MiB with huge pages, to
+  // the page otherwise) and returns the committed tail beyond it to the kernel. Idempotent.
+  // Afterwards allocate() throws frozen_error and try_allocate() returns nullptr.
+  // Throws: std::system_error if the kernel refuses mprotect (the arena stays unfrozen).
+  void freeze();
+
+  bool frozen() const noexcept;
+
+  // True when p lies in [first byte, bump pointer): memory this arena has handed out.
+  bool contains(const void* p) const noexcept;
+
+  // ----- inspection ---------------------------------------------------------------------------
+
+  arena_stats stats() const;
+  std::string_view name() const noexcept;
+  // The bytes handed out so far: [first byte, bump pointer).
+  std::span<const std::byte> used_bytes() const noexcept;
+  // A std::pmr::memory_resource over this arena (deallocate does nothing). Stays valid when the
+  // arena object is moved; dies with the arena.
+  std::pmr::memory_resource* resource() const noexcept;
+  // A copy of the allocation log (empty unless arena_options::allocation_log).
+  std::vector<allocation_record> allocation_log() const;
+
+  // Checks the arena's internal invariants; aborts with a message when one is broken. For tests.
+  void check_invariants() const;
+
+  // The stable record behind this handle (for allocators and resources that must survive moves).
+  detail::arena_core* core() const noexcept { return core_; }
+
+ private:
+  detail::arena_core* core_;
+};
+
+// True when p lies in the used range of a frozen arena of this process. O(1), lock-free, writes
+// nothing; safe in signal handlers and from any thread.
+inline bool is_frozen(const void* p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const auto& space = detail::g_address_space;
+  const std::uintptr_t offset = a - space.base.load(std::memory_order_relaxed);
+  if (offset >= space.size.load(std::memory_order_relaxed)) return false;
+  return a < space.granules[offset >> detail::granule_shift].frozen_end.load(std::memory_order_acquire);
+}
+
+}  // namespace permafrost
+
+#include "permafrost/frozen_allocator.hpp"

@@ -1,0 +1,57 @@
+// permafrost — a standard allocator over a frozen arena.
+//
+// frozen_allocator<T> lets std::vector, std::basic_string, std::unordered_map ... live wholly in
+// an arena: allocate() bumps, deallocate() does nothing (arena bytes are never reused). Build the
+// container before freeze(); afterwards only read it — any member that writes (even clear() or a
+// lookup that caches) faults on the read-only pages, and growing throws frozen_error.
+//
+// The allocator holds the arena's stable record, not the arena object, so it stays valid when the
+// arena is moved; it must not outlive the arena.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <new>
+#include <type_traits>
+
+#include "permafrost/arena.hpp"
+
+namespace permafrost {
+
+template <class T>
+class frozen_allocator {
+ public:
+  using value_type = T;
+  using propagate_on_container_copy_assignment = std::true_type;
+  using propagate_on_container_move_assignment = std::true_type;
+  using propagate_on_container_swap = std::true_type;
+  using is_always_equal = std::false_type;
+
+  // Effects: an allocator that allocates in `a`.
+  frozen_allocator(arena& a) noexcept : core_(a.core()) {}  // NOLINT: implicit, like pmr
+  explicit frozen_allocator(detail::arena_core* core) noexcept : core_(core) {}
+  template <class U>
+  frozen_allocator(const frozen_allocator<U>& other) noexcept : core_(other.core()) {}
+
+  // Effects: n uninitialised T's in the arena.
+  // Throws: std::bad_array_new_length when n * sizeof(T) overflows; as arena::allocate otherwise.
+  [[nodiscard]] T* allocate(std::size_t n) {
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(detail::allocate(core_, n * sizeof(T), alignof(T)));
+  }
+
+  // Effects: none. Arena memory is released only with the whole arena.
+  void deallocate(T*, std::size_t) noexcept {}
+
+  detail::arena_core* core() const noexcept { return core_; }
+
+  template <class U>
+  friend bool operator==(const frozen_allocator& a, const frozen_allocator<U>& b) noexcept {
+    return a.core() == b.core();
+  }
+
+ private:
+  detail::arena_core* core_;
+};
+
+}  // namespace permafrost

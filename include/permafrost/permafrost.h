@@ -1,0 +1,75 @@
+/* permafrost — the C API of the frozen arena.
+ *
+ * The same contract as include/permafrost/arena.hpp: an arena is a bump allocator over its own
+ * mapping; nothing in it is freed one by one; permafrost_arena_freeze() makes every used byte
+ * read-only, so forked workers share its pages forever.
+ *
+ * Functions that can fail return 0 or an errno value and never abort on bad input:
+ *   EINVAL  a null argument, capacity 0, or an alignment that is not a power of two (or > 256 MiB)
+ *   ENOMEM  capacity exhausted, size + alignment overflows, or no address space for the arena
+ *   EROFS   allocation from a frozen arena
+ *   other   the errno of a failed mprotect in permafrost_arena_freeze (the arena stays unfrozen)
+ * Predicates return 1 or 0. Thread safety is that of the C++ class.
+ */
+#ifndef PERMAFROST_PERMAFROST_H
+#define PERMAFROST_PERMAFROST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct permafrost_arena permafrost_arena;
+
+typedef struct permafrost_arena_options {
+  size_t capacity;  /* virtual bytes reserved; default 64 GiB */
+  const char* name; /* default "permafrost"; copied */
+  int huge_pages;   /* 1 on, 0 off; default on where THP is `madvise` or `always` */
+  int allocation_log; /* 1 keeps an allocation log; default 0 */
+} permafrost_arena_options;
+
+typedef struct permafrost_arena_stats {
+  size_t reserved;
+  size_t committed;
+  size_t used;
+  size_t lost_to_alignment;
+  uint64_t allocations;
+  size_t huge_page_bytes;
+  int frozen;
+} permafrost_arena_stats;
+
+/* Fills *options with the defaults. */
+void permafrost_arena_options_init(permafrost_arena_options* options);
+
+/* Creates an arena. options may be NULL for the defaults. Errors: EINVAL, ENOMEM. */
+int permafrost_arena_create(const permafrost_arena_options* options, permafrost_arena** out);
+
+/* Allocates size bytes aligned to align into *out. Errors: EINVAL, ENOMEM, EROFS; *out is then
+ * set to NULL. */
+int permafrost_arena_allocate(permafrost_arena* arena, size_t size, size_t align, void** out);
+
+/* Makes the used bytes read-only; idempotent. Errors: EINVAL, or the errno of mprotect. */
+int permafrost_arena_freeze(permafrost_arena* arena);
+
+/* 1 when p lies in the bytes the arena has handed out. */
+int permafrost_arena_contains(const permafrost_arena* arena, const void* p);
+
+/* 1 when the arena is frozen. */
+int permafrost_arena_frozen(const permafrost_arena* arena);
+
+/* Errors: EINVAL, or the errno of reading /proc/self/smaps. */
+int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_stats* out);
+
+/* Unmaps the arena; every reader must be done with it. NULL is ignored. */
+void permafrost_arena_destroy(permafrost_arena* arena);
+
+/* 1 when p lies in the used range of a frozen arena of this process. Lock-free, writes nothing. */
+int permafrost_is_frozen(const void* p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PERMAFROST_PERMAFROST_H */

@@ -1,0 +1,472 @@
+// permafrost — the frozen arena: slow path, freeze, statistics, lifetime.
+// The inline fast path and the contract are in include/permafrost/arena.hpp.
+#include "permafrost/arena.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+#include <system_error>
+
+#include "arena_slot.hpp"
+#include "os.hpp"
+
+namespace permafrost {
+namespace detail {
+
+constinit address_space g_address_space{};
+constinit arena_core g_dead_arena{std::numeric_limits<std::uint64_t>::max()};
+constinit thread_local bump_cache t_bump{};
+
+namespace {
+
+// Slots are never destroyed: an arena destroyed by a static destructor after this table would
+// otherwise touch a dead object, and nothing needs tearing down at exit anyway.
+union slot_table {
+  constexpr slot_table() : slots() {}
+  ~slot_table() {}
+  arena_slot slots[max_arenas];
+};
+constinit slot_table g_table;
+
+constinit std::atomic<std::uint64_t> g_next_ticket{1};
+
+// A thread's chunk is at least this big, so the lock is taken once per 64 KiB, not per object.
+constexpr std::size_t chunk_bytes = std::size_t{64} << 10;
+
+constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) {
+  return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
+}
+
+arena_slot* checked_slot(arena_core* core) {
+  PERMAFROST_CHECK(core != &g_dead_arena, "use of a moved-from or destroyed permafrost::arena");
+  return static_cast<arena_slot*>(core);
+}
+
+// Hands the calling thread's chunk back to its arena: the unused tail is returned when nothing
+// was carved after it, and the counts the thread kept are added. The cache is then empty.
+void return_cache(bump_cache& c) noexcept {
+  if (c.owner == nullptr) return;
+  auto* slot = static_cast<arena_slot*>(c.owner);
+  {
+    std::lock_guard lock(slot->mu);
+    if (slot->in_use && slot->identity == c.identity) {
+      if (slot->bump == c.end && !slot->frozen.load(std::memory_order_relaxed)) {
+        slot->bump = c.cur;
+      } else {
+        slot->lost.fetch_add(c.end - c.cur, std::memory_order_relaxed);
+      }
+      slot->allocations.fetch_add(c.count, std::memory_order_relaxed);
+      slot->lost.fetch_add(c.lost, std::memory_order_relaxed);
+    }
+  }
+  c = bump_cache{};
+}
+
+// Returns the thread's chunk when the thread ends, so counts are not lost.
+struct cache_returner {
+  ~cache_returner() { return_cache(t_bump); }
+};
+
+void arm_cache_return() {
+  static thread_local cache_returner returner;
+  (void)returner;
+}
+
+bool cache_is_ours(const bump_cache& c, const arena_slot* slot) noexcept {
+  return c.owner == slot && c.ticket == slot->ticket.load(std::memory_order_relaxed);
+}
+
+// Makes [base, end) accessible, growing geometrically in 2 MiB steps so a large arena needs few
+// mprotect calls. Pre: slot->mu held; end <= round_up(limit, commit_step).
+int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
+  if (end <= slot->committed_end) return 0;
+  const std::uintptr_t ceiling = std::min<std::uintptr_t>(round_up(slot->limit, commit_step),
+                                                          slot->base + slot->reserved);
+  const std::uintptr_t exact = std::min(round_up(end, commit_step), ceiling);
+  const std::size_t grown = slot->committed_end - slot->base;
+  const std::uintptr_t generous =
+      std::min(ceiling, std::max(exact, slot->committed_end + std::min<std::size_t>(grown, 64u << 20)));
+  std::uintptr_t target = generous;
+  auto* from = reinterpret_cast<void*>(slot->committed_end);
+  int err = os::commit(from, target - slot->committed_end);
+  if (err != 0 && generous != exact) {
+    target = exact;
+    err = os::commit(from, target - slot->committed_end);
+  }
+  if (err != 0) return err;
+  if (slot->huge_pages) (void)os::advise_huge_pages(from, target - slot->committed_end);
+  (void)os::name_range(from, target - slot->committed_end, slot->name);  // best effort
+  slot->committed_end = target;
+  return 0;
+}
+
+void* fail(bool throw_on_failure, const arena_slot* slot, int why) {
+  if (!throw_on_failure) return nullptr;
+  switch (why) {
+    case EINVAL:
+      throw std::invalid_argument(
+          "permafrost::arena: alignment must be a power of two no larger than 256 MiB");
+    case EROFS:
+      throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                         "': allocation after freeze()");
+    default:
+      throw std::bad_alloc();
+  }
+}
+
+// The allocation-log path: every allocation under the lock, straight from the shared bump.
+void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, const char* tag,
+                      bool throw_on_failure) {
+  std::unique_lock lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed)) return fail(throw_on_failure, slot, EROFS);
+  const std::uintptr_t p = round_up(slot->bump, align);
+  if (p > slot->limit || bytes > slot->limit - p) return fail(throw_on_failure, slot, ENOMEM);
+  if (ensure_committed(slot, p + bytes) != 0) return fail(throw_on_failure, slot, ENOMEM);
+  try {
+    slot->log.push_back(allocation_record{p - slot->base, bytes, tag});
+  } catch (const std::bad_alloc&) {
+    return fail(throw_on_failure, slot, ENOMEM);
+  }
+  slot->lost.fetch_add(p - slot->bump, std::memory_order_relaxed);
+  slot->allocations.fetch_add(1, std::memory_order_relaxed);
+  slot->bump = p + bytes;
+  return reinterpret_cast<void*>(p);
+}
+
+}  // namespace
+
+arena_slot* slots_begin() noexcept { return g_table.slots; }
+
+std::uint64_t next_ticket() noexcept {
+  return g_next_ticket.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::mutex& registry_mutex() noexcept {
+  static constinit std::mutex mu;
+  return mu;
+}
+
+int ensure_address_space() noexcept {
+  if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
+  // Ask for the most (16 TiB) and halve on refusal: sanitizer runtimes and small VM limits
+  // leave less room. Reserving costs no memory, only address space.
+  int err = ENOMEM;
+  for (std::size_t want = max_granules * granule_size; want >= 4 * granule_size; want /= 2) {
+    void* p = nullptr;
+    err = os::reserve(want, granule_size, &p);
+    if (err == 0) {
+      g_address_space.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
+      g_address_space.size.store(want, std::memory_order_release);
+      return 0;
+    }
+  }
+  return err;
+}
+
+void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, const char* tag,
+                    bool throw_on_failure) {
+  arena_slot* slot = checked_slot(core);
+  if (align == 0 || (align & (align - 1)) != 0 || align > max_alignment)
+    return fail(throw_on_failure, slot, EINVAL);
+  if (bytes == 0) bytes = 1;
+  if (bytes > std::numeric_limits<std::size_t>::max() - (align - 1))
+    return fail(throw_on_failure, slot, ENOMEM);
+  if (slot->frozen.load(std::memory_order_acquire)) return fail(throw_on_failure, slot, EROFS);
+  if (slot->log_allocations) return allocate_logged(slot, bytes, align, tag, throw_on_failure);
+
+  bump_cache& c = t_bump;
+  if (!cache_is_ours(c, slot)) return_cache(c);
+
+  std::unique_lock lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed)) {
+    lock.unlock();
+    return fail(throw_on_failure, slot, EROFS);
+  }
+  const bool ours = cache_is_ours(c, slot);
+  // Extend the thread's chunk in place when nothing was carved after it; else start a new one.
+  const bool extend = ours && c.end == slot->bump;
+  const std::uintptr_t start = extend ? c.cur : slot->bump;
+  const std::uintptr_t p = round_up(start, align);
+  if (p > slot->limit || bytes > slot->limit - p) {
+    lock.unlock();
+    return fail(throw_on_failure, slot, ENOMEM);
+  }
+  const std::uintptr_t need_end = p + bytes;
+  std::uintptr_t chunk_end = std::min(slot->limit, std::max(need_end, slot->bump + chunk_bytes));
+  if (ensure_committed(slot, chunk_end) != 0) {
+    chunk_end = need_end;
+    if (ensure_committed(slot, chunk_end) != 0) {
+      lock.unlock();
+      return fail(throw_on_failure, slot, ENOMEM);
+    }
+  }
+  if (!extend) {
+    if (ours) {
+      slot->lost.fetch_add(c.end - c.cur + c.lost, std::memory_order_relaxed);
+      slot->allocations.fetch_add(c.count, std::memory_order_relaxed);
+    }
+    c = bump_cache{slot->ticket.load(std::memory_order_relaxed), start, chunk_end, 0, 0, slot,
+                   slot->identity};
+  } else {
+    c.end = chunk_end;
+  }
+  slot->bump = chunk_end;
+  lock.unlock();
+  arm_cache_return();
+
+  c.lost += p - c.cur;
+  c.cur = need_end;
+  ++c.count;
+  return reinterpret_cast<void*>(p);
+}
+
+void* arena_memory_resource::do_allocate(std::size_t bytes, std::size_t align) {
+  return detail::allocate(core_, bytes, align);
+}
+
+[[noreturn]] void throw_bad_array_length() { throw std::bad_array_new_length(); }
+
+}  // namespace detail
+
+using detail::arena_slot;
+
+bool huge_pages_available() noexcept {
+  static const bool available = [] {
+    const auto mode = os::transparent_huge_pages();
+    return mode == os::thp_mode::always || mode == os::thp_mode::madvise;
+  }();
+  return available;
+}
+
+arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
+  if (options.capacity == 0)
+    throw std::invalid_argument("permafrost::arena: capacity must be greater than 0");
+  const std::size_t page = os::page_size();
+  if (options.capacity > detail::max_granules * detail::granule_size) throw std::bad_alloc();
+  const std::size_t capacity = detail::round_up(options.capacity, page);
+  const std::size_t granules = (capacity + detail::granule_size - 1) >> detail::granule_shift;
+
+  std::lock_guard registry(detail::registry_mutex());
+  if (detail::ensure_address_space() != 0) throw std::bad_alloc();
+
+  arena_slot* slot = nullptr;
+  for (std::size_t i = 0; i < detail::max_arenas && slot == nullptr; ++i) {
+    if (!detail::slots_begin()[i].in_use) slot = &detail::slots_begin()[i];
+  }
+  if (slot == nullptr) throw std::bad_alloc();
+
+  // First fit over free granules.
+  auto& space = detail::g_address_space;
+  const std::size_t total = space.size.load(std::memory_order_relaxed) >> detail::granule_shift;
+  std::size_t first = 0;
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < total && run < granules; ++i) {
+    if (space.granules[i].owner.load(std::memory_order_relaxed) == nullptr) {
+      if (run++ == 0) first = i;
+    } else {
+      run = 0;
+    }
+  }
+  if (run < granules) throw std::bad_alloc();
+
+  {
+    std::lock_guard lock(slot->mu);
+    slot->in_use = true;
+    slot->base = space.base.load(std::memory_order_relaxed) + (first << detail::granule_shift);
+    slot->reserved = granules << detail::granule_shift;
+    slot->limit = slot->base + capacity;
+    slot->bump = slot->base;
+    slot->committed_end = slot->base;
+    slot->huge_pages = options.huge_pages;
+    slot->log_allocations = options.allocation_log;
+    slot->frozen.store(false, std::memory_order_relaxed);
+    slot->allocations.store(0, std::memory_order_relaxed);
+    slot->lost.store(0, std::memory_order_relaxed);
+    const std::size_t n = std::min(options.name.size(), sizeof slot->name - 1);
+    std::memcpy(slot->name, options.name.data(), n);
+    slot->name[n] = '\0';
+    slot->log.clear();
+    slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
+    slot->identity = detail::next_ticket();
+  }
+  for (std::size_t i = first; i < first + granules; ++i) {
+    space.granules[i].frozen_end.store(0, std::memory_order_relaxed);
+    space.granules[i].owner.store(slot, std::memory_order_release);
+  }
+  core_ = slot;
+}
+
+arena::~arena() {
+  if (core_ == &detail::g_dead_arena) return;
+  auto* slot = static_cast<arena_slot*>(core_);
+  std::lock_guard registry(detail::registry_mutex());
+  std::lock_guard lock(slot->mu);
+  slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
+  auto& space = detail::g_address_space;
+  const std::size_t first =
+      (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
+  const std::size_t count = slot->reserved >> detail::granule_shift;
+  for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
+  // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
+  // granules stay owned by the dead record so they are never handed out with stale pages.
+  const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
+  for (std::size_t i = first; i < first + count; ++i) {
+    space.granules[i].owner.store(err == 0 ? nullptr : &detail::g_dead_arena);
+  }
+  std::vector<allocation_record>().swap(slot->log);
+  slot->in_use = false;
+  if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
+}
+
+arena::arena(arena&& other) noexcept : core_(std::exchange(other.core_, &detail::g_dead_arena)) {}
+
+arena& arena::operator=(arena&& other) noexcept {
+  if (this != &other) {
+    arena doomed(std::move(*this));
+    core_ = std::exchange(other.core_, &detail::g_dead_arena);
+  }
+  return *this;
+}
+
+void arena::freeze() {
+  arena_slot* slot = detail::checked_slot(core_);
+  if (detail::cache_is_ours(detail::t_bump, slot)) detail::return_cache(detail::t_bump);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed)) return;
+  const std::uintptr_t used_end = slot->bump;
+  const std::uintptr_t protect_end =
+      detail::round_up(used_end, slot->huge_pages ? detail::commit_step : os::page_size());
+  PERMAFROST_ASSERT(protect_end <= slot->committed_end || used_end == slot->base);
+  const int err =
+      os::protect_read_only(reinterpret_cast<void*>(slot->base), protect_end - slot->base);
+  if (err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost::arena::freeze: mprotect");
+  if (protect_end < slot->committed_end) {
+    // Nothing will be allocated there again: give the pages back. On failure the tail simply
+    // stays accessible and unused.
+    if (os::decommit(reinterpret_cast<void*>(protect_end), slot->committed_end - protect_end) == 0)
+      slot->committed_end = protect_end;
+  }
+  slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
+  slot->frozen.store(true, std::memory_order_release);
+  auto& space = detail::g_address_space;
+  const std::size_t first =
+      (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
+  const std::size_t count = slot->reserved >> detail::granule_shift;
+  for (std::size_t i = first; i < first + count; ++i)
+    space.granules[i].frozen_end.store(used_end, std::memory_order_release);
+}
+
+bool arena::frozen() const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  return static_cast<const arena_slot*>(core_)->frozen.load(std::memory_order_acquire);
+}
+
+namespace {
+
+// The end of what this arena has handed out, as the calling thread sees it: the bump pointer,
+// less the thread's own unused chunk tail when that tail is the last thing carved.
+std::uintptr_t handed_out_end(const arena_slot* slot) noexcept {
+  const detail::bump_cache& c = detail::t_bump;
+  if (detail::cache_is_ours(c, slot) && c.end == slot->bump) return c.cur;
+  return slot->bump;
+}
+
+}  // namespace
+
+bool arena::contains(const void* p) const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  const auto* slot = static_cast<const arena_slot*>(core_);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::lock_guard lock(slot->mu);
+  return a >= slot->base && a < handed_out_end(slot);
+}
+
+std::span<const std::byte> arena::used_bytes() const noexcept {
+  if (core_ == &detail::g_dead_arena) return {};
+  const auto* slot = static_cast<const arena_slot*>(core_);
+  std::lock_guard lock(slot->mu);
+  return {reinterpret_cast<const std::byte*>(slot->base), handed_out_end(slot) - slot->base};
+}
+
+arena_stats arena::stats() const {
+  const arena_slot* slot = detail::checked_slot(core_);
+  arena_stats s;
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  {
+    std::lock_guard lock(slot->mu);
+    s.reserved = slot->reserved;
+    s.committed = slot->committed_end - slot->base;
+    s.used = handed_out_end(slot) - slot->base;
+    s.allocations = slot->allocations.load(std::memory_order_relaxed);
+    s.lost_to_alignment = slot->lost.load(std::memory_order_relaxed);
+    const detail::bump_cache& c = detail::t_bump;
+    if (detail::cache_is_ours(c, slot)) {
+      s.allocations += c.count;
+      s.lost_to_alignment += c.lost;
+    }
+    s.frozen = slot->frozen.load(std::memory_order_relaxed);
+    begin = slot->base;
+    end = slot->committed_end;
+  }
+  std::uint64_t huge = 0;
+  if (end > begin && os::smaps_field_in_range(0, begin, end, "AnonHugePages", &huge) == 0)
+    s.huge_page_bytes = huge;
+  return s;
+}
+
+std::string_view arena::name() const noexcept {
+  if (core_ == &detail::g_dead_arena) return {};
+  return static_cast<const arena_slot*>(core_)->name;
+}
+
+std::pmr::memory_resource* arena::resource() const noexcept {
+  if (core_ == &detail::g_dead_arena) return nullptr;
+  return &static_cast<arena_slot*>(core_)->resource;
+}
+
+std::vector<allocation_record> arena::allocation_log() const {
+  const arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  return slot->log;
+}
+
+void arena::check_invariants() const {
+  const arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  const auto& space = detail::g_address_space;
+  PERMAFROST_CHECK(slot->in_use, "arena record not in use");
+  PERMAFROST_CHECK(slot->base % detail::granule_size == 0, "arena base not granule-aligned");
+  PERMAFROST_CHECK(slot->base <= slot->bump && slot->bump <= slot->limit,
+                   "bump pointer outside the arena");
+  PERMAFROST_CHECK(slot->limit <= slot->base + slot->reserved, "limit beyond the reservation");
+  PERMAFROST_CHECK(slot->bump <= slot->committed_end || slot->bump == slot->base,
+                   "bump pointer beyond the committed range");
+  PERMAFROST_CHECK(slot->committed_end <= slot->base + slot->reserved,
+                   "committed range beyond the reservation");
+  const std::size_t first =
+      (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
+  const bool frozen = slot->frozen.load(std::memory_order_relaxed);
+  for (std::size_t i = first; i < first + (slot->reserved >> detail::granule_shift); ++i) {
+    PERMAFROST_CHECK(space.granules[i].owner.load() == slot, "granule not owned by its arena");
+    PERMAFROST_CHECK(space.granules[i].frozen_end.load() == (frozen ? slot->bump : 0),
+                     "granule frozen_end disagrees with the arena");
+  }
+  const detail::bump_cache& c = detail::t_bump;
+  if (detail::cache_is_ours(c, slot)) {
+    PERMAFROST_CHECK(!frozen, "a thread cache serves a frozen arena");
+    PERMAFROST_CHECK(slot->base <= c.cur && c.cur <= c.end && c.end <= slot->bump,
+                     "thread chunk outside the carved range");
+  }
+  if (slot->log_allocations) {
+    std::size_t prev_end = 0;
+    for (const auto& r : slot->log) {
+      PERMAFROST_CHECK(r.offset >= prev_end, "allocation log out of order or overlapping");
+      prev_end = r.offset + r.size;
+    }
+    PERMAFROST_CHECK(slot->base + prev_end <= slot->bump, "allocation log beyond the bump pointer");
+  }
+}
+
+}  // namespace permafrost

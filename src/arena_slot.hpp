@@ -1,0 +1,85 @@
+// permafrost — the arena record and the process-wide address space (internal).
+//
+// Every arena's bookkeeping lives in a slot of a static table, outside any arena mapping: the
+// bump pointer, counters, name and allocation log are written freely while the arena's own pages
+// stay untouched after freeze. Slots live as long as the process, so handles (allocators,
+// memory resources, thread caches) that point at them never dangle; a ticket tells stale ones.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <mutex>
+#include <vector>
+
+#include "permafrost/arena.hpp"
+
+namespace permafrost::detail {
+
+inline constexpr std::size_t max_arenas = 1024;
+inline constexpr std::size_t commit_step = std::size_t{2} << 20;  // 2 MiB: one huge page
+
+class arena_slot;
+
+// The memory_resource returned by arena::resource(); one per slot, so it survives moves.
+class arena_memory_resource final : public std::pmr::memory_resource {
+ public:
+  constexpr explicit arena_memory_resource(arena_core* core) noexcept : core_(core) {}
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t align) override;
+  void do_deallocate(void*, std::size_t, std::size_t) noexcept override {}
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+  arena_core* core_;
+};
+
+class arena_slot : public arena_core {
+ public:
+  constexpr arena_slot() noexcept : resource(this) {}
+
+  // Guards everything below except the atomics.
+  mutable std::mutex mu;
+  bool in_use = false;
+  std::uintptr_t base = 0;           // first byte; granule-aligned
+  std::size_t reserved = 0;          // granules * granule_size
+  std::uintptr_t limit = 0;          // base + capacity (page-rounded): allocations end here
+  std::uintptr_t bump = 0;           // next free byte for new chunks
+  std::uintptr_t committed_end = 0;  // [base, committed_end) is accessible
+  bool huge_pages = false;
+  bool log_allocations = false;
+  std::uint64_t identity = 0;        // unique per arena made in this slot; unlike the ticket it
+                                     // survives freeze, so thread counts still land after it
+  std::atomic<bool> frozen{false};
+  std::atomic<std::uint64_t> allocations{0};
+  std::atomic<std::uint64_t> lost{0};
+  char name[48] = {};  // NUL-terminated; read by the write trap, so a fixed array
+  std::vector<allocation_record> log;
+  arena_memory_resource resource;
+};
+
+// The static table of max_arenas slots.
+arena_slot* slots_begin() noexcept;
+
+// The slot whose reserved range holds p (frozen or not), or nullptr. Lock-free, async-signal-safe.
+inline arena_slot* slot_of(const void* p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t offset = a - g_address_space.base.load(std::memory_order_relaxed);
+  if (offset >= g_address_space.size.load(std::memory_order_relaxed)) return nullptr;
+  return static_cast<arena_slot*>(
+      g_address_space.granules[offset >> granule_shift].owner.load(std::memory_order_acquire));
+}
+
+// A fresh ticket, never handed out before in this process (nor in its parent before the fork).
+std::uint64_t next_ticket() noexcept;
+
+// Reserves the process-wide range on first use. Returns 0 or an errno value.
+// Pre: the registry lock is held.
+int ensure_address_space() noexcept;
+
+// The registry lock: guards slot and granule ownership.
+std::mutex& registry_mutex() noexcept;
+
+}  // namespace permafrost::detail

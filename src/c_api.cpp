@@ -1,0 +1,101 @@
+// permafrost — the C API: exceptions turned into errno values at the boundary.
+#include "permafrost/permafrost.h"
+
+#include <cerrno>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+
+#include "permafrost/arena.hpp"
+
+struct permafrost_arena {
+  permafrost::arena impl;
+};
+
+namespace {
+
+template <class F>
+int guarded(F&& f) noexcept {
+  try {
+    f();
+    return 0;
+  } catch (const permafrost::frozen_error&) {
+    return EROFS;
+  } catch (const std::invalid_argument&) {
+    return EINVAL;
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  } catch (const std::system_error& e) {
+    return e.code().value() != 0 ? e.code().value() : EIO;
+  } catch (...) {
+    return EIO;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+void permafrost_arena_options_init(permafrost_arena_options* options) {
+  if (options == nullptr) return;
+  const permafrost::arena_options defaults;
+  options->capacity = defaults.capacity;
+  options->name = nullptr;
+  options->huge_pages = defaults.huge_pages ? 1 : 0;
+  options->allocation_log = 0;
+}
+
+int permafrost_arena_create(const permafrost_arena_options* options, permafrost_arena** out) {
+  if (out == nullptr) return EINVAL;
+  *out = nullptr;
+  return guarded([&] {
+    permafrost::arena_options o;
+    if (options != nullptr) {
+      o.capacity = options->capacity;
+      if (options->name != nullptr) o.name = options->name;
+      o.huge_pages = options->huge_pages != 0;
+      o.allocation_log = options->allocation_log != 0;
+    }
+    *out = new permafrost_arena{permafrost::arena(std::move(o))};
+  });
+}
+
+int permafrost_arena_allocate(permafrost_arena* arena, size_t size, size_t align, void** out) {
+  if (out == nullptr) return EINVAL;
+  *out = nullptr;
+  if (arena == nullptr) return EINVAL;
+  return guarded([&] { *out = arena->impl.allocate(size, align); });
+}
+
+int permafrost_arena_freeze(permafrost_arena* arena) {
+  if (arena == nullptr) return EINVAL;
+  return guarded([&] { arena->impl.freeze(); });
+}
+
+int permafrost_arena_contains(const permafrost_arena* arena, const void* p) {
+  return arena != nullptr && arena->impl.contains(p) ? 1 : 0;
+}
+
+int permafrost_arena_frozen(const permafrost_arena* arena) {
+  return arena != nullptr && arena->impl.frozen() ? 1 : 0;
+}
+
+int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_stats* out) {
+  if (arena == nullptr || out == nullptr) return EINVAL;
+  return guarded([&] {
+    const permafrost::arena_stats s = arena->impl.stats();
+    out->reserved = s.reserved;
+    out->committed = s.committed;
+    out->used = s.used;
+    out->lost_to_alignment = s.lost_to_alignment;
+    out->allocations = s.allocations;
+    out->huge_page_bytes = s.huge_page_bytes;
+    out->frozen = s.frozen ? 1 : 0;
+  });
+}
+
+void permafrost_arena_destroy(permafrost_arena* arena) { delete arena; }
+
+int permafrost_is_frozen(const void* p) { return permafrost::is_frozen(p) ? 1 : 0; }
+
+}  // extern "C"

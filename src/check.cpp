@@ -1,0 +1,43 @@
+// permafrost — the always-on check's failure path.
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+#include "permafrost/detail/check.hpp"
+
+namespace permafrost::detail {
+namespace {
+
+void put(const char* s) noexcept {
+  std::size_t left = std::strlen(s);
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, s, left);
+    if (n <= 0) return;
+    s += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+void check_failed(const char* message, const char* file, int line) noexcept {
+  // Only write(2) and abort(): this may run in a signal handler or with the heap corrupted.
+  char digits[16];
+  int i = sizeof digits - 1;
+  digits[i] = '\0';
+  unsigned value = line > 0 ? static_cast<unsigned>(line) : 0u;
+  do {
+    digits[--i] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0 && i > 0);
+  put("permafrost: ");
+  put(message);
+  put(" (");
+  put(file);
+  put(":");
+  put(digits + i);
+  put(")\n");
+  std::abort();
+}
+
+}  // namespace permafrost::detail

@@ -1,0 +1,168 @@
+// permafrost — the Linux implementation of the OS contract in os.hpp. Nothing else in the
+// library makes system calls on memory or reads /proc.
+#include "os.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+namespace permafrost::os {
+namespace {
+
+int errno_or(int fallback) noexcept { return errno != 0 ? errno : fallback; }
+
+// Opens /proc/<pid>/<what> (pid 0 = self). Returns the fd or -1 with errno set.
+int open_proc(pid_t pid, const char* what) noexcept {
+  char path[64];
+  if (pid == 0) {
+    std::snprintf(path, sizeof path, "/proc/self/%s", what);
+  } else {
+    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
+  }
+  return ::open(path, O_RDONLY | O_CLOEXEC);
+}
+
+}  // namespace
+
+std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+int reserve(std::size_t bytes, std::size_t align, void** out) noexcept {
+  if (bytes == 0 || align == 0 || (align & (align - 1)) != 0) return EINVAL;
+  if (bytes + align < bytes) return ENOMEM;
+  const std::size_t span = bytes + align;
+  void* raw = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return errno_or(ENOMEM);
+  const auto start = reinterpret_cast<std::uintptr_t>(raw);
+  const auto aligned = (start + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
+  if (aligned > start) ::munmap(raw, aligned - start);
+  const std::uintptr_t tail = start + span - (aligned + bytes);
+  if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + bytes), tail);
+  *out = reinterpret_cast<void*>(aligned);
+  return 0;
+}
+
+int release(void* p, std::size_t bytes) noexcept {
+  return ::munmap(p, bytes) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int commit(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  return ::mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0 ? 0 : errno_or(ENOMEM);
+}
+
+int decommit(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  void* r = ::mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+  return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
+}
+
+int protect_read_only(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  return ::mprotect(p, bytes, PROT_READ) == 0 ? 0 : errno_or(ENOMEM);
+}
+
+int advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#ifdef MADV_HUGEPAGE
+  return ::madvise(p, bytes, MADV_HUGEPAGE) == 0 ? 0 : errno_or(EINVAL);
+#else
+  (void)p;
+  (void)bytes;
+  return EINVAL;
+#endif
+}
+
+int name_range(void* p, std::size_t bytes, const char* name) noexcept {
+  return ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
+                 reinterpret_cast<unsigned long>(name)) == 0
+             ? 0
+             : errno_or(EINVAL);
+}
+
+thp_mode transparent_huge_pages() noexcept {
+  const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return thp_mode::unavailable;
+  char buf[128] = {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return thp_mode::unavailable;
+  // The selected mode is the bracketed word: "always [madvise] never".
+  if (std::strstr(buf, "[always]") != nullptr) return thp_mode::always;
+  if (std::strstr(buf, "[madvise]") != nullptr) return thp_mode::madvise;
+  if (std::strstr(buf, "[never]") != nullptr) return thp_mode::never;
+  return thp_mode::unavailable;
+}
+
+int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, const char* field,
+                         std::uint64_t* bytes) noexcept {
+  const int fd = open_proc(pid, "smaps");
+  if (fd < 0) return errno_or(ENOENT);
+  FILE* f = ::fdopen(fd, "r");
+  if (f == nullptr) {
+    const int err = errno_or(ENOMEM);
+    ::close(fd);
+    return err;
+  }
+  const std::size_t field_len = std::strlen(field);
+  std::uint64_t total = 0;
+  bool inside = false;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long lo = 0;
+    unsigned long hi = 0;
+    // A mapping header starts with "lo-hi "; field lines start with a capitalised name.
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && std::strchr(line, '-') < std::strchr(line, ' ')) {
+      inside = lo < end && hi > begin;
+      continue;
+    }
+    if (inside && std::strncmp(line, field, field_len) == 0 && line[field_len] == ':') {
+      unsigned long long kib = 0;
+      if (std::sscanf(line + field_len + 1, "%llu", &kib) == 1) total += kib * 1024ULL;
+    }
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return EIO;
+  *bytes = total;
+  return 0;
+}
+
+int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64_t* out) noexcept {
+  const int fd = open_proc(pid, "pagemap");
+  if (fd < 0) return errno_or(ENOENT);
+  const off_t offset = static_cast<off_t>(begin / page_size() * sizeof(std::uint64_t));
+  std::size_t done = 0;
+  int err = 0;
+  while (done < count) {
+    const ssize_t n = ::pread(fd, reinterpret_cast<char*>(out + done),
+                              (count - done) * sizeof(std::uint64_t),
+                              offset + static_cast<off_t>(done * sizeof(std::uint64_t)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno_or(EIO);
+      break;
+    }
+    if (n == 0) {
+      err = EIO;
+      break;
+    }
+    done += static_cast<std::size_t>(n) / sizeof(std::uint64_t);
+  }
+  ::close(fd);
+  return err;
+}
+
+}  // namespace permafrost::os

@@ -1,0 +1,373 @@
+// The frozen arena: allocation, freeze, containment, sharing after fork, huge pages.
+#include <doctest/doctest.h>
+
+#include <permafrost/arena.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <memory_resource>
+#include <thread>
+#include <vector>
+#include <sys/wait.h>
+
+#include "fork_probe.hpp"
+#include "os.hpp"
+
+using permafrost::arena;
+using permafrost::arena_options;
+
+namespace {
+
+arena_options small(std::size_t capacity = std::size_t{16} << 20, const char* name = "test") {
+  arena_options o;
+  o.capacity = capacity;
+  o.name = name;
+  return o;
+}
+
+bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
+
+bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
+
+}  // namespace
+
+TEST_CASE("every power-of-two alignment from 1 to 4096 is honoured") {
+  arena a(small());
+  for (std::size_t align = 1; align <= 4096; align *= 2) {
+    a.allocate(1, 1);  // knock the bump pointer off any alignment
+    void* p = a.allocate(24, align);
+    CHECK(aligned(p, align));
+    CHECK(a.contains(p));
+  }
+  a.check_invariants();
+}
+
+TEST_CASE("alignments beyond the fast path, up to huge pages, are served exactly") {
+  arena a(small(std::size_t{64} << 20));
+  for (std::size_t align : {std::size_t{8192}, std::size_t{65536}, std::size_t{2} << 20}) {
+    a.allocate(3, 1);
+    void* p = a.allocate(100, align);
+    CHECK(aligned(p, align));
+  }
+  a.check_invariants();
+}
+
+TEST_CASE("size 0 gives distinct non-null pointers") {
+  arena a(small());
+  void* p = a.allocate(0);
+  void* q = a.allocate(0);
+  CHECK(p != nullptr);
+  CHECK(q != nullptr);
+  CHECK(p != q);
+}
+
+TEST_CASE("size + alignment overflow throws bad_alloc and try_allocate returns nullptr") {
+  arena a(small());
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() - 8;
+  CHECK_THROWS_AS(a.allocate(huge, 64), std::bad_alloc);
+  CHECK(a.try_allocate(huge, 64) == nullptr);
+  CHECK(a.try_allocate(std::numeric_limits<std::size_t>::max(), 1) == nullptr);
+  // Nothing was lost: the arena still serves.
+  CHECK(a.allocate(16) != nullptr);
+  a.check_invariants();
+}
+
+TEST_CASE("capacity exhaustion throws bad_alloc and leaves the arena usable") {
+  const std::size_t capacity = std::size_t{1} << 20;
+  arena a(small(capacity));
+  void* all = a.allocate(capacity - 4096, 1);
+  CHECK(all != nullptr);
+  CHECK_THROWS_AS(a.allocate(8192, 1), std::bad_alloc);
+  CHECK(a.try_allocate(8192, 1) == nullptr);
+  void* rest = a.allocate(4096, 1);  // exactly what is left
+  CHECK(static_cast<char*>(rest) == static_cast<char*>(all) + (capacity - 4096));
+  CHECK_THROWS_AS(a.allocate(1, 1), std::bad_alloc);
+  CHECK(a.stats().used == capacity);
+  a.check_invariants();
+}
+
+TEST_CASE("non-power-of-two and oversized alignments are rejected") {
+  arena a(small());
+  CHECK_THROWS_AS(a.allocate(8, 3), std::invalid_argument);
+  CHECK_THROWS_AS(a.allocate(8, 0), std::invalid_argument);
+  CHECK_THROWS_AS(a.allocate(8, 24), std::invalid_argument);
+  CHECK_THROWS_AS(a.allocate(8, std::size_t{1} << 40), std::invalid_argument);
+  CHECK(a.try_allocate(8, 48) == nullptr);
+  CHECK(a.stats().allocations == 0);
+}
+
+TEST_CASE("capacity 0 and capacity beyond the address space are refused") {
+  CHECK_THROWS_AS(arena(small(0)), std::invalid_argument);
+  CHECK_THROWS_AS(arena(small(std::numeric_limits<std::size_t>::max())), std::bad_alloc);
+  CHECK_THROWS_AS(arena(small(std::size_t{1} << 50)), std::bad_alloc);
+}
+
+TEST_CASE("two threads allocating at once get disjoint, aligned blocks") {
+  arena a(small(std::size_t{256} << 20));
+  constexpr int per_thread = 100000;
+  std::vector<std::pair<char*, std::size_t>> blocks[2];
+  auto worker = [&](int id) {
+    blocks[id].reserve(per_thread);
+    for (int i = 0; i < per_thread; ++i) {
+      const std::size_t size = 1 + static_cast<std::size_t>((i * 7 + id) % 200);
+      const std::size_t align = std::size_t{1} << ((i + id) % 7);
+      auto* p = static_cast<char*>(a.allocate(size, align));
+      REQUIRE(aligned(p, align));
+      std::memset(p, id + 1, size);
+      blocks[id].emplace_back(p, size);
+    }
+  };
+  std::thread t0(worker, 0);
+  std::thread t1(worker, 1);
+  t0.join();
+  t1.join();
+  std::vector<std::pair<char*, std::size_t>> all(blocks[0]);
+  all.insert(all.end(), blocks[1].begin(), blocks[1].end());
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 1; i < all.size(); ++i) {
+    REQUIRE(all[i - 1].first + all[i - 1].second <= all[i].first);
+  }
+  // Every block still holds its owner's mark: nobody wrote over anybody.
+  for (int id = 0; id < 2; ++id) {
+    for (const auto& [p, size] : blocks[id]) REQUIRE(p[size - 1] == id + 1);
+  }
+  CHECK(a.stats().allocations == 2 * per_thread);  // both threads ended, so their counts landed
+  a.check_invariants();
+}
+
+TEST_CASE("freeze is idempotent and allocation afterwards throws frozen_error") {
+  arena a(small());
+  const std::string_view s = a.copy("hello");
+  CHECK_FALSE(a.frozen());
+  a.freeze();
+  CHECK(a.frozen());
+  a.freeze();
+  CHECK(a.frozen());
+  CHECK(s == "hello");
+  CHECK_THROWS_AS(a.allocate(8), permafrost::frozen_error);
+  CHECK_THROWS_AS(a.make<int>(1), permafrost::frozen_error);
+  CHECK_THROWS_AS(a.copy("x"), permafrost::frozen_error);
+  CHECK(a.try_allocate(8) == nullptr);
+  CHECK(a.stats().frozen);
+  a.check_invariants();
+}
+
+TEST_CASE("another thread's open chunk is closed by freeze") {
+  arena a(small());
+  std::thread([&] { CHECK(a.allocate(64) != nullptr); }).join();
+  std::atomic<bool> allocated{false};
+  std::atomic<bool> frozen{false};
+  void* after = reinterpret_cast<void*>(1);
+  std::thread t([&] {
+    (void)a.allocate(64);  // opens a chunk with room to spare
+    allocated = true;
+    while (!frozen) std::this_thread::yield();
+    after = a.try_allocate(64);  // the chunk must not serve after freeze
+  });
+  while (!allocated) std::this_thread::yield();
+  a.freeze();
+  frozen = true;
+  t.join();
+  CHECK(after == nullptr);
+  CHECK(a.stats().allocations == 2);
+}
+
+TEST_CASE("a write to frozen memory kills the writer with SIGSEGV") {
+  arena a(small());
+  int* x = a.make<int>(41);
+  a.freeze();
+  const int status = permafrost::test::wait_status_of([&] {
+    *const_cast<volatile int*>(x) = 42;
+  });
+  CHECK(killed_by(status, SIGSEGV));
+  CHECK(*x == 41);
+}
+
+TEST_CASE("contains and is_frozen at the first byte, the last byte and one past the end") {
+  arena a(small());
+  arena other(small());
+  auto* first = static_cast<char*>(a.allocate(100, 1));
+  char* last = first + 99;
+  int on_stack = 0;
+  auto on_heap = std::make_unique<int>(0);
+  void* in_other = other.allocate(8);
+
+  CHECK(a.contains(first));
+  CHECK(a.contains(last));
+  CHECK_FALSE(a.contains(last + 1));
+  CHECK_FALSE(permafrost::is_frozen(first));
+
+  a.freeze();
+  other.freeze();
+  CHECK(permafrost::is_frozen(first));
+  CHECK(permafrost::is_frozen(last));
+  CHECK_FALSE(permafrost::is_frozen(last + 1));
+  CHECK_FALSE(permafrost::is_frozen(first - 1));
+  CHECK(a.contains(first));
+  CHECK(a.contains(last));
+  CHECK_FALSE(a.contains(last + 1));
+  CHECK_FALSE(a.contains(first - 1));
+  CHECK_FALSE(a.contains(&on_stack));
+  CHECK_FALSE(a.contains(on_heap.get()));
+  CHECK_FALSE(a.contains(in_other));
+  CHECK(permafrost::is_frozen(in_other));
+  CHECK_FALSE(permafrost::is_frozen(&on_stack));
+  CHECK_FALSE(permafrost::is_frozen(on_heap.get()));
+  CHECK_FALSE(permafrost::is_frozen(nullptr));
+  CHECK_FALSE(permafrost::is_frozen(reinterpret_cast<void*>(~std::uintptr_t{0})));
+}
+
+TEST_CASE("after freeze, 4 forked readers of every byte copy 0 arena pages") {
+  arena a(small(std::size_t{128} << 20));
+  const std::size_t bytes = std::size_t{32} << 20;
+  auto block = a.make_array<std::uint64_t>(bytes / sizeof(std::uint64_t));
+  for (std::size_t i = 0; i < block.size(); ++i) block[i] = i * 2654435761u;
+  a.freeze();
+  const auto range = a.used_bytes();
+  const auto results = permafrost::test::fork_and_compare(4, range, [&] {
+    std::uint64_t sum = 0;
+    for (std::byte b : range) sum += static_cast<std::uint64_t>(b);
+    // The arena's own bookkeeping is not in the mapping: using it writes no arena page.
+    const auto s = a.stats();
+    const bool ok = a.contains(range.data()) && permafrost::is_frozen(range.data()) &&
+                    a.try_allocate(8) == nullptr && s.frozen && sum != 0;
+    return ok ? 0 : 1;
+  });
+  for (const auto& r : results) {
+    CHECK(r.exit_status == 0);
+    CHECK(r.child_present == r.pages);
+    CHECK(r.copied == 0);
+  }
+}
+
+TEST_CASE("huge pages back the arena after 64 MiB are touched") {
+  if (!permafrost::huge_pages_available()) {
+    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
+    return;
+  }
+  arena_options o = small(std::size_t{256} << 20, "huge");
+  o.huge_pages = true;
+  arena a(o);
+  auto block = a.make_array<char>(std::size_t{64} << 20);
+  std::memset(block.data(), 1, block.size());
+  const auto before = a.stats();
+  CHECK(before.huge_page_bytes > 0);
+  a.freeze();
+  const auto after = a.stats();
+  // The frozen range is rounded to 2 MiB, so freezing splits no huge page.
+  CHECK(after.committed % (std::size_t{2} << 20) == 0);
+  CHECK(after.huge_page_bytes >= before.huge_page_bytes);
+}
+
+TEST_CASE("stats count allocations, used bytes and alignment padding") {
+  arena a(small());
+  auto s0 = a.stats();
+  CHECK(s0.allocations == 0);
+  CHECK(s0.used == 0);
+  CHECK(s0.committed == 0);  // nothing committed up front
+  CHECK(s0.reserved >= std::size_t{16} << 20);
+  a.allocate(1, 1);
+  a.allocate(8, 8);   // 7 bytes of padding
+  a.allocate(3, 1);
+  a.allocate(16, 16);  // 13 bytes of padding (offset 19 -> 32)
+  const auto s = a.stats();
+  CHECK(s.allocations == 4);
+  CHECK(s.used == 48);
+  CHECK(s.lost_to_alignment == 20);
+  CHECK(s.committed >= s.used);
+  CHECK_FALSE(s.frozen);
+}
+
+TEST_CASE("make, make_array and copy construct objects in the arena") {
+  struct point {
+    int x, y;
+    point(int a, int b) : x(a), y(b) {}
+  };
+  arena a(small());
+  point* p = a.make<point>(3, 4);
+  CHECK(p->x == 3);
+  CHECK(a.contains(p));
+  auto zeros = a.make_array<long>(1000);
+  CHECK(std::all_of(zeros.begin(), zeros.end(), [](long v) { return v == 0; }));
+  CHECK(a.make_array<long>(0).empty());
+  CHECK_THROWS_AS(a.make_array<long>(std::numeric_limits<std::size_t>::max() / 2), std::bad_alloc);
+  const std::string_view with_nul("a\0b", 3);
+  const std::string_view c = a.copy(with_nul);
+  CHECK(c == with_nul);
+  CHECK(c.data()[3] == '\0');
+  CHECK(a.contains(c.data()));
+}
+
+TEST_CASE("a moved arena keeps its memory; use of the moved-from one aborts with a message") {
+  arena a(small());
+  int* x = a.make<int>(7);
+  arena b(std::move(a));
+  CHECK(b.contains(x));
+  CHECK_FALSE(a.contains(x));  // NOLINT(bugprone-use-after-move): defined, and the point
+  CHECK(*b.make<int>(8) == 8);
+  const int status = permafrost::test::wait_status_of([&] { (void)a.allocate(8); });
+  CHECK(killed_by(status, SIGABRT));
+}
+
+TEST_CASE("destroying an arena frees its range for the next one and clears is_frozen") {
+  void* old_first = nullptr;
+  {
+    arena a(small());
+    old_first = a.allocate(64);
+    a.freeze();
+    CHECK(permafrost::is_frozen(old_first));
+  }
+  CHECK_FALSE(permafrost::is_frozen(old_first));
+  arena b(small());
+  void* p = b.allocate(64);
+  CHECK(p == old_first);  // first fit reuses the range, and its pages are fresh
+  CHECK(*static_cast<unsigned char*>(p) == 0);
+  b.check_invariants();
+}
+
+TEST_CASE("many arenas live at once, each in its own range") {
+  std::vector<arena> arenas;
+  for (int i = 0; i < 64; ++i) arenas.emplace_back(small(std::size_t{1} << 20));
+  std::vector<void*> firsts;
+  for (auto& a : arenas) firsts.push_back(a.allocate(8));
+  for (std::size_t i = 0; i < arenas.size(); ++i) {
+    for (std::size_t j = 0; j < firsts.size(); ++j) CHECK(arenas[i].contains(firsts[j]) == (i == j));
+  }
+}
+
+TEST_CASE("the allocation log records offset, size and tag outside the mapping") {
+  arena_options o = small();
+  o.allocation_log = true;
+  arena a(o);
+  void* p = a.allocate(10, 1, "config");
+  void* q = a.allocate(100, 64, "table");
+  (void)a.allocate(5);
+  const auto log = a.allocation_log();
+  REQUIRE(log.size() == 3);
+  CHECK(log[0].offset == 0);
+  CHECK(log[0].size == 10);
+  CHECK(std::string_view(log[0].tag) == "config");
+  CHECK(static_cast<char*>(q) - static_cast<char*>(p) == static_cast<std::ptrdiff_t>(log[1].offset));
+  CHECK(log[1].offset % 64 == 0);
+  CHECK(log[2].tag == nullptr);
+  CHECK(a.stats().allocations == 3);
+  a.check_invariants();
+  arena plain(small());
+  (void)plain.allocate(10, 1, "ignored");
+  CHECK(plain.allocation_log().empty());
+}
+
+TEST_CASE("resource() serves pmr containers and survives moving the arena") {
+  arena a(small());
+  std::pmr::memory_resource* r = a.resource();
+  std::pmr::vector<int> v(r);
+  for (int i = 0; i < 1000; ++i) v.push_back(i);
+  CHECK(a.contains(v.data()));
+  arena b(std::move(a));
+  CHECK(b.resource() == r);
+  v.push_back(1000);
+  CHECK(b.contains(v.data()));
+  CHECK(r->is_equal(*b.resource()));
+}

@@ -1,0 +1,99 @@
+// The C API: the core arena cases through permafrost.h, errors as errno values.
+#include <doctest/doctest.h>
+
+#include <permafrost/permafrost.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <limits>
+#include <sys/wait.h>
+
+#include "fork_probe.hpp"
+
+namespace {
+
+permafrost_arena* make(std::size_t capacity) {
+  permafrost_arena_options o;
+  permafrost_arena_options_init(&o);
+  o.capacity = capacity;
+  o.name = "c-api";
+  permafrost_arena* a = nullptr;
+  REQUIRE(permafrost_arena_create(&o, &a) == 0);
+  REQUIRE(a != nullptr);
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("C: allocate honours alignment and freeze makes memory read-only") {
+  permafrost_arena* a = make(1 << 20);
+  for (std::size_t align = 1; align <= 4096; align *= 2) {
+    void* p = nullptr;
+    REQUIRE(permafrost_arena_allocate(a, 10, align, &p) == 0);
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % align == 0);
+    CHECK(permafrost_arena_contains(a, p) == 1);
+  }
+  void* x = nullptr;
+  REQUIRE(permafrost_arena_allocate(a, sizeof(int), alignof(int), &x) == 0);
+  CHECK(permafrost_is_frozen(x) == 0);
+  CHECK(permafrost_arena_freeze(a) == 0);
+  CHECK(permafrost_arena_freeze(a) == 0);
+  CHECK(permafrost_arena_frozen(a) == 1);
+  CHECK(permafrost_is_frozen(x) == 1);
+  const int status = permafrost::test::wait_status_of([&] { *static_cast<volatile int*>(x) = 1; });
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV));
+  permafrost_arena_destroy(a);
+}
+
+TEST_CASE("C: errors are errno values and lose nothing") {
+  permafrost_arena* a = make(1 << 20);
+  void* p = reinterpret_cast<void*>(1);
+  CHECK(permafrost_arena_allocate(a, 8, 3, &p) == EINVAL);
+  CHECK(p == nullptr);
+  CHECK(permafrost_arena_allocate(a, std::numeric_limits<std::size_t>::max(), 8, &p) == ENOMEM);
+  CHECK(permafrost_arena_allocate(a, 2 << 20, 8, &p) == ENOMEM);
+  CHECK(permafrost_arena_allocate(nullptr, 8, 8, &p) == EINVAL);
+  CHECK(permafrost_arena_allocate(a, 8, 8, nullptr) == EINVAL);
+  CHECK(permafrost_arena_allocate(a, 8, 8, &p) == 0);
+  CHECK(permafrost_arena_freeze(a) == 0);
+  CHECK(permafrost_arena_allocate(a, 8, 8, &p) == EROFS);
+  CHECK(permafrost_arena_freeze(nullptr) == EINVAL);
+  permafrost_arena_destroy(a);
+  permafrost_arena_destroy(nullptr);
+
+  permafrost_arena_options o;
+  permafrost_arena_options_init(&o);
+  o.capacity = 0;
+  permafrost_arena* none = reinterpret_cast<permafrost_arena*>(1);
+  CHECK(permafrost_arena_create(&o, &none) == EINVAL);
+  CHECK(none == nullptr);
+  o.capacity = std::numeric_limits<std::size_t>::max();
+  CHECK(permafrost_arena_create(&o, &none) == ENOMEM);
+  CHECK(permafrost_arena_create(&o, nullptr) == EINVAL);
+}
+
+TEST_CASE("C: stats report the arena's counters") {
+  permafrost_arena* a = make(1 << 20);
+  void* p = nullptr;
+  REQUIRE(permafrost_arena_allocate(a, 100, 1, &p) == 0);
+  REQUIRE(permafrost_arena_allocate(a, 28, 1, &p) == 0);
+  permafrost_arena_stats s{};
+  REQUIRE(permafrost_arena_stats_get(a, &s) == 0);
+  CHECK(s.allocations == 2);
+  CHECK(s.used == 128);
+  CHECK(s.frozen == 0);
+  CHECK(s.reserved >= (1u << 20));
+  CHECK(permafrost_arena_stats_get(a, nullptr) == EINVAL);
+  permafrost_arena_destroy(a);
+}
+
+TEST_CASE("C: default options create an arena with nothing committed") {
+  permafrost_arena* a = nullptr;
+  REQUIRE(permafrost_arena_create(nullptr, &a) == 0);
+  permafrost_arena_stats s{};
+  REQUIRE(permafrost_arena_stats_get(a, &s) == 0);
+  CHECK(s.reserved == (std::size_t{64} << 30));
+  CHECK(s.committed == 0);
+  permafrost_arena_destroy(a);
+}
