@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace permafrost::os {
 
@@ -72,5 +73,19 @@ int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, co
 // page-aligned address `begin` (bit 63 present, bit 56 exclusively mapped, bits 0-54 the frame
 // number, zero unless the caller has CAP_SYS_ADMIN). Returns the errno of the failed open/pread.
 int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64_t* out) noexcept;
+
+// One line of /proc/PID/maps.
+struct mapping {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool readable = false;
+  bool writable = false;
+  bool is_private = false;  // 'p' (copy-on-write) rather than 's' (shared)
+  std::string path;         // the file, "[heap]", "[stack]", ... or empty for anonymous memory
+};
+
+// Lists the mappings of `pid` (0 = self) in address order. Allocates (reads a file, fills *out).
+// Returns the errno of the failed open or read; *out is then left empty.
+int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept;
 
 }  // namespace permafrost::os

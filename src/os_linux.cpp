@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <utility>
 
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
@@ -162,6 +163,47 @@ int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64
     done += static_cast<std::size_t>(n) / sizeof(std::uint64_t);
   }
   ::close(fd);
+  return err;
+}
+
+int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
+  out->clear();
+  const int fd = open_proc(pid, "maps");
+  if (fd < 0) return errno_or(ENOENT);
+  FILE* f = ::fdopen(fd, "r");
+  if (f == nullptr) {
+    const int err = errno_or(ENOMEM);
+    ::close(fd);
+    return err;
+  }
+  int err = 0;
+  char line[4096];
+  try {
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long lo = 0;
+      unsigned long hi = 0;
+      char perms[8] = {};
+      int path_at = 0;
+      // "lo-hi perms offset dev inode   path"
+      if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3) continue;
+      mapping m;
+      m.begin = lo;
+      m.end = hi;
+      m.readable = perms[0] == 'r';
+      m.writable = perms[1] == 'w';
+      m.is_private = perms[3] == 'p';
+      if (path_at > 0) {
+        m.path = line + path_at;
+        while (!m.path.empty() && (m.path.back() == '\n' || m.path.back() == ' ')) m.path.pop_back();
+      }
+      out->push_back(std::move(m));
+    }
+    if (std::ferror(f) != 0) err = EIO;
+  } catch (...) {
+    err = ENOMEM;
+  }
+  std::fclose(f);
+  if (err != 0) out->clear();
   return err;
 }
 
