@@ -305,6 +305,11 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
   if (align <= alignof(std::max_align_t)) {
     return heap != nullptr ? mi_heap_malloc(heap, bytes) : mi_malloc(bytes);
   }
+  // mimalloc 2.0.9 returns misaligned small blocks for some size/alignment pairs (its fast path
+  // compares against the small-size limit in bytes, not words: microsoft/mimalloc#700, fixed
+  // later). Requests above that limit take the correct general path.
+  constexpr std::size_t small_size_max = 1024;
+  if (bytes <= small_size_max) bytes = small_size_max + 1;
   return heap != nullptr ? mi_heap_malloc_aligned(heap, bytes, align) : mi_malloc_aligned(bytes, align);
 }
 

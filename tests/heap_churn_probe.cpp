@@ -3,7 +3,9 @@
 // a quarter of it, forks; the child churns --churn MiB through plain malloc/free (in --threads
 // threads it starts, or on its main thread) and checks the parent's blocks; the parent then
 // counts the pages the child copied out of everything it inherited. Prints one line:
-//   dirtied_pages=N stack_pages=N inherited_pages=N churn_ns=N exit=N
+//   dirtied_pages=N stack_pages=N inherited_pages=N churn_ns=N exit=N parent_dirtied_pages=N
+// With --parent-churn MiB the parent churns too after the fork, and parent_dirtied_pages counts the
+// pages the parent copied itself (the PERMAFROST_FREEZE_AT_FORK=1 promise).
 // Used by test_heap (the glibc collapse) and by bench/heap_churn.
 #include <chrono>
 #include <cstdio>
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   const std::size_t heap_mib = arg(argc, argv, "--heap", 64);
   const std::size_t churn_mib = arg(argc, argv, "--churn", 50);
   const std::size_t threads = arg(argc, argv, "--threads", 0);
+  const std::size_t parent_churn_mib = arg(argc, argv, "--parent-churn", 0);
   auto alloc = [](std::size_t n) { return std::malloc(n); };
   auto release = [](void* p) { std::free(p); };
 
@@ -67,12 +70,15 @@ int main(int argc, char** argv) {
     if (::write(times[1], &v, sizeof v) != sizeof v) return 4;
     if (sum == 0) return 5;
     return parent_heap_intact(blocks, sizes) ? 0 : 6;
+  }, [&] {
+    if (parent_churn_mib != 0 && churn(parent_churn_mib << 20, 13, alloc, release) == 0) std::abort();
   });
   long long churn_ns = -1;
   if (::read(times[0], &churn_ns, sizeof churn_ns) != sizeof churn_ns) churn_ns = -1;
-  std::printf("dirtied_pages=%zu stack_pages=%zu inherited_pages=%zu churn_ns=%lld exit=%d\n",
+  std::printf("dirtied_pages=%zu stack_pages=%zu inherited_pages=%zu churn_ns=%lld exit=%d "
+              "parent_dirtied_pages=%zu\n",
               result.dirtied.pages, result.dirtied.stack_pages, result.dirtied.inherited, churn_ns,
-              result.exit_status);
+              result.exit_status, result.parent_dirtied.pages);
   if (std::getenv("HEAP_PROBE_VERBOSE") != nullptr) std::fputs(result.dirtied.summary().c_str(), stdout);
   return result.exit_status == 0 ? 0 : 1;
 }

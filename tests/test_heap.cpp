@@ -18,6 +18,7 @@
 #include "fork_probe.hpp"
 #include "heap_probe.hpp"
 #include "permafrost/fork.hpp"
+#include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
 
 using namespace permafrost;
@@ -192,6 +193,17 @@ TEST_CASE("process_heap and process_allocator serve this generation's arena") {
   std::free(p);
 }
 
+TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.9 bug #700)") {
+  for (std::size_t align = 32; align <= 8192; align *= 2) {
+    for (std::size_t n = 1; n <= 2048; n += (n < 64 ? 1 : 61)) {
+      void* p = process_heap()->allocate(n, align);
+      REQUIRE(reinterpret_cast<std::uintptr_t>(p) % align == 0);
+      std::memset(p, 0xab, n);
+      process_heap()->deallocate(p, n, align);
+    }
+  }
+}
+
 TEST_CASE("permafrost::fork renews the child and returns its pid") {
   const auto parent_generation = process_heap_stats().generation;
   const pid_t pid = permafrost::fork();
@@ -243,6 +255,14 @@ TEST_CASE("200 forks while two threads allocate: no hang, results intact") {
   for (auto& w : workers) w.join();
   CHECK(failed == 0);
   CHECK(bad.load() == 0);
+}
+
+TEST_CASE("freeze_scope refuses to run when the malloc library is not the program's malloc") {
+  CHECK_FALSE(malloc_library_active());
+  arena_options o;
+  o.capacity = std::size_t{1} << 30;
+  arena a(o);
+  CHECK_THROWS_AS(freeze_scope{a}, std::logic_error);
 }
 
 TEST_CASE("freeing a pointer that is not the heap's aborts with a message") {

@@ -123,7 +123,8 @@ inherited_dirtied compare_inherited(pid_t child, const inherited_snapshot& befor
   return result;
 }
 
-measured_child fork_and_measure(const std::function<int()>& work) {
+measured_child fork_and_measure(const std::function<int()>& work,
+                                const std::function<void()>& parent_work) {
   int ready[2];
   int go[2];
   if (::pipe(ready) != 0) throw std::runtime_error("pipe failed");
@@ -146,6 +147,10 @@ measured_child fork_and_measure(const std::function<int()>& work) {
   ::close(go[0]);
   (void)read_byte(ready[0]);
   measured_child result;
+  if (parent_work) {
+    parent_work();
+    result.parent_dirtied = compare_inherited(0, before);
+  }
   result.dirtied = compare_inherited(pid, before);
   write_byte(go[1], 'x');
   while (::waitpid(pid, &result.exit_status, 0) < 0 && errno == EINTR) {

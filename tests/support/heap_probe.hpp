@@ -52,12 +52,16 @@ inherited_snapshot snapshot_inherited();
 inherited_dirtied compare_inherited(pid_t child, const inherited_snapshot& before);
 
 struct measured_child {
-  inherited_dirtied dirtied;
-  int exit_status = 0;  // the child's wait status
+  inherited_dirtied dirtied;         // the child's copies
+  inherited_dirtied parent_dirtied;  // the parent's own copies, when parent_work was given
+  int exit_status = 0;               // the child's wait status
 };
 
 // Forks with plain fork(); the child runs `work` (non-zero or an exception fails it) and waits;
-// the parent compares all it inherited, then lets the child exit and reaps it.
-measured_child fork_and_measure(const std::function<int()>& work);
+// the parent compares all it inherited, then lets the child exit and reaps it. With parent_work,
+// the parent runs it once the child is done and also counts the pages it copied itself (pages it
+// wrote that the child still shared).
+measured_child fork_and_measure(const std::function<int()>& work,
+                                const std::function<void()>& parent_work = {});
 
 }  // namespace permafrost::test
