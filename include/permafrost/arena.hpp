@@ -299,6 +299,13 @@ class arena {
     return {p, s.size()};
   }
 
+  // Effects: makes the next `bytes` bytes after what has been handed out writable and backed
+  // now, in one system call per 64 MiB (MADV_POPULATE_WRITE, huge pages where enabled), so the
+  // allocations that fill them take no page fault. For loaders that know their size: faulting
+  // page by page costs a trap per page. Clamped to the capacity.
+  // Throws: frozen_error after freeze(); std::system_error if the kernel refuses the memory.
+  void prefault(std::size_t bytes);
+
   // ----- freezing -----------------------------------------------------------------------------
 
   // Effects: makes every used byte read-only (the range rounded up to 2 MiB with huge pages, to
