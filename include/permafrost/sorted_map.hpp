@@ -81,7 +81,7 @@ class sorted_map {
     }
     // find() returns a pointer (nullptr when absent); end() equals nullptr.
     friend bool operator==(const const_iterator& a, const value_type* e) noexcept {
-      return a.i_ == a.map_->size_ ? e == nullptr : &*a == e;
+      return a.i_ == a.map_->size() ? e == nullptr : &*a == e;
     }
 
    private:
