@@ -286,6 +286,8 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     std::memcpy(slot->name, options.name.data(), n);
     slot->name[n] = '\0';
     slot->log.clear();
+    slot->run_freeze_checks = options.freeze_checks;
+    slot->freeze_checks.clear();
     slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
     slot->identity = detail::next_ticket();
   }
@@ -314,6 +316,7 @@ arena::~arena() {
     space.granules[i].owner.store(err == 0 ? nullptr : &detail::g_dead_arena);
   }
   std::vector<allocation_record>().swap(slot->log);
+  std::vector<std::pair<freeze_check_fn, const void*>>().swap(slot->freeze_checks);
   slot->in_use = false;
   if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
 }
@@ -330,6 +333,20 @@ arena& arena::operator=(arena&& other) noexcept {
 
 void arena::freeze() {
   arena_slot* slot = detail::checked_slot(core_);
+  if (slot->run_freeze_checks && !slot->frozen.load(std::memory_order_acquire)) {
+    // Copied out and run unlocked: the checks call contains(), which takes the lock.
+    std::vector<std::pair<freeze_check_fn, const void*>> checks;
+    {
+      std::lock_guard lock(slot->mu);
+      checks = slot->freeze_checks;
+    }
+    for (const auto& [check, object] : checks) {
+      std::string why = check(object, *this);
+      if (!why.empty())
+        throw freeze_check_error(std::string("permafrost::arena '") + slot->name +
+                                 "': freeze check failed: " + why);
+    }
+  }
   if (detail::cache_is_ours(detail::t_bump, slot)) detail::return_cache(detail::t_bump);
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed)) return;
@@ -355,6 +372,20 @@ void arena::freeze() {
   const std::size_t count = slot->reserved >> detail::granule_shift;
   for (std::size_t i = first; i < first + count; ++i)
     space.granules[i].frozen_end.store(used_end, std::memory_order_release);
+}
+
+void arena::add_freeze_check(freeze_check_fn check, const void* object) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': add_freeze_check after freeze()");
+  if (slot->run_freeze_checks) slot->freeze_checks.emplace_back(check, object);
+}
+
+bool arena::freeze_checks_enabled() const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  return static_cast<const arena_slot*>(core_)->run_freeze_checks;
 }
 
 bool arena::frozen() const noexcept {
