@@ -50,6 +50,31 @@ bool frames_visible() {
   return (entries.at(0) & frame_mask) != 0;
 }
 
+sharing compare_pages(pid_t pid, std::span<const std::byte> range) {
+  const bool frames = frames_visible();
+  const auto mine = pagemap(0, range.data(), range.size());
+  sharing s;
+  s.pages = mine.size();
+  std::vector<std::uint64_t> theirs;
+  try {
+    theirs = pagemap(pid, range.data(), range.size());
+  } catch (...) {
+    theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
+  }
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    const bool in_parent = (mine[i] & present_bit) != 0;
+    const bool in_child = (theirs[i] & present_bit) != 0;
+    s.parent_present += in_parent;
+    s.child_present += in_child;
+    if (frames) {
+      s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
+    } else {
+      s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
+    }
+  }
+  return s;
+}
+
 std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> range,
                                       const std::function<int()>& work) {
   int ready[2];
@@ -74,31 +99,8 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   }
   for (int i = 0; i < children; ++i) (void)read_byte(ready[0]);
 
-  const bool frames = frames_visible();
-  const auto mine = pagemap(0, range.data(), range.size());
   std::vector<sharing> result;
-  for (pid_t pid : pids) {
-    sharing s;
-    s.pages = mine.size();
-    std::vector<std::uint64_t> theirs;
-    try {
-      theirs = pagemap(pid, range.data(), range.size());
-    } catch (...) {
-      theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
-    }
-    for (std::size_t i = 0; i < mine.size(); ++i) {
-      const bool in_parent = (mine[i] & present_bit) != 0;
-      const bool in_child = (theirs[i] & present_bit) != 0;
-      s.parent_present += in_parent;
-      s.child_present += in_child;
-      if (frames) {
-        s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
-      } else {
-        s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
-      }
-    }
-    result.push_back(s);
-  }
+  for (pid_t pid : pids) result.push_back(compare_pages(pid, range));
   for (int i = 0; i < children; ++i) write_byte(go[1], 'x');
   for (std::size_t i = 0; i < pids.size(); ++i) {
     int status = 0;
@@ -132,6 +134,40 @@ int wait_status_of(const std::function<void()>& work) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return status;
+}
+
+child_output run_capturing_stderr(const std::function<void()>& work) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], STDERR_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    struct sigaction quiet {};
+    quiet.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &quiet, nullptr);
+    try {
+      work();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  child_output result;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    result.stderr_text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  while (::waitpid(pid, &result.status, 0) < 0 && errno == EINTR) {
+  }
+  return result;
 }
 
 }  // namespace permafrost::test
