@@ -104,6 +104,7 @@ int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
   if (err != 0) return err;
   if (slot->huge_pages) (void)os::advise_huge_pages(from, target - slot->committed_end);
   (void)os::name_range(from, target - slot->committed_end, slot->name);  // best effort
+  asan_poison(from, target - slot->committed_end);  // unpoisoned allocation by allocation
   slot->committed_end = target;
   return 0;
 }
@@ -142,6 +143,7 @@ void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, co
   slot->lost.fetch_add(p - slot->bump, std::memory_order_relaxed);
   slot->allocations.fetch_add(1, std::memory_order_relaxed);
   slot->bump = p + bytes;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -230,6 +232,7 @@ void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, cons
   c.lost += p - c.cur;
   c.cur = need_end;
   ++c.count;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -331,6 +334,7 @@ arena::~arena() {
         (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
     const std::size_t count = slot->reserved >> detail::granule_shift;
     for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
+    detail::asan_poison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
     // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
     // granules stay owned by the dead record so they are never handed out with stale pages.
     const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
@@ -395,6 +399,9 @@ void arena::freeze() {
         slot->committed_end = protect_end;
     }
   }
+  // used_bytes() promises the whole used range is readable (padding and abandoned chunk tails
+  // included, all zero): tell ASan so, now that nothing more can be allocated.
+  detail::asan_unpoison(reinterpret_cast<void*>(slot->base), used_end - slot->base);
   if (slot->populate)  // best effort: a failure costs page faults later, nothing else
     (void)os::populate_read(reinterpret_cast<void*>(slot->base),
                             detail::round_up(used_end, os::page_size()) - slot->base);

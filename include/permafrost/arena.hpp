@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "permafrost/detail/asan.hpp"
 #include "permafrost/detail/check.hpp"
 
 namespace permafrost {
@@ -228,6 +229,7 @@ inline void* try_bump(arena_core* core, std::size_t bytes, std::size_t align) no
       c.lost += p - c.cur;
       c.cur = p + bytes;
       ++c.count;
+      asan_unpoison(reinterpret_cast<void*>(p), bytes);
       return reinterpret_cast<void*>(p);
     }
   }
