@@ -104,6 +104,7 @@ int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
   if (err != 0) return err;
   if (slot->huge_pages) (void)os::advise_huge_pages(from, target - slot->committed_end);
   (void)os::name_range(from, target - slot->committed_end, slot->name);  // best effort
+  asan_poison(from, target - slot->committed_end);  // unpoisoned allocation by allocation
   slot->committed_end = target;
   return 0;
 }
@@ -142,6 +143,7 @@ void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, co
   slot->lost.fetch_add(p - slot->bump, std::memory_order_relaxed);
   slot->allocations.fetch_add(1, std::memory_order_relaxed);
   slot->bump = p + bytes;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -230,6 +232,7 @@ void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, cons
   c.lost += p - c.cur;
   c.cur = need_end;
   ++c.count;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -301,6 +304,8 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     std::memcpy(slot->name, options.name.data(), n);
     slot->name[n] = '\0';
     slot->log.clear();
+    slot->run_freeze_checks = options.freeze_checks;
+    slot->freeze_checks.clear();
     slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
     slot->identity = detail::next_ticket();
     slot->fd = file.release();
@@ -329,6 +334,7 @@ arena::~arena() {
         (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
     const std::size_t count = slot->reserved >> detail::granule_shift;
     for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
+    detail::asan_poison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
     // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
     // granules stay owned by the dead record so they are never handed out with stale pages.
     const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
@@ -338,6 +344,7 @@ arena::~arena() {
   }
   detail::release_backing(slot);
   std::vector<allocation_record>().swap(slot->log);
+  std::vector<std::pair<freeze_check_fn, const void*>>().swap(slot->freeze_checks);
   slot->in_use = false;
   if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
 }
@@ -354,6 +361,20 @@ arena& arena::operator=(arena&& other) noexcept {
 
 void arena::freeze() {
   arena_slot* slot = detail::checked_slot(core_);
+  if (slot->run_freeze_checks && !slot->frozen.load(std::memory_order_acquire)) {
+    // Copied out and run unlocked: the checks call contains(), which takes the lock.
+    std::vector<std::pair<freeze_check_fn, const void*>> checks;
+    {
+      std::lock_guard lock(slot->mu);
+      checks = slot->freeze_checks;
+    }
+    for (const auto& [check, object] : checks) {
+      std::string why = check(object, *this);
+      if (!why.empty())
+        throw freeze_check_error(std::string("permafrost::arena '") + slot->name +
+                                 "': freeze check failed: " + why);
+    }
+  }
   if (detail::cache_is_ours(detail::t_bump, slot)) detail::return_cache(detail::t_bump);
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed)) return;
@@ -378,6 +399,9 @@ void arena::freeze() {
         slot->committed_end = protect_end;
     }
   }
+  // used_bytes() promises the whole used range is readable (padding and abandoned chunk tails
+  // included, all zero): tell ASan so, now that nothing more can be allocated.
+  detail::asan_unpoison(reinterpret_cast<void*>(slot->base), used_end - slot->base);
   if (slot->populate)  // best effort: a failure costs page faults later, nothing else
     (void)os::populate_read(reinterpret_cast<void*>(slot->base),
                             detail::round_up(used_end, os::page_size()) - slot->base);
@@ -414,6 +438,20 @@ void arena::prefault(std::size_t bytes) {
   }
   if (err != 0)
     throw std::system_error(err, std::generic_category(), "permafrost::arena::prefault");
+}
+
+void arena::add_freeze_check(freeze_check_fn check, const void* object) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': add_freeze_check after freeze()");
+  if (slot->run_freeze_checks) slot->freeze_checks.emplace_back(check, object);
+}
+
+bool arena::freeze_checks_enabled() const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  return static_cast<const arena_slot*>(core_)->run_freeze_checks;
 }
 
 bool arena::frozen() const noexcept {

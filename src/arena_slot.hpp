@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory_resource>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "permafrost/arena.hpp"
@@ -64,6 +65,9 @@ class arena_slot : public arena_core {
   char name[48] = {};  // NUL-terminated; read by the write trap, so a fixed array
   std::vector<allocation_record> log;
   arena_memory_resource resource;
+  // Freeze checks (arena_options::freeze_checks): run by freeze() before mprotect.
+  bool run_freeze_checks = false;
+  std::vector<std::pair<freeze_check_fn, const void*>> freeze_checks;
 };
 
 // The static table of max_arenas slots.

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace permafrost::os {
 
@@ -131,5 +132,15 @@ int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, co
 // page-aligned address `begin` (bit 63 present, bit 56 exclusively mapped, bits 0-54 the frame
 // number, zero unless the caller has CAP_SYS_ADMIN). Returns the errno of the failed open/pread.
 int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64_t* out) noexcept;
+
+// Reads the whole of /proc/<pid>/<what> (pid 0 = self; `what` may name a nested file such as
+// "task/12/children") into *out. Allocates. Returns the errno of the failed open or read: ENOENT
+// or ESRCH for a vanished process, EACCES/EPERM without permission, ENOENT for a file this kernel
+// lacks (smaps_rollup before 4.14). An empty file reads as an empty string.
+int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept;
+
+// Appends the id of every process visible in /proc to *out. Allocates. Returns the errno of the
+// failed opendir/readdir.
+int list_processes(std::vector<pid_t>* out) noexcept;
 
 }  // namespace permafrost::os

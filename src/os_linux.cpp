@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -290,6 +291,56 @@ int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64
     done += static_cast<std::size_t>(n) / sizeof(std::uint64_t);
   }
   ::close(fd);
+  return err;
+}
+
+int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept {
+  char path[96];
+  if (pid == 0) {
+    std::snprintf(path, sizeof path, "/proc/self/%s", what);
+  } else {
+    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
+  }
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_or(ENOENT);
+  int err = 0;
+  try {
+    out->clear();
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno_or(EIO);
+        break;
+      }
+      if (n == 0) break;
+      out->append(buf, static_cast<std::size_t>(n));
+    }
+  } catch (...) {
+    err = ENOMEM;
+  }
+  ::close(fd);
+  return err;
+}
+
+int list_processes(std::vector<pid_t>* out) noexcept {
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return errno_or(ENOENT);
+  int err = 0;
+  try {
+    errno = 0;
+    while (const dirent* e = ::readdir(dir)) {
+      char* end = nullptr;
+      const long pid = std::strtol(e->d_name, &end, 10);
+      if (end != e->d_name && *end == '\0' && pid > 0) out->push_back(static_cast<pid_t>(pid));
+      errno = 0;
+    }
+    if (errno != 0) err = errno;
+  } catch (...) {
+    err = ENOMEM;
+  }
+  ::closedir(dir);
   return err;
 }
 

@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "permafrost/detail/asan.hpp"
 #include "permafrost/detail/check.hpp"
 
 namespace permafrost {
@@ -47,6 +48,20 @@ class frozen_error : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
+
+// Thrown by freeze() when a registered freeze check fails (see arena::add_freeze_check); the arena
+// is then left unfrozen and unchanged.
+class freeze_check_error : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+class arena;
+
+// A freeze check: inspects `object` (which lives in `a`) and returns an empty string when it is
+// sound, or a description of what is wrong (e.g. a pointer that escapes the arena). Must not
+// allocate in `a`.
+using freeze_check_fn = std::string (*)(const void* object, const arena& a);
 
 // =============================================================================================
 // Options and statistics
@@ -87,6 +102,15 @@ struct arena_options {
   // Keep a log of every allocation (offset, size, tag) outside the mapping, for sharing audits
   // and write-trap reports. Off by default: with it on, every allocation takes the locked path.
   bool allocation_log = false;
+
+  // Run the checks registered with add_freeze_check() (frozen containers register one each, which
+  // verifies that they point only inside the arena) in freeze(). Off, registrations are dropped
+  // and cost nothing. Default: on in builds without NDEBUG.
+#ifdef NDEBUG
+  bool freeze_checks = false;
+#else
+  bool freeze_checks = true;
+#endif
 
   // Backing memory; see `backing`.
   permafrost::backing backing = permafrost::backing::anonymous;
@@ -205,6 +229,7 @@ inline void* try_bump(arena_core* core, std::size_t bytes, std::size_t align) no
       c.lost += p - c.cur;
       c.cur = p + bytes;
       ++c.count;
+      asan_unpoison(reinterpret_cast<void*>(p), bytes);
       return reinterpret_cast<void*>(p);
     }
   }
@@ -311,8 +336,17 @@ class arena {
   // Effects: makes every used byte read-only (the range rounded up to 2 MiB with huge pages, to
   // the page otherwise) and returns the committed tail beyond it to the kernel. Idempotent.
   // Afterwards allocate() throws frozen_error and try_allocate() returns nullptr.
-  // Throws: std::system_error if the kernel refuses mprotect (the arena stays unfrozen).
+  // Throws: std::system_error if the kernel refuses mprotect (the arena stays unfrozen);
+  // freeze_check_error if a registered freeze check fails (the arena stays unfrozen).
   void freeze();
+
+  // Effects: when arena_options::freeze_checks is on, freeze() will call check(object, *this)
+  // before protecting the arena; otherwise nothing. `object` must live as long as the arena.
+  // Throws: std::bad_alloc; frozen_error after freeze().
+  void add_freeze_check(freeze_check_fn check, const void* object);
+
+  // True when this arena runs freeze checks (arena_options::freeze_checks).
+  bool freeze_checks_enabled() const noexcept;
 
   bool frozen() const noexcept;
 
