@@ -50,6 +50,31 @@ bool frames_visible() {
   return (entries.at(0) & frame_mask) != 0;
 }
 
+sharing compare_with(pid_t pid, std::span<const std::byte> range) {
+  const bool frames = frames_visible();
+  const auto mine = pagemap(0, range.data(), range.size());
+  sharing s;
+  s.pages = mine.size();
+  std::vector<std::uint64_t> theirs;
+  try {
+    theirs = pagemap(pid, range.data(), range.size());
+  } catch (...) {
+    theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
+  }
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    const bool in_parent = (mine[i] & present_bit) != 0;
+    const bool in_child = (theirs[i] & present_bit) != 0;
+    s.parent_present += in_parent;
+    s.child_present += in_child;
+    if (frames) {
+      s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
+    } else {
+      s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
+    }
+  }
+  return s;
+}
+
 std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> range,
                                       const std::function<int()>& work) {
   int ready[2];
@@ -74,31 +99,8 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   }
   for (int i = 0; i < children; ++i) (void)read_byte(ready[0]);
 
-  const bool frames = frames_visible();
-  const auto mine = pagemap(0, range.data(), range.size());
   std::vector<sharing> result;
-  for (pid_t pid : pids) {
-    sharing s;
-    s.pages = mine.size();
-    std::vector<std::uint64_t> theirs;
-    try {
-      theirs = pagemap(pid, range.data(), range.size());
-    } catch (...) {
-      theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
-    }
-    for (std::size_t i = 0; i < mine.size(); ++i) {
-      const bool in_parent = (mine[i] & present_bit) != 0;
-      const bool in_child = (theirs[i] & present_bit) != 0;
-      s.parent_present += in_parent;
-      s.child_present += in_child;
-      if (frames) {
-        s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
-      } else {
-        s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
-      }
-    }
-    result.push_back(s);
-  }
+  for (pid_t pid : pids) result.push_back(compare_with(pid, range));
   for (int i = 0; i < children; ++i) write_byte(go[1], 'x');
   for (std::size_t i = 0; i < pids.size(); ++i) {
     int status = 0;

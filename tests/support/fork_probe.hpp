@@ -29,6 +29,10 @@ bool frames_visible();
 std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> range,
                                       const std::function<int()>& work);
 
+// Compares `range` in the live process `pid` (a child of the caller) with the caller's own view,
+// page by page, as fork_and_compare does. For long-lived workers (servers, examples).
+sharing compare_with(pid_t pid, std::span<const std::byte> range);
+
 // Runs `work` in a forked child and returns the wait status (for tests that expect a crash).
 int wait_status_of(const std::function<void()>& work);
 
