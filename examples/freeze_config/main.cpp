@@ -4,7 +4,7 @@
 // arena (permafrost/json.hpp: objects become sorted_maps, arrays arrays, strings interned), the
 // parse tree is dropped, the arena frozen. Each worker then walks the whole document and looks up
 // a few settings; while the workers are alive the parent compares their page frames with its own
-// (/proc/PID/pagemap): every arena page a worker read must still be the parent's frame.
+// (permafrost::sharing_audit, /proc/PID/pagemap): every arena page a worker read must still be the parent's frame.
 //
 // Usage: freeze_config [CONFIG.json] [--generate N] [--workers W]
 //   CONFIG.json   default: config.json next to this source
@@ -12,15 +12,19 @@
 // Exit status 0 when every worker read the right values and copied 0 arena pages.
 #include <permafrost/arena.hpp>
 #include <permafrost/json.hpp>
+#include <permafrost/memstat.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 
-#include <sys/wait.h>
+#include <cerrno>
+#include <functional>
+#include <vector>
 
-#include "fork_probe.hpp"
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -38,6 +42,50 @@ void walk(const permafrost::frozen_json& v, std::size_t& values, std::size_t& st
 }
 
 const char* const backends[] = {"web", "api", "cdn", "search", "auth"};
+
+struct worker_result {
+  int status = 0;  // wait status
+  permafrost::sharing_report sharing;
+};
+
+// Forks `n` workers that run `work` and wait; once all have worked, audits each live worker's view
+// of `range` against ours (permafrost::sharing_audit reads /proc/PID/pagemap), then lets them exit.
+std::vector<worker_result> fork_and_audit(int n, std::span<const std::byte> range,
+                                          const std::function<int()>& work) {
+  int ready[2], go[2];
+  if (::pipe(ready) != 0 || ::pipe(go) != 0) throw std::runtime_error("pipe failed");
+  std::vector<pid_t> pids;
+  for (int i = 0; i < n; ++i) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      int rc = 3;
+      try {
+        rc = work();
+      } catch (...) {
+      }
+      char c = 'x';
+      (void)!::write(ready[1], &c, 1);
+      (void)!::read(go[0], &c, 1);
+      ::_exit(rc);
+    }
+    pids.push_back(pid);
+  }
+  for (int i = 0; i < n; ++i) {
+    char c;
+    while (::read(ready[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  std::vector<worker_result> results(pids.size());
+  for (std::size_t i = 0; i < pids.size(); ++i) results[i].sharing = permafrost::sharing_audit(pids[i], 0, range);
+  const std::vector<char> release(pids.size(), 'x');
+  (void)!::write(go[1], release.data(), release.size());
+  for (std::size_t i = 0; i < pids.size(); ++i)
+    while (::waitpid(pids[i], &results[i].status, 0) < 0 && errno == EINTR) {
+    }
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+  return results;
+}
 
 }  // namespace
 
@@ -95,7 +143,7 @@ int main(int argc, char** argv) {
 
   // 3. Fork the workers; each reads everything and checks what it reads.
   const auto range = arena.used_bytes();
-  const auto results = permafrost::test::fork_and_compare(workers, range, [&] {
+  const auto results = fork_and_audit(workers, range, [&] {
     std::size_t v = 0, sb = 0;
     walk(config, v, sb);
     const auto& server = config["server"];
@@ -112,11 +160,12 @@ int main(int argc, char** argv) {
               "copied");
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    const bool ok = WIFEXITED(r.exit_status) && WEXITSTATUS(r.exit_status) == 0;
-    std::printf("%-8zu %-6s %11zu %13zu %12zu\n", i + 1, ok ? "ok" : "FAILED", r.pages,
-                r.child_present, r.copied);
-    all_good = all_good && ok && r.copied == 0 && r.child_present > 0;
+    const bool ok = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
+    std::printf("%-8zu %-6s %11zu %13zu %12zu\n", i + 1, ok ? "ok" : "FAILED", r.sharing.pages,
+                r.sharing.child_present, r.sharing.copied);
+    all_good = all_good && ok && r.sharing.copied == 0 && r.sharing.child_present > 0;
   }
+  if (!results.empty()) std::printf("(%s)\n", results[0].sharing.method.c_str());
   std::printf("%s: %d workers read the frozen config; arena pages copied: %s\n",
               all_good ? "PASS" : "FAIL", workers, all_good ? "0" : "see above");
   return all_good ? 0 : 1;

@@ -4,7 +4,7 @@
 // hash_maps and sorted_maps, freezes the arena, forks 4 workers that answer queries on a Unix
 // socket, then acts as the client: sends queries of every kind, checks each answer against its
 // own copy of the source data, and finally compares the workers' page frames with its own
-// (/proc/PID/pagemap) to show that serving copied no arena page.
+// (permafrost::sharing_audit over /proc/PID/pagemap) to show that serving copied no arena page.
 //
 // Protocol, one line per query and per answer:
 //   W <word>     -> "1 <line number>" | "0"              (hash_map<string, uint32>)
@@ -16,6 +16,7 @@
 //   defaults: 1,000,000 rows, /usr/share/dict/words, 4 workers, 40,000 queries
 // Exit status 0 when every answer was right and no worker copied an arena page.
 #include <permafrost/containers.hpp>
+#include <permafrost/memstat.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -35,8 +36,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "fork_probe.hpp"
 
 namespace {
 
@@ -316,12 +315,15 @@ int main(int argc, char** argv) {
   // ----- sharing: compare the live workers' frames with ours, then stop them -------------------
   const auto range = arena.used_bytes();
   bool shared = true;
+  std::string method;
   std::printf("%-8s %11s %13s %8s\n", "worker", "arena pages", "read (present)", "copied");
   for (std::size_t w = 0; w < pids.size(); ++w) {
-    const auto s = permafrost::test::compare_with(pids[w], range);
+    const auto s = permafrost::sharing_audit(pids[w], 0, range);
     std::printf("%-8zu %11zu %13zu %8zu\n", w + 1, s.pages, s.child_present, s.copied);
     shared = shared && s.copied == 0 && s.child_present > 0;
+    method = s.method;
   }
+  std::printf("(%s)\n", method.c_str());
   for (int fd : conns) ::close(fd);
   for (pid_t pid : pids) ::kill(pid, SIGTERM);
   bool workers_ok = true;
