@@ -27,6 +27,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -130,6 +131,59 @@ struct key_anode_eq {
 using arena_hset = bi::unordered_set<arena_hnode, bi::hash<arena_hnode_hash>, bi::equal<arena_hnode_eq>,
                                      bi::store_hash<true>, bi::constant_time_size<true>>;
 
+permafrost::arena_options arena_opts(const char* name) {
+  permafrost::arena_options o;
+  o.capacity = std::size_t{8} << 30;
+  o.name = name;
+  return o;
+}
+
+// A standard container filled by emplace and looked up with find(const std::string&).
+template <class Map>
+peer std_peer(const char* name, const std::vector<std::string>& keys) {
+  auto m = std::make_shared<std::unique_ptr<Map>>();
+  return peer{name,
+      [m, &keys] {
+        const std::size_t before = heap_in_use();
+        *m = std::make_unique<Map>();
+        for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
+        return heap_in_use() - before;
+      },
+      [m](const std::vector<std::string>& qs) {
+        std::uint64_t s = 0;
+        for (const auto& q : qs) s += (*m)->find(q)->second;
+        return s;
+      },
+      [m] { m->reset(); }, 0, 0, {}};
+}
+
+// A permafrost container built in its own arena, frozen, looked up with find(std::string_view).
+template <class Builder>
+peer frozen_peer(const char* name, const std::vector<std::string>& keys,
+                 const std::vector<std::string_view>& queries) {
+  using map_type = std::remove_cvref_t<decltype(std::declval<Builder&>().finish())>;
+  struct state {
+    std::unique_ptr<permafrost::arena> arena;
+    const map_type* map = nullptr;
+  };
+  auto st = std::make_shared<state>();
+  return peer{name,
+      [st, &keys, name] {
+        st->arena = std::make_unique<permafrost::arena>(arena_opts(name));
+        Builder b{*st->arena};
+        for (std::size_t i = 0; i < keys.size(); ++i) b.insert(keys[i], i);
+        st->map = &b.finish();
+        st->arena->freeze();
+        return st->arena->stats().used;
+      },
+      [st, &queries](const std::vector<std::string>&) {
+        std::uint64_t s = 0;
+        for (std::string_view q : queries) s += st->map->find(q)->value();
+        return s;
+      },
+      [st] { st->arena.reset(); }, 0, 0, {}};
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -141,12 +195,7 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
   std::shuffle(queries.begin(), queries.end(), std::mt19937_64(7));
   std::vector<std::string_view> query_views(queries.begin(), queries.end());
 
-  std::unique_ptr<permafrost::arena> pf_arena, pfs_arena, bia_arena;
-  const permafrost::hash_map<permafrost::string, std::uint64_t>* pf = nullptr;
-  const permafrost::sorted_map<permafrost::string, std::uint64_t>* pfs = nullptr;
-  std::unique_ptr<std::unordered_map<std::string, std::uint64_t>> um;
-  std::unique_ptr<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>> um2;
-  std::unique_ptr<std::map<std::string, std::uint64_t>> sm;
+  std::unique_ptr<permafrost::arena> bia_arena;
   std::vector<heap_hnode*> hh_nodes;
   std::unique_ptr<std::vector<heap_hset::bucket_type>> hh_buckets;
   std::unique_ptr<heap_hset> hh;
@@ -154,56 +203,13 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
   std::unique_ptr<heap_tset> ht;
   const arena_hset* ba = nullptr;
 
-  auto arena_opts = [](const char* name) {
-    permafrost::arena_options o;
-    o.capacity = std::size_t{8} << 30;
-    o.name = name;
-    return o;
-  };
-
   std::vector<peer> peers;
   auto add = [&](peer p) { peers.push_back(std::move(p)); };
-  add(peer{"permafrost::hash_map",
-      [&] {
-        pf_arena = std::make_unique<permafrost::arena>(arena_opts("bench-hash"));
-        permafrost::hash_map_builder<permafrost::string, std::uint64_t> b{*pf_arena};
-        for (std::size_t i = 0; i < n; ++i) b.insert(keys[i], i);
-        pf = &b.finish();
-        pf_arena->freeze();
-        return pf_arena->stats().used;
-      },
-      [&](const std::vector<std::string>&) {
-        std::uint64_t s = 0;
-        for (std::string_view q : query_views) s += pf->find(q)->value();
-        return s;
-      },
-      [&] { pf_arena.reset(); }, 0, 0, {}});
-  add(peer{"std::unordered_map<std::string>",
-      [&] {
-        const std::size_t before = heap_in_use();
-        um = std::make_unique<std::unordered_map<std::string, std::uint64_t>>();
-        for (std::size_t i = 0; i < n; ++i) um->emplace(keys[i], i);
-        return heap_in_use() - before;
-      },
-      [&](const std::vector<std::string>& qs) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) s += um->find(q)->second;
-        return s;
-      },
-      [&] { um.reset(); }, 0, 0, {}});
-  add(peer{"std::unordered_map, permafrost hash",
-      [&] {
-        const std::size_t before = heap_in_use();
-        um2 = std::make_unique<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>();
-        for (std::size_t i = 0; i < n; ++i) um2->emplace(keys[i], i);
-        return heap_in_use() - before;
-      },
-      [&](const std::vector<std::string>& qs) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) s += um2->find(q)->second;
-        return s;
-      },
-      [&] { um2.reset(); }, 0, 0, {}});
+  add(frozen_peer<permafrost::hash_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::hash_map", keys, query_views));
+  add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>", keys));
+  add(std_peer<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>(
+      "std::unordered_map, permafrost hash", keys));
   add(peer{"Boost.Intrusive unordered_set, heap",
       [&] {
         const std::size_t before = heap_in_use();
@@ -253,34 +259,9 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         return s;
       },
       [&] { bia_arena.reset(); }, 0, 0, {}});
-  add(peer{"permafrost::sorted_map",
-      [&] {
-        pfs_arena = std::make_unique<permafrost::arena>(arena_opts("bench-sorted"));
-        permafrost::sorted_map_builder<permafrost::string, std::uint64_t> b{*pfs_arena};
-        for (std::size_t i = 0; i < n; ++i) b.insert(keys[i], i);
-        pfs = &b.finish();
-        pfs_arena->freeze();
-        return pfs_arena->stats().used;
-      },
-      [&](const std::vector<std::string>&) {
-        std::uint64_t s = 0;
-        for (std::string_view q : query_views) s += pfs->find(q)->value();
-        return s;
-      },
-      [&] { pfs_arena.reset(); }, 0, 0, {}});
-  add(peer{"std::map<std::string>",
-      [&] {
-        const std::size_t before = heap_in_use();
-        sm = std::make_unique<std::map<std::string, std::uint64_t>>();
-        for (std::size_t i = 0; i < n; ++i) sm->emplace(keys[i], i);
-        return heap_in_use() - before;
-      },
-      [&](const std::vector<std::string>& qs) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) s += sm->find(q)->second;
-        return s;
-      },
-      [&] { sm.reset(); }, 0, 0, {}});
+  add(frozen_peer<permafrost::sorted_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::sorted_map", keys, query_views));
+  add(std_peer<std::map<std::string, std::uint64_t>>("std::map<std::string>", keys));
   add(peer{"Boost.Intrusive set (rbtree), heap",
       [&] {
         const std::size_t before = heap_in_use();
