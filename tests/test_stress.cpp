@@ -205,7 +205,8 @@ TEST_CASE("capacity exhaustion from 4 threads at once: each gets bad_alloc, noth
   for (int t = 0; t < threads; ++t) {
     CHECK(got_bad_alloc[t] == 1);
     CHECK(try_null[t] == 1);
-    CHECK(!blocks[t].empty());
+    // A thread may find the arena full on its first try (another took the rest): no check that
+    // each thread got something, only that each was refused cleanly at the end.
     for (const auto& b : blocks[t]) {
       bytes += b.size;
       all.push_back(b);
