@@ -9,13 +9,10 @@
 #include <unistd.h>
 
 #include "os.hpp"
+#include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
 namespace {
-
-constexpr std::uint64_t present_bit = std::uint64_t{1} << 63;
-constexpr std::uint64_t exclusive_bit = std::uint64_t{1} << 56;
-constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
 
 void write_byte(int fd, char c) {
   while (::write(fd, &c, 1) < 0 && errno == EINTR) {
@@ -44,33 +41,22 @@ std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t byt
   return entries;
 }
 
-bool frames_visible() {
-  static int probe = 0;
-  const auto entries = pagemap(0, &probe, sizeof probe);
-  return (entries.at(0) & frame_mask) != 0;
-}
+bool frames_visible() { return pagemap_frames_visible(); }
 
 sharing compare_pages(pid_t pid, std::span<const std::byte> range) {
-  const bool frames = frames_visible();
-  const auto mine = pagemap(0, range.data(), range.size());
   sharing s;
-  s.pages = mine.size();
-  std::vector<std::uint64_t> theirs;
   try {
-    theirs = pagemap(pid, range.data(), range.size());
-  } catch (...) {
-    theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
-  }
-  for (std::size_t i = 0; i < mine.size(); ++i) {
-    const bool in_parent = (mine[i] & present_bit) != 0;
-    const bool in_child = (theirs[i] & present_bit) != 0;
-    s.parent_present += in_parent;
-    s.child_present += in_child;
-    if (frames) {
-      s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
-    } else {
-      s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
-    }
+    const sharing_report r = sharing_audit(pid, 0, range);
+    s.pages = r.pages;
+    s.parent_present = r.parent_present;
+    s.child_present = r.child_present;
+    s.copied = r.copied;
+  } catch (const proc_error&) {
+    // The child died before we looked; its exit status says why.
+    const std::size_t page = os::page_size();
+    const auto lo = reinterpret_cast<std::uintptr_t>(range.data()) & ~(page - 1);
+    const auto hi = reinterpret_cast<std::uintptr_t>(range.data()) + range.size();
+    s.pages = range.empty() ? 0 : (hi - lo + page - 1) / page;
   }
   return s;
 }

@@ -1,5 +1,6 @@
 // Test support: fork children, let them work, then compare their page frames with the parent's
-// through /proc/PID/pagemap while they are still alive. Real kernel state, no mocks.
+// through /proc/PID/pagemap while they are still alive. Real kernel state, no mocks. The
+// comparison itself is permafrost::sharing_audit (memstat.hpp); this file only runs the children.
 #pragma once
 
 #include <cstddef>
@@ -17,8 +18,9 @@ struct sharing {
   std::size_t pages = 0;         // pages in the range
   std::size_t parent_present = 0;  // present in the parent
   std::size_t child_present = 0;   // present in the child
-  std::size_t copied = 0;  // present in both, on different frames (copy-on-write copies); without
-                           // root: present in the child and exclusively mapped there
+  std::size_t copied = 0;  // copy-on-write copies, as permafrost::sharing_audit counts them:
+                           // present in both on different frames (without root: present in both
+                           // and exclusively mapped in the child)
   int exit_status = 0;     // the child's wait status
 };
 
