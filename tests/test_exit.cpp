@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include <permafrost/arena.hpp>
+#include <permafrost/containers.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -53,8 +54,10 @@ using fmap = std::unordered_map<fstring, fvector, fhash, std::equal_to<fstring>,
                                 frozen_allocator<std::pair<const fstring, fvector>>>;
 
 struct frozen_data {
-  fmap* map = nullptr;
+  fmap* map = nullptr;          // std::unordered_map over frozen_allocator, never destroyed
   fvector* numbers = nullptr;
+  const permafrost::hash_map<permafrost::string, std::uint64_t>* index = nullptr;
+  const permafrost::sorted_map<permafrost::string, std::uint64_t>* ordered = nullptr;
 };
 
 frozen_data build(arena& a, int entries) {
@@ -69,6 +72,15 @@ frozen_data build(arena& a, int entries) {
   }
   d.numbers = a.make<fvector>(alloc);
   for (int i = 0; i < 100000; ++i) d.numbers->push_back(static_cast<std::uint64_t>(i) * 3);
+  permafrost::hash_map_builder<permafrost::string, std::uint64_t> hb(a);
+  permafrost::sorted_map_builder<permafrost::string, std::uint64_t> sb(a);
+  for (int i = 0; i < entries; ++i) {
+    const std::string key = "entry-" + std::to_string(i);
+    hb.insert(key, static_cast<std::uint64_t>(i));
+    sb.insert(key, static_cast<std::uint64_t>(i) * 2);
+  }
+  d.index = &hb.finish();
+  d.ordered = &sb.finish();
   return d;
 }
 
@@ -79,6 +91,8 @@ std::uint64_t checksum(const frozen_data& d) {
     for (auto x : v) sum += x;
   }
   for (auto x : *d.numbers) sum += x;
+  for (const auto& e : *d.index) sum += e.value() + e.key().size();
+  for (const auto& e : *d.ordered) sum += e.value();
   return sum;
 }
 
