@@ -415,6 +415,20 @@ void arena::freeze() {
     space.granules[i].frozen_end.store(used_end, std::memory_order_release);
 }
 
+void arena::add_freeze_check(freeze_check_fn check, const void* object) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': add_freeze_check after freeze()");
+  if (slot->run_freeze_checks) slot->freeze_checks.emplace_back(check, object);
+}
+
+bool arena::freeze_checks_enabled() const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  return static_cast<const arena_slot*>(core_)->run_freeze_checks;
+}
+
 void arena::prefault(std::size_t bytes) {
   arena_slot* slot = detail::checked_slot(core_);
   std::lock_guard lock(slot->mu);
@@ -438,20 +452,6 @@ void arena::prefault(std::size_t bytes) {
   }
   if (err != 0)
     throw std::system_error(err, std::generic_category(), "permafrost::arena::prefault");
-}
-
-void arena::add_freeze_check(freeze_check_fn check, const void* object) {
-  arena_slot* slot = detail::checked_slot(core_);
-  std::lock_guard lock(slot->mu);
-  if (slot->frozen.load(std::memory_order_relaxed))
-    throw frozen_error(std::string("permafrost::arena '") + slot->name +
-                       "': add_freeze_check after freeze()");
-  if (slot->run_freeze_checks) slot->freeze_checks.emplace_back(check, object);
-}
-
-bool arena::freeze_checks_enabled() const noexcept {
-  if (core_ == &detail::g_dead_arena) return false;
-  return static_cast<const arena_slot*>(core_)->run_freeze_checks;
 }
 
 bool arena::frozen() const noexcept {
