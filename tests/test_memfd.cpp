@@ -64,6 +64,15 @@ attach_error::reason attach_failure(int fd) {
   return attach_error::reason::system;
 }
 
+// An 8 KiB memfd that is not a permafrost arena, sealed like a frozen one.
+int sealed_memfd(const char* name) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 8192) == 0);
+  REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  return fd;
+}
+
 // Spawns the attach helper (not a fork: a fresh program), sends it fd and the range to read.
 permafrost::test::attach_reply attach_in_spawned_process(int fd, const void* p, std::size_t n) {
   int sv[2];
@@ -258,18 +267,12 @@ TEST_CASE("attach refuses an unsealed arena, a foreign memfd, a non-memfd and a 
   fill(unfrozen, 10);
   CHECK(attach_failure(unfrozen.fd()) == attach_error::reason::unsealed);
 
-  const int foreign = ::memfd_create("someone-else", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  REQUIRE(foreign >= 0);
-  REQUIRE(::ftruncate(foreign, 8192) == 0);
-  REQUIRE(::fcntl(foreign, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  const int foreign = sealed_memfd("someone-else");
   CHECK(attach_failure(foreign) == attach_error::reason::foreign);
   ::close(foreign);
 
   // Named like an arena, sealed, but no trailer: what a truncated arena looks like.
-  const int impostor = ::memfd_create("permafrost:impostor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  REQUIRE(impostor >= 0);
-  REQUIRE(::ftruncate(impostor, 8192) == 0);
-  REQUIRE(::fcntl(impostor, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  const int impostor = sealed_memfd("permafrost:impostor");
   CHECK(attach_failure(impostor) == attach_error::reason::truncated);
   ::close(impostor);
 
