@@ -287,3 +287,54 @@ TEST_CASE("attach refuses an unsealed arena, a foreign memfd, a non-memfd and a 
   live.freeze();
   CHECK(attach_failure(live.fd()) == attach_error::reason::address_taken);
 }
+
+namespace {
+
+// VmPTE (KiB) of a child right after fork, before it touches anything.
+long child_vmpte_kib() {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    long kib = -1;
+    char buf[4096];
+    const int fd = ::open("/proc/self/status", O_RDONLY);
+    const ssize_t n = fd >= 0 ? ::read(fd, buf, sizeof buf - 1) : -1;
+    if (n > 0) {
+      buf[n] = '\0';
+      if (const char* line = std::strstr(buf, "VmPTE:")) kib = std::atol(line + 6);
+    }
+    (void)!::write(fds[1], &kib, sizeof kib);
+    ::_exit(0);
+  }
+  long kib = -1;
+  (void)!::read(fds[0], &kib, sizeof kib);
+  ::waitpid(pid, nullptr, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return kib;
+}
+
+long vmpte_with_frozen_arena(permafrost::backing b) {
+  arena_options o = memfd_options("vmpte", std::size_t{256} << 20);
+  o.backing = b;
+  o.huge_pages = false;
+  arena a(o);
+  auto bytes = a.make_array<char>(std::size_t{128} << 20);
+  for (std::size_t i = 0; i < bytes.size(); i += 4096) bytes[i] = 1;  // every page present
+  a.freeze();
+  return child_vmpte_kib();
+}
+
+}  // namespace
+
+TEST_CASE("fork copies no page table of a frozen memfd arena (child VmPTE), unlike 4 KiB anonymous") {
+  const long none = child_vmpte_kib();
+  const long anonymous = vmpte_with_frozen_arena(permafrost::backing::anonymous);
+  const long memfd = vmpte_with_frozen_arena(permafrost::backing::memfd);
+  MESSAGE("child VmPTE KiB right after fork: no arena " << none << ", 128 MiB anonymous 4 KiB "
+                                                        << anonymous << ", 128 MiB memfd " << memfd);
+  CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
+  CHECK(memfd <= none + 16);
+}
