@@ -338,3 +338,20 @@ TEST_CASE("fork copies no page table of a frozen memfd arena (child VmPTE), unli
   CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
   CHECK(memfd <= none + 16);
 }
+
+TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") {
+  int fd = -1;
+  {
+    arena a(memfd_options("empty"));
+    a.freeze();
+    CHECK(a.stats().used == 0);
+    CHECK(((::fcntl(a.fd(), F_GET_SEALS) & F_SEAL_GROW) != 0));
+    fd = ::fcntl(a.fd(), F_DUPFD_CLOEXEC, 0);
+  }
+  arena b = arena::attach(fd);
+  ::close(fd);
+  CHECK(b.frozen());
+  CHECK(b.used_bytes().empty());
+  CHECK(b.name() == "empty");
+  b.check_invariants();
+}
