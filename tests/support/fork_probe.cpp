@@ -43,6 +43,24 @@ std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t byt
 
 bool frames_visible() { return pagemap_frames_visible(); }
 
+sharing compare_pages(pid_t pid, std::span<const std::byte> range) {
+  sharing s;
+  try {
+    const sharing_report r = sharing_audit(pid, 0, range);
+    s.pages = r.pages;
+    s.parent_present = r.parent_present;
+    s.child_present = r.child_present;
+    s.copied = r.copied;
+  } catch (const proc_error&) {
+    // The child died before we looked; its exit status says why.
+    const std::size_t page = os::page_size();
+    const auto lo = reinterpret_cast<std::uintptr_t>(range.data()) & ~(page - 1);
+    const auto hi = reinterpret_cast<std::uintptr_t>(range.data()) + range.size();
+    s.pages = range.empty() ? 0 : (hi - lo + page - 1) / page;
+  }
+  return s;
+}
+
 std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> range,
                                       const std::function<int()>& work) {
   int ready[2];
@@ -68,23 +86,7 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   for (int i = 0; i < children; ++i) (void)read_byte(ready[0]);
 
   std::vector<sharing> result;
-  for (pid_t pid : pids) {
-    sharing s;
-    try {
-      const sharing_report r = sharing_audit(pid, 0, range);
-      s.pages = r.pages;
-      s.parent_present = r.parent_present;
-      s.child_present = r.child_present;
-      s.copied = r.copied;
-    } catch (const proc_error&) {
-      // The child died before we looked; its exit status says why.
-      const std::size_t page = os::page_size();
-      const auto lo = reinterpret_cast<std::uintptr_t>(range.data()) & ~(page - 1);
-      const auto hi = reinterpret_cast<std::uintptr_t>(range.data()) + range.size();
-      s.pages = range.empty() ? 0 : (hi - lo + page - 1) / page;
-    }
-    result.push_back(s);
-  }
+  for (pid_t pid : pids) result.push_back(compare_pages(pid, range));
   for (int i = 0; i < children; ++i) write_byte(go[1], 'x');
   for (std::size_t i = 0; i < pids.size(); ++i) {
     int status = 0;
@@ -118,6 +120,40 @@ int wait_status_of(const std::function<void()>& work) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return status;
+}
+
+child_output run_capturing_stderr(const std::function<void()>& work) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], STDERR_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    struct sigaction quiet {};
+    quiet.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &quiet, nullptr);
+    try {
+      work();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  child_output result;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    result.stderr_text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  while (::waitpid(pid, &result.status, 0) < 0 && errno == EINTR) {
+  }
+  return result;
 }
 
 }  // namespace permafrost::test
