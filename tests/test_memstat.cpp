@@ -323,3 +323,27 @@ TEST_CASE("permafrost-stat exits 2 with a message for a bad pid") {
   CHECK(rc3 == 2);
   CHECK(out3.find("usage") != std::string::npos);
 }
+
+TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {
+  arena_options o;
+  o.backing = backing::memfd;
+  o.name = "stat-test";
+  o.capacity = 64 * MiB;
+  arena a(o);
+  auto bytes = a.make_array<char>(4 * MiB);
+  std::memset(bytes.data(), 5, bytes.size());
+  a.freeze();
+  // Freezing a memfd arena maps it afresh: its pages are in this process's RSS once read again.
+  unsigned sum = 0;
+  for (std::size_t i = 0; i < bytes.size(); i += 4096) sum += static_cast<unsigned char>(bytes[i]);
+  REQUIRE(sum == 5 * (bytes.size() / 4096));
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("memfd:permafrost:stat-test") != std::string::npos);
+  const auto [jrc, json] = run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
+  CHECK(jrc == 0);
+  const auto at = json.find("memfd:permafrost:stat-test");
+  REQUIRE(at != std::string::npos);
+  CHECK(json_number(json, at, "rss") >= 4 * MiB);
+}
