@@ -49,6 +49,48 @@ unsigned long long json_number(const std::string& json, std::size_t from, const 
   return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
 }
 
+// A forked child that runs `work` (returns true on success), then stays alive until the test has
+// looked at it: release() (or destruction) lets it exit and reaps it.
+class held_child {
+ public:
+  template <class Work>
+  explicit held_child(Work work) {
+    REQUIRE(::pipe(ready_) == 0);
+    REQUIRE(::pipe(go_) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const bool ok = work();
+      char c = ok ? 'k' : 'f';
+      (void)!::write(ready_[1], &c, 1);
+      (void)!::read(go_[0], &c, 1);
+      ::_exit(ok ? 0 : 1);
+    }
+    char c = 0;
+    REQUIRE(::read(ready_[0], &c, 1) == 1);
+    ok_ = c == 'k';
+  }
+  ~held_child() { (void)release(); }
+  pid_t pid() const { return pid_; }
+  bool worked() const { return ok_; }
+  // Returns the child's wait status.
+  int release() {
+    if (pid_ <= 0) return status_;
+    (void)!::write(go_[1], "x", 1);
+    ::waitpid(pid_, &status_, 0);
+    for (int fd : {ready_[0], ready_[1], go_[0], go_[1]}) ::close(fd);
+    pid_ = 0;
+    return status_;
+  }
+
+ private:
+  int ready_[2];
+  int go_[2];
+  pid_t pid_ = 0;
+  int status_ = 0;
+  bool ok_ = false;
+};
+
 // Forks a child that touches `bytes` of its own memory, forks `grandchildren` that read it, and
 // keeps all of them alive until release() (or destruction).
 class forked_tree {
@@ -133,27 +175,15 @@ TEST_CASE("after fork, a 64 MiB range both processes map has its pss halved") {
   const memory_usage alone = range_memory(0, block.get(), block.get() + n);
   REQUIRE(alone.pss >= n);
 
-  int ready[2], go[2];
-  REQUIRE(::pipe(ready) == 0);
-  REQUIRE(::pipe(go) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  held_child child([&] {
     unsigned sum = 0;
     for (std::size_t i = 0; i < n; i += 4096) sum += static_cast<unsigned char>(block[i]);
-    char c = sum != 0 ? 'k' : 'f';
-    (void)!::write(ready[1], &c, 1);
-    (void)!::read(go[0], &c, 1);
-    ::_exit(0);
-  }
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
+    return sum != 0;
+  });
+  REQUIRE(child.worked());
   const memory_usage shared = range_memory(0, block.get(), block.get() + n);
-  const memory_usage theirs = range_memory(child, block.get(), block.get() + n);
-  (void)!::write(go[1], "x", 1);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ::close(ready[0]); ::close(ready[1]); ::close(go[0]); ::close(go[1]);
+  const memory_usage theirs = range_memory(child.pid(), block.get(), block.get() + n);
+  const int status = child.release();
 
   // The 64 MiB now count half to each process (other pages of the mapping may differ a little).
   const double drop = static_cast<double>(alone.pss) - static_cast<double>(shared.pss);
@@ -217,24 +247,12 @@ TEST_CASE("sharing_audit finds the page a child copied and names the allocation 
   std::memset(target, 2, 100);
   std::memset(after, 3, 2 * 4096);
 
-  int ready[2], go[2];
-  REQUIRE(::pipe(ready) == 0);
-  REQUIRE(::pipe(go) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  held_child child([&] {
     target[50] = 9;  // one copy-on-write copy, of the page holding "target"
-    char c = 'k';
-    (void)!::write(ready[1], &c, 1);
-    (void)!::read(go[0], &c, 1);
-    ::_exit(0);
-  }
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  const sharing_report r = sharing_audit(child, 0, a);
-  (void)!::write(go[1], "x", 1);
-  ::waitpid(child, nullptr, 0);
-  ::close(ready[0]); ::close(ready[1]); ::close(go[0]); ::close(go[1]);
+    return true;
+  });
+  const sharing_report r = sharing_audit(child.pid(), 0, a);
+  CHECK(child.release() == 0);
 
   INFO(r.method);
   CHECK(r.pages == 6);
