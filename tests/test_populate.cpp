@@ -157,3 +157,29 @@ TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned 
   CHECK(after.committed % (std::size_t{2} << 20) == 0);
   CHECK(block[block.size() - 1] == 1);
 }
+
+TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps to capacity") {
+  arena_options o;
+  o.capacity = std::size_t{64} << 20;
+  o.name = "prefault";
+  o.huge_pages = false;
+  arena a(o);
+  (void)a.allocate(100);  // the thread's chunk is open: prefault starts after it
+  const std::size_t bytes = std::size_t{16} << 20;
+  a.prefault(bytes);
+  const long before = faults_now();
+  std::uint64_t last = 0;
+  for (std::size_t done = 0; done + 64 <= bytes - 4096; done += 64) {
+    auto* p = static_cast<std::uint64_t*>(a.allocate(64));
+    *p = done;
+    last = *p;
+  }
+  const long faults = faults_now() - before;
+  MESSAGE("faults while filling 16 MiB after prefault: " << faults);
+  CHECK(faults == 0);
+  CHECK(last > 0);
+  a.prefault(std::size_t{1} << 40);  // far beyond the capacity: clamped, no throw
+  CHECK(a.stats().committed <= std::size_t{64} << 20);
+  a.freeze();
+  CHECK_THROWS_AS(a.prefault(4096), permafrost::frozen_error);
+}
