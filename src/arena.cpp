@@ -7,6 +7,7 @@
 #include <mutex>
 #include <system_error>
 
+#include "arena_backing.hpp"
 #include "arena_slot.hpp"
 #include "os.hpp"
 
@@ -76,6 +77,13 @@ bool cache_is_ours(const bump_cache& c, const arena_slot* slot) noexcept {
   return c.owner == slot && c.ticket == slot->ticket.load(std::memory_order_relaxed);
 }
 
+// Makes [from, from + bytes) writable: an mprotect of the reservation, or for a memfd arena a
+// shared mapping of the file over it.
+int commit_range(arena_slot* slot, std::uintptr_t from, std::size_t bytes) noexcept {
+  if (slot->fd >= 0) return memfd_commit(slot, from, bytes);
+  return os::commit(reinterpret_cast<void*>(from), bytes);
+}
+
 // Makes [base, end) accessible, growing geometrically in 2 MiB steps so a large arena needs few
 // mprotect calls. Pre: slot->mu held; end <= round_up(limit, commit_step).
 int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
@@ -88,14 +96,15 @@ int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
       std::min(ceiling, std::max(exact, slot->committed_end + std::min<std::size_t>(grown, 64u << 20)));
   std::uintptr_t target = generous;
   auto* from = reinterpret_cast<void*>(slot->committed_end);
-  int err = os::commit(from, target - slot->committed_end);
+  int err = commit_range(slot, slot->committed_end, target - slot->committed_end);
   if (err != 0 && generous != exact) {
     target = exact;
-    err = os::commit(from, target - slot->committed_end);
+    err = commit_range(slot, slot->committed_end, target - slot->committed_end);
   }
   if (err != 0) return err;
   if (slot->huge_pages) (void)os::advise_huge_pages(from, target - slot->committed_end);
   (void)os::name_range(from, target - slot->committed_end, slot->name);  // best effort
+  asan_poison(from, target - slot->committed_end);  // unpoisoned allocation by allocation
   slot->committed_end = target;
   return 0;
 }
@@ -109,6 +118,10 @@ void* fail(bool throw_on_failure, const arena_slot* slot, int why) {
     case EROFS:
       throw frozen_error(std::string("permafrost::arena '") + slot->name +
                          "': allocation after freeze()");
+    case EXDEV:
+      throw std::logic_error(std::string("permafrost::arena '") + slot->name +
+                             "': a memfd arena's pages are shared with the process that made it; "
+                             "a forked child must not allocate from it before freeze()");
     default:
       throw std::bad_alloc();
   }
@@ -130,6 +143,7 @@ void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, co
   slot->lost.fetch_add(p - slot->bump, std::memory_order_relaxed);
   slot->allocations.fetch_add(1, std::memory_order_relaxed);
   slot->bump = p + bytes;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -172,6 +186,7 @@ void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, cons
   if (bytes > std::numeric_limits<std::size_t>::max() - (align - 1))
     return fail(throw_on_failure, slot, ENOMEM);
   if (slot->frozen.load(std::memory_order_acquire)) return fail(throw_on_failure, slot, EROFS);
+  if (inherited_unfrozen_memfd(slot)) return fail(throw_on_failure, slot, EXDEV);
   if (slot->log_allocations) return allocate_logged(slot, bytes, align, tag, throw_on_failure);
 
   bump_cache& c = t_bump;
@@ -217,6 +232,7 @@ void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, cons
   c.lost += p - c.cur;
   c.cur = need_end;
   ++c.count;
+  asan_unpoison(reinterpret_cast<void*>(p), bytes);
   return reinterpret_cast<void*>(p);
 }
 
@@ -243,6 +259,8 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     throw std::invalid_argument("permafrost::arena: capacity must be greater than 0");
   const std::size_t page = os::page_size();
   if (options.capacity > detail::max_granules * detail::granule_size) throw std::bad_alloc();
+  const bool memfd = options.backing == backing::memfd;
+  detail::owned_fd file = memfd ? detail::open_arena_memfd(options.name) : detail::owned_fd{};
   const std::size_t capacity = detail::round_up(options.capacity, page);
   const std::size_t granules = (capacity + detail::granule_size - 1) >> detail::granule_shift;
 
@@ -277,7 +295,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     slot->limit = slot->base + capacity;
     slot->bump = slot->base;
     slot->committed_end = slot->base;
-    slot->huge_pages = options.huge_pages;
+    slot->huge_pages = options.huge_pages && !memfd;  // shared-memory THP is off on most systems
     slot->log_allocations = options.allocation_log;
     slot->frozen.store(false, std::memory_order_relaxed);
     slot->allocations.store(0, std::memory_order_relaxed);
@@ -286,8 +304,12 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     std::memcpy(slot->name, options.name.data(), n);
     slot->name[n] = '\0';
     slot->log.clear();
+    slot->run_freeze_checks = options.freeze_checks;
+    slot->freeze_checks.clear();
     slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
     slot->identity = detail::next_ticket();
+    slot->fd = file.release();
+    slot->populate = options.populate;
   }
   for (std::size_t i = first; i < first + granules; ++i) {
     space.granules[i].frozen_end.store(0, std::memory_order_relaxed);
@@ -302,18 +324,27 @@ arena::~arena() {
   std::lock_guard registry(detail::registry_mutex());
   std::lock_guard lock(slot->mu);
   slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
-  auto& space = detail::g_address_space;
-  const std::size_t first =
-      (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
-  const std::size_t count = slot->reserved >> detail::granule_shift;
-  for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
-  // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
-  // granules stay owned by the dead record so they are never handed out with stale pages.
-  const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
-  for (std::size_t i = first; i < first + count; ++i) {
-    space.granules[i].owner.store(err == 0 ? nullptr : &detail::g_dead_arena);
+  if (slot->outside_space) {
+    // An attached arena mapped outside the reservation: its own mapping, no granules.
+    if (slot->committed_end > slot->base)
+      (void)os::release(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
+  } else {
+    auto& space = detail::g_address_space;
+    const std::size_t first =
+        (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
+    const std::size_t count = slot->reserved >> detail::granule_shift;
+    for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
+    detail::asan_poison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
+    // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
+    // granules stay owned by the dead record so they are never handed out with stale pages.
+    const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
+    for (std::size_t i = first; i < first + count; ++i) {
+      space.granules[i].owner.store(err == 0 ? nullptr : &detail::g_dead_arena);
+    }
   }
+  detail::release_backing(slot);
   std::vector<allocation_record>().swap(slot->log);
+  std::vector<std::pair<freeze_check_fn, const void*>>().swap(slot->freeze_checks);
   slot->in_use = false;
   if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
 }
@@ -330,23 +361,50 @@ arena& arena::operator=(arena&& other) noexcept {
 
 void arena::freeze() {
   arena_slot* slot = detail::checked_slot(core_);
+  if (slot->run_freeze_checks && !slot->frozen.load(std::memory_order_acquire)) {
+    // Copied out and run unlocked: the checks call contains(), which takes the lock.
+    std::vector<std::pair<freeze_check_fn, const void*>> checks;
+    {
+      std::lock_guard lock(slot->mu);
+      checks = slot->freeze_checks;
+    }
+    for (const auto& [check, object] : checks) {
+      std::string why = check(object, *this);
+      if (!why.empty())
+        throw freeze_check_error(std::string("permafrost::arena '") + slot->name +
+                                 "': freeze check failed: " + why);
+    }
+  }
   if (detail::cache_is_ours(detail::t_bump, slot)) detail::return_cache(detail::t_bump);
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed)) return;
+  if (detail::inherited_unfrozen_memfd(slot))
+    throw std::logic_error(std::string("permafrost::arena '") + slot->name +
+                           "': only the process that made a memfd arena may freeze it");
   const std::uintptr_t used_end = slot->bump;
-  const std::uintptr_t protect_end =
-      detail::round_up(used_end, slot->huge_pages ? detail::commit_step : os::page_size());
-  PERMAFROST_ASSERT(protect_end <= slot->committed_end || used_end == slot->base);
-  const int err =
-      os::protect_read_only(reinterpret_cast<void*>(slot->base), protect_end - slot->base);
-  if (err != 0)
-    throw std::system_error(err, std::generic_category(), "permafrost::arena::freeze: mprotect");
-  if (protect_end < slot->committed_end) {
-    // Nothing will be allocated there again: give the pages back. On failure the tail simply
-    // stays accessible and unused.
-    if (os::decommit(reinterpret_cast<void*>(protect_end), slot->committed_end - protect_end) == 0)
-      slot->committed_end = protect_end;
+  if (slot->fd >= 0) {
+    detail::memfd_freeze(slot, used_end);
+  } else {
+    const std::uintptr_t protect_end =
+        detail::round_up(used_end, slot->huge_pages ? detail::commit_step : os::page_size());
+    PERMAFROST_ASSERT(protect_end <= slot->committed_end || used_end == slot->base);
+    const int err =
+        os::protect_read_only(reinterpret_cast<void*>(slot->base), protect_end - slot->base);
+    if (err != 0)
+      throw std::system_error(err, std::generic_category(), "permafrost::arena::freeze: mprotect");
+    if (protect_end < slot->committed_end) {
+      // Nothing will be allocated there again: give the pages back. On failure the tail simply
+      // stays accessible and unused.
+      if (os::decommit(reinterpret_cast<void*>(protect_end), slot->committed_end - protect_end) == 0)
+        slot->committed_end = protect_end;
+    }
   }
+  // used_bytes() promises the whole used range is readable (padding and abandoned chunk tails
+  // included, all zero): tell ASan so, now that nothing more can be allocated.
+  detail::asan_unpoison(reinterpret_cast<void*>(slot->base), used_end - slot->base);
+  if (slot->populate)  // best effort: a failure costs page faults later, nothing else
+    (void)os::populate_read(reinterpret_cast<void*>(slot->base),
+                            detail::round_up(used_end, os::page_size()) - slot->base);
   slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
   slot->frozen.store(true, std::memory_order_release);
   auto& space = detail::g_address_space;
@@ -355,6 +413,45 @@ void arena::freeze() {
   const std::size_t count = slot->reserved >> detail::granule_shift;
   for (std::size_t i = first; i < first + count; ++i)
     space.granules[i].frozen_end.store(used_end, std::memory_order_release);
+}
+
+void arena::add_freeze_check(freeze_check_fn check, const void* object) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': add_freeze_check after freeze()");
+  if (slot->run_freeze_checks) slot->freeze_checks.emplace_back(check, object);
+}
+
+bool arena::freeze_checks_enabled() const noexcept {
+  if (core_ == &detail::g_dead_arena) return false;
+  return static_cast<const arena_slot*>(core_)->run_freeze_checks;
+}
+
+void arena::prefault(std::size_t bytes) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name + "': prefault after freeze()");
+  if (detail::inherited_unfrozen_memfd(slot)) return;  // the parent's pages: not this process's to fault
+  const std::size_t page = os::page_size();
+  const detail::bump_cache& c = detail::t_bump;
+  const std::uintptr_t from = detail::cache_is_ours(c, slot) && c.end == slot->bump ? c.cur : slot->bump;
+  const std::uintptr_t to = from + std::min<std::size_t>(bytes, slot->limit - from);
+  int err = detail::ensure_committed(slot, to);
+  for (std::uintptr_t p = from & ~(page - 1); err == 0 && p < to; p += std::size_t{64} << 20) {
+    const std::size_t n = std::min<std::uintptr_t>(to - p, std::size_t{64} << 20);
+    err = os::populate_write(reinterpret_cast<void*>(p), n);
+    if (err == EINVAL) {  // before Linux 5.14: touch each page (the bytes are still zero)
+      // Only pages wholly beyond `from`: the first may hold other threads' objects.
+      for (std::uintptr_t q = std::max(p, detail::round_up(from, page)); q < p + n; q += page)
+        *reinterpret_cast<volatile char*>(q) = 0;
+      err = 0;
+    }
+  }
+  if (err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost::arena::prefault");
 }
 
 bool arena::frozen() const noexcept {
@@ -448,7 +545,9 @@ void arena::check_invariants() const {
   const std::size_t first =
       (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
   const bool frozen = slot->frozen.load(std::memory_order_relaxed);
-  for (std::size_t i = first; i < first + (slot->reserved >> detail::granule_shift); ++i) {
+  PERMAFROST_CHECK(!slot->attached || frozen, "an attached arena is not frozen");
+  const std::size_t count = slot->outside_space ? 0 : slot->reserved >> detail::granule_shift;
+  for (std::size_t i = first; i < first + count; ++i) {
     PERMAFROST_CHECK(space.granules[i].owner.load() == slot, "granule not owned by its arena");
     PERMAFROST_CHECK(space.granules[i].frozen_end.load() == (frozen ? slot->bump : 0),
                      "granule frozen_end disagrees with the arena");

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory_resource>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "permafrost/arena.hpp"
@@ -53,11 +54,20 @@ class arena_slot : public arena_core {
   std::uint64_t identity = 0;        // unique per arena made in this slot; unlike the ticket it
                                      // survives freeze, so thread counts still land after it
   std::atomic<bool> frozen{false};
+  // Backing (see arena_memfd.cpp): the memfd, or -1 for anonymous memory.
+  int fd = -1;
+  bool inherited = false;    // this process is a forked copy of an unfrozen memfd arena's creator
+  bool populate = false;     // pre-fault at freeze
+  bool attached = false;     // made by arena::attach(): frozen from birth, mapped from another process
+  bool outside_space = false;  // attached outside the process-wide reservation: own mapping
   std::atomic<std::uint64_t> allocations{0};
   std::atomic<std::uint64_t> lost{0};
   char name[48] = {};  // NUL-terminated; read by the write trap, so a fixed array
   std::vector<allocation_record> log;
   arena_memory_resource resource;
+  // Freeze checks (arena_options::freeze_checks): run by freeze() before mprotect.
+  bool run_freeze_checks = false;
+  std::vector<std::pair<freeze_check_fn, const void*>> freeze_checks;
 };
 
 // The static table of max_arenas slots.

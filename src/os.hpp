@@ -49,6 +49,65 @@ int advise_huge_pages(void* p, std::size_t bytes) noexcept;
 // without CONFIG_ANON_VMA_NAME return EINVAL, which callers ignore.
 int name_range(void* p, std::size_t bytes, const char* name) noexcept;
 
+// Pre-faults [p, p+bytes) for reading so later reads take no page fault (MADV_POPULATE_READ,
+// Linux 5.14+; older kernels: one volatile read per page). Pre: the range is readable.
+int populate_read(const void* p, std::size_t bytes) noexcept;
+
+// Pre-faults [p, p+bytes) for writing (MADV_POPULATE_WRITE, Linux 5.14+; older kernels: EINVAL,
+// callers fall back to touching). Pages already present are left as they are. Pre: writable.
+int populate_write(void* p, std::size_t bytes) noexcept;
+
+// Reserves exactly [p, p+bytes), inaccessible and uncharged, failing with EEXIST when anything is
+// mapped there (MAP_FIXED_NOREPLACE). Pre: p and bytes page-aligned, bytes > 0.
+int reserve_at(void* p, std::size_t bytes) noexcept;
+
+// ---------------------------------------------------------------------------------------------
+// Shared files (memfd backing)
+// ---------------------------------------------------------------------------------------------
+
+// Creates a sealable, close-on-exec memfd named `name` (shown as /memfd:<name> in
+// /proc/PID/maps). On success *fd is the descriptor.
+int memfd_open(const char* name, int* fd) noexcept;
+
+// Sets the file's size (ftruncate). Pre: fd open for writing.
+int file_resize(int fd, std::size_t bytes) noexcept;
+
+// The file's size (fstat).
+int file_size(int fd, std::size_t* bytes) noexcept;
+
+// Writes/reads exactly `bytes` at `offset` (pwrite/pread, retried on EINTR and short counts).
+// A read past the end fails with EIO.
+int file_write(int fd, const void* data, std::size_t bytes, std::size_t offset) noexcept;
+int file_read(int fd, void* data, std::size_t bytes, std::size_t offset) noexcept;
+
+// Maps `bytes` of the file from `offset` MAP_SHARED at p, replacing whatever mapping is there
+// (MAP_FIXED; used inside the arena's own reservation). Pre: p, bytes, offset page-aligned.
+int map_file_fixed(int fd, void* p, std::size_t bytes, std::size_t offset, bool writable) noexcept;
+
+// Maps `bytes` of the file from offset 0 MAP_SHARED read-only at exactly p, failing with EEXIST
+// when anything is mapped there (MAP_FIXED_NOREPLACE). Pre: p, bytes page-aligned.
+int map_file_noreplace(int fd, void* p, std::size_t bytes) noexcept;
+
+// The F_SEAL_* bits (Linux ABI values, so callers need not include <fcntl.h>).
+inline constexpr int seal_seal = 0x0001;
+inline constexpr int seal_shrink = 0x0002;
+inline constexpr int seal_grow = 0x0004;
+inline constexpr int seal_write = 0x0008;
+inline constexpr int seal_future_write = 0x0010;  // Linux 5.1+
+
+// File seals (fcntl F_ADD_SEALS / F_GET_SEALS; the seal_* bits above). get_seals fails with EINVAL
+// for a file that cannot be sealed (not a memfd or tmpfs file).
+int add_seals(int fd, int seals) noexcept;
+int get_seals(int fd, int* seals) noexcept;
+
+// The target of /proc/self/fd/<fd> (for a memfd: "/memfd:<name> (deleted)"), NUL-terminated,
+// truncated to `size` - 1 bytes.
+int fd_path(int fd, char* out, std::size_t size) noexcept;
+
+// dup(fd) with close-on-exec; close(fd).
+int dup_fd(int fd, int* out) noexcept;
+int close_fd(int fd) noexcept;
+
 // ---------------------------------------------------------------------------------------------
 // Transparent huge pages
 // ---------------------------------------------------------------------------------------------
@@ -74,6 +133,15 @@ int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, co
 // number, zero unless the caller has CAP_SYS_ADMIN). Returns the errno of the failed open/pread.
 int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64_t* out) noexcept;
 
+// Reads the whole of /proc/<pid>/<what> (pid 0 = self; `what` may name a nested file such as
+// "task/12/children") into *out. Allocates. Returns the errno of the failed open or read: ENOENT
+// or ESRCH for a vanished process, EACCES/EPERM without permission, ENOENT for a file this kernel
+// lacks (smaps_rollup before 4.14). An empty file reads as an empty string.
+int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept;
+
+// Appends the id of every process visible in /proc to *out. Allocates. Returns the errno of the
+// failed opendir/readdir.
+int list_processes(std::vector<pid_t>* out) noexcept;
 // One line of /proc/PID/maps.
 struct mapping {
   std::uintptr_t begin = 0;

@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
 
@@ -93,6 +95,133 @@ int name_range(void* p, std::size_t bytes, const char* name) noexcept {
              : errno_or(EINVAL);
 }
 
+int populate_read(const void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  if (::madvise(const_cast<void*>(p), bytes, MADV_POPULATE_READ) == 0) return 0;
+  if (errno != EINVAL) return errno_or(EFAULT);
+  // Before Linux 5.14: fault every page in by reading one byte of it.
+  const std::size_t page = page_size();
+  const auto* c = static_cast<const volatile char*>(p);
+  for (std::size_t off = 0; off < bytes; off += page) (void)c[off];
+  return 0;
+}
+
+int populate_write(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int reserve_at(void* p, std::size_t bytes) noexcept {
+  void* r = ::mmap(p, bytes, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (r == MAP_FAILED) return errno_or(ENOMEM);
+  if (r != p) {  // kernels before 4.17 treat the flag as a hint
+    ::munmap(r, bytes);
+    return EEXIST;
+  }
+  return 0;
+}
+
+int memfd_open(const char* name, int* fd) noexcept {
+  const int r = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (r < 0) return errno_or(EMFILE);
+  *fd = r;
+  return 0;
+}
+
+int file_resize(int fd, std::size_t bytes) noexcept {
+  return ::ftruncate(fd, static_cast<off_t>(bytes)) == 0 ? 0 : errno_or(EIO);
+}
+
+int file_size(int fd, std::size_t* bytes) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_or(EBADF);
+  *bytes = static_cast<std::size_t>(st.st_size);
+  return 0;
+}
+
+int file_write(int fd, const void* data, std::size_t bytes, std::size_t offset) noexcept {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pwrite(fd, static_cast<const char*>(data) + done, bytes - done,
+                               static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_or(EIO);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+int file_read(int fd, void* data, std::size_t bytes, std::size_t offset) noexcept {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, static_cast<char*>(data) + done, bytes - done,
+                              static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_or(EIO);
+    }
+    if (n == 0) return EIO;
+    done += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+int map_file_fixed(int fd, void* p, std::size_t bytes, std::size_t offset, bool writable) noexcept {
+  if (bytes == 0) return 0;
+  void* r = ::mmap(p, bytes, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED | MAP_FIXED,
+                   fd, static_cast<off_t>(offset));
+  return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
+}
+
+int map_file_noreplace(int fd, void* p, std::size_t bytes) noexcept {
+  void* r = ::mmap(p, bytes, PROT_READ, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  if (r == MAP_FAILED) return errno_or(ENOMEM);
+  if (r != p) {
+    ::munmap(r, bytes);
+    return EEXIST;
+  }
+  return 0;
+}
+
+int add_seals(int fd, int seals) noexcept {
+  return ::fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : errno_or(EPERM);
+}
+
+int get_seals(int fd, int* seals) noexcept {
+  const int r = ::fcntl(fd, F_GET_SEALS);
+  if (r < 0) return errno_or(EINVAL);
+  *seals = r;
+  return 0;
+}
+
+int fd_path(int fd, char* out, std::size_t size) noexcept {
+  if (size == 0) return EINVAL;
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, out, size - 1);
+  if (n < 0) return errno_or(EBADF);
+  out[n] = '\0';
+  return 0;
+}
+
+int dup_fd(int fd, int* out) noexcept {
+  const int r = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) return errno_or(EBADF);
+  *out = r;
+  return 0;
+}
+
+int close_fd(int fd) noexcept { return ::close(fd) == 0 ? 0 : errno_or(EBADF); }
+
 thp_mode transparent_huge_pages() noexcept {
   const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return thp_mode::unavailable;
@@ -163,6 +292,56 @@ int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64
     done += static_cast<std::size_t>(n) / sizeof(std::uint64_t);
   }
   ::close(fd);
+  return err;
+}
+
+int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept {
+  char path[96];
+  if (pid == 0) {
+    std::snprintf(path, sizeof path, "/proc/self/%s", what);
+  } else {
+    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
+  }
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_or(ENOENT);
+  int err = 0;
+  try {
+    out->clear();
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno_or(EIO);
+        break;
+      }
+      if (n == 0) break;
+      out->append(buf, static_cast<std::size_t>(n));
+    }
+  } catch (...) {
+    err = ENOMEM;
+  }
+  ::close(fd);
+  return err;
+}
+
+int list_processes(std::vector<pid_t>* out) noexcept {
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return errno_or(ENOENT);
+  int err = 0;
+  try {
+    errno = 0;
+    while (const dirent* e = ::readdir(dir)) {
+      char* end = nullptr;
+      const long pid = std::strtol(e->d_name, &end, 10);
+      if (end != e->d_name && *end == '\0' && pid > 0) out->push_back(static_cast<pid_t>(pid));
+      errno = 0;
+    }
+    if (errno != 0) err = errno;
+  } catch (...) {
+    err = ENOMEM;
+  }
+  ::closedir(dir);
   return err;
 }
 

@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "permafrost/detail/asan.hpp"
 #include "permafrost/detail/check.hpp"
 
 namespace permafrost {
@@ -48,12 +49,41 @@ class frozen_error : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// Thrown by freeze() when a registered freeze check fails (see arena::add_freeze_check); the arena
+// is then left unfrozen and unchanged.
+class freeze_check_error : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+class arena;
+
+// A freeze check: inspects `object` (which lives in `a`) and returns an empty string when it is
+// sound, or a description of what is wrong (e.g. a pointer that escapes the arena). Must not
+// allocate in `a`.
+using freeze_check_fn = std::string (*)(const void* object, const arena& a);
+
 // =============================================================================================
 // Options and statistics
 // =============================================================================================
 
 // True where transparent huge pages are in `madvise` or `always` mode (read once from /sys).
 bool huge_pages_available() noexcept;
+
+// What memory an arena's pages are.
+enum class backing {
+  // Private anonymous memory (with huge pages where available). fork() copies its page tables:
+  // ~13 ms per GiB with 4 KiB pages, ~0.4 ms per GiB with huge pages.
+  anonymous,
+  // A MAP_SHARED memfd named "permafrost:<name>" (visible in /proc/PID/maps). fork() copies no
+  // page table of it, so fork costs the same whatever the arena's size; children build their
+  // page tables on first touch (minor faults). freeze() seals the file against writes, growth
+  // and shrinking, and arena::fd() can be sent to another process, which maps it with
+  // arena::attach(). 4 KiB pages only (shared-memory huge pages are usually off).
+  // Before freeze() its pages are shared, not copied on write: a forked child must not allocate
+  // from it (it would write the parent's memory); it throws std::logic_error if it tries.
+  memfd,
+};
 
 struct arena_options {
   // Virtual bytes reserved for the arena; allocation fails with std::bad_alloc beyond it.
@@ -72,6 +102,24 @@ struct arena_options {
   // Keep a log of every allocation (offset, size, tag) outside the mapping, for sharing audits
   // and write-trap reports. Off by default: with it on, every allocation takes the locked path.
   bool allocation_log = false;
+
+  // Run the checks registered with add_freeze_check() (frozen containers register one each, which
+  // verifies that they point only inside the arena) in freeze(). Off, registrations are dropped
+  // and cost nothing. Default: on in builds without NDEBUG.
+#ifdef NDEBUG
+  bool freeze_checks = false;
+#else
+  bool freeze_checks = true;
+#endif
+
+  // Backing memory; see `backing`.
+  permafrost::backing backing = permafrost::backing::anonymous;
+
+  // Pre-fault the frozen range at freeze() (MADV_POPULATE_READ; one read per page before Linux
+  // 5.14) so that, for an anonymous arena, forked workers inherit complete page tables and take
+  // no page fault on first read — not even for bytes that were allocated but never written.
+  // Costs the page-table build at freeze and a slightly slower fork. Default off.
+  bool populate = false;
 };
 
 // A snapshot of an arena's counters, returned by value.
@@ -85,6 +133,24 @@ struct arena_stats {
                                     // threads' counts are added when they refill, exit or freeze)
   std::size_t huge_page_bytes = 0;  // AnonHugePages of the arena's mapping, read from smaps
   bool frozen = false;              // freeze() has completed
+};
+
+// Thrown by arena::attach() when the descriptor cannot be attached; why() says which check failed.
+class attach_error : public std::runtime_error {
+ public:
+  enum class reason {
+    not_a_memfd,    // the descriptor is not a sealable memory file
+    unsealed,       // a memfd without the write/grow/shrink seals (not frozen yet?)
+    foreign,        // sealed, but not a permafrost arena (name or trailer do not match)
+    truncated,      // a permafrost arena whose size disagrees with its trailer
+    address_taken,  // the arena's address range is in use in this process
+    system,         // the kernel refused (the message has the errno)
+  };
+  attach_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
+  reason why() const noexcept { return why_; }
+
+ private:
+  reason why_;
 };
 
 // One entry of the optional allocation log (arena_options::allocation_log).
@@ -163,6 +229,7 @@ inline void* try_bump(arena_core* core, std::size_t bytes, std::size_t align) no
       c.lost += p - c.cur;
       c.cur = p + bytes;
       ++c.count;
+      asan_unpoison(reinterpret_cast<void*>(p), bytes);
       return reinterpret_cast<void*>(p);
     }
   }
@@ -257,18 +324,55 @@ class arena {
     return {p, s.size()};
   }
 
+  // Effects: makes the next `bytes` bytes after what has been handed out writable and backed
+  // now, in one system call per 64 MiB (MADV_POPULATE_WRITE, huge pages where enabled), so the
+  // allocations that fill them take no page fault. For loaders that know their size: faulting
+  // page by page costs a trap per page. Clamped to the capacity.
+  // Throws: frozen_error after freeze(); std::system_error if the kernel refuses the memory.
+  void prefault(std::size_t bytes);
+
   // ----- freezing -----------------------------------------------------------------------------
 
   // Effects: makes every used byte read-only (the range rounded up to 2 MiB with huge pages, to
   // the page otherwise) and returns the committed tail beyond it to the kernel. Idempotent.
   // Afterwards allocate() throws frozen_error and try_allocate() returns nullptr.
-  // Throws: std::system_error if the kernel refuses mprotect (the arena stays unfrozen).
+  // Throws: std::system_error if the kernel refuses mprotect (the arena stays unfrozen);
+  // freeze_check_error if a registered freeze check fails (the arena stays unfrozen).
   void freeze();
+
+  // Effects: when arena_options::freeze_checks is on, freeze() will call check(object, *this)
+  // before protecting the arena; otherwise nothing. `object` must live as long as the arena.
+  // Throws: std::bad_alloc; frozen_error after freeze().
+  void add_freeze_check(freeze_check_fn check, const void* object);
+
+  // True when this arena runs freeze checks (arena_options::freeze_checks).
+  bool freeze_checks_enabled() const noexcept;
 
   bool frozen() const noexcept;
 
   // True when p lies in [first byte, bump pointer): memory this arena has handed out.
   bool contains(const void* p) const noexcept;
+
+  // ----- sharing with other processes ---------------------------------------------------------
+
+  // The memfd behind a memfd-backed arena (owned by the arena, close-on-exec), or -1 for an
+  // anonymous arena. After freeze() it may be sent to any process (SCM_RIGHTS) for attach().
+  int fd() const noexcept;
+
+  // Effects: maps the frozen memfd arena `fd` read-only at the address it has in its creator, so
+  // its pointers are valid here. The descriptor is duplicated; the caller keeps its own.
+  // The result is frozen; contains() answers for its bytes; is_frozen() answers for them too
+  // when the range could be placed in this process's arena reservation (always when attach() is
+  // the first arena operation of the process, or when that range is free in its reservation).
+  // With populate, pre-faults the whole range (no page fault on first read).
+  // Throws: attach_error naming the cause: not a memfd, unsealed, not a permafrost arena,
+  // truncated, or the address range is taken in this process.
+  static arena attach(int fd, bool populate = false);
+
+  // Effects: pre-faults this process's page tables for the used range (see
+  // arena_options::populate). For workers of a memfd arena, whose page tables fork does not
+  // copy. Best effort: never fails.
+  void populate() const noexcept;
 
   // ----- inspection ---------------------------------------------------------------------------
 
@@ -289,6 +393,7 @@ class arena {
   detail::arena_core* core() const noexcept { return core_; }
 
  private:
+  explicit arena(detail::arena_core* core) noexcept : core_(core) {}
   detail::arena_core* core_;
 };
 
@@ -298,8 +403,11 @@ inline bool is_frozen(const void* p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const auto& space = detail::g_address_space;
   const std::uintptr_t offset = a - space.base.load(std::memory_order_relaxed);
-  if (offset >= space.size.load(std::memory_order_relaxed)) return false;
-  return a < space.granules[offset >> detail::granule_shift].frozen_end.load(std::memory_order_acquire);
+  // Branch-free: an address outside the reservation reads granule 0 and is then discarded, so
+  // a mix of frozen and other pointers costs no branch mispredictions.
+  const bool inside = offset < space.size.load(std::memory_order_relaxed);
+  const std::uintptr_t granule = (offset >> detail::granule_shift) & (0 - std::uintptr_t{inside});
+  return inside & (a < space.granules[granule].frozen_end.load(std::memory_order_acquire));
 }
 
 }  // namespace permafrost

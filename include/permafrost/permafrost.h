@@ -68,6 +68,15 @@ void permafrost_arena_destroy(permafrost_arena* arena);
 /* 1 when p lies in the used range of a frozen arena of this process. Lock-free, writes nothing. */
 int permafrost_is_frozen(const void* p);
 
+/* The write trap (include/permafrost/write_trap.hpp): a one-line report naming the arena, offset
+ * and logged allocation when code writes to a frozen arena, then death by SIGSEGV.
+ * Installs it once per process; returns 0 or the errno of sigaction. */
+int permafrost_install_write_trap(void);
+
+/* Installs the trap when the environment variable PERMAFROST_TRAP is "1". Returns 1 when the trap
+ * is installed after the call, 0 otherwise. */
+int permafrost_install_write_trap_from_env(void);
+
 #ifdef __cplusplus
 }
 #endif

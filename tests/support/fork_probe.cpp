@@ -9,13 +9,10 @@
 #include <unistd.h>
 
 #include "os.hpp"
+#include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
 namespace {
-
-constexpr std::uint64_t present_bit = std::uint64_t{1} << 63;
-constexpr std::uint64_t exclusive_bit = std::uint64_t{1} << 56;
-constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
 
 void write_byte(int fd, char c) {
   while (::write(fd, &c, 1) < 0 && errno == EINTR) {
@@ -44,10 +41,24 @@ std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t byt
   return entries;
 }
 
-bool frames_visible() {
-  static int probe = 0;
-  const auto entries = pagemap(0, &probe, sizeof probe);
-  return (entries.at(0) & frame_mask) != 0;
+bool frames_visible() { return pagemap_frames_visible(); }
+
+sharing compare_pages(pid_t pid, std::span<const std::byte> range) {
+  sharing s;
+  try {
+    const sharing_report r = sharing_audit(pid, 0, range);
+    s.pages = r.pages;
+    s.parent_present = r.parent_present;
+    s.child_present = r.child_present;
+    s.copied = r.copied;
+  } catch (const proc_error&) {
+    // The child died before we looked; its exit status says why.
+    const std::size_t page = os::page_size();
+    const auto lo = reinterpret_cast<std::uintptr_t>(range.data()) & ~(page - 1);
+    const auto hi = reinterpret_cast<std::uintptr_t>(range.data()) + range.size();
+    s.pages = range.empty() ? 0 : (hi - lo + page - 1) / page;
+  }
+  return s;
 }
 
 std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> range,
@@ -74,31 +85,8 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   }
   for (int i = 0; i < children; ++i) (void)read_byte(ready[0]);
 
-  const bool frames = frames_visible();
-  const auto mine = pagemap(0, range.data(), range.size());
   std::vector<sharing> result;
-  for (pid_t pid : pids) {
-    sharing s;
-    s.pages = mine.size();
-    std::vector<std::uint64_t> theirs;
-    try {
-      theirs = pagemap(pid, range.data(), range.size());
-    } catch (...) {
-      theirs.assign(mine.size(), 0);  // the child died before we looked; its status says why
-    }
-    for (std::size_t i = 0; i < mine.size(); ++i) {
-      const bool in_parent = (mine[i] & present_bit) != 0;
-      const bool in_child = (theirs[i] & present_bit) != 0;
-      s.parent_present += in_parent;
-      s.child_present += in_child;
-      if (frames) {
-        s.copied += in_parent && in_child && (mine[i] & frame_mask) != (theirs[i] & frame_mask);
-      } else {
-        s.copied += in_child && (theirs[i] & exclusive_bit) != 0;
-      }
-    }
-    result.push_back(s);
-  }
+  for (pid_t pid : pids) result.push_back(compare_pages(pid, range));
   for (int i = 0; i < children; ++i) write_byte(go[1], 'x');
   for (std::size_t i = 0; i < pids.size(); ++i) {
     int status = 0;
@@ -132,6 +120,40 @@ int wait_status_of(const std::function<void()>& work) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return status;
+}
+
+child_output run_capturing_stderr(const std::function<void()>& work) {
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], STDERR_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    struct sigaction quiet {};
+    quiet.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &quiet, nullptr);
+    try {
+      work();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  child_output result;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    result.stderr_text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  while (::waitpid(pid, &result.status, 0) < 0 && errno == EINTR) {
+  }
+  return result;
 }
 
 }  // namespace permafrost::test

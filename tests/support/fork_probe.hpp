@@ -1,11 +1,13 @@
 // Test support: fork children, let them work, then compare their page frames with the parent's
-// through /proc/PID/pagemap while they are still alive. Real kernel state, no mocks.
+// through /proc/PID/pagemap while they are still alive. Real kernel state, no mocks. The
+// comparison itself is permafrost::sharing_audit (memstat.hpp); this file only runs the children.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <sys/types.h>
 #include <vector>
 
@@ -16,8 +18,9 @@ struct sharing {
   std::size_t pages = 0;         // pages in the range
   std::size_t parent_present = 0;  // present in the parent
   std::size_t child_present = 0;   // present in the child
-  std::size_t copied = 0;  // present in both, on different frames (copy-on-write copies); without
-                           // root: present in the child and exclusively mapped there
+  std::size_t copied = 0;  // copy-on-write copies, as permafrost::sharing_audit counts them:
+                           // present in both on different frames (without root: present in both
+                           // and exclusively mapped in the child)
   int exit_status = 0;     // the child's wait status
 };
 
@@ -31,6 +34,19 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
 
 // Runs `work` in a forked child and returns the wait status (for tests that expect a crash).
 int wait_status_of(const std::function<void()>& work);
+
+// What a child wrote to stderr and how it ended.
+struct child_output {
+  int status = 0;         // the wait status
+  std::string stderr_text;  // everything the child wrote to fd 2
+};
+
+// As wait_status_of, with the child's stderr captured through a pipe.
+child_output run_capturing_stderr(const std::function<void()>& work);
+
+// Compares `range` in process `pid` (alive, or stopped) with the calling process, as
+// fork_and_compare does for its children. exit_status is left 0.
+sharing compare_pages(pid_t pid, std::span<const std::byte> range);
 
 // Raw pagemap entries for [begin, begin + bytes) in pid (0 = self); begin need not be aligned.
 std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t bytes);

@@ -1,0 +1,364 @@
+// bench/lookup — lookups per second and bytes per entry of frozen containers and their peers.
+//
+// One run builds every peer from the same keys (string keys -> uint64 values), then times rounds
+// of lookups of all keys in a shuffled order (every lookup a hit, the key a separate std::string,
+// so no peer sees its own key object), peers interleaved within each round. Reports medians and
+// ratios against std::unordered_map. Bytes per entry: malloc'd bytes (mallinfo2, chunk overhead
+// included) for heap peers, arena bytes used for arena peers; keys are included either way.
+// Build time is reported separately: it includes first touch of fresh pages (~6.6 us each here).
+//
+// Usage: lookup [--smoke] [--keys N] [--rounds R]
+//   --smoke   20,000 keys, 3 rounds: seconds, for ctest
+#include <permafrost/containers.hpp>
+
+#include <boost/intrusive/set.hpp>
+#include <boost/intrusive/unordered_set.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <malloc.h>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace bi = boost::intrusive;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+std::size_t heap_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+// Bytes malloc'd since `before`, less `exclude`; 0 when malloc does not report (sanitizers
+// replace it and mallinfo2 then says nothing), printed as n/a.
+std::size_t heap_growth(std::size_t before, std::size_t exclude) {
+  const std::size_t now = heap_in_use();
+  return now > before + exclude ? now - before - exclude : 0;
+}
+
+// Keeps results observable so the compiler cannot drop lookups.
+volatile std::uint64_t g_sink;
+
+// ----- key sets ------------------------------------------------------------------------------
+
+std::vector<std::string> make_keys(std::size_t n, std::size_t min_len, std::size_t max_len,
+                                   std::uint64_t seed) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::size_t> len(min_len, max_len);
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> keys;
+  keys.reserve(n);
+  while (keys.size() < n) {
+    std::string k(len(rng), ' ');
+    for (char& c : k) c = alphabet[rng() % 64];
+    if (seen.insert(k).second) keys.push_back(std::move(k));
+  }
+  return keys;
+}
+
+// ----- peers -----------------------------------------------------------------------------------
+
+struct peer {
+  const char* name;
+  std::function<std::size_t()> build;             // returns bytes used
+  std::function<std::uint64_t(const std::vector<std::string>&)> lookup_all;  // sum of values
+  std::function<void()> drop;
+  // Filled by the run:
+  std::size_t bytes = 0;
+  double build_s = 0;
+  std::vector<double> rates;
+};
+
+struct sv_hash {
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// Boost.Intrusive on the heap: one new'd node per key (std::string key), buckets in a vector.
+struct heap_hnode : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
+  std::string key;
+  std::uint64_t value;
+};
+struct heap_hnode_hash {
+  std::size_t operator()(const heap_hnode& n) const noexcept { return sv_hash{}(n.key); }
+};
+struct heap_hnode_eq {
+  bool operator()(const heap_hnode& a, const heap_hnode& b) const noexcept { return a.key == b.key; }
+};
+struct key_hnode_eq {
+  bool operator()(std::string_view k, const heap_hnode& n) const noexcept { return k == n.key; }
+};
+using heap_hset = bi::unordered_set<heap_hnode, bi::hash<heap_hnode_hash>, bi::equal<heap_hnode_eq>,
+                                    bi::store_hash<true>, bi::constant_time_size<true>>;
+
+struct heap_tnode : bi::set_base_hook<bi::link_mode<bi::normal_link>, bi::optimize_size<true>> {
+  std::string key;
+  std::uint64_t value;
+  friend bool operator<(const heap_tnode& a, const heap_tnode& b) noexcept { return a.key < b.key; }
+};
+struct key_tnode_less {
+  bool operator()(std::string_view k, const heap_tnode& n) const noexcept { return k < n.key; }
+  bool operator()(const heap_tnode& n, std::string_view k) const noexcept { return n.key < k; }
+};
+using heap_tset = bi::set<heap_tnode, bi::constant_time_size<true>>;
+
+// Boost.Intrusive laid out in an arena: nodes contiguous, buckets in the arena, stored hashes,
+// normal_link hooks, keys as permafrost::string (bytes in the arena).
+struct arena_hnode : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
+  permafrost::string key;
+  std::uint64_t value = 0;
+};
+struct arena_hnode_hash {
+  std::size_t operator()(const arena_hnode& n) const noexcept { return permafrost::string_hash{}(n.key); }
+};
+struct arena_hnode_eq {
+  bool operator()(const arena_hnode& a, const arena_hnode& b) const noexcept { return a.key == b.key; }
+};
+struct key_anode_eq {
+  bool operator()(std::string_view k, const arena_hnode& n) const noexcept { return n.key == k; }
+};
+using arena_hset = bi::unordered_set<arena_hnode, bi::hash<arena_hnode_hash>, bi::equal<arena_hnode_eq>,
+                                     bi::store_hash<true>, bi::constant_time_size<true>>;
+
+permafrost::arena_options arena_opts(const char* name) {
+  permafrost::arena_options o;
+  o.capacity = std::size_t{8} << 30;
+  o.name = name;
+  return o;
+}
+
+// A standard container filled by emplace and looked up with find(const std::string&).
+template <class Map>
+peer std_peer(const char* name, const std::vector<std::string>& keys) {
+  auto m = std::make_shared<std::unique_ptr<Map>>();
+  return peer{name,
+      [m, &keys] {
+        const std::size_t before = heap_in_use();
+        *m = std::make_unique<Map>();
+        for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
+        return heap_growth(before, 0);
+      },
+      [m](const std::vector<std::string>& qs) {
+        std::uint64_t s = 0;
+        for (const auto& q : qs) s += (*m)->find(q)->second;
+        return s;
+      },
+      [m] { m->reset(); }, 0, 0, {}};
+}
+
+// A permafrost container built in its own arena, frozen, looked up with find(std::string_view).
+template <class Builder>
+peer frozen_peer(const char* name, const std::vector<std::string>& keys,
+                 const std::vector<std::string_view>& queries) {
+  using map_type = std::remove_cvref_t<decltype(std::declval<Builder&>().finish())>;
+  struct state {
+    std::unique_ptr<permafrost::arena> arena;
+    const map_type* map = nullptr;
+  };
+  auto st = std::make_shared<state>();
+  return peer{name,
+      [st, &keys, name] {
+        st->arena = std::make_unique<permafrost::arena>(arena_opts(name));
+        Builder b{*st->arena};
+        for (std::size_t i = 0; i < keys.size(); ++i) b.insert(keys[i], i);
+        st->map = &b.finish();
+        st->arena->freeze();
+        return st->arena->stats().used;
+      },
+      [st, &queries](const std::vector<std::string>&) {
+        std::uint64_t s = 0;
+        for (std::string_view q : queries) s += st->map->find(q)->value();
+        return s;
+      },
+      [st] { st->arena.reset(); }, 0, 0, {}};
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void run(const char* label, const std::vector<std::string>& keys, int rounds) {
+  const std::size_t n = keys.size();
+  std::vector<std::string> queries(keys);
+  std::shuffle(queries.begin(), queries.end(), std::mt19937_64(7));
+  std::vector<std::string_view> query_views(queries.begin(), queries.end());
+
+  std::unique_ptr<permafrost::arena> bia_arena;
+  std::vector<heap_hnode*> hh_nodes;
+  std::unique_ptr<std::vector<heap_hset::bucket_type>> hh_buckets;
+  std::unique_ptr<heap_hset> hh;
+  std::vector<heap_tnode*> ht_nodes;
+  std::unique_ptr<heap_tset> ht;
+  const arena_hset* ba = nullptr;
+
+  std::vector<peer> peers;
+  auto add = [&](peer p) { peers.push_back(std::move(p)); };
+  add(frozen_peer<permafrost::hash_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::hash_map", keys, query_views));
+  add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>", keys));
+  add(std_peer<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>(
+      "std::unordered_map, permafrost hash", keys));
+  add(peer{"Boost.Intrusive unordered_set, heap",
+      [&] {
+        const std::size_t before = heap_in_use();
+        hh_buckets = std::make_unique<std::vector<heap_hset::bucket_type>>(n);
+        hh = std::make_unique<heap_hset>(heap_hset::bucket_traits(hh_buckets->data(), n));
+        hh_nodes.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          auto* node = new heap_hnode;
+          node->key = keys[i];
+          node->value = i;
+          hh_nodes.push_back(node);
+          hh->insert(*node);
+        }
+        return heap_growth(before, hh_nodes.capacity() * sizeof(void*));  // the owner list is the bench's
+      },
+      [&](const std::vector<std::string>& qs) {
+        std::uint64_t s = 0;
+        for (const auto& q : qs) s += hh->find(std::string_view(q), sv_hash{}, key_hnode_eq{})->value;
+        return s;
+      },
+      [&] {
+        hh->clear();
+        hh.reset();
+        hh_buckets.reset();
+        for (auto* p : hh_nodes) delete p;
+        std::vector<heap_hnode*>().swap(hh_nodes);
+      }, 0, 0, {}});
+  add(peer{"Boost.Intrusive unordered_set, arena",
+      [&] {
+        bia_arena = std::make_unique<permafrost::arena>(arena_opts("bench-bi"));
+        auto& a = *bia_arena;
+        auto buckets = a.make_array<arena_hset::bucket_type>(n);
+        auto* set = a.make<arena_hset>(arena_hset::bucket_traits(buckets.data(), n));
+        auto nodes = a.make_array<arena_hnode>(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          nodes[i].key = permafrost::make_string(a, keys[i]);
+          nodes[i].value = i;
+          set->insert(nodes[i]);
+        }
+        ba = set;
+        a.freeze();
+        return a.stats().used;
+      },
+      [&](const std::vector<std::string>&) {
+        std::uint64_t s = 0;
+        for (std::string_view q : query_views) s += ba->find(q, permafrost::string_hash{}, key_anode_eq{})->value;
+        return s;
+      },
+      [&] { bia_arena.reset(); }, 0, 0, {}});
+  add(frozen_peer<permafrost::sorted_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::sorted_map", keys, query_views));
+  add(std_peer<std::map<std::string, std::uint64_t>>("std::map<std::string>", keys));
+  add(peer{"Boost.Intrusive set (rbtree), heap",
+      [&] {
+        const std::size_t before = heap_in_use();
+        ht = std::make_unique<heap_tset>();
+        ht_nodes.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          auto* node = new heap_tnode;
+          node->key = keys[i];
+          node->value = i;
+          ht_nodes.push_back(node);
+          ht->insert(*node);
+        }
+        return heap_growth(before, ht_nodes.capacity() * sizeof(void*));
+      },
+      [&](const std::vector<std::string>& qs) {
+        std::uint64_t s = 0;
+        for (const auto& q : qs) s += ht->find(std::string_view(q), key_tnode_less{})->value;
+        return s;
+      },
+      [&] {
+        ht->clear();
+        ht.reset();
+        for (auto* p : ht_nodes) delete p;
+        std::vector<heap_tnode*>().swap(ht_nodes);
+      }, 0, 0, {}});
+
+  const std::uint64_t expect = static_cast<std::uint64_t>(n) * (n - 1) / 2;
+  for (auto& p : peers) {
+    const auto t0 = clock_type::now();
+    p.bytes = p.build();
+    p.build_s = seconds_since(t0);
+    if (p.lookup_all(queries) != expect) {  // warm-up pass, also the correctness check
+      std::fprintf(stderr, "lookup: %s returned wrong values\n", p.name);
+      std::exit(1);
+    }
+  }
+  for (int r = 0; r < rounds; ++r) {
+    for (auto& p : peers) {
+      const auto t0 = clock_type::now();
+      g_sink = p.lookup_all(queries);
+      p.rates.push_back(static_cast<double>(n) / seconds_since(t0));
+    }
+  }
+  for (auto& p : peers) p.drop();
+
+  double total_len = 0;
+  for (const auto& k : keys) total_len += static_cast<double>(k.size());
+  std::printf("\n### %s: %zu keys, mean key length %.1f bytes, uint64 values, %d rounds\n\n", label, n,
+              total_len / static_cast<double>(n), rounds);
+  std::printf("| container | bytes/entry | M lookups/s (median) | lookups vs unordered_map | bytes vs unordered_map | build s |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  const double ref_rate = median(peers[1].rates);
+  const double ref_bytes = static_cast<double>(peers[1].bytes) / static_cast<double>(n);
+  for (const auto& p : peers) {
+    const double bpe = static_cast<double>(p.bytes) / static_cast<double>(n);
+    const double rate = median(p.rates);
+    if (p.bytes == 0 || ref_bytes == 0) {
+      std::printf("| %s | n/a | %.2f | %.2fx | n/a | %.2f |\n", p.name, rate / 1e6, rate / ref_rate, p.build_s);
+      continue;
+    }
+    std::printf("| %s | %.1f | %.2f | %.2fx | %.2fx | %.2f |\n", p.name, bpe, rate / 1e6, rate / ref_rate,
+                bpe / ref_bytes, p.build_s);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::size_t n = 1'000'000;
+  int rounds = 7;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--smoke") {
+      n = 20'000;
+      rounds = 3;
+    } else if (arg == "--keys" && i + 1 < argc) {
+      n = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: lookup [--smoke] [--keys N] [--rounds R]\n");
+      return 2;
+    }
+  }
+  if (n < 2 || rounds < 1) {
+    std::fprintf(stderr, "lookup: need at least 2 keys and 1 round\n");
+    return 2;
+  }
+  run("mixed keys (8-24 bytes; about half exceed std::string's 15-byte SSO)", make_keys(n, 8, 24, 1), rounds);
+  run("short keys (6-14 bytes; all fit std::string's SSO)", make_keys(n, 6, 14, 2), rounds);
+  return 0;
+}

@@ -1,0 +1,394 @@
+// permafrost — the machinery shared by the frozen hash and sorted containers (internal).
+//
+// Layout (see docs/design.md section 3): a table is one contiguous block of entries in an arena,
+// each entry = [value][32-bit hash][key], where a string key is stored inline (4-byte length +
+// bytes), so a hit reads one or two adjacent cache lines. Entries are variable-sized for string
+// keys; an index of 32-bit offsets (in units of the entry alignment) finds them:
+//  - hash tables sort entries by hash and keep one offset per bucket (a compressed bucket array:
+//    bucket b's entries are [start[b], start[b+1]) — no chain pointers);
+//  - sorted tables keep entries in key order and one offset per entry for binary search.
+// Lookups read the index and the entries and write nothing.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <new>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "permafrost/arena.hpp"
+#include "permafrost/detail/frozen_value.hpp"
+#include "permafrost/hash.hpp"
+#include "permafrost/string.hpp"
+
+namespace permafrost {
+
+// =============================================================================================
+// Duplicate keys
+// =============================================================================================
+
+// What a builder does with a key it already holds; chosen when the builder is made.
+enum class duplicate_policy {
+  reject,     // insert() returns false and the first value stays (the default)
+  last_wins,  // insert() returns false and the new value replaces the old one
+};
+
+namespace detail {
+
+template <class K>
+inline constexpr bool is_string_key = std::is_same_v<std::remove_cv_t<K>, permafrost::string>;
+
+// What lookups take: std::string_view for string keys (so std::string, const char* and
+// permafrost::string all work), the key itself otherwise.
+template <class K>
+using key_view_t = std::conditional_t<is_string_key<K>, std::string_view, K>;
+
+// How a key is stored in an entry: inline length + bytes for strings, the key otherwise.
+template <class K>
+using key_slot_t = std::conditional_t<is_string_key<K>, string_rep, K>;
+
+struct entry_access;
+
+template <class K>
+void check_key_type() {
+  static_assert(is_string_key<K> || (std::is_trivially_copyable_v<K> && frozen_storable_v<K>),
+                "frozen container keys are permafrost::string or trivially copyable types");
+}
+
+}  // namespace detail
+
+// =============================================================================================
+// Entries
+// =============================================================================================
+
+// One entry of a hash_map or sorted_map, as laid out in the arena. Only ever seen by reference.
+template <class K, class V>
+class map_entry {
+ public:
+  // The key: a permafrost::string handle into this entry for string keys, a copy otherwise.
+  K key() const noexcept {
+    if constexpr (detail::is_string_key<K>) return K(&key_);
+    else return key_;
+  }
+  const V& value() const noexcept { return value_; }
+
+  map_entry(const map_entry&) = delete;
+  map_entry& operator=(const map_entry&) = delete;
+
+ private:
+  friend struct detail::entry_access;
+  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k) : value_(v), hash_(h), key_(k) {}
+  V value_;
+  std::uint32_t hash_;
+  detail::key_slot_t<K> key_;  // for string keys, the bytes follow
+};
+
+// One entry of a hash_set, as laid out in the arena. Only ever seen by reference.
+template <class K>
+class set_entry {
+ public:
+  K key() const noexcept {
+    if constexpr (detail::is_string_key<K>) return K(&key_);
+    else return key_;
+  }
+
+  set_entry(const set_entry&) = delete;
+  set_entry& operator=(const set_entry&) = delete;
+
+ private:
+  friend struct detail::entry_access;
+  set_entry(std::uint32_t h, const detail::key_slot_t<K>& k) : hash_(h), key_(k) {}
+  std::uint32_t hash_;
+  detail::key_slot_t<K> key_;
+};
+
+namespace detail {
+
+struct no_value {};
+
+template <class E>
+struct entry_traits;
+template <class K, class V>
+struct entry_traits<map_entry<K, V>> {
+  using key_type = K;
+  using mapped_type = V;
+};
+template <class K>
+struct entry_traits<set_entry<K>> {
+  using key_type = K;
+  using mapped_type = no_value;
+};
+
+// Reads and lays out entries; the one place that knows their byte layout.
+struct entry_access {
+  template <class E>
+  static constexpr std::size_t unit = alignof(E);
+
+  template <class E>
+  static constexpr std::size_t key_bytes_offset() {
+    return offsetof(E, key_) + sizeof(string_rep);
+  }
+
+  // Bytes an entry with a key of key_len bytes takes, rounded to the entry alignment.
+  template <class E>
+  static std::size_t size_for(std::size_t key_len) noexcept {
+    if constexpr (is_string_key<typename entry_traits<E>::key_type>) {
+      const std::size_t raw = std::max(sizeof(E), key_bytes_offset<E>() + key_len);
+      return (raw + unit<E> - 1) & ~(unit<E> - 1);
+    } else {
+      (void)key_len;
+      return sizeof(E);
+    }
+  }
+
+  template <class E>
+  static std::size_t size_of(const E& e) noexcept {
+    if constexpr (is_string_key<typename entry_traits<E>::key_type>) return size_for<E>(e.key_.size);
+    else return sizeof(E);
+  }
+
+  template <class E>
+  static std::uint32_t hash_of(const E& e) noexcept { return e.hash_; }
+
+  template <class E>
+  static key_view_t<typename entry_traits<E>::key_type> view_of(const E& e) noexcept {
+    if constexpr (is_string_key<typename entry_traits<E>::key_type>) return {e.key_.bytes(), e.key_.size};
+    else return e.key_;
+  }
+
+  // Lays an entry out at p (size_for(key) bytes, suitably aligned).
+  template <class E, class KV, class V>
+  static void construct(void* p, std::uint32_t h, const KV& key, const V& value) {
+    using K = typename entry_traits<E>::key_type;
+    key_slot_t<K> slot;
+    if constexpr (is_string_key<K>) slot = string_rep{static_cast<std::uint32_t>(key.size())};
+    else slot = key;
+    if constexpr (std::is_same_v<V, no_value>) ::new (p) E(h, slot);
+    else ::new (p) E(value, h, slot);
+    if constexpr (is_string_key<K>) {
+      if (!key.empty())
+        std::memcpy(static_cast<char*>(p) + key_bytes_offset<E>(), key.data(), key.size());
+    }
+  }
+
+  template <class E>
+  static const E& at(const std::byte* p) noexcept { return *reinterpret_cast<const E*>(p); }
+};
+
+template <class E>
+bool key_equals(const E& e, key_view_t<typename entry_traits<E>::key_type> k) noexcept {
+  return entry_access::view_of(e) == k;
+}
+
+// =============================================================================================
+// Building: keys and values gathered in process memory, with duplicates caught on insert
+// =============================================================================================
+
+template <class K, class V, class Hash>
+class pending_table {
+ public:
+  using view = key_view_t<K>;
+  struct string_ref {
+    std::size_t off;
+    std::size_t len;
+  };
+  using key_store = std::conditional_t<is_string_key<K>, string_ref, K>;
+  struct item {
+    std::uint64_t hash;
+    key_store key;
+    V value;
+  };
+
+  pending_table(arena& a, duplicate_policy policy)
+      : arena_(&a), policy_(policy), index_(16, index_hash{this}, index_eq{this}) {}
+  pending_table(const pending_table&) = delete;  // the index points back at this object
+  pending_table& operator=(const pending_table&) = delete;
+
+  // Adds k (its value made by make_value() only when stored). Returns true when k was new.
+  template <class MakeValue>
+  bool insert(view k, MakeValue&& make_value) {
+    if (finished_) throw std::logic_error("permafrost builder: insert() after finish()");
+    if constexpr (is_string_key<K>) {
+      if (k.size() > max_string_size) throw_string_too_long();
+    }
+    const std::uint64_t h = Hash{}(k);
+    const std::size_t bytes_before = bytes_.size();
+    if constexpr (is_string_key<K>) {
+      bytes_.append(k.data(), k.size());
+      items_.push_back(item{h, string_ref{bytes_before, k.size()}, V{}});
+    } else {
+      items_.push_back(item{h, k, V{}});
+    }
+    std::pair<typename index_set::iterator, bool> found;
+    try {
+      found = index_.insert(items_.size() - 1);
+    } catch (...) {
+      items_.pop_back();
+      bytes_.resize(bytes_before);
+      throw;
+    }
+    if (!found.second) {
+      items_.pop_back();
+      bytes_.resize(bytes_before);
+      if (policy_ == duplicate_policy::last_wins) items_[*found.first].value = make_value();
+      return false;
+    }
+    try {
+      items_.back().value = make_value();
+    } catch (...) {
+      index_.erase(items_.size() - 1);
+      items_.pop_back();
+      bytes_.resize(bytes_before);
+      throw;
+    }
+    return true;
+  }
+
+  view key_of(const item& it) const noexcept {
+    if constexpr (is_string_key<K>) return view(bytes_.data() + it.key.off, it.key.len);
+    else return it.key;
+  }
+
+  std::size_t size() const noexcept { return items_.size(); }
+  const std::vector<item>& items() const noexcept { return items_; }
+  arena& target() const noexcept { return *arena_; }
+  duplicate_policy policy() const noexcept { return policy_; }
+  bool finished() const noexcept { return finished_; }
+
+  // Marks the builder finished and gives its process memory back.
+  void release() {
+    finished_ = true;
+    index_set().swap(index_);
+    std::vector<item>().swap(items_);
+    std::string().swap(bytes_);
+  }
+
+ private:
+  struct index_hash {
+    const pending_table* t;
+    std::size_t operator()(std::size_t i) const noexcept { return t->items_[i].hash; }
+  };
+  struct index_eq {
+    const pending_table* t;
+    bool operator()(std::size_t a, std::size_t b) const noexcept {
+      return t->key_of(t->items_[a]) == t->key_of(t->items_[b]);
+    }
+  };
+  using index_set = std::unordered_set<std::size_t, index_hash, index_eq>;
+
+  arena* arena_;
+  duplicate_policy policy_;
+  std::vector<item> items_;
+  std::string bytes_;  // string keys, back to back
+  index_set index_;
+  bool finished_ = false;
+};
+
+[[noreturn]] inline void throw_table_too_big() {
+  throw std::length_error("permafrost: frozen table larger than 2^32 entry units");
+}
+
+// Lays out `order` (indices into p.items()) as consecutive entries in the arena. Returns the block
+// and its size; offsets[i] receives the unit offset of the i-th entry laid out when non-null.
+template <class E, class K, class V, class Hash>
+std::pair<const std::byte*, std::size_t> lay_out_entries(const pending_table<K, V, Hash>& p,
+                                                         const std::vector<std::size_t>& order,
+                                                         std::uint32_t* offsets) {
+  constexpr std::size_t unit = entry_access::unit<E>;
+  std::size_t total = 0;
+  for (std::size_t i : order) {
+    std::size_t len = 0;
+    if constexpr (is_string_key<K>) len = p.items()[i].key.len;
+    total += entry_access::size_for<E>(len);
+  }
+  if (total / unit > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
+  if (total == 0) return {nullptr, 0};
+  auto* block = static_cast<std::byte*>(p.target().allocate(total, unit));
+  std::size_t off = 0;
+  for (std::size_t j = 0; j < order.size(); ++j) {
+    const auto& it = p.items()[order[j]];
+    if (offsets != nullptr) offsets[j] = static_cast<std::uint32_t>(off / unit);
+    const auto k = p.key_of(it);
+    entry_access::construct<E>(block + off, static_cast<std::uint32_t>(it.hash >> 32), k, it.value);
+    std::size_t len = 0;
+    if constexpr (is_string_key<K>) len = k.size();
+    off += entry_access::size_for<E>(len);
+  }
+  return {block, total};
+}
+
+// Walks a block of consecutive entries.
+template <class E>
+class block_iterator {
+ public:
+  using iterator_category = std::forward_iterator_tag;
+  using value_type = E;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const E*;
+  using reference = const E&;
+
+  block_iterator() noexcept = default;
+  block_iterator(const std::byte* p, const std::byte* end) noexcept : p_(p), end_(end) {}
+  const E& operator*() const noexcept { return entry_access::at<E>(p_); }
+  const E* operator->() const noexcept { return &**this; }
+  block_iterator& operator++() noexcept {
+    p_ += entry_access::size_of(**this);
+    return *this;
+  }
+  block_iterator operator++(int) noexcept {
+    auto old = *this;
+    ++*this;
+    return old;
+  }
+  friend bool operator==(const block_iterator& a, const block_iterator& b) noexcept {
+    return a.p_ == b.p_;
+  }
+  // So `m.find(k) == m.end()` reads as with the standard containers: find() returns a pointer,
+  // nullptr when absent, and the end iterator equals nullptr.
+  friend bool operator==(const block_iterator& a, const E* e) noexcept {
+    return a.p_ == a.end_ ? e == nullptr : &*a == e;
+  }
+
+ private:
+  const std::byte* p_ = nullptr;
+  const std::byte* end_ = nullptr;
+};
+
+// The freeze check every frozen container registers: the object's own check(arena).
+template <class C>
+std::string run_container_check(const void* object, const arena& a) {
+  return static_cast<const C*>(object)->check(a);
+}
+
+template <class C>
+void register_check(arena& a, const C* c) {
+  a.add_freeze_check(&run_container_check<C>, c);
+}
+
+template <class E>
+std::string check_entry(const E& e, const arena& a, std::size_t i, const char* what) {
+  using K = typename entry_traits<E>::key_type;
+  using V = typename entry_traits<E>::mapped_type;
+  if constexpr (!is_string_key<K>) {
+    if (!points_into(e.key(), a))
+      return std::string(what) + ": the key of entry " + std::to_string(i) + " points outside the arena";
+  }
+  if constexpr (!std::is_same_v<V, no_value>) {
+    if (!points_into(e.value(), a))
+      return std::string(what) + ": the value of entry " + std::to_string(i) + " points outside the arena";
+  }
+  return {};
+}
+
+}  // namespace detail
+}  // namespace permafrost

@@ -1,0 +1,120 @@
+// permafrost — the frozen hash table behind hash_map and hash_set (internal).
+//
+// Entries sorted by the high 32 bits of their hash, which also pick the bucket (b = h32 * B >> 32,
+// monotone in h32), so each bucket's entries are one contiguous run [start[b], start[b+1]) and
+// the bucket array is just B + 1 offsets. B = number of entries (load factor 1): a hit reads the
+// bucket offsets (one line) and then walks a run of ~1.5 adjacent entries; a miss usually stops
+// at a hash mismatch without reading a key.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "permafrost/detail/frozen_table.hpp"
+
+namespace permafrost::detail {
+
+template <class E, class Hash>
+class hash_table {
+ public:
+  using key_type = typename entry_traits<E>::key_type;
+  using value_type = E;
+  using key_view = key_view_t<key_type>;
+  using const_iterator = block_iterator<E>;
+  using iterator = const_iterator;
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t bucket_count() const noexcept { return buckets_; }
+  // Arena bytes the table takes: the object, its entries and its bucket offsets.
+  std::size_t bytes() const noexcept {
+    return sizeof(*this) + bytes_ + (buckets_ == 0 ? 0 : (buckets_ + 1) * sizeof(std::uint32_t));
+  }
+
+  const_iterator begin() const noexcept { return {nodes_, nodes_ + bytes_}; }
+  const_iterator end() const noexcept { return {nodes_ + bytes_, nodes_ + bytes_}; }
+
+  // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
+  const E* find(key_view k) const noexcept {
+    if (size_ == 0) return nullptr;
+    const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
+    const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
+    constexpr std::size_t unit = entry_access::unit<E>;
+    const std::byte* p = nodes_ + std::size_t{starts_[b]} * unit;
+    const std::byte* last = nodes_ + std::size_t{starts_[b + 1]} * unit;
+    while (p < last) {
+      const E& e = entry_access::at<E>(p);
+      const std::uint32_t eh = entry_access::hash_of(e);
+      if (eh == h32) {
+        if (key_equals(e, k)) return &e;
+      } else if (eh > h32) {
+        return nullptr;
+      }
+      p += entry_access::size_of(e);
+    }
+    return nullptr;
+  }
+
+  bool contains(key_view k) const noexcept { return find(k) != nullptr; }
+  std::size_t count(key_view k) const noexcept { return contains(k) ? 1 : 0; }
+
+  // For the freeze check: every byte and pointer of the table lies inside `a`.
+  std::string check(const arena& a, const char* what) const {
+    if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_, bytes_) ||
+        (buckets_ != 0 && !range_in(a, starts_, (buckets_ + 1) * sizeof(std::uint32_t))))
+      return std::string(what) + ": the table itself lies outside the arena";
+    std::size_t i = 0;
+    for (const E& e : *this) {
+      std::string why = check_entry(e, a, i++, what);
+      if (!why.empty()) return why;
+    }
+    return {};
+  }
+
+  bool points_into(const arena& a) const { return check(a, "hash table").empty(); }
+
+ protected:
+  hash_table() = default;
+
+  // Lays out the entries of p in the arena and points this table at them.
+  template <class K, class V>
+  void build(const pending_table<K, V, Hash>& p) {
+    const std::size_t n = p.size();
+    if (n == 0) return;
+    if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    const auto& items = p.items();
+    auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+      return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
+    });
+    std::vector<std::uint32_t> offsets(n);
+    auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
+    std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
+    const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
+    std::size_t j = 0;
+    for (std::size_t b = 0; b < n; ++b) {
+      while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
+      starts[b] = j < n ? offsets[j] : end_unit;
+    }
+    starts[n] = end_unit;
+    nodes_ = block;
+    bytes_ = bytes;
+    starts_ = starts;
+    buckets_ = n;
+    size_ = n;
+  }
+
+ private:
+  const std::byte* nodes_ = nullptr;
+  std::size_t bytes_ = 0;
+  const std::uint32_t* starts_ = nullptr;
+  std::size_t buckets_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace permafrost::detail

@@ -1,0 +1,131 @@
+// permafrost — hash_map<K, V, Hash>: an immutable hash map laid out in an arena.
+//
+// Contract: built once with hash_map_builder in an unfrozen arena; finish() lays every entry, the
+// bucket offsets and the map object itself out in the arena and returns a const reference that is
+// valid for the arena's life. The map is never modified nor destroyed: V must be trivially
+// destructible or a permafrost type. Lookups read and never write (no cache, no mutable member,
+// no refcount), so workers forked after arena.freeze() share every page of it.
+//
+// Keys: permafrost::string (stored inline in the entry; find() takes std::string_view, so
+// std::string, const char* and permafrost::string look up without a copy) or any trivially
+// copyable type. Hash maps a key view to 64 bits (default permafrost::hash<K>).
+//
+// Thread safety: any number of threads and processes may read a finished map at once. A builder
+// is used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "permafrost/arena.hpp"
+#include "permafrost/detail/hash_table.hpp"
+#include "permafrost/string.hpp"
+
+namespace permafrost {
+
+template <class K, class V, class Hash = hash<K>>
+class hash_map_builder;
+
+// =============================================================================================
+// The map
+// =============================================================================================
+
+template <class K, class V, class Hash = hash<K>>
+class hash_map : public detail::hash_table<map_entry<K, V>, Hash> {
+  static_assert(frozen_storable_v<V>,
+                "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
+  using base = detail::hash_table<map_entry<K, V>, Hash>;
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using value_type = map_entry<K, V>;
+  using key_view = typename base::key_view;
+
+  // find, contains, count, size, empty, begin, end, bytes: see detail/hash_table.hpp.
+
+  // Throws: std::out_of_range when k is absent.
+  const V& at(key_view k) const {
+    if (const value_type* e = this->find(k)) return e->value();
+    throw std::out_of_range("permafrost::hash_map::at: key not found");
+  }
+
+  // Effects: returns a pointer to k's value, or `fallback` when k is absent.
+  const V* get(key_view k, const V* fallback = nullptr) const noexcept {
+    const value_type* e = this->find(k);
+    return e != nullptr ? &e->value() : fallback;
+  }
+
+  std::string check(const arena& a) const { return base::check(a, "hash_map"); }
+
+ private:
+  friend class hash_map_builder<K, V, Hash>;
+  hash_map() = default;
+};
+
+template <class K, class V, class H>
+struct is_permafrost_type<hash_map<K, V, H>> : std::true_type {};
+
+// =============================================================================================
+// The builder
+// =============================================================================================
+
+// Gathers entries in process memory (one copy of each key) and lays the map out in the arena on
+// finish(). Not copyable or movable.
+template <class K, class V, class Hash>
+class hash_map_builder {
+  static_assert(frozen_storable_v<V>,
+                "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
+  static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
+
+ public:
+  using key_view = detail::key_view_t<K>;
+
+  // Effects: a builder for a map in `a` (which must stay unfrozen until finish()).
+  explicit hash_map_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
+      : pending_(a, policy) {
+    detail::check_key_type<K>();
+  }
+
+  // Effects: adds (k, v); a key already present is handled by the builder's duplicate_policy.
+  // Returns true when k was new. String keys are copied; so is v when V is permafrost::string and
+  // v is any other string type (into the arena, only when it is stored).
+  // Throws: std::logic_error after finish(); std::length_error for a key of 4 GiB or more;
+  // std::bad_alloc. The builder is unchanged when it throws.
+  template <class U>
+  bool insert(key_view k, U&& v) {
+    return pending_.insert(k, [&]() -> V {
+      if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
+        return make_string(pending_.target(), std::string_view(v));
+      else
+        return V(std::forward<U>(v));
+    });
+  }
+
+  std::size_t size() const noexcept { return pending_.size(); }
+
+  // Effects: lays the map out in the arena, frees the builder's process memory and registers the
+  // map's freeze check. Later calls return the same map.
+  // Throws: std::length_error when the entries exceed 2^32 units of alignof(entry) bytes;
+  // as arena::allocate (the arena then holds unreachable bytes; the builder is unchanged).
+  const hash_map<K, V, Hash>& finish() {
+    if (map_ != nullptr) return *map_;
+    arena& a = pending_.target();
+    auto* m = ::new (a.allocate(sizeof(hash_map<K, V, Hash>), alignof(hash_map<K, V, Hash>)))
+        hash_map<K, V, Hash>();
+    m->build(pending_);
+    detail::register_check(a, m);
+    pending_.release();
+    map_ = m;
+    return *m;
+  }
+
+ private:
+  detail::pending_table<K, V, Hash> pending_;
+  const hash_map<K, V, Hash>* map_ = nullptr;
+};
+
+}  // namespace permafrost

@@ -1,0 +1,84 @@
+// permafrost — hash_set<K, Hash>: an immutable hash set laid out in an arena.
+//
+// Contract: as hash_map (see hash_map.hpp) without values: built once with hash_set_builder,
+// never modified nor destroyed, lookups write nothing. Iteration yields set_entry<K> (key()).
+//
+// Thread safety: any number of threads and processes may read a finished set at once. A builder
+// is used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+#include <type_traits>
+
+#include "permafrost/arena.hpp"
+#include "permafrost/detail/hash_table.hpp"
+#include "permafrost/string.hpp"
+
+namespace permafrost {
+
+template <class K, class Hash = hash<K>>
+class hash_set_builder;
+
+template <class K, class Hash = hash<K>>
+class hash_set : public detail::hash_table<set_entry<K>, Hash> {
+  using base = detail::hash_table<set_entry<K>, Hash>;
+
+ public:
+  using key_type = K;
+  using value_type = set_entry<K>;
+  using key_view = typename base::key_view;
+
+  // find, contains, count, size, empty, begin, end, bytes: see detail/hash_table.hpp.
+
+  std::string check(const arena& a) const { return base::check(a, "hash_set"); }
+
+ private:
+  friend class hash_set_builder<K, Hash>;
+  hash_set() = default;
+};
+
+template <class K, class H>
+struct is_permafrost_type<hash_set<K, H>> : std::true_type {};
+
+// Gathers keys in process memory and lays the set out in the arena on finish(). The duplicate
+// policy makes no observable difference for a set (both keep one copy); insert() still reports
+// whether the key was new. Not copyable or movable.
+template <class K, class Hash>
+class hash_set_builder {
+ public:
+  using key_view = detail::key_view_t<K>;
+
+  explicit hash_set_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
+      : pending_(a, policy) {
+    detail::check_key_type<K>();
+  }
+
+  // Effects: adds k. Returns true when k was new.
+  // Throws: std::logic_error after finish(); std::length_error for a key of 4 GiB or more;
+  // std::bad_alloc. The builder is unchanged when it throws.
+  bool insert(key_view k) {
+    return pending_.insert(k, [] { return detail::no_value{}; });
+  }
+
+  std::size_t size() const noexcept { return pending_.size(); }
+
+  // Effects, Throws: as hash_map_builder::finish().
+  const hash_set<K, Hash>& finish() {
+    if (set_ != nullptr) return *set_;
+    arena& a = pending_.target();
+    auto* s = ::new (a.allocate(sizeof(hash_set<K, Hash>), alignof(hash_set<K, Hash>)))
+        hash_set<K, Hash>();
+    s->build(pending_);
+    detail::register_check(a, s);
+    pending_.release();
+    set_ = s;
+    return *s;
+  }
+
+ private:
+  detail::pending_table<K, detail::no_value, Hash> pending_;
+  const hash_set<K, Hash>* set_ = nullptr;
+};
+
+}  // namespace permafrost

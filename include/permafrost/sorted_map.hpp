@@ -1,0 +1,243 @@
+// permafrost — sorted_map<K, V, Compare>: an immutable ordered map laid out in an arena.
+//
+// Contract: built once with sorted_map_builder in an unfrozen arena; finish() lays the entries out
+// in key order (keys inline, as in hash_map) plus one 32-bit offset per entry for binary search,
+// and returns a const reference valid for the arena's life. Never modified nor destroyed; V must
+// be trivially destructible or a permafrost type; lookups and iteration write nothing.
+//
+// Compare is called with key views (std::string_view for permafrost::string keys, so lookups take
+// any string type). Keys equal under == must be equivalent under Compare and the other way round
+// (duplicates are detected with ==).
+//
+// Thread safety: any number of threads and processes may read a finished map at once. A builder
+// is used by one thread at a time.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "permafrost/arena.hpp"
+#include "permafrost/detail/frozen_table.hpp"
+#include "permafrost/string.hpp"
+
+namespace permafrost {
+
+template <class K, class V, class Compare = std::less<>>
+class sorted_map_builder;
+
+template <class K, class V, class Compare = std::less<>>
+class sorted_map {
+  static_assert(frozen_storable_v<V>,
+                "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
+  using access = detail::entry_access;
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using value_type = map_entry<K, V>;
+  using key_view = detail::key_view_t<K>;
+
+  // In key order; random access over the offset index.
+  class const_iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = map_entry<K, V>;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const value_type*;
+    using reference = const value_type&;
+
+    const_iterator() noexcept = default;
+    const value_type& operator*() const noexcept {
+      return access::at<value_type>(map_->nodes_ + std::size_t{map_->index_[i_]} * unit);
+    }
+    const value_type* operator->() const noexcept { return &**this; }
+    const value_type& operator[](difference_type n) const noexcept { return *(*this + n); }
+    const_iterator& operator++() noexcept { ++i_; return *this; }
+    const_iterator operator++(int) noexcept { auto o = *this; ++i_; return o; }
+    const_iterator& operator--() noexcept { --i_; return *this; }
+    const_iterator operator--(int) noexcept { auto o = *this; --i_; return o; }
+    const_iterator& operator+=(difference_type n) noexcept { i_ += n; return *this; }
+    const_iterator& operator-=(difference_type n) noexcept { i_ -= n; return *this; }
+    friend const_iterator operator+(const_iterator it, difference_type n) noexcept { return it += n; }
+    friend const_iterator operator+(difference_type n, const_iterator it) noexcept { return it += n; }
+    friend const_iterator operator-(const_iterator it, difference_type n) noexcept { return it -= n; }
+    friend difference_type operator-(const const_iterator& a, const const_iterator& b) noexcept {
+      return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) noexcept {
+      return a.i_ == b.i_;
+    }
+    friend auto operator<=>(const const_iterator& a, const const_iterator& b) noexcept {
+      return a.i_ <=> b.i_;
+    }
+    // find() returns a pointer (nullptr when absent); end() equals nullptr.
+    friend bool operator==(const const_iterator& a, const value_type* e) noexcept {
+      return a.i_ == a.map_->size() ? e == nullptr : &*a == e;
+    }
+
+   private:
+    friend class sorted_map;
+    const_iterator(const sorted_map* m, std::size_t i) noexcept : map_(m), i_(i) {}
+    const sorted_map* map_ = nullptr;
+    std::size_t i_ = 0;
+  };
+  using iterator = const_iterator;
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  // Arena bytes the map takes: the object, its entries and its offset index.
+  std::size_t bytes() const noexcept { return sizeof(*this) + bytes_ + size_ * sizeof(std::uint32_t); }
+
+  const_iterator begin() const noexcept { return {this, 0}; }
+  const_iterator end() const noexcept { return {this, size_}; }
+
+  // The first entry whose key is not less than k.
+  const_iterator lower_bound(key_view k) const noexcept {
+    return {this, partition([&](const value_type& e) { return comp(access::view_of(e), k); })};
+  }
+  // The first entry whose key is greater than k.
+  const_iterator upper_bound(key_view k) const noexcept {
+    return {this, partition([&](const value_type& e) { return !comp(k, access::view_of(e)); })};
+  }
+  std::pair<const_iterator, const_iterator> equal_range(key_view k) const noexcept {
+    return {lower_bound(k), upper_bound(k)};
+  }
+
+  // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
+  const value_type* find(key_view k) const noexcept {
+    const const_iterator it = lower_bound(k);
+    if (it.i_ == size_ || comp(k, access::view_of(*it))) return nullptr;
+    return &*it;
+  }
+  bool contains(key_view k) const noexcept { return find(k) != nullptr; }
+  std::size_t count(key_view k) const noexcept { return contains(k) ? 1 : 0; }
+
+  // Throws: std::out_of_range when k is absent.
+  const V& at(key_view k) const {
+    if (const value_type* e = find(k)) return e->value();
+    throw std::out_of_range("permafrost::sorted_map::at: key not found");
+  }
+
+  // For the freeze check: every byte and pointer of the map lies inside `a`.
+  std::string check(const arena& a) const {
+    if (!detail::range_in(a, this, sizeof(*this)) || !detail::range_in(a, nodes_, bytes_) ||
+        !detail::range_in(a, index_, size_ * sizeof(std::uint32_t)))
+      return "sorted_map: the map itself lies outside the arena";
+    std::size_t i = 0;
+    for (const value_type& e : *this) {
+      std::string why = detail::check_entry(e, a, i++, "sorted_map");
+      if (!why.empty()) return why;
+    }
+    return {};
+  }
+  bool points_into(const arena& a) const { return check(a).empty(); }
+
+ private:
+  friend class sorted_map_builder<K, V, Compare>;
+  static constexpr std::size_t unit = access::unit<value_type>;
+  sorted_map() = default;
+
+  template <class A, class B>
+  bool comp(const A& a, const B& b) const noexcept(noexcept(Compare{}(a, b))) {
+    return Compare{}(a, b);
+  }
+
+  // The first index for which pred(entry) is false (pred true on a prefix).
+  template <class Pred>
+  std::size_t partition(Pred pred) const noexcept {
+    std::size_t lo = 0;
+    std::size_t n = size_;
+    while (n > 0) {
+      const std::size_t half = n / 2;
+      const auto& e = access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
+      if (pred(e)) {
+        lo += half + 1;
+        n -= half + 1;
+      } else {
+        n = half;
+      }
+    }
+    return lo;
+  }
+
+  const std::byte* nodes_ = nullptr;
+  std::size_t bytes_ = 0;
+  const std::uint32_t* index_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+template <class K, class V, class C>
+struct is_permafrost_type<sorted_map<K, V, C>> : std::true_type {};
+
+// Gathers entries in process memory and lays the map out in key order on finish(). Not copyable
+// or movable.
+template <class K, class V, class Compare>
+class sorted_map_builder {
+  static_assert(frozen_storable_v<V>,
+                "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
+  static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
+
+ public:
+  using key_view = detail::key_view_t<K>;
+
+  explicit sorted_map_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
+      : pending_(a, policy) {
+    detail::check_key_type<K>();
+  }
+
+  // Effects, Returns, Throws: as hash_map_builder::insert().
+  template <class U>
+  bool insert(key_view k, U&& v) {
+    return pending_.insert(k, [&]() -> V {
+      if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
+        return make_string(pending_.target(), std::string_view(v));
+      else
+        return V(std::forward<U>(v));
+    });
+  }
+
+  std::size_t size() const noexcept { return pending_.size(); }
+
+  // Effects, Throws: as hash_map_builder::finish().
+  const sorted_map<K, V, Compare>& finish() {
+    using map = sorted_map<K, V, Compare>;
+    if (map_ != nullptr) return *map_;
+    arena& a = pending_.target();
+    const std::size_t n = pending_.size();
+    if (n > std::numeric_limits<std::uint32_t>::max()) detail::throw_table_too_big();
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    const auto& items = pending_.items();
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+      return Compare{}(pending_.key_of(items[x]), pending_.key_of(items[y]));
+    });
+    auto* m = ::new (a.allocate(sizeof(map), alignof(map))) map();
+    if (n > 0) {
+      std::uint32_t* index = a.make_array<std::uint32_t>(n).data();
+      auto [block, bytes] = detail::lay_out_entries<map_entry<K, V>>(pending_, order, index);
+      m->nodes_ = block;
+      m->bytes_ = bytes;
+      m->index_ = index;
+      m->size_ = n;
+    }
+    detail::register_check(a, m);
+    pending_.release();
+    map_ = m;
+    return *m;
+  }
+
+ private:
+  detail::pending_table<K, V, hash<K>> pending_;
+  const sorted_map<K, V, Compare>* map_ = nullptr;
+};
+
+}  // namespace permafrost

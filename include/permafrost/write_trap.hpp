@@ -1,0 +1,61 @@
+// permafrost — the write trap: a one-line report when code writes to a frozen arena.
+//
+// Contract: after install_write_trap(), a SIGSEGV with si_code SEGV_ACCERR whose address lies in
+// a frozen arena of this process prints exactly one line to stderr,
+//
+//   permafrost: write to frozen arena "NAME" at offset N (address 0x...); allocation "TAG" +K of S bytes at offset O
+//
+// (the part after ';' says "no allocation log" when the arena keeps none, and "not inside a
+// logged allocation" for padding), then restores the default action and returns, so the write
+// faults again and the process dies of SIGSEGV as it would have without the trap (core dump
+// included). The handler uses only async-signal-safe calls (write(2), sigaction(2)) and runs on
+// the thread's alternate signal stack when it has one (SA_ONSTACK), so a write from a thread
+// whose stack is nearly exhausted is still reported.
+//
+// Every other SIGSEGV goes to the handler that was installed before the trap, as the kernel would
+// have delivered it: an SA_SIGINFO handler gets (sig, info, context), a plain handler gets (sig),
+// both with their own sa_mask blocked (and the signal itself unless SA_NODEFER); SA_RESETHAND is
+// honoured; SIG_DFL and SIG_IGN (which the kernel overrides for a fault) end in the default action.
+// Install the trap after any handler it should chain to (sanitizer runtimes install theirs
+// before main, so they are chained to).
+//
+// The allocation lookup is a binary search over the arena's allocation log, which is read without
+// a lock. That is safe because the log is only consulted once the arena is frozen: freeze() takes
+// the arena's lock, after which nothing appends to the log, and it publishes the frozen state with
+// a release store that the handler's acquire load pairs with. Destroying the arena while another
+// thread is writing into it is a use-after-free the trap cannot make safe.
+//
+// Thread safety: install_write_trap() may be called from any thread, any number of times; the
+// first call installs, later calls do nothing. describe_frozen_write() is async-signal-safe.
+#pragma once
+
+#include <cstddef>
+
+namespace permafrost {
+
+// =============================================================================================
+// Installation
+// =============================================================================================
+
+// Effects: installs the SIGSEGV handler described above, once per process (inherited by fork()).
+// Throws: std::system_error if sigaction(2) fails.
+void install_write_trap();
+
+// Effects: calls install_write_trap() when the environment variable PERMAFROST_TRAP is "1".
+// Returns true when the trap is installed after the call. Never throws (an error is reported on
+// stderr and false returned). For the malloc library's initialisation and for main().
+bool install_write_trap_from_env() noexcept;
+
+// True once install_write_trap() has succeeded in this process (or its parent before fork()).
+bool write_trap_installed() noexcept;
+
+// =============================================================================================
+// The report
+// =============================================================================================
+
+// Effects: writes the report line for a write to `address` (without the trailing newline,
+// NUL-terminated, truncated to fit) into buf[0, size) and returns its length, or returns 0 when
+// `address` is not in a frozen arena of this process. Async-signal-safe, allocates nothing.
+std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept;
+
+}  // namespace permafrost

@@ -1,0 +1,267 @@
+// permafrost — memstat: parsing the kernel's accounting. All reads go through os.hpp.
+#include "permafrost/memstat.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "os.hpp"
+
+namespace permafrost {
+namespace {
+
+constexpr std::uint64_t present_bit = std::uint64_t{1} << 63;
+constexpr std::uint64_t exclusive_bit = std::uint64_t{1} << 56;
+constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
+
+std::string proc_path(pid_t pid, const char* what) {
+  return (pid == 0 ? std::string("/proc/self/") : "/proc/" + std::to_string(pid) + "/") + what;
+}
+
+std::string read_or_throw(pid_t pid, const char* what) {
+  std::string text;
+  const int err = os::read_proc_file(pid, what, &text);
+  if (err != 0) throw proc_error(proc_path(pid, what), err);
+  // A process that exits between open and read leaves an empty file behind.
+  if (text.empty()) throw proc_error(proc_path(pid, what), ESRCH);
+  return text;
+}
+
+// Applies one "Name:   123 kB" line to u. Unknown names are ignored.
+void apply_field(std::string_view line, memory_usage& u) {
+  const auto colon = line.find(':');
+  if (colon == std::string_view::npos) return;
+  const std::string_view name = line.substr(0, colon);
+  const std::uint64_t bytes = std::strtoull(line.data() + colon + 1, nullptr, 10) * 1024;
+  if (name == "Rss") u.rss = bytes;
+  else if (name == "Pss") u.pss = bytes;
+  else if (name == "Pss_Anon") u.pss_anon = bytes;
+  else if (name == "Pss_File") u.pss_file = bytes;
+  else if (name == "Pss_Shmem") u.pss_shmem = bytes;
+  else if (name == "Shared_Clean") u.shared_clean = bytes;
+  else if (name == "Shared_Dirty") u.shared_dirty = bytes;
+  else if (name == "Private_Clean") u.private_clean = bytes;
+  else if (name == "Private_Dirty") u.private_dirty = bytes;
+  else if (name == "Anonymous") u.anonymous = bytes;
+  else if (name == "AnonHugePages") u.anon_huge = bytes;
+  else if (name == "Swap") u.swap = bytes;
+  u.uss = u.private_clean + u.private_dirty;
+}
+
+// Calls f(line) for each line of text (without the newline).
+template <class F>
+void for_each_line(std::string_view text, F f) {
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    f(text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
+// Parses a maps/smaps header "lo-hi perms offset dev inode   name"; false for field lines.
+bool parse_header(std::string_view line, mapping& m) {
+  char* end = nullptr;
+  const unsigned long long lo = std::strtoull(line.data(), &end, 16);
+  if (end == line.data() || *end != '-') return false;
+  const char* p = end + 1;
+  const unsigned long long hi = std::strtoull(p, &end, 16);
+  if (end == p || *end != ' ') return false;
+  m = mapping{};
+  m.begin = lo;
+  m.end = hi;
+  std::string_view rest = line.substr(static_cast<std::size_t>(end + 1 - line.data()));
+  // perms, offset, dev, inode, then the (optional) name which may contain spaces.
+  for (int field = 0; field < 4; ++field) {
+    const auto sp = rest.find(' ');
+    if (field == 0) m.perms = std::string(rest.substr(0, sp));
+    if (sp == std::string_view::npos) return true;
+    rest.remove_prefix(sp + 1);
+  }
+  const auto first = rest.find_first_not_of(' ');
+  if (first != std::string_view::npos) m.name = std::string(rest.substr(first));
+  return true;
+}
+
+}  // namespace
+
+proc_error::proc_error(std::string file, int err)
+    : std::system_error(err, std::generic_category(),
+                        "cannot read " + file + " (errno " + std::to_string(err) + ")"),
+      file_(std::move(file)) {}
+
+memory_usage& memory_usage::operator+=(const memory_usage& o) noexcept {
+  rss += o.rss;
+  pss += o.pss;
+  pss_anon += o.pss_anon;
+  pss_file += o.pss_file;
+  pss_shmem += o.pss_shmem;
+  uss += o.uss;
+  shared_clean += o.shared_clean;
+  shared_dirty += o.shared_dirty;
+  private_clean += o.private_clean;
+  private_dirty += o.private_dirty;
+  anonymous += o.anonymous;
+  anon_huge += o.anon_huge;
+  swap += o.swap;
+  return *this;
+}
+
+memory_usage process_memory(pid_t pid) {
+  const std::string text = read_or_throw(pid, "smaps_rollup");
+  memory_usage u;
+  bool header = true;
+  for_each_line(text, [&](std::string_view line) {
+    if (header) {  // "lo-hi ---p 00000000 00:00 0   [rollup]"
+      header = false;
+      return;
+    }
+    apply_field(line, u);
+  });
+  return u;
+}
+
+std::vector<mapping> mappings(pid_t pid) {
+  const std::string text = read_or_throw(pid, "smaps");
+  std::vector<mapping> out;
+  for_each_line(text, [&](std::string_view line) {
+    mapping m;
+    if (parse_header(line, m)) {
+      out.push_back(std::move(m));
+    } else if (!out.empty()) {
+      apply_field(line, out.back().usage);
+    }
+  });
+  return out;
+}
+
+memory_usage range_memory(pid_t pid, const void* begin, const void* end) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(begin);
+  const auto hi = reinterpret_cast<std::uintptr_t>(end);
+  memory_usage total;
+  for (const mapping& m : mappings(pid)) {
+    if (m.begin < hi && m.end > lo) total += m.usage;
+  }
+  return total;
+}
+
+std::string process_name(pid_t pid) {
+  std::string name = read_or_throw(pid, "comm");
+  while (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
+}
+
+std::vector<pid_t> process_tree(pid_t root) {
+  (void)read_or_throw(root, "stat");  // the root must exist
+  std::vector<pid_t> all;
+  if (const int err = os::list_processes(&all); err != 0) throw proc_error("/proc", err);
+  // Parent of each process from /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold
+  // spaces and parentheses, so the fields start after the last ')'.
+  std::vector<std::pair<pid_t, pid_t>> parent_of;  // (ppid, pid)
+  for (pid_t pid : all) {
+    std::string stat;
+    if (os::read_proc_file(pid, "stat", &stat) != 0) continue;  // exited meanwhile
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 4 >= stat.size()) continue;
+    const long ppid = std::strtol(stat.c_str() + close + 4, nullptr, 10);
+    parent_of.emplace_back(static_cast<pid_t>(ppid), pid);
+  }
+  std::sort(parent_of.begin(), parent_of.end());
+  std::vector<pid_t> tree{root};
+  for (std::size_t i = 0; i < tree.size(); ++i) {  // breadth first
+    auto it = std::lower_bound(parent_of.begin(), parent_of.end(), std::pair<pid_t, pid_t>{tree[i], 0});
+    for (; it != parent_of.end() && it->first == tree[i]; ++it) tree.push_back(it->second);
+  }
+  return tree;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing audit
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<std::uint64_t> pagemap_or_throw(pid_t pid, std::uintptr_t first, std::size_t count) {
+  std::vector<std::uint64_t> entries(count);
+  if (count == 0) return entries;
+  const int err = os::read_pagemap(pid, first, count, entries.data());
+  if (err != 0) throw proc_error(proc_path(pid, "pagemap"), err);
+  return entries;
+}
+
+}  // namespace
+
+double sharing_report::shared_fraction() const noexcept {
+  if (parent_present == 0) return 1.0;
+  return 1.0 - static_cast<double>(copied) / static_cast<double>(parent_present);
+}
+
+bool pagemap_frames_visible() {
+  static const int probe = 1;  // in .data: resident for as long as the process lives
+  const auto page = os::page_size();
+  const auto entry = pagemap_or_throw(0, reinterpret_cast<std::uintptr_t>(&probe) & ~(page - 1), 1);
+  return (entry[0] & frame_mask) != 0;
+}
+
+sharing_report sharing_audit(pid_t child, pid_t parent, std::span<const std::byte> range,
+                             const arena* log_source) {
+  const std::size_t page = os::page_size();
+  const auto begin = reinterpret_cast<std::uintptr_t>(range.data());
+  const std::uintptr_t first = begin & ~(page - 1);
+  const std::uintptr_t last = (begin + range.size() + page - 1) & ~(page - 1);
+  const std::size_t count = range.empty() ? 0 : (last - first) / page;
+
+  sharing_report r;
+  r.pages = count;
+  r.frames_compared = pagemap_frames_visible();
+  r.method = r.frames_compared
+                 ? "page frames compared (pagemap with CAP_SYS_ADMIN)"
+                 : "fallback: no CAP_SYS_ADMIN, frame numbers hidden; a page counts as copied when "
+                   "the parent has it and the child maps it exclusively (pagemap bit 56)";
+  const auto mine = pagemap_or_throw(parent, first, count);
+  const auto theirs = pagemap_or_throw(child, first, count);
+
+  std::vector<allocation_record> log;
+  std::uintptr_t log_base = 0;
+  if (log_source != nullptr) {
+    log = log_source->allocation_log();
+    log_base = reinterpret_cast<std::uintptr_t>(log_source->used_bytes().data());
+  }
+
+  for (std::size_t i = 0; i < count; ++i) {
+    const bool in_parent = (mine[i] & present_bit) != 0;
+    const bool in_child = (theirs[i] & present_bit) != 0;
+    r.parent_present += in_parent;
+    r.child_present += in_child;
+    if (!in_parent || !in_child) continue;
+    const bool copied = r.frames_compared ? (mine[i] & frame_mask) != (theirs[i] & frame_mask)
+                                          : (theirs[i] & exclusive_bit) != 0;
+    if (!copied) {
+      ++r.shared;
+      continue;
+    }
+    ++r.copied;
+    copied_page c;
+    const std::uintptr_t lo = first + i * page;
+    c.address = reinterpret_cast<const void*>(lo);
+    if (!log.empty() && lo + page > log_base) {
+      // The log is in address order without overlaps: find the first record ending past lo.
+      const std::size_t off_lo = lo > log_base ? lo - log_base : 0;
+      const std::size_t off_hi = lo + page - log_base;
+      auto it = std::partition_point(log.begin(), log.end(), [&](const allocation_record& a) {
+        return a.offset + std::max<std::size_t>(a.size, 1) <= off_lo;
+      });
+      for (; it != log.end() && it->offset < off_hi; ++it) c.allocations.push_back(*it);
+    }
+    r.copies.push_back(std::move(c));
+  }
+  return r;
+}
+
+sharing_report sharing_audit(pid_t child, pid_t parent, const arena& a) {
+  return sharing_audit(child, parent, a.used_bytes(), &a);
+}
+
+}  // namespace permafrost

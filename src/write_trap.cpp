@@ -1,0 +1,255 @@
+// permafrost — the write trap (contract in include/permafrost/write_trap.hpp).
+//
+// Everything reachable from the signal handler is async-signal-safe: no allocation, no locks, no
+// stdio; only loads from the static arena table, write(2), sigaction(2) and sigprocmask(2).
+#include "permafrost/write_trap.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+#include <unistd.h>
+
+#include "arena_slot.hpp"
+
+namespace permafrost {
+namespace {
+
+// The disposition the trap replaced. Written once, before the trap is installed; read only by
+// the handler afterwards.
+struct sigaction g_previous {};
+std::atomic<bool> g_installed{false};
+
+// Appends text and numbers to a fixed buffer, truncating; always leaves it NUL-terminated.
+class line_writer {
+ public:
+  line_writer(char* buf, std::size_t size) noexcept : buf_(buf), size_(size) {
+    if (size_ > 0) buf_[0] = '\0';
+  }
+
+  line_writer& text(const char* s) noexcept {
+    while (*s != '\0') put(*s++);
+    return *this;
+  }
+
+  line_writer& decimal(std::uint64_t v) noexcept {
+    char digits[20];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0) put(digits[--n]);
+    return *this;
+  }
+
+  line_writer& hex(std::uintptr_t v) noexcept {
+    text("0x");
+    bool started = false;
+    for (int shift = static_cast<int>(sizeof v * 8) - 4; shift >= 0; shift -= 4) {
+      const unsigned nibble = static_cast<unsigned>(v >> shift) & 0xfu;
+      if (nibble == 0 && !started && shift != 0) continue;
+      started = true;
+      put("0123456789abcdef"[nibble]);
+    }
+    return *this;
+  }
+
+  std::size_t length() const noexcept { return len_; }
+
+ private:
+  void put(char c) noexcept {
+    if (len_ + 1 >= size_) return;
+    buf_[len_++] = c;
+    buf_[len_] = '\0';
+  }
+
+  char* buf_;
+  std::size_t size_;
+  std::size_t len_ = 0;
+};
+
+// The frozen arena whose read-only range holds `address`, or nullptr. Lock-free.
+const detail::arena_slot* frozen_slot_of(const void* address) noexcept {
+  const detail::arena_slot* slot = detail::slot_of(address);
+  if (slot == nullptr || !slot->frozen.load(std::memory_order_acquire)) return nullptr;
+  // After freeze base and committed_end no longer change; the acquire above orders these reads.
+  const auto a = reinterpret_cast<std::uintptr_t>(address);
+  if (a < slot->base || a >= slot->committed_end) return nullptr;  // reserved, never accessible
+  return slot;
+}
+
+// The logged allocation holding `offset`, or nullptr: a binary search over a log that is sorted
+// by offset and no longer appended to (the arena is frozen; see the header).
+const allocation_record* logged_allocation(const detail::arena_slot* slot,
+                                           std::size_t offset) noexcept {
+  const allocation_record* first = slot->log.data();
+  std::size_t count = slot->log.size();
+  // Find the last record whose offset is <= `offset`.
+  const allocation_record* found = nullptr;
+  while (count > 0) {
+    const std::size_t half = count / 2;
+    const allocation_record* mid = first + half;
+    if (mid->offset <= offset) {
+      found = mid;
+      first = mid + 1;
+      count -= half + 1;
+    } else {
+      count = half;
+    }
+  }
+  if (found == nullptr || offset - found->offset >= found->size) return nullptr;
+  return found;
+}
+
+void write_all(const char* s, std::size_t n) noexcept {
+  while (n > 0) {
+    const ssize_t w = ::write(STDERR_FILENO, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    s += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+void restore_default(int sig) noexcept {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(sig, &dfl, nullptr);
+}
+
+// Delivers the fault to the disposition the trap replaced, as the kernel would have.
+void chain(int sig, siginfo_t* info, void* context) noexcept {
+  const struct sigaction& prev = g_previous;
+  const bool has_info = (prev.sa_flags & SA_SIGINFO) != 0;
+  if (!has_info && (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN)) {
+    // The kernel overrides SIG_IGN for a synchronous fault: both end in the default action once
+    // the faulting instruction runs again. (A SIGSEGV sent with kill(2) under SIG_IGN would have
+    // been dropped: raise it again with the default action instead of dying.)
+    if (prev.sa_handler == SIG_IGN && info != nullptr && info->si_code <= 0) return;
+    restore_default(sig);
+    if (info != nullptr && info->si_code <= 0) ::raise(sig);
+    return;
+  }
+  if (has_info && prev.sa_sigaction == nullptr) {
+    restore_default(sig);
+    return;
+  }
+  if ((prev.sa_flags & SA_RESETHAND) != 0) restore_default(sig);
+  sigset_t old;
+  sigset_t during;
+  ::sigprocmask(SIG_SETMASK, nullptr, &old);
+  during = old;
+  for (int s = 1; s < NSIG; ++s) {
+    if (sigismember(&prev.sa_mask, s) == 1) sigaddset(&during, s);
+  }
+  if ((prev.sa_flags & SA_NODEFER) != 0) {
+    sigdelset(&during, sig);
+  } else {
+    sigaddset(&during, sig);
+  }
+  ::sigprocmask(SIG_SETMASK, &during, nullptr);
+  if (has_info) {
+    prev.sa_sigaction(sig, info, context);
+  } else {
+    prev.sa_handler(sig);
+  }
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+}
+
+void on_segv(int sig, siginfo_t* info, void* context) {
+  const int saved_errno = errno;
+  if (info != nullptr && info->si_code == SEGV_ACCERR) {
+    char line[320];
+    const std::size_t n = describe_frozen_write(info->si_addr, line, sizeof line - 1);
+    if (n > 0) {
+      line[n] = '\n';
+      write_all(line, n + 1);
+      // Returning re-runs the write, which now takes the default action: death by SIGSEGV.
+      restore_default(sig);
+      errno = saved_errno;
+      return;
+    }
+  }
+  chain(sig, info, context);
+  errno = saved_errno;
+}
+
+}  // namespace
+
+std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept {
+  if (buf == nullptr || size == 0) return 0;
+  const detail::arena_slot* slot = frozen_slot_of(address);
+  if (slot == nullptr) {
+    buf[0] = '\0';
+    return 0;
+  }
+  const auto a = reinterpret_cast<std::uintptr_t>(address);
+  const std::size_t offset = a - slot->base;
+  line_writer out(buf, size);
+  out.text("permafrost: write to frozen arena \"").text(slot->name).text("\" at offset ");
+  out.decimal(offset).text(" (address ").hex(a).text("); ");
+  if (!slot->log_allocations) {
+    out.text("no allocation log");
+  } else if (const allocation_record* r = logged_allocation(slot, offset)) {
+    out.text("allocation \"").text(r->tag != nullptr ? r->tag : "(untagged)").text("\" +");
+    out.decimal(offset - r->offset).text(" of ").decimal(r->size).text(" bytes at offset ");
+    out.decimal(r->offset);
+  } else {
+    out.text("not inside a logged allocation");
+  }
+  return out.length();
+}
+
+void install_write_trap() {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  if (g_installed.load(std::memory_order_acquire)) return;
+  // Read the old disposition first, so it is in place before the handler can run.
+  if (::sigaction(SIGSEGV, nullptr, &g_previous) != 0)
+    throw std::system_error(errno, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
+  struct sigaction trap {};
+  trap.sa_sigaction = on_segv;
+  trap.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&trap.sa_mask);
+  if (::sigaction(SIGSEGV, &trap, nullptr) != 0)
+    throw std::system_error(errno, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
+  g_installed.store(true, std::memory_order_release);
+}
+
+bool install_write_trap_from_env() noexcept {
+  const char* value = std::getenv("PERMAFROST_TRAP");
+  if (value != nullptr && std::strcmp(value, "1") == 0) {
+    try {
+      install_write_trap();
+    } catch (...) {
+      static const char msg[] = "permafrost: PERMAFROST_TRAP=1 but the write trap failed to install\n";
+      write_all(msg, sizeof msg - 1);
+    }
+  }
+  return write_trap_installed();
+}
+
+bool write_trap_installed() noexcept { return g_installed.load(std::memory_order_acquire); }
+
+}  // namespace permafrost
+
+// ----- C API (permafrost.h) ---------------------------------------------------------------------
+
+extern "C" int permafrost_install_write_trap(void) {
+  try {
+    permafrost::install_write_trap();
+    return 0;
+  } catch (const std::system_error& e) {
+    return e.code().value() != 0 ? e.code().value() : EIO;
+  }
+}
+
+extern "C" int permafrost_install_write_trap_from_env(void) {
+  return permafrost::install_write_trap_from_env() ? 1 : 0;
+}

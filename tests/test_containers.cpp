@@ -1,0 +1,549 @@
+// Frozen containers: string, array, hash_map, hash_set, sorted_map, intern_pool, the duplicate
+// policy, the freeze check, and sharing after fork (real pagemap, real SIGSEGV).
+#include <doctest/doctest.h>
+
+#include <permafrost/containers.hpp>
+#include <permafrost/json.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+#include <sys/wait.h>
+
+#include "fork_probe.hpp"
+
+using permafrost::arena;
+using permafrost::arena_options;
+using permafrost::duplicate_policy;
+using pstring = permafrost::string;
+
+namespace {
+
+arena_options opts(const char* name = "containers", bool checks = false) {
+  arena_options o;
+  o.capacity = std::size_t{2} << 30;
+  o.name = name;
+  o.freeze_checks = checks;
+  return o;
+}
+
+constexpr std::size_t million = 1'000'000;
+
+std::string key_of(std::size_t i) { return "key-" + std::to_string(i * 7919 + 13); }
+
+std::vector<std::string> keys(std::size_t n) {
+  std::vector<std::string> k(n);
+  for (std::size_t i = 0; i < n; ++i) k[i] = key_of(i);
+  return k;
+}
+
+bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
+
+}  // namespace
+
+// ----- string and array ------------------------------------------------------------------------
+
+TEST_CASE("string: the default string is empty and points nowhere") {
+  const pstring s;
+  CHECK(s.empty());
+  CHECK(s.size() == 0);
+  CHECK(s.view() == "");
+  CHECK(s.rep() == nullptr);
+}
+
+TEST_CASE("string: make_string copies bytes, embedded NULs included, and converts to string_view") {
+  arena a(opts());
+  const std::string src("a\0b\0c", 5);
+  const pstring s = permafrost::make_string(a, src);
+  CHECK(s.size() == 5);
+  CHECK(std::string_view(s) == src);
+  CHECK(s.data()[5] == '\0');
+  CHECK(a.contains(s.data()));
+  CHECK(s != pstring());
+  CHECK(s == std::string_view(src));
+}
+
+TEST_CASE("string: a 64 KiB string round-trips") {
+  arena a(opts());
+  std::string big(64 << 10, 'x');
+  big[1000] = '\0';
+  const pstring s = permafrost::make_string(a, big);
+  CHECK(s.view() == big);
+}
+
+TEST_CASE("array: empty, one and many elements; at() checks bounds") {
+  arena a(opts());
+  const permafrost::array<int> none = permafrost::make_array<int>(a, std::span<const int>());
+  CHECK(none.empty());
+  CHECK_THROWS_AS(none.at(0), std::out_of_range);
+  const auto one = permafrost::make_array(a, {42});
+  CHECK(one.size() == 1);
+  CHECK(one.front() == 42);
+  std::vector<double> src(1000);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = i * 0.5;
+  const auto many = permafrost::make_array(a, std::span<const double>(src));
+  CHECK(std::equal(many.begin(), many.end(), src.begin(), src.end()));
+  CHECK(many.at(999) == 499.5);
+  CHECK_THROWS_AS(many.at(1000), std::out_of_range);
+  CHECK(a.contains(many.data()));
+}
+
+// ----- hash_map ----------------------------------------------------------------------------
+
+TEST_CASE("hash_map: an empty map finds nothing") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  const auto& m = b.finish();
+  CHECK(m.size() == 0);
+  CHECK(m.empty());
+  CHECK(m.find("x") == nullptr);
+  CHECK(m.find("x") == m.end());
+  CHECK(m.begin() == m.end());
+  CHECK_FALSE(m.contains(""));
+  CHECK_THROWS_AS(m.at("x"), std::out_of_range);
+}
+
+TEST_CASE("hash_map: one entry; present and absent keys; the map lives in the arena") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  CHECK(b.insert("one", 1));
+  const auto& m = b.finish();
+  CHECK(a.contains(&m));
+  REQUIRE(m.size() == 1);
+  const auto* e = m.find("one");
+  REQUIRE(e != nullptr);
+  CHECK(e != m.end());
+  CHECK(a.contains(e));
+  CHECK(e->key() == "one");
+  CHECK(e->value() == 1);
+  CHECK(m.at(std::string("one")) == 1);
+  CHECK(m.find("on") == m.end());
+  CHECK(m.find(std::string("one\0", 4)) == nullptr);
+  CHECK_THROWS_AS(m.at("two"), std::out_of_range);
+  CHECK(std::distance(m.begin(), m.end()) == 1);
+}
+
+TEST_CASE("hash_map: 1M string keys are all found, absent ones are not, iteration sees each once") {
+  arena a(opts());
+  const auto k = keys(million);
+  permafrost::hash_map_builder<pstring, std::uint64_t> b{a};
+  for (std::size_t i = 0; i < k.size(); ++i) REQUIRE(b.insert(k[i], i));
+  const auto& m = b.finish();
+  a.freeze();  // lookups after freeze would fault if they wrote
+  REQUIRE(m.size() == million);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    const auto* e = m.find(k[i]);
+    wrong += e == nullptr || e->value() != i || e->key() != k[i];
+  }
+  CHECK(wrong == 0);
+  std::size_t found_absent = 0;
+  for (std::size_t i = 0; i < 100'000; ++i) found_absent += m.contains("nokey-" + std::to_string(i));
+  CHECK(found_absent == 0);
+  std::vector<bool> seen(million);
+  std::size_t n = 0;
+  for (const auto& e : m) {
+    seen.at(e.value()) = true;
+    ++n;
+  }
+  CHECK(n == million);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](bool s) { return s; }));
+}
+
+TEST_CASE("hash_map: keys with embedded NULs and 64 KiB keys are distinct and found") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  const std::string nul1("a\0b", 3), nul2("a\0c", 3), nul3("a", 1), nul4("\0", 1);
+  std::string big1(64 << 10, 'k'), big2 = big1;
+  big2.back() = 'j';
+  CHECK(b.insert(nul1, 1));
+  CHECK(b.insert(nul2, 2));
+  CHECK(b.insert(nul3, 3));
+  CHECK(b.insert(nul4, 4));
+  CHECK(b.insert(big1, 5));
+  CHECK(b.insert(big2, 6));
+  CHECK(b.insert("", 7));
+  const auto& m = b.finish();
+  CHECK(m.at(nul1) == 1);
+  CHECK(m.at(nul2) == 2);
+  CHECK(m.at(nul3) == 3);
+  CHECK(m.at(nul4) == 4);
+  CHECK(m.at(big1) == 5);
+  CHECK(m.at(big2) == 6);
+  CHECK(m.at("") == 7);
+  CHECK(m.find(std::string("a\0", 2)) == m.end());
+  CHECK(m.find(big1.substr(1)) == m.end());
+}
+
+TEST_CASE("hash_map: integer keys and permafrost::string values") {
+  arena a(opts());
+  permafrost::hash_map_builder<std::uint64_t, pstring> b{a};
+  for (std::uint64_t i = 0; i < 1000; ++i) b.insert(i * 3, "v" + std::to_string(i));
+  const auto& m = b.finish();
+  CHECK(m.size() == 1000);
+  CHECK(m.at(300) == "v100");
+  CHECK(a.contains(m.at(300).data()));
+  CHECK_FALSE(m.contains(301));
+}
+
+TEST_CASE("hash_map: insert after finish throws and finish is idempotent") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  b.insert("x", 1);
+  const auto& m = b.finish();
+  CHECK(&b.finish() == &m);
+  CHECK_THROWS_AS(b.insert("y", 2), std::logic_error);
+  CHECK(m.size() == 1);
+}
+
+// ----- the duplicate policy --------------------------------------------------------------------
+
+TEST_CASE("duplicate policy reject: insert returns false and the first value stays") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a, duplicate_policy::reject};
+  CHECK(b.insert("k", 1));
+  CHECK_FALSE(b.insert("k", 2));
+  CHECK(b.size() == 1);
+  permafrost::sorted_map_builder<pstring, int> s{a, duplicate_policy::reject};
+  CHECK(s.insert("k", 1));
+  CHECK_FALSE(s.insert(std::string("k"), 2));
+  CHECK(b.finish().at("k") == 1);
+  CHECK(s.finish().at("k") == 1);
+  CHECK(s.finish().size() == 1);
+}
+
+TEST_CASE("duplicate policy last_wins: insert returns false and the last value wins") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a, duplicate_policy::last_wins};
+  CHECK(b.insert("k", 1));
+  CHECK(b.insert("j", 5));
+  CHECK_FALSE(b.insert("k", 2));
+  CHECK_FALSE(b.insert("k", 3));
+  permafrost::sorted_map_builder<std::uint32_t, int> s{a, duplicate_policy::last_wins};
+  s.insert(7u, 1);
+  s.insert(7u, 9);
+  const auto& m = b.finish();
+  CHECK(m.size() == 2);
+  CHECK(m.at("k") == 3);
+  CHECK(m.at("j") == 5);
+  CHECK(s.finish().size() == 1);
+  CHECK(s.finish().at(7) == 9);
+}
+
+TEST_CASE("duplicate policy: a rejected string value is not copied into the arena") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, pstring> b{a};
+  b.insert("k", std::string(1 << 20, 'v'));
+  const std::size_t used = a.stats().used;
+  CHECK_FALSE(b.insert("k", std::string(1 << 20, 'w')));
+  CHECK(a.stats().used == used);
+}
+
+// ----- hash_set ----------------------------------------------------------------------------
+
+TEST_CASE("hash_set: empty, one key, 1M keys") {
+  arena a(opts());
+  {
+    permafrost::hash_set_builder<pstring> b{a};
+    const auto& s = b.finish();
+    CHECK(s.empty());
+    CHECK_FALSE(s.contains("a"));
+  }
+  {
+    permafrost::hash_set_builder<pstring> b{a};
+    CHECK(b.insert("a"));
+    CHECK_FALSE(b.insert("a"));
+    const auto& s = b.finish();
+    CHECK(s.size() == 1);
+    CHECK(s.contains("a"));
+    CHECK(s.find("a")->key() == "a");
+    CHECK_FALSE(s.contains("b"));
+  }
+  const auto k = keys(million);
+  permafrost::hash_set_builder<pstring> b{a};
+  for (const auto& key : k) b.insert(key);
+  const auto& s = b.finish();
+  CHECK(s.size() == million);
+  std::size_t missing = 0, extra = 0;
+  for (const auto& key : k) missing += !s.contains(key);
+  for (std::size_t i = 0; i < 100'000; ++i) extra += s.contains(key_of(i) + "!");
+  CHECK(missing == 0);
+  CHECK(extra == 0);
+  std::size_t n = 0;
+  for (const auto& e : s) n += e.key().size() > 0;
+  CHECK(n == million);
+}
+
+TEST_CASE("hash_set: integer keys") {
+  arena a(opts());
+  permafrost::hash_set_builder<std::int32_t> b{a};
+  for (int i = -500; i < 500; i += 2) b.insert(i);
+  const auto& s = b.finish();
+  CHECK(s.size() == 500);
+  CHECK(s.contains(-500));
+  CHECK_FALSE(s.contains(-499));
+}
+
+// ----- sorted_map --------------------------------------------------------------------------
+
+TEST_CASE("sorted_map: empty") {
+  arena a(opts());
+  permafrost::sorted_map_builder<pstring, int> b{a};
+  const auto& m = b.finish();
+  CHECK(m.empty());
+  CHECK(m.begin() == m.end());
+  CHECK(m.lower_bound("a") == m.end());
+  CHECK(m.find("a") == m.end());
+  CHECK_THROWS_AS(m.at("a"), std::out_of_range);
+}
+
+TEST_CASE("sorted_map: one entry; bounds on either side") {
+  arena a(opts());
+  permafrost::sorted_map_builder<pstring, int> b{a};
+  b.insert("m", 1);
+  const auto& m = b.finish();
+  CHECK(m.lower_bound("a") == m.begin());
+  CHECK(m.lower_bound("m") == m.begin());
+  CHECK(m.upper_bound("m") == m.end());
+  CHECK(m.lower_bound("z") == m.end());
+  auto [lo, hi] = m.equal_range("m");
+  CHECK(hi - lo == 1);
+  CHECK(lo->value() == 1);
+  CHECK(m.equal_range("n").first == m.equal_range("n").second);
+}
+
+TEST_CASE("sorted_map: 1M keys iterate in order; lower_bound, upper_bound, equal_range agree with std::map") {
+  arena a(opts());
+  const auto k = keys(million);
+  permafrost::sorted_map_builder<pstring, std::uint32_t> b{a};
+  for (std::size_t i = 0; i < k.size(); ++i) b.insert(k[i], static_cast<std::uint32_t>(i));
+  const auto& m = b.finish();
+  a.freeze();
+  REQUIRE(m.size() == million);
+  std::vector<std::string> sorted = k;
+  std::sort(sorted.begin(), sorted.end());
+  std::size_t i = 0, out_of_order = 0;
+  for (const auto& e : m) out_of_order += e.key() != sorted[i++];
+  CHECK(out_of_order == 0);
+  std::size_t wrong = 0;
+  for (std::size_t j = 0; j < k.size(); j += 7) wrong += m.at(k[j]) != j;
+  CHECK(wrong == 0);
+  // Probes between keys: compare with std::lower_bound over the sorted vector.
+  std::size_t bound_errors = 0;
+  for (std::size_t j = 0; j < 20'000; ++j) {
+    const std::string probe = key_of(j * 31) + "~";
+    const auto lb = m.lower_bound(probe) - m.begin();
+    const auto ub = m.upper_bound(probe) - m.begin();
+    const auto want = std::lower_bound(sorted.begin(), sorted.end(), probe) - sorted.begin();
+    bound_errors += lb != want || ub != want || m.contains(probe);
+    const auto [lo, hi] = m.equal_range(sorted[j * 3]);
+    bound_errors += (hi - lo) != 1 || lo->key() != sorted[j * 3];
+  }
+  CHECK(bound_errors == 0);
+}
+
+TEST_CASE("sorted_map: integer keys with a custom order") {
+  arena a(opts());
+  permafrost::sorted_map_builder<std::int64_t, int, std::greater<>> b{a};
+  for (int i = 0; i < 100; ++i) b.insert(i, i * 10);
+  const auto& m = b.finish();
+  CHECK(m.begin()->key() == 99);
+  CHECK((m.end() - 1)->key() == 0);
+  CHECK(m.lower_bound(50)->key() == 50);
+  CHECK(m.upper_bound(50)->key() == 49);
+}
+
+TEST_CASE("sorted_map and hash_set: keys with embedded NULs and 64 KiB keys keep their order and identity") {
+  arena a(opts());
+  const std::string big(64 << 10, 'z');
+  const std::vector<std::string> ks = {std::string("a\0", 2), std::string("a", 1), std::string("a\0\0", 3),
+                                       std::string("\0", 1), big, big + std::string("\0", 1), ""};
+  permafrost::sorted_map_builder<pstring, int> sb{a};
+  permafrost::hash_set_builder<pstring> hb{a};
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    CHECK(sb.insert(ks[i], static_cast<int>(i)));
+    CHECK(hb.insert(ks[i]));
+  }
+  const auto& m = sb.finish();
+  const auto& s = hb.finish();
+  std::vector<std::string> sorted = ks;
+  std::sort(sorted.begin(), sorted.end());
+  std::size_t i = 0;
+  for (const auto& e : m) CHECK(e.key() == sorted[i++]);
+  for (std::size_t j = 0; j < ks.size(); ++j) {
+    CHECK(m.at(ks[j]) == static_cast<int>(j));
+    CHECK(s.contains(ks[j]));
+  }
+  CHECK_FALSE(s.contains(std::string("\0\0", 2)));
+  CHECK_FALSE(m.contains(big.substr(1)));
+}
+
+// ----- frozen JSON -------------------------------------------------------------------------
+
+TEST_CASE("freeze_json: every JSON type converts; lookups and type errors behave") {
+  arena a(opts());
+  const auto doc = nlohmann::json::parse(R"({"s": "text", "i": -5, "u": 18446744073709551615,
+      "d": 2.5, "b": true, "n": null, "a": [1, "two", [3]], "o": {"k": "text"}})");
+  permafrost::intern_pool pool{a};
+  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc, &pool);
+  a.freeze();
+  CHECK(a.contains(&j));
+  CHECK(j.is_object());
+  CHECK(j.size() == 8);
+  CHECK(j["s"].as_string() == "text");
+  CHECK(j["i"].as_int() == -5);
+  CHECK(j["u"].type() == permafrost::frozen_json::kind::unsigned_integer);
+  CHECK(j["d"].as_double() == 2.5);
+  CHECK(j["b"].as_bool());
+  CHECK(j["n"].is_null());
+  CHECK(j["a"].size() == 3);
+  CHECK(j["a"][1].as_string() == "two");
+  CHECK(j["a"][2][0].as_int() == 3);
+  CHECK(j["o"]["k"].as_string() == "text");
+  CHECK(j.find("missing") == nullptr);
+  CHECK_THROWS_AS(j.at("missing"), std::out_of_range);
+  CHECK_THROWS_AS(j["a"].at(3), std::out_of_range);
+  CHECK_THROWS_AS(j["s"].as_int(), std::domain_error);
+  CHECK_THROWS_AS(j["i"].as_string(), std::domain_error);
+  // "text" appears twice: stored once.
+  CHECK(j["s"].as_string().data() == j["o"]["k"].as_string().data());
+  CHECK(pool.stats().bytes_saved == 4 + 4 + 1);
+}
+
+TEST_CASE("freeze_json: a document with an escaped pointer is impossible, and the check passes") {
+  arena a(opts("json-checked", true));
+  const auto doc = nlohmann::json::parse(R"({"list": [{"x": 1}, {"y": ["z"]}], "name": "n"})");
+  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc);
+  CHECK(j.points_into(a));
+  CHECK_NOTHROW(a.freeze());
+  CHECK(j["list"][1]["y"][0].as_string() == "z");
+}
+
+// ----- intern_pool -------------------------------------------------------------------------
+
+TEST_CASE("intern_pool: a repeated string is stored once and the saving is reported") {
+  arena a(opts());
+  permafrost::intern_pool pool{a};
+  const std::string text(100, 'r');
+  const pstring first = pool.intern(text);
+  const std::size_t used = a.stats().used;
+  for (int i = 0; i < 1000; ++i) {
+    const pstring again = pool.intern(text);
+    REQUIRE(again.rep() == first.rep());
+  }
+  const pstring other = pool.intern("other");
+  CHECK(other.rep() != first.rep());
+  CHECK(a.stats().used <= used + 64);  // only "other" was added
+  const auto s = pool.stats();
+  CHECK(s.requests == 1002);
+  CHECK(s.unique == 2);
+  CHECK(s.bytes_saved == 1000 * (4 + 100 + 1));
+  CHECK(s.bytes_stored == (4 + 100 + 1) + (4 + 5 + 1));
+}
+
+// ----- freeze checks -----------------------------------------------------------------------
+
+TEST_CASE("freeze check: a map whose values stay inside the arena freezes") {
+  arena a(opts("checked", true));
+  REQUIRE(a.freeze_checks_enabled());
+  permafrost::hash_map_builder<pstring, pstring> b{a};
+  b.insert("k", "v");
+  permafrost::sorted_map_builder<pstring, const int*> s{a};
+  s.insert("p", a.make<int>(5));
+  s.insert("null", static_cast<const int*>(nullptr));
+  b.finish();
+  s.finish();
+  CHECK_NOTHROW(a.freeze());
+  CHECK(a.frozen());
+}
+
+TEST_CASE("freeze check: a pointer that escaped into the heap stops freeze()") {
+  arena a(opts("checked", true));
+  auto heap = std::make_unique<int>(7);
+  permafrost::hash_map_builder<pstring, const int*> b{a};
+  b.insert("fine", a.make<int>(1));
+  b.insert("escaped", heap.get());
+  b.finish();
+  CHECK_THROWS_AS(a.freeze(), permafrost::freeze_check_error);
+  CHECK_FALSE(a.frozen());
+}
+
+TEST_CASE("freeze check: a string from another arena is an escaped pointer") {
+  arena a(opts("checked", true));
+  arena other(opts("other"));
+  permafrost::sorted_map_builder<std::uint32_t, pstring> b{a};
+  b.insert(1u, permafrost::make_string(other, "elsewhere"));
+  b.finish();
+  try {
+    a.freeze();
+    FAIL("freeze() should have thrown");
+  } catch (const permafrost::freeze_check_error& e) {
+    CHECK(std::string(e.what()).find("sorted_map") != std::string::npos);
+  }
+  CHECK_FALSE(a.frozen());
+}
+
+TEST_CASE("freeze check: off, nothing is checked") {
+  arena a(opts("unchecked", false));
+  auto heap = std::make_unique<int>(7);
+  permafrost::hash_map_builder<pstring, const int*> b{a};
+  b.insert("escaped", heap.get());
+  b.finish();
+  CHECK_NOTHROW(a.freeze());
+}
+
+// ----- after fork --------------------------------------------------------------------------
+
+TEST_CASE("fork: 4 children reading 1M entries of every container copy 0 arena pages") {
+  arena a(opts("shared"));
+  const auto k = keys(million);
+  permafrost::hash_map_builder<pstring, std::uint64_t> hb{a};
+  permafrost::sorted_map_builder<pstring, std::uint64_t> sb{a};
+  permafrost::hash_set_builder<pstring> setb{a};
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    hb.insert(k[i], i);
+    sb.insert(k[i], i);
+    setb.insert(k[i]);
+  }
+  const auto& hm = hb.finish();
+  const auto& sm = sb.finish();
+  const auto& hs = setb.finish();
+  a.freeze();
+  const auto range = a.used_bytes();
+  const auto results = permafrost::test::fork_and_compare(4, range, [&] {
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < k.size(); ++i) {
+      bad += hm.at(k[i]) != i;
+      bad += sm.at(k[i]) != i;
+      bad += !hs.contains(k[i]);
+    }
+    std::uint64_t sum = 0;
+    for (const auto& e : sm) sum += e.value();  // in-order walk touches every entry
+    return bad == 0 && sum == std::uint64_t{million} * (million - 1) / 2 ? 0 : 1;
+  });
+  for (const auto& r : results) {
+    CHECK(r.exit_status == 0);
+    CHECK(r.child_present > r.pages / 2);  // the children really read the tables
+    CHECK(r.copied == 0);
+  }
+}
+
+TEST_CASE("fork: a child that writes through const_cast dies of SIGSEGV") {
+  arena a(opts("trap"));
+  permafrost::hash_map_builder<pstring, std::uint64_t> b{a};
+  b.insert("victim", 1);
+  const auto& m = b.finish();
+  a.freeze();
+  const int status = permafrost::test::wait_status_of([&] {
+    auto& v = const_cast<std::uint64_t&>(m.at("victim"));
+    v = 2;
+  });
+  CHECK(killed_by(status, SIGSEGV));
+  CHECK(m.at("victim") == 1);
+}

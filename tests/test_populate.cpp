@@ -1,0 +1,164 @@
+// Huge pages and pre-faulting: freeze splits no huge page; with arena_options::populate a forked
+// worker's first full read takes no page fault on the arena.
+#include <doctest/doctest.h>
+
+#include <permafrost/arena.hpp>
+
+#include <cstring>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fork_probe.hpp"
+
+using permafrost::arena;
+using permafrost::arena_options;
+
+namespace {
+
+// Sums one byte per 512 (every page, several times) of [p, p + n).
+[[gnu::noinline]] std::uint64_t read_all(const unsigned char* p, std::size_t n) {
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < n; i += 512) sum += p[i];
+  return sum;
+}
+
+long faults_now() {
+  rusage r{};
+  ::getrusage(RUSAGE_SELF, &r);
+  return r.ru_minflt + r.ru_majflt;
+}
+
+// Forks a child that reads [p, p + n) once and returns the page faults (minor + major) that
+// read took; -1 on failure. With `populate_first`, the child calls its populate() before.
+long child_faults_reading(const unsigned char* p, std::size_t n,
+                          const arena* populate_first = nullptr) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    unsigned char scratch[4096] = {};
+    (void)read_all(scratch, sizeof scratch);  // fault in the code and stack this takes first
+    if (populate_first != nullptr) populate_first->populate();
+    (void)faults_now();
+    const long before = faults_now();
+    const std::uint64_t sum = read_all(p, n);
+    const long after = faults_now();
+    const long faults = after - before + static_cast<long>(sum & 0);  // keep the sum observable
+    (void)!::write(fds[1], &faults, sizeof faults);
+    ::_exit(sum == ~std::uint64_t{0} ? 1 : 0);
+  }
+  long faults = -1;
+  (void)!::read(fds[0], &faults, sizeof faults);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(WIFEXITED(status));
+  return faults;
+}
+
+// An arena with 32 MiB allocated but never written (zero pages, not present), frozen.
+arena untouched_frozen(bool populate, bool huge, permafrost::backing b, std::span<const unsigned char>* out) {
+  arena_options o;
+  o.capacity = std::size_t{128} << 20;
+  o.name = "populate";
+  o.huge_pages = huge;
+  o.populate = populate;
+  o.backing = b;
+  arena a(o);
+  auto bytes = a.make_array<unsigned char>(std::size_t{32} << 20);
+  bytes[1024] = 7;  // one written byte among untouched pages
+  a.freeze();
+  *out = bytes;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("populate: a forked child's first full read takes no page fault on the arena") {
+  std::span<const unsigned char> bytes;
+  const arena a = untouched_frozen(true, false, permafrost::backing::anonymous, &bytes);
+  CHECK(child_faults_reading(bytes.data(), bytes.size()) == 0);
+  CHECK(bytes[1024] == 7);
+}
+
+TEST_CASE("populate: without it the same read faults once per page, so the test measures") {
+  std::span<const unsigned char> bytes;
+  const arena a = untouched_frozen(false, false, permafrost::backing::anonymous, &bytes);
+  const long faults = child_faults_reading(bytes.data(), bytes.size());
+  MESSAGE("faults without populate: " << faults);
+  CHECK(faults >= static_cast<long>(bytes.size() / 4096) - 1);
+}
+
+TEST_CASE("populate with huge pages: no page fault either") {
+  if (!permafrost::huge_pages_available()) {
+    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
+    return;
+  }
+  std::span<const unsigned char> bytes;
+  const arena a = untouched_frozen(true, true, permafrost::backing::anonymous, &bytes);
+  CHECK(child_faults_reading(bytes.data(), bytes.size()) == 0);
+}
+
+TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-faults them") {
+  std::span<const unsigned char> bytes;
+  const arena a = untouched_frozen(true, false, permafrost::backing::memfd, &bytes);
+  // fork copies no page table of a shared mapping: the child faults (fault-around maps 16
+  // pages per fault), by design — that is what makes the fork O(1).
+  const long lazy = child_faults_reading(bytes.data(), bytes.size());
+  MESSAGE("memfd child faults on first read: " << lazy);
+  CHECK(lazy > 0);
+  // A worker that wants no faults populates its own page tables first.
+  CHECK(child_faults_reading(bytes.data(), bytes.size(), &a) == 0);
+}
+
+TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end") {
+  if (!permafrost::huge_pages_available()) {
+    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
+    return;
+  }
+  arena_options o;
+  o.capacity = std::size_t{256} << 20;
+  o.name = "huge-freeze";
+  o.huge_pages = true;
+  arena a(o);
+  // 63 MiB + 17 bytes: the used end falls inside a huge page.
+  auto block = a.make_array<char>((std::size_t{63} << 20) + 17);
+  std::memset(block.data(), 1, block.size());
+  const auto before = a.stats();
+  REQUIRE(before.huge_page_bytes >= std::size_t{32} << 20);
+  a.freeze();
+  const auto after = a.stats();
+  MESSAGE("AnonHugePages before " << before.huge_page_bytes << ", after " << after.huge_page_bytes);
+  CHECK(after.huge_page_bytes == before.huge_page_bytes);
+  CHECK(after.committed % (std::size_t{2} << 20) == 0);
+  CHECK(block[block.size() - 1] == 1);
+}
+
+TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps to capacity") {
+  arena_options o;
+  o.capacity = std::size_t{64} << 20;
+  o.name = "prefault";
+  o.huge_pages = false;
+  arena a(o);
+  (void)a.allocate(100);  // the thread's chunk is open: prefault starts after it
+  const std::size_t bytes = std::size_t{16} << 20;
+  a.prefault(bytes);
+  const long before = faults_now();
+  std::uint64_t last = 0;
+  for (std::size_t done = 0; done + 64 <= bytes - 4096; done += 64) {
+    auto* p = static_cast<std::uint64_t*>(a.allocate(64));
+    *p = done;
+    last = *p;
+  }
+  const long faults = faults_now() - before;
+  MESSAGE("faults while filling 16 MiB after prefault: " << faults);
+  CHECK(faults == 0);
+  CHECK(last > 0);
+  a.prefault(std::size_t{1} << 40);  // far beyond the capacity: clamped, no throw
+  CHECK(a.stats().committed <= std::size_t{64} << 20);
+  a.freeze();
+  CHECK_THROWS_AS(a.prefault(4096), permafrost::frozen_error);
+}
