@@ -85,13 +85,23 @@ class program {
     switch (op) {
       case 0:
       case 1:
-      case 2: allocate(in_.size(), in_.alignment()); break;
-      case 3: allocate(in_.byte(), std::size_t{1} << (in_.byte() % 8)); break;
+      case 2: {
+        const std::size_t size = in_.size();  // sequenced: see fuzz_input.hpp
+        allocate(size, in_.alignment());
+        break;
+      }
+      case 3: {
+        const std::size_t size = in_.byte();
+        allocate(size, std::size_t{1} << (in_.byte() % 8));
+        break;
+      }
       case 4:
         if (in_.byte() % 4 == 0) freeze();
         break;
       case 5: verify_one(in_.u16()); break;
-      case 6: stats(); break;
+      case 6:
+        if (in_.byte() % 8 == 0) stats();  // reads /proc/self/smaps: slow, so only sometimes
+        break;
       default: {
         // A string copy: NUL-terminated, exact.
         const std::size_t n = in_.byte();
@@ -114,13 +124,18 @@ class program {
     }
   }
 
-  std::size_t used() { return a().stats().used; }
+  std::size_t used() { return a().used_bytes().size(); }  // stats() would read smaps: slow
 
   void allocate(std::size_t size, std::size_t align) {
     const unsigned how = in_.byte() % 4;
     const bool valid = valid_alignment(align);
     const bool overflow = valid && size > SIZE_MAX - (align - 1);
-    const bool fits = valid && !overflow && used() + std::max<std::size_t>(size, 1) + align <= capacity_;
+    const bool fits = valid && !overflow && size <= capacity_ && align <= capacity_ &&
+                      used() + std::max<std::size_t>(size, 1) + align <= capacity_;
+    if (trace_) {
+      std::fprintf(stderr, "allocate size=%zu align=%zu how=%u used=%zu frozen=%d\n", size, align,
+                   how, used(), frozen_);
+    }
     void* p = nullptr;
     if (use_c_ && how == 0) {
       const int err = permafrost_arena_allocate(c_, size, align, &p);
@@ -236,6 +251,7 @@ class program {
   std::size_t capacity_ = 0;
   bool use_c_ = false;
   bool frozen_ = false;
+  bool trace_ = std::getenv("PERMAFROST_FUZZ_TRACE") != nullptr;  // to read a failing input
   std::vector<block> blocks_;
   std::vector<std::ptrdiff_t> strings_;
 };

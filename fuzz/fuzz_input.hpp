@@ -18,9 +18,20 @@ class input {
     return *p_++;
   }
 
-  std::uint16_t u16() noexcept { return static_cast<std::uint16_t>(byte() | byte() << 8); }
+  // Multi-byte reads are sequenced statement by statement: the order in which operands of `|`
+  // or function arguments are evaluated is unspecified, and an input must mean the same program
+  // to every compiler (a crash found by clang replays under g++).
+  std::uint16_t u16() noexcept {
+    const unsigned lo = byte();
+    const unsigned hi = byte();
+    return static_cast<std::uint16_t>(lo | hi << 8);
+  }
 
-  std::uint32_t u32() noexcept { return u16() | static_cast<std::uint32_t>(u16()) << 16; }
+  std::uint32_t u32() noexcept {
+    const std::uint32_t lo = u16();
+    const std::uint32_t hi = u16();
+    return lo | hi << 16;
+  }
 
   // A size skewed towards small values: mostly < 256, sometimes up to 64 KiB, rarely up to 16 MiB
   // or one of the extremes (0, SIZE_MAX and its neighbours).

@@ -429,6 +429,31 @@ bool arena::freeze_checks_enabled() const noexcept {
   return static_cast<const arena_slot*>(core_)->run_freeze_checks;
 }
 
+void arena::prefault(std::size_t bytes) {
+  arena_slot* slot = detail::checked_slot(core_);
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name + "': prefault after freeze()");
+  if (detail::inherited_unfrozen_memfd(slot)) return;  // the parent's pages: not this process's to fault
+  const std::size_t page = os::page_size();
+  const detail::bump_cache& c = detail::t_bump;
+  const std::uintptr_t from = detail::cache_is_ours(c, slot) && c.end == slot->bump ? c.cur : slot->bump;
+  const std::uintptr_t to = from + std::min<std::size_t>(bytes, slot->limit - from);
+  int err = detail::ensure_committed(slot, to);
+  for (std::uintptr_t p = from & ~(page - 1); err == 0 && p < to; p += std::size_t{64} << 20) {
+    const std::size_t n = std::min<std::uintptr_t>(to - p, std::size_t{64} << 20);
+    err = os::populate_write(reinterpret_cast<void*>(p), n);
+    if (err == EINVAL) {  // before Linux 5.14: touch each page (the bytes are still zero)
+      // Only pages wholly beyond `from`: the first may hold other threads' objects.
+      for (std::uintptr_t q = std::max(p, detail::round_up(from, page)); q < p + n; q += page)
+        *reinterpret_cast<volatile char*>(q) = 0;
+      err = 0;
+    }
+  }
+  if (err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost::arena::prefault");
+}
+
 bool arena::frozen() const noexcept {
   if (core_ == &detail::g_dead_arena) return false;
   return static_cast<const arena_slot*>(core_)->frozen.load(std::memory_order_acquire);

@@ -34,7 +34,8 @@ int memfd_commit(arena_slot* slot, std::uintptr_t from, std::size_t bytes) noexc
 
 // The memfd part of freeze(): drops the committed tail, writes the trailer after the data,
 // makes [base, round_up(used_end, page)) read-only and seals the file (write, grow, shrink).
-// Throws: std::system_error; the arena then stays unfrozen and allocatable.
+// Throws: std::system_error; the arena then stays unfrozen (and, if the failure came after the
+// seals, unable to grow: allocation beyond its committed range fails with bad_alloc).
 // Pre: slot->mu held, fd >= 0, not frozen, not a forked copy.
 void memfd_freeze(arena_slot* slot, std::uintptr_t used_end);
 

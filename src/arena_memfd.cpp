@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "arena_backing.hpp"
+#include "permafrost/detail/asan.hpp"
 #include "os.hpp"
 
 namespace permafrost {
@@ -117,22 +118,26 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end) {
     fail_system(err, "permafrost::arena::freeze: sizing the memfd");
   if (const int err = os::file_write(slot->fd, &t, sizeof t, data_bytes); err != 0)
     fail_system(err, "permafrost::arena::freeze: writing the memfd trailer");
-  // 2. Read-only here, then sealed: no new writable mapping, no write(2), no resize, anywhere.
+  // 2. Sealed, then read-only: no new writable mapping, no write(2), no resize, anywhere. The
+  //    future-write seal waits for nothing (F_SEAL_WRITE scans the file for pinned pages and
+  //    needs every writable mapping gone first), so it goes first.
   void* base = reinterpret_cast<void*>(slot->base);
-  if (const int err = os::protect_read_only(base, data_bytes); err != 0)
-    fail_system(err, "permafrost::arena::freeze: mprotect");
   if (const int err = os::add_seals(slot->fd, os::seal_future_write | os::seal_shrink | os::seal_grow);
-      err != 0) {
-    (void)os::commit(base, data_bytes);
+      err != 0)
     fail_system(err, "permafrost::arena::freeze: sealing the memfd");
-  }
-  // 3. The creator's mapping was made writable, so it could be mprotect'ed back to writable.
-  //    Replace it with a mapping made after the seal (the kernel then withholds write permission
-  //    for good), after which no writable mapping is left and F_SEAL_WRITE can be added too. A
-  //    child forked before freeze may still map it writable (EBUSY): the future-write seal then
-  //    stands alone. Best effort: failure leaves the read-only mapping in place.
-  if (os::map_file_fixed(slot->fd, base, data_bytes, 0, false) == 0)
+  // 3. The creator's mapping was made writable, so mprotect could make it writable again.
+  //    Replace it with a read-only mapping made after the seal, which the kernel never lets
+  //    become writable; then no writable mapping is left and F_SEAL_WRITE can be added too. This
+  //    costs about what the mprotect it replaces would (the old page-table entries are dropped;
+  //    the creator refaults on its next read, or populates). A child forked before freeze may
+  //    still map the file writable: F_SEAL_WRITE then fails (EBUSY) and the future-write seal
+  //    stands alone. Should the remap fail, mprotect makes the old mapping read-only instead.
+  if (os::map_file_fixed(slot->fd, base, data_bytes, 0, false) == 0) {
     (void)os::add_seals(slot->fd, os::seal_write);
+  } else if (const int err = os::protect_read_only(base, data_bytes); err != 0) {
+    // Sealed against growth: the arena cannot allocate any more, and is not frozen either.
+    fail_system(err, "permafrost::arena::freeze: mprotect");
+  }
 }
 
 void release_backing(arena_slot* slot) noexcept {
@@ -291,6 +296,8 @@ arena arena::attach(int fd, bool populate) {
       space.granules[i].owner.store(slot, std::memory_order_release);
     }
   }
+  // The range may have been poisoned by an arena this process destroyed there earlier.
+  detail::asan_unpoison(reinterpret_cast<void*>(base), t.used);
   if (populate) (void)os::populate_read(reinterpret_cast<void*>(base), data_bytes);
   return arena(static_cast<detail::arena_core*>(slot));
 }

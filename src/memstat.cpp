@@ -37,6 +37,9 @@ void apply_field(std::string_view line, memory_usage& u) {
   const std::uint64_t bytes = std::strtoull(line.data() + colon + 1, nullptr, 10) * 1024;
   if (name == "Rss") u.rss = bytes;
   else if (name == "Pss") u.pss = bytes;
+  else if (name == "Pss_Anon") u.pss_anon = bytes;
+  else if (name == "Pss_File") u.pss_file = bytes;
+  else if (name == "Pss_Shmem") u.pss_shmem = bytes;
   else if (name == "Shared_Clean") u.shared_clean = bytes;
   else if (name == "Shared_Dirty") u.shared_dirty = bytes;
   else if (name == "Private_Clean") u.private_clean = bytes;
@@ -92,6 +95,9 @@ proc_error::proc_error(std::string file, int err)
 memory_usage& memory_usage::operator+=(const memory_usage& o) noexcept {
   rss += o.rss;
   pss += o.pss;
+  pss_anon += o.pss_anon;
+  pss_file += o.pss_file;
+  pss_shmem += o.pss_shmem;
   uss += o.uss;
   shared_clean += o.shared_clean;
   shared_dirty += o.shared_dirty;
@@ -139,6 +145,12 @@ memory_usage range_memory(pid_t pid, const void* begin, const void* end) {
     if (m.begin < hi && m.end > lo) total += m.usage;
   }
   return total;
+}
+
+std::string process_name(pid_t pid) {
+  std::string name = read_or_throw(pid, "comm");
+  while (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
 }
 
 std::vector<pid_t> process_tree(pid_t root) {

@@ -53,6 +53,10 @@ int name_range(void* p, std::size_t bytes, const char* name) noexcept;
 // Linux 5.14+; older kernels: one volatile read per page). Pre: the range is readable.
 int populate_read(const void* p, std::size_t bytes) noexcept;
 
+// Pre-faults [p, p+bytes) for writing (MADV_POPULATE_WRITE, Linux 5.14+; older kernels: EINVAL,
+// callers fall back to touching). Pages already present are left as they are. Pre: writable.
+int populate_write(void* p, std::size_t bytes) noexcept;
+
 // Reserves exactly [p, p+bytes), inaccessible and uncharged, failing with EEXIST when anything is
 // mapped there (MAP_FIXED_NOREPLACE). Pre: p and bytes page-aligned, bytes > 0.
 int reserve_at(void* p, std::size_t bytes) noexcept;

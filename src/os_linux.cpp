@@ -108,6 +108,14 @@ int populate_read(const void* p, std::size_t bytes) noexcept {
   return 0;
 }
 
+int populate_write(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno_or(EINVAL);
+}
+
 int reserve_at(void* p, std::size_t bytes) noexcept {
   void* r = ::mmap(p, bytes, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);

@@ -30,8 +30,9 @@ long faults_now() {
 }
 
 // Forks a child that reads [p, p + n) once and returns the page faults (minor + major) that
-// read took; -1 on failure.
-long child_faults_reading(const unsigned char* p, std::size_t n) {
+// read took; -1 on failure. With `populate_first`, the child calls its populate() before.
+long child_faults_reading(const unsigned char* p, std::size_t n,
+                          const arena* populate_first = nullptr) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t pid = ::fork();
@@ -39,6 +40,7 @@ long child_faults_reading(const unsigned char* p, std::size_t n) {
   if (pid == 0) {
     unsigned char scratch[4096] = {};
     (void)read_all(scratch, sizeof scratch);  // fault in the code and stack this takes first
+    if (populate_first != nullptr) populate_first->populate();
     (void)faults_now();
     const long before = faults_now();
     const std::uint64_t sum = read_all(p, n);
@@ -109,30 +111,7 @@ TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-f
   MESSAGE("memfd child faults on first read: " << lazy);
   CHECK(lazy > 0);
   // A worker that wants no faults populates its own page tables first.
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    unsigned char scratch[4096] = {};
-    (void)read_all(scratch, sizeof scratch);
-    a.populate();
-    (void)faults_now();
-    const long before = faults_now();
-    const std::uint64_t sum = read_all(bytes.data(), bytes.size());
-    const long faults = faults_now() - before;
-    (void)!::write(fds[1], &faults, sizeof faults);
-    ::_exit(sum == 7 ? 0 : 1);
-  }
-  long faults = -1;
-  (void)!::read(fds[0], &faults, sizeof faults);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ::close(fds[0]);
-  ::close(fds[1]);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK(faults == 0);
+  CHECK(child_faults_reading(bytes.data(), bytes.size(), &a) == 0);
 }
 
 TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end") {
@@ -156,4 +135,30 @@ TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned 
   CHECK(after.huge_page_bytes == before.huge_page_bytes);
   CHECK(after.committed % (std::size_t{2} << 20) == 0);
   CHECK(block[block.size() - 1] == 1);
+}
+
+TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps to capacity") {
+  arena_options o;
+  o.capacity = std::size_t{64} << 20;
+  o.name = "prefault";
+  o.huge_pages = false;
+  arena a(o);
+  (void)a.allocate(100);  // the thread's chunk is open: prefault starts after it
+  const std::size_t bytes = std::size_t{16} << 20;
+  a.prefault(bytes);
+  const long before = faults_now();
+  std::uint64_t last = 0;
+  for (std::size_t done = 0; done + 64 <= bytes - 4096; done += 64) {
+    auto* p = static_cast<std::uint64_t*>(a.allocate(64));
+    *p = done;
+    last = *p;
+  }
+  const long faults = faults_now() - before;
+  MESSAGE("faults while filling 16 MiB after prefault: " << faults);
+  CHECK(faults == 0);
+  CHECK(last > 0);
+  a.prefault(std::size_t{1} << 40);  // far beyond the capacity: clamped, no throw
+  CHECK(a.stats().committed <= std::size_t{64} << 20);
+  a.freeze();
+  CHECK_THROWS_AS(a.prefault(4096), permafrost::frozen_error);
 }

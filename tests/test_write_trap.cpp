@@ -334,3 +334,18 @@ TEST_CASE("PERMAFROST_TRAP=1 installs the trap; any other value does not") {
   CHECK(killed_by(off.status, SIGSEGV));
   CHECK(off.stderr_text.empty());
 }
+
+TEST_CASE("a write to a frozen memfd arena is reported the same way") {
+  arena_options o = opts("shared", true);
+  o.backing = permafrost::backing::memfd;
+  arena a(o);
+  auto* p = static_cast<char*>(a.allocate(128, 8, "blob"));
+  a.freeze();
+  const auto child = run_capturing_stderr([&] {
+    permafrost::install_write_trap();
+    poke(p + 100);
+  });
+  CHECK(killed_by(child.status, SIGSEGV));
+  CHECK(child.stderr_text == describe(p + 100) + "\n");
+  CHECK(child.stderr_text.find("allocation \"blob\" +100 of 128 bytes") != std::string::npos);
+}

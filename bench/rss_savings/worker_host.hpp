@@ -282,10 +282,12 @@ inline int run_workers(const options& o, const build_report& b,
   return rc;
 }
 
-// Times one worker's lookups; `lookup(key)` returns something to fold into the checksum.
+// One untimed pass (it pays the first touches and, for variants that write, the copies), then
+// a timed pass: steady-state lookup time. `lookup(key)` returns something for the checksum.
 template <class Lookup>
 worker_result timed_lookups(std::size_t rows, Lookup lookup) {
   worker_result r;
+  for_each_lookup(rows, [&](std::string_view key) { r.checksum += lookup(key); });
   std::size_t n = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for_each_lookup(rows, [&](std::string_view key) {

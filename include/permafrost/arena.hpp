@@ -324,6 +324,13 @@ class arena {
     return {p, s.size()};
   }
 
+  // Effects: makes the next `bytes` bytes after what has been handed out writable and backed
+  // now, in one system call per 64 MiB (MADV_POPULATE_WRITE, huge pages where enabled), so the
+  // allocations that fill them take no page fault. For loaders that know their size: faulting
+  // page by page costs a trap per page. Clamped to the capacity.
+  // Throws: frozen_error after freeze(); std::system_error if the kernel refuses the memory.
+  void prefault(std::size_t bytes);
+
   // ----- freezing -----------------------------------------------------------------------------
 
   // Effects: makes every used byte read-only (the range rounded up to 2 MiB with huge pages, to
@@ -396,8 +403,11 @@ inline bool is_frozen(const void* p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const auto& space = detail::g_address_space;
   const std::uintptr_t offset = a - space.base.load(std::memory_order_relaxed);
-  if (offset >= space.size.load(std::memory_order_relaxed)) return false;
-  return a < space.granules[offset >> detail::granule_shift].frozen_end.load(std::memory_order_acquire);
+  // Branch-free: an address outside the reservation reads granule 0 and is then discarded, so
+  // a mix of frozen and other pointers costs no branch mispredictions.
+  const bool inside = offset < space.size.load(std::memory_order_relaxed);
+  const std::uintptr_t granule = (offset >> detail::granule_shift) & (0 - std::uintptr_t{inside});
+  return inside & (a < space.granules[granule].frozen_end.load(std::memory_order_acquire));
 }
 
 }  // namespace permafrost

@@ -53,6 +53,9 @@ class proc_error : public std::system_error {
 struct memory_usage {
   std::uint64_t rss = 0;            // resident pages, shared ones counted wholly
   std::uint64_t pss = 0;            // resident pages, each divided by the processes mapping it
+  std::uint64_t pss_anon = 0;       // the part of pss in anonymous pages  } smaps_rollup only
+  std::uint64_t pss_file = 0;       // ... in file pages                   } (Linux 5.13+);
+  std::uint64_t pss_shmem = 0;      // ... in shared memory (tmpfs, memfd) } 0 per mapping
   std::uint64_t uss = 0;            // private_clean + private_dirty: only this process maps them
   std::uint64_t shared_clean = 0;   // mapped by others too, unmodified since read or fork
   std::uint64_t shared_dirty = 0;   // mapped by others too, modified (e.g. shared memory)
@@ -87,6 +90,9 @@ std::vector<mapping> mappings(pid_t pid = 0);
 // (smaps accounts per mapping; an arena's committed range is its own mapping).
 // Throws: proc_error.
 memory_usage range_memory(pid_t pid, const void* begin, const void* end);
+
+// The command name of a process (/proc/PID/comm, without the newline). Throws: proc_error.
+std::string process_name(pid_t pid = 0);
 
 // The process and all its descendants (children, grandchildren, ...), the root first. Processes
 // that exit during the scan are left out. Throws: proc_error if `root` itself is gone.
