@@ -410,7 +410,10 @@ void write_plot(const config& c, const std::vector<result>& results, const fs::p
     << "set output '" << (dir / "rss_savings.svg").string() << "'\n"
     << "set title 'Total PSS of parent + workers, " << c.rows << " rows (" << c.mode << " mode)'\n"
     << "set xlabel 'workers'\nset ylabel 'total PSS (MiB)'\nset logscale y\nset grid\n"
-    << "set key top left\nset xtics (1,2,4,8,16)\n"
+    << "set key top left\nset xrange [" << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5)
+    << ":" << (*std::max_element(c.workers.begin(), c.workers.end()) + 0.5) << "]\nset xtics (";
+  for (std::size_t i = 0; i < c.workers.size(); ++i) g << (i ? "," : "") << c.workers[i];
+  g << ")\n"
     << "plot ";
   for (std::size_t i = 0; i < plotted.size(); ++i)
     g << (i ? ", \\\n     " : "") << "'" << dat.string() << "' index " << i
@@ -496,6 +499,7 @@ int main(int argc, char** argv) {
       if (!r.ok) std::fprintf(stderr, "[rss_savings] %s: %s\n", v.label.c_str(), r.note.c_str());
       last[id] = r;
       results.push_back(r);
+      write_csv(c, results, fs::path(c.out) / "rss_savings.csv");  // a long run keeps what it has
     }
   }
   std::fprintf(stderr, "[rss_savings %5.1fs] done\n",
