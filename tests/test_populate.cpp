@@ -30,8 +30,9 @@ long faults_now() {
 }
 
 // Forks a child that reads [p, p + n) once and returns the page faults (minor + major) that
-// read took; -1 on failure.
-long child_faults_reading(const unsigned char* p, std::size_t n) {
+// read took; -1 on failure. With `populate_first`, the child calls its populate() before.
+long child_faults_reading(const unsigned char* p, std::size_t n,
+                          const arena* populate_first = nullptr) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t pid = ::fork();
@@ -39,6 +40,7 @@ long child_faults_reading(const unsigned char* p, std::size_t n) {
   if (pid == 0) {
     unsigned char scratch[4096] = {};
     (void)read_all(scratch, sizeof scratch);  // fault in the code and stack this takes first
+    if (populate_first != nullptr) populate_first->populate();
     (void)faults_now();
     const long before = faults_now();
     const std::uint64_t sum = read_all(p, n);
@@ -118,30 +120,7 @@ TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-f
   MESSAGE("memfd child faults on first read: " << lazy);
   CHECK(lazy > 0);
   // A worker that wants no faults populates its own page tables first.
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    unsigned char scratch[4096] = {};
-    (void)read_all(scratch, sizeof scratch);
-    a.populate();
-    (void)faults_now();
-    const long before = faults_now();
-    const std::uint64_t sum = read_all(bytes.data(), bytes.size());
-    const long faults = faults_now() - before;
-    (void)!::write(fds[1], &faults, sizeof faults);
-    ::_exit(sum == 7 ? 0 : 1);
-  }
-  long faults = -1;
-  (void)!::read(fds[0], &faults, sizeof faults);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ::close(fds[0]);
-  ::close(fds[1]);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK_NO_ARENA_FAULTS(faults);
+  CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size(), &a));
 }
 
 TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end") {

@@ -47,6 +47,13 @@ std::size_t heap_in_use() {
   return m.uordblks + m.hblkhd;
 }
 
+// Bytes malloc'd since `before`, less `exclude`; 0 when malloc does not report (sanitizers
+// replace it and mallinfo2 then says nothing), printed as n/a.
+std::size_t heap_growth(std::size_t before, std::size_t exclude) {
+  const std::size_t now = heap_in_use();
+  return now > before + exclude ? now - before - exclude : 0;
+}
+
 // Keeps results observable so the compiler cannot drop lookups.
 volatile std::uint64_t g_sink;
 
@@ -147,7 +154,7 @@ peer std_peer(const char* name, const std::vector<std::string>& keys) {
         const std::size_t before = heap_in_use();
         *m = std::make_unique<Map>();
         for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
-        return heap_in_use() - before;
+        return heap_growth(before, 0);
       },
       [m](const std::vector<std::string>& qs) {
         std::uint64_t s = 0;
@@ -223,7 +230,7 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
           hh_nodes.push_back(node);
           hh->insert(*node);
         }
-        return heap_in_use() - before - hh_nodes.capacity() * sizeof(void*);  // the owner list is the bench's
+        return heap_growth(before, hh_nodes.capacity() * sizeof(void*));  // the owner list is the bench's
       },
       [&](const std::vector<std::string>& qs) {
         std::uint64_t s = 0;
@@ -274,7 +281,7 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
           ht_nodes.push_back(node);
           ht->insert(*node);
         }
-        return heap_in_use() - before - ht_nodes.capacity() * sizeof(void*);
+        return heap_growth(before, ht_nodes.capacity() * sizeof(void*));
       },
       [&](const std::vector<std::string>& qs) {
         std::uint64_t s = 0;
@@ -318,6 +325,10 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
   for (const auto& p : peers) {
     const double bpe = static_cast<double>(p.bytes) / static_cast<double>(n);
     const double rate = median(p.rates);
+    if (p.bytes == 0 || ref_bytes == 0) {
+      std::printf("| %s | n/a | %.2f | %.2fx | n/a | %.2f |\n", p.name, rate / 1e6, rate / ref_rate, p.build_s);
+      continue;
+    }
     std::printf("| %s | %.1f | %.2f | %.2fx | %.2fx | %.2f |\n", p.name, bpe, rate / 1e6, rate / ref_rate,
                 bpe / ref_bytes, p.build_s);
   }

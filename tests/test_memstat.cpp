@@ -1,0 +1,367 @@
+// memstat and permafrost-stat against known allocations, on the real kernel.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fork_probe.hpp"
+#include "permafrost/memstat.hpp"
+
+using namespace permafrost;
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+// A child that has exited and been reaped: its pid names no process (until reused, which the
+// kernel does only after wrapping around pid_max).
+pid_t vanished_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return pid;
+}
+
+// Runs a shell command, returns (exit status, stdout+stderr).
+std::pair<int, std::string> run(const std::string& cmd) {
+  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The unsigned number after "key": in the JSON object that starts at `from`.
+unsigned long long json_number(const std::string& json, std::size_t from, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":", from);
+  REQUIRE(at != std::string::npos);
+  return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+// A forked child that runs `work` (returns true on success), then stays alive until the test has
+// looked at it: release() (or destruction) lets it exit and reaps it.
+class held_child {
+ public:
+  template <class Work>
+  explicit held_child(Work work) {
+    REQUIRE(::pipe(ready_) == 0);
+    REQUIRE(::pipe(go_) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const bool ok = work();
+      char c = ok ? 'k' : 'f';
+      (void)!::write(ready_[1], &c, 1);
+      (void)!::read(go_[0], &c, 1);
+      ::_exit(ok ? 0 : 1);
+    }
+    char c = 0;
+    REQUIRE(::read(ready_[0], &c, 1) == 1);
+    ok_ = c == 'k';
+  }
+  ~held_child() { (void)release(); }
+  pid_t pid() const { return pid_; }
+  bool worked() const { return ok_; }
+  // Returns the child's wait status.
+  int release() {
+    if (pid_ <= 0) return status_;
+    (void)!::write(go_[1], "x", 1);
+    ::waitpid(pid_, &status_, 0);
+    for (int fd : {ready_[0], ready_[1], go_[0], go_[1]}) ::close(fd);
+    pid_ = 0;
+    return status_;
+  }
+
+ private:
+  int ready_[2];
+  int go_[2];
+  pid_t pid_ = 0;
+  int status_ = 0;
+  bool ok_ = false;
+};
+
+// Forks a child that touches `bytes` of its own memory, forks `grandchildren` that read it, and
+// keeps all of them alive until release() (or destruction).
+class forked_tree {
+ public:
+  forked_tree(std::size_t bytes, int grandchildren) {
+    REQUIRE(::pipe(ready_) == 0);
+    REQUIRE(::pipe(go_) == 0);
+    root_ = ::fork();
+    REQUIRE(root_ >= 0);
+    if (root_ == 0) {
+      ::close(go_[1]);  // only the test holds the write end: closing it releases everyone
+      ::close(ready_[0]);
+      auto* data = new char[bytes];
+      std::memset(data, 7, bytes);
+      for (int i = 0; i < grandchildren; ++i) {
+        if (::fork() == 0) {
+          unsigned sum = 0;
+          for (std::size_t j = 0; j < bytes; j += 4096) sum += static_cast<unsigned char>(data[j]);
+          signal_and_wait(sum != 0);
+        }
+      }
+      signal_and_wait(true);
+    }
+    ::close(ready_[1]);
+    ::close(go_[0]);
+    for (int i = 0; i < grandchildren + 1; ++i) {
+      char c = 0;
+      REQUIRE(::read(ready_[0], &c, 1) == 1);
+    }
+  }
+  ~forked_tree() { release(); }
+  pid_t root() const { return root_; }
+  void release() {
+    if (root_ <= 0) return;
+    ::close(go_[1]);
+    ::close(ready_[0]);
+    int status = 0;
+    ::waitpid(root_, &status, 0);
+    root_ = 0;
+  }
+
+ private:
+  [[noreturn]] void signal_and_wait(bool ok) {
+    char c = ok ? 'k' : 'f';
+    (void)!::write(ready_[1], &c, 1);
+    (void)!::read(go_[0], &c, 1);  // EOF when the test releases the tree
+    while (::wait(nullptr) > 0) {
+    }
+    ::_exit(0);
+  }
+  int ready_[2];
+  int go_[2];
+  pid_t root_ = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// process_memory / range_memory
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("touching 64 MiB of private memory grows uss by at least 64 MiB") {
+  const memory_usage before = process_memory();
+  constexpr std::size_t n = 64 * MiB;
+  std::unique_ptr<char[]> block(new char[n]);
+  std::memset(block.get(), 1, n);
+  const memory_usage after = process_memory();
+  CHECK(after.uss >= before.uss + n);
+  CHECK(after.rss >= before.rss + n);
+  CHECK(after.anonymous >= before.anonymous + n);
+  CHECK(after.uss == after.private_clean + after.private_dirty);
+  // The same memory seen through the mapping that holds it.
+  const memory_usage range = range_memory(0, block.get(), block.get() + n);
+  CHECK(range.uss >= n);
+  CHECK(static_cast<unsigned char>(block[n - 1]) == 1);
+}
+
+TEST_CASE("after fork, a 64 MiB range both processes map has its pss halved") {
+  constexpr std::size_t n = 64 * MiB;
+  std::unique_ptr<char[]> block(new char[n]);
+  std::memset(block.get(), 3, n);
+  const memory_usage alone = range_memory(0, block.get(), block.get() + n);
+  REQUIRE(alone.pss >= n);
+
+  held_child child([&] {
+    unsigned sum = 0;
+    for (std::size_t i = 0; i < n; i += 4096) sum += static_cast<unsigned char>(block[i]);
+    return sum != 0;
+  });
+  REQUIRE(child.worked());
+  const memory_usage shared = range_memory(0, block.get(), block.get() + n);
+  const memory_usage theirs = range_memory(child.pid(), block.get(), block.get() + n);
+  const int status = child.release();
+
+  // The 64 MiB now count half to each process (other pages of the mapping may differ a little).
+  const double drop = static_cast<double>(alone.pss) - static_cast<double>(shared.pss);
+  CHECK(drop == doctest::Approx(static_cast<double>(n) / 2).epsilon(0.05));
+  CHECK(shared.shared() >= n);
+  CHECK(theirs.pss >= n / 2 - 2 * MiB);
+  CHECK(theirs.uss < 2 * MiB);
+  CHECK(WIFEXITED(status));
+}
+
+TEST_CASE("process_tree lists the children and grandchildren") {
+  forked_tree tree(MiB, 2);
+  const auto pids = process_tree(tree.root());
+  CHECK(pids.size() == 3);
+  CHECK(pids.front() == tree.root());
+  CHECK(process_tree(0).size() >= 1);
+  CHECK(process_name(tree.root()) == process_name());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("a vanished pid raises proc_error naming the file and errno") {
+  const pid_t gone = vanished_pid();
+  const std::string rollup = "/proc/" + std::to_string(gone) + "/smaps_rollup";
+  try {
+    (void)process_memory(gone);
+    FAIL("process_memory of a vanished pid returned");
+  } catch (const proc_error& e) {
+    CHECK(e.file() == rollup);
+    CHECK((e.code().value() == ENOENT || e.code().value() == ESRCH));
+    CHECK(std::string(e.what()).find(rollup) != std::string::npos);
+    CHECK(std::string(e.what()).find("errno " + std::to_string(e.code().value())) != std::string::npos);
+  }
+  CHECK_THROWS_AS((void)mappings(gone), proc_error);
+  CHECK_THROWS_AS((void)process_tree(gone), proc_error);
+  static const char byte = 0;
+  try {
+    (void)sharing_audit(gone, 0, std::span<const std::byte>(reinterpret_cast<const std::byte*>(&byte), 1));
+    FAIL("sharing_audit of a vanished pid returned");
+  } catch (const proc_error& e) {
+    CHECK(e.file() == "/proc/" + std::to_string(gone) + "/pagemap");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sharing_audit
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("sharing_audit finds the page a child copied and names the allocation on it") {
+  arena_options o;
+  o.allocation_log = true;
+  o.huge_pages = false;  // a write must copy one 4 KiB page, not a 2 MiB one
+  o.capacity = 64 * MiB;
+  arena a(o);
+  char* before = static_cast<char*>(a.allocate(3 * 4096, 4096, "before"));
+  char* target = static_cast<char*>(a.allocate(100, 4096, "target"));
+  char* after = static_cast<char*>(a.allocate(2 * 4096, 4096, "after"));
+  std::memset(before, 1, 3 * 4096);
+  std::memset(target, 2, 100);
+  std::memset(after, 3, 2 * 4096);
+
+  held_child child([&] {
+    target[50] = 9;  // one copy-on-write copy, of the page holding "target"
+    return true;
+  });
+  const sharing_report r = sharing_audit(child.pid(), 0, a);
+  CHECK(child.release() == 0);
+
+  INFO(r.method);
+  CHECK(r.pages == 6);
+  CHECK(r.parent_present == 6);
+  CHECK(r.copied == 1);
+  CHECK(r.shared == 5);
+  CHECK(r.shared_fraction() == doctest::Approx(5.0 / 6.0));
+  CHECK(r.method.find(r.frames_compared ? "frames compared" : "fallback") != std::string::npos);
+  REQUIRE(r.copies.size() == 1);
+  CHECK(r.copies[0].address == target);
+  REQUIRE(r.copies[0].allocations.size() == 1);
+  CHECK(std::string(r.copies[0].allocations[0].tag) == "target");
+  CHECK(r.copies[0].allocations[0].size == 100);
+}
+
+TEST_CASE("sharing_audit without an allocation log still counts copies, naming none") {
+  arena_options o;
+  o.huge_pages = false;
+  o.capacity = 64 * MiB;
+  arena a(o);
+  auto bytes = a.make_array<char>(8 * 4096);
+  std::memset(bytes.data(), 1, bytes.size());
+  a.freeze();
+  const auto result = test::fork_and_compare(2, a.used_bytes(), [] { return 0; });
+  for (const auto& s : result) {
+    CHECK(s.copied == 0);
+    CHECK(s.parent_present == 8);
+    CHECK(s.exit_status == 0);
+  }
+  const sharing_report self = sharing_audit(0, 0, a);  // a process shares every page with itself
+  CHECK(self.copied == 0);
+  CHECK(self.shared == 8);
+  CHECK(self.copies.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// permafrost-stat
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as JSON") {
+  forked_tree tree(32 * MiB, 2);
+  const auto [rc, json] = run(std::string(PERMAFROST_STAT) + " --tree --json " + std::to_string(tree.root()));
+  memory_usage expect;
+  const auto pids = process_tree(tree.root());
+  for (pid_t p : pids) expect += process_memory(p);
+  REQUIRE(rc == 0);
+  INFO(json);
+  const auto total = json.find("\"total\"");
+  REQUIRE(total != std::string::npos);
+  CHECK(json_number(json, total, "processes") == 3);
+  // Shared library pages can change hands while the tool runs: allow 1 MiB.
+  const double slack = static_cast<double>(MiB);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "rss")) - static_cast<double>(expect.rss)) < slack);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "pss")) - static_cast<double>(expect.pss)) < slack);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "uss")) - static_cast<double>(expect.uss)) < slack);
+  const auto saved = json_number(json, total, "saved_by_sharing");
+  CHECK(saved == json_number(json, total, "rss") - json_number(json, total, "pss"));
+  CHECK(saved >= 2 * 32 * MiB * 2 / 3);  // 3 processes map the 32 MiB: RSS counts it 3x, PSS 1x
+
+  const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
+  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
+  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
+  std::remove(file.c_str());
+  CHECK_MESSAGE(parse_rc == 0, parse_out);
+}
+
+TEST_CASE("permafrost-stat prints a table with the tree's totals") {
+  forked_tree tree(8 * MiB, 1);
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " --tree " + std::to_string(tree.root()));
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("2 processes") != std::string::npos);
+  CHECK(out.find("saved by sharing") != std::string::npos);
+  CHECK(out.find(std::to_string(tree.root())) != std::string::npos);
+}
+
+TEST_CASE("permafrost-stat exits 2 with a message for a bad pid") {
+  const pid_t gone = vanished_pid();
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(gone));
+  CHECK(rc == 2);
+  CHECK(out.find("no such process") != std::string::npos);
+  const auto [rc2, out2] = run(std::string(PERMAFROST_STAT) + " not-a-pid");
+  CHECK(rc2 == 2);
+  CHECK(out2.find("not a process id") != std::string::npos);
+  const auto [rc3, out3] = run(std::string(PERMAFROST_STAT));
+  CHECK(rc3 == 2);
+  CHECK(out3.find("usage") != std::string::npos);
+}
+
+TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {
+  arena_options o;
+  o.backing = backing::memfd;
+  o.name = "stat-test";
+  o.capacity = 64 * MiB;
+  arena a(o);
+  auto bytes = a.make_array<char>(4 * MiB);
+  std::memset(bytes.data(), 5, bytes.size());
+  a.freeze();
+  // Freezing a memfd arena maps it afresh: its pages are in this process's RSS once read again.
+  unsigned sum = 0;
+  for (std::size_t i = 0; i < bytes.size(); i += 4096) sum += static_cast<unsigned char>(bytes[i]);
+  REQUIRE(sum == 5 * (bytes.size() / 4096));
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("memfd:permafrost:stat-test") != std::string::npos);
+  const auto [jrc, json] = run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
+  CHECK(jrc == 0);
+  const auto at = json.find("memfd:permafrost:stat-test");
+  REQUIRE(at != std::string::npos);
+  CHECK(json_number(json, at, "rss") >= 4 * MiB);
+}
