@@ -228,7 +228,14 @@ TEST_CASE("attach in a posix_spawned process reads the same data at the same add
   CHECK(reply.hash == permafrost::test::fnv1a(words.data(), bytes));
   CHECK(reply.contains == 1);
   CHECK(reply.frozen == 1);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The helper's instrumented reads touch its sanitizer shadow memory for the first time: those
+  // are page faults too, and nothing an arena can populate.
+  MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory (" << reply.faults
+                                                                                         << " faults)");
+#else
   CHECK(reply.faults == 0);  // attached with populate
+#endif
 }
 
 TEST_CASE("attach after the creator's arena is gone maps it again, frozen, at the same address") {
