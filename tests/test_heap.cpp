@@ -29,6 +29,15 @@ namespace {
 constexpr std::size_t mib = std::size_t{1} << 20;
 constexpr std::size_t budget_pages = 16;  // 64 KiB
 
+// Under a sanitizer its runtime is the process malloc, not mimalloc: plain malloc is not renewed,
+// so the page budgets of plain-malloc churn do not apply (correctness still does).
+#ifdef PERMAFROST_TEST_SANITIZER_MALLOC
+constexpr bool plain_malloc_is_mimalloc = false;
+#else
+constexpr bool plain_malloc_is_mimalloc = true;
+#endif
+std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages : ~std::size_t{0}; }
+
 void* plain_alloc(std::size_t n) {
   // Alternate malloc and operator new: both must land in the new generation.
   static thread_local unsigned flip = 0;
@@ -94,11 +103,12 @@ TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of 
   INFO(r.dirtied.summary());
   CHECK(r.exit_status == 0);
   CHECK(r.dirtied.inherited > 64 * mib / 4096 / 2);  // the parent's heap was there to be copied
-  CHECK(r.dirtied.pages <= budget_pages);
+  CHECK(r.dirtied.pages <= budget(budget_pages));
 }
 
 TEST_CASE("the same scenario on glibc malloc copies megabytes: the measurement sees copies") {
   REQUIRE(frames_visible());
+  if (!plain_malloc_is_mimalloc) return;  // the helper runs on the sanitizer's malloc, not glibc's
   const std::string out = run_helper(HEAP_CHURN_PROBE_GLIBC);
   INFO(out);
   REQUIRE(field(out, "exit") == 0);
@@ -121,8 +131,8 @@ TEST_CASE("two threads started in the child churn without dirtying inherited pag
   INFO("threads only: " << start_only.dirtied.summary());
   INFO("with churn: " << r.dirtied.summary());
   CHECK(r.exit_status == 0);
-  CHECK(start_only.dirtied.pages <= 2 * budget_pages);
-  CHECK(r.dirtied.pages <= start_only.dirtied.pages + budget_pages);
+  CHECK(start_only.dirtied.pages <= budget(2 * budget_pages));
+  CHECK((r.dirtied.pages <= start_only.dirtied.pages + budget_pages || !plain_malloc_is_mimalloc));
 }
 
 TEST_CASE("grandchildren renew again") {
@@ -139,7 +149,7 @@ TEST_CASE("grandchildren renew again") {
     if (g.exit_status != 0) return 11;
     // Measured 12-19 pages: the 16 of a first-generation child plus the pages of the child's
     // backing heap that held the grandchild's mi_heap_t (made in the child before it forked).
-    if (g.dirtied.pages > 2 * budget_pages) {
+    if (g.dirtied.pages > budget(2 * budget_pages)) {
       std::fputs(g.dirtied.summary().c_str(), stderr);
       return 12;
     }
@@ -149,7 +159,7 @@ TEST_CASE("grandchildren renew again") {
   CHECK(WEXITSTATUS(r.exit_status) == 0);
   // The child itself forked: fork(2) writes libc's and the loader's state, and preparing its
   // children's heap takes a mi_heap_t from its inherited backing heap (docs/design.md section 2).
-  CHECK(r.dirtied.pages <= 2 * budget_pages);
+  CHECK(r.dirtied.pages <= budget(2 * budget_pages));
 }
 
 TEST_CASE("freeing an ancestor's block abandons it: counted, its page not written") {
@@ -186,11 +196,7 @@ TEST_CASE("process_heap and process_allocator serve this generation's arena") {
   CHECK(process_heap_stats().used >= (std::size_t{1} << 20));
   process_heap()->deallocate(big, 1 << 20, 4096);
   CHECK(process_heap()->is_equal(*process_heap()));
-  // Plain malloc lands in the same arena (mimalloc is the process malloc, the heap its default).
-  void* p = std::malloc(100);
-  const auto cur = process_heap_stats();
-  CHECK(cur.threads >= 1);
-  std::free(p);
+  CHECK(process_heap_stats().threads >= 1);
 }
 
 TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.9 bug #700)") {
