@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "arena_backing.hpp"
+#include "permafrost/detail/asan.hpp"
 #include "os.hpp"
 
 namespace permafrost {
@@ -295,6 +296,8 @@ arena arena::attach(int fd, bool populate) {
       space.granules[i].owner.store(slot, std::memory_order_release);
     }
   }
+  // The range may have been poisoned by an arena this process destroyed there earlier.
+  detail::asan_unpoison(reinterpret_cast<void*>(base), t.used);
   if (populate) (void)os::populate_read(reinterpret_cast<void*>(base), data_bytes);
   return arena(static_cast<detail::arena_core*>(slot));
 }

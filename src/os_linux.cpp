@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
@@ -341,6 +342,47 @@ int list_processes(std::vector<pid_t>* out) noexcept {
     err = ENOMEM;
   }
   ::closedir(dir);
+  return err;
+}
+
+int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
+  out->clear();
+  const int fd = open_proc(pid, "maps");
+  if (fd < 0) return errno_or(ENOENT);
+  FILE* f = ::fdopen(fd, "r");
+  if (f == nullptr) {
+    const int err = errno_or(ENOMEM);
+    ::close(fd);
+    return err;
+  }
+  int err = 0;
+  char line[4096];
+  try {
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long lo = 0;
+      unsigned long hi = 0;
+      char perms[8] = {};
+      int path_at = 0;
+      // "lo-hi perms offset dev inode   path"
+      if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3) continue;
+      mapping m;
+      m.begin = lo;
+      m.end = hi;
+      m.readable = perms[0] == 'r';
+      m.writable = perms[1] == 'w';
+      m.is_private = perms[3] == 'p';
+      if (path_at > 0) {
+        m.path = line + path_at;
+        while (!m.path.empty() && (m.path.back() == '\n' || m.path.back() == ' ')) m.path.pop_back();
+      }
+      out->push_back(std::move(m));
+    }
+    if (std::ferror(f) != 0) err = EIO;
+  } catch (...) {
+    err = ENOMEM;
+  }
+  std::fclose(f);
+  if (err != 0) out->clear();
   return err;
 }
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <permafrost/containers.hpp>
+#include <permafrost/json.hpp>
 
 #include <algorithm>
 #include <csignal>
@@ -45,6 +46,15 @@ std::vector<std::string> keys(std::size_t n) {
 bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
 
 }  // namespace
+
+// What may be stored: plain data and permafrost handles, never owners of heap memory.
+static_assert(permafrost::frozen_storable_v<int> && permafrost::frozen_storable_v<const char*>);
+static_assert(permafrost::frozen_storable_v<pstring> && permafrost::frozen_storable_v<permafrost::array<pstring>>);
+static_assert(permafrost::frozen_storable_v<permafrost::frozen_json>);
+static_assert(!permafrost::frozen_storable_v<std::string>);
+static_assert(!permafrost::frozen_storable_v<std::vector<int>>);
+static_assert(!permafrost::frozen_storable_v<std::shared_ptr<int>>);
+static_assert(sizeof(pstring) == sizeof(void*) && sizeof(permafrost::frozen_json) == 16);
 
 // ----- string and array ------------------------------------------------------------------------
 
@@ -356,6 +366,72 @@ TEST_CASE("sorted_map: integer keys with a custom order") {
   CHECK((m.end() - 1)->key() == 0);
   CHECK(m.lower_bound(50)->key() == 50);
   CHECK(m.upper_bound(50)->key() == 49);
+}
+
+TEST_CASE("sorted_map and hash_set: keys with embedded NULs and 64 KiB keys keep their order and identity") {
+  arena a(opts());
+  const std::string big(64 << 10, 'z');
+  const std::vector<std::string> ks = {std::string("a\0", 2), std::string("a", 1), std::string("a\0\0", 3),
+                                       std::string("\0", 1), big, big + std::string("\0", 1), ""};
+  permafrost::sorted_map_builder<pstring, int> sb{a};
+  permafrost::hash_set_builder<pstring> hb{a};
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    CHECK(sb.insert(ks[i], static_cast<int>(i)));
+    CHECK(hb.insert(ks[i]));
+  }
+  const auto& m = sb.finish();
+  const auto& s = hb.finish();
+  std::vector<std::string> sorted = ks;
+  std::sort(sorted.begin(), sorted.end());
+  std::size_t i = 0;
+  for (const auto& e : m) CHECK(e.key() == sorted[i++]);
+  for (std::size_t j = 0; j < ks.size(); ++j) {
+    CHECK(m.at(ks[j]) == static_cast<int>(j));
+    CHECK(s.contains(ks[j]));
+  }
+  CHECK_FALSE(s.contains(std::string("\0\0", 2)));
+  CHECK_FALSE(m.contains(big.substr(1)));
+}
+
+// ----- frozen JSON -------------------------------------------------------------------------
+
+TEST_CASE("freeze_json: every JSON type converts; lookups and type errors behave") {
+  arena a(opts());
+  const auto doc = nlohmann::json::parse(R"({"s": "text", "i": -5, "u": 18446744073709551615,
+      "d": 2.5, "b": true, "n": null, "a": [1, "two", [3]], "o": {"k": "text"}})");
+  permafrost::intern_pool pool{a};
+  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc, &pool);
+  a.freeze();
+  CHECK(a.contains(&j));
+  CHECK(j.is_object());
+  CHECK(j.size() == 8);
+  CHECK(j["s"].as_string() == "text");
+  CHECK(j["i"].as_int() == -5);
+  CHECK(j["u"].type() == permafrost::frozen_json::kind::unsigned_integer);
+  CHECK(j["d"].as_double() == 2.5);
+  CHECK(j["b"].as_bool());
+  CHECK(j["n"].is_null());
+  CHECK(j["a"].size() == 3);
+  CHECK(j["a"][1].as_string() == "two");
+  CHECK(j["a"][2][0].as_int() == 3);
+  CHECK(j["o"]["k"].as_string() == "text");
+  CHECK(j.find("missing") == nullptr);
+  CHECK_THROWS_AS(j.at("missing"), std::out_of_range);
+  CHECK_THROWS_AS(j["a"].at(3), std::out_of_range);
+  CHECK_THROWS_AS(j["s"].as_int(), std::domain_error);
+  CHECK_THROWS_AS(j["i"].as_string(), std::domain_error);
+  // "text" appears twice: stored once.
+  CHECK(j["s"].as_string().data() == j["o"]["k"].as_string().data());
+  CHECK(pool.stats().bytes_saved == 4 + 4 + 1);
+}
+
+TEST_CASE("freeze_json: a document with an escaped pointer is impossible, and the check passes") {
+  arena a(opts("json-checked", true));
+  const auto doc = nlohmann::json::parse(R"({"list": [{"x": 1}, {"y": ["z"]}], "name": "n"})");
+  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc);
+  CHECK(j.points_into(a));
+  CHECK_NOTHROW(a.freeze());
+  CHECK(j["list"][1]["y"][0].as_string() == "z");
 }
 
 // ----- intern_pool -------------------------------------------------------------------------

@@ -64,6 +64,15 @@ attach_error::reason attach_failure(int fd) {
   return attach_error::reason::system;
 }
 
+// An 8 KiB memfd that is not a permafrost arena, sealed like a frozen one.
+int sealed_memfd(const char* name) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 8192) == 0);
+  REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  return fd;
+}
+
 // Spawns the attach helper (not a fork: a fresh program), sends it fd and the range to read.
 permafrost::test::attach_reply attach_in_spawned_process(int fd, const void* p, std::size_t n) {
   int sv[2];
@@ -219,7 +228,14 @@ TEST_CASE("attach in a posix_spawned process reads the same data at the same add
   CHECK(reply.hash == permafrost::test::fnv1a(words.data(), bytes));
   CHECK(reply.contains == 1);
   CHECK(reply.frozen == 1);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The helper's instrumented reads touch its sanitizer shadow memory for the first time: those
+  // are page faults too, and nothing an arena can populate.
+  MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory (" << reply.faults
+                                                                                         << " faults)");
+#else
   CHECK(reply.faults == 0);  // attached with populate
+#endif
 }
 
 TEST_CASE("attach after the creator's arena is gone maps it again, frozen, at the same address") {
@@ -258,18 +274,12 @@ TEST_CASE("attach refuses an unsealed arena, a foreign memfd, a non-memfd and a 
   fill(unfrozen, 10);
   CHECK(attach_failure(unfrozen.fd()) == attach_error::reason::unsealed);
 
-  const int foreign = ::memfd_create("someone-else", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  REQUIRE(foreign >= 0);
-  REQUIRE(::ftruncate(foreign, 8192) == 0);
-  REQUIRE(::fcntl(foreign, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  const int foreign = sealed_memfd("someone-else");
   CHECK(attach_failure(foreign) == attach_error::reason::foreign);
   ::close(foreign);
 
   // Named like an arena, sealed, but no trailer: what a truncated arena looks like.
-  const int impostor = ::memfd_create("permafrost:impostor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  REQUIRE(impostor >= 0);
-  REQUIRE(::ftruncate(impostor, 8192) == 0);
-  REQUIRE(::fcntl(impostor, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  const int impostor = sealed_memfd("permafrost:impostor");
   CHECK(attach_failure(impostor) == attach_error::reason::truncated);
   ::close(impostor);
 
@@ -283,4 +293,72 @@ TEST_CASE("attach refuses an unsealed arena, a foreign memfd, a non-memfd and a 
   fill(live, 10);
   live.freeze();
   CHECK(attach_failure(live.fd()) == attach_error::reason::address_taken);
+}
+
+namespace {
+
+// VmPTE (KiB) of a child right after fork, before it touches anything.
+long child_vmpte_kib() {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    long kib = -1;
+    char buf[4096];
+    const int fd = ::open("/proc/self/status", O_RDONLY);
+    const ssize_t n = fd >= 0 ? ::read(fd, buf, sizeof buf - 1) : -1;
+    if (n > 0) {
+      buf[n] = '\0';
+      if (const char* line = std::strstr(buf, "VmPTE:")) kib = std::atol(line + 6);
+    }
+    (void)!::write(fds[1], &kib, sizeof kib);
+    ::_exit(0);
+  }
+  long kib = -1;
+  (void)!::read(fds[0], &kib, sizeof kib);
+  ::waitpid(pid, nullptr, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return kib;
+}
+
+long vmpte_with_frozen_arena(permafrost::backing b) {
+  arena_options o = memfd_options("vmpte", std::size_t{256} << 20);
+  o.backing = b;
+  o.huge_pages = false;
+  arena a(o);
+  auto bytes = a.make_array<char>(std::size_t{128} << 20);
+  for (std::size_t i = 0; i < bytes.size(); i += 4096) bytes[i] = 1;  // every page present
+  a.freeze();
+  return child_vmpte_kib();
+}
+
+}  // namespace
+
+TEST_CASE("fork copies no page table of a frozen memfd arena (child VmPTE), unlike 4 KiB anonymous") {
+  const long none = child_vmpte_kib();
+  const long anonymous = vmpte_with_frozen_arena(permafrost::backing::anonymous);
+  const long memfd = vmpte_with_frozen_arena(permafrost::backing::memfd);
+  MESSAGE("child VmPTE KiB right after fork: no arena " << none << ", 128 MiB anonymous 4 KiB "
+                                                        << anonymous << ", 128 MiB memfd " << memfd);
+  CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
+  CHECK(memfd <= none + 16);
+}
+
+TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") {
+  int fd = -1;
+  {
+    arena a(memfd_options("empty"));
+    a.freeze();
+    CHECK(a.stats().used == 0);
+    CHECK(((::fcntl(a.fd(), F_GET_SEALS) & F_SEAL_GROW) != 0));
+    fd = ::fcntl(a.fd(), F_DUPFD_CLOEXEC, 0);
+  }
+  arena b = arena::attach(fd);
+  ::close(fd);
+  CHECK(b.frozen());
+  CHECK(b.used_bytes().empty());
+  CHECK(b.name() == "empty");
+  b.check_invariants();
 }

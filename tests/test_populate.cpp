@@ -30,8 +30,9 @@ long faults_now() {
 }
 
 // Forks a child that reads [p, p + n) once and returns the page faults (minor + major) that
-// read took; -1 on failure.
-long child_faults_reading(const unsigned char* p, std::size_t n) {
+// read took; -1 on failure. With `populate_first`, the child calls its populate() before.
+long child_faults_reading(const unsigned char* p, std::size_t n,
+                          const arena* populate_first = nullptr) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t pid = ::fork();
@@ -39,6 +40,7 @@ long child_faults_reading(const unsigned char* p, std::size_t n) {
   if (pid == 0) {
     unsigned char scratch[4096] = {};
     (void)read_all(scratch, sizeof scratch);  // fault in the code and stack this takes first
+    if (populate_first != nullptr) populate_first->populate();
     (void)faults_now();
     const long before = faults_now();
     const std::uint64_t sum = read_all(p, n);
@@ -73,12 +75,21 @@ arena untouched_frozen(bool populate, bool huge, permafrost::backing b, std::spa
   return a;
 }
 
+// Under TSan every read also touches the runtime's shadow memory, which the parent never wrote
+// for these pages, so each first touch faults: the arena's own faults cannot be counted there.
+#if defined(__SANITIZE_THREAD__)
+#define CHECK_NO_ARENA_FAULTS(faults) \
+  MESSAGE("fault count not checked under TSan (shadow-memory faults): " << (faults))
+#else
+#define CHECK_NO_ARENA_FAULTS(faults) CHECK((faults) == 0)
+#endif
+
 }  // namespace
 
 TEST_CASE("populate: a forked child's first full read takes no page fault on the arena") {
   std::span<const unsigned char> bytes;
   const arena a = untouched_frozen(true, false, permafrost::backing::anonymous, &bytes);
-  CHECK(child_faults_reading(bytes.data(), bytes.size()) == 0);
+  CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size()));
   CHECK(bytes[1024] == 7);
 }
 
@@ -97,7 +108,7 @@ TEST_CASE("populate with huge pages: no page fault either") {
   }
   std::span<const unsigned char> bytes;
   const arena a = untouched_frozen(true, true, permafrost::backing::anonymous, &bytes);
-  CHECK(child_faults_reading(bytes.data(), bytes.size()) == 0);
+  CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size()));
 }
 
 TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-faults them") {
@@ -109,30 +120,7 @@ TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-f
   MESSAGE("memfd child faults on first read: " << lazy);
   CHECK(lazy > 0);
   // A worker that wants no faults populates its own page tables first.
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    unsigned char scratch[4096] = {};
-    (void)read_all(scratch, sizeof scratch);
-    a.populate();
-    (void)faults_now();
-    const long before = faults_now();
-    const std::uint64_t sum = read_all(bytes.data(), bytes.size());
-    const long faults = faults_now() - before;
-    (void)!::write(fds[1], &faults, sizeof faults);
-    ::_exit(sum == 7 ? 0 : 1);
-  }
-  long faults = -1;
-  (void)!::read(fds[0], &faults, sizeof faults);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ::close(fds[0]);
-  ::close(fds[1]);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK(faults == 0);
+  CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size(), &a));
 }
 
 TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end") {
@@ -176,7 +164,7 @@ TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps 
   }
   const long faults = faults_now() - before;
   MESSAGE("faults while filling 16 MiB after prefault: " << faults);
-  CHECK(faults == 0);
+  CHECK_NO_ARENA_FAULTS(faults);
   CHECK(last > 0);
   a.prefault(std::size_t{1} << 40);  // far beyond the capacity: clamped, no throw
   CHECK(a.stats().committed <= std::size_t{64} << 20);
