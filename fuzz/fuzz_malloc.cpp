@@ -29,6 +29,13 @@ void require(bool ok, const char* what) {
   }
 }
 
+// Compilers may delete a malloc whose result is only compared with null (and assume success):
+// passing the result through an opaque asm keeps the call and its real answer.
+void* observed(void* p) {
+  asm volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
 struct block {
   unsigned char* p;
   std::size_t size;
@@ -134,7 +141,7 @@ class program {
     switch (op) {
       case 0: {
         const std::size_t n = size();
-        void* p = std::malloc(n);
+        void* p = observed(std::malloc(n));
         if (n > (std::size_t{1} << 48)) {
           require(p == nullptr && errno == ENOMEM, "malloc of an impossible size");
           return;
@@ -146,7 +153,7 @@ class program {
       case 1: {
         const std::size_t count = size();
         const std::size_t each = in_.byte() % 2 == 0 ? in_.byte() : SIZE_MAX / 2;
-        void* p = std::calloc(count, each);
+        void* p = observed(std::calloc(count, each));
         const bool overflow = each != 0 && count > SIZE_MAX / each;
         if (overflow || count * each > (std::size_t{1} << 48)) {
           require(p == nullptr, "calloc overflow not refused");
@@ -163,7 +170,7 @@ class program {
         block b = take(in_.u16());
         verify(b, "block changed before realloc");
         const std::size_t n = size() % (std::size_t{1} << 20);
-        void* q = std::realloc(b.p, n);
+        void* q = observed(std::realloc(b.p, n));
         if (n == 0) return;  // freed (glibc's behaviour; q may be nullptr)
         require(q != nullptr, "realloc failed");
         const block moved{static_cast<unsigned char*>(q), b.size < n ? b.size : n, b.fill};
@@ -185,6 +192,7 @@ class program {
         const std::size_t n = size() % (std::size_t{1} << 20);
         void* p = nullptr;
         const int rc = posix_memalign(&p, align, n);
+        p = observed(p);
         const bool valid = align >= sizeof(void*) && (align & (align - 1)) == 0 &&
                            align <= (std::size_t{1} << 26);
         if (!valid) {
@@ -209,7 +217,7 @@ class program {
         const auto& blocks = frozen().blocks;
         const block& f = blocks[in_.byte() % blocks.size()];
         const std::size_t n = 1 + in_.byte() * 16;
-        auto* q = static_cast<unsigned char*>(std::realloc(f.p, n));
+        auto* q = static_cast<unsigned char*>(observed(std::realloc(f.p, n)));
         require(q != nullptr && q != f.p, "realloc of a frozen block did not move it");
         const std::size_t kept = f.size < n ? f.size : n;
         for (std::size_t i = 0; i < kept && i < 64; ++i) require(q[i] == f.fill, "moved frozen bytes differ");
@@ -225,8 +233,8 @@ class program {
         return;
       default: {
         const std::size_t align = std::size_t{1} << (in_.byte() % 13);
-        const std::size_t n = (size() / align + 1) * align;  // aligned_alloc wants a multiple
-        void* p = std::aligned_alloc(align, n);
+        const std::size_t n = (size() % (std::size_t{1} << 20) / align + 1) * align;  // a multiple
+        void* p = observed(std::aligned_alloc(align, n));
         require(p != nullptr, "aligned_alloc failed");
         require(reinterpret_cast<std::uintptr_t>(p) % align == 0, "aligned_alloc misaligned");
         keep(p, n);
