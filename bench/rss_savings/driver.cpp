@@ -416,11 +416,11 @@ void write_plot(const config& c, const std::vector<result>& results, const fs::p
   d.close();
   if (plotted.empty()) return;
   std::ofstream g(gp);
-  g << "set terminal svg size 900,560 dynamic noenhanced font 'sans,12'\n"
+  g << "set terminal svg size 1100,560 dynamic noenhanced font 'sans,12'\n"
     << "set output '" << (dir / "rss_savings.svg").string() << "'\n"
     << "set title 'Total PSS of parent + workers, " << c.rows << " rows (" << c.mode << " mode)'\n"
     << "set xlabel 'workers'\nset ylabel 'total PSS (MiB)'\nset logscale y\nset grid\n"
-    << "set key top left\nset xrange [" << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5)
+    << "set key outside right top\nset xrange [" << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5)
     << ":" << (*std::max_element(c.workers.begin(), c.workers.end()) + 0.5) << "]\nset xtics (";
   for (std::size_t i = 0; i < c.workers.size(); ++i) g << (i ? "," : "") << c.workers[i];
   g << ")\n"
