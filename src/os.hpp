@@ -142,5 +142,18 @@ int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept;
 // Appends the id of every process visible in /proc to *out. Allocates. Returns the errno of the
 // failed opendir/readdir.
 int list_processes(std::vector<pid_t>* out) noexcept;
+// One line of /proc/PID/maps.
+struct mapping {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool readable = false;
+  bool writable = false;
+  bool is_private = false;  // 'p' (copy-on-write) rather than 's' (shared)
+  std::string path;         // the file, "[heap]", "[stack]", ... or empty for anonymous memory
+};
+
+// Lists the mappings of `pid` (0 = self) in address order. Allocates (reads a file, fills *out).
+// Returns the errno of the failed open or read; *out is then left empty.
+int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept;
 
 }  // namespace permafrost::os

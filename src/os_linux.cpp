@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
@@ -32,6 +33,19 @@ int open_proc(pid_t pid, const char* what) noexcept {
     std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
   }
   return ::open(path, O_RDONLY | O_CLOEXEC);
+}
+
+// Opens /proc/<pid>/<what> as a stdio stream (for line-by-line parsing). Returns 0 or an errno.
+int open_proc_stream(pid_t pid, const char* what, FILE** out) noexcept {
+  const int fd = open_proc(pid, what);
+  if (fd < 0) return errno_or(ENOENT);
+  *out = ::fdopen(fd, "r");
+  if (*out == nullptr) {
+    const int err = errno_or(ENOMEM);
+    ::close(fd);
+    return err;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -237,14 +251,8 @@ thp_mode transparent_huge_pages() noexcept {
 
 int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, const char* field,
                          std::uint64_t* bytes) noexcept {
-  const int fd = open_proc(pid, "smaps");
-  if (fd < 0) return errno_or(ENOENT);
-  FILE* f = ::fdopen(fd, "r");
-  if (f == nullptr) {
-    const int err = errno_or(ENOMEM);
-    ::close(fd);
-    return err;
-  }
+  FILE* f = nullptr;
+  if (const int err = open_proc_stream(pid, "smaps", &f); err != 0) return err;
   const std::size_t field_len = std::strlen(field);
   std::uint64_t total = 0;
   bool inside = false;
@@ -341,6 +349,41 @@ int list_processes(std::vector<pid_t>* out) noexcept {
     err = ENOMEM;
   }
   ::closedir(dir);
+  return err;
+}
+
+int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
+  out->clear();
+  FILE* f = nullptr;
+  if (const int err = open_proc_stream(pid, "maps", &f); err != 0) return err;
+  int err = 0;
+  char line[4096];
+  try {
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long lo = 0;
+      unsigned long hi = 0;
+      char perms[8] = {};
+      int path_at = 0;
+      // "lo-hi perms offset dev inode   path"
+      if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3) continue;
+      mapping m;
+      m.begin = lo;
+      m.end = hi;
+      m.readable = perms[0] == 'r';
+      m.writable = perms[1] == 'w';
+      m.is_private = perms[3] == 'p';
+      if (path_at > 0) {
+        m.path = line + path_at;
+        while (!m.path.empty() && (m.path.back() == '\n' || m.path.back() == ' ')) m.path.pop_back();
+      }
+      out->push_back(std::move(m));
+    }
+    if (std::ferror(f) != 0) err = EIO;
+  } catch (...) {
+    err = ENOMEM;
+  }
+  std::fclose(f);
+  if (err != 0) out->clear();
   return err;
 }
 

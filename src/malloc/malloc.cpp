@@ -1,0 +1,243 @@
+// libpermafrost-malloc.so — permafrost as the program's malloc (by linking or LD_PRELOAD).
+//
+// Routing, for every entry point below:
+//   - on a thread inside a freeze_scope: the scope's arena;
+//   - otherwise: the calling thread's heap of the current generation (heap.hpp);
+//   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
+//     earlier generation (an ancestor's) are abandoned, never written; anything else aborts with
+//     "free(): invalid pointer", as glibc does.
+// PERMAFROST_FREEZE_AT_FORK=1 in the environment at load: the parent also starts a new generation
+// at its first fork, so everything allocated before that fork is never written by the allocator
+// again, in any process. Nothing is write-protected: the program can still write its own objects.
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <unistd.h>
+
+#include <mimalloc.h>
+
+#include "arena_slot.hpp"
+#include "permafrost/freeze_scope.hpp"
+#include "permafrost/heap.hpp"
+#include "process_heap.hpp"
+
+namespace {
+
+using permafrost::detail::arena_core;
+using permafrost::detail::block_owner;
+
+constexpr std::size_t min_align = alignof(std::max_align_t);
+
+// The arena's slow path may allocate (its log): route such nested allocations to the heap.
+void* arena_alloc(arena_core* core, std::size_t n, std::size_t align) noexcept {
+  if (void* p = permafrost::detail::try_bump(core, n == 0 ? 1 : n, align)) return p;
+  permafrost::detail::t_freeze_target = nullptr;
+  void* p = nullptr;
+  try {
+    p = permafrost::detail::allocate_slow(core, n, align, nullptr, false);
+  } catch (...) {
+    p = nullptr;
+  }
+  permafrost::detail::t_freeze_target = core;
+  return p;
+}
+
+void* route_alloc(std::size_t n, std::size_t align) noexcept {
+  if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
+    return arena_alloc(core, n, align);
+  void* p = permafrost::detail::heap_allocate(n, align);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void* route_zalloc(std::size_t n) noexcept {
+  if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
+    return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
+  mi_heap_t* heap = permafrost::detail::thread_heap();
+  void* p = heap != nullptr ? mi_heap_zalloc(heap, n) : mi_zalloc(n);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+[[noreturn]] void invalid(const char* what) noexcept {
+  permafrost::detail::check_failed(what, __FILE__, __LINE__);
+}
+
+bool is_power_of_two(std::size_t a) noexcept { return a != 0 && (a & (a - 1)) == 0; }
+
+// Bytes readable from p inside its arena: up to the arena's used end.
+std::size_t arena_readable(const void* p) noexcept {
+  auto* slot = permafrost::detail::slot_of(p);
+  std::lock_guard lock(slot->mu);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return slot->bump > a ? slot->bump - a : 0;
+}
+
+void* route_realloc(void* p, std::size_t n) noexcept {
+  if (p == nullptr) return route_alloc(n, min_align);
+  if (n == 0) {  // glibc: frees and returns nullptr
+    permafrost::detail::heap_free(p);
+    return nullptr;
+  }
+  const block_owner owner = permafrost::detail::owner_of(p);
+  if (owner == block_owner::none) invalid("realloc(): invalid pointer");
+  if (owner == block_owner::current && permafrost::detail::t_freeze_target == nullptr) {
+    mi_heap_t* heap = permafrost::detail::thread_heap();
+    void* q = heap != nullptr ? mi_heap_realloc(heap, p, n) : mi_realloc(p, n);
+    if (q == nullptr) errno = ENOMEM;
+    return q;
+  }
+  // Moves: out of the arena, out of an ancestor's generation, or into the scope's arena.
+  const std::size_t old = owner == block_owner::arena ? arena_readable(p) : mi_usable_size(p);
+  void* q = route_alloc(n, min_align);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, old < n ? old : n);
+  permafrost::detail::heap_free(p);
+  return q;
+}
+
+void* route_aligned(std::size_t align, std::size_t n) noexcept {
+  return route_alloc(n, align < min_align ? min_align : align);
+}
+
+// operator new: the new-handler loop of [new.delete.single].
+void* new_or_throw(std::size_t n, std::size_t align) {
+  for (;;) {
+    if (void* p = route_alloc(n == 0 ? 1 : n, align)) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+void* new_nothrow(std::size_t n, std::size_t align) noexcept {
+  try {
+    return new_or_throw(n, align);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+__attribute__((constructor)) void permafrost_malloc_at_load() {
+  permafrost::detail::g_malloc_library_active = true;
+  const char* freeze = std::getenv("PERMAFROST_FREEZE_AT_FORK");
+  permafrost::detail::init_process_heap();
+  if (freeze != nullptr && std::strcmp(freeze, "1") == 0) permafrost::detail::set_freeze_at_fork(true);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The C allocation API
+// ---------------------------------------------------------------------------------------------
+extern "C" {
+
+// Present when the malloc library is loaded; tests and tools look it up with dlsym.
+extern const int permafrost_malloc_library;
+const int permafrost_malloc_library = 1;
+
+void* malloc(std::size_t n) noexcept { return route_alloc(n, min_align); }
+
+void free(void* p) noexcept { permafrost::detail::heap_free(p); }
+
+void* calloc(std::size_t count, std::size_t size) noexcept {
+  std::size_t n = 0;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return route_zalloc(n);
+}
+
+void* realloc(void* p, std::size_t n) noexcept { return route_realloc(p, n); }
+
+void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
+  std::size_t n = 0;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return route_realloc(p, n);
+}
+
+void* aligned_alloc(std::size_t align, std::size_t n) noexcept {
+  if (!is_power_of_two(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return route_aligned(align, n);
+}
+
+int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
+  if (!is_power_of_two(align) || align % sizeof(void*) != 0) return EINVAL;
+  void* p = route_aligned(align, n);
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+void* memalign(std::size_t align, std::size_t n) noexcept {
+  if (!is_power_of_two(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return route_aligned(align, n);
+}
+
+void* valloc(std::size_t n) noexcept { return route_aligned(static_cast<std::size_t>(::getpagesize()), n); }
+
+void* pvalloc(std::size_t n) noexcept {
+  const auto page = static_cast<std::size_t>(::getpagesize());
+  if (n > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return route_aligned(page, (n + page - 1) / page * page + (n == 0 ? page : 0));
+}
+
+std::size_t malloc_usable_size(void* p) noexcept {
+  if (p == nullptr) return 0;
+  switch (permafrost::detail::owner_of(p)) {
+    case block_owner::current:
+    case block_owner::ancestor:
+      return mi_usable_size(p);
+    case block_owner::arena:  // no sizes are kept for arena blocks
+    case block_owner::none:
+      return 0;
+  }
+  return 0;
+}
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// operator new / delete, every form
+// ---------------------------------------------------------------------------------------------
+void* operator new(std::size_t n) { return new_or_throw(n, min_align); }
+void* operator new[](std::size_t n) { return new_or_throw(n, min_align); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
+void* operator new(std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, static_cast<std::size_t>(a));
+}
+
+void operator delete(void* p) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }

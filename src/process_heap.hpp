@@ -1,0 +1,46 @@
+// permafrost — the per-process heap's internals, shared by process_heap.cpp, fork, the freeze
+// scope and the malloc library (internal).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+struct mi_heap_s;
+
+namespace permafrost::detail {
+
+// The calling thread's mimalloc heap of the current generation, made on first use (and made the
+// thread's default mimalloc heap, so plain mimalloc malloc lands there too). nullptr while the
+// thread is making it (a re-entrant malloc), after its thread-exit hook ran, or when the arena
+// could not be reserved: callers then fall back to mimalloc's default heap.
+mi_heap_s* thread_heap() noexcept;
+
+// Who owns a block handed to free().
+enum class block_owner {
+  none,      // not heap memory: the caller passed a bad pointer
+  current,   // this process's current generation: free it
+  ancestor,  // an earlier generation (an ancestor's, or this process's before its renewal):
+             // leave it in place
+  arena,     // a permafrost arena's bytes: never freed one by one
+};
+block_owner owner_of(const void* p) noexcept;
+
+// Counts `bytes` as abandoned (heap_stats::abandoned).
+void note_abandoned(std::size_t bytes) noexcept;
+
+// Sets up the first generation and the fork handlers. Idempotent, thread-safe, cheap after the
+// first call; safe to call from inside malloc.
+void init_process_heap() noexcept;
+
+// PERMAFROST_FREEZE_AT_FORK=1: the parent also moves to a new generation at its first fork.
+// Set by the malloc library before the first fork.
+void set_freeze_at_fork(bool on) noexcept;
+
+// The first renewal (child's or, in freeze-at-fork mode, parent's) prepares ahead of fork: see
+// fork.hpp. Returns 0 or an errno value.
+int prepare_fork() noexcept;
+
+// True once the malloc library routes this process's malloc/free (it sets it at load).
+extern bool g_malloc_library_active;
+
+}  // namespace permafrost::detail

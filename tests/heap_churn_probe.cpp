@@ -1,0 +1,73 @@
+// The heap-churn scenario as a program, so it can run under any malloc: linked plain (glibc),
+// with jemalloc or mimalloc, or with permafrost. The parent builds a heap of --heap MiB and frees
+// a quarter of it, forks; the child churns --churn MiB through plain malloc/free (in --threads
+// threads it starts, or on its main thread) and checks the parent's blocks; the parent then
+// counts the pages the child copied out of everything it inherited. Prints one line:
+//   dirtied_pages=N stack_pages=N inherited_pages=N churn_ns=N exit=N parent_dirtied_pages=N
+// With --parent-churn MiB the parent churns too after the fork, and parent_dirtied_pages counts the
+// pages the parent copied itself (the PERMAFROST_FREEZE_AT_FORK=1 promise).
+// Used by test_heap (the glibc collapse) and by bench/heap_churn.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "churn.hpp"
+#include "heap_probe.hpp"
+
+int main(int argc, char** argv) {
+  using namespace permafrost::test;
+  const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);
+  const std::size_t churn_mib = permafrost::test::numeric_option(argc, argv, "--churn", 50);
+  const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
+  const std::size_t parent_churn_mib = permafrost::test::numeric_option(argc, argv, "--parent-churn", 0);
+  auto alloc = [](std::size_t n) { return std::malloc(n); };
+  auto release = [](void* p) { std::free(p); };
+
+  std::vector<unsigned char*> blocks;
+  std::vector<std::size_t> sizes;
+  blocks.reserve(heap_mib << 11);
+  sizes.reserve(heap_mib << 11);
+  build_parent_heap(heap_mib << 20, blocks, sizes, alloc, release);
+  // A printf after the frees, as any real program would do (it mallocs its buffer on glibc).
+  std::printf("parent heap built: %zu blocks\n", blocks.size());
+  std::fflush(stdout);
+
+  // The child reports its churn time through a pipe (its stdout is the parent's).
+  int times[2];
+  if (::pipe(times) != 0) return 2;
+  const auto result = fork_and_measure([&]() -> int {
+    const auto start = std::chrono::steady_clock::now();
+    std::uint64_t sum = 0;
+    if (threads == 0) {
+      sum = churn(churn_mib << 20, 7, alloc, release);
+    } else {
+      std::vector<std::thread> workers;
+      std::vector<std::uint64_t> sums(threads);
+      for (std::size_t t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] { sums[t] = churn((churn_mib << 20) / threads, 7 + t, alloc, release); });
+      }
+      for (auto& w : workers) w.join();
+      for (auto s : sums) sum += s;
+    }
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - start).count();
+    long long v = static_cast<long long>(ns);
+    if (::write(times[1], &v, sizeof v) != sizeof v) return 4;
+    if (sum == 0) return 5;
+    return parent_heap_intact(blocks, sizes) ? 0 : 6;
+  }, [&] {
+    if (parent_churn_mib != 0 && churn(parent_churn_mib << 20, 13, alloc, release) == 0) std::abort();
+  });
+  long long churn_ns = -1;
+  if (::read(times[0], &churn_ns, sizeof churn_ns) != sizeof churn_ns) churn_ns = -1;
+  std::printf("dirtied_pages=%zu stack_pages=%zu inherited_pages=%zu churn_ns=%lld exit=%d "
+              "parent_dirtied_pages=%zu\n",
+              result.dirtied.pages, result.dirtied.stack_pages, result.dirtied.inherited, churn_ns,
+              result.exit_status, result.parent_dirtied.pages);
+  if (std::getenv("HEAP_PROBE_VERBOSE") != nullptr) std::fputs(result.dirtied.summary().c_str(), stdout);
+  return result.exit_status == 0 ? 0 : 1;
+}

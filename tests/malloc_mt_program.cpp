@@ -1,0 +1,60 @@
+// An ordinary multi-threaded C++ program (it links nothing of permafrost), run under
+// LD_PRELOAD=libpermafrost-malloc.so by ctest: four threads build and tear down maps, strings and
+// vectors, then fork a child that does the same; prints "ok" when every result is as computed.
+#include <cstdio>
+#include <dlfcn.h>
+#include <map>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+long work(int seed) {
+  long sum = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::map<std::string, std::vector<long>> m;
+    for (int i = 0; i < 2000; ++i) {
+      m["key-" + std::to_string(seed) + "-" + std::to_string(i) + std::string(i % 40, 'x')]
+          .assign(static_cast<std::size_t>(i % 17 + 1), i);
+    }
+    for (const auto& [k, v] : m) sum += static_cast<long>(k.size()) + v.back();
+  }
+  return sum;
+}
+
+bool all_threads(long* out) {
+  long expected[4];
+  for (int t = 0; t < 4; ++t) expected[t] = work(t);  // the same work on one thread
+  long got[4] = {};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { got[t] = work(t); });
+  for (auto& th : threads) th.join();
+  *out = 0;
+  for (int t = 0; t < 4; ++t) {
+    if (got[t] != expected[t]) return false;
+    *out += got[t];
+  }
+  return true;
+}
+}  // namespace
+
+int main() {
+  if (dlsym(RTLD_DEFAULT, "permafrost_malloc_library") == nullptr) {
+    std::puts("libpermafrost-malloc.so is not loaded");
+    return 2;
+  }
+  long sum = 0;
+  if (!all_threads(&sum)) return 3;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    long child_sum = 0;
+    _exit(all_threads(&child_sum) && child_sum == sum ? 0 : 4);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 5;
+  std::printf("ok %ld\n", sum);
+  return 0;
+}

@@ -1,0 +1,282 @@
+// The per-process heap: after a fork, a child's allocations (plain malloc/new, process_heap) write
+// no page it inherited; ancestors' blocks are abandoned, not freed; children of children renew
+// again; forks racing allocating threads neither hang nor corrupt. Real kernel state (pagemap).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "churn.hpp"
+#include "fork_probe.hpp"
+#include "heap_probe.hpp"
+#include "permafrost/fork.hpp"
+#include "permafrost/freeze_scope.hpp"
+#include "permafrost/heap.hpp"
+
+using namespace permafrost;
+using namespace permafrost::test;
+
+namespace {
+
+constexpr std::size_t mib = std::size_t{1} << 20;
+constexpr std::size_t budget_pages = 16;  // 64 KiB
+
+// Under a sanitizer its runtime is the process malloc, not mimalloc: plain malloc is not renewed,
+// so the page budgets of plain-malloc churn do not apply (correctness still does).
+#ifdef PERMAFROST_TEST_SANITIZER_MALLOC
+constexpr bool plain_malloc_is_mimalloc = false;
+#else
+constexpr bool plain_malloc_is_mimalloc = true;
+#endif
+std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages : ~std::size_t{0}; }
+
+void* plain_alloc(std::size_t n) {
+  // Alternate malloc and operator new: both must land in the new generation.
+  static thread_local unsigned flip = 0;
+  return (++flip & 1) != 0 ? std::malloc(n) : ::operator new(n);
+}
+void plain_free(void* p) {
+  // Blocks from operator new and malloc are the same heap's; free either way.
+  std::free(p);
+}
+
+struct parent_heap {
+  std::vector<unsigned char*> blocks;
+  std::vector<std::size_t> sizes;
+  parent_heap() {
+    blocks.reserve(64 << 11);
+    sizes.reserve(64 << 11);
+    build_parent_heap(64 * mib, blocks, sizes, plain_alloc, plain_free);
+  }
+  ~parent_heap() {
+    for (auto* p : blocks) std::free(p);
+  }
+};
+
+int churn_in_threads(int threads, const parent_heap& heap) {
+  std::vector<std::thread> workers;
+  std::vector<std::uint64_t> sums(threads);
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] { sums[t] = churn(50 * mib / threads, 11 + t, plain_alloc, plain_free); });
+  }
+  for (auto& w : workers) w.join();
+  for (auto s : sums) {
+    if (s == 0) return 5;
+  }
+  return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 6;
+}
+
+std::string run_helper(const std::string& command) {
+  std::string out;
+  FILE* f = ::popen(command.c_str(), "r");
+  if (f == nullptr) return out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  ::pclose(f);
+  return out;
+}
+
+std::size_t field(const std::string& out, const std::string& key) {
+  const auto at = out.find(key + "=");
+  if (at == std::string::npos) return ~std::size_t{0};
+  return std::strtoull(out.c_str() + at + key.size() + 1, nullptr, 10);
+}
+
+}  // namespace
+
+TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of inherited pages") {
+  REQUIRE(frames_visible());
+  parent_heap heap;
+  const auto r = fork_and_measure([&]() -> int {
+    if (process_heap_stats().generation != 1) return 7;
+    if (churn(50 * mib, 3, plain_alloc, plain_free) == 0) return 8;
+    return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 9;
+  });
+  INFO(r.dirtied.summary());
+  CHECK(r.exit_status == 0);
+  CHECK(r.dirtied.inherited > 64 * mib / 4096 / 2);  // the parent's heap was there to be copied
+  CHECK(r.dirtied.pages <= budget(budget_pages));
+}
+
+TEST_CASE("the same scenario on glibc malloc copies megabytes: the measurement sees copies") {
+  REQUIRE(frames_visible());
+  if (!plain_malloc_is_mimalloc) return;  // the helper runs on the sanitizer's malloc, not glibc's
+  const std::string out = run_helper(HEAP_CHURN_PROBE_GLIBC);
+  INFO(out);
+  REQUIRE(field(out, "exit") == 0);
+  CHECK(field(out, "dirtied_pages") >= 256);  // >= 1 MiB, 16x the permafrost budget
+}
+
+TEST_CASE("two threads started in the child churn without dirtying inherited pages") {
+  REQUIRE(frames_visible());
+  parent_heap heap;
+  // Starting a thread in a child copies ~12 inherited pages with any malloc (glibc's thread list
+  // and stack cache, the dynamic loader's TLS bookkeeping, libstdc++): measured by a child that
+  // only starts its threads. The churn must add at most the budget on top of that.
+  const auto start_only = fork_and_measure([] {
+    std::vector<std::thread> workers;
+    for (int t = 0; t < 2; ++t) workers.emplace_back([] { std::free(std::malloc(64)); });
+    for (auto& w : workers) w.join();
+    return 0;
+  });
+  const auto r = fork_and_measure([&] { return churn_in_threads(2, heap); });
+  INFO("threads only: " << start_only.dirtied.summary());
+  INFO("with churn: " << r.dirtied.summary());
+  CHECK(r.exit_status == 0);
+  CHECK(start_only.dirtied.pages <= budget(2 * budget_pages));
+  CHECK((r.dirtied.pages <= start_only.dirtied.pages + budget_pages || !plain_malloc_is_mimalloc));
+}
+
+TEST_CASE("grandchildren renew again") {
+  REQUIRE(frames_visible());
+  parent_heap heap;
+  const auto r = fork_and_measure([&]() -> int {
+    // In the child: churn, then measure a grandchild against this process.
+    if (churn(8 * mib, 5, plain_alloc, plain_free) == 0) return 10;
+    const auto g = fork_and_measure([&]() -> int {
+      if (process_heap_stats().generation != 2) return 7;
+      if (churn(50 * mib, 9, plain_alloc, plain_free) == 0) return 8;
+      return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 9;
+    });
+    if (g.exit_status != 0) return 11;
+    // Measured 12-19 pages: the 16 of a first-generation child plus the pages of the child's
+    // backing heap that held the grandchild's mi_heap_t (made in the child before it forked).
+    if (g.dirtied.pages > budget(2 * budget_pages)) {
+      std::fputs(g.dirtied.summary().c_str(), stderr);
+      return 12;
+    }
+    return process_heap_stats().generation == 1 ? 0 : 13;
+  });
+  INFO(r.dirtied.summary());
+  CHECK(WEXITSTATUS(r.exit_status) == 0);
+  // The child itself forked: fork(2) writes libc's and the loader's state, and preparing its
+  // children's heap takes a mi_heap_t from its inherited backing heap (docs/design.md section 2).
+  CHECK(r.dirtied.pages <= budget(2 * budget_pages));
+}
+
+TEST_CASE("freeing an ancestor's block abandons it: counted, its page not written") {
+  auto* heap = process_heap();
+  constexpr std::size_t n = 3000;
+  auto* block = static_cast<unsigned char*>(heap->allocate(n, 16));
+  std::memset(block, 0x5a, n);
+  const auto before = process_heap_stats();
+  CHECK(before.abandoned == 0);
+  const auto r = fork_and_compare(1, {reinterpret_cast<const std::byte*>(block), n}, [&]() -> int {
+    heap->deallocate(block, n, 16);
+    const auto s = process_heap_stats();
+    if (s.abandoned < n) return 1;
+    // Still readable: the block was left in place.
+    return block[0] == 0x5a && block[n - 1] == 0x5a ? 0 : 2;
+  });
+  CHECK(r.at(0).exit_status == 0);
+  CHECK(r.at(0).copied == 0);
+  heap->deallocate(block, n, 16);  // in its own process: a real free
+  CHECK(process_heap_stats().abandoned == 0);
+}
+
+TEST_CASE("process_heap and process_allocator serve this generation's arena") {
+  auto s = process_heap_stats();
+  CHECK(s.reserved >= (std::size_t{1} << 30));
+  CHECK(s.generation == 0);
+  CHECK(s.last_error == 0);
+  std::vector<int, process_allocator<int>> v;
+  for (int i = 0; i < 100000; ++i) v.push_back(i);
+  CHECK(v[99999] == 99999);
+  auto* big = process_heap()->allocate(1 << 20, 4096);
+  CHECK(reinterpret_cast<std::uintptr_t>(big) % 4096 == 0);
+  std::memset(big, 1, 1 << 20);
+  CHECK(process_heap_stats().used >= (std::size_t{1} << 20));
+  process_heap()->deallocate(big, 1 << 20, 4096);
+  CHECK(process_heap()->is_equal(*process_heap()));
+  CHECK(process_heap_stats().threads >= 1);
+}
+
+TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.9 bug #700)") {
+  for (std::size_t align = 32; align <= 8192; align *= 2) {
+    for (std::size_t n = 1; n <= 2048; n += (n < 64 ? 1 : 61)) {
+      void* p = process_heap()->allocate(n, align);
+      REQUIRE(reinterpret_cast<std::uintptr_t>(p) % align == 0);
+      std::memset(p, 0xab, n);
+      process_heap()->deallocate(p, n, align);
+    }
+  }
+}
+
+TEST_CASE("permafrost::fork renews the child and returns its pid") {
+  const auto parent_generation = process_heap_stats().generation;
+  const pid_t pid = permafrost::fork();
+  if (pid == 0) {
+    void* p = std::malloc(64);
+    const bool ok = process_heap_stats().generation == parent_generation + 1 && p != nullptr;
+    std::free(p);
+    ::_exit(ok ? 0 : 1);
+  }
+  REQUIRE(pid > 0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(process_heap_stats().generation == parent_generation);
+}
+
+TEST_CASE("200 forks while two threads allocate: no hang, results intact") {
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t) {
+    workers.emplace_back([&, t] {
+      std::uint64_t round = 0;
+      while (!stop.load()) {
+        const std::uint64_t a = churn(256 * 1024, 100 + t + round, plain_alloc, plain_free, 64);
+        const std::uint64_t b = churn(256 * 1024, 100 + t + round, plain_alloc, plain_free, 64);
+        if (a != b || a == 0) bad.fetch_add(1);
+        ++round;
+      }
+    });
+  }
+  ::alarm(120);  // a hang kills the test run with SIGALRM instead of blocking ctest
+  int failed = 0;
+  for (int i = 0; i < 200; ++i) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const std::uint64_t a = churn(64 * 1024, 9, plain_alloc, plain_free, 16);
+      const std::uint64_t b = churn(64 * 1024, 9, plain_alloc, plain_free, 16);
+      ::_exit(a == b && a != 0 && process_heap_stats().generation == 1 ? 0 : 1);
+    }
+    REQUIRE(pid > 0);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  ::alarm(0);
+  stop = true;
+  for (auto& w : workers) w.join();
+  CHECK(failed == 0);
+  CHECK(bad.load() == 0);
+}
+
+TEST_CASE("freeze_scope refuses to run when the malloc library is not the program's malloc") {
+  CHECK_FALSE(malloc_library_active());
+  arena_options o;
+  o.capacity = std::size_t{1} << 30;
+  arena a(o);
+  CHECK_THROWS_AS(freeze_scope{a}, std::logic_error);
+}
+
+TEST_CASE("freeing a pointer that is not the heap's aborts with a message") {
+  const int status = wait_status_of([] {
+    std::signal(SIGABRT, SIG_DFL);  // the test runner's crash report would catch it otherwise
+    static int not_heap = 0;
+    process_heap()->deallocate(&not_heap, sizeof not_heap, alignof(int));
+  });
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+}

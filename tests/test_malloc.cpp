@@ -1,0 +1,263 @@
+// The malloc library (libpermafrost-malloc.so, linked here) and freeze_scope: every entry point
+// routes to the heap or the scope's arena; arena blocks are never freed; bad pointers abort.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <malloc.h>
+#include <map>
+#include <new>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <vector>
+
+#include "arena_slot.hpp"
+#include "fork_probe.hpp"
+#include "permafrost/freeze_scope.hpp"
+#include "permafrost/heap.hpp"
+#include "process_heap.hpp"
+
+using namespace permafrost;
+using permafrost::detail::block_owner;
+using permafrost::detail::owner_of;
+
+namespace {
+// Called through volatile pointers: the compiler knows free/calloc and would otherwise drop the
+// stores before a free, or warn about the deliberately bad calls below.
+void (*volatile opaque_free)(void*) = std::free;
+void* (*volatile opaque_realloc)(void*, std::size_t) = std::realloc;
+volatile std::size_t huge = SIZE_MAX / 2;
+
+arena_options small_arena() {
+  arena_options o;
+  o.capacity = std::size_t{1} << 30;
+  o.huge_pages = false;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("the malloc library is this program's malloc") {
+  CHECK(malloc_library_active());
+  void* p = std::malloc(100);
+  CHECK(owner_of(p) == block_owner::current);
+  std::free(p);
+  auto* q = new std::string(100, 'x');
+  CHECK(owner_of(q) == block_owner::current);
+  CHECK(owner_of(q->data()) == block_owner::current);
+  delete q;
+}
+
+TEST_CASE("every C entry point serves and checks its arguments") {
+  auto* z = static_cast<unsigned char*>(std::calloc(1000, 7));
+  REQUIRE(z != nullptr);
+  for (int i = 0; i < 7000; ++i) REQUIRE(z[i] == 0);
+  CHECK(malloc_usable_size(z) >= 7000);
+  std::free(z);
+
+  errno = 0;
+  CHECK(std::calloc(huge, 3) == nullptr);
+  CHECK(errno == ENOMEM);
+  errno = 0;
+  CHECK(reallocarray(nullptr, huge, 3) == nullptr);
+  CHECK(errno == ENOMEM);
+
+  auto* r = static_cast<char*>(std::malloc(10));
+  std::memcpy(r, "0123456789", 10);
+  r = static_cast<char*>(std::realloc(r, 100000));
+  REQUIRE(r != nullptr);
+  CHECK(std::memcmp(r, "0123456789", 10) == 0);
+  r = static_cast<char*>(reallocarray(r, 10, 3));
+  CHECK(std::memcmp(r, "0123456789", 10) == 0);
+  CHECK(std::realloc(r, 0) == nullptr);  // frees, as glibc
+
+  void* a = std::aligned_alloc(4096, 8192);
+  CHECK(reinterpret_cast<std::uintptr_t>(a) % 4096 == 0);
+  std::free(a);
+  void* m = nullptr;
+  CHECK(posix_memalign(&m, 256, 1000) == 0);
+  CHECK(reinterpret_cast<std::uintptr_t>(m) % 256 == 0);
+  std::free(m);
+  CHECK(posix_memalign(&m, 3, 1000) == EINVAL);
+  errno = 0;
+  CHECK(std::aligned_alloc(3, 10) == nullptr);
+  CHECK(errno == EINVAL);
+  void* ma = memalign(64, 10);
+  CHECK(reinterpret_cast<std::uintptr_t>(ma) % 64 == 0);
+  std::free(ma);
+  void* v = valloc(10);
+  CHECK(reinterpret_cast<std::uintptr_t>(v) % 4096 == 0);
+  std::free(v);
+  void* pv = pvalloc(10);
+  CHECK(reinterpret_cast<std::uintptr_t>(pv) % 4096 == 0);
+  CHECK(malloc_usable_size(pv) >= 4096);
+  std::free(pv);
+  CHECK(malloc_usable_size(nullptr) == 0);
+  std::free(nullptr);
+}
+
+TEST_CASE("every operator new form lands in the heap and is freed by its delete") {
+  struct alignas(256) wide {
+    char c[256];
+  };
+  auto* w = new wide;
+  CHECK(reinterpret_cast<std::uintptr_t>(w) % 256 == 0);
+  CHECK(owner_of(w) == block_owner::current);
+  delete w;
+  auto* ws = new wide[3];
+  CHECK(reinterpret_cast<std::uintptr_t>(ws) % 256 == 0);
+  delete[] ws;
+  auto* n = new (std::nothrow) int(5);
+  CHECK(*n == 5);
+  ::operator delete(n, std::nothrow);
+  auto* arr = new int[1000];
+  delete[] arr;
+  void* s = ::operator new(24);
+  ::operator delete(s, 24);
+  void* sa = ::operator new(100, std::align_val_t{64});
+  CHECK(reinterpret_cast<std::uintptr_t>(sa) % 64 == 0);
+  ::operator delete(sa, 100, std::align_val_t{64});
+  CHECK_THROWS_AS((void)::operator new(huge), std::bad_alloc);
+  CHECK(::operator new(huge, std::nothrow) == nullptr);
+}
+
+TEST_CASE("freeing a pointer that is not the allocator's aborts with a message") {
+  const int status = permafrost::test::wait_status_of([] {
+    std::signal(SIGABRT, SIG_DFL);
+    static int not_heap[4];
+    opaque_free(&not_heap[1]);
+  });
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+}
+
+TEST_CASE("a map of strings and vectors built in a freeze_scope lies wholly in the arena") {
+  arena a(small_arena());
+  using table = std::map<std::string, std::vector<int>>;
+  table* t = nullptr;
+  {
+    freeze_scope scope{a};
+    t = new table;
+    for (int i = 0; i < 2000; ++i) {
+      (*t)["a key long enough to leave the small-string buffer " + std::to_string(i)] =
+          std::vector<int>(static_cast<std::size_t>(i % 50 + 1), i);
+    }
+  }
+  CHECK(a.contains(t));
+  std::size_t nodes = 0;
+  for (const auto& [key, value] : *t) {
+    CHECK(a.contains(&key));  // the node
+    CHECK(a.contains(key.data()));
+    CHECK(a.contains(value.data()));
+    ++nodes;
+  }
+  CHECK(nodes == 2000);
+  // Outside the scope this thread allocates in the heap again.
+  void* after = std::malloc(10);
+  CHECK(owner_of(after) == block_owner::current);
+  std::free(after);
+
+  a.freeze();
+  const auto used = a.used_bytes();
+  const auto sharing = permafrost::test::fork_and_compare(2, used, [&]() -> int {
+    long sum = 0;
+    for (const auto& [key, value] : *t) sum += static_cast<long>(key.size()) + value.back();
+    return sum > 0 ? 0 : 1;
+  });
+  for (const auto& s : sharing) {
+    CHECK(s.exit_status == 0);
+    CHECK(s.copied == 0);
+  }
+  const int status = permafrost::test::wait_status_of([&] { t->begin()->second[0] = 1; });
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSEGV);
+}
+
+TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
+  arena a(small_arena());
+  char* p = nullptr;
+  {
+    freeze_scope scope{a};
+    p = static_cast<char*>(std::malloc(32));
+    std::memcpy(p, "frozen-to-be", 13);
+    opaque_free(p);  // nothing: arena bytes are never reused
+    CHECK(std::strcmp(p, "frozen-to-be") == 0);
+    void* z = std::calloc(10, 10);
+    CHECK(a.contains(z));
+    CHECK(malloc_usable_size(z) == 0);
+    // realloc inside a scope stays in the arena
+    char* q = static_cast<char*>(std::realloc(std::malloc(8), 4000));
+    CHECK(a.contains(q));
+  }
+  CHECK(a.contains(p));
+  char* moved = static_cast<char*>(opaque_realloc(p, 64));
+  CHECK(owner_of(moved) == block_owner::current);
+  CHECK(std::strcmp(moved, "frozen-to-be") == 0);
+  CHECK(std::strcmp(p, "frozen-to-be") == 0);  // the arena copy is untouched
+  std::free(moved);
+  // A heap block realloc'd inside a scope moves into the arena.
+  char* h = static_cast<char*>(std::malloc(16));
+  std::memcpy(h, "heap", 5);
+  {
+    freeze_scope scope{a};
+    h = static_cast<char*>(std::realloc(h, 1000));
+  }
+  CHECK(a.contains(h));
+  CHECK(std::strcmp(h, "heap") == 0);
+}
+
+TEST_CASE("scopes nest and other threads are unaffected") {
+  arena outer(small_arena());
+  arena inner(small_arena());
+  freeze_scope s1{outer};
+  void* a = std::malloc(8);
+  void* from_thread = nullptr;
+  std::thread([&] { from_thread = std::malloc(8); }).join();
+  {
+    freeze_scope s2{inner};
+    void* b = std::malloc(8);
+    CHECK(inner.contains(b));
+  }
+  void* c = std::malloc(8);
+  CHECK(outer.contains(a));
+  CHECK(outer.contains(c));
+  CHECK(!outer.contains(from_thread));
+  CHECK(!inner.contains(from_thread));
+  CHECK(owner_of(from_thread) == block_owner::current);
+  std::free(from_thread);
+}
+
+TEST_CASE("a freeze_scope on a frozen arena throws; out-of-order destruction aborts") {
+  arena a(small_arena());
+  a.freeze();
+  CHECK_THROWS_AS(freeze_scope{a}, frozen_error);
+  const int status = permafrost::test::wait_status_of([] {
+    std::signal(SIGABRT, SIG_DFL);
+    arena x(small_arena());
+    arena y(small_arena());
+    auto* s1 = new freeze_scope{x};
+    auto* s2 = new freeze_scope{y};
+    delete s1;  // not the innermost
+    delete s2;
+  });
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+}
+
+TEST_CASE("freeing an ancestor's block through free() abandons it") {
+  auto* block = static_cast<unsigned char*>(std::malloc(5000));
+  std::memset(block, 7, 5000);
+  const auto r = permafrost::test::fork_and_compare(1, {reinterpret_cast<const std::byte*>(block), 5000},
+                                                    [&]() -> int {
+                                                      std::free(block);
+                                                      void* q = std::realloc(nullptr, 10);
+                                                      std::free(q);
+                                                      return process_heap_stats().abandoned >= 5000 ? 0 : 1;
+                                                    });
+  CHECK(r.at(0).exit_status == 0);
+  CHECK(r.at(0).copied == 0);
+  std::free(block);
+}
