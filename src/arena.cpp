@@ -334,7 +334,9 @@ arena::~arena() {
         (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
     const std::size_t count = slot->reserved >> detail::granule_shift;
     for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
-    detail::asan_poison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
+    // Hand the range back to ASan clean: it becomes inaccessible (a stray access is a SEGV that
+    // ASan reports), and attach() may map an arena's file at this very address again.
+    detail::asan_unpoison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
     // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
     // granules stay owned by the dead record so they are never handed out with stale pages.
     const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);

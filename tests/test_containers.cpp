@@ -47,6 +47,15 @@ bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(sta
 
 }  // namespace
 
+// What may be stored: plain data and permafrost handles, never owners of heap memory.
+static_assert(permafrost::frozen_storable_v<int> && permafrost::frozen_storable_v<const char*>);
+static_assert(permafrost::frozen_storable_v<pstring> && permafrost::frozen_storable_v<permafrost::array<pstring>>);
+static_assert(permafrost::frozen_storable_v<permafrost::frozen_json>);
+static_assert(!permafrost::frozen_storable_v<std::string>);
+static_assert(!permafrost::frozen_storable_v<std::vector<int>>);
+static_assert(!permafrost::frozen_storable_v<std::shared_ptr<int>>);
+static_assert(sizeof(pstring) == sizeof(void*) && sizeof(permafrost::frozen_json) == 16);
+
 // ----- string and array ------------------------------------------------------------------------
 
 TEST_CASE("string: the default string is empty and points nowhere") {

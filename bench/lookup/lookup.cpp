@@ -1,8 +1,9 @@
 // bench/lookup — lookups per second and bytes per entry of frozen containers and their peers.
 //
 // One run builds every peer from the same keys (string keys -> uint64 values), then times rounds
-// of lookups of all keys in a shuffled order (every lookup a hit, the key a separate std::string,
-// so no peer sees its own key object), peers interleaved within each round. Reports medians and
+// of lookups of all keys in a shuffled order (hits; each key a separate std::string, so no peer
+// sees its own key object) and of as many absent keys drawn alike (misses), peers interleaved
+// within each round. Reports medians and
 // ratios against std::unordered_map. Bytes per entry: malloc'd bytes (mallinfo2, chunk overhead
 // included) for heap peers, arena bytes used for arena peers; keys are included either way.
 // Build time is reported separately: it includes first touch of fresh pages (~6.6 us each here).
@@ -27,6 +28,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
@@ -80,12 +82,16 @@ std::vector<std::string> make_keys(std::size_t n, std::size_t min_len, std::size
 struct peer {
   const char* name;
   std::function<std::size_t()> build;             // returns bytes used
-  std::function<std::uint64_t(const std::vector<std::string>&)> lookup_all;  // sum of values
+  // Looks every query up (as std::strings or as views, whichever the peer takes); returns the sum
+  // of value + 1 over the hits, so a pass of misses returns 0.
+  std::function<std::uint64_t(const std::vector<std::string>&, const std::vector<std::string_view>&)>
+      lookup_all;
   std::function<void()> drop;
   // Filled by the run:
   std::size_t bytes = 0;
   double build_s = 0;
-  std::vector<double> rates;
+  std::vector<double> rates;       // hits per second, one per round
+  std::vector<double> miss_rates;  // misses per second, one per round
 };
 
 struct sv_hash {
@@ -156,18 +162,20 @@ peer std_peer(const char* name, const std::vector<std::string>& keys) {
         for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
         return heap_growth(before, 0);
       },
-      [m](const std::vector<std::string>& qs) {
+      [m](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
         std::uint64_t s = 0;
-        for (const auto& q : qs) s += (*m)->find(q)->second;
+        for (const auto& q : qs) {
+          const auto it = (*m)->find(q);
+          s += it != (*m)->end() ? it->second + 1 : 0;
+        }
         return s;
       },
-      [m] { m->reset(); }, 0, 0, {}};
+      [m] { m->reset(); }, 0, 0, {}, {}};
 }
 
 // A permafrost container built in its own arena, frozen, looked up with find(std::string_view).
 template <class Builder>
-peer frozen_peer(const char* name, const std::vector<std::string>& keys,
-                 const std::vector<std::string_view>& queries) {
+peer frozen_peer(const char* name, const std::vector<std::string>& keys) {
   using map_type = std::remove_cvref_t<decltype(std::declval<Builder&>().finish())>;
   struct state {
     std::unique_ptr<permafrost::arena> arena;
@@ -183,12 +191,15 @@ peer frozen_peer(const char* name, const std::vector<std::string>& keys,
         st->arena->freeze();
         return st->arena->stats().used;
       },
-      [st, &queries](const std::vector<std::string>&) {
+      [st](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
         std::uint64_t s = 0;
-        for (std::string_view q : queries) s += st->map->find(q)->value();
+        for (std::string_view q : vs) {
+          const auto* e = st->map->find(q);
+          s += e != nullptr ? e->value() + 1 : 0;
+        }
         return s;
       },
-      [st] { st->arena.reset(); }, 0, 0, {}};
+      [st] { st->arena.reset(); }, 0, 0, {}, {}};
 }
 
 double median(std::vector<double> v) {
@@ -196,11 +207,15 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-void run(const char* label, const std::vector<std::string>& keys, int rounds) {
+// keys: the table's keys; absent_keys: as many keys drawn alike that are not in it.
+void run(const char* label, const std::vector<std::string>& keys,
+         const std::vector<std::string>& absent_keys, int rounds) {
   const std::size_t n = keys.size();
   std::vector<std::string> queries(keys);
   std::shuffle(queries.begin(), queries.end(), std::mt19937_64(7));
-  std::vector<std::string_view> query_views(queries.begin(), queries.end());
+  const std::vector<std::string_view> query_views(queries.begin(), queries.end());
+  const std::vector<std::string> misses = absent_keys;
+  const std::vector<std::string_view> miss_views(misses.begin(), misses.end());
 
   std::unique_ptr<permafrost::arena> bia_arena;
   std::vector<heap_hnode*> hh_nodes;
@@ -213,7 +228,7 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
   std::vector<peer> peers;
   auto add = [&](peer p) { peers.push_back(std::move(p)); };
   add(frozen_peer<permafrost::hash_map_builder<permafrost::string, std::uint64_t>>(
-      "permafrost::hash_map", keys, query_views));
+      "permafrost::hash_map", keys));
   add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>", keys));
   add(std_peer<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>(
       "std::unordered_map, permafrost hash", keys));
@@ -232,9 +247,12 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         }
         return heap_growth(before, hh_nodes.capacity() * sizeof(void*));  // the owner list is the bench's
       },
-      [&](const std::vector<std::string>& qs) {
+      [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
         std::uint64_t s = 0;
-        for (const auto& q : qs) s += hh->find(std::string_view(q), sv_hash{}, key_hnode_eq{})->value;
+        for (const auto& q : qs) {
+          const auto it = hh->find(std::string_view(q), sv_hash{}, key_hnode_eq{});
+          s += it != hh->end() ? it->value + 1 : 0;
+        }
         return s;
       },
       [&] {
@@ -243,7 +261,7 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         hh_buckets.reset();
         for (auto* p : hh_nodes) delete p;
         std::vector<heap_hnode*>().swap(hh_nodes);
-      }, 0, 0, {}});
+      }, 0, 0, {}, {}});
   add(peer{"Boost.Intrusive unordered_set, arena",
       [&] {
         bia_arena = std::make_unique<permafrost::arena>(arena_opts("bench-bi"));
@@ -260,14 +278,17 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         a.freeze();
         return a.stats().used;
       },
-      [&](const std::vector<std::string>&) {
+      [&](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
         std::uint64_t s = 0;
-        for (std::string_view q : query_views) s += ba->find(q, permafrost::string_hash{}, key_anode_eq{})->value;
+        for (std::string_view q : vs) {
+          const auto it = ba->find(q, permafrost::string_hash{}, key_anode_eq{});
+          s += it != ba->end() ? it->value + 1 : 0;
+        }
         return s;
       },
-      [&] { bia_arena.reset(); }, 0, 0, {}});
+      [&] { bia_arena.reset(); }, 0, 0, {}, {}});
   add(frozen_peer<permafrost::sorted_map_builder<permafrost::string, std::uint64_t>>(
-      "permafrost::sorted_map", keys, query_views));
+      "permafrost::sorted_map", keys));
   add(std_peer<std::map<std::string, std::uint64_t>>("std::map<std::string>", keys));
   add(peer{"Boost.Intrusive set (rbtree), heap",
       [&] {
@@ -283,9 +304,12 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         }
         return heap_growth(before, ht_nodes.capacity() * sizeof(void*));
       },
-      [&](const std::vector<std::string>& qs) {
+      [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
         std::uint64_t s = 0;
-        for (const auto& q : qs) s += ht->find(std::string_view(q), key_tnode_less{})->value;
+        for (const auto& q : qs) {
+          const auto it = ht->find(std::string_view(q), key_tnode_less{});
+          s += it != ht->end() ? it->value + 1 : 0;
+        }
         return s;
       },
       [&] {
@@ -293,23 +317,27 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
         ht.reset();
         for (auto* p : ht_nodes) delete p;
         std::vector<heap_tnode*>().swap(ht_nodes);
-      }, 0, 0, {}});
+      }, 0, 0, {}, {}});
 
-  const std::uint64_t expect = static_cast<std::uint64_t>(n) * (n - 1) / 2;
+  const std::uint64_t expect = static_cast<std::uint64_t>(n) * (n + 1) / 2;
   for (auto& p : peers) {
     const auto t0 = clock_type::now();
     p.bytes = p.build();
     p.build_s = seconds_since(t0);
-    if (p.lookup_all(queries) != expect) {  // warm-up pass, also the correctness check
+    // Warm-up passes, also the correctness check.
+    if (p.lookup_all(queries, query_views) != expect || p.lookup_all(misses, miss_views) != 0) {
       std::fprintf(stderr, "lookup: %s returned wrong values\n", p.name);
       std::exit(1);
     }
   }
   for (int r = 0; r < rounds; ++r) {
     for (auto& p : peers) {
-      const auto t0 = clock_type::now();
-      g_sink = p.lookup_all(queries);
-      p.rates.push_back(static_cast<double>(n) / seconds_since(t0));
+      auto t0 = clock_type::now();
+      g_sink = p.lookup_all(queries, query_views);
+      p.rates.push_back(static_cast<double>(queries.size()) / seconds_since(t0));
+      t0 = clock_type::now();
+      g_sink = p.lookup_all(misses, miss_views);
+      p.miss_rates.push_back(static_cast<double>(misses.size()) / seconds_since(t0));
     }
   }
   for (auto& p : peers) p.drop();
@@ -318,19 +346,20 @@ void run(const char* label, const std::vector<std::string>& keys, int rounds) {
   for (const auto& k : keys) total_len += static_cast<double>(k.size());
   std::printf("\n### %s: %zu keys, mean key length %.1f bytes, uint64 values, %d rounds\n\n", label, n,
               total_len / static_cast<double>(n), rounds);
-  std::printf("| container | bytes/entry | M lookups/s (median) | lookups vs unordered_map | bytes vs unordered_map | build s |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| container | bytes/entry | bytes vs unordered_map | M hits/s | hits vs unordered_map "
+              "| M misses/s | misses vs unordered_map | build s |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   const double ref_rate = median(peers[1].rates);
+  const double ref_miss = median(peers[1].miss_rates);
   const double ref_bytes = static_cast<double>(peers[1].bytes) / static_cast<double>(n);
   for (const auto& p : peers) {
     const double bpe = static_cast<double>(p.bytes) / static_cast<double>(n);
     const double rate = median(p.rates);
-    if (p.bytes == 0 || ref_bytes == 0) {
-      std::printf("| %s | n/a | %.2f | %.2fx | n/a | %.2f |\n", p.name, rate / 1e6, rate / ref_rate, p.build_s);
-      continue;
-    }
-    std::printf("| %s | %.1f | %.2f | %.2fx | %.2fx | %.2f |\n", p.name, bpe, rate / 1e6, rate / ref_rate,
-                bpe / ref_bytes, p.build_s);
+    const double miss = median(p.miss_rates);
+    char bytes[64] = "n/a | n/a";  // malloc did not report (sanitizer builds)
+    if (p.bytes != 0 && ref_bytes != 0) std::snprintf(bytes, sizeof bytes, "%.1f | %.2fx", bpe, bpe / ref_bytes);
+    std::printf("| %s | %s | %.2f | %.2fx | %.2f | %.2fx | %.2f |\n", p.name, bytes, rate / 1e6,
+                rate / ref_rate, miss / 1e6, miss / ref_miss, p.build_s);
   }
   std::fflush(stdout);
 }
@@ -358,7 +387,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lookup: need at least 2 keys and 1 round\n");
     return 2;
   }
-  run("mixed keys (8-24 bytes; about half exceed std::string's 15-byte SSO)", make_keys(n, 8, 24, 1), rounds);
-  run("short keys (6-14 bytes; all fit std::string's SSO)", make_keys(n, 6, 14, 2), rounds);
+  for (const auto& [label, min_len, max_len] :
+       {std::tuple{"mixed keys (8-24 bytes; about half exceed std::string's 15-byte SSO)", 8, 24},
+        std::tuple{"short keys (6-14 bytes; all fit std::string's SSO)", 6, 14}}) {
+    auto all = make_keys(2 * n, static_cast<std::size_t>(min_len), static_cast<std::size_t>(max_len),
+                         static_cast<std::uint64_t>(max_len));
+    const std::vector<std::string> absent(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(n)),
+                                          std::make_move_iterator(all.end()));
+    all.resize(n);
+    run(label, all, absent, rounds);
+  }
   return 0;
 }

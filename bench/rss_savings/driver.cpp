@@ -383,6 +383,16 @@ void write_csv(const config& c, const std::vector<result>& results, const fs::pa
   }
 }
 
+// Fixed colours, permafrost's the strongest, so plots of different runs read alike.
+const char* color_of(const std::string& id) {
+  if (id == "a") return "#7b3294";
+  if (id == "b") return "#009e73";
+  if (id == "c") return "#56b4e9";
+  if (id == "d") return "#e69f00";
+  if (id == "e") return "#d7191c";
+  return "#0072b2";
+}
+
 void write_plot(const config& c, const std::vector<result>& results, const fs::path& dir) {
   const fs::path dat = dir / "rss_savings.dat";
   const fs::path gp = dir / "rss_savings.gp";
@@ -406,15 +416,19 @@ void write_plot(const config& c, const std::vector<result>& results, const fs::p
   d.close();
   if (plotted.empty()) return;
   std::ofstream g(gp);
-  g << "set terminal svg size 900,560 dynamic enhanced font 'sans,12'\n"
+  g << "set terminal svg size 1100,560 dynamic noenhanced font 'sans,12'\n"
     << "set output '" << (dir / "rss_savings.svg").string() << "'\n"
     << "set title 'Total PSS of parent + workers, " << c.rows << " rows (" << c.mode << " mode)'\n"
     << "set xlabel 'workers'\nset ylabel 'total PSS (MiB)'\nset logscale y\nset grid\n"
-    << "set key top left\nset xtics (1,2,4,8,16)\n"
+    << "set key outside right top\nset xrange [" << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5)
+    << ":" << (*std::max_element(c.workers.begin(), c.workers.end()) + 0.5) << "]\nset xtics (";
+  for (std::size_t i = 0; i < c.workers.size(); ++i) g << (i ? "," : "") << c.workers[i];
+  g << ")\n"
     << "plot ";
   for (std::size_t i = 0; i < plotted.size(); ++i)
     g << (i ? ", \\\n     " : "") << "'" << dat.string() << "' index " << i
-      << " using 1:2 with linespoints lw 2 title '" << plotted[i]->label << "'";
+      << " using 1:2 with linespoints lw 2 lc rgb '" << color_of(plotted[i]->id) << "' title '"
+      << plotted[i]->label << "'";
   g << "\n";
   g.close();
   const auto gnuplot = find_in_path("gnuplot");
@@ -496,6 +510,7 @@ int main(int argc, char** argv) {
       if (!r.ok) std::fprintf(stderr, "[rss_savings] %s: %s\n", v.label.c_str(), r.note.c_str());
       last[id] = r;
       results.push_back(r);
+      write_csv(c, results, fs::path(c.out) / "rss_savings.csv");  // a long run keeps what it has
     }
   }
   std::fprintf(stderr, "[rss_savings %5.1fs] done\n",

@@ -7,45 +7,9 @@
 
 #include <permafrost/arena.hpp>
 #include <permafrost/frozen_allocator.hpp>
+#include <permafrost/heap.hpp>
 
 #include "worker_host.hpp"
-
-#if __has_include(<permafrost/heap.hpp>)
-#include <permafrost/heap.hpp>
-namespace {
-// The per-process heap, renewed by permafrost in every child right after fork.
-std::pmr::memory_resource* worker_heap() { return permafrost::process_heap(); }
-}  // namespace
-#else
-#include <mimalloc.h>
-namespace {
-// Until <permafrost/heap.hpp> lands: what process_heap() does — a mimalloc heap in a fresh
-// exclusive arena reserved by the worker after fork, so churn never lands on inherited pages.
-class fresh_arena_heap final : public std::pmr::memory_resource {
- public:
-  fresh_arena_heap() {
-    mi_arena_id_t id{};
-    if (mi_reserve_os_memory_ex(std::size_t{1} << 30, false, false, true, &id) != 0) std::abort();
-    heap_ = mi_heap_new_in_arena(id);
-    if (heap_ == nullptr) std::abort();
-  }
-
- private:
-  void* do_allocate(std::size_t n, std::size_t align) override {
-    void* p = mi_heap_malloc_aligned(heap_, n, align);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-  }
-  void do_deallocate(void* p, std::size_t, std::size_t) override { mi_free(p); }
-  bool do_is_equal(const memory_resource& o) const noexcept override { return this == &o; }
-  mi_heap_t* heap_;
-};
-std::pmr::memory_resource* worker_heap() {
-  static fresh_arena_heap heap;  // first use is in the worker, after fork
-  return &heap;
-}
-}  // namespace
-#endif
 
 namespace {
 
@@ -95,7 +59,8 @@ int main(int argc, char** argv) {
       return rec.name.size() + rec.email.size() + static_cast<std::uint64_t>(rec.city[0]) +
              static_cast<std::uint64_t>(rec.id) + static_cast<std::uint64_t>(rec.visits);
     });
-    std::pmr::memory_resource* heap = worker_heap();
+    // The per-process heap, renewed by permafrost in every child right after fork.
+    std::pmr::memory_resource* heap = permafrost::process_heap();
     w.checksum += rss::churn(
         o.churn_mib << 20, [heap](std::size_t n) { return heap->allocate(n, 16); },
         [heap](char* p, std::size_t n) { heap->deallocate(p, n, 16); });

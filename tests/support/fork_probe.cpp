@@ -13,6 +13,15 @@
 #include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
+namespace {
+
+void default_crash_signals() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL}) ::sigaction(sig, &dfl, nullptr);
+}
+
+}  // namespace
 
 std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t bytes) {
   const std::size_t page = os::page_size();
@@ -90,10 +99,9 @@ int wait_status_of(const std::function<void()>& work) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    // A crash is the expected outcome: keep the core dump and the report out of the way.
-    struct sigaction quiet {};
-    quiet.sa_handler = SIG_DFL;
-    ::sigaction(SIGSEGV, &quiet, nullptr);
+    // A crash is the expected outcome: default actions, so neither the test framework's crash
+    // handler (not async-signal-safe) nor a sanitizer's report runs in the child.
+    default_crash_signals();
     try {
       work();
     } catch (...) {
@@ -116,9 +124,7 @@ child_output run_capturing_stderr(const std::function<void()>& work) {
     ::dup2(out[1], STDERR_FILENO);
     ::close(out[0]);
     ::close(out[1]);
-    struct sigaction quiet {};
-    quiet.sa_handler = SIG_DFL;
-    ::sigaction(SIGSEGV, &quiet, nullptr);
+    default_crash_signals();
     try {
       work();
     } catch (...) {
