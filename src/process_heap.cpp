@@ -303,6 +303,9 @@ int prepare_fork() noexcept {
 
 void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
   mi_heap_t* heap = thread_heap();
+  // mimalloc serves requests of <= 8 bytes from 8-byte blocks; malloc promises
+  // alignof(max_align_t) (16) like glibc, so they are asked as 16.
+  if (bytes < alignof(std::max_align_t)) bytes = alignof(std::max_align_t);
   if (align <= alignof(std::max_align_t)) {
     return heap != nullptr ? mi_heap_malloc(heap, bytes) : mi_malloc(bytes);
   }

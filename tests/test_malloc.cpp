@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <malloc.h>
 #include <map>
 #include <new>
@@ -96,6 +97,13 @@ TEST_CASE("every C entry point serves and checks its arguments") {
   CHECK(malloc_usable_size(pv) >= 4096);
   std::free(pv);
   CHECK(malloc_usable_size(nullptr) == 0);
+  for (std::size_t n : {0, 1, 8, 9, 24}) {  // glibc's promise: alignof(max_align_t) even for tiny
+    void* t = std::malloc(n);
+    CHECK(reinterpret_cast<std::uintptr_t>(t) % alignof(std::max_align_t) == 0);
+    std::free(t);
+  }
+  void* huge_align = nullptr;  // beyond mimalloc 2.0.9's 16 MiB alignment limit
+  CHECK(posix_memalign(&huge_align, std::size_t{1} << 25, 100) == ENOMEM);
   std::free(nullptr);
 }
 

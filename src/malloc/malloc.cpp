@@ -3,6 +3,7 @@
 // Routing, for every entry point below:
 //   - on a thread inside a freeze_scope: the scope's arena;
 //   - otherwise: the calling thread's heap of the current generation (heap.hpp);
+//   - alignments above 16 MiB (mimalloc 2.0.9's limit) fail: ENOMEM / nullptr / std::bad_alloc;
 //   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
 //     earlier generation (an ancestor's) are abandoned, never written; anything else aborts with
 //     "free(): invalid pointer", as glibc does.
