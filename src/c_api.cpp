@@ -21,6 +21,17 @@ int guarded(F&& f) noexcept {
     return 0;
   } catch (const permafrost::frozen_error&) {
     return EROFS;
+  } catch (const permafrost::attach_error& e) {
+    using reason = permafrost::attach_error::reason;
+    switch (e.why()) {
+      case reason::not_a_memfd: return EBADF;
+      case reason::unsealed: return EPERM;
+      case reason::foreign: return EPROTO;
+      case reason::truncated: return EIO;
+      case reason::address_taken: return EEXIST;
+      case reason::system: break;
+    }
+    return EIO;
   } catch (const std::invalid_argument&) {
     return EINVAL;
   } catch (const std::bad_alloc&) {
@@ -43,6 +54,8 @@ void permafrost_arena_options_init(permafrost_arena_options* options) {
   options->name = nullptr;
   options->huge_pages = defaults.huge_pages ? 1 : 0;
   options->allocation_log = 0;
+  options->memfd = defaults.backing == permafrost::backing::memfd ? 1 : 0;
+  options->populate = defaults.populate ? 1 : 0;
 }
 
 int permafrost_arena_create(const permafrost_arena_options* options, permafrost_arena** out) {
@@ -55,6 +68,8 @@ int permafrost_arena_create(const permafrost_arena_options* options, permafrost_
       if (options->name != nullptr) o.name = options->name;
       o.huge_pages = options->huge_pages != 0;
       o.allocation_log = options->allocation_log != 0;
+      o.backing = options->memfd != 0 ? permafrost::backing::memfd : permafrost::backing::anonymous;
+      o.populate = options->populate != 0;
     }
     *out = new permafrost_arena{permafrost::arena(std::move(o))};
   });
@@ -95,6 +110,16 @@ int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_s
 }
 
 void permafrost_arena_destroy(permafrost_arena* arena) { delete arena; }
+
+int permafrost_arena_fd(const permafrost_arena* arena) {
+  return arena != nullptr ? arena->impl.fd() : -1;
+}
+
+int permafrost_arena_attach(int fd, int populate, permafrost_arena** out) {
+  if (out == nullptr) return EINVAL;
+  *out = nullptr;
+  return guarded([&] { *out = new permafrost_arena{permafrost::arena::attach(fd, populate != 0)}; });
+}
 
 int permafrost_is_frozen(const void* p) { return permafrost::is_frozen(p) ? 1 : 0; }
 

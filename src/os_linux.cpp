@@ -35,6 +35,19 @@ int open_proc(pid_t pid, const char* what) noexcept {
   return ::open(path, O_RDONLY | O_CLOEXEC);
 }
 
+// Opens /proc/<pid>/<what> as a stdio stream (for line-by-line parsing). Returns 0 or an errno.
+int open_proc_stream(pid_t pid, const char* what, FILE** out) noexcept {
+  const int fd = open_proc(pid, what);
+  if (fd < 0) return errno_or(ENOENT);
+  *out = ::fdopen(fd, "r");
+  if (*out == nullptr) {
+    const int err = errno_or(ENOMEM);
+    ::close(fd);
+    return err;
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::size_t page_size() noexcept {
@@ -238,14 +251,8 @@ thp_mode transparent_huge_pages() noexcept {
 
 int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, const char* field,
                          std::uint64_t* bytes) noexcept {
-  const int fd = open_proc(pid, "smaps");
-  if (fd < 0) return errno_or(ENOENT);
-  FILE* f = ::fdopen(fd, "r");
-  if (f == nullptr) {
-    const int err = errno_or(ENOMEM);
-    ::close(fd);
-    return err;
-  }
+  FILE* f = nullptr;
+  if (const int err = open_proc_stream(pid, "smaps", &f); err != 0) return err;
   const std::size_t field_len = std::strlen(field);
   std::uint64_t total = 0;
   bool inside = false;
@@ -347,14 +354,8 @@ int list_processes(std::vector<pid_t>* out) noexcept {
 
 int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
   out->clear();
-  const int fd = open_proc(pid, "maps");
-  if (fd < 0) return errno_or(ENOENT);
-  FILE* f = ::fdopen(fd, "r");
-  if (f == nullptr) {
-    const int err = errno_or(ENOMEM);
-    ::close(fd);
-    return err;
-  }
+  FILE* f = nullptr;
+  if (const int err = open_proc_stream(pid, "maps", &f); err != 0) return err;
   int err = 0;
   char line[4096];
   try {

@@ -135,13 +135,19 @@ void retire_current() noexcept {
   g_past_count.store(n + 1, std::memory_order_release);
 }
 
+// Pre: heap_mutex held. Makes `r` the current range (the size goes to 0 first, so a concurrent
+// free never pairs the new base with the old size).
+void set_current(const region& r) noexcept {
+  g_current_id = r.id;
+  g_current_size.store(0, std::memory_order_relaxed);
+  g_current_base.store(r.base, std::memory_order_relaxed);
+  g_current_size.store(r.size, std::memory_order_release);
+}
+
 void switch_to_spare() noexcept {
   thread_state& t = t_state;
   retire_current();
-  g_current_id = g_spare.id;
-  g_current_size.store(0, std::memory_order_relaxed);
-  g_current_base.store(g_spare.base, std::memory_order_relaxed);
-  g_current_size.store(g_spare.size, std::memory_order_release);
+  set_current(g_spare);
   g_spare = {};
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed) + 1;
   t.heap = t.spare_heap;
@@ -182,10 +188,7 @@ void on_child() noexcept {
     const int err = reserve_region(&r);
     if (err == 0) {
       retire_current();
-      g_current_id = r.id;
-      g_current_size.store(0, std::memory_order_relaxed);
-      g_current_base.store(r.base, std::memory_order_relaxed);
-      g_current_size.store(r.size, std::memory_order_release);
+      set_current(r);
       g_spare = {};
       g_abandoned.store(0, std::memory_order_relaxed);
       g_threads.store(0, std::memory_order_relaxed);
@@ -247,9 +250,7 @@ void init_process_heap() noexcept {
   region r;
   const int err = reserve_region(&r);
   if (err == 0) {
-    g_current_id = r.id;
-    g_current_base.store(r.base, std::memory_order_relaxed);
-    g_current_size.store(r.size, std::memory_order_release);
+    set_current(r);
   } else {
     g_last_error.store(err, std::memory_order_relaxed);
   }

@@ -18,23 +18,12 @@
 #include "churn.hpp"
 #include "heap_probe.hpp"
 
-namespace {
-
-std::size_t arg(int argc, char** argv, const char* name, std::size_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::strtoull(argv[i + 1], nullptr, 10);
-  }
-  return fallback;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace permafrost::test;
-  const std::size_t heap_mib = arg(argc, argv, "--heap", 64);
-  const std::size_t churn_mib = arg(argc, argv, "--churn", 50);
-  const std::size_t threads = arg(argc, argv, "--threads", 0);
-  const std::size_t parent_churn_mib = arg(argc, argv, "--parent-churn", 0);
+  const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);
+  const std::size_t churn_mib = permafrost::test::numeric_option(argc, argv, "--churn", 50);
+  const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
+  const std::size_t parent_churn_mib = permafrost::test::numeric_option(argc, argv, "--parent-churn", 0);
   auto alloc = [](std::size_t n) { return std::malloc(n); };
   auto release = [](void* p) { std::free(p); };
 

@@ -97,3 +97,31 @@ TEST_CASE("C: default options create an arena with nothing committed") {
   CHECK(s.committed == 0);
   permafrost_arena_destroy(a);
 }
+
+TEST_CASE("C: memfd arenas expose their fd; attach reports errors as errno values") {
+  permafrost_arena_options o;
+  permafrost_arena_options_init(&o);
+  CHECK(o.memfd == 0);
+  CHECK(o.populate == 0);
+  o.capacity = 1 << 20;
+  o.name = "c-memfd";
+  o.memfd = 1;
+  permafrost_arena* a = nullptr;
+  REQUIRE(permafrost_arena_create(&o, &a) == 0);
+  void* p = nullptr;
+  REQUIRE(permafrost_arena_allocate(a, 64, 8, &p) == 0);
+  const int fd = permafrost_arena_fd(a);
+  CHECK(fd >= 0);
+  permafrost_arena* attached = reinterpret_cast<permafrost_arena*>(1);
+  CHECK(permafrost_arena_attach(fd, 0, &attached) == EPERM);  // not frozen: no seals yet
+  CHECK(attached == nullptr);
+  REQUIRE(permafrost_arena_freeze(a) == 0);
+  CHECK(permafrost_arena_attach(fd, 0, &attached) == EEXIST);  // its range is ours already
+  CHECK(permafrost_arena_attach(fd, 0, nullptr) == EINVAL);
+  permafrost_arena_destroy(a);
+
+  permafrost_arena* anon = make(1 << 20);
+  CHECK(permafrost_arena_fd(anon) == -1);
+  CHECK(permafrost_arena_attach(-1, 0, &attached) != 0);
+  permafrost_arena_destroy(anon);
+}

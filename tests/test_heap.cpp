@@ -29,15 +29,20 @@ namespace {
 constexpr std::size_t mib = std::size_t{1} << 20;
 constexpr std::size_t budget_pages = 16;  // 64 KiB
 
-void* plain_alloc(std::size_t n) {
-  // Alternate malloc and operator new: both must land in the new generation.
-  static thread_local unsigned flip = 0;
-  return (++flip & 1) != 0 ? std::malloc(n) : ::operator new(n);
-}
-void plain_free(void* p) {
-  // Blocks from operator new and malloc are the same heap's; free either way.
-  std::free(p);
-}
+// Under a sanitizer its runtime is the process malloc, not mimalloc: plain malloc is not renewed,
+// so the page budgets of plain-malloc churn do not apply (correctness still does).
+#ifdef PERMAFROST_TEST_SANITIZER_MALLOC
+constexpr bool plain_malloc_is_mimalloc = false;
+#else
+constexpr bool plain_malloc_is_mimalloc = true;
+#endif
+std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages : ~std::size_t{0}; }
+
+// Plain malloc/free and plain operator new/delete: both must land in the new generation.
+void* plain_alloc(std::size_t n) { return std::malloc(n); }
+void plain_free(void* p) { std::free(p); }
+void* new_alloc(std::size_t n) { return ::operator new(n); }
+void new_free(void* p) { ::operator delete(p); }
 
 struct parent_heap {
   std::vector<unsigned char*> blocks;
@@ -56,7 +61,10 @@ int churn_in_threads(int threads, const parent_heap& heap) {
   std::vector<std::thread> workers;
   std::vector<std::uint64_t> sums(threads);
   for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] { sums[t] = churn(50 * mib / threads, 11 + t, plain_alloc, plain_free); });
+    workers.emplace_back([&, t] {
+      sums[t] = t % 2 == 0 ? churn(50 * mib / threads, 11 + t, plain_alloc, plain_free)
+                           : churn(50 * mib / threads, 11 + t, new_alloc, new_free);
+    });
   }
   for (auto& w : workers) w.join();
   for (auto s : sums) {
@@ -88,17 +96,19 @@ TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of 
   parent_heap heap;
   const auto r = fork_and_measure([&]() -> int {
     if (process_heap_stats().generation != 1) return 7;
-    if (churn(50 * mib, 3, plain_alloc, plain_free) == 0) return 8;
+    if (churn(25 * mib, 3, plain_alloc, plain_free) == 0) return 8;
+    if (churn(25 * mib, 4, new_alloc, new_free) == 0) return 8;
     return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 9;
   });
   INFO(r.dirtied.summary());
   CHECK(r.exit_status == 0);
   CHECK(r.dirtied.inherited > 64 * mib / 4096 / 2);  // the parent's heap was there to be copied
-  CHECK(r.dirtied.pages <= budget_pages);
+  CHECK(r.dirtied.pages <= budget(budget_pages));
 }
 
 TEST_CASE("the same scenario on glibc malloc copies megabytes: the measurement sees copies") {
   REQUIRE(frames_visible());
+  if (!plain_malloc_is_mimalloc) return;  // the helper runs on the sanitizer's malloc, not glibc's
   const std::string out = run_helper(HEAP_CHURN_PROBE_GLIBC);
   INFO(out);
   REQUIRE(field(out, "exit") == 0);
@@ -121,8 +131,8 @@ TEST_CASE("two threads started in the child churn without dirtying inherited pag
   INFO("threads only: " << start_only.dirtied.summary());
   INFO("with churn: " << r.dirtied.summary());
   CHECK(r.exit_status == 0);
-  CHECK(start_only.dirtied.pages <= 2 * budget_pages);
-  CHECK(r.dirtied.pages <= start_only.dirtied.pages + budget_pages);
+  CHECK(start_only.dirtied.pages <= budget(2 * budget_pages));
+  CHECK((r.dirtied.pages <= start_only.dirtied.pages + budget_pages || !plain_malloc_is_mimalloc));
 }
 
 TEST_CASE("grandchildren renew again") {
@@ -139,7 +149,7 @@ TEST_CASE("grandchildren renew again") {
     if (g.exit_status != 0) return 11;
     // Measured 12-19 pages: the 16 of a first-generation child plus the pages of the child's
     // backing heap that held the grandchild's mi_heap_t (made in the child before it forked).
-    if (g.dirtied.pages > 2 * budget_pages) {
+    if (g.dirtied.pages > budget(2 * budget_pages)) {
       std::fputs(g.dirtied.summary().c_str(), stderr);
       return 12;
     }
@@ -149,7 +159,7 @@ TEST_CASE("grandchildren renew again") {
   CHECK(WEXITSTATUS(r.exit_status) == 0);
   // The child itself forked: fork(2) writes libc's and the loader's state, and preparing its
   // children's heap takes a mi_heap_t from its inherited backing heap (docs/design.md section 2).
-  CHECK(r.dirtied.pages <= 2 * budget_pages);
+  CHECK(r.dirtied.pages <= budget(2 * budget_pages));
 }
 
 TEST_CASE("freeing an ancestor's block abandons it: counted, its page not written") {
@@ -186,11 +196,7 @@ TEST_CASE("process_heap and process_allocator serve this generation's arena") {
   CHECK(process_heap_stats().used >= (std::size_t{1} << 20));
   process_heap()->deallocate(big, 1 << 20, 4096);
   CHECK(process_heap()->is_equal(*process_heap()));
-  // Plain malloc lands in the same arena (mimalloc is the process malloc, the heap its default).
-  void* p = std::malloc(100);
-  const auto cur = process_heap_stats();
-  CHECK(cur.threads >= 1);
-  std::free(p);
+  CHECK(process_heap_stats().threads >= 1);
 }
 
 TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.9 bug #700)") {
@@ -221,7 +227,10 @@ TEST_CASE("permafrost::fork renews the child and returns its pid") {
   CHECK(process_heap_stats().generation == parent_generation);
 }
 
-TEST_CASE("200 forks while two threads allocate: no hang, results intact") {
+// Skipped under sanitizers: their allocator (the process malloc there) is not fork-safe while other
+// threads allocate - a child inherits its lock held and hangs - which says nothing about ours.
+TEST_CASE("200 forks while two threads allocate: no hang, results intact" *
+          doctest::skip(!plain_malloc_is_mimalloc)) {
   std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
   std::vector<std::thread> workers;
@@ -230,7 +239,7 @@ TEST_CASE("200 forks while two threads allocate: no hang, results intact") {
       std::uint64_t round = 0;
       while (!stop.load()) {
         const std::uint64_t a = churn(256 * 1024, 100 + t + round, plain_alloc, plain_free, 64);
-        const std::uint64_t b = churn(256 * 1024, 100 + t + round, plain_alloc, plain_free, 64);
+        const std::uint64_t b = churn(256 * 1024, 100 + t + round, new_alloc, new_free, 64);
         if (a != b || a == 0) bad.fetch_add(1);
         ++round;
       }
@@ -242,7 +251,7 @@ TEST_CASE("200 forks while two threads allocate: no hang, results intact") {
     const pid_t pid = ::fork();
     if (pid == 0) {
       const std::uint64_t a = churn(64 * 1024, 9, plain_alloc, plain_free, 16);
-      const std::uint64_t b = churn(64 * 1024, 9, plain_alloc, plain_free, 16);
+      const std::uint64_t b = churn(64 * 1024, 9, new_alloc, new_free, 16);
       ::_exit(a == b && a != 0 && process_heap_stats().generation == 1 ? 0 : 1);
     }
     REQUIRE(pid > 0);

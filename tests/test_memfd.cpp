@@ -343,7 +343,13 @@ TEST_CASE("fork copies no page table of a frozen memfd arena (child VmPTE), unli
   MESSAGE("child VmPTE KiB right after fork: no arena " << none << ", 128 MiB anonymous 4 KiB "
                                                         << anonymous << ", 128 MiB memfd " << memfd);
   CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer's shadow of the 128 MiB (written by ASan poisoning / TSan accesses) is private
+  // anonymous memory whose page tables fork does copy: the memfd bound cannot hold here.
+  MESSAGE("memfd VmPTE bound not checked under a sanitizer (shadow memory page tables)");
+#else
   CHECK(memfd <= none + 16);
+#endif
 }
 
 TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") {

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory_resource>
 #include <new>
 #include <random>
 #include <thread>
@@ -21,6 +22,14 @@
 #include <unistd.h>
 
 #include "fork_probe.hpp"
+
+// With the per-process heap (issue 3) in the tree, plain malloc is that heap and every fork
+// renews it; the children then also check they run on a new generation, and the churn workers
+// allocate through process_heap() as well.
+#if __has_include(<permafrost/heap.hpp>)
+#include <permafrost/heap.hpp>
+#define PERMAFROST_TEST_HEAP 1
+#endif
 
 using permafrost::arena;
 using permafrost::arena_options;
@@ -103,6 +112,9 @@ TEST_CASE("1000 forks while 2 threads allocate and free: every child runs and ex
     for (void* p : live) std::free(p);
     thread_ops.fetch_add(sink & 1, std::memory_order_relaxed);
   };
+#ifdef PERMAFROST_TEST_HEAP
+  const std::uint64_t parent_generation = permafrost::process_heap_stats().generation;
+#endif
   std::thread t1(worker, 1);
   std::thread t2(worker, 2);
 
@@ -119,6 +131,11 @@ TEST_CASE("1000 forks while 2 threads allocate and free: every child runs and ex
         if (!table.intact_at(rng())) ::_exit(2);
       }
       if (!permafrost::is_frozen(table.words.data())) ::_exit(3);
+#ifdef PERMAFROST_TEST_HEAP
+      // One child in 100 (reading the stats reads /proc): the fork renewed the heap.
+      if (i % 100 == 0 && permafrost::process_heap_stats().generation != parent_generation + 1)
+        ::_exit(5);
+#endif
       if constexpr (malloc_after_threaded_fork) {
         std::vector<void*> live;
         std::uint64_t sink = 0;
@@ -164,8 +181,15 @@ TEST_CASE("16 workers churn for 10 s each and copy 0 frozen pages") {
     std::uint64_t sink = 0;
     std::uint64_t reads = 0;
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+#ifdef PERMAFROST_TEST_HEAP
+    std::pmr::vector<std::uint64_t> on_heap(permafrost::process_heap());
+#endif
     while (std::chrono::steady_clock::now() < end) {
       for (int j = 0; j < 256; ++j) churn_malloc(rng, live, sink);
+#ifdef PERMAFROST_TEST_HEAP
+      on_heap.push_back(rng());
+      if (on_heap.size() > 4096) std::pmr::vector<std::uint64_t>(permafrost::process_heap()).swap(on_heap);
+#endif
       for (int j = 0; j < 256; ++j, ++reads) {
         if (!table.intact_at(rng())) return 2;
       }

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "heap_probe.hpp"
+
 namespace {
 
 struct peer {
@@ -53,22 +55,16 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
 }
 
-std::size_t arg(int argc, char** argv, const char* name, std::size_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::strtoull(argv[i + 1], nullptr, 10);
-  }
-  return fallback;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   bool smoke = false;
   for (int i = 1; i < argc; ++i) smoke |= std::strcmp(argv[i], "--smoke") == 0;
-  const std::size_t runs = arg(argc, argv, "--runs", smoke ? 1 : 7);
-  const std::size_t heap = arg(argc, argv, "--heap", smoke ? 16 : 64);
-  const std::size_t churn = arg(argc, argv, "--churn", smoke ? 8 : 50);
-  const std::size_t threads = arg(argc, argv, "--threads", 0);
+  const std::size_t runs = permafrost::test::numeric_option(argc, argv, "--runs", smoke ? 1 : 7);
+  const std::size_t heap = permafrost::test::numeric_option(argc, argv, "--heap", smoke ? 16 : 64);
+  const std::size_t churn = permafrost::test::numeric_option(argc, argv, "--churn", smoke ? 8 : 50);
+  const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
   const std::string args = " --heap " + std::to_string(heap) + " --churn " + std::to_string(churn) +
                            " --threads " + std::to_string(threads);
   const std::vector<peer> peers = {

@@ -9,6 +9,7 @@
  *   ENOMEM  capacity exhausted, size + alignment overflows, or no address space for the arena
  *   EROFS   allocation from a frozen arena
  *   other   the errno of a failed mprotect in permafrost_arena_freeze (the arena stays unfrozen)
+ * permafrost_arena_attach has its own codes, listed at the function.
  * Predicates return 1 or 0. Thread safety is that of the C++ class.
  */
 #ifndef PERMAFROST_PERMAFROST_H
@@ -28,6 +29,9 @@ typedef struct permafrost_arena_options {
   const char* name; /* default "permafrost"; copied */
   int huge_pages;   /* 1 on, 0 off; default on where THP is `madvise` or `always` */
   int allocation_log; /* 1 keeps an allocation log; default 0 */
+  int memfd;          /* 1 backs the arena with a sealed memfd (fork cost independent of size,
+                         shareable with attach); default 0: private anonymous memory */
+  int populate;       /* 1 pre-faults the frozen range at freeze; default 0 */
 } permafrost_arena_options;
 
 typedef struct permafrost_arena_stats {
@@ -64,6 +68,16 @@ int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_s
 
 /* Unmaps the arena; every reader must be done with it. NULL is ignored. */
 void permafrost_arena_destroy(permafrost_arena* arena);
+
+/* The memfd behind a memfd-backed arena (owned by the arena), or -1. After freeze it can be sent
+ * to another process (SCM_RIGHTS) for permafrost_arena_attach. */
+int permafrost_arena_fd(const permafrost_arena* arena);
+
+/* Maps the frozen memfd arena `fd` read-only at its creator's address (the fd is duplicated).
+ * Errors: EINVAL (null out), EBADF (not a memfd), EPERM (not sealed: not frozen yet),
+ * EPROTO (sealed but not a permafrost arena), EIO (truncated), EEXIST (the address range is in
+ * use in this process), or the errno the kernel gave. */
+int permafrost_arena_attach(int fd, int populate, permafrost_arena** out);
 
 /* 1 when p lies in the used range of a frozen arena of this process. Lock-free, writes nothing. */
 int permafrost_is_frozen(const void* p);

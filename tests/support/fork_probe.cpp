@@ -9,23 +9,11 @@
 #include <unistd.h>
 
 #include "os.hpp"
+#include "pipe_byte.hpp"
 #include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
 namespace {
-
-void write_byte(int fd, char c) {
-  while (::write(fd, &c, 1) < 0 && errno == EINTR) {
-  }
-}
-
-char read_byte(int fd) {
-  char c = 0;
-  ssize_t n;
-  while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
-  }
-  return n == 1 ? c : '\0';
-}
 
 void default_crash_signals() {
   struct sigaction dfl {};

@@ -1,5 +1,7 @@
 #include "heap_probe.hpp"
 
+#include "pipe_byte.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,19 +15,6 @@ namespace {
 
 constexpr std::uint64_t present_bit = std::uint64_t{1} << 63;
 constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
-
-void write_byte(int fd, char c) {
-  while (::write(fd, &c, 1) < 0 && errno == EINTR) {
-  }
-}
-
-char read_byte(int fd) {
-  char c = 0;
-  ssize_t n;
-  while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
-  }
-  return n == 1 ? c : '\0';
-}
 
 // Reads pagemap in bounded chunks (mappings may be gigabytes of mostly absent pages).
 void read_entries(pid_t pid, std::uintptr_t begin, std::size_t pages, std::vector<std::uint64_t>& out) {

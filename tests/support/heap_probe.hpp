@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <sys/types.h>
@@ -63,5 +65,13 @@ struct measured_child {
 // wrote that the child still shared).
 measured_child fork_and_measure(const std::function<int()>& work,
                                 const std::function<void()>& parent_work = {});
+
+// The value of "--name N" in argv, or `fallback` (the probe programs' and heap_churn's options).
+inline std::size_t numeric_option(int argc, char** argv, const char* name, std::size_t fallback) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return std::strtoull(argv[i + 1], nullptr, 10);
+  }
+  return fallback;
+}
 
 }  // namespace permafrost::test
