@@ -38,6 +38,14 @@ constexpr bool plain_malloc_is_mimalloc = true;
 #endif
 std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages : ~std::size_t{0}; }
 
+// The whole-process probe reads pagemap over every writable mapping; ThreadSanitizer's shadow
+// mappings span terabytes, which makes one snapshot take minutes. Those tests skip under TSan.
+#ifdef __SANITIZE_THREAD__
+constexpr bool whole_process_probe = false;
+#else
+constexpr bool whole_process_probe = true;
+#endif
+
 // Plain malloc/free and plain operator new/delete: both must land in the new generation.
 void* plain_alloc(std::size_t n) { return std::malloc(n); }
 void plain_free(void* p) { std::free(p); }
@@ -91,7 +99,8 @@ std::size_t field(const std::string& out, const std::string& key) {
 
 }  // namespace
 
-TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of inherited pages") {
+TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of inherited pages" *
+          doctest::skip(!whole_process_probe)) {
   REQUIRE(frames_visible());
   parent_heap heap;
   const auto r = fork_and_measure([&]() -> int {
@@ -106,16 +115,17 @@ TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of 
   CHECK(r.dirtied.pages <= budget(budget_pages));
 }
 
-TEST_CASE("the same scenario on glibc malloc copies megabytes: the measurement sees copies") {
+TEST_CASE("the same scenario on glibc malloc copies megabytes: the measurement sees copies" *
+          doctest::skip(!plain_malloc_is_mimalloc)) {
   REQUIRE(frames_visible());
-  if (!plain_malloc_is_mimalloc) return;  // the helper runs on the sanitizer's malloc, not glibc's
   const std::string out = run_helper(HEAP_CHURN_PROBE_GLIBC);
   INFO(out);
   REQUIRE(field(out, "exit") == 0);
   CHECK(field(out, "dirtied_pages") >= 256);  // >= 1 MiB, 16x the permafrost budget
 }
 
-TEST_CASE("two threads started in the child churn without dirtying inherited pages") {
+TEST_CASE("two threads started in the child churn without dirtying inherited pages" *
+          doctest::skip(!whole_process_probe)) {
   REQUIRE(frames_visible());
   parent_heap heap;
   // Starting a thread in a child copies ~12 inherited pages with any malloc (glibc's thread list
@@ -135,7 +145,8 @@ TEST_CASE("two threads started in the child churn without dirtying inherited pag
   CHECK((r.dirtied.pages <= start_only.dirtied.pages + budget_pages || !plain_malloc_is_mimalloc));
 }
 
-TEST_CASE("grandchildren renew again") {
+TEST_CASE("grandchildren renew again" *
+          doctest::skip(!whole_process_probe)) {
   REQUIRE(frames_visible());
   parent_heap heap;
   const auto r = fork_and_measure([&]() -> int {
