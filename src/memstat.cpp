@@ -220,9 +220,6 @@ sharing_report sharing_audit(pid_t child, pid_t parent, std::span<const std::byt
                  ? "page frames compared (pagemap with CAP_SYS_ADMIN)"
                  : "fallback: no CAP_SYS_ADMIN, frame numbers hidden; a page counts as copied when "
                    "the parent has it and the child maps it exclusively (pagemap bit 56)";
-  const auto mine = pagemap_or_throw(parent, first, count);
-  const auto theirs = pagemap_or_throw(child, first, count);
-
   std::vector<allocation_record> log;
   std::uintptr_t log_base = 0;
   if (log_source != nullptr) {
@@ -230,32 +227,43 @@ sharing_report sharing_audit(pid_t child, pid_t parent, std::span<const std::byt
     log_base = reinterpret_cast<std::uintptr_t>(log_source->used_bytes().data());
   }
 
-  for (std::size_t i = 0; i < count; ++i) {
-    const bool in_parent = (mine[i] & present_bit) != 0;
-    const bool in_child = (theirs[i] & present_bit) != 0;
-    r.parent_present += in_parent;
-    r.child_present += in_child;
-    if (!in_parent || !in_child) continue;
-    const bool copied = r.frames_compared ? (mine[i] & frame_mask) != (theirs[i] & frame_mask)
-                                          : (theirs[i] & exclusive_bit) != 0;
-    if (!copied) {
-      ++r.shared;
-      continue;
+  // Ranges can be gigabytes of mostly absent pages (allocator reservations): read in chunks.
+  constexpr std::size_t chunk = 65536;  // pages: 512 KiB of entries per process
+  std::vector<std::uint64_t> mine(std::min(count, chunk));
+  std::vector<std::uint64_t> theirs(mine.size());
+  for (std::size_t base = 0; base < count; base += chunk) {
+    const std::size_t n = std::min(chunk, count - base);
+    const std::uintptr_t at = first + base * page;
+    if (const int err = os::read_pagemap(parent, at, n, mine.data()); err != 0)
+      throw proc_error(proc_path(parent, "pagemap"), err);
+    if (const int err = os::read_pagemap(child, at, n, theirs.data()); err != 0)
+      throw proc_error(proc_path(child, "pagemap"), err);
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool in_parent = (mine[i] & present_bit) != 0;
+      const bool in_child = (theirs[i] & present_bit) != 0;
+      r.parent_present += in_parent;
+      r.child_present += in_child;
+      if (!in_parent || !in_child) continue;
+      const bool copied = r.frames_compared ? (mine[i] & frame_mask) != (theirs[i] & frame_mask)
+                                            : (theirs[i] & exclusive_bit) != 0;
+      if (!copied) {
+        ++r.shared;
+        continue;
+      }
+      ++r.copied;
+      r.copies.push_back(copied_page{reinterpret_cast<const void*>(at + i * page), {}});
     }
-    ++r.copied;
-    copied_page c;
-    const std::uintptr_t lo = first + i * page;
-    c.address = reinterpret_cast<const void*>(lo);
-    if (!log.empty() && lo + page > log_base) {
-      // The log is in address order without overlaps: find the first record ending past lo.
-      const std::size_t off_lo = lo > log_base ? lo - log_base : 0;
-      const std::size_t off_hi = lo + page - log_base;
-      auto it = std::partition_point(log.begin(), log.end(), [&](const allocation_record& a) {
-        return a.offset + std::max<std::size_t>(a.size, 1) <= off_lo;
-      });
-      for (; it != log.end() && it->offset < off_hi; ++it) c.allocations.push_back(*it);
-    }
-    r.copies.push_back(std::move(c));
+  }
+  // Name what lies on each copied page. The log is in address order without overlaps.
+  for (copied_page& c : r.copies) {
+    const auto lo = reinterpret_cast<std::uintptr_t>(c.address);
+    if (log.empty() || lo + page <= log_base) continue;
+    const std::size_t off_lo = lo > log_base ? lo - log_base : 0;
+    const std::size_t off_hi = lo + page - log_base;
+    auto it = std::partition_point(log.begin(), log.end(), [&](const allocation_record& a) {
+      return a.offset + std::max<std::size_t>(a.size, 1) <= off_lo;
+    });
+    for (; it != log.end() && it->offset < off_hi; ++it) c.allocations.push_back(*it);
   }
   return r;
 }

@@ -307,6 +307,10 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
   // alignof(max_align_t) (16) like glibc, so they are asked as 16.
   if (bytes < alignof(std::max_align_t)) bytes = alignof(std::max_align_t);
   if (align <= alignof(std::max_align_t)) {
+    // mimalloc serves 1..8 bytes from its 8-byte class, whose blocks are only 8-aligned; a block
+    // of at least `align` bytes comes from a class whose blocks are aligned to it (fuzz_malloc:
+    // posix_memalign(16, 0) returned an 8-aligned pointer).
+    if (bytes < align) bytes = align;
     return heap != nullptr ? mi_heap_malloc(heap, bytes) : mi_malloc(bytes);
   }
   // mimalloc 2.0.9 returns misaligned small blocks for some size/alignment pairs (its fast path

@@ -221,6 +221,23 @@ TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.
   }
 }
 
+TEST_CASE("16-byte-aligned requests smaller than 16 bytes are 16-aligned (found by fuzz_malloc)") {
+  // mimalloc serves 1..8 bytes from its 8-byte size class: every other block is only 8-aligned.
+  // posix_memalign(16, 0) and aligned_alloc(16, 8) must still return 16-aligned memory.
+  std::vector<void*> blocks;
+  std::size_t misaligned = 0;
+  for (int i = 0; i < 64; ++i) {
+    blocks.push_back(process_heap()->allocate(8, 8));  // interleave with 8-byte blocks
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{8}}) {
+      void* p = permafrost::detail::heap_allocate(n, 16);
+      misaligned += reinterpret_cast<std::uintptr_t>(p) % 16 != 0;
+      blocks.push_back(p);
+    }
+  }
+  CHECK(misaligned == 0);
+  for (void* p : blocks) permafrost::detail::heap_free(p);
+}
+
 TEST_CASE("permafrost::fork renews the child and returns its pid") {
   const auto parent_generation = process_heap_stats().generation;
   const pid_t pid = permafrost::fork();
