@@ -40,6 +40,9 @@ std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages 
 
 void* plain_alloc(std::size_t n) {
   // Alternate malloc and operator new: both must land in the new generation.
+  // Under a sanitizer plain malloc is the sanitizer's, which checks that operator new memory is
+  // not released with free() (alloc-dealloc-mismatch): malloc only there.
+  if (!plain_malloc_is_mimalloc) return std::malloc(n);
   static thread_local unsigned flip = 0;
   return (++flip & 1) != 0 ? std::malloc(n) : ::operator new(n);
 }
