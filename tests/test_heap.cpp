@@ -37,6 +37,10 @@ constexpr bool plain_malloc_is_mimalloc = false;
 constexpr bool plain_malloc_is_mimalloc = true;
 #endif
 std::size_t budget(std::size_t pages) { return plain_malloc_is_mimalloc ? pages : ~std::size_t{0}; }
+// The churn volume. Under a sanitizer the churn exercises the sanitizer's malloc, not the heap,
+// and TSan makes 50 MiB of it take minutes per test: a smaller volume keeps the correctness
+// checks and .ci/run's time budget.
+constexpr std::size_t churn_bytes = plain_malloc_is_mimalloc ? 50 * mib : 4 * mib;
 
 // The whole-process probe reads pagemap over every writable mapping; ThreadSanitizer's shadow
 // mappings span terabytes, which makes one snapshot take minutes. Those tests skip under TSan.
@@ -70,8 +74,8 @@ int churn_in_threads(int threads, const parent_heap& heap) {
   std::vector<std::uint64_t> sums(threads);
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
-      sums[t] = t % 2 == 0 ? churn(50 * mib / threads, 11 + t, plain_alloc, plain_free)
-                           : churn(50 * mib / threads, 11 + t, new_alloc, new_free);
+      sums[t] = t % 2 == 0 ? churn(churn_bytes / threads, 11 + t, plain_alloc, plain_free)
+                           : churn(churn_bytes / threads, 11 + t, new_alloc, new_free);
     });
   }
   for (auto& w : workers) w.join();
@@ -105,8 +109,8 @@ TEST_CASE("a child's 50 MiB churn through plain malloc/new dirties <= 64 KiB of 
   parent_heap heap;
   const auto r = fork_and_measure([&]() -> int {
     if (process_heap_stats().generation != 1) return 7;
-    if (churn(25 * mib, 3, plain_alloc, plain_free) == 0) return 8;
-    if (churn(25 * mib, 4, new_alloc, new_free) == 0) return 8;
+    if (churn(churn_bytes / 2, 3, plain_alloc, plain_free) == 0) return 8;
+    if (churn(churn_bytes / 2, 4, new_alloc, new_free) == 0) return 8;
     return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 9;
   });
   INFO(r.dirtied.summary());
@@ -154,7 +158,7 @@ TEST_CASE("grandchildren renew again" *
     if (churn(8 * mib, 5, plain_alloc, plain_free) == 0) return 10;
     const auto g = fork_and_measure([&]() -> int {
       if (process_heap_stats().generation != 2) return 7;
-      if (churn(50 * mib, 9, plain_alloc, plain_free) == 0) return 8;
+      if (churn(churn_bytes, 9, plain_alloc, plain_free) == 0) return 8;
       return parent_heap_intact(heap.blocks, heap.sizes) ? 0 : 9;
     });
     if (g.exit_status != 0) return 11;
