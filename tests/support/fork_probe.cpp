@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "os.hpp"
-#include "pipe_byte.hpp"
+#include "child_process.hpp"
 #include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
@@ -64,17 +64,7 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   for (int i = 0; i < children; ++i) {
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      int rc = 1;
-      try {
-        rc = work();
-      } catch (...) {
-        rc = 3;
-      }
-      write_byte(ready[1], rc == 0 ? 'k' : 'f');
-      (void)read_byte(go[0]);
-      ::_exit(rc);
-    }
+    if (pid == 0) report_and_hold(work, ready[1], go[0]);
     pids.push_back(pid);
   }
   for (int i = 0; i < children; ++i) (void)read_byte(ready[0]);
@@ -82,12 +72,7 @@ std::vector<sharing> fork_and_compare(int children, std::span<const std::byte> r
   std::vector<sharing> result;
   for (pid_t pid : pids) result.push_back(compare_pages(pid, range));
   for (int i = 0; i < children; ++i) write_byte(go[1], 'x');
-  for (std::size_t i = 0; i < pids.size(); ++i) {
-    int status = 0;
-    while (::waitpid(pids[i], &status, 0) < 0 && errno == EINTR) {
-    }
-    result[i].exit_status = status;
-  }
+  for (std::size_t i = 0; i < pids.size(); ++i) result[i].exit_status = wait_for(pids[i]);
   ::close(ready[0]);
   ::close(ready[1]);
   ::close(go[0]);
@@ -109,10 +94,7 @@ int wait_status_of(const std::function<void()>& work) {
     }
     ::_exit(0);
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
+  return wait_for(pid);
 }
 
 child_output run_capturing_stderr(const std::function<void()>& work) {
@@ -142,8 +124,7 @@ child_output run_capturing_stderr(const std::function<void()>& work) {
     result.stderr_text.append(buf, static_cast<std::size_t>(n));
   }
   ::close(out[0]);
-  while (::waitpid(pid, &result.status, 0) < 0 && errno == EINTR) {
-  }
+  result.status = wait_for(pid);
   return result;
 }
 

@@ -1,6 +1,6 @@
 #include "heap_probe.hpp"
 
-#include "pipe_byte.hpp"
+#include "child_process.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -121,17 +121,7 @@ measured_child fork_and_measure(const std::function<int()>& work,
   const inherited_snapshot before = snapshot_inherited();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    int rc = 1;
-    try {
-      rc = work();
-    } catch (...) {
-      rc = 3;
-    }
-    write_byte(ready[1], 'r');
-    (void)read_byte(go[0]);
-    ::_exit(rc);
-  }
+  if (pid == 0) report_and_hold(work, ready[1], go[0]);
   ::close(ready[1]);  // so a child that dies early reads as EOF, not a hang
   ::close(go[0]);
   (void)read_byte(ready[0]);
@@ -142,8 +132,7 @@ measured_child fork_and_measure(const std::function<int()>& work,
   }
   result.dirtied = compare_inherited(pid, before);
   write_byte(go[1], 'x');
-  while (::waitpid(pid, &result.exit_status, 0) < 0 && errno == EINTR) {
-  }
+  result.exit_status = wait_for(pid);
   ::close(ready[0]);
   ::close(go[1]);
   return result;
