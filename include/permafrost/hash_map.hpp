@@ -97,12 +97,7 @@ class hash_map_builder {
   // std::bad_alloc. The builder is unchanged when it throws.
   template <class U>
   bool insert(key_view k, U&& v) {
-    return pending_.insert(k, [&]() -> V {
-      if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
-        return make_string(pending_.target(), std::string_view(v));
-      else
-        return V(std::forward<U>(v));
-    });
+    return pending_.insert_value(k, std::forward<U>(v));
   }
 
   std::size_t size() const noexcept { return pending_.size(); }

@@ -197,12 +197,7 @@ class sorted_map_builder {
   // Effects, Returns, Throws: as hash_map_builder::insert().
   template <class U>
   bool insert(key_view k, U&& v) {
-    return pending_.insert(k, [&]() -> V {
-      if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
-        return make_string(pending_.target(), std::string_view(v));
-      else
-        return V(std::forward<U>(v));
-    });
+    return pending_.insert_value(k, std::forward<U>(v));
   }
 
   std::size_t size() const noexcept { return pending_.size(); }

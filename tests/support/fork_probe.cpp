@@ -21,6 +21,18 @@ void default_crash_signals() {
   for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL}) ::sigaction(sig, &dfl, nullptr);
 }
 
+// In a forked child: runs work with the default crash actions, so neither the test framework's
+// crash handler (not async-signal-safe) nor a sanitizer's report runs; exits 0, or 3 on throw.
+[[noreturn]] void run_expecting_crash(const std::function<void()>& work) {
+  default_crash_signals();
+  try {
+    work();
+  } catch (...) {
+    ::_exit(3);
+  }
+  ::_exit(0);
+}
+
 }  // namespace
 
 std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t bytes) {
@@ -84,15 +96,7 @@ int wait_status_of(const std::function<void()>& work) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    // A crash is the expected outcome: default actions, so neither the test framework's crash
-    // handler (not async-signal-safe) nor a sanitizer's report runs in the child.
-    default_crash_signals();
-    try {
-      work();
-    } catch (...) {
-      ::_exit(3);
-    }
-    ::_exit(0);
+    run_expecting_crash(work);
   }
   return wait_for(pid);
 }
@@ -106,13 +110,7 @@ child_output run_capturing_stderr(const std::function<void()>& work) {
     ::dup2(out[1], STDERR_FILENO);
     ::close(out[0]);
     ::close(out[1]);
-    default_crash_signals();
-    try {
-      work();
-    } catch (...) {
-      ::_exit(3);
-    }
-    ::_exit(0);
+    run_expecting_crash(work);
   }
   ::close(out[1]);
   child_output result;

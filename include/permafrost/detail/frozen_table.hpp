@@ -214,6 +214,18 @@ class pending_table {
   pending_table(const pending_table&) = delete;  // the index points back at this object
   pending_table& operator=(const pending_table&) = delete;
 
+  // Adds (k, v) for a map builder: v converted to V only when stored, and copied into the arena
+  // when V is permafrost::string and v is any other string type. Returns true when k was new.
+  template <class U>
+  bool insert_value(view k, U&& v) {
+    return insert(k, [&]() -> V {
+      if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
+        return make_string(*arena_, std::string_view(v));
+      else
+        return V(std::forward<U>(v));
+    });
+  }
+
   // Adds k (its value made by make_value() only when stored). Returns true when k was new.
   template <class MakeValue>
   bool insert(view k, MakeValue&& make_value) {
