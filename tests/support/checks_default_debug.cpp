@@ -1,15 +1,4 @@
-// The other half of checks_default_ndebug.cpp: this translation unit is compiled without NDEBUG.
+// A translation unit compiled without NDEBUG (checks_default_ndebug.cpp: with).
 #undef NDEBUG
-#include <permafrost/arena.hpp>
-
-namespace permafrost::test {
-
-bool freeze_checks_default_debug() {
-  arena_options o;
-  o.capacity = std::size_t{16} << 20;
-  o.name = "checks-default-debug";
-  arena a(o);
-  return a.freeze_checks_enabled();
-}
-
-}  // namespace permafrost::test
+#define PERMAFROST_CHECKS_DEFAULT_FN freeze_checks_default_debug
+#include "checks_default_tu.hpp"
