@@ -769,6 +769,17 @@ TEST_CASE("offset_ptr: a user struct in a map works from a copy at another addre
   CHECK_FALSE(m.at(0)->parent);
 }
 
+TEST_CASE("freeze check: an offset_ptr to the heap stops freeze()") {
+  arena a(opts("offset-ptr-checked", true));
+  static int outside = 1;
+  permafrost::hash_map_builder<std::uint64_t, permafrost::offset_ptr<const int>> b{a};
+  b.insert(1, a.make<int>(2));
+  b.insert(2, &outside);
+  const auto& m = b.finish();
+  CHECK_FALSE(m.check(a).empty());
+  CHECK_THROWS_AS(a.freeze(), permafrost::freeze_check_error);
+}
+
 TEST_CASE("check_position_independent: a raw pointer into the arena is refused, naming its offset") {
   arena a(opts());
   const int* target = a.make<int>(5);

@@ -109,7 +109,7 @@ struct arena_options {
   // and cost nothing. Unset (the default), the library decides by how it was built: on when the
   // library was built without NDEBUG (a debug build), off otherwise — one answer for every
   // translation unit of a program, whatever NDEBUG each was compiled with.
-  std::optional<bool> freeze_checks;
+  std::optional<bool> freeze_checks = std::nullopt;
 
   // Backing memory; see `backing`.
   permafrost::backing backing = permafrost::backing::anonymous;

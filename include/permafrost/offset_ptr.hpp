@@ -97,4 +97,14 @@ class offset_ptr {
 
 static_assert(std::is_trivially_destructible_v<offset_ptr<int>> && sizeof(offset_ptr<int>) == sizeof(void*));
 
+namespace detail {
+
+// The target of an offset_ptr known not to be null: one add, no test. For the tables' lookups.
+template <class T>
+T* target_of(const offset_ptr<T>& p) noexcept {
+  return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(&p) + static_cast<std::uintptr_t>(p.offset()));
+}
+
+}  // namespace detail
+
 }  // namespace permafrost

@@ -159,14 +159,15 @@ class sorted_map {
   }
 
   const value_type& entry(std::size_t i) const noexcept {
-    return access::at<value_type>(nodes_.get() + std::size_t{index_.get()[i]} * unit);
+    return access::at<value_type>(detail::target_of(nodes_) + std::size_t{detail::target_of(index_)[i]} * unit);
   }
 
   // The first index for which pred(entry) is false (pred true on a prefix).
   template <class Pred>
   std::size_t partition(Pred pred) const noexcept {
-    const std::byte* nodes = nodes_.get();
-    const std::uint32_t* index = index_.get();
+    if (size_ == 0) return 0;
+    const std::byte* nodes = detail::target_of(nodes_);  // not null: the map has entries
+    const std::uint32_t* index = detail::target_of(index_);
     std::size_t lo = 0;
     std::size_t n = size_;
     while (n > 0) {

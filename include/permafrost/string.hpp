@@ -115,7 +115,7 @@ struct is_permafrost_type<string> : std::true_type {};
 
 // Effects: copies s into `a` (length, bytes, NUL) and returns a handle to the copy.
 // Throws: std::length_error when s is 4 GiB or longer; as arena::allocate otherwise.
-inline string make_string(arena& a, std::string_view s) {
+[[nodiscard]] inline string make_string(arena& a, std::string_view s) {
   if (s.size() > detail::max_string_size) detail::throw_string_too_long();
   void* p = a.allocate(sizeof(detail::string_rep) + s.size() + 1, alignof(detail::string_rep));
   auto* rep = ::new (p) detail::string_rep{static_cast<std::uint32_t>(s.size())};

@@ -45,8 +45,8 @@ class hash_table {
     const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
     const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
     constexpr std::size_t unit = entry_access::unit<E>;
-    const std::byte* nodes = nodes_.get();
-    const std::uint32_t* starts = starts_.get();
+    const std::byte* nodes = target_of(nodes_);  // not null: the table has entries
+    const std::uint32_t* starts = target_of(starts_);
     const std::byte* p = nodes + std::size_t{starts[b]} * unit;
     const std::byte* last = nodes + std::size_t{starts[b + 1]} * unit;
     while (p < last) {
