@@ -153,20 +153,38 @@ std::string process_name(pid_t pid) {
   return name;
 }
 
+namespace {
+
+// The fields of /proc/PID/stat after the command name: "pid (comm) state ppid ..."; comm may
+// hold spaces and parentheses, so they start after the last ')'. False when unreadable.
+bool read_stat(pid_t pid, char* state, pid_t* ppid) noexcept {
+  std::string stat;
+  if (os::read_proc_file(pid, "stat", &stat) != 0) return false;
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 4 >= stat.size()) return false;
+  *state = stat[close + 2];
+  *ppid = static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
+  return true;
+}
+
+}  // namespace
+
+char process_state(pid_t pid) noexcept {
+  char state = '\0';
+  pid_t ppid = 0;
+  return read_stat(pid, &state, &ppid) ? state : '\0';
+}
+
 std::vector<pid_t> process_tree(pid_t root) {
   (void)read_or_throw(root, "stat");  // the root must exist
   std::vector<pid_t> all;
   if (const int err = os::list_processes(&all); err != 0) throw proc_error("/proc", err);
-  // Parent of each process from /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold
-  // spaces and parentheses, so the fields start after the last ')'.
   std::vector<std::pair<pid_t, pid_t>> parent_of;  // (ppid, pid)
   for (pid_t pid : all) {
-    std::string stat;
-    if (os::read_proc_file(pid, "stat", &stat) != 0) continue;  // exited meanwhile
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 4 >= stat.size()) continue;
-    const long ppid = std::strtol(stat.c_str() + close + 4, nullptr, 10);
-    parent_of.emplace_back(static_cast<pid_t>(ppid), pid);
+    char state = '\0';
+    pid_t ppid = 0;
+    if (!read_stat(pid, &state, &ppid)) continue;  // exited meanwhile
+    parent_of.emplace_back(ppid, pid);
   }
   std::sort(parent_of.begin(), parent_of.end());
   std::vector<pid_t> tree{root};

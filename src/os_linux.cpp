@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <csignal>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <ucontext.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -205,6 +208,17 @@ int map_file_noreplace(int fd, void* p, std::size_t bytes) noexcept {
   return 0;
 }
 
+int map_file_private(int fd, void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  void* r = ::mmap(p, bytes, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
+}
+
+int set_fork_inherit(void* p, std::size_t bytes, bool inherit) noexcept {
+  if (bytes == 0) return 0;
+  return ::madvise(p, bytes, inherit ? MADV_DOFORK : MADV_DONTFORK) == 0 ? 0 : errno_or(EINVAL);
+}
+
 int add_seals(int fd, int seals) noexcept {
   return ::fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : errno_or(EPERM);
 }
@@ -234,6 +248,67 @@ int dup_fd(int fd, int* out) noexcept {
 }
 
 int close_fd(int fd) noexcept { return ::close(fd) == 0 ? 0 : errno_or(EBADF); }
+
+int fork_process(pid_t* pid) noexcept {
+  const pid_t r = ::fork();
+  if (r < 0) return errno_or(EAGAIN);
+  *pid = r;
+  return 0;
+}
+
+int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+  return ::pthread_atfork(prepare, parent, child);
+}
+
+int write_stderr(const char* s, std::size_t n) noexcept {
+  while (n > 0) {
+    const ssize_t w = ::write(STDERR_FILENO, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno_or(EIO);
+    if (w == 0) return EIO;
+    s += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return 0;
+}
+
+int set_signal_action(int sig, const struct sigaction* action, struct sigaction* previous) noexcept {
+  return ::sigaction(sig, action, previous) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int reset_signal_action(int sig) noexcept {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  return set_signal_action(sig, &dfl, nullptr);
+}
+
+int set_signal_mask(int how, const sigset_t* set, sigset_t* previous) noexcept {
+  return ::sigprocmask(how, set, previous) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int raise_signal(int sig) noexcept { return ::raise(sig) == 0 ? 0 : errno_or(EINVAL); }
+
+int environment(const char* name, const char** value) noexcept {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return ENOENT;
+  *value = v;
+  return 0;
+}
+
+fault_access fault_access_of(const void* ucontext) noexcept {
+#if defined(__x86_64__)
+  if (ucontext == nullptr) return fault_access::unknown;
+  // The page-fault error code: bit 1 set for a write, bit 4 for an instruction fetch.
+  const auto* uc = static_cast<const ucontext_t*>(ucontext);
+  const auto code = static_cast<unsigned long long>(uc->uc_mcontext.gregs[REG_ERR]);
+  if ((code & 0x10) != 0) return fault_access::execute;
+  return (code & 0x2) != 0 ? fault_access::write : fault_access::read;
+#else
+  (void)ucontext;
+  return fault_access::unknown;
+#endif
+}
 
 thp_mode transparent_huge_pages() noexcept {
   const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);

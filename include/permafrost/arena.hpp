@@ -122,7 +122,8 @@ struct arena_options {
   bool populate = false;
 };
 
-// A snapshot of an arena's counters, returned by value.
+// A snapshot of an arena's counters, returned by value. Reading it reads no file (the huge-page
+// figure, which comes from /proc, is arena::huge_page_bytes()).
 struct arena_stats {
   std::size_t reserved = 0;         // virtual bytes set aside (capacity rounded to the granule)
   std::size_t committed = 0;        // bytes made accessible: read-write before freeze, read-only after
@@ -131,7 +132,6 @@ struct arena_stats {
                                       // gave up when another thread's chunk followed theirs
   std::uint64_t allocations = 0;    // successful allocations (exact for the calling thread; other
                                     // threads' counts are added when they refill, exit or freeze)
-  std::size_t huge_page_bytes = 0;  // AnonHugePages of the arena's mapping, read from smaps
   bool frozen = false;              // freeze() has completed
 };
 
@@ -146,11 +146,15 @@ class attach_error : public std::runtime_error {
     address_taken,  // the arena's address range is in use in this process
     system,         // the kernel refused (the message has the errno)
   };
-  attach_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
+  attach_error(reason why, const std::string& what, int error = 0)
+      : std::runtime_error(what), why_(why), error_(error) {}
   reason why() const noexcept { return why_; }
+  // The errno value behind a reason::system refusal (ENOMEM when 1024 arenas are live), or 0.
+  int error() const noexcept { return error_; }
 
  private:
   reason why_;
+  int error_;
 };
 
 // One entry of the optional allocation log (arena_options::allocation_log).
@@ -199,6 +203,9 @@ struct granule_entry {
   std::atomic<std::uintptr_t> frozen_end{0};
   // The owning arena's record, or nullptr.
   std::atomic<arena_core*> owner{nullptr};
+  // When the granule was last released (a registry sequence number), 0 if never: the registry
+  // reuses long-released granules first. Guarded by the registry lock.
+  std::uint64_t released = 0;
 };
 
 struct address_space {
@@ -207,6 +214,16 @@ struct address_space {
   granule_entry granules[max_granules];
 };
 extern constinit address_space g_address_space;
+
+// The one granule lookup: the entry for the granule holding p, and whether p lies in the
+// reservation at all. Branch-free: an address outside reads granule 0, which the caller must
+// then discard (`inside` false). Lock-free, writes nothing, async-signal-safe.
+inline const granule_entry& granule_of(const void* p, bool& inside) noexcept {
+  const std::uintptr_t offset =
+      reinterpret_cast<std::uintptr_t>(p) - g_address_space.base.load(std::memory_order_relaxed);
+  inside = offset < g_address_space.size.load(std::memory_order_relaxed);
+  return g_address_space.granules[(offset >> granule_shift) & (0 - std::uintptr_t{inside})];
+}
 
 // A moved-from arena points here; its ticket never matches a cache.
 extern constinit arena_core g_dead_arena;
@@ -376,7 +393,12 @@ class arena {
 
   // ----- inspection ---------------------------------------------------------------------------
 
+  // Effects: a snapshot of the counters. Reads no file, makes no system call.
   arena_stats stats() const;
+  // Effects: bytes of the arena's mapping backed by transparent huge pages (AnonHugePages, read
+  // from /proc/self/smaps: a file read per call, O(mappings)). 0 for a memfd arena.
+  // Throws: std::system_error when smaps cannot be read.
+  std::size_t huge_page_bytes() const;
   std::string_view name() const noexcept;
   // The bytes handed out so far: [first byte, bump pointer).
   std::span<const std::byte> used_bytes() const noexcept;
@@ -400,14 +422,10 @@ class arena {
 // True when p lies in the used range of a frozen arena of this process. O(1), lock-free, writes
 // nothing; safe in signal handlers and from any thread.
 inline bool is_frozen(const void* p) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const auto& space = detail::g_address_space;
-  const std::uintptr_t offset = a - space.base.load(std::memory_order_relaxed);
-  // Branch-free: an address outside the reservation reads granule 0 and is then discarded, so
-  // a mix of frozen and other pointers costs no branch mispredictions.
-  const bool inside = offset < space.size.load(std::memory_order_relaxed);
-  const std::uintptr_t granule = (offset >> detail::granule_shift) & (0 - std::uintptr_t{inside});
-  return inside & (a < space.granules[granule].frozen_end.load(std::memory_order_acquire));
+  // Branch-free, so a mix of frozen and other pointers costs no branch mispredictions.
+  bool inside = false;
+  const detail::granule_entry& g = detail::granule_of(p, inside);
+  return inside & (reinterpret_cast<std::uintptr_t>(p) < g.frozen_end.load(std::memory_order_acquire));
 }
 
 }  // namespace permafrost
