@@ -81,7 +81,9 @@ enum class backing {
   // and shrinking, and arena::fd() can be sent to another process, which maps it with
   // arena::attach(). 4 KiB pages only (shared-memory huge pages are usually off).
   // Before freeze() its pages are shared, not copied on write: a forked child must not allocate
-  // from it (it would write the parent's memory); it throws std::logic_error if it tries.
+  // from it (it would write the parent's memory); it throws std::logic_error if it tries. The
+  // child gets a private read-only mapping of the file at fork (it reads what the parent writes
+  // and freezes; a store of its own faults), so no process but the creator can write the file.
   memfd,
 };
 
@@ -273,8 +275,10 @@ class arena {
   explicit arena(arena_options options = {});
 
   // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into
-  // it dangle afterwards (the range stays reserved, so a stray read faults rather than reads
-  // someone else's data). Frozen arenas are usually simply never destroyed.
+  // it dangle afterwards. The range stays reserved and inaccessible, and is quarantined: new
+  // arenas take never-used granules first, then those released longest ago, so a stray read
+  // faults rather than reads another arena's data until the reservation (up to 16 TiB) has no
+  // older free range left. Frozen arenas are usually simply never destroyed.
   ~arena();
 
   arena(arena&& other) noexcept;
@@ -382,8 +386,10 @@ class arena {
   // when the range could be placed in this process's arena reservation (always when attach() is
   // the first arena operation of the process, or when that range is free in its reservation).
   // With populate, pre-faults the whole range (no page fault on first read).
-  // Throws: attach_error naming the cause: not a memfd, unsealed, not a permafrost arena,
-  // truncated, or the address range is taken in this process.
+  // Throws: attach_error naming the cause: not a memfd, unsealed (F_SEAL_WRITE missing: not
+  // frozen, or a process still maps it writable), not a permafrost arena, truncated, the address
+  // range is taken in this process, or a system refusal (error() has the errno; ENOMEM with 1024
+  // arenas live).
   static arena attach(int fd, bool populate = false);
 
   // Effects: pre-faults this process's page tables for the used range (see
