@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -165,8 +166,39 @@ enum class thp_mode { always, madvise, never, unavailable };
 thp_mode transparent_huge_pages() noexcept;
 
 // ---------------------------------------------------------------------------------------------
-// /proc readers
+// /proc readers and the one parser of their text
 // ---------------------------------------------------------------------------------------------
+
+// Writes "/proc/<pid>/<what>" (pid 0: "/proc/self/<what>") into out[0, size), NUL-terminated.
+// Returns ENAMETOOLONG when it does not fit. Async-signal-safe.
+int proc_path(pid_t pid, const char* what, char* out, std::size_t size) noexcept;
+
+// Calls f(line) for each line of text, without its newline.
+template <class F>
+void for_each_line(std::string_view text, F&& f) {
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    f(text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
+// A mapping's header line in /proc/PID/maps and smaps: "lo-hi perms offset dev inode   path".
+struct maps_header {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  std::string_view perms;  // "rw-p", "r--s", ...
+  std::string_view path;   // the file, "[heap]", "[anon:NAME]", ... or empty (may hold spaces)
+};
+
+// Parses a header line (without its newline) into *out, whose views point into `line`. Returns
+// false for any other line (an smaps field such as "Rss:   4 kB").
+bool parse_maps_header(std::string_view line, maps_header* out) noexcept;
+
+// Parses an smaps field line "Name:   123 kB" into its name and value in bytes. Returns false for
+// any other line.
+bool parse_smaps_field(std::string_view line, std::string_view* name, std::uint64_t* bytes) noexcept;
 
 // Sums the named smaps field (e.g. "AnonHugePages", "Rss", "Private_Dirty") in bytes over the
 // mappings of `pid` (0 = self) that overlap [begin, end), counting each mapping wholly.

@@ -12,8 +12,10 @@
 #include <vector>
 #include <sys/wait.h>
 
+#include "arena_registry.hpp"
 #include "fork_probe.hpp"
 #include "os.hpp"
+#include "permafrost/write_trap.hpp"
 
 using permafrost::arena;
 using permafrost::arena_options;
@@ -384,4 +386,35 @@ TEST_CASE("resource() serves pmr containers and survives moving the arena") {
   v.push_back(1000);
   CHECK(b.contains(v.data()));
   CHECK(r->is_equal(*b.resource()));
+}
+
+TEST_CASE("registry: a read-only file mapped into claimed granules is frozen, trapped and released") {
+  namespace registry = permafrost::detail::registry;
+  const std::size_t bytes = std::size_t{64} << 10;
+  int fd = -1;
+  REQUIRE(permafrost::os::memfd_open("registry-test", &fd) == 0);
+  REQUIRE(permafrost::os::file_resize(fd, bytes) == 0);
+  REQUIRE(permafrost::os::file_write(fd, "image bytes", 12, 100) == 0);
+  permafrost::detail::arena_slot* slot = registry::claim_frozen(bytes);
+  REQUIRE(slot != nullptr);
+  const auto base = slot->base;
+  auto* data = reinterpret_cast<const char*>(base);
+  CHECK_FALSE(permafrost::is_frozen(data));
+  REQUIRE(permafrost::os::map_file_fixed(fd, const_cast<char*>(data), bytes, 0, false) == 0);
+  registry::publish_frozen(slot, base + bytes, "image-test");
+  CHECK(permafrost::is_frozen(data + 100));
+  CHECK(std::strcmp(data + 100, "image bytes") == 0);
+  CHECK_FALSE(permafrost::is_frozen(data + bytes));
+  CHECK(permafrost::detail::slot_of(data) == slot);
+  char line[320];
+  const std::size_t n = permafrost::describe_frozen_write(data + 100, line, sizeof line);
+  CHECK(std::string(line, n).rfind("permafrost: write to frozen arena \"image-test\" at offset 100 ", 0) == 0);
+  const int wrote = permafrost::test::wait_status_of([&] { *const_cast<volatile char*>(data + 100) = 'X'; });
+  CHECK(killed_by(wrote, SIGSEGV));
+  registry::release_frozen(slot);
+  CHECK_FALSE(permafrost::is_frozen(data + 100));
+  CHECK(permafrost::detail::slot_of(data) == nullptr);
+  const int read = permafrost::test::wait_status_of([&] { (void)*static_cast<const volatile char*>(data); });
+  CHECK(killed_by(read, SIGSEGV));
+  (void)permafrost::os::close_fd(fd);
 }
