@@ -145,6 +145,8 @@ TEST_CASE("freeing a pointer that is not the allocator's aborts with a message")
   CHECK(WTERMSIG(status) == SIGABRT);
 }
 
+namespace {
+
 // Runs `work` in a forked child and gives it `seconds` to exit: a hang is killed and reported as
 // such (status -1), so a deadlock fails the test instead of stalling the suite.
 int status_within(int seconds, const std::function<void()>& work) {
@@ -165,6 +167,8 @@ int status_within(int seconds, const std::function<void()>& work) {
 }
 
 std::string never_fails(const void*, const arena&) { return {}; }
+
+}  // namespace
 
 TEST_CASE("freeze_scope: an allocation-log arena allocates with a tag inside its own scope") {
   const int status = status_within(20, [] {

@@ -50,6 +50,15 @@ unsigned long long json_number(const std::string& json, std::size_t from, const 
   return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
 }
 
+// Checks that `json` is valid JSON (strict: Python's parser, which rejects invalid UTF-8 too).
+void check_parses_as_json(const std::string& json) {
+  const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
+  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
+  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
+  std::remove(file.c_str());
+  CHECK_MESSAGE(parse_rc == 0, parse_out);
+}
+
 // A forked child that runs `work` (returns true on success), then stays alive until the test has
 // looked at it: release() (or destruction) lets it exit and reaps it.
 class held_child {
@@ -319,11 +328,7 @@ TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as 
   CHECK(saved == json_number(json, total, "rss") - json_number(json, total, "pss"));
   CHECK(saved >= 2 * 32 * MiB * 2 / 3);  // 3 processes map the 32 MiB: RSS counts it 3x, PSS 1x
 
-  const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
-  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
-  std::remove(file.c_str());
-  CHECK_MESSAGE(parse_rc == 0, parse_out);
+  check_parses_as_json(json);
 }
 
 TEST_CASE("permafrost-stat prints a table with the tree's totals") {
@@ -356,11 +361,7 @@ TEST_CASE("permafrost-stat --json escapes a process name that is not UTF-8") {
   REQUIRE(rc == 0);
   INFO(json);
   CHECK(json.find("\\u00ff\\u00fe-odd\\\"name") != std::string::npos);
-  const std::string file = "/tmp/permafrost-stat-name-" + std::to_string(::getpid()) + ".json";
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
-  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
-  std::remove(file.c_str());
-  CHECK_MESSAGE(parse_rc == 0, parse_out);
+  check_parses_as_json(json);
 }
 
 TEST_CASE("permafrost-stat takes digits only as a pid") {
