@@ -250,7 +250,7 @@ arena::~arena() {
     if (slot->committed_end > slot->base)
       (void)os::release(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
   } else {
-    detail::registry::release(detail::registry::range_of(slot));
+    detail::registry::release(detail::registry::range_of(slot), slot->committed_end - slot->base);
   }
   detail::release_backing(slot);
   std::vector<allocation_record>().swap(slot->log);

@@ -281,7 +281,7 @@ arena arena::attach(int fd, bool populate) {
   if (inside) {
     if (const int err = os::map_file_fixed(own.fd, reinterpret_cast<void*>(base), data_bytes, 0, false);
         err != 0) {
-      detail::registry::release(claimed);
+      detail::registry::release(claimed, 0);
       refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err), err);
     }
   } else if (data_bytes > 0) {

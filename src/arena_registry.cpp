@@ -150,14 +150,14 @@ void publish_frozen(const range& r, std::uintptr_t end) noexcept {
     g_address_space.granules[i].frozen_end.store(end, std::memory_order_release);
 }
 
-void release(const range& r) noexcept {
+void release(const range& r, std::size_t used) noexcept {
   const std::size_t first = first_granule(r.base);
   const std::size_t count = r.bytes >> granule_shift;
   for (std::size_t i = first; i < first + count; ++i)
     g_address_space.granules[i].frozen_end.store(0, std::memory_order_release);
   // Hand the range back to ASan clean: it becomes inaccessible (a stray access is a SEGV that
   // ASan reports), and attach() may map an arena's file at this very address again.
-  asan_unpoison(reinterpret_cast<void*>(r.base), r.bytes);
+  asan_unpoison(reinterpret_cast<void*>(r.base), std::min(used, r.bytes));
   const int err = os::decommit(reinterpret_cast<void*>(r.base), r.bytes);
   const std::uint64_t now = ++g_release_clock;
   for (std::size_t i = first; i < first + count; ++i) {
@@ -229,7 +229,7 @@ void release_frozen(arena_slot* slot) noexcept {
   std::lock_guard lock(mutex());
   std::lock_guard slot_lock(slot->mu);
   slot->ticket.store(next_ticket(), std::memory_order_relaxed);
-  release(range_of(slot));
+  release(range_of(slot), slot->committed_end - slot->base);
   slot->in_use = false;
 }
 

@@ -80,9 +80,10 @@ int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* o
 void publish_frozen(const range& r, std::uintptr_t end) noexcept;
 
 // Takes a claimed run back: unpublishes it, makes it inaccessible (PROT_NONE, pages dropped)
-// and quarantines it (see claim()). Should the kernel refuse (out of mappings), the run stays
-// owned by a dead record and is never handed out again with stale pages.
-void release(const range& r) noexcept;
+// and quarantines it (see claim()). `used` is how many bytes from its start were ever
+// accessible (under ASan they are handed back unpoisoned). Should the kernel refuse (out of
+// mappings), the run stays owned by a dead record and is never handed out again with stale pages.
+void release(const range& r, std::size_t used) noexcept;
 
 // Fills a free slot for a new arena: resets counters, log, checks and tickets, copies the name
 // (truncated to 47 bytes) and marks it in use. Pre: also slot->mu held.
