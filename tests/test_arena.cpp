@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <memory_resource>
+#include <string>
 #include <thread>
 #include <vector>
 #include <sys/wait.h>
@@ -417,4 +418,35 @@ TEST_CASE("registry: a read-only file mapped into claimed granules is frozen, tr
   const int read = permafrost::test::wait_status_of([&] { (void)*static_cast<const volatile char*>(data); });
   CHECK(killed_by(read, SIGSEGV));
   (void)permafrost::os::close_fd(fd);
+}
+
+namespace {
+// read(2) calls this process has made so far (syscr in /proc/self/io), or -1 where the kernel does
+// not account them.
+long long read_syscalls() {
+  std::string io;
+  if (permafrost::os::read_proc_file(0, "io", &io) != 0) return -1;
+  const auto at = io.find("syscr:");
+  return at == std::string::npos ? -1 : std::stoll(io.substr(at + 6));
+}
+}  // namespace
+
+TEST_CASE("stats() is a plain getter: 1000 calls read no file; huge_page_bytes() reads smaps") {
+  arena a(small());
+  (void)a.make_array<char>(std::size_t{1} << 20);  // committed, so the old stats() read smaps
+  const long long base0 = read_syscalls();
+  const long long base1 = read_syscalls();
+  if (base0 < 0) {
+    MESSAGE("skipped: /proc/self/io is missing (no task I/O accounting in this kernel)");
+    CHECK(base1 < 0);
+    return;
+  }
+  const long long per_probe = base1 - base0;  // the reads one read_syscalls() makes
+  std::size_t used = 0;
+  for (int i = 0; i < 1000; ++i) used += a.stats().used;
+  const long long after = read_syscalls();
+  CHECK(used >= 1000 * (std::size_t{1} << 20));
+  CHECK(after - base1 == per_probe);
+  (void)a.huge_page_bytes();
+  CHECK(read_syscalls() - after > per_probe);
 }
