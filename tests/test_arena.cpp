@@ -12,6 +12,7 @@
 #include <vector>
 #include <sys/wait.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 #include "os.hpp"
 
@@ -21,10 +22,7 @@ using permafrost::arena_options;
 namespace {
 
 arena_options small(std::size_t capacity = std::size_t{16} << 20, const char* name = "test") {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  return o;
+  return permafrost::test::arena_options_for(name, {.capacity = capacity});
 }
 
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }

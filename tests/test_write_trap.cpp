@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::arena;
@@ -25,12 +26,7 @@ using permafrost::test::run_capturing_stderr;
 namespace {
 
 arena_options opts(const char* name, bool log) {
-  arena_options o;
-  o.capacity = std::size_t{16} << 20;
-  o.name = name;
-  o.huge_pages = false;
-  o.allocation_log = log;
-  return o;
+  return permafrost::test::arena_options_for(name, {.small_pages = true, .log = log});
 }
 
 bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
