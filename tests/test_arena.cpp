@@ -240,11 +240,9 @@ TEST_CASE("after freeze, 4 forked readers of every byte copy 0 arena pages") {
   }
 }
 
-TEST_CASE("huge pages back the arena after 64 MiB are touched") {
-  if (!permafrost::huge_pages_available()) {
-    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
-    return;
-  }
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("huge pages back the arena after 64 MiB are touched" *
+          doctest::skip(!permafrost::huge_pages_available())) {
   arena_options o = small(std::size_t{256} << 20, "huge");
   o.huge_pages = true;
   arena a(o);
