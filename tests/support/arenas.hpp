@@ -31,7 +31,7 @@ struct arena_knobs {
   // 4 KiB pages (huge_pages = false): a copied page in a sharing measurement is one 4 KiB page,
   // not a whole 2 MiB huge page.
   bool small_pages = false;
-  bool log = false;                    // allocation_log
+  bool log = false;                                  // allocation_log
   std::optional<bool> freeze_checks = std::nullopt;  // unset: the library's default
   permafrost::backing backing = permafrost::backing::anonymous;
 };
