@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "arena_registry.hpp"
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 #include "os.hpp"
 #include "permafrost/write_trap.hpp"
@@ -24,10 +25,7 @@ using permafrost::arena_options;
 namespace {
 
 arena_options small(std::size_t capacity = std::size_t{16} << 20, const char* name = "test") {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  return o;
+  return permafrost::test::arena_options_for(name, {.capacity = capacity});
 }
 
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
@@ -245,11 +243,9 @@ TEST_CASE("after freeze, 4 forked readers of every byte copy 0 arena pages") {
   }
 }
 
-TEST_CASE("huge pages back the arena after 64 MiB are touched") {
-  if (!permafrost::huge_pages_available()) {
-    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
-    return;
-  }
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("huge pages back the arena after 64 MiB are touched" *
+          doctest::skip(!permafrost::huge_pages_available())) {
   arena_options o = small(std::size_t{256} << 20, "huge");
   o.huge_pages = true;
   arena a(o);

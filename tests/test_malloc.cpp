@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "arena_slot.hpp"
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
@@ -37,10 +38,8 @@ void* (*volatile opaque_realloc)(void*, std::size_t) = std::realloc;
 volatile std::size_t huge = SIZE_MAX / 2;
 
 arena_options small_arena() {
-  arena_options o;
-  o.capacity = std::size_t{1} << 30;
-  o.huge_pages = false;
-  return o;
+  return permafrost::test::arena_options_for(
+      "malloc", {.capacity = std::size_t{1} << 30, .small_pages = true});
 }
 }  // namespace
 

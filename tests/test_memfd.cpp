@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fd_passing.hpp"
 #include "fork_probe.hpp"
 
@@ -28,11 +29,8 @@ extern char** environ;
 namespace {
 
 arena_options memfd_options(const char* name, std::size_t capacity = std::size_t{64} << 20) {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  o.backing = permafrost::backing::memfd;
-  return o;
+  return permafrost::test::arena_options_for(
+      name, {.capacity = capacity, .backing = permafrost::backing::memfd});
 }
 
 // Fills `n` words with a pattern and returns them.

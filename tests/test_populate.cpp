@@ -101,11 +101,9 @@ TEST_CASE("populate: without it the same read faults once per page, so the test 
   CHECK(faults >= static_cast<long>(bytes.size() / 4096) - 1);
 }
 
-TEST_CASE("populate with huge pages: no page fault either") {
-  if (!permafrost::huge_pages_available()) {
-    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
-    return;
-  }
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("populate with huge pages: no page fault either" *
+          doctest::skip(!permafrost::huge_pages_available())) {
   std::span<const unsigned char> bytes;
   const arena a = untouched_frozen(true, true, permafrost::backing::anonymous, &bytes);
   CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size()));
@@ -123,11 +121,9 @@ TEST_CASE("memfd workers build their page tables lazily; arena::populate() pre-f
   CHECK_NO_ARENA_FAULTS(child_faults_reading(bytes.data(), bytes.size(), &a));
 }
 
-TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end") {
-  if (!permafrost::huge_pages_available()) {
-    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
-    return;
-  }
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("huge pages survive freeze: AnonHugePages unchanged with an unaligned end" *
+          doctest::skip(!permafrost::huge_pages_available())) {
   arena_options o;
   o.capacity = std::size_t{256} << 20;
   o.name = "huge-freeze";
