@@ -19,6 +19,7 @@
 #include <mimalloc.h>
 
 #include "arena_slot.hpp"
+#include "fork_lifecycle.hpp"
 #include "os.hpp"
 #include "permafrost/fork.hpp"
 #include "permafrost/heap.hpp"
@@ -161,7 +162,6 @@ void switch_to_spare() noexcept {
 }
 
 void on_prepare() noexcept {
-  registry_mutex().lock();
   heap_mutex().lock();
   const int err = ensure_spare_locked();
   if (err != 0) g_last_error.store(err, std::memory_order_relaxed);
@@ -174,7 +174,6 @@ void on_parent() noexcept {
     switch_to_spare();
   }
   heap_mutex().unlock();
-  registry_mutex().unlock();
 }
 
 void on_child() noexcept {
@@ -198,7 +197,6 @@ void on_child() noexcept {
     }
   }
   heap_mutex().unlock();
-  registry_mutex().unlock();
 }
 
 mi_heap_t* renew_thread_heap() noexcept;
@@ -254,7 +252,7 @@ void init_process_heap() noexcept {
   } else {
     g_last_error.store(err, std::memory_order_relaxed);
   }
-  (void)::pthread_atfork(&on_prepare, &on_parent, &on_child);
+  set_heap_fork_hooks(&on_prepare, &on_parent, &on_child);  // fork.cpp calls them in order
   mi_register_deferred_free(&on_mimalloc_slow_path, nullptr);
   t_state.busy = was_busy;
   g_initialized.store(true, std::memory_order_release);
@@ -391,8 +389,9 @@ heap_stats process_heap_stats() {
 pid_t fork() {
   const int err = detail::prepare_fork();
   if (err != 0) throw std::system_error(err, std::generic_category(), "permafrost::fork: reserving the child's heap");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "permafrost::fork");
+  pid_t pid = -1;
+  if (const int fork_err = os::fork_process(&pid); fork_err != 0)
+    throw std::system_error(fork_err, std::generic_category(), "permafrost::fork");
   return pid;
 }
 

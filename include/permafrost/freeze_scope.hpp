@@ -15,6 +15,10 @@
 // malloc, which knows nothing of scopes: the constructor then throws std::logic_error rather than
 // silently allocating elsewhere.
 //
+// The library's own bookkeeping (an arena's allocation log and freeze-check list, exception
+// messages) is never routed: its entry points suspend the scope while they allocate, so a scope
+// over an arena may use every arena feature, allocation log and freeze checks included.
+//
 // The arena keeps no size per block (no allocator metadata in the mapping), so malloc_usable_size
 // of arena memory returns 0 and realloc copies up to the arena's used end (the bytes past the old
 // block are unspecified, as realloc allows).

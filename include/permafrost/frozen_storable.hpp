@@ -15,7 +15,10 @@
 // - check_position_independent(a, root): for data written to a file and mapped elsewhere (a frozen
 //   image), every reference inside the arena must be an offset: permafrost's containers store
 //   only offsets; users' structs use permafrost::offset_ptr (offset_ptr.hpp). The check walks
-//   `root` through the hooks and refuses any raw pointer it meets, naming its arena offset.
+//   `root` through the hooks and refuses any raw pointer it meets, naming its arena offset. An
+//   offset_ptr's hook checks where it points, not what its target holds (structures may be
+//   cyclic): check each container reached only through an offset_ptr on its own, or give the
+//   root a hook that does.
 //
 // Thread safety: the checks only read; each thread may run its own check at any time (the
 // position-independence mode is per thread).
