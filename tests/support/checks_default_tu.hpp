@@ -3,13 +3,12 @@
 // freeze checks. Each .cpp sets NDEBUG its own way first; the tests compare the two answers.
 #include <permafrost/arena.hpp>
 
+#include "arenas.hpp"
+
 namespace permafrost::test {
 
 bool PERMAFROST_CHECKS_DEFAULT_FN() {
-  arena_options o;
-  o.capacity = std::size_t{16} << 20;
-  o.name = "checks-default";
-  arena a(o);
+  arena a(arena_options_for("checks-default"));  // freeze_checks left unset
   return a.freeze_checks_enabled();
 }
 
