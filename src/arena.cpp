@@ -21,6 +21,14 @@ namespace {
 // A thread's chunk is at least this big, so the lock is taken once per 64 KiB, not per object.
 constexpr std::size_t chunk_bytes = std::size_t{64} << 10;
 
+// arena_options::freeze_checks when unset: decided here, by the library's own build, so every
+// translation unit of a program gets the same answer.
+#ifdef NDEBUG
+constexpr bool freeze_checks_by_default = false;
+#else
+constexpr bool freeze_checks_by_default = true;
+#endif
+
 arena_slot* checked_slot(arena_core* core) {
   PERMAFROST_CHECK(core != &g_dead_arena, "use of a moved-from or destroyed permafrost::arena");
   return static_cast<arena_slot*>(core);
@@ -232,7 +240,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   detail::registry::open_slot(slot, options.name);
   slot->huge_pages = options.huge_pages && !memfd;  // shared-memory THP is off on most systems
   slot->log_allocations = options.allocation_log;
-  slot->run_freeze_checks = options.freeze_checks;
+  slot->run_freeze_checks = options.freeze_checks.value_or(detail::freeze_checks_by_default);
   slot->fd = file.release();
   slot->populate = options.populate;
   core_ = slot;

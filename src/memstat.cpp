@@ -52,10 +52,10 @@ void apply_field(std::string_view line, memory_usage& u) {
 }
 
 // Parses a maps/smaps header; false for field lines.
-bool parse_header(std::string_view line, mapping& m) {
+bool parse_header(std::string_view line, mapping_usage& m) {
   os::maps_header h;
   if (!os::parse_maps_header(line, &h)) return false;
-  m = mapping{};
+  m = mapping_usage{};
   m.begin = h.begin;
   m.end = h.end;
   m.perms = std::string(h.perms);
@@ -101,11 +101,11 @@ memory_usage process_memory(pid_t pid) {
   return u;
 }
 
-std::vector<mapping> mappings(pid_t pid) {
+std::vector<mapping_usage> mappings(pid_t pid) {
   const std::string text = read_or_throw(pid, "smaps");
-  std::vector<mapping> out;
+  std::vector<mapping_usage> out;
   os::for_each_line(text, [&](std::string_view line) {
-    mapping m;
+    mapping_usage m;
     if (parse_header(line, m)) {
       out.push_back(std::move(m));
     } else if (!out.empty()) {
@@ -119,7 +119,7 @@ memory_usage range_memory(pid_t pid, const void* begin, const void* end) {
   const auto lo = reinterpret_cast<std::uintptr_t>(begin);
   const auto hi = reinterpret_cast<std::uintptr_t>(end);
   memory_usage total;
-  for (const mapping& m : mappings(pid)) {
+  for (const mapping_usage& m : mappings(pid)) {
     if (m.begin < hi && m.end > lo) total += m.usage;
   }
   return total;

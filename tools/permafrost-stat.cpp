@@ -31,7 +31,7 @@ struct process_row {
   pid_t pid = 0;
   std::string name;
   permafrost::memory_usage mem;
-  std::vector<permafrost::mapping> arenas;
+  std::vector<permafrost::mapping_usage> arenas;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -107,7 +107,7 @@ std::string json_usage(const permafrost::memory_usage& u) {
   return buf;
 }
 
-bool is_arena(const permafrost::mapping& m) {
+bool is_arena(const permafrost::mapping_usage& m) {
   const bool anon_or_memfd = m.name.rfind("[anon:", 0) == 0 || m.name.rfind("/memfd:", 0) == 0;
   return anon_or_memfd && m.name.find("permafrost") != std::string::npos;
 }
