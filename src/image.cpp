@@ -9,11 +9,7 @@
 #include <utility>
 #include <vector>
 
-// xxHash compiled into this file (header-only mode): the library gains no link dependency, so
-// the installed static library and its package config stay as they are.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
+#include "image_format.hpp"
 #include "image_mapping.hpp"
 #include "os.hpp"
 
@@ -21,54 +17,7 @@ namespace permafrost {
 namespace {
 
 using reason = image_error::reason;
-
-constexpr char magic[8] = {'P', 'F', 'R', 'O', 'S', 'T', 'I', 'M'};
-constexpr std::uint32_t format_version = 1;
-constexpr std::uint8_t little_endian = 1;
-constexpr std::uint8_t big_endian = 2;
-constexpr std::size_t max_metadata = 4096;
-// The data starts at a multiple of this in the file, so it can be mapped with any Linux page
-// size (4, 16 or 64 KiB).
-constexpr std::size_t data_alignment = std::size_t{64} << 10;
-
-std::uint8_t native_byte_order() noexcept {
-  const std::uint16_t probe = 1;
-  std::uint8_t first = 0;
-  std::memcpy(&first, &probe, 1);
-  return first == 1 ? little_endian : big_endian;
-}
-
-// The file header, written in the saving machine's byte order (byte_order says which). Every
-// field has its natural alignment, so the layout has no padding; docs/design.md has the table.
-struct file_header {
-  char magic[8];
-  std::uint32_t version;
-  std::uint8_t word_size;        // sizeof(void*) of the saver
-  std::uint8_t byte_order;       // little_endian or big_endian
-  std::uint16_t header_size;     // sizeof(file_header)
-  std::uint64_t data_offset;     // where the data starts in the file; a multiple of 64 KiB
-  std::uint64_t data_size;       // bytes of data (the arena's used bytes)
-  std::uint64_t data_checksum;   // XXH3-64 of the data
-  std::uint64_t root_offset;     // the root object, from the data's first byte
-  std::uint64_t root_size;       // sizeof the root type
-  std::uint64_t root_align;      // alignof the root type
-  std::uint32_t metadata_size;   // bytes of metadata right after the header
-  std::uint32_t type_name_size;  // bytes of type_name used (1..63)
-  char type_name[64];            // the root's image_type<T>::name, NUL-padded
-  std::uint64_t header_checksum; // XXH3-64 of the bytes before this field, then the metadata
-};
-static_assert(sizeof(file_header) == 144, "the header layout is the file format: see docs/design.md");
-static_assert(std::is_trivially_copyable_v<file_header>);
-
-std::uint64_t header_checksum_of(const file_header& h, std::string_view metadata) noexcept {
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, &h, offsetof(file_header, header_checksum));
-  XXH3_64bits_update(&state, metadata.data(), metadata.size());
-  return XXH3_64bits_digest(&state);
-}
-
-std::size_t round_up(std::size_t x, std::size_t to) noexcept { return (x + to - 1) / to * to; }
+using namespace detail::image_format;
 
 std::string errno_text(int err) { return std::system_category().message(err); }
 
@@ -134,9 +83,9 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   h.word_size = sizeof(void*);
   h.byte_order = native_byte_order();
   h.header_size = sizeof(file_header);
-  h.data_offset = round_up(sizeof(file_header) + options.metadata.size(), data_alignment);
+  h.data_offset = data_offset_for(options.metadata.size());
   h.data_size = data.size();
-  h.data_checksum = XXH3_64bits(data.data(), data.size());
+  h.data_checksum = data_checksum_of(data.data(), data.size());
   h.root_offset = static_cast<std::uint64_t>(r - data.data());
   h.root_size = tag.size;
   h.root_align = tag.align;
@@ -238,7 +187,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   // crafted file can carry any values with a matching checksum.
   if (h.type_name_size == 0 || h.type_name_size >= sizeof h.type_name)
     refuse(reason::bad_header, "bad header: root type name of " + std::to_string(h.type_name_size) + " bytes");
-  if (h.data_offset != round_up(sizeof h + h.metadata_size, data_alignment))
+  if (h.data_offset != data_offset_for(h.metadata_size))
     refuse(reason::bad_header, "bad header: data offset " + std::to_string(h.data_offset));
   if (h.data_offset % os::page_size() != 0)
     refuse(reason::platform, "data offset " + std::to_string(h.data_offset) +
@@ -266,7 +215,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   img.base_ = reinterpret_cast<const std::byte*>(base);
   img.size_ = h.data_size;
   if (options.verify_checksum) {
-    const std::uint64_t got = XXH3_64bits(img.base_, img.size_);
+    const std::uint64_t got = data_checksum_of(img.base_, img.size_);
     if (got != h.data_checksum)
       refuse(reason::checksum, "data checksum mismatch (XXH3-64: the header says " +
                                    std::to_string(h.data_checksum) + ", the data hashes to " +

@@ -562,3 +562,31 @@ TEST_CASE("a write to image memory is stopped by the trap, naming the image and 
   CHECK(child.stderr_text.find("at offset " + std::to_string(offset) + " ") != std::string::npos);
   CHECK(t.count == 100);
 }
+
+TEST_CASE("permafrost-stat lists each process's images and how many processes map each") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 20000);
+  spawned_child children[2];
+  for (auto& c : children) spawn_child(c, path.string(), 20000);
+  for (auto& c : children) REQUIRE(c.data != 0);
+  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) + " " +
+                              std::to_string(children[1].pid);
+  FILE* out = ::popen(command.c_str(), "r");
+  REQUIRE(out != nullptr);
+  std::string text;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
+  CHECK(::pclose(out) == 0);
+  MESSAGE(text);
+  const std::size_t per_image = text.find("per image:");
+  REQUIRE(per_image != std::string::npos);
+  // One row per process under "images:", then the image once with its process count.
+  CHECK(text.find(std::to_string(children[0].pid) + "  " + path.string()) != std::string::npos);
+  CHECK(text.find(std::to_string(children[1].pid) + "  " + path.string()) != std::string::npos);
+  const std::size_t row = text.find(path.string(), per_image);
+  REQUIRE(row != std::string::npos);
+  unsigned processes = 0;
+  CHECK(std::sscanf(text.c_str() + row + path.string().size(), "%u", &processes) == 1);
+  CHECK(processes == 2);
+}
