@@ -590,3 +590,24 @@ TEST_CASE("permafrost-stat lists each process's images and how many processes ma
   CHECK(std::sscanf(text.c_str() + row + path.string().size(), "%u", &processes) == 1);
   CHECK(processes == 2);
 }
+
+TEST_CASE("a worker cannot write image memory: mprotect(PROT_WRITE) and /proc/self/mem both fail") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  const image img = image::open(path);
+  auto* page = const_cast<std::byte*>(img.data().data());
+  const int status = pt::wait_status_of([&] {
+    // The compromised worker: both ways around the read-only protection are refused.
+    if (::mprotect(page, 4096, PROT_READ | PROT_WRITE) == 0 || errno != EACCES) ::_exit(10);
+    const int mem = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    if (mem < 0) ::_exit(11);
+    const char byte = 'X';
+    if (::pwrite(mem, &byte, 1, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(page))) == 1) ::_exit(12);
+    ::_exit(0);
+  });
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(read_all(path)[data_offset] == static_cast<char>(img.data()[0]));
+  CHECK(img.root<pt::image_table>().count == 100);
+}
