@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   options.name = "config";
   permafrost::arena arena(options);
   permafrost::intern_pool pool(arena);
-  const permafrost::frozen_json& config = permafrost::freeze_json(arena, doc, &pool);
+  const permafrost::frozen_json& config = permafrost::copy_json(arena, doc, &pool);
   doc = nullptr;
   arena.freeze();
   const auto interned = pool.stats();
