@@ -688,7 +688,10 @@ TEST_CASE("a hash_map<string, string> image is read right by exec'd processes at
     REQUIRE(c.data != 0);
     CHECK(c.wrong == 0);
     CHECK(c.frozen == 1);
-    MESSAGE("built at 0x" << std::hex << built_at << ", read at 0x" << c.data);
+    char where[96];
+    std::snprintf(where, sizeof where, "built at %#lx, read at %#lx", static_cast<unsigned long>(built_at),
+                  static_cast<unsigned long>(c.data));
+    MESSAGE(where);
     const int status = c.finish();
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);

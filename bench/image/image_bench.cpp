@@ -381,17 +381,22 @@ int worker_build(const std::string& peer, const files& f) {
   return 0;
 }
 
-// Spawned fresh: opens (or rebuilds) and answers one lookup; prints the clock at that moment.
-int worker_first(const std::string& peer, const files& f, std::uint64_t probe) {
-  const double t0 = bench::now_ns();
-  peer_state st;
+// What a fresh process does before its first lookup: open the file, or rebuild from the source.
+void open_or_rebuild(const std::string& peer, const files& f, peer_state& st) {
   if (is_file_peer(peer)) {
     open_file(peer, f, st);
   } else {
     const source s = read_source(f.tsv());
-    double b = 0, sv = 0;
-    build(peer, s, f, st, &b, &sv);
+    double build_s = 0, save_s = 0;
+    build(peer, s, f, st, &build_s, &save_s);
   }
+}
+
+// Spawned fresh: opens (or rebuilds) and answers one lookup; prints the clock at that moment.
+int worker_first(const std::string& peer, const files& f, std::uint64_t probe) {
+  const double t0 = bench::now_ns();
+  peer_state st;
+  open_or_rebuild(peer, f, st);
   const record* r = finder_of(peer, st)(key_of(probe));
   const double t1 = bench::now_ns();
   if (r == nullptr || r->id != probe) throw std::runtime_error(peer + ": wrong first answer");
@@ -401,13 +406,7 @@ int worker_first(const std::string& peer, const files& f, std::uint64_t probe) {
 
 int worker_lookups(const std::string& peer, const files& f, std::uint64_t n, int rounds) {
   peer_state st;
-  if (is_file_peer(peer)) {
-    open_file(peer, f, st);
-  } else {
-    const source s = read_source(f.tsv());
-    double b = 0, sv = 0;
-    build(peer, s, f, st, &b, &sv);
-  }
+  open_or_rebuild(peer, f, st);
   const finder find = finder_of(peer, st);
   std::vector<std::uint64_t> order(n);
   for (std::uint64_t i = 0; i < n; ++i) order[i] = i;
