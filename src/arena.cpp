@@ -370,7 +370,14 @@ void release_slot(arena_slot* slot) noexcept {
 // Images (src/image_mapping.hpp).
 // MERGE POINT (branch arena): when src/arena_registry.* lands, re-point map_image at its
 // primitives for "place a read-only file mapping in claimed granules and publish it as frozen";
-// image.cpp reaches the registry only through map_image and release_slot.
+// image.cpp reaches the registry only through map_image and release_slot (image_mapping.hpp).
+// With the registry's image protocol this function becomes:
+//   slot = registry::claim_frozen(mapped)            (std::bad_alloc -> return ENOMEM)
+//   err = os::map_file_fixed(fd, slot->base, mapped, file_offset, false)
+//         (on error: registry::release_frozen(slot); return err)
+//   registry::publish_frozen(slot, slot->base + bytes, name); asan_unpoison(base, bytes)
+// and ~image calls registry::release_frozen(slot) instead of release_slot; free_slot(),
+// free_granules() and the release_slot() split of ~arena then go away with this block.
 // ---------------------------------------------------------------------------------------------
 
 int map_image(int fd, std::size_t file_offset, std::size_t bytes, std::string_view name,
