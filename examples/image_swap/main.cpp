@@ -1,8 +1,9 @@
 // examples/image_swap — replacing a table while requests read it, with frozen images.
 //
-// A server keeps its current table as a std::shared_ptr<const permafrost::image> in a
-// std::atomic. Each request loads the pointer once and reads only that image, so it sees one
-// version from start to end. A reload builds the next version, saves it over the same path
+// A server keeps its current table as a std::shared_ptr<const permafrost::image>, published
+// under a mutex (std::atomic<std::shared_ptr> does the same job; libstdc++ 12's is reported by
+// ThreadSanitizer, so the example stays with the mutex). Each request copies the pointer once and
+// reads only that image, so it sees one version from start to end. A reload builds the next version, saves it over the same path
 // (save_image renames atomically, so the old image's open mapping is untouched), opens it and
 // stores it; the old image is unmapped when the last request holding it finishes.
 //
@@ -24,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +50,26 @@ void build_and_save(const std::filesystem::path& path, std::size_t keys, int ver
   a.freeze();
   permafrost::save_image(a, t, path, {.metadata = "version " + std::to_string(version)});
 }
+
+// The current image: readers take a reference, the reloader swaps in a newer one.
+class current_image {
+ public:
+  explicit current_image(std::shared_ptr<const permafrost::image> first) : img_(std::move(first)) {}
+  std::shared_ptr<const permafrost::image> get() const {
+    std::lock_guard lock(mu_);
+    return img_;
+  }
+  // Returns the image replaced; it is unmapped when the last reader holding it lets go.
+  std::shared_ptr<const permafrost::image> exchange(std::shared_ptr<const permafrost::image> next) {
+    std::lock_guard lock(mu_);
+    img_.swap(next);
+    return next;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const permafrost::image> img_;
+};
 
 int mappings_of(const std::filesystem::path& path) {
   std::ifstream maps("/proc/self/maps");
@@ -93,8 +115,7 @@ int main(int argc, char** argv) {
 
   try {
     build_and_save(path, keys, 1);
-    std::atomic<std::shared_ptr<const permafrost::image>> current{
-        std::make_shared<const permafrost::image>(permafrost::image::open(path))};
+    current_image current(std::make_shared<const permafrost::image>(permafrost::image::open(path)));
 
     std::atomic<bool> stop{false};
     std::atomic<long> requests{0}, mixed{0}, missing{0};
@@ -104,7 +125,7 @@ int main(int argc, char** argv) {
         std::size_t i = static_cast<std::size_t>(r) * 7919;
         while (!stop.load(std::memory_order_relaxed)) {
           // One request: one image for all its lookups, however long it takes.
-          const std::shared_ptr<const permafrost::image> img = current.load();
+          const std::shared_ptr<const permafrost::image> img = current.get();
           const table& t = img->root<table>();
           std::string version;
           for (int k = 0; k < 8; ++k, i = (i + 104729) % keys) {
@@ -131,7 +152,7 @@ int main(int argc, char** argv) {
       const auto t1 = std::chrono::steady_clock::now();
       retired.push_back(current.exchange(std::move(next)));  // the old one dies with its last reader
       std::printf("published version %d (%s) after %.1f ms of build+save+open; %ld requests so far\n", version,
-                  std::string(current.load()->metadata()).c_str(),
+                  std::string(current.get()->metadata()).c_str(),
                   std::chrono::duration<double, std::milli>(t1 - t0).count(), requests.load());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -146,7 +167,7 @@ int main(int argc, char** argv) {
                 "mappings of %s now: %d\n",
                 pass ? "PASS" : "FAIL", requests.load(), mixed.load(), missing.load(), alive,
                 path.filename().c_str(), mapped);
-    current.store(nullptr);
+    (void)current.exchange(nullptr);
     if (made_dir) std::filesystem::remove_all(dir);
     return pass ? 0 : 1;
   } catch (const std::exception& e) {

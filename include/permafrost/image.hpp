@@ -21,8 +21,9 @@
 //   a write into it prints `write to frozen arena "image NAME" at offset N` (N counted from the
 //   data's first byte, the same offset the bytes had in the saved arena) before the process dies.
 // - Swapping: open the newer image while readers still use the old one; publish it to readers
-//   (e.g. a std::shared_ptr<const image> stored with std::atomic_store / std::atomic<shared_ptr>);
-//   the old mapping goes away when its last reader drops its reference. Saving over the path an
+//   as a std::shared_ptr<const image> (swapped under a mutex, or in a std::atomic<shared_ptr>),
+//   taken once per request; the old mapping goes away when its last reader drops its reference
+//   (examples/image_swap). Saving over the path an
 //   open image came from is safe: the rename leaves the old inode mapped until it is closed.
 //   Truncating or rewriting an image file in place while it is mapped is not (readers would take
 //   SIGBUS or see changed bytes); save_image never does.
