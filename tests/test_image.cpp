@@ -259,9 +259,13 @@ TEST_CASE("a moved image keeps its mapping; the moved-from image owns nothing") 
   CHECK(a.data().empty());  // NOLINT(bugprone-use-after-move): the moved-from state is specified
   CHECK(pt::check_image_table(b.root<pt::image_table>(), 100) == 0);
   image c = image::open(path);
+  const void* replaced = c.data().data();
+  CHECK(permafrost::is_frozen(replaced));
   c = std::move(b);
   CHECK(c.data().data() == data);
   CHECK(permafrost::is_frozen(data));
+  CHECK_FALSE(permafrost::is_frozen(replaced));  // the image c held before was unmapped
+  CHECK(c.name() == path.string());
 }
 
 TEST_CASE("four exec'd processes open one image: right answers, one copy in memory, no private page") {
