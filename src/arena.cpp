@@ -35,6 +35,14 @@ constinit std::atomic<std::uint64_t> g_next_ticket{1};
 // A thread's chunk is at least this big, so the lock is taken once per 64 KiB, not per object.
 constexpr std::size_t chunk_bytes = std::size_t{64} << 10;
 
+// arena_options::freeze_checks when unset: decided here, by the library's own build, so every
+// translation unit of a program gets the same answer.
+#ifdef NDEBUG
+constexpr bool freeze_checks_by_default = false;
+#else
+constexpr bool freeze_checks_by_default = true;
+#endif
+
 constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) {
   return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
 }
@@ -314,7 +322,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     std::memcpy(slot->name, options.name.data(), n);
     slot->name[n] = '\0';
     slot->log.clear();
-    slot->run_freeze_checks = options.freeze_checks;
+    slot->run_freeze_checks = options.freeze_checks.value_or(detail::freeze_checks_by_default);
     slot->freeze_checks.clear();
     slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
     slot->identity = detail::next_ticket();

@@ -875,3 +875,19 @@ TEST_CASE("intern_pool: a request that throws is not counted") {
   CHECK(pool.intern("kept") == "kept");  // a repeat needs no arena byte
   CHECK(pool.stats().requests == 2);
 }
+
+// ----- freeze check default ----------------------------------------------------------------
+
+namespace permafrost::test {
+bool freeze_checks_default_ndebug();
+bool freeze_checks_default_debug();
+}  // namespace permafrost::test
+
+TEST_CASE("freeze check: the default is the library's, the same with and without the consumer's NDEBUG") {
+  CHECK_FALSE(arena_options{}.freeze_checks.has_value());
+  CHECK(permafrost::test::freeze_checks_default_ndebug() == permafrost::test::freeze_checks_default_debug());
+  arena on(opts("checks-on", true));
+  CHECK(on.freeze_checks_enabled());
+  arena off(opts("checks-off", false));
+  CHECK_FALSE(off.freeze_checks_enabled());
+}
