@@ -94,6 +94,9 @@ void write_source(const fs::path& path, std::uint64_t n) {
     const record r = value_of(i);
     std::fprintf(f, "%s\t%llu\t%u\t%u\n", key_of(i).c_str(), static_cast<unsigned long long>(r.id), r.a, r.b);
   }
+  // On disk before any peer runs: otherwise its writeback lands in the first peer's build.
+  std::fflush(f);
+  ::fsync(::fileno(f));
   std::fclose(f);
 }
 
