@@ -64,6 +64,13 @@ PyObject* check(PyObject* o) {
   return o;
 }
 
+// A type's short name: "datetime", not "datetime.datetime".
+std::string short_type_name(PyObject* o) {
+  const char* n = Py_TYPE(o)->tp_name;
+  const char* dot = std::strrchr(n, '.');
+  return dot ? dot + 1 : n;
+}
+
 // Converts a C++ exception escaping an entry point into a Python one.
 void set_python_error(const std::exception& e) {
   if (dynamic_cast<const std::bad_alloc*>(&e))
@@ -757,7 +764,7 @@ class freezer {
       keep_.emplace_back(thawed);
       return value(thawed);
     }
-    fail(PyExc_TypeError, std::string(Py_TYPE(o)->tp_name) + " is not supported");
+    fail(PyExc_TypeError, short_type_name(o) + " is not supported");
   }
 
   std::vector<char>& bytes() { return buf_; }
@@ -874,7 +881,7 @@ class freezer {
     const bool seen = open_.size() <= 64
                           ? std::find(open_.begin(), open_.end(), o) != open_.end()
                           : open_set_.count(o) != 0;
-    if (seen) fail(PyExc_TypeError, std::string("cycle: this ") + Py_TYPE(o)->tp_name +
+    if (seen) fail(PyExc_TypeError, "cycle: this " + short_type_name(o) +
                                         " contains itself");
     if (open_.size() >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
     if (open_.size() == 64)
@@ -938,8 +945,8 @@ class freezer {
     path_.push_back({how, nullptr, i});
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&
         !PyTuple_Check(key) && !PyFrozenSet_Check(key) && key != Py_None)
-      fail(PyExc_TypeError, std::string(Py_TYPE(key)->tp_name) + " is not supported");
-    fail(PyExc_TypeError, std::string("unhashable key of type ") + Py_TYPE(key)->tp_name);
+      fail(PyExc_TypeError, short_type_name(key) + " is not supported");
+    fail(PyExc_TypeError, "unhashable key of type " + short_type_name(key));
   }
 
   word dict(PyObject* o) {
