@@ -9,6 +9,7 @@
 
 #include "arena_backing.hpp"
 #include "arena_slot.hpp"
+#include "image_mapping.hpp"
 #include "os.hpp"
 
 namespace permafrost {
@@ -147,6 +148,29 @@ void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, co
   return reinterpret_cast<void*>(p);
 }
 
+// A slot not in use, or nullptr when max_arenas are live. Pre: the registry lock is held.
+arena_slot* free_slot() noexcept {
+  for (std::size_t i = 0; i < max_arenas; ++i) {
+    if (!g_table.slots[i].in_use) return &g_table.slots[i];
+  }
+  return nullptr;
+}
+
+// First fit: sets *first to the index of `count` consecutive free granules; false when there are
+// none. Pre: the registry lock is held.
+bool free_granules(std::size_t count, std::size_t* first) noexcept {
+  const std::size_t total = g_address_space.size.load(std::memory_order_relaxed) >> granule_shift;
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < total && run < count; ++i) {
+    if (g_address_space.granules[i].owner.load(std::memory_order_relaxed) == nullptr) {
+      if (run++ == 0) *first = i;
+    } else {
+      run = 0;
+    }
+  }
+  return run == count;
+}
+
 }  // namespace
 
 arena_slot* slots_begin() noexcept { return g_table.slots; }
@@ -267,25 +291,11 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   std::lock_guard registry(detail::registry_mutex());
   if (detail::ensure_address_space() != 0) throw std::bad_alloc();
 
-  arena_slot* slot = nullptr;
-  for (std::size_t i = 0; i < detail::max_arenas && slot == nullptr; ++i) {
-    if (!detail::slots_begin()[i].in_use) slot = &detail::slots_begin()[i];
-  }
+  arena_slot* slot = detail::free_slot();
   if (slot == nullptr) throw std::bad_alloc();
-
-  // First fit over free granules.
   auto& space = detail::g_address_space;
-  const std::size_t total = space.size.load(std::memory_order_relaxed) >> detail::granule_shift;
   std::size_t first = 0;
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < total && run < granules; ++i) {
-    if (space.granules[i].owner.load(std::memory_order_relaxed) == nullptr) {
-      if (run++ == 0) first = i;
-    } else {
-      run = 0;
-    }
-  }
-  if (run < granules) throw std::bad_alloc();
+  if (!detail::free_granules(granules, &first)) throw std::bad_alloc();
 
   {
     std::lock_guard lock(slot->mu);
@@ -320,7 +330,12 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
 
 arena::~arena() {
   if (core_ == &detail::g_dead_arena) return;
-  auto* slot = static_cast<arena_slot*>(core_);
+  detail::release_slot(static_cast<arena_slot*>(core_));
+}
+
+namespace detail {
+
+void release_slot(arena_slot* slot) noexcept {
   std::lock_guard registry(detail::registry_mutex());
   std::lock_guard lock(slot->mu);
   slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
@@ -350,6 +365,70 @@ arena::~arena() {
   slot->in_use = false;
   if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
 }
+
+// ---------------------------------------------------------------------------------------------
+// Images (src/image_mapping.hpp).
+// MERGE POINT (branch arena): when src/arena_registry.* lands, re-point map_image at its
+// primitives for "place a read-only file mapping in claimed granules and publish it as frozen";
+// image.cpp reaches the registry only through map_image and release_slot.
+// ---------------------------------------------------------------------------------------------
+
+int map_image(int fd, std::size_t file_offset, std::size_t bytes, std::string_view name,
+              arena_core** core, std::uintptr_t* base) noexcept {
+  if (bytes == 0 || bytes > max_granules * granule_size) return ENOMEM;
+  const std::size_t mapped = round_up(bytes, os::page_size());
+  const std::size_t granules = (mapped + granule_size - 1) >> granule_shift;
+  std::lock_guard registry(registry_mutex());
+  if (const int err = ensure_address_space(); err != 0) return err;
+  arena_slot* slot = free_slot();
+  std::size_t first = 0;
+  if (slot == nullptr || !free_granules(granules, &first)) return ENOMEM;
+  const std::uintptr_t at =
+      g_address_space.base.load(std::memory_order_relaxed) + (first << granule_shift);
+  // Replaces the reservation's PROT_NONE pages with the file, read-only and shared: the page
+  // cache's pages, never a private copy.
+  if (const int err = os::map_file_fixed(fd, reinterpret_cast<void*>(at), mapped, file_offset, false);
+      err != 0)
+    return err;
+  {
+    std::lock_guard lock(slot->mu);
+    slot->in_use = true;
+    slot->base = at;
+    slot->reserved = granules << granule_shift;
+    slot->limit = at + bytes;
+    slot->bump = at + bytes;
+    slot->committed_end = at + mapped;
+    slot->huge_pages = false;
+    slot->log_allocations = false;
+    slot->frozen.store(true, std::memory_order_relaxed);
+    slot->allocations.store(0, std::memory_order_relaxed);
+    slot->lost.store(0, std::memory_order_relaxed);
+    const std::size_t n = std::min(name.size(), sizeof slot->name - 1);
+    std::memcpy(slot->name, name.data(), n);
+    slot->name[n] = '\0';
+    slot->log.clear();
+    slot->run_freeze_checks = false;
+    slot->freeze_checks.clear();
+    slot->ticket.store(next_ticket(), std::memory_order_relaxed);
+    slot->identity = next_ticket();
+    slot->fd = -1;  // the mapping holds the file; the image keeps no descriptor
+    slot->inherited = false;
+    slot->attached = true;  // frozen from birth, like an attached arena
+    slot->outside_space = false;
+    slot->populate = false;
+  }
+  for (std::size_t i = first; i < first + granules; ++i) {
+    g_address_space.granules[i].frozen_end.store(at + bytes, std::memory_order_relaxed);
+    g_address_space.granules[i].owner.store(slot, std::memory_order_release);
+  }
+  // The range may have been poisoned by an arena this process destroyed there earlier.
+  asan_unpoison(reinterpret_cast<void*>(at), bytes);
+  *core = slot;
+  *base = at;
+  return 0;
+}
+
+}  // namespace detail
 
 arena::arena(arena&& other) noexcept : core_(std::exchange(other.core_, &detail::g_dead_arena)) {}
 

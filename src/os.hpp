@@ -109,6 +109,31 @@ int dup_fd(int fd, int* out) noexcept;
 int close_fd(int fd) noexcept;
 
 // ---------------------------------------------------------------------------------------------
+// Files by path (images: src/image.cpp)
+// ---------------------------------------------------------------------------------------------
+
+// Opens `path` read-only, close-on-exec. On success *fd is the descriptor.
+int open_read(const char* path, int* fd) noexcept;
+
+// Creates a new file from `path_template` (ending in "XXXXXX", replaced in place) with mode 0644
+// less the umask, open read-write and close-on-exec (mkostemp). On success *fd is the descriptor.
+int create_temp(char* path_template, int* fd) noexcept;
+
+// *regular = the file behind fd is a regular file (memfds included); false for pipes, sockets,
+// devices and directories (fstat).
+int file_is_regular(int fd, bool* regular) noexcept;
+
+// Flushes the file's data and metadata to its device (fsync).
+int sync_file(int fd) noexcept;
+
+// Flushes a directory's entries (after a rename into it) to its device: open + fsync + close.
+int sync_directory(const char* path) noexcept;
+
+// rename(2): replaces `to` atomically; unlink(2).
+int rename_file(const char* from, const char* to) noexcept;
+int remove_file(const char* path) noexcept;
+
+// ---------------------------------------------------------------------------------------------
 // Transparent huge pages
 // ---------------------------------------------------------------------------------------------
 

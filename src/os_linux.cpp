@@ -235,6 +235,47 @@ int dup_fd(int fd, int* out) noexcept {
 
 int close_fd(int fd) noexcept { return ::close(fd) == 0 ? 0 : errno_or(EBADF); }
 
+int open_read(const char* path, int* fd) noexcept {
+  const int r = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (r < 0) return errno_or(ENOENT);
+  *fd = r;
+  return 0;
+}
+
+int create_temp(char* path_template, int* fd) noexcept {
+  const int r = ::mkostemp(path_template, O_CLOEXEC);
+  if (r < 0) return errno_or(EIO);
+  // mkostemp makes the file 0600; an image is read by other users' processes as any data file.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  (void)::fchmod(r, 0644 & ~mask);
+  *fd = r;
+  return 0;
+}
+
+int file_is_regular(int fd, bool* regular) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_or(EBADF);
+  *regular = S_ISREG(st.st_mode);
+  return 0;
+}
+
+int sync_file(int fd) noexcept { return ::fsync(fd) == 0 ? 0 : errno_or(EIO); }
+
+int sync_directory(const char* path) noexcept {
+  const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_or(ENOENT);
+  const int err = ::fsync(fd) == 0 ? 0 : errno_or(EIO);
+  ::close(fd);
+  return err;
+}
+
+int rename_file(const char* from, const char* to) noexcept {
+  return ::rename(from, to) == 0 ? 0 : errno_or(EIO);
+}
+
+int remove_file(const char* path) noexcept { return ::unlink(path) == 0 ? 0 : errno_or(ENOENT); }
+
 thp_mode transparent_huge_pages() noexcept {
   const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return thp_mode::unavailable;

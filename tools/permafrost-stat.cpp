@@ -12,6 +12,12 @@
 // with CONFIG_ANON_VMA_NAME) or a memfd-backed one ("/memfd:permafrost... (deleted)"). The
 // default arena name is "permafrost"; arenas given other names are found if the name contains it.
 //
+// Images (permafrost::image, include/permafrost/image.hpp): the file mappings whose path ends in
+// ".pfi" (the image suffix; " (deleted)" after a newer image was saved over it is allowed) and
+// memfds whose name starts with "permafrost-image". Each is listed per process with its size and
+// PSS, then once per image with the number of processes that map it and their summed PSS (with
+// --tree: across the whole tree). Images saved under other names are not recognised.
+//
 // Exit status: 0 success; 1 a process could not be read (no permission, or it vanished while
 // being read: the message names the file and errno); 2 bad usage, or a PID that is not a number or
 // not a live process.
@@ -32,6 +38,7 @@ struct process_row {
   std::string name;
   permafrost::memory_usage mem;
   std::vector<permafrost::mapping> arenas;
+  std::vector<permafrost::mapping> images;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -74,9 +81,53 @@ std::string json_usage(const permafrost::memory_usage& u) {
   return buf;
 }
 
+// The image a mapping shows, by the naming convention in the header comment; empty if none.
+std::string image_of(const permafrost::mapping& m) {
+  std::string name = m.name;
+  const std::string deleted = " (deleted)";
+  if (name.size() > deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
+    name.resize(name.size() - deleted.size());
+  const bool pfi = name.size() > 4 && name.compare(name.size() - 4, 4, ".pfi") == 0 && name[0] == '/';
+  const bool memfd = name.rfind("/memfd:permafrost-image", 0) == 0;
+  return pfi || memfd ? name : std::string();
+}
+
 bool is_arena(const permafrost::mapping& m) {
+  if (!image_of(m).empty()) return false;
   const bool anon_or_memfd = m.name.rfind("[anon:", 0) == 0 || m.name.rfind("/memfd:", 0) == 0;
   return anon_or_memfd && m.name.find("permafrost") != std::string::npos;
+}
+
+// Per process, then per image: how many of the listed processes map it and their summed PSS.
+void print_images(const std::vector<process_row>& rows) {
+  struct image_total {
+    std::string name;
+    std::uint64_t bytes = 0;
+    std::uint64_t pss = 0;
+    std::uint64_t rss = 0;
+    std::vector<pid_t> pids;
+  };
+  std::vector<image_total> totals;
+  bool any = false;
+  for (const auto& r : rows) {
+    for (const auto& m : r.images) {
+      if (!any) std::printf("\nimages:\n%8s  %-44s %10s %10s %10s\n", "PID", "IMAGE", "SIZE MiB", "RSS MiB", "PSS MiB");
+      any = true;
+      const std::string name = image_of(m);
+      std::printf("%8d  %-44s %10.1f %10.1f %10.1f\n", r.pid, name.c_str(), mib(m.end - m.begin),
+                  mib(m.usage.rss), mib(m.usage.pss));
+      auto it = std::find_if(totals.begin(), totals.end(), [&](const image_total& t) { return t.name == name; });
+      if (it == totals.end()) it = totals.insert(totals.end(), image_total{name, m.end - m.begin, 0, 0, {}});
+      it->pss += m.usage.pss;
+      it->rss += m.usage.rss;
+      if (std::find(it->pids.begin(), it->pids.end(), r.pid) == it->pids.end()) it->pids.push_back(r.pid);
+    }
+  }
+  if (!any) return;
+  std::printf("\nper image:\n%-44s %10s %10s %10s %10s\n", "IMAGE", "PROCESSES", "SIZE MiB", "SUM RSS", "SUM PSS");
+  for (const auto& t : totals)
+    std::printf("%-44s %10zu %10.1f %10.1f %10.1f\n", t.name.c_str(), t.pids.size(), mib(t.bytes),
+                mib(t.rss), mib(t.pss));
 }
 
 }  // namespace
@@ -126,7 +177,8 @@ int main(int argc, char** argv) {
       r.mem = permafrost::process_memory(pid);
       r.name = permafrost::process_name(pid);
       for (auto& m : permafrost::mappings(pid))
-        if (is_arena(m)) r.arenas.push_back(std::move(m));
+        if (!image_of(m).empty()) r.images.push_back(m);
+        else if (is_arena(m)) r.arenas.push_back(std::move(m));
     } catch (const permafrost::proc_error& e) {
       const int err = e.code().value();
       const bool gone = err == ENOENT || err == ESRCH;
@@ -153,6 +205,13 @@ int main(int argc, char** argv) {
                     json_string(m.name).c_str(), static_cast<unsigned long>(m.begin),
                     static_cast<unsigned long>(m.end), json_usage(m.usage).c_str());
       }
+      std::printf("], \"images\": [");
+      for (std::size_t j = 0; j < r.images.size(); ++j) {
+        const auto& m = r.images[j];
+        std::printf("%s{\"image\": %s, \"bytes\": %llu, %s}", j ? ", " : "",
+                    json_string(image_of(m)).c_str(),
+                    static_cast<unsigned long long>(m.end - m.begin), json_usage(m.usage).c_str());
+      }
       std::printf("]}%s\n", i + 1 < rows.size() ? "," : "");
     }
     std::printf("  ],\n  \"total\": {\"processes\": %zu, %s, \"saved_by_sharing\": %llu}\n}\n",
@@ -178,5 +237,6 @@ int main(int argc, char** argv) {
     }
   }
   if (!any) std::printf("arenas: none found by name (see permafrost-stat's header comment)\n");
+  print_images(rows);
   return 0;
 }

@@ -1,0 +1,269 @@
+// permafrost — frozen images: save, validate, map (contract in include/permafrost/image.hpp, file
+// format in docs/design.md "Images").
+#include "permafrost/image.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "image_format.hpp"
+#include "image_mapping.hpp"
+#include "os.hpp"
+
+namespace permafrost {
+namespace {
+
+using reason = image_error::reason;
+using namespace detail::image_format;
+
+std::string errno_text(int err) { return std::system_category().message(err); }
+
+// ----- save ---------------------------------------------------------------------------------
+
+[[noreturn]] void refuse_save(reason why, const std::filesystem::path& path, const std::string& what) {
+  throw image_error(why, "permafrost::save_image('" + path.string() + "'): " + what);
+}
+
+// Removes the temporary file on every exit but a successful rename.
+struct temp_file {
+  std::string path;
+  int fd = -1;
+  bool renamed = false;
+  ~temp_file() {
+    if (fd >= 0) (void)os::close_fd(fd);
+    if (!renamed && !path.empty()) (void)os::remove_file(path.c_str());
+  }
+};
+
+// ----- open ---------------------------------------------------------------------------------
+
+std::string describe_fd(int fd) {
+  char target[320];
+  std::string name = "fd " + std::to_string(fd);
+  if (os::fd_path(fd, target, sizeof target) == 0) name += std::string(" (") + target + ")";
+  return name;
+}
+
+// The slot name shown by the write trap and kept for is_frozen's owner: "image <name>",
+// shortened from the left to fit the slot's 47 bytes.
+std::string slot_name(const std::string& name) {
+  constexpr std::size_t room = 47 - 6;
+  if (name.size() <= room) return "image " + name;
+  return "image ..." + name.substr(name.size() - (room - 3));
+}
+
+}  // namespace
+
+namespace detail {
+
+void save_image(const arena& a, const void* root, const image_root_tag& tag,
+                const std::filesystem::path& path, const save_options& options) {
+  if (!a.frozen())
+    refuse_save(reason::not_frozen, path,
+                "the arena '" + std::string(a.name()) + "' is not frozen: freeze() it first");
+  const std::span<const std::byte> data = a.used_bytes();
+  const auto* r = static_cast<const std::byte*>(root);
+  if (data.empty() || r < data.data() || tag.size > data.size() ||
+      r > data.data() + (data.size() - tag.size))
+    refuse_save(reason::root_outside, path,
+                "the root object (" + std::string(tag.name) + ", " + std::to_string(tag.size) +
+                    " bytes) does not lie inside the arena '" + std::string(a.name()) +
+                    "' (its used bytes)");
+  if (options.metadata.size() > max_metadata)
+    refuse_save(reason::bad_header, path,
+                "metadata of " + std::to_string(options.metadata.size()) + " bytes (at most " +
+                    std::to_string(max_metadata) + ")");
+
+  file_header h{};
+  std::memcpy(h.magic, magic, sizeof magic);
+  h.version = format_version;
+  h.word_size = sizeof(void*);
+  h.byte_order = native_byte_order();
+  h.header_size = sizeof(file_header);
+  h.data_offset = data_offset_for(options.metadata.size());
+  h.data_size = data.size();
+  h.data_checksum = data_checksum_of(data.data(), data.size());
+  h.root_offset = static_cast<std::uint64_t>(r - data.data());
+  h.root_size = tag.size;
+  h.root_align = tag.align;
+  h.metadata_size = static_cast<std::uint32_t>(options.metadata.size());
+  h.type_name_size = static_cast<std::uint32_t>(tag.name.size());
+  std::memcpy(h.type_name, tag.name.data(), tag.name.size());
+  h.header_checksum = header_checksum_of(h, options.metadata);
+
+  std::vector<std::byte> head(h.data_offset);
+  std::memcpy(head.data(), &h, sizeof h);
+  if (!options.metadata.empty())
+    std::memcpy(head.data() + sizeof h, options.metadata.data(), options.metadata.size());
+
+  temp_file tmp;
+  tmp.path = path.string() + ".XXXXXX";
+  if (const int err = os::create_temp(tmp.path.data(), &tmp.fd); err != 0) {
+    tmp.path.clear();  // nothing was created
+    refuse_save(reason::io, path, "creating a temporary file beside it: " + errno_text(err));
+  }
+  auto step = [&](const char* what, int err) {
+    if (err != 0) refuse_save(reason::io, path, std::string(what) + " '" + tmp.path + "': " + errno_text(err));
+  };
+  step("writing the header to", os::file_write(tmp.fd, head.data(), head.size(), 0));
+  step("writing the data to", os::file_write(tmp.fd, data.data(), data.size(), head.size()));
+  step("fsync of", os::sync_file(tmp.fd));
+  step("closing", os::close_fd(std::exchange(tmp.fd, -1)));
+  if (const int err = os::rename_file(tmp.path.c_str(), path.c_str()); err != 0)
+    refuse_save(reason::io, path, "renaming '" + tmp.path + "' over it: " + errno_text(err));
+  tmp.renamed = true;
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  if (const int err = os::sync_directory(dir.c_str()); err != 0)
+    refuse_save(reason::io, path, "fsync of its directory: " + errno_text(err));
+}
+
+}  // namespace detail
+
+// ----- image --------------------------------------------------------------------------------
+
+image image::open(const std::filesystem::path& path, const open_options& options) {
+  int fd = -1;
+  if (const int err = os::open_read(path.c_str(), &fd); err != 0)
+    throw image_error(reason::io, "permafrost::image::open('" + path.string() +
+                                      "'): cannot open the file: " + errno_text(err));
+  struct closer {
+    int fd;
+    ~closer() { (void)os::close_fd(fd); }
+  } close_on_exit{fd};
+  return open_descriptor(fd, path.string(), options);
+}
+
+image image::open_fd(int fd, const open_options& options) {
+  return open_descriptor(fd, describe_fd(fd), options);
+}
+
+image image::open_descriptor(int fd, std::string name, const open_options& options) {
+  auto refuse = [&name](reason why, const std::string& what) -> void {
+    throw image_error(why, "permafrost::image::open('" + name + "'): " + what);
+  };
+  bool regular = false;
+  if (const int err = os::file_is_regular(fd, &regular); err != 0)
+    refuse(reason::io, "fstat: " + errno_text(err));
+  if (!regular)
+    refuse(reason::not_mappable, "not a regular file (a pipe, socket, device or directory cannot be mapped)");
+  std::size_t file_bytes = 0;
+  if (const int err = os::file_size(fd, &file_bytes); err != 0)
+    refuse(reason::io, "fstat: " + errno_text(err));
+  if (file_bytes < sizeof(file_header))
+    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) +
+                                  " bytes, shorter than the " + std::to_string(sizeof(file_header)) +
+                                  "-byte header");
+  file_header h{};
+  if (const int err = os::file_read(fd, &h, sizeof h, 0); err != 0)
+    refuse(reason::io, "reading the header: " + errno_text(err));
+  if (std::memcmp(h.magic, magic, sizeof magic) != 0)
+    refuse(reason::bad_magic, "bad magic: not a permafrost image");
+  if (h.word_size != sizeof(void*) || h.byte_order != native_byte_order())
+    refuse(reason::platform, "made for " + std::to_string(h.word_size * 8) + "-bit " +
+                                 (h.byte_order == little_endian ? "little" : h.byte_order == big_endian ? "big" : "unknown") +
+                                 "-endian machines; this one is " + std::to_string(sizeof(void*) * 8) + "-bit " +
+                                 (native_byte_order() == little_endian ? "little" : "big") + "-endian");
+  if (h.version > format_version)
+    refuse(reason::version, "format version " + std::to_string(h.version) +
+                                " is newer than this library reads (" + std::to_string(format_version) + ")");
+  if (h.version == 0) refuse(reason::bad_header, "bad header: format version 0");
+  if (h.header_size != sizeof(file_header))
+    refuse(reason::bad_header, "bad header: header size " + std::to_string(h.header_size) + ", expected " +
+                                   std::to_string(sizeof(file_header)));
+  if (h.metadata_size > max_metadata)
+    refuse(reason::bad_header, "bad header: metadata size " + std::to_string(h.metadata_size) +
+                                   " over " + std::to_string(max_metadata));
+  if (file_bytes < sizeof h + h.metadata_size)
+    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) + " bytes, shorter than its header and metadata");
+  std::string metadata(h.metadata_size, '\0');
+  if (const int err = os::file_read(fd, metadata.data(), metadata.size(), sizeof h); err != 0)
+    refuse(reason::io, "reading the metadata: " + errno_text(err));
+  if (header_checksum_of(h, metadata) != h.header_checksum)
+    refuse(reason::bad_header, "bad header: header checksum mismatch (the header or metadata is damaged)");
+  // The checksum passed: the fields below are what a saver wrote; check them anyway, since a
+  // crafted file can carry any values with a matching checksum.
+  if (h.type_name_size == 0 || h.type_name_size >= sizeof h.type_name)
+    refuse(reason::bad_header, "bad header: root type name of " + std::to_string(h.type_name_size) + " bytes");
+  if (h.data_offset != data_offset_for(h.metadata_size))
+    refuse(reason::bad_header, "bad header: data offset " + std::to_string(h.data_offset));
+  if (h.data_offset % os::page_size() != 0)
+    refuse(reason::platform, "data offset " + std::to_string(h.data_offset) +
+                                 " is not a multiple of this machine's page size");
+  if (h.data_size == 0 || h.data_size > detail::max_granules * detail::granule_size)
+    refuse(reason::bad_header, "bad header: data size " + std::to_string(h.data_size));
+  if (h.root_align == 0 || (h.root_align & (h.root_align - 1)) != 0 || h.root_align > detail::max_alignment ||
+      h.root_size == 0 || h.root_size > h.data_size || h.root_offset > h.data_size - h.root_size ||
+      h.root_offset % h.root_align != 0)
+    refuse(reason::bad_header, "bad header: root at offset " + std::to_string(h.root_offset) + " (" +
+                                   std::to_string(h.root_size) + " bytes, alignment " +
+                                   std::to_string(h.root_align) + ") does not lie inside " +
+                                   std::to_string(h.data_size) + " data bytes");
+  if (file_bytes - h.data_offset < h.data_size || file_bytes < h.data_offset)
+    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) + " bytes, the header promises " +
+                                  std::to_string(h.data_offset + h.data_size));
+
+  image img;
+  std::uintptr_t base = 0;
+  const int err = detail::map_image(fd, h.data_offset, h.data_size, slot_name(name), &img.core_, &base);
+  if (err == ENOMEM)
+    refuse(reason::address_space, "no room for " + std::to_string(h.data_size) +
+                                      " bytes in this process's arena reservation");
+  if (err != 0) refuse(reason::not_mappable, "mmap refused: " + errno_text(err));
+  img.base_ = reinterpret_cast<const std::byte*>(base);
+  img.size_ = h.data_size;
+  if (options.verify_checksum) {
+    const std::uint64_t got = data_checksum_of(img.base_, img.size_);
+    if (got != h.data_checksum)
+      refuse(reason::checksum, "data checksum mismatch (XXH3-64: the header says " +
+                                   std::to_string(h.data_checksum) + ", the data hashes to " +
+                                   std::to_string(got) + ")");
+  }
+  img.root_offset_ = h.root_offset;
+  img.name_ = std::move(name);
+  img.metadata_ = std::move(metadata);
+  img.type_name_.assign(h.type_name, h.type_name_size);
+  img.type_size_ = h.root_size;
+  img.type_align_ = h.root_align;
+  return img;
+}
+
+image::image(image&& other) noexcept
+    : core_(std::exchange(other.core_, nullptr)),
+      base_(std::exchange(other.base_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      root_offset_(other.root_offset_),
+      name_(std::move(other.name_)),
+      metadata_(std::move(other.metadata_)),
+      type_name_(std::move(other.type_name_)),
+      type_size_(other.type_size_),
+      type_align_(other.type_align_) {}
+
+image& image::operator=(image&& other) noexcept {
+  if (this != &other) {
+    image doomed(std::move(*this));
+    new (this) image(std::move(other));
+  }
+  return *this;
+}
+
+image::~image() {
+  if (core_ != nullptr) detail::release_slot(static_cast<detail::arena_slot*>(core_));
+}
+
+image_root_tag image::root_tag() const noexcept { return {type_name_, type_size_, type_align_}; }
+
+const void* image::root_address(const image_root_tag& want) const {
+  if (want.name != type_name_ || want.size != type_size_ || want.align != type_align_)
+    throw image_error(reason::type_mismatch,
+                      "permafrost::image::root('" + name_ + "'): root type mismatch: the file holds '" +
+                          type_name_ + "' (" + std::to_string(type_size_) + " bytes, alignment " +
+                          std::to_string(type_align_) + "), asked for '" + std::string(want.name) +
+                          "' (" + std::to_string(want.size) + " bytes, alignment " +
+                          std::to_string(want.align) + ")");
+  return base_ + root_offset_;
+}
+
+}  // namespace permafrost

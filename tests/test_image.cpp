@@ -1,0 +1,592 @@
+// Frozen images: save, open at any address, share between unrelated processes (exec'd, checked
+// through smaps and pagemap), every bad-image case, open_fd from a memfd and over a Unix socket,
+// and the write trap on image memory.
+#include <doctest/doctest.h>
+
+#include <permafrost/image.hpp>
+#include <permafrost/memstat.hpp>
+#include <permafrost/write_trap.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <spawn.h>
+#include <string>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include "child_process.hpp"
+#include "fd_passing.hpp"
+#include "fork_probe.hpp"
+#include "image_table.hpp"
+
+extern char** environ;
+
+using permafrost::arena;
+using permafrost::image;
+using permafrost::image_error;
+using reason = permafrost::image_error::reason;
+namespace fs = std::filesystem;
+namespace pt = permafrost::test;
+
+namespace {
+
+// A fresh directory under /tmp, removed with everything in it at scope exit.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/pfi-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const char* name) const { return path / name; }
+};
+
+// Builds a frozen arena holding the test table of n keys; returns the root.
+const pt::image_table* frozen_table(arena& a, std::uint64_t n) {
+  const pt::image_table* root = pt::build_image_table(a, n);
+  a.freeze();
+  return root;
+}
+
+void save_table(const fs::path& path, std::uint64_t n, std::string_view metadata = {}) {
+  arena a;
+  const pt::image_table* root = frozen_table(a, n);
+  permafrost::save_image(a, *root, path, {.metadata = metadata});
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void write_all(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Opens `path` expecting an image_error; returns it (fails the test when open succeeds).
+image_error open_error(const fs::path& path, permafrost::open_options options = {}) {
+  try {
+    (void)image::open(path, options);
+  } catch (const image_error& e) {
+    return e;
+  }
+  FAIL("image::open('" << path << "') succeeded");
+  return image_error(reason::io, "");
+}
+
+// The line of /proc/self/maps that holds p.
+std::string maps_line_of(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) return line;
+  }
+  return {};
+}
+
+// An exec'd image_child with a pipe to its stdin (closed to let it exit) and its report line.
+struct spawned_child {
+  pid_t pid = -1;
+  int stdin_fd = -1;
+  std::string report;  // "ok <addr> <bytes> <wrong> <frozen>" or "error ..."
+  std::uintptr_t data = 0;
+  std::size_t bytes = 0;
+  unsigned long long wrong = ~0ull;
+  int frozen = 0;
+
+  // Lets the child exit and returns its wait status.
+  int finish() {
+    if (stdin_fd >= 0) ::close(std::exchange(stdin_fd, -1));
+    return pid > 0 ? pt::wait_for(std::exchange(pid, -1)) : 0;
+  }
+  ~spawned_child() { finish(); }
+};
+
+// Spawns image_child with `source` ("-" for a descriptor sent over fd 3: `fd`) and reads its
+// report line.
+void spawn_child(spawned_child& c, const std::string& source, std::uint64_t n, int fd = -1) {
+  int in[2], out[2], sv[2] = {-1, -1};
+  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  if (fd >= 0) {
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+  }
+  char path[] = PERMAFROST_IMAGE_CHILD;
+  std::string count = std::to_string(n);
+  std::string src = source;
+  char* argv[] = {path, src.data(), count.data(), nullptr};
+  const int rc = ::posix_spawn(&c.pid, path, &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  c.stdin_fd = in[1];
+  REQUIRE(rc == 0);
+  if (fd >= 0) {
+    ::close(sv[1]);
+    const char byte = 'i';
+    CHECK(pt::send_with_fd(sv[0], &byte, 1, fd));
+    ::close(sv[0]);
+  }
+  for (char ch; (ch = pt::read_byte(out[0])) != '\0' && ch != '\n';) c.report += ch;
+  ::close(out[0]);
+  unsigned long addr = 0;
+  if (std::sscanf(c.report.c_str(), "ok %lx %zu %llu %d", &addr, &c.bytes, &c.wrong, &c.frozen) == 4)
+    c.data = addr;
+}
+
+// Flips one byte of the file at `offset`.
+void flip_byte(const fs::path& p, std::size_t offset) {
+  std::string bytes = read_all(p);
+  REQUIRE(offset < bytes.size());
+  bytes[offset] = static_cast<char>(bytes[offset] ^ 0x5a);
+  write_all(p, bytes);
+}
+
+constexpr std::size_t header_bytes = 144;
+constexpr std::size_t data_offset = 64 * 1024;  // with metadata under 64 KiB - 144 bytes
+
+struct other_root {
+  std::uint64_t x = 0;
+};
+
+}  // namespace
+
+PERMAFROST_IMAGE_TYPE(other_root, "permafrost.test.other_root.v1");
+
+TEST_CASE("an image saved and opened in one process answers every lookup and keeps its metadata") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  arena a;
+  const pt::image_table* built = frozen_table(a, 5000);
+  permafrost::save_image(a, *built, path, {.metadata = "built by test_image"});
+  CHECK(fs::file_size(path) == data_offset + a.used_bytes().size());
+
+  const image img = image::open(path);
+  const auto& t = img.root<pt::image_table>();
+  CHECK(pt::check_image_table(t, 5000) == 0);
+  CHECK(img.metadata() == "built by test_image");
+  CHECK(img.name() == path.string());
+  CHECK(img.root_tag().name == "permafrost.test.image_table.v1");
+  CHECK(img.root_tag().size == sizeof(pt::image_table));
+  REQUIRE(img.data().size() == a.used_bytes().size());
+  CHECK(std::memcmp(img.data().data(), a.used_bytes().data(), img.data().size()) == 0);
+  // The root sits at the offset it had in the arena.
+  CHECK(reinterpret_cast<const std::byte*>(&t) - img.data().data() ==
+        reinterpret_cast<const std::byte*>(built) - a.used_bytes().data());
+  CHECK(img.contains(&t));
+  CHECK_FALSE(img.contains(built));
+}
+
+TEST_CASE("image memory is a read-only shared mapping of the file, frozen for is_frozen()") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 1000);
+  const image img = image::open(path);
+  const void* p = &img.root<pt::image_table>();
+  CHECK(permafrost::is_frozen(p));
+  CHECK(permafrost::is_frozen(img.data().data() + img.data().size() - 1));
+  CHECK_FALSE(permafrost::is_frozen(img.data().data() + img.data().size()));
+  const std::string line = maps_line_of(p);
+  MESSAGE(line);
+  CHECK(line.find("r--s") != std::string::npos);
+  CHECK(line.find(path.string()) != std::string::npos);
+}
+
+TEST_CASE("an image closed gives its address range back; is_frozen() no longer answers for it") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  const void* p = nullptr;
+  {
+    const image img = image::open(path);
+    p = img.data().data();
+    CHECK(permafrost::is_frozen(p));
+  }
+  CHECK_FALSE(permafrost::is_frozen(p));
+  CHECK(maps_line_of(p).find(path.string()) == std::string::npos);
+}
+
+TEST_CASE("the same image opened twice in one process sits at two addresses and answers the same") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 20000);
+  const image first = image::open(path);
+  const image second = image::open(path, {.verify_checksum = false});
+  CHECK(first.data().data() != second.data().data());
+  const auto& t1 = first.root<pt::image_table>();
+  const auto& t2 = second.root<pt::image_table>();
+  CHECK(pt::check_image_table(t1, 20000) == 0);
+  CHECK(pt::check_image_table(t2, 20000) == 0);
+  for (std::uint64_t i = 0; i < 20000; i += 997) {
+    const auto* r1 = t1.find(pt::image_key(i));
+    const auto* r2 = t2.find(pt::image_key(i));
+    REQUIRE(r1 != nullptr);
+    REQUIRE(r2 != nullptr);
+    CHECK(r1 != r2);
+    CHECK(r1->id == r2->id);
+    CHECK(r1->b == r2->b);
+  }
+}
+
+TEST_CASE("a moved image keeps its mapping; the moved-from image owns nothing") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  image a = image::open(path);
+  const void* data = a.data().data();
+  image b = std::move(a);
+  CHECK(b.data().data() == data);
+  CHECK(a.data().empty());  // NOLINT(bugprone-use-after-move): the moved-from state is specified
+  CHECK(pt::check_image_table(b.root<pt::image_table>(), 100) == 0);
+  image c = image::open(path);
+  c = std::move(b);
+  CHECK(c.data().data() == data);
+  CHECK(permafrost::is_frozen(data));
+}
+
+TEST_CASE("four exec'd processes open one image: right answers, one copy in memory, no private page") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  constexpr std::uint64_t n = 200000;
+  save_table(path, n);
+  const std::size_t image_bytes = fs::file_size(path) - data_offset;
+
+  spawned_child children[4];
+  for (auto& c : children) spawn_child(c, path.string(), n);
+  std::uint64_t mapping_pss = 0;
+  std::uint64_t total_pss = 0;
+  std::uint64_t total_rss = 0;
+  for (auto& c : children) {
+    INFO("child report: " << c.report);
+    REQUIRE(c.data != 0);
+    CHECK(c.wrong == 0);
+    CHECK(c.frozen == 1);
+    CHECK(c.bytes == image_bytes);
+    const permafrost::memory_usage m =
+        permafrost::range_memory(c.pid, reinterpret_cast<const void*>(c.data),
+                                 reinterpret_cast<const void*>(c.data + c.bytes));
+    // Checksum verification and the lookups touched every page: all resident, none private.
+    CHECK(m.rss >= image_bytes);
+    CHECK(m.uss == 0);
+    mapping_pss += m.pss;
+    const permafrost::memory_usage whole = permafrost::process_memory(c.pid);
+    total_pss += whole.pss;
+    total_rss += whole.rss;
+    // pagemap: every page present, none exclusively mapped (bit 56).
+    const auto entries = pt::pagemap(c.pid, reinterpret_cast<const void*>(c.data), c.bytes);
+    std::size_t present = 0, exclusive = 0;
+    for (std::uint64_t e : entries) {
+      present += (e >> 63) & 1;
+      exclusive += (e >> 56) & 1;
+    }
+    CHECK(present == entries.size());
+    CHECK(exclusive == 0);
+  }
+  MESSAGE("image " << image_bytes << " bytes; PSS of its mappings in 4 processes " << mapping_pss
+                   << "; total PSS " << total_pss << ", total RSS " << total_rss);
+  // Each page is counted once across the four: PSS sums to the image's size (page-rounded).
+  const double ratio = static_cast<double>(mapping_pss) / static_cast<double>(image_bytes);
+  CHECK(ratio > 0.95);
+  CHECK(ratio < 1.05);
+  // The four processes together: the image once plus small private memory each.
+  CHECK(total_pss < image_bytes + 4 * (std::uint64_t{24} << 20));
+  CHECK(total_rss > 4 * image_bytes);
+  for (auto& c : children) {
+    const int status = c.finish();
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
+TEST_CASE("open_fd maps an image held in a memfd") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 3000, "memfd copy");
+  const std::string bytes = read_all(path);
+  const int fd = ::memfd_create("permafrost-image-test", MFD_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  const off_t position = ::lseek(fd, 0, SEEK_CUR);
+  {
+    const image img = image::open_fd(fd);
+    CHECK(pt::check_image_table(img.root<pt::image_table>(), 3000) == 0);
+    CHECK(img.metadata() == "memfd copy");
+    CHECK(img.name().find("fd " + std::to_string(fd)) == 0);
+    CHECK(img.name().find("/memfd:permafrost-image-test") != std::string::npos);
+    CHECK(::lseek(fd, 0, SEEK_CUR) == position);  // only pread: the position is the caller's
+  }
+  CHECK(::fcntl(fd, F_GETFD) >= 0);  // the caller's descriptor stays open
+  ::close(fd);
+}
+
+TEST_CASE("an image file received over a Unix socket is opened by an exec'd process") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 4000);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  fs::remove(path);  // the receiver has only the descriptor
+  spawned_child c;
+  spawn_child(c, "-", 4000, fd);
+  ::close(fd);
+  INFO("child report: " << c.report);
+  CHECK(c.report.rfind("ok ", 0) == 0);
+  CHECK(c.wrong == 0);
+  CHECK(c.frozen == 1);
+  const int status = c.finish();
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a missing file is an io image_error naming the path") {
+  temp_dir dir;
+  const fs::path path = dir / "absent.pfi";
+  const image_error e = open_error(path);
+  CHECK(e.why() == reason::io);
+  CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+  CHECK(std::string(e.what()).find("No such file") != std::string::npos);
+}
+
+TEST_CASE("a truncated file is refused as truncated, wherever it was cut") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 2000);
+  const std::string whole = read_all(path);
+  for (std::size_t keep : {std::size_t{0}, std::size_t{7}, header_bytes - 1, header_bytes + 3,
+                           data_offset, whole.size() - 1}) {
+    CAPTURE(keep);
+    write_all(path, whole.substr(0, keep));
+    const image_error e = open_error(path);
+    CHECK(e.why() == reason::truncated);
+    CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+    CHECK(std::string(e.what()).find("truncated") != std::string::npos);
+  }
+}
+
+TEST_CASE("a file with the wrong magic is refused as bad_magic") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  flip_byte(path, 0);
+  const image_error e = open_error(path);
+  CHECK(e.why() == reason::bad_magic);
+  CHECK(std::string(e.what()).find("not a permafrost image") != std::string::npos);
+  write_all(path, std::string(4096, 'x'));
+  CHECK(open_error(path).why() == reason::bad_magic);
+}
+
+TEST_CASE("a newer format version is refused as version") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  std::string bytes = read_all(path);
+  const std::uint32_t newer = 2;
+  std::memcpy(bytes.data() + 8, &newer, sizeof newer);
+  write_all(path, bytes);
+  const image_error e = open_error(path);
+  CHECK(e.why() == reason::version);
+  CHECK(std::string(e.what()).find("format version 2") != std::string::npos);
+}
+
+TEST_CASE("another word size or byte order is refused as platform") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  std::string bytes = read_all(path);
+  bytes[13] = 2;  // big-endian
+  write_all(path, bytes);
+  CHECK(open_error(path).why() == reason::platform);
+  bytes[13] = 1;
+  bytes[12] = 4;  // 32-bit
+  write_all(path, bytes);
+  const image_error e = open_error(path);
+  CHECK(e.why() == reason::platform);
+  CHECK(std::string(e.what()).find("32-bit") != std::string::npos);
+}
+
+TEST_CASE("one flipped data byte fails the checksum; with verification off the image opens") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 2000);
+  flip_byte(path, data_offset + 1234);
+  const image_error e = open_error(path);
+  CHECK(e.why() == reason::checksum);
+  CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+  CHECK(std::string(e.what()).find("checksum") != std::string::npos);
+  const image unchecked = image::open(path, {.verify_checksum = false});
+  CHECK(unchecked.data().size() > 1234);
+}
+
+TEST_CASE("one flipped byte in any header field or the metadata is refused as bad_header") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100, "some metadata");
+  const std::string original = read_all(path);
+  // Past magic (0-7), version (8-11), word size and byte order (12-13): every other header byte.
+  for (std::size_t at = 14; at < header_bytes + 13; ++at) {
+    CAPTURE(at);
+    std::string bytes = original;
+    bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+    write_all(path, bytes);
+    const image_error e = open_error(path);
+    CHECK(e.why() == reason::bad_header);
+  }
+}
+
+TEST_CASE("root<T>() with another type throws type_mismatch naming both types") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  const image img = image::open(path);
+  try {
+    (void)img.root<other_root>();
+    FAIL("root<other_root>() did not throw");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::type_mismatch);
+    const std::string what = e.what();
+    CHECK(what.find("permafrost.test.image_table.v1") != std::string::npos);
+    CHECK(what.find("permafrost.test.other_root.v1") != std::string::npos);
+    CHECK(what.find(path.string()) != std::string::npos);
+  }
+}
+
+TEST_CASE("what cannot be mapped is refused as not_mappable: a pipe, a device, a directory") {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  try {
+    (void)image::open_fd(p[0]);
+    FAIL("open_fd of a pipe succeeded");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::not_mappable);
+    CHECK(std::string(e.what()).find("pipe:") != std::string::npos);
+  }
+  ::close(p[0]);
+  ::close(p[1]);
+  CHECK(open_error("/dev/null").why() == reason::not_mappable);
+  temp_dir dir;
+  CHECK(open_error(dir.path).why() == reason::not_mappable);
+}
+
+TEST_CASE("save_image refuses an unfrozen arena and a root outside the arena") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  arena a;
+  const pt::image_table* root = pt::build_image_table(a, 10);
+  try {
+    permafrost::save_image(a, *root, path);
+    FAIL("saving an unfrozen arena succeeded");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::not_frozen);
+  }
+  a.freeze();
+  const pt::image_table outside{};
+  try {
+    permafrost::save_image(a, outside, path);
+    FAIL("saving a root outside the arena succeeded");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::root_outside);
+  }
+  try {
+    permafrost::save_image(a, *root, path, {.metadata = std::string(4097, 'm')});
+    FAIL("saving 4097 bytes of metadata succeeded");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::bad_header);
+  }
+  CHECK_FALSE(fs::exists(path));
+  CHECK(fs::is_empty(dir.path));  // no temporary file left behind
+}
+
+TEST_CASE("save_image into a missing directory is an io error; nothing is left behind") {
+  temp_dir dir;
+  arena a;
+  const pt::image_table* root = frozen_table(a, 10);
+  try {
+    permafrost::save_image(a, *root, dir / "no-such-dir/table.pfi");
+    FAIL("saving into a missing directory succeeded");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::io);
+    CHECK(std::string(e.what()).find("no-such-dir/table.pfi") != std::string::npos);
+  }
+  CHECK(fs::is_empty(dir.path));
+}
+
+TEST_CASE("saving over an open image replaces the file; the open image still reads the old data") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 1000);
+  const image old_image = image::open(path);
+  save_table(path, 3000);
+  const image new_image = image::open(path);
+  CHECK(old_image.root<pt::image_table>().count == 1000);
+  CHECK(pt::check_image_table(old_image.root<pt::image_table>(), 1000) == 0);
+  CHECK(pt::check_image_table(new_image.root<pt::image_table>(), 3000) == 0);
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++entries;
+  CHECK(entries == 1);  // the temporary file was renamed, not left beside it
+}
+
+TEST_CASE("a write to image memory is stopped by the trap, naming the image and the offset") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  const image img = image::open(path);
+  const auto& t = img.root<pt::image_table>();
+  const std::size_t offset = static_cast<std::size_t>(
+      reinterpret_cast<const std::byte*>(&t.count) - img.data().data());
+  const auto child = pt::run_capturing_stderr([&] {
+    permafrost::install_write_trap();
+    *const_cast<std::uint64_t*>(&t.count) = 7;  // the bug the trap reports
+  });
+  CHECK(WIFSIGNALED(child.status));
+  CHECK(WTERMSIG(child.status) == SIGSEGV);
+  MESSAGE(child.stderr_text);
+  CHECK(child.stderr_text.find("\"image " + path.string() + "\"") != std::string::npos);
+  CHECK(child.stderr_text.find("at offset " + std::to_string(offset) + " ") != std::string::npos);
+  CHECK(t.count == 100);
+}
+
+TEST_CASE("permafrost-stat lists each process's images and how many processes map each") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 20000);
+  spawned_child children[2];
+  for (auto& c : children) spawn_child(c, path.string(), 20000);
+  for (auto& c : children) REQUIRE(c.data != 0);
+  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) + " " +
+                              std::to_string(children[1].pid);
+  FILE* out = ::popen(command.c_str(), "r");
+  REQUIRE(out != nullptr);
+  std::string text;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
+  CHECK(::pclose(out) == 0);
+  MESSAGE(text);
+  const std::size_t per_image = text.find("per image:");
+  REQUIRE(per_image != std::string::npos);
+  // One row per process under "images:", then the image once with its process count.
+  CHECK(text.find(std::to_string(children[0].pid) + "  " + path.string()) != std::string::npos);
+  CHECK(text.find(std::to_string(children[1].pid) + "  " + path.string()) != std::string::npos);
+  const std::size_t row = text.find(path.string(), per_image);
+  REQUIRE(row != std::string::npos);
+  unsigned processes = 0;
+  CHECK(std::sscanf(text.c_str() + row + path.string().size(), "%u", &processes) == 1);
+  CHECK(processes == 2);
+}
