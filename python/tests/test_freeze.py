@@ -281,5 +281,13 @@ class Mutation(unittest.TestCase):
         self.assertEqual(d["a"], [1])
 
 
+class Process(unittest.TestCase):
+    def test_importing_permafrost_loads_no_second_malloc(self):
+        # The module links the library's archive without its mimalloc heap: a libmimalloc loaded
+        # by dlopen freed glibc memory of later extensions (Debian's marisa crashed in mi_free).
+        with open("/proc/self/maps") as f:
+            self.assertNotIn("mimalloc", f.read())
+
+
 if __name__ == "__main__":
     unittest.main()
