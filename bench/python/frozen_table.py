@@ -288,37 +288,29 @@ def run_row(name, build, lookup, rows, workers, expected):
             "arena_pages_copied": arena_copied}, structure
 
 
-def run_one(rows, workers):
-    expected = expected_checksum(rows)
-    out = []
+ROWS_BY_NAME = {
+    "dict": (None, lambda rows, tmp: build_dict(rows), pass_dict),
+    "dict + gc.freeze()": (None, lambda rows, tmp: build_dict_gc_freeze(rows), pass_dict),
+    "lmdb": ("lmdb", build_lmdb, pass_lmdb),
+    "marisa-trie": ("marisa", build_marisa, pass_marisa),
+    "numpy": ("numpy", build_numpy, pass_numpy),
+    "sqlite3": ("sqlite3", build_sqlite, pass_sqlite),
+    "permafrost": (None, lambda rows, tmp: build_permafrost(rows), pass_dict),
+}
+
+
+def run_one(name, rows, workers):
+    """One row in this (fresh) process, so no row inherits another's heap. None: no module."""
+    module, build, lookup = ROWS_BY_NAME[name]
+    if module and not have(module):
+        return None
     tmp = tempfile.mkdtemp(prefix="pf-bench-python-")
     try:
-        r, d = run_row("dict", lambda: build_dict(rows), pass_dict, rows, workers, expected)
-        out.append(r)
-        del d
-        gc.collect()
-        r, d = run_row("dict + gc.freeze()", lambda: build_dict_gc_freeze(rows), pass_dict, rows,
-                       workers, expected)
-        gc.unfreeze()
-        del d
-        gc.collect()
-        out.append(r)
-        for name, module, build, lookup in (("lmdb", "lmdb", build_lmdb, pass_lmdb),
-                                            ("marisa-trie", "marisa", build_marisa, pass_marisa),
-                                            ("numpy", "numpy", build_numpy, pass_numpy),
-                                            ("sqlite3", "sqlite3", build_sqlite, pass_sqlite)):
-            if have(module):
-                row, s = run_row(name, lambda: build(rows, tmp), lookup, rows, workers, expected)
-                del s
-                gc.collect()
-                out.append(row)
-        r, frozen = run_row("permafrost", lambda: build_permafrost(rows), pass_dict, rows,
-                            workers, expected)
-        del frozen
-        out.append(r)
+        result, structure = run_row(name, lambda: build(rows, tmp), lookup, rows, workers,
+                                    expected_checksum(rows))
+        return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def table(version, rows, workers, results):
@@ -344,11 +336,11 @@ def main():
     ap.add_argument("--rows", type=int, default=1000000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--build", help="the build's python/ directory (one package dir per interpreter)")
-    ap.add_argument("--one", action="store_true", help="run this interpreter's rows, print JSON")
+    ap.add_argument("--one", metavar="ROW", help="run one row in this interpreter, print JSON")
     args = ap.parse_args()
     rows = 20000 if args.smoke else args.rows
     if args.one:
-        print(json.dumps(run_one(rows, args.workers)))
+        print(json.dumps(run_one(args.one, rows, args.workers)))
         return
     if not args.build:
         ap.error("--build BUILD_DIR/python is required")
@@ -362,18 +354,26 @@ def main():
     failed = False
     for tag, interpreter in builds:
         env = dict(os.environ, PYTHONPATH=os.path.join(args.build, tag))
-        proc = subprocess.run([interpreter, os.path.abspath(__file__), "--one", "--rows", str(rows),
-                               "--workers", str(args.workers)], env=env, capture_output=True,
-                              text=True)
-        if proc.returncode != 0:
-            print("%s (%s): FAILED\n%s" % (tag, interpreter, proc.stderr), file=sys.stderr)
-            failed = True
+        results = []
+        for name in ROWS_BY_NAME:
+            proc = subprocess.run([interpreter, os.path.abspath(__file__), "--one", name, "--rows",
+                                   str(rows), "--workers", str(args.workers)], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print("%s (%s), %s: FAILED\n%s" % (tag, interpreter, name, proc.stderr),
+                      file=sys.stderr)
+                failed = True
+                continue
+            row = json.loads(proc.stdout)
+            if row:
+                results.append(row)
+        if not results or results[0]["row"] != "dict":
             continue
         version = subprocess.run([interpreter, "-c", "import sys; print(sys.version.split()[0])"],
                                  capture_output=True, text=True).stdout.strip()
         print()
         print(table("Python %s (%s)" % (version, interpreter), rows, args.workers,
-                    json.loads(proc.stdout)))
+                    results))
         sys.stdout.flush()
     sys.exit(1 if failed else 0)
 

@@ -192,13 +192,14 @@ void view_dealloc(PyObject* self) {
 // =============================================================================================
 
 PyObject* str_from_node(const node_header* n) {
-  const char* p = node_bytes(n);
+  const char* p = str_bytes(n);
+  const auto size = static_cast<Py_ssize_t>(str_size(n));
   if (n->flags & flag_ascii) {
-    PyObject* s = PyUnicode_New(n->count, 127);
-    if (s && n->count) std::memcpy(PyUnicode_1BYTE_DATA(s), p, n->count);
+    PyObject* s = PyUnicode_New(size, 127);
+    if (s && size) std::memcpy(PyUnicode_1BYTE_DATA(s), p, static_cast<std::size_t>(size));
     return s;
   }
-  return PyUnicode_DecodeUTF8(p, n->count, (n->flags & flag_surrogates) ? "surrogatepass" : nullptr);
+  return PyUnicode_DecodeUTF8(p, size, (n->flags & flag_surrogates) ? "surrogatepass" : nullptr);
 }
 
 PyObject* bigint_from_node(const node_header* n) {
@@ -222,7 +223,25 @@ PyObject* scalar(const char* base, word w) {
       std::memcpy(&d, base + (w & ~tag_mask), sizeof d);
       return PyFloat_FromDouble(d);
     }
+    case tag_inline_float: {
+      const word bits = w & ~tag_mask;
+      double d;
+      std::memcpy(&d, &bits, sizeof d);
+      return PyFloat_FromDouble(d);
+    }
+    case tag_short_str: {
+      char b[8];
+      short_str_bytes(w, b);
+      const std::size_t n = short_str_size(w);
+      bool ascii = true;
+      for (std::size_t i = 0; i < n; ++i) ascii = ascii && static_cast<unsigned char>(b[i]) < 0x80;
+      if (!ascii) return PyUnicode_DecodeUTF8(b, static_cast<Py_ssize_t>(n), nullptr);
+      PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+      if (s) std::memcpy(PyUnicode_1BYTE_DATA(s), b, n);
+      return s;
+    }
   }
+  PyErr_SetString(PyExc_SystemError, "permafrost: corrupt frozen value (unknown tag)");
   return nullptr;
 }
 
@@ -232,6 +251,7 @@ PyObject* materialise(store_object* store, const char* base, word w) {
   const auto* n = node_at<node_header>(base, w);
   switch (n->kind) {
     case kind_str:
+    case kind_str16:
       return str_from_node(n);
     case kind_bytes:
       return PyBytes_FromStringAndSize(node_bytes(n), n->count);
@@ -254,6 +274,7 @@ PyObject* materialise(store_object* store, const char* base, word w) {
     case kind_list:
       return new_view(g_list_type, store, base, w);
     case kind_dict:
+    case kind_dict16:
       return new_view(g_dict_type, store, base, w);
     case kind_set:
     case kind_frozenset:
@@ -269,6 +290,7 @@ PyObject* thaw_word(const char* base, word w) {
   const auto* n = node_at<node_header>(base, w);
   switch (n->kind) {
     case kind_str:
+    case kind_str16:
       return str_from_node(n);
     case kind_bytes:
       return PyBytes_FromStringAndSize(node_bytes(n), n->count);
@@ -293,14 +315,13 @@ PyObject* thaw_word(const char* base, word w) {
       }
       return out;
     }
-    case kind_dict: {
-      const auto* d = reinterpret_cast<const dict_header*>(n);
-      const auto* keys = node_at<table_header>(base, d->keys);
-      const word* kw = table_keys(keys);
-      const word* vw = dict_values(d);
+    case kind_dict:
+    case kind_dict16: {
+      const word* kw = table_keys(node_at<table_header>(base, dict_keys_offset(n)));
+      const word* vw = dict_values(n);
       ref out(PyDict_New());
       if (!out.get()) return nullptr;
-      for (std::uint32_t i = 0; i < n->count; ++i) {
+      for (std::uint32_t i = 0, count = dict_count(n); i < count; ++i) {
         ref k(thaw_word(base, kw[i]));
         if (!k.get()) return nullptr;
         ref v(thaw_word(base, vw[i]));
@@ -423,61 +444,76 @@ bool key_hash(PyObject* o, std::uint64_t& h) {
   return false;
 }
 
+// Probes table `t` for hash h; match(i) says whether entry i is the key (1), is not (0), or
+// failed (-1, exception set). Returns the entry, -1 when absent, -2 on failure.
+template <class Slot, class Match>
+std::int64_t probe(const table_header* t, std::uint64_t h, Match&& match) {
+  constexpr unsigned index_bits = sizeof(Slot) == 4 ? 24 : 32;
+  constexpr Slot index_mask = (Slot{1} << index_bits) - 1;
+  const auto tag = static_cast<Slot>(h >> (64 - (8 * sizeof(Slot) - index_bits)));
+  const auto* index = reinterpret_cast<const Slot*>(t + 1);
+  const std::uint32_t mask = t->capacity - 1;
+  for (std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;; pos = (pos + 1) & mask) {
+    const Slot e = index[pos];
+    if (e == 0) return -1;
+    if ((e >> index_bits) != tag) continue;
+    const auto i = static_cast<std::uint32_t>((e & index_mask) - 1);
+    const int r = match(i);
+    if (r) return r > 0 ? std::int64_t{i} : -2;
+  }
+}
+
+template <class Match>
+std::int64_t find_entry(const table_header* t, std::uint64_t h, Match&& match) {
+  if (t->h.flags & flag_narrow_index) return probe<std::uint32_t>(t, h, match);
+  return probe<std::uint64_t>(t, h, match);
+}
+
 // Index of `key` in table `t`, -1 when absent, -2 with an exception set.
 std::int64_t table_find(store_object* store, const char* base, const table_header* t, PyObject* key) {
-  const std::uint32_t mask = t->capacity - 1;
-  const word* index = table_index(t);
   const word* keys = table_keys(t);
   if (PyUnicode_Check(key)) {
     std::string_view s;
     ref holder;
     if (!utf8_of(key, s, holder)) return -2;
     const std::uint64_t h = pf::detail::hash_bytes(s.data(), s.size());
-    const std::uint64_t tag = h >> 32;
-    for (std::uint32_t slot = static_cast<std::uint32_t>(h) & mask;; slot = (slot + 1) & mask) {
-      const word e = index[slot];
-      if (e == 0) return -1;
-      if ((e >> 32) != tag) continue;
-      const std::uint32_t i = static_cast<std::uint32_t>(e) - 1;
-      const word kw = keys[i];
-      if ((kw & tag_mask) != tag_node) continue;
-      const auto* n = node_at<node_header>(base, kw);
-      if (n->kind == kind_str && n->count == s.size() &&
-          std::memcmp(node_bytes(n), s.data(), s.size()) == 0)
-        return i;
+    if (s.size() <= max_short_str && !holder.get()) {  // stored in the key word itself
+      const word want = short_str_word(s.data(), s.size());
+      return find_entry(t, h, [&](std::uint32_t i) { return int{keys[i] == want}; });
     }
+    return find_entry(t, h, [&](std::uint32_t i) {
+      const word kw = keys[i];
+      if ((kw & tag_mask) != tag_node) return 0;
+      const auto* n = node_at<node_header>(base, kw);
+      return int{is_str(n->kind) && str_size(n) == s.size() &&
+                 std::memcmp(str_bytes(n), s.data(), s.size()) == 0};
+    });
   }
   std::uint64_t h;
   if (!key_hash(key, h)) return -2;
-  const std::uint64_t tag = h >> 32;
-  for (std::uint32_t slot = static_cast<std::uint32_t>(h) & mask;; slot = (slot + 1) & mask) {
-    const word e = index[slot];
-    if (e == 0) return -1;
-    if ((e >> 32) != tag) continue;
-    const std::uint32_t i = static_cast<std::uint32_t>(e) - 1;
+  return find_entry(t, h, [&](std::uint32_t i) {
     const word kw = keys[i];
-    if ((kw & tag_mask) == tag_node && node_at<node_header>(base, kw)->kind == kind_str) continue;
+    if ((kw & tag_mask) == tag_short_str ||
+        ((kw & tag_mask) == tag_node && is_str(node_at<node_header>(base, kw)->kind)))
+      return 0;  // a str never equals a non-str key
     ref candidate(materialise(store, base, kw));
-    if (!candidate.get()) return -2;
+    if (!candidate.get()) return -1;
     const int eq = PyObject_RichCompareBool(candidate.get(), key, Py_EQ);
-    if (eq < 0) return -2;
-    if (eq) return i;
-  }
+    return eq < 0 ? -1 : eq;
+  });
 }
 
 // =============================================================================================
 // FrozenDict
 // =============================================================================================
 
-const dict_header* dict_of(PyObject* self) {
-  return reinterpret_cast<const dict_header*>(view_node(self));
-}
+const node_header* dict_of(PyObject* self) { return view_node(self); }
 const table_header* dict_keys_of(PyObject* self) {
   auto* v = reinterpret_cast<view_object*>(self);
-  return node_at<table_header>(v->base, dict_of(self)->keys);
+  return node_at<table_header>(v->base, dict_keys_offset(dict_of(self)));
 }
 
-Py_ssize_t dict_len(PyObject* self) { return dict_of(self)->h.count; }
+Py_ssize_t dict_len(PyObject* self) { return dict_count(dict_of(self)); }
 
 PyObject* dict_subscript(PyObject* self, PyObject* key) {
   auto* v = reinterpret_cast<view_object*>(self);
@@ -526,7 +562,8 @@ PyObject* new_iter(PyObject* owner, int mode) {
   Py_INCREF(owner);
   it->owner = owner;
   it->next = 0;
-  it->count = view_node(owner)->count;
+  const node_header* n = view_node(owner);
+  it->count = is_dict(n->kind) ? dict_count(n) : n->count;
   it->mode = mode;
   return reinterpret_cast<PyObject*>(it);
 }
@@ -746,8 +783,11 @@ class freezer {
     if (o == Py_False) return const_false;
     if (PyLong_Check(o)) return integer(o);
     if (PyFloat_Check(o)) {
-      const std::uint64_t off = alloc(8);
       const double d = PyFloat_AS_DOUBLE(o);
+      word bits;
+      std::memcpy(&bits, &d, sizeof bits);
+      if ((bits & tag_mask) == 0) return bits | tag_inline_float;
+      const std::uint64_t off = alloc(8);
       std::memcpy(at(off), &d, 8);
       return off | tag_float;
     }
@@ -854,8 +894,16 @@ class freezer {
     std::string_view s;
     ref holder;
     if (!utf8_of(o, s, holder)) throw py_error{};
+    if (s.size() <= max_short_str && !holder.get()) return short_str_word(s.data(), s.size());
     std::uint8_t flags = PyUnicode_IS_ASCII(o) ? flag_ascii : 0;
     if (holder.get()) flags |= flag_surrogates;
+    if (s.size() < 65536) {  // a 4-byte header
+      const std::uint64_t off = alloc(4 + s.size());
+      const node_header h{kind_str16, flags, static_cast<std::uint16_t>(s.size()), 0};
+      std::memcpy(at(off), &h, 4);
+      std::memcpy(at(off) + 4, s.data(), s.size());
+      return off;
+    }
     return blob(kind_str, flags, s.data(), s.size());
   }
 
@@ -917,23 +965,31 @@ class freezer {
     const std::size_t n = keys.size();
     if (n > UINT32_MAX / 2) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const std::uint32_t cap = table_capacity(static_cast<std::uint32_t>(n));
-    const std::uint64_t off = alloc(sizeof(table_header) + 8 * (std::size_t{cap} + n));
-    put_header(off, k, 0, n);
+    const bool narrow = n < (std::size_t{1} << 24) - 1;
+    const std::size_t slot_size = narrow ? 4 : 8;
+    const std::uint64_t off = alloc(sizeof(table_header) + slot_size * cap + 8 * n);
+    put_header(off, k, narrow ? flag_narrow_index : 0, n);
     std::memcpy(at(off) + 8, &cap, 4);
     const std::uint64_t index_off = off + sizeof(table_header);
-    const std::uint64_t keys_off = index_off + 8 * std::size_t{cap};
+    const std::uint64_t keys_off = index_off + slot_size * cap;
     path_.push_back({how, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
       path_.back().index = static_cast<Py_ssize_t>(i);
       put_word(keys_off + 8 * i, value(keys[i]));
     }
     path_.pop_back();
-    auto* index = reinterpret_cast<word*>(at(index_off));
     const std::uint32_t mask = cap - 1;
     for (std::size_t i = 0; i < n; ++i) {
       std::uint32_t slot = static_cast<std::uint32_t>(hashes[i]) & mask;
-      while (index[slot] != 0) slot = (slot + 1) & mask;
-      index[slot] = (hashes[i] >> 32) << 32 | (i + 1);
+      if (narrow) {
+        auto* index = reinterpret_cast<std::uint32_t*>(at(index_off));
+        while (index[slot] != 0) slot = (slot + 1) & mask;
+        index[slot] = static_cast<std::uint32_t>((hashes[i] >> 56) << 24 | (i + 1));
+      } else {
+        auto* index = reinterpret_cast<word*>(at(index_off));
+        while (index[slot] != 0) slot = (slot + 1) & mask;
+        index[slot] = (hashes[i] >> 32) << 32 | (i + 1);
+      }
     }
     return off;
   }
@@ -979,13 +1035,22 @@ class freezer {
       keys_off = table(kind_keys, keys, hashes, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
-    const std::uint64_t off = alloc(sizeof(dict_header) + 8 * values.size());
-    put_header(off, kind_dict, 0, values.size());
-    std::memcpy(at(off) + 8, &keys_off, 8);
+    // Records are small: a 8-byte header when the count and the keys' offset fit.
+    const bool small = values.size() < 65536 && keys_off / 8 <= UINT32_MAX;
+    const std::size_t header = small ? 8 : sizeof(dict_header);
+    const std::uint64_t off = alloc(header + 8 * values.size());
+    if (small) {
+      const node_header h{kind_dict16, 0, static_cast<std::uint16_t>(values.size()),
+                          static_cast<std::uint32_t>(keys_off / 8)};
+      std::memcpy(at(off), &h, sizeof h);
+    } else {
+      put_header(off, kind_dict, 0, values.size());
+      std::memcpy(at(off) + 8, &keys_off, 8);
+    }
     path_.push_back({value_of, nullptr, 0});
     for (std::size_t i = 0; i < values.size(); ++i) {
       path_.back().key = keys[i];
-      put_word(off + sizeof(dict_header) + 8 * i, value(values[i]));
+      put_word(off + header + 8 * i, value(values[i]));
     }
     path_.pop_back();
     return off;
@@ -996,11 +1061,17 @@ class freezer {
     if (t->h.count != keys.size()) return false;
     const word* kw = table_keys(t);
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      const auto* n = reinterpret_cast<const node_header*>(at(kw[i]));
       std::string_view s;
       ref holder;
       if (!utf8_of(keys[i], s, holder)) throw py_error{};
-      if (n->kind != kind_str || n->count != s.size() || std::memcmp(node_bytes(n), s.data(), s.size()))
+      if ((kw[i] & tag_mask) == tag_short_str) {
+        if (holder.get() || s.size() > max_short_str || kw[i] != short_str_word(s.data(), s.size()))
+          return false;
+        continue;
+      }
+      if ((kw[i] & tag_mask) != tag_node) return false;
+      const auto* n = reinterpret_cast<const node_header*>(at(kw[i]));
+      if (!is_str(n->kind) || str_size(n) != s.size() || std::memcmp(str_bytes(n), s.data(), s.size()))
         return false;
     }
     return true;
@@ -1054,7 +1125,7 @@ PyObject* py_freeze(PyObject*, PyObject* args) {
   std::memcpy(buf.data(), &rh, sizeof rh);
   const std::uint8_t root_kind =
       (root & tag_mask) == tag_node ? node_at<node_header>(buf.data(), root)->kind : 0;
-  if (root_kind != kind_list && root_kind != kind_tuple && root_kind != kind_dict &&
+  if (root_kind != kind_list && root_kind != kind_tuple && !is_dict(root_kind) &&
       root_kind != kind_set && root_kind != kind_frozenset) {
     // A scalar root: an ordinary (immutable) object says it all; no arena needed.
     return thaw_word(buf.data(), root);

@@ -21,7 +21,7 @@ class RoundTrip(unittest.TestCase):
         return frozen["v"]
 
     def test_scalars(self):
-        for v in (0, 1, -1, 2**60 - 1, -2**60, 2**60, -2**60 - 1, True, False, None, 0.5, 1e308,
+        for v in (0, 1, -1, 2**60 - 1, -2**60, 2**60, -2**60 - 1, True, False, None, 0.5, 0.1, 1e308, 5e-324,
                   float("inf"), float("-inf"), "", "text", b"", b"\x00\xffbytes"):
             with self.subTest(v=v):
                 got = self.check_round_trip(v)
