@@ -65,7 +65,8 @@ def open(path):
 
     The mapping is read-only and shared through the page cache: every process that opens the
     same file holds its pages once. The image stays mapped while any view of it is alive."""
-    return _core._store_view(_store(_os.fspath(path)), 0)
+    # Absolute: views pickle this path, and a worker may run in another directory.
+    return _core._store_view(_store(_os.path.abspath(_os.fspath(path))), 0)
 
 
 def _image_value(path, offset):

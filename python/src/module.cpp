@@ -670,7 +670,8 @@ PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0, Py_TPF
 // FrozenList
 // =============================================================================================
 
-Py_ssize_t list_len(PyObject* self) { return view_node(self)->count; }
+// Lists and sets keep their length in the node header's count.
+Py_ssize_t node_len(PyObject* self) { return view_node(self)->count; }
 
 PyObject* list_item(PyObject* self, Py_ssize_t i) {
   const node_header* n = view_node(self);
@@ -717,9 +718,9 @@ PyObject* list_iter(PyObject* self) { return new_iter(self, iter_list); }
 PyMethodDef list_methods[] = {VIEW_COMMON_METHODS, {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
-                            {Py_sq_length, reinterpret_cast<void*>(list_len)},
+                            {Py_sq_length, reinterpret_cast<void*>(node_len)},
                             {Py_sq_item, reinterpret_cast<void*>(list_item)},
-                            {Py_mp_length, reinterpret_cast<void*>(list_len)},
+                            {Py_mp_length, reinterpret_cast<void*>(node_len)},
                             {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
                             {Py_mp_ass_subscript, reinterpret_cast<void*>(dict_ass_subscript)},
                             {Py_tp_iter, reinterpret_cast<void*>(list_iter)},
@@ -732,8 +733,6 @@ PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0, Py_TPF
 // =============================================================================================
 // FrozenSet
 // =============================================================================================
-
-Py_ssize_t set_len(PyObject* self) { return view_node(self)->count; }
 
 int set_contains(PyObject* self, PyObject* key) {
   auto* v = reinterpret_cast<view_object*>(self);
@@ -758,7 +757,7 @@ PyMethodDef set_methods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot set_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
-                           {Py_sq_length, reinterpret_cast<void*>(set_len)},
+                           {Py_sq_length, reinterpret_cast<void*>(node_len)},
                            {Py_sq_contains, reinterpret_cast<void*>(set_contains)},
                            {Py_tp_iter, reinterpret_cast<void*>(set_iter)},
                            {Py_tp_methods, set_methods},
@@ -887,7 +886,43 @@ class freezer {
     const std::uint64_t off = alloc(sizeof(node_header) + n);
     put_header(off, k, flags, n);
     if (n) std::memcpy(at(off) + sizeof(node_header), data, n);
-    return off;
+    return dedupe(off);
+  }
+
+  // Small immutable nodes (strs, bytes, lists, tuples of at most 64 bytes) with equal bytes are
+  // stored once: frozen data is never written, so sharing them is invisible to readers, and
+  // records repeat small values (tags, enums, short lists) a lot. `off` must be the last node
+  // in the buffer; it is dropped when an equal node exists.
+  std::uint64_t dedupe(std::uint64_t off) {
+    const std::size_t size = buf_.size() - off;
+    if (size > 64) return off;
+    if (dedupe_used_ * 2 >= dedupe_.size()) grow_dedupe();
+    const std::uint64_t h = pf::detail::hash_bytes(at(off), size) | 1;  // 0 marks an empty slot
+    const std::size_t mask = dedupe_.size() - 1;
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+      dedupe_entry& e = dedupe_[i];
+      if (e.hash == 0) {
+        e = {h, off, size};
+        ++dedupe_used_;
+        return off;
+      }
+      if (e.hash == h && e.size == size && std::memcmp(at(e.off), at(off), size) == 0) {
+        buf_.resize(off);
+        return e.off;
+      }
+    }
+  }
+
+  void grow_dedupe() {
+    std::vector<dedupe_entry> old(std::max<std::size_t>(1024, dedupe_.size() * 2));
+    old.swap(dedupe_);
+    const std::size_t mask = dedupe_.size() - 1;
+    for (const dedupe_entry& e : old) {
+      if (e.hash == 0) continue;
+      std::size_t i = e.hash & mask;
+      while (dedupe_[i].hash != 0) i = (i + 1) & mask;
+      dedupe_[i] = e;
+    }
   }
 
   word str(PyObject* o) {
@@ -902,7 +937,7 @@ class freezer {
       const node_header h{kind_str16, flags, static_cast<std::uint16_t>(s.size()), 0};
       std::memcpy(at(off), &h, 4);
       std::memcpy(at(off) + 4, s.data(), s.size());
-      return off;
+      return dedupe(off);
     }
     return blob(kind_str, flags, s.data(), s.size());
   }
@@ -946,17 +981,23 @@ class freezer {
   word sequence(PyObject* o) {
     const bool tuple = PyTuple_Check(o);
     const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
-    const std::uint64_t off = alloc(sizeof(node_header) + 8 * static_cast<std::size_t>(n));
-    put_header(off, tuple ? kind_tuple : kind_list, 0, static_cast<std::size_t>(n));
+    // The items first (on a shared stack), then the node, so the node is last and can be deduped.
+    const std::size_t mark = scratch_.size();
     path_.push_back({at_index, nullptr, 0});
     for (Py_ssize_t i = 0; i < n; ++i) {
       path_.back().index = i;
       // Freezing runs no Python code, so the list cannot change under us.
       PyObject* item = tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
-      put_word(off + sizeof(node_header) + 8 * static_cast<std::size_t>(i), value(item));
+      const word w = value(item);
+      scratch_.push_back(w);
     }
     path_.pop_back();
-    return off;
+    const std::size_t bytes = 8 * static_cast<std::size_t>(n);
+    const std::uint64_t off = alloc(sizeof(node_header) + bytes);
+    put_header(off, tuple ? kind_tuple : kind_list, 0, static_cast<std::size_t>(n));
+    if (bytes) std::memcpy(at(off) + sizeof(node_header), scratch_.data() + mark, bytes);
+    scratch_.resize(mark);
+    return dedupe(off);
   }
 
   // A keys/set table over `keys` (borrowed), whose hashes are given.
@@ -1091,7 +1132,16 @@ class freezer {
     return table(PyFrozenSet_Check(o) ? kind_frozenset : kind_set, keys, hashes, element);
   }
 
+  struct dedupe_entry {
+    std::uint64_t hash = 0;
+    std::uint64_t off = 0;
+    std::size_t size = 0;
+  };
+
   std::vector<char> buf_;
+  std::vector<word> scratch_;
+  std::vector<dedupe_entry> dedupe_;
+  std::size_t dedupe_used_ = 0;
   std::vector<step> path_;
   std::vector<PyObject*> open_;
   std::unordered_set<PyObject*> open_set_;

@@ -192,6 +192,15 @@ class Views(unittest.TestCase):
         _, size = permafrost._core._range(rows)
         self.assertLess(size, 1000 * 80)  # one keys table for all rows, not one per row
 
+    def test_equal_small_values_are_stored_once(self):
+        rows = permafrost.freeze([{"tags": ["admin", i % 3], "name": "user-%d" % (i % 10)}
+                                  for i in range(3000)])
+        self.assertEqual(rows[2999]["tags"], ["admin", 2999 % 3])
+        self.assertEqual(rows[1234]["name"], "user-4")
+        _, size = permafrost._core._range(rows)
+        # 3000 records of 8 + 2 * 8 bytes plus the list of them; the 3 lists and 10 names once.
+        self.assertLess(size, 3000 * 24 + 3000 * 8 + 4096)
+
 
 class Errors(unittest.TestCase):
     def test_unsupported_type_names_the_path(self):
