@@ -29,6 +29,7 @@
 //                 (upper 32 bits of the key's hash) << 32 | (entry index + 1), 8 bytes; with
 //                 flag_narrow_index (fewer than 2^24 - 1 keys) 4 bytes: (upper 8 bits of the hash)
 //                 << 24 | (entry index + 1). Linear probing from the hash's low bits.
+// Nodes of at most 64 bytes with equal bytes may be shared by any number of references.
 // Key hashes are key_hash() in module.cpp: seedless (hash_bytes over UTF-8 for str), so an index
 // built in one process is valid in every other one, whatever PYTHONHASHSEED says.
 //
