@@ -7,9 +7,11 @@ worker shares all of its pages with the parent for as long as it lives. frozen.s
 it to an image file; permafrost.open(path) maps one, and views of an image pickle as a small
 reference (path, offset), so spawn/forkserver workers map the same page-cache pages.
 
-    data = permafrost.freeze({"users": [{"name": "ada", "id": 1}]})
+    source = {"users": [{"name": "ada", "id": 1}]}
+    data = permafrost.freeze(source)
     data["users"][0]["name"]    # 'ada': a new str, read from the frozen bytes
     data.thaw()                 # an ordinary dict again
+    del source; permafrost.trim()   # before fork: return the dropped dict's heap to the kernel
     json.dumps(data, default=permafrost.json_default)
 
 Values come back as: FrozenDict (collections.abc.Mapping), FrozenList (Sequence), FrozenSet (Set)
@@ -22,9 +24,10 @@ import collections.abc as _abc
 import os as _os
 
 from . import _core
-from ._core import FrozenDict, FrozenList, FrozenSet, install_write_trap, write_trap_installed
+from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
+                    write_trap_installed)
 
-__all__ = ["freeze", "open", "memory", "json_default", "install_write_trap",
+__all__ = ["freeze", "open", "memory", "json_default", "trim", "install_write_trap",
            "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
 
 MemoryUsage = collections.namedtuple("MemoryUsage", "rss pss uss shared")

@@ -13,6 +13,7 @@
 // one store may be used from any thread.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -1271,6 +1272,9 @@ PyObject* py_private_pages(PyObject*, PyObject* args) {
   PF_ENTRY_END
 }
 
+// trim(): glibc's malloc_trim(0). Returns True when memory went back to the kernel.
+PyObject* py_trim(PyObject*, PyObject*) { return PyBool_FromLong(::malloc_trim(0)); }
+
 PyObject* py_install_write_trap(PyObject*, PyObject*) {
   PF_ENTRY_BEGIN
   pf::install_write_trap();
@@ -1343,6 +1347,9 @@ PyMethodDef module_methods[] = {
      "install_write_trap(): a write into frozen memory prints one line naming the arena and offset, "
      "then the process dies of SIGSEGV."},
     {"write_trap_installed", py_write_trap_installed, METH_NOARGS, nullptr},
+    {"trim", py_trim, METH_NOARGS,
+     "trim() -> bool: give the free memory of this process's malloc back to the kernel "
+     "(glibc malloc_trim). Call it after dropping what you froze, before forking."},
     {"_save", py_save, METH_VARARGS, "_save(view, path)"},
     {"_open_store", py_open_store, METH_VARARGS, "_open_store(path) -> store"},
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},

@@ -107,6 +107,19 @@ class ForkedWorkers(unittest.TestCase):
             permafrost.memory(2**22 + 12345)
 
 
+class Trim(unittest.TestCase):
+    def test_trim_returns_a_dropped_dict_to_the_kernel(self):
+        table = make_table(100000)
+        frozen = permafrost.freeze(table)
+        before = permafrost.memory().rss
+        del table
+        import gc
+        gc.collect()
+        permafrost.trim()
+        self.assertLess(permafrost.memory().rss, before - (10 << 20))
+        self.assertEqual(len(frozen), 100000)
+
+
 class WriteTrap(unittest.TestCase):
     def test_a_write_through_ctypes_dies_with_the_report(self):
         script = textwrap.dedent("""
