@@ -2,13 +2,16 @@
 // u64>, a sorted_map<string, u64>, a hash_set<u64> and an intern_pool from the same random keys
 // (empty, repeated, with NULs, long), under a random duplicate policy, and checks them against a
 // std::map model: sizes, every present key found with the right value, absent keys not found,
-// sorted order, the containers' own check(), all still true after freeze(). Building after
-// freeze must throw, never corrupt. Any violation aborts.
+// sorted order, the containers' own check(), all still true after freeze() and in a copy of the
+// arena's bytes at another address (what a frozen image is: offsets only, no relocation).
+// Building after freeze must throw, never corrupt. Any violation aborts.
 #include <permafrost/containers.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -110,6 +113,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < interned.size(); ++i)
     require(interned[i].view() == keys[i], "interned string changed after freeze");
   require(permafrost::is_frozen(&hm) && permafrost::is_frozen(&sm), "maps not frozen");
+  require(permafrost::check_position_independent(a, hm).empty() &&
+              permafrost::check_position_independent(a, sm).empty() &&
+              permafrost::check_position_independent(a, hs).empty(),
+          "a container holds a raw pointer");
+
+  // The same bytes at another address read the same.
+  const auto used = a.used_bytes();
+  const auto copy = std::make_unique<std::max_align_t[]>(used.size() / sizeof(std::max_align_t) + 1);
+  std::memcpy(copy.get(), used.data(), used.size());
+  const auto moved = [&](const auto* p) {
+    const auto off = reinterpret_cast<const std::byte*>(p) - used.data();
+    return reinterpret_cast<decltype(p)>(reinterpret_cast<const std::byte*>(copy.get()) + off);
+  };
+  check_map(*moved(&hm), model, absent);
+  check_map(*moved(&sm), model, absent);
+  for (auto v : set_model) require(moved(&hs)->contains(v), "hash_set copy lost a key");
 
   // After freeze nothing more can be built: a clean error, never a write.
   permafrost::hash_map_builder<permafrost::string, std::uint64_t> late(a, policy);

@@ -48,8 +48,8 @@ std::string crafted(const std::uint8_t* data, std::size_t size) {
   h.data_size = 64;
   h.root_size = sizeof(fuzz_root);
   h.root_align = alignof(fuzz_root);
-  h.type_name_size = 19;
-  std::memcpy(h.type_name, "permafrost.fuzz.v1\0", 19);
+  h.type_name_size = 18;
+  std::memcpy(h.type_name, "permafrost.fuzz.v1", 18);
   const std::uint8_t flags = size > 0 ? data[0] : 0;
   if (size > 0) {
     ++data;

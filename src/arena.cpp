@@ -35,6 +35,14 @@ constinit std::atomic<std::uint64_t> g_next_ticket{1};
 // A thread's chunk is at least this big, so the lock is taken once per 64 KiB, not per object.
 constexpr std::size_t chunk_bytes = std::size_t{64} << 10;
 
+// arena_options::freeze_checks when unset: decided here, by the library's own build, so every
+// translation unit of a program gets the same answer.
+#ifdef NDEBUG
+constexpr bool freeze_checks_by_default = false;
+#else
+constexpr bool freeze_checks_by_default = true;
+#endif
+
 constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) {
   return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
 }
@@ -314,7 +322,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
     std::memcpy(slot->name, options.name.data(), n);
     slot->name[n] = '\0';
     slot->log.clear();
-    slot->run_freeze_checks = options.freeze_checks;
+    slot->run_freeze_checks = options.freeze_checks.value_or(detail::freeze_checks_by_default);
     slot->freeze_checks.clear();
     slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
     slot->identity = detail::next_ticket();
@@ -370,7 +378,14 @@ void release_slot(arena_slot* slot) noexcept {
 // Images (src/image_mapping.hpp).
 // MERGE POINT (branch arena): when src/arena_registry.* lands, re-point map_image at its
 // primitives for "place a read-only file mapping in claimed granules and publish it as frozen";
-// image.cpp reaches the registry only through map_image and release_slot.
+// image.cpp reaches the registry only through map_image and release_slot (image_mapping.hpp).
+// With the registry's image protocol this function becomes:
+//   slot = registry::claim_frozen(mapped)            (std::bad_alloc -> return ENOMEM)
+//   err = os::map_file_fixed(fd, slot->base, mapped, file_offset, false)
+//         (on error: registry::release_frozen(slot); return err)
+//   registry::publish_frozen(slot, slot->base + bytes, name); asan_unpoison(base, bytes)
+// and ~image calls registry::release_frozen(slot) instead of release_slot; free_slot(),
+// free_granules() and the release_slot() split of ~arena then go away with this block.
 // ---------------------------------------------------------------------------------------------
 
 int map_image(int fd, std::size_t file_offset, std::size_t bytes, std::string_view name,

@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <new>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -201,7 +200,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                    std::to_string(h.root_size) + " bytes, alignment " +
                                    std::to_string(h.root_align) + ") does not lie inside " +
                                    std::to_string(h.data_size) + " data bytes");
-  if (file_bytes - h.data_offset < h.data_size || file_bytes < h.data_offset)
+  if (file_bytes < h.data_offset || file_bytes - h.data_offset < h.data_size)
     refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) + " bytes, the header promises " +
                                   std::to_string(h.data_offset + h.data_size));
 
@@ -243,8 +242,16 @@ image::image(image&& other) noexcept
 
 image& image::operator=(image&& other) noexcept {
   if (this != &other) {
-    image doomed(std::move(*this));
-    new (this) image(std::move(other));
+    image taken(std::move(other));  // leaves with this image's old mapping, and unmaps it
+    std::swap(core_, taken.core_);
+    std::swap(base_, taken.base_);
+    std::swap(size_, taken.size_);
+    std::swap(root_offset_, taken.root_offset_);
+    name_.swap(taken.name_);
+    metadata_.swap(taken.metadata_);
+    type_name_.swap(taken.type_name_);
+    std::swap(type_size_, taken.type_size_);
+    std::swap(type_align_, taken.type_align_);
   }
   return *this;
 }

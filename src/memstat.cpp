@@ -62,14 +62,14 @@ void for_each_line(std::string_view text, F f) {
 }
 
 // Parses a maps/smaps header "lo-hi perms offset dev inode   name"; false for field lines.
-bool parse_header(std::string_view line, mapping& m) {
+bool parse_header(std::string_view line, mapping_usage& m) {
   char* end = nullptr;
   const unsigned long long lo = std::strtoull(line.data(), &end, 16);
   if (end == line.data() || *end != '-') return false;
   const char* p = end + 1;
   const unsigned long long hi = std::strtoull(p, &end, 16);
   if (end == p || *end != ' ') return false;
-  m = mapping{};
+  m = mapping_usage{};
   m.begin = lo;
   m.end = hi;
   std::string_view rest = line.substr(static_cast<std::size_t>(end + 1 - line.data()));
@@ -123,11 +123,11 @@ memory_usage process_memory(pid_t pid) {
   return u;
 }
 
-std::vector<mapping> mappings(pid_t pid) {
+std::vector<mapping_usage> mappings(pid_t pid) {
   const std::string text = read_or_throw(pid, "smaps");
-  std::vector<mapping> out;
+  std::vector<mapping_usage> out;
   for_each_line(text, [&](std::string_view line) {
-    mapping m;
+    mapping_usage m;
     if (parse_header(line, m)) {
       out.push_back(std::move(m));
     } else if (!out.empty()) {
@@ -141,7 +141,7 @@ memory_usage range_memory(pid_t pid, const void* begin, const void* end) {
   const auto lo = reinterpret_cast<std::uintptr_t>(begin);
   const auto hi = reinterpret_cast<std::uintptr_t>(end);
   memory_usage total;
-  for (const mapping& m : mappings(pid)) {
+  for (const mapping_usage& m : mappings(pid)) {
     if (m.begin < hi && m.end > lo) total += m.usage;
   }
   return total;

@@ -36,7 +36,7 @@ bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(sta
 TEST_CASE("every power-of-two alignment from 1 to 4096 is honoured") {
   arena a(small());
   for (std::size_t align = 1; align <= 4096; align *= 2) {
-    a.allocate(1, 1);  // knock the bump pointer off any alignment
+    (void)a.allocate(1, 1);  // knock the bump pointer off any alignment
     void* p = a.allocate(24, align);
     CHECK(aligned(p, align));
     CHECK(a.contains(p));
@@ -47,7 +47,7 @@ TEST_CASE("every power-of-two alignment from 1 to 4096 is honoured") {
 TEST_CASE("alignments beyond the fast path, up to huge pages, are served exactly") {
   arena a(small(std::size_t{64} << 20));
   for (std::size_t align : {std::size_t{8192}, std::size_t{65536}, std::size_t{2} << 20}) {
-    a.allocate(3, 1);
+    (void)a.allocate(3, 1);
     void* p = a.allocate(100, align);
     CHECK(aligned(p, align));
   }
@@ -66,7 +66,7 @@ TEST_CASE("size 0 gives distinct non-null pointers") {
 TEST_CASE("size + alignment overflow throws bad_alloc and try_allocate returns nullptr") {
   arena a(small());
   const std::size_t huge = std::numeric_limits<std::size_t>::max() - 8;
-  CHECK_THROWS_AS(a.allocate(huge, 64), std::bad_alloc);
+  CHECK_THROWS_AS((void)a.allocate(huge, 64), std::bad_alloc);
   CHECK(a.try_allocate(huge, 64) == nullptr);
   CHECK(a.try_allocate(std::numeric_limits<std::size_t>::max(), 1) == nullptr);
   // Nothing was lost: the arena still serves.
@@ -79,21 +79,21 @@ TEST_CASE("capacity exhaustion throws bad_alloc and leaves the arena usable") {
   arena a(small(capacity));
   void* all = a.allocate(capacity - 4096, 1);
   CHECK(all != nullptr);
-  CHECK_THROWS_AS(a.allocate(8192, 1), std::bad_alloc);
+  CHECK_THROWS_AS((void)a.allocate(8192, 1), std::bad_alloc);
   CHECK(a.try_allocate(8192, 1) == nullptr);
   void* rest = a.allocate(4096, 1);  // exactly what is left
   CHECK(static_cast<char*>(rest) == static_cast<char*>(all) + (capacity - 4096));
-  CHECK_THROWS_AS(a.allocate(1, 1), std::bad_alloc);
+  CHECK_THROWS_AS((void)a.allocate(1, 1), std::bad_alloc);
   CHECK(a.stats().used == capacity);
   a.check_invariants();
 }
 
 TEST_CASE("non-power-of-two and oversized alignments are rejected") {
   arena a(small());
-  CHECK_THROWS_AS(a.allocate(8, 3), std::invalid_argument);
-  CHECK_THROWS_AS(a.allocate(8, 0), std::invalid_argument);
-  CHECK_THROWS_AS(a.allocate(8, 24), std::invalid_argument);
-  CHECK_THROWS_AS(a.allocate(8, std::size_t{1} << 40), std::invalid_argument);
+  CHECK_THROWS_AS((void)a.allocate(8, 3), std::invalid_argument);
+  CHECK_THROWS_AS((void)a.allocate(8, 0), std::invalid_argument);
+  CHECK_THROWS_AS((void)a.allocate(8, 24), std::invalid_argument);
+  CHECK_THROWS_AS((void)a.allocate(8, std::size_t{1} << 40), std::invalid_argument);
   CHECK(a.try_allocate(8, 48) == nullptr);
   CHECK(a.stats().allocations == 0);
 }
@@ -146,9 +146,9 @@ TEST_CASE("freeze is idempotent and allocation afterwards throws frozen_error") 
   a.freeze();
   CHECK(a.frozen());
   CHECK(s == "hello");
-  CHECK_THROWS_AS(a.allocate(8), permafrost::frozen_error);
-  CHECK_THROWS_AS(a.make<int>(1), permafrost::frozen_error);
-  CHECK_THROWS_AS(a.copy("x"), permafrost::frozen_error);
+  CHECK_THROWS_AS((void)a.allocate(8), permafrost::frozen_error);
+  CHECK_THROWS_AS((void)a.make<int>(1), permafrost::frozen_error);
+  CHECK_THROWS_AS((void)a.copy("x"), permafrost::frozen_error);
   CHECK(a.try_allocate(8) == nullptr);
   CHECK(a.stats().frozen);
   a.check_invariants();
@@ -268,10 +268,10 @@ TEST_CASE("stats count allocations, used bytes and alignment padding") {
   CHECK(s0.used == 0);
   CHECK(s0.committed == 0);  // nothing committed up front
   CHECK(s0.reserved >= std::size_t{16} << 20);
-  a.allocate(1, 1);
-  a.allocate(8, 8);   // 7 bytes of padding
-  a.allocate(3, 1);
-  a.allocate(16, 16);  // 13 bytes of padding (offset 19 -> 32)
+  (void)a.allocate(1, 1);
+  (void)a.allocate(8, 8);   // 7 bytes of padding
+  (void)a.allocate(3, 1);
+  (void)a.allocate(16, 16);  // 13 bytes of padding (offset 19 -> 32)
   const auto s = a.stats();
   CHECK(s.allocations == 4);
   CHECK(s.used == 48);
@@ -292,7 +292,7 @@ TEST_CASE("make, make_array and copy construct objects in the arena") {
   auto zeros = a.make_array<long>(1000);
   CHECK(std::all_of(zeros.begin(), zeros.end(), [](long v) { return v == 0; }));
   CHECK(a.make_array<long>(0).empty());
-  CHECK_THROWS_AS(a.make_array<long>(std::numeric_limits<std::size_t>::max() / 2), std::bad_alloc);
+  CHECK_THROWS_AS((void)a.make_array<long>(std::numeric_limits<std::size_t>::max() / 2), std::bad_alloc);
   const std::string_view with_nul("a\0b", 3);
   const std::string_view c = a.copy(with_nul);
   CHECK(c == with_nul);

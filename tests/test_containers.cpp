@@ -1,5 +1,6 @@
-// Frozen containers: string, array, hash_map, hash_set, sorted_map, intern_pool, the duplicate
-// policy, the freeze check, and sharing after fork (real pagemap, real SIGSEGV).
+// Frozen containers: string, array, hash_map, hash_set, sorted_map, intern_pool, frozen_json,
+// offset_ptr, the duplicate policy, the freeze check, position independence (the data read from a
+// copy at another address), and sharing after fork (real pagemap, real SIGSEGV).
 #include <doctest/doctest.h>
 
 #include <permafrost/containers.hpp>
@@ -9,9 +10,13 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
+#include <new>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 #include <sys/wait.h>
@@ -63,7 +68,10 @@ TEST_CASE("string: the default string is empty and points nowhere") {
   CHECK(s.empty());
   CHECK(s.size() == 0);
   CHECK(s.view() == "");
-  CHECK(s.rep() == nullptr);
+  CHECK(*s.data() == '\0');
+  arena a(opts());
+  CHECK(s.points_into(a));  // it points at no arena byte
+  CHECK_FALSE(a.contains(s.data()));
 }
 
 TEST_CASE("string: make_string copies bytes, embedded NULs included, and converts to string_view") {
@@ -88,15 +96,15 @@ TEST_CASE("string: a 64 KiB string round-trips") {
 
 TEST_CASE("array: empty, one and many elements; at() checks bounds") {
   arena a(opts());
-  const permafrost::array<int> none = permafrost::make_array<int>(a, std::span<const int>());
+  const permafrost::array<int> none = permafrost::copy_array<int>(a, std::span<const int>());
   CHECK(none.empty());
   CHECK_THROWS_AS(none.at(0), std::out_of_range);
-  const auto one = permafrost::make_array(a, {42});
+  const auto one = permafrost::copy_array(a, {42});
   CHECK(one.size() == 1);
   CHECK(one.front() == 42);
   std::vector<double> src(1000);
   for (std::size_t i = 0; i < src.size(); ++i) src[i] = i * 0.5;
-  const auto many = permafrost::make_array(a, std::span<const double>(src));
+  const auto many = permafrost::copy_array(a, std::span<const double>(src));
   CHECK(std::equal(many.begin(), many.end(), src.begin(), src.end()));
   CHECK(many.at(999) == 499.5);
   CHECK_THROWS_AS(many.at(1000), std::out_of_range);
@@ -395,12 +403,12 @@ TEST_CASE("sorted_map and hash_set: keys with embedded NULs and 64 KiB keys keep
 
 // ----- frozen JSON -------------------------------------------------------------------------
 
-TEST_CASE("freeze_json: every JSON type converts; lookups and type errors behave") {
+TEST_CASE("copy_json: every JSON type converts; lookups and type errors behave") {
   arena a(opts());
   const auto doc = nlohmann::json::parse(R"({"s": "text", "i": -5, "u": 18446744073709551615,
       "d": 2.5, "b": true, "n": null, "a": [1, "two", [3]], "o": {"k": "text"}})");
   permafrost::intern_pool pool{a};
-  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc, &pool);
+  const permafrost::frozen_json& j = permafrost::copy_json(a, doc, &pool);
   a.freeze();
   CHECK(a.contains(&j));
   CHECK(j.is_object());
@@ -425,10 +433,10 @@ TEST_CASE("freeze_json: every JSON type converts; lookups and type errors behave
   CHECK(pool.stats().bytes_saved == 4 + 4 + 1);
 }
 
-TEST_CASE("freeze_json: a document with an escaped pointer is impossible, and the check passes") {
+TEST_CASE("copy_json: a document with an escaped pointer is impossible, and the check passes") {
   arena a(opts("json-checked", true));
   const auto doc = nlohmann::json::parse(R"({"list": [{"x": 1}, {"y": ["z"]}], "name": "n"})");
-  const permafrost::frozen_json& j = permafrost::freeze_json(a, doc);
+  const permafrost::frozen_json& j = permafrost::copy_json(a, doc);
   CHECK(j.points_into(a));
   CHECK_NOTHROW(a.freeze());
   CHECK(j["list"][1]["y"][0].as_string() == "z");
@@ -444,10 +452,10 @@ TEST_CASE("intern_pool: a repeated string is stored once and the saving is repor
   const std::size_t used = a.stats().used;
   for (int i = 0; i < 1000; ++i) {
     const pstring again = pool.intern(text);
-    REQUIRE(again.rep() == first.rep());
+    REQUIRE(again.data() == first.data());
   }
   const pstring other = pool.intern("other");
-  CHECK(other.rep() != first.rep());
+  CHECK(other.data() != first.data());
   CHECK(a.stats().used <= used + 64);  // only "other" was added
   const auto s = pool.stats();
   CHECK(s.requests == 1002);
@@ -555,4 +563,331 @@ TEST_CASE("fork: a child that writes through const_cast dies of SIGSEGV") {
   });
   CHECK(killed_by(status, SIGSEGV));
   CHECK(m.at("victim") == 1);
+}
+
+// ----- position independence ---------------------------------------------------------------
+//
+// What a frozen image does to the data: the arena's bytes copied elsewhere and read there. The
+// arena is destroyed first, so any absolute address left in the data would read an inaccessible
+// range (SIGSEGV) instead of quietly reading the original.
+
+namespace {
+
+class relocated_copy {
+ public:
+  // Copies the used bytes of `a` to a fresh block and destroys `a`.
+  explicit relocated_copy(std::unique_ptr<arena>& a)
+      : size_(a->used_bytes().size()),
+        old_base_(reinterpret_cast<std::uintptr_t>(a->used_bytes().data())),
+        copy_(static_cast<std::byte*>(::operator new(size_ + 1, std::align_val_t{4096}))) {
+    std::memcpy(copy_, a->used_bytes().data(), size_);
+    a.reset();
+  }
+  ~relocated_copy() { ::operator delete(copy_, std::align_val_t{4096}); }
+  relocated_copy(const relocated_copy&) = delete;
+  relocated_copy& operator=(const relocated_copy&) = delete;
+
+  // The object that was at `old` in the arena, in the copy.
+  template <class T>
+  const T& at(const T* old) const {
+    return *reinterpret_cast<const T*>(copy_ + (reinterpret_cast<std::uintptr_t>(old) - old_base_));
+  }
+  std::span<const std::byte> bytes() const { return {copy_, size_}; }
+
+  // Aligned words of the copy whose value is an address in the old arena's range.
+  std::size_t words_holding_old_addresses() const {
+    std::size_t n = 0;
+    for (std::size_t off = 0; off + 8 <= size_; off += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, copy_ + off, 8);
+      n += w >= old_base_ && w < old_base_ + size_;
+    }
+    return n;
+  }
+
+ private:
+  std::size_t size_;
+  std::uintptr_t old_base_;
+  std::byte* copy_;
+};
+
+struct keyed_record {
+  std::uint64_t id;
+  pstring name;
+  permafrost::array<pstring> tags;
+};
+
+}  // namespace
+
+TEST_CASE("position independence: hash_map, hash_set and sorted_map read right from a copy at another address") {
+  auto a = std::make_unique<arena>(opts("relocate-maps"));
+  const auto ks = keys(20'000);
+  permafrost::hash_map_builder<pstring, pstring> hb{*a};
+  permafrost::hash_set_builder<pstring> sb{*a};
+  permafrost::sorted_map_builder<pstring, std::uint64_t> ob{*a};
+  permafrost::hash_map_builder<std::uint64_t, pstring> ib{*a};
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    hb.insert(ks[i], "value of " + ks[i]);
+    sb.insert(ks[i]);
+    ob.insert(ks[i], i);
+    ib.insert(i, ks[i]);
+  }
+  const auto* hm = &hb.finish();
+  const auto* hs = &sb.finish();
+  const auto* om = &ob.finish();
+  const auto* im = &ib.finish();
+  a->freeze();
+  const relocated_copy first(a);
+  CHECK(first.words_holding_old_addresses() == 0);
+  const auto& m = first.at(hm);
+  const auto& s = first.at(hs);
+  const auto& o = first.at(om);
+  const auto& byid = first.at(im);
+  REQUIRE(m.size() == ks.size());
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    REQUIRE(m.at(ks[i]) == "value of " + ks[i]);
+    REQUIRE(s.contains(ks[i]));
+    REQUIRE(o.at(ks[i]) == i);
+    REQUIRE(byid.at(i) == ks[i]);
+  }
+  CHECK_FALSE(m.contains("absent"));
+  CHECK_FALSE(s.contains("absent"));
+  std::vector<std::string> sorted = ks;
+  std::sort(sorted.begin(), sorted.end());
+  std::size_t i = 0;
+  for (const auto& e : o) REQUIRE(e.key() == sorted[i++]);
+  CHECK(o.lower_bound(sorted[7])->key() == sorted[7]);
+  std::size_t walked = 0;
+  for (const auto& e : m) walked += e.value().view() == "value of " + e.key().str();
+  CHECK(walked == ks.size());
+}
+
+TEST_CASE("position independence: two copies at different addresses give the same answers") {
+  auto a = std::make_unique<arena>(opts("relocate-twice"));
+  permafrost::intern_pool pool{*a};
+  permafrost::hash_map_builder<pstring, keyed_record> b{*a};
+  std::vector<pstring> tags{pool.intern("red"), pool.intern("green"), pool.intern("red")};
+  for (std::uint64_t i = 0; i < 1000; ++i)
+    b.insert(key_of(i), keyed_record{i, pool.intern("name-" + std::to_string(i % 10)),
+                                     permafrost::copy_array(*a, std::span<const pstring>(tags))});
+  const auto* root = &b.finish();
+  a->freeze();
+  const relocated_copy one(a);
+  std::vector<std::byte> second_bytes(one.bytes().begin(), one.bytes().end());
+  const auto& m1 = one.at(root);
+  // A second image of the same bytes, at a third address.
+  const auto* m2 = reinterpret_cast<const std::remove_cvref_t<decltype(m1)>*>(
+      second_bytes.data() + (reinterpret_cast<const std::byte*>(&m1) - one.bytes().data()));
+  REQUIRE(static_cast<const void*>(m2) != static_cast<const void*>(&m1));
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    const keyed_record& r1 = m1.at(key_of(i));
+    const keyed_record& r2 = m2->at(key_of(i));
+    REQUIRE(r1.id == i);
+    REQUIRE(r2.id == i);
+    REQUIRE(r1.name == "name-" + std::to_string(i % 10));
+    REQUIRE(r2.name == r1.name.view());
+    REQUIRE(r1.tags.size() == 3);
+    REQUIRE(r2.tags[1] == "green");
+    REQUIRE(r1.tags[0].data() == r1.tags[2].data());  // interned: one copy
+    REQUIRE(r2.tags[0].data() == r2.tags[2].data());
+  }
+}
+
+TEST_CASE("position independence: a copy_json document reads right from a copy at another address") {
+  auto a = std::make_unique<arena>(opts("relocate-json"));
+  const auto doc = nlohmann::json::parse(R"({"s": "text", "a": [1, "two", [3, {"deep": "yes"}], []],
+      "o": {"k": "text", "n": null}, "e": {}})");
+  const permafrost::frozen_json* root = &permafrost::copy_json(*a, doc);
+  a->freeze();
+  const relocated_copy copy(a);
+  CHECK(copy.words_holding_old_addresses() == 0);
+  const permafrost::frozen_json& j = copy.at(root);
+  CHECK(j["s"].as_string() == "text");
+  CHECK(j["a"][1].as_string() == "two");
+  CHECK(j["a"][2][1]["deep"].as_string() == "yes");
+  CHECK(j["a"][3].size() == 0);
+  CHECK(j["o"]["n"].is_null());
+  CHECK(j["e"].size() == 0);
+  // A frozen_json copied out of the document still refers to the same data.
+  const permafrost::frozen_json inner = j["a"][2];
+  CHECK(inner[0].as_int() == 3);
+}
+
+TEST_CASE("offset_ptr: null, dereference, self, and a copy at another address re-bases") {
+  permafrost::offset_ptr<int> null;
+  CHECK_FALSE(null);
+  CHECK(null.get() == nullptr);
+  CHECK(null == nullptr);
+  int values[2] = {7, 8};
+  permafrost::offset_ptr<int> p(&values[1]);
+  CHECK(*p == 8);
+  CHECK(p.get() == &values[1]);
+  // Copies at other addresses point at the same int, with other offsets.
+  auto copy = std::make_unique<permafrost::offset_ptr<int>>(p);
+  CHECK(copy->get() == &values[1]);
+  CHECK(copy->offset() != p.offset());
+  permafrost::offset_ptr<int> assigned;
+  assigned = *copy;
+  CHECK(assigned == p);
+  assigned = nullptr;
+  CHECK_FALSE(assigned);
+  // A pointer to itself (offset 0) is not null.
+  struct node {
+    permafrost::offset_ptr<node> next;
+  } n;
+  n.next = &n;
+  CHECK(n.next.get() == &n);
+  CHECK(n.next.offset() == 0);
+  static_assert(std::is_trivially_destructible_v<permafrost::offset_ptr<int>>);
+  static_assert(permafrost::frozen_storable_v<node>);
+}
+
+TEST_CASE("offset_ptr: a user struct in a map works from a copy at another address") {
+  struct record {
+    std::uint64_t id;
+    permafrost::offset_ptr<const record> parent;
+  };
+  auto a = std::make_unique<arena>(opts("relocate-offset-ptr"));
+  auto records = a->make_array<record>(100);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    records[i].id = i;
+    records[i].parent = i == 0 ? nullptr : &records[i - 1];
+  }
+  permafrost::hash_map_builder<std::uint64_t, permafrost::offset_ptr<const record>> b{*a};
+  for (std::size_t i = 0; i < records.size(); ++i) b.insert(i, &records[i]);
+  const auto* root = &b.finish();
+  CHECK(permafrost::check_position_independent(*a, *root).empty());
+  a->freeze();
+  const relocated_copy copy(a);
+  CHECK(copy.words_holding_old_addresses() == 0);
+  const auto& m = copy.at(root);
+  const record* r = m.at(57).get();
+  REQUIRE(r != nullptr);
+  CHECK(r->id == 57);
+  CHECK(r->parent->id == 56);
+  CHECK(r->parent->parent->id == 55);
+  CHECK_FALSE(m.at(0)->parent);
+}
+
+TEST_CASE("check_position_independent: a raw pointer into the arena is refused, naming its offset") {
+  arena a(opts());
+  const int* target = a.make<int>(5);
+  permafrost::hash_map_builder<pstring, const int*> b{a};
+  b.insert("p", target);
+  const auto& m = b.finish();
+  // The freeze check is content: the pointer points into the arena.
+  CHECK(m.check(a).empty());
+  const std::string why = permafrost::check_position_independent(a, m);
+  const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(&m.find("p")->value()) -
+                                reinterpret_cast<std::uintptr_t>(a.used_bytes().data());
+  CHECK(why.find("raw pointer at arena offset " + std::to_string(offset)) != std::string::npos);
+  CHECK(why.find("offset_ptr") != std::string::npos);
+  // A null raw pointer holds no address and passes; so do offset-based containers.
+  permafrost::hash_map_builder<pstring, const int*> nb{a};
+  nb.insert("null", nullptr);
+  CHECK(permafrost::check_position_independent(a, nb.finish()).empty());
+  permafrost::sorted_map_builder<pstring, permafrost::array<pstring>> sb{a};
+  const pstring s = permafrost::make_string(a, "x");
+  sb.insert("k", permafrost::copy_array(a, {s, s}));
+  CHECK(permafrost::check_position_independent(a, sb.finish()).empty());
+  // A root outside the arena is refused; the mode ends with the check.
+  const int outside = 3;
+  CHECK_FALSE(permafrost::check_position_independent(a, outside).empty());
+  CHECK(permafrost::points_into(target, a));
+}
+
+TEST_CASE("check_position_independent: a user type's hook sees raw pointers among its members") {
+  struct node {
+    const node* raw = nullptr;
+    permafrost::offset_ptr<const node> rel;
+    bool points_into(const arena& a) const {
+      return permafrost::points_into(raw, a) && permafrost::points_into(rel, a);
+    }
+  };
+  arena a(opts());
+  auto nodes = a.make_array<node>(3);
+  nodes[1].rel = &nodes[0];
+  CHECK(permafrost::check_position_independent(a, nodes[1]).empty());
+  nodes[2].raw = &nodes[0];
+  const std::string why = permafrost::check_position_independent(a, nodes[2]);
+  const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(&nodes[2].raw) -
+                                reinterpret_cast<std::uintptr_t>(a.used_bytes().data());
+  CHECK(why.find("arena offset " + std::to_string(offset)) != std::string::npos);
+}
+
+// ----- frozen JSON: depth and numbers ------------------------------------------------------
+
+TEST_CASE("copy_json: 100,000 nested arrays and objects convert and check without recursion") {
+  constexpr int depth = 100'000;
+  std::string text;
+  for (int i = 0; i < depth; ++i) text += i % 2 == 0 ? "[" : "{\"k\":";
+  text += "\"leaf\"";
+  for (int i = depth - 1; i >= 0; --i) text += i % 2 == 0 ? "]" : "}";
+  const auto doc = nlohmann::json::parse(text);
+  arena a(opts("json-deep", true));
+  const permafrost::frozen_json& j = permafrost::copy_json(a, doc);
+  CHECK(j.points_into(a));
+  CHECK_NOTHROW(a.freeze());
+  const permafrost::frozen_json* v = &j;
+  for (int i = 0; i < depth; ++i) v = i % 2 == 0 ? &(*v)[0] : &(*v)["k"];
+  CHECK(v->as_string() == "leaf");
+}
+
+TEST_CASE("frozen_json: as_int and as_uint throw out_of_range for numbers they cannot hold") {
+  arena a(opts());
+  const auto doc = nlohmann::json::parse(
+      R"({"big": 1e300, "neg": -1e300, "edge": 9223372036854775808.0, "low": -9223372036854775808.0,
+          "u": 18446744073709551615, "m": -1, "f": -0.5, "two64": 18446744073709551616.0, "x": 42.9})");
+  const permafrost::frozen_json& j = permafrost::copy_json(a, doc);
+  CHECK_THROWS_AS(j["big"].as_int(), std::out_of_range);
+  CHECK_THROWS_AS(j["neg"].as_int(), std::out_of_range);
+  CHECK_THROWS_AS(j["edge"].as_int(), std::out_of_range);  // 2^63
+  CHECK(j["low"].as_int() == std::numeric_limits<std::int64_t>::min());
+  CHECK_THROWS_AS(j["u"].as_int(), std::out_of_range);
+  CHECK(j["u"].as_uint() == std::numeric_limits<std::uint64_t>::max());
+  CHECK_THROWS_AS(j["m"].as_uint(), std::out_of_range);
+  CHECK(j["m"].as_int() == -1);
+  CHECK(j["f"].as_uint() == 0);
+  CHECK(j["edge"].as_uint() == (std::uint64_t{1} << 63));
+  CHECK_THROWS_AS(j["two64"].as_uint(), std::out_of_range);
+  CHECK_THROWS_AS(j["big"].as_uint(), std::out_of_range);
+  CHECK(j["x"].as_int() == 42);
+  CHECK(j["x"].as_uint() == 42);
+  const auto nan = nlohmann::json(std::numeric_limits<double>::quiet_NaN());
+  permafrost::intern_pool pool{a};
+  const permafrost::frozen_json n = permafrost::copy_json_value(a, pool, nan);
+  CHECK_THROWS_AS(n.as_int(), std::out_of_range);
+  CHECK_THROWS_AS(n.as_uint(), std::out_of_range);
+  CHECK_THROWS_AS(j["m"].as_bool(), std::domain_error);
+  CHECK_THROWS_AS(j.as_uint(), std::domain_error);
+}
+
+TEST_CASE("intern_pool: a request that throws is not counted") {
+  arena a(opts());
+  permafrost::intern_pool pool{a};
+  (void)pool.intern("kept");
+  a.freeze();
+  CHECK_THROWS_AS(pool.intern("new after freeze"), permafrost::frozen_error);
+  const auto s = pool.stats();
+  CHECK(s.requests == 1);
+  CHECK(s.unique == 1);
+  CHECK(s.bytes_stored == 4 + 4 + 1);
+  CHECK(pool.intern("kept") == "kept");  // a repeat needs no arena byte
+  CHECK(pool.stats().requests == 2);
+}
+
+// ----- freeze check default ----------------------------------------------------------------
+
+namespace permafrost::test {
+bool freeze_checks_default_ndebug();
+bool freeze_checks_default_debug();
+}  // namespace permafrost::test
+
+TEST_CASE("freeze check: the default is the library's, the same with and without the consumer's NDEBUG") {
+  CHECK_FALSE(arena_options{}.freeze_checks.has_value());
+  CHECK(permafrost::test::freeze_checks_default_ndebug() == permafrost::test::freeze_checks_default_debug());
+  arena on(opts("checks-on", true));
+  CHECK(on.freeze_checks_enabled());
+  arena off(opts("checks-off", false));
+  CHECK_FALSE(off.freeze_checks_enabled());
 }

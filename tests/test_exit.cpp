@@ -15,6 +15,7 @@
 
 #include <permafrost/arena.hpp>
 #include <permafrost/containers.hpp>
+#include <permafrost/frozen_allocator.hpp>
 
 #include <cerrno>
 #include <csignal>

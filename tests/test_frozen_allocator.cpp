@@ -4,9 +4,17 @@
 #include <permafrost/arena.hpp>
 #include <permafrost/frozen_allocator.hpp>
 
+#include <csignal>
+
+#include <deque>
+#include <forward_list>
+#include <list>
+#include <map>
+#include <set>
 #include <string>
 #include <sys/wait.h>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "fork_probe.hpp"
@@ -111,4 +119,101 @@ TEST_CASE("allocators compare equal exactly when they share an arena") {
   CHECK_FALSE(frozen_allocator<int>(a) == frozen_allocator<int>(b));
   CHECK_THROWS_AS((void)frozen_allocator<long>(a).allocate(std::numeric_limits<std::size_t>::max() / 4),
                   std::bad_array_new_length);
+}
+
+// ----- destroying a container whose memory is frozen --------------------------------------------
+//
+// The container object lives on the stack (as most do); its blocks live in the arena, frozen. Its
+// destructor runs the elements' destructors and deallocate() (a no-op): safe exactly when neither
+// writes the arena. Each runs in a child, which must exit normally.
+
+namespace {
+
+template <class Container, class Fill>
+int destroy_after_freeze(Fill fill) {
+  permafrost::arena a(opts());
+  return permafrost::test::wait_status_of([&] {
+    {
+      Container c{frozen_allocator<typename Container::value_type>(a)};
+      fill(c, a);
+      a.freeze();
+    }  // destroyed here, after freeze
+    std::_Exit(0);
+  });
+}
+
+bool exited_normally(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+fstring long_string(permafrost::arena& a, int i) {
+  return fstring("a string long enough to leave the small-string buffer " + std::to_string(i),
+                 frozen_allocator<char>(a));
+}
+
+}  // namespace
+
+TEST_CASE("after freeze, destroying vector, basic_string and deque writes no frozen byte") {
+  CHECK(exited_normally(destroy_after_freeze<std::vector<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+    for (int i = 0; i < 100; ++i) c.push_back(long_string(a, i));
+  })));
+  CHECK(exited_normally(destroy_after_freeze<fstring>([](auto& c, auto&) {
+    c.assign(1000, 'x');
+  })));
+  CHECK(exited_normally(destroy_after_freeze<std::deque<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+    for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
+  })));
+}
+
+TEST_CASE("after freeze, destroying list and forward_list writes no frozen byte") {
+  CHECK(exited_normally(destroy_after_freeze<std::list<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+    for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
+  })));
+  CHECK(exited_normally(destroy_after_freeze<std::forward_list<int, frozen_allocator<int>>>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.push_front(i);
+  })));
+}
+
+TEST_CASE("after freeze, destroying map, multimap, set and multiset writes no frozen byte") {
+  using fmap_ordered = std::map<int, fstring, std::less<>, frozen_allocator<std::pair<const int, fstring>>>;
+  CHECK(exited_normally(destroy_after_freeze<fmap_ordered>([](auto& c, auto& a) {
+    for (int i = 0; i < 1000; ++i) c.emplace(i, long_string(a, i));
+  })));
+  using fmultimap = std::multimap<int, int, std::less<>, frozen_allocator<std::pair<const int, int>>>;
+  CHECK(exited_normally(destroy_after_freeze<fmultimap>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.emplace(i % 10, i);
+  })));
+  CHECK(exited_normally(destroy_after_freeze<std::set<int, std::less<>, frozen_allocator<int>>>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.insert(i);
+  })));
+  CHECK(exited_normally(destroy_after_freeze<std::multiset<int, std::less<>, frozen_allocator<int>>>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.insert(i % 10);
+  })));
+}
+
+// The documented limit: the unordered containers clear their bucket array in the destructor
+// (libstdc++'s ~_Hashtable memsets it). Destroying one whose buckets are frozen dies of SIGSEGV;
+// made in the arena (arena::make) it is never destroyed, which is the supported way.
+TEST_CASE("after freeze, destroying unordered_map or unordered_set faults: the documented limit") {
+  using fumap = std::unordered_map<int, int, std::hash<int>, std::equal_to<>,
+                                   frozen_allocator<std::pair<const int, int>>>;
+  const int map_status = destroy_after_freeze<fumap>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.emplace(i, i);
+  });
+  CHECK(WIFSIGNALED(map_status));
+  CHECK(WTERMSIG(map_status) == SIGSEGV);
+  using fuset = std::unordered_set<int, std::hash<int>, std::equal_to<>, frozen_allocator<int>>;
+  const int set_status = destroy_after_freeze<fuset>([](auto& c, auto&) {
+    for (int i = 0; i < 1000; ++i) c.insert(i);
+  });
+  CHECK(WIFSIGNALED(set_status));
+  CHECK(WTERMSIG(set_status) == SIGSEGV);
+  // The supported way: the map object in the arena, never destroyed; it outlives the test's
+  // use and the arena goes with everything in it.
+  const int in_arena = permafrost::test::wait_status_of([] {
+    permafrost::arena a(opts());
+    auto* m = a.make<fumap>(frozen_allocator<std::pair<const int, int>>(a));
+    for (int i = 0; i < 1000; ++i) m->emplace(i, i);
+    a.freeze();
+    std::_Exit(m->at(999) == 999 ? 0 : 1);
+  });
+  CHECK(exited_normally(in_arena));
 }

@@ -37,8 +37,8 @@ struct process_row {
   pid_t pid = 0;
   std::string name;
   permafrost::memory_usage mem;
-  std::vector<permafrost::mapping> arenas;
-  std::vector<permafrost::mapping> images;
+  std::vector<permafrost::mapping_usage> arenas;
+  std::vector<permafrost::mapping_usage> images;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -82,7 +82,7 @@ std::string json_usage(const permafrost::memory_usage& u) {
 }
 
 // The image a mapping shows, by the naming convention in the header comment; empty if none.
-std::string image_of(const permafrost::mapping& m) {
+std::string image_of(const permafrost::mapping_usage& m) {
   std::string name = m.name;
   const std::string deleted = " (deleted)";
   if (name.size() > deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
@@ -92,7 +92,7 @@ std::string image_of(const permafrost::mapping& m) {
   return pfi || memfd ? name : std::string();
 }
 
-bool is_arena(const permafrost::mapping& m) {
+bool is_arena(const permafrost::mapping_usage& m) {
   if (!image_of(m).empty()) return false;
   const bool anon_or_memfd = m.name.rfind("[anon:", 0) == 0 || m.name.rfind("/memfd:", 0) == 0;
   return anon_or_memfd && m.name.find("permafrost") != std::string::npos;

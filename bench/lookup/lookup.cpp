@@ -4,13 +4,22 @@
 // of lookups of all keys in a shuffled order (hits; each key a separate std::string, so no peer
 // sees its own key object) and of as many absent keys drawn alike (misses), peers interleaved
 // within each round. Reports medians and
-// ratios against std::unordered_map. Bytes per entry: malloc'd bytes (mallinfo2, chunk overhead
-// included) for heap peers, arena bytes used for arena peers; keys are included either way.
+// ratios against std::unordered_map. Bytes per entry: for heap peers, the bytes the heap handed
+// out for the peer (counted by this program's operator new/delete, as malloc_usable_size of each
+// block: the size class's rounding included, the allocator's own headers not); for arena peers,
+// the arena bytes used. Keys are included either way.
 // Build time is reported separately: it includes first touch of fresh pages (~6.6 us each here).
+//
+// The frozen hash_map and sorted_map run twice: as they are (self-relative offsets, so the data
+// works at any address) and in the layout before that (absolute pointers; bench/lookup/
+// old_layout.hpp). A closing line gives the offset layout's speed as a ratio of the old one's
+// (median over rounds of the per-round ratio).
 //
 // Usage: lookup [--smoke] [--keys N] [--rounds R]
 //   --smoke   20,000 keys, 3 rounds: seconds, for ctest
 #include <permafrost/containers.hpp>
+
+#include "old_layout.hpp"
 
 #include <boost/intrusive/set.hpp>
 #include <boost/intrusive/unordered_set.hpp>
@@ -22,9 +31,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <atomic>
 #include <malloc.h>
 #include <map>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <string_view>
@@ -37,6 +48,30 @@
 namespace bi = boost::intrusive;
 
 namespace {
+void* counted_alloc(std::size_t n, std::size_t align);
+void counted_free(void* p) noexcept;
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+}
+void operator delete(void* p) noexcept { counted_free(p); }
+void operator delete[](void* p) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+
+namespace {
 
 using clock_type = std::chrono::steady_clock;
 
@@ -44,16 +79,30 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-std::size_t heap_in_use() {
-  const struct mallinfo2 m = mallinfo2();
-  return m.uordblks + m.hblkhd;
-}
+// The counting allocator: this program's operator new/delete (every form below) add and subtract
+// malloc_usable_size of each block, so heap_in_use() is what the heap has handed out to the
+// program and not taken back, whichever malloc the process runs on.
+std::atomic<std::size_t> g_heap_bytes{0};
 
-// Bytes malloc'd since `before`, less `exclude`; 0 when malloc does not report (sanitizers
-// replace it and mallinfo2 then says nothing), printed as n/a.
+std::size_t heap_in_use() { return g_heap_bytes.load(std::memory_order_relaxed); }
+
 std::size_t heap_growth(std::size_t before, std::size_t exclude) {
   const std::size_t now = heap_in_use();
   return now > before + exclude ? now - before - exclude : 0;
+}
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+  void* p = align <= alignof(std::max_align_t) ? std::malloc(n == 0 ? 1 : n)
+                                               : std::aligned_alloc(align, (n + align - 1) / align * align);
+  if (p == nullptr) throw std::bad_alloc();
+  g_heap_bytes.fetch_add(malloc_usable_size(p), std::memory_order_relaxed);
+  return p;
+}
+
+void counted_free(void* p) noexcept {
+  if (p == nullptr) return;
+  g_heap_bytes.fetch_sub(malloc_usable_size(p), std::memory_order_relaxed);
+  std::free(p);
 }
 
 // Keeps results observable so the compiler cannot drop lookups.
@@ -207,6 +256,21 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// The median over rounds of a[r] / b[r]: peers run back to back within a round, so the ratio of
+// one round cancels what drifts between rounds (frequency, other load).
+double round_ratio(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> r;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) r.push_back(a[i] / b[i]);
+  return median(r);
+}
+
+const peer& find_peer(const std::vector<peer>& peers, const char* name) {
+  for (const auto& p : peers)
+    if (std::string_view(p.name) == name) return p;
+  std::fprintf(stderr, "lookup: no peer named %s\n", name);
+  std::exit(1);
+}
+
 // keys: the table's keys; absent_keys: as many keys drawn alike that are not in it.
 void run(const char* label, const std::vector<std::string>& keys,
          const std::vector<std::string>& absent_keys, int rounds) {
@@ -229,6 +293,8 @@ void run(const char* label, const std::vector<std::string>& keys,
   auto add = [&](peer p) { peers.push_back(std::move(p)); };
   add(frozen_peer<permafrost::hash_map_builder<permafrost::string, std::uint64_t>>(
       "permafrost::hash_map", keys));
+  add(frozen_peer<old_layout::hash_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::hash_map, old layout (pointers)", keys));
   add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>", keys));
   add(std_peer<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>(
       "std::unordered_map, permafrost hash", keys));
@@ -289,6 +355,8 @@ void run(const char* label, const std::vector<std::string>& keys,
       [&] { bia_arena.reset(); }, 0, 0, {}, {}});
   add(frozen_peer<permafrost::sorted_map_builder<permafrost::string, std::uint64_t>>(
       "permafrost::sorted_map", keys));
+  add(frozen_peer<old_layout::sorted_map_builder<permafrost::string, std::uint64_t>>(
+      "permafrost::sorted_map, old layout (pointers)", keys));
   add(std_peer<std::map<std::string, std::uint64_t>>("std::map<std::string>", keys));
   add(peer{"Boost.Intrusive set (rbtree), heap",
       [&] {
@@ -349,17 +417,27 @@ void run(const char* label, const std::vector<std::string>& keys,
   std::printf("| container | bytes/entry | bytes vs unordered_map | M hits/s | hits vs unordered_map "
               "| M misses/s | misses vs unordered_map | build s |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  const double ref_rate = median(peers[1].rates);
-  const double ref_miss = median(peers[1].miss_rates);
-  const double ref_bytes = static_cast<double>(peers[1].bytes) / static_cast<double>(n);
+  const peer& ref = find_peer(peers, "std::unordered_map<std::string>");
+  const double ref_rate = median(ref.rates);
+  const double ref_miss = median(ref.miss_rates);
+  const double ref_bytes = static_cast<double>(ref.bytes) / static_cast<double>(n);
   for (const auto& p : peers) {
     const double bpe = static_cast<double>(p.bytes) / static_cast<double>(n);
     const double rate = median(p.rates);
     const double miss = median(p.miss_rates);
-    char bytes[64] = "n/a | n/a";  // malloc did not report (sanitizer builds)
-    if (p.bytes != 0 && ref_bytes != 0) std::snprintf(bytes, sizeof bytes, "%.1f | %.2fx", bpe, bpe / ref_bytes);
-    std::printf("| %s | %s | %.2f | %.2fx | %.2f | %.2fx | %.2f |\n", p.name, bytes, rate / 1e6,
-                rate / ref_rate, miss / 1e6, miss / ref_miss, p.build_s);
+    if (p.bytes == 0 || ref_bytes == 0) {
+      std::fprintf(stderr, "lookup: no bytes counted for %s: the counting allocator is not in use\n", p.name);
+      std::exit(1);
+    }
+    std::printf("| %s | %.1f | %.2fx | %.2f | %.2fx | %.2f | %.2fx | %.2f |\n", p.name, bpe, bpe / ref_bytes,
+                rate / 1e6, rate / ref_rate, miss / 1e6, miss / ref_miss, p.build_s);
+  }
+  std::printf("\nOffset layout vs old pointer layout (median of per-round ratios; > 1 is faster):\n");
+  for (const char* name : {"permafrost::hash_map", "permafrost::sorted_map"}) {
+    const peer& now = find_peer(peers, name);
+    const peer& old = find_peer(peers, (std::string(name) + ", old layout (pointers)").c_str());
+    std::printf("- %s: hits %.3fx, misses %.3fx\n", name, round_ratio(now.rates, old.rates),
+                round_ratio(now.miss_rates, old.miss_rates));
   }
   std::fflush(stdout);
 }

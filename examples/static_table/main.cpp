@@ -12,11 +12,17 @@
 //   S <sku>      -> "<id> <stock> <price> <name>" | "0"  (hash_map<string, row>)
 //   I <id>       -> "<first id >= id> <stock>" | "-"     (sorted_map<uint64, row>::lower_bound)
 //
-// Usage: static_table [--rows N] [--words PATH] [--workers W] [--queries Q]
-//   defaults: 1,000,000 rows, /usr/share/dict/words, 4 workers, 40,000 queries
+// With --image PATH the tables outlive the process: the first start builds them and saves the
+// arena as a frozen image (permafrost::save_image); every later start opens the image
+// (permafrost::image::open, no rebuild) and serves from it. Each start prints its time to ready.
+//
+// Usage: static_table [--rows N] [--words PATH] [--workers W] [--queries Q] [--image PATH]
+//   defaults: 1,000,000 rows, /usr/share/dict/words, 4 workers, 40,000 queries, no image
 // Exit status 0 when every answer was right and no worker copied an arena page.
 #include <permafrost/containers.hpp>
+#include <permafrost/image.hpp>
 #include <permafrost/memstat.hpp>
+#include <permafrost/offset_ptr.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -24,7 +30,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -64,6 +73,20 @@ struct tables {
   const permafrost::hash_map<pstring, row>* rows_by_sku;
   const permafrost::sorted_map<std::uint64_t, row>* rows_by_id;
 };
+
+// The image root: the four tables by offset (never by address), so the image reads right
+// wherever a later start maps it.
+struct table_root {
+  permafrost::offset_ptr<const permafrost::hash_map<pstring, std::uint32_t>> words;
+  permafrost::offset_ptr<const permafrost::sorted_map<pstring, std::uint32_t>> words_sorted;
+  permafrost::offset_ptr<const permafrost::hash_map<pstring, row>> rows_by_sku;
+  permafrost::offset_ptr<const permafrost::sorted_map<std::uint64_t, row>> rows_by_id;
+  std::uint64_t rows = 0;  // the --rows the image was built with
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
 
 std::string answer(const tables& t, std::string_view q) {
   if (q.size() < 2 || q[1] != ' ') return "?";
@@ -154,25 +177,51 @@ int connect_to(const sockaddr_un& addr) {
 
 }  // namespace
 
+PERMAFROST_IMAGE_TYPE(table_root, "permafrost.examples.static_table.v1");
+
 int main(int argc, char** argv) {
+  const auto started = std::chrono::steady_clock::now();
   std::size_t rows = 1'000'000;
   std::size_t queries = 40'000;
   int workers = 4;
   std::string words_path = "/usr/share/dict/words";
+  std::string image_path;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--rows" && i + 1 < argc) rows = std::strtoull(argv[++i], nullptr, 10);
     else if (arg == "--queries" && i + 1 < argc) queries = std::strtoull(argv[++i], nullptr, 10);
     else if (arg == "--workers" && i + 1 < argc) workers = std::atoi(argv[++i]);
     else if (arg == "--words" && i + 1 < argc) words_path = argv[++i];
+    else if (arg == "--image" && i + 1 < argc) image_path = argv[++i];
     else {
-      std::fprintf(stderr, "usage: static_table [--rows N] [--words PATH] [--workers W] [--queries Q]\n");
+      std::fprintf(stderr, "usage: static_table [--rows N] [--words PATH] [--workers W] [--queries Q] [--image PATH]\n");
       return 2;
     }
   }
   if (workers < 1 || rows < 1) {
     std::fprintf(stderr, "static_table: need at least one worker and one row\n");
     return 2;
+  }
+
+  // ----- a later start: open the image instead of building ------------------------------------
+  std::optional<permafrost::image> img;
+  std::optional<tables> opened;
+  if (!image_path.empty() && std::filesystem::exists(image_path)) {
+    try {
+      img.emplace(permafrost::image::open(image_path));
+      const table_root& root = img->root<table_root>();
+      if (root.rows != rows) {
+        std::fprintf(stderr, "static_table: %s holds %llu rows, not %zu: remove it to rebuild\n",
+                     image_path.c_str(), static_cast<unsigned long long>(root.rows), rows);
+        return 2;
+      }
+      opened = tables{root.words.get(), root.words_sorted.get(), root.rows_by_sku.get(), root.rows_by_id.get()};
+    } catch (const permafrost::image_error& e) {
+      std::fprintf(stderr, "static_table: %s\n", e.what());
+      return 1;
+    }
+    std::printf("start: opened image %s (%.1f MiB) in %.1f ms; ready to serve\n", image_path.c_str(),
+                static_cast<double>(img->data().size()) / (1 << 20), ms_since(started));
   }
 
   // ----- the source data, kept in process memory as the client's reference ---------------------
@@ -191,35 +240,48 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // ----- build and freeze ----------------------------------------------------------------------
+  // ----- build and freeze (skipped when an image was opened) -----------------------------------
+  std::unordered_map<std::string_view, std::uint32_t> word_line;  // the client's truth
+  for (std::size_t i = 0; i < words.size(); ++i) word_line.emplace(words[i], static_cast<std::uint32_t>(i + 1));
   permafrost::arena_options options;
   options.name = "static_table";
   permafrost::arena arena(options);
-  permafrost::intern_pool pool(arena);
-  permafrost::hash_map_builder<pstring, std::uint32_t> wb{arena};
-  permafrost::sorted_map_builder<pstring, std::uint32_t> wsb{arena};
-  std::unordered_map<std::string_view, std::uint32_t> word_line;  // the client's truth
-  for (std::size_t i = 0; i < words.size(); ++i) {
-    const auto line = static_cast<std::uint32_t>(i + 1);
-    wb.insert(words[i], line);  // duplicate_policy::reject: the first line of a word wins
-    wsb.insert(words[i], line);
-    word_line.emplace(words[i], line);
-  }
-  permafrost::hash_map_builder<pstring, row> rb{arena};
-  permafrost::sorted_map_builder<std::uint64_t, row> rib{arena};
-  for (std::size_t i = 0; i < rows; ++i) {
-    const row r{id_of(i), stock_of(i), price_of(i), pool.intern("product-" + words[i % words.size()])};
-    rb.insert(sku_of(i), r);
-    rib.insert(id_of(i), r);
-  }
-  const tables t{&wb.finish(), &wsb.finish(), &rb.finish(), &rib.finish()};
-  arena.freeze();
-  const auto interned = pool.stats();
-  pool.clear();
-  std::printf("frozen: %zu words, %zu rows, %.1f MiB in the arena (names: %zu interned into %zu, "
-              "%.1f MiB saved)\n",
-              t.words->size(), t.rows_by_sku->size(), static_cast<double>(arena.stats().used) / (1 << 20),
-              interned.requests, interned.unique, static_cast<double>(interned.bytes_saved) / (1 << 20));
+  const tables t = opened ? *opened : [&] {
+    permafrost::intern_pool pool(arena);
+    permafrost::hash_map_builder<pstring, std::uint32_t> wb{arena};
+    permafrost::sorted_map_builder<pstring, std::uint32_t> wsb{arena};
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      const auto line = static_cast<std::uint32_t>(i + 1);
+      wb.insert(words[i], line);  // duplicate_policy::reject: the first line of a word wins
+      wsb.insert(words[i], line);
+    }
+    permafrost::hash_map_builder<pstring, row> rb{arena};
+    permafrost::sorted_map_builder<std::uint64_t, row> rib{arena};
+    for (std::size_t i = 0; i < rows; ++i) {
+      const row r{id_of(i), stock_of(i), price_of(i), pool.intern("product-" + words[i % words.size()])};
+      rb.insert(sku_of(i), r);
+      rib.insert(id_of(i), r);
+    }
+    const tables built{&wb.finish(), &wsb.finish(), &rb.finish(), &rib.finish()};
+    table_root* root = image_path.empty() ? nullptr : arena.make<table_root>();
+    if (root != nullptr) *root = table_root{built.words, built.words_sorted, built.rows_by_sku, built.rows_by_id, rows};
+    arena.freeze();
+    const auto interned = pool.stats();
+    pool.clear();
+    std::printf("frozen: %zu words, %zu rows, %.1f MiB in the arena (names: %zu interned into %zu, "
+                "%.1f MiB saved)\n",
+                built.words->size(), built.rows_by_sku->size(), static_cast<double>(arena.stats().used) / (1 << 20),
+                interned.requests, interned.unique, static_cast<double>(interned.bytes_saved) / (1 << 20));
+    if (root != nullptr) {
+      const double built_ms = ms_since(started);
+      permafrost::save_image(arena, *root, image_path);
+      std::printf("start: built in %.1f ms, saved image %s in %.1f ms; later starts open it\n", built_ms,
+                  image_path.c_str(), ms_since(started) - built_ms);
+    } else {
+      std::printf("start: built in %.1f ms; ready to serve\n", ms_since(started));
+    }
+    return built;
+  }();
 
   // ----- prefork the workers -------------------------------------------------------------------
   char dir[] = "/tmp/permafrost-static-table-XXXXXX";
@@ -313,7 +375,7 @@ int main(int argc, char** argv) {
   }
 
   // ----- sharing: compare the live workers' frames with ours, then stop them -------------------
-  const auto range = arena.used_bytes();
+  const auto range = img ? img->data() : arena.used_bytes();
   bool shared = true;
   std::string method;
   std::printf("%-8s %11s %13s %8s\n", "worker", "arena pages", "read (present)", "copied");

@@ -26,6 +26,7 @@
 #include <limits>
 #include <memory_resource>
 #include <new>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -105,12 +106,10 @@ struct arena_options {
 
   // Run the checks registered with add_freeze_check() (frozen containers register one each, which
   // verifies that they point only inside the arena) in freeze(). Off, registrations are dropped
-  // and cost nothing. Default: on in builds without NDEBUG.
-#ifdef NDEBUG
-  bool freeze_checks = false;
-#else
-  bool freeze_checks = true;
-#endif
+  // and cost nothing. Unset (the default), the library decides by how it was built: on when the
+  // library was built without NDEBUG (a debug build), off otherwise — one answer for every
+  // translation unit of a program, whatever NDEBUG each was compiled with.
+  std::optional<bool> freeze_checks;
 
   // Backing memory; see `backing`.
   permafrost::backing backing = permafrost::backing::anonymous;
@@ -272,19 +271,19 @@ class arena {
   // Throws: std::bad_alloc when capacity is exhausted or bytes + align overflows;
   // std::invalid_argument when align is not a power of two or exceeds 256 MiB;
   // frozen_error after freeze().
-  void* allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t)) {
+  [[nodiscard]] void* allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t)) {
     return detail::allocate(core_, bytes, align);
   }
 
   // As allocate(), and records `tag` in the allocation log when the log is on. `tag` must be a
   // string that outlives the arena (a literal).
-  void* allocate(std::size_t bytes, std::size_t align, const char* tag) {
+  [[nodiscard]] void* allocate(std::size_t bytes, std::size_t align, const char* tag) {
     return detail::allocate_slow(core_, bytes, align, tag, true);
   }
 
   // As allocate(), but returns nullptr instead of throwing.
-  void* try_allocate(std::size_t bytes,
-                     std::size_t align = alignof(std::max_align_t)) noexcept {
+  [[nodiscard]] void* try_allocate(std::size_t bytes,
+                                   std::size_t align = alignof(std::max_align_t)) noexcept {
     if (void* p = detail::try_bump(core_, bytes, align)) [[likely]]
       return p;
     return detail::allocate_slow(core_, bytes, align, nullptr, false);
@@ -293,16 +292,18 @@ class arena {
   // Effects: constructs a T in the arena. Its destructor never runs.
   // Throws: as allocate(), and whatever T's constructor throws (the bytes are then lost).
   template <class T, class... A>
-  T* make(A&&... args) {
+  [[nodiscard]] T* make(A&&... args) {
     static_assert(!std::is_array_v<T>, "use make_array<T>(n) for arrays");
     void* p = allocate(sizeof(T), alignof(T));
     return ::new (p) T(std::forward<A>(args)...);
   }
 
-  // Effects: n value-initialised T's, contiguous. n == 0 gives an empty span and allocates nothing.
+  // Effects: n value-initialised T's, contiguous, writable until freeze() (a mutable span; to copy
+  // existing elements into an immutable permafrost::array, see copy_array in array.hpp).
+  // n == 0 gives an empty span and allocates nothing.
   // Throws: std::bad_alloc when n * sizeof(T) overflows; otherwise as allocate().
   template <class T>
-  std::span<T> make_array(std::size_t n) {
+  [[nodiscard]] std::span<T> make_array(std::size_t n) {
     static_assert(std::is_default_constructible_v<T>, "make_array<T> value-initialises its elements");
     if (n == 0) return {};
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
@@ -317,7 +318,7 @@ class arena {
 
   // Effects: copies s into the arena, followed by a NUL so .data() is also a C string.
   // Throws: as allocate().
-  std::string_view copy(std::string_view s) {
+  [[nodiscard]] std::string_view copy(std::string_view s) {
     char* p = static_cast<char*>(allocate(s.size() + 1, 1));
     if (!s.empty()) std::memcpy(p, s.data(), s.size());
     p[s.size()] = '\0';
@@ -411,5 +412,3 @@ inline bool is_frozen(const void* p) noexcept {
 }
 
 }  // namespace permafrost
-
-#include "permafrost/frozen_allocator.hpp"

@@ -1,9 +1,10 @@
 // permafrost — permafrost::array<T>, an immutable contiguous sequence in an arena.
 //
-// Contract: an array<T> is a handle (pointer + size) to T's laid out contiguously in an arena.
-// Like std::span<const T>, it never owns, copies or frees; copying a handle writes nothing, and
-// the elements' destructors never run, so T must be frozen-storable (trivially destructible or a
-// permafrost type).
+// Contract: an array<T> is a handle (a self-relative offset + size, see offset_ptr.hpp) to T's
+// laid out contiguously in an arena; it holds no absolute address, so an array stored in frozen
+// data stays valid wherever the data is mapped. Like std::span<const T>, it never owns, copies or
+// frees; copying a handle re-bases its offset and writes nothing, and the elements' destructors
+// never run, so T must be frozen-storable (trivially destructible or a permafrost type).
 //
 // Thread safety: a handle is a value; any number of threads may read the same elements at once.
 #pragma once
@@ -17,7 +18,8 @@
 #include <type_traits>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/detail/frozen_value.hpp"
+#include "permafrost/frozen_storable.hpp"
+#include "permafrost/offset_ptr.hpp"
 
 namespace permafrost {
 
@@ -34,46 +36,48 @@ class array {
 
   constexpr array() noexcept = default;
   // Internal: a handle to n T's already in an arena.
-  constexpr array(const T* data, std::size_t n) noexcept : data_(data), size_(n) {}
+  array(const T* data, std::size_t n) noexcept : data_(data), size_(n) {}
 
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  const T* data() const noexcept { return data_; }
-  const T* begin() const noexcept { return data_; }
-  const T* end() const noexcept { return data_ + size_; }
-  const T& operator[](std::size_t i) const noexcept { return data_[i]; }
-  const T& front() const noexcept { return data_[0]; }
-  const T& back() const noexcept { return data_[size_ - 1]; }
+  const T* data() const noexcept { return data_.get(); }
+  const T* begin() const noexcept { return data(); }
+  const T* end() const noexcept { return data() + size_; }
+  const T& operator[](std::size_t i) const noexcept { return data()[i]; }
+  const T& front() const noexcept { return data()[0]; }
+  const T& back() const noexcept { return data()[size_ - 1]; }
 
   // Throws: std::out_of_range when i >= size().
   const T& at(std::size_t i) const {
     if (i >= size_) throw std::out_of_range("permafrost::array::at: index out of range");
-    return data_[i];
+    return data()[i];
   }
 
-  std::span<const T> span() const noexcept { return {data_, size_}; }
+  std::span<const T> span() const noexcept { return {data(), size_}; }
   operator std::span<const T>() const noexcept { return span(); }  // NOLINT: meant to be implicit
 
   // For freeze checks: the elements, and whatever they point to, lie inside `a`.
   bool points_into(const arena& a) const {
-    if (!detail::range_in(a, data_, size_ * sizeof(T))) return false;
+    if (!detail::range_in(a, data(), size_ * sizeof(T))) return false;
     for (const T& v : *this)
-      if (!detail::points_into(v, a)) return false;
+      if (!permafrost::points_into(v, a)) return false;
     return true;
   }
 
  private:
-  const T* data_ = nullptr;
+  offset_ptr<const T> data_;
   std::size_t size_ = 0;
 };
 
 template <class T>
 struct is_permafrost_type<array<T>> : std::true_type {};
 
-// Effects: copies `items` into `a` and returns a handle to the copy. An empty input allocates
-// nothing. Throws: std::bad_alloc when the size overflows; as arena::allocate otherwise.
+// Effects: copies `items` into `a` (each element by its copy constructor, so offset-based
+// handles re-base) and returns a handle to the copy. An empty input allocates nothing.
+// Throws: std::bad_alloc when the size overflows; as arena::allocate otherwise.
+// (Named for what it does: arena::make_array<T>(n) makes n new elements; this copies.)
 template <class T>
-array<T> make_array(arena& a, std::span<const T> items) {
+[[nodiscard]] array<T> copy_array(arena& a, std::span<const T> items) {
   static_assert(std::is_copy_constructible_v<T>);
   if (items.empty()) return {};
   if (items.size() > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
@@ -83,8 +87,18 @@ array<T> make_array(arena& a, std::span<const T> items) {
 }
 
 template <class T>
-array<T> make_array(arena& a, std::initializer_list<T> items) {
-  return make_array(a, std::span<const T>(items.begin(), items.size()));
+[[nodiscard]] array<T> copy_array(arena& a, std::initializer_list<T> items) {
+  return copy_array(a, std::span<const T>(items.begin(), items.size()));
+}
+
+// The former name of copy_array, kept for one release.
+template <class T>
+[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a, std::span<const T> items) {
+  return copy_array(a, items);
+}
+template <class T>
+[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a, std::initializer_list<T> items) {
+  return copy_array(a, items);
 }
 
 }  // namespace permafrost

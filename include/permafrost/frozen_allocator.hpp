@@ -7,6 +7,20 @@
 //
 // The allocator holds the arena's stable record, not the arena object, so it stays valid when the
 // arena is moved; it must not outlive the arena.
+//
+// Destroying a container after freeze(): its destructor runs the elements' destructors and
+// deallocate() (which does nothing), so it is safe exactly when neither writes the container's
+// blocks. With libstdc++, std::vector, std::basic_string, std::deque, std::list,
+// std::forward_list, std::map, std::multimap, std::set and std::multiset write nothing and are
+// safe to destroy after freeze (each tested in test_frozen_allocator.cpp). The unordered
+// containers (std::unordered_map, unordered_set and their multi forms) are not: their destructor
+// clears the bucket array, which is frozen, and the process dies of SIGSEGV. Make those in the
+// arena (arena::make<std::unordered_map<...>>(alloc)) — arena objects are never destroyed — or
+// destroy them before freeze(). Other containers: assume unsafe until tested.
+//
+// Thread safety: an allocator is a value; copies may be used from any number of threads at once,
+// with arena::allocate's guarantee (any number of threads before freeze()). A container using it
+// is as thread-safe as the standard says for that container.
 #pragma once
 
 #include <cstddef>

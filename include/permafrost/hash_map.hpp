@@ -2,7 +2,8 @@
 //
 // Contract: built once with hash_map_builder in an unfrozen arena; finish() lays every entry, the
 // bucket offsets and the map object itself out in the arena and returns a const reference that is
-// valid for the arena's life. The map is never modified nor destroyed: V must be trivially
+// valid for the arena's life. The map holds no absolute address (its references are self-relative
+// offsets), so its bytes work wherever the arena is mapped (a frozen image). The map is never modified nor destroyed: V must be trivially
 // destructible or a permafrost type. Lookups read and never write (no cache, no mutable member,
 // no refcount), so workers forked after arena.freeze() share every page of it.
 //
@@ -76,19 +77,18 @@ struct is_permafrost_type<hash_map<K, V, H>> : std::true_type {};
 // Gathers entries in process memory (one copy of each key) and lays the map out in the arena on
 // finish(). Not copyable or movable.
 template <class K, class V, class Hash>
-class hash_map_builder {
+class hash_map_builder : public detail::table_builder<hash_map<K, V, Hash>, K, V, Hash> {
   static_assert(frozen_storable_v<V>,
                 "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
   static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
+  using base = detail::table_builder<hash_map<K, V, Hash>, K, V, Hash>;
 
  public:
   using key_view = detail::key_view_t<K>;
 
   // Effects: a builder for a map in `a` (which must stay unfrozen until finish()).
   explicit hash_map_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
-      : pending_(a, policy) {
-    detail::check_key_type<K>();
-  }
+      : base(a, policy) {}
 
   // Effects: adds (k, v); a key already present is handled by the builder's duplicate_policy.
   // Returns true when k was new. String keys are copied; so is v when V is permafrost::string and
@@ -97,30 +97,22 @@ class hash_map_builder {
   // std::bad_alloc. The builder is unchanged when it throws.
   template <class U>
   bool insert(key_view k, U&& v) {
-    return pending_.insert_value(k, std::forward<U>(v));
+    return this->pending_.insert_value(k, std::forward<U>(v));
   }
 
-  std::size_t size() const noexcept { return pending_.size(); }
+  // size(): the number of distinct keys inserted so far.
 
   // Effects: lays the map out in the arena, frees the builder's process memory and registers the
   // map's freeze check. Later calls return the same map.
   // Throws: std::length_error when the entries exceed 2^32 units of alignof(entry) bytes;
   // as arena::allocate (the arena then holds unreachable bytes; the builder is unchanged).
   const hash_map<K, V, Hash>& finish() {
-    if (map_ != nullptr) return *map_;
-    arena& a = pending_.target();
-    auto* m = ::new (a.allocate(sizeof(hash_map<K, V, Hash>), alignof(hash_map<K, V, Hash>)))
-        hash_map<K, V, Hash>();
-    m->build(pending_);
-    detail::register_check(a, m);
-    pending_.release();
-    map_ = m;
-    return *m;
+    return this->finish_with([this](void* memory) {
+      auto* m = ::new (memory) hash_map<K, V, Hash>();
+      m->build(this->pending_);
+      return m;
+    });
   }
-
- private:
-  detail::pending_table<K, V, Hash> pending_;
-  const hash_map<K, V, Hash>* map_ = nullptr;
 };
 
 }  // namespace permafrost

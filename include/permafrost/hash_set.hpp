@@ -1,7 +1,8 @@
 // permafrost — hash_set<K, Hash>: an immutable hash set laid out in an arena.
 //
 // Contract: as hash_map (see hash_map.hpp) without values: built once with hash_set_builder,
-// never modified nor destroyed, lookups write nothing. Iteration yields set_entry<K> (key()).
+// never modified nor destroyed, lookups write nothing, no absolute address inside. Iteration
+// yields set_entry<K> (key()).
 //
 // Thread safety: any number of threads and processes may read a finished set at once. A builder
 // is used by one thread at a time.
@@ -45,40 +46,31 @@ struct is_permafrost_type<hash_set<K, H>> : std::true_type {};
 // policy makes no observable difference for a set (both keep one copy); insert() still reports
 // whether the key was new. Not copyable or movable.
 template <class K, class Hash>
-class hash_set_builder {
+class hash_set_builder : public detail::table_builder<hash_set<K, Hash>, K, detail::no_value, Hash> {
+  using base = detail::table_builder<hash_set<K, Hash>, K, detail::no_value, Hash>;
+
  public:
   using key_view = detail::key_view_t<K>;
 
+  // Effects: a builder for a set in `a` (which must stay unfrozen until finish()).
   explicit hash_set_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
-      : pending_(a, policy) {
-    detail::check_key_type<K>();
-  }
+      : base(a, policy) {}
 
   // Effects: adds k. Returns true when k was new.
   // Throws: std::logic_error after finish(); std::length_error for a key of 4 GiB or more;
   // std::bad_alloc. The builder is unchanged when it throws.
   bool insert(key_view k) {
-    return pending_.insert(k, [] { return detail::no_value{}; });
+    return this->pending_.insert(k, [] { return detail::no_value{}; });
   }
-
-  std::size_t size() const noexcept { return pending_.size(); }
 
   // Effects, Throws: as hash_map_builder::finish().
   const hash_set<K, Hash>& finish() {
-    if (set_ != nullptr) return *set_;
-    arena& a = pending_.target();
-    auto* s = ::new (a.allocate(sizeof(hash_set<K, Hash>), alignof(hash_set<K, Hash>)))
-        hash_set<K, Hash>();
-    s->build(pending_);
-    detail::register_check(a, s);
-    pending_.release();
-    set_ = s;
-    return *s;
+    return this->finish_with([this](void* memory) {
+      auto* s = ::new (memory) hash_set<K, Hash>();
+      s->build(this->pending_);
+      return s;
+    });
   }
-
- private:
-  detail::pending_table<K, detail::no_value, Hash> pending_;
-  const hash_set<K, Hash>* set_ = nullptr;
 };
 
 }  // namespace permafrost

@@ -21,8 +21,9 @@
 //   a write into it prints `write to frozen arena "image NAME" at offset N` (N counted from the
 //   data's first byte, the same offset the bytes had in the saved arena) before the process dies.
 // - Swapping: open the newer image while readers still use the old one; publish it to readers
-//   (e.g. a std::shared_ptr<const image> stored with std::atomic_store / std::atomic<shared_ptr>);
-//   the old mapping goes away when its last reader drops its reference. Saving over the path an
+//   as a std::shared_ptr<const image> (swapped under a mutex, or in a std::atomic<shared_ptr>),
+//   taken once per request; the old mapping goes away when its last reader drops its reference
+//   (examples/image_swap). Saving over the path an
 //   open image came from is safe: the rename leaves the old inode mapped until it is closed.
 //   Truncating or rewriting an image file in place while it is mapped is not (readers would take
 //   SIGBUS or see changed bytes); save_image never does.
@@ -46,6 +47,7 @@
 #include <type_traits>
 
 #include "permafrost/arena.hpp"
+#include "permafrost/frozen_storable.hpp"
 
 namespace permafrost {
 
@@ -86,6 +88,7 @@ class image_error : public std::runtime_error {
     not_frozen,     // save_image() of an arena that is not frozen
     root_outside,   // save_image() with a root that does not lie inside the arena's used bytes
     address_space,  // no room in this process's arena reservation for the data
+    not_position_independent,  // save_image() of data holding a raw pointer (an absolute address)
   };
   image_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
   reason why() const noexcept { return why_; }
@@ -128,12 +131,21 @@ image_root_tag root_tag_of() {
 // in `a`) to `path` atomically: a temporary file "<path>.XXXXXX" in the same directory, written,
 // fsynced, renamed over `path`, then the directory fsynced. The temporary file is removed on
 // failure; `path` is then untouched.
-// Throws: image_error — not_frozen, root_outside, bad_header (metadata over 4096 bytes), io
-// (naming the path, the step and the errno).
+// Before writing, check_position_independent(a, root) (frozen_storable.hpp) walks the root
+// through the containers' points_into hooks: a raw pointer met there is refused, naming its arena
+// offset (store permafrost::offset_ptr instead).
+// Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
+// over 4096 bytes), io (naming the path, the step and the errno).
 template <class T>
 void save_image(const arena& a, const T& root, const std::filesystem::path& path,
                 const save_options& options = {}) {
-  detail::save_image(a, &root, detail::root_tag_of<T>(), path, options);
+  const image_root_tag tag = detail::root_tag_of<T>();
+  if (a.frozen() && a.contains(&root)) {  // otherwise detail::save_image names the misuse
+    if (std::string why = check_position_independent(a, root); !why.empty())
+      throw image_error(image_error::reason::not_position_independent,
+                        "permafrost::save_image('" + path.string() + "'): " + why);
+  }
+  detail::save_image(a, &root, tag, path, options);
 }
 
 // =============================================================================================

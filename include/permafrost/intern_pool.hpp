@@ -31,20 +31,18 @@ class intern_pool {
   explicit intern_pool(arena& a) : arena_(&a) {}
 
   // Effects: returns the arena copy of s, copying it on first sight.
-  // Throws: std::length_error for 4 GiB or more; as arena::allocate. The pool is unchanged.
+  // Throws: std::length_error for 4 GiB or more; as arena::allocate. The pool, its stats
+  // included, is unchanged (a copy made before the index failed to grow stays in the arena,
+  // unreachable).
   string intern(std::string_view s) {
-    ++stats_.requests;
     if (auto it = index_.find(s); it != index_.end()) {
+      ++stats_.requests;
       stats_.bytes_saved += footprint(s.size());
-      return string(rep_of(*it));
+      return detail::string_access::make(rep_of(*it));
     }
     const string copy = make_string(*arena_, s);
-    try {
-      index_.insert(copy.view());
-    } catch (...) {
-      --stats_.requests;
-      throw;
-    }
+    index_.insert(copy.view());
+    ++stats_.requests;
     ++stats_.unique;
     stats_.bytes_stored += footprint(s.size());
     return copy;

@@ -74,8 +74,9 @@ struct memory_usage {
 // Throws: proc_error (the process vanished, no permission, kernel older than 4.14).
 memory_usage process_memory(pid_t pid = 0);
 
-// One mapping of a process with its memory (a block of /proc/PID/smaps).
-struct mapping {
+// One mapping of a process with its memory usage (a block of /proc/PID/smaps). (Named apart from
+// the OS layer's internal os::mapping, a line of /proc/PID/maps without the memory.)
+struct mapping_usage {
   std::uintptr_t begin = 0;
   std::uintptr_t end = 0;
   std::string perms;  // "rw-p", "r--s", ...
@@ -83,8 +84,11 @@ struct mapping {
   memory_usage usage;
 };
 
+// The former name of mapping_usage, kept for one release.
+using mapping [[deprecated("use permafrost::mapping_usage")]] = mapping_usage;
+
 // Effects: reads /proc/PID/smaps. Throws: proc_error.
-std::vector<mapping> mappings(pid_t pid = 0);
+std::vector<mapping_usage> mappings(pid_t pid = 0);
 
 // Effects: the memory of the mappings of `pid` that overlap [begin, end), each counted wholly
 // (smaps accounts per mapping; an arena's committed range is its own mapping).

@@ -3,7 +3,8 @@
 // Contract: built once with sorted_map_builder in an unfrozen arena; finish() lays the entries out
 // in key order (keys inline, as in hash_map) plus one 32-bit offset per entry for binary search,
 // and returns a const reference valid for the arena's life. Never modified nor destroyed; V must
-// be trivially destructible or a permafrost type; lookups and iteration write nothing.
+// be trivially destructible or a permafrost type; lookups and iteration write nothing. The map
+// holds no absolute address (self-relative offsets), so it works wherever the arena is mapped.
 //
 // Compare is called with key views (std::string_view for permafrost::string keys, so lookups take
 // any string type). Keys equal under == must be equivalent under Compare and the other way round
@@ -27,6 +28,7 @@
 
 #include "permafrost/arena.hpp"
 #include "permafrost/detail/frozen_table.hpp"
+#include "permafrost/offset_ptr.hpp"
 #include "permafrost/string.hpp"
 
 namespace permafrost {
@@ -57,7 +59,7 @@ class sorted_map {
 
     const_iterator() noexcept = default;
     const value_type& operator*() const noexcept {
-      return access::at<value_type>(map_->nodes_ + std::size_t{map_->index_[i_]} * unit);
+      return map_->entry(i_);
     }
     const value_type* operator->() const noexcept { return &**this; }
     const value_type& operator[](difference_type n) const noexcept { return *(*this + n); }
@@ -127,11 +129,16 @@ class sorted_map {
     throw std::out_of_range("permafrost::sorted_map::at: key not found");
   }
 
+  // For the freeze check: the map object, its entries and its index lie inside `a` (the values
+  // are not looked at).
+  bool layout_in(const arena& a) const {
+    return detail::range_in(a, this, sizeof(*this)) && detail::range_in(a, nodes_.get(), bytes_) &&
+           detail::range_in(a, index_.get(), size_ * sizeof(std::uint32_t));
+  }
+
   // For the freeze check: every byte and pointer of the map lies inside `a`.
   std::string check(const arena& a) const {
-    if (!detail::range_in(a, this, sizeof(*this)) || !detail::range_in(a, nodes_, bytes_) ||
-        !detail::range_in(a, index_, size_ * sizeof(std::uint32_t)))
-      return "sorted_map: the map itself lies outside the arena";
+    if (!layout_in(a)) return "sorted_map: the map itself lies outside the arena";
     std::size_t i = 0;
     for (const value_type& e : *this) {
       std::string why = detail::check_entry(e, a, i++, "sorted_map");
@@ -151,14 +158,20 @@ class sorted_map {
     return Compare{}(a, b);
   }
 
+  const value_type& entry(std::size_t i) const noexcept {
+    return access::at<value_type>(nodes_.get() + std::size_t{index_.get()[i]} * unit);
+  }
+
   // The first index for which pred(entry) is false (pred true on a prefix).
   template <class Pred>
   std::size_t partition(Pred pred) const noexcept {
+    const std::byte* nodes = nodes_.get();
+    const std::uint32_t* index = index_.get();
     std::size_t lo = 0;
     std::size_t n = size_;
     while (n > 0) {
       const std::size_t half = n / 2;
-      const auto& e = access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
+      const auto& e = access::at<value_type>(nodes + std::size_t{index[lo + half]} * unit);
       if (pred(e)) {
         lo += half + 1;
         n -= half + 1;
@@ -169,9 +182,9 @@ class sorted_map {
     return lo;
   }
 
-  const std::byte* nodes_ = nullptr;
+  offset_ptr<const std::byte> nodes_;
   std::size_t bytes_ = 0;
-  const std::uint32_t* index_ = nullptr;
+  offset_ptr<const std::uint32_t> index_;
   std::size_t size_ = 0;
 };
 
@@ -181,58 +194,54 @@ struct is_permafrost_type<sorted_map<K, V, C>> : std::true_type {};
 // Gathers entries in process memory and lays the map out in key order on finish(). Not copyable
 // or movable.
 template <class K, class V, class Compare>
-class sorted_map_builder {
+class sorted_map_builder
+    : public detail::table_builder<sorted_map<K, V, Compare>, K, V, hash<K>> {
   static_assert(frozen_storable_v<V>,
                 "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
   static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
+  using map = sorted_map<K, V, Compare>;
+  using base = detail::table_builder<map, K, V, hash<K>>;
 
  public:
   using key_view = detail::key_view_t<K>;
 
+  // Effects: a builder for a map in `a` (which must stay unfrozen until finish()).
   explicit sorted_map_builder(arena& a, duplicate_policy policy = duplicate_policy::reject)
-      : pending_(a, policy) {
-    detail::check_key_type<K>();
-  }
+      : base(a, policy) {}
+  // Internal: a map checked as part of an enclosing structure (registers no check of its own).
+  sorted_map_builder(arena& a, duplicate_policy policy, detail::no_freeze_check_t tag)
+      : base(a, policy, tag) {}
 
   // Effects, Returns, Throws: as hash_map_builder::insert().
   template <class U>
   bool insert(key_view k, U&& v) {
-    return pending_.insert_value(k, std::forward<U>(v));
+    return this->pending_.insert_value(k, std::forward<U>(v));
   }
-
-  std::size_t size() const noexcept { return pending_.size(); }
 
   // Effects, Throws: as hash_map_builder::finish().
-  const sorted_map<K, V, Compare>& finish() {
-    using map = sorted_map<K, V, Compare>;
-    if (map_ != nullptr) return *map_;
-    arena& a = pending_.target();
-    const std::size_t n = pending_.size();
+  const map& finish() {
+    const auto& pending = this->pending_;
+    const std::size_t n = pending.size();
     if (n > std::numeric_limits<std::uint32_t>::max()) detail::throw_table_too_big();
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    const auto& items = pending_.items();
-    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-      return Compare{}(pending_.key_of(items[x]), pending_.key_of(items[y]));
+    return this->finish_with([&](void* memory) {
+      std::vector<std::size_t> order(n);
+      for (std::size_t i = 0; i < n; ++i) order[i] = i;
+      const auto& items = pending.items();
+      std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+        return Compare{}(pending.key_of(items[x]), pending.key_of(items[y]));
+      });
+      auto* m = ::new (memory) map();
+      if (n > 0) {
+        std::uint32_t* index = pending.target().template make_array<std::uint32_t>(n).data();
+        auto [block, bytes] = detail::lay_out_entries<map_entry<K, V>>(pending, order, index);
+        m->nodes_ = block;
+        m->bytes_ = bytes;
+        m->index_ = index;
+        m->size_ = n;
+      }
+      return m;
     });
-    auto* m = ::new (a.allocate(sizeof(map), alignof(map))) map();
-    if (n > 0) {
-      std::uint32_t* index = a.make_array<std::uint32_t>(n).data();
-      auto [block, bytes] = detail::lay_out_entries<map_entry<K, V>>(pending_, order, index);
-      m->nodes_ = block;
-      m->bytes_ = bytes;
-      m->index_ = index;
-      m->size_ = n;
-    }
-    detail::register_check(a, m);
-    pending_.release();
-    map_ = m;
-    return *m;
   }
-
- private:
-  detail::pending_table<K, V, hash<K>> pending_;
-  const sorted_map<K, V, Compare>* map_ = nullptr;
 };
 
 }  // namespace permafrost

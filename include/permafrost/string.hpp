@@ -1,9 +1,11 @@
 // permafrost — permafrost::string, an immutable string in an arena.
 //
-// Contract: a permafrost::string is a handle (one pointer) to bytes laid out in an arena as a
-// 4-byte length followed by the bytes and a NUL. It never owns, copies, counts or frees anything:
-// copying a handle writes nothing into the arena, and it needs no destructor. The default string
-// is empty and points nowhere. Embedded NULs are ordinary bytes.
+// Contract: a permafrost::string is a handle (one self-relative offset, see offset_ptr.hpp) to
+// bytes laid out in an arena as a 4-byte length followed by the bytes and a NUL. It holds no
+// absolute address, so a string stored in frozen data stays valid wherever the data is mapped.
+// It never owns, copies, counts or frees anything: copying a handle re-bases its offset and
+// writes nothing into the arena, and it needs no destructor. The default string is empty and
+// points nowhere. Embedded NULs are ordinary bytes.
 //
 // Thread safety: a handle is a value; any number of threads may read the same bytes at once.
 #pragma once
@@ -19,8 +21,9 @@
 #include <type_traits>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/detail/frozen_value.hpp"
+#include "permafrost/frozen_storable.hpp"
 #include "permafrost/hash.hpp"
+#include "permafrost/offset_ptr.hpp"
 
 namespace permafrost {
 
@@ -31,6 +34,9 @@ struct string_rep {
   std::uint32_t size;
   const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
 };
+
+// The containers' access to a string's layout; not for users.
+struct string_access;
 
 inline constexpr std::size_t max_string_size = std::numeric_limits<std::uint32_t>::max();
 
@@ -52,14 +58,12 @@ class string {
   using iterator = const char*;
 
   constexpr string() noexcept = default;
-  // Internal: a handle to bytes already laid out as a string_rep.
-  constexpr explicit string(const detail::string_rep* rep) noexcept : rep_(rep) {}
 
-  std::size_t size() const noexcept { return rep_ != nullptr ? rep_->size : 0; }
+  std::size_t size() const noexcept { return rep_ ? rep_->size : 0; }
   std::size_t length() const noexcept { return size(); }
   bool empty() const noexcept { return size() == 0; }
   // The bytes; NUL-terminated for strings made by make_string() ("" for the default string).
-  const char* data() const noexcept { return rep_ != nullptr ? rep_->bytes() : ""; }
+  const char* data() const noexcept { return rep_ ? rep_->bytes() : ""; }
   const char* begin() const noexcept { return data(); }
   const char* end() const noexcept { return data() + size(); }
   char operator[](std::size_t i) const noexcept { return data()[i]; }
@@ -68,12 +72,10 @@ class string {
   operator std::string_view() const noexcept { return view(); }  // NOLINT: meant to be implicit
   std::string str() const { return std::string(view()); }
 
-  // Where the bytes live (nullptr for the default string): for freeze checks and tests.
-  const detail::string_rep* rep() const noexcept { return rep_; }
-
   // For freeze checks: the bytes lie inside `a` (the default string points nowhere and passes).
   bool points_into(const arena& a) const {
-    return rep_ == nullptr || detail::range_in(a, rep_, sizeof(detail::string_rep) + rep_->size);
+    const detail::string_rep* rep = rep_.get();
+    return rep == nullptr || detail::range_in(a, rep, sizeof(detail::string_rep) + rep->size);
   }
 
   friend bool operator==(const string& a, const string& b) noexcept { return a.view() == b.view(); }
@@ -86,11 +88,24 @@ class string {
   }
 
  private:
-  const detail::string_rep* rep_ = nullptr;
+  friend struct detail::string_access;
+  explicit string(const detail::string_rep* rep) noexcept : rep_(rep) {}
+
+  offset_ptr<const detail::string_rep> rep_;
 };
 
-static_assert(std::is_trivially_copyable_v<string> && std::is_trivially_destructible_v<string>);
+static_assert(std::is_trivially_destructible_v<string>);
 static_assert(sizeof(string) == sizeof(void*));
+
+namespace detail {
+
+struct string_access {
+  // A handle to bytes already laid out as a string_rep (nullptr: the default string).
+  static string make(const string_rep* rep) noexcept { return string(rep); }
+  static const string_rep* rep(const string& s) noexcept { return s.rep_.get(); }
+};
+
+}  // namespace detail
 
 template <>
 struct hash<string> : string_hash {};
@@ -107,7 +122,7 @@ inline string make_string(arena& a, std::string_view s) {
   char* bytes = reinterpret_cast<char*>(rep + 1);
   if (!s.empty()) std::memcpy(bytes, s.data(), s.size());
   bytes[s.size()] = '\0';
-  return string(rep);
+  return detail::string_access::make(rep);
 }
 
 }  // namespace permafrost

@@ -1,6 +1,7 @@
 // Built against the installed package: proves the headers, the library and the package config
 // are enough for a user's project.
 #include <permafrost/arena.hpp>
+#include <permafrost/frozen_allocator.hpp>
 #include <permafrost/permafrost.h>
 
 #include <cstdio>

@@ -2,8 +2,10 @@
 // up, reports, then holds the image open until its stdin closes so the test can read its smaps
 // and pagemap.
 //
-//   image_child PATH N      open the file at PATH
-//   image_child - N         receive the descriptor over the Unix socket on fd 3 and open_fd it
+//   image_child PATH N [map]   open the file at PATH
+//   image_child - N [map]      receive the descriptor over the Unix socket on fd 3 and open_fd it
+// With "map" the root is a hash_map<string, string> (image_map), else the offset-based
+// image_table.
 //
 // Prints one line: "ok <data address, hex> <data bytes> <wrong answers> <is_frozen>" or
 // "error <what>"; exit status 0 after stdin closes, 1 on error.
@@ -19,8 +21,8 @@
 #include "image_table.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: image_child PATH|- N\n");
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: image_child PATH|- N [map]\n");
     return 2;
   }
   const std::uint64_t n = std::strtoull(argv[2], nullptr, 10);
@@ -35,11 +37,21 @@ int main(int argc, char** argv) {
       ::close(fd);
       return opened;
     }();
-    const auto& table = img.root<permafrost::test::image_table>();
-    const std::uint64_t wrong = permafrost::test::check_image_table(table, n);
+    const bool map = argc == 4 && std::strcmp(argv[3], "map") == 0;
+    const void* root = nullptr;
+    std::uint64_t wrong = 0;
+    if (map) {
+      const auto& m = img.root<permafrost::test::image_map>();
+      wrong = permafrost::test::check_image_map(m, n);
+      root = &m;
+    } else {
+      const auto& table = img.root<permafrost::test::image_table>();
+      wrong = permafrost::test::check_image_table(table, n);
+      root = &table;
+    }
     std::printf("ok %lx %zu %llu %d\n", reinterpret_cast<unsigned long>(img.data().data()),
                 img.data().size(), static_cast<unsigned long long>(wrong),
-                permafrost::is_frozen(&table) ? 1 : 0);
+                permafrost::is_frozen(root) ? 1 : 0);
     std::fflush(stdout);
     char buf[64];
     while (::read(0, buf, sizeof buf) > 0) {

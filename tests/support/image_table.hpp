@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <permafrost/arena.hpp>
+#include <permafrost/hash_map.hpp>
 #include <permafrost/image.hpp>
 
 namespace permafrost::test {
@@ -99,6 +100,28 @@ inline std::uint64_t check_image_table(const image_table& t, std::uint64_t n) {
   return wrong;
 }
 
+// The same keys in the library's hash_map<string, string> (values "value-<i>"): a root whose
+// references are the containers' own offsets.
+using image_map = hash_map<string, string>;
+
+inline const image_map& build_image_map(arena& a, std::uint64_t n) {
+  hash_map_builder<string, string> b(a);
+  for (std::uint64_t i = 0; i < n; ++i) b.insert(image_key(i), "value-" + std::to_string(i));
+  return b.finish();
+}
+
+// Looks every key up (and n misses); returns the number of wrong answers.
+inline std::uint64_t check_image_map(const image_map& m, std::uint64_t n) {
+  std::uint64_t wrong = m.size() == n ? 0 : 1;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const string* v = m.get(image_key(i));
+    if (v == nullptr || v->view() != "value-" + std::to_string(i)) ++wrong;
+    if (m.contains("missing-" + std::to_string(i))) ++wrong;
+  }
+  return wrong;
+}
+
 }  // namespace permafrost::test
 
 PERMAFROST_IMAGE_TYPE(permafrost::test::image_table, "permafrost.test.image_table.v1");
+PERMAFROST_IMAGE_TYPE(permafrost::test::image_map, "permafrost.test.hash_map<string,string>.v1");

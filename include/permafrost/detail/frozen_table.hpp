@@ -27,90 +27,12 @@
 #include <vector>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/detail/frozen_value.hpp"
+#include "permafrost/entry.hpp"
+#include "permafrost/frozen_storable.hpp"
 #include "permafrost/hash.hpp"
 #include "permafrost/string.hpp"
 
 namespace permafrost {
-
-// =============================================================================================
-// Duplicate keys
-// =============================================================================================
-
-// What a builder does with a key it already holds; chosen when the builder is made.
-enum class duplicate_policy {
-  reject,     // insert() returns false and the first value stays (the default)
-  last_wins,  // insert() returns false and the new value replaces the old one
-};
-
-namespace detail {
-
-template <class K>
-inline constexpr bool is_string_key = std::is_same_v<std::remove_cv_t<K>, permafrost::string>;
-
-// What lookups take: std::string_view for string keys (so std::string, const char* and
-// permafrost::string all work), the key itself otherwise.
-template <class K>
-using key_view_t = std::conditional_t<is_string_key<K>, std::string_view, K>;
-
-// How a key is stored in an entry: inline length + bytes for strings, the key otherwise.
-template <class K>
-using key_slot_t = std::conditional_t<is_string_key<K>, string_rep, K>;
-
-struct entry_access;
-
-template <class K>
-void check_key_type() {
-  static_assert(is_string_key<K> || (std::is_trivially_copyable_v<K> && frozen_storable_v<K>),
-                "frozen container keys are permafrost::string or trivially copyable types");
-}
-
-}  // namespace detail
-
-// =============================================================================================
-// Entries
-// =============================================================================================
-
-// One entry of a hash_map or sorted_map, as laid out in the arena. Only ever seen by reference.
-template <class K, class V>
-class map_entry {
- public:
-  // The key: a permafrost::string handle into this entry for string keys, a copy otherwise.
-  K key() const noexcept {
-    if constexpr (detail::is_string_key<K>) return K(&key_);
-    else return key_;
-  }
-  const V& value() const noexcept { return value_; }
-
-  map_entry(const map_entry&) = delete;
-  map_entry& operator=(const map_entry&) = delete;
-
- private:
-  friend struct detail::entry_access;
-  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k) : value_(v), hash_(h), key_(k) {}
-  V value_;
-  std::uint32_t hash_;
-  detail::key_slot_t<K> key_;  // for string keys, the bytes follow
-};
-
-// One entry of a hash_set, as laid out in the arena. Only ever seen by reference.
-template <class K>
-class set_entry {
- public:
-  K key() const noexcept {
-    if constexpr (detail::is_string_key<K>) return K(&key_);
-    else return key_;
-  }
-
-  set_entry(const set_entry&) = delete;
-  set_entry& operator=(const set_entry&) = delete;
-
- private:
-  friend struct detail::entry_access;
-  set_entry(std::uint32_t h, const detail::key_slot_t<K>& k) : hash_(h), key_(k) {}
-  std::uint32_t hash_;
-  detail::key_slot_t<K> key_;
-};
 
 namespace detail {
 
@@ -159,6 +81,10 @@ struct entry_access {
 
   template <class E>
   static std::uint32_t hash_of(const E& e) noexcept { return e.hash_; }
+
+  // The stored key, by reference (so a freeze check names the field's own address).
+  template <class E>
+  static const auto& key_slot(const E& e) noexcept { return e.key_; }
 
   template <class E>
   static key_view_t<typename entry_traits<E>::key_type> view_of(const E& e) noexcept {
@@ -387,16 +313,57 @@ void register_check(arena& a, const C* c) {
   a.add_freeze_check(&run_container_check<C>, c);
 }
 
+// Passed to a builder whose container is checked as part of an enclosing structure (frozen_json
+// objects, which the document's own check walks): finish() then registers no check of its own.
+struct no_freeze_check_t {};
+inline constexpr no_freeze_check_t no_freeze_check{};
+
+// What every builder shares: the pending entries and the one finish() sequence.
+template <class C, class K, class V, class Hash>
+class table_builder {
+ public:
+  using key_view = key_view_t<K>;
+
+  table_builder(arena& a, duplicate_policy policy) : pending_(a, policy) { check_key_type<K>(); }
+  table_builder(arena& a, duplicate_policy policy, no_freeze_check_t) : table_builder(a, policy) {
+    register_check_ = false;
+  }
+
+  std::size_t size() const noexcept { return pending_.size(); }
+
+ protected:
+  // Makes the container object in the arena; make(memory) constructs it there and lays the
+  // pending entries out for it. Then registers its freeze check and frees the builder's process
+  // memory. Later calls return the same container. When make() throws, the arena keeps the
+  // unreachable bytes and the builder is unchanged.
+  template <class Make>
+  const C& finish_with(Make&& make) {
+    if (result_ != nullptr) return *result_;
+    arena& a = pending_.target();
+    const C* c = make(a.allocate(sizeof(C), alignof(C)));
+    if (register_check_) register_check(a, c);
+    pending_.release();
+    result_ = c;
+    return *c;
+  }
+
+  pending_table<K, V, Hash> pending_;
+
+ private:
+  const C* result_ = nullptr;
+  bool register_check_ = true;
+};
+
 template <class E>
 std::string check_entry(const E& e, const arena& a, std::size_t i, const char* what) {
   using K = typename entry_traits<E>::key_type;
   using V = typename entry_traits<E>::mapped_type;
   if constexpr (!is_string_key<K>) {
-    if (!points_into(e.key(), a))
+    if (!permafrost::points_into(entry_access::key_slot(e), a))
       return std::string(what) + ": the key of entry " + std::to_string(i) + " points outside the arena";
   }
   if constexpr (!std::is_same_v<V, no_value>) {
-    if (!points_into(e.value(), a))
+    if (!permafrost::points_into(e.value(), a))
       return std::string(what) + ": the value of entry " + std::to_string(i) + " points outside the arena";
   }
   return {};

@@ -4,7 +4,8 @@
 // monotone in h32), so each bucket's entries are one contiguous run [start[b], start[b+1]) and
 // the bucket array is just B + 1 offsets. B = number of entries (load factor 1): a hit reads the
 // bucket offsets (one line) and then walks a run of ~1.5 adjacent entries; a miss usually stops
-// at a hash mismatch without reading a key.
+// at a hash mismatch without reading a key. The table object refers to its entries and bucket
+// offsets by self-relative offsets (offset_ptr), so it holds no absolute address.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "permafrost/detail/frozen_table.hpp"
+#include "permafrost/offset_ptr.hpp"
 
 namespace permafrost::detail {
 
@@ -34,8 +36,8 @@ class hash_table {
     return sizeof(*this) + bytes_ + (buckets_ == 0 ? 0 : (buckets_ + 1) * sizeof(std::uint32_t));
   }
 
-  const_iterator begin() const noexcept { return {nodes_, nodes_ + bytes_}; }
-  const_iterator end() const noexcept { return {nodes_ + bytes_, nodes_ + bytes_}; }
+  const_iterator begin() const noexcept { return {nodes_.get(), nodes_.get() + bytes_}; }
+  const_iterator end() const noexcept { return {nodes_.get() + bytes_, nodes_.get() + bytes_}; }
 
   // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
   const E* find(key_view k) const noexcept {
@@ -43,8 +45,10 @@ class hash_table {
     const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
     const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
     constexpr std::size_t unit = entry_access::unit<E>;
-    const std::byte* p = nodes_ + std::size_t{starts_[b]} * unit;
-    const std::byte* last = nodes_ + std::size_t{starts_[b + 1]} * unit;
+    const std::byte* nodes = nodes_.get();
+    const std::uint32_t* starts = starts_.get();
+    const std::byte* p = nodes + std::size_t{starts[b]} * unit;
+    const std::byte* last = nodes + std::size_t{starts[b + 1]} * unit;
     while (p < last) {
       const E& e = entry_access::at<E>(p);
       const std::uint32_t eh = entry_access::hash_of(e);
@@ -63,8 +67,8 @@ class hash_table {
 
   // For the freeze check: every byte and pointer of the table lies inside `a`.
   std::string check(const arena& a, const char* what) const {
-    if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_, bytes_) ||
-        (buckets_ != 0 && !range_in(a, starts_, (buckets_ + 1) * sizeof(std::uint32_t))))
+    if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_.get(), bytes_) ||
+        (buckets_ != 0 && !range_in(a, starts_.get(), (buckets_ + 1) * sizeof(std::uint32_t))))
       return std::string(what) + ": the table itself lies outside the arena";
     std::size_t i = 0;
     for (const E& e : *this) {
@@ -110,9 +114,9 @@ class hash_table {
   }
 
  private:
-  const std::byte* nodes_ = nullptr;
+  offset_ptr<const std::byte> nodes_;
   std::size_t bytes_ = 0;
-  const std::uint32_t* starts_ = nullptr;
+  offset_ptr<const std::uint32_t> starts_;
   std::size_t buckets_ = 0;
   std::size_t size_ = 0;
 };

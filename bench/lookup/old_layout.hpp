@@ -1,0 +1,190 @@
+// bench/lookup — the frozen hash_map and sorted_map as they were before position independence:
+// the table object held absolute pointers to its entries and index. A bench-only peer, so one run
+// shows what the self-relative offsets cost a lookup (the goal: at most 5% slower). The entries
+// (key inline, value, 32-bit hash), the builders' gathering and the lay-out are the library's own;
+// only the table objects and their lookups are the old code, copied as they were.
+#pragma once
+
+#include <permafrost/containers.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <vector>
+
+namespace old_layout {
+
+namespace pd = permafrost::detail;
+
+// The old detail::hash_table, with raw pointers.
+template <class E, class Hash>
+class hash_table {
+ public:
+  using key_view = pd::key_view_t<typename pd::entry_traits<E>::key_type>;
+
+  std::size_t size() const noexcept { return size_; }
+
+  const E* find(key_view k) const noexcept {
+    if (size_ == 0) return nullptr;
+    const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
+    const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
+    constexpr std::size_t unit = pd::entry_access::unit<E>;
+    const std::byte* p = nodes_ + std::size_t{starts_[b]} * unit;
+    const std::byte* last = nodes_ + std::size_t{starts_[b + 1]} * unit;
+    while (p < last) {
+      const E& e = pd::entry_access::at<E>(p);
+      const std::uint32_t eh = pd::entry_access::hash_of(e);
+      if (eh == h32) {
+        if (pd::key_equals(e, k)) return &e;
+      } else if (eh > h32) {
+        return nullptr;
+      }
+      p += pd::entry_access::size_of(e);
+    }
+    return nullptr;
+  }
+
+  template <class K, class V>
+  void build(const pd::pending_table<K, V, Hash>& p) {
+    const std::size_t n = p.size();
+    if (n == 0) return;
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    const auto& items = p.items();
+    auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+      return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
+    });
+    std::vector<std::uint32_t> offsets(n);
+    auto [block, bytes] = pd::lay_out_entries<E>(p, order, offsets.data());
+    std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
+    const auto end_unit = static_cast<std::uint32_t>(bytes / pd::entry_access::unit<E>);
+    std::size_t j = 0;
+    for (std::size_t b = 0; b < n; ++b) {
+      while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
+      starts[b] = j < n ? offsets[j] : end_unit;
+    }
+    starts[n] = end_unit;
+    nodes_ = block;
+    bytes_ = bytes;
+    starts_ = starts;
+    buckets_ = n;
+    size_ = n;
+  }
+
+ private:
+  const std::byte* nodes_ = nullptr;
+  std::size_t bytes_ = 0;
+  const std::uint32_t* starts_ = nullptr;
+  std::size_t buckets_ = 0;
+  std::size_t size_ = 0;
+};
+
+template <class K, class V, class Hash = permafrost::hash<K>>
+using hash_map = hash_table<permafrost::map_entry<K, V>, Hash>;
+
+template <class K, class V, class Hash = permafrost::hash<K>>
+class hash_map_builder {
+ public:
+  explicit hash_map_builder(permafrost::arena& a) : pending_(a, permafrost::duplicate_policy::reject) {}
+  template <class U>
+  bool insert(pd::key_view_t<K> k, U&& v) {
+    return pending_.insert_value(k, std::forward<U>(v));
+  }
+  const hash_map<K, V, Hash>& finish() {
+    permafrost::arena& a = pending_.target();
+    auto* m = ::new (a.allocate(sizeof(hash_map<K, V, Hash>), alignof(hash_map<K, V, Hash>)))
+        hash_map<K, V, Hash>();
+    m->build(pending_);
+    pending_.release();
+    return *m;
+  }
+
+ private:
+  pd::pending_table<K, V, Hash> pending_;
+};
+
+// The old sorted_map's lookup path, with raw pointers.
+template <class K, class V, class Compare = std::less<>>
+class sorted_map {
+ public:
+  using value_type = permafrost::map_entry<K, V>;
+  using key_view = pd::key_view_t<K>;
+
+  const value_type* find(key_view k) const noexcept {
+    const std::size_t i = partition([&](const value_type& e) { return Compare{}(pd::entry_access::view_of(e), k); });
+    if (i == size_) return nullptr;
+    const value_type& e = at(i);
+    if (Compare{}(k, pd::entry_access::view_of(e))) return nullptr;
+    return &e;
+  }
+
+ private:
+  template <class, class, class>
+  friend class sorted_map_builder;
+  static constexpr std::size_t unit = pd::entry_access::unit<value_type>;
+
+  const value_type& at(std::size_t i) const noexcept {
+    return pd::entry_access::at<value_type>(nodes_ + std::size_t{index_[i]} * unit);
+  }
+  template <class Pred>
+  std::size_t partition(Pred pred) const noexcept {
+    std::size_t lo = 0;
+    std::size_t n = size_;
+    while (n > 0) {
+      const std::size_t half = n / 2;
+      const auto& e = pd::entry_access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
+      if (pred(e)) {
+        lo += half + 1;
+        n -= half + 1;
+      } else {
+        n = half;
+      }
+    }
+    return lo;
+  }
+
+  const std::byte* nodes_ = nullptr;
+  std::size_t bytes_ = 0;
+  const std::uint32_t* index_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+template <class K, class V, class Compare = std::less<>>
+class sorted_map_builder {
+ public:
+  explicit sorted_map_builder(permafrost::arena& a) : pending_(a, permafrost::duplicate_policy::reject) {}
+  template <class U>
+  bool insert(pd::key_view_t<K> k, U&& v) {
+    return pending_.insert_value(k, std::forward<U>(v));
+  }
+  const sorted_map<K, V, Compare>& finish() {
+    using map = sorted_map<K, V, Compare>;
+    permafrost::arena& a = pending_.target();
+    const std::size_t n = pending_.size();
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    const auto& items = pending_.items();
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+      return Compare{}(pending_.key_of(items[x]), pending_.key_of(items[y]));
+    });
+    auto* m = ::new (a.allocate(sizeof(map), alignof(map))) map();
+    if (n > 0) {
+      std::uint32_t* index = a.make_array<std::uint32_t>(n).data();
+      auto [block, bytes] = pd::lay_out_entries<permafrost::map_entry<K, V>>(pending_, order, index);
+      m->nodes_ = block;
+      m->bytes_ = bytes;
+      m->index_ = index;
+      m->size_ = n;
+    }
+    pending_.release();
+    return *m;
+  }
+
+ private:
+  pd::pending_table<K, V, permafrost::hash<K>> pending_;
+};
+
+}  // namespace old_layout

@@ -1,0 +1,97 @@
+// permafrost — the entries of the frozen tables (map_entry, set_entry) and the builders'
+// duplicate_policy.
+//
+// Contract: map_entry<K, V> is one entry of a hash_map or sorted_map, set_entry<K> one entry of a
+// hash_set, as laid out in the arena: [value][32-bit hash][key], a string key stored inline
+// (4-byte length + bytes) so that a hit reads one or two adjacent cache lines. Entries are only
+// ever seen by reference (find() returns a pointer, iteration yields references); they cannot be
+// copied or made by users. An entry holds no absolute address: a string key is inline, and
+// offset-based values (permafrost::string, array, offset_ptr) are re-based when laid out.
+//
+// Thread safety: entries are read-only; any number of threads may read them at once.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+
+#include "permafrost/frozen_storable.hpp"
+#include "permafrost/string.hpp"
+
+namespace permafrost {
+
+// What a builder does with a key it already holds; chosen when the builder is made.
+enum class duplicate_policy {
+  reject,     // insert() returns false and the first value stays (the default)
+  last_wins,  // insert() returns false and the new value replaces the old one
+};
+
+namespace detail {
+
+template <class K>
+inline constexpr bool is_string_key = std::is_same_v<std::remove_cv_t<K>, permafrost::string>;
+
+// What lookups take: std::string_view for string keys (so std::string, const char* and
+// permafrost::string all work), the key itself otherwise.
+template <class K>
+using key_view_t = std::conditional_t<is_string_key<K>, std::string_view, K>;
+
+// How a key is stored in an entry: inline length + bytes for strings, the key otherwise.
+template <class K>
+using key_slot_t = std::conditional_t<is_string_key<K>, string_rep, K>;
+
+// The one place that knows the entries' byte layout (frozen_table.hpp).
+struct entry_access;
+
+template <class K>
+void check_key_type() {
+  static_assert(is_string_key<K> || (std::is_trivially_copyable_v<K> && frozen_storable_v<K>),
+                "frozen container keys are permafrost::string or trivially copyable types");
+}
+
+// The key as users see it: a string handle into the entry for string keys, a copy otherwise.
+template <class K>
+K key_of_slot(const key_slot_t<K>& slot) noexcept {
+  if constexpr (is_string_key<K>) return string_access::make(&slot);
+  else return slot;
+}
+
+}  // namespace detail
+
+// One entry of a hash_map or sorted_map, as laid out in the arena.
+template <class K, class V>
+class map_entry {
+ public:
+  // The key: a permafrost::string handle into this entry for string keys, a copy otherwise.
+  K key() const noexcept { return detail::key_of_slot<K>(key_); }
+  const V& value() const noexcept { return value_; }
+
+  map_entry(const map_entry&) = delete;
+  map_entry& operator=(const map_entry&) = delete;
+
+ private:
+  friend struct detail::entry_access;
+  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k) : value_(v), hash_(h), key_(k) {}
+  V value_;
+  std::uint32_t hash_;
+  detail::key_slot_t<K> key_;  // for string keys, the bytes follow
+};
+
+// One entry of a hash_set, as laid out in the arena.
+template <class K>
+class set_entry {
+ public:
+  // The key: a permafrost::string handle into this entry for string keys, a copy otherwise.
+  K key() const noexcept { return detail::key_of_slot<K>(key_); }
+
+  set_entry(const set_entry&) = delete;
+  set_entry& operator=(const set_entry&) = delete;
+
+ private:
+  friend struct detail::entry_access;
+  set_entry(std::uint32_t h, const detail::key_slot_t<K>& k) : hash_(h), key_(k) {}
+  std::uint32_t hash_;
+  detail::key_slot_t<K> key_;
+};
+
+}  // namespace permafrost
