@@ -355,6 +355,9 @@ PyObject* thaw_word(const char* base, word w) {
 // form); lone surrogates are encoded with surrogatepass into `holder`. Returns false with an
 // exception set on failure.
 bool utf8_of(PyObject* s, std::string_view& out, ref& holder) {
+#if PY_VERSION_HEX < 0x030C0000
+  if (PyUnicode_READY(s) < 0) return false;  // legacy (wstr) strings; all strs are ready on 3.12+
+#endif
   if (PyUnicode_IS_ASCII(s)) {
     out = {static_cast<const char*>(PyUnicode_DATA(s)),
            static_cast<std::size_t>(PyUnicode_GET_LENGTH(s))};
