@@ -376,6 +376,7 @@ bool utf8_of(PyObject* s, std::string_view& out, ref& holder) {
   return true;
 }
 
+constexpr std::size_t max_key_depth = 5000;
 constexpr std::uint64_t hash_none = 0x6e6f6e65ull;      // "none"
 constexpr std::uint64_t hash_nan = 0x6e616e6e616eull;   // "nannan"
 constexpr std::uint64_t hash_bytes_seed = 0xb17e5ull;
@@ -383,8 +384,12 @@ constexpr std::uint64_t hash_bytes_seed = 0xb17e5ull;
 // The seedless hash of a hashable supported value: equal values (1 == 1.0 == True, a tuple and
 // its frozen copy) hash equal, and the result is the same in every process. Returns false with
 // TypeError set for an unsupported or unhashable value.
-bool key_hash(PyObject* o, std::uint64_t& h) {
+bool key_hash(PyObject* o, std::uint64_t& h, std::size_t depth = 0) {
   namespace d = pf::detail;
+  if (depth > max_key_depth) {  // no C stack overflow on absurdly nested tuple keys
+    PyErr_SetString(PyExc_TypeError, "key nested deeper than 5000 tuples or frozensets");
+    return false;
+  }
   if (PyUnicode_Check(o)) {
     std::string_view s;
     ref holder;
@@ -416,7 +421,7 @@ bool key_hash(PyObject* o, std::uint64_t& h) {
     std::uint64_t acc = static_cast<std::uint64_t>(n) + 0x7475706cull;
     for (Py_ssize_t i = 0; i < n; ++i) {
       std::uint64_t eh;
-      if (!key_hash(PyTuple_GET_ITEM(o, i), eh)) return false;
+      if (!key_hash(PyTuple_GET_ITEM(o, i), eh, depth + 1)) return false;
       acc = d::hash_word(acc + eh);
     }
     h = acc;
@@ -428,7 +433,7 @@ bool key_hash(PyObject* o, std::uint64_t& h) {
     if (!it.get()) return false;
     while (PyObject* e = PyIter_Next(it.get())) {
       std::uint64_t eh;
-      const bool ok = key_hash(e, eh);
+      const bool ok = key_hash(e, eh, depth + 1);
       Py_DECREF(e);
       if (!ok) return false;
       acc += d::hash_word(eh);
@@ -1047,7 +1052,7 @@ class freezer {
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&
         !PyTuple_Check(key) && !PyFrozenSet_Check(key) && key != Py_None)
       fail(PyExc_TypeError, short_type_name(key) + " is not supported");
-    fail(PyExc_TypeError, "unhashable key of type " + short_type_name(key));
+    fail(PyExc_TypeError, "unhashable (or nested deeper than 5000) key of type " + short_type_name(key));
   }
 
   word dict(PyObject* o) {

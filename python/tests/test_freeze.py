@@ -250,6 +250,16 @@ class Errors(unittest.TestCase):
             permafrost.freeze(value)
         self.assertIn("nested deeper than 5000", str(cm.exception))
 
+    def test_deeply_nested_tuple_key(self):
+        key = ()
+        for _ in range(6000):
+            key = (key,)
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze({key: 1})
+        self.assertIn("obj.keys()[0]", str(cm.exception))
+        with self.assertRaises(TypeError):
+            permafrost.freeze({"a": 1})[key]
+
     def test_unhashable_lookup(self):
         d = permafrost.freeze({"a": 1})
         with self.assertRaises(TypeError):
