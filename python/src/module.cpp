@@ -406,7 +406,8 @@ bool key_hash(PyObject* o, std::uint64_t& h, std::size_t depth = 0) {
     return true;
   }
   if (PyLong_Check(o) || PyFloat_Check(o)) {  // bool is an int; CPython's numeric hash is seedless
-    const Py_hash_t ph = PyObject_Hash(o);
+    // The base type's hash: a subclass's __hash__ (user code) must not run during freeze().
+    const Py_hash_t ph = PyLong_Check(o) ? PyLong_Type.tp_hash(o) : PyFloat_Type.tp_hash(o);
     if (ph == -1 && PyErr_Occurred()) return false;
     h = d::hash_word(static_cast<std::uint64_t>(ph));
     return true;
@@ -429,7 +430,7 @@ bool key_hash(PyObject* o, std::uint64_t& h, std::size_t depth = 0) {
   }
   if (PyFrozenSet_Check(o)) {
     std::uint64_t acc = 0;
-    ref it(PyObject_GetIter(o));
+    ref it(PyFrozenSet_Type.tp_iter(o));  // the base type's iterator: no user __iter__
     if (!it.get()) return false;
     while (PyObject* e = PyIter_Next(it.get())) {
       std::uint64_t eh;
@@ -958,11 +959,13 @@ class freezer {
     if (!overflow && v >= inline_int_min && v <= inline_int_max)
       return (static_cast<word>(v) << 3) | tag_int;
     // Big: int.to_bytes(bit_length // 8 + 1, "little", signed=True).
-    ref bits(check(PyObject_CallMethod(o, "bit_length", nullptr)));
+    // int's own methods, called unbound: an int subclass's overrides (user code) do not run.
+    auto* int_type = reinterpret_cast<PyObject*>(&PyLong_Type);
+    ref bits(check(PyObject_CallMethod(int_type, "bit_length", "O", o)));
     const Py_ssize_t nbits = PyLong_AsSsize_t(bits.get());
     if (nbits < 0) throw py_error{};
-    ref to_bytes(check(PyObject_GetAttrString(o, "to_bytes")));
-    ref args(check(Py_BuildValue("(nO)", nbits / 8 + 1, g_str_little)));
+    ref to_bytes(check(PyObject_GetAttrString(int_type, "to_bytes")));
+    ref args(check(Py_BuildValue("(OnO)", o, nbits / 8 + 1, g_str_little)));
     ref b(check(PyObject_Call(to_bytes.get(), args.get(), g_kw_signed)));
     return blob(kind_bigint, 0, PyBytes_AS_STRING(b.get()),
                 static_cast<std::size_t>(PyBytes_GET_SIZE(b.get())));
@@ -1131,7 +1134,8 @@ class freezer {
     std::vector<ref> held;
     std::vector<PyObject*> keys;
     std::vector<std::uint64_t> hashes;
-    ref it(check(PyObject_GetIter(o)));
+    // The base type's iterator: a subclass's __iter__ (user code) does not run.
+    ref it(check(PyFrozenSet_Check(o) ? PyFrozenSet_Type.tp_iter(o) : PySet_Type.tp_iter(o)));
     while (PyObject* e = PyIter_Next(it.get())) {
       held.emplace_back(e);
       hashes.push_back(hash_of(e, static_cast<Py_ssize_t>(keys.size()), element));

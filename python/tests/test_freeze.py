@@ -84,6 +84,32 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(frozen["od"], {"a": 1})
         self.assertEqual(frozen["p"], (1, 2))
 
+    def test_subclass_hooks_do_not_run_during_freeze(self):
+        calls = []
+
+        class Int(int):
+            def __hash__(self):
+                calls.append("hash")
+                return 1
+
+            def bit_length(self):
+                calls.append("bit_length")
+                return 1
+
+        class Set(set):
+            def __iter__(self):
+                calls.append("iter")
+                return iter(())
+
+        big = Int(2**100)
+        frozen = permafrost.freeze({"n": big, "s": Set({1, 2}), "k": {Int(5): "five"}})
+        self.assertEqual(frozen["n"], 2**100)
+        self.assertEqual(frozen["s"], {1, 2})
+        self.assertEqual(frozen["k"][5], "five")
+        self.assertNotIn("bit_length", calls)
+        self.assertNotIn("iter", calls)
+        self.assertEqual(calls.count("hash"), 1)  # building {Int(5): ...} above; not freeze()
+
     def test_freezing_a_view_copies_it(self):
         first = permafrost.freeze({"a": [1, 2]})
         second = permafrost.freeze({"copy": first["a"]})
