@@ -30,6 +30,12 @@ from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
 __all__ = ["freeze", "open", "memory", "json_default", "trim", "install_write_trap",
            "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
 
+# For tests and diagnostics: _private_pages(view, pid=0) counts the copy-on-write copies
+# (Private_Dirty pages) of a view's frozen bytes in process pid; _sharing_audit(view, child,
+# parent) compares the two processes' pagemaps over them.
+_private_pages = _core._private_pages
+_sharing_audit = _core._sharing_audit
+
 MemoryUsage = collections.namedtuple("MemoryUsage", "rss pss uss shared")
 MemoryUsage.__doc__ = """A process's memory in bytes (from /proc/PID/smaps_rollup).
 
