@@ -7,7 +7,10 @@ servers), forks workers that each look up every key and read every field, then s
 worker_host.hpp protocol: prints one READY line and waits for a line on stdin before releasing the
 workers. The driver measures everything from outside. Standard library only.
 
-usage: cow_dict.py [--rows N] [--workers N] [--churn-mib N (ignored)]
+With --permafrost the dict is frozen with permafrost.freeze() (and dropped) instead of
+gc.freeze(): the same lookups then read views of the frozen arena.
+
+usage: cow_dict.py [--rows N] [--workers N] [--churn-mib N (ignored)] [--permafrost]
 """
 import argparse
 import gc
@@ -63,6 +66,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--churn-mib", type=int, default=0)
+    ap.add_argument("--permafrost", action="store_true", help="permafrost.freeze() the table")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -72,7 +76,13 @@ def main():
             table["user:%07d" % i] = make_row(i)
     build_ms = (time.perf_counter() - t0) * 1e3
     t1 = time.perf_counter()
-    gc.freeze()
+    if args.permafrost:
+        import permafrost
+        table = permafrost.freeze(table, name="cow_dict")
+        gc.collect()
+        permafrost.trim()  # the dropped dict's heap goes back to the kernel, not to the workers
+    else:
+        gc.freeze()
     freeze_ms = (time.perf_counter() - t1) * 1e3
 
     results_r, results_w = os.pipe()

@@ -53,13 +53,14 @@ const std::vector<variant> all_variants = {
     {"d", "(d) Boost.Interprocess shm, churn", "rss_savings_boost", "", true},
     {"e", "(e) permafrost arena+heap, churn", "rss_savings_permafrost", "", true},
     {"py", "CPython dict, gc.freeze()", "python", "", false},
+    {"pyf", "CPython permafrost.freeze()", "python", "--permafrost", false},
 };
 
 struct config {
   std::size_t rows = 1'000'000;
   std::vector<int> workers{4};
   std::size_t churn_mib = 50;
-  std::vector<std::string> variants{"a", "b", "c", "d", "e", "py"};
+  std::vector<std::string> variants{"a", "b", "c", "d", "e", "py", "pyf"};
   std::string out = "results";
   std::string mode = "quick";
   std::string python_script = RSS_PYTHON_SCRIPT;
@@ -274,6 +275,16 @@ result run_one(const config& c, const variant& v, int workers, const std::string
       return r;
     }
     argv = {*python, c.python_script};
+    if (!v.arg.empty()) {
+      // permafrost for Python: the package built for the system python3 (python/CMakeLists.txt).
+#ifdef RSS_PYTHON_PACKAGE
+      ::setenv("PYTHONPATH", RSS_PYTHON_PACKAGE, 1);
+      argv = {RSS_PYTHON_FOR_PACKAGE, c.python_script, v.arg};
+#else
+      r.note = "skipped: the Python package is not built (PERMAFROST_BUILD_PYTHON=OFF)";
+      return r;
+#endif
+    }
   } else {
     argv = {bin_dir + "/" + v.binary};
     if (!v.arg.empty()) argv.insert(argv.end(), {"--variant", v.arg});

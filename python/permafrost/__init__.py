@@ -1,0 +1,261 @@
+"""permafrost for Python: frozen dicts, lists and sets that forked and spawned workers share.
+
+freeze(obj) deep-copies a graph of dict, list, tuple, str, bytes, int, float, bool, None, set and
+frozenset into a frozen permafrost arena (read-only memory holding no reference counts) and
+returns read-only views of it. Reading a view never writes the arena, so after fork() every
+worker shares all of its pages with the parent for as long as it lives. frozen.save(path) writes
+it to an image file; permafrost.open(path) maps one, and views of an image pickle as a small
+reference (path, offset), so spawn/forkserver workers map the same page-cache pages.
+
+    source = {"users": [{"name": "ada", "id": 1}]}
+    data = permafrost.freeze(source)
+    data["users"][0]["name"]    # 'ada': a new str, read from the frozen bytes
+    data.thaw()                 # an ordinary dict again
+    del source; permafrost.trim()   # before fork: return the dropped dict's heap to the kernel
+    json.dumps(data, default=permafrost.json_default)
+
+Values come back as: FrozenDict (collections.abc.Mapping), FrozenList (Sequence), FrozenSet (Set)
+for dicts, lists and sets; ordinary objects for str, bytes, int, float, bool, None and tuples
+(a tuple of views when it holds containers). Subclasses (OrderedDict, namedtuple, IntEnum...)
+are frozen as their base type.
+"""
+import collections
+import collections.abc as _abc
+import os as _os
+
+from . import _core
+from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
+                    write_trap_installed)
+
+__all__ = ["freeze", "open", "memory", "json_default", "trim", "install_write_trap",
+           "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
+
+# For tests and diagnostics: _private_pages(view, pid=0) counts the copy-on-write copies
+# (Private_Dirty pages) of a view's frozen bytes in process pid; _sharing_audit(view, child,
+# parent) compares the two processes' pagemaps over them.
+_private_pages = _core._private_pages
+_sharing_audit = _core._sharing_audit
+
+MemoryUsage = collections.namedtuple("MemoryUsage", "rss pss uss shared")
+MemoryUsage.__doc__ = """A process's memory in bytes (from /proc/PID/smaps_rollup).
+
+rss: resident; pss: resident, each page divided by the processes mapping it; uss: private to the
+process (Private_Clean + Private_Dirty); shared: resident and mapped by other processes too."""
+
+
+def freeze(obj, *, name=None):
+    """Deep-copy obj into a new frozen arena and return its read-only counterpart.
+
+    name: the arena's name in write-trap reports, permafrost-stat and /proc/PID/maps.
+    Raises TypeError naming the path of an unsupported value or a cycle, e.g.
+    'obj["users"][3]["created"]: datetime is not supported'.
+    """
+    return _core._freeze(obj, name)
+
+
+def memory(pid=None):
+    """MemoryUsage(rss, pss, uss, shared) of process pid (default: this one), in bytes."""
+    return MemoryUsage(*_core._memory(0 if pid is None else int(pid)))
+
+
+# Images opened in this process, by path: unpickling many views of one image maps it once.
+_images = {}
+
+
+def _store(path):
+    store = _images.get(path)
+    if store is None:
+        store = _images[path] = _core._open_store(path)
+    return store
+
+
+def open(path):
+    """Map the image file at path (written by frozen.save) and return its root view.
+
+    The mapping is read-only and shared through the page cache: every process that opens the
+    same file holds its pages once. The image stays mapped while any view of it is alive."""
+    # Absolute: views pickle this path, and a worker may run in another directory.
+    return _core._store_view(_store(_os.path.abspath(_os.fspath(path))), 0)
+
+
+def _image_value(path, offset):
+    """Unpickling of a view of an image: map the image (once per process) and view offset."""
+    return _core._store_view(_store(path), offset)
+
+
+def _save(self, path):
+    """save(path): write the frozen graph this object belongs to as an image file.
+
+    Atomic (temp file, fsync, rename). permafrost.open(path) maps it in any process."""
+    _core._save(self, _os.fspath(path))
+
+
+def _reduce(self):
+    path, offset = self._ref()
+    if path is not None:  # in an image: a small reference, the receiver maps the same pages
+        return (_image_value, (path, offset))
+    return (freeze, (self.thaw(),))  # by value: the receiver freezes its own copy
+
+
+def json_default(obj):
+    """Use as json.dumps(frozen, default=permafrost.json_default).
+
+    Returns the frozen dict or list thawed (plain objects) for the encoder to continue with; a
+    FrozenSet raises TypeError, as a set does."""
+    if isinstance(obj, (FrozenDict, FrozenList)):
+        return obj.thaw()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# ----- FrozenDict: collections.abc.Mapping ------------------------------------------------------
+
+class _ValuesView(_abc.ValuesView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._iter_values()
+
+
+class _ItemsView(_abc.ItemsView):
+    __slots__ = ()
+
+    def __iter__(self):
+        return self._mapping._iter_items()
+
+
+def _dict_eq(self, other):
+    if isinstance(other, (dict, FrozenDict)) or isinstance(other, _abc.Mapping):
+        if len(self) != len(other):
+            return False
+        for k, v in self._iter_items():
+            try:
+                if other[k] != v:
+                    return False
+            except KeyError:
+                return False
+        return True
+    return NotImplemented
+
+
+def _dict_repr(self):
+    return "FrozenDict({" + ", ".join(f"{k!r}: {v!r}" for k, v in self._iter_items()) + "})"
+
+
+def _dict_or(self, other):
+    if not isinstance(other, _abc.Mapping):
+        return NotImplemented
+    out = dict(self._iter_items())
+    out.update(other)
+    return out
+
+
+def _dict_ror(self, other):
+    if not isinstance(other, _abc.Mapping):
+        return NotImplemented
+    out = dict(other)
+    out.update(self._iter_items())
+    return out
+
+
+def _unhashable(self):
+    raise TypeError(f"unhashable type: '{type(self).__name__}'")
+
+
+def _frozen_op(self, *args, **kwargs):
+    raise TypeError(f"'{type(self).__name__}' is frozen: it cannot be modified")
+
+
+for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop", "popitem",
+                                   "clear", "update", "setdefault")),
+                     (FrozenList, ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append",
+                                   "extend", "insert", "pop", "remove", "clear", "sort",
+                                   "reverse")),
+                     (FrozenSet, ("__ior__", "__iand__", "__isub__", "__ixor__", "add", "discard",
+                                  "remove", "pop", "clear", "update", "difference_update",
+                                  "intersection_update", "symmetric_difference_update"))):
+    for _name in _names:
+        setattr(_cls, _name, _frozen_op)
+    _cls.save = _save
+    _cls.__reduce__ = _reduce
+    _cls.__copy__ = lambda self: self
+    _cls.__deepcopy__ = lambda self, memo: self
+
+FrozenDict.keys = lambda self: _abc.KeysView(self)
+FrozenDict.values = lambda self: _ValuesView(self)
+FrozenDict.items = lambda self: _ItemsView(self)
+FrozenDict.__eq__ = _dict_eq
+FrozenDict.__ne__ = lambda self, other: (NotImplemented if (r := _dict_eq(self, other))
+                                         is NotImplemented else not r)
+FrozenDict.__repr__ = _dict_repr
+FrozenDict.__or__ = _dict_or
+FrozenDict.__ror__ = _dict_ror
+FrozenDict.__hash__ = _unhashable
+FrozenDict.__reversed__ = lambda self: reversed(list(self))
+FrozenDict.copy = lambda self: self.thaw()
+_abc.Mapping.register(FrozenDict)
+
+
+# ----- FrozenList: collections.abc.Sequence -----------------------------------------------------
+
+def _list_eq(self, other):
+    if isinstance(other, (list, tuple, FrozenList)):
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+    return NotImplemented
+
+
+def _list_compare(op):
+    def compare(self, other):
+        if isinstance(other, (list, FrozenList)):
+            return op(list(self), list(other))
+        return NotImplemented
+    return compare
+
+
+import operator as _operator  # noqa: E402
+
+FrozenList.__eq__ = _list_eq
+FrozenList.__ne__ = lambda self, other: (NotImplemented if (r := _list_eq(self, other))
+                                         is NotImplemented else not r)
+FrozenList.__lt__ = _list_compare(_operator.lt)
+FrozenList.__le__ = _list_compare(_operator.le)
+FrozenList.__gt__ = _list_compare(_operator.gt)
+FrozenList.__ge__ = _list_compare(_operator.ge)
+FrozenList.__repr__ = lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])"
+FrozenList.__hash__ = _unhashable
+FrozenList.__contains__ = _abc.Sequence.__contains__
+FrozenList.__reversed__ = _abc.Sequence.__reversed__
+FrozenList.index = _abc.Sequence.index
+FrozenList.count = _abc.Sequence.count
+FrozenList.__add__ = lambda self, other: (list(self) + list(other)
+                                          if isinstance(other, (list, FrozenList))
+                                          else NotImplemented)
+FrozenList.__radd__ = lambda self, other: (list(other) + list(self)
+                                           if isinstance(other, list) else NotImplemented)
+FrozenList.__mul__ = lambda self, n: list(self) * n
+FrozenList.__rmul__ = lambda self, n: list(self) * n
+FrozenList.copy = lambda self: self.thaw()
+_abc.Sequence.register(FrozenList)
+
+
+# ----- FrozenSet: collections.abc.Set -----------------------------------------------------------
+
+def _set_from_iterable(cls, it):
+    return frozenset(it)
+
+
+FrozenSet._from_iterable = classmethod(_set_from_iterable)
+for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "__and__", "__rand__",
+              "__or__", "__ror__", "__sub__", "__rsub__", "__xor__", "__rxor__", "isdisjoint"):
+    setattr(FrozenSet, _name, getattr(_abc.Set, _name))
+FrozenSet.__hash__ = _abc.Set._hash
+FrozenSet.__repr__ = lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})"
+FrozenSet.issubset = lambda self, other: self <= frozenset(other)
+FrozenSet.issuperset = lambda self, other: self >= frozenset(other)
+FrozenSet.union = lambda self, *others: frozenset(self).union(*others)
+FrozenSet.intersection = lambda self, *others: frozenset(self).intersection(*others)
+FrozenSet.difference = lambda self, *others: frozenset(self).difference(*others)
+FrozenSet.symmetric_difference = lambda self, other: frozenset(self).symmetric_difference(other)
+FrozenSet.copy = lambda self: self.thaw()
+_abc.Set.register(FrozenSet)
+
+del _cls, _names, _name

@@ -1,0 +1,338 @@
+"""permafrost.freeze(): round trips, views, errors and mutation attempts (no fork)."""
+import collections
+import collections.abc
+import copy
+import json
+import math
+import pickle
+import unittest
+
+import permafrost
+from permafrost import FrozenDict, FrozenList, FrozenSet
+
+LONE_SURROGATES = "a\ud800b\udfff"
+
+
+class RoundTrip(unittest.TestCase):
+    def check_round_trip(self, value):
+        frozen = permafrost.freeze({"v": value})
+        self.assertEqual(frozen.thaw(), {"v": value})
+        self.assertEqual(frozen["v"], value)
+        return frozen["v"]
+
+    def test_scalars(self):
+        for v in (0, 1, -1, 2**60 - 1, -2**60, 2**60, -2**60 - 1, True, False, None, 0.5, 0.1, 1e308, 5e-324,
+                  float("inf"), float("-inf"), "", "text", b"", b"\x00\xffbytes"):
+            with self.subTest(v=v):
+                got = self.check_round_trip(v)
+                self.assertIs(type(got), type(v))
+
+    def test_big_ints(self):
+        for v in (2**64, -2**64, 2**1000 + 12345, -(3**500), 2**63 - 1, -2**63):
+            with self.subTest(v=v):
+                self.assertEqual(self.check_round_trip(v), v)
+
+    def test_nan_and_negative_zero(self):
+        frozen = permafrost.freeze([float("nan"), -0.0])
+        self.assertTrue(math.isnan(frozen[0]))
+        self.assertEqual(math.copysign(1.0, frozen[1]), -1.0)
+        self.assertEqual(math.copysign(1.0, frozen.thaw()[1]), -1.0)
+
+    def test_non_ascii_and_lone_surrogate_strings(self):
+        for s in ("héllo", "日本語", "emoji \U0001F600", LONE_SURROGATES, "\udc80"):
+            with self.subTest(s=ascii(s)):
+                self.assertEqual(self.check_round_trip(s), s)
+        frozen = permafrost.freeze({LONE_SURROGATES: 1, "日本": 2})
+        self.assertEqual(frozen[LONE_SURROGATES], 1)
+        self.assertEqual(frozen["日本"], 2)
+        self.assertIn(LONE_SURROGATES, frozen)
+
+    def test_empty_containers(self):
+        for v in ({}, [], (), set(), frozenset(), "", b""):
+            with self.subTest(v=v):
+                self.assertEqual(self.check_round_trip(v), v)
+        self.assertEqual(permafrost.freeze({}).thaw(), {})
+        self.assertEqual(len(permafrost.freeze([])), 0)
+
+    def test_nesting(self):
+        value = {"users": [{"name": "ada", "id": 1, "tags": ("x", ["y", {"z": {1, 2}}]),
+                            "groups": frozenset({"a", "b"})}],
+                 "matrix": [[1, 2], [3, [4, [5, [6]]]]], 7: {8: 9}, (1, "t"): None}
+        frozen = permafrost.freeze(value)
+        self.assertEqual(frozen.thaw(), value)
+        self.assertEqual(frozen["users"][0]["tags"][1][1]["z"], {1, 2})
+        self.assertEqual(frozen["matrix"][1][1][1][1][0], 6)
+        self.assertEqual(frozen[7][8], 9)
+        self.assertIsNone(frozen[(1, "t")])
+
+    def test_thaw_types(self):
+        thawed = permafrost.freeze({"l": [1], "t": (1, [2]), "s": {1}, "f": frozenset({2})}).thaw()
+        self.assertIs(type(thawed), dict)
+        self.assertIs(type(thawed["l"]), list)
+        self.assertIs(type(thawed["t"]), tuple)
+        self.assertIs(type(thawed["t"][1]), list)
+        self.assertIs(type(thawed["s"]), set)
+        self.assertIs(type(thawed["f"]), frozenset)
+
+    def test_scalar_root_is_returned_as_is(self):
+        self.assertEqual(permafrost.freeze("text"), "text")
+        self.assertEqual(permafrost.freeze(2**100), 2**100)
+
+    def test_subclasses_are_frozen_as_their_base(self):
+        Point = collections.namedtuple("Point", "x y")
+        frozen = permafrost.freeze({"od": collections.OrderedDict(a=1), "p": Point(1, 2)})
+        self.assertEqual(frozen["od"], {"a": 1})
+        self.assertEqual(frozen["p"], (1, 2))
+
+    def test_subclass_hooks_do_not_run_during_freeze(self):
+        calls = []
+
+        class Int(int):
+            def __hash__(self):
+                calls.append("hash")
+                return 1
+
+            def bit_length(self):
+                calls.append("bit_length")
+                return 1
+
+        class Set(set):
+            def __iter__(self):
+                calls.append("iter")
+                return iter(())
+
+        big = Int(2**100)
+        frozen = permafrost.freeze({"n": big, "s": Set({1, 2}), "k": {Int(5): "five"}})
+        self.assertEqual(frozen["n"], 2**100)
+        self.assertEqual(frozen["s"], {1, 2})
+        self.assertEqual(frozen["k"][5], "five")
+        self.assertNotIn("bit_length", calls)
+        self.assertNotIn("iter", calls)
+        self.assertEqual(calls.count("hash"), 1)  # building {Int(5): ...} above; not freeze()
+
+    def test_freezing_a_view_copies_it(self):
+        first = permafrost.freeze({"a": [1, 2]})
+        second = permafrost.freeze({"copy": first["a"]})
+        self.assertEqual(second["copy"], [1, 2])
+
+
+class Views(unittest.TestCase):
+    def setUp(self):
+        self.d = permafrost.freeze({"b": 1, "a": [1, 2, 3, 2], "c": {"x": "y"}, 1: "one"})
+
+    def test_dict_is_a_mapping_in_insertion_order(self):
+        d = self.d
+        self.assertIsInstance(d, collections.abc.Mapping)
+        self.assertEqual(list(d), ["b", "a", "c", 1])
+        self.assertEqual(list(d.keys()), ["b", "a", "c", 1])
+        self.assertEqual(list(d.values())[0], 1)
+        self.assertEqual(list(d.items())[3], (1, "one"))
+        self.assertIn("a", d)
+        self.assertNotIn("zz", d)
+        self.assertIn(("b", 1), d.items())
+        self.assertEqual(d.get("b"), 1)
+        self.assertIsNone(d.get("zz"))
+        self.assertEqual(d.get("zz", 5), 5)
+        self.assertEqual(len(d), 4)
+        with self.assertRaises(KeyError):
+            d["zz"]
+        self.assertEqual(d[1.0], "one")  # 1 == 1.0, as in a dict
+        self.assertEqual(d[True], "one")
+
+    def test_dict_equality_and_or(self):
+        plain = self.d.thaw()
+        self.assertEqual(self.d, plain)
+        self.assertEqual(plain, self.d)
+        self.assertNotEqual(self.d, {"b": 1})
+        self.assertEqual(self.d, permafrost.freeze(plain))
+        merged = self.d | {"b": 2, "new": 3}
+        self.assertIs(type(merged), dict)
+        self.assertEqual(merged["b"], 2)
+        self.assertEqual(({"new": 3} | self.d)["b"], 1)
+
+    def test_list_is_a_sequence(self):
+        a = self.d["a"]
+        self.assertIsInstance(a, collections.abc.Sequence)
+        self.assertEqual(a[-1], 2)
+        self.assertEqual(a[1:3], [2, 3])
+        self.assertEqual(a[::-1], [2, 3, 2, 1])
+        self.assertEqual(a.index(2), 1)
+        self.assertEqual(a.count(2), 2)
+        self.assertIn(3, a)
+        self.assertEqual(list(reversed(a)), [2, 3, 2, 1])
+        self.assertEqual(a, [1, 2, 3, 2])
+        self.assertEqual([1, 2, 3, 2], a)
+        with self.assertRaises(IndexError):
+            a[4]
+        with self.assertRaises(IndexError):
+            a[-5]
+
+    def test_set_is_a_set(self):
+        s = permafrost.freeze({"s": {1, "two", (3,)}})["s"]
+        self.assertIsInstance(s, collections.abc.Set)
+        self.assertIn("two", s)
+        self.assertIn((3,), s)
+        self.assertNotIn([], s)
+        self.assertEqual(s, {1, "two", (3,)})
+        self.assertEqual(s | {4}, {1, "two", (3,), 4})
+        self.assertEqual(s & {1}, {1})
+        self.assertTrue(s <= {1, "two", (3,), 9})
+
+    def test_repr(self):
+        self.assertEqual(repr(permafrost.freeze({"a": [1, {2}]})),
+                         "FrozenDict({'a': FrozenList([1, FrozenSet({2})])})")
+
+    def test_hash(self):
+        frozen = permafrost.freeze({"f": frozenset({1, 2}), "t": (1, "x")})
+        self.assertEqual(hash(frozen["f"]), hash(frozenset({1, 2})))
+        self.assertEqual(hash(frozen["t"]), hash((1, "x")))
+        with self.assertRaises(TypeError):
+            hash(frozen)
+        with self.assertRaises(TypeError):
+            hash(permafrost.freeze([1]))
+
+    def test_pickle_by_value(self):
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            back = pickle.loads(pickle.dumps(self.d, proto))
+            self.assertIsInstance(back, FrozenDict)
+            self.assertEqual(back, self.d)
+        self.assertIsInstance(pickle.loads(pickle.dumps(self.d["a"])), FrozenList)
+        self.assertIs(copy.deepcopy(self.d), self.d)
+
+    def test_json_default(self):
+        text = json.dumps(self.d, default=permafrost.json_default)
+        self.assertEqual(json.loads(text), {"b": 1, "a": [1, 2, 3, 2], "c": {"x": "y"}, "1": "one"})
+        with self.assertRaises(TypeError):
+            json.dumps(permafrost.freeze([{1}]), default=permafrost.json_default)
+
+    def test_views_outlive_the_root(self):
+        inner = permafrost.freeze({"a": {"b": [1, 2]}})["a"]["b"]
+        import gc
+        gc.collect()
+        self.assertEqual(inner, [1, 2])
+
+    def test_shared_key_tables(self):
+        rows = permafrost.freeze([{"name": "n%d" % i, "id": i} for i in range(1000)])
+        self.assertEqual(rows[999]["name"], "n999")
+        self.assertEqual(list(rows[5]), ["name", "id"])
+        _, size = permafrost._core._range(rows)
+        self.assertLess(size, 1000 * 80)  # one keys table for all rows, not one per row
+
+    def test_equal_small_values_are_stored_once(self):
+        rows = permafrost.freeze([{"tags": ["admin", i % 3], "name": "user-%d" % (i % 10)}
+                                  for i in range(3000)])
+        self.assertEqual(rows[2999]["tags"], ["admin", 2999 % 3])
+        self.assertEqual(rows[1234]["name"], "user-4")
+        _, size = permafrost._core._range(rows)
+        # 3000 records of 8 + 2 * 8 bytes plus the list of them; the 3 lists and 10 names once.
+        self.assertLess(size, 3000 * 24 + 3000 * 8 + 4096)
+
+
+class Errors(unittest.TestCase):
+    def test_unsupported_type_names_the_path(self):
+        import datetime
+        value = {"users": [{}, {}, {}, {"created": datetime.datetime(2020, 1, 1)}]}
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze(value)
+        self.assertEqual(str(cm.exception), 'obj["users"][3]["created"]: datetime is not supported')
+
+    def test_unsupported_key_and_element(self):
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze({"a": {object(): 1}})
+        self.assertIn('obj["a"].keys()[0]: object is not supported', str(cm.exception))
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze([{1, 2, 3.5j}])
+        self.assertIn("obj[0]{element", str(cm.exception))
+        self.assertIn("complex is not supported", str(cm.exception))
+
+    def test_cycle_names_the_path(self):
+        inner = []
+        value = {"a": [1, inner]}
+        inner.append(value)
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze(value)
+        self.assertEqual(str(cm.exception), 'obj["a"][1][0]: cycle: this dict contains itself')
+
+    def test_deep_cycle(self):
+        head = node = []
+        for _ in range(200):
+            nxt = []
+            node.append(nxt)
+            node = nxt
+        node.append(head)
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze(head)
+        self.assertIn("cycle", str(cm.exception))
+
+    def test_shared_subobject_is_not_a_cycle(self):
+        shared = [1, 2]
+        self.assertEqual(permafrost.freeze([shared, shared]), [[1, 2], [1, 2]])
+
+    def test_too_deep(self):
+        value = []
+        for _ in range(6000):
+            value = [value]
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze(value)
+        self.assertIn("nested deeper than 5000", str(cm.exception))
+
+    def test_deeply_nested_tuple_key(self):
+        key = ()
+        for _ in range(6000):
+            key = (key,)
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze({key: 1})
+        self.assertIn("obj.keys()[0]", str(cm.exception))
+        with self.assertRaises(TypeError):
+            permafrost.freeze({"a": 1})[key]
+
+    def test_unhashable_lookup(self):
+        d = permafrost.freeze({"a": 1})
+        with self.assertRaises(TypeError):
+            d[[1]]
+        with self.assertRaises(TypeError):
+            [1] in d
+
+
+class Mutation(unittest.TestCase):
+    def test_every_mutation_raises(self):
+        d = permafrost.freeze({"a": [1], "s": {1}})
+        attempts = [
+            lambda: d.__setitem__("a", 2), lambda: d.__delitem__("a"), lambda: d.update(b=1),
+            lambda: d.pop("a"), lambda: d.popitem(), lambda: d.clear(),
+            lambda: d.setdefault("z", 1),
+            lambda: d["a"].append(2), lambda: d["a"].__setitem__(0, 5), lambda: d["a"].sort(),
+            lambda: d["a"].extend([1]), lambda: d["a"].insert(0, 1), lambda: d["a"].pop(),
+            lambda: d["a"].__delitem__(0),
+            lambda: d["s"].add(2), lambda: d["s"].discard(1), lambda: d["s"].remove(1),
+            lambda: d["s"].clear(),
+        ]
+        for attempt in attempts:
+            with self.assertRaises(TypeError) as cm:
+                attempt()
+            self.assertIn("is frozen", str(cm.exception))
+        self.assertEqual(d.thaw(), {"a": [1], "s": {1}})
+
+    def test_no_attribute_can_be_added(self):
+        d = permafrost.freeze({"a": 1})
+        with self.assertRaises(AttributeError):
+            d.extra = 1
+
+    def test_augmented_assignment_rebinds_to_a_plain_object(self):
+        d = permafrost.freeze({"a": [1]})
+        lst = d["a"]
+        with self.assertRaises(TypeError):
+            lst += [2]
+        self.assertEqual(d["a"], [1])
+
+
+class Process(unittest.TestCase):
+    def test_importing_permafrost_loads_no_second_malloc(self):
+        # The module links the library's archive without its mimalloc heap: a libmimalloc loaded
+        # by dlopen freed glibc memory of later extensions (Debian's marisa crashed in mi_free).
+        with open("/proc/self/maps") as f:
+            self.assertNotIn("mimalloc", f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()
