@@ -91,10 +91,11 @@ int reserve_region(region* out) noexcept {
   void* p = nullptr;
   int err = os::reserve(arena_bytes, arena_align, &p);
   if (err != 0) return err;
-  err = os::commit(p, arena_bytes);  // read-write but MAP_NORESERVE: backed on first touch only
-  if (err == 0 && !mi_manage_os_memory_ex(p, arena_bytes, /*is_committed=*/true, /*is_large=*/false,
-                                          /*is_zero=*/true, /*numa_node=*/-1, /*exclusive=*/true,
-                                          &out->id)) {
+  // Registered as not committed: mimalloc then commits (mprotect) what it hands out and
+  // decommits what it frees, as with its own OS memory. A committed arena counts as pinned, and
+  // mimalloc never gives its pages back (a freed 1 GiB block stayed resident).
+  if (!mi_manage_os_memory_ex(p, arena_bytes, /*is_committed=*/false, /*is_large=*/false,
+                              /*is_zero=*/true, /*numa_node=*/-1, /*exclusive=*/true, &out->id)) {
     err = ENOMEM;
   }
   if (err != 0) {

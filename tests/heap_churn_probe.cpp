@@ -6,8 +6,14 @@
 //   dirtied_pages=N stack_pages=N inherited_pages=N churn_ns=N exit=N parent_dirtied_pages=N
 // With --parent-churn MiB the parent churns too after the fork, and parent_dirtied_pages counts the
 // pages the parent copied itself (the PERMAFROST_FREEZE_AT_FORK=1 promise).
+// With --rss-after-free MiB the program instead allocates one block of that size, touches every
+// page, frees it and prints the resident set before and after the free and after the allocator's
+// own collection call (the first present of mi_collect(true), jemalloc's "arena.<all>.purge",
+// glibc's malloc_trim(0)), found with dlsym so each build calls its own allocator's:
+//   rss_before_kib=N rss_touched_kib=N rss_freed_kib=N rss_collected_kib=N collect=NAME
 // Used by test_heap (the glibc collapse) and by bench/heap_churn.
 #include <chrono>
+#include <dlfcn.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,8 +24,51 @@
 #include "churn.hpp"
 #include "heap_probe.hpp"
 
+namespace {
+
+// Calls the allocator's "give memory back now" entry point; returns its name.
+const char* collect_allocator() {
+  if (void* f = ::dlsym(RTLD_DEFAULT, "mi_collect")) {
+    reinterpret_cast<void (*)(bool)>(f)(true);
+    return "mi_collect";
+  }
+  if (void* f = ::dlsym(RTLD_DEFAULT, "mallctl")) {
+    // MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
+    reinterpret_cast<int (*)(const char*, void*, std::size_t*, void*, std::size_t)>(f)(
+        "arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    return "mallctl_purge";
+  }
+  if (void* f = ::dlsym(RTLD_DEFAULT, "malloc_trim")) {
+    reinterpret_cast<int (*)(std::size_t)>(f)(0);
+    return "malloc_trim";
+  }
+  return "none";
+}
+
+int rss_after_free(std::size_t mib) {
+  using permafrost::test::resident_bytes;
+  const std::size_t before = resident_bytes();
+  auto* block = static_cast<unsigned char*>(std::malloc(mib << 20));
+  if (block == nullptr) return 2;
+  std::memset(block, 1, mib << 20);
+  asm volatile("" : : "r"(block) : "memory");  // the stores must happen: the compiler may drop them
+  const std::size_t touched = resident_bytes();
+  std::free(block);
+  const std::size_t freed = resident_bytes();
+  const char* how = collect_allocator();
+  const std::size_t collected = resident_bytes();
+  std::printf("rss_before_kib=%zu rss_touched_kib=%zu rss_freed_kib=%zu rss_collected_kib=%zu collect=%s\n",
+              before >> 10, touched >> 10, freed >> 10, collected >> 10, how);
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace permafrost::test;
+  if (const std::size_t mib = numeric_option(argc, argv, "--rss-after-free", 0); mib != 0) {
+    return rss_after_free(mib);
+  }
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);
   const std::size_t churn_mib = permafrost::test::numeric_option(argc, argv, "--churn", 50);
   const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);

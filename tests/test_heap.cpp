@@ -214,6 +214,21 @@ TEST_CASE("process_heap and process_allocator serve this generation's arena") {
   CHECK(process_heap_stats().threads >= 1);
 }
 
+TEST_CASE("freeing a touched 256 MiB block gives its pages back to the kernel") {
+  // The arena is registered with mimalloc as not committed, so mimalloc decommits what it frees
+  // as it does with its own OS memory (a committed arena's pages stayed resident for good).
+  constexpr std::size_t n = 256 * mib;
+  const std::size_t before = process_heap_stats().used;
+  auto* block = static_cast<unsigned char*>(process_heap()->allocate(n, 16));
+  std::memset(block, 1, n);
+  CHECK(process_heap_stats().used >= before + n);
+  process_heap()->deallocate(block, n, 16);
+  const std::size_t after = process_heap_stats().used;
+  INFO("resident in the heap arena: before " << (before >> 10) << " KiB, after the free " << (after >> 10)
+                                             << " KiB");
+  CHECK(after <= before + 16 * mib);
+}
+
 TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.9 bug #700)") {
   for (std::size_t align = 32; align <= 8192; align *= 2) {
     for (std::size_t n = 1; n <= 2048; n += (n < 64 ? 1 : 61)) {

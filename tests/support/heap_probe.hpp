@@ -66,6 +66,14 @@ struct measured_child {
 measured_child fork_and_measure(const std::function<int()>& work,
                                 const std::function<void()>& parent_work = {});
 
+// This process's resident set in bytes (VmRSS of /proc/self/status), or 0 when unreadable.
+inline std::size_t resident_bytes() {
+  std::string status;
+  if (os::read_proc_file(0, "status", &status) != 0) return 0;
+  const auto at = status.find("VmRSS:");
+  return at == std::string::npos ? 0 : std::strtoull(status.c_str() + at + 6, nullptr, 10) << 10;
+}
+
 // The value of "--name N" in argv, or `fallback` (the probe programs' and heap_churn's options).
 inline std::size_t numeric_option(int argc, char** argv, const char* name, std::size_t fallback) {
   for (int i = 1; i + 1 < argc; ++i) {
