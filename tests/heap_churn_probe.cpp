@@ -11,7 +11,10 @@
 // own collection call (the first present of mi_collect(true), jemalloc's "arena.<all>.purge",
 // glibc's malloc_trim(0)), found with dlsym so each build calls its own allocator's:
 //   rss_before_kib=N rss_touched_kib=N rss_freed_kib=N rss_collected_kib=N collect=NAME
-// Used by test_heap (the glibc collapse) and by bench/heap_churn.
+// With --churn-total MiB the program only churns: it allocates that many MiB in 1 MiB blocks,
+// 16 live at a time, and prints "churned_mib=N" with N the MiB it got before malloc failed
+// (test_malloc runs it under an address-space limit far below the total).
+// Used by test_heap (the glibc collapse), test_malloc and bench/heap_churn.
 #include <chrono>
 #include <dlfcn.h>
 #include <cstdio>
@@ -62,6 +65,23 @@ int rss_after_free(std::size_t mib) {
   return 0;
 }
 
+int churn_total(std::size_t mib) {
+  constexpr std::size_t live = 16;
+  void* blocks[live] = {};
+  std::size_t done = 0;
+  for (; done < mib; ++done) {
+    std::free(blocks[done % live]);
+    auto* p = static_cast<unsigned char*>(std::malloc(std::size_t{1} << 20));
+    blocks[done % live] = p;
+    if (p == nullptr) break;
+    p[done % 4096] = 1;
+    asm volatile("" : : "r"(p) : "memory");
+  }
+  for (void* p : blocks) std::free(p);
+  std::printf("churned_mib=%zu\n", done);
+  return done == mib ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,6 +89,7 @@ int main(int argc, char** argv) {
   if (const std::size_t mib = numeric_option(argc, argv, "--rss-after-free", 0); mib != 0) {
     return rss_after_free(mib);
   }
+  if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0) return churn_total(mib);
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);
   const std::size_t churn_mib = permafrost::test::numeric_option(argc, argv, "--churn", 50);
   const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);

@@ -12,11 +12,13 @@
 #include <map>
 #include <new>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <vector>
 
 #include "arena_slot.hpp"
+#include "child_process.hpp"
 #include "fork_probe.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
@@ -218,7 +220,10 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
 }
 
 TEST_CASE("scopes nest and other threads are unaffected") {
-  arena outer(small_arena());
+  // Kept for the life of the process: glibc allocates a new thread's TLS vector on the creating
+  // thread, here inside the scope, and reuses it with the cached stack of the next thread
+  // (freeze_scope.hpp: what outlives the scope).
+  static arena outer(small_arena());
   arena inner(small_arena());
   freeze_scope s1{outer};
   void* a = std::malloc(8);
@@ -268,4 +273,82 @@ TEST_CASE("freeing an ancestor's block through free() abandons it") {
   CHECK(r.at(0).exit_status == 0);
   CHECK(r.at(0).copied == 0);
   std::free(block);
+}
+
+TEST_CASE("threads of a process that never forked leave nothing abandoned") {
+  // Regression: the allocation glibc makes while a thread registers its thread-exit hook used
+  // to come from mimalloc's default heap, and its free() at thread exit was taken for an
+  // ancestor's block: 32 bytes abandoned per thread.
+  REQUIRE(process_heap_stats().generation == 0);
+  const std::size_t before = process_heap_stats().abandoned;
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 20; ++t) {
+      threads.emplace_back([] {
+        void* p = std::malloc(48);
+        opaque_free(p);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  CHECK(process_heap_stats().abandoned == before);
+}
+
+namespace {
+// Runs `argv` with the malloc library preloaded under an address-space limit of `limit` bytes
+// (fork, setrlimit, exec: the program reserves its heap under the limit); returns its output.
+std::string run_limited(std::size_t limit, const std::vector<std::string>& args, int* status) {
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    const rlimit rl{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(90);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    char preload[] = "LD_PRELOAD=" MALLOC_LIBRARY;
+    char* envp[] = {preload, nullptr};
+    ::execve(argv[0], argv.data(), envp);
+    ::_exit(91);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  *status = permafrost::test::wait_for(pid);
+  return text;
+}
+}  // namespace
+
+TEST_CASE("under an address-space limit the heap fits itself in and frees: 16 GiB churned in 2 GiB") {
+  // Regression: the 64 GiB reservation failed under RLIMIT_AS, the heap fell back to mimalloc's
+  // default heap and took every block freed there for an ancestor's: the churn ran out of
+  // address space after about the limit. 512 MiB is below the first arena's size: it is halved.
+  for (const std::size_t limit_mib : {2048, 512}) {
+    int status = 0;
+    const std::string out =
+        run_limited(limit_mib << 20, {HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, &status);
+    INFO("limit " << limit_mib << " MiB: " << out);
+    CHECK(out.find("churned_mib=16384") != std::string::npos);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
+TEST_CASE("the heap grows past its first arena and frees what it grew into") {
+  const heap_stats before = process_heap_stats();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 6; ++i) blocks.push_back(std::malloc(std::size_t{512} << 20));  // never touched
+  for (void* p : blocks) {
+    REQUIRE(p != nullptr);
+    CHECK(owner_of(p) == block_owner::current);
+  }
+  CHECK(process_heap_stats().reserved >= before.reserved + (std::size_t{2} << 30));
+  for (void* p : blocks) opaque_free(p);
+  CHECK(process_heap_stats().abandoned == before.abandoned);
 }

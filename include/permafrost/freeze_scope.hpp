@@ -15,6 +15,12 @@
 // malloc, which knows nothing of scopes: the constructor then throws std::logic_error rather than
 // silently allocating elsewhere.
 //
+// What outlives the scope: memory that a library allocates on the scope's thread and keeps
+// process-wide lands in the arena too and dangles once the arena is destroyed - glibc's TLS
+// vector of a thread created inside the scope (reused with that thread's cached stack), a stdio
+// buffer made by the first output on a stream, a locale's data. Create threads and do such first
+// uses outside the scope, or keep the arena for the life of the process.
+//
 // The arena keeps no size per block (no allocator metadata in the mapping), so malloc_usable_size
 // of arena memory returns 0 and realloc copies up to the arena's used end (the bytes past the old
 // block are unspecified, as realloc allows).

@@ -57,8 +57,7 @@ void* route_alloc(std::size_t n, std::size_t align) noexcept {
 void* route_zalloc(std::size_t n) noexcept {
   if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
     return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
-  mi_heap_t* heap = permafrost::detail::thread_heap();
-  void* p = heap != nullptr ? mi_heap_zalloc(heap, n) : mi_zalloc(n);
+  void* p = permafrost::detail::heap_zallocate(n);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
@@ -86,8 +85,7 @@ void* route_realloc(void* p, std::size_t n) noexcept {
   const block_owner owner = permafrost::detail::owner_of(p);
   if (owner == block_owner::none) invalid("realloc(): invalid pointer");
   if (owner == block_owner::current && permafrost::detail::t_freeze_target == nullptr) {
-    mi_heap_t* heap = permafrost::detail::thread_heap();
-    void* q = heap != nullptr ? mi_heap_realloc(heap, p, n) : mi_realloc(p, n);
+    void* q = permafrost::detail::heap_reallocate(p, n);
     if (q == nullptr) errno = ENOMEM;
     return q;
   }
