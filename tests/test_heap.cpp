@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include <mimalloc.h>
+
 #include "churn.hpp"
 #include "fork_probe.hpp"
 #include "heap_probe.hpp"
@@ -238,6 +240,23 @@ TEST_CASE("over-aligned requests are aligned for every small size (mimalloc 2.0.
       process_heap()->deallocate(p, n, align);
     }
   }
+}
+
+TEST_CASE("small over-aligned blocks cost their rounded size, not a kilobyte each") {
+  // Regression: every request aligned above 16 bytes was served as 1025+ bytes (1.3 KiB each).
+  constexpr std::size_t count = 100000;
+  std::vector<void*> blocks(count);
+  const std::size_t before = process_heap_stats().used;
+  for (auto& p : blocks) {
+    p = process_heap()->allocate(32, 32);
+    REQUIRE(reinterpret_cast<std::uintptr_t>(p) % 32 == 0);
+    std::memset(p, 1, 32);
+  }
+  const std::size_t grown = process_heap_stats().used - before;
+  INFO("resident growth for " << count << " blocks of 32 bytes aligned to 32: " << (grown >> 10) << " KiB");
+  CHECK(grown <= count * 64 + 4 * mib);
+  CHECK(mi_usable_size(blocks[0]) == 32);
+  for (void* p : blocks) process_heap()->deallocate(p, 32, 32);
 }
 
 TEST_CASE("16-byte-aligned requests smaller than 16 bytes are 16-aligned (found by fuzz_malloc)") {

@@ -352,3 +352,25 @@ TEST_CASE("the heap grows past its first arena and frees what it grew into") {
   for (void* p : blocks) opaque_free(p);
   CHECK(process_heap_stats().abandoned == before.abandoned);
 }
+
+TEST_CASE("memalign rounds an alignment that is not a power of two up, as glibc does") {
+  void* p = memalign(24, 100);
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<std::uintptr_t>(p) % 32 == 0);
+  std::free(p);
+  errno = 0;
+  CHECK(memalign(SIZE_MAX / 2 + 2, 10) == nullptr);
+  CHECK(errno == EINVAL);
+}
+
+TEST_CASE("small over-aligned malloc blocks are as small as their rounded size") {
+  struct alignas(32) vec { double v[4]; };
+  auto* a = new vec{};
+  void* b = std::aligned_alloc(64, 40);
+  CHECK(reinterpret_cast<std::uintptr_t>(a) % 32 == 0);
+  CHECK(reinterpret_cast<std::uintptr_t>(b) % 64 == 0);
+  CHECK(malloc_usable_size(a) == 32);
+  CHECK(malloc_usable_size(b) == 64);
+  delete a;
+  std::free(b);
+}

@@ -10,6 +10,7 @@
 // PERMAFROST_FREEZE_AT_FORK=1 in the environment at load: the parent also starts a new generation
 // at its first fork, so everything allocated before that fork is never written by the allocator
 // again, in any process. Nothing is write-protected: the program can still write its own objects.
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -179,9 +180,13 @@ int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
 }
 
 void* memalign(std::size_t align, std::size_t n) noexcept {
+  // glibc rounds an alignment that is not a power of two up to the next one.
   if (!is_power_of_two(align)) {
-    errno = EINVAL;
-    return nullptr;
+    if (align > SIZE_MAX / 2 + 1) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    align = std::bit_ceil(align);
   }
   return route_aligned(align, n);
 }
