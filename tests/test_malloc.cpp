@@ -295,23 +295,27 @@ TEST_CASE("threads of a process that never forked leave nothing abandoned") {
 }
 
 namespace {
-// Runs `argv` with the malloc library preloaded under an address-space limit of `limit` bytes
-// (fork, setrlimit, exec: the program reserves its heap under the limit); returns its output.
-std::string run_limited(std::size_t limit, const std::vector<std::string>& args, int* status) {
+// Runs `args` with the malloc library preloaded, `env` added to the environment and, when
+// `limit` is not 0, under an address-space limit of `limit` bytes (fork, setrlimit, exec: the
+// program reserves its heap under the limit); returns its output.
+std::string run_preloaded(const std::vector<std::string>& args, std::vector<std::string> env,
+                          std::size_t limit, int* status) {
   int out[2];
   REQUIRE(::pipe(out) == 0);
+  env.push_back("LD_PRELOAD=" MALLOC_LIBRARY);
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(out[1], 1);
     ::close(out[0]);
     const rlimit rl{limit, limit};
-    if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(90);
+    if (limit != 0 && ::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(90);
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    char preload[] = "LD_PRELOAD=" MALLOC_LIBRARY;
-    char* envp[] = {preload, nullptr};
-    ::execve(argv[0], argv.data(), envp);
+    std::vector<char*> envp;
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(91);
   }
   ::close(out[1]);
@@ -332,7 +336,7 @@ TEST_CASE("under an address-space limit the heap fits itself in and frees: 16 Gi
   for (const std::size_t limit_mib : {2048, 512}) {
     int status = 0;
     const std::string out =
-        run_limited(limit_mib << 20, {HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, &status);
+        run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, {}, limit_mib << 20, &status);
     INFO("limit " << limit_mib << " MiB: " << out);
     CHECK(out.find("churned_mib=16384") != std::string::npos);
     CHECK(WIFEXITED(status));
@@ -373,4 +377,19 @@ TEST_CASE("small over-aligned malloc blocks are as small as their rounded size")
   CHECK(malloc_usable_size(b) == 64);
   delete a;
   std::free(b);
+}
+
+TEST_CASE("PERMAFROST_TRAP=1 installs the write trap when the malloc library is preloaded") {
+  // cat prints its own /proc/self/status: SigCgt is the mask of caught signals, SIGSEGV bit 10.
+  const auto segv_caught = [](const char* trap) {
+    int status = 0;
+    const std::string out = run_preloaded({"/bin/cat", "/proc/self/status"},
+                                          {std::string("PERMAFROST_TRAP=") + trap}, 0, &status);
+    INFO(out);
+    REQUIRE(out.find("SigCgt:") != std::string::npos);
+    const unsigned long long mask = std::strtoull(out.c_str() + out.find("SigCgt:") + 7, nullptr, 16);
+    return (mask >> (SIGSEGV - 1) & 1) != 0;
+  };
+  CHECK(segv_caught("1"));
+  CHECK_FALSE(segv_caught("0"));
 }

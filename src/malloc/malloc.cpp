@@ -7,6 +7,7 @@
 //   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
 //     earlier generation (an ancestor's) are abandoned, never written; anything else aborts with
 //     "free(): invalid pointer", as glibc does.
+// PERMAFROST_TRAP=1 in the environment at load installs the write trap (write_trap.hpp).
 // PERMAFROST_FREEZE_AT_FORK=1 in the environment at load: the parent also starts a new generation
 // at its first fork, so everything allocated before that fork is never written by the allocator
 // again, in any process. Nothing is write-protected: the program can still write its own objects.
@@ -24,6 +25,7 @@
 #include "arena_slot.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
+#include "permafrost/write_trap.hpp"
 #include "process_heap.hpp"
 
 namespace {
@@ -126,6 +128,7 @@ __attribute__((constructor)) void permafrost_malloc_at_load() {
   const char* freeze = std::getenv("PERMAFROST_FREEZE_AT_FORK");
   permafrost::detail::init_process_heap();
   if (freeze != nullptr && std::strcmp(freeze, "1") == 0) permafrost::detail::set_freeze_at_fork(true);
+  (void)permafrost::install_write_trap_from_env();  // PERMAFROST_TRAP=1; reports its own failure
 }
 
 }  // namespace
