@@ -30,9 +30,3 @@ freeze_scope::~freeze_scope() {
 }
 
 }  // namespace permafrost
-
-// Referenced with -u by the malloc library's link, so this object is always in it.
-extern "C" {
-extern int permafrost_freeze_scope_anchor;
-int permafrost_freeze_scope_anchor = 0;
-}

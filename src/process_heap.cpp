@@ -429,8 +429,27 @@ extern int permafrost_process_heap_anchor;
 int permafrost_process_heap_anchor = 0;
 }
 
+// Identifies this copy of the heap: see permafrost_process_heap_at_load.
+extern "C" {
+extern const void* permafrost_heap_instance() noexcept;
+const void* permafrost_heap_instance() noexcept { return &permafrost::detail::g_arenas; }
+}
+
 namespace {
 __attribute__((constructor)) void permafrost_process_heap_at_load() {
+  // Two copies of the heap - a program linked with libpermafrost-heap.a that also loads
+  // libpermafrost-malloc.so - would each own arenas and take the other's blocks for invalid
+  // pointers. The first definition in the global scope is the one every lookup finds; a copy
+  // that is not it refuses to run.
+  using instance_fn = const void* (*)() noexcept;
+  const auto first = reinterpret_cast<instance_fn>(permafrost::os::global_symbol("permafrost_heap_instance"));
+  if (first != nullptr && first() != &permafrost::detail::g_arenas) {
+    permafrost::detail::check_failed(
+        "two copies of the permafrost heap in one process: libpermafrost-malloc.so is loaded into "
+        "a program linked with permafrost::heap; link permafrost::malloc (or permafrost::permafrost) "
+        "instead, or do not preload the malloc library",
+        __FILE__, __LINE__);
+  }
   (void)permafrost::detail::thread_heap();
 }
 }  // namespace
