@@ -8,35 +8,18 @@
 #include <system_error>
 
 #include "arena_backing.hpp"
-#include "arena_slot.hpp"
+#include "arena_registry.hpp"
 #include "os.hpp"
 
 namespace permafrost {
 namespace detail {
 
-constinit address_space g_address_space{};
-constinit arena_core g_dead_arena{std::numeric_limits<std::uint64_t>::max()};
 constinit thread_local bump_cache t_bump{};
 
 namespace {
 
-// Slots are never destroyed: an arena destroyed by a static destructor after this table would
-// otherwise touch a dead object, and nothing needs tearing down at exit anyway.
-union slot_table {
-  constexpr slot_table() : slots() {}
-  ~slot_table() {}
-  arena_slot slots[max_arenas];
-};
-constinit slot_table g_table;
-
-constinit std::atomic<std::uint64_t> g_next_ticket{1};
-
 // A thread's chunk is at least this big, so the lock is taken once per 64 KiB, not per object.
 constexpr std::size_t chunk_bytes = std::size_t{64} << 10;
-
-constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) {
-  return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
-}
 
 arena_slot* checked_slot(arena_core* core) {
   PERMAFROST_CHECK(core != &g_dead_arena, "use of a moved-from or destroyed permafrost::arena");
@@ -149,37 +132,10 @@ void* allocate_logged(arena_slot* slot, std::size_t bytes, std::size_t align, co
 
 }  // namespace
 
-arena_slot* slots_begin() noexcept { return g_table.slots; }
-
-std::uint64_t next_ticket() noexcept {
-  return g_next_ticket.fetch_add(1, std::memory_order_relaxed);
-}
-
-std::mutex& registry_mutex() noexcept {
-  static constinit std::mutex mu;
-  return mu;
-}
-
-int ensure_address_space() noexcept {
-  if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
-  // Ask for the most (16 TiB) and halve on refusal: sanitizer runtimes and small VM limits
-  // leave less room. Reserving costs no memory, only address space.
-  int err = ENOMEM;
-  for (std::size_t want = max_granules * granule_size; want >= 4 * granule_size; want /= 2) {
-    void* p = nullptr;
-    err = os::reserve(want, granule_size, &p);
-    if (err == 0) {
-      g_address_space.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
-      g_address_space.size.store(want, std::memory_order_release);
-      return 0;
-    }
-  }
-  return err;
-}
-
 void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, const char* tag,
                     bool throw_on_failure) {
   arena_slot* slot = checked_slot(core);
+  internal_memory internal;  // the log and error messages
   if (align == 0 || (align & (align - 1)) != 0 || align > max_alignment)
     return fail(throw_on_failure, slot, EINVAL);
   if (bytes == 0) bytes = 1;
@@ -255,6 +211,7 @@ bool huge_pages_available() noexcept {
 }
 
 arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
+  detail::internal_memory internal;
   if (options.capacity == 0)
     throw std::invalid_argument("permafrost::arena: capacity must be greater than 0");
   const std::size_t page = os::page_size();
@@ -262,66 +219,30 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   const bool memfd = options.backing == backing::memfd;
   detail::owned_fd file = memfd ? detail::open_arena_memfd(options.name) : detail::owned_fd{};
   const std::size_t capacity = detail::round_up(options.capacity, page);
-  const std::size_t granules = (capacity + detail::granule_size - 1) >> detail::granule_shift;
 
-  std::lock_guard registry(detail::registry_mutex());
-  if (detail::ensure_address_space() != 0) throw std::bad_alloc();
-
-  arena_slot* slot = nullptr;
-  for (std::size_t i = 0; i < detail::max_arenas && slot == nullptr; ++i) {
-    if (!detail::slots_begin()[i].in_use) slot = &detail::slots_begin()[i];
-  }
-  if (slot == nullptr) throw std::bad_alloc();
-
-  // First fit over free granules.
-  auto& space = detail::g_address_space;
-  const std::size_t total = space.size.load(std::memory_order_relaxed) >> detail::granule_shift;
-  std::size_t first = 0;
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < total && run < granules; ++i) {
-    if (space.granules[i].owner.load(std::memory_order_relaxed) == nullptr) {
-      if (run++ == 0) first = i;
-    } else {
-      run = 0;
-    }
-  }
-  if (run < granules) throw std::bad_alloc();
-
-  {
-    std::lock_guard lock(slot->mu);
-    slot->in_use = true;
-    slot->base = space.base.load(std::memory_order_relaxed) + (first << detail::granule_shift);
-    slot->reserved = granules << detail::granule_shift;
-    slot->limit = slot->base + capacity;
-    slot->bump = slot->base;
-    slot->committed_end = slot->base;
-    slot->huge_pages = options.huge_pages && !memfd;  // shared-memory THP is off on most systems
-    slot->log_allocations = options.allocation_log;
-    slot->frozen.store(false, std::memory_order_relaxed);
-    slot->allocations.store(0, std::memory_order_relaxed);
-    slot->lost.store(0, std::memory_order_relaxed);
-    const std::size_t n = std::min(options.name.size(), sizeof slot->name - 1);
-    std::memcpy(slot->name, options.name.data(), n);
-    slot->name[n] = '\0';
-    slot->log.clear();
-    slot->run_freeze_checks = options.freeze_checks;
-    slot->freeze_checks.clear();
-    slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
-    slot->identity = detail::next_ticket();
-    slot->fd = file.release();
-    slot->populate = options.populate;
-  }
-  for (std::size_t i = first; i < first + granules; ++i) {
-    space.granules[i].frozen_end.store(0, std::memory_order_relaxed);
-    space.granules[i].owner.store(slot, std::memory_order_release);
-  }
+  std::lock_guard registry(detail::registry::mutex());
+  if (detail::registry::ensure_space() != 0) throw std::bad_alloc();
+  arena_slot* slot = detail::registry::free_slot();
+  detail::registry::range r;
+  if (slot == nullptr || detail::registry::claim(capacity, slot, &r) != 0) throw std::bad_alloc();
+  std::lock_guard lock(slot->mu);
+  slot->base = r.base;
+  slot->reserved = r.bytes;
+  slot->limit = r.base + capacity;
+  detail::registry::open_slot(slot, options.name);
+  slot->huge_pages = options.huge_pages && !memfd;  // shared-memory THP is off on most systems
+  slot->log_allocations = options.allocation_log;
+  slot->run_freeze_checks = options.freeze_checks;
+  slot->fd = file.release();
+  slot->populate = options.populate;
   core_ = slot;
 }
 
 arena::~arena() {
   if (core_ == &detail::g_dead_arena) return;
   auto* slot = static_cast<arena_slot*>(core_);
-  std::lock_guard registry(detail::registry_mutex());
+  detail::internal_memory internal;
+  std::lock_guard registry(detail::registry::mutex());
   std::lock_guard lock(slot->mu);
   slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
   if (slot->outside_space) {
@@ -329,20 +250,7 @@ arena::~arena() {
     if (slot->committed_end > slot->base)
       (void)os::release(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
   } else {
-    auto& space = detail::g_address_space;
-    const std::size_t first =
-        (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
-    const std::size_t count = slot->reserved >> detail::granule_shift;
-    for (std::size_t i = first; i < first + count; ++i) space.granules[i].frozen_end.store(0);
-    // Hand the range back to ASan clean: it becomes inaccessible (a stray access is a SEGV that
-    // ASan reports), and attach() may map an arena's file at this very address again.
-    detail::asan_unpoison(reinterpret_cast<void*>(slot->base), slot->committed_end - slot->base);
-    // Back to a reserved, inaccessible range. Should the kernel refuse (out of mappings), the
-    // granules stay owned by the dead record so they are never handed out with stale pages.
-    const int err = os::decommit(reinterpret_cast<void*>(slot->base), slot->reserved);
-    for (std::size_t i = first; i < first + count; ++i) {
-      space.granules[i].owner.store(err == 0 ? nullptr : &detail::g_dead_arena);
-    }
+    detail::registry::release(detail::registry::range_of(slot), slot->committed_end - slot->base);
   }
   detail::release_backing(slot);
   std::vector<allocation_record>().swap(slot->log);
@@ -363,6 +271,7 @@ arena& arena::operator=(arena&& other) noexcept {
 
 void arena::freeze() {
   arena_slot* slot = detail::checked_slot(core_);
+  detail::internal_memory internal;  // the check list copy, the checks' own strings
   if (slot->run_freeze_checks && !slot->frozen.load(std::memory_order_acquire)) {
     // Copied out and run unlocked: the checks call contains(), which takes the lock.
     std::vector<std::pair<freeze_check_fn, const void*>> checks;
@@ -409,16 +318,12 @@ void arena::freeze() {
                             detail::round_up(used_end, os::page_size()) - slot->base);
   slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
   slot->frozen.store(true, std::memory_order_release);
-  auto& space = detail::g_address_space;
-  const std::size_t first =
-      (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
-  const std::size_t count = slot->reserved >> detail::granule_shift;
-  for (std::size_t i = first; i < first + count; ++i)
-    space.granules[i].frozen_end.store(used_end, std::memory_order_release);
+  detail::registry::publish_frozen(detail::registry::range_of(slot), used_end);
 }
 
 void arena::add_freeze_check(freeze_check_fn check, const void* object) {
   arena_slot* slot = detail::checked_slot(core_);
+  detail::internal_memory internal;  // the list grows under the arena's lock
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed))
     throw frozen_error(std::string("permafrost::arena '") + slot->name +
@@ -433,6 +338,7 @@ bool arena::freeze_checks_enabled() const noexcept {
 
 void arena::prefault(std::size_t bytes) {
   arena_slot* slot = detail::checked_slot(core_);
+  detail::internal_memory internal;
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed))
     throw frozen_error(std::string("permafrost::arena '") + slot->name + "': prefault after freeze()");
@@ -491,28 +397,36 @@ std::span<const std::byte> arena::used_bytes() const noexcept {
 arena_stats arena::stats() const {
   const arena_slot* slot = detail::checked_slot(core_);
   arena_stats s;
+  std::lock_guard lock(slot->mu);
+  s.reserved = slot->reserved;
+  s.committed = slot->committed_end - slot->base;
+  s.used = handed_out_end(slot) - slot->base;
+  s.allocations = slot->allocations.load(std::memory_order_relaxed);
+  s.lost_to_alignment = slot->lost.load(std::memory_order_relaxed);
+  const detail::bump_cache& c = detail::t_bump;
+  if (detail::cache_is_ours(c, slot)) {
+    s.allocations += c.count;
+    s.lost_to_alignment += c.lost;
+  }
+  s.frozen = slot->frozen.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::size_t arena::huge_page_bytes() const {
+  const arena_slot* slot = detail::checked_slot(core_);
   std::uintptr_t begin = 0;
   std::uintptr_t end = 0;
   {
     std::lock_guard lock(slot->mu);
-    s.reserved = slot->reserved;
-    s.committed = slot->committed_end - slot->base;
-    s.used = handed_out_end(slot) - slot->base;
-    s.allocations = slot->allocations.load(std::memory_order_relaxed);
-    s.lost_to_alignment = slot->lost.load(std::memory_order_relaxed);
-    const detail::bump_cache& c = detail::t_bump;
-    if (detail::cache_is_ours(c, slot)) {
-      s.allocations += c.count;
-      s.lost_to_alignment += c.lost;
-    }
-    s.frozen = slot->frozen.load(std::memory_order_relaxed);
     begin = slot->base;
     end = slot->committed_end;
   }
+  if (end <= begin) return 0;
+  detail::internal_memory internal;
   std::uint64_t huge = 0;
-  if (end > begin && os::smaps_field_in_range(0, begin, end, "AnonHugePages", &huge) == 0)
-    s.huge_page_bytes = huge;
-  return s;
+  if (const int err = os::smaps_field_in_range(0, begin, end, "AnonHugePages", &huge); err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost::arena::huge_page_bytes: smaps");
+  return static_cast<std::size_t>(huge);
 }
 
 std::string_view arena::name() const noexcept {
@@ -527,6 +441,7 @@ std::pmr::memory_resource* arena::resource() const noexcept {
 
 std::vector<allocation_record> arena::allocation_log() const {
   const arena_slot* slot = detail::checked_slot(core_);
+  detail::internal_memory internal;  // copied under the arena's lock
   std::lock_guard lock(slot->mu);
   return slot->log;
 }

@@ -17,6 +17,8 @@
 #include <system_error>
 
 #include "arena_backing.hpp"
+#include "arena_registry.hpp"
+#include "fork_lifecycle.hpp"
 #include "permafrost/detail/asan.hpp"
 #include "os.hpp"
 
@@ -41,10 +43,6 @@ struct trailer {
 };
 static_assert(sizeof(trailer) <= 4096, "the trailer fits one page");
 
-constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) {
-  return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
-}
-
 std::string hex(std::uintptr_t a) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%#lx", static_cast<unsigned long>(a));
@@ -55,28 +53,71 @@ std::string hex(std::uintptr_t a) {
   throw std::system_error(err, std::generic_category(), what);
 }
 
-// In a forked child, unfrozen memfd arenas are the parent's memory: stop every thread cache
-// (new ticket) and mark them, so allocate and freeze refuse instead of writing the parent's pages.
-void on_fork_child() noexcept {
+// The arenas the fork hooks below hold: this process's own memfd arenas (stable while the
+// registry lock is held: making and destroying take it, and `inherited` changes only in a
+// child). Of those, the hooks act on the unfrozen ones, whose writable MAP_SHARED mapping a
+// child must not inherit; `frozen` is stable once the slot's own lock is held.
+template <class F>
+void for_each_own_memfd(F&& f) noexcept {
   arena_slot* slots = slots_begin();
   for (std::size_t i = 0; i < max_arenas; ++i) {
     arena_slot& s = slots[i];
-    if (s.in_use && s.fd >= 0 && !s.frozen.load(std::memory_order_relaxed) && !s.inherited) {
-      s.inherited = true;
-      s.ticket.store(next_ticket(), std::memory_order_relaxed);
-    }
+    if (s.in_use && s.fd >= 0 && !s.inherited) f(s, !s.frozen.load(std::memory_order_relaxed) &&
+                                                         s.committed_end > s.base);
   }
 }
 
 }  // namespace
+
+// Before fork: hold each memfd arena still (no commit, no freeze) and keep the writable mapping
+// of the unfrozen ones out of the child (MADV_DONTFORK), so no child ever holds a writable
+// mapping of such a file and freeze() can always add F_SEAL_WRITE.
+void memfd_prepare_fork() noexcept {
+  arena_slot* slots = slots_begin();
+  for (std::size_t i = 0; i < max_arenas; ++i) {
+    arena_slot& s = slots[i];
+    if (s.in_use && s.fd >= 0 && !s.inherited) s.mu.lock();
+  }
+  for_each_own_memfd([](arena_slot& s, bool writable) {
+    if (writable)
+      (void)os::set_fork_inherit(reinterpret_cast<void*>(s.base), s.committed_end - s.base, false);
+  });
+}
+
+void memfd_after_fork_parent() noexcept {
+  for_each_own_memfd([](arena_slot& s, bool writable) {
+    if (writable)
+      (void)os::set_fork_inherit(reinterpret_cast<void*>(s.base), s.committed_end - s.base, true);
+    s.mu.unlock();
+  });
+}
+
+// In the child the unfrozen arenas' ranges are holes: map each file there privately and
+// read-only, so the child reads what the parent writes and freezes but can never write the file
+// (a write faults; even after mprotect it would only change a private copy). Stop every thread
+// cache (new ticket) and mark the arena, so allocate and freeze refuse instead of writing the
+// parent's pages.
+void memfd_after_fork_child() noexcept {
+  for_each_own_memfd([](arena_slot& s, bool writable) {
+    if (!s.frozen.load(std::memory_order_relaxed)) {
+      if (writable) {
+        void* base = reinterpret_cast<void*>(s.base);
+        const std::size_t bytes = s.committed_end - s.base;
+        if (os::map_file_private(s.fd, base, bytes) != 0) (void)os::reserve_at(base, bytes);
+      }
+      s.inherited = true;
+      s.ticket.store(next_ticket(), std::memory_order_relaxed);
+    }
+    s.mu.unlock();
+  });
+}
 
 owned_fd::~owned_fd() {
   if (fd >= 0) (void)os::close_fd(fd);
 }
 
 owned_fd open_arena_memfd(std::string_view name) {
-  static std::once_flag guard;
-  std::call_once(guard, [] { ::pthread_atfork(nullptr, nullptr, on_fork_child); });
+  register_fork_lifecycle();
   char full[sizeof memfd_prefix + 48] = {};
   std::snprintf(full, sizeof full, "%s%.*s", memfd_prefix, static_cast<int>(std::min<std::size_t>(name.size(), 47)),
                 name.data());
@@ -129,9 +170,11 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end) {
   //    Replace it with a read-only mapping made after the seal, which the kernel never lets
   //    become writable; then no writable mapping is left and F_SEAL_WRITE can be added too. This
   //    costs about what the mprotect it replaces would (the old page-table entries are dropped;
-  //    the creator refaults on its next read, or populates). A child forked before freeze may
-  //    still map the file writable: F_SEAL_WRITE then fails (EBUSY) and the future-write seal
-  //    stands alone. Should the remap fail, mprotect makes the old mapping read-only instead.
+  //    the creator refaults on its next read, or populates). Children forked before freeze hold
+  //    no mapping of the file that can write (see memfd_prepare_fork). A process that was sent
+  //    the descriptor before freeze and mapped it writable makes F_SEAL_WRITE fail (EBUSY): the
+  //    future-write seal then stands alone, and attach() refuses the file. Should the remap
+  //    fail, mprotect makes the old mapping read-only instead.
   if (os::map_file_fixed(slot->fd, base, data_bytes, 0, false) == 0) {
     (void)os::add_seals(slot->fd, os::seal_write);
   } else if (const int err = os::protect_read_only(base, data_bytes); err != 0) {
@@ -159,8 +202,8 @@ namespace {
 
 using reason = attach_error::reason;
 
-[[noreturn]] void refuse(reason why, int fd, const std::string& what) {
-  throw attach_error(why, "permafrost::arena::attach(fd " + std::to_string(fd) + "): " + what);
+[[noreturn]] void refuse(reason why, int fd, const std::string& what, int error = 0) {
+  throw attach_error(why, "permafrost::arena::attach(fd " + std::to_string(fd) + "): " + what, error);
 }
 
 // Reads and checks the trailer of a sealed permafrost memfd.
@@ -169,20 +212,21 @@ detail::trailer read_trailer(int fd) {
   if (const int err = os::get_seals(fd, &seals); err != 0)
     refuse(reason::not_a_memfd, fd,
            "not a sealable memory file (memfd): " + std::system_category().message(err));
-  const bool write_sealed = (seals & (os::seal_write | os::seal_future_write)) != 0;
-  if (!write_sealed || (seals & os::seal_shrink) == 0 || (seals & os::seal_grow) == 0)
+  // F_SEAL_WRITE, not only the future-write seal: the latter leaves writable mappings made
+  // before it in place, so some process could still change the bytes.
+  if ((seals & os::seal_write) == 0 || (seals & os::seal_shrink) == 0 || (seals & os::seal_grow) == 0)
     refuse(reason::unsealed, fd,
-           "the memfd is not sealed against writes, growth and shrinking; freeze() the arena "
-           "before sending its descriptor");
+           "the memfd is not sealed against writes (F_SEAL_WRITE), growth and shrinking: not "
+           "frozen yet, or a process still holds a writable mapping of it");
   char path[320];
   if (const int err = os::fd_path(fd, path, sizeof path); err != 0)
-    refuse(reason::system, fd, "reading its name: " + std::system_category().message(err));
+    refuse(reason::system, fd, "reading its name: " + std::system_category().message(err), err);
   if (std::strncmp(path, detail::path_prefix, sizeof detail::path_prefix - 1) != 0)
     refuse(reason::foreign, fd, std::string("'") + path + "' is not a permafrost arena");
   const std::size_t page = os::page_size();
   std::size_t size = 0;
   if (const int err = os::file_size(fd, &size); err != 0)
-    refuse(reason::system, fd, "fstat: " + std::system_category().message(err));
+    refuse(reason::system, fd, "fstat: " + std::system_category().message(err), err);
   detail::trailer t{};
   if (size < page || size % page != 0 || os::file_read(fd, &t, sizeof t, size - page) != 0 ||
       std::memcmp(t.magic, detail::trailer_magic, sizeof t.magic) != 0)
@@ -208,94 +252,61 @@ detail::trailer read_trailer(int fd) {
 
 arena arena::attach(int fd, bool populate) {
   using detail::arena_slot;
+  detail::internal_memory internal;
   const detail::trailer t = read_trailer(fd);
   detail::owned_fd own;
   if (const int err = os::dup_fd(fd, &own.fd); err != 0)
-    refuse(reason::system, fd, "dup: " + std::system_category().message(err));
+    refuse(reason::system, fd, "dup: " + std::system_category().message(err), err);
 
   const std::uintptr_t base = t.base;
   const std::size_t data_bytes = t.data_bytes;
-  const std::size_t granules =
-      std::max<std::size_t>(1, (data_bytes + detail::granule_size - 1) >> detail::granule_shift);
-  const std::size_t span = granules << detail::granule_shift;
-  auto& space = detail::g_address_space;
   const std::string range = "[" + detail::hex(base) + ", " + detail::hex(base + data_bytes) + ")";
 
-  std::lock_guard registry(detail::registry_mutex());
-  arena_slot* slot = nullptr;
-  for (std::size_t i = 0; i < detail::max_arenas && slot == nullptr; ++i) {
-    if (!detail::slots_begin()[i].in_use) slot = &detail::slots_begin()[i];
-  }
-  if (slot == nullptr) refuse(reason::system, fd, "1024 arenas are live in this process already");
-
+  std::lock_guard registry(detail::registry::mutex());
+  arena_slot* slot = detail::registry::free_slot();
+  if (slot == nullptr)
+    refuse(reason::system, fd, "1024 arenas are live in this process already", ENOMEM);
   // The first arena operation of a process: put its reservation where the arena must go, so
-  // is_frozen() covers the attached range. Halve until nothing already mapped is in the way.
-  if (space.size.load(std::memory_order_relaxed) == 0) {
-    for (std::size_t want = detail::max_granules * detail::granule_size; want >= span && want >= 4 * detail::granule_size;
-         want /= 2) {
-      if (base + want < base) continue;
-      if (os::reserve_at(reinterpret_cast<void*>(base), want) == 0) {
-        space.base.store(base, std::memory_order_relaxed);
-        space.size.store(want, std::memory_order_release);
-        break;
-      }
-    }
-  }
-  const std::uintptr_t space_base = space.base.load(std::memory_order_relaxed);
-  const std::uintptr_t space_end = space_base + space.size.load(std::memory_order_relaxed);
-  const bool inside = base >= space_base && base + span <= space_end && space_end != space_base;
-  const bool overlaps = base < space_end && base + span > space_base;
-  std::size_t first = 0;
-  if (inside) {
-    first = (base - space_base) >> detail::granule_shift;
-    for (std::size_t i = first; i < first + granules; ++i) {
-      if (space.granules[i].owner.load(std::memory_order_relaxed) != nullptr)
-        refuse(reason::address_taken, fd,
-               "its address range " + range + " is taken by an arena of this process");
-    }
-    if (const int err = os::map_file_fixed(own.fd, reinterpret_cast<void*>(base), data_bytes, 0, false);
-        err != 0)
-      refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err));
-  } else if (overlaps) {
+  // is_frozen() covers the attached range.
+  (void)detail::registry::ensure_space(base, data_bytes);
+  detail::registry::range claimed;
+  const int where = detail::registry::claim_at(base, data_bytes, slot, &claimed);
+  if (where == EEXIST)
+    refuse(reason::address_taken, fd,
+           "its address range " + range + " is taken by an arena of this process");
+  if (where == EXDEV)
     refuse(reason::address_taken, fd,
            "its address range " + range + " straddles this process's arena reservation");
+  const bool inside = where == 0;
+  if (inside) {
+    if (const int err = os::map_file_fixed(own.fd, reinterpret_cast<void*>(base), data_bytes, 0, false);
+        err != 0) {
+      detail::registry::release(claimed, 0);
+      refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err), err);
+    }
   } else if (data_bytes > 0) {
     const int err = os::map_file_noreplace(own.fd, reinterpret_cast<void*>(base), data_bytes);
     if (err == EEXIST)
       refuse(reason::address_taken, fd, "its address range " + range + " is already mapped in this process");
     if (err != 0)
-      refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err));
+      refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err), err);
   }
 
   {
     std::lock_guard lock(slot->mu);
-    slot->in_use = true;
     slot->base = base;
-    slot->reserved = inside ? span : data_bytes;
+    slot->reserved = inside ? claimed.bytes : data_bytes;
+    detail::registry::open_slot(slot, std::string_view(t.name, ::strnlen(t.name, sizeof t.name)));
     slot->limit = base + data_bytes;
     slot->bump = base + t.used;
     slot->committed_end = base + data_bytes;
-    slot->huge_pages = false;
-    slot->log_allocations = false;
     slot->frozen.store(true, std::memory_order_relaxed);
-    slot->allocations.store(0, std::memory_order_relaxed);
-    slot->lost.store(0, std::memory_order_relaxed);
-    std::memcpy(slot->name, t.name, sizeof slot->name);
-    slot->log.clear();
-    slot->ticket.store(detail::next_ticket(), std::memory_order_relaxed);
-    slot->identity = detail::next_ticket();
     slot->fd = own.release();
-    slot->inherited = false;
     slot->attached = true;
     slot->outside_space = !inside;
     slot->populate = populate;
   }
-  if (inside) {
-    for (std::size_t i = first; i < first + granules; ++i) {
-      space.granules[i].frozen_end.store(base + t.used, std::memory_order_relaxed);
-      space.granules[i].owner.store(slot, std::memory_order_release);
-    }
-  }
+  if (inside) detail::registry::publish_frozen(claimed, base + t.used);
   // The range may have been poisoned by an arena this process destroyed there earlier.
   detail::asan_unpoison(reinterpret_cast<void*>(base), t.used);
   if (populate) (void)os::populate_read(reinterpret_cast<void*>(base), data_bytes);

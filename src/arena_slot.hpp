@@ -75,21 +75,13 @@ arena_slot* slots_begin() noexcept;
 
 // The slot whose reserved range holds p (frozen or not), or nullptr. Lock-free, async-signal-safe.
 inline arena_slot* slot_of(const void* p) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t offset = a - g_address_space.base.load(std::memory_order_relaxed);
-  if (offset >= g_address_space.size.load(std::memory_order_relaxed)) return nullptr;
-  return static_cast<arena_slot*>(
-      g_address_space.granules[offset >> granule_shift].owner.load(std::memory_order_acquire));
+  bool inside = false;
+  const granule_entry& g = granule_of(p, inside);
+  return inside ? static_cast<arena_slot*>(g.owner.load(std::memory_order_acquire)) : nullptr;
 }
 
 // A fresh ticket, never handed out before in this process (nor in its parent before the fork).
 std::uint64_t next_ticket() noexcept;
 
-// Reserves the process-wide range on first use. Returns 0 or an errno value.
-// Pre: the registry lock is held.
-int ensure_address_space() noexcept;
-
-// The registry lock: guards slot and granule ownership.
-std::mutex& registry_mutex() noexcept;
 
 }  // namespace permafrost::detail

@@ -31,7 +31,7 @@ int guarded(F&& f) noexcept {
       case reason::address_taken: return EEXIST;
       case reason::system: break;
     }
-    return EIO;
+    return e.error() != 0 ? e.error() : EIO;
   } catch (const std::invalid_argument&) {
     return EINVAL;
   } catch (const std::bad_alloc&) {
@@ -104,7 +104,11 @@ int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_s
     out->used = s.used;
     out->lost_to_alignment = s.lost_to_alignment;
     out->allocations = s.allocations;
-    out->huge_page_bytes = s.huge_page_bytes;
+    try {
+      out->huge_page_bytes = arena->impl.huge_page_bytes();
+    } catch (const std::system_error&) {
+      out->huge_page_bytes = 0;  // smaps unreadable (hidepid, no /proc): the counters still stand
+    }
     out->frozen = s.frozen ? 1 : 0;
   });
 }

@@ -1,27 +1,19 @@
 // permafrost — the always-on check's failure path.
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
+#include "os.hpp"
 #include "permafrost/detail/check.hpp"
 
 namespace permafrost::detail {
 namespace {
 
-void put(const char* s) noexcept {
-  std::size_t left = std::strlen(s);
-  while (left > 0) {
-    const ssize_t n = ::write(STDERR_FILENO, s, left);
-    if (n <= 0) return;
-    s += n;
-    left -= static_cast<std::size_t>(n);
-  }
-}
+void put(const char* s) noexcept { (void)os::write_stderr(s, std::strlen(s)); }
 
 }  // namespace
 
 void check_failed(const char* message, const char* file, int line) noexcept {
-  // Only write(2) and abort(): this may run in a signal handler or with the heap corrupted.
+  // Only the OS layer's write_stderr and abort(): this may run in a signal handler or with the heap corrupted.
   char digits[16];
   int i = sizeof digits - 1;
   digits[i] = '\0';

@@ -7,10 +7,6 @@
 
 namespace permafrost {
 
-namespace detail {
-constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec"))) = nullptr;
-}  // namespace detail
-
 bool malloc_library_active() noexcept { return detail::g_malloc_library_active; }
 
 freeze_scope::freeze_scope(arena& target) : target_(target.core()), previous_(detail::t_freeze_target) {

@@ -17,7 +17,9 @@ constexpr std::uint64_t exclusive_bit = std::uint64_t{1} << 56;
 constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
 
 std::string proc_path(pid_t pid, const char* what) {
-  return (pid == 0 ? std::string("/proc/self/") : "/proc/" + std::to_string(pid) + "/") + what;
+  char path[96];
+  if (os::proc_path(pid, what, path, sizeof path) != 0) return what;
+  return path;
 }
 
 std::string read_or_throw(pid_t pid, const char* what) {
@@ -31,10 +33,9 @@ std::string read_or_throw(pid_t pid, const char* what) {
 
 // Applies one "Name:   123 kB" line to u. Unknown names are ignored.
 void apply_field(std::string_view line, memory_usage& u) {
-  const auto colon = line.find(':');
-  if (colon == std::string_view::npos) return;
-  const std::string_view name = line.substr(0, colon);
-  const std::uint64_t bytes = std::strtoull(line.data() + colon + 1, nullptr, 10) * 1024;
+  std::string_view name;
+  std::uint64_t bytes = 0;
+  if (!os::parse_smaps_field(line, &name, &bytes)) return;
   if (name == "Rss") u.rss = bytes;
   else if (name == "Pss") u.pss = bytes;
   else if (name == "Pss_Anon") u.pss_anon = bytes;
@@ -50,38 +51,15 @@ void apply_field(std::string_view line, memory_usage& u) {
   u.uss = u.private_clean + u.private_dirty;
 }
 
-// Calls f(line) for each line of text (without the newline).
-template <class F>
-void for_each_line(std::string_view text, F f) {
-  while (!text.empty()) {
-    const auto nl = text.find('\n');
-    f(text.substr(0, nl));
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
-  }
-}
-
-// Parses a maps/smaps header "lo-hi perms offset dev inode   name"; false for field lines.
+// Parses a maps/smaps header; false for field lines.
 bool parse_header(std::string_view line, mapping& m) {
-  char* end = nullptr;
-  const unsigned long long lo = std::strtoull(line.data(), &end, 16);
-  if (end == line.data() || *end != '-') return false;
-  const char* p = end + 1;
-  const unsigned long long hi = std::strtoull(p, &end, 16);
-  if (end == p || *end != ' ') return false;
+  os::maps_header h;
+  if (!os::parse_maps_header(line, &h)) return false;
   m = mapping{};
-  m.begin = lo;
-  m.end = hi;
-  std::string_view rest = line.substr(static_cast<std::size_t>(end + 1 - line.data()));
-  // perms, offset, dev, inode, then the (optional) name which may contain spaces.
-  for (int field = 0; field < 4; ++field) {
-    const auto sp = rest.find(' ');
-    if (field == 0) m.perms = std::string(rest.substr(0, sp));
-    if (sp == std::string_view::npos) return true;
-    rest.remove_prefix(sp + 1);
-  }
-  const auto first = rest.find_first_not_of(' ');
-  if (first != std::string_view::npos) m.name = std::string(rest.substr(first));
+  m.begin = h.begin;
+  m.end = h.end;
+  m.perms = std::string(h.perms);
+  m.name = std::string(h.path);
   return true;
 }
 
@@ -113,7 +91,7 @@ memory_usage process_memory(pid_t pid) {
   const std::string text = read_or_throw(pid, "smaps_rollup");
   memory_usage u;
   bool header = true;
-  for_each_line(text, [&](std::string_view line) {
+  os::for_each_line(text, [&](std::string_view line) {
     if (header) {  // "lo-hi ---p 00000000 00:00 0   [rollup]"
       header = false;
       return;
@@ -126,7 +104,7 @@ memory_usage process_memory(pid_t pid) {
 std::vector<mapping> mappings(pid_t pid) {
   const std::string text = read_or_throw(pid, "smaps");
   std::vector<mapping> out;
-  for_each_line(text, [&](std::string_view line) {
+  os::for_each_line(text, [&](std::string_view line) {
     mapping m;
     if (parse_header(line, m)) {
       out.push_back(std::move(m));
@@ -153,20 +131,38 @@ std::string process_name(pid_t pid) {
   return name;
 }
 
+namespace {
+
+// The fields of /proc/PID/stat after the command name: "pid (comm) state ppid ..."; comm may
+// hold spaces and parentheses, so they start after the last ')'. False when unreadable.
+bool read_stat(pid_t pid, char* state, pid_t* ppid) noexcept {
+  std::string stat;
+  if (os::read_proc_file(pid, "stat", &stat) != 0) return false;
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 4 >= stat.size()) return false;
+  *state = stat[close + 2];
+  *ppid = static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10));
+  return true;
+}
+
+}  // namespace
+
+char process_state(pid_t pid) noexcept {
+  char state = '\0';
+  pid_t ppid = 0;
+  return read_stat(pid, &state, &ppid) ? state : '\0';
+}
+
 std::vector<pid_t> process_tree(pid_t root) {
   (void)read_or_throw(root, "stat");  // the root must exist
   std::vector<pid_t> all;
   if (const int err = os::list_processes(&all); err != 0) throw proc_error("/proc", err);
-  // Parent of each process from /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold
-  // spaces and parentheses, so the fields start after the last ')'.
   std::vector<std::pair<pid_t, pid_t>> parent_of;  // (ppid, pid)
   for (pid_t pid : all) {
-    std::string stat;
-    if (os::read_proc_file(pid, "stat", &stat) != 0) continue;  // exited meanwhile
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 4 >= stat.size()) continue;
-    const long ppid = std::strtol(stat.c_str() + close + 4, nullptr, 10);
-    parent_of.emplace_back(static_cast<pid_t>(ppid), pid);
+    char state = '\0';
+    pid_t ppid = 0;
+    if (!read_stat(pid, &state, &ppid)) continue;  // exited meanwhile
+    parent_of.emplace_back(ppid, pid);
   }
   std::sort(parent_of.begin(), parent_of.end());
   std::vector<pid_t> tree{root};

@@ -1,14 +1,16 @@
 // permafrost — the OS contract.
 //
-// Every system call the library makes (mmap, mprotect, madvise, prctl, reads of /proc and /sys)
-// goes through this header; src/os_linux.cpp is its only implementation. In the style of
+// Every system call the library makes (mmap, mprotect, madvise, prctl, fork, pthread_atfork,
+// signal handling, stderr output, getenv, reads of /proc and /sys) goes through this header; src/os_linux.cpp is its only implementation. In the style of
 // mimalloc's prim.h, each function returns 0 on success or an errno value, never throws, never
 // allocates unless it says so, and states its preconditions. Callers turn errors into exceptions.
 #pragma once
 
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -92,6 +94,15 @@ int map_file_fixed(int fd, void* p, std::size_t bytes, std::size_t offset, bool 
 // when anything is mapped there (MAP_FIXED_NOREPLACE). Pre: p, bytes page-aligned.
 int map_file_noreplace(int fd, void* p, std::size_t bytes) noexcept;
 
+// Maps `bytes` of the file from offset 0 MAP_PRIVATE read-only at p, replacing whatever is there
+// (MAP_FIXED). The mapping shows the file's current bytes and never writes it, whatever the
+// process does with mprotect. Pre: p, bytes page-aligned.
+int map_file_private(int fd, void* p, std::size_t bytes) noexcept;
+
+// Whether a child made by fork() inherits [p, p+bytes) (MADV_DOFORK / MADV_DONTFORK; a range a
+// child does not inherit is unmapped in it). Pre: p, bytes page-aligned, the range mapped.
+int set_fork_inherit(void* p, std::size_t bytes, bool inherit) noexcept;
+
 // The F_SEAL_* bits (Linux ABI values, so callers need not include <fcntl.h>).
 inline constexpr int seal_seal = 0x0001;
 inline constexpr int seal_shrink = 0x0002;
@@ -113,6 +124,42 @@ int dup_fd(int fd, int* out) noexcept;
 int close_fd(int fd) noexcept;
 
 // ---------------------------------------------------------------------------------------------
+// Processes, signals, environment
+// ---------------------------------------------------------------------------------------------
+
+// fork(2): on success *pid is the child's id in the parent and 0 in the child.
+int fork_process(pid_t* pid) noexcept;
+
+// pthread_atfork(3). Handlers may be null. Fails only with ENOMEM.
+int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
+
+// Writes all of [s, s+n) to stderr (write(2), retried on EINTR and short writes). Async-signal-safe;
+// allocates nothing. Returns the errno of a failed write.
+int write_stderr(const char* s, std::size_t n) noexcept;
+
+// sigaction(2): installs `action` (if non-null) for `sig` and stores the previous one in
+// `previous` (if non-null). Async-signal-safe.
+int set_signal_action(int sig, const struct sigaction* action, struct sigaction* previous) noexcept;
+
+// Restores the default action for `sig` (SIG_DFL, empty mask). Async-signal-safe.
+int reset_signal_action(int sig) noexcept;
+
+// sigprocmask(2) for the calling thread (single-threaded use, or from a signal handler).
+int set_signal_mask(int how, const sigset_t* set, sigset_t* previous) noexcept;
+
+// raise(3): sends `sig` to the calling thread. Async-signal-safe.
+int raise_signal(int sig) noexcept;
+
+// The environment variable `name` (getenv(3)): *value points into the environment, valid until
+// it changes. ENOENT when unset. Not thread-safe against setenv, like getenv.
+int environment(const char* name, const char** value) noexcept;
+
+// What a SIGSEGV's faulting instruction did, decoded from the signal context where the
+// architecture reports it (x86-64: the page-fault error code); `unknown` elsewhere.
+enum class fault_access { unknown, read, write, execute };
+fault_access fault_access_of(const void* ucontext) noexcept;
+
+// ---------------------------------------------------------------------------------------------
 // Transparent huge pages
 // ---------------------------------------------------------------------------------------------
 
@@ -123,8 +170,39 @@ enum class thp_mode { always, madvise, never, unavailable };
 thp_mode transparent_huge_pages() noexcept;
 
 // ---------------------------------------------------------------------------------------------
-// /proc readers
+// /proc readers and the one parser of their text
 // ---------------------------------------------------------------------------------------------
+
+// Writes "/proc/<pid>/<what>" (pid 0: "/proc/self/<what>") into out[0, size), NUL-terminated.
+// Returns ENAMETOOLONG when it does not fit. Async-signal-safe.
+int proc_path(pid_t pid, const char* what, char* out, std::size_t size) noexcept;
+
+// Calls f(line) for each line of text, without its newline.
+template <class F>
+void for_each_line(std::string_view text, F&& f) {
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    f(text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
+// A mapping's header line in /proc/PID/maps and smaps: "lo-hi perms offset dev inode   path".
+struct maps_header {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  std::string_view perms;  // "rw-p", "r--s", ...
+  std::string_view path;   // the file, "[heap]", "[anon:NAME]", ... or empty (may hold spaces)
+};
+
+// Parses a header line (without its newline) into *out, whose views point into `line`. Returns
+// false for any other line (an smaps field such as "Rss:   4 kB").
+bool parse_maps_header(std::string_view line, maps_header* out) noexcept;
+
+// Parses an smaps field line "Name:   123 kB" into its name and value in bytes. Returns false for
+// any other line.
+bool parse_smaps_field(std::string_view line, std::string_view* name, std::uint64_t* bytes) noexcept;
 
 // Sums the named smaps field (e.g. "AnonHugePages", "Rss", "Private_Dirty") in bytes over the
 // mappings of `pid` (0 = self) that overlap [begin, end), counting each mapping wholly.

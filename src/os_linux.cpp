@@ -6,9 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <csignal>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <ucontext.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -27,26 +30,12 @@ int errno_or(int fallback) noexcept { return errno != 0 ? errno : fallback; }
 
 // Opens /proc/<pid>/<what> (pid 0 = self). Returns the fd or -1 with errno set.
 int open_proc(pid_t pid, const char* what) noexcept {
-  char path[64];
-  if (pid == 0) {
-    std::snprintf(path, sizeof path, "/proc/self/%s", what);
-  } else {
-    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
+  char path[96];
+  if (const int err = proc_path(pid, what, path, sizeof path); err != 0) {
+    errno = err;
+    return -1;
   }
   return ::open(path, O_RDONLY | O_CLOEXEC);
-}
-
-// Opens /proc/<pid>/<what> as a stdio stream (for line-by-line parsing). Returns 0 or an errno.
-int open_proc_stream(pid_t pid, const char* what, FILE** out) noexcept {
-  const int fd = open_proc(pid, what);
-  if (fd < 0) return errno_or(ENOENT);
-  *out = ::fdopen(fd, "r");
-  if (*out == nullptr) {
-    const int err = errno_or(ENOMEM);
-    ::close(fd);
-    return err;
-  }
-  return 0;
 }
 
 }  // namespace
@@ -208,6 +197,17 @@ int map_file_noreplace(int fd, void* p, std::size_t bytes) noexcept {
   return 0;
 }
 
+int map_file_private(int fd, void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  void* r = ::mmap(p, bytes, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
+}
+
+int set_fork_inherit(void* p, std::size_t bytes, bool inherit) noexcept {
+  if (bytes == 0) return 0;
+  return ::madvise(p, bytes, inherit ? MADV_DOFORK : MADV_DONTFORK) == 0 ? 0 : errno_or(EINVAL);
+}
+
 int add_seals(int fd, int seals) noexcept {
   return ::fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : errno_or(EPERM);
 }
@@ -221,8 +221,10 @@ int get_seals(int fd, int* seals) noexcept {
 
 int fd_path(int fd, char* out, std::size_t size) noexcept {
   if (size == 0) return EINVAL;
+  char fd_name[32];
+  std::snprintf(fd_name, sizeof fd_name, "fd/%d", fd);
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  if (const int err = proc_path(0, fd_name, link, sizeof link); err != 0) return err;
   const ssize_t n = ::readlink(link, out, size - 1);
   if (n < 0) return errno_or(EBADF);
   out[n] = '\0';
@@ -237,6 +239,67 @@ int dup_fd(int fd, int* out) noexcept {
 }
 
 int close_fd(int fd) noexcept { return ::close(fd) == 0 ? 0 : errno_or(EBADF); }
+
+int fork_process(pid_t* pid) noexcept {
+  const pid_t r = ::fork();
+  if (r < 0) return errno_or(EAGAIN);
+  *pid = r;
+  return 0;
+}
+
+int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+  return ::pthread_atfork(prepare, parent, child);
+}
+
+int write_stderr(const char* s, std::size_t n) noexcept {
+  while (n > 0) {
+    const ssize_t w = ::write(STDERR_FILENO, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno_or(EIO);
+    if (w == 0) return EIO;
+    s += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return 0;
+}
+
+int set_signal_action(int sig, const struct sigaction* action, struct sigaction* previous) noexcept {
+  return ::sigaction(sig, action, previous) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int reset_signal_action(int sig) noexcept {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  return set_signal_action(sig, &dfl, nullptr);
+}
+
+int set_signal_mask(int how, const sigset_t* set, sigset_t* previous) noexcept {
+  return ::sigprocmask(how, set, previous) == 0 ? 0 : errno_or(EINVAL);
+}
+
+int raise_signal(int sig) noexcept { return ::raise(sig) == 0 ? 0 : errno_or(EINVAL); }
+
+int environment(const char* name, const char** value) noexcept {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return ENOENT;
+  *value = v;
+  return 0;
+}
+
+fault_access fault_access_of(const void* ucontext) noexcept {
+#if defined(__x86_64__)
+  if (ucontext == nullptr) return fault_access::unknown;
+  // The page-fault error code: bit 1 set for a write, bit 4 for an instruction fetch.
+  const auto* uc = static_cast<const ucontext_t*>(ucontext);
+  const auto code = static_cast<unsigned long long>(uc->uc_mcontext.gregs[REG_ERR]);
+  if ((code & 0x10) != 0) return fault_access::execute;
+  return (code & 0x2) != 0 ? fault_access::write : fault_access::read;
+#else
+  (void)ucontext;
+  return fault_access::unknown;
+#endif
+}
 
 thp_mode transparent_huge_pages() noexcept {
   const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
@@ -254,28 +317,21 @@ thp_mode transparent_huge_pages() noexcept {
 
 int smaps_field_in_range(pid_t pid, std::uintptr_t begin, std::uintptr_t end, const char* field,
                          std::uint64_t* bytes) noexcept {
-  FILE* f = nullptr;
-  if (const int err = open_proc_stream(pid, "smaps", &f); err != 0) return err;
-  const std::size_t field_len = std::strlen(field);
+  std::string text;
+  if (const int err = read_proc_file(pid, "smaps", &text); err != 0) return err;
+  const std::string_view wanted(field);
   std::uint64_t total = 0;
   bool inside = false;
-  char line[512];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long lo = 0;
-    unsigned long hi = 0;
-    // A mapping header starts with "lo-hi "; field lines start with a capitalised name.
-    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && std::strchr(line, '-') < std::strchr(line, ' ')) {
-      inside = lo < end && hi > begin;
-      continue;
+  for_each_line(text, [&](std::string_view line) {
+    maps_header h;
+    std::string_view name;
+    std::uint64_t value = 0;
+    if (parse_maps_header(line, &h)) {
+      inside = h.begin < end && h.end > begin;
+    } else if (inside && parse_smaps_field(line, &name, &value) && name == wanted) {
+      total += value;
     }
-    if (inside && std::strncmp(line, field, field_len) == 0 && line[field_len] == ':') {
-      unsigned long long kib = 0;
-      if (std::sscanf(line + field_len + 1, "%llu", &kib) == 1) total += kib * 1024ULL;
-    }
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) return EIO;
+  });
   *bytes = total;
   return 0;
 }
@@ -306,13 +362,7 @@ int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64
 }
 
 int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept {
-  char path[96];
-  if (pid == 0) {
-    std::snprintf(path, sizeof path, "/proc/self/%s", what);
-  } else {
-    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), what);
-  }
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  const int fd = open_proc(pid, what);
   if (fd < 0) return errno_or(ENOENT);
   int err = 0;
   try {
@@ -357,37 +407,81 @@ int list_processes(std::vector<pid_t>* out) noexcept {
 
 int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
   out->clear();
-  FILE* f = nullptr;
-  if (const int err = open_proc_stream(pid, "maps", &f); err != 0) return err;
-  int err = 0;
-  char line[4096];
+  std::string text;
+  if (const int err = read_proc_file(pid, "maps", &text); err != 0) return err;
   try {
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      unsigned long lo = 0;
-      unsigned long hi = 0;
-      char perms[8] = {};
-      int path_at = 0;
-      // "lo-hi perms offset dev inode   path"
-      if (std::sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &path_at) < 3) continue;
+    for_each_line(text, [&](std::string_view line) {
+      maps_header h;
+      if (!parse_maps_header(line, &h)) return;
       mapping m;
-      m.begin = lo;
-      m.end = hi;
-      m.readable = perms[0] == 'r';
-      m.writable = perms[1] == 'w';
-      m.is_private = perms[3] == 'p';
-      if (path_at > 0) {
-        m.path = line + path_at;
-        while (!m.path.empty() && (m.path.back() == '\n' || m.path.back() == ' ')) m.path.pop_back();
-      }
+      m.begin = h.begin;
+      m.end = h.end;
+      m.readable = h.perms.size() > 0 && h.perms[0] == 'r';
+      m.writable = h.perms.size() > 1 && h.perms[1] == 'w';
+      m.is_private = h.perms.size() > 3 && h.perms[3] == 'p';
+      m.path = std::string(h.path);
       out->push_back(std::move(m));
-    }
-    if (std::ferror(f) != 0) err = EIO;
+    });
   } catch (...) {
-    err = ENOMEM;
+    out->clear();
+    return ENOMEM;
   }
-  std::fclose(f);
-  if (err != 0) out->clear();
-  return err;
+  return 0;
+}
+
+int proc_path(pid_t pid, const char* what, char* out, std::size_t size) noexcept {
+  const int n = pid == 0 ? std::snprintf(out, size, "/proc/self/%s", what)
+                         : std::snprintf(out, size, "/proc/%d/%s", static_cast<int>(pid), what);
+  return n >= 0 && static_cast<std::size_t>(n) < size ? 0 : ENAMETOOLONG;
+}
+
+bool parse_maps_header(std::string_view line, maps_header* out) noexcept {
+  // "lo-hi perms offset dev inode   path": two hex numbers joined by '-', then a space.
+  const auto hex = [&](std::size_t& at, std::uintptr_t* value) {
+    std::uintptr_t v = 0;
+    const std::size_t start = at;
+    for (; at < line.size(); ++at) {
+      const char c = line[at];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) break;
+      v = (v << 4) | static_cast<std::uintptr_t>(d);
+    }
+    *value = v;
+    return at > start;
+  };
+  std::size_t at = 0;
+  maps_header h;
+  if (!hex(at, &h.begin) || at >= line.size() || line[at] != '-') return false;
+  ++at;
+  if (!hex(at, &h.end) || at >= line.size() || line[at] != ' ') return false;
+  std::string_view rest = line.substr(at + 1);
+  // perms, offset, dev, inode, then the (optional) path, which may contain spaces.
+  for (int field = 0; field < 4; ++field) {
+    const auto sp = rest.find(' ');
+    if (field == 0) h.perms = rest.substr(0, sp);
+    if (sp == std::string_view::npos) {
+      rest = {};
+      break;
+    }
+    rest.remove_prefix(sp + 1);
+  }
+  const auto first = rest.find_first_not_of(' ');
+  h.path = first == std::string_view::npos ? std::string_view{} : rest.substr(first);
+  *out = h;
+  return true;
+}
+
+bool parse_smaps_field(std::string_view line, std::string_view* name, std::uint64_t* bytes) noexcept {
+  const auto colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::size_t at = colon + 1;
+  while (at < line.size() && line[at] == ' ') ++at;
+  if (at >= line.size() || line[at] < '0' || line[at] > '9') return false;
+  std::uint64_t v = 0;
+  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at) v = v * 10 + static_cast<std::uint64_t>(line[at] - '0');
+  *name = line.substr(0, colon);
+  *bytes = line.substr(at).find("kB") != std::string_view::npos ? v * 1024 : v;
+  return true;
 }
 
 }  // namespace permafrost::os

@@ -19,6 +19,7 @@
 #include <mimalloc.h>
 
 #include "arena_slot.hpp"
+#include "fork_lifecycle.hpp"
 #include "os.hpp"
 #include "permafrost/fork.hpp"
 #include "permafrost/heap.hpp"
@@ -29,15 +30,31 @@ bool g_malloc_library_active = false;
 
 namespace {
 
-// Address space per arena. A generation starts with one small arena; a thread whose arena is
-// exhausted adds one twice the size of the newest (or as large as the request): the reservation
-// grows with use. A reservation the address-space limit refuses (RLIMIT_AS, or no room) is
-// halved until it fits. Reserving costs address space only (PROT_NONE, MAP_NORESERVE); mimalloc
-// wants its arenas aligned to its 32 MiB segments, 64 MiB leaves room.
+// Address space per arena. A generation starts with one arena; a thread whose arena is exhausted
+// adds one twice the size of the newest (or as large as the request): the reservation grows with
+// use. A reservation the address-space limit refuses (RLIMIT_AS, or no room) is halved until it
+// fits. Reserving costs address space only (PROT_NONE, MAP_NORESERVE); mimalloc wants its arenas
+// aligned to its 32 MiB segments, 64 MiB leaves room.
 constexpr std::size_t arena_align = std::size_t{64} << 20;
 constexpr std::size_t min_arena_bytes = arena_align;
-constexpr std::size_t first_arena_bytes = std::size_t{1} << 30;
 constexpr std::size_t max_grow_bytes = std::size_t{64} << 30;
+
+}  // namespace
+}  // namespace permafrost::detail
+
+// Defined by the malloc library (malloc.cpp); absent (null) in a program linking the heap alone.
+extern "C" const int permafrost_malloc_library __attribute__((weak));
+
+namespace permafrost::detail {
+namespace {
+
+// Growth happens on the paths this library owns (process_heap(), the malloc library). Where
+// plain malloc is mimalloc's own (the heap without the malloc library), a request the thread's
+// arena cannot serve just fails in mimalloc, so a generation starts as large as it may: 64 GiB,
+// halved to fit. With the malloc library every allocation can grow, and 1 GiB is enough to start.
+std::size_t first_arena_bytes() noexcept {
+  return &permafrost_malloc_library != nullptr ? std::size_t{1} << 30 : std::size_t{64} << 30;
+}
 
 // Every arena this process reserved or inherited, with the generation it serves: blocks of an
 // arena of another generation (an ancestor's, or this process's before a freeze-at-fork renewal,
@@ -133,7 +150,7 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
 // Pre: heap_mutex held. Makes sure the spare arena and the calling thread's heap in it exist.
 int ensure_spare_locked() noexcept {
   if (g_spare == no_arena) {
-    const int err = reserve_arena(first_arena_bytes, min_arena_bytes,
+    const int err = reserve_arena(first_arena_bytes(), min_arena_bytes,
                                   g_generation.load(std::memory_order_relaxed) + 1, &g_spare);
     if (err != 0) return err;
   }
@@ -171,7 +188,6 @@ bool spare_ready() noexcept {
 }
 
 void on_prepare() noexcept {
-  registry_mutex().lock();
   heap_mutex().lock();
   const int err = ensure_spare_locked();
   if (err != 0) g_last_error.store(err, std::memory_order_relaxed);
@@ -183,7 +199,6 @@ void on_parent() noexcept {
     start_generation(g_spare, t_state.spare_heap);
   }
   heap_mutex().unlock();
-  registry_mutex().unlock();
 }
 
 void on_child() noexcept {
@@ -193,7 +208,7 @@ void on_child() noexcept {
     // The parent could not prepare: reserve here. The heap struct then comes from the inherited
     // backing heap (a few inherited pages written) when the thread next allocates.
     std::size_t index = no_arena;
-    const int err = reserve_arena(first_arena_bytes, min_arena_bytes,
+    const int err = reserve_arena(first_arena_bytes(), min_arena_bytes,
                                   g_generation.load(std::memory_order_relaxed) + 1, &index);
     if (err == 0) {
       start_generation(index, nullptr);
@@ -202,7 +217,6 @@ void on_child() noexcept {
     }
   }
   heap_mutex().unlock();
-  registry_mutex().unlock();
 }
 
 mi_heap_t* renew_thread_heap() noexcept;
@@ -312,13 +326,13 @@ void init_process_heap() noexcept {
   const bool was_busy = t_state.busy;
   t_state.busy = true;
   std::size_t index = no_arena;
-  const int err = reserve_arena(first_arena_bytes, min_arena_bytes, 0, &index);
+  const int err = reserve_arena(first_arena_bytes(), min_arena_bytes, 0, &index);
   if (err == 0) {
     g_newest = index;
   } else {
     g_last_error.store(err, std::memory_order_relaxed);
   }
-  (void)::pthread_atfork(&on_prepare, &on_parent, &on_child);
+  set_heap_fork_hooks(&on_prepare, &on_parent, &on_child);  // fork.cpp calls them in order
   mi_register_deferred_free(&on_mimalloc_slow_path, nullptr);
   t_state.busy = was_busy;
   g_initialized.store(true, std::memory_order_release);
@@ -495,8 +509,9 @@ heap_stats process_heap_stats() {
 pid_t fork() {
   const int err = detail::prepare_fork();
   if (err != 0) throw std::system_error(err, std::generic_category(), "permafrost::fork: reserving the child's heap");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "permafrost::fork");
+  pid_t pid = -1;
+  if (const int fork_err = os::fork_process(&pid); fork_err != 0)
+    throw std::system_error(fork_err, std::generic_category(), "permafrost::fork");
   return pid;
 }
 

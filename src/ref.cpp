@@ -2,26 +2,23 @@
 #include "permafrost/ref.hpp"
 
 #include <new>
-#include <pthread.h>
+
+#include "fork_lifecycle.hpp"
 
 namespace permafrost::detail {
 namespace {
 
-// Bumped in every forked child: a thread's anchor from an older generation belongs to the parent.
-constinit std::atomic<std::uint64_t> g_generation{0};
-
-void on_fork_child() noexcept { g_generation.fetch_add(1, std::memory_order_relaxed); }
-
+// A thread's anchor made before a fork (an older fork epoch) belongs to the parent.
 struct anchor_holder {
   using anchor = std::shared_ptr<const void>;
-  std::uint64_t generation = 0;
+  std::uint64_t epoch = 0;
   bool live = false;
   alignas(anchor) unsigned char storage[sizeof(anchor)];
 
   anchor& get() noexcept { return *std::launder(reinterpret_cast<anchor*>(storage)); }
   ~anchor_holder() {
     // Only this process's own anchor is released; an inherited one is left alone.
-    if (live && generation == g_generation.load(std::memory_order_relaxed)) get().~anchor();
+    if (live && epoch == fork_epoch()) get().~anchor();
   }
 };
 
@@ -30,16 +27,15 @@ thread_local anchor_holder t_anchor;
 }  // namespace
 
 const std::shared_ptr<const void>& share_anchor() {
-  static const bool registered = ::pthread_atfork(nullptr, nullptr, on_fork_child) == 0;
-  (void)registered;
+  register_fork_lifecycle();
   anchor_holder& h = t_anchor;
-  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
-  if (!h.live || h.generation != generation) {
+  const std::uint64_t epoch = fork_epoch();
+  if (!h.live || h.epoch != epoch) {
     // After a fork the old anchor's control block sits on a page inherited from the parent:
     // it is deliberately leaked, not released, so this process never writes it.
     ::new (static_cast<void*>(h.storage)) anchor_holder::anchor(std::make_shared<const char>('\0'));
     h.live = true;
-    h.generation = generation;
+    h.epoch = epoch;
   }
   return h.get();
 }

@@ -1,7 +1,8 @@
 // permafrost — the write trap (contract in include/permafrost/write_trap.hpp).
 //
 // Everything reachable from the signal handler is async-signal-safe: no allocation, no locks, no
-// stdio; only loads from the static arena table, write(2), sigaction(2) and sigprocmask(2).
+// stdio; only loads from the static arena table and the OS layer's write_stderr, signal action,
+// mask and raise calls.
 #include "permafrost/write_trap.hpp"
 
 #include <atomic>
@@ -12,12 +13,15 @@
 #include <cstring>
 #include <mutex>
 #include <system_error>
-#include <unistd.h>
 
 #include "arena_slot.hpp"
+#include "os.hpp"
 
 namespace permafrost {
 namespace {
+
+std::size_t describe_frozen_access(const void* address, os::fault_access access, char* buf,
+                                   std::size_t size) noexcept;
 
 // The disposition the trap replaced. Written once, before the trap is installed; read only by
 // the handler afterwards.
@@ -106,22 +110,7 @@ const allocation_record* logged_allocation(const detail::arena_slot* slot,
   return found;
 }
 
-void write_all(const char* s, std::size_t n) noexcept {
-  while (n > 0) {
-    const ssize_t w = ::write(STDERR_FILENO, s, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
-    s += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-void restore_default(int sig) noexcept {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  ::sigaction(sig, &dfl, nullptr);
-}
+void restore_default(int sig) noexcept { (void)os::reset_signal_action(sig); }
 
 // Delivers the fault to the disposition the trap replaced, as the kernel would have.
 void chain(int sig, siginfo_t* info, void* context) noexcept {
@@ -133,7 +122,7 @@ void chain(int sig, siginfo_t* info, void* context) noexcept {
     // been dropped: raise it again with the default action instead of dying.)
     if (prev.sa_handler == SIG_IGN && info != nullptr && info->si_code <= 0) return;
     restore_default(sig);
-    if (info != nullptr && info->si_code <= 0) ::raise(sig);
+    if (info != nullptr && info->si_code <= 0) (void)os::raise_signal(sig);
     return;
   }
   if (has_info && prev.sa_sigaction == nullptr) {
@@ -143,7 +132,7 @@ void chain(int sig, siginfo_t* info, void* context) noexcept {
   if ((prev.sa_flags & SA_RESETHAND) != 0) restore_default(sig);
   sigset_t old;
   sigset_t during;
-  ::sigprocmask(SIG_SETMASK, nullptr, &old);
+  (void)os::set_signal_mask(SIG_SETMASK, nullptr, &old);
   during = old;
   for (int s = 1; s < NSIG; ++s) {
     if (sigismember(&prev.sa_mask, s) == 1) sigaddset(&during, s);
@@ -153,23 +142,24 @@ void chain(int sig, siginfo_t* info, void* context) noexcept {
   } else {
     sigaddset(&during, sig);
   }
-  ::sigprocmask(SIG_SETMASK, &during, nullptr);
+  (void)os::set_signal_mask(SIG_SETMASK, &during, nullptr);
   if (has_info) {
     prev.sa_sigaction(sig, info, context);
   } else {
     prev.sa_handler(sig);
   }
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  (void)os::set_signal_mask(SIG_SETMASK, &old, nullptr);
 }
 
 void on_segv(int sig, siginfo_t* info, void* context) {
   const int saved_errno = errno;
   if (info != nullptr && info->si_code == SEGV_ACCERR) {
     char line[320];
-    const std::size_t n = describe_frozen_write(info->si_addr, line, sizeof line - 1);
+    const std::size_t n = describe_frozen_access(info->si_addr, os::fault_access_of(context), line,
+                                                 sizeof line - 1);
     if (n > 0) {
       line[n] = '\n';
-      write_all(line, n + 1);
+      (void)os::write_stderr(line, n + 1);
       // Returning re-runs the write, which now takes the default action: death by SIGSEGV.
       restore_default(sig);
       errno = saved_errno;
@@ -182,7 +172,11 @@ void on_segv(int sig, siginfo_t* info, void* context) {
 
 }  // namespace
 
-std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept {
+namespace {
+
+// The report line, with the verb the fault's access type calls for.
+std::size_t describe_frozen_access(const void* address, os::fault_access access, char* buf,
+                                   std::size_t size) noexcept {
   if (buf == nullptr || size == 0) return 0;
   const detail::arena_slot* slot = frozen_slot_of(address);
   if (slot == nullptr) {
@@ -192,7 +186,12 @@ std::size_t describe_frozen_write(const void* address, char* buf, std::size_t si
   const auto a = reinterpret_cast<std::uintptr_t>(address);
   const std::size_t offset = a - slot->base;
   line_writer out(buf, size);
-  out.text("permafrost: write to frozen arena \"").text(slot->name).text("\" at offset ");
+  // A read of the frozen range cannot fault (it is readable), so "access" is what remains when
+  // the architecture does not say.
+  const char* what = access == os::fault_access::execute ? "execution in"
+                     : access == os::fault_access::unknown ? "access to"
+                                                           : "write to";
+  out.text("permafrost: ").text(what).text(" frozen arena \"").text(slot->name).text("\" at offset ");
   out.decimal(offset).text(" (address ").hex(a).text("); ");
   if (!slot->log_allocations) {
     out.text("no allocation log");
@@ -206,33 +205,39 @@ std::size_t describe_frozen_write(const void* address, char* buf, std::size_t si
   return out.length();
 }
 
+}  // namespace
+
 void install_write_trap() {
   static std::mutex mu;
   std::lock_guard lock(mu);
   if (g_installed.load(std::memory_order_acquire)) return;
   // Read the old disposition first, so it is in place before the handler can run.
-  if (::sigaction(SIGSEGV, nullptr, &g_previous) != 0)
-    throw std::system_error(errno, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
+  if (const int err = os::set_signal_action(SIGSEGV, nullptr, &g_previous); err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
   struct sigaction trap {};
   trap.sa_sigaction = on_segv;
   trap.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&trap.sa_mask);
-  if (::sigaction(SIGSEGV, &trap, nullptr) != 0)
-    throw std::system_error(errno, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
+  if (const int err = os::set_signal_action(SIGSEGV, &trap, nullptr); err != 0)
+    throw std::system_error(err, std::generic_category(), "permafrost: sigaction(SIGSEGV)");
   g_installed.store(true, std::memory_order_release);
 }
 
 bool install_write_trap_from_env() noexcept {
-  const char* value = std::getenv("PERMAFROST_TRAP");
-  if (value != nullptr && std::strcmp(value, "1") == 0) {
+  const char* value = nullptr;
+  if (os::environment("PERMAFROST_TRAP", &value) == 0 && std::strcmp(value, "1") == 0) {
     try {
       install_write_trap();
     } catch (...) {
       static const char msg[] = "permafrost: PERMAFROST_TRAP=1 but the write trap failed to install\n";
-      write_all(msg, sizeof msg - 1);
+      (void)os::write_stderr(msg, sizeof msg - 1);
     }
   }
   return write_trap_installed();
+}
+
+std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept {
+  return describe_frozen_access(address, os::fault_access::write, buf, size);
 }
 
 bool write_trap_installed() noexcept { return g_installed.load(std::memory_order_acquire); }

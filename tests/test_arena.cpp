@@ -8,12 +8,16 @@
 #include <cstring>
 #include <memory>
 #include <memory_resource>
+#include <string>
 #include <thread>
 #include <vector>
 #include <sys/wait.h>
 
+#include "arena_registry.hpp"
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 #include "os.hpp"
+#include "permafrost/write_trap.hpp"
 
 using permafrost::arena;
 using permafrost::arena_options;
@@ -21,10 +25,7 @@ using permafrost::arena_options;
 namespace {
 
 arena_options small(std::size_t capacity = std::size_t{16} << 20, const char* name = "test") {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  return o;
+  return permafrost::test::arena_options_for(name, {.capacity = capacity});
 }
 
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
@@ -242,23 +243,22 @@ TEST_CASE("after freeze, 4 forked readers of every byte copy 0 arena pages") {
   }
 }
 
-TEST_CASE("huge pages back the arena after 64 MiB are touched") {
-  if (!permafrost::huge_pages_available()) {
-    MESSAGE("skipped: transparent huge pages are `never` or absent on this kernel");
-    return;
-  }
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("huge pages back the arena after 64 MiB are touched" *
+          doctest::skip(!permafrost::huge_pages_available())) {
   arena_options o = small(std::size_t{256} << 20, "huge");
   o.huge_pages = true;
   arena a(o);
   auto block = a.make_array<char>(std::size_t{64} << 20);
   std::memset(block.data(), 1, block.size());
-  const auto before = a.stats();
-  CHECK(before.huge_page_bytes > 0);
+  const std::size_t before_huge = a.huge_page_bytes();
+  CHECK(before_huge > 0);
   a.freeze();
   const auto after = a.stats();
+  const std::size_t after_huge = a.huge_page_bytes();
   // The frozen range is rounded to 2 MiB, so freezing splits no huge page.
   CHECK(after.committed % (std::size_t{2} << 20) == 0);
-  CHECK(after.huge_page_bytes >= before.huge_page_bytes);
+  CHECK(after_huge >= before_huge);
 }
 
 TEST_CASE("stats count allocations, used bytes and alignment padding") {
@@ -311,20 +311,33 @@ TEST_CASE("a moved arena keeps its memory; use of the moved-from one aborts with
   CHECK(killed_by(status, SIGABRT));
 }
 
-TEST_CASE("destroying an arena frees its range for the next one and clears is_frozen") {
-  void* old_first = nullptr;
+TEST_CASE("a destroyed arena's range is quarantined: a stale pointer faults, never reads the next arena") {
+  const char* stale = nullptr;
   {
     arena a(small());
-    old_first = a.allocate(64);
+    stale = a.copy("old arena's bytes").data();
     a.freeze();
-    CHECK(permafrost::is_frozen(old_first));
+    CHECK(permafrost::is_frozen(stale));
   }
-  CHECK_FALSE(permafrost::is_frozen(old_first));
+  CHECK_FALSE(permafrost::is_frozen(stale));
+  // The next arenas get granules never used (or released longest ago), not the one just freed.
   arena b(small());
-  void* p = b.allocate(64);
-  CHECK(p == old_first);  // first fit reuses the range, and its pages are fresh
-  CHECK(*static_cast<unsigned char*>(p) == 0);
+  const char* fresh = b.copy("new arena's bytes").data();
+  b.freeze();
+  arena c(small());
+  (void)c.allocate(64);
+  CHECK(fresh != stale);
+  CHECK_FALSE(b.contains(stale));
+  CHECK_FALSE(c.contains(stale));
+  CHECK_FALSE(permafrost::is_frozen(stale));
+  // The range stays reserved and inaccessible: a stray read dies of SIGSEGV.
+  const int status = permafrost::test::wait_status_of([&] {
+    const char seen = *static_cast<const volatile char*>(stale);
+    ::_exit(seen == 'n' ? 3 : 0);
+  });
+  CHECK(killed_by(status, SIGSEGV));
   b.check_invariants();
+  c.check_invariants();
 }
 
 TEST_CASE("many arenas live at once, each in its own range") {
@@ -370,4 +383,66 @@ TEST_CASE("resource() serves pmr containers and survives moving the arena") {
   v.push_back(1000);
   CHECK(b.contains(v.data()));
   CHECK(r->is_equal(*b.resource()));
+}
+
+TEST_CASE("registry: a read-only file mapped into claimed granules is frozen, trapped and released") {
+  namespace registry = permafrost::detail::registry;
+  const std::size_t bytes = std::size_t{64} << 10;
+  int fd = -1;
+  REQUIRE(permafrost::os::memfd_open("registry-test", &fd) == 0);
+  REQUIRE(permafrost::os::file_resize(fd, bytes) == 0);
+  REQUIRE(permafrost::os::file_write(fd, "image bytes", 12, 100) == 0);
+  permafrost::detail::arena_slot* slot = registry::claim_frozen(bytes);
+  REQUIRE(slot != nullptr);
+  const auto base = slot->base;
+  auto* data = reinterpret_cast<const char*>(base);
+  CHECK_FALSE(permafrost::is_frozen(data));
+  REQUIRE(permafrost::os::map_file_fixed(fd, const_cast<char*>(data), bytes, 0, false) == 0);
+  registry::publish_frozen(slot, base + bytes, "image-test");
+  CHECK(permafrost::is_frozen(data + 100));
+  CHECK(std::strcmp(data + 100, "image bytes") == 0);
+  CHECK_FALSE(permafrost::is_frozen(data + bytes));
+  CHECK(permafrost::detail::slot_of(data) == slot);
+  char line[320];
+  const std::size_t n = permafrost::describe_frozen_write(data + 100, line, sizeof line);
+  CHECK(std::string(line, n).rfind("permafrost: write to frozen arena \"image-test\" at offset 100 ", 0) == 0);
+  const int wrote = permafrost::test::wait_status_of([&] { *const_cast<volatile char*>(data + 100) = 'X'; });
+  CHECK(killed_by(wrote, SIGSEGV));
+  registry::release_frozen(slot);
+  CHECK_FALSE(permafrost::is_frozen(data + 100));
+  CHECK(permafrost::detail::slot_of(data) == nullptr);
+  const int read = permafrost::test::wait_status_of([&] { (void)*static_cast<const volatile char*>(data); });
+  CHECK(killed_by(read, SIGSEGV));
+  (void)permafrost::os::close_fd(fd);
+}
+
+namespace {
+// read(2) calls this process has made so far (syscr in /proc/self/io), or -1 where the kernel does
+// not account them.
+long long read_syscalls() {
+  std::string io;
+  if (permafrost::os::read_proc_file(0, "io", &io) != 0) return -1;
+  const auto at = io.find("syscr:");
+  return at == std::string::npos ? -1 : std::stoll(io.substr(at + 6));
+}
+}  // namespace
+
+TEST_CASE("stats() is a plain getter: 1000 calls read no file; huge_page_bytes() reads smaps") {
+  arena a(small());
+  (void)a.make_array<char>(std::size_t{1} << 20);  // committed, so the old stats() read smaps
+  const long long base0 = read_syscalls();
+  const long long base1 = read_syscalls();
+  if (base0 < 0) {
+    MESSAGE("skipped: /proc/self/io is missing (no task I/O accounting in this kernel)");
+    CHECK(base1 < 0);
+    return;
+  }
+  const long long per_probe = base1 - base0;  // the reads one read_syscalls() makes
+  std::size_t used = 0;
+  for (int i = 0; i < 1000; ++i) used += a.stats().used;
+  const long long after = read_syscalls();
+  CHECK(used >= 1000 * (std::size_t{1} << 20));
+  CHECK(after - base1 == per_probe);
+  (void)a.huge_page_bytes();
+  CHECK(read_syscalls() - after > per_probe);
 }

@@ -1,15 +1,20 @@
 // Under AddressSanitizer the arena tells ASan which bytes are handed out: committed but
 // unallocated bytes are poisoned, each allocation unpoisons its own bytes, and freeze unpoisons
-// the used range (used_bytes() promises it is readable). Without ASan there is nothing to check.
+// the used range (used_bytes() promises it is readable). Built only under ASan
+// (tests/CMakeLists.txt): without it there is nothing to check.
 #include <doctest/doctest.h>
 
 #include <permafrost/arena.hpp>
 
 #include <thread>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
-#ifdef PERMAFROST_ASAN
+#ifndef PERMAFROST_ASAN
+#error "test_asan_poisoning checks ASan's shadow memory: build it with -fsanitize=address"
+#endif
+
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #include <sys/wait.h>
@@ -19,11 +24,7 @@ using permafrost::arena;
 namespace {
 
 arena arena_for_test() {
-  permafrost::arena_options o;
-  o.capacity = std::size_t{16} << 20;
-  o.name = "asan";
-  o.huge_pages = false;
-  return arena(o);
+  return arena(permafrost::test::arena_options_for("asan", {.small_pages = true}));
 }
 
 bool poisoned(const void* p) { return __asan_address_is_poisoned(p) != 0; }
@@ -71,11 +72,3 @@ TEST_CASE("ASan: another thread's chunk tail stays poisoned; freeze unpoisons th
   CHECK_FALSE(poisoned(used.data() + used.size() - 1));
   CHECK(poisoned(used.data() + used.size()));
 }
-
-#else
-
-TEST_CASE("ASan poisoning: not built with ASan") {
-  MESSAGE("skipped: this build has no AddressSanitizer (.ci/run's ASan section runs these checks)");
-}
-
-#endif

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdint>
 #include <limits>
+#include <vector>
 #include <sys/wait.h>
 
 #include "fork_probe.hpp"
@@ -124,4 +125,31 @@ TEST_CASE("C: memfd arenas expose their fd; attach reports errors as errno value
   CHECK(permafrost_arena_fd(anon) == -1);
   CHECK(permafrost_arena_attach(-1, 0, &attached) != 0);
   permafrost_arena_destroy(anon);
+}
+
+TEST_CASE("C: attach with 1024 arenas live returns ENOMEM, as create does, not EIO") {
+  permafrost_arena_options o;
+  permafrost_arena_options_init(&o);
+  o.capacity = 1 << 20;
+  o.name = "c-full";
+  o.memfd = 1;
+  permafrost_arena* shared = nullptr;
+  REQUIRE(permafrost_arena_create(&o, &shared) == 0);
+  REQUIRE(permafrost_arena_freeze(shared) == 0);
+  o.memfd = 0;
+  std::vector<permafrost_arena*> live;
+  int err = 0;
+  for (int i = 0; i < 2048 && err == 0; ++i) {
+    permafrost_arena* a = nullptr;
+    err = permafrost_arena_create(&o, &a);
+    if (err == 0) live.push_back(a);
+  }
+  CHECK(err == ENOMEM);
+  // Every slot taken (1024 with the shared one), not address space exhausted.
+  REQUIRE(live.size() + 1 == 1024);
+  permafrost_arena* attached = nullptr;
+  CHECK(permafrost_arena_attach(permafrost_arena_fd(shared), 0, &attached) == ENOMEM);
+  CHECK(attached == nullptr);
+  for (permafrost_arena* a : live) permafrost_arena_destroy(a);
+  permafrost_arena_destroy(shared);
 }

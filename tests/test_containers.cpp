@@ -16,6 +16,7 @@
 #include <vector>
 #include <sys/wait.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::arena;
@@ -26,11 +27,8 @@ using pstring = permafrost::string;
 namespace {
 
 arena_options opts(const char* name = "containers", bool checks = false) {
-  arena_options o;
-  o.capacity = std::size_t{2} << 30;
-  o.name = name;
-  o.freeze_checks = checks;
-  return o;
+  return permafrost::test::arena_options_for(
+      name, {.capacity = std::size_t{2} << 30, .freeze_checks = checks});
 }
 
 constexpr std::size_t million = 1'000'000;

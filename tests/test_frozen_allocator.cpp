@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::frozen_allocator;
@@ -33,10 +34,8 @@ void fill(fmap& m, int n, frozen_allocator<char> alloc) {
 }
 
 permafrost::arena_options opts() {
-  permafrost::arena_options o;
-  o.capacity = std::size_t{256} << 20;
-  o.name = "frozen-allocator";
-  return o;
+  return permafrost::test::arena_options_for(
+      "frozen-allocator", {.capacity = std::size_t{256} << 20});
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <malloc.h>
 #include <map>
@@ -15,13 +16,16 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "arena_slot.hpp"
+#include "arenas.hpp"
 #include "child_process.hpp"
 #include "fork_probe.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
+#include "permafrost/sorted_map.hpp"
 #include "process_heap.hpp"
 
 using namespace permafrost;
@@ -36,10 +40,8 @@ void* (*volatile opaque_realloc)(void*, std::size_t) = std::realloc;
 volatile std::size_t huge = SIZE_MAX / 2;
 
 arena_options small_arena() {
-  arena_options o;
-  o.capacity = std::size_t{1} << 30;
-  o.huge_pages = false;
-  return o;
+  return permafrost::test::arena_options_for(
+      "malloc", {.capacity = std::size_t{1} << 30, .small_pages = true});
 }
 }  // namespace
 
@@ -142,6 +144,67 @@ TEST_CASE("freeing a pointer that is not the allocator's aborts with a message")
   });
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGABRT);
+}
+
+namespace {
+
+// Runs `work` in a forked child and gives it `seconds` to exit: a hang is killed and reported as
+// such (status -1), so a deadlock fails the test instead of stalling the suite.
+int status_within(int seconds, const std::function<void()>& work) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    work();
+    ::_exit(0);
+  }
+  for (int waited_ms = 0; waited_ms < seconds * 1000; waited_ms += 10) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
+    ::usleep(10000);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+std::string never_fails(const void*, const arena&) { return {}; }
+
+}  // namespace
+
+TEST_CASE("freeze_scope: an allocation-log arena allocates with a tag inside its own scope") {
+  const int status = status_within(20, [] {
+    arena_options o = small_arena();
+    o.allocation_log = true;
+    arena a(o);
+    {
+      freeze_scope scope{a};
+      for (int i = 0; i < 1000; ++i) (void)a.allocate(64, 8, "x");  // the log grows many times
+    }
+    if (a.allocation_log().size() != 1000) ::_exit(4);
+    a.check_invariants();
+  });
+  CHECK_MESSAGE(status != -1, "hung: the log grew inside the arena whose lock it held");
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
+TEST_CASE("freeze_scope: freeze checks registered and run inside the scope, then the arena dies") {
+  const int status = status_within(20, [] {
+    arena_options o = small_arena();
+    o.freeze_checks = true;
+    {
+      arena a(o);
+      {
+        freeze_scope scope{a};
+        for (int i = 0; i < 100; ++i) a.add_freeze_check(&never_fails, nullptr);
+        sorted_map_builder<int, int> b(a);
+        for (int i = 0; i < 100; ++i) b.insert(i, i);
+        (void)b.finish();  // registers its own check
+        a.freeze();        // copies and runs the list
+      }
+    }  // ~arena frees the lists: they must be process memory, not the arena's
+  });
+  CHECK_MESSAGE(status != -1, "hung: the freeze-check list grew inside the arena whose lock it held");
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
 TEST_CASE("a map of strings and vectors built in a freeze_scope lies wholly in the arena") {

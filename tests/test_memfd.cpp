@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fd_passing.hpp"
 #include "fork_probe.hpp"
 
@@ -28,11 +29,8 @@ extern char** environ;
 namespace {
 
 arena_options memfd_options(const char* name, std::size_t capacity = std::size_t{64} << 20) {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  o.backing = permafrost::backing::memfd;
-  return o;
+  return permafrost::test::arena_options_for(
+      name, {.capacity = capacity, .backing = permafrost::backing::memfd});
 }
 
 // Fills `n` words with a pattern and returns them.
@@ -148,29 +146,56 @@ TEST_CASE("after freeze a memfd arena is sealed: no writable mapping, write or r
   CHECK(words[5] == 5 * 0x9e3779b97f4a7c15ull);
 }
 
-TEST_CASE("freeze of a memfd arena with a writable mapping in a child still seals future writes") {
+TEST_CASE("a child forked before freeze cannot write a memfd arena; freeze adds F_SEAL_WRITE") {
   arena a(memfd_options("early-fork"));
-  fill(a, 100);
+  auto words = fill(a, 100);
+  // A child that writes at once: the store faults, the parent's bytes stay.
+  const int eager = permafrost::test::wait_status_of([&] { words[5] = 0; });
+  CHECK((WIFSIGNALED(eager) && WTERMSIG(eager) == SIGSEGV));
+  CHECK(words[5] == 5 * 0x9e3779b97f4a7c15ull);
+  // A child alive across the parent's freeze reads what the parent wrote after the fork, then
+  // tries to rewrite the frozen data: the store faults.
   int go[2];
   REQUIRE(::pipe(go) == 0);
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
-  if (pid == 0) {  // holds the writable mapping until the parent has frozen
+  if (pid == 0) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &dfl, nullptr);  // die of the fault, no test-framework report
     char c;
-    (void)::read(go[0], &c, 1);
+    (void)!::read(go[0], &c, 1);
+    if (*static_cast<volatile std::uint64_t*>(&words[6]) != 42) ::_exit(3);
+    *static_cast<volatile std::uint64_t*>(&words[7]) = 0;
     ::_exit(0);
   }
+  words[6] = 42;
   a.freeze();
   const int seals = ::fcntl(a.fd(), F_GET_SEALS);
-  CHECK((seals & F_SEAL_FUTURE_WRITE) != 0);
+  CHECK((seals & F_SEAL_WRITE) != 0);
   CHECK((seals & F_SEAL_SHRINK) != 0);
+  CHECK((seals & F_SEAL_GROW) != 0);
   CHECK(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, a.fd(), 0) == MAP_FAILED);
-  (void)::write(go[1], "x", 1);
+  (void)!::write(go[1], "x", 1);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status));
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV));
+  CHECK(words[7] == 7 * 0x9e3779b97f4a7c15ull);
   ::close(go[0]);
   ::close(go[1]);
+  // And the file is attachable: no process holds a writable mapping of it.
+  const auto reply = attach_in_spawned_process(a.fd(), words.data(), words.size_bytes());
+  CHECK(std::string(reply.error).empty());
+  CHECK(reply.frozen == 1);
+}
+
+TEST_CASE("attach refuses a memfd sealed only against future writes: older mappings could write") {
+  const int fd = ::memfd_create("permafrost:future-only", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 8192) == 0);
+  REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  CHECK(attach_failure(fd) == attach_error::reason::unsealed);
+  ::close(fd);
 }
 
 TEST_CASE("a forked child may neither allocate from nor freeze an unfrozen memfd arena") {

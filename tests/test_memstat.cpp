@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,15 @@ unsigned long long json_number(const std::string& json, std::size_t from, const 
   const auto at = json.find("\"" + key + "\":", from);
   REQUIRE(at != std::string::npos);
   return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+// Checks that `json` is valid JSON (strict: Python's parser, which rejects invalid UTF-8 too).
+void check_parses_as_json(const std::string& json) {
+  const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
+  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
+  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
+  std::remove(file.c_str());
+  CHECK_MESSAGE(parse_rc == 0, parse_out);
 }
 
 // A forked child that runs `work` (returns true on success), then stays alive until the test has
@@ -318,11 +328,7 @@ TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as 
   CHECK(saved == json_number(json, total, "rss") - json_number(json, total, "pss"));
   CHECK(saved >= 2 * 32 * MiB * 2 / 3);  // 3 processes map the 32 MiB: RSS counts it 3x, PSS 1x
 
-  const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
-  const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
-  std::remove(file.c_str());
-  CHECK_MESSAGE(parse_rc == 0, parse_out);
+  check_parses_as_json(json);
 }
 
 TEST_CASE("permafrost-stat prints a table with the tree's totals") {
@@ -346,6 +352,42 @@ TEST_CASE("permafrost-stat exits 2 with a message for a bad pid") {
   const auto [rc3, out3] = run(std::string(PERMAFROST_STAT));
   CHECK(rc3 == 2);
   CHECK(out3.find("usage") != std::string::npos);
+}
+
+TEST_CASE("permafrost-stat --json escapes a process name that is not UTF-8") {
+  held_child child([] { return ::prctl(PR_SET_NAME, "\xff\xfe-odd\"name", 0, 0, 0) == 0; });
+  REQUIRE(child.worked());
+  const auto [rc, json] = run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(child.pid()));
+  REQUIRE(rc == 0);
+  INFO(json);
+  CHECK(json.find("\\u00ff\\u00fe-odd\\\"name") != std::string::npos);
+  check_parses_as_json(json);
+}
+
+TEST_CASE("permafrost-stat takes digits only as a pid") {
+  for (const char* arg : {"' 1'", "+1", "'1 '", "-0", "0x10", "99999999999"}) {
+    const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + arg);
+    INFO(arg << ": " << out);
+    CHECK(rc == 2);
+    CHECK(out.find("not a process id") != std::string::npos);
+  }
+}
+
+TEST_CASE("permafrost-stat calls a zombie a zombie, not a missing process") {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) ::_exit(0);
+  // Not reaped yet: wait until the kernel shows it as a zombie.
+  for (int i = 0; i < 500 && process_state(pid) != 'Z'; ++i) ::usleep(2000);
+  REQUIRE(process_state(pid) == 'Z');
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(pid));
+  INFO(out);
+  CHECK(rc == 1);
+  CHECK(out.find("zombie") != std::string::npos);
+  CHECK(out.find("no such process") == std::string::npos);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(process_state(pid) == '\0');
 }
 
 TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {

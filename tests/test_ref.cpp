@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::arena;
@@ -28,11 +29,8 @@ struct node : permafrost::refcounted<node> {
 constexpr std::size_t node_count = 200'000;  // ~6 MiB of nodes
 
 arena_options options(const char* name) {
-  arena_options o;
-  o.capacity = std::size_t{64} << 20;
-  o.name = name;
-  o.huge_pages = false;  // 4 KiB pages: a copied page is a copied page, not a whole huge page
-  return o;
+  return permafrost::test::arena_options_for(
+      name, {.capacity = std::size_t{64} << 20, .small_pages = true});
 }
 
 // Nodes built in `a`, each already held by one intrusive_ptr made before any freeze.

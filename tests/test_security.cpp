@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::arena;
@@ -22,12 +23,7 @@ using permafrost::arena_options;
 namespace {
 
 arena_options options(const char* name, permafrost::backing backing) {
-  arena_options o;
-  o.capacity = std::size_t{16} << 20;
-  o.name = name;
-  o.huge_pages = false;
-  o.backing = backing;
-  return o;
+  return permafrost::test::arena_options_for(name, {.small_pages = true, .backing = backing});
 }
 
 std::string perms_of(const void* p) {

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 // With the per-process heap (issue 3) in the tree, plain malloc is that heap and every fork
@@ -48,10 +49,7 @@ constexpr bool malloc_after_threaded_fork = true;
 #endif
 
 arena_options opts(std::size_t capacity, const char* name) {
-  arena_options o;
-  o.capacity = capacity;
-  o.name = name;
-  return o;
+  return permafrost::test::arena_options_for(name, {.capacity = capacity});
 }
 
 // Frozen data every child checks: n 64-bit words, word i == i * k.

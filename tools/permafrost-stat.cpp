@@ -40,25 +40,58 @@ struct process_row {
                "usage: permafrost-stat [--tree] [--json] PID...\n"
                "  --tree   include every descendant of each PID\n"
                "  --json   print JSON instead of a table\n"
-               "exit: 0 ok, 1 a process could not be read, 2 bad usage or no such process\n",
+               "exit: 0 ok, 1 a process could not be read (a zombie, no permission), 2 bad usage or no such\n"
+               "process\n",
                msg.c_str());
   std::exit(2);
 }
 
 double mib(std::uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
+// The length of the well-formed UTF-8 sequence at s[i], or 0 when the bytes there are not one
+// (stray continuation byte, truncated or overlong sequence, surrogate, above U+10FFFF).
+std::size_t utf8_sequence(const std::string& s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  std::size_t n = 0;
+  unsigned lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) n = 2;
+  else if (c >= 0xe0 && c <= 0xef) { n = 3; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
+  else if (c >= 0xf0 && c <= 0xf4) { n = 4; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
+  else return 0;
+  if (i + n > s.size() || b(1) < lo || b(1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k)
+    if (b(k) < 0x80 || b(k) > 0xbf) return 0;
+  return n;
+}
+
+// A JSON string literal for s. Process names are bytes, not necessarily UTF-8: each byte that is
+// not part of a well-formed UTF-8 sequence is written as \u00XX (its value as a code point), so
+// the output is always valid JSON.
 std::string json_string(const std::string& s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
     if (c == '"' || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);
-    } else if (c < 0x20) {
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\u%04x", c);
       out += buf;
-    } else {
+      ++i;
+    } else if (c < 0x80) {
       out += static_cast<char>(c);
+      ++i;
+    } else if (const std::size_t n = utf8_sequence(s, i); n != 0) {
+      out.append(s, i, n);
+      i += n;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      ++i;
     }
   }
   return out + "\"";
@@ -91,11 +124,11 @@ int main(int argc, char** argv) {
     else if (a == "--json") json = true;
     else if (a == "-h" || a == "--help") usage("help");
     else {
-      char* end = nullptr;
-      errno = 0;
-      const long pid = std::strtol(a.c_str(), &end, 10);
-      if (a.empty() || *end != '\0' || errno != 0 || pid <= 0 || pid > 0x7fffffff)
-        usage("not a process id: '" + a + "'");
+      // Digits only: strtol alone would also take " 1", "+1" and "-0".
+      const bool digits = !a.empty() && a.size() <= 10 &&
+                          std::all_of(a.begin(), a.end(), [](char c) { return c >= '0' && c <= '9'; });
+      const long long pid = digits ? std::stoll(a) : 0;
+      if (pid <= 0 || pid > 0x7fffffff) usage("not a process id: '" + a + "'");
       roots.push_back(static_cast<pid_t>(pid));
     }
   }
@@ -129,8 +162,17 @@ int main(int argc, char** argv) {
         if (is_arena(m)) r.arenas.push_back(std::move(m));
     } catch (const permafrost::proc_error& e) {
       const int err = e.code().value();
-      const bool gone = err == ENOENT || err == ESRCH;
+      bool gone = err == ENOENT || err == ESRCH;
       if (gone && !explicit_pid) continue;  // a descendant exited meanwhile
+      // A zombie has exited but still has a /proc entry (its parent has not reaped it): it
+      // exists, and owns no memory to report.
+      if (gone && permafrost::process_state(pid) == 'Z') {
+        std::fprintf(stderr,
+                     "permafrost-stat: process %d is a zombie (exited, not yet reaped by its "
+                     "parent): it has no memory to report\n",
+                     static_cast<int>(pid));
+        return 1;
+      }
       std::fprintf(stderr, "permafrost-stat: %s%s\n", gone ? "no such process: " : "", e.what());
       return gone ? 2 : 1;
     }

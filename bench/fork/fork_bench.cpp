@@ -73,7 +73,7 @@ int worker(const std::string& kind_name, std::size_t bytes, int forks) {
   const double f0 = bench::now_ns();
   a.freeze();
   const double freeze_ms = (bench::now_ns() - f0) / 1e6;
-  const auto stats = a.stats();
+  const std::size_t huge_bytes = a.huge_page_bytes();
   const double arena_ms = fork_ms(forks);
 
   int fds[2];
@@ -114,7 +114,7 @@ int worker(const std::string& kind_name, std::size_t bytes, int forks) {
   std::printf("base_ms=%.4f arena_ms=%.4f freeze_ms=%.3f build_ms=%.1f read_ms=%.1f pte_kib=%.0f "
               "faults=%.0f huge_mib=%.0f populated_read_ms=%.1f\n",
               base_ms, arena_ms, freeze_ms, build_ms, child[0], child[1], child[2],
-              static_cast<double>(stats.huge_page_bytes) / (1 << 20), populated_read_ms);
+              static_cast<double>(huge_bytes) / (1 << 20), populated_read_ms);
   return 0;
 }
 

@@ -81,7 +81,9 @@ enum class backing {
   // and shrinking, and arena::fd() can be sent to another process, which maps it with
   // arena::attach(). 4 KiB pages only (shared-memory huge pages are usually off).
   // Before freeze() its pages are shared, not copied on write: a forked child must not allocate
-  // from it (it would write the parent's memory); it throws std::logic_error if it tries.
+  // from it (it would write the parent's memory); it throws std::logic_error if it tries. The
+  // child gets a private read-only mapping of the file at fork (it reads what the parent writes
+  // and freezes; a store of its own faults), so no process but the creator can write the file.
   memfd,
 };
 
@@ -122,7 +124,8 @@ struct arena_options {
   bool populate = false;
 };
 
-// A snapshot of an arena's counters, returned by value.
+// A snapshot of an arena's counters, returned by value. Reading it reads no file (the huge-page
+// figure, which comes from /proc, is arena::huge_page_bytes()).
 struct arena_stats {
   std::size_t reserved = 0;         // virtual bytes set aside (capacity rounded to the granule)
   std::size_t committed = 0;        // bytes made accessible: read-write before freeze, read-only after
@@ -131,7 +134,6 @@ struct arena_stats {
                                       // gave up when another thread's chunk followed theirs
   std::uint64_t allocations = 0;    // successful allocations (exact for the calling thread; other
                                     // threads' counts are added when they refill, exit or freeze)
-  std::size_t huge_page_bytes = 0;  // AnonHugePages of the arena's mapping, read from smaps
   bool frozen = false;              // freeze() has completed
 };
 
@@ -146,11 +148,15 @@ class attach_error : public std::runtime_error {
     address_taken,  // the arena's address range is in use in this process
     system,         // the kernel refused (the message has the errno)
   };
-  attach_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
+  attach_error(reason why, const std::string& what, int error = 0)
+      : std::runtime_error(what), why_(why), error_(error) {}
   reason why() const noexcept { return why_; }
+  // The errno value behind a reason::system refusal (ENOMEM when 1024 arenas are live), or 0.
+  int error() const noexcept { return error_; }
 
  private:
   reason why_;
+  int error_;
 };
 
 // One entry of the optional allocation log (arena_options::allocation_log).
@@ -199,6 +205,9 @@ struct granule_entry {
   std::atomic<std::uintptr_t> frozen_end{0};
   // The owning arena's record, or nullptr.
   std::atomic<arena_core*> owner{nullptr};
+  // When the granule was last released (a registry sequence number), 0 if never: the registry
+  // reuses long-released granules first. Guarded by the registry lock.
+  std::uint64_t released = 0;
 };
 
 struct address_space {
@@ -207,6 +216,16 @@ struct address_space {
   granule_entry granules[max_granules];
 };
 extern constinit address_space g_address_space;
+
+// The one granule lookup: the entry for the granule holding p, and whether p lies in the
+// reservation at all. Branch-free: an address outside reads granule 0, which the caller must
+// then discard (`inside` false). Lock-free, writes nothing, async-signal-safe.
+inline const granule_entry& granule_of(const void* p, bool& inside) noexcept {
+  const std::uintptr_t offset =
+      reinterpret_cast<std::uintptr_t>(p) - g_address_space.base.load(std::memory_order_relaxed);
+  inside = offset < g_address_space.size.load(std::memory_order_relaxed);
+  return g_address_space.granules[(offset >> granule_shift) & (0 - std::uintptr_t{inside})];
+}
 
 // A moved-from arena points here; its ticket never matches a cache.
 extern constinit arena_core g_dead_arena;
@@ -256,8 +275,10 @@ class arena {
   explicit arena(arena_options options = {});
 
   // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into
-  // it dangle afterwards (the range stays reserved, so a stray read faults rather than reads
-  // someone else's data). Frozen arenas are usually simply never destroyed.
+  // it dangle afterwards. The range stays reserved and inaccessible, and is quarantined: new
+  // arenas take never-used granules first, then those released longest ago, so a stray read
+  // faults rather than reads another arena's data until the reservation (up to 16 TiB) has no
+  // older free range left. Frozen arenas are usually simply never destroyed.
   ~arena();
 
   arena(arena&& other) noexcept;
@@ -365,8 +386,10 @@ class arena {
   // when the range could be placed in this process's arena reservation (always when attach() is
   // the first arena operation of the process, or when that range is free in its reservation).
   // With populate, pre-faults the whole range (no page fault on first read).
-  // Throws: attach_error naming the cause: not a memfd, unsealed, not a permafrost arena,
-  // truncated, or the address range is taken in this process.
+  // Throws: attach_error naming the cause: not a memfd, unsealed (F_SEAL_WRITE missing: not
+  // frozen, or a process still maps it writable), not a permafrost arena, truncated, the address
+  // range is taken in this process, or a system refusal (error() has the errno; ENOMEM with 1024
+  // arenas live).
   static arena attach(int fd, bool populate = false);
 
   // Effects: pre-faults this process's page tables for the used range (see
@@ -376,7 +399,12 @@ class arena {
 
   // ----- inspection ---------------------------------------------------------------------------
 
+  // Effects: a snapshot of the counters. Reads no file, makes no system call.
   arena_stats stats() const;
+  // Effects: bytes of the arena's mapping backed by transparent huge pages (AnonHugePages, read
+  // from /proc/self/smaps: a file read per call, O(mappings)). 0 for a memfd arena.
+  // Throws: std::system_error when smaps cannot be read.
+  std::size_t huge_page_bytes() const;
   std::string_view name() const noexcept;
   // The bytes handed out so far: [first byte, bump pointer).
   std::span<const std::byte> used_bytes() const noexcept;
@@ -400,14 +428,10 @@ class arena {
 // True when p lies in the used range of a frozen arena of this process. O(1), lock-free, writes
 // nothing; safe in signal handlers and from any thread.
 inline bool is_frozen(const void* p) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const auto& space = detail::g_address_space;
-  const std::uintptr_t offset = a - space.base.load(std::memory_order_relaxed);
-  // Branch-free: an address outside the reservation reads granule 0 and is then discarded, so
-  // a mix of frozen and other pointers costs no branch mispredictions.
-  const bool inside = offset < space.size.load(std::memory_order_relaxed);
-  const std::uintptr_t granule = (offset >> detail::granule_shift) & (0 - std::uintptr_t{inside});
-  return inside & (a < space.granules[granule].frozen_end.load(std::memory_order_acquire));
+  // Branch-free, so a mix of frozen and other pointers costs no branch mispredictions.
+  bool inside = false;
+  const detail::granule_entry& g = detail::granule_of(p, inside);
+  return inside & (reinterpret_cast<std::uintptr_t>(p) < g.frozen_end.load(std::memory_order_acquire));
 }
 
 }  // namespace permafrost

@@ -21,6 +21,10 @@
 // buffer made by the first output on a stream, a locale's data. Create threads and do such first
 // uses outside the scope, or keep the arena for the life of the process.
 //
+// The library's own bookkeeping (an arena's allocation log and freeze-check list, exception
+// messages) is never routed: its entry points suspend the scope while they allocate, so a scope
+// over an arena may use every arena feature, allocation log and freeze checks included.
+//
 // The arena keeps no size per block (no allocator metadata in the mapping), so malloc_usable_size
 // of arena memory returns 0 and realloc copies up to the arena's used end (the bytes past the old
 // block are unspecified, as realloc allows).

@@ -2,8 +2,9 @@
 //
 // Contract: every process allocates its mutable objects in memory that it reserved itself and that
 // no ancestor ever touched. The heap is a mimalloc heap in exclusive mimalloc arenas owned by this
-// process: 1 GiB of address space at first, more (doubling) as use needs it, less when an
-// address-space limit allows less. Freed memory goes back to the kernel as mimalloc's own does.
+// process: 64 GiB of address space at first (1 GiB with the malloc library, whose every
+// allocation can grow it), more (doubling) as process_heap() or the malloc library need it, less
+// when an address-space limit allows less. Freed memory goes back to the kernel as mimalloc's own does.
 // Target permafrost::heap (it links Debian's libmimalloc, which becomes the process malloc), or
 // permafrost::malloc. A fork renews it in the child (pthread_atfork, see fork.hpp): the child moves to a
 // fresh arena that the parent reserved before the fork and never touched, so after the fork no

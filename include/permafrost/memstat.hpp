@@ -94,6 +94,10 @@ memory_usage range_memory(pid_t pid, const void* begin, const void* end);
 // The command name of a process (/proc/PID/comm, without the newline). Throws: proc_error.
 std::string process_name(pid_t pid = 0);
 
+// The state letter of a process from /proc/PID/stat ('R', 'S', 'D', 'Z' for a zombie, ...), or
+// '\0' when the process does not exist (or its stat cannot be read). Never throws.
+char process_state(pid_t pid) noexcept;
+
 // The process and all its descendants (children, grandchildren, ...), the root first. Processes
 // that exit during the scan are left out. Throws: proc_error if `root` itself is gone.
 std::vector<pid_t> process_tree(pid_t root);

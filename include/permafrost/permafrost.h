@@ -40,7 +40,8 @@ typedef struct permafrost_arena_stats {
   size_t used;
   size_t lost_to_alignment;
   uint64_t allocations;
-  size_t huge_page_bytes;
+  size_t huge_page_bytes; /* read from /proc/self/smaps by permafrost_arena_stats_get; 0 when
+                             smaps cannot be read */
   int frozen;
 } permafrost_arena_stats;
 

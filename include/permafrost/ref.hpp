@@ -31,11 +31,9 @@ namespace detail {
 
 // True when p lies in the reserved range of a live arena of this process, frozen or not.
 inline bool in_any_arena(const void* p) noexcept {
-  const std::uintptr_t offset =
-      reinterpret_cast<std::uintptr_t>(p) - g_address_space.base.load(std::memory_order_relaxed);
-  if (offset >= g_address_space.size.load(std::memory_order_relaxed)) return false;
-  return g_address_space.granules[offset >> granule_shift].owner.load(std::memory_order_relaxed) !=
-         nullptr;
+  bool inside = false;
+  const granule_entry& g = granule_of(p, inside);
+  return inside && g.owner.load(std::memory_order_relaxed) != nullptr;
 }
 
 // This thread's anchor for share(): a process-local control block, renewed in a forked child

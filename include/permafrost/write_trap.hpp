@@ -6,7 +6,10 @@
 //   permafrost: write to frozen arena "NAME" at offset N (address 0x...); allocation "TAG" +K of S bytes at offset O
 //
 // (the part after ';' says "no allocation log" when the arena keeps none, and "not inside a
-// logged allocation" for padding), then restores the default action and returns, so the write
+// logged allocation" for padding; a jump into frozen memory says "execution in frozen arena"
+// instead of "write to", and "access to" where the CPU does not report the access type; a
+// read(2) or other system call writing into frozen memory fails with EFAULT and raises no
+// signal, so nothing is printed), then restores the default action and returns, so the write
 // faults again and the process dies of SIGSEGV as it would have without the trap (core dump
 // included). The handler uses only async-signal-safe calls (write(2), sigaction(2)) and runs on
 // the thread's alternate signal stack when it has one (SA_ONSTACK), so a write from a thread

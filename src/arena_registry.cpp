@@ -1,0 +1,237 @@
+// permafrost — the arena registry (contract in arena_registry.hpp).
+#include "arena_registry.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "os.hpp"
+#include "permafrost/detail/asan.hpp"
+
+namespace permafrost::detail {
+
+constinit address_space g_address_space{};
+constinit arena_core g_dead_arena{std::numeric_limits<std::uint64_t>::max()};
+constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace {
+
+// Slots are never destroyed: an arena destroyed by a static destructor after this table would
+// otherwise touch a dead object, and nothing needs tearing down at exit anyway.
+union slot_table {
+  constexpr slot_table() : slots() {}
+  ~slot_table() {}
+  arena_slot slots[max_arenas];
+};
+constinit slot_table g_table;
+
+constinit std::atomic<std::uint64_t> g_next_ticket{1};
+
+// Sequence of releases, for the quarantine order (guarded by the registry lock).
+constinit std::uint64_t g_release_clock = 0;
+
+constexpr std::size_t min_space = 4 * granule_size;  // 1 GiB
+
+std::size_t total_granules() noexcept {
+  return g_address_space.size.load(std::memory_order_relaxed) >> granule_shift;
+}
+
+std::size_t first_granule(std::uintptr_t base) noexcept {
+  return (base - g_address_space.base.load(std::memory_order_relaxed)) >> granule_shift;
+}
+
+// First free run of `count` granules none of which was released after `threshold`, or `npos`.
+constexpr std::size_t npos = ~std::size_t{0};
+std::size_t first_fit(std::size_t count, std::uint64_t threshold) noexcept {
+  std::size_t run = 0;
+  for (std::size_t i = 0, total = total_granules(); i < total; ++i) {
+    const granule_entry& g = g_address_space.granules[i];
+    if (g.owner.load(std::memory_order_relaxed) == nullptr && g.released <= threshold) {
+      if (++run == count) return i + 1 - count;
+    } else {
+      run = 0;
+    }
+  }
+  return npos;
+}
+
+void give(std::size_t first, std::size_t count, arena_core* owner) noexcept {
+  for (std::size_t i = first; i < first + count; ++i) {
+    g_address_space.granules[i].frozen_end.store(0, std::memory_order_relaxed);
+    g_address_space.granules[i].owner.store(owner, std::memory_order_release);
+  }
+}
+
+}  // namespace
+
+arena_slot* slots_begin() noexcept { return g_table.slots; }
+
+std::uint64_t next_ticket() noexcept {
+  return g_next_ticket.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace registry {
+
+std::mutex& mutex() noexcept {
+  static constinit std::mutex mu;
+  return mu;
+}
+
+int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
+  if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
+  // Ask for the most and halve on refusal. Reserving costs no memory, only address space.
+  int err = ENOMEM;
+  for (std::size_t want = max_granules * granule_size; want >= std::max(min_space, min_bytes);
+       want /= 2) {
+    void* p = reinterpret_cast<void*>(at);
+    if (at != 0) {
+      if (at + want < at) continue;
+      err = os::reserve_at(p, want);
+    } else {
+      err = os::reserve(want, granule_size, &p);
+    }
+    if (err == 0) {
+      g_address_space.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
+      g_address_space.size.store(want, std::memory_order_release);
+      return 0;
+    }
+  }
+  return err;
+}
+
+arena_slot* free_slot() noexcept {
+  for (std::size_t i = 0; i < max_arenas; ++i) {
+    if (!g_table.slots[i].in_use) return &g_table.slots[i];
+  }
+  return nullptr;
+}
+
+int claim(std::size_t bytes, arena_core* owner, range* out) noexcept {
+  const std::size_t count = std::max<std::size_t>(1, (bytes + granule_size - 1) >> granule_shift);
+  // Never-used granules first; otherwise the smallest release time that still leaves a long
+  // enough run (binary search: a run that fits under a threshold fits under any larger one).
+  std::size_t first = first_fit(count, 0);
+  if (first == npos) {
+    if (first_fit(count, g_release_clock) == npos) return ENOMEM;
+    std::uint64_t lo = 0;  // no fit
+    std::uint64_t hi = g_release_clock;  // fits
+    while (hi - lo > 1) {
+      const std::uint64_t mid = lo + (hi - lo) / 2;
+      (first_fit(count, mid) == npos ? lo : hi) = mid;
+    }
+    first = first_fit(count, hi);
+  }
+  give(first, count, owner);
+  out->base = g_address_space.base.load(std::memory_order_relaxed) + (first << granule_shift);
+  out->bytes = count << granule_shift;
+  return 0;
+}
+
+int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* out) noexcept {
+  const std::size_t count = std::max<std::size_t>(1, (bytes + granule_size - 1) >> granule_shift);
+  const std::size_t span = count << granule_shift;
+  const std::uintptr_t space_base = g_address_space.base.load(std::memory_order_relaxed);
+  const std::uintptr_t space_end = space_base + g_address_space.size.load(std::memory_order_relaxed);
+  const bool inside = space_end != space_base && base >= space_base && base + span <= space_end;
+  if (!inside) return base < space_end && base + span > space_base ? EXDEV : ERANGE;
+  const std::size_t first = first_granule(base);
+  for (std::size_t i = first; i < first + count; ++i) {
+    if (g_address_space.granules[i].owner.load(std::memory_order_relaxed) != nullptr) return EEXIST;
+  }
+  give(first, count, owner);
+  *out = range{base, span};
+  return 0;
+}
+
+void publish_frozen(const range& r, std::uintptr_t end) noexcept {
+  const std::size_t first = first_granule(r.base);
+  for (std::size_t i = first; i < first + (r.bytes >> granule_shift); ++i)
+    g_address_space.granules[i].frozen_end.store(end, std::memory_order_release);
+}
+
+void release(const range& r, std::size_t used) noexcept {
+  const std::size_t first = first_granule(r.base);
+  const std::size_t count = r.bytes >> granule_shift;
+  for (std::size_t i = first; i < first + count; ++i)
+    g_address_space.granules[i].frozen_end.store(0, std::memory_order_release);
+  // Hand the range back to ASan clean: it becomes inaccessible (a stray access is a SEGV that
+  // ASan reports), and attach() may map an arena's file at this very address again.
+  asan_unpoison(reinterpret_cast<void*>(r.base), std::min(used, r.bytes));
+  const int err = os::decommit(reinterpret_cast<void*>(r.base), r.bytes);
+  const std::uint64_t now = ++g_release_clock;
+  for (std::size_t i = first; i < first + count; ++i) {
+    g_address_space.granules[i].released = now;
+    g_address_space.granules[i].owner.store(err == 0 ? nullptr : &g_dead_arena,
+                                            std::memory_order_release);
+  }
+}
+
+void open_slot(arena_slot* slot, std::string_view name) noexcept {
+  slot->in_use = true;
+  slot->bump = slot->base;
+  slot->committed_end = slot->base;
+  slot->huge_pages = false;
+  slot->log_allocations = false;
+  slot->frozen.store(false, std::memory_order_relaxed);
+  slot->allocations.store(0, std::memory_order_relaxed);
+  slot->lost.store(0, std::memory_order_relaxed);
+  const std::size_t n = std::min(name.size(), sizeof slot->name - 1);
+  std::memcpy(slot->name, name.data(), n);
+  slot->name[n] = '\0';
+  slot->log.clear();
+  slot->run_freeze_checks = false;
+  slot->freeze_checks.clear();
+  slot->ticket.store(next_ticket(), std::memory_order_relaxed);
+  slot->identity = next_ticket();
+  slot->fd = -1;
+  slot->inherited = false;
+  slot->attached = false;
+  slot->outside_space = false;
+  slot->populate = false;
+}
+
+range range_of(const arena_slot* slot) noexcept {
+  if (slot->outside_space) return {};
+  return range{slot->base, slot->reserved};
+}
+
+arena_slot* claim_frozen(std::size_t bytes) {
+  internal_memory internal;
+  std::lock_guard lock(mutex());
+  if (bytes == 0 || ensure_space() != 0) throw std::bad_alloc();
+  arena_slot* slot = free_slot();
+  range r;
+  if (slot == nullptr || claim(bytes, slot, &r) != 0) throw std::bad_alloc();
+  std::lock_guard slot_lock(slot->mu);
+  slot->base = r.base;
+  slot->reserved = r.bytes;
+  slot->limit = r.base;
+  open_slot(slot, "");
+  return slot;
+}
+
+void publish_frozen(arena_slot* slot, std::uintptr_t end, std::string_view name) noexcept {
+  std::lock_guard lock(mutex());
+  {
+    std::lock_guard slot_lock(slot->mu);
+    open_slot(slot, name);
+    slot->limit = end;
+    slot->bump = end;
+    slot->committed_end = round_up(end, os::page_size());
+    slot->attached = true;  // frozen from birth, mapped by its owner
+    slot->frozen.store(true, std::memory_order_release);
+  }
+  publish_frozen(range_of(slot), end);
+}
+
+void release_frozen(arena_slot* slot) noexcept {
+  std::lock_guard lock(mutex());
+  std::lock_guard slot_lock(slot->mu);
+  slot->ticket.store(next_ticket(), std::memory_order_relaxed);
+  release(range_of(slot), slot->committed_end - slot->base);
+  slot->in_use = false;
+}
+
+}  // namespace registry
+}  // namespace permafrost::detail

@@ -1,0 +1,117 @@
+// permafrost — the arena registry (internal): the one owner of the process-wide address-space
+// reservation, the slot table and granule ownership.
+//
+// All arenas of a process (made, attached, or an image mapped by another subsystem) live in one
+// reservation carved into 256 MiB granules. The registry reserves it on first use (never before
+// main), hands out runs of granules, publishes a run as frozen (is_frozen() and the write trap
+// read that lock-free), and takes runs back. A released run stays reserved and inaccessible
+// (PROT_NONE): a stale pointer into it faults. New claims prefer granules never used, then those
+// released longest ago, so a destroyed arena's addresses are reused as late as the reservation
+// allows (see claim()).
+//
+// Locking: the registry lock guards slot in_use flags and granule ownership. Order: registry
+// lock, then an arena's own lock (arena_slot::mu), then the process heap's lock. The lookups
+// (slot_of, is_frozen) take no lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+
+#include "arena_slot.hpp"
+#include "permafrost/freeze_scope.hpp"
+
+namespace permafrost::detail {
+
+// x rounded up to a multiple of `to` (a power of two).
+constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) noexcept {
+  return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
+}
+
+// Turns off this thread's freeze_scope routing for its lifetime: the library's own memory
+// (allocation log, freeze-check list, exception messages) must never come from an arena. Every
+// public entry point that may allocate while holding a lock makes one.
+class internal_memory {
+ public:
+  internal_memory() noexcept : saved_(t_freeze_target) { t_freeze_target = nullptr; }
+  ~internal_memory() { t_freeze_target = saved_; }
+  internal_memory(const internal_memory&) = delete;
+  internal_memory& operator=(const internal_memory&) = delete;
+
+ private:
+  arena_core* saved_;
+};
+
+namespace registry {
+
+// A run of granules claimed from the reservation: [base, base + bytes), bytes a multiple of
+// granule_size.
+struct range {
+  std::uintptr_t base = 0;
+  std::size_t bytes = 0;
+};
+
+// The registry lock.
+std::mutex& mutex() noexcept;
+
+// ----- primitives (Pre: mutex() held) ----------------------------------------------------------
+
+// Reserves the process-wide range on first use, the largest that fits (16 TiB, halved on each
+// refusal down to 1 GiB; sanitizer runtimes and `ulimit -v` leave less). With `at` != 0 it is
+// placed at exactly `at` (attach() as the first arena operation of a process) and must hold at
+// least `min_bytes`. Returns 0 (also when the range already exists) or an errno value.
+int ensure_space(std::uintptr_t at = 0, std::size_t min_bytes = 0) noexcept;
+
+// A slot not in use, or nullptr when max_arenas are live.
+arena_slot* free_slot() noexcept;
+
+// Claims granules for `bytes` (> 0) and gives them to `owner`: the free run whose most recent
+// release is oldest (never-used granules first; lowest address on ties). Returns 0, or ENOMEM
+// when no run is long enough.
+int claim(std::size_t bytes, arena_core* owner, range* out) noexcept;
+
+// Claims the granules holding [base, base + bytes) for `owner` (base granule-aligned). Returns 0;
+// ERANGE when the range lies wholly outside the reservation (the caller may map it there on its
+// own); EXDEV when it straddles the reservation's edge; EEXIST when a granule is taken.
+int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* out) noexcept;
+
+// Records [r.base, end) as frozen: is_frozen() answers true for it from now on.
+void publish_frozen(const range& r, std::uintptr_t end) noexcept;
+
+// Takes a claimed run back: unpublishes it, makes it inaccessible (PROT_NONE, pages dropped)
+// and quarantines it (see claim()). `used` is how many bytes from its start were ever
+// accessible (under ASan they are handed back unpoisoned). Should the kernel refuse (out of
+// mappings), the run stays owned by a dead record and is never handed out again with stale pages.
+void release(const range& r, std::size_t used) noexcept;
+
+// Fills a free slot for a new arena: resets counters, log, checks and tickets, copies the name
+// (truncated to 47 bytes) and marks it in use. Pre: also slot->mu held.
+void open_slot(arena_slot* slot, std::string_view name) noexcept;
+
+// The run of granules a slot holds (empty for an arena attached outside the reservation).
+range range_of(const arena_slot* slot) noexcept;
+
+// ----- for subsystems that map their own read-only file inside the reservation (images) --------
+//
+// Protocol: claim_frozen(bytes) -> a slot and granules, reserved and inaccessible; the caller
+// maps its file read-only with MAP_FIXED over [r.base, r.base + bytes) (os::map_file_fixed);
+// publish_frozen(slot, end, name) -> is_frozen() is true for [r.base, end), the write trap names
+// `name`, contains() and friends see a frozen arena; release_frozen(slot) when done (the range
+// goes back to PROT_NONE, quarantined). Each takes the registry lock itself.
+
+// Effects: claims a slot and granules for `bytes` (> 0). Returns the slot (its base is the
+// range's first byte, its reserved the run's size). Throws: std::bad_alloc when no slot or no
+// run of granules is free.
+arena_slot* claim_frozen(std::size_t bytes);
+
+// Effects: marks the slot frozen with [base, end) used and readable, named `name`.
+// Pre: slot came from claim_frozen(); end <= base + reserved; the caller mapped [base, end).
+void publish_frozen(arena_slot* slot, std::uintptr_t end, std::string_view name) noexcept;
+
+// Effects: returns the slot's range (PROT_NONE, quarantined) and frees the slot.
+// Pre: slot came from claim_frozen(); nothing uses its range any more.
+void release_frozen(arena_slot* slot) noexcept;
+
+}  // namespace registry
+}  // namespace permafrost::detail
