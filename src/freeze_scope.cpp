@@ -9,7 +9,8 @@ namespace permafrost {
 
 bool malloc_library_active() noexcept { return detail::g_malloc_library_active; }
 
-freeze_scope::freeze_scope(arena& target) : target_(target.core()), previous_(detail::t_freeze_target) {
+freeze_scope::freeze_scope(arena& target)
+    : target_(target.core()), previous_(detail::t_freeze_target) {
   if (!malloc_library_active()) {
     throw std::logic_error(
         "permafrost::freeze_scope needs libpermafrost-malloc.so as the program's malloc "

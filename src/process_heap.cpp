@@ -89,7 +89,7 @@ std::mutex& heap_mutex() noexcept {
 struct thread_state {
   std::uint64_t generation = ~std::uint64_t{0};  // of `heap`; never a real generation at first
   mi_heap_t* heap = nullptr;
-  std::size_t arena = no_arena;      // the arena `heap` allocates in
+  std::size_t arena = no_arena;     // the arena `heap` allocates in
   mi_heap_t* spare_heap = nullptr;  // this thread's heap in g_spare, made before a fork
   std::size_t spare_arena = no_arena;
   bool busy = false;     // making a heap: a re-entrant malloc falls back to mimalloc's default
@@ -116,7 +116,8 @@ constexpr std::size_t round_to_arena(std::size_t bytes) noexcept {
 // Pre: heap_mutex held (or the process single-threaded). Reserves an arena of `want` bytes, or
 // if that does not fit, of the largest halving of it down to `least`, for `generation`, and
 // appends it to g_arenas; *index is its entry.
-int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation, std::size_t* index) noexcept {
+int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
+                  std::size_t* index) noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_relaxed);
   if (n == max_arenas) return ENOMEM;
   if (want > SIZE_MAX / 2 || least > want) return ENOMEM;
@@ -244,7 +245,8 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
     std::size_t want = 2 * g_arenas[index].size.load(std::memory_order_relaxed);
     if (want > max_grow_bytes) want = max_grow_bytes;
     if (want < least) want = least;
-    const int err = reserve_arena(want, least, g_generation.load(std::memory_order_relaxed), &index);
+    const int err =
+        reserve_arena(want, least, g_generation.load(std::memory_order_relaxed), &index);
     if (err != 0) {
       g_last_error.store(err, std::memory_order_relaxed);
       return nullptr;
@@ -294,7 +296,8 @@ mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
   mi_heap_t* heap = nullptr;
   {
     std::lock_guard lock(heap_mutex());
-    if (t.generation == g_generation.load(std::memory_order_relaxed)) heap = make_thread_heap_locked(true, need);
+    if (t.generation == g_generation.load(std::memory_order_relaxed))
+      heap = make_thread_heap_locked(true, need);
   }
   if (heap != nullptr) {
     // The old heap stays with the thread (mimalloc deletes it at thread exit); its blocks are
@@ -360,7 +363,8 @@ block_owner owner_of(const void* p) noexcept {
   // while a thread made its heap, or no arena could be reserved). In generation 0 there is no
   // ancestor, so they are this process's own; after a renewal they may be an ancestor's and are
   // left in place.
-  if (mi_is_in_heap_region(p)) return generation == 0 ? block_owner::current : block_owner::ancestor;
+  if (mi_is_in_heap_region(p))
+    return generation == 0 ? block_owner::current : block_owner::ancestor;
   return block_owner::none;
 }
 
@@ -398,7 +402,8 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
   constexpr std::size_t size_class_align_max = 4096;
   if (align <= size_class_align_max && bytes <= SIZE_MAX - align) {
     const std::size_t rounded = (bytes + align - 1) & ~(align - 1);
-    void* p = allocate_growing(rounded, [rounded](mi_heap_t* h) { return mi_heap_malloc(h, rounded); });
+    void* p =
+        allocate_growing(rounded, [rounded](mi_heap_t* h) { return mi_heap_malloc(h, rounded); });
     if (p == nullptr || (reinterpret_cast<std::uintptr_t>(p) & (align - 1)) == 0) [[likely]]
       return p;
     mi_free(p);  // not a size class this reasoning covers: take the general path
@@ -406,7 +411,9 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
   // The general path is correct above mimalloc's small-size limit.
   constexpr std::size_t small_size_max = 1024;
   if (bytes <= small_size_max) bytes = small_size_max + 1;
-  return allocate_growing(bytes + align, [bytes, align](mi_heap_t* h) { return mi_heap_malloc_aligned(h, bytes, align); });
+  return allocate_growing(bytes + align, [bytes, align](mi_heap_t* h) {
+    return mi_heap_malloc_aligned(h, bytes, align);
+  });
 }
 
 void* heap_zallocate(std::size_t bytes) noexcept {
@@ -420,16 +427,10 @@ void* heap_reallocate(void* p, std::size_t bytes) noexcept {
 void heap_free(void* p) noexcept {
   if (p == nullptr) return;
   switch (owner_of(p)) {
-    case block_owner::current:
-      mi_free(p);
-      return;
-    case block_owner::ancestor:
-      note_abandoned(mi_usable_size(p));
-      return;
-    case block_owner::arena:
-      return;
-    case block_owner::none:
-      break;
+    case block_owner::current: mi_free(p); return;
+    case block_owner::ancestor: note_abandoned(mi_usable_size(p)); return;
+    case block_owner::arena: return;
+    case block_owner::none: break;
   }
   check_failed("free(): invalid pointer (not allocated by this heap)", __FILE__, __LINE__);
 }
@@ -456,11 +457,13 @@ __attribute__((constructor)) void permafrost_process_heap_at_load() {
   // pointers. The first definition in the global scope is the one every lookup finds; a copy
   // that is not it refuses to run.
   using instance_fn = const void* (*)() noexcept;
-  const auto first = reinterpret_cast<instance_fn>(permafrost::os::global_symbol("permafrost_heap_instance"));
+  const auto first =
+      reinterpret_cast<instance_fn>(permafrost::os::global_symbol("permafrost_heap_instance"));
   if (first != nullptr && first() != &permafrost::detail::g_arenas) {
     permafrost::detail::check_failed(
         "two copies of the permafrost heap in one process: libpermafrost-malloc.so is loaded into "
-        "a program linked with permafrost::heap; link permafrost::malloc (or permafrost::permafrost) "
+        "a program linked with permafrost::heap; link permafrost::malloc (or "
+        "permafrost::permafrost) "
         "instead, or do not preload the malloc library",
         __FILE__, __LINE__);
   }
@@ -498,7 +501,8 @@ heap_stats process_heap_stats() {
     const std::size_t size = r.size.load(std::memory_order_relaxed);
     s.reserved += size;
     std::uint64_t rss = 0;
-    if (os::smaps_field_in_range(0, base, base + size, "Rss", &rss) == 0) s.used += static_cast<std::size_t>(rss);
+    if (os::smaps_field_in_range(0, base, base + size, "Rss", &rss) == 0)
+      s.used += static_cast<std::size_t>(rss);
   }
   s.abandoned = detail::g_abandoned.load(std::memory_order_relaxed);
   s.threads = detail::g_threads.load(std::memory_order_relaxed);
@@ -508,7 +512,9 @@ heap_stats process_heap_stats() {
 
 pid_t fork() {
   const int err = detail::prepare_fork();
-  if (err != 0) throw std::system_error(err, std::generic_category(), "permafrost::fork: reserving the child's heap");
+  if (err != 0)
+    throw std::system_error(err, std::generic_category(),
+                            "permafrost::fork: reserving the child's heap");
   pid_t pid = -1;
   if (const int fork_err = os::fork_process(&pid); fork_err != 0)
     throw std::system_error(fork_err, std::generic_category(), "permafrost::fork");

@@ -16,10 +16,10 @@
 // (test_malloc runs it under an address-space limit far below the total).
 // Used by test_heap (the glibc collapse), test_malloc and bench/heap_churn.
 #include <chrono>
-#include <dlfcn.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -60,8 +60,9 @@ int rss_after_free(std::size_t mib) {
   const std::size_t freed = resident_bytes();
   const char* how = collect_allocator();
   const std::size_t collected = resident_bytes();
-  std::printf("rss_before_kib=%zu rss_touched_kib=%zu rss_freed_kib=%zu rss_collected_kib=%zu collect=%s\n",
-              before >> 10, touched >> 10, freed >> 10, collected >> 10, how);
+  std::printf(
+      "rss_before_kib=%zu rss_touched_kib=%zu rss_freed_kib=%zu rss_collected_kib=%zu collect=%s\n",
+      before >> 10, touched >> 10, freed >> 10, collected >> 10, how);
   return 0;
 }
 
@@ -89,11 +90,13 @@ int main(int argc, char** argv) {
   if (const std::size_t mib = numeric_option(argc, argv, "--rss-after-free", 0); mib != 0) {
     return rss_after_free(mib);
   }
-  if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0) return churn_total(mib);
+  if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0)
+    return churn_total(mib);
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);
   const std::size_t churn_mib = permafrost::test::numeric_option(argc, argv, "--churn", 50);
   const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
-  const std::size_t parent_churn_mib = permafrost::test::numeric_option(argc, argv, "--parent-churn", 0);
+  const std::size_t parent_churn_mib =
+      permafrost::test::numeric_option(argc, argv, "--parent-churn", 0);
   auto alloc = [](std::size_t n) { return std::malloc(n); };
   auto release = [](void* p) { std::free(p); };
 
@@ -109,35 +112,41 @@ int main(int argc, char** argv) {
   // The child reports its churn time through a pipe (its stdout is the parent's).
   int times[2];
   if (::pipe(times) != 0) return 2;
-  const auto result = fork_and_measure([&]() -> int {
-    const auto start = std::chrono::steady_clock::now();
-    std::uint64_t sum = 0;
-    if (threads == 0) {
-      sum = churn(churn_mib << 20, 7, alloc, release);
-    } else {
-      std::vector<std::thread> workers;
-      std::vector<std::uint64_t> sums(threads);
-      for (std::size_t t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] { sums[t] = churn((churn_mib << 20) / threads, 7 + t, alloc, release); });
-      }
-      for (auto& w : workers) w.join();
-      for (auto s : sums) sum += s;
-    }
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now() - start).count();
-    long long v = static_cast<long long>(ns);
-    if (::write(times[1], &v, sizeof v) != sizeof v) return 4;
-    if (sum == 0) return 5;
-    return parent_heap_intact(blocks, sizes) ? 0 : 6;
-  }, [&] {
-    if (parent_churn_mib != 0 && churn(parent_churn_mib << 20, 13, alloc, release) == 0) std::abort();
-  });
+  const auto result = fork_and_measure(
+      [&]() -> int {
+        const auto start = std::chrono::steady_clock::now();
+        std::uint64_t sum = 0;
+        if (threads == 0) {
+          sum = churn(churn_mib << 20, 7, alloc, release);
+        } else {
+          std::vector<std::thread> workers;
+          std::vector<std::uint64_t> sums(threads);
+          for (std::size_t t = 0; t < threads; ++t) {
+            workers.emplace_back(
+                [&, t] { sums[t] = churn((churn_mib << 20) / threads, 7 + t, alloc, release); });
+          }
+          for (auto& w : workers) w.join();
+          for (auto s : sums) sum += s;
+        }
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+        long long v = static_cast<long long>(ns);
+        if (::write(times[1], &v, sizeof v) != sizeof v) return 4;
+        if (sum == 0) return 5;
+        return parent_heap_intact(blocks, sizes) ? 0 : 6;
+      },
+      [&] {
+    if (parent_churn_mib != 0 && churn(parent_churn_mib << 20, 13, alloc, release) == 0)
+      std::abort();
+      });
   long long churn_ns = -1;
   if (::read(times[0], &churn_ns, sizeof churn_ns) != sizeof churn_ns) churn_ns = -1;
   std::printf("dirtied_pages=%zu stack_pages=%zu inherited_pages=%zu churn_ns=%lld exit=%d "
               "parent_dirtied_pages=%zu\n",
               result.dirtied.pages, result.dirtied.stack_pages, result.dirtied.inherited, churn_ns,
               result.exit_status, result.parent_dirtied.pages);
-  if (std::getenv("HEAP_PROBE_VERBOSE") != nullptr) std::fputs(result.dirtied.summary().c_str(), stdout);
+  if (std::getenv("HEAP_PROBE_VERBOSE") != nullptr)
+    std::fputs(result.dirtied.summary().c_str(), stdout);
   return result.exit_status == 0 ? 0 : 1;
 }

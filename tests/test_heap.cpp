@@ -5,10 +5,10 @@
 
 #include <atomic>
 #include <csignal>
-#include <set>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <set>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -151,8 +151,7 @@ TEST_CASE("two threads started in the child churn without dirtying inherited pag
   CHECK((r.dirtied.pages <= start_only.dirtied.pages + budget_pages || !plain_malloc_is_mimalloc));
 }
 
-TEST_CASE("grandchildren renew again" *
-          doctest::skip(!whole_process_probe)) {
+TEST_CASE("grandchildren renew again" * doctest::skip(!whole_process_probe)) {
   REQUIRE(frames_visible());
   parent_heap heap;
   const auto r = fork_and_measure([&]() -> int {
@@ -226,8 +225,8 @@ TEST_CASE("freeing a touched 256 MiB block gives its pages back to the kernel") 
   CHECK(process_heap_stats().used >= n);
   process_heap()->deallocate(block, n, 16);
   const std::size_t after = process_heap_stats().used;
-  INFO("resident in the heap arena: before " << (before >> 10) << " KiB, after the free " << (after >> 10)
-                                             << " KiB");
+  INFO("resident in the heap arena: before " << (before >> 10) << " KiB, after the free "
+                                             << (after >> 10) << " KiB");
   CHECK(after <= before + 16 * mib);
 }
 
@@ -256,7 +255,8 @@ TEST_CASE("small over-aligned blocks cost their rounded size, not a kilobyte eac
     std::memset(p, 1, 32);
     slices.insert(reinterpret_cast<std::uintptr_t>(p) / slice);
   }
-  INFO(count << " blocks of 32 bytes aligned to 32 occupy " << slices.size() << " slices of 64 KiB");
+  INFO(count << " blocks of 32 bytes aligned to 32 occupy " << slices.size()
+             << " slices of 64 KiB");
   CHECK(slices.size() * slice <= count * 64 + 4 * mib);
   CHECK(mi_usable_size(blocks[0]) == 32);
   for (void* p : blocks) process_heap()->deallocate(p, 32, 32);

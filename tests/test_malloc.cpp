@@ -129,9 +129,9 @@ TEST_CASE("every operator new form lands in the heap and is freed by its delete"
   delete[] arr;
   void* s = ::operator new(24);
   ::operator delete(s, 24);
-  void* sa = ::operator new(100, std::align_val_t{64});
+  void* sa = ::operator new (100, std::align_val_t{64});
   CHECK(reinterpret_cast<std::uintptr_t>(sa) % 64 == 0);
-  ::operator delete(sa, 100, std::align_val_t{64});
+  ::operator delete (sa, 100, std::align_val_t{64});
   CHECK_THROWS_AS((void)::operator new(huge), std::bad_alloc);
   CHECK(::operator new(huge, std::nothrow) == nullptr);
 }
@@ -203,7 +203,8 @@ TEST_CASE("freeze_scope: freeze checks registered and run inside the scope, then
       }
     }  // ~arena frees the lists: they must be process memory, not the arena's
   });
-  CHECK_MESSAGE(status != -1, "hung: the freeze-check list grew inside the arena whose lock it held");
+  CHECK_MESSAGE(status != -1,
+                "hung: the freeze-check list grew inside the arena whose lock it held");
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
@@ -326,13 +327,13 @@ TEST_CASE("a freeze_scope on a frozen arena throws; out-of-order destruction abo
 TEST_CASE("freeing an ancestor's block through free() abandons it") {
   auto* block = static_cast<unsigned char*>(std::malloc(5000));
   std::memset(block, 7, 5000);
-  const auto r = permafrost::test::fork_and_compare(1, {reinterpret_cast<const std::byte*>(block), 5000},
-                                                    [&]() -> int {
-                                                      std::free(block);
-                                                      void* q = std::realloc(nullptr, 10);
-                                                      std::free(q);
-                                                      return process_heap_stats().abandoned >= 5000 ? 0 : 1;
-                                                    });
+  const auto r = permafrost::test::fork_and_compare(
+      1, {reinterpret_cast<const std::byte*>(block), 5000}, [&]() -> int {
+        std::free(block);
+        void* q = std::realloc(nullptr, 10);
+        std::free(q);
+        return process_heap_stats().abandoned >= 5000 ? 0 : 1;
+      });
   CHECK(r.at(0).exit_status == 0);
   CHECK(r.at(0).copied == 0);
   std::free(block);
@@ -392,14 +393,15 @@ std::string run_preloaded(const std::vector<std::string>& args, std::vector<std:
 }
 }  // namespace
 
-TEST_CASE("under an address-space limit the heap fits itself in and frees: 16 GiB churned in 2 GiB") {
+TEST_CASE(
+    "under an address-space limit the heap fits itself in and frees: 16 GiB churned in 2 GiB") {
   // Regression: the 64 GiB reservation failed under RLIMIT_AS, the heap fell back to mimalloc's
   // default heap and took every block freed there for an ancestor's: the churn ran out of
   // address space after about the limit. 512 MiB is below the first arena's size: it is halved.
   for (const std::size_t limit_mib : {2048, 512}) {
     int status = 0;
-    const std::string out =
-        run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, {}, limit_mib << 20, &status);
+    const std::string out = run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, {},
+                                          limit_mib << 20, &status);
     INFO("limit " << limit_mib << " MiB: " << out);
     CHECK(out.find("churned_mib=16384") != std::string::npos);
     CHECK(WIFEXITED(status));
@@ -410,7 +412,8 @@ TEST_CASE("under an address-space limit the heap fits itself in and frees: 16 Gi
 TEST_CASE("the heap grows past its first arena and frees what it grew into") {
   const heap_stats before = process_heap_stats();
   std::vector<void*> blocks;
-  for (int i = 0; i < 6; ++i) blocks.push_back(std::malloc(std::size_t{512} << 20));  // never touched
+  for (int i = 0; i < 6; ++i)
+    blocks.push_back(std::malloc(std::size_t{512} << 20));  // never touched
   for (void* p : blocks) {
     REQUIRE(p != nullptr);
     CHECK(owner_of(p) == block_owner::current);
@@ -431,7 +434,9 @@ TEST_CASE("memalign rounds an alignment that is not a power of two up, as glibc 
 }
 
 TEST_CASE("small over-aligned malloc blocks are as small as their rounded size") {
-  struct alignas(32) vec { double v[4]; };
+  struct alignas(32) vec {
+    double v[4];
+  };
   auto* a = new vec{};
   void* b = std::aligned_alloc(64, 40);
   CHECK(reinterpret_cast<std::uintptr_t>(a) % 32 == 0);
@@ -450,7 +455,8 @@ TEST_CASE("PERMAFROST_TRAP=1 installs the write trap when the malloc library is 
                                           {std::string("PERMAFROST_TRAP=") + trap}, 0, &status);
     INFO(out);
     REQUIRE(out.find("SigCgt:") != std::string::npos);
-    const unsigned long long mask = std::strtoull(out.c_str() + out.find("SigCgt:") + 7, nullptr, 16);
+    const unsigned long long mask =
+        std::strtoull(out.c_str() + out.find("SigCgt:") + 7, nullptr, 16);
     return (mask >> (SIGSEGV - 1) & 1) != 0;
   };
   CHECK(segv_caught("1"));

@@ -61,15 +61,16 @@ std::pair<malloc_fn, free_fn> malloc_family(const std::string& allocator, std::s
   Dl_info info{};
   if (::dladdr(reinterpret_cast<void*>(m), &info) == 0 || info.dli_fname == nullptr ||
       std::strstr(info.dli_fname, expected_file) == nullptr) {
-    *why = std::string("its malloc comes from ") + (info.dli_fname != nullptr ? info.dli_fname : "?") +
-           ", not " + expected_file;
+    *why = std::string("its malloc comes from ") +
+           (info.dli_fname != nullptr ? info.dli_fname : "?") + ", not " + expected_file;
     return {};
   }
   return {m, f};
 }
 
 // Sizes for one thread: "small" 16-64 B; "mix" 60% 16-64 B, 30% 65-512 B, 10% 513-4096 B.
-std::vector<std::uint16_t> make_sizes(const std::string& workload, std::size_t n, std::uint64_t seed) {
+std::vector<std::uint16_t> make_sizes(const std::string& workload, std::size_t n,
+                                      std::uint64_t seed) {
   std::vector<std::uint16_t> sizes(n);
   std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
   for (auto& s : sizes) {
@@ -101,8 +102,7 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
     auto& out = ptrs[static_cast<std::size_t>(t)];
     auto&& a = alloc(t);
     ready.fetch_add(1);
-    while (!go.load(std::memory_order_acquire)) {
-    }
+    while (!go.load(std::memory_order_acquire)) {}
     for (std::size_t i = 0; i < sz.size(); ++i) {
       void* p = a(sz[i]);
       *static_cast<std::uint64_t*>(p) = i;
@@ -112,8 +112,7 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
-  while (ready.load() != threads - 1) {
-  }
+  while (ready.load() != threads - 1) {}
   ready.fetch_add(1);
   const double start = bench::now_ns();
   go.store(true, std::memory_order_release);
@@ -138,11 +137,13 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
   return end - start;
 }
 
-int worker(const std::string& allocator, const std::string& workload, int threads, std::size_t count) {
+int worker(const std::string& allocator, const std::string& workload, int threads,
+           std::size_t count) {
   std::vector<std::vector<std::uint16_t>> sizes;
   std::vector<std::vector<void*>> ptrs;
   for (int t = 0; t < threads; ++t) {
-    sizes.push_back(make_sizes(workload, count / static_cast<std::size_t>(threads), static_cast<std::uint64_t>(t + 1)));
+    sizes.push_back(make_sizes(workload, count / static_cast<std::size_t>(threads),
+                               static_cast<std::uint64_t>(t + 1)));
     ptrs.emplace_back(sizes.back().size(), nullptr);
   }
   double cold = 0;
@@ -158,9 +159,8 @@ int worker(const std::string& allocator, const std::string& workload, int thread
     auto run = [&] {
       permafrost::arena a(options);
       if (prefault) a.prefault(need + need / 8);
-      return pass(threads, sizes, ptrs, [&](int) {
-        return [&a](std::size_t n) { return a.allocate(n); };
-      });
+      return pass(threads, sizes, ptrs,
+                  [&](int) { return [&a](std::size_t n) { return a.allocate(n); }; });
     };
     cold = run();
     // Steady state for an arena: its pages faulted in beforehand (arena::prefault), as the
@@ -187,9 +187,8 @@ int worker(const std::string& allocator, const std::string& workload, int thread
       return 1;
     }
     auto run = [&] {
-      const double ns = pass(threads, sizes, ptrs, [m](int) {
-        return [m](std::size_t n) { return m(n); };
-      });
+      const double ns =
+          pass(threads, sizes, ptrs, [m](int) { return [m](std::size_t n) { return m(n); }; });
       for (auto& v : ptrs)
         for (void* p : v) f(p);
       return ns;
@@ -210,7 +209,8 @@ int main(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[1]) == "--check") {
     // Prints "genuine=1", or "genuine=0" and the reason.
     std::string why;
-    const bool genuine = std::string(argv[2]).rfind("arena", 0) == 0 || std::string(argv[2]) == "pmr" ||
+    const bool genuine = std::string(argv[2]).rfind("arena", 0) == 0 ||
+                         std::string(argv[2]) == "pmr" ||
                          malloc_family(argv[2], &why).first != nullptr;
     std::printf("genuine=%d %s\n", genuine ? 1 : 0, why.c_str());
     return 0;
@@ -235,13 +235,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  bench::print_header("alloc: ns per allocation (median of interleaved runs, lower is better)", argc, argv);
+  bench::print_header("alloc: ns per allocation (median of interleaved runs, lower is better)",
+                      argc, argv);
   std::printf("small = %zu objects of 16-64 B; mix = %zu objects, 60%% 16-64 B, 30%% 65-512 B, "
               "10%% 513-4096 B; one 8-byte store per object; %d rounds\n\n",
               small_n, mix_n, rounds);
   // results[workload/threads][allocator] = {cold samples, warm samples}
-  std::map<std::string, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> results;
-  const std::vector<std::pair<std::string, int>> configs{{"small", 1}, {"small", 2}, {"mix", 1}, {"mix", 2}};
+  std::map<std::string, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>>
+      results;
+  const std::vector<std::pair<std::string, int>> configs{
+      {"small", 1}, {"small", 2}, {"mix", 1}, {"mix", 2}};
   for (int r = 0; r < rounds; ++r) {
     for (const auto& [workload, threads] : configs) {
       for (const char* alloc : allocators) {
@@ -268,7 +271,8 @@ int main(int argc, char** argv) {
         med[a] = bench::median(std::string(phase) == "warm" ? row[a].second : row[a].first);
       std::printf("| %s | %d |", workload.c_str(), threads);
       for (const char* a : allocators) std::printf(" %.2f |", med[a]);
-      for (std::size_t i = 1; i < allocators.size(); ++i) std::printf(" %.1fx |", med[allocators[i]] / med["arena"]);
+      for (std::size_t i = 1; i < allocators.size(); ++i)
+        std::printf(" %.1fx |", med[allocators[i]] / med["arena"]);
       std::printf("\n");
     }
     std::printf("\n");

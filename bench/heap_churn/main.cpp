@@ -67,9 +67,10 @@ bool run(const std::string& command, double churn_mib, sample* s) {
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
+  return v.empty()
+             ? 0
+             : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
 }
-
 
 }  // namespace
 
@@ -82,13 +83,15 @@ int main(int argc, char** argv) {
   const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
   const std::string args = " --heap " + std::to_string(heap) + " --churn " + std::to_string(churn) +
                            " --threads " + std::to_string(threads);
-  const std::size_t free_mib = permafrost::test::numeric_option(argc, argv, "--free", smoke ? 64 : 1024);
+  const std::size_t free_mib =
+      permafrost::test::numeric_option(argc, argv, "--free", smoke ? 64 : 1024);
   const std::vector<peer> programs = {
       {"glibc", PEER_GLIBC},
       {"jemalloc", PEER_JEMALLOC},
       {"mimalloc default heap", PEER_MIMALLOC},
       {"permafrost process heap", PEER_PERMAFROST},
-      {"glibc program + LD_PRELOAD libpermafrost-malloc", "LD_PRELOAD=" MALLOC_LIBRARY " " PEER_GLIBC},
+      {"glibc program + LD_PRELOAD libpermafrost-malloc",
+       "LD_PRELOAD=" MALLOC_LIBRARY " " PEER_GLIBC},
   };
   constexpr std::size_t mimalloc_index = 2;
   constexpr std::size_t permafrost_index = 3;
@@ -107,15 +110,17 @@ int main(int argc, char** argv) {
   }
   const double base_pages = std::max(1.0, median(pages[permafrost_index]));
   const double base_speed = median(speed[permafrost_index]);
-  std::printf("heap %zu MiB (1/4 freed before fork), child churn %zu MiB, %zu child threads, median of %zu runs\n\n",
+  std::printf("heap %zu MiB (1/4 freed before fork), child churn %zu MiB, %zu child threads, "
+              "median of %zu runs\n\n",
               heap, churn, threads, runs);
-  std::printf("| allocator | inherited pages dirtied | KiB | x permafrost | churn MiB/s | x permafrost |\n");
+  std::printf("| allocator | inherited pages dirtied | KiB | x permafrost | churn MiB/s | x "
+              "permafrost |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (std::size_t i = 0; i < peers.size(); ++i) {
     const double p = median(pages[i]);
     const double v = median(speed[i]);
-    std::printf("| %s | %.0f | %.0f | %.1f | %.0f | %.2f |\n", peers[i].name, p, p * 4, p / base_pages, v,
-                v / base_speed);
+    std::printf("| %s | %.0f | %.0f | %.1f | %.0f | %.2f |\n", peers[i].name, p, p * 4,
+                p / base_pages, v, v / base_speed);
   }
 
   // Memory given back: one touched block freed, in each allocator's own process.
@@ -126,19 +131,21 @@ int main(int argc, char** argv) {
   }
   const double mimalloc_freed = field(outs[mimalloc_index], "rss_freed_kib");
   std::printf("\nresident set (MiB) after freeing one touched %zu MiB block\n\n", free_mib);
-  std::printf("| allocator | before | touched | after free | x mimalloc | after collect | collect call |\n");
+  std::printf("| allocator | before | touched | after free | x mimalloc | after collect | collect "
+              "call |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---|\n");
   for (std::size_t i = 0; i < programs.size(); ++i) {
     const std::string& out = outs[i];
     const auto at = out.find("collect=");
-    const std::string how = at == std::string::npos ? "?" : out.substr(at + 8, out.find('\n', at) - at - 8);
+    const std::string how =
+        at == std::string::npos ? "?" : out.substr(at + 8, out.find('\n', at) - at - 8);
     std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.1f | %s |\n", programs[i].name,
                 field(out, "rss_before_kib") / 1024, field(out, "rss_touched_kib") / 1024,
                 field(out, "rss_freed_kib") / 1024, field(out, "rss_freed_kib") / mimalloc_freed,
                 field(out, "rss_collected_kib") / 1024, how.c_str());
   }
   const double ratio = field(outs[permafrost_index], "rss_freed_kib") / mimalloc_freed;
-  std::printf("\npermafrost heap after free: %.2fx mimalloc's resident set (target <= 2x): %s\n", ratio,
-              ratio <= 2.0 ? "met" : "MISSED");
+  std::printf("\npermafrost heap after free: %.2fx mimalloc's resident set (target <= 2x): %s\n",
+              ratio, ratio <= 2.0 ? "met" : "MISSED");
   return ratio <= 2.0 ? 0 : 1;
 }

@@ -39,7 +39,8 @@ namespace permafrost {
 
 namespace detail {
 // The innermost scope's arena on this thread, or nullptr. Read by the malloc library.
-extern constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec")));
+extern constinit thread_local arena_core* t_freeze_target
+    __attribute__((tls_model("initial-exec")));
 }  // namespace detail
 
 class freeze_scope {

@@ -127,7 +127,8 @@ __attribute__((constructor)) void permafrost_malloc_at_load() {
   permafrost::detail::g_malloc_library_active = true;
   const char* freeze = std::getenv("PERMAFROST_FREEZE_AT_FORK");
   permafrost::detail::init_process_heap();
-  if (freeze != nullptr && std::strcmp(freeze, "1") == 0) permafrost::detail::set_freeze_at_fork(true);
+  if (freeze != nullptr && std::strcmp(freeze, "1") == 0)
+    permafrost::detail::set_freeze_at_fork(true);
   (void)permafrost::install_write_trap_from_env();  // PERMAFROST_TRAP=1; reports its own failure
 }
 
@@ -194,7 +195,9 @@ void* memalign(std::size_t align, std::size_t n) noexcept {
   return route_aligned(align, n);
 }
 
-void* valloc(std::size_t n) noexcept { return route_aligned(static_cast<std::size_t>(::getpagesize()), n); }
+void* valloc(std::size_t n) noexcept {
+  return route_aligned(static_cast<std::size_t>(::getpagesize()), n);
+}
 
 void* pvalloc(std::size_t n) noexcept {
   const auto page = static_cast<std::size_t>(::getpagesize());
@@ -209,11 +212,9 @@ std::size_t malloc_usable_size(void* p) noexcept {
   if (p == nullptr) return 0;
   switch (permafrost::detail::owner_of(p)) {
     case block_owner::current:
-    case block_owner::ancestor:
-      return mi_usable_size(p);
+    case block_owner::ancestor: return mi_usable_size(p);
     case block_owner::arena:  // no sizes are kept for arena blocks
-    case block_owner::none:
-      return 0;
+    case block_owner::none: return 0;
   }
   return 0;
 }
@@ -225,10 +226,18 @@ std::size_t malloc_usable_size(void* p) noexcept {
 // ---------------------------------------------------------------------------------------------
 void* operator new(std::size_t n) { return new_or_throw(n, min_align); }
 void* operator new[](std::size_t n) { return new_or_throw(n, min_align); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
-void* operator new(std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, min_align);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, min_align);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return new_or_throw(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return new_or_throw(n, static_cast<std::size_t>(a));
+}
 void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_nothrow(n, static_cast<std::size_t>(a));
 }
@@ -241,10 +250,20 @@ void operator delete[](void* p) noexcept { permafrost::detail::heap_free(p); }
 void operator delete(void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete[](void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}
 void operator delete(void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}

@@ -55,7 +55,8 @@ long status_kib(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0 && line[std::strlen(field)] == ':') return std::atol(line.c_str() + std::strlen(field) + 1);
+    if (line.rfind(field, 0) == 0 && line[std::strlen(field)] == ':')
+      return std::atol(line.c_str() + std::strlen(field) + 1);
   }
   return -1;
 }
@@ -75,8 +76,10 @@ int main() {
   const std::string provider = malloc_provider();
   std::printf("malloc is from %s\n", provider.c_str());
 #if defined(PERMAFROST_CONSUMER_HEAP)
-  expect(provider.find("libmimalloc") != std::string::npos, "permafrost::heap: malloc is libmimalloc's");
-  expect(::dlsym(RTLD_DEFAULT, "permafrost_malloc_library") == nullptr, "the malloc library is not loaded");
+  expect(provider.find("libmimalloc") != std::string::npos,
+         "permafrost::heap: malloc is libmimalloc's");
+  expect(::dlsym(RTLD_DEFAULT, "permafrost_malloc_library") == nullptr,
+         "the malloc library is not loaded");
   expect(permafrost::process_heap_stats().reserved != 0, "the process heap is reserved");
   const pid_t pid = permafrost::fork();
   if (pid == 0) ::_exit(permafrost::process_heap_stats().generation == 1 ? 0 : 1);
@@ -84,7 +87,8 @@ int main() {
   ::waitpid(pid, &status, 0);
   expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a child runs on a renewed heap");
 #elif defined(PERMAFROST_CONSUMER_MALLOC)
-  expect(provider.find("libpermafrost-malloc") != std::string::npos, "malloc is libpermafrost-malloc's");
+  expect(provider.find("libpermafrost-malloc") != std::string::npos,
+         "malloc is libpermafrost-malloc's");
   expect(permafrost::malloc_library_active(), "malloc_library_active()");
 #elif defined(PERMAFROST_CONSUMER_SANITIZED)
   std::printf("skipped: the malloc checks (the sanitizer's runtime owns malloc)\n");
@@ -94,7 +98,8 @@ int main() {
   expect(!mapped("mimalloc"), "no mimalloc is loaded");
   const long vm_kib = status_kib("VmSize");
   std::printf("VmSize before the first arena: %ld KiB\n", vm_kib);
-  expect(vm_kib > 0 && vm_kib < (4L << 20), "nothing is reserved before the first arena (VmSize < 4 GiB)");
+  expect(vm_kib > 0 && vm_kib < (4L << 20),
+         "nothing is reserved before the first arena (VmSize < 4 GiB)");
   const struct mallinfo2 before = ::mallinfo2();
   void* volatile block = std::malloc(1000);
   expect(::mallinfo2().uordblks >= before.uordblks + 1000, "mallinfo2 counts a malloc");
@@ -111,13 +116,15 @@ int main() {
     permafrost::freeze_scope scope{a};
     routed = new std::string(64, 'x');
   }
-  expect(a.contains(routed) && a.contains(routed->data()), "a freeze_scope routes new into the arena");
+  expect(a.contains(routed) && a.contains(routed->data()),
+         "a freeze_scope routes new into the arena");
 #endif
   a.freeze();
   permafrost_arena* c = nullptr;
   expect(permafrost_arena_create(nullptr, &c) == 0, "the C API creates an arena");
   permafrost_arena_destroy(c);
-  expect(permafrost::is_frozen(s.data()) && permafrost::is_frozen(v.data()) && v[99] == 99, "frozen data reads back");
+  expect(permafrost::is_frozen(s.data()) && permafrost::is_frozen(v.data()) && v[99] == 99,
+         "frozen data reads back");
   std::printf("consumer: %s\n", failures == 0 ? "ok" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

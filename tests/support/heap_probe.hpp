@@ -27,9 +27,9 @@ struct dirtied_mapping {
 };
 
 struct inherited_dirtied {
-  std::size_t pages = 0;        // copied pages outside the stack
-  std::size_t stack_pages = 0;  // copied pages of [stack] (the program's own call frames)
-  std::size_t inherited = 0;    // pages the parent had present in those mappings
+  std::size_t pages = 0;                  // copied pages outside the stack
+  std::size_t stack_pages = 0;            // copied pages of [stack] (the program's own call frames)
+  std::size_t inherited = 0;              // pages the parent had present in those mappings
   std::vector<dirtied_mapping> mappings;  // the mappings with copies, most first
   std::size_t bytes() const;              // pages * page size
   std::string summary() const;            // one line per mapping, for failure messages
@@ -44,8 +44,8 @@ std::vector<os::mapping> writable_private_mappings(pid_t pid = 0);
 // is copied into the parent, and the child keeps the snapshot's frame.
 struct inherited_snapshot {
   std::vector<os::mapping> maps;
-  std::vector<std::uintptr_t> pages;  // present pages, ascending
-  std::vector<std::uint64_t> frames;  // their frame numbers
+  std::vector<std::uintptr_t> pages;      // present pages, ascending
+  std::vector<std::uint64_t> frames;      // their frame numbers
   std::vector<std::uint32_t> mapping_of;  // index into maps
 };
 inherited_snapshot snapshot_inherited();
