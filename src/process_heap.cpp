@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <system_error>
 #include <unistd.h>
+#include <vector>
 
 #include <mimalloc.h>
 
@@ -202,7 +203,31 @@ void on_parent() noexcept {
   heap_mutex().unlock();
 }
 
+// In a child after its renewal: the parts of ancestors' arenas that are not committed (never
+// handed out, or given back) hold nothing the child can reach, and the child never allocates in an
+// ancestor's arena, so their address space is returned (VmSize, ulimit -v). Committed parts stay:
+// ancestors' objects live there. Allocates (reads /proc/self/maps) on the new generation's heap,
+// so it runs after the heap lock is released.
+void release_unreachable() noexcept {
+  std::vector<os::mapping> maps;
+  if (os::read_mappings(0, &maps) != 0) return;
+  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < g_arena_count.load(std::memory_order_acquire); ++i) {
+    const arena_range& r = g_arenas[i];
+    if (r.generation.load(std::memory_order_relaxed) >= generation) continue;  // current or spare
+    const std::uintptr_t begin = r.base.load(std::memory_order_relaxed);
+    const std::uintptr_t end = begin + r.size.load(std::memory_order_relaxed);
+    for (const os::mapping& m : maps) {
+      if (m.readable || m.writable || m.end <= begin || m.begin >= end) continue;
+      const std::uintptr_t from = m.begin < begin ? begin : m.begin;
+      const std::uintptr_t to = m.end > end ? end : m.end;
+      (void)os::release(reinterpret_cast<void*>(from), to - from);
+    }
+  }
+}
+
 void on_child() noexcept {
+  const std::uint64_t generation_before = g_generation.load(std::memory_order_relaxed);
   if (spare_ready()) {
     start_generation(g_spare, t_state.spare_heap);
   } else {
@@ -217,7 +242,9 @@ void on_child() noexcept {
       g_last_error.store(err, std::memory_order_relaxed);
     }
   }
+  const bool renewed = g_generation.load(std::memory_order_relaxed) != generation_before;
   heap_mutex().unlock();
+  if (renewed) release_unreachable();
 }
 
 mi_heap_t* renew_thread_heap() noexcept;

@@ -17,6 +17,7 @@
 
 #include <mimalloc.h>
 
+#include "child_process.hpp"
 #include "churn.hpp"
 #include "fork_probe.hpp"
 #include "heap_probe.hpp"
@@ -277,6 +278,34 @@ TEST_CASE("16-byte-aligned requests smaller than 16 bytes are 16-aligned (found 
   }
   CHECK(misaligned == 0);
   for (void* p : blocks) permafrost::detail::heap_free(p);
+}
+
+TEST_CASE("a child gives back the address space of its parent's arena it cannot reach") {
+  // Regression: every generation's reservation stayed mapped in every descendant (a preforking
+  // server's workers showed 128-192 GiB VmSize). The parent's arena here is mostly uncommitted.
+  const auto vm_size = [] {
+    std::string status;
+    REQUIRE(os::read_proc_file(0, "status", &status) == 0);
+    return std::strtoull(status.c_str() + status.find("VmSize:") + 7, nullptr, 10) << 10;
+  };
+  const std::size_t parent_arenas = process_heap_stats().reserved;
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t pid = permafrost::fork();
+  if (pid == 0) {
+    const std::size_t vm = vm_size();
+    ::_exit(::write(pipe_fds[1], &vm, sizeof vm) == sizeof vm ? 0 : 1);
+  }
+  REQUIRE(pid > 0);
+  const std::size_t parent_vm = vm_size();
+  std::size_t child_vm = 0;
+  CHECK(::read(pipe_fds[0], &child_vm, sizeof child_vm) == sizeof child_vm);
+  CHECK(wait_for(pid) == 0);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  INFO("parent VmSize " << (parent_vm >> 20) << " MiB, child " << (child_vm >> 20)
+                        << " MiB, parent's arenas " << (parent_arenas >> 20) << " MiB");
+  CHECK(child_vm + parent_arenas / 2 <= parent_vm);
 }
 
 TEST_CASE("permafrost::fork renews the child and returns its pid") {
