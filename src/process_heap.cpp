@@ -203,11 +203,11 @@ void on_parent() noexcept {
   heap_mutex().unlock();
 }
 
-// In a child after its renewal: the parts of ancestors' arenas that are not committed (never
-// handed out, or given back) hold nothing the child can reach, and the child never allocates in an
-// ancestor's arena, so their address space is returned (VmSize, ulimit -v). Committed parts stay:
-// ancestors' objects live there. Allocates (reads /proc/self/maps) on the new generation's heap,
-// so it runs after the heap lock is released.
+// In a child after its renewal: the 64 MiB chunks of ancestors' arenas that are not committed
+// (never handed out, or given back) hold nothing the child can reach, and the child never allocates
+// in an ancestor's arena, so their address space is returned (VmSize, ulimit -v). Committed parts
+// stay: ancestors' objects live there. Allocates (reads /proc/self/maps) on the new generation's
+// heap, so it runs after the heap lock is released.
 void release_unreachable() noexcept {
   std::vector<os::mapping> maps;
   if (os::read_mappings(0, &maps) != 0) return;
@@ -219,16 +219,25 @@ void release_unreachable() noexcept {
     const std::uintptr_t end = begin + r.size.load(std::memory_order_relaxed);
     for (const os::mapping& m : maps) {
       if (m.readable || m.writable || m.end <= begin || m.begin >= end) continue;
-      const std::uintptr_t from = m.begin < begin ? begin : m.begin;
-      const std::uintptr_t to = m.end > end ? end : m.end;
-      (void)os::release(reinterpret_cast<void*>(from), to - from);
+      // Whole aligned chunks only: a live mimalloc segment always has its first slice committed,
+      // so a chunk wholly inaccessible is no live segment's, and mimalloc never maps over it
+      // again (it decommits a freed segment with MAP_FIXED, which would clobber whatever the
+      // kernel later placed in a hole inside one).
+      const std::uintptr_t from =
+          begin +
+          ((m.begin < begin ? 0 : m.begin - begin) + arena_align - 1) / arena_align * arena_align;
+      const std::uintptr_t to =
+          begin + ((m.end > end ? end : m.end) - begin) / arena_align * arena_align;
+      if (from < to) (void)os::release(reinterpret_cast<void*>(from), to - from);
     }
   }
 }
 
 void on_child() noexcept {
-  const std::uint64_t generation_before = g_generation.load(std::memory_order_relaxed);
-  if (spare_ready()) {
+  // Only after a renewal onto the pre-made heap: otherwise the thread's default mimalloc heap is
+  // still the ancestor's until its next allocation, and it may allocate in an ancestor's arena.
+  const bool renewed = spare_ready();
+  if (renewed) {
     start_generation(g_spare, t_state.spare_heap);
   } else {
     // The parent could not prepare: reserve here. The heap struct then comes from the inherited
@@ -242,7 +251,6 @@ void on_child() noexcept {
       g_last_error.store(err, std::memory_order_relaxed);
     }
   }
-  const bool renewed = g_generation.load(std::memory_order_relaxed) != generation_before;
   heap_mutex().unlock();
   if (renewed) release_unreachable();
 }
