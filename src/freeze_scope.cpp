@@ -9,7 +9,8 @@ namespace permafrost {
 
 bool malloc_library_active() noexcept { return detail::g_malloc_library_active; }
 
-freeze_scope::freeze_scope(arena& target) : target_(target.core()), previous_(detail::t_freeze_target) {
+freeze_scope::freeze_scope(arena& target)
+    : target_(target.core()), previous_(detail::t_freeze_target) {
   if (!malloc_library_active()) {
     throw std::logic_error(
         "permafrost::freeze_scope needs libpermafrost-malloc.so as the program's malloc "
@@ -26,9 +27,3 @@ freeze_scope::~freeze_scope() {
 }
 
 }  // namespace permafrost
-
-// Referenced with -u by the malloc library's link, so this object is always in it.
-extern "C" {
-extern int permafrost_freeze_scope_anchor;
-int permafrost_freeze_scope_anchor = 0;
-}

@@ -47,6 +47,10 @@ int protect_read_only(void* p, std::size_t bytes) noexcept;
 // Pre: p and bytes page-aligned. Returns EINVAL where the kernel has no THP.
 int advise_huge_pages(void* p, std::size_t bytes) noexcept;
 
+// The address of the first definition of `name` in the process's global symbol scope
+// (dlsym(RTLD_DEFAULT)), or nullptr.
+void* global_symbol(const char* name) noexcept;
+
 // Names an anonymous range in /proc/PID/maps (PR_SET_VMA_ANON_NAME). Best effort: kernels
 // without CONFIG_ANON_VMA_NAME return EINVAL, which callers ignore.
 int name_range(void* p, std::size_t bytes, const char* name) noexcept;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <csignal>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <ucontext.h>
@@ -89,6 +90,8 @@ int advise_huge_pages(void* p, std::size_t bytes) noexcept {
   return EINVAL;
 #endif
 }
+
+void* global_symbol(const char* name) noexcept { return ::dlsym(RTLD_DEFAULT, name); }
 
 int name_range(void* p, std::size_t bytes, const char* name) noexcept {
   return ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <system_error>
 #include <unistd.h>
+#include <vector>
 
 #include <mimalloc.h>
 
@@ -30,29 +31,49 @@ bool g_malloc_library_active = false;
 
 namespace {
 
-// Virtual bytes per generation. Reserving costs address space only (MAP_NORESERVE); mimalloc
-// wants its arenas aligned to its 32 MiB segments, 64 MiB leaves room.
-constexpr std::size_t arena_bytes = std::size_t{64} << 30;
+// Address space per arena. A generation starts with one arena; a thread whose arena is exhausted
+// adds one twice the size of the newest (or as large as the request): the reservation grows with
+// use. A reservation the address-space limit refuses (RLIMIT_AS, or no room) is halved until it
+// fits. Reserving costs address space only (PROT_NONE, MAP_NORESERVE); mimalloc wants its arenas
+// aligned to its 32 MiB segments, 64 MiB leaves room.
 constexpr std::size_t arena_align = std::size_t{64} << 20;
+constexpr std::size_t min_arena_bytes = arena_align;
+constexpr std::size_t max_grow_bytes = std::size_t{64} << 30;
 
-struct region {
-  std::uintptr_t base = 0;
-  std::size_t size = 0;  // 0: none
+}  // namespace
+}  // namespace permafrost::detail
+
+// Defined by the malloc library (malloc.cpp); absent (null) in a program linking the heap alone.
+extern "C" const int permafrost_malloc_library __attribute__((weak));
+
+namespace permafrost::detail {
+namespace {
+
+// Growth happens on the paths this library owns (process_heap(), the malloc library). Where
+// plain malloc is mimalloc's own (the heap without the malloc library), a request the thread's
+// arena cannot serve just fails in mimalloc, so a generation starts as large as it may: 64 GiB,
+// halved to fit. With the malloc library every allocation can grow, and 1 GiB is enough to start.
+std::size_t first_arena_bytes() noexcept {
+  return &permafrost_malloc_library != nullptr ? std::size_t{1} << 30 : std::size_t{64} << 30;
+}
+
+// Every arena this process reserved or inherited, with the generation it serves: blocks of an
+// arena of another generation (an ancestor's, or this process's before a freeze-at-fork renewal,
+// or the spare a child will use) are never freed here. Append-only, like mimalloc's own arena
+// table (64 entries, never released). free() reads it lock-free: the count, then the entries
+// below it; the rest is guarded by heap_mutex.
+constexpr std::size_t max_arenas = 64;
+constexpr std::size_t no_arena = max_arenas;
+struct arena_range {
+  std::atomic<std::uintptr_t> base{0};
+  std::atomic<std::size_t> size{0};
+  std::atomic<std::uint64_t> generation{0};
   mi_arena_id_t id = 0;
 };
-
-// The current generation's range is read lock-free by free(); the rest is guarded by heap_mutex.
-constinit std::atomic<std::uintptr_t> g_current_base{0};
-constinit std::atomic<std::size_t> g_current_size{0};
-constinit mi_arena_id_t g_current_id = 0;
-constinit region g_spare{};
-// Every earlier generation's range this process inherited (its ancestors' arenas, and its own
-// from before a freeze-at-fork renewal): blocks there are abandoned, never freed. Append-only;
-// readers load the count, then the entries below it.
-constexpr std::size_t max_generations = 64;
-constinit std::atomic<std::uintptr_t> g_past_base[max_generations] = {};
-constinit std::atomic<std::size_t> g_past_size[max_generations] = {};
-constinit std::atomic<std::size_t> g_past_count{0};
+constinit arena_range g_arenas[max_arenas];
+constinit std::atomic<std::size_t> g_arena_count{0};
+constinit std::size_t g_newest = no_arena;  // the current generation's newest arena
+constinit std::size_t g_spare = no_arena;   // the next generation's first arena, made before a fork
 constinit std::atomic<std::uint64_t> g_generation{0};
 constinit std::atomic<std::size_t> g_abandoned{0};
 constinit std::atomic<std::uint64_t> g_threads{0};
@@ -69,8 +90,9 @@ std::mutex& heap_mutex() noexcept {
 struct thread_state {
   std::uint64_t generation = ~std::uint64_t{0};  // of `heap`; never a real generation at first
   mi_heap_t* heap = nullptr;
+  std::size_t arena = no_arena;     // the arena `heap` allocates in
   mi_heap_t* spare_heap = nullptr;  // this thread's heap in g_spare, made before a fork
-  mi_arena_id_t spare_id = 0;
+  std::size_t spare_arena = no_arena;
   bool busy = false;     // making a heap: a re-entrant malloc falls back to mimalloc's default
   bool exiting = false;  // thread-exit hook ran: mimalloc is about to delete `heap`
 };
@@ -88,77 +110,83 @@ struct thread_exit_guard {
 };
 thread_local thread_exit_guard t_exit_guard;
 
-int reserve_region(region* out) noexcept {
+constexpr std::size_t round_to_arena(std::size_t bytes) noexcept {
+  return bytes < min_arena_bytes ? min_arena_bytes : (bytes + arena_align - 1) & ~(arena_align - 1);
+}
+
+// Pre: heap_mutex held (or the process single-threaded). Reserves an arena of `want` bytes, or
+// if that does not fit, of the largest halving of it down to `least`, for `generation`, and
+// appends it to g_arenas; *index is its entry.
+int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
+                  std::size_t* index) noexcept {
+  const std::size_t n = g_arena_count.load(std::memory_order_relaxed);
+  if (n == max_arenas) return ENOMEM;
+  if (want > SIZE_MAX / 2 || least > want) return ENOMEM;
+  least = round_to_arena(least);
+  std::size_t size = round_to_arena(want);
   void* p = nullptr;
-  int err = os::reserve(arena_bytes, arena_align, &p);
-  if (err != 0) return err;
-  err = os::commit(p, arena_bytes);  // read-write but MAP_NORESERVE: backed on first touch only
-  if (err == 0 && !mi_manage_os_memory_ex(p, arena_bytes, /*is_committed=*/true, /*is_large=*/false,
-                                          /*is_zero=*/true, /*numa_node=*/-1, /*exclusive=*/true,
-                                          &out->id)) {
-    err = ENOMEM;
+  for (;;) {
+    const int err = os::reserve(size, arena_align, &p);
+    if (err == 0) break;
+    if (err != ENOMEM || size == least) return err;
+    size = size / 2 < least ? least : round_to_arena(size / 2);
   }
-  if (err != 0) {
-    (void)os::release(p, arena_bytes);
-    return err;
+  // Registered as not committed: mimalloc then commits (mprotect) what it hands out and
+  // decommits what it frees, as with its own OS memory. A committed arena counts as pinned, and
+  // mimalloc never gives its pages back (a freed 1 GiB block stayed resident).
+  arena_range& r = g_arenas[n];
+  if (!mi_manage_os_memory_ex(p, size, /*is_committed=*/false, /*is_large=*/false, /*is_zero=*/true,
+                              /*numa_node=*/-1, /*exclusive=*/true, &r.id)) {
+    (void)os::release(p, size);
+    return ENOMEM;
   }
-  (void)os::name_range(p, arena_bytes, "permafrost-heap");
-  out->base = reinterpret_cast<std::uintptr_t>(p);
-  out->size = arena_bytes;
+  (void)os::name_range(p, size, "permafrost-heap");
+  r.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
+  r.size.store(size, std::memory_order_relaxed);
+  r.generation.store(generation, std::memory_order_relaxed);
+  g_arena_count.store(n + 1, std::memory_order_release);
+  *index = n;
   return 0;
 }
 
 // Pre: heap_mutex held. Makes sure the spare arena and the calling thread's heap in it exist.
 int ensure_spare_locked() noexcept {
-  if (g_spare.size == 0) {
-    const int err = reserve_region(&g_spare);
+  if (g_spare == no_arena) {
+    const int err = reserve_arena(first_arena_bytes(), min_arena_bytes,
+                                  g_generation.load(std::memory_order_relaxed) + 1, &g_spare);
     if (err != 0) return err;
   }
   thread_state& t = t_state;
-  if (t.spare_heap == nullptr || t.spare_id != g_spare.id) {
+  if (t.spare_heap == nullptr || t.spare_arena != g_spare) {
     t.busy = true;
-    t.spare_heap = mi_heap_new_in_arena(g_spare.id);
+    t.spare_heap = mi_heap_new_in_arena(g_arenas[g_spare].id);
     t.busy = false;
-    t.spare_id = g_spare.id;
+    t.spare_arena = g_spare;
     if (t.spare_heap == nullptr) return ENOMEM;
   }
   return 0;
 }
 
-// Pre: heap_mutex held; ensure_spare_locked() succeeded on this thread. Starts a generation.
-// Pre: heap_mutex held. Remembers the current range as a past generation's.
-void retire_current() noexcept {
-  const std::size_t n = g_past_count.load(std::memory_order_relaxed);
-  const std::size_t size = g_current_size.load(std::memory_order_relaxed);
-  if (size == 0 || n == max_generations) return;  // beyond 64: mimalloc's arena table is full anyway
-  g_past_base[n].store(g_current_base.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  g_past_size[n].store(size, std::memory_order_relaxed);
-  g_past_count.store(n + 1, std::memory_order_release);
-}
-
-// Pre: heap_mutex held. Makes `r` the current range (the size goes to 0 first, so a concurrent
-// free never pairs the new base with the old size).
-void set_current(const region& r) noexcept {
-  g_current_id = r.id;
-  g_current_size.store(0, std::memory_order_relaxed);
-  g_current_base.store(r.base, std::memory_order_relaxed);
-  g_current_size.store(r.size, std::memory_order_release);
-}
-
-void switch_to_spare() noexcept {
+// Pre: heap_mutex held. Starts the next generation in `arena` (the spare, or one reserved in the
+// child); the calling thread moves to `heap` (may be nullptr: made on its next allocation).
+void start_generation(std::size_t arena, mi_heap_t* heap) noexcept {
   thread_state& t = t_state;
-  retire_current();
-  set_current(g_spare);
-  g_spare = {};
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed) + 1;
-  t.heap = t.spare_heap;
-  t.generation = generation;
+  g_newest = arena;
+  if (arena == g_spare) g_spare = no_arena;
+  t.heap = heap;
+  t.arena = arena;
+  t.generation = heap != nullptr ? generation : ~std::uint64_t{0};
   t.spare_heap = nullptr;
-  t.spare_id = 0;
-  mi_heap_set_default(t.heap);
+  t.spare_arena = no_arena;
+  if (heap != nullptr) mi_heap_set_default(heap);
   g_abandoned.store(0, std::memory_order_relaxed);
-  g_threads.store(1, std::memory_order_relaxed);
+  g_threads.store(heap != nullptr ? 1 : 0, std::memory_order_relaxed);
   g_generation.store(generation, std::memory_order_release);
+}
+
+bool spare_ready() noexcept {
+  return g_spare != no_arena && t_state.spare_heap != nullptr && t_state.spare_arena == g_spare;
 }
 
 void on_prepare() noexcept {
@@ -168,35 +196,63 @@ void on_prepare() noexcept {
 }
 
 void on_parent() noexcept {
-  if (g_freeze_at_fork && !g_parent_renewed && t_state.spare_heap != nullptr &&
-      t_state.spare_id == g_spare.id && g_spare.size != 0) {
+  if (g_freeze_at_fork && !g_parent_renewed && spare_ready()) {
     g_parent_renewed = true;
-    switch_to_spare();
+    start_generation(g_spare, t_state.spare_heap);
   }
   heap_mutex().unlock();
 }
 
+// In a child after its renewal: the 64 MiB chunks of ancestors' arenas that are not committed
+// (never handed out, or given back) hold nothing the child can reach, and the child never allocates
+// in an ancestor's arena, so their address space is returned (VmSize, ulimit -v). Committed parts
+// stay: ancestors' objects live there. Allocates (reads /proc/self/maps) on the new generation's
+// heap, so it runs after the heap lock is released.
+void release_unreachable() noexcept {
+  std::vector<os::mapping> maps;
+  if (os::read_mappings(0, &maps) != 0) return;
+  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < g_arena_count.load(std::memory_order_acquire); ++i) {
+    const arena_range& r = g_arenas[i];
+    if (r.generation.load(std::memory_order_relaxed) >= generation) continue;  // current or spare
+    const std::uintptr_t begin = r.base.load(std::memory_order_relaxed);
+    const std::uintptr_t end = begin + r.size.load(std::memory_order_relaxed);
+    for (const os::mapping& m : maps) {
+      if (m.readable || m.writable || m.end <= begin || m.begin >= end) continue;
+      // Whole aligned chunks only: a live mimalloc segment always has its first slice committed,
+      // so a chunk wholly inaccessible is no live segment's, and mimalloc never maps over it
+      // again (it decommits a freed segment with MAP_FIXED, which would clobber whatever the
+      // kernel later placed in a hole inside one).
+      const std::uintptr_t from =
+          begin +
+          ((m.begin < begin ? 0 : m.begin - begin) + arena_align - 1) / arena_align * arena_align;
+      const std::uintptr_t to =
+          begin + ((m.end > end ? end : m.end) - begin) / arena_align * arena_align;
+      if (from < to) (void)os::release(reinterpret_cast<void*>(from), to - from);
+    }
+  }
+}
+
 void on_child() noexcept {
-  thread_state& t = t_state;
-  if (g_spare.size != 0 && t.spare_heap != nullptr && t.spare_id == g_spare.id) {
-    switch_to_spare();
+  // Only after a renewal onto the pre-made heap: otherwise the thread's default mimalloc heap is
+  // still the ancestor's until its next allocation, and it may allocate in an ancestor's arena.
+  const bool renewed = spare_ready();
+  if (renewed) {
+    start_generation(g_spare, t_state.spare_heap);
   } else {
     // The parent could not prepare: reserve here. The heap struct then comes from the inherited
     // backing heap (a few inherited pages written) when the thread next allocates.
-    region r;
-    const int err = reserve_region(&r);
+    std::size_t index = no_arena;
+    const int err = reserve_arena(first_arena_bytes(), min_arena_bytes,
+                                  g_generation.load(std::memory_order_relaxed) + 1, &index);
     if (err == 0) {
-      retire_current();
-      set_current(r);
-      g_spare = {};
-      g_abandoned.store(0, std::memory_order_relaxed);
-      g_threads.store(0, std::memory_order_relaxed);
-      g_generation.fetch_add(1, std::memory_order_release);
+      start_generation(index, nullptr);
     } else {
       g_last_error.store(err, std::memory_order_relaxed);
     }
   }
   heap_mutex().unlock();
+  if (renewed) release_unreachable();
 }
 
 mi_heap_t* renew_thread_heap() noexcept;
@@ -211,21 +267,47 @@ void on_mimalloc_slow_path(bool, unsigned long long, void*) noexcept {
   }
 }
 
+// Pre: heap_mutex held; t.busy set. A new heap for the calling thread in the current generation's
+// newest arena; when `grow` and that arena is the thread's own (it is exhausted), first adds an
+// arena that fits `need` bytes.
+mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
+  thread_state& t = t_state;
+  std::size_t index = g_newest;
+  if (index == no_arena) return nullptr;
+  if (grow && index == t.arena) {
+    if (need > SIZE_MAX / 4) return nullptr;
+    const std::size_t least = need + 2 * arena_align;  // room for a segment's header
+    std::size_t want = 2 * g_arenas[index].size.load(std::memory_order_relaxed);
+    if (want > max_grow_bytes) want = max_grow_bytes;
+    if (want < least) want = least;
+    const int err =
+        reserve_arena(want, least, g_generation.load(std::memory_order_relaxed), &index);
+    if (err != 0) {
+      g_last_error.store(err, std::memory_order_relaxed);
+      return nullptr;
+    }
+    g_newest = index;
+  }
+  mi_heap_t* heap = mi_heap_new_in_arena(g_arenas[index].id);
+  if (heap == nullptr) {
+    g_last_error.store(ENOMEM, std::memory_order_relaxed);
+    return nullptr;
+  }
+  t.arena = index;
+  return heap;
+}
+
 mi_heap_t* renew_thread_heap() noexcept {
   thread_state& t = t_state;
   if (t.busy || t.exiting) return nullptr;
   t.busy = true;
   init_process_heap();
-  (void)&t_exit_guard;  // registers the thread-exit hook on first use
   mi_heap_t* heap = nullptr;
   std::uint64_t generation = 0;
   {
     std::lock_guard lock(heap_mutex());
     generation = g_generation.load(std::memory_order_relaxed);
-    if (g_current_size.load(std::memory_order_relaxed) != 0) {
-      heap = mi_heap_new_in_arena(g_current_id);
-      if (heap == nullptr) g_last_error.store(ENOMEM, std::memory_order_relaxed);
-    }
+    heap = make_thread_heap_locked(false, 0);
   }
   if (heap != nullptr) {
     mi_heap_set_default(heap);
@@ -234,7 +316,43 @@ mi_heap_t* renew_thread_heap() noexcept {
   t.heap = heap;
   t.generation = generation;
   t.busy = false;
+  // Registers the thread-exit hook on first use. Only now: glibc allocates its record with
+  // malloc, which must land in the heap just made, not in mimalloc's default heap.
+  (void)&t_exit_guard;
   return heap;
+}
+
+// The calling thread's heap could not serve `need` bytes: moves the thread to a heap in a newer
+// (if need be, new) arena of this generation. nullptr when none can be had.
+mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
+  thread_state& t = t_state;
+  if (t.busy || t.exiting) return nullptr;
+  t.busy = true;
+  mi_heap_t* heap = nullptr;
+  {
+    std::lock_guard lock(heap_mutex());
+    if (t.generation == g_generation.load(std::memory_order_relaxed))
+      heap = make_thread_heap_locked(true, need);
+  }
+  if (heap != nullptr) {
+    // The old heap stays with the thread (mimalloc deletes it at thread exit); its blocks are
+    // freed as any of this generation's.
+    mi_heap_set_default(heap);
+    t.heap = heap;
+  }
+  t.busy = false;
+  return heap;
+}
+
+// Runs `attempt(heap)` on the calling thread's heap, growing it once when it is exhausted;
+// mimalloc's default heap serves while the thread has none (see thread_heap()).
+template <class Attempt>
+void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
+  mi_heap_t* heap = thread_heap();
+  if (heap == nullptr) return attempt(mi_heap_get_default());
+  if (void* p = attempt(heap)) return p;
+  heap = grow_thread_heap(need);
+  return heap != nullptr ? attempt(heap) : nullptr;
 }
 
 }  // namespace
@@ -245,10 +363,10 @@ void init_process_heap() noexcept {
   if (g_initialized.load(std::memory_order_relaxed)) return;
   const bool was_busy = t_state.busy;
   t_state.busy = true;
-  region r;
-  const int err = reserve_region(&r);
+  std::size_t index = no_arena;
+  const int err = reserve_arena(first_arena_bytes(), min_arena_bytes, 0, &index);
   if (err == 0) {
-    set_current(r);
+    g_newest = index;
   } else {
     g_last_error.store(err, std::memory_order_relaxed);
   }
@@ -268,19 +386,20 @@ mi_heap_s* thread_heap() noexcept {
 block_owner owner_of(const void* p) noexcept {
   if (slot_of(p) != nullptr) return block_owner::arena;
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
-  if (a - g_current_base.load(std::memory_order_relaxed) <
-      g_current_size.load(std::memory_order_acquire)) {
-    return block_owner::current;
-  }
-  const std::size_t n = g_past_count.load(std::memory_order_acquire);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (a - g_past_base[i].load(std::memory_order_relaxed) < g_past_size[i].load(std::memory_order_relaxed)) {
-      return block_owner::ancestor;
+  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
+  for (std::size_t i = g_arena_count.load(std::memory_order_acquire); i-- > 0;) {
+    const arena_range& r = g_arenas[i];
+    if (a - r.base.load(std::memory_order_relaxed) < r.size.load(std::memory_order_relaxed)) {
+      return r.generation.load(std::memory_order_relaxed) == generation ? block_owner::current
+                                                                        : block_owner::ancestor;
     }
   }
-  // Outside every arena: mimalloc's own segments (a re-entrant malloc while a thread made its
-  // heap fell back to mimalloc's default heap). Those are left in place too.
-  if (mi_is_in_heap_region(p)) return block_owner::ancestor;
+  // Outside every arena: mimalloc's own segments (its default heap served a re-entrant malloc
+  // while a thread made its heap, or no arena could be reserved). In generation 0 there is no
+  // ancestor, so they are this process's own; after a renewal they may be an ancestor's and are
+  // left in place.
+  if (mi_is_in_heap_region(p))
+    return generation == 0 ? block_owner::current : block_owner::ancestor;
   return block_owner::none;
 }
 
@@ -300,7 +419,6 @@ int prepare_fork() noexcept {
 }
 
 void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
-  mi_heap_t* heap = thread_heap();
   // mimalloc serves requests of <= 8 bytes from 8-byte blocks; malloc promises
   // alignof(max_align_t) (16) like glibc, so they are asked as 16.
   if (bytes < alignof(std::max_align_t)) bytes = alignof(std::max_align_t);
@@ -309,29 +427,45 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
     // of at least `align` bytes comes from a class whose blocks are aligned to it (fuzz_malloc:
     // posix_memalign(16, 0) returned an 8-aligned pointer).
     if (bytes < align) bytes = align;
-    return heap != nullptr ? mi_heap_malloc(heap, bytes) : mi_malloc(bytes);
+    return allocate_growing(bytes, [bytes](mi_heap_t* h) { return mi_heap_malloc(h, bytes); });
   }
-  // mimalloc 2.0.9 returns misaligned small blocks for some size/alignment pairs (its fast path
-  // compares against the small-size limit in bytes, not words: microsoft/mimalloc#700, fixed
-  // later). Requests above that limit take the correct general path.
+  // Up to the page size, a multiple of the alignment is asked for plainly: mimalloc's size
+  // classes for such sizes are multiples of the alignment too, and its pages start 64 KiB-aligned,
+  // so every block is aligned - at the cost of rounding the size up, nothing more. (mimalloc
+  // 2.0.9's aligned fast path returns misaligned small blocks for some size/alignment pairs,
+  // microsoft/mimalloc#700, so its aligned call is kept for what the size classes cannot give.)
+  constexpr std::size_t size_class_align_max = 4096;
+  if (align <= size_class_align_max && bytes <= SIZE_MAX - align) {
+    const std::size_t rounded = (bytes + align - 1) & ~(align - 1);
+    void* p =
+        allocate_growing(rounded, [rounded](mi_heap_t* h) { return mi_heap_malloc(h, rounded); });
+    if (p == nullptr || (reinterpret_cast<std::uintptr_t>(p) & (align - 1)) == 0) [[likely]]
+      return p;
+    mi_free(p);  // not a size class this reasoning covers: take the general path
+  }
+  // The general path is correct above mimalloc's small-size limit.
   constexpr std::size_t small_size_max = 1024;
   if (bytes <= small_size_max) bytes = small_size_max + 1;
-  return heap != nullptr ? mi_heap_malloc_aligned(heap, bytes, align) : mi_malloc_aligned(bytes, align);
+  return allocate_growing(bytes + align, [bytes, align](mi_heap_t* h) {
+    return mi_heap_malloc_aligned(h, bytes, align);
+  });
+}
+
+void* heap_zallocate(std::size_t bytes) noexcept {
+  return allocate_growing(bytes, [bytes](mi_heap_t* h) { return mi_heap_zalloc(h, bytes); });
+}
+
+void* heap_reallocate(void* p, std::size_t bytes) noexcept {
+  return allocate_growing(bytes, [p, bytes](mi_heap_t* h) { return mi_heap_realloc(h, p, bytes); });
 }
 
 void heap_free(void* p) noexcept {
   if (p == nullptr) return;
   switch (owner_of(p)) {
-    case block_owner::current:
-      mi_free(p);
-      return;
-    case block_owner::ancestor:
-      note_abandoned(mi_usable_size(p));
-      return;
-    case block_owner::arena:
-      return;
-    case block_owner::none:
-      break;
+    case block_owner::current: mi_free(p); return;
+    case block_owner::ancestor: note_abandoned(mi_usable_size(p)); return;
+    case block_owner::arena: return;
+    case block_owner::none: break;
   }
   check_failed("free(): invalid pointer (not allocated by this heap)", __FILE__, __LINE__);
 }
@@ -345,8 +479,29 @@ extern int permafrost_process_heap_anchor;
 int permafrost_process_heap_anchor = 0;
 }
 
+// Identifies this copy of the heap: see permafrost_process_heap_at_load.
+extern "C" {
+extern const void* permafrost_heap_instance() noexcept;
+const void* permafrost_heap_instance() noexcept { return &permafrost::detail::g_arenas; }
+}
+
 namespace {
 __attribute__((constructor)) void permafrost_process_heap_at_load() {
+  // Two copies of the heap - a program linked with libpermafrost-heap.a that also loads
+  // libpermafrost-malloc.so - would each own arenas and take the other's blocks for invalid
+  // pointers. The first definition in the global scope is the one every lookup finds; a copy
+  // that is not it refuses to run.
+  using instance_fn = const void* (*)() noexcept;
+  const auto first =
+      reinterpret_cast<instance_fn>(permafrost::os::global_symbol("permafrost_heap_instance"));
+  if (first != nullptr && first() != &permafrost::detail::g_arenas) {
+    permafrost::detail::check_failed(
+        "two copies of the permafrost heap in one process: libpermafrost-malloc.so is loaded into "
+        "a program linked with permafrost::heap; link permafrost::malloc (or "
+        "permafrost::permafrost) "
+        "instead, or do not preload the malloc library",
+        __FILE__, __LINE__);
+  }
   (void)permafrost::detail::thread_heap();
 }
 }  // namespace
@@ -373,13 +528,17 @@ std::pmr::memory_resource* process_heap() noexcept { return &g_resource; }
 heap_stats process_heap_stats() {
   detail::init_process_heap();
   heap_stats s;
-  const std::uintptr_t base = detail::g_current_base.load(std::memory_order_relaxed);
-  s.reserved = detail::g_current_size.load(std::memory_order_acquire);
-  std::uint64_t rss = 0;
-  if (s.reserved != 0 && os::smaps_field_in_range(0, base, base + s.reserved, "Rss", &rss) == 0) {
-    s.used = static_cast<std::size_t>(rss);
-  }
   s.generation = detail::g_generation.load(std::memory_order_acquire);
+  for (std::size_t i = detail::g_arena_count.load(std::memory_order_acquire); i-- > 0;) {
+    const detail::arena_range& r = detail::g_arenas[i];
+    if (r.generation.load(std::memory_order_relaxed) != s.generation) continue;
+    const std::uintptr_t base = r.base.load(std::memory_order_relaxed);
+    const std::size_t size = r.size.load(std::memory_order_relaxed);
+    s.reserved += size;
+    std::uint64_t rss = 0;
+    if (os::smaps_field_in_range(0, base, base + size, "Rss", &rss) == 0)
+      s.used += static_cast<std::size_t>(rss);
+  }
   s.abandoned = detail::g_abandoned.load(std::memory_order_relaxed);
   s.threads = detail::g_threads.load(std::memory_order_relaxed);
   s.last_error = detail::g_last_error.load(std::memory_order_relaxed);
@@ -388,7 +547,9 @@ heap_stats process_heap_stats() {
 
 pid_t fork() {
   const int err = detail::prepare_fork();
-  if (err != 0) throw std::system_error(err, std::generic_category(), "permafrost::fork: reserving the child's heap");
+  if (err != 0)
+    throw std::system_error(err, std::generic_category(),
+                            "permafrost::fork: reserving the child's heap");
   pid_t pid = -1;
   if (const int fork_err = os::fork_process(&pid); fork_err != 0)
     throw std::system_error(fork_err, std::generic_category(), "permafrost::fork");

@@ -11,16 +11,21 @@ namespace permafrost::detail {
 
 // The calling thread's mimalloc heap of the current generation, made on first use (and made the
 // thread's default mimalloc heap, so plain mimalloc malloc lands there too). nullptr while the
-// thread is making it (a re-entrant malloc), after its thread-exit hook ran, or when the arena
-// could not be reserved: callers then fall back to mimalloc's default heap.
+// thread is making it (a re-entrant malloc), after its thread-exit hook ran, or when no arena
+// could be reserved: the allocation functions then fall back to mimalloc's default heap.
 mi_heap_s* thread_heap() noexcept;
+
+// calloc and realloc on the calling thread's heap, which grows like heap_allocate's (heap.hpp):
+// nullptr on exhaustion. heap_reallocate pre: p is a block of this generation.
+void* heap_zallocate(std::size_t bytes) noexcept;
+void* heap_reallocate(void* p, std::size_t bytes) noexcept;
 
 // Who owns a block handed to free().
 enum class block_owner {
   none,      // not heap memory: the caller passed a bad pointer
   current,   // this process's current generation: free it
-  ancestor,  // an earlier generation (an ancestor's, or this process's before its renewal):
-             // leave it in place
+  ancestor,  // another generation (an ancestor's, or this process's before a freeze-at-fork
+             // renewal): leave it in place
   arena,     // a permafrost arena's bytes: never freed one by one
 };
 block_owner owner_of(const void* p) noexcept;

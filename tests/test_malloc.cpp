@@ -13,6 +13,7 @@
 #include <map>
 #include <new>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 
 #include "arena_slot.hpp"
 #include "arenas.hpp"
+#include "child_process.hpp"
 #include "fork_probe.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
@@ -127,9 +129,9 @@ TEST_CASE("every operator new form lands in the heap and is freed by its delete"
   delete[] arr;
   void* s = ::operator new(24);
   ::operator delete(s, 24);
-  void* sa = ::operator new(100, std::align_val_t{64});
+  void* sa = ::operator new (100, std::align_val_t{64});
   CHECK(reinterpret_cast<std::uintptr_t>(sa) % 64 == 0);
-  ::operator delete(sa, 100, std::align_val_t{64});
+  ::operator delete (sa, 100, std::align_val_t{64});
   CHECK_THROWS_AS((void)::operator new(huge), std::bad_alloc);
   CHECK(::operator new(huge, std::nothrow) == nullptr);
 }
@@ -201,7 +203,8 @@ TEST_CASE("freeze_scope: freeze checks registered and run inside the scope, then
       }
     }  // ~arena frees the lists: they must be process memory, not the arena's
   });
-  CHECK_MESSAGE(status != -1, "hung: the freeze-check list grew inside the arena whose lock it held");
+  CHECK_MESSAGE(status != -1,
+                "hung: the freeze-check list grew inside the arena whose lock it held");
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
@@ -281,7 +284,10 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
 }
 
 TEST_CASE("scopes nest and other threads are unaffected") {
-  arena outer(small_arena());
+  // Kept for the life of the process: glibc allocates a new thread's TLS vector on the creating
+  // thread, here inside the scope, and reuses it with the cached stack of the next thread
+  // (freeze_scope.hpp: what outlives the scope).
+  static arena outer(small_arena());
   arena inner(small_arena());
   freeze_scope s1{outer};
   void* a = std::malloc(8);
@@ -321,14 +327,138 @@ TEST_CASE("a freeze_scope on a frozen arena throws; out-of-order destruction abo
 TEST_CASE("freeing an ancestor's block through free() abandons it") {
   auto* block = static_cast<unsigned char*>(std::malloc(5000));
   std::memset(block, 7, 5000);
-  const auto r = permafrost::test::fork_and_compare(1, {reinterpret_cast<const std::byte*>(block), 5000},
-                                                    [&]() -> int {
-                                                      std::free(block);
-                                                      void* q = std::realloc(nullptr, 10);
-                                                      std::free(q);
-                                                      return process_heap_stats().abandoned >= 5000 ? 0 : 1;
-                                                    });
+  const auto r = permafrost::test::fork_and_compare(
+      1, {reinterpret_cast<const std::byte*>(block), 5000}, [&]() -> int {
+        std::free(block);
+        void* q = std::realloc(nullptr, 10);
+        std::free(q);
+        return process_heap_stats().abandoned >= 5000 ? 0 : 1;
+      });
   CHECK(r.at(0).exit_status == 0);
   CHECK(r.at(0).copied == 0);
   std::free(block);
+}
+
+TEST_CASE("threads of a process that never forked leave nothing abandoned") {
+  // Regression: the allocation glibc makes while a thread registers its thread-exit hook used
+  // to come from mimalloc's default heap, and its free() at thread exit was taken for an
+  // ancestor's block: 32 bytes abandoned per thread.
+  REQUIRE(process_heap_stats().generation == 0);
+  const std::size_t before = process_heap_stats().abandoned;
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 20; ++t) {
+      threads.emplace_back([] {
+        void* p = std::malloc(48);
+        opaque_free(p);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  CHECK(process_heap_stats().abandoned == before);
+}
+
+namespace {
+// Runs `args` with the malloc library preloaded, `env` added to the environment and, when
+// `limit` is not 0, under an address-space limit of `limit` bytes (fork, setrlimit, exec: the
+// program reserves its heap under the limit); returns its output.
+std::string run_preloaded(const std::vector<std::string>& args, std::vector<std::string> env,
+                          std::size_t limit, int* status) {
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  env.push_back("LD_PRELOAD=" MALLOC_LIBRARY);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    const rlimit rl{limit, limit};
+    if (limit != 0 && ::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(90);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(91);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  *status = permafrost::test::wait_for(pid);
+  return text;
+}
+}  // namespace
+
+TEST_CASE(
+    "under an address-space limit the heap fits itself in and frees: 16 GiB churned in 2 GiB") {
+  // Regression: the 64 GiB reservation failed under RLIMIT_AS, the heap fell back to mimalloc's
+  // default heap and took every block freed there for an ancestor's: the churn ran out of
+  // address space after about the limit. 512 MiB is below the first arena's size: it is halved.
+  for (const std::size_t limit_mib : {2048, 512}) {
+    int status = 0;
+    const std::string out = run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--churn-total", "16384"}, {},
+                                          limit_mib << 20, &status);
+    INFO("limit " << limit_mib << " MiB: " << out);
+    CHECK(out.find("churned_mib=16384") != std::string::npos);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
+TEST_CASE("the heap grows past its first arena and frees what it grew into") {
+  const heap_stats before = process_heap_stats();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 6; ++i)
+    blocks.push_back(std::malloc(std::size_t{512} << 20));  // never touched
+  for (void* p : blocks) {
+    REQUIRE(p != nullptr);
+    CHECK(owner_of(p) == block_owner::current);
+  }
+  CHECK(process_heap_stats().reserved >= before.reserved + (std::size_t{2} << 30));
+  for (void* p : blocks) opaque_free(p);
+  CHECK(process_heap_stats().abandoned == before.abandoned);
+}
+
+TEST_CASE("memalign rounds an alignment that is not a power of two up, as glibc does") {
+  void* p = memalign(24, 100);
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<std::uintptr_t>(p) % 32 == 0);
+  std::free(p);
+  errno = 0;
+  CHECK(memalign(SIZE_MAX / 2 + 2, 10) == nullptr);
+  CHECK(errno == EINVAL);
+}
+
+TEST_CASE("small over-aligned malloc blocks are as small as their rounded size") {
+  struct alignas(32) vec {
+    double v[4];
+  };
+  auto* a = new vec{};
+  void* b = std::aligned_alloc(64, 40);
+  CHECK(reinterpret_cast<std::uintptr_t>(a) % 32 == 0);
+  CHECK(reinterpret_cast<std::uintptr_t>(b) % 64 == 0);
+  CHECK(malloc_usable_size(a) == 32);
+  CHECK(malloc_usable_size(b) == 64);
+  delete a;
+  std::free(b);
+}
+
+TEST_CASE("PERMAFROST_TRAP=1 installs the write trap when the malloc library is preloaded") {
+  // cat prints its own /proc/self/status: SigCgt is the mask of caught signals, SIGSEGV bit 10.
+  const auto segv_caught = [](const char* trap) {
+    int status = 0;
+    const std::string out = run_preloaded({"/bin/cat", "/proc/self/status"},
+                                          {std::string("PERMAFROST_TRAP=") + trap}, 0, &status);
+    INFO(out);
+    REQUIRE(out.find("SigCgt:") != std::string::npos);
+    const unsigned long long mask =
+        std::strtoull(out.c_str() + out.find("SigCgt:") + 7, nullptr, 16);
+    return (mask >> (SIGSEGV - 1) & 1) != 0;
+  };
+  CHECK(segv_caught("1"));
+  CHECK_FALSE(segv_caught("0"));
 }

@@ -12,9 +12,15 @@
 // page on this VM). "warm" is a second pass: the malloc family reuses what the first pass freed;
 // the arena, which never reuses, gets a new arena whose pages were faulted in (arena::prefault)
 // before the timed pass.
+//
+// Each column measures the allocator it names: before measuring, a worker checks where its
+// allocation function comes from (dladdr: glibc's malloc from libc.so, mi_malloc from
+// libmimalloc, jemalloc's from libjemalloc). A column that fails the check - e.g. "glibc" in a
+// build where another library replaced malloc - is refused with the reason, not printed.
 #include <permafrost/arena.hpp>
 
 #include <atomic>
+#include <cstring>
 #include <dlfcn.h>
 #include <map>
 #include <memory_resource>
@@ -29,10 +35,42 @@ using free_fn = void (*)(void*);
 
 // "arena-4k" is the arena without huge pages: on this VM, fresh huge pages are expensive to
 // fault in cold (the host backs guest memory lazily), recycled 4 KiB frames are not.
-const char* const allocators[] = {"arena", "arena-4k", "mimalloc", "jemalloc", "glibc", "pmr"};
+const char* const all_allocators[] = {"arena", "arena-4k", "mimalloc", "jemalloc", "glibc", "pmr"};
+
+// The allocation and free functions of a malloc-family peer, or an empty pair (with *why) when
+// they cannot be had or are not the named allocator's.
+std::pair<malloc_fn, free_fn> malloc_family(const std::string& allocator, std::string* why) {
+  malloc_fn m = &::malloc;
+  free_fn f = &::free;
+  const char* expected_file = "libc.so";
+  if (allocator != "glibc") {
+    const char* lib = allocator == "mimalloc" ? "libmimalloc.so.2" : "libjemalloc.so.2";
+    expected_file = allocator == "mimalloc" ? "libmimalloc" : "libjemalloc";
+    void* h = ::dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      *why = std::string("dlopen ") + lib + ": " + ::dlerror();
+      return {};
+    }
+    m = reinterpret_cast<malloc_fn>(::dlsym(h, allocator == "mimalloc" ? "mi_malloc" : "malloc"));
+    f = reinterpret_cast<free_fn>(::dlsym(h, allocator == "mimalloc" ? "mi_free" : "free"));
+    if (m == nullptr || f == nullptr) {
+      *why = std::string("no allocation functions in ") + lib;
+      return {};
+    }
+  }
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(m), &info) == 0 || info.dli_fname == nullptr ||
+      std::strstr(info.dli_fname, expected_file) == nullptr) {
+    *why = std::string("its malloc comes from ") +
+           (info.dli_fname != nullptr ? info.dli_fname : "?") + ", not " + expected_file;
+    return {};
+  }
+  return {m, f};
+}
 
 // Sizes for one thread: "small" 16-64 B; "mix" 60% 16-64 B, 30% 65-512 B, 10% 513-4096 B.
-std::vector<std::uint16_t> make_sizes(const std::string& workload, std::size_t n, std::uint64_t seed) {
+std::vector<std::uint16_t> make_sizes(const std::string& workload, std::size_t n,
+                                      std::uint64_t seed) {
   std::vector<std::uint16_t> sizes(n);
   std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
   for (auto& s : sizes) {
@@ -64,8 +102,7 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
     auto& out = ptrs[static_cast<std::size_t>(t)];
     auto&& a = alloc(t);
     ready.fetch_add(1);
-    while (!go.load(std::memory_order_acquire)) {
-    }
+    while (!go.load(std::memory_order_acquire)) {}
     for (std::size_t i = 0; i < sz.size(); ++i) {
       void* p = a(sz[i]);
       *static_cast<std::uint64_t*>(p) = i;
@@ -75,8 +112,7 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
-  while (ready.load() != threads - 1) {
-  }
+  while (ready.load() != threads - 1) {}
   ready.fetch_add(1);
   const double start = bench::now_ns();
   go.store(true, std::memory_order_release);
@@ -101,11 +137,13 @@ double pass(int threads, const std::vector<std::vector<std::uint16_t>>& sizes,
   return end - start;
 }
 
-int worker(const std::string& allocator, const std::string& workload, int threads, std::size_t count) {
+int worker(const std::string& allocator, const std::string& workload, int threads,
+           std::size_t count) {
   std::vector<std::vector<std::uint16_t>> sizes;
   std::vector<std::vector<void*>> ptrs;
   for (int t = 0; t < threads; ++t) {
-    sizes.push_back(make_sizes(workload, count / static_cast<std::size_t>(threads), static_cast<std::uint64_t>(t + 1)));
+    sizes.push_back(make_sizes(workload, count / static_cast<std::size_t>(threads),
+                               static_cast<std::uint64_t>(t + 1)));
     ptrs.emplace_back(sizes.back().size(), nullptr);
   }
   double cold = 0;
@@ -121,9 +159,8 @@ int worker(const std::string& allocator, const std::string& workload, int thread
     auto run = [&] {
       permafrost::arena a(options);
       if (prefault) a.prefault(need + need / 8);
-      return pass(threads, sizes, ptrs, [&](int) {
-        return [&a](std::size_t n) { return a.allocate(n); };
-      });
+      return pass(threads, sizes, ptrs,
+                  [&](int) { return [&a](std::size_t n) { return a.allocate(n); }; });
     };
     cold = run();
     // Steady state for an arena: its pages faulted in beforehand (arena::prefault), as the
@@ -143,23 +180,15 @@ int worker(const std::string& allocator, const std::string& workload, int thread
     cold = run();
     warm = run();
   } else {
-    malloc_fn m = &::malloc;
-    free_fn f = &::free;
-    if (allocator != "glibc") {
-      const char* lib = allocator == "mimalloc" ? "libmimalloc.so.2" : "libjemalloc.so.2";
-      void* h = ::dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-      if (h == nullptr) {
-        std::fprintf(stderr, "dlopen %s: %s\n", lib, ::dlerror());
-        return 1;
-      }
-      m = reinterpret_cast<malloc_fn>(::dlsym(h, allocator == "mimalloc" ? "mi_malloc" : "malloc"));
-      f = reinterpret_cast<free_fn>(::dlsym(h, allocator == "mimalloc" ? "mi_free" : "free"));
-      if (m == nullptr || f == nullptr) return 1;
+    std::string why;
+    const auto [m, f] = malloc_family(allocator, &why);
+    if (m == nullptr) {
+      std::fprintf(stderr, "%s: %s\n", allocator.c_str(), why.c_str());
+      return 1;
     }
     auto run = [&] {
-      const double ns = pass(threads, sizes, ptrs, [m](int) {
-        return [m](std::size_t n) { return m(n); };
-      });
+      const double ns =
+          pass(threads, sizes, ptrs, [m](int) { return [m](std::size_t n) { return m(n); }; });
       for (auto& v : ptrs)
         for (void* p : v) f(p);
       return ns;
@@ -177,20 +206,45 @@ int worker(const std::string& allocator, const std::string& workload, int thread
 int main(int argc, char** argv) {
   if (argc >= 6 && std::string(argv[1]) == "--worker")
     return worker(argv[2], argv[3], std::atoi(argv[4]), std::strtoull(argv[5], nullptr, 10));
+  if (argc >= 3 && std::string(argv[1]) == "--check") {
+    // Prints "genuine=1", or "genuine=0" and the reason.
+    std::string why;
+    const bool genuine = std::string(argv[2]).rfind("arena", 0) == 0 ||
+                         std::string(argv[2]) == "pmr" ||
+                         malloc_family(argv[2], &why).first != nullptr;
+    std::printf("genuine=%d %s\n", genuine ? 1 : 0, why.c_str());
+    return 0;
+  }
 
   const bool smoke = bench::has_flag(argc, argv, "--smoke");
   const int rounds = std::atoi(bench::flag_value(argc, argv, "--rounds", smoke ? "1" : "5"));
   const std::size_t small_n = smoke ? 200'000 : 10'000'000;
   const std::size_t mix_n = smoke ? 50'000 : 2'000'000;
   const std::vector<std::string> env{"GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384"};
+  std::vector<const char*> allocators;
+  for (const char* a : all_allocators) {
+    const std::string out = bench::run_worker({"--check", a}, env);
+    if (bench::field(out, "genuine") == 1) {
+      allocators.push_back(a);
+    } else {
+      std::printf("refused: the %s column (%s)\n", a, out.c_str() + out.find(' ') + 1);
+    }
+  }
+  if (allocators.empty() || std::string(allocators[0]) != "arena") {
+    std::fprintf(stderr, "alloc: the arena column cannot be measured\n");
+    return 1;
+  }
 
-  bench::print_header("alloc: ns per allocation (median of interleaved runs, lower is better)", argc, argv);
+  bench::print_header("alloc: ns per allocation (median of interleaved runs, lower is better)",
+                      argc, argv);
   std::printf("small = %zu objects of 16-64 B; mix = %zu objects, 60%% 16-64 B, 30%% 65-512 B, "
               "10%% 513-4096 B; one 8-byte store per object; %d rounds\n\n",
               small_n, mix_n, rounds);
   // results[workload/threads][allocator] = {cold samples, warm samples}
-  std::map<std::string, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> results;
-  const std::vector<std::pair<std::string, int>> configs{{"small", 1}, {"small", 2}, {"mix", 1}, {"mix", 2}};
+  std::map<std::string, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>>
+      results;
+  const std::vector<std::pair<std::string, int>> configs{
+      {"small", 1}, {"small", 2}, {"mix", 1}, {"mix", 2}};
   for (int r = 0; r < rounds; ++r) {
     for (const auto& [workload, threads] : configs) {
       for (const char* alloc : allocators) {
@@ -206,8 +260,9 @@ int main(int argc, char** argv) {
   for (const char* phase : {"warm", "cold"}) {
     std::printf("### %s\n\n| workload | threads |", phase);
     for (const char* a : allocators) std::printf(" %s ns |", a);
-    std::printf(" mimalloc/arena | jemalloc/arena | glibc/arena | pmr/arena | arena-4k/arena |\n|---|---|");
-    for (std::size_t i = 0; i < std::size(allocators) + 5; ++i) std::printf("---|");
+    for (std::size_t i = 1; i < allocators.size(); ++i) std::printf(" %s/arena |", allocators[i]);
+    std::printf("\n|---|---|");
+    for (std::size_t i = 0; i < 2 * allocators.size() - 1; ++i) std::printf("---|");
     std::printf("\n");
     for (const auto& [workload, threads] : configs) {
       auto& row = results[workload + "/" + std::to_string(threads)];
@@ -216,7 +271,8 @@ int main(int argc, char** argv) {
         med[a] = bench::median(std::string(phase) == "warm" ? row[a].second : row[a].first);
       std::printf("| %s | %d |", workload.c_str(), threads);
       for (const char* a : allocators) std::printf(" %.2f |", med[a]);
-      for (const char* a : {"mimalloc", "jemalloc", "glibc", "pmr", "arena-4k"}) std::printf(" %.1fx |", med[a] / med["arena"]);
+      for (std::size_t i = 1; i < allocators.size(); ++i)
+        std::printf(" %.1fx |", med[allocators[i]] / med["arena"]);
       std::printf("\n");
     }
     std::printf("\n");

@@ -6,7 +6,12 @@
 // everything it inherited (pagemap frames, root). Reports the median over the runs of pages
 // dirtied and of churn throughput, and ratios against the permafrost process heap.
 //
-// Usage: heap_churn [--runs N] [--heap MiB] [--churn MiB] [--threads N] [--smoke]
+// Then, once per allocator (resident sizes do not vary between runs): the resident set after one
+// touched block of --free MiB is freed, and after the allocator's own collection call (the probe
+// finds mi_collect, jemalloc's purge or glibc's malloc_trim in its own process). Target: the
+// permafrost heap within 2x of mimalloc's resident set after the free.
+//
+// Usage: heap_churn [--runs N] [--heap MiB] [--churn MiB] [--threads N] [--free MiB] [--smoke]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +33,20 @@ struct sample {
   double mib_per_s = 0;
 };
 
+// The probe's output for `command`, or empty (and a message) when it failed.
+std::string output_of(const std::string& command) {
+  FILE* f = ::popen(command.c_str(), "r");
+  if (f == nullptr) return {};
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  if (::pclose(f) != 0) {
+    std::fprintf(stderr, "failed: %s\n%s", command.c_str(), out.c_str());
+    return {};
+  }
+  return out;
+}
+
 double field(const std::string& out, const char* key) {
   const std::string k = std::string(key) + "=";
   const auto at = out.find(k);
@@ -35,13 +54,9 @@ double field(const std::string& out, const char* key) {
 }
 
 bool run(const std::string& command, double churn_mib, sample* s) {
-  FILE* f = ::popen(command.c_str(), "r");
-  if (f == nullptr) return false;
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
-  const int rc = ::pclose(f);
-  if (rc != 0 || field(out, "exit") != 0) {
+  const std::string out = output_of(command);
+  if (out.empty()) return false;
+  if (field(out, "exit") != 0) {
     std::fprintf(stderr, "failed: %s\n%s", command.c_str(), out.c_str());
     return false;
   }
@@ -52,9 +67,10 @@ bool run(const std::string& command, double churn_mib, sample* s) {
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
+  return v.empty()
+             ? 0
+             : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
 }
-
 
 }  // namespace
 
@@ -67,13 +83,20 @@ int main(int argc, char** argv) {
   const std::size_t threads = permafrost::test::numeric_option(argc, argv, "--threads", 0);
   const std::string args = " --heap " + std::to_string(heap) + " --churn " + std::to_string(churn) +
                            " --threads " + std::to_string(threads);
-  const std::vector<peer> peers = {
-      {"glibc", std::string(PEER_GLIBC) + args},
-      {"jemalloc", std::string(PEER_JEMALLOC) + args},
-      {"mimalloc default heap", std::string(PEER_MIMALLOC) + args},
-      {"permafrost process heap", std::string(PEER_PERMAFROST) + args},
-      {"glibc program + LD_PRELOAD libpermafrost-malloc", "LD_PRELOAD=" MALLOC_LIBRARY " " + std::string(PEER_GLIBC) + args},
+  const std::size_t free_mib =
+      permafrost::test::numeric_option(argc, argv, "--free", smoke ? 64 : 1024);
+  const std::vector<peer> programs = {
+      {"glibc", PEER_GLIBC},
+      {"jemalloc", PEER_JEMALLOC},
+      {"mimalloc default heap", PEER_MIMALLOC},
+      {"permafrost process heap", PEER_PERMAFROST},
+      {"glibc program + LD_PRELOAD libpermafrost-malloc",
+       "LD_PRELOAD=" MALLOC_LIBRARY " " PEER_GLIBC},
   };
+  constexpr std::size_t mimalloc_index = 2;
+  constexpr std::size_t permafrost_index = 3;
+  std::vector<peer> peers;
+  for (const peer& p : programs) peers.push_back({p.name, p.command + args});
   std::vector<std::vector<double>> pages(peers.size());
   std::vector<std::vector<double>> speed(peers.size());
   // Interleaved: every allocator once per round, so drift on the machine hits all alike.
@@ -85,17 +108,44 @@ int main(int argc, char** argv) {
       speed[i].push_back(s.mib_per_s);
     }
   }
-  const double base_pages = std::max(1.0, median(pages[3]));
-  const double base_speed = median(speed[3]);
-  std::printf("heap %zu MiB (1/4 freed before fork), child churn %zu MiB, %zu child threads, median of %zu runs\n\n",
+  const double base_pages = std::max(1.0, median(pages[permafrost_index]));
+  const double base_speed = median(speed[permafrost_index]);
+  std::printf("heap %zu MiB (1/4 freed before fork), child churn %zu MiB, %zu child threads, "
+              "median of %zu runs\n\n",
               heap, churn, threads, runs);
-  std::printf("| allocator | inherited pages dirtied | KiB | x permafrost | churn MiB/s | x permafrost |\n");
+  std::printf("| allocator | inherited pages dirtied | KiB | x permafrost | churn MiB/s | x "
+              "permafrost |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (std::size_t i = 0; i < peers.size(); ++i) {
     const double p = median(pages[i]);
     const double v = median(speed[i]);
-    std::printf("| %s | %.0f | %.0f | %.1f | %.0f | %.2f |\n", peers[i].name, p, p * 4, p / base_pages, v,
-                v / base_speed);
+    std::printf("| %s | %.0f | %.0f | %.1f | %.0f | %.2f |\n", peers[i].name, p, p * 4,
+                p / base_pages, v, v / base_speed);
   }
-  return 0;
+
+  // Memory given back: one touched block freed, in each allocator's own process.
+  std::vector<std::string> outs;
+  for (const peer& p : programs) {
+    outs.push_back(output_of(p.command + " --rss-after-free " + std::to_string(free_mib)));
+    if (outs.back().empty()) return 1;
+  }
+  const double mimalloc_freed = field(outs[mimalloc_index], "rss_freed_kib");
+  std::printf("\nresident set (MiB) after freeing one touched %zu MiB block\n\n", free_mib);
+  std::printf("| allocator | before | touched | after free | x mimalloc | after collect | collect "
+              "call |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---|\n");
+  for (std::size_t i = 0; i < programs.size(); ++i) {
+    const std::string& out = outs[i];
+    const auto at = out.find("collect=");
+    const std::string how =
+        at == std::string::npos ? "?" : out.substr(at + 8, out.find('\n', at) - at - 8);
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.1f | %s |\n", programs[i].name,
+                field(out, "rss_before_kib") / 1024, field(out, "rss_touched_kib") / 1024,
+                field(out, "rss_freed_kib") / 1024, field(out, "rss_freed_kib") / mimalloc_freed,
+                field(out, "rss_collected_kib") / 1024, how.c_str());
+  }
+  const double ratio = field(outs[permafrost_index], "rss_freed_kib") / mimalloc_freed;
+  std::printf("\npermafrost heap after free: %.2fx mimalloc's resident set (target <= 2x): %s\n",
+              ratio, ratio <= 2.0 ? "met" : "MISSED");
+  return ratio <= 2.0 ? 0 : 1;
 }

@@ -9,11 +9,17 @@
 // threads are unaffected. An allocation that the arena cannot serve (capacity exhausted, arena
 // frozen while the scope lives) fails as malloc/new fail: nullptr / std::bad_alloc.
 //
-// THE RULE: freeze_scope needs the program's malloc to be permafrost's. Link the target
-// permafrost::malloc (libpermafrost-malloc.so, before any other malloc), or start the program
-// with LD_PRELOAD=libpermafrost-malloc.so. Linking permafrost::permafrost alone makes mimalloc the
-// malloc, which knows nothing of scopes: the constructor then throws std::logic_error rather than
-// silently allocating elsewhere.
+// THE RULE: freeze_scope needs the program's malloc to be permafrost's, so it exists only in the
+// malloc library: link permafrost::malloc or permafrost::permafrost (libpermafrost-malloc.so,
+// before any other malloc). The other targets do not define it (a link error, not a scope that
+// routes nothing). Should another malloc still come first, the constructor throws
+// std::logic_error rather than silently allocating elsewhere.
+//
+// What outlives the scope: memory that a library allocates on the scope's thread and keeps
+// process-wide lands in the arena too and dangles once the arena is destroyed - glibc's TLS
+// vector of a thread created inside the scope (reused with that thread's cached stack), a stdio
+// buffer made by the first output on a stream, a locale's data. Create threads and do such first
+// uses outside the scope, or keep the arena for the life of the process.
 //
 // The library's own bookkeeping (an arena's allocation log and freeze-check list, exception
 // messages) is never routed: its entry points suspend the scope while they allocate, so a scope
@@ -33,7 +39,8 @@ namespace permafrost {
 
 namespace detail {
 // The innermost scope's arena on this thread, or nullptr. Read by the malloc library.
-extern constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec")));
+extern constinit thread_local arena_core* t_freeze_target
+    __attribute__((tls_model("initial-exec")));
 }  // namespace detail
 
 class freeze_scope {

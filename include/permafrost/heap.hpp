@@ -1,13 +1,18 @@
 // permafrost — the per-process heap.
 //
 // Contract: every process allocates its mutable objects in memory that it reserved itself and that
-// no ancestor ever touched. The heap is a mimalloc heap in an exclusive mimalloc arena owned by
-// this process. A fork renews it in the child (pthread_atfork, see fork.hpp): the child moves to a
-// fresh arena that the parent reserved before the fork and never touched, so after the fork no
-// allocation of the child - through process_heap(), or through plain malloc/new, because linking
-// permafrost makes Debian's libmimalloc the process malloc - writes a page it inherited. Each
-// renewal starts a new *generation*; every thread gets its own heap per generation (mimalloc heaps
-// allocate on one thread only), made on the thread's first allocation after the renewal.
+// no ancestor ever touched. The heap is a mimalloc heap in exclusive mimalloc arenas owned by this
+// process: 64 GiB of address space at first (1 GiB with the malloc library, whose every
+// allocation can grow it), more (doubling) as process_heap() or the malloc library need it, less
+// when an address-space limit allows less. Freed memory goes back to the kernel as mimalloc's own
+// does. Target permafrost::heap (it links Debian's libmimalloc, which becomes the process malloc),
+// or permafrost::malloc. A fork renews it in the child (pthread_atfork, see fork.hpp): the child
+// moves to a fresh arena that the parent reserved before the fork and never touched, so after the
+// fork no allocation of the child - through process_heap(), or through plain malloc/new, because
+// linking permafrost::heap makes Debian's libmimalloc the process malloc - writes a page it
+// inherited. Each renewal starts a new *generation*; every thread gets its own heap per generation
+// (mimalloc heaps allocate on one thread only), made on the thread's first allocation after the
+// renewal.
 //
 // Objects an ancestor allocated before the fork stay valid and readable. Freeing one through this
 // heap writes nothing: in this process it is immortal and counted in heap_stats::abandoned.
@@ -35,19 +40,19 @@ namespace permafrost {
 
 // A snapshot of this process's heap, returned by value.
 struct heap_stats {
-  std::size_t reserved = 0;     // virtual bytes of the current generation's arena
-  std::size_t used = 0;         // bytes of that arena backed by memory now (its resident set)
+  std::size_t reserved = 0;      // virtual bytes of the current generation's arenas
+  std::size_t used = 0;          // bytes of those arenas backed by memory now (their resident set)
   std::uint64_t generation = 0;  // renewals since the process started: 0 in the first process,
                                  // +1 per fork in each child (so a grandchild is at 2), +1 in the
                                  // parent at its first fork under PERMAFROST_FREEZE_AT_FORK=1
-  std::size_t abandoned = 0;    // bytes of ancestors' objects this process was asked to free
-                                // and left in place (their pages are never written)
-  std::uint64_t threads = 0;    // thread heaps made in this generation
-  int last_error = 0;           // errno of the last failed renewal (the process then keeps
-                                // allocating on its previous heap), or 0
+  std::size_t abandoned = 0;     // bytes of ancestors' objects this process was asked to free
+                                 // and left in place (their pages are never written)
+  std::uint64_t threads = 0;     // thread heaps made in this generation
+  int last_error = 0;            // errno of the last failed renewal or arena reservation (the
+                                 // process then keeps allocating where it did), or 0
 };
 
-// Effects: reads the counters (and the arena's resident size from /proc/self/smaps).
+// Effects: reads the counters (and the arenas' resident size from /proc/self/smaps).
 heap_stats process_heap_stats();
 
 // =============================================================================================
@@ -56,7 +61,8 @@ heap_stats process_heap_stats();
 
 // This process's mutable heap as a memory resource. The pointer is the same for the whole life
 // of the process and stays valid in children (it always serves the current generation).
-// do_allocate throws std::bad_alloc when the arena is exhausted; deallocate of an ancestor's
+// do_allocate throws std::bad_alloc when no arena can serve the request (see Limits in
+// docs/design.md section 2); deallocate of an ancestor's
 // block abandons it (see above); do_is_equal is identity.
 std::pmr::memory_resource* process_heap() noexcept;
 

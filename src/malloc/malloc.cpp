@@ -7,9 +7,11 @@
 //   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
 //     earlier generation (an ancestor's) are abandoned, never written; anything else aborts with
 //     "free(): invalid pointer", as glibc does.
+// PERMAFROST_TRAP=1 in the environment at load installs the write trap (write_trap.hpp).
 // PERMAFROST_FREEZE_AT_FORK=1 in the environment at load: the parent also starts a new generation
 // at its first fork, so everything allocated before that fork is never written by the allocator
 // again, in any process. Nothing is write-protected: the program can still write its own objects.
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -23,6 +25,7 @@
 #include "arena_slot.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
+#include "permafrost/write_trap.hpp"
 #include "process_heap.hpp"
 
 namespace {
@@ -57,8 +60,7 @@ void* route_alloc(std::size_t n, std::size_t align) noexcept {
 void* route_zalloc(std::size_t n) noexcept {
   if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
     return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
-  mi_heap_t* heap = permafrost::detail::thread_heap();
-  void* p = heap != nullptr ? mi_heap_zalloc(heap, n) : mi_zalloc(n);
+  void* p = permafrost::detail::heap_zallocate(n);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
@@ -86,8 +88,7 @@ void* route_realloc(void* p, std::size_t n) noexcept {
   const block_owner owner = permafrost::detail::owner_of(p);
   if (owner == block_owner::none) invalid("realloc(): invalid pointer");
   if (owner == block_owner::current && permafrost::detail::t_freeze_target == nullptr) {
-    mi_heap_t* heap = permafrost::detail::thread_heap();
-    void* q = heap != nullptr ? mi_heap_realloc(heap, p, n) : mi_realloc(p, n);
+    void* q = permafrost::detail::heap_reallocate(p, n);
     if (q == nullptr) errno = ENOMEM;
     return q;
   }
@@ -126,7 +127,9 @@ __attribute__((constructor)) void permafrost_malloc_at_load() {
   permafrost::detail::g_malloc_library_active = true;
   const char* freeze = std::getenv("PERMAFROST_FREEZE_AT_FORK");
   permafrost::detail::init_process_heap();
-  if (freeze != nullptr && std::strcmp(freeze, "1") == 0) permafrost::detail::set_freeze_at_fork(true);
+  if (freeze != nullptr && std::strcmp(freeze, "1") == 0)
+    permafrost::detail::set_freeze_at_fork(true);
+  (void)permafrost::install_write_trap_from_env();  // PERMAFROST_TRAP=1; reports its own failure
 }
 
 }  // namespace
@@ -181,14 +184,20 @@ int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
 }
 
 void* memalign(std::size_t align, std::size_t n) noexcept {
+  // glibc rounds an alignment that is not a power of two up to the next one.
   if (!is_power_of_two(align)) {
-    errno = EINVAL;
-    return nullptr;
+    if (align > SIZE_MAX / 2 + 1) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    align = std::bit_ceil(align);
   }
   return route_aligned(align, n);
 }
 
-void* valloc(std::size_t n) noexcept { return route_aligned(static_cast<std::size_t>(::getpagesize()), n); }
+void* valloc(std::size_t n) noexcept {
+  return route_aligned(static_cast<std::size_t>(::getpagesize()), n);
+}
 
 void* pvalloc(std::size_t n) noexcept {
   const auto page = static_cast<std::size_t>(::getpagesize());
@@ -203,11 +212,9 @@ std::size_t malloc_usable_size(void* p) noexcept {
   if (p == nullptr) return 0;
   switch (permafrost::detail::owner_of(p)) {
     case block_owner::current:
-    case block_owner::ancestor:
-      return mi_usable_size(p);
+    case block_owner::ancestor: return mi_usable_size(p);
     case block_owner::arena:  // no sizes are kept for arena blocks
-    case block_owner::none:
-      return 0;
+    case block_owner::none: return 0;
   }
   return 0;
 }
@@ -219,10 +226,18 @@ std::size_t malloc_usable_size(void* p) noexcept {
 // ---------------------------------------------------------------------------------------------
 void* operator new(std::size_t n) { return new_or_throw(n, min_align); }
 void* operator new[](std::size_t n) { return new_or_throw(n, min_align); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, min_align); }
-void* operator new(std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, min_align);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n, min_align);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return new_or_throw(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return new_or_throw(n, static_cast<std::size_t>(a));
+}
 void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_nothrow(n, static_cast<std::size_t>(a));
 }
@@ -235,10 +250,20 @@ void operator delete[](void* p) noexcept { permafrost::detail::heap_free(p); }
 void operator delete(void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete[](void* p, std::size_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}
 void operator delete(void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { permafrost::detail::heap_free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { permafrost::detail::heap_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  permafrost::detail::heap_free(p);
+}

@@ -27,9 +27,9 @@ struct dirtied_mapping {
 };
 
 struct inherited_dirtied {
-  std::size_t pages = 0;        // copied pages outside the stack
-  std::size_t stack_pages = 0;  // copied pages of [stack] (the program's own call frames)
-  std::size_t inherited = 0;    // pages the parent had present in those mappings
+  std::size_t pages = 0;                  // copied pages outside the stack
+  std::size_t stack_pages = 0;            // copied pages of [stack] (the program's own call frames)
+  std::size_t inherited = 0;              // pages the parent had present in those mappings
   std::vector<dirtied_mapping> mappings;  // the mappings with copies, most first
   std::size_t bytes() const;              // pages * page size
   std::string summary() const;            // one line per mapping, for failure messages
@@ -44,8 +44,8 @@ std::vector<os::mapping> writable_private_mappings(pid_t pid = 0);
 // is copied into the parent, and the child keeps the snapshot's frame.
 struct inherited_snapshot {
   std::vector<os::mapping> maps;
-  std::vector<std::uintptr_t> pages;  // present pages, ascending
-  std::vector<std::uint64_t> frames;  // their frame numbers
+  std::vector<std::uintptr_t> pages;      // present pages, ascending
+  std::vector<std::uint64_t> frames;      // their frame numbers
   std::vector<std::uint32_t> mapping_of;  // index into maps
 };
 inherited_snapshot snapshot_inherited();
@@ -65,6 +65,14 @@ struct measured_child {
 // wrote that the child still shared).
 measured_child fork_and_measure(const std::function<int()>& work,
                                 const std::function<void()>& parent_work = {});
+
+// This process's resident set in bytes (VmRSS of /proc/self/status), or 0 when unreadable.
+inline std::size_t resident_bytes() {
+  std::string status;
+  if (os::read_proc_file(0, "status", &status) != 0) return 0;
+  const auto at = status.find("VmRSS:");
+  return at == std::string::npos ? 0 : std::strtoull(status.c_str() + at + 6, nullptr, 10) << 10;
+}
 
 // The value of "--name N" in argv, or `fallback` (the probe programs' and heap_churn's options).
 inline std::size_t numeric_option(int argc, char** argv, const char* name, std::size_t fallback) {
