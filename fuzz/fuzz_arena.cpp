@@ -77,7 +77,7 @@ class program {
   }
 
  private:
-  // The C handle is a struct whose only member is the C++ arena (src/c_api.cpp), so one arena
+  // The C handle is a struct whose only member is the C++ arena (src/capi/c_api.cpp), so one arena
   // is driven through both APIs in the same program.
   permafrost::arena& a() { return *reinterpret_cast<permafrost::arena*>(c_); }
 

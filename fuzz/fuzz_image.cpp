@@ -19,7 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "image_format.hpp"
+#include "image/image_format.hpp"
 
 namespace fmt = permafrost::detail::image_format;
 

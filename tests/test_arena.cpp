@@ -13,10 +13,10 @@
 #include <vector>
 #include <sys/wait.h>
 
-#include "arena_registry.hpp"
+#include "arena/arena_registry.hpp"
 #include "arenas.hpp"
 #include "fork_probe.hpp"
-#include "os.hpp"
+#include "os/os.hpp"
 #include "permafrost/write_trap.hpp"
 
 using permafrost::arena;

@@ -19,14 +19,14 @@
 #include <unistd.h>
 #include <vector>
 
-#include "arena_slot.hpp"
+#include "arena/arena_slot.hpp"
 #include "arenas.hpp"
 #include "child_process.hpp"
 #include "fork_probe.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/sorted_map.hpp"
-#include "process_heap.hpp"
+#include "heap/process_heap.hpp"
 
 using namespace permafrost;
 using permafrost::detail::block_owner;

@@ -22,11 +22,11 @@
 
 #include <mimalloc.h>
 
-#include "arena_slot.hpp"
+#include "arena/arena_slot.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/write_trap.hpp"
-#include "process_heap.hpp"
+#include "heap/process_heap.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "os.hpp"
+#include "os/os.hpp"
 #include "child_process.hpp"
 #include "permafrost/memstat.hpp"
 

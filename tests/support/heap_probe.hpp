@@ -1,7 +1,7 @@
 // Test support: how many pages a forked child copied out of everything it inherited writable -
 // every private writable mapping of the parent (heap, arenas, .data/.bss of every library, TLS,
 // stack) - by comparing the child's page frames with the parent's through /proc/PID/pagemap.
-// Needs frame numbers (root). Depends on src/os_linux.cpp only, so programs that must not link
+// Needs frame numbers (root). Depends on src/os/os_linux.cpp only, so programs that must not link
 // permafrost (a glibc-malloc helper, the heap_churn peers) can use it too.
 #pragma once
 
@@ -14,7 +14,7 @@
 #include <sys/types.h>
 #include <vector>
 
-#include "os.hpp"
+#include "os/os.hpp"
 
 namespace permafrost::test {
 

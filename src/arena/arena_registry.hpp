@@ -19,7 +19,7 @@
 #include <mutex>
 #include <string_view>
 
-#include "arena_slot.hpp"
+#include "arena/arena_slot.hpp"
 #include "permafrost/freeze_scope.hpp"
 
 namespace permafrost::detail {

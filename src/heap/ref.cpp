@@ -3,7 +3,7 @@
 
 #include <new>
 
-#include "fork_lifecycle.hpp"
+#include "fork/fork_lifecycle.hpp"
 
 namespace permafrost::detail {
 namespace {

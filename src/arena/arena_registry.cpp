@@ -1,12 +1,12 @@
 // permafrost — the arena registry (contract in arena_registry.hpp).
-#include "arena_registry.hpp"
+#include "arena/arena_registry.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
 
-#include "os.hpp"
+#include "os/os.hpp"
 #include "permafrost/detail/asan.hpp"
 
 namespace permafrost::detail {

@@ -3,7 +3,7 @@
 
 #include <stdexcept>
 
-#include "process_heap.hpp"
+#include "heap/process_heap.hpp"
 
 namespace permafrost {
 

@@ -14,8 +14,8 @@
 #include <mutex>
 #include <system_error>
 
-#include "arena_slot.hpp"
-#include "os.hpp"
+#include "arena/arena_slot.hpp"
+#include "os/os.hpp"
 
 namespace permafrost {
 namespace {

@@ -2,7 +2,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "os.hpp"
+#include "os/os.hpp"
 #include "permafrost/detail/check.hpp"
 
 namespace permafrost::detail {

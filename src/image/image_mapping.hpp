@@ -10,8 +10,8 @@
 #include <new>
 #include <string_view>
 
-#include "arena_registry.hpp"
-#include "os.hpp"
+#include "arena/arena_registry.hpp"
+#include "os/os.hpp"
 #include "permafrost/detail/asan.hpp"
 
 namespace permafrost::detail {

@@ -1,7 +1,7 @@
 // permafrost — the OS contract.
 //
 // Every system call the library makes (mmap, mprotect, madvise, prctl, fork, pthread_atfork,
-// signal handling, stderr output, getenv, reads of /proc and /sys) goes through this header; src/os_linux.cpp is its only implementation. In the style of
+// signal handling, stderr output, getenv, reads of /proc and /sys) goes through this header; src/os/os_linux.cpp is its only implementation. In the style of
 // mimalloc's prim.h, each function returns 0 on success or an errno value, never throws, never
 // allocates unless it says so, and states its preconditions. Callers turn errors into exceptions.
 #pragma once
@@ -160,7 +160,7 @@ enum class fault_access { unknown, read, write, execute };
 fault_access fault_access_of(const void* ucontext) noexcept;
 
 // ---------------------------------------------------------------------------------------------
-// Files by path (images: src/image.cpp)
+// Files by path (images: src/image/image.cpp)
 // ---------------------------------------------------------------------------------------------
 
 // Opens `path` read-only, close-on-exec. On success *fd is the descriptor.

@@ -1,6 +1,6 @@
 // permafrost — the Linux implementation of the OS contract in os.hpp. Nothing else in the
 // library makes system calls on memory or reads /proc.
-#include "os.hpp"
+#include "os/os.hpp"
 
 #include <cerrno>
 #include <cstdio>

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "os.hpp"
+#include "os/os.hpp"
 
 namespace permafrost {
 namespace {

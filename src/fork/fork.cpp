@@ -1,10 +1,10 @@
 // permafrost — the fork lifecycle (contract and handler order in fork_lifecycle.hpp).
 #include <atomic>
 
-#include "arena_backing.hpp"
-#include "arena_registry.hpp"
-#include "fork_lifecycle.hpp"
-#include "os.hpp"
+#include "arena/arena_backing.hpp"
+#include "arena/arena_registry.hpp"
+#include "fork/fork_lifecycle.hpp"
+#include "os/os.hpp"
 
 namespace permafrost::detail {
 namespace {

@@ -16,11 +16,11 @@
 #include <string>
 #include <system_error>
 
-#include "arena_backing.hpp"
-#include "arena_registry.hpp"
-#include "fork_lifecycle.hpp"
+#include "arena/arena_backing.hpp"
+#include "arena/arena_registry.hpp"
+#include "fork/fork_lifecycle.hpp"
 #include "permafrost/detail/asan.hpp"
-#include "os.hpp"
+#include "os/os.hpp"
 
 namespace permafrost {
 namespace detail {

@@ -7,7 +7,7 @@
 // also made in the parent (mi_heap_new_in_arena takes its mi_heap_t from the calling thread's
 // backing heap; made in the child, that allocation dirtied 7-8 inherited pages). Other threads
 // make their heap on their first allocation in the new generation. See docs/design.md section 2.
-#include "process_heap.hpp"
+#include "heap/process_heap.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -19,9 +19,9 @@
 
 #include <mimalloc.h>
 
-#include "arena_slot.hpp"
-#include "fork_lifecycle.hpp"
-#include "os.hpp"
+#include "arena/arena_slot.hpp"
+#include "fork/fork_lifecycle.hpp"
+#include "os/os.hpp"
 #include "permafrost/fork.hpp"
 #include "permafrost/heap.hpp"
 

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "image_format.hpp"
-#include "image_mapping.hpp"
-#include "os.hpp"
+#include "image/image_format.hpp"
+#include "image/image_mapping.hpp"
+#include "os/os.hpp"
 
 namespace permafrost {
 namespace {

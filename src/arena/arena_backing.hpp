@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "arena_slot.hpp"
+#include "arena/arena_slot.hpp"
 
 namespace permafrost::detail {
 

@@ -7,9 +7,9 @@
 #include <mutex>
 #include <system_error>
 
-#include "arena_backing.hpp"
-#include "arena_registry.hpp"
-#include "os.hpp"
+#include "arena/arena_backing.hpp"
+#include "arena/arena_registry.hpp"
+#include "os/os.hpp"
 
 namespace permafrost {
 namespace detail {
