@@ -172,7 +172,8 @@ class program {
     require(reinterpret_cast<std::uintptr_t>(p) % align == 0, "misaligned block");
     require(a().contains(p), "block outside the arena");
     require(!permafrost::is_frozen(p), "fresh block reads as frozen");
-    block b{static_cast<unsigned char*>(p), size, static_cast<unsigned char>(1 + blocks_.size() % 255)};
+    block b{static_cast<unsigned char*>(p), size,
+            static_cast<unsigned char>(1 + blocks_.size() % 255)};
     for_each_checked_byte(b, [&](std::size_t i) {
       require(b.p[i] == 0, "fresh block is not zero");
       b.p[i] = b.fill;
@@ -198,7 +199,8 @@ class program {
       require(b.p[b.size - 1] == '\0', "string copy lost its NUL");
       return;
     }
-    for_each_checked_byte(b, [&](std::size_t i) { require(b.p[i] == b.fill, "block overwritten"); });
+    for_each_checked_byte(b,
+                          [&](std::size_t i) { require(b.p[i] == b.fill, "block overwritten"); });
     require(permafrost::is_frozen(b.p) == frozen_, "is_frozen disagrees with freeze()");
     require(permafrost_is_frozen(b.p) == (frozen_ ? 1 : 0), "C is_frozen disagrees");
   }
@@ -221,7 +223,8 @@ class program {
 
   void finish() {
     std::vector<block> sorted = blocks_;
-    std::sort(sorted.begin(), sorted.end(), [](const block& x, const block& y) { return x.p < y.p; });
+    std::sort(sorted.begin(), sorted.end(),
+              [](const block& x, const block& y) { return x.p < y.p; });
     for (std::size_t i = 1; i < sorted.size(); ++i) {
       require(sorted[i - 1].p + std::max<std::size_t>(sorted[i - 1].size, 1) <= sorted[i].p,
               "blocks overlap");
@@ -240,8 +243,7 @@ class program {
       try {
         (void)a().allocate(1);
         require(false, "allocate after freeze did not throw");
-      } catch (const permafrost::frozen_error&) {
-      }
+      } catch (const permafrost::frozen_error&) {}
     }
     check();
   }

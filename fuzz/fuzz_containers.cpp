@@ -58,7 +58,7 @@ void check_map(const Map& m, const std::map<std::string, std::uint64_t>& model,
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   permafrost::fuzz::input in(data, size);
   const auto policy = (in.byte() & 1) != 0 ? permafrost::duplicate_policy::last_wins
-                                            : permafrost::duplicate_policy::reject;
+                                           : permafrost::duplicate_policy::reject;
   permafrost::arena_options o;
   o.capacity = std::size_t{64} << 20;
   o.name = "fuzz-containers";
@@ -120,7 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // The same bytes at another address read the same.
   const auto used = a.used_bytes();
-  const auto copy = std::make_unique<std::max_align_t[]>(used.size() / sizeof(std::max_align_t) + 1);
+  const auto copy =
+      std::make_unique<std::max_align_t[]>(used.size() / sizeof(std::max_align_t) + 1);
   std::memcpy(copy.get(), used.data(), used.size());
   const auto moved = [&](const auto* p) {
     const auto off = reinterpret_cast<const std::byte*>(p) - used.data();

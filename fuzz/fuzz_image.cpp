@@ -67,12 +67,14 @@ std::string crafted(const std::uint8_t* data, std::size_t size) {
   size -= metadata_bytes;
   if (flags & 2) h.data_offset = fmt::data_offset_for(h.metadata_size);
   if (flags & 4) h.data_size = size;
-  if (flags & 8) h.data_checksum = fmt::data_checksum_of(data, std::min<std::size_t>(size, h.data_size));
+  if (flags & 8)
+    h.data_checksum = fmt::data_checksum_of(data, std::min<std::size_t>(size, h.data_size));
   h.header_checksum = fmt::header_checksum_of(h, metadata);
   std::string file(reinterpret_cast<const char*>(&h), sizeof h);
   file += metadata;
   // Pad to the data offset the header claims, when that is small enough to write.
-  if (h.data_offset >= file.size() && h.data_offset <= (std::size_t{1} << 20)) file.resize(h.data_offset);
+  if (h.data_offset >= file.size() && h.data_offset <= (std::size_t{1} << 20))
+    file.resize(h.data_offset);
   file.append(reinterpret_cast<const char*>(data), size);
   return file;
 }
@@ -93,7 +95,8 @@ void try_open(int fd, bool verify) {
               "the root lies outside the data");
       (void)(r.a + r.b);
     } catch (const permafrost::image_error& e) {
-      require(e.why() == permafrost::image_error::reason::type_mismatch, "root<T>() threw another reason");
+      require(e.why() == permafrost::image_error::reason::type_mismatch,
+              "root<T>() threw another reason");
     }
   } catch (const permafrost::image_error&) {
     // The expected way to refuse a bad file.

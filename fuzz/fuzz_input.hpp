@@ -50,7 +50,7 @@ class input {
   std::size_t alignment() noexcept {
     const std::uint8_t b = byte();
     switch (b % 16) {
-      case 0: return b / 16;                       // 0..15, mostly not powers of two
+      case 0: return b / 16;                      // 0..15, mostly not powers of two
       case 1: return std::size_t{1} << (b % 64);  // up to 2^63, beyond max_alignment
       default: return std::size_t{1} << (b % 14);
     }

@@ -68,7 +68,8 @@ struct frozen_blocks {
   frozen_blocks() : a(options()) {
     for (int i = 0; i < 16; ++i) {
       const std::size_t n = 16u << (i % 8);
-      block b{static_cast<unsigned char*>(a.allocate(n, 16)), n, static_cast<unsigned char>(0xA0 + i)};
+      block b{static_cast<unsigned char*>(a.allocate(n, 16)), n,
+              static_cast<unsigned char>(0xA0 + i)};
       fill(b);
       blocks.push_back(b);
     }
@@ -176,7 +177,8 @@ class program {
         const block moved{static_cast<unsigned char*>(q), b.size < n ? b.size : n, b.fill};
         if (moved.size > 0 && moved.size <= 64) verify(moved, "realloc lost the contents");
         if (moved.size > 64)
-          for (std::size_t i = 0; i < 64; ++i) require(moved.p[i] == b.fill, "realloc lost the head");
+          for (std::size_t i = 0; i < 64; ++i)
+            require(moved.p[i] == b.fill, "realloc lost the head");
         keep(q, n);
         return;
       }
@@ -194,8 +196,8 @@ class program {
         const int rc = posix_memalign(&p, align, n);
         p = observed(p);
         // The heap is mimalloc 2.0.9, whose largest alignment is 16 MiB: beyond it ENOMEM.
-        const bool valid = align >= sizeof(void*) && (align & (align - 1)) == 0 &&
-                           align <= (std::size_t{1} << 24);
+        const bool valid =
+            align >= sizeof(void*) && (align & (align - 1)) == 0 && align <= (std::size_t{1} << 24);
         if (!valid) {
           if (align < sizeof(void*) || (align & (align - 1)) != 0)
             require(rc == EINVAL, "posix_memalign accepted a bad alignment");
@@ -221,7 +223,8 @@ class program {
         auto* q = static_cast<unsigned char*>(observed(std::realloc(f.p, n)));
         require(q != nullptr && q != f.p, "realloc of a frozen block did not move it");
         const std::size_t kept = f.size < n ? f.size : n;
-        for (std::size_t i = 0; i < kept && i < 64; ++i) require(q[i] == f.fill, "moved frozen bytes differ");
+        for (std::size_t i = 0; i < kept && i < 64; ++i)
+          require(q[i] == f.fill, "moved frozen bytes differ");
         verify(f, "realloc wrote a frozen block");
         keep(q, n);
         return;
@@ -256,8 +259,7 @@ class program {
       ::_exit(0);
     }
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forked child failed");
     for (const auto& b : live_) verify(b, "the child's frees changed the parent's block");
   }

@@ -16,8 +16,8 @@ long work(int seed) {
   for (int round = 0; round < 20; ++round) {
     std::map<std::string, std::vector<long>> m;
     for (int i = 0; i < 2000; ++i) {
-      m["key-" + std::to_string(seed) + "-" + std::to_string(i) + std::string(i % 40, 'x')]
-          .assign(static_cast<std::size_t>(i % 17 + 1), i);
+      m["key-" + std::to_string(seed) + "-" + std::to_string(i) + std::string(i % 40, 'x')].assign(
+          static_cast<std::size_t>(i % 17 + 1), i);
     }
     for (const auto& [k, v] : m) sum += static_cast<long>(k.size()) + v.back();
   }

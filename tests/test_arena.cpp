@@ -9,9 +9,9 @@
 #include <memory>
 #include <memory_resource>
 #include <string>
+#include <sys/wait.h>
 #include <thread>
 #include <vector>
-#include <sys/wait.h>
 
 #include "arena/arena_registry.hpp"
 #include "arenas.hpp"
@@ -179,9 +179,7 @@ TEST_CASE("a write to frozen memory kills the writer with SIGSEGV") {
   arena a(small());
   int* x = a.make<int>(41);
   a.freeze();
-  const int status = permafrost::test::wait_status_of([&] {
-    *const_cast<volatile int*>(x) = 42;
-  });
+  const int status = permafrost::test::wait_status_of([&] { *const_cast<volatile int*>(x) = 42; });
   CHECK(killed_by(status, SIGSEGV));
   CHECK(*x == 41);
 }
@@ -269,7 +267,7 @@ TEST_CASE("stats count allocations, used bytes and alignment padding") {
   CHECK(s0.committed == 0);  // nothing committed up front
   CHECK(s0.reserved >= std::size_t{16} << 20);
   (void)a.allocate(1, 1);
-  (void)a.allocate(8, 8);   // 7 bytes of padding
+  (void)a.allocate(8, 8);  // 7 bytes of padding
   (void)a.allocate(3, 1);
   (void)a.allocate(16, 16);  // 13 bytes of padding (offset 19 -> 32)
   const auto s = a.stats();
@@ -292,7 +290,8 @@ TEST_CASE("make, make_array and copy construct objects in the arena") {
   auto zeros = a.make_array<long>(1000);
   CHECK(std::all_of(zeros.begin(), zeros.end(), [](long v) { return v == 0; }));
   CHECK(a.make_array<long>(0).empty());
-  CHECK_THROWS_AS((void)a.make_array<long>(std::numeric_limits<std::size_t>::max() / 2), std::bad_alloc);
+  CHECK_THROWS_AS((void)a.make_array<long>(std::numeric_limits<std::size_t>::max() / 2),
+                  std::bad_alloc);
   const std::string_view with_nul("a\0b", 3);
   const std::string_view c = a.copy(with_nul);
   CHECK(c == with_nul);
@@ -311,7 +310,8 @@ TEST_CASE("a moved arena keeps its memory; use of the moved-from one aborts with
   CHECK(killed_by(status, SIGABRT));
 }
 
-TEST_CASE("a destroyed arena's range is quarantined: a stale pointer faults, never reads the next arena") {
+TEST_CASE("a destroyed arena's range is quarantined: a stale pointer faults, never reads the next "
+          "arena") {
   const char* stale = nullptr;
   {
     arena a(small());
@@ -346,7 +346,8 @@ TEST_CASE("many arenas live at once, each in its own range") {
   std::vector<void*> firsts;
   for (auto& a : arenas) firsts.push_back(a.allocate(8));
   for (std::size_t i = 0; i < arenas.size(); ++i) {
-    for (std::size_t j = 0; j < firsts.size(); ++j) CHECK(arenas[i].contains(firsts[j]) == (i == j));
+    for (std::size_t j = 0; j < firsts.size(); ++j)
+      CHECK(arenas[i].contains(firsts[j]) == (i == j));
   }
 }
 
@@ -362,7 +363,8 @@ TEST_CASE("the allocation log records offset, size and tag outside the mapping")
   CHECK(log[0].offset == 0);
   CHECK(log[0].size == 10);
   CHECK(std::string_view(log[0].tag) == "config");
-  CHECK(static_cast<char*>(q) - static_cast<char*>(p) == static_cast<std::ptrdiff_t>(log[1].offset));
+  CHECK(static_cast<char*>(q) - static_cast<char*>(p) ==
+        static_cast<std::ptrdiff_t>(log[1].offset));
   CHECK(log[1].offset % 64 == 0);
   CHECK(log[2].tag == nullptr);
   CHECK(a.stats().allocations == 3);
@@ -385,7 +387,8 @@ TEST_CASE("resource() serves pmr containers and survives moving the arena") {
   CHECK(r->is_equal(*b.resource()));
 }
 
-TEST_CASE("registry: a read-only file mapped into claimed granules is frozen, trapped and released") {
+TEST_CASE(
+    "registry: a read-only file mapped into claimed granules is frozen, trapped and released") {
   namespace registry = permafrost::detail::registry;
   const std::size_t bytes = std::size_t{64} << 10;
   int fd = -1;
@@ -405,13 +408,16 @@ TEST_CASE("registry: a read-only file mapped into claimed granules is frozen, tr
   CHECK(permafrost::detail::slot_of(data) == slot);
   char line[320];
   const std::size_t n = permafrost::describe_frozen_write(data + 100, line, sizeof line);
-  CHECK(std::string(line, n).rfind("permafrost: write to frozen arena \"image-test\" at offset 100 ", 0) == 0);
-  const int wrote = permafrost::test::wait_status_of([&] { *const_cast<volatile char*>(data + 100) = 'X'; });
+  CHECK(std::string(line, n).rfind(
+            "permafrost: write to frozen arena \"image-test\" at offset 100 ", 0) == 0);
+  const int wrote =
+      permafrost::test::wait_status_of([&] { *const_cast<volatile char*>(data + 100) = 'X'; });
   CHECK(killed_by(wrote, SIGSEGV));
   registry::release_frozen(slot);
   CHECK_FALSE(permafrost::is_frozen(data + 100));
   CHECK(permafrost::detail::slot_of(data) == nullptr);
-  const int read = permafrost::test::wait_status_of([&] { (void)*static_cast<const volatile char*>(data); });
+  const int read =
+      permafrost::test::wait_status_of([&] { (void)*static_cast<const volatile char*>(data); });
   CHECK(killed_by(read, SIGSEGV));
   (void)permafrost::os::close_fd(fd);
 }

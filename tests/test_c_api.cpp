@@ -7,8 +7,8 @@
 #include <csignal>
 #include <cstdint>
 #include <limits>
-#include <vector>
 #include <sys/wait.h>
+#include <vector>
 
 #include "fork_probe.hpp"
 

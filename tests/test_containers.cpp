@@ -18,8 +18,8 @@
 #include <set>
 #include <span>
 #include <string>
-#include <vector>
 #include <sys/wait.h>
+#include <vector>
 
 #include "arenas.hpp"
 #include "fork_probe.hpp"
@@ -52,7 +52,8 @@ bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(sta
 
 // What may be stored: plain data and permafrost handles, never owners of heap memory.
 static_assert(permafrost::frozen_storable_v<int> && permafrost::frozen_storable_v<const char*>);
-static_assert(permafrost::frozen_storable_v<pstring> && permafrost::frozen_storable_v<permafrost::array<pstring>>);
+static_assert(permafrost::frozen_storable_v<pstring> &&
+              permafrost::frozen_storable_v<permafrost::array<pstring>>);
 static_assert(permafrost::frozen_storable_v<permafrost::frozen_json>);
 static_assert(!permafrost::frozen_storable_v<std::string>);
 static_assert(!permafrost::frozen_storable_v<std::vector<int>>);
@@ -159,7 +160,8 @@ TEST_CASE("hash_map: 1M string keys are all found, absent ones are not, iteratio
   }
   CHECK(wrong == 0);
   std::size_t found_absent = 0;
-  for (std::size_t i = 0; i < 100'000; ++i) found_absent += m.contains("nokey-" + std::to_string(i));
+  for (std::size_t i = 0; i < 100'000; ++i)
+    found_absent += m.contains("nokey-" + std::to_string(i));
   CHECK(found_absent == 0);
   std::vector<bool> seen(million);
   std::size_t n = 0;
@@ -333,7 +335,8 @@ TEST_CASE("sorted_map: one entry; bounds on either side") {
   CHECK(m.equal_range("n").first == m.equal_range("n").second);
 }
 
-TEST_CASE("sorted_map: 1M keys iterate in order; lower_bound, upper_bound, equal_range agree with std::map") {
+TEST_CASE("sorted_map: 1M keys iterate in order; lower_bound, upper_bound, equal_range agree with "
+          "std::map") {
   arena a(opts());
   const auto k = keys(million);
   permafrost::sorted_map_builder<pstring, std::uint32_t> b{a};
@@ -374,11 +377,17 @@ TEST_CASE("sorted_map: integer keys with a custom order") {
   CHECK(m.upper_bound(50)->key() == 49);
 }
 
-TEST_CASE("sorted_map and hash_set: keys with embedded NULs and 64 KiB keys keep their order and identity") {
+TEST_CASE("sorted_map and hash_set: keys with embedded NULs and 64 KiB keys keep their order and "
+          "identity") {
   arena a(opts());
   const std::string big(64 << 10, 'z');
-  const std::vector<std::string> ks = {std::string("a\0", 2), std::string("a", 1), std::string("a\0\0", 3),
-                                       std::string("\0", 1), big, big + std::string("\0", 1), ""};
+  const std::vector<std::string> ks = {std::string("a\0", 2),
+                                       std::string("a", 1),
+                                       std::string("a\0\0", 3),
+                                       std::string("\0", 1),
+                                       big,
+                                       big + std::string("\0", 1),
+                                       ""};
   permafrost::sorted_map_builder<pstring, int> sb{a};
   permafrost::hash_set_builder<pstring> hb{a};
   for (std::size_t i = 0; i < ks.size(); ++i) {
@@ -577,11 +586,11 @@ class relocated_copy {
   explicit relocated_copy(std::unique_ptr<arena>& a)
       : size_(a->used_bytes().size()),
         old_base_(reinterpret_cast<std::uintptr_t>(a->used_bytes().data())),
-        copy_(static_cast<std::byte*>(::operator new(size_ + 1, std::align_val_t{4096}))) {
+        copy_(static_cast<std::byte*>(::operator new (size_ + 1, std::align_val_t{4096}))) {
     std::memcpy(copy_, a->used_bytes().data(), size_);
     a.reset();
   }
-  ~relocated_copy() { ::operator delete(copy_, std::align_val_t{4096}); }
+  ~relocated_copy() { ::operator delete (copy_, std::align_val_t{4096}); }
   relocated_copy(const relocated_copy&) = delete;
   relocated_copy& operator=(const relocated_copy&) = delete;
 
@@ -617,7 +626,8 @@ struct keyed_record {
 
 }  // namespace
 
-TEST_CASE("position independence: hash_map, hash_set and sorted_map read right from a copy at another address") {
+TEST_CASE("position independence: hash_map, hash_set and sorted_map read right from a copy at "
+          "another address") {
   auto a = std::make_unique<arena>(opts("relocate-maps"));
   const auto ks = keys(20'000);
   permafrost::hash_map_builder<pstring, pstring> hb{*a};
@@ -691,7 +701,8 @@ TEST_CASE("position independence: two copies at different addresses give the sam
   }
 }
 
-TEST_CASE("position independence: a copy_json document reads right from a copy at another address") {
+TEST_CASE(
+    "position independence: a copy_json document reads right from a copy at another address") {
   auto a = std::make_unique<arena>(opts("relocate-json"));
   const auto doc = nlohmann::json::parse(R"({"s": "text", "a": [1, "two", [3, {"deep": "yes"}], []],
       "o": {"k": "text", "n": null}, "e": {}})");
@@ -778,7 +789,8 @@ TEST_CASE("freeze check: an offset_ptr to the heap stops freeze()") {
   CHECK_THROWS_AS(a.freeze(), permafrost::freeze_check_error);
 }
 
-TEST_CASE("check_position_independent: a raw pointer into the arena is refused, naming its offset") {
+TEST_CASE(
+    "check_position_independent: a raw pointer into the arena is refused, naming its offset") {
   arena a(opts());
   const int* target = a.make<int>(5);
   permafrost::hash_map_builder<pstring, const int*> b{a};
@@ -892,9 +904,11 @@ bool freeze_checks_default_ndebug();
 bool freeze_checks_default_debug();
 }  // namespace permafrost::test
 
-TEST_CASE("freeze check: the default is the library's, the same with and without the consumer's NDEBUG") {
+TEST_CASE(
+    "freeze check: the default is the library's, the same with and without the consumer's NDEBUG") {
   CHECK_FALSE(arena_options{}.freeze_checks.has_value());
-  CHECK(permafrost::test::freeze_checks_default_ndebug() == permafrost::test::freeze_checks_default_debug());
+  CHECK(permafrost::test::freeze_checks_default_ndebug() ==
+        permafrost::test::freeze_checks_default_debug());
   arena on(opts("checks-on", true));
   CHECK(on.freeze_checks_enabled());
   arena off(opts("checks-off", false));

@@ -25,10 +25,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
-#include <vector>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <unordered_map>
+#include <vector>
 
 #include "fork_probe.hpp"
 
@@ -55,7 +55,7 @@ using fmap = std::unordered_map<fstring, fvector, fhash, std::equal_to<fstring>,
                                 frozen_allocator<std::pair<const fstring, fvector>>>;
 
 struct frozen_data {
-  fmap* map = nullptr;          // std::unordered_map over frozen_allocator, never destroyed
+  fmap* map = nullptr;  // std::unordered_map over frozen_allocator, never destroyed
   fvector* numbers = nullptr;
   const permafrost::hash_map<permafrost::string, std::uint64_t>* index = nullptr;
   const permafrost::sorted_map<permafrost::string, std::uint64_t>* ordered = nullptr;
@@ -152,8 +152,7 @@ TEST_CASE("8 workers exit normally with frozen containers alive: 0 frozen pages 
 
   for (pid_t pid : pids) {
     int status = 0;
-    while (::waitpid(pid, &status, WUNTRACED) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, WUNTRACED) < 0 && errno == EINTR) {}
     REQUIRE_MESSAGE(WIFSTOPPED(status), "child ended before its exit hook: status " << status);
     const auto frozen = permafrost::test::compare_pages(pid, range);
     const auto ctl = permafrost::test::compare_pages(
@@ -165,8 +164,7 @@ TEST_CASE("8 workers exit normally with frozen containers alive: 0 frozen pages 
   }
   for (pid_t pid : pids) {
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), "status " << status);
   }
 }

@@ -42,8 +42,8 @@ void fill(fmap& m, int n, frozen_allocator<char> alloc) {
 }
 
 permafrost::arena_options opts() {
-  return permafrost::test::arena_options_for(
-      "frozen-allocator", {.capacity = std::size_t{256} << 20});
+  return permafrost::test::arena_options_for("frozen-allocator",
+                                             {.capacity = std::size_t{256} << 20});
 }
 
 }  // namespace
@@ -116,8 +116,9 @@ TEST_CASE("allocators compare equal exactly when they share an arena") {
   permafrost::arena b(opts());
   CHECK(frozen_allocator<int>(a) == frozen_allocator<long>(a));
   CHECK_FALSE(frozen_allocator<int>(a) == frozen_allocator<int>(b));
-  CHECK_THROWS_AS((void)frozen_allocator<long>(a).allocate(std::numeric_limits<std::size_t>::max() / 4),
-                  std::bad_array_new_length);
+  CHECK_THROWS_AS(
+      (void)frozen_allocator<long>(a).allocate(std::numeric_limits<std::size_t>::max() / 4),
+      std::bad_array_new_length);
 }
 
 // ----- destroying a container whose memory is frozen --------------------------------------------
@@ -151,41 +152,49 @@ fstring long_string(permafrost::arena& a, int i) {
 }  // namespace
 
 TEST_CASE("after freeze, destroying vector, basic_string and deque writes no frozen byte") {
-  CHECK(exited_normally(destroy_after_freeze<std::vector<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
-    for (int i = 0; i < 100; ++i) c.push_back(long_string(a, i));
-  })));
-  CHECK(exited_normally(destroy_after_freeze<fstring>([](auto& c, auto&) {
-    c.assign(1000, 'x');
-  })));
-  CHECK(exited_normally(destroy_after_freeze<std::deque<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
-    for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
-  })));
+  CHECK(exited_normally(
+      destroy_after_freeze<std::vector<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+        for (int i = 0; i < 100; ++i) c.push_back(long_string(a, i));
+      })));
+  CHECK(
+      exited_normally(destroy_after_freeze<fstring>([](auto& c, auto&) { c.assign(1000, 'x'); })));
+  CHECK(exited_normally(
+      destroy_after_freeze<std::deque<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+        for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
+      })));
 }
 
 TEST_CASE("after freeze, destroying list and forward_list writes no frozen byte") {
-  CHECK(exited_normally(destroy_after_freeze<std::list<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
-    for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
-  })));
-  CHECK(exited_normally(destroy_after_freeze<std::forward_list<int, frozen_allocator<int>>>([](auto& c, auto&) {
-    for (int i = 0; i < 1000; ++i) c.push_front(i);
-  })));
+  CHECK(exited_normally(
+      destroy_after_freeze<std::list<fstring, frozen_allocator<fstring>>>([](auto& c, auto& a) {
+        for (int i = 0; i < 1000; ++i) c.push_back(long_string(a, i));
+      })));
+  CHECK(exited_normally(
+      destroy_after_freeze<std::forward_list<int, frozen_allocator<int>>>([](auto& c, auto&) {
+        for (int i = 0; i < 1000; ++i) c.push_front(i);
+      })));
 }
 
 TEST_CASE("after freeze, destroying map, multimap, set and multiset writes no frozen byte") {
-  using fmap_ordered = std::map<int, fstring, std::less<>, frozen_allocator<std::pair<const int, fstring>>>;
+  using fmap_ordered =
+      std::map<int, fstring, std::less<>, frozen_allocator<std::pair<const int, fstring>>>;
   CHECK(exited_normally(destroy_after_freeze<fmap_ordered>([](auto& c, auto& a) {
     for (int i = 0; i < 1000; ++i) c.emplace(i, long_string(a, i));
   })));
-  using fmultimap = std::multimap<int, int, std::less<>, frozen_allocator<std::pair<const int, int>>>;
+  using fmultimap =
+      std::multimap<int, int, std::less<>, frozen_allocator<std::pair<const int, int>>>;
   CHECK(exited_normally(destroy_after_freeze<fmultimap>([](auto& c, auto&) {
     for (int i = 0; i < 1000; ++i) c.emplace(i % 10, i);
   })));
-  CHECK(exited_normally(destroy_after_freeze<std::set<int, std::less<>, frozen_allocator<int>>>([](auto& c, auto&) {
-    for (int i = 0; i < 1000; ++i) c.insert(i);
-  })));
-  CHECK(exited_normally(destroy_after_freeze<std::multiset<int, std::less<>, frozen_allocator<int>>>([](auto& c, auto&) {
+  CHECK(exited_normally(
+      destroy_after_freeze<std::set<int, std::less<>, frozen_allocator<int>>>([](auto& c, auto&) {
+        for (int i = 0; i < 1000; ++i) c.insert(i);
+      })));
+  CHECK(
+      exited_normally(destroy_after_freeze<std::multiset<int, std::less<>, frozen_allocator<int>>>(
+          [](auto& c, auto&) {
     for (int i = 0; i < 1000; ++i) c.insert(i % 10);
-  })));
+      })));
 }
 
 // The documented limit: the unordered containers clear their bucket array in the destructor

@@ -150,7 +150,8 @@ void spawn_child(spawned_child& c, const std::string& source, std::uint64_t n, i
   for (char ch; (ch = pt::read_byte(out[0])) != '\0' && ch != '\n';) c.report += ch;
   ::close(out[0]);
   unsigned long addr = 0;
-  if (std::sscanf(c.report.c_str(), "ok %lx %zu %llu %d", &addr, &c.bytes, &c.wrong, &c.frozen) == 4)
+  if (std::sscanf(c.report.c_str(), "ok %lx %zu %llu %d", &addr, &c.bytes, &c.wrong, &c.frozen) ==
+      4)
     c.data = addr;
 }
 
@@ -268,7 +269,8 @@ TEST_CASE("a moved image keeps its mapping; the moved-from image owns nothing") 
   CHECK(c.name() == path.string());
 }
 
-TEST_CASE("four exec'd processes open one image: right answers, one copy in memory, no private page") {
+TEST_CASE(
+    "four exec'd processes open one image: right answers, one copy in memory, no private page") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";
   constexpr std::uint64_t n = 200000;
@@ -565,8 +567,8 @@ TEST_CASE("a write to image memory is stopped by the trap, naming the image and 
   save_table(path, 100);
   const image img = image::open(path);
   const auto& t = img.root<pt::image_table>();
-  const std::size_t offset = static_cast<std::size_t>(
-      reinterpret_cast<const std::byte*>(&t.count) - img.data().data());
+  const std::size_t offset =
+      static_cast<std::size_t>(reinterpret_cast<const std::byte*>(&t.count) - img.data().data());
   const auto child = pt::run_capturing_stderr([&] {
     permafrost::install_write_trap();
     *const_cast<std::uint64_t*>(&t.count) = 7;  // the bug the trap reports
@@ -586,8 +588,8 @@ TEST_CASE("permafrost-stat lists each process's images and how many processes ma
   spawned_child children[2];
   for (auto& c : children) spawn_child(c, path.string(), 20000);
   for (auto& c : children) REQUIRE(c.data != 0);
-  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) + " " +
-                              std::to_string(children[1].pid);
+  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) +
+                              " " + std::to_string(children[1].pid);
   FILE* out = ::popen(command.c_str(), "r");
   REQUIRE(out != nullptr);
   std::string text;
@@ -619,7 +621,8 @@ TEST_CASE("a worker cannot write image memory: mprotect(PROT_WRITE) and /proc/se
     const int mem = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
     if (mem < 0) ::_exit(11);
     const char byte = 'X';
-    if (::pwrite(mem, &byte, 1, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(page))) == 1) ::_exit(12);
+    if (::pwrite(mem, &byte, 1, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(page))) == 1)
+      ::_exit(12);
     ::_exit(0);
   });
   CHECK(WIFEXITED(status));
@@ -651,13 +654,15 @@ TEST_CASE("save_image refuses data holding a raw pointer, naming its arena offse
     FAIL("saving a raw pointer succeeded");
   } catch (const image_error& e) {
     CHECK(e.why() == reason::not_position_independent);
-    CHECK(std::string(e.what()).find("arena offset " + std::to_string(offset)) != std::string::npos);
+    CHECK(std::string(e.what()).find("arena offset " + std::to_string(offset)) !=
+          std::string::npos);
     CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
   }
   CHECK(fs::is_empty(dir.path));
 }
 
-TEST_CASE("a hash_map<string, string> root opened twice in one process, at two addresses, answers the same") {
+TEST_CASE("a hash_map<string, string> root opened twice in one process, at two addresses, answers "
+          "the same") {
   temp_dir dir;
   const fs::path path = dir / "map.pfi";
   {
@@ -684,7 +689,8 @@ TEST_CASE("a hash_map<string, string> root opened twice in one process, at two a
   }
 }
 
-TEST_CASE("a hash_map<string, string> image is read right by exec'd processes at their own addresses") {
+TEST_CASE(
+    "a hash_map<string, string> image is read right by exec'd processes at their own addresses") {
   temp_dir dir;
   const fs::path path = dir / "map.pfi";
   std::uintptr_t built_at = 0;
@@ -703,8 +709,8 @@ TEST_CASE("a hash_map<string, string> image is read right by exec'd processes at
     CHECK(c.wrong == 0);
     CHECK(c.frozen == 1);
     char where[96];
-    std::snprintf(where, sizeof where, "built at %#lx, read at %#lx", static_cast<unsigned long>(built_at),
-                  static_cast<unsigned long>(c.data));
+    std::snprintf(where, sizeof where, "built at %#lx, read at %#lx",
+                  static_cast<unsigned long>(built_at), static_cast<unsigned long>(c.data));
     MESSAGE(where);
     const int status = c.finish();
     CHECK(WIFEXITED(status));

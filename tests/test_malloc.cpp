@@ -23,10 +23,10 @@
 #include "arenas.hpp"
 #include "child_process.hpp"
 #include "fork_probe.hpp"
+#include "heap/process_heap.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/sorted_map.hpp"
-#include "heap/process_heap.hpp"
 
 using namespace permafrost;
 using permafrost::detail::block_owner;

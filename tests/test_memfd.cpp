@@ -141,7 +141,8 @@ TEST_CASE("after freeze a memfd arena is sealed: no writable mapping, write or r
   CHECK(::mprotect(words.data(), 4096, PROT_READ | PROT_WRITE) == -1);
   CHECK(errno == EACCES);
   // A plain store faults.
-  const int status = permafrost::test::wait_status_of([&] { *const_cast<volatile std::uint64_t*>(&words[5]) = 0; });
+  const int status = permafrost::test::wait_status_of(
+      [&] { *const_cast<volatile std::uint64_t*>(&words[5]) = 0; });
   CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV));
   CHECK(words[5] == 5 * 0x9e3779b97f4a7c15ull);
 }
@@ -256,8 +257,8 @@ TEST_CASE("attach in a posix_spawned process reads the same data at the same add
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The helper's instrumented reads touch its sanitizer shadow memory for the first time: those
   // are page faults too, and nothing an arena can populate.
-  MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory (" << reply.faults
-                                                                                         << " faults)");
+  MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory ("
+          << reply.faults << " faults)");
 #else
   CHECK(reply.faults == 0);  // attached with populate
 #endif
@@ -361,12 +362,13 @@ long vmpte_with_frozen_arena(permafrost::backing b) {
 
 }  // namespace
 
-TEST_CASE("fork copies no page table of a frozen memfd arena (child VmPTE), unlike 4 KiB anonymous") {
+TEST_CASE(
+    "fork copies no page table of a frozen memfd arena (child VmPTE), unlike 4 KiB anonymous") {
   const long none = child_vmpte_kib();
   const long anonymous = vmpte_with_frozen_arena(permafrost::backing::anonymous);
   const long memfd = vmpte_with_frozen_arena(permafrost::backing::memfd);
-  MESSAGE("child VmPTE KiB right after fork: no arena " << none << ", 128 MiB anonymous 4 KiB "
-                                                        << anonymous << ", 128 MiB memfd " << memfd);
+  MESSAGE("child VmPTE KiB right after fork: no arena "
+          << none << ", 128 MiB anonymous 4 KiB " << anonymous << ", 128 MiB memfd " << memfd);
   CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer's shadow of the 128 MiB (written by ASan poisoning / TSan accesses) is private

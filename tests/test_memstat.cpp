@@ -53,7 +53,12 @@ unsigned long long json_number(const std::string& json, std::size_t from, const 
 // Checks that `json` is valid JSON (strict: Python's parser, which rejects invalid UTF-8 too).
 void check_parses_as_json(const std::string& json) {
   const std::string file = "/tmp/permafrost-stat-" + std::to_string(::getpid()) + ".json";
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f != nullptr); std::fputs(json.c_str(), f); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs(json.c_str(), f);
+    std::fclose(f);
+  }
   const auto [parse_rc, parse_out] = run("python3 -m json.tool " + file);
   std::remove(file.c_str());
   CHECK_MESSAGE(parse_rc == 0, parse_out);
@@ -147,8 +152,7 @@ class forked_tree {
     char c = ok ? 'k' : 'f';
     (void)!::write(ready_[1], &c, 1);
     (void)!::read(go_[0], &c, 1);  // EOF when the test releases the tree
-    while (::wait(nullptr) > 0) {
-    }
+    while (::wait(nullptr) > 0) {}
     ::_exit(0);
   }
   int ready_[2];
@@ -233,13 +237,15 @@ TEST_CASE("a vanished pid raises proc_error naming the file and errno") {
     CHECK(e.file() == rollup);
     CHECK((e.code().value() == ENOENT || e.code().value() == ESRCH));
     CHECK(std::string(e.what()).find(rollup) != std::string::npos);
-    CHECK(std::string(e.what()).find("errno " + std::to_string(e.code().value())) != std::string::npos);
+    CHECK(std::string(e.what()).find("errno " + std::to_string(e.code().value())) !=
+          std::string::npos);
   }
   CHECK_THROWS_AS((void)mappings(gone), proc_error);
   CHECK_THROWS_AS((void)process_tree(gone), proc_error);
   static const char byte = 0;
   try {
-    (void)sharing_audit(gone, 0, std::span<const std::byte>(reinterpret_cast<const std::byte*>(&byte), 1));
+    (void)sharing_audit(gone, 0,
+                        std::span<const std::byte>(reinterpret_cast<const std::byte*>(&byte), 1));
     FAIL("sharing_audit of a vanished pid returned");
   } catch (const proc_error& e) {
     CHECK(e.file() == "/proc/" + std::to_string(gone) + "/pagemap");
@@ -310,7 +316,8 @@ TEST_CASE("sharing_audit without an allocation log still counts copies, naming n
 
 TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as JSON") {
   forked_tree tree(32 * MiB, 2);
-  const auto [rc, json] = run(std::string(PERMAFROST_STAT) + " --tree --json " + std::to_string(tree.root()));
+  const auto [rc, json] =
+      run(std::string(PERMAFROST_STAT) + " --tree --json " + std::to_string(tree.root()));
   memory_usage expect;
   const auto pids = process_tree(tree.root());
   for (pid_t p : pids) expect += process_memory(p);
@@ -321,9 +328,12 @@ TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as 
   CHECK(json_number(json, total, "processes") == 3);
   // Shared library pages can change hands while the tool runs: allow 1 MiB.
   const double slack = static_cast<double>(MiB);
-  CHECK(std::fabs(static_cast<double>(json_number(json, total, "rss")) - static_cast<double>(expect.rss)) < slack);
-  CHECK(std::fabs(static_cast<double>(json_number(json, total, "pss")) - static_cast<double>(expect.pss)) < slack);
-  CHECK(std::fabs(static_cast<double>(json_number(json, total, "uss")) - static_cast<double>(expect.uss)) < slack);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "rss")) -
+                  static_cast<double>(expect.rss)) < slack);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "pss")) -
+                  static_cast<double>(expect.pss)) < slack);
+  CHECK(std::fabs(static_cast<double>(json_number(json, total, "uss")) -
+                  static_cast<double>(expect.uss)) < slack);
   const auto saved = json_number(json, total, "saved_by_sharing");
   CHECK(saved == json_number(json, total, "rss") - json_number(json, total, "pss"));
   CHECK(saved >= 2 * 32 * MiB * 2 / 3);  // 3 processes map the 32 MiB: RSS counts it 3x, PSS 1x
@@ -333,7 +343,8 @@ TEST_CASE("permafrost-stat --tree --json totals agree with memstat and parse as 
 
 TEST_CASE("permafrost-stat prints a table with the tree's totals") {
   forked_tree tree(8 * MiB, 1);
-  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " --tree " + std::to_string(tree.root()));
+  const auto [rc, out] =
+      run(std::string(PERMAFROST_STAT) + " --tree " + std::to_string(tree.root()));
   INFO(out);
   CHECK(rc == 0);
   CHECK(out.find("2 processes") != std::string::npos);
@@ -357,7 +368,8 @@ TEST_CASE("permafrost-stat exits 2 with a message for a bad pid") {
 TEST_CASE("permafrost-stat --json escapes a process name that is not UTF-8") {
   held_child child([] { return ::prctl(PR_SET_NAME, "\xff\xfe-odd\"name", 0, 0, 0) == 0; });
   REQUIRE(child.worked());
-  const auto [rc, json] = run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(child.pid()));
+  const auto [rc, json] =
+      run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(child.pid()));
   REQUIRE(rc == 0);
   INFO(json);
   CHECK(json.find("\\u00ff\\u00fe-odd\\\"name") != std::string::npos);
@@ -407,7 +419,8 @@ TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {
   INFO(out);
   CHECK(rc == 0);
   CHECK(out.find("memfd:permafrost:stat-test") != std::string::npos);
-  const auto [jrc, json] = run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
+  const auto [jrc, json] =
+      run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
   CHECK(jrc == 0);
   const auto at = json.find("memfd:permafrost:stat-test");
   REQUIRE(at != std::string::npos);

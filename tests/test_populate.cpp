@@ -60,7 +60,8 @@ long child_faults_reading(const unsigned char* p, std::size_t n,
 }
 
 // An arena with 32 MiB allocated but never written (zero pages, not present), frozen.
-arena untouched_frozen(bool populate, bool huge, permafrost::backing b, std::span<const unsigned char>* out) {
+arena untouched_frozen(bool populate, bool huge, permafrost::backing b,
+                       std::span<const unsigned char>* out) {
   arena_options o;
   o.capacity = std::size_t{128} << 20;
   o.name = "populate";

@@ -40,7 +40,8 @@ bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS
 int write_through_proc_mem(void* p, std::uint64_t value) {
   const int fd = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
   if (fd < 0) return errno;
-  const ssize_t n = ::pwrite(fd, &value, sizeof value, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(p)));
+  const ssize_t n =
+      ::pwrite(fd, &value, sizeof value, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(p)));
   const int err = n == static_cast<ssize_t>(sizeof value) ? 0 : (n < 0 ? errno : EIO);
   ::close(fd);
   return err;
@@ -63,7 +64,8 @@ TEST_CASE("frozen pages are never executable: rw- before freeze, r-- after, anon
   }
 }
 
-TEST_CASE("anonymous arena: a worker that makes its frozen pages writable changes only its own copy") {
+TEST_CASE(
+    "anonymous arena: a worker that makes its frozen pages writable changes only its own copy") {
   arena a(options("private", permafrost::backing::anonymous));
   auto* value = a.make<std::uint64_t>(1234);
   a.freeze();

@@ -16,10 +16,10 @@
 #include <memory_resource>
 #include <new>
 #include <random>
-#include <thread>
-#include <vector>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
+#include <vector>
 
 #include "arenas.hpp"
 #include "fork_probe.hpp"
@@ -147,8 +147,7 @@ TEST_CASE("1000 forks while 2 threads allocate and free: every child runs and ex
       ::_exit(0);
     }
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++ok;
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
@@ -186,14 +185,16 @@ TEST_CASE("16 workers churn for 10 s each and copy 0 frozen pages") {
       for (int j = 0; j < 256; ++j) churn_malloc(rng, live, sink);
 #ifdef PERMAFROST_TEST_HEAP
       on_heap.push_back(rng());
-      if (on_heap.size() > 4096) std::pmr::vector<std::uint64_t>(permafrost::process_heap()).swap(on_heap);
+      if (on_heap.size() > 4096)
+        std::pmr::vector<std::uint64_t>(permafrost::process_heap()).swap(on_heap);
 #endif
       for (int j = 0; j < 256; ++j, ++reads) {
         if (!table.intact_at(rng())) return 2;
       }
     }
     // Every frozen page read at least once, so the comparison covers them all.
-    for (std::size_t i = 0; i < table.words.size(); i += 512) reads += table.intact_at(i) ? 0 : 1u << 30;
+    for (std::size_t i = 0; i < table.words.size(); i += 512)
+      reads += table.intact_at(i) ? 0 : 1u << 30;
     for (void* p : live) std::free(p);
     return reads >= (1u << 30) ? 3 : static_cast<int>(sink & 0);
   });
@@ -259,7 +260,8 @@ TEST_CASE("capacity exhaustion from 4 threads at once: each gets bad_alloc, noth
   CHECK(corrupt == 0);
   std::sort(all.begin(), all.end(), [](const block& x, const block& y) { return x.p < y.p; });
   std::size_t overlaps = 0;
-  for (std::size_t i = 1; i < all.size(); ++i) overlaps += all[i - 1].p + all[i - 1].size > all[i].p;
+  for (std::size_t i = 1; i < all.size(); ++i)
+    overlaps += all[i - 1].p + all[i - 1].size > all[i].p;
   CHECK(overlaps == 0);
   CHECK(bytes <= capacity);
   CHECK(bytes > capacity / 2);  // the arena was really filled, not refused early

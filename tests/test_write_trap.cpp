@@ -40,7 +40,8 @@ std::string describe(const void* p) {
 
 std::string hex(const void* p) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%#lx", static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(p)));
+  std::snprintf(buf, sizeof buf, "%#lx",
+                static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(p)));
   return buf;
 }
 
@@ -68,9 +69,11 @@ TEST_CASE("the report names the arena, the offset, the allocation's tag and the 
                                   std::to_string(rows_offset + 5) + " (address " + hex(rows + 5) +
                                   "); allocation \"rows\" +5 of 4000 bytes at offset " +
                                   std::to_string(rows_offset));
-  CHECK(describe(head).find("allocation \"header\" +0 of 100 bytes at offset 0") != std::string::npos);
+  CHECK(describe(head).find("allocation \"header\" +0 of 100 bytes at offset 0") !=
+        std::string::npos);
   CHECK(describe(head + 99).find("\"header\" +99 of 100") != std::string::npos);
-  CHECK(describe(untagged + 9).find("allocation \"(untagged)\" +9 of 10 bytes") != std::string::npos);
+  CHECK(describe(untagged + 9).find("allocation \"(untagged)\" +9 of 10 bytes") !=
+        std::string::npos);
   // The alignment padding between header and rows belongs to no allocation.
   CHECK(describe(head + 100).find("; not inside a logged allocation") != std::string::npos);
   // Past the last allocation, on the same read-only page.
@@ -257,7 +260,8 @@ void* deep_thread(void* arg) {
   if (job->alt_stack) {
     stack_t ss{};
     ss.ss_size = 64 << 10;
-    ss.ss_sp = ::mmap(nullptr, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss.ss_sp =
+        ::mmap(nullptr, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, nullptr) != 0) ::_exit(94);
   }
   pthread_attr_t attr;
@@ -356,15 +360,18 @@ TEST_CASE("executing frozen memory is reported as execution, not as a write") {
   INFO(child.stderr_text);
   CHECK(killed_by(child.status, SIGSEGV));
 #if defined(__x86_64__)
-  CHECK(child.stderr_text.rfind("permafrost: execution in frozen arena \"code\" at offset 0 (", 0) == 0);
+  CHECK(child.stderr_text.rfind("permafrost: execution in frozen arena \"code\" at offset 0 (",
+                                0) == 0);
 #else
   MESSAGE("this architecture does not report the access type: the report says \"access to\"");
-  CHECK(child.stderr_text.rfind("permafrost: access to frozen arena \"code\" at offset 0 (", 0) == 0);
+  CHECK(child.stderr_text.rfind("permafrost: access to frozen arena \"code\" at offset 0 (", 0) ==
+        0);
 #endif
   CHECK(child.stderr_text.find("write to") == std::string::npos);
 }
 
-TEST_CASE("read(2) into frozen memory fails with EFAULT: no signal, no trap line, bytes unchanged") {
+TEST_CASE(
+    "read(2) into frozen memory fails with EFAULT: no signal, no trap line, bytes unchanged") {
   arena a(opts("syscall", false));
   char* buf = static_cast<char*>(a.allocate(64, 1));
   std::memcpy(buf, "frozen", 7);

@@ -47,7 +47,8 @@ struct process_row {
                "usage: permafrost-stat [--tree] [--json] PID...\n"
                "  --tree   include every descendant of each PID\n"
                "  --json   print JSON instead of a table\n"
-               "exit: 0 ok, 1 a process could not be read (a zombie, no permission), 2 bad usage or no such\n"
+               "exit: 0 ok, 1 a process could not be read (a zombie, no permission), 2 bad usage "
+               "or no such\n"
                "process\n",
                msg.c_str());
   std::exit(2);
@@ -63,9 +64,15 @@ std::size_t utf8_sequence(const std::string& s, std::size_t i) {
   std::size_t n = 0;
   unsigned lo = 0x80, hi = 0xbf;  // allowed range of the second byte
   if (c >= 0xc2 && c <= 0xdf) n = 2;
-  else if (c >= 0xe0 && c <= 0xef) { n = 3; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
-  else if (c >= 0xf0 && c <= 0xf4) { n = 4; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
-  else return 0;
+  else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else return 0;
   if (i + n > s.size() || b(1) < lo || b(1) > hi) return 0;
   for (std::size_t k = 2; k < n; ++k)
     if (b(k) < 0x80 || b(k) > 0xbf) return 0;
@@ -118,9 +125,11 @@ std::string json_usage(const permafrost::memory_usage& u) {
 std::string image_of(const permafrost::mapping_usage& m) {
   std::string name = m.name;
   const std::string deleted = " (deleted)";
-  if (name.size() > deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
+  if (name.size() > deleted.size() &&
+      name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0)
     name.resize(name.size() - deleted.size());
-  const bool pfi = name.size() > 4 && name.compare(name.size() - 4, 4, ".pfi") == 0 && name[0] == '/';
+  const bool pfi =
+      name.size() > 4 && name.compare(name.size() - 4, 4, ".pfi") == 0 && name[0] == '/';
   const bool memfd = name.rfind("/memfd:permafrost-image", 0) == 0;
   return pfi || memfd ? name : std::string();
 }
@@ -144,20 +153,26 @@ void print_images(const std::vector<process_row>& rows) {
   bool any = false;
   for (const auto& r : rows) {
     for (const auto& m : r.images) {
-      if (!any) std::printf("\nimages:\n%8s  %-44s %10s %10s %10s\n", "PID", "IMAGE", "SIZE MiB", "RSS MiB", "PSS MiB");
+      if (!any)
+        std::printf("\nimages:\n%8s  %-44s %10s %10s %10s\n", "PID", "IMAGE", "SIZE MiB", "RSS MiB",
+                    "PSS MiB");
       any = true;
       const std::string name = image_of(m);
       std::printf("%8d  %-44s %10.1f %10.1f %10.1f\n", r.pid, name.c_str(), mib(m.end - m.begin),
                   mib(m.usage.rss), mib(m.usage.pss));
-      auto it = std::find_if(totals.begin(), totals.end(), [&](const image_total& t) { return t.name == name; });
-      if (it == totals.end()) it = totals.insert(totals.end(), image_total{name, m.end - m.begin, 0, 0, {}});
+      auto it = std::find_if(totals.begin(), totals.end(),
+                             [&](const image_total& t) { return t.name == name; });
+      if (it == totals.end())
+        it = totals.insert(totals.end(), image_total{name, m.end - m.begin, 0, 0, {}});
       it->pss += m.usage.pss;
       it->rss += m.usage.rss;
-      if (std::find(it->pids.begin(), it->pids.end(), r.pid) == it->pids.end()) it->pids.push_back(r.pid);
+      if (std::find(it->pids.begin(), it->pids.end(), r.pid) == it->pids.end())
+        it->pids.push_back(r.pid);
     }
   }
   if (!any) return;
-  std::printf("\nper image:\n%-44s %10s %10s %10s %10s\n", "IMAGE", "PROCESSES", "SIZE MiB", "SUM RSS", "SUM PSS");
+  std::printf("\nper image:\n%-44s %10s %10s %10s %10s\n", "IMAGE", "PROCESSES", "SIZE MiB",
+              "SUM RSS", "SUM PSS");
   for (const auto& t : totals)
     std::printf("%-44s %10zu %10.1f %10.1f %10.1f\n", t.name.c_str(), t.pids.size(), mib(t.bytes),
                 mib(t.rss), mib(t.pss));
@@ -176,8 +191,9 @@ int main(int argc, char** argv) {
     else if (a == "-h" || a == "--help") usage("help");
     else {
       // Digits only: strtol alone would also take " 1", "+1" and "-0".
-      const bool digits = !a.empty() && a.size() <= 10 &&
-                          std::all_of(a.begin(), a.end(), [](char c) { return c >= '0' && c <= '9'; });
+      const bool digits =
+          !a.empty() && a.size() <= 10 &&
+          std::all_of(a.begin(), a.end(), [](char c) { return c >= '0' && c <= '9'; });
       const long long pid = digits ? std::stoll(a) : 0;
       if (pid <= 0 || pid > 0x7fffffff) usage("not a process id: '" + a + "'");
       roots.push_back(static_cast<pid_t>(pid));
@@ -239,8 +255,8 @@ int main(int argc, char** argv) {
     std::printf("{\n  \"processes\": [\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
-      std::printf("    {\"pid\": %d, \"name\": %s, %s, \"arenas\": [", r.pid, json_string(r.name).c_str(),
-                  json_usage(r.mem).c_str());
+      std::printf("    {\"pid\": %d, \"name\": %s, %s, \"arenas\": [", r.pid,
+                  json_string(r.name).c_str(), json_usage(r.mem).c_str());
       for (std::size_t j = 0; j < r.arenas.size(); ++j) {
         const auto& m = r.arenas[j];
         std::printf("%s{\"name\": %s, \"begin\": \"0x%lx\", \"end\": \"0x%lx\", %s}", j ? ", " : "",
@@ -266,13 +282,16 @@ int main(int argc, char** argv) {
   for (const auto& r : rows)
     std::printf("%8d  %-16s %10.1f %10.1f %10.1f %10.1f\n", r.pid, r.name.c_str(), mib(r.mem.rss),
                 mib(r.mem.pss), mib(r.mem.uss), mib(r.mem.shared()));
-  std::printf("%8s  %-16s %10.1f %10.1f %10.1f %10.1f\n", "total", (std::to_string(rows.size()) + " processes").c_str(),
-              mib(total.rss), mib(total.pss), mib(total.uss), mib(total.shared()));
+  std::printf("%8s  %-16s %10.1f %10.1f %10.1f %10.1f\n", "total",
+              (std::to_string(rows.size()) + " processes").c_str(), mib(total.rss), mib(total.pss),
+              mib(total.uss), mib(total.shared()));
   std::printf("saved by sharing (sum RSS - sum PSS): %.1f MiB\n", mib(saved));
   bool any = false;
   for (const auto& r : rows) {
     for (const auto& m : r.arenas) {
-      if (!any) std::printf("\narenas:\n%8s  %-36s %10s %10s %10s\n", "PID", "MAPPING", "RSS MiB", "PSS MiB", "USS MiB");
+      if (!any)
+        std::printf("\narenas:\n%8s  %-36s %10s %10s %10s\n", "PID", "MAPPING", "RSS MiB",
+                    "PSS MiB", "USS MiB");
       any = true;
       std::printf("%8d  %-36s %10.1f %10.1f %10.1f\n", r.pid, m.name.c_str(), mib(m.usage.rss),
                   mib(m.usage.pss), mib(m.usage.uss));

@@ -86,8 +86,9 @@ int worker(const std::string& kind_name, std::size_t bytes, int forks) {
     const std::uint64_t sum = read_lines(words.data(), words.size());
     const double read_ms = (bench::now_ns() - t0) / 1e6;
     ::getrusage(RUSAGE_SELF, &r1);
-    double out[3] = {read_ms, static_cast<double>(status_kib("VmPTE:")),
-                     static_cast<double>(r1.ru_minflt - r0.ru_minflt + r1.ru_majflt - r0.ru_majflt)};
+    double out[3] = {
+        read_ms, static_cast<double>(status_kib("VmPTE:")),
+        static_cast<double>(r1.ru_minflt - r0.ru_minflt + r1.ru_majflt - r0.ru_majflt)};
     bench::keep(sum);
     (void)!::write(fds[1], out, sizeof out);
     ::_exit(0);
@@ -140,25 +141,33 @@ int main(int argc, char** argv) {
     sizes = {std::size_t{256} << 20, std::size_t{1} << 30, std::size_t{4} << 30};
   }
   bench::print_header("fork, freeze and first read with a populated frozen arena", argc, argv);
-  std::printf("every page written before freeze; fork ms = median of %d fork() calls in the parent; "
-              "%d round(s), medians across rounds; 'no arena' = the same worker process before "
-              "it made the arena\n\n", forks, rounds);
-  const char* keys[] = {"base_ms", "arena_ms", "freeze_ms", "build_ms", "read_ms", "pte_kib", "faults", "huge_mib", "populated_read_ms"};
-  std::map<std::string, std::map<std::string, std::vector<double>>> res;  // "kind/size" -> key -> samples
+  std::printf(
+      "every page written before freeze; fork ms = median of %d fork() calls in the parent; "
+      "%d round(s), medians across rounds; 'no arena' = the same worker process before "
+      "it made the arena\n\n",
+      forks, rounds);
+  const char* keys[] = {"base_ms", "arena_ms", "freeze_ms", "build_ms",         "read_ms",
+                        "pte_kib", "faults",   "huge_mib",  "populated_read_ms"};
+  std::map<std::string, std::map<std::string, std::vector<double>>>
+      res;  // "kind/size" -> key -> samples
   for (int r = 0; r < rounds; ++r)
     for (std::size_t size : sizes)
       for (const auto& k : kinds) {
         const std::string out =
             bench::run_worker({"--worker", k.name, std::to_string(size), std::to_string(forks)});
-        for (const char* key : keys) res[std::string(k.name) + "/" + std::to_string(size)][key].push_back(bench::field(out, key));
+        for (const char* key : keys)
+          res[std::string(k.name) + "/" + std::to_string(size)][key].push_back(
+              bench::field(out, key));
       }
   auto med = [&](const backing_kind& k, std::size_t size, const char* key) {
     return bench::median(res[std::string(k.name) + "/" + std::to_string(size)][key]);
   };
-  std::printf("### fork latency and a child's first full read\n\n"
-              "| arena | backing | fork ms, no arena | fork ms | fork / no arena | anon-4k fork / this | "
-              "child VmPTE KiB | child full read ms | child page faults | child populate() + read ms | huge MiB |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "### fork latency and a child's first full read\n\n"
+      "| arena | backing | fork ms, no arena | fork ms | fork / no arena | anon-4k fork / this | "
+      "child VmPTE KiB | child full read ms | child page faults | child populate() + read ms | "
+      "huge MiB |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (std::size_t size : sizes)
     for (const auto& k : kinds) {
       const double f = med(k, size, "arena_ms");
@@ -168,7 +177,8 @@ int main(int argc, char** argv) {
                   med(k, size, "pte_kib"), med(k, size, "read_ms"), med(k, size, "faults"),
                   med(k, size, "populated_read_ms"), med(k, size, "huge_mib"));
     }
-  std::printf("\n### freeze\n\n| arena | backing | freeze ms | ms per GiB | build ms (first touch) |\n|---|---|---|---|---|\n");
+  std::printf("\n### freeze\n\n| arena | backing | freeze ms | ms per GiB | build ms (first touch) "
+              "|\n|---|---|---|---|---|\n");
   for (std::size_t size : sizes)
     for (const auto& k : kinds) {
       const double ms = med(k, size, "freeze_ms");

@@ -70,23 +70,26 @@ int main(int argc, char** argv) {
   for (auto& f : frozens) shares.push_back(permafrost::share(f.get()));
   // Pointers for is_frozen: half frozen, half heap, shuffled.
   std::vector<const void*> probes;
-  for (std::size_t i = 0; i < n; ++i) probes.push_back(i % 2 ? static_cast<const void*>(frozens[i].get()) : mutables[i].get());
+  for (std::size_t i = 0; i < n; ++i)
+    probes.push_back(i % 2 ? static_cast<const void*>(frozens[i].get()) : mutables[i].get());
   std::shuffle(probes.begin(), probes.end(), std::mt19937(42));
 
   const std::vector<std::pair<std::string, std::function<std::uint64_t()>>> cases{
       {"loop baseline (p != nullptr)", [&] { return null_check_all(probes); }},
       {"is_frozen(p)", [&] { return check_all(probes); }},
-      {"intrusive_ptr copy, plain count (boost::intrusive_ref_counter)", [&] { return copy_all(plains); }},
+      {"intrusive_ptr copy, plain count (boost::intrusive_ref_counter)",
+       [&] { return copy_all(plains); }},
       {"intrusive_ptr copy, refcounted<T>, mutable object", [&] { return copy_all(mutables); }},
       {"intrusive_ptr copy, refcounted<T>, frozen object", [&] { return copy_all(frozens); }},
       {"shared_ptr copy, make_shared object", [&] { return copy_all(shareds); }},
       {"shared_ptr copy, share() of a frozen object", [&] { return copy_all(shares); }},
-      {"share(p) (make a handle)", [&] {
-         std::uint64_t s = 0;
-         for (const auto& f : frozens) s += permafrost::share(f.get())->value;
-         return s;
+      {"share(p) (make a handle)",
+       [&] {
+    std::uint64_t s = 0;
+    for (const auto& f : frozens) s += permafrost::share(f.get())->value;
+    return s;
        }},
-  };
+      };
   std::map<std::string, std::vector<double>> samples;
   for (int r = 0; r < rounds; ++r) {
     for (const auto& [name, fn] : cases) {
@@ -96,8 +99,10 @@ int main(int argc, char** argv) {
       bench::keep(v);
     }
   }
-  bench::print_header("handles: ns per operation (median of interleaved runs, one thread)", argc, argv);
-  std::printf("%zu objects (or pointers) per run, %d rounds; copies include the release\n\n", n, rounds);
+  bench::print_header("handles: ns per operation (median of interleaved runs, one thread)", argc,
+                      argv);
+  std::printf("%zu objects (or pointers) per run, %d rounds; copies include the release\n\n", n,
+              rounds);
   const double plain_ns = bench::median(samples[cases[2].first]);
   std::printf("| operation | ns | vs plain intrusive count |\n|---|---|---|\n");
   for (const auto& [name, fn] : cases) {

@@ -92,7 +92,8 @@ void write_source(const fs::path& path, std::uint64_t n) {
   if (f == nullptr) throw std::runtime_error("cannot write " + path.string());
   for (std::uint64_t i = 0; i < n; ++i) {
     const record r = value_of(i);
-    std::fprintf(f, "%s\t%llu\t%u\t%u\n", key_of(i).c_str(), static_cast<unsigned long long>(r.id), r.a, r.b);
+    std::fprintf(f, "%s\t%llu\t%u\t%u\n", key_of(i).c_str(), static_cast<unsigned long long>(r.id),
+                 r.a, r.b);
   }
   // On disk before any peer runs: otherwise its writeback lands in the first peer's build.
   std::fflush(f);
@@ -149,7 +150,9 @@ using finder = std::function<const record*(std::string_view)>;
 
 struct sv_hash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
 };
 
 struct peer_state {
@@ -174,7 +177,8 @@ struct peer_state {
       cdb_free(&cdb);
       ::close(cdb_fd);
     }
-    if (marisa_records != nullptr) ::munmap(const_cast<record*>(marisa_records), marisa_records_bytes);
+    if (marisa_records != nullptr)
+      ::munmap(const_cast<record*>(marisa_records), marisa_records_bytes);
   }
 };
 
@@ -194,8 +198,8 @@ void check_lmdb(int rc, const char* what) {
 
 // Builds `peer` from `s` in this process; for the file peers also writes the file. Returns the
 // seconds of the build proper in *build_s and of the save in *save_s.
-void build(const std::string& peer, const source& s, const files& f, peer_state& st, double* build_s,
-           double* save_s) {
+void build(const std::string& peer, const source& s, const files& f, peer_state& st,
+           double* build_s, double* save_s) {
   const std::size_t n = s.keys.size();
   *save_s = 0;
   double t0 = bench::now_ns();
@@ -226,11 +230,13 @@ void build(const std::string& peer, const source& s, const files& f, peer_state&
     // LMDB's fastest bulk load: keys in order, appended in one transaction.
     std::vector<std::uint32_t> order(n);
     for (std::uint32_t i = 0; i < n; ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::uint32_t x, std::uint32_t y) { return s.keys[x] < s.keys[y]; });
+    std::sort(order.begin(), order.end(),
+              [&](std::uint32_t x, std::uint32_t y) { return s.keys[x] < s.keys[y]; });
     fs::remove(f.lmdb());
     fs::remove(f.lmdb().string() + "-lock");
     check_lmdb(mdb_env_create(&st.env), "env_create");
-    check_lmdb(mdb_env_set_mapsize(st.env, std::max<std::size_t>(n * 256, std::size_t{64} << 20)), "set_mapsize");
+    check_lmdb(mdb_env_set_mapsize(st.env, std::max<std::size_t>(n * 256, std::size_t{64} << 20)),
+               "set_mapsize");
     check_lmdb(mdb_env_open(st.env, f.lmdb().c_str(), MDB_NOSUBDIR | MDB_NOSYNC, 0644), "env_open");
     MDB_txn* txn = nullptr;
     check_lmdb(mdb_txn_begin(st.env, nullptr, 0, &txn), "txn_begin");
@@ -253,7 +259,8 @@ void build(const std::string& peer, const source& s, const files& f, peer_state&
     struct cdb_make m {};
     cdb_make_start(&m, fd);
     for (std::size_t i = 0; i < n; ++i)
-      if (cdb_make_add(&m, s.keys[i].data(), static_cast<unsigned>(s.keys[i].size()), &s.values[i], sizeof(record)) != 0)
+      if (cdb_make_add(&m, s.keys[i].data(), static_cast<unsigned>(s.keys[i].size()), &s.values[i],
+                       sizeof(record)) != 0)
         throw std::runtime_error("cdb_make_add");
     if (cdb_make_finish(&m) != 0) throw std::runtime_error("cdb_make_finish");
     *build_s = (bench::now_ns() - t0) / 1e9;
@@ -272,7 +279,8 @@ void build(const std::string& peer, const source& s, const files& f, peer_state&
     t0 = bench::now_ns();
     st.trie.save(f.marisa().c_str());
     std::FILE* out = std::fopen(f.marisa_values().c_str(), "w");
-    if (out == nullptr || std::fwrite(by_id.data(), sizeof(record), by_id.size(), out) != by_id.size())
+    if (out == nullptr ||
+        std::fwrite(by_id.data(), sizeof(record), by_id.size(), out) != by_id.size())
       throw std::runtime_error("cannot write " + f.marisa_values().string());
     std::fflush(out);
     ::fsync(::fileno(out));
@@ -291,7 +299,8 @@ void open_file(const std::string& peer, const files& f, peer_state& st) {
     st.map = &st.img->root<pf_map>();
   } else if (peer == "lmdb") {
     check_lmdb(mdb_env_create(&st.env), "env_create");
-    check_lmdb(mdb_env_open(st.env, f.lmdb().c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644), "env_open");
+    check_lmdb(mdb_env_open(st.env, f.lmdb().c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644),
+               "env_open");
     check_lmdb(mdb_txn_begin(st.env, nullptr, MDB_RDONLY, &st.txn), "txn_begin");
     check_lmdb(mdb_dbi_open(st.txn, nullptr, 0, &st.dbi), "dbi_open");
   } else if (peer == "cdb") {
@@ -312,8 +321,7 @@ void open_file(const std::string& peer, const files& f, peer_state& st) {
 }
 
 finder finder_of(const std::string& peer, peer_state& st) {
-  if (st.map != nullptr)
-    return [&st](std::string_view k) { return st.map->get(k); };
+  if (st.map != nullptr) return [&st](std::string_view k) { return st.map->get(k); };
   if (peer == "std")
     return [&st](std::string_view k) -> const record* {
       const auto it = st.std_map.find(k);
@@ -334,7 +342,8 @@ finder finder_of(const std::string& peer, peer_state& st) {
   if (peer == "cdb")
     return [&st](std::string_view k) -> const record* {
       if (cdb_find(&st.cdb, k.data(), static_cast<unsigned>(k.size())) <= 0) return nullptr;
-      return static_cast<const record*>(cdb_get(&st.cdb, cdb_datalen(&st.cdb), cdb_datapos(&st.cdb)));
+      return static_cast<const record*>(
+          cdb_get(&st.cdb, cdb_datalen(&st.cdb), cdb_datapos(&st.cdb)));
     };
   if (peer == "marisa")
     return [&st](std::string_view k) -> const record* {
@@ -347,7 +356,8 @@ finder finder_of(const std::string& peer, peer_state& st) {
 }
 
 bool is_file_peer(const std::string& peer) {
-  return peer == "permafrost" || peer == "permafrost-checked" || peer == "lmdb" || peer == "cdb" || peer == "marisa";
+  return peer == "permafrost" || peer == "permafrost-checked" || peer == "lmdb" || peer == "cdb" ||
+         peer == "marisa";
 }
 
 std::vector<fs::path> files_of(const std::string& peer, const files& f) {
@@ -377,7 +387,8 @@ int worker_build(const std::string& peer, const files& f) {
   const finder find = finder_of(peer, *st);
   for (std::size_t i = 0; i < s.keys.size(); i += 97) {
     const record* r = find(s.keys[i]);
-    if (r == nullptr || r->id != s.values[i].id) throw std::runtime_error(peer + ": wrong answer after build");
+    if (r == nullptr || r->id != s.values[i].id)
+      throw std::runtime_error(peer + ": wrong answer after build");
   }
   std::printf("build_s=%.6f save_s=%.6f disk=%llu resident=%llu\n", build_s, save_s,
               static_cast<unsigned long long>(disk), static_cast<unsigned long long>(grown));
@@ -441,7 +452,8 @@ int worker_lookups(const std::string& peer, const files& f, std::uint64_t n, int
     }
   }
   bench::keep(sum);
-  std::printf("hits_per_s=%.0f misses_per_s=%.0f\n", bench::median(hit_rate), bench::median(miss_rate));
+  std::printf("hits_per_s=%.0f misses_per_s=%.0f\n", bench::median(hit_rate),
+              bench::median(miss_rate));
   return 0;
 }
 
@@ -462,7 +474,8 @@ double first_lookup(const std::string& peer, const files& f, std::uint64_t n, in
       for (const auto& p : files_of(peer, f)) drop_cache(p);
     const std::uint64_t probe = (static_cast<std::uint64_t>(r) * 7919) % n;
     const double t0 = bench::now_ns();
-    const std::string out = bench::run_worker({"--worker", "first", peer, f.dir.string(), std::to_string(probe)});
+    const std::string out =
+        bench::run_worker({"--worker", "first", peer, f.dir.string(), std::to_string(probe)});
     total.push_back((bench::field(out, "first_ns") - t0) / 1e9);
     inside.push_back(bench::field(out, "in_process_s"));
   }
@@ -501,7 +514,8 @@ int driver(int argc, char** argv) {
   const bool smoke = bench::has_flag(argc, argv, "--smoke");
   std::uint64_t n = smoke ? 20000 : 1000000;
   if (bench::has_flag(argc, argv, "--10m")) n = 10000000;
-  n = std::strtoull(bench::flag_value(argc, argv, "--keys", std::to_string(n).c_str()), nullptr, 10);
+  n = std::strtoull(bench::flag_value(argc, argv, "--keys", std::to_string(n).c_str()), nullptr,
+                    10);
   const int rounds = std::atoi(bench::flag_value(argc, argv, "--rounds", smoke ? "1" : "3"));
   const int first_runs = smoke ? 1 : 5;
   files f;
@@ -511,18 +525,21 @@ int driver(int argc, char** argv) {
     f.dir = dir_flag;
     fs::create_directories(f.dir);
   } else {
-    char tmpl[] = "/var/tmp/permafrost-bench-image-XXXXXX";  // a disk, not tmpfs: cold reads are real
+    char tmpl[] =
+        "/var/tmp/permafrost-bench-image-XXXXXX";  // a disk, not tmpfs: cold reads are real
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
     f.dir = made_dir = tmpl;
   }
 
   bench::print_header("bench/image", argc, argv);
-  std::fprintf(stderr, "image: %llu keys in %s\n", static_cast<unsigned long long>(n), f.dir.c_str());
+  std::fprintf(stderr, "image: %llu keys in %s\n", static_cast<unsigned long long>(n),
+               f.dir.c_str());
   write_source(f.tsv(), n);
-  std::printf("%llu string keys -> 16-byte records; source TSV %.1f MiB; %d lookup rounds of %llu hits and "
-              "%llu misses; first lookup: median of %d fresh processes\n\n",
-              static_cast<unsigned long long>(n), static_cast<double>(file_bytes(f.tsv())) / (1 << 20), rounds,
-              static_cast<unsigned long long>(n), static_cast<unsigned long long>(n), first_runs);
+  std::printf(
+      "%llu string keys -> 16-byte records; source TSV %.1f MiB; %d lookup rounds of %llu hits and "
+      "%llu misses; first lookup: median of %d fresh processes\n\n",
+      static_cast<unsigned long long>(n), static_cast<double>(file_bytes(f.tsv())) / (1 << 20),
+      rounds, static_cast<unsigned long long>(n), static_cast<unsigned long long>(n), first_runs);
 
   std::vector<row> rows = {
       {"permafrost", "permafrost image (checksum off)"},
@@ -561,18 +578,21 @@ int driver(int argc, char** argv) {
   for (auto& r : rows) {
     if (r.peer == "permafrost-checked" || r.peer == "permafrost-rebuild") continue;  // same lookups
     std::fprintf(stderr, "image: lookups %s\n", r.peer.c_str());
-    const std::string out = bench::run_worker({"--worker", "lookups", r.peer, f.dir.string(),
-                                               std::to_string(n), std::to_string(rounds)});
+    const std::string out = bench::run_worker(
+        {"--worker", "lookups", r.peer, f.dir.string(), std::to_string(n), std::to_string(rounds)});
     r.hits = bench::field(out, "hits_per_s");
     r.misses = bench::field(out, "misses_per_s");
   }
 
-  std::printf("| peer | build | save | bytes on disk | resident after build | fresh process → first lookup, warm | (of which in the process) | cold cache | hits/s | misses/s |\n");
+  std::printf(
+      "| peer | build | save | bytes on disk | resident after build | fresh process → first "
+      "lookup, warm | (of which in the process) | cold cache | hits/s | misses/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& r : rows)
-    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.label.c_str(), fmt_time(r.build_s).c_str(),
-                fmt_time(r.save_s).c_str(), fmt_bytes(r.disk).c_str(), fmt_bytes(r.resident).c_str(),
-                fmt_time(r.first_warm).c_str(), fmt_time(r.in_process_warm).c_str(), fmt_time(r.first_cold).c_str(),
+    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.label.c_str(),
+                fmt_time(r.build_s).c_str(), fmt_time(r.save_s).c_str(), fmt_bytes(r.disk).c_str(),
+                fmt_bytes(r.resident).c_str(), fmt_time(r.first_warm).c_str(),
+                fmt_time(r.in_process_warm).c_str(), fmt_time(r.first_cold).c_str(),
                 fmt_rate(r.hits).c_str(), fmt_rate(r.misses).c_str());
 
   const row& pf = find_row(rows, "permafrost");
@@ -591,12 +611,14 @@ int driver(int argc, char** argv) {
   ratio_line("hits/s: permafrost image / absl::flat_hash_map", pf.hits / absl.hits, ">= 1.2x");
   ratio_line("misses/s: permafrost image / absl::flat_hash_map", pf.misses / absl.misses, "");
   ratio_line("bytes: permafrost image on disk / absl resident", pf.disk / absl.resident, "<= 0.5x");
-  ratio_line("build: permafrost hash_map / std::unordered_map", pf.build_s / stdm.build_s, "<= 1.5x");
-  ratio_line("first lookup, in process: rebuild / open image", rebuild.in_process_warm / pf.in_process_warm, "");
+  ratio_line("build: permafrost hash_map / std::unordered_map", pf.build_s / stdm.build_s,
+             "<= 1.5x");
+  ratio_line("first lookup, in process: rebuild / open image",
+             rebuild.in_process_warm / pf.in_process_warm, "");
   std::printf("\nopen + first lookup in the process, warm, checksum off: %s for a %.1f MiB image "
               "(goal for 1 GiB: <= 1 ms); checksum on: %s (%.1f GB/s)\n",
-              fmt_time(pf.in_process_warm).c_str(), pf.disk / (1 << 20), fmt_time(checked.in_process_warm).c_str(),
-              pf.disk / checked.in_process_warm / 1e9);
+              fmt_time(pf.in_process_warm).c_str(), pf.disk / (1 << 20),
+              fmt_time(checked.in_process_warm).c_str(), pf.disk / checked.in_process_warm / 1e9);
   std::fflush(stdout);
   if (!made_dir.empty()) fs::remove_all(made_dir);
   return 0;
@@ -611,7 +633,8 @@ int main(int argc, char** argv) {
       const std::string mode = argv[2], peer = argv[3];
       f.dir = argc > 4 ? argv[4] : ".";
       if (mode == "build") return worker_build(peer, f);
-      if (mode == "first" && argc > 5) return worker_first(peer, f, std::strtoull(argv[5], nullptr, 10));
+      if (mode == "first" && argc > 5)
+        return worker_first(peer, f, std::strtoull(argv[5], nullptr, 10));
       if (mode == "lookups" && argc > 6)
         return worker_lookups(peer, f, std::strtoull(argv[5], nullptr, 10), std::atoi(argv[6]));
       std::fprintf(stderr, "image: bad worker arguments\n");

@@ -28,13 +28,13 @@
 #include <boost/intrusive/unordered_set.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <atomic>
 #include <malloc.h>
 #include <map>
 #include <memory>
@@ -57,13 +57,25 @@ void counted_free(void* p) noexcept;
 
 void* operator new(std::size_t n) { return counted_alloc(n, 0); }
 void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+  try {
+    return counted_alloc(n, 0);
+  } catch (...) {
+    return nullptr;
+  }
 }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(n, 0); } catch (...) { return nullptr; }
+  try {
+    return counted_alloc(n, 0);
+  } catch (...) {
+    return nullptr;
+  }
 }
 void operator delete(void* p) noexcept { counted_free(p); }
 void operator delete[](void* p) noexcept { counted_free(p); }
@@ -95,8 +107,9 @@ std::size_t heap_growth(std::size_t before, std::size_t exclude) {
 }
 
 void* counted_alloc(std::size_t n, std::size_t align) {
-  void* p = align <= alignof(std::max_align_t) ? std::malloc(n == 0 ? 1 : n)
-                                               : std::aligned_alloc(align, (n + align - 1) / align * align);
+  void* p = align <= alignof(std::max_align_t)
+                ? std::malloc(n == 0 ? 1 : n)
+                : std::aligned_alloc(align, (n + align - 1) / align * align);
   if (p == nullptr) throw std::bad_alloc();
   g_heap_bytes.fetch_add(malloc_usable_size(p), std::memory_order_relaxed);
   return p;
@@ -133,10 +146,11 @@ std::vector<std::string> make_keys(std::size_t n, std::size_t min_len, std::size
 
 struct peer {
   const char* name;
-  std::function<std::size_t()> build;             // returns bytes used
+  std::function<std::size_t()> build;  // returns bytes used
   // Looks every query up (as std::strings or as views, whichever the peer takes); returns the sum
   // of value + 1 over the hits, so a pass of misses returns 0.
-  std::function<std::uint64_t(const std::vector<std::string>&, const std::vector<std::string_view>&)>
+  std::function<std::uint64_t(const std::vector<std::string>&,
+                              const std::vector<std::string_view>&)>
       lookup_all;
   std::function<void()> drop;
   // Filled by the run:
@@ -147,11 +161,14 @@ struct peer {
 };
 
 struct sv_hash {
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
 };
 
 // Boost.Intrusive on the heap: one new'd node per key (std::string key), buckets in a vector.
-struct heap_hnode : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
+struct heap_hnode
+    : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
   std::string key;
   std::uint64_t value;
 };
@@ -159,7 +176,9 @@ struct heap_hnode_hash {
   std::size_t operator()(const heap_hnode& n) const noexcept { return sv_hash{}(n.key); }
 };
 struct heap_hnode_eq {
-  bool operator()(const heap_hnode& a, const heap_hnode& b) const noexcept { return a.key == b.key; }
+  bool operator()(const heap_hnode& a, const heap_hnode& b) const noexcept {
+    return a.key == b.key;
+  }
 };
 struct key_hnode_eq {
   bool operator()(std::string_view k, const heap_hnode& n) const noexcept { return k == n.key; }
@@ -180,21 +199,27 @@ using heap_tset = bi::set<heap_tnode, bi::constant_time_size<true>>;
 
 // Boost.Intrusive laid out in an arena: nodes contiguous, buckets in the arena, stored hashes,
 // normal_link hooks, keys as permafrost::string (bytes in the arena).
-struct arena_hnode : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
+struct arena_hnode
+    : bi::unordered_set_base_hook<bi::link_mode<bi::normal_link>, bi::store_hash<true>> {
   permafrost::string key;
   std::uint64_t value = 0;
 };
 struct arena_hnode_hash {
-  std::size_t operator()(const arena_hnode& n) const noexcept { return permafrost::string_hash{}(n.key); }
+  std::size_t operator()(const arena_hnode& n) const noexcept {
+    return permafrost::string_hash{}(n.key);
+  }
 };
 struct arena_hnode_eq {
-  bool operator()(const arena_hnode& a, const arena_hnode& b) const noexcept { return a.key == b.key; }
+  bool operator()(const arena_hnode& a, const arena_hnode& b) const noexcept {
+    return a.key == b.key;
+  }
 };
 struct key_anode_eq {
   bool operator()(std::string_view k, const arena_hnode& n) const noexcept { return n.key == k; }
 };
-using arena_hset = bi::unordered_set<arena_hnode, bi::hash<arena_hnode_hash>, bi::equal<arena_hnode_eq>,
-                                     bi::store_hash<true>, bi::constant_time_size<true>>;
+using arena_hset =
+    bi::unordered_set<arena_hnode, bi::hash<arena_hnode_hash>, bi::equal<arena_hnode_eq>,
+                      bi::store_hash<true>, bi::constant_time_size<true>>;
 
 permafrost::arena_options arena_opts(const char* name) {
   permafrost::arena_options o;
@@ -208,20 +233,20 @@ template <class Map>
 peer std_peer(const char* name, const std::vector<std::string>& keys) {
   auto m = std::make_shared<std::unique_ptr<Map>>();
   return peer{name,
-      [m, &keys] {
-        const std::size_t before = heap_in_use();
-        *m = std::make_unique<Map>();
-        for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
-        return heap_growth(before, 0);
-      },
-      [m](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) {
-          const auto it = (*m)->find(q);
-          s += it != (*m)->end() ? it->second + 1 : 0;
-        }
-        return s;
-      },
+              [m, &keys] {
+    const std::size_t before = heap_in_use();
+    *m = std::make_unique<Map>();
+    for (std::size_t i = 0; i < keys.size(); ++i) (*m)->emplace(keys[i], i);
+    return heap_growth(before, 0);
+              },
+              [m](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
+    std::uint64_t s = 0;
+    for (const auto& q : qs) {
+      const auto it = (*m)->find(q);
+      s += it != (*m)->end() ? it->second + 1 : 0;
+    }
+    return s;
+  },
       [m] { m->reset(); }, 0, 0, {}, {}};
 }
 
@@ -235,22 +260,22 @@ peer frozen_peer(const char* name, const std::vector<std::string>& keys) {
   };
   auto st = std::make_shared<state>();
   return peer{name,
-      [st, &keys, name] {
-        st->arena = std::make_unique<permafrost::arena>(arena_opts(name));
-        Builder b{*st->arena};
-        for (std::size_t i = 0; i < keys.size(); ++i) b.insert(keys[i], i);
-        st->map = &b.finish();
-        st->arena->freeze();
-        return st->arena->stats().used;
-      },
-      [st](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
-        std::uint64_t s = 0;
-        for (std::string_view q : vs) {
-          const auto* e = st->map->find(q);
-          s += e != nullptr ? e->value() + 1 : 0;
-        }
-        return s;
-      },
+              [st, &keys, name] {
+    st->arena = std::make_unique<permafrost::arena>(arena_opts(name));
+    Builder b{*st->arena};
+    for (std::size_t i = 0; i < keys.size(); ++i) b.insert(keys[i], i);
+    st->map = &b.finish();
+    st->arena->freeze();
+    return st->arena->stats().used;
+              },
+              [st](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
+    std::uint64_t s = 0;
+    for (std::string_view q : vs) {
+      const auto* e = st->map->find(q);
+      s += e != nullptr ? e->value() + 1 : 0;
+    }
+    return s;
+  },
       [st] { st->arena.reset(); }, 0, 0, {}, {}};
 }
 
@@ -283,7 +308,6 @@ std::vector<double> sum_rates(const std::vector<double>& a, const std::vector<do
 // Ends the names of the A-B-B-A comparison's second builds.
 constexpr std::string_view second_build = " (second build)";
 
-
 // keys: the table's keys; absent_keys: as many keys drawn alike that are not in it.
 void run(const char* label, const std::vector<std::string>& keys,
          const std::vector<std::string>& absent_keys, int rounds) {
@@ -308,63 +332,66 @@ void run(const char* label, const std::vector<std::string>& keys,
       "permafrost::hash_map", keys));
   add(frozen_peer<old_layout::hash_map_builder<permafrost::string, std::uint64_t>>(
       "permafrost::hash_map, old layout (pointers)", keys));
-  add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>", keys));
+  add(std_peer<std::unordered_map<std::string, std::uint64_t>>("std::unordered_map<std::string>",
+                                                               keys));
   add(std_peer<std::unordered_map<std::string, std::uint64_t, permafrost::string_hash>>(
       "std::unordered_map, permafrost hash", keys));
   add(peer{"Boost.Intrusive unordered_set, heap",
+           [&] {
+    const std::size_t before = heap_in_use();
+    hh_buckets = std::make_unique<std::vector<heap_hset::bucket_type>>(n);
+    hh = std::make_unique<heap_hset>(heap_hset::bucket_traits(hh_buckets->data(), n));
+    hh_nodes.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto* node = new heap_hnode;
+      node->key = keys[i];
+      node->value = i;
+      hh_nodes.push_back(node);
+      hh->insert(*node);
+    }
+    return heap_growth(before,
+                       hh_nodes.capacity() * sizeof(void*));  // the owner list is the bench's
+           },
+           [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
+    std::uint64_t s = 0;
+    for (const auto& q : qs) {
+      const auto it = hh->find(std::string_view(q), sv_hash{}, key_hnode_eq{});
+      s += it != hh->end() ? it->value + 1 : 0;
+    }
+    return s;
+  },
       [&] {
-        const std::size_t before = heap_in_use();
-        hh_buckets = std::make_unique<std::vector<heap_hset::bucket_type>>(n);
-        hh = std::make_unique<heap_hset>(heap_hset::bucket_traits(hh_buckets->data(), n));
-        hh_nodes.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          auto* node = new heap_hnode;
-          node->key = keys[i];
-          node->value = i;
-          hh_nodes.push_back(node);
-          hh->insert(*node);
-        }
-        return heap_growth(before, hh_nodes.capacity() * sizeof(void*));  // the owner list is the bench's
-      },
-      [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) {
-          const auto it = hh->find(std::string_view(q), sv_hash{}, key_hnode_eq{});
-          s += it != hh->end() ? it->value + 1 : 0;
-        }
-        return s;
-      },
-      [&] {
-        hh->clear();
-        hh.reset();
-        hh_buckets.reset();
-        for (auto* p : hh_nodes) delete p;
-        std::vector<heap_hnode*>().swap(hh_nodes);
-      }, 0, 0, {}, {}});
+    hh->clear();
+    hh.reset();
+    hh_buckets.reset();
+    for (auto* p : hh_nodes) delete p;
+    std::vector<heap_hnode*>().swap(hh_nodes);
+  },
+      0, 0, {}, {}});
   add(peer{"Boost.Intrusive unordered_set, arena",
-      [&] {
-        bia_arena = std::make_unique<permafrost::arena>(arena_opts("bench-bi"));
-        auto& a = *bia_arena;
-        auto buckets = a.make_array<arena_hset::bucket_type>(n);
-        auto* set = a.make<arena_hset>(arena_hset::bucket_traits(buckets.data(), n));
-        auto nodes = a.make_array<arena_hnode>(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          nodes[i].key = permafrost::make_string(a, keys[i]);
-          nodes[i].value = i;
-          set->insert(nodes[i]);
-        }
-        ba = set;
-        a.freeze();
-        return a.stats().used;
-      },
-      [&](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
-        std::uint64_t s = 0;
-        for (std::string_view q : vs) {
-          const auto it = ba->find(q, permafrost::string_hash{}, key_anode_eq{});
-          s += it != ba->end() ? it->value + 1 : 0;
-        }
-        return s;
-      },
+           [&] {
+    bia_arena = std::make_unique<permafrost::arena>(arena_opts("bench-bi"));
+    auto& a = *bia_arena;
+    auto buckets = a.make_array<arena_hset::bucket_type>(n);
+    auto* set = a.make<arena_hset>(arena_hset::bucket_traits(buckets.data(), n));
+    auto nodes = a.make_array<arena_hnode>(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      nodes[i].key = permafrost::make_string(a, keys[i]);
+      nodes[i].value = i;
+      set->insert(nodes[i]);
+    }
+    ba = set;
+    a.freeze();
+    return a.stats().used;
+           },
+           [&](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
+    std::uint64_t s = 0;
+    for (std::string_view q : vs) {
+      const auto it = ba->find(q, permafrost::string_hash{}, key_anode_eq{});
+      s += it != ba->end() ? it->value + 1 : 0;
+    }
+    return s;
+  },
       [&] { bia_arena.reset(); }, 0, 0, {}, {}});
   add(frozen_peer<permafrost::sorted_map_builder<permafrost::string, std::uint64_t>>(
       "permafrost::sorted_map", keys));
@@ -372,33 +399,34 @@ void run(const char* label, const std::vector<std::string>& keys,
       "permafrost::sorted_map, old layout (pointers)", keys));
   add(std_peer<std::map<std::string, std::uint64_t>>("std::map<std::string>", keys));
   add(peer{"Boost.Intrusive set (rbtree), heap",
+           [&] {
+    const std::size_t before = heap_in_use();
+    ht = std::make_unique<heap_tset>();
+    ht_nodes.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto* node = new heap_tnode;
+      node->key = keys[i];
+      node->value = i;
+      ht_nodes.push_back(node);
+      ht->insert(*node);
+    }
+    return heap_growth(before, ht_nodes.capacity() * sizeof(void*));
+           },
+           [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
+    std::uint64_t s = 0;
+    for (const auto& q : qs) {
+      const auto it = ht->find(std::string_view(q), key_tnode_less{});
+      s += it != ht->end() ? it->value + 1 : 0;
+    }
+    return s;
+  },
       [&] {
-        const std::size_t before = heap_in_use();
-        ht = std::make_unique<heap_tset>();
-        ht_nodes.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          auto* node = new heap_tnode;
-          node->key = keys[i];
-          node->value = i;
-          ht_nodes.push_back(node);
-          ht->insert(*node);
-        }
-        return heap_growth(before, ht_nodes.capacity() * sizeof(void*));
-      },
-      [&](const std::vector<std::string>& qs, const std::vector<std::string_view>&) {
-        std::uint64_t s = 0;
-        for (const auto& q : qs) {
-          const auto it = ht->find(std::string_view(q), key_tnode_less{});
-          s += it != ht->end() ? it->value + 1 : 0;
-        }
-        return s;
-      },
-      [&] {
-        ht->clear();
-        ht.reset();
-        for (auto* p : ht_nodes) delete p;
-        std::vector<heap_tnode*>().swap(ht_nodes);
-      }, 0, 0, {}, {}});
+    ht->clear();
+    ht.reset();
+    for (auto* p : ht_nodes) delete p;
+    std::vector<heap_tnode*>().swap(ht_nodes);
+  },
+      0, 0, {}, {}});
 
   // The second builds of the A-B-B-A comparison, last: old first, then current.
   add(frozen_peer<old_layout::hash_map_builder<permafrost::string, std::uint64_t>>(
@@ -440,10 +468,11 @@ void run(const char* label, const std::vector<std::string>& keys,
 
   double total_len = 0;
   for (const auto& k : keys) total_len += static_cast<double>(k.size());
-  std::printf("\n### %s: %zu keys, mean key length %.1f bytes, uint64 values, %d rounds\n\n", label, n,
-              total_len / static_cast<double>(n), rounds);
-  std::printf("| container | bytes/entry | bytes vs unordered_map | M hits/s | hits vs unordered_map "
-              "| M misses/s | misses vs unordered_map | build s |\n");
+  std::printf("\n### %s: %zu keys, mean key length %.1f bytes, uint64 values, %d rounds\n\n", label,
+              n, total_len / static_cast<double>(n), rounds);
+  std::printf(
+      "| container | bytes/entry | bytes vs unordered_map | M hits/s | hits vs unordered_map "
+      "| M misses/s | misses vs unordered_map | build s |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
   const peer& ref = find_peer(peers, "std::unordered_map<std::string>");
   const double ref_rate = median(ref.rates);
@@ -455,20 +484,26 @@ void run(const char* label, const std::vector<std::string>& keys,
     const double rate = median(p.rates);
     const double miss = median(p.miss_rates);
     if (p.bytes == 0 || ref_bytes == 0) {
-      std::fprintf(stderr, "lookup: no bytes counted for %s: the counting allocator is not in use\n", p.name);
+      std::fprintf(stderr,
+                   "lookup: no bytes counted for %s: the counting allocator is not in use\n",
+                   p.name);
       std::exit(1);
     }
-    std::printf("| %s | %.1f | %.2fx | %.2f | %.2fx | %.2f | %.2fx | %.2f |\n", p.name, bpe, bpe / ref_bytes,
-                rate / 1e6, rate / ref_rate, miss / 1e6, miss / ref_miss, p.build_s);
+    std::printf("| %s | %.1f | %.2fx | %.2f | %.2fx | %.2f | %.2fx | %.2f |\n", p.name, bpe,
+                bpe / ref_bytes, rate / 1e6, rate / ref_rate, miss / 1e6, miss / ref_miss,
+                p.build_s);
   }
   std::printf("\nOffset layout vs old pointer layout (A-B-B-A builds, median of per-round ratios; "
               "> 1 is faster):\n");
   for (const std::string name : {"permafrost::hash_map", "permafrost::sorted_map"}) {
     const std::string old = name + ", old layout (pointers)";
-    const peer* now[2] = {&find_peer(peers, name), &find_peer(peers, name + std::string(second_build))};
-    const peer* was[2] = {&find_peer(peers, old), &find_peer(peers, old + std::string(second_build))};
+    const peer* now[2] = {&find_peer(peers, name),
+                          &find_peer(peers, name + std::string(second_build))};
+    const peer* was[2] = {&find_peer(peers, old),
+                          &find_peer(peers, old + std::string(second_build))};
     std::printf("- %s: hits %.3fx, misses %.3fx\n", name.c_str(),
-                round_ratio(sum_rates(now[0]->rates, now[1]->rates), sum_rates(was[0]->rates, was[1]->rates)),
+                round_ratio(sum_rates(now[0]->rates, now[1]->rates),
+                            sum_rates(was[0]->rates, was[1]->rates)),
                 round_ratio(sum_rates(now[0]->miss_rates, now[1]->miss_rates),
                             sum_rates(was[0]->miss_rates, was[1]->miss_rates)));
   }
@@ -501,10 +536,11 @@ int main(int argc, char** argv) {
   for (const auto& [label, min_len, max_len] :
        {std::tuple{"mixed keys (8-24 bytes; about half exceed std::string's 15-byte SSO)", 8, 24},
         std::tuple{"short keys (6-14 bytes; all fit std::string's SSO)", 6, 14}}) {
-    auto all = make_keys(2 * n, static_cast<std::size_t>(min_len), static_cast<std::size_t>(max_len),
-                         static_cast<std::uint64_t>(max_len));
-    const std::vector<std::string> absent(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(n)),
-                                          std::make_move_iterator(all.end()));
+    auto all = make_keys(2 * n, static_cast<std::size_t>(min_len),
+                         static_cast<std::size_t>(max_len), static_cast<std::uint64_t>(max_len));
+    const std::vector<std::string> absent(
+        std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(n)),
+        std::make_move_iterator(all.end()));
     all.resize(n);
     run(label, all, absent, rounds);
   }

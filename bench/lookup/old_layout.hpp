@@ -88,7 +88,8 @@ using hash_map = hash_table<permafrost::map_entry<K, V>, Hash>;
 template <class K, class V, class Hash = permafrost::hash<K>>
 class hash_map_builder {
  public:
-  explicit hash_map_builder(permafrost::arena& a) : pending_(a, permafrost::duplicate_policy::reject) {}
+  explicit hash_map_builder(permafrost::arena& a)
+      : pending_(a, permafrost::duplicate_policy::reject) {}
   template <class U>
   bool insert(pd::key_view_t<K> k, U&& v) {
     return pending_.insert_value(k, std::forward<U>(v));
@@ -114,7 +115,8 @@ class sorted_map {
   using key_view = pd::key_view_t<K>;
 
   const value_type* find(key_view k) const noexcept {
-    const std::size_t i = partition([&](const value_type& e) { return Compare{}(pd::entry_access::view_of(e), k); });
+    const std::size_t i =
+        partition([&](const value_type& e) { return Compare{}(pd::entry_access::view_of(e), k); });
     if (i == size_) return nullptr;
     const value_type& e = at(i);
     if (Compare{}(k, pd::entry_access::view_of(e))) return nullptr;
@@ -135,7 +137,8 @@ class sorted_map {
     std::size_t n = size_;
     while (n > 0) {
       const std::size_t half = n / 2;
-      const auto& e = pd::entry_access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
+      const auto& e =
+          pd::entry_access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
       if (pred(e)) {
         lo += half + 1;
         n -= half + 1;
@@ -155,7 +158,8 @@ class sorted_map {
 template <class K, class V, class Compare = std::less<>>
 class sorted_map_builder {
  public:
-  explicit sorted_map_builder(permafrost::arena& a) : pending_(a, permafrost::duplicate_policy::reject) {}
+  explicit sorted_map_builder(permafrost::arena& a)
+      : pending_(a, permafrost::duplicate_policy::reject) {}
   template <class U>
   bool insert(pd::key_view_t<K> k, U&& v) {
     return pending_.insert_value(k, std::forward<U>(v));
@@ -173,7 +177,8 @@ class sorted_map_builder {
     auto* m = ::new (a.allocate(sizeof(map), alignof(map))) map();
     if (n > 0) {
       std::uint32_t* index = a.make_array<std::uint32_t>(n).data();
-      auto [block, bytes] = pd::lay_out_entries<permafrost::map_entry<K, V>>(pending_, order, index);
+      auto [block, bytes] =
+          pd::lay_out_entries<permafrost::map_entry<K, V>>(pending_, order, index);
       m->nodes_ = block;
       m->bytes_ = bytes;
       m->index_ = index;

@@ -107,12 +107,13 @@ config parse(int argc, char** argv) {
     if (a == "--full") c.mode = "full";
     else if (a == "--smoke") c.mode = "smoke";
     else if (a == "--quick") c.mode = "quick";
-    else if (a == "--rows") { rows = std::strtoull(next().c_str(), nullptr, 10); rows_set = true; }
-    else if (a == "--workers") {
+    else if (a == "--rows") {
+      rows = std::strtoull(next().c_str(), nullptr, 10);
+      rows_set = true;
+    } else if (a == "--workers") {
       for (const auto& w : split(next(), ',')) workers.push_back(std::atoi(w.c_str()));
       workers_set = true;
-    }
-    else if (a == "--churn-mib") c.churn_mib = std::strtoull(next().c_str(), nullptr, 10);
+    } else if (a == "--churn-mib") c.churn_mib = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--variants") c.variants = split(next(), ',');
     else if (a == "--out") c.out = next();
     else if (a == "--python-script") c.python_script = next();
@@ -133,7 +134,8 @@ config parse(int argc, char** argv) {
   for (int w : c.workers)
     if (w < 1 || w > 256) usage("--workers must be in 1..256");
   for (const auto& id : c.variants)
-    if (std::none_of(all_variants.begin(), all_variants.end(), [&](const variant& v) { return v.id == id; }))
+    if (std::none_of(all_variants.begin(), all_variants.end(),
+                     [&](const variant& v) { return v.id == id; }))
       usage(("unknown variant " + id).c_str());
   return c;
 }
@@ -174,7 +176,10 @@ struct child_process {
     if (c.pid == 0) {
       ::dup2(to[0], 0);
       ::dup2(from[1], 1);
-      ::close(to[0]); ::close(to[1]); ::close(from[0]); ::close(from[1]);
+      ::close(to[0]);
+      ::close(to[1]);
+      ::close(from[0]);
+      ::close(from[1]);
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
@@ -201,8 +206,7 @@ struct child_process {
       out = nullptr;
     }
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return status;
   }
 };
@@ -333,7 +337,9 @@ result run_one(const config& c, const variant& v, int workers, const std::string
     table_present += t.parent_present;
     table_copied += t.copied;
     r.frames_compared = d.frames;
-    own_private += std::max(0.0, static_cast<double>(wm.uss) - static_cast<double>(d.copied * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))));
+    own_private += std::max(
+        0.0, static_cast<double>(wm.uss) -
+                 static_cast<double>(d.copied * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))));
   }
   const int status = proc.finish();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -346,7 +352,9 @@ result run_one(const config& c, const variant& v, int workers, const std::string
   r.worker_uss = uss[uss.size() / 2];
   r.total_pss = total_pss;
   r.ideal_pss = not_anon + static_cast<double>(pm.anonymous) + own_private;
-  r.shared_fraction = table_present ? 1.0 - static_cast<double>(table_copied) / static_cast<double>(table_present) : 1.0;
+  r.shared_fraction =
+      table_present ? 1.0 - static_cast<double>(table_copied) / static_cast<double>(table_present)
+                    : 1.0;
   r.table_bytes = std::atof(kv.at("table_bytes").c_str());
   r.build_ms = std::atof(kv.at("build_ms").c_str());
   r.freeze_ms = std::atof(kv.at("freeze_ms").c_str());
@@ -369,10 +377,11 @@ void print_table(const std::vector<result>& results, std::FILE* f) {
       if (e.ok && e.v->id == "e" && e.workers == r.workers) vs_e = r.total_pss / e.total_pss;
     char frz[16] = "-";
     if (r.freeze_ms >= 0) std::snprintf(frz, sizeof frz, "%.1f", r.freeze_ms);
-    std::fprintf(f, "%-34s %3d %7.1f M %7.2f M %8.1f M %8.1f M %6.3f %6.1fx %6.1f%% %8.2f %7s %7.1f %7.0f\n",
-                 r.v->label.c_str(), r.workers, r.parent_rss / mib, r.worker_uss / mib,
-                 r.total_pss / mib, r.ideal_pss / mib, r.total_pss / r.ideal_pss, vs_e,
-                 100.0 * r.shared_fraction, r.build_ms / 1000, frz, r.fork_ms, r.lookup_ns);
+    std::fprintf(
+        f, "%-34s %3d %7.1f M %7.2f M %8.1f M %8.1f M %6.3f %6.1fx %6.1f%% %8.2f %7s %7.1f %7.0f\n",
+        r.v->label.c_str(), r.workers, r.parent_rss / mib, r.worker_uss / mib, r.total_pss / mib,
+        r.ideal_pss / mib, r.total_pss / r.ideal_pss, vs_e, 100.0 * r.shared_fraction,
+        r.build_ms / 1000, frz, r.fork_ms, r.lookup_ns);
   }
 }
 
@@ -383,13 +392,13 @@ void write_csv(const config& c, const std::vector<result>& results, const fs::pa
          "lookup_ns,frames_compared,note\n";
   for (const result& r : results) {
     char line[512];
-    std::snprintf(line, sizeof line,
-                  "%s,%s,\"%s\",%d,%zu,%d,%.2f,%.3f,%.2f,%.2f,%.4f,%.2f,%.3f,%.1f,%.2f,%.2f,%.1f,%d,\"%s\"\n",
-                  c.mode.c_str(), r.v->id.c_str(), r.v->label.c_str(), r.workers, c.rows, r.ok ? 1 : 0,
-                  r.parent_rss / mib, r.worker_uss / mib, r.total_pss / mib, r.ideal_pss / mib,
-                  r.ok ? r.total_pss / r.ideal_pss : 0.0, r.table_bytes / mib,
-                  100.0 * r.shared_fraction, r.build_ms, r.freeze_ms, r.fork_ms, r.lookup_ns,
-                  r.frames_compared ? 1 : 0, r.note.c_str());
+    std::snprintf(
+        line, sizeof line,
+        "%s,%s,\"%s\",%d,%zu,%d,%.2f,%.3f,%.2f,%.2f,%.4f,%.2f,%.3f,%.1f,%.2f,%.2f,%.1f,%d,\"%s\"\n",
+        c.mode.c_str(), r.v->id.c_str(), r.v->label.c_str(), r.workers, c.rows, r.ok ? 1 : 0,
+        r.parent_rss / mib, r.worker_uss / mib, r.total_pss / mib, r.ideal_pss / mib,
+        r.ok ? r.total_pss / r.ideal_pss : 0.0, r.table_bytes / mib, 100.0 * r.shared_fraction,
+        r.build_ms, r.freeze_ms, r.fork_ms, r.lookup_ns, r.frames_compared ? 1 : 0, r.note.c_str());
     out << line;
   }
 }
@@ -431,8 +440,9 @@ void write_plot(const config& c, const std::vector<result>& results, const fs::p
     << "set output '" << (dir / "rss_savings.svg").string() << "'\n"
     << "set title 'Total PSS of parent + workers, " << c.rows << " rows (" << c.mode << " mode)'\n"
     << "set xlabel 'workers'\nset ylabel 'total PSS (MiB)'\nset logscale y\nset grid\n"
-    << "set key outside right top\nset xrange [" << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5)
-    << ":" << (*std::max_element(c.workers.begin(), c.workers.end()) + 0.5) << "]\nset xtics (";
+    << "set key outside right top\nset xrange ["
+    << (*std::min_element(c.workers.begin(), c.workers.end()) - 0.5) << ":"
+    << (*std::max_element(c.workers.begin(), c.workers.end()) + 0.5) << "]\nset xtics (";
   for (std::size_t i = 0; i < c.workers.size(); ++i) g << (i ? "," : "") << c.workers[i];
   g << ")\n"
     << "plot ";
@@ -501,7 +511,8 @@ int main(int argc, char** argv) {
           skipped.workers = w;
           skipped.note = "skipped: would need ~" + std::to_string(static_cast<int>(need / mib)) +
                          " MiB, more than 80% of MemAvailable";
-          std::fprintf(stderr, "[rss_savings] %s, %d workers: %s\n", v.label.c_str(), w, skipped.note.c_str());
+          std::fprintf(stderr, "[rss_savings] %s, %d workers: %s\n", v.label.c_str(), w,
+                       skipped.note.c_str());
           results.push_back(skipped);
           continue;
         }
@@ -527,17 +538,19 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "[rss_savings %5.1fs] done\n",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 
-  std::printf("rss_savings (%s mode): %zu rows, churn %zu MiB per worker; sizes in MiB; "
-              "shared = share of the parent's table pages not copied by workers (%s)\n\n",
-              c.mode.c_str(), c.rows, c.churn_mib,
-              std::any_of(results.begin(), results.end(), [](const result& r) { return r.frames_compared; })
-                  ? "page frames compared"
-                  : "pagemap exclusive bit, no CAP_SYS_ADMIN");
+  std::printf(
+      "rss_savings (%s mode): %zu rows, churn %zu MiB per worker; sizes in MiB; "
+      "shared = share of the parent's table pages not copied by workers (%s)\n\n",
+      c.mode.c_str(), c.rows, c.churn_mib,
+      std::any_of(results.begin(), results.end(), [](const result& r) { return r.frames_compared; })
+          ? "page frames compared"
+          : "pagemap exclusive bit, no CAP_SYS_ADMIN");
   print_table(results, stdout);
   print_goal(results);
   const fs::path dir(c.out);
   write_csv(c, results, dir / "rss_savings.csv");
   write_plot(c, results, dir);
-  std::printf("\nwrote %s and %s\n", (dir / "rss_savings.csv").c_str(), (dir / "rss_savings.svg").c_str());
+  std::printf("\nwrote %s and %s\n", (dir / "rss_savings.csv").c_str(),
+              (dir / "rss_savings.svg").c_str());
   return failed ? 1 : 0;
 }

@@ -35,7 +35,9 @@ struct key_hash {
   std::size_t operator()(std::string_view s) const noexcept { return rss::sv_hash{}(s); }
 };
 struct key_eq {
-  bool operator()(const shm_string& a, const shm_string& b) const noexcept { return view(a) == view(b); }
+  bool operator()(const shm_string& a, const shm_string& b) const noexcept {
+    return view(a) == view(b);
+  }
   bool operator()(std::string_view a, const shm_string& b) const noexcept { return a == view(b); }
   bool operator()(const shm_string& a, std::string_view b) const noexcept { return view(a) == b; }
 };
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
   // The mapping outlives the name; unlinking now leaves nothing behind in /dev/shm on any exit.
   bip::shared_memory_object::remove(name.c_str());
   char_alloc chars(seg.get_segment_manager());
-  Map* map = seg.construct<Map>("table")(o.rows, key_hash{}, key_eq{}, value_alloc(seg.get_segment_manager()));
+  Map* map = seg.construct<Map>("table")(o.rows, key_hash{}, key_eq{},
+                                         value_alloc(seg.get_segment_manager()));
   rss::row r;
   for (std::size_t i = 0; i < rss::universe(o.rows); ++i) {
     if (!rss::survives(i)) continue;

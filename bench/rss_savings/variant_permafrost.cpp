@@ -23,8 +23,9 @@ struct Record {
   std::int32_t flags;
 };
 
-using Map = std::unordered_map<std::string_view, Record, rss::sv_hash, std::equal_to<>,
-                               permafrost::frozen_allocator<std::pair<const std::string_view, Record>>>;
+using Map =
+    std::unordered_map<std::string_view, Record, rss::sv_hash, std::equal_to<>,
+                       permafrost::frozen_allocator<std::pair<const std::string_view, Record>>>;
 
 }  // namespace
 
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   ao.name = "rss_savings table";
   permafrost::arena table_arena(ao);
   const auto t0 = std::chrono::steady_clock::now();
-  Map* map = table_arena.make<Map>(0, rss::sv_hash{}, std::equal_to<>{}, Map::allocator_type(table_arena));
+  Map* map =
+      table_arena.make<Map>(0, rss::sv_hash{}, std::equal_to<>{}, Map::allocator_type(table_arena));
   map->reserve(o.rows);  // grown buckets would be garbage in an arena that never frees
   rss::row r;
   for (std::size_t i = 0; i < rss::universe(o.rows); ++i) {

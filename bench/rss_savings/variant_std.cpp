@@ -1,7 +1,8 @@
 // rss_savings variants on std containers, one binary per allocator:
 //   rss_savings_glibc     --variant shared_ptr : (a) unordered_map<string, shared_ptr<Record>>,
 //                                                readers copy the handle
-//   rss_savings_glibc     --variant std        : (b) unordered_map<string, Record>, a quarter erased
+//   rss_savings_glibc     --variant std        : (b) unordered_map<string, Record>, a quarter
+//   erased
 //                                                before fork, readers use const refs, then churn
 //   rss_savings_mimalloc  --variant std        : (c) the same, linked with libmimalloc.so (which
 //                                                replaces malloc for the whole process)
@@ -28,8 +29,8 @@ struct Record {
 };
 
 Record to_record(const rss::row& r) {
-  return Record{std::string(r.n()), std::string(r.e()), std::string(r.c()), r.id, r.score,
-                r.visits, r.flags};
+  return Record{
+      std::string(r.n()), std::string(r.e()), std::string(r.c()), r.id, r.score, r.visits, r.flags};
 }
 
 std::uint64_t fold(const Record& r) {
@@ -43,7 +44,8 @@ Map* leak_new_map() {  // the table lives until exit, like a server's
 }
 
 int run_shared_ptr(const rss::options& o) {
-  using Map = std::unordered_map<std::string, std::shared_ptr<Record>, rss::sv_hash, std::equal_to<>>;
+  using Map =
+      std::unordered_map<std::string, std::shared_ptr<Record>, rss::sv_hash, std::equal_to<>>;
   rss::build_report b;
   const auto t0 = std::chrono::steady_clock::now();
   Map& map = *leak_new_map<Map>();

@@ -30,10 +30,10 @@
 namespace rss {
 
 struct options {
-  std::size_t rows = 1'000'000;   // rows kept in the table
-  std::size_t churn_mib = 50;     // bytes each worker allocates and frees after its lookups
+  std::size_t rows = 1'000'000;  // rows kept in the table
+  std::size_t churn_mib = 50;    // bytes each worker allocates and frees after its lookups
   int workers = 4;
-  std::string variant;            // for variants sharing one binary
+  std::string variant;  // for variants sharing one binary
 };
 
 inline options parse(int argc, char** argv) {
@@ -72,13 +72,13 @@ inline std::size_t universe(std::size_t rows) { return rows + rows / 3 + 1; }
 inline bool survives(std::size_t i) { return i % 4 != 3; }
 
 struct row {
-  char key[16];      // "user:0000123"
+  char key[16];  // "user:0000123"
   std::size_t key_len;
-  char name[32];     // 8-15 letters
+  char name[32];  // 8-15 letters
   std::size_t name_len;
-  char email[48];    // 21-32 characters
+  char email[48];  // 21-32 characters
   std::size_t email_len;
-  char city[16];     // 5-12 letters
+  char city[16];  // 5-12 letters
   std::size_t city_len;
   std::int64_t id;
   double score;
@@ -115,13 +115,13 @@ inline void make_row(std::size_t i, row& r) {
   const char* pool = letter_pool();
   const std::uint64_t s = mix(i);
   r.key_len = static_cast<std::size_t>(std::snprintf(r.key, sizeof r.key, "user:%07zu", i));
-  r.name_len = 8 + (s & 7);                                    // 8-15: inline in std::string
+  r.name_len = 8 + (s & 7);  // 8-15: inline in std::string
   std::memcpy(r.name, pool + ((s >> 3) & 0xffff), r.name_len);
-  r.email_len = 11 + (s >> 19) % 12;                           // 11-22, then the domain:
+  r.email_len = 11 + (s >> 19) % 12;  // 11-22, then the domain:
   std::memcpy(r.email, pool + ((s >> 23) & 0xffff), r.email_len);
-  std::memcpy(r.email + r.email_len, "@mail.test", 10);        // 21-32 characters in all
+  std::memcpy(r.email + r.email_len, "@mail.test", 10);  // 21-32 characters in all
   r.email_len += 10;
-  r.city_len = 5 + (s >> 39) % 8;                              // 5-12
+  r.city_len = 5 + (s >> 39) % 8;  // 5-12
   std::memcpy(r.city, pool + ((s >> 42) & 0xffff), r.city_len);
   r.id = static_cast<std::int64_t>(i) * 7919;
   r.score = static_cast<double>(i * 37 % 100000) / 100.0;
@@ -240,8 +240,7 @@ inline int run_workers(const options& o, const build_report& b,
       const worker_result r = work();
       write_all(results[1], &r, sizeof r);
       char c;
-      while (::read(go[0], &c, 1) < 0 && errno == EINTR) {
-      }
+      while (::read(go[0], &c, 1) < 0 && errno == EINTR) {}
       std::_Exit(0);  // no destructors, no atexit: the worker's measured state is its last
     }
     pids.push_back(pid);
@@ -271,12 +270,11 @@ inline int run_workers(const options& o, const build_report& b,
   std::fflush(stdout);
   char line[64];
   (void)!std::fgets(line, sizeof line, stdin);  // the driver has measured (or gone away)
-  ::close(go[1]);                                // EOF releases every worker
+  ::close(go[1]);                               // EOF releases every worker
   int rc = 0;
   for (pid_t p : pids) {
     int status = 0;
-    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {}
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
   }
   return rc;

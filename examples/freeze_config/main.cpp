@@ -4,7 +4,8 @@
 // arena (permafrost/json.hpp: objects become sorted_maps, arrays arrays, strings interned), the
 // parse tree is dropped, the arena frozen. Each worker then walks the whole document and looks up
 // a few settings; while the workers are alive the parent compares their page frames with its own
-// (permafrost::sharing_audit, /proc/PID/pagemap): every arena page a worker read must still be the parent's frame.
+// (permafrost::sharing_audit, /proc/PID/pagemap): every arena page a worker read must still be the
+// parent's frame.
 //
 // Usage: freeze_config [CONFIG.json] [--generate N] [--workers W]
 //   CONFIG.json   default: config.json next to this source
@@ -68,8 +69,7 @@ std::vector<worker_result> fork_and_audit(int n, std::span<const std::byte> rang
       int rc = 3;
       try {
         rc = work();
-      } catch (...) {
-      }
+      } catch (...) {}
       char c = 'x';
       (void)!::write(ready[1], &c, 1);
       (void)!::read(go[0], &c, 1);
@@ -79,16 +79,15 @@ std::vector<worker_result> fork_and_audit(int n, std::span<const std::byte> rang
   }
   for (int i = 0; i < n; ++i) {
     char c;
-    while (::read(ready[0], &c, 1) < 0 && errno == EINTR) {
-    }
+    while (::read(ready[0], &c, 1) < 0 && errno == EINTR) {}
   }
   std::vector<worker_result> results(pids.size());
-  for (std::size_t i = 0; i < pids.size(); ++i) results[i].sharing = permafrost::sharing_audit(pids[i], 0, range);
+  for (std::size_t i = 0; i < pids.size(); ++i)
+    results[i].sharing = permafrost::sharing_audit(pids[i], 0, range);
   const std::vector<char> release(pids.size(), 'x');
   (void)!::write(go[1], release.data(), release.size());
   for (std::size_t i = 0; i < pids.size(); ++i)
-    while (::waitpid(pids[i], &results[i].status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pids[i], &results[i].status, 0) < 0 && errno == EINTR) {}
   for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
   return results;
 }

@@ -3,9 +3,10 @@
 // A server keeps its current table as a std::shared_ptr<const permafrost::image>, published
 // under a mutex (std::atomic<std::shared_ptr> does the same job; libstdc++ 12's is reported by
 // ThreadSanitizer, so the example stays with the mutex). Each request copies the pointer once and
-// reads only that image, so it sees one version from start to end. A reload builds the next version, saves it over the same path
-// (save_image renames atomically, so the old image's open mapping is untouched), opens it and
-// stores it; the old image is unmapped when the last request holding it finishes.
+// reads only that image, so it sees one version from start to end. A reload builds the next
+// version, saves it over the same path (save_image renames atomically, so the old image's open
+// mapping is untouched), opens it and stores it; the old image is unmapped when the last request
+// holding it finishes.
 //
 // Here 2 reader threads serve "requests" (a handful of lookups each, checking that every value of
 // a request comes from the same version) while the main thread publishes versions 2..N. The
@@ -150,10 +151,12 @@ int main(int argc, char** argv) {
       build_and_save(path, keys, version);  // renames over the path the current image came from
       auto next = std::make_shared<const permafrost::image>(permafrost::image::open(path));
       const auto t1 = std::chrono::steady_clock::now();
-      retired.push_back(current.exchange(std::move(next)));  // the old one dies with its last reader
-      std::printf("published version %d (%s) after %.1f ms of build+save+open; %ld requests so far\n", version,
-                  std::string(current.get()->metadata()).c_str(),
-                  std::chrono::duration<double, std::milli>(t1 - t0).count(), requests.load());
+      retired.push_back(
+          current.exchange(std::move(next)));  // the old one dies with its last reader
+      std::printf(
+          "published version %d (%s) after %.1f ms of build+save+open; %ld requests so far\n",
+          version, std::string(current.get()->metadata()).c_str(),
+          std::chrono::duration<double, std::milli>(t1 - t0).count(), requests.load());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     stop = true;
@@ -163,10 +166,11 @@ int main(int argc, char** argv) {
     for (const auto& w : retired) alive += w.expired() ? 0 : 1;
     const int mapped = mappings_of(path);
     const bool pass = mixed == 0 && missing == 0 && requests > 0 && alive == 0 && mapped == 1;
-    std::printf("%s: %ld requests, %ld saw two versions, %ld lookups missed; old images still mapped: %zu; "
-                "mappings of %s now: %d\n",
-                pass ? "PASS" : "FAIL", requests.load(), mixed.load(), missing.load(), alive,
-                path.filename().c_str(), mapped);
+    std::printf(
+        "%s: %ld requests, %ld saw two versions, %ld lookups missed; old images still mapped: %zu; "
+        "mappings of %s now: %d\n",
+        pass ? "PASS" : "FAIL", requests.load(), mixed.load(), missing.load(), alive,
+        path.filename().c_str(), mapped);
     (void)current.exchange(nullptr);
     if (made_dir) std::filesystem::remove_all(dir);
     return pass ? 0 : 1;

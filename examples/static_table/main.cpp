@@ -25,12 +25,12 @@
 #include <permafrost/offset_ptr.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -64,8 +64,12 @@ std::string sku_of(std::size_t i) {
   return buf;
 }
 std::uint64_t id_of(std::size_t i) { return std::uint64_t{i} * 7 + 3; }
-std::uint32_t stock_of(std::size_t i) { return static_cast<std::uint32_t>((i * 2654435761u) % 1000); }
-std::uint32_t price_of(std::size_t i) { return static_cast<std::uint32_t>(99 + (i * 40503u) % 100000); }
+std::uint32_t stock_of(std::size_t i) {
+  return static_cast<std::uint32_t>((i * 2654435761u) % 1000);
+}
+std::uint32_t price_of(std::size_t i) {
+  return static_cast<std::uint32_t>(99 + (i * 40503u) % 100000);
+}
 
 struct tables {
   const permafrost::hash_map<pstring, std::uint32_t>* words;
@@ -114,12 +118,12 @@ std::string answer(const tables& t, std::string_view q) {
              std::to_string(r.price_cents) + " " + r.name.str();
     }
     case 'I': {
-      const auto it = t.rows_by_id->lower_bound(std::strtoull(std::string(arg).c_str(), nullptr, 10));
+      const auto it =
+          t.rows_by_id->lower_bound(std::strtoull(std::string(arg).c_str(), nullptr, 10));
       if (it == t.rows_by_id->end()) return "-";
       return std::to_string(it->key()) + " " + std::to_string(it->value().stock);
     }
-    default:
-      return "?";
+    default: return "?";
   }
 }
 
@@ -194,7 +198,8 @@ int main(int argc, char** argv) {
     else if (arg == "--words" && i + 1 < argc) words_path = argv[++i];
     else if (arg == "--image" && i + 1 < argc) image_path = argv[++i];
     else {
-      std::fprintf(stderr, "usage: static_table [--rows N] [--words PATH] [--workers W] [--queries Q] [--image PATH]\n");
+      std::fprintf(stderr, "usage: static_table [--rows N] [--words PATH] [--workers W] [--queries "
+                           "Q] [--image PATH]\n");
       return 2;
     }
   }
@@ -215,13 +220,15 @@ int main(int argc, char** argv) {
                      image_path.c_str(), static_cast<unsigned long long>(root.rows), rows);
         return 2;
       }
-      opened = tables{root.words.get(), root.words_sorted.get(), root.rows_by_sku.get(), root.rows_by_id.get()};
+      opened = tables{root.words.get(), root.words_sorted.get(), root.rows_by_sku.get(),
+                      root.rows_by_id.get()};
     } catch (const permafrost::image_error& e) {
       std::fprintf(stderr, "static_table: %s\n", e.what());
       return 1;
     }
-    std::printf("start: opened image %s (%.1f MiB) in %.1f ms; ready to serve\n", image_path.c_str(),
-                static_cast<double>(img->data().size()) / (1 << 20), ms_since(started));
+    std::printf("start: opened image %s (%.1f MiB) in %.1f ms; ready to serve\n",
+                image_path.c_str(), static_cast<double>(img->data().size()) / (1 << 20),
+                ms_since(started));
   }
 
   // ----- the source data, kept in process memory as the client's reference ---------------------
@@ -229,7 +236,8 @@ int main(int argc, char** argv) {
   {
     std::ifstream in(words_path);
     if (!in) {
-      std::fprintf(stderr, "static_table: cannot read %s (Debian package wamerican)\n", words_path.c_str());
+      std::fprintf(stderr, "static_table: cannot read %s (Debian package wamerican)\n",
+                   words_path.c_str());
       return 1;
     }
     for (std::string w; std::getline(in, w);)
@@ -242,7 +250,8 @@ int main(int argc, char** argv) {
 
   // ----- build and freeze (skipped when an image was opened) -----------------------------------
   std::unordered_map<std::string_view, std::uint32_t> word_line;  // the client's truth
-  for (std::size_t i = 0; i < words.size(); ++i) word_line.emplace(words[i], static_cast<std::uint32_t>(i + 1));
+  for (std::size_t i = 0; i < words.size(); ++i)
+    word_line.emplace(words[i], static_cast<std::uint32_t>(i + 1));
   permafrost::arena_options options;
   options.name = "static_table";
   permafrost::arena arena(options);
@@ -258,25 +267,29 @@ int main(int argc, char** argv) {
     permafrost::hash_map_builder<pstring, row> rb{arena};
     permafrost::sorted_map_builder<std::uint64_t, row> rib{arena};
     for (std::size_t i = 0; i < rows; ++i) {
-      const row r{id_of(i), stock_of(i), price_of(i), pool.intern("product-" + words[i % words.size()])};
+      const row r{id_of(i), stock_of(i), price_of(i),
+                  pool.intern("product-" + words[i % words.size()])};
       rb.insert(sku_of(i), r);
       rib.insert(id_of(i), r);
     }
     const tables built{&wb.finish(), &wsb.finish(), &rb.finish(), &rib.finish()};
     table_root* root = image_path.empty() ? nullptr : arena.make<table_root>();
-    if (root != nullptr) *root = table_root{built.words, built.words_sorted, built.rows_by_sku, built.rows_by_id, rows};
+    if (root != nullptr)
+      *root =
+          table_root{built.words, built.words_sorted, built.rows_by_sku, built.rows_by_id, rows};
     arena.freeze();
     const auto interned = pool.stats();
     pool.clear();
     std::printf("frozen: %zu words, %zu rows, %.1f MiB in the arena (names: %zu interned into %zu, "
                 "%.1f MiB saved)\n",
-                built.words->size(), built.rows_by_sku->size(), static_cast<double>(arena.stats().used) / (1 << 20),
-                interned.requests, interned.unique, static_cast<double>(interned.bytes_saved) / (1 << 20));
+                built.words->size(), built.rows_by_sku->size(),
+                static_cast<double>(arena.stats().used) / (1 << 20), interned.requests,
+                interned.unique, static_cast<double>(interned.bytes_saved) / (1 << 20));
     if (root != nullptr) {
       const double built_ms = ms_since(started);
       permafrost::save_image(arena, *root, image_path);
-      std::printf("start: built in %.1f ms, saved image %s in %.1f ms; later starts open it\n", built_ms,
-                  image_path.c_str(), ms_since(started) - built_ms);
+      std::printf("start: built in %.1f ms, saved image %s in %.1f ms; later starts open it\n",
+                  built_ms, image_path.c_str(), ms_since(started) - built_ms);
     } else {
       std::printf("start: built in %.1f ms; ready to serve\n", ms_since(started));
     }
@@ -342,7 +355,8 @@ int main(int argc, char** argv) {
         const std::string prefix = word.substr(0, 1 + rng() % 3);
         std::size_t n = 0;
         std::string first = "-";
-        for (auto it = sorted_words.lower_bound(prefix); it != sorted_words.end() && it->substr(0, prefix.size()) == prefix; ++it)
+        for (auto it = sorted_words.lower_bound(prefix);
+             it != sorted_words.end() && it->substr(0, prefix.size()) == prefix; ++it)
           if (n++ == 0) first = std::string(*it);
         query = "P " + prefix;
         expect = std::to_string(n) + " " + first;
@@ -370,7 +384,8 @@ int main(int argc, char** argv) {
     ++asked;
     if (reply != expect) {
       if (++wrong <= 5)
-        std::fprintf(stderr, "wrong answer: %s -> %s (expected %s)\n", query.c_str(), reply.c_str(), expect.c_str());
+        std::fprintf(stderr, "wrong answer: %s -> %s (expected %s)\n", query.c_str(), reply.c_str(),
+                     expect.c_str());
     }
   }
 
@@ -391,8 +406,7 @@ int main(int argc, char** argv) {
   bool workers_ok = true;
   for (pid_t pid : pids) {
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     workers_ok = workers_ok && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
   }
   ::unlink(addr.sun_path);

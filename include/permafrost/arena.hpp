@@ -126,14 +126,14 @@ struct arena_options {
 // A snapshot of an arena's counters, returned by value. Reading it reads no file (the huge-page
 // figure, which comes from /proc, is arena::huge_page_bytes()).
 struct arena_stats {
-  std::size_t reserved = 0;         // virtual bytes set aside (capacity rounded to the granule)
-  std::size_t committed = 0;        // bytes made accessible: read-write before freeze, read-only after
-  std::size_t used = 0;             // bytes from the start up to the bump pointer, padding included
-  std::size_t lost_to_alignment = 0;  // padding skipped for alignment, plus chunk tails that threads
-                                      // gave up when another thread's chunk followed theirs
-  std::uint64_t allocations = 0;    // successful allocations (exact for the calling thread; other
-                                    // threads' counts are added when they refill, exit or freeze)
-  bool frozen = false;              // freeze() has completed
+  std::size_t reserved = 0;   // virtual bytes set aside (capacity rounded to the granule)
+  std::size_t committed = 0;  // bytes made accessible: read-write before freeze, read-only after
+  std::size_t used = 0;       // bytes from the start up to the bump pointer, padding included
+  std::size_t lost_to_alignment = 0;  // padding skipped for alignment, plus chunk tails that
+                                      // threads gave up when another thread's chunk followed theirs
+  std::uint64_t allocations = 0;      // successful allocations (exact for the calling thread; other
+                                      // threads' counts are added when they refill, exit or freeze)
+  bool frozen = false;                // freeze() has completed
 };
 
 // Thrown by arena::attach() when the descriptor cannot be attached; why() says which check failed.
@@ -325,7 +325,8 @@ class arena {
   // Throws: std::bad_alloc when n * sizeof(T) overflows; otherwise as allocate().
   template <class T>
   [[nodiscard]] std::span<T> make_array(std::size_t n) {
-    static_assert(std::is_default_constructible_v<T>, "make_array<T> value-initialises its elements");
+    static_assert(std::is_default_constructible_v<T>,
+                  "make_array<T> value-initialises its elements");
     if (n == 0) return {};
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
     T* first = static_cast<T*>(allocate(n * sizeof(T), alignof(T)));
@@ -432,7 +433,8 @@ inline bool is_frozen(const void* p) noexcept {
   // Branch-free, so a mix of frozen and other pointers costs no branch mispredictions.
   bool inside = false;
   const detail::granule_entry& g = detail::granule_of(p, inside);
-  return inside & (reinterpret_cast<std::uintptr_t>(p) < g.frozen_end.load(std::memory_order_acquire));
+  return inside &
+         (reinterpret_cast<std::uintptr_t>(p) < g.frozen_end.load(std::memory_order_acquire));
 }
 
 }  // namespace permafrost

@@ -93,11 +93,13 @@ template <class T>
 
 // The former name of copy_array, kept for one release.
 template <class T>
-[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a, std::span<const T> items) {
+[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a,
+                                                                 std::span<const T> items) {
   return copy_array(a, items);
 }
 template <class T>
-[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a, std::initializer_list<T> items) {
+[[deprecated("use permafrost::copy_array")]] array<T> make_array(arena& a,
+                                                                 std::initializer_list<T> items) {
   return copy_array(a, items);
 }
 

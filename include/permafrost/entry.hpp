@@ -71,7 +71,8 @@ class map_entry {
 
  private:
   friend struct detail::entry_access;
-  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k) : value_(v), hash_(h), key_(k) {}
+  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k)
+      : value_(v), hash_(h), key_(k) {}
   V value_;
   std::uint32_t hash_;
   detail::key_slot_t<K> key_;  // for string keys, the bytes follow

@@ -50,8 +50,9 @@ namespace detail {
 template <class T, class = void>
 struct has_points_into : std::false_type {};
 template <class T>
-struct has_points_into<T, std::void_t<decltype(std::declval<const T&>().points_into(
-                              std::declval<const arena&>()))>> : std::true_type {};
+struct has_points_into<
+    T, std::void_t<decltype(std::declval<const T&>().points_into(std::declval<const arena&>()))>>
+    : std::true_type {};
 
 // The state of the check running on this thread. In position-independent mode a raw pointer is
 // refused wherever it points, and the first one met is remembered for the message.
@@ -80,10 +81,12 @@ bool points_into(const T& v, const arena& a) {
   } else if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) {
     if (v == nullptr) return true;
     if (detail::t_check_context.position_independent) {
-      if (detail::t_check_context.raw_pointer_at == nullptr) detail::t_check_context.raw_pointer_at = &v;
+      if (detail::t_check_context.raw_pointer_at == nullptr)
+        detail::t_check_context.raw_pointer_at = &v;
       return false;
     }
-    if constexpr (std::is_pointer_v<T> && !std::is_function_v<std::remove_pointer_t<T>>) return a.contains(v);
+    if constexpr (std::is_pointer_v<T> && !std::is_function_v<std::remove_pointer_t<T>>)
+      return a.contains(v);
     else return true;  // code, not data: outside any arena by nature
   } else {
     return true;
@@ -118,7 +121,8 @@ std::string check_position_independent(const arena& a, const T& root) {
   }
   if (!inside)
     return "permafrost: position independence: a reference reachable from the root (at arena "
-           "offset " + offset_of(&root) + ") points outside the arena";
+           "offset " +
+           offset_of(&root) + ") points outside the arena";
   return {};
 }
 

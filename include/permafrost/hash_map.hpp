@@ -3,9 +3,10 @@
 // Contract: built once with hash_map_builder in an unfrozen arena; finish() lays every entry, the
 // bucket offsets and the map object itself out in the arena and returns a const reference that is
 // valid for the arena's life. The map holds no absolute address (its references are self-relative
-// offsets), so its bytes work wherever the arena is mapped (a frozen image). The map is never modified nor destroyed: V must be trivially
-// destructible or a permafrost type. Lookups read and never write (no cache, no mutable member,
-// no refcount), so workers forked after arena.freeze() share every page of it.
+// offsets), so its bytes work wherever the arena is mapped (a frozen image). The map is never
+// modified nor destroyed: V must be trivially destructible or a permafrost type. Lookups read and
+// never write (no cache, no mutable member, no refcount), so workers forked after arena.freeze()
+// share every page of it.
 //
 // Keys: permafrost::string (stored inline in the entry; find() takes std::string_view, so
 // std::string, const char* and permafrost::string look up without a copy) or any trivially
@@ -36,8 +37,9 @@ class hash_map_builder;
 
 template <class K, class V, class Hash = hash<K>>
 class hash_map : public detail::hash_table<map_entry<K, V>, Hash> {
-  static_assert(frozen_storable_v<V>,
-                "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
+  static_assert(
+      frozen_storable_v<V>,
+      "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
   using base = detail::hash_table<map_entry<K, V>, Hash>;
 
  public:
@@ -78,8 +80,9 @@ struct is_permafrost_type<hash_map<K, V, H>> : std::true_type {};
 // finish(). Not copyable or movable.
 template <class K, class V, class Hash>
 class hash_map_builder : public detail::table_builder<hash_map<K, V, Hash>, K, V, Hash> {
-  static_assert(frozen_storable_v<V>,
-                "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
+  static_assert(
+      frozen_storable_v<V>,
+      "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
   static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
   using base = detail::table_builder<hash_map<K, V, Hash>, K, V, Hash>;
 

@@ -46,7 +46,8 @@ struct is_permafrost_type<hash_set<K, H>> : std::true_type {};
 // policy makes no observable difference for a set (both keep one copy); insert() still reports
 // whether the key was new. Not copyable or movable.
 template <class K, class Hash>
-class hash_set_builder : public detail::table_builder<hash_set<K, Hash>, K, detail::no_value, Hash> {
+class hash_set_builder
+    : public detail::table_builder<hash_set<K, Hash>, K, detail::no_value, Hash> {
   using base = detail::table_builder<hash_set<K, Hash>, K, detail::no_value, Hash>;
 
  public:

@@ -62,10 +62,10 @@ template <class T>
 struct image_type;  // { static constexpr std::string_view name = "..."; }
 
 // Specialises image_type<T> with `NAME` (a string literal). Use at namespace scope (global).
-#define PERMAFROST_IMAGE_TYPE(T, NAME)                                  \
-  template <>                                                           \
-  struct permafrost::image_type<T> {                                    \
-    static constexpr std::string_view name = NAME;                      \
+#define PERMAFROST_IMAGE_TYPE(T, NAME)             \
+  template <>                                      \
+  struct permafrost::image_type<T> {               \
+    static constexpr std::string_view name = NAME; \
   }
 
 // =============================================================================================

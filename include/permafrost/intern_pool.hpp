@@ -57,7 +57,9 @@ class intern_pool {
   }
 
  private:
-  static std::size_t footprint(std::size_t n) noexcept { return sizeof(detail::string_rep) + n + 1; }
+  static std::size_t footprint(std::size_t n) noexcept {
+    return sizeof(detail::string_rep) + n + 1;
+  }
   static const detail::string_rep* rep_of(std::string_view arena_copy) noexcept {
     return reinterpret_cast<const detail::string_rep*>(arena_copy.data()) - 1;
   }

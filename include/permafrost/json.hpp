@@ -43,7 +43,16 @@ struct json_access;
 // memcpy one to another address).
 class frozen_json {
  public:
-  enum class kind : std::uint8_t { null, boolean, integer, unsigned_integer, floating, string, array, object };
+  enum class kind : std::uint8_t {
+    null,
+    boolean,
+    integer,
+    unsigned_integer,
+    floating,
+    string,
+    array,
+    object
+  };
   using object_type = sorted_map<string, frozen_json>;
 
   frozen_json() noexcept : u_(0) {}
@@ -82,7 +91,8 @@ class frozen_json {
     switch (kind_) {
       case kind::integer: return i_;
       case kind::unsigned_integer:
-        if (u_ > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) out_of_range("as_int");
+        if (u_ > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          out_of_range("as_int");
         return static_cast<std::int64_t>(u_);
       case kind::floating:
         // [-2^63, 2^63): both bounds are exact doubles; NaN fails both comparisons.
@@ -166,7 +176,8 @@ class frozen_json {
         }
         case kind::array:
           if (v->n_ == 0) break;
-          if (!detail::range_in(a, v->elements(), std::size_t{v->n_} * sizeof(frozen_json))) return false;
+          if (!detail::range_in(a, v->elements(), std::size_t{v->n_} * sizeof(frozen_json)))
+            return false;
           for (std::size_t i = 0; i < v->n_; ++i) todo.push_back(v->elements() + i);
           break;
         case kind::object: {
@@ -175,8 +186,7 @@ class frozen_json {
           for (const auto& e : *o) todo.push_back(&e.value());
           break;
         }
-        default:
-          break;
+        default: break;
       }
     }
     return true;
@@ -184,7 +194,8 @@ class frozen_json {
 
   // The freeze check copy_json() registers for a document's root.
   std::string check(const arena& a) const {
-    return points_into(a) ? std::string() : "frozen_json: a value of the document points outside the arena";
+    return points_into(a) ? std::string()
+                          : "frozen_json: a value of the document points outside the arena";
   }
 
  private:
@@ -194,10 +205,12 @@ class frozen_json {
     return kind_ == kind::string || kind_ == kind::object || (kind_ == kind::array && n_ != 0);
   }
   const void* target() const noexcept {
-    return reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(this) + static_cast<std::uintptr_t>(off_));
+    return reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(this) +
+                                         static_cast<std::uintptr_t>(off_));
   }
   void set_target(const void* p) noexcept {
-    off_ = static_cast<std::ptrdiff_t>(reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(this));
+    off_ = static_cast<std::ptrdiff_t>(reinterpret_cast<std::uintptr_t>(p) -
+                                       reinterpret_cast<std::uintptr_t>(this));
   }
   const frozen_json* elements() const noexcept { return static_cast<const frozen_json*>(target()); }
   const object_type* object() const noexcept { return static_cast<const object_type*>(target()); }
@@ -234,16 +247,27 @@ struct json_access {
     using k = frozen_json::kind;
     switch (j.type()) {
       case t::null: break;
-      case t::boolean: v.kind_ = k::boolean; v.b_ = j.get<bool>(); break;
-      case t::number_integer: v.kind_ = k::integer; v.i_ = j.get<std::int64_t>(); break;
-      case t::number_unsigned: v.kind_ = k::unsigned_integer; v.u_ = j.get<std::uint64_t>(); break;
-      case t::number_float: v.kind_ = k::floating; v.d_ = j.get<double>(); break;
+      case t::boolean:
+        v.kind_ = k::boolean;
+        v.b_ = j.get<bool>();
+        break;
+      case t::number_integer:
+        v.kind_ = k::integer;
+        v.i_ = j.get<std::int64_t>();
+        break;
+      case t::number_unsigned:
+        v.kind_ = k::unsigned_integer;
+        v.u_ = j.get<std::uint64_t>();
+        break;
+      case t::number_float:
+        v.kind_ = k::floating;
+        v.d_ = j.get<double>();
+        break;
       case t::string:
         v.kind_ = k::string;
         v.set_target(string_access::rep(pool.intern(j.get_ref<const std::string&>())));
         break;
-      default:
-        throw std::invalid_argument("permafrost::copy_json: binary or discarded JSON value");
+      default: throw std::invalid_argument("permafrost::copy_json: binary or discarded JSON value");
     }
     return v;
   }
@@ -268,7 +292,8 @@ struct json_access {
     if (f.j->is_array()) {
       v.kind_ = frozen_json::kind::array;
       v.n_ = static_cast<std::uint32_t>(f.values.size());
-      if (!f.values.empty()) v.set_target(copy_array(a, std::span<const frozen_json>(f.values)).data());
+      if (!f.values.empty())
+        v.set_target(copy_array(a, std::span<const frozen_json>(f.values)).data());
     } else {
       // The document's check walks every object; the maps register none of their own.
       sorted_map_builder<string, frozen_json> b{a, duplicate_policy::reject, no_freeze_check};
@@ -314,7 +339,8 @@ struct json_access {
 // recursion; memory in proportion to the depth).
 // Throws: std::invalid_argument for binary or discarded values and arrays of 2^32 or more
 // elements; as the containers' builders and arena::allocate.
-[[nodiscard]] inline frozen_json copy_json_value(arena& a, intern_pool& pool, const nlohmann::json& j) {
+[[nodiscard]] inline frozen_json copy_json_value(arena& a, intern_pool& pool,
+                                                 const nlohmann::json& j) {
   return detail::json_access::convert(a, pool, j);
 }
 

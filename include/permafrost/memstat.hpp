@@ -112,9 +112,9 @@ std::vector<pid_t> process_tree(pid_t root);
 
 // A page the child no longer shares with the parent, and what lives on it.
 struct copied_page {
-  const void* address = nullptr;                 // page-aligned, in the audited range
-  std::vector<allocation_record> allocations;    // log entries overlapping the page (if a log
-                                                 // was given); offsets as in the arena's log
+  const void* address = nullptr;               // page-aligned, in the audited range
+  std::vector<allocation_record> allocations;  // log entries overlapping the page (if a log
+                                               // was given); offsets as in the arena's log
 };
 
 struct sharing_report {
@@ -127,7 +127,7 @@ struct sharing_report {
   // counts as copied when the parent has it and the child maps it exclusively (pagemap bit 56);
   // a page shared with a third process but not with the parent is then still "shared".
   bool frames_compared = false;
-  std::string method;  // one line saying which of the two was used and why
+  std::string method;               // one line saying which of the two was used and why
   std::vector<copied_page> copies;  // one entry per copied page, in address order
 
   // Pages of the parent's resident set the child has not copied, as a fraction (1 when empty).

@@ -55,7 +55,8 @@ class offset_ptr {
   // The address this pointer designates in the current mapping, or nullptr.
   T* get() const noexcept {
     if (off_ == null_offset) return nullptr;
-    return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(this) + static_cast<std::uintptr_t>(off_));
+    return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(this) +
+                                static_cast<std::uintptr_t>(off_));
   }
   T* operator->() const noexcept { return get(); }
   template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
@@ -74,7 +75,9 @@ class offset_ptr {
     return off_ == null_offset || a.contains(get());
   }
 
-  friend bool operator==(const offset_ptr& a, const offset_ptr& b) noexcept { return a.get() == b.get(); }
+  friend bool operator==(const offset_ptr& a, const offset_ptr& b) noexcept {
+    return a.get() == b.get();
+  }
   friend bool operator==(const offset_ptr& a, const T* b) noexcept { return a.get() == b; }
   friend bool operator==(const offset_ptr& a, std::nullptr_t) noexcept { return !a; }
   friend auto operator<=>(const offset_ptr& a, const offset_ptr& b) noexcept {
@@ -95,14 +98,16 @@ class offset_ptr {
   std::ptrdiff_t off_ = null_offset;
 };
 
-static_assert(std::is_trivially_destructible_v<offset_ptr<int>> && sizeof(offset_ptr<int>) == sizeof(void*));
+static_assert(std::is_trivially_destructible_v<offset_ptr<int>> &&
+              sizeof(offset_ptr<int>) == sizeof(void*));
 
 namespace detail {
 
 // The target of an offset_ptr known not to be null: one add, no test. For the tables' lookups.
 template <class T>
 T* target_of(const offset_ptr<T>& p) noexcept {
-  return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(&p) + static_cast<std::uintptr_t>(p.offset()));
+  return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(&p) +
+                              static_cast<std::uintptr_t>(p.offset()));
 }
 
 }  // namespace detail

@@ -25,9 +25,9 @@ extern "C" {
 typedef struct permafrost_arena permafrost_arena;
 
 typedef struct permafrost_arena_options {
-  size_t capacity;  /* virtual bytes reserved; default 64 GiB */
-  const char* name; /* default "permafrost"; copied */
-  int huge_pages;   /* 1 on, 0 off; default on where THP is `madvise` or `always` */
+  size_t capacity;    /* virtual bytes reserved; default 64 GiB */
+  const char* name;   /* default "permafrost"; copied */
+  int huge_pages;     /* 1 on, 0 off; default on where THP is `madvise` or `always` */
   int allocation_log; /* 1 keeps an allocation log; default 0 */
   int memfd;          /* 1 backs the arena with a sealed memfd (fork cost independent of size,
                          shareable with attach); default 0: private anonymous memory */

@@ -38,8 +38,9 @@ class sorted_map_builder;
 
 template <class K, class V, class Compare = std::less<>>
 class sorted_map {
-  static_assert(frozen_storable_v<V>,
-                "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
+  static_assert(
+      frozen_storable_v<V>,
+      "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
   using access = detail::entry_access;
 
  public:
@@ -58,20 +59,44 @@ class sorted_map {
     using reference = const value_type&;
 
     const_iterator() noexcept = default;
-    const value_type& operator*() const noexcept {
-      return map_->entry(i_);
-    }
+    const value_type& operator*() const noexcept { return map_->entry(i_); }
     const value_type* operator->() const noexcept { return &**this; }
     const value_type& operator[](difference_type n) const noexcept { return *(*this + n); }
-    const_iterator& operator++() noexcept { ++i_; return *this; }
-    const_iterator operator++(int) noexcept { auto o = *this; ++i_; return o; }
-    const_iterator& operator--() noexcept { --i_; return *this; }
-    const_iterator operator--(int) noexcept { auto o = *this; --i_; return o; }
-    const_iterator& operator+=(difference_type n) noexcept { i_ += n; return *this; }
-    const_iterator& operator-=(difference_type n) noexcept { i_ -= n; return *this; }
-    friend const_iterator operator+(const_iterator it, difference_type n) noexcept { return it += n; }
-    friend const_iterator operator+(difference_type n, const_iterator it) noexcept { return it += n; }
-    friend const_iterator operator-(const_iterator it, difference_type n) noexcept { return it -= n; }
+    const_iterator& operator++() noexcept {
+      ++i_;
+      return *this;
+    }
+    const_iterator operator++(int) noexcept {
+      auto o = *this;
+      ++i_;
+      return o;
+    }
+    const_iterator& operator--() noexcept {
+      --i_;
+      return *this;
+    }
+    const_iterator operator--(int) noexcept {
+      auto o = *this;
+      --i_;
+      return o;
+    }
+    const_iterator& operator+=(difference_type n) noexcept {
+      i_ += n;
+      return *this;
+    }
+    const_iterator& operator-=(difference_type n) noexcept {
+      i_ -= n;
+      return *this;
+    }
+    friend const_iterator operator+(const_iterator it, difference_type n) noexcept {
+      return it += n;
+    }
+    friend const_iterator operator+(difference_type n, const_iterator it) noexcept {
+      return it += n;
+    }
+    friend const_iterator operator-(const_iterator it, difference_type n) noexcept {
+      return it -= n;
+    }
     friend difference_type operator-(const const_iterator& a, const const_iterator& b) noexcept {
       return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
     }
@@ -97,7 +122,9 @@ class sorted_map {
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   // Arena bytes the map takes: the object, its entries and its offset index.
-  std::size_t bytes() const noexcept { return sizeof(*this) + bytes_ + size_ * sizeof(std::uint32_t); }
+  std::size_t bytes() const noexcept {
+    return sizeof(*this) + bytes_ + size_ * sizeof(std::uint32_t);
+  }
 
   const_iterator begin() const noexcept { return {this, 0}; }
   const_iterator end() const noexcept { return {this, size_}; }
@@ -159,7 +186,8 @@ class sorted_map {
   }
 
   const value_type& entry(std::size_t i) const noexcept {
-    return access::at<value_type>(detail::target_of(nodes_) + std::size_t{detail::target_of(index_)[i]} * unit);
+    return access::at<value_type>(detail::target_of(nodes_) +
+                                  std::size_t{detail::target_of(index_)[i]} * unit);
   }
 
   // The first index for which pred(entry) is false (pred true on a prefix).
@@ -195,10 +223,10 @@ struct is_permafrost_type<sorted_map<K, V, C>> : std::true_type {};
 // Gathers entries in process memory and lays the map out in key order on finish(). Not copyable
 // or movable.
 template <class K, class V, class Compare>
-class sorted_map_builder
-    : public detail::table_builder<sorted_map<K, V, Compare>, K, V, hash<K>> {
-  static_assert(frozen_storable_v<V>,
-                "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
+class sorted_map_builder : public detail::table_builder<sorted_map<K, V, Compare>, K, V, hash<K>> {
+  static_assert(
+      frozen_storable_v<V>,
+      "permafrost::sorted_map<K, V>: V must be trivially destructible or a permafrost type");
   static_assert(std::is_default_constructible_v<V> && std::is_copy_assignable_v<V>);
   using map = sorted_map<K, V, Compare>;
   using base = detail::table_builder<map, K, V, hash<K>>;

@@ -3,7 +3,8 @@
 // Contract: after install_write_trap(), a SIGSEGV with si_code SEGV_ACCERR whose address lies in
 // a frozen arena of this process prints exactly one line to stderr,
 //
-//   permafrost: write to frozen arena "NAME" at offset N (address 0x...); allocation "TAG" +K of S bytes at offset O
+//   permafrost: write to frozen arena "NAME" at offset N (address 0x...); allocation "TAG" +K of S
+//   bytes at offset O
 //
 // (the part after ';' says "no allocation log" when the arena keeps none, and "not inside a
 // logged allocation" for padding; a jump into frozen memory says "execution in frozen arena"

@@ -75,8 +75,8 @@ enum kind : std::uint8_t {
   kind_dict16 = 11,
 };
 
-inline constexpr std::uint8_t flag_ascii = 1;       // str: every byte < 0x80
-inline constexpr std::uint8_t flag_surrogates = 2;  // str: decode with surrogatepass
+inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
+inline constexpr std::uint8_t flag_surrogates = 2;    // str: decode with surrogatepass
 inline constexpr std::uint8_t flag_narrow_index = 1;  // keys/set: 4-byte index slots
 
 struct node_header {

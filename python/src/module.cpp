@@ -74,22 +74,19 @@ std::string short_type_name(PyObject* o) {
 
 // Converts a C++ exception escaping an entry point into a Python one.
 void set_python_error(const std::exception& e) {
-  if (dynamic_cast<const std::bad_alloc*>(&e))
-    PyErr_NoMemory();
-  else
-    PyErr_SetString(PyExc_OSError, e.what());
+  if (dynamic_cast<const std::bad_alloc*>(&e)) PyErr_NoMemory();
+  else PyErr_SetString(PyExc_OSError, e.what());
 }
 
 #define PF_ENTRY_BEGIN try {
-#define PF_ENTRY_END                  \
-  }                                   \
-  catch (const py_error&) {           \
-    return nullptr;                   \
-  }                                   \
-  catch (const std::exception& e) {   \
-    if (!PyErr_Occurred())            \
-      set_python_error(e);            \
-    return nullptr;                   \
+#define PF_ENTRY_END                            \
+  }                                             \
+  catch (const py_error&) {                     \
+    return nullptr;                             \
+  }                                             \
+  catch (const std::exception& e) {             \
+    if (!PyErr_Occurred()) set_python_error(e); \
+    return nullptr;                             \
   }
 
 PyObject* g_int_from_bytes = nullptr;  // int.from_bytes
@@ -101,8 +98,7 @@ PyObject* g_kw_signed = nullptr;       // {"signed": True}
 // =============================================================================================
 
 struct store_object {
-  PyObject_HEAD
-  pf::arena* arena;                 // owned; null for an image
+  PyObject_HEAD pf::arena* arena;   // owned; null for an image
   pf::python::image_handle* image;  // owned; null for an arena
   const char* base;                 // offset 0 of the frozen graph
   std::size_t size;                 // bytes from base
@@ -145,10 +141,9 @@ store_object* new_store() {
 // =============================================================================================
 
 struct view_object {
-  PyObject_HEAD
-  store_object* store;  // strong
-  const char* base;     // store->base, cached
-  std::uint64_t off;    // the node
+  PyObject_HEAD store_object* store;  // strong
+  const char* base;                   // store->base, cached
+  std::uint64_t off;                  // the node
 };
 
 PyTypeObject* g_dict_type = nullptr;
@@ -213,8 +208,7 @@ PyObject* bigint_from_node(const node_header* n) {
 
 PyObject* scalar(const char* base, word w) {
   switch (w & tag_mask) {
-    case tag_int:
-      return PyLong_FromLongLong(static_cast<std::int64_t>(w) >> 3);
+    case tag_int: return PyLong_FromLongLong(static_cast<std::int64_t>(w) >> 3);
     case tag_const:
       if (w == const_none) Py_RETURN_NONE;
       if (w == const_true) Py_RETURN_TRUE;
@@ -252,12 +246,9 @@ PyObject* materialise(store_object* store, const char* base, word w) {
   const auto* n = node_at<node_header>(base, w);
   switch (n->kind) {
     case kind_str:
-    case kind_str16:
-      return str_from_node(n);
-    case kind_bytes:
-      return PyBytes_FromStringAndSize(node_bytes(n), n->count);
-    case kind_bigint:
-      return bigint_from_node(n);
+    case kind_str16: return str_from_node(n);
+    case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
+    case kind_bigint: return bigint_from_node(n);
     case kind_tuple: {
       PyObject* t = PyTuple_New(n->count);
       if (!t) return nullptr;
@@ -272,14 +263,11 @@ PyObject* materialise(store_object* store, const char* base, word w) {
       }
       return t;
     }
-    case kind_list:
-      return new_view(g_list_type, store, base, w);
+    case kind_list: return new_view(g_list_type, store, base, w);
     case kind_dict:
-    case kind_dict16:
-      return new_view(g_dict_type, store, base, w);
+    case kind_dict16: return new_view(g_dict_type, store, base, w);
     case kind_set:
-    case kind_frozenset:
-      return new_view(g_set_type, store, base, w);
+    case kind_frozenset: return new_view(g_set_type, store, base, w);
   }
   PyErr_Format(PyExc_SystemError, "permafrost: corrupt frozen value (kind %d)", int{n->kind});
   return nullptr;
@@ -291,12 +279,9 @@ PyObject* thaw_word(const char* base, word w) {
   const auto* n = node_at<node_header>(base, w);
   switch (n->kind) {
     case kind_str:
-    case kind_str16:
-      return str_from_node(n);
-    case kind_bytes:
-      return PyBytes_FromStringAndSize(node_bytes(n), n->count);
-    case kind_bigint:
-      return bigint_from_node(n);
+    case kind_str16: return str_from_node(n);
+    case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
+    case kind_bigint: return bigint_from_node(n);
     case kind_tuple:
     case kind_list: {
       const bool tuple = n->kind == kind_tuple;
@@ -309,10 +294,8 @@ PyObject* thaw_word(const char* base, word w) {
           Py_DECREF(out);
           return nullptr;
         }
-        if (tuple)
-          PyTuple_SET_ITEM(out, i, item);
-        else
-          PyList_SET_ITEM(out, i, item);
+        if (tuple) PyTuple_SET_ITEM(out, i, item);
+        else PyList_SET_ITEM(out, i, item);
       }
       return out;
     }
@@ -377,8 +360,8 @@ bool utf8_of(PyObject* s, std::string_view& out, ref& holder) {
 }
 
 constexpr std::size_t max_key_depth = 5000;
-constexpr std::uint64_t hash_none = 0x6e6f6e65ull;      // "none"
-constexpr std::uint64_t hash_nan = 0x6e616e6e616eull;   // "nannan"
+constexpr std::uint64_t hash_none = 0x6e6f6e65ull;     // "none"
+constexpr std::uint64_t hash_nan = 0x6e616e6e616eull;  // "nannan"
 constexpr std::uint64_t hash_bytes_seed = 0xb17e5ull;
 
 // The seedless hash of a hashable supported value: equal values (1 == 1.0 == True, a tuple and
@@ -450,7 +433,8 @@ bool key_hash(PyObject* o, std::uint64_t& h, std::size_t depth = 0) {
     ref thawed(thaw_word(v->base, v->off));
     return thawed.get() && key_hash(thawed.get(), h);
   }
-  PyErr_Format(PyExc_TypeError, "unhashable or unsupported key type: '%.200s'", Py_TYPE(o)->tp_name);
+  PyErr_Format(PyExc_TypeError, "unhashable or unsupported key type: '%.200s'",
+               Py_TYPE(o)->tp_name);
   return false;
 }
 
@@ -480,7 +464,8 @@ std::int64_t find_entry(const table_header* t, std::uint64_t h, Match&& match) {
 }
 
 // Index of `key` in table `t`, -1 when absent, -2 with an exception set.
-std::int64_t table_find(store_object* store, const char* base, const table_header* t, PyObject* key) {
+std::int64_t table_find(store_object* store, const char* base, const table_header* t,
+                        PyObject* key) {
   const word* keys = table_keys(t);
   if (PyUnicode_Check(key)) {
     std::string_view s;
@@ -559,8 +544,7 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 enum iter_mode { iter_keys, iter_values, iter_items, iter_list, iter_set };
 
 struct iter_object {
-  PyObject_HEAD
-  PyObject* owner;  // the view, strong
+  PyObject_HEAD PyObject* owner;  // the view, strong
   std::uint32_t next;
   std::uint32_t count;
   int mode;
@@ -592,14 +576,12 @@ PyObject* iter_next(PyObject* self) {
   auto* v = reinterpret_cast<view_object*>(it->owner);
   const node_header* n = view_node(it->owner);
   switch (it->mode) {
-    case iter_list:
-      return materialise(v->store, v->base, seq_items(n)[i]);
+    case iter_list: return materialise(v->store, v->base, seq_items(n)[i]);
     case iter_set:
-      return materialise(v->store, v->base, table_keys(reinterpret_cast<const table_header*>(n))[i]);
-    case iter_keys:
-      return materialise(v->store, v->base, table_keys(dict_keys_of(it->owner))[i]);
-    case iter_values:
-      return materialise(v->store, v->base, dict_values(dict_of(it->owner))[i]);
+      return materialise(v->store, v->base,
+                         table_keys(reinterpret_cast<const table_header*>(n))[i]);
+    case iter_keys: return materialise(v->store, v->base, table_keys(dict_keys_of(it->owner))[i]);
+    case iter_values: return materialise(v->store, v->base, dict_values(dict_of(it->owner))[i]);
     default: {
       ref k(materialise(v->store, v->base, table_keys(dict_keys_of(it->owner))[i]));
       if (!k.get()) return nullptr;
@@ -615,9 +597,8 @@ PyObject* iter_length_hint(PyObject* self, PyObject*) {
   return PyLong_FromUnsignedLong(it->count - it->next);
 }
 
-PyMethodDef iter_methods[] = {
-    {"__length_hint__", iter_length_hint, METH_NOARGS, nullptr},
-    {nullptr, nullptr, 0, nullptr}};
+PyMethodDef iter_methods[] = {{"__length_hint__", iter_length_hint, METH_NOARGS, nullptr},
+                              {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc)},
                             {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
@@ -643,7 +624,8 @@ PyObject* view_ref(PyObject* self, PyObject*) {
 }
 
 PyObject* readonly_error(PyObject* self) {
-  PyErr_Format(PyExc_TypeError, "'%.100s' is frozen: it cannot be modified", Py_TYPE(self)->tp_name);
+  PyErr_Format(PyExc_TypeError, "'%.100s' is frozen: it cannot be modified",
+               Py_TYPE(self)->tp_name);
   return nullptr;
 }
 int dict_ass_subscript(PyObject* self, PyObject*, PyObject*) {
@@ -651,10 +633,12 @@ int dict_ass_subscript(PyObject* self, PyObject*, PyObject*) {
   return -1;
 }
 
-#define VIEW_COMMON_METHODS                                                                        \
-  {"thaw", view_thaw, METH_NOARGS,                                                                 \
-   "thaw() -> an ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."},     \
-      {"_ref", view_ref, METH_NOARGS, "(image path or None, offset): for pickling."}
+#define VIEW_COMMON_METHODS                                                                   \
+  {"thaw", view_thaw, METH_NOARGS,                                                            \
+   "thaw() -> an ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."}, \
+  {                                                                                           \
+    "_ref", view_ref, METH_NOARGS, "(image path or None, offset): for pickling."              \
+  }
 
 PyMethodDef dict_methods[] = {
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(dict_get)), METH_FASTCALL,
@@ -761,10 +745,9 @@ PyObject* set_is_frozenset(PyObject* self, PyObject*) {
   return PyBool_FromLong(view_node(self)->kind == kind_frozenset);
 }
 
-PyMethodDef set_methods[] = {
-    {"_is_frozenset", set_is_frozenset, METH_NOARGS, nullptr},
-    VIEW_COMMON_METHODS,
-    {nullptr, nullptr, 0, nullptr}};
+PyMethodDef set_methods[] = {{"_is_frozenset", set_is_frozenset, METH_NOARGS, nullptr},
+                             VIEW_COMMON_METHODS,
+                             {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot set_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
                            {Py_sq_length, reinterpret_cast<void*>(node_len)},
@@ -802,7 +785,8 @@ class freezer {
     }
     if (PyUnicode_Check(o)) return str(o);
     if (PyBytes_Check(o)) {
-      return blob(kind_bytes, 0, PyBytes_AS_STRING(o), static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
+      return blob(kind_bytes, 0, PyBytes_AS_STRING(o),
+                  static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
     }
     if (PyDict_Check(o)) return container(o, &freezer::dict);
     if (PyList_Check(o) || PyTuple_Check(o)) return container(o, &freezer::sequence);
@@ -836,18 +820,10 @@ class freezer {
     std::string p = "obj";
     for (const step& s : path_) {
       switch (s.kind) {
-        case value_of:
-          p += "[" + key_text(s.key) + "]";
-          break;
-        case at_index:
-          p += "[" + std::to_string(s.index) + "]";
-          break;
-        case key_of:
-          p += ".keys()[" + std::to_string(s.index) + "]";
-          break;
-        case element:
-          p += "{element " + std::to_string(s.index) + "}";
-          break;
+        case value_of: p += "[" + key_text(s.key) + "]"; break;
+        case at_index: p += "[" + std::to_string(s.index) + "]"; break;
+        case key_of: p += ".keys()[" + std::to_string(s.index) + "]"; break;
+        case element: p += "{element " + std::to_string(s.index) + "}"; break;
       }
     }
     return p;
@@ -973,14 +949,11 @@ class freezer {
 
   // Cycle and depth checks around one container.
   word container(PyObject* o, word (freezer::*build)(PyObject*)) {
-    const bool seen = open_.size() <= 64
-                          ? std::find(open_.begin(), open_.end(), o) != open_.end()
-                          : open_set_.count(o) != 0;
-    if (seen) fail(PyExc_TypeError, "cycle: this " + short_type_name(o) +
-                                        " contains itself");
+    const bool seen = open_.size() <= 64 ? std::find(open_.begin(), open_.end(), o) != open_.end()
+                                         : open_set_.count(o) != 0;
+    if (seen) fail(PyExc_TypeError, "cycle: this " + short_type_name(o) + " contains itself");
     if (open_.size() >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
-    if (open_.size() == 64)
-      open_set_.insert(open_.begin(), open_.end());
+    if (open_.size() == 64) open_set_.insert(open_.begin(), open_.end());
     open_.push_back(o);
     if (open_.size() > 64) open_set_.insert(o);
     const word w = (this->*build)(o);
@@ -1013,8 +986,8 @@ class freezer {
   }
 
   // A keys/set table over `keys` (borrowed), whose hashes are given.
-  std::uint64_t table(kind k, const std::vector<PyObject*>& keys, const std::vector<std::uint64_t>& hashes,
-                      step_kind how) {
+  std::uint64_t table(kind k, const std::vector<PyObject*>& keys,
+                      const std::vector<std::uint64_t>& hashes, step_kind how) {
     const std::size_t n = keys.size();
     if (n > UINT32_MAX / 2) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const std::uint32_t cap = table_capacity(static_cast<std::uint32_t>(n));
@@ -1055,7 +1028,8 @@ class freezer {
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&
         !PyTuple_Check(key) && !PyFrozenSet_Check(key) && key != Py_None)
       fail(PyExc_TypeError, short_type_name(key) + " is not supported");
-    fail(PyExc_TypeError, "unhashable (or nested deeper than 5000) key of type " + short_type_name(key));
+    fail(PyExc_TypeError,
+         "unhashable (or nested deeper than 5000) key of type " + short_type_name(key));
   }
 
   word dict(PyObject* o) {
@@ -1124,7 +1098,8 @@ class freezer {
       }
       if ((kw[i] & tag_mask) != tag_node) return false;
       const auto* n = reinterpret_cast<const node_header*>(at(kw[i]));
-      if (!is_str(n->kind) || str_size(n) != s.size() || std::memcmp(str_bytes(n), s.data(), s.size()))
+      if (!is_str(n->kind) || str_size(n) != s.size() ||
+          std::memcmp(str_bytes(n), s.data(), s.size()))
         return false;
     }
     return true;
@@ -1165,7 +1140,8 @@ class freezer {
 // The view (or plain object, for a scalar root) of the root of a store.
 PyObject* root_of(store_object* store) {
   const auto* root = reinterpret_cast<const root_header*>(store->base);
-  if (store->size < sizeof(root_header) || std::memcmp(root->magic, root_magic, sizeof root_magic)) {
+  if (store->size < sizeof(root_header) ||
+      std::memcmp(root->magic, root_magic, sizeof root_magic)) {
     PyErr_SetString(PyExc_ValueError, "not a permafrost Python image (bad magic)");
     return nullptr;
   }
@@ -1201,7 +1177,8 @@ PyObject* py_freeze(PyObject*, PyObject* args) {
   auto a = std::make_unique<pf::arena>(opt);
   void* p = a->allocate(buf.size(), 16);
   if (a->used_bytes().data() != static_cast<const std::byte*>(p)) {
-    PyErr_SetString(PyExc_SystemError, "permafrost: the arena's first allocation is not at its start");
+    PyErr_SetString(PyExc_SystemError,
+                    "permafrost: the arena's first allocation is not at its start");
     return nullptr;
   }
   std::memcpy(p, buf.data(), buf.size());
@@ -1228,7 +1205,8 @@ store_object* store_of(PyObject* o) {
 PyObject* py_range(PyObject*, PyObject* o) {
   PF_ENTRY_BEGIN
   store_object* s = store_of(o);
-  return Py_BuildValue("(Kn)", static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(s->base)),
+  return Py_BuildValue("(Kn)",
+                       static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(s->base)),
                        static_cast<Py_ssize_t>(s->size));
   PF_ENTRY_END
 }
@@ -1240,9 +1218,9 @@ PyObject* py_memory(PyObject*, PyObject* args) {
   PF_ENTRY_BEGIN
   try {
     const pf::memory_usage m = pf::process_memory(static_cast<pid_t>(pid));
-    return Py_BuildValue("(KKKK)", static_cast<unsigned long long>(m.rss),
-                         static_cast<unsigned long long>(m.pss), static_cast<unsigned long long>(m.uss),
-                         static_cast<unsigned long long>(m.shared()));
+    return Py_BuildValue(
+        "(KKKK)", static_cast<unsigned long long>(m.rss), static_cast<unsigned long long>(m.pss),
+        static_cast<unsigned long long>(m.uss), static_cast<unsigned long long>(m.shared()));
   } catch (const pf::proc_error& e) {
     PyErr_SetString(PyExc_ProcessLookupError, e.what());
     return nullptr;
@@ -1261,9 +1239,10 @@ PyObject* py_sharing_audit(PyObject*, PyObject* args) {
     const auto* b = reinterpret_cast<const std::byte*>(s->base);
     const pf::sharing_report r =
         pf::sharing_audit(static_cast<pid_t>(child), static_cast<pid_t>(parent), {b, s->size});
-    return Py_BuildValue("(nnnnn)", static_cast<Py_ssize_t>(r.pages), static_cast<Py_ssize_t>(r.parent_present),
-                         static_cast<Py_ssize_t>(r.child_present), static_cast<Py_ssize_t>(r.shared),
-                         static_cast<Py_ssize_t>(r.copied));
+    return Py_BuildValue("(nnnnn)", static_cast<Py_ssize_t>(r.pages),
+                         static_cast<Py_ssize_t>(r.parent_present),
+                         static_cast<Py_ssize_t>(r.child_present),
+                         static_cast<Py_ssize_t>(r.shared), static_cast<Py_ssize_t>(r.copied));
   } catch (const pf::proc_error& e) {
     PyErr_SetString(PyExc_ProcessLookupError, e.what());
     return nullptr;
@@ -1352,11 +1331,13 @@ PyMethodDef module_methods[] = {
     {"_range", py_range, METH_O, "_range(view) -> (address, size) of its frozen bytes"},
     {"_memory", py_memory, METH_VARARGS, "_memory(pid=0) -> (rss, pss, uss, shared)"},
     {"_sharing_audit", py_sharing_audit, METH_VARARGS,
-     "_sharing_audit(view, child_pid, parent_pid) -> (pages, parent_present, child_present, shared, copied)"},
+     "_sharing_audit(view, child_pid, parent_pid) -> (pages, parent_present, child_present, "
+     "shared, copied)"},
     {"_private_pages", py_private_pages, METH_VARARGS,
      "_private_pages(view, pid=0) -> copied (Private_Dirty) pages of its frozen bytes"},
     {"install_write_trap", py_install_write_trap, METH_NOARGS,
-     "install_write_trap(): a write into frozen memory prints one line naming the arena and offset, "
+     "install_write_trap(): a write into frozen memory prints one line naming the arena and "
+     "offset, "
      "then the process dies of SIGSEGV."},
     {"write_trap_installed", py_write_trap_installed, METH_NOARGS, nullptr},
     {"trim", py_trim, METH_NOARGS,
@@ -1367,9 +1348,15 @@ PyMethodDef module_methods[] = {
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},
     {nullptr, nullptr, 0, nullptr}};
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "permafrost._core",
-                          "permafrost's CPython extension: frozen value graphs.", -1, module_methods,
-                          nullptr, nullptr, nullptr, nullptr};
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "permafrost._core",
+                          "permafrost's CPython extension: frozen value graphs.",
+                          -1,
+                          module_methods,
+                          nullptr,
+                          nullptr,
+                          nullptr,
+                          nullptr};
 
 PyTypeObject* make_type(PyObject* m, PyType_Spec* spec, const char* attr) {
   auto* t = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(spec));
@@ -1393,7 +1380,8 @@ PyMODINIT_FUNC PyInit__core() {
       !(g_set_type = make_type(m, &set_spec, "FrozenSet")) ||
       !(g_iter_type = make_type(m, &iter_spec, "_iterator")))
     return nullptr;
-  g_int_from_bytes = PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyLong_Type), "from_bytes");
+  g_int_from_bytes =
+      PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyLong_Type), "from_bytes");
   g_str_little = PyUnicode_InternFromString("little");
   g_kw_signed = Py_BuildValue("{s:O}", "signed", Py_True);
   if (!g_int_from_bytes || !g_str_little || !g_kw_signed) return nullptr;

@@ -79,12 +79,12 @@ int commit_range(arena_slot* slot, std::uintptr_t from, std::size_t bytes) noexc
 // mprotect calls. Pre: slot->mu held; end <= round_up(limit, commit_step).
 int ensure_committed(arena_slot* slot, std::uintptr_t end) noexcept {
   if (end <= slot->committed_end) return 0;
-  const std::uintptr_t ceiling = std::min<std::uintptr_t>(round_up(slot->limit, commit_step),
-                                                          slot->base + slot->reserved);
+  const std::uintptr_t ceiling =
+      std::min<std::uintptr_t>(round_up(slot->limit, commit_step), slot->base + slot->reserved);
   const std::uintptr_t exact = std::min(round_up(end, commit_step), ceiling);
   const std::size_t grown = slot->committed_end - slot->base;
-  const std::uintptr_t generous =
-      std::min(ceiling, std::max(exact, slot->committed_end + std::min<std::size_t>(grown, 64u << 20)));
+  const std::uintptr_t generous = std::min(
+      ceiling, std::max(exact, slot->committed_end + std::min<std::size_t>(grown, 64u << 20)));
   std::uintptr_t target = generous;
   auto* from = reinterpret_cast<void*>(slot->committed_end);
   int err = commit_range(slot, slot->committed_end, target - slot->committed_end);
@@ -113,8 +113,7 @@ void* fail(bool throw_on_failure, const arena_slot* slot, int why) {
       throw std::logic_error(std::string("permafrost::arena '") + slot->name +
                              "': a memfd arena's pages are shared with the process that made it; "
                              "a forked child must not allocate from it before freeze()");
-    default:
-      throw std::bad_alloc();
+    default: throw std::bad_alloc();
   }
 }
 
@@ -184,8 +183,8 @@ void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align, cons
       slot->lost.fetch_add(c.end - c.cur + c.lost, std::memory_order_relaxed);
       slot->allocations.fetch_add(c.count, std::memory_order_relaxed);
     }
-    c = bump_cache{slot->ticket.load(std::memory_order_relaxed), start, chunk_end, 0, 0, slot,
-                   slot->identity};
+    c = bump_cache{
+        slot->ticket.load(std::memory_order_relaxed), start, chunk_end, 0, 0, slot, slot->identity};
   } else {
     c.end = chunk_end;
   }
@@ -314,7 +313,8 @@ void arena::freeze() {
     if (protect_end < slot->committed_end) {
       // Nothing will be allocated there again: give the pages back. On failure the tail simply
       // stays accessible and unused.
-      if (os::decommit(reinterpret_cast<void*>(protect_end), slot->committed_end - protect_end) == 0)
+      if (os::decommit(reinterpret_cast<void*>(protect_end), slot->committed_end - protect_end) ==
+          0)
         slot->committed_end = protect_end;
     }
   }
@@ -349,11 +349,14 @@ void arena::prefault(std::size_t bytes) {
   detail::internal_memory internal;
   std::lock_guard lock(slot->mu);
   if (slot->frozen.load(std::memory_order_relaxed))
-    throw frozen_error(std::string("permafrost::arena '") + slot->name + "': prefault after freeze()");
-  if (detail::inherited_unfrozen_memfd(slot)) return;  // the parent's pages: not this process's to fault
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': prefault after freeze()");
+  if (detail::inherited_unfrozen_memfd(slot))
+    return;  // the parent's pages: not this process's to fault
   const std::size_t page = os::page_size();
   const detail::bump_cache& c = detail::t_bump;
-  const std::uintptr_t from = detail::cache_is_ours(c, slot) && c.end == slot->bump ? c.cur : slot->bump;
+  const std::uintptr_t from =
+      detail::cache_is_ours(c, slot) && c.end == slot->bump ? c.cur : slot->bump;
   const std::uintptr_t to = from + std::min<std::size_t>(bytes, slot->limit - from);
   int err = detail::ensure_committed(slot, to);
   for (std::uintptr_t p = from & ~(page - 1); err == 0 && p < to; p += std::size_t{64} << 20) {
@@ -433,7 +436,8 @@ std::size_t arena::huge_page_bytes() const {
   detail::internal_memory internal;
   std::uint64_t huge = 0;
   if (const int err = os::smaps_field_in_range(0, begin, end, "AnonHugePages", &huge); err != 0)
-    throw std::system_error(err, std::generic_category(), "permafrost::arena::huge_page_bytes: smaps");
+    throw std::system_error(err, std::generic_category(),
+                            "permafrost::arena::huge_page_bytes: smaps");
   return static_cast<std::size_t>(huge);
 }
 

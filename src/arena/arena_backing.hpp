@@ -20,7 +20,11 @@ struct owned_fd {
   owned_fd(const owned_fd&) = delete;
   owned_fd& operator=(const owned_fd&) = delete;
   ~owned_fd();
-  int release() noexcept { const int f = fd; fd = -1; return f; }
+  int release() noexcept {
+    const int f = fd;
+    fd = -1;
+    return f;
+  }
 };
 
 // Creates the memfd "permafrost:<name>" for a new arena and arms the fork guard.

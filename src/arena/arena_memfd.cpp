@@ -19,8 +19,8 @@
 #include "arena/arena_backing.hpp"
 #include "arena/arena_registry.hpp"
 #include "fork/fork_lifecycle.hpp"
-#include "permafrost/detail/asan.hpp"
 #include "os/os.hpp"
+#include "permafrost/detail/asan.hpp"
 
 namespace permafrost {
 namespace detail {
@@ -62,8 +62,8 @@ void for_each_own_memfd(F&& f) noexcept {
   arena_slot* slots = slots_begin();
   for (std::size_t i = 0; i < max_arenas; ++i) {
     arena_slot& s = slots[i];
-    if (s.in_use && s.fd >= 0 && !s.inherited) f(s, !s.frozen.load(std::memory_order_relaxed) &&
-                                                         s.committed_end > s.base);
+    if (s.in_use && s.fd >= 0 && !s.inherited)
+      f(s, !s.frozen.load(std::memory_order_relaxed) && s.committed_end > s.base);
   }
 }
 
@@ -119,8 +119,8 @@ owned_fd::~owned_fd() {
 owned_fd open_arena_memfd(std::string_view name) {
   register_fork_lifecycle();
   char full[sizeof memfd_prefix + 48] = {};
-  std::snprintf(full, sizeof full, "%s%.*s", memfd_prefix, static_cast<int>(std::min<std::size_t>(name.size(), 47)),
-                name.data());
+  std::snprintf(full, sizeof full, "%s%.*s", memfd_prefix,
+                static_cast<int>(std::min<std::size_t>(name.size(), 47)), name.data());
   owned_fd out;
   const int err = os::memfd_open(full, &out.fd);
   if (err != 0) fail_system(err, "permafrost::arena: memfd_create");
@@ -163,7 +163,8 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end) {
   //    future-write seal waits for nothing (F_SEAL_WRITE scans the file for pinned pages and
   //    needs every writable mapping gone first), so it goes first.
   void* base = reinterpret_cast<void*>(slot->base);
-  if (const int err = os::add_seals(slot->fd, os::seal_future_write | os::seal_shrink | os::seal_grow);
+  if (const int err =
+          os::add_seals(slot->fd, os::seal_future_write | os::seal_shrink | os::seal_grow);
       err != 0)
     fail_system(err, "permafrost::arena::freeze: sealing the memfd");
   // 3. The creator's mapping was made writable, so mprotect could make it writable again.
@@ -203,7 +204,8 @@ namespace {
 using reason = attach_error::reason;
 
 [[noreturn]] void refuse(reason why, int fd, const std::string& what, int error = 0) {
-  throw attach_error(why, "permafrost::arena::attach(fd " + std::to_string(fd) + "): " + what, error);
+  throw attach_error(why, "permafrost::arena::attach(fd " + std::to_string(fd) + "): " + what,
+                     error);
 }
 
 // Reads and checks the trailer of a sealed permafrost memfd.
@@ -214,7 +216,8 @@ detail::trailer read_trailer(int fd) {
            "not a sealable memory file (memfd): " + std::system_category().message(err));
   // F_SEAL_WRITE, not only the future-write seal: the latter leaves writable mappings made
   // before it in place, so some process could still change the bytes.
-  if ((seals & os::seal_write) == 0 || (seals & os::seal_shrink) == 0 || (seals & os::seal_grow) == 0)
+  if ((seals & os::seal_write) == 0 || (seals & os::seal_shrink) == 0 ||
+      (seals & os::seal_grow) == 0)
     refuse(reason::unsealed, fd,
            "the memfd is not sealed against writes (F_SEAL_WRITE), growth and shrinking: not "
            "frozen yet, or a process still holds a writable mapping of it");
@@ -234,15 +237,14 @@ detail::trailer read_trailer(int fd) {
            std::string("'") + path + "' has no permafrost trailer at its end (" +
                std::to_string(size) + " bytes): truncated, or frozen by no permafrost arena");
   if (t.version != detail::trailer_version || t.page_size != page)
-    refuse(reason::foreign, fd, "made by an incompatible permafrost (trailer version " +
-                                    std::to_string(t.version) + ", page size " +
-                                    std::to_string(t.page_size) + ")");
+    refuse(reason::foreign, fd,
+           "made by an incompatible permafrost (trailer version " + std::to_string(t.version) +
+               ", page size " + std::to_string(t.page_size) + ")");
   if (t.data_bytes + page != size || t.used > t.data_bytes || t.data_bytes - t.used >= page)
-    refuse(reason::truncated, fd, "its size (" + std::to_string(size) +
-                                      " bytes) disagrees with its trailer (" +
-                                      std::to_string(t.data_bytes) + " data bytes + 1 page)");
-  if (t.base == 0 || t.base % detail::granule_size != 0 ||
-      t.base + t.data_bytes < t.base)
+    refuse(reason::truncated, fd,
+           "its size (" + std::to_string(size) + " bytes) disagrees with its trailer (" +
+               std::to_string(t.data_bytes) + " data bytes + 1 page)");
+  if (t.base == 0 || t.base % detail::granule_size != 0 || t.base + t.data_bytes < t.base)
     refuse(reason::foreign, fd, "its trailer records an impossible address " + detail::hex(t.base));
   t.name[sizeof t.name - 1] = '\0';
   return t;
@@ -279,7 +281,8 @@ arena arena::attach(int fd, bool populate) {
            "its address range " + range + " straddles this process's arena reservation");
   const bool inside = where == 0;
   if (inside) {
-    if (const int err = os::map_file_fixed(own.fd, reinterpret_cast<void*>(base), data_bytes, 0, false);
+    if (const int err =
+            os::map_file_fixed(own.fd, reinterpret_cast<void*>(base), data_bytes, 0, false);
         err != 0) {
       detail::registry::release(claimed, 0);
       refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err), err);
@@ -287,7 +290,8 @@ arena arena::attach(int fd, bool populate) {
   } else if (data_bytes > 0) {
     const int err = os::map_file_noreplace(own.fd, reinterpret_cast<void*>(base), data_bytes);
     if (err == EEXIST)
-      refuse(reason::address_taken, fd, "its address range " + range + " is already mapped in this process");
+      refuse(reason::address_taken, fd,
+             "its address range " + range + " is already mapped in this process");
     if (err != 0)
       refuse(reason::system, fd, "mmap " + range + ": " + std::system_category().message(err), err);
   }

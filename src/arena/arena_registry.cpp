@@ -13,7 +13,8 @@ namespace permafrost::detail {
 
 constinit address_space g_address_space{};
 constinit arena_core g_dead_arena{std::numeric_limits<std::uint64_t>::max()};
-constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec"))) =
+    nullptr;
 
 namespace {
 
@@ -114,7 +115,7 @@ int claim(std::size_t bytes, arena_core* owner, range* out) noexcept {
   std::size_t first = first_fit(count, 0);
   if (first == npos) {
     if (first_fit(count, g_release_clock) == npos) return ENOMEM;
-    std::uint64_t lo = 0;  // no fit
+    std::uint64_t lo = 0;                // no fit
     std::uint64_t hi = g_release_clock;  // fits
     while (hi - lo > 1) {
       const std::uint64_t mid = lo + (hi - lo) / 2;
@@ -132,7 +133,8 @@ int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* o
   const std::size_t count = std::max<std::size_t>(1, (bytes + granule_size - 1) >> granule_shift);
   const std::size_t span = count << granule_shift;
   const std::uintptr_t space_base = g_address_space.base.load(std::memory_order_relaxed);
-  const std::uintptr_t space_end = space_base + g_address_space.size.load(std::memory_order_relaxed);
+  const std::uintptr_t space_end =
+      space_base + g_address_space.size.load(std::memory_order_relaxed);
   const bool inside = space_end != space_base && base >= space_base && base + span <= space_end;
   if (!inside) return base < space_end && base + span > space_base ? EXDEV : ERANGE;
   const std::size_t first = first_granule(base);

@@ -51,14 +51,14 @@ class arena_slot : public arena_core {
   std::uintptr_t committed_end = 0;  // [base, committed_end) is accessible
   bool huge_pages = false;
   bool log_allocations = false;
-  std::uint64_t identity = 0;        // unique per arena made in this slot; unlike the ticket it
-                                     // survives freeze, so thread counts still land after it
+  std::uint64_t identity = 0;  // unique per arena made in this slot; unlike the ticket it
+                               // survives freeze, so thread counts still land after it
   std::atomic<bool> frozen{false};
   // Backing (see arena_memfd.cpp): the memfd, or -1 for anonymous memory.
   int fd = -1;
-  bool inherited = false;    // this process is a forked copy of an unfrozen memfd arena's creator
-  bool populate = false;     // pre-fault at freeze
-  bool attached = false;     // made by arena::attach(): frozen from birth, mapped from another process
+  bool inherited = false;  // this process is a forked copy of an unfrozen memfd arena's creator
+  bool populate = false;   // pre-fault at freeze
+  bool attached = false;  // made by arena::attach(): frozen from birth, mapped from another process
   bool outside_space = false;  // attached outside the process-wide reservation: own mapping
   std::atomic<std::uint64_t> allocations{0};
   std::atomic<std::uint64_t> lost{0};
@@ -82,6 +82,5 @@ inline arena_slot* slot_of(const void* p) noexcept {
 
 // A fresh ticket, never handed out before in this process (nor in its parent before the fork).
 std::uint64_t next_ticket() noexcept;
-
 
 }  // namespace permafrost::detail

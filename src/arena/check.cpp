@@ -13,7 +13,8 @@ void put(const char* s) noexcept { (void)os::write_stderr(s, std::strlen(s)); }
 }  // namespace
 
 void check_failed(const char* message, const char* file, int line) noexcept {
-  // Only the OS layer's write_stderr and abort(): this may run in a signal handler or with the heap corrupted.
+  // Only the OS layer's write_stderr and abort(): this may run in a signal handler or with the heap
+  // corrupted.
   char digits[16];
   int i = sizeof digits - 1;
   digits[i] = '\0';

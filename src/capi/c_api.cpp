@@ -122,7 +122,8 @@ int permafrost_arena_fd(const permafrost_arena* arena) {
 int permafrost_arena_attach(int fd, int populate, permafrost_arena** out) {
   if (out == nullptr) return EINVAL;
   *out = nullptr;
-  return guarded([&] { *out = new permafrost_arena{permafrost::arena::attach(fd, populate != 0)}; });
+  return guarded(
+      [&] { *out = new permafrost_arena{permafrost::arena::attach(fd, populate != 0)}; });
 }
 
 int permafrost_is_frozen(const void* p) { return permafrost::is_frozen(p) ? 1 : 0; }

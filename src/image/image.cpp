@@ -22,7 +22,8 @@ std::string errno_text(int err) { return std::system_category().message(err); }
 
 // ----- save ---------------------------------------------------------------------------------
 
-[[noreturn]] void refuse_save(reason why, const std::filesystem::path& path, const std::string& what) {
+[[noreturn]] void refuse_save(reason why, const std::filesystem::path& path,
+                              const std::string& what) {
   throw image_error(why, "permafrost::save_image('" + path.string() + "'): " + what);
 }
 
@@ -105,7 +106,8 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
     refuse_save(reason::io, path, "creating a temporary file beside it: " + errno_text(err));
   }
   auto step = [&](const char* what, int err) {
-    if (err != 0) refuse_save(reason::io, path, std::string(what) + " '" + tmp.path + "': " + errno_text(err));
+    if (err != 0)
+      refuse_save(reason::io, path, std::string(what) + " '" + tmp.path + "': " + errno_text(err));
   };
   step("writing the header to", os::file_write(tmp.fd, head.data(), head.size(), 0));
   step("writing the data to", os::file_write(tmp.fd, data.data(), data.size(), head.size()));
@@ -147,45 +149,53 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   if (const int err = os::file_is_regular(fd, &regular); err != 0)
     refuse(reason::io, "fstat: " + errno_text(err));
   if (!regular)
-    refuse(reason::not_mappable, "not a regular file (a pipe, socket, device or directory cannot be mapped)");
+    refuse(reason::not_mappable,
+           "not a regular file (a pipe, socket, device or directory cannot be mapped)");
   std::size_t file_bytes = 0;
   if (const int err = os::file_size(fd, &file_bytes); err != 0)
     refuse(reason::io, "fstat: " + errno_text(err));
   if (file_bytes < sizeof(file_header))
     refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) +
-                                  " bytes, shorter than the " + std::to_string(sizeof(file_header)) +
-                                  "-byte header");
+                                  " bytes, shorter than the " +
+                                  std::to_string(sizeof(file_header)) + "-byte header");
   file_header h{};
   if (const int err = os::file_read(fd, &h, sizeof h, 0); err != 0)
     refuse(reason::io, "reading the header: " + errno_text(err));
   if (std::memcmp(h.magic, magic, sizeof magic) != 0)
     refuse(reason::bad_magic, "bad magic: not a permafrost image");
   if (h.word_size != sizeof(void*) || h.byte_order != native_byte_order())
-    refuse(reason::platform, "made for " + std::to_string(h.word_size * 8) + "-bit " +
-                                 (h.byte_order == little_endian ? "little" : h.byte_order == big_endian ? "big" : "unknown") +
-                                 "-endian machines; this one is " + std::to_string(sizeof(void*) * 8) + "-bit " +
-                                 (native_byte_order() == little_endian ? "little" : "big") + "-endian");
+    refuse(reason::platform,
+           "made for " + std::to_string(h.word_size * 8) + "-bit " +
+               (h.byte_order == little_endian ? "little"
+                : h.byte_order == big_endian  ? "big"
+                                              : "unknown") +
+               "-endian machines; this one is " + std::to_string(sizeof(void*) * 8) + "-bit " +
+               (native_byte_order() == little_endian ? "little" : "big") + "-endian");
   if (h.version > format_version)
     refuse(reason::version, "format version " + std::to_string(h.version) +
-                                " is newer than this library reads (" + std::to_string(format_version) + ")");
+                                " is newer than this library reads (" +
+                                std::to_string(format_version) + ")");
   if (h.version == 0) refuse(reason::bad_header, "bad header: format version 0");
   if (h.header_size != sizeof(file_header))
-    refuse(reason::bad_header, "bad header: header size " + std::to_string(h.header_size) + ", expected " +
-                                   std::to_string(sizeof(file_header)));
+    refuse(reason::bad_header, "bad header: header size " + std::to_string(h.header_size) +
+                                   ", expected " + std::to_string(sizeof(file_header)));
   if (h.metadata_size > max_metadata)
     refuse(reason::bad_header, "bad header: metadata size " + std::to_string(h.metadata_size) +
                                    " over " + std::to_string(max_metadata));
   if (file_bytes < sizeof h + h.metadata_size)
-    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) + " bytes, shorter than its header and metadata");
+    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) +
+                                  " bytes, shorter than its header and metadata");
   std::string metadata(h.metadata_size, '\0');
   if (const int err = os::file_read(fd, metadata.data(), metadata.size(), sizeof h); err != 0)
     refuse(reason::io, "reading the metadata: " + errno_text(err));
   if (header_checksum_of(h, metadata) != h.header_checksum)
-    refuse(reason::bad_header, "bad header: header checksum mismatch (the header or metadata is damaged)");
+    refuse(reason::bad_header,
+           "bad header: header checksum mismatch (the header or metadata is damaged)");
   // The checksum passed: the fields below are what a saver wrote; check them anyway, since a
   // crafted file can carry any values with a matching checksum.
   if (h.type_name_size == 0 || h.type_name_size >= sizeof h.type_name)
-    refuse(reason::bad_header, "bad header: root type name of " + std::to_string(h.type_name_size) + " bytes");
+    refuse(reason::bad_header,
+           "bad header: root type name of " + std::to_string(h.type_name_size) + " bytes");
   if (h.data_offset != data_offset_for(h.metadata_size))
     refuse(reason::bad_header, "bad header: data offset " + std::to_string(h.data_offset));
   if (h.data_offset % os::page_size() != 0)
@@ -193,20 +203,22 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                  " is not a multiple of this machine's page size");
   if (h.data_size == 0 || h.data_size > detail::max_granules * detail::granule_size)
     refuse(reason::bad_header, "bad header: data size " + std::to_string(h.data_size));
-  if (h.root_align == 0 || (h.root_align & (h.root_align - 1)) != 0 || h.root_align > detail::max_alignment ||
-      h.root_size == 0 || h.root_size > h.data_size || h.root_offset > h.data_size - h.root_size ||
-      h.root_offset % h.root_align != 0)
-    refuse(reason::bad_header, "bad header: root at offset " + std::to_string(h.root_offset) + " (" +
-                                   std::to_string(h.root_size) + " bytes, alignment " +
+  if (h.root_align == 0 || (h.root_align & (h.root_align - 1)) != 0 ||
+      h.root_align > detail::max_alignment || h.root_size == 0 || h.root_size > h.data_size ||
+      h.root_offset > h.data_size - h.root_size || h.root_offset % h.root_align != 0)
+    refuse(reason::bad_header, "bad header: root at offset " + std::to_string(h.root_offset) +
+                                   " (" + std::to_string(h.root_size) + " bytes, alignment " +
                                    std::to_string(h.root_align) + ") does not lie inside " +
                                    std::to_string(h.data_size) + " data bytes");
   if (file_bytes < h.data_offset || file_bytes - h.data_offset < h.data_size)
-    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) + " bytes, the header promises " +
+    refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) +
+                                  " bytes, the header promises " +
                                   std::to_string(h.data_offset + h.data_size));
 
   image img;
   std::uintptr_t base = 0;
-  const int err = detail::map_image(fd, h.data_offset, h.data_size, slot_name(name), &img.core_, &base);
+  const int err =
+      detail::map_image(fd, h.data_offset, h.data_size, slot_name(name), &img.core_, &base);
   if (err == ENOMEM)
     refuse(reason::address_space, "no room for " + std::to_string(h.data_size) +
                                       " bytes in this process's arena reservation");
@@ -264,12 +276,12 @@ image_root_tag image::root_tag() const noexcept { return {type_name_, type_size_
 
 const void* image::root_address(const image_root_tag& want) const {
   if (want.name != type_name_ || want.size != type_size_ || want.align != type_align_)
-    throw image_error(reason::type_mismatch,
-                      "permafrost::image::root('" + name_ + "'): root type mismatch: the file holds '" +
-                          type_name_ + "' (" + std::to_string(type_size_) + " bytes, alignment " +
-                          std::to_string(type_align_) + "), asked for '" + std::string(want.name) +
-                          "' (" + std::to_string(want.size) + " bytes, alignment " +
-                          std::to_string(want.align) + ")");
+    throw image_error(
+        reason::type_mismatch,
+        "permafrost::image::root('" + name_ + "'): root type mismatch: the file holds '" +
+            type_name_ + "' (" + std::to_string(type_size_) + " bytes, alignment " +
+            std::to_string(type_align_) + "), asked for '" + std::string(want.name) + "' (" +
+            std::to_string(want.size) + " bytes, alignment " + std::to_string(want.align) + ")");
   return base_ + root_offset_;
 }
 

@@ -36,21 +36,22 @@ inline std::uint8_t native_byte_order() noexcept {
 struct file_header {
   char magic[8];
   std::uint32_t version;
-  std::uint8_t word_size;        // sizeof(void*) of the saver
-  std::uint8_t byte_order;       // little_endian or big_endian
-  std::uint16_t header_size;     // sizeof(file_header)
-  std::uint64_t data_offset;     // where the data starts in the file; a multiple of 64 KiB
-  std::uint64_t data_size;       // bytes of data (the arena's used bytes)
-  std::uint64_t data_checksum;   // XXH3-64 of the data
-  std::uint64_t root_offset;     // the root object, from the data's first byte
-  std::uint64_t root_size;       // sizeof the root type
-  std::uint64_t root_align;      // alignof the root type
-  std::uint32_t metadata_size;   // bytes of metadata right after the header
-  std::uint32_t type_name_size;  // bytes of type_name used (1..63)
-  char type_name[64];            // the root's image_type<T>::name, NUL-padded
-  std::uint64_t header_checksum; // XXH3-64 of the bytes before this field, then the metadata
+  std::uint8_t word_size;         // sizeof(void*) of the saver
+  std::uint8_t byte_order;        // little_endian or big_endian
+  std::uint16_t header_size;      // sizeof(file_header)
+  std::uint64_t data_offset;      // where the data starts in the file; a multiple of 64 KiB
+  std::uint64_t data_size;        // bytes of data (the arena's used bytes)
+  std::uint64_t data_checksum;    // XXH3-64 of the data
+  std::uint64_t root_offset;      // the root object, from the data's first byte
+  std::uint64_t root_size;        // sizeof the root type
+  std::uint64_t root_align;       // alignof the root type
+  std::uint32_t metadata_size;    // bytes of metadata right after the header
+  std::uint32_t type_name_size;   // bytes of type_name used (1..63)
+  char type_name[64];             // the root's image_type<T>::name, NUL-padded
+  std::uint64_t header_checksum;  // XXH3-64 of the bytes before this field, then the metadata
 };
-static_assert(sizeof(file_header) == 144, "the header layout is the file format: see docs/design.md");
+static_assert(sizeof(file_header) == 144,
+              "the header layout is the file format: see docs/design.md");
 static_assert(std::is_trivially_copyable_v<file_header>);
 
 inline std::uint64_t header_checksum_of(const file_header& h, std::string_view metadata) noexcept {
@@ -67,7 +68,8 @@ inline std::uint64_t data_checksum_of(const void* data, std::size_t bytes) noexc
 
 // The data offset a header with `metadata_bytes` of metadata must give.
 inline constexpr std::size_t data_offset_for(std::size_t metadata_bytes) noexcept {
-  return (sizeof(file_header) + metadata_bytes + data_alignment - 1) / data_alignment * data_alignment;
+  return (sizeof(file_header) + metadata_bytes + data_alignment - 1) / data_alignment *
+         data_alignment;
 }
 
 }  // namespace permafrost::detail::image_format

@@ -23,10 +23,10 @@
 #include <mimalloc.h>
 
 #include "arena/arena_slot.hpp"
+#include "heap/process_heap.hpp"
 #include "permafrost/freeze_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/write_trap.hpp"
-#include "heap/process_heap.hpp"
 
 namespace {
 

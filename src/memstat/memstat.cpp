@@ -167,7 +167,8 @@ std::vector<pid_t> process_tree(pid_t root) {
   std::sort(parent_of.begin(), parent_of.end());
   std::vector<pid_t> tree{root};
   for (std::size_t i = 0; i < tree.size(); ++i) {  // breadth first
-    auto it = std::lower_bound(parent_of.begin(), parent_of.end(), std::pair<pid_t, pid_t>{tree[i], 0});
+    auto it =
+        std::lower_bound(parent_of.begin(), parent_of.end(), std::pair<pid_t, pid_t>{tree[i], 0});
     for (; it != parent_of.end() && it->first == tree[i]; ++it) tree.push_back(it->second);
   }
   return tree;

@@ -1,9 +1,10 @@
 // permafrost — the OS contract.
 //
 // Every system call the library makes (mmap, mprotect, madvise, prctl, fork, pthread_atfork,
-// signal handling, stderr output, getenv, reads of /proc and /sys) goes through this header; src/os/os_linux.cpp is its only implementation. In the style of
-// mimalloc's prim.h, each function returns 0 on success or an errno value, never throws, never
-// allocates unless it says so, and states its preconditions. Callers turn errors into exceptions.
+// signal handling, stderr output, getenv, reads of /proc and /sys) goes through this header;
+// src/os/os_linux.cpp is its only implementation. In the style of mimalloc's prim.h, each function
+// returns 0 on success or an errno value, never throws, never allocates unless it says so, and
+// states its preconditions. Callers turn errors into exceptions.
 #pragma once
 
 #include <csignal>
@@ -133,8 +134,8 @@ int fork_process(pid_t* pid) noexcept;
 // pthread_atfork(3). Handlers may be null. Fails only with ENOMEM.
 int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 
-// Writes all of [s, s+n) to stderr (write(2), retried on EINTR and short writes). Async-signal-safe;
-// allocates nothing. Returns the errno of a failed write.
+// Writes all of [s, s+n) to stderr (write(2), retried on EINTR and short writes).
+// Async-signal-safe; allocates nothing. Returns the errno of a failed write.
 int write_stderr(const char* s, std::size_t n) noexcept;
 
 // sigaction(2): installs `action` (if non-null) for `sig` and stores the previous one in
@@ -227,7 +228,8 @@ bool parse_maps_header(std::string_view line, maps_header* out) noexcept;
 
 // Parses an smaps field line "Name:   123 kB" into its name and value in bytes. Returns false for
 // any other line.
-bool parse_smaps_field(std::string_view line, std::string_view* name, std::uint64_t* bytes) noexcept;
+bool parse_smaps_field(std::string_view line, std::string_view* name,
+                       std::uint64_t* bytes) noexcept;
 
 // Sums the named smaps field (e.g. "AnonHugePages", "Rss", "Private_Dirty") in bytes over the
 // mappings of `pid` (0 = self) that overlap [begin, end), counting each mapping wholly.

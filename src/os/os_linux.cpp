@@ -3,18 +3,18 @@
 #include "os/os.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <csignal>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <ucontext.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include <utility>
 
@@ -71,8 +71,8 @@ int commit(void* p, std::size_t bytes) noexcept {
 
 int decommit(void* p, std::size_t bytes) noexcept {
   if (bytes == 0) return 0;
-  void* r = ::mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
-                   -1, 0);
+  void* r =
+      ::mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
 }
 
@@ -263,7 +263,8 @@ int write_stderr(const char* s, std::size_t n) noexcept {
   return 0;
 }
 
-int set_signal_action(int sig, const struct sigaction* action, struct sigaction* previous) noexcept {
+int set_signal_action(int sig, const struct sigaction* action,
+                      struct sigaction* previous) noexcept {
   return ::sigaction(sig, action, previous) == 0 ? 0 : errno_or(EINVAL);
 }
 
@@ -384,9 +385,9 @@ int read_pagemap(pid_t pid, std::uintptr_t begin, std::size_t count, std::uint64
   std::size_t done = 0;
   int err = 0;
   while (done < count) {
-    const ssize_t n = ::pread(fd, reinterpret_cast<char*>(out + done),
-                              (count - done) * sizeof(std::uint64_t),
-                              offset + static_cast<off_t>(done * sizeof(std::uint64_t)));
+    const ssize_t n =
+        ::pread(fd, reinterpret_cast<char*>(out + done), (count - done) * sizeof(std::uint64_t),
+                offset + static_cast<off_t>(done * sizeof(std::uint64_t)));
     if (n < 0) {
       if (errno == EINTR) continue;
       err = errno_or(EIO);
@@ -512,14 +513,16 @@ bool parse_maps_header(std::string_view line, maps_header* out) noexcept {
   return true;
 }
 
-bool parse_smaps_field(std::string_view line, std::string_view* name, std::uint64_t* bytes) noexcept {
+bool parse_smaps_field(std::string_view line, std::string_view* name,
+                       std::uint64_t* bytes) noexcept {
   const auto colon = line.find(':');
   if (colon == std::string_view::npos || colon == 0) return false;
   std::size_t at = colon + 1;
   while (at < line.size() && line[at] == ' ') ++at;
   if (at >= line.size() || line[at] < '0' || line[at] > '9') return false;
   std::uint64_t v = 0;
-  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at) v = v * 10 + static_cast<std::uint64_t>(line[at] - '0');
+  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at)
+    v = v * 10 + static_cast<std::uint64_t>(line[at] - '0');
   *name = line.substr(0, colon);
   *bytes = line.substr(at).find("kB") != std::string_view::npos ? v * 1024 : v;
   return true;

@@ -155,8 +155,8 @@ void on_segv(int sig, siginfo_t* info, void* context) {
   const int saved_errno = errno;
   if (info != nullptr && info->si_code == SEGV_ACCERR) {
     char line[320];
-    const std::size_t n = describe_frozen_access(info->si_addr, os::fault_access_of(context), line,
-                                                 sizeof line - 1);
+    const std::size_t n =
+        describe_frozen_access(info->si_addr, os::fault_access_of(context), line, sizeof line - 1);
     if (n > 0) {
       line[n] = '\n';
       (void)os::write_stderr(line, n + 1);
@@ -188,10 +188,14 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
   line_writer out(buf, size);
   // A read of the frozen range cannot fault (it is readable), so "access" is what remains when
   // the architecture does not say.
-  const char* what = access == os::fault_access::execute ? "execution in"
+  const char* what = access == os::fault_access::execute   ? "execution in"
                      : access == os::fault_access::unknown ? "access to"
                                                            : "write to";
-  out.text("permafrost: ").text(what).text(" frozen arena \"").text(slot->name).text("\" at offset ");
+  out.text("permafrost: ")
+      .text(what)
+      .text(" frozen arena \"")
+      .text(slot->name)
+      .text("\" at offset ");
   out.decimal(offset).text(" (address ").hex(a).text("); ");
   if (!slot->log_allocations) {
     out.text("no allocation log");
@@ -229,7 +233,8 @@ bool install_write_trap_from_env() noexcept {
     try {
       install_write_trap();
     } catch (...) {
-      static const char msg[] = "permafrost: PERMAFROST_TRAP=1 but the write trap failed to install\n";
+      static const char msg[] =
+          "permafrost: PERMAFROST_TRAP=1 but the write trap failed to install\n";
       (void)os::write_stderr(msg, sizeof msg - 1);
     }
   }

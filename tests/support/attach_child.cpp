@@ -28,8 +28,8 @@ int main() {
     ::getrusage(RUSAGE_SELF, &before);
     reply.hash = fnv1a(first, req.bytes);
     ::getrusage(RUSAGE_SELF, &after);
-    reply.faults = static_cast<std::uint32_t>(after.ru_minflt - before.ru_minflt +
-                                              after.ru_majflt - before.ru_majflt);
+    reply.faults = static_cast<std::uint32_t>(after.ru_minflt - before.ru_minflt + after.ru_majflt -
+                                              before.ru_majflt);
   } catch (const std::exception& e) {
     std::strncpy(reply.error, e.what(), sizeof reply.error - 1);
   }

@@ -28,8 +28,7 @@ inline bool send_with_fd(int sock, const void* data, std::size_t bytes, int fd) 
     std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   }
   ssize_t n;
-  while ((n = ::sendmsg(sock, &msg, 0)) < 0 && errno == EINTR) {
-  }
+  while ((n = ::sendmsg(sock, &msg, 0)) < 0 && errno == EINTR) {}
   return n == static_cast<ssize_t>(bytes);
 }
 
@@ -44,8 +43,7 @@ inline bool receive_with_fd(int sock, void* data, std::size_t bytes, int* fd) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
+  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
   *fd = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
@@ -60,11 +58,11 @@ struct attach_request {
   std::uint64_t bytes = 0;    // how many
 };
 struct attach_reply {
-  std::uint64_t hash = 0;       // FNV-1a of the bytes read
-  std::uint32_t contains = 0;   // arena::contains(first byte)
-  std::uint32_t frozen = 0;     // permafrost::is_frozen(first byte) and arena.frozen()
-  std::uint32_t faults = 0;     // minor faults taken while reading (populated attach: 0)
-  char error[236] = {};         // what() of an exception, else empty
+  std::uint64_t hash = 0;      // FNV-1a of the bytes read
+  std::uint32_t contains = 0;  // arena::contains(first byte)
+  std::uint32_t frozen = 0;    // permafrost::is_frozen(first byte) and arena.frozen()
+  std::uint32_t faults = 0;    // minor faults taken while reading (populated attach: 0)
+  char error[236] = {};        // what() of an exception, else empty
 };
 
 inline std::uint64_t fnv1a(const void* p, std::size_t n) {

@@ -8,8 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "os/os.hpp"
 #include "child_process.hpp"
+#include "os/os.hpp"
 #include "permafrost/memstat.hpp"
 
 namespace permafrost::test {
@@ -42,8 +42,9 @@ std::vector<std::uint64_t> pagemap(pid_t pid, const void* begin, std::size_t byt
   std::vector<std::uint64_t> entries((last - first) / page);
   if (entries.empty()) return entries;
   const int err = os::read_pagemap(pid, first, entries.size(), entries.data());
-  if (err != 0) throw std::runtime_error("pagemap of pid " + std::to_string(pid) + ": errno " +
-                                         std::to_string(err));
+  if (err != 0)
+    throw std::runtime_error("pagemap of pid " + std::to_string(pid) + ": errno " +
+                             std::to_string(err));
   return entries;
 }
 

@@ -15,7 +15,7 @@ namespace permafrost::test {
 
 // How one child's view of a range compares with the parent's.
 struct sharing {
-  std::size_t pages = 0;         // pages in the range
+  std::size_t pages = 0;           // pages in the range
   std::size_t parent_present = 0;  // present in the parent
   std::size_t child_present = 0;   // present in the child
   std::size_t copied = 0;  // copy-on-write copies, as permafrost::sharing_audit counts them:
@@ -37,7 +37,7 @@ int wait_status_of(const std::function<void()>& work);
 
 // What a child wrote to stderr and how it ended.
 struct child_output {
-  int status = 0;         // the wait status
+  int status = 0;           // the wait status
   std::string stderr_text;  // everything the child wrote to fd 2
 };
 

@@ -3,9 +3,9 @@
 #include "child_process.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cerrno>
 #include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,7 +17,8 @@ constexpr std::uint64_t present_bit = std::uint64_t{1} << 63;
 constexpr std::uint64_t frame_mask = (std::uint64_t{1} << 55) - 1;
 
 // Reads pagemap in bounded chunks (mappings may be gigabytes of mostly absent pages).
-void read_entries(pid_t pid, std::uintptr_t begin, std::size_t pages, std::vector<std::uint64_t>& out) {
+void read_entries(pid_t pid, std::uintptr_t begin, std::size_t pages,
+                  std::vector<std::uint64_t>& out) {
   out.assign(pages, 0);
   const int err = os::read_pagemap(pid, begin, pages, out.data());
   if (err != 0) out.assign(pages, 0);  // the mapping vanished in the child: nothing shared
@@ -42,11 +43,14 @@ std::string inherited_dirtied::summary() const {
 std::vector<os::mapping> writable_private_mappings(pid_t pid) {
   std::vector<os::mapping> all;
   const int err = os::read_mappings(pid, &all);
-  if (err != 0) throw std::runtime_error("maps of pid " + std::to_string(pid) + ": errno " + std::to_string(err));
+  if (err != 0)
+    throw std::runtime_error("maps of pid " + std::to_string(pid) + ": errno " +
+                             std::to_string(err));
   std::vector<os::mapping> out;
   for (auto& m : all) {
     // [vvar]/[vsyscall] are not ordinary memory; pagemap has nothing useful there.
-    if (m.writable && m.is_private && m.path != "[vvar]" && m.path != "[vsyscall]") out.push_back(m);
+    if (m.writable && m.is_private && m.path != "[vvar]" && m.path != "[vsyscall]")
+      out.push_back(m);
   }
   return out;
 }
@@ -83,7 +87,8 @@ inherited_dirtied compare_inherited(pid_t child, const inherited_snapshot& befor
   // Read the child's entries in runs of contiguous snapshot pages.
   for (std::size_t i = 0; i < before.pages.size();) {
     std::size_t j = i + 1;
-    while (j < before.pages.size() && before.pages[j] == before.pages[j - 1] + page && j - i < 4096) ++j;
+    while (j < before.pages.size() && before.pages[j] == before.pages[j - 1] + page && j - i < 4096)
+      ++j;
     read_entries(child, before.pages[i], j - i, theirs);
     for (std::size_t k = i; k < j; ++k) {
       const std::uint64_t e = theirs[k - i];

@@ -54,8 +54,7 @@ int main(int argc, char** argv) {
                 permafrost::is_frozen(root) ? 1 : 0);
     std::fflush(stdout);
     char buf[64];
-    while (::read(0, buf, sizeof buf) > 0) {
-    }
+    while (::read(0, buf, sizeof buf) > 0) {}
     return 0;
   } catch (const std::exception& e) {
     std::printf("error %s\n", e.what());

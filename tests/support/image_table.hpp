@@ -21,7 +21,7 @@ struct image_record {
 };
 
 struct image_slot {
-  std::uint64_t hash = 0;  // 0 = empty
+  std::uint64_t hash = 0;        // 0 = empty
   std::uint32_t key_offset = 0;  // into the key characters
   std::uint32_t key_size = 0;
   image_record value;
@@ -77,8 +77,8 @@ inline image_table* build_image_table(arena& a, std::uint64_t n) {
     std::uint64_t at = h & (capacity - 1);
     while (slots[at].hash != 0) at = (at + 1) & (capacity - 1);
     std::memcpy(chars.data() + used, k.data(), k.size());
-    slots[at] = image_slot{h, static_cast<std::uint32_t>(used), static_cast<std::uint32_t>(k.size()),
-                           image_value(i)};
+    slots[at] = image_slot{h, static_cast<std::uint32_t>(used),
+                           static_cast<std::uint32_t>(k.size()), image_value(i)};
     used += k.size();
   }
   root->capacity = capacity;

@@ -15,10 +15,10 @@ namespace permafrost::detail {
 
 }  // namespace permafrost::detail
 
-#define PERMAFROST_CHECK(cond, message)                                       \
-  do {                                                                        \
-    if (!(cond)) [[unlikely]]                                                 \
-      ::permafrost::detail::check_failed((message), __FILE__, __LINE__);      \
+#define PERMAFROST_CHECK(cond, message)                                  \
+  do {                                                                   \
+    if (!(cond)) [[unlikely]]                                            \
+      ::permafrost::detail::check_failed((message), __FILE__, __LINE__); \
   } while (false)
 
 #ifdef NDEBUG

@@ -75,20 +75,26 @@ struct entry_access {
 
   template <class E>
   static std::size_t size_of(const E& e) noexcept {
-    if constexpr (is_string_key<typename entry_traits<E>::key_type>) return size_for<E>(e.key_.size);
+    if constexpr (is_string_key<typename entry_traits<E>::key_type>)
+      return size_for<E>(e.key_.size);
     else return sizeof(E);
   }
 
   template <class E>
-  static std::uint32_t hash_of(const E& e) noexcept { return e.hash_; }
+  static std::uint32_t hash_of(const E& e) noexcept {
+    return e.hash_;
+  }
 
   // The stored key, by reference (so a freeze check names the field's own address).
   template <class E>
-  static const auto& key_slot(const E& e) noexcept { return e.key_; }
+  static const auto& key_slot(const E& e) noexcept {
+    return e.key_;
+  }
 
   template <class E>
   static key_view_t<typename entry_traits<E>::key_type> view_of(const E& e) noexcept {
-    if constexpr (is_string_key<typename entry_traits<E>::key_type>) return {e.key_.bytes(), e.key_.size};
+    if constexpr (is_string_key<typename entry_traits<E>::key_type>)
+      return {e.key_.bytes(), e.key_.size};
     else return e.key_;
   }
 
@@ -108,7 +114,9 @@ struct entry_access {
   }
 
   template <class E>
-  static const E& at(const std::byte* p) noexcept { return *reinterpret_cast<const E*>(p); }
+  static const E& at(const std::byte* p) noexcept {
+    return *reinterpret_cast<const E*>(p);
+  }
 };
 
 template <class E>
@@ -147,8 +155,7 @@ class pending_table {
     return insert(k, [&]() -> V {
       if constexpr (std::is_same_v<V, string> && !std::is_same_v<std::decay_t<U>, string>)
         return make_string(*arena_, std::string_view(v));
-      else
-        return V(std::forward<U>(v));
+      else return V(std::forward<U>(v));
     });
   }
 
@@ -360,11 +367,13 @@ std::string check_entry(const E& e, const arena& a, std::size_t i, const char* w
   using V = typename entry_traits<E>::mapped_type;
   if constexpr (!is_string_key<K>) {
     if (!permafrost::points_into(entry_access::key_slot(e), a))
-      return std::string(what) + ": the key of entry " + std::to_string(i) + " points outside the arena";
+      return std::string(what) + ": the key of entry " + std::to_string(i) +
+             " points outside the arena";
   }
   if constexpr (!std::is_same_v<V, no_value>) {
     if (!permafrost::points_into(e.value(), a))
-      return std::string(what) + ": the value of entry " + std::to_string(i) + " points outside the arena";
+      return std::string(what) + ": the value of entry " + std::to_string(i) +
+             " points outside the arena";
   }
   return {};
 }
