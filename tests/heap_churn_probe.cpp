@@ -5,7 +5,7 @@
 // counts the pages the child copied out of everything it inherited. Prints one line:
 //   dirtied_pages=N stack_pages=N inherited_pages=N churn_ns=N exit=N parent_dirtied_pages=N
 // With --parent-churn MiB the parent churns too after the fork, and parent_dirtied_pages counts the
-// pages the parent copied itself (the PERMAFROST_FREEZE_AT_FORK=1 promise).
+// pages the parent copied itself (the PERMAFROST_KEEP_INHERITED=1 promise).
 // With --rss-after-free MiB the program instead allocates one block of that size, touches every
 // page, frees it and prints the resident set before and after the free and after the allocator's
 // own collection call (the first present of mi_collect(true), jemalloc's "arena.<all>.purge",

@@ -1,4 +1,4 @@
-// The malloc library (libpermafrost-malloc.so, linked here) and freeze_scope: every entry point
+// The malloc library (libpermafrost-malloc.so, linked here) and arena_scope: every entry point
 // routes to the heap or the scope's arena; arena blocks are never freed; bad pointers abort.
 #include <doctest/doctest.h>
 
@@ -24,7 +24,7 @@
 #include "child_process.hpp"
 #include "fork_probe.hpp"
 #include "heap/process_heap.hpp"
-#include "permafrost/freeze_scope.hpp"
+#include "permafrost/arena_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/sorted_map.hpp"
 
@@ -171,13 +171,13 @@ std::string never_fails(const void*, const arena&) { return {}; }
 
 }  // namespace
 
-TEST_CASE("freeze_scope: an allocation-log arena allocates with a tag inside its own scope") {
+TEST_CASE("arena_scope: an allocation-log arena allocates with a tag inside its own scope") {
   const int status = status_within(20, [] {
     arena_options o = small_arena();
     o.allocation_log = true;
     arena a(o);
     {
-      freeze_scope scope{a};
+      arena_scope scope{a};
       for (int i = 0; i < 1000; ++i) (void)a.allocate(64, 8, "x");  // the log grows many times
     }
     if (a.allocation_log().size() != 1000) ::_exit(4);
@@ -187,14 +187,14 @@ TEST_CASE("freeze_scope: an allocation-log arena allocates with a tag inside its
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
-TEST_CASE("freeze_scope: freeze checks registered and run inside the scope, then the arena dies") {
+TEST_CASE("arena_scope: freeze checks registered and run inside the scope, then the arena dies") {
   const int status = status_within(20, [] {
     arena_options o = small_arena();
     o.freeze_checks = true;
     {
       arena a(o);
       {
-        freeze_scope scope{a};
+        arena_scope scope{a};
         for (int i = 0; i < 100; ++i) a.add_freeze_check(&never_fails, nullptr);
         sorted_map_builder<int, int> b(a);
         for (int i = 0; i < 100; ++i) b.insert(i, i);
@@ -208,12 +208,12 @@ TEST_CASE("freeze_scope: freeze checks registered and run inside the scope, then
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
-TEST_CASE("a map of strings and vectors built in a freeze_scope lies wholly in the arena") {
+TEST_CASE("a map of strings and vectors built in a arena_scope lies wholly in the arena") {
   arena a(small_arena());
   using table = std::map<std::string, std::vector<int>>;
   table* t = nullptr;
   {
-    freeze_scope scope{a};
+    arena_scope scope{a};
     t = new table;
     for (int i = 0; i < 2000; ++i) {
       (*t)["a key long enough to leave the small-string buffer " + std::to_string(i)] =
@@ -254,7 +254,7 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
   arena a(small_arena());
   char* p = nullptr;
   {
-    freeze_scope scope{a};
+    arena_scope scope{a};
     p = static_cast<char*>(std::malloc(32));
     std::memcpy(p, "frozen-to-be", 13);
     opaque_free(p);  // nothing: arena bytes are never reused
@@ -276,7 +276,7 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
   char* h = static_cast<char*>(std::malloc(16));
   std::memcpy(h, "heap", 5);
   {
-    freeze_scope scope{a};
+    arena_scope scope{a};
     h = static_cast<char*>(std::realloc(h, 1000));
   }
   CHECK(a.contains(h));
@@ -286,15 +286,15 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
 TEST_CASE("scopes nest and other threads are unaffected") {
   // Kept for the life of the process: glibc allocates a new thread's TLS vector on the creating
   // thread, here inside the scope, and reuses it with the cached stack of the next thread
-  // (freeze_scope.hpp: what outlives the scope).
+  // (arena_scope.hpp: what outlives the scope).
   static arena outer(small_arena());
   arena inner(small_arena());
-  freeze_scope s1{outer};
+  arena_scope s1{outer};
   void* a = std::malloc(8);
   void* from_thread = nullptr;
   std::thread([&] { from_thread = std::malloc(8); }).join();
   {
-    freeze_scope s2{inner};
+    arena_scope s2{inner};
     void* b = std::malloc(8);
     CHECK(inner.contains(b));
   }
@@ -307,16 +307,16 @@ TEST_CASE("scopes nest and other threads are unaffected") {
   std::free(from_thread);
 }
 
-TEST_CASE("a freeze_scope on a frozen arena throws; out-of-order destruction aborts") {
+TEST_CASE("a arena_scope on a frozen arena throws; out-of-order destruction aborts") {
   arena a(small_arena());
   a.freeze();
-  CHECK_THROWS_AS(freeze_scope{a}, frozen_error);
+  CHECK_THROWS_AS(arena_scope{a}, frozen_error);
   const int status = permafrost::test::wait_status_of([] {
     std::signal(SIGABRT, SIG_DFL);
     arena x(small_arena());
     arena y(small_arena());
-    auto* s1 = new freeze_scope{x};
-    auto* s2 = new freeze_scope{y};
+    auto* s1 = new arena_scope{x};
+    auto* s2 = new arena_scope{y};
     delete s1;  // not the innermost
     delete s2;
   });

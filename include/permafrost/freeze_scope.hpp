@@ -1,68 +1,14 @@
-// permafrost — routing a thread's plain allocations into an arena.
+// permafrost — the old name of arena_scope (arena_scope.hpp), kept for one release.
 //
-// Contract: while a freeze_scope lives, every plain allocation of the calling thread - malloc,
-// calloc, realloc, aligned_alloc, posix_memalign, operator new in all its forms, and so whatever
-// std::string, std::map, nlohmann::json and other third-party code allocate - is served by the
-// scope's arena. free()/delete of arena memory does nothing (arena bytes are never reused). realloc
-// of arena memory copies the block: into the scope's arena while a scope is active, otherwise into
-// the process heap (heap.hpp). Scopes nest (the innermost wins, and must be destroyed first); other
-// threads are unaffected. An allocation that the arena cannot serve (capacity exhausted, arena
-// frozen while the scope lives) fails as malloc/new fail: nullptr / std::bad_alloc.
-//
-// THE RULE: freeze_scope needs the program's malloc to be permafrost's, so it exists only in the
-// malloc library: link permafrost::malloc or permafrost::permafrost (libpermafrost-malloc.so,
-// before any other malloc). The other targets do not define it (a link error, not a scope that
-// routes nothing). Should another malloc still come first, the constructor throws
-// std::logic_error rather than silently allocating elsewhere.
-//
-// What outlives the scope: memory that a library allocates on the scope's thread and keeps
-// process-wide lands in the arena too and dangles once the arena is destroyed - glibc's TLS
-// vector of a thread created inside the scope (reused with that thread's cached stack), a stdio
-// buffer made by the first output on a stream, a locale's data. Create threads and do such first
-// uses outside the scope, or keep the arena for the life of the process.
-//
-// The library's own bookkeeping (an arena's allocation log and freeze-check list, exception
-// messages) is never routed: its entry points suspend the scope while they allocate, so a scope
-// over an arena may use every arena feature, allocation log and freeze checks included.
-//
-// The arena keeps no size per block (no allocator metadata in the mapping), so malloc_usable_size
-// of arena memory returns 0 and realloc copies up to the arena's used end (the bytes past the old
-// block are unspecified, as realloc allows).
-//
-// Thread safety: a scope belongs to the thread that made it. The arena may be used by other
-// threads meanwhile under its own rules (arena.hpp).
+// freeze_scope routed a thread's plain allocations into an arena; it never froze (write-protected)
+// anything, so it is now arena_scope, and "freeze" means only arena::freeze().
 #pragma once
 
-#include "permafrost/arena.hpp"
+#include "permafrost/arena_scope.hpp"
 
 namespace permafrost {
 
-namespace detail {
-// The innermost scope's arena on this thread, or nullptr. Read by the malloc library.
-extern constinit thread_local arena_core* t_freeze_target
-    __attribute__((tls_model("initial-exec")));
-}  // namespace detail
-
-class freeze_scope {
- public:
-  // Effects: routes this thread's plain allocations to `target` until destruction.
-  // Throws: std::logic_error when the malloc library is not the program's malloc (see above);
-  // frozen_error when `target` is already frozen.
-  explicit freeze_scope(arena& target);
-
-  // Effects: restores the enclosing scope (or none). Pre: this is the innermost live scope of
-  // the calling thread; otherwise aborts with a message.
-  ~freeze_scope();
-
-  freeze_scope(const freeze_scope&) = delete;
-  freeze_scope& operator=(const freeze_scope&) = delete;
-
- private:
-  detail::arena_core* target_;
-  detail::arena_core* previous_;
-};
-
-// True when the malloc library (libpermafrost-malloc.so) serves this program's malloc.
-bool malloc_library_active() noexcept;
+using freeze_scope [[deprecated("use permafrost::arena_scope (<permafrost/arena_scope.hpp>)")]] =
+    arena_scope;
 
 }  // namespace permafrost

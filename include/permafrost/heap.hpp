@@ -44,7 +44,7 @@ struct heap_stats {
   std::size_t used = 0;          // bytes of those arenas backed by memory now (their resident set)
   std::uint64_t generation = 0;  // renewals since the process started: 0 in the first process,
                                  // +1 per fork in each child (so a grandchild is at 2), +1 in the
-                                 // parent at its first fork under PERMAFROST_FREEZE_AT_FORK=1
+                                 // parent at its first fork under PERMAFROST_KEEP_INHERITED=1
   std::size_t abandoned = 0;     // bytes of ancestors' objects this process was asked to free
                                  // and left in place (their pages are never written)
   std::uint64_t threads = 0;     // thread heaps made in this generation

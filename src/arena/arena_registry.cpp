@@ -13,7 +13,7 @@ namespace permafrost::detail {
 
 constinit address_space g_address_space{};
 constinit arena_core g_dead_arena{std::numeric_limits<std::uint64_t>::max()};
-constinit thread_local arena_core* t_freeze_target __attribute__((tls_model("initial-exec"))) =
+constinit thread_local arena_core* t_scope_target __attribute__((tls_model("initial-exec"))) =
     nullptr;
 
 namespace {

@@ -20,7 +20,7 @@
 #include <string_view>
 
 #include "arena/arena_slot.hpp"
-#include "permafrost/freeze_scope.hpp"
+#include "permafrost/arena_scope.hpp"
 
 namespace permafrost::detail {
 
@@ -29,13 +29,13 @@ constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) noexcept {
   return (x + to - 1) & ~(static_cast<std::uintptr_t>(to) - 1);
 }
 
-// Turns off this thread's freeze_scope routing for its lifetime: the library's own memory
+// Turns off this thread's arena_scope routing for its lifetime: the library's own memory
 // (allocation log, freeze-check list, exception messages) must never come from an arena. Every
 // public entry point that may allocate while holding a lock makes one.
 class internal_memory {
  public:
-  internal_memory() noexcept : saved_(t_freeze_target) { t_freeze_target = nullptr; }
-  ~internal_memory() { t_freeze_target = saved_; }
+  internal_memory() noexcept : saved_(t_scope_target) { t_scope_target = nullptr; }
+  ~internal_memory() { t_scope_target = saved_; }
   internal_memory(const internal_memory&) = delete;
   internal_memory& operator=(const internal_memory&) = delete;
 

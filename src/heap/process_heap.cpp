@@ -79,7 +79,7 @@ constinit std::atomic<std::size_t> g_abandoned{0};
 constinit std::atomic<std::uint64_t> g_threads{0};
 constinit std::atomic<int> g_last_error{0};
 constinit std::atomic<bool> g_initialized{false};
-constinit bool g_freeze_at_fork = false;
+constinit bool g_keep_inherited = false;
 constinit bool g_parent_renewed = false;
 
 std::mutex& heap_mutex() noexcept {
@@ -196,7 +196,7 @@ void on_prepare() noexcept {
 }
 
 void on_parent() noexcept {
-  if (g_freeze_at_fork && !g_parent_renewed && spare_ready()) {
+  if (g_keep_inherited && !g_parent_renewed && spare_ready()) {
     g_parent_renewed = true;
     start_generation(g_spare, t_state.spare_heap);
   }
@@ -407,9 +407,9 @@ void note_abandoned(std::size_t bytes) noexcept {
   g_abandoned.fetch_add(bytes, std::memory_order_relaxed);
 }
 
-void set_freeze_at_fork(bool on) noexcept {
+void set_keep_inherited(bool on) noexcept {
   std::lock_guard lock(heap_mutex());
-  g_freeze_at_fork = on;
+  g_keep_inherited = on;
 }
 
 int prepare_fork() noexcept {

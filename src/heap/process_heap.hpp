@@ -37,9 +37,9 @@ void note_abandoned(std::size_t bytes) noexcept;
 // first call; safe to call from inside malloc.
 void init_process_heap() noexcept;
 
-// PERMAFROST_FREEZE_AT_FORK=1: the parent also moves to a new generation at its first fork.
+// PERMAFROST_KEEP_INHERITED=1: the parent also moves to a new generation at its first fork.
 // Set by the malloc library before the first fork.
-void set_freeze_at_fork(bool on) noexcept;
+void set_keep_inherited(bool on) noexcept;
 
 // The first renewal (child's or, in freeze-at-fork mode, parent's) prepares ahead of fork: see
 // fork.hpp. Returns 0 or an errno value.

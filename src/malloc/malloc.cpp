@@ -1,16 +1,18 @@
 // libpermafrost-malloc.so — permafrost as the program's malloc (by linking or LD_PRELOAD).
 //
 // Routing, for every entry point below:
-//   - on a thread inside a freeze_scope: the scope's arena;
+//   - on a thread inside a arena_scope: the scope's arena;
 //   - otherwise: the calling thread's heap of the current generation (heap.hpp);
 //   - alignments above 16 MiB (mimalloc 2.0.9's limit) fail: ENOMEM / nullptr / std::bad_alloc;
 //   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
 //     earlier generation (an ancestor's) are abandoned, never written; anything else aborts with
 //     "free(): invalid pointer", as glibc does.
 // PERMAFROST_TRAP=1 in the environment at load installs the write trap (write_trap.hpp).
-// PERMAFROST_FREEZE_AT_FORK=1 in the environment at load: the parent also starts a new generation
-// at its first fork, so everything allocated before that fork is never written by the allocator
-// again, in any process. Nothing is write-protected: the program can still write its own objects.
+// PERMAFROST_KEEP_INHERITED=1 in the environment at load: the parent also starts a new generation
+// at its first fork, so everything allocated before that fork is kept as it is: never written,
+// reused or freed by the allocator again, in any process. Nothing is write-protected: the program
+// can still write its own objects. (The old name, PERMAFROST_FREEZE_AT_FORK=1, is still read for
+// one release; "freeze" now means only write protection.)
 #include <bit>
 #include <cerrno>
 #include <cstddef>
@@ -24,7 +26,8 @@
 
 #include "arena/arena_slot.hpp"
 #include "heap/process_heap.hpp"
-#include "permafrost/freeze_scope.hpp"
+#include "os/os.hpp"
+#include "permafrost/arena_scope.hpp"
 #include "permafrost/heap.hpp"
 #include "permafrost/write_trap.hpp"
 
@@ -38,19 +41,19 @@ constexpr std::size_t min_align = alignof(std::max_align_t);
 // The arena's slow path may allocate (its log): route such nested allocations to the heap.
 void* arena_alloc(arena_core* core, std::size_t n, std::size_t align) noexcept {
   if (void* p = permafrost::detail::try_bump(core, n == 0 ? 1 : n, align)) return p;
-  permafrost::detail::t_freeze_target = nullptr;
+  permafrost::detail::t_scope_target = nullptr;
   void* p = nullptr;
   try {
     p = permafrost::detail::allocate_slow(core, n, align, nullptr, false);
   } catch (...) {
     p = nullptr;
   }
-  permafrost::detail::t_freeze_target = core;
+  permafrost::detail::t_scope_target = core;
   return p;
 }
 
 void* route_alloc(std::size_t n, std::size_t align) noexcept {
-  if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
+  if (arena_core* core = permafrost::detail::t_scope_target) [[unlikely]]
     return arena_alloc(core, n, align);
   void* p = permafrost::detail::heap_allocate(n, align);
   if (p == nullptr) errno = ENOMEM;
@@ -58,7 +61,7 @@ void* route_alloc(std::size_t n, std::size_t align) noexcept {
 }
 
 void* route_zalloc(std::size_t n) noexcept {
-  if (arena_core* core = permafrost::detail::t_freeze_target) [[unlikely]]
+  if (arena_core* core = permafrost::detail::t_scope_target) [[unlikely]]
     return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
   void* p = permafrost::detail::heap_zallocate(n);
   if (p == nullptr) errno = ENOMEM;
@@ -87,7 +90,7 @@ void* route_realloc(void* p, std::size_t n) noexcept {
   }
   const block_owner owner = permafrost::detail::owner_of(p);
   if (owner == block_owner::none) invalid("realloc(): invalid pointer");
-  if (owner == block_owner::current && permafrost::detail::t_freeze_target == nullptr) {
+  if (owner == block_owner::current && permafrost::detail::t_scope_target == nullptr) {
     void* q = permafrost::detail::heap_reallocate(p, n);
     if (q == nullptr) errno = ENOMEM;
     return q;
@@ -123,12 +126,17 @@ void* new_nothrow(std::size_t n, std::size_t align) noexcept {
   }
 }
 
+// True when the environment variable `name` is exactly "1".
+bool env_is_1(const char* name) noexcept {
+  const char* value = nullptr;
+  return permafrost::os::environment(name, &value) == 0 && std::strcmp(value, "1") == 0;
+}
+
 __attribute__((constructor)) void permafrost_malloc_at_load() {
   permafrost::detail::g_malloc_library_active = true;
-  const char* freeze = std::getenv("PERMAFROST_FREEZE_AT_FORK");
   permafrost::detail::init_process_heap();
-  if (freeze != nullptr && std::strcmp(freeze, "1") == 0)
-    permafrost::detail::set_freeze_at_fork(true);
+  if (env_is_1("PERMAFROST_KEEP_INHERITED") || env_is_1("PERMAFROST_FREEZE_AT_FORK"))
+    permafrost::detail::set_keep_inherited(true);
   (void)permafrost::install_write_trap_from_env();  // PERMAFROST_TRAP=1; reports its own failure
 }
 
@@ -195,12 +203,10 @@ void* memalign(std::size_t align, std::size_t n) noexcept {
   return route_aligned(align, n);
 }
 
-void* valloc(std::size_t n) noexcept {
-  return route_aligned(static_cast<std::size_t>(::getpagesize()), n);
-}
+void* valloc(std::size_t n) noexcept { return route_aligned(permafrost::os::page_size(), n); }
 
 void* pvalloc(std::size_t n) noexcept {
-  const auto page = static_cast<std::size_t>(::getpagesize());
+  const auto page = permafrost::os::page_size();
   if (n > SIZE_MAX - page) {
     errno = ENOMEM;
     return nullptr;

@@ -6,7 +6,7 @@
 //   PERMAFROST_CONSUMER_HEAP    permafrost::heap: malloc is libmimalloc's (as documented), the
 //                               process heap renews in a child, the malloc library is absent.
 //   PERMAFROST_CONSUMER_MALLOC  permafrost::malloc or permafrost::permafrost: malloc is
-//                               libpermafrost-malloc's and a freeze_scope routes into the arena.
+//                               libpermafrost-malloc's and a arena_scope routes into the arena.
 //   PERMAFROST_CONSUMER_SANITIZED  with the arena: a sanitizer build, whose runtime owns malloc
 //                               and maps terabytes of shadow; the malloc checks are skipped.
 #include <permafrost/arena.hpp>
@@ -28,7 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #elif defined(PERMAFROST_CONSUMER_MALLOC)
-#include <permafrost/freeze_scope.hpp>
+#include <permafrost/arena_scope.hpp>
 #include <permafrost/heap.hpp>
 #elif !defined(PERMAFROST_CONSUMER_SANITIZED)
 #include <malloc.h>
@@ -114,11 +114,11 @@ int main() {
 #if defined(PERMAFROST_CONSUMER_MALLOC)
   std::string* routed = nullptr;
   {
-    permafrost::freeze_scope scope{a};
+    permafrost::arena_scope scope{a};
     routed = new std::string(64, 'x');
   }
   expect(a.contains(routed) && a.contains(routed->data()),
-         "a freeze_scope routes new into the arena");
+         "a arena_scope routes new into the arena");
 #endif
   a.freeze();
   permafrost_arena* c = nullptr;

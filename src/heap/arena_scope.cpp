@@ -1,0 +1,29 @@
+// permafrost — arena_scope: the per-thread routing target read by the malloc library.
+#include "permafrost/arena_scope.hpp"
+
+#include <stdexcept>
+
+#include "heap/process_heap.hpp"
+
+namespace permafrost {
+
+bool malloc_library_active() noexcept { return detail::g_malloc_library_active; }
+
+arena_scope::arena_scope(arena& target)
+    : target_(target.core()), previous_(detail::t_scope_target) {
+  if (!malloc_library_active()) {
+    throw std::logic_error(
+        "permafrost::arena_scope needs libpermafrost-malloc.so as the program's malloc "
+        "(link permafrost::malloc or LD_PRELOAD it)");
+  }
+  if (target.frozen()) throw frozen_error("permafrost::arena_scope: the arena is frozen");
+  detail::t_scope_target = target_;
+}
+
+arena_scope::~arena_scope() {
+  PERMAFROST_CHECK(detail::t_scope_target == target_,
+                   "arena_scope destroyed out of order (or on another thread)");
+  detail::t_scope_target = previous_;
+}
+
+}  // namespace permafrost
