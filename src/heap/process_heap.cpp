@@ -206,8 +206,10 @@ void on_parent() noexcept {
 // In a child after its renewal: the 64 MiB chunks of ancestors' arenas that are not committed
 // (never handed out, or given back) hold nothing the child can reach, and the child never allocates
 // in an ancestor's arena, so their address space is returned (VmSize, ulimit -v). Committed parts
-// stay: ancestors' objects live there. Allocates (reads /proc/self/maps) on the new generation's
-// heap, so it runs after the heap lock is released.
+// stay: ancestors' objects live there. Allocates (reads /proc/self/maps), so it does not run in
+// the fork handler, where malloc may not be fork-safe (a sanitizer's is not): the child handler
+// sets g_release_pending and mimalloc's next allocation slow path does it.
+constinit std::atomic<bool> g_release_pending{false};
 void release_unreachable() noexcept {
   std::vector<os::mapping> maps;
   if (os::read_mappings(0, &maps) != 0) return;
@@ -251,8 +253,8 @@ void on_child() noexcept {
       g_last_error.store(err, std::memory_order_relaxed);
     }
   }
+  if (renewed) g_release_pending.store(true, std::memory_order_relaxed);
   heap_mutex().unlock();
-  if (renewed) release_unreachable();
 }
 
 mi_heap_t* renew_thread_heap() noexcept;
@@ -264,6 +266,11 @@ void on_mimalloc_slow_path(bool, unsigned long long, void*) noexcept {
   const thread_state& t = t_state;
   if (t.generation != g_generation.load(std::memory_order_relaxed) && !t.busy && !t.exiting) {
     (void)renew_thread_heap();
+  }
+  // mimalloc does not call this hook again while it runs, so the allocations in it are safe.
+  if (g_release_pending.load(std::memory_order_relaxed) && !t.busy &&
+      g_release_pending.exchange(false, std::memory_order_relaxed)) {
+    release_unreachable();
   }
 }
 
