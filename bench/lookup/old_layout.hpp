@@ -48,30 +48,13 @@ class hash_table {
 
   template <class K, class V>
   void build(const pd::pending_table<K, V, Hash>& p) {
-    const std::size_t n = p.size();
-    if (n == 0) return;
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    const auto& items = p.items();
-    auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
-    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-      return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
-    });
-    std::vector<std::uint32_t> offsets(n);
-    auto [block, bytes] = pd::lay_out_entries<E>(p, order, offsets.data());
-    std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
-    const auto end_unit = static_cast<std::uint32_t>(bytes / pd::entry_access::unit<E>);
-    std::size_t j = 0;
-    for (std::size_t b = 0; b < n; ++b) {
-      while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
-      starts[b] = j < n ? offsets[j] : end_unit;
-    }
-    starts[n] = end_unit;
-    nodes_ = block;
-    bytes_ = bytes;
-    starts_ = starts;
-    buckets_ = n;
-    size_ = n;
+    // The same layout as today's table; only where it is referenced from differs.
+    const pd::hashed_layout laid = pd::lay_out_hashed<E>(p);
+    nodes_ = laid.block;
+    bytes_ = laid.bytes;
+    starts_ = laid.starts;
+    buckets_ = laid.buckets;
+    size_ = laid.buckets;
   }
 
  private:
@@ -133,20 +116,7 @@ class sorted_map {
   }
   template <class Pred>
   std::size_t partition(Pred pred) const noexcept {
-    std::size_t lo = 0;
-    std::size_t n = size_;
-    while (n > 0) {
-      const std::size_t half = n / 2;
-      const auto& e =
-          pd::entry_access::at<value_type>(nodes_ + std::size_t{index_[lo + half]} * unit);
-      if (pred(e)) {
-        lo += half + 1;
-        n -= half + 1;
-      } else {
-        n = half;
-      }
-    }
-    return lo;
+    return pd::partition_entries<value_type>(nodes_, index_, size_, pred);
   }
 
   const std::byte* nodes_ = nullptr;

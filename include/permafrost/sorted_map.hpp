@@ -33,6 +33,29 @@
 
 namespace permafrost {
 
+namespace detail {
+
+// The first i in [0, n) for which pred(entry i) is false, where entry i is the E at
+// nodes + index[i] units (sorted order); pred must be true on a prefix. Binary search.
+template <class E, class Pred>
+std::size_t partition_entries(const std::byte* nodes, const std::uint32_t* index, std::size_t n,
+                              Pred pred) noexcept {
+  std::size_t lo = 0;
+  while (n > 0) {
+    const std::size_t half = n / 2;
+    const E& e = entry_access::at<E>(nodes + std::size_t{index[lo + half]} * entry_access::unit<E>);
+    if (pred(e)) {
+      lo += half + 1;
+      n -= half + 1;
+    } else {
+      n = half;
+    }
+  }
+  return lo;
+}
+
+}  // namespace detail
+
 template <class K, class V, class Compare = std::less<>>
 class sorted_map_builder;
 
@@ -194,21 +217,9 @@ class sorted_map {
   template <class Pred>
   std::size_t partition(Pred pred) const noexcept {
     if (size_ == 0) return 0;
-    const std::byte* nodes = detail::target_of(nodes_);  // not null: the map has entries
-    const std::uint32_t* index = detail::target_of(index_);
-    std::size_t lo = 0;
-    std::size_t n = size_;
-    while (n > 0) {
-      const std::size_t half = n / 2;
-      const auto& e = access::at<value_type>(nodes + std::size_t{index[lo + half]} * unit);
-      if (pred(e)) {
-        lo += half + 1;
-        n -= half + 1;
-      } else {
-        n = half;
-      }
-    }
-    return lo;
+    // Not null: the map has entries.
+    return detail::partition_entries<value_type>(detail::target_of(nodes_),
+                                                 detail::target_of(index_), size_, pred);
   }
 
   offset_ptr<const std::byte> nodes_;

@@ -19,6 +19,43 @@
 
 namespace permafrost::detail {
 
+// Where lay_out_hashed() put a table: the entries, sorted by the top 32 bits of their hash, in
+// `block` (`bytes` long), and bucket b's entries from starts[b] up to starts[b + 1], in units of
+// entry_access::unit<E>; one bucket per entry. All in the pending table's arena.
+struct hashed_layout {
+  const std::byte* block = nullptr;
+  std::size_t bytes = 0;
+  const std::uint32_t* starts = nullptr;
+  std::size_t buckets = 0;
+};
+
+// Effects: lays out the entries of p in its arena as one hash table (empty layout for none).
+// Throws: what the arena's allocation throws; std::length_error past 2^32 - 1 entries.
+template <class E, class K, class V, class Hash>
+hashed_layout lay_out_hashed(const pending_table<K, V, Hash>& p) {
+  const std::size_t n = p.size();
+  if (n == 0) return {};
+  if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  const auto& items = p.items();
+  auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
+  std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+    return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
+  });
+  std::vector<std::uint32_t> offsets(n);
+  auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
+  std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
+  const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
+  std::size_t j = 0;
+  for (std::size_t b = 0; b < n; ++b) {
+    while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
+    starts[b] = j < n ? offsets[j] : end_unit;
+  }
+  starts[n] = end_unit;
+  return {block, bytes, starts, n};
+}
+
 template <class E, class Hash>
 class hash_table {
  public:
@@ -86,31 +123,12 @@ class hash_table {
   // Lays out the entries of p in the arena and points this table at them.
   template <class K, class V>
   void build(const pending_table<K, V, Hash>& p) {
-    const std::size_t n = p.size();
-    if (n == 0) return;
-    if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    const auto& items = p.items();
-    auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
-    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-      return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
-    });
-    std::vector<std::uint32_t> offsets(n);
-    auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
-    std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
-    const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
-    std::size_t j = 0;
-    for (std::size_t b = 0; b < n; ++b) {
-      while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
-      starts[b] = j < n ? offsets[j] : end_unit;
-    }
-    starts[n] = end_unit;
-    nodes_ = block;
-    bytes_ = bytes;
-    starts_ = starts;
-    buckets_ = n;
-    size_ = n;
+    const hashed_layout laid = lay_out_hashed<E>(p);
+    nodes_ = laid.block;
+    bytes_ = laid.bytes;
+    starts_ = laid.starts;
+    buckets_ = laid.buckets;
+    size_ = laid.buckets;
   }
 
  private:
