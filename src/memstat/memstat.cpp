@@ -196,9 +196,13 @@ double sharing_report::shared_fraction() const noexcept {
 }
 
 bool pagemap_frames_visible() {
-  static const int probe = 1;  // in .data: resident for as long as the process lives
+  // A written stack slot: its page is certainly present. (A `static const` sat in .rodata, whose
+  // page may never have been faulted in, and then the probe saw no frame even as root.)
+  volatile int probe = 1;
+  probe = probe + 1;
   const auto page = os::page_size();
-  const auto entry = pagemap_or_throw(0, reinterpret_cast<std::uintptr_t>(&probe) & ~(page - 1), 1);
+  const auto entry = pagemap_or_throw(
+      0, reinterpret_cast<std::uintptr_t>(const_cast<int*>(&probe)) & ~(page - 1), 1);
   return (entry[0] & frame_mask) != 0;
 }
 
