@@ -274,10 +274,10 @@ class arena {
   explicit arena(arena_options options = {});
 
   // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into
-  // it dangle afterwards. The range stays reserved and inaccessible, and is quarantined: new
-  // arenas take never-used granules first, then those released longest ago, so a stray read
-  // faults rather than reads another arena's data until the reservation (up to 16 TiB) has no
-  // older free range left. Frozen arenas are usually simply never destroyed.
+  // it dangle afterwards. The range stays reserved and inaccessible, and is quarantined: it is
+  // not given to a new arena before 64 more arenas (or images) have been destroyed, unless the
+  // reservation has no other free range, so a stray read faults rather than reads another arena's
+  // data. Frozen arenas are usually simply never destroyed.
   ~arena();
 
   arena(arena&& other) noexcept;

@@ -5,9 +5,10 @@
 // reservation carved into 256 MiB granules. The registry reserves it on first use (never before
 // main), hands out runs of granules, publishes a run as frozen (is_frozen() and the write trap
 // read that lock-free), and takes runs back. A released run stays reserved and inaccessible
-// (PROT_NONE): a stale pointer into it faults. New claims prefer granules never used, then those
-// released longest ago, so a destroyed arena's addresses are reused as late as the reservation
-// allows (see claim()).
+// (PROT_NONE): a stale pointer into it faults. A released run is quarantined: it is not handed
+// out again before 64 more runs have been released (or the reservation has no other free run);
+// after that it is reused before never-used granules, so churn touches bounded address space
+// (see claim()).
 //
 // Locking: the registry lock guards slot in_use flags and granule ownership. Order: registry
 // lock, then an arena's own lock (arena_slot::mu), then the process heap's lock. The lookups
