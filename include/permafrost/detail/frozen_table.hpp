@@ -22,7 +22,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -128,6 +127,10 @@ bool key_equals(const E& e, key_view_t<typename entry_traits<E>::key_type> k) no
 // Building: keys and values gathered in process memory, with duplicates caught on insert
 // =============================================================================================
 
+[[noreturn]] inline void throw_table_too_big() {
+  throw std::length_error("permafrost: frozen table larger than 2^32 entry units");
+}
+
 template <class K, class V, class Hash>
 class pending_table {
  public:
@@ -143,8 +146,7 @@ class pending_table {
     V value;
   };
 
-  pending_table(arena& a, duplicate_policy policy)
-      : arena_(&a), policy_(policy), index_(16, index_hash{this}, index_eq{this}) {}
+  pending_table(arena& a, duplicate_policy policy) : arena_(&a), policy_(policy) {}
   pending_table(const pending_table&) = delete;  // the index points back at this object
   pending_table& operator=(const pending_table&) = delete;
 
@@ -174,24 +176,28 @@ class pending_table {
     } else {
       items_.push_back(item{h, k, V{}});
     }
-    std::pair<typename index_set::iterator, bool> found;
+    std::uint32_t* slot = nullptr;
     try {
-      found = index_.insert(items_.size() - 1);
+      slot = index_slot_for(items_.size() - 1);
     } catch (...) {
       items_.pop_back();
       bytes_.resize(bytes_before);
       throw;
     }
-    if (!found.second) {
+    if (*slot != empty_slot) {  // a duplicate of item *slot
       items_.pop_back();
       bytes_.resize(bytes_before);
-      if (policy_ == duplicate_policy::last_wins) items_[*found.first].value = make_value();
+      if (policy_ == duplicate_policy::last_wins) items_[*slot].value = make_value();
       return false;
     }
+    *slot = static_cast<std::uint32_t>(items_.size() - 1);
+    ++indexed_;
     try {
       items_.back().value = make_value();
     } catch (...) {
-      index_.erase(items_.size() - 1);
+      // The newest entry of a linear-probing index: emptying its slot breaks no other probe.
+      *slot = empty_slot;
+      --indexed_;
       items_.pop_back();
       bytes_.resize(bytes_before);
       throw;
@@ -213,35 +219,59 @@ class pending_table {
   // Marks the builder finished and gives its process memory back.
   void release() {
     finished_ = true;
-    index_set().swap(index_);
+    std::vector<std::uint32_t>().swap(index_);
+    indexed_ = 0;
     std::vector<item>().swap(items_);
     std::string().swap(bytes_);
   }
 
  private:
-  struct index_hash {
-    const pending_table* t;
-    std::size_t operator()(std::size_t i) const noexcept { return t->items_[i].hash; }
-  };
-  struct index_eq {
-    const pending_table* t;
-    bool operator()(std::size_t a, std::size_t b) const noexcept {
-      return t->key_of(t->items_[a]) == t->key_of(t->items_[b]);
+  // Duplicates are caught with an open-addressing index of item numbers (linear probing, at most
+  // half full), not a node-based set: one allocation per doubling instead of one per key, which
+  // keeps a build close to the cost of filling a std::unordered_map.
+  static constexpr std::uint32_t empty_slot = std::numeric_limits<std::uint32_t>::max();
+
+  std::size_t home_of(std::uint64_t h) const noexcept {
+    // Fibonacci hashing: spreads a weak user Hash too.
+    return static_cast<std::size_t>((h * 0x9E3779B97F4A7C15ull) >> (64 - index_bits_));
+  }
+
+  // The slot holding an item whose key equals item i's, or the empty slot where i belongs.
+  std::uint32_t* find_slot(std::size_t i) noexcept {
+    const item& it = items_[i];
+    const std::size_t mask = index_.size() - 1;
+    for (std::size_t pos = home_of(it.hash);; pos = (pos + 1) & mask) {
+      std::uint32_t& s = index_[pos];
+      if (s == empty_slot) return &s;
+      const item& other = items_[s];
+      if (other.hash == it.hash && key_of(other) == key_of(it)) return &s;
     }
-  };
-  using index_set = std::unordered_set<std::size_t, index_hash, index_eq>;
+  }
+
+  // find_slot(i), after growing the index if one more item would make it over half full.
+  std::uint32_t* index_slot_for(std::size_t i) {
+    if (i >= empty_slot) throw_table_too_big();
+    if ((indexed_ + 1) * 2 > index_.size()) {
+      const unsigned bits = index_.empty() ? 4 : index_bits_ + 1;
+      std::vector<std::uint32_t> grown(std::size_t{1} << bits, empty_slot);
+      index_.swap(grown);
+      index_bits_ = bits;
+      // Re-inserted in item order (items_[0, i) are all indexed), so the newest item stays
+      // last in every probe sequence.
+      for (std::size_t k = 0; k < i; ++k) *find_slot(k) = static_cast<std::uint32_t>(k);
+    }
+    return find_slot(i);
+  }
 
   arena* arena_;
   duplicate_policy policy_;
   std::vector<item> items_;
-  std::string bytes_;  // string keys, back to back
-  index_set index_;
+  std::string bytes_;                 // string keys, back to back
+  std::vector<std::uint32_t> index_;  // item numbers; empty_slot where free
+  unsigned index_bits_ = 0;
+  std::size_t indexed_ = 0;
   bool finished_ = false;
 };
-
-[[noreturn]] inline void throw_table_too_big() {
-  throw std::length_error("permafrost: frozen table larger than 2^32 entry units");
-}
 
 // Lays out `order` (indices into p.items()) as consecutive entries in the arena. Returns the block
 // and its size; offsets[i] receives the unit offset of the i-th entry laid out when non-null.

@@ -36,22 +36,35 @@ hashed_layout lay_out_hashed(const pending_table<K, V, Hash>& p) {
   const std::size_t n = p.size();
   if (n == 0) return {};
   if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
-  std::vector<std::size_t> order(n);
-  for (std::size_t i = 0; i < n; ++i) order[i] = i;
   const auto& items = p.items();
   auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
-  std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+  auto bucket_of = [&](std::size_t i) {
+    return static_cast<std::size_t>((std::uint64_t{h32(i)} * n) >> 32);
+  };
+  // The entries in (h32, insertion) order. The bucket is monotonic in h32, so a stable counting
+  // sort by bucket (O(n), no comparisons) and then a sort within each bucket (one entry on
+  // average) give that order; first[b] is where bucket b's entries begin.
+  std::vector<std::size_t> first(n + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) ++first[bucket_of(i) + 1];
+  for (std::size_t b = 0; b < n; ++b) first[b + 1] += first[b];
+  std::vector<std::size_t> order(n);
+  {
+    std::vector<std::size_t> next(first.begin(), first.end() - 1);
+    for (std::size_t i = 0; i < n; ++i) order[next[bucket_of(i)]++] = i;
+  }
+  const auto by_hash = [&](std::size_t x, std::size_t y) {
     return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
-  });
+  };
+  for (std::size_t b = 0; b < n; ++b) {
+    if (first[b + 1] - first[b] > 1)
+      std::sort(order.begin() + static_cast<std::ptrdiff_t>(first[b]),
+                order.begin() + static_cast<std::ptrdiff_t>(first[b + 1]), by_hash);
+  }
   std::vector<std::uint32_t> offsets(n);
   auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
   std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
   const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
-  std::size_t j = 0;
-  for (std::size_t b = 0; b < n; ++b) {
-    while (j < n && ((std::uint64_t{h32(order[j])} * n) >> 32) < b) ++j;
-    starts[b] = j < n ? offsets[j] : end_unit;
-  }
+  for (std::size_t b = 0; b < n; ++b) starts[b] = first[b] < n ? offsets[first[b]] : end_unit;
   starts[n] = end_unit;
   return {block, bytes, starts, n};
 }
