@@ -410,10 +410,54 @@ const char* color_of(const std::string& id) {
   if (id == "c") return "#56b4e9";
   if (id == "d") return "#e69f00";
   if (id == "e") return "#d7191c";
+  if (id == "pyf") return "#cc79a7";
   return "#0072b2";
 }
 
+// Runs gnuplot on `gp`, or says why there is no plot.
+void run_gnuplot(const fs::path& gp) {
+  const auto gnuplot = find_in_path("gnuplot");
+  if (!gnuplot) {
+    std::fprintf(stderr, "rss_savings: gnuplot not found, no plot (script: %s)\n", gp.c_str());
+    return;
+  }
+  const std::string cmd = *gnuplot + " '" + gp.string() + "'";
+  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "rss_savings: gnuplot failed\n");
+}
+
+// One worker count: a bar per variant (its total PSS) with the ideal marked on it. Lines over a
+// single x value would be a column of points.
+void write_bars(const config& c, const std::vector<result>& results, const fs::path& dir) {
+  const fs::path dat = dir / "rss_savings.dat";
+  const fs::path gp = dir / "rss_savings.gp";
+  std::ofstream d(dat);
+  int n = 0;
+  for (const auto& id : c.variants) {
+    for (const result& r : results) {
+      if (r.v->id != id || !r.ok) continue;
+      d << n++ << " \"" << r.v->label << "\" " << r.total_pss / mib << ' ' << r.ideal_pss / mib
+        << ' ' << std::stoul(std::string(color_of(id)).substr(1), nullptr, 16) << '\n';
+    }
+  }
+  d.close();
+  if (n == 0) return;
+  std::ofstream g(gp);
+  g << "set terminal svg size 1100,560 dynamic noenhanced font 'sans,12'\n"
+    << "set output '" << (dir / "rss_savings.svg").string() << "'\n"
+    << "set title 'Total PSS of parent + " << c.workers.front() << " workers, " << c.rows
+    << " rows (" << c.mode << " mode)'\n"
+    << "set ylabel 'total PSS (MiB)'\nset grid ytics\nset yrange [0:*]\n"
+    << "set style fill solid 0.85 noborder\nset boxwidth 0.6\nset xrange [-0.6:" << n - 0.4
+    << "]\nset xtics rotate by -20 left\nset bmargin 8\nset key top left\n"
+    << "plot '" << dat.string() << "' using 1:3:5:xtic(2) with boxes lc rgb variable notitle, \\\n"
+    << "     '' using 1:4 with points pt 7 ps 1.2 lc rgb 'black' title 'ideal PSS (table once + "
+       "private bytes)'\n";
+  g.close();
+  run_gnuplot(gp);
+}
+
 void write_plot(const config& c, const std::vector<result>& results, const fs::path& dir) {
+  if (c.workers.size() == 1) return write_bars(c, results, dir);
   const fs::path dat = dir / "rss_savings.dat";
   const fs::path gp = dir / "rss_savings.gp";
   std::ofstream d(dat);
@@ -452,13 +496,7 @@ void write_plot(const config& c, const std::vector<result>& results, const fs::p
       << plotted[i]->label << "'";
   g << "\n";
   g.close();
-  const auto gnuplot = find_in_path("gnuplot");
-  if (!gnuplot) {
-    std::fprintf(stderr, "rss_savings: gnuplot not found, no plot (script: %s)\n", gp.c_str());
-    return;
-  }
-  const std::string cmd = *gnuplot + " '" + gp.string() + "'";
-  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "rss_savings: gnuplot failed\n");
+  run_gnuplot(gp);
 }
 
 void print_goal(const std::vector<result>& results) {
