@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <new>
+#include <tuple>
 #include <vector>
 
 namespace old_layout {
@@ -50,11 +51,8 @@ class hash_table {
   void build(const pd::pending_table<K, V, Hash>& p) {
     // The same layout as today's table; only where it is referenced from differs.
     const pd::hashed_layout laid = pd::lay_out_hashed<E>(p);
-    nodes_ = laid.block;
-    bytes_ = laid.bytes;
-    starts_ = laid.starts;
-    buckets_ = laid.buckets;
-    size_ = laid.buckets;
+    std::tie(nodes_, bytes_, starts_, buckets_, size_) =
+        std::tie(laid.block, laid.bytes, laid.starts, laid.buckets, laid.buckets);
   }
 
  private:
