@@ -2,8 +2,11 @@
 forkserver/spawn workers as a small pickled reference that maps the same pages."""
 import concurrent.futures
 import multiprocessing
+import ctypes
 import os
 import pickle
+import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -102,6 +105,146 @@ class Images(unittest.TestCase):
         ctx = multiprocessing.get_context("spawn")
         self.check_pool_workers(
             lambda: concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=ctx))
+
+
+MAGIC = b"pfpy\0v1\0"
+KIND_LIST, KIND_KEYS, KIND_STR, KIND_DICT16 = 4, 7, 1, 11
+
+
+def node(kind, count, flags=0, unused=0):
+    return struct.pack("<BBHI", kind, flags, unused, count)
+
+
+def graph_bytes(view):
+    """The frozen bytes of a view's whole graph (offset 0 = the root header)."""
+    address, size = permafrost._core._range(view)
+    return ctypes.string_at(address, size)
+
+
+# Runs in a child: opens each crafted image and reads everything in it. A crash (a signal) fails
+# the test and the last line printed names the file; an exception is the expected outcome.
+READ_ALL = r"""
+import pickle, sys, permafrost
+def walk(v, depth=0):
+    if isinstance(v, permafrost.FrozenDict):
+        for k in v:
+            walk(k, depth + 1); walk(v[k], depth + 1); v.get(k); k in v
+        v.get("absent"); ("x", 1) in v; 12345 in v
+    elif isinstance(v, (permafrost.FrozenList, permafrost.FrozenSet, tuple)):
+        for x in v:
+            walk(x, depth + 1)
+            if isinstance(v, permafrost.FrozenSet): x in v
+        1.5 in v
+for path in sys.argv[1:]:
+    print(path, flush=True)
+    permafrost._images.clear()
+    try:
+        root = permafrost.open(path)
+        walk(root); repr(root); root.thaw(); root == root
+        if not isinstance(root, permafrost.FrozenSet): pickle.loads(pickle.dumps(root))
+    except Exception:
+        pass
+print("done", flush=True)
+"""
+
+
+class CraftedImages(unittest.TestCase):
+    """An image whose checksums are right but whose graph is not: a clear OSError, never a crash
+    (the checksum detects damage, not a crafted file)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "crafted.pfimg")
+
+    def tearDown(self):
+        self.dir.cleanup()
+        permafrost._images.clear()
+
+    def refused(self, data, why):
+        permafrost._core._save_bytes(data, self.path)
+        permafrost._images.clear()
+        with self.assertRaises(OSError) as cm:
+            permafrost.open(self.path)
+        self.assertIn(self.path, str(cm.exception))
+        self.assertIn(why, str(cm.exception))
+
+    def test_a_real_graph_saved_as_bytes_opens(self):
+        frozen = permafrost.freeze(make_table(100))
+        permafrost._core._save_bytes(graph_bytes(frozen), self.path)
+        self.assertEqual(permafrost.open(self.path), frozen)
+
+    def test_a_list_that_contains_itself_is_refused(self):
+        self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", 16),
+                     "contains itself")
+
+    def test_a_reference_past_the_end_is_refused(self):
+        self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) +
+                     struct.pack("<Q", 1 << 40), "outside the graph")
+
+    def test_a_count_past_the_end_is_refused(self):
+        self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1 << 30), "past the end")
+
+    def test_a_table_with_no_free_slot_is_refused(self):
+        # keys table of capacity 4 holding 4 keys: probing for an absent key would never end.
+        keys = node(KIND_KEYS, 4, flags=1) + struct.pack("<II", 4, 0) + struct.pack(
+            "<4I", 1, 2, 3, 4) + struct.pack("<4Q", *[(i << 3) | 1 for i in range(4)])
+        dict16 = node(KIND_DICT16, 16 // 8, unused=4) + struct.pack("<4Q", 9, 9, 9, 9)
+        self.refused(MAGIC + struct.pack("<Q", 16 + len(keys)) + keys + dict16,
+                     "capacity is no power of two above its count")
+
+    def test_a_str_that_lies_about_being_ascii_is_refused(self):
+        text = "caf\u00e9 au lait".encode()
+        data = node(KIND_STR, len(text), flags=1) + text
+        data += b"\0" * (-len(data) % 8)
+        self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", 32) +
+                     data, "non-ASCII")
+
+    def test_nesting_deeper_than_freeze_builds_is_refused(self):
+        depth = 20000
+        body = bytearray()
+        for i in range(depth):  # list i holds list i + 1; the last one is empty
+            at = 16 + 16 * i
+            body += node(KIND_LIST, 1) + struct.pack("<Q", at + 16)
+        body += node(KIND_LIST, 0)
+        self.refused(MAGIC + struct.pack("<Q", 16) + bytes(body), "nesting deeper")
+
+    def test_an_unpickled_offset_must_name_a_value(self):
+        permafrost.freeze(make_table(10)).save(self.path)
+        with self.assertRaises(ValueError):
+            permafrost._image_value(os.path.abspath(self.path), 8)
+        with self.assertRaises(ValueError):
+            permafrost._image_value(os.path.abspath(self.path), 1 << 40)
+
+    def test_random_damage_with_valid_checksums_never_crashes(self):
+        value = {"rows": make_table(40), "set": {1, 2.5, "x", (1, "y")}, "fs": frozenset({3}),
+                 "big": 10 ** 40, "bytes": b"\x00\xff" * 20, "nested": [[[[1]]]],
+                 "text": "\u00e9t\u00e9 " * 30, "tuple": (None, True, 0.1)}
+        good = graph_bytes(permafrost.freeze(value))
+        rng = random.Random(1234)
+        paths = []
+        for n in range(300):
+            data = bytearray(good)
+            for _ in range(rng.choice((1, 1, 2, 4))):
+                at = rng.randrange(16, len(data) - 8) & ~7
+                choice = rng.randrange(4)
+                if choice == 0:  # one flipped bit
+                    data[at + rng.randrange(8)] ^= 1 << rng.randrange(8)
+                elif choice == 1:  # a reference to somewhere else in the graph, any tag
+                    data[at:at + 8] = struct.pack("<Q", rng.randrange(len(data) + 64) & ~7 |
+                                                  rng.randrange(8))
+                elif choice == 2:  # a count or capacity
+                    data[at + 4:at + 8] = struct.pack("<I", rng.choice(
+                        (0, 1, 3, 255, 65535, 1 << 24, 1 << 31, 0xFFFFFFFF)))
+                else:  # a kind
+                    data[at] = rng.randrange(13)
+            path = os.path.join(self.dir.name, "damaged-%03d.pfimg" % n)
+            permafrost._core._save_bytes(bytes(data), path)
+            paths.append(path)
+        proc = subprocess.run([sys.executable, "-c", READ_ALL] + paths, capture_output=True,
+                              text=True, timeout=600, env=os.environ)
+        last = proc.stdout.strip().splitlines()[-1:] or ["(nothing)"]
+        self.assertEqual(proc.returncode, 0, "crashed on %s\n%s" % (last[0], proc.stderr[-2000:]))
+        self.assertEqual(last[0], "done")
 
 
 if __name__ == "__main__":
