@@ -209,6 +209,49 @@ TEST_CASE("hash_map: integer keys and permafrost::string values") {
   CHECK_FALSE(m.contains(301));
 }
 
+// Hashes that crowd buckets, to reach every path of a bucket record: more entries than its count
+// field holds, tags equal for every key, and equal high bits with different tags.
+struct one_bucket_hash {  // every key in one bucket; tags differ
+  std::uint64_t operator()(std::uint64_t k) const noexcept { return k & 0xff; }
+};
+struct same_tag_hash {  // spread buckets; every tag 0x5a, so the tags never rule a key out
+  std::uint64_t operator()(std::uint64_t k) const noexcept {
+    return (permafrost::hash<std::uint64_t>{}(k) & ~std::uint64_t{0xff}) | 0x5a;
+  }
+};
+struct pairs_hash {  // k and k ^ 1 share their high 32 bits (and bucket), tags differ
+  std::uint64_t operator()(std::uint64_t k) const noexcept {
+    return (permafrost::hash<std::uint64_t>{}(k >> 1) & ~std::uint64_t{0xffffffff}) | (k & 1);
+  }
+};
+
+template <class Hash>
+void check_crowded(std::uint64_t n, std::uint64_t step) {
+  arena a(opts());
+  permafrost::hash_map_builder<std::uint64_t, std::uint64_t, Hash> b{a};
+  for (std::uint64_t i = 0; i < n; ++i) b.insert(i * step, i);
+  const auto& m = b.finish();
+  REQUIRE(m.size() == n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto* v = m.find(i * step);
+    REQUIRE(v != nullptr);
+    CHECK(v->value() == i);
+  }
+  for (std::uint64_t i = 0; i < n; ++i) CHECK_FALSE(m.contains(i * step + n * step));
+}
+
+TEST_CASE("hash_map: a bucket of 1000 entries (past its 255 count) finds each and no other") {
+  check_crowded<one_bucket_hash>(1000, 1);
+}
+
+TEST_CASE("hash_map: when every tag is equal, lookups still compare the keys") {
+  check_crowded<same_tag_hash>(20000, 1);
+}
+
+TEST_CASE("hash_map: two keys in one bucket with equal high bits are told apart by tag and key") {
+  check_crowded<pairs_hash>(20000, 1);  // absent keys pair with present ones' high bits too
+}
+
 TEST_CASE("hash_map: insert after finish throws and finish is idempotent") {
   arena a(opts());
   permafrost::hash_map_builder<pstring, int> b{a};
