@@ -54,8 +54,16 @@ def freeze(obj, *, name=None):
 
 
 def memory(pid=None):
-    """MemoryUsage(rss, pss, uss, shared) of process pid (default: this one), in bytes."""
-    return MemoryUsage(*_core._memory(0 if pid is None else int(pid)))
+    """MemoryUsage(rss, pss, uss, shared) of process pid (default: this one), in bytes.
+
+    Raises TypeError for a pid that is not an integer, ProcessLookupError when there is no
+    such process (or it cannot be read)."""
+    if pid is None:
+        return MemoryUsage(*_core._memory(0))
+    pid = _operator.index(pid)
+    if not 0 < pid < 2 ** 31:  # 0 would name this process, a larger one another pid once cast
+        raise ProcessLookupError(f"no process {pid}")
+    return MemoryUsage(*_core._memory(pid))
 
 
 # Images opened in this process, by path: unpickling many views of one image maps it once.

@@ -16,6 +16,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -124,8 +125,8 @@ PyType_Slot store_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(store_dealloc)},
     {Py_tp_doc, const_cast<char*>("The owner of one frozen value graph (an arena or an image).")},
     {0, nullptr}};
-PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0, Py_TPFLAGS_DEFAULT,
-                          store_slots};
+PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0,
+                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, store_slots};
 
 store_object* new_store() {
   auto* s = PyObject_New(store_object, g_store_type);
@@ -609,8 +610,8 @@ PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc
                             {Py_tp_iternext, reinterpret_cast<void*>(iter_next)},
                             {Py_tp_methods, iter_methods},
                             {0, nullptr}};
-PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0, Py_TPFLAGS_DEFAULT,
-                         iter_slots};
+PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, iter_slots};
 
 PyObject* dict_iter(PyObject* self) { return new_iter(self, iter_keys); }
 PyObject* dict_iter_values(PyObject* self, PyObject*) { return new_iter(self, iter_values); }
@@ -661,8 +662,8 @@ PyType_Slot dict_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
                             {Py_tp_methods, dict_methods},
                             {Py_tp_doc, const_cast<char*>("A read-only view of a frozen dict.")},
                             {0, nullptr}};
-PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0, Py_TPFLAGS_DEFAULT,
-                         dict_slots};
+PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, dict_slots};
 
 // =============================================================================================
 // FrozenList
@@ -725,8 +726,8 @@ PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
                             {Py_tp_methods, list_methods},
                             {Py_tp_doc, const_cast<char*>("A read-only view of a frozen list.")},
                             {0, nullptr}};
-PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0, Py_TPFLAGS_DEFAULT,
-                         list_slots};
+PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, list_slots};
 
 // =============================================================================================
 // FrozenSet
@@ -760,8 +761,8 @@ PyType_Slot set_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)
                            {Py_tp_methods, set_methods},
                            {Py_tp_doc, const_cast<char*>("A read-only view of a frozen set.")},
                            {0, nullptr}};
-PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0, Py_TPFLAGS_DEFAULT,
-                        set_slots};
+PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0,
+                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, set_slots};
 
 // =============================================================================================
 // freeze(): Python objects -> the frozen format, in a process-local buffer
@@ -1216,12 +1217,24 @@ PyObject* py_range(PyObject*, PyObject* o) {
 }
 
 // _memory(pid) -> (rss, pss, uss, shared) in bytes.
+// A pid argument as pid_t: 0 (this process) up to INT_MAX; anything else names no process (a
+// plain cast would wrap 2**32 to 0, this process). Returns false with ProcessLookupError set.
+bool to_pid(long v, pid_t* out) {
+  if (v < 0 || v > INT_MAX) {
+    PyErr_Format(PyExc_ProcessLookupError, "no process %ld", v);
+    return false;
+  }
+  *out = static_cast<pid_t>(v);
+  return true;
+}
+
 PyObject* py_memory(PyObject*, PyObject* args) {
   long pid = 0;
-  if (!PyArg_ParseTuple(args, "|l", &pid)) return nullptr;
+  pid_t p = 0;
+  if (!PyArg_ParseTuple(args, "|l", &pid) || !to_pid(pid, &p)) return nullptr;
   PF_ENTRY_BEGIN
   try {
-    const pf::memory_usage m = pf::process_memory(static_cast<pid_t>(pid));
+    const pf::memory_usage m = pf::process_memory(p);
     return Py_BuildValue(
         "(KKKK)", static_cast<unsigned long long>(m.rss), static_cast<unsigned long long>(m.pss),
         static_cast<unsigned long long>(m.uss), static_cast<unsigned long long>(m.shared()));
@@ -1236,13 +1249,15 @@ PyObject* py_memory(PyObject*, PyObject* args) {
 PyObject* py_sharing_audit(PyObject*, PyObject* args) {
   PyObject* o;
   long child = 0, parent = 0;
-  if (!PyArg_ParseTuple(args, "Oll", &o, &child, &parent)) return nullptr;
+  pid_t c = 0, p = 0;
+  if (!PyArg_ParseTuple(args, "Oll", &o, &child, &parent) || !to_pid(child, &c) ||
+      !to_pid(parent, &p))
+    return nullptr;
   PF_ENTRY_BEGIN
   store_object* s = store_of(o);
   try {
     const auto* b = reinterpret_cast<const std::byte*>(s->base);
-    const pf::sharing_report r =
-        pf::sharing_audit(static_cast<pid_t>(child), static_cast<pid_t>(parent), {b, s->size});
+    const pf::sharing_report r = pf::sharing_audit(c, p, {b, s->size});
     return Py_BuildValue("(nnnnn)", static_cast<Py_ssize_t>(r.pages),
                          static_cast<Py_ssize_t>(r.parent_present),
                          static_cast<Py_ssize_t>(r.child_present),
@@ -1259,10 +1274,11 @@ PyObject* py_sharing_audit(PyObject*, PyObject* args) {
 PyObject* py_private_pages(PyObject*, PyObject* args) {
   PyObject* o;
   long pid = 0;
-  if (!PyArg_ParseTuple(args, "O|l", &o, &pid)) return nullptr;
+  pid_t p = 0;
+  if (!PyArg_ParseTuple(args, "O|l", &o, &pid) || !to_pid(pid, &p)) return nullptr;
   PF_ENTRY_BEGIN
   store_object* s = store_of(o);
-  const pf::memory_usage m = pf::range_memory(static_cast<pid_t>(pid), s->base, s->base + s->size);
+  const pf::memory_usage m = pf::range_memory(p, s->base, s->base + s->size);
   return PyLong_FromUnsignedLongLong(m.private_dirty / 4096);
   PF_ENTRY_END
 }

@@ -106,6 +106,16 @@ class ForkedWorkers(unittest.TestCase):
         with self.assertRaises(ProcessLookupError):
             permafrost.memory(2**22 + 12345)
 
+    def test_memory_of_a_pid_out_of_range_is_no_process(self):
+        # 2**32 once wrapped to 0, which the library reads as "this process".
+        for pid in (0, -1, 2**32, 2**32 + os.getpid(), 2**70):
+            with self.assertRaises(ProcessLookupError, msg=pid):
+                permafrost.memory(pid)
+        with self.assertRaises(TypeError):
+            permafrost.memory("1")
+        with self.assertRaises(ProcessLookupError):
+            permafrost._core._memory(2**32)
+
 
 class Trim(unittest.TestCase):
     def test_trim_returns_a_dropped_dict_to_the_kernel(self):

@@ -313,6 +313,17 @@ class Mutation(unittest.TestCase):
             self.assertIn("is frozen", str(cm.exception))
         self.assertEqual(d.thaw(), {"a": [1], "s": {1}})
 
+    def test_the_types_cannot_be_instantiated_or_subclassed(self):
+        # A view made by calling its type would point at no store: reading it crashed.
+        d = permafrost.freeze({"l": [1], "s": {1}})
+        for view in (d, d["l"], d["s"], iter(d)):
+            with self.assertRaises(TypeError, msg=type(view)):
+                type(view)()
+            with self.assertRaises(TypeError, msg=type(view)):
+                type("Sub", (type(view),), {})
+        with self.assertRaises(TypeError):
+            permafrost._core.Store()
+
     def test_no_attribute_can_be_added(self):
         d = permafrost.freeze({"a": 1})
         with self.assertRaises(AttributeError):
