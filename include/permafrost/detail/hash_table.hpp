@@ -1,14 +1,11 @@
 // permafrost — the frozen hash table behind hash_map and hash_set (internal).
 //
 // Entries sorted by the high 32 bits of their hash, which also pick the bucket (b = h32 * B >> 32,
-// monotone in h32), so each bucket's entries are one contiguous run [start[b], start[b+1]).
-// B = number of entries (load factor 1). Each bucket is an 8-byte record: the run's start, its
-// length, and one byte of hash of each of its first three entries (the low byte of the 64-bit
-// hash, independent of the bucket and of the sort key). A hit reads the record (one line) and
-// then walks a run of ~1.5 adjacent entries; a miss is answered by the record alone unless its
-// bucket holds more than three entries or a tag matches by chance (1 in 256 per entry), so it
-// costs one cache miss, like a SwissTable's control bytes. The table object refers to its
-// entries and records by self-relative offsets (offset_ptr), so it holds no absolute address.
+// monotone in h32), so each bucket's entries are one contiguous run [start[b], start[b+1]) and
+// the bucket array is just B + 1 offsets. B = number of entries (load factor 1): a hit reads the
+// bucket offsets (one line) and then walks a run of ~1.5 adjacent entries; a miss usually stops
+// at a hash mismatch without reading a key. The table object refers to its entries and bucket
+// offsets by self-relative offsets (offset_ptr), so it holds no absolute address.
 #pragma once
 
 #include <algorithm>
@@ -22,38 +19,13 @@
 
 namespace permafrost::detail {
 
-// One bucket of a frozen hash table. Its entries run from `start` to the next bucket's start, in
-// units of entry_access::unit<E>; `count` of them (255: 255 or more); tags[i] is the low byte of
-// the 64-bit hash of entry i, for the first three.
-struct hash_bucket {
-  std::uint32_t start;
-  std::uint8_t count;
-  std::uint8_t tags[3];
-
-  static std::uint8_t tag_of(std::uint64_t hash) noexcept {
-    return static_cast<std::uint8_t>(hash);
-  }
-
-  // False when no entry of the bucket can have a hash with this tag: the key is absent.
-  bool may_hold(std::uint8_t tag) const noexcept {
-    switch (count) {
-      case 0: return false;
-      case 1: return tags[0] == tag;
-      case 2: return tags[0] == tag || tags[1] == tag;
-      case 3: return tags[0] == tag || tags[1] == tag || tags[2] == tag;
-      default: return true;
-    }
-  }
-};
-static_assert(sizeof(hash_bucket) == 8);
-
 // Where lay_out_hashed() put a table: the entries, sorted by the top 32 bits of their hash, in
-// `block` (`bytes` long), and `buckets` + 1 bucket records (the last one only marks the end);
-// one bucket per entry. All in the pending table's arena.
+// `block` (`bytes` long), and bucket b's entries from starts[b] up to starts[b + 1], in units of
+// entry_access::unit<E>; one bucket per entry. All in the pending table's arena.
 struct hashed_layout {
   const std::byte* block = nullptr;
   std::size_t bytes = 0;
-  const hash_bucket* records = nullptr;
+  const std::uint32_t* starts = nullptr;
   std::size_t buckets = 0;
 };
 
@@ -90,17 +62,11 @@ hashed_layout lay_out_hashed(const pending_table<K, V, Hash>& p) {
   }
   std::vector<std::uint32_t> offsets(n);
   auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
-  hash_bucket* records = p.target().template make_array<hash_bucket>(n + 1).data();
+  std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
   const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
-  for (std::size_t b = 0; b <= n; ++b) {
-    hash_bucket& r = records[b];
-    const std::size_t count = b < n ? first[b + 1] - first[b] : 0;
-    r.start = b < n && first[b] < n ? offsets[first[b]] : end_unit;
-    r.count = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
-    for (std::size_t j = 0; j < 3; ++j)
-      r.tags[j] = j < count ? hash_bucket::tag_of(items[order[first[b] + j]].hash) : 0;
-  }
-  return {block, bytes, records, n};
+  for (std::size_t b = 0; b < n; ++b) starts[b] = first[b] < n ? offsets[first[b]] : end_unit;
+  starts[n] = end_unit;
+  return {block, bytes, starts, n};
 }
 
 template <class E, class Hash>
@@ -117,7 +83,7 @@ class hash_table {
   std::size_t bucket_count() const noexcept { return buckets_; }
   // Arena bytes the table takes: the object, its entries and its bucket offsets.
   std::size_t bytes() const noexcept {
-    return sizeof(*this) + bytes_ + (buckets_ == 0 ? 0 : (buckets_ + 1) * sizeof(hash_bucket));
+    return sizeof(*this) + bytes_ + (buckets_ == 0 ? 0 : (buckets_ + 1) * sizeof(std::uint32_t));
   }
 
   const_iterator begin() const noexcept { return {nodes_.get(), nodes_.get() + bytes_}; }
@@ -126,15 +92,13 @@ class hash_table {
   // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
   const E* find(key_view k) const noexcept {
     if (size_ == 0) return nullptr;
-    const std::uint64_t h = Hash{}(k);
-    const auto h32 = static_cast<std::uint32_t>(h >> 32);
+    const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
     const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
-    const hash_bucket* records = target_of(records_);  // not null: the table has entries
-    if (!records[b].may_hold(hash_bucket::tag_of(h))) return nullptr;
     constexpr std::size_t unit = entry_access::unit<E>;
-    const std::byte* nodes = target_of(nodes_);
-    const std::byte* p = nodes + std::size_t{records[b].start} * unit;
-    const std::byte* last = nodes + std::size_t{records[b + 1].start} * unit;
+    const std::byte* nodes = target_of(nodes_);  // not null: the table has entries
+    const std::uint32_t* starts = target_of(starts_);
+    const std::byte* p = nodes + std::size_t{starts[b]} * unit;
+    const std::byte* last = nodes + std::size_t{starts[b + 1]} * unit;
     while (p < last) {
       const E& e = entry_access::at<E>(p);
       const std::uint32_t eh = entry_access::hash_of(e);
@@ -154,7 +118,7 @@ class hash_table {
   // For the freeze check: every byte and pointer of the table lies inside `a`.
   std::string check(const arena& a, const char* what) const {
     if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_.get(), bytes_) ||
-        (buckets_ != 0 && !range_in(a, records_.get(), (buckets_ + 1) * sizeof(hash_bucket))))
+        (buckets_ != 0 && !range_in(a, starts_.get(), (buckets_ + 1) * sizeof(std::uint32_t))))
       return std::string(what) + ": the table itself lies outside the arena";
     std::size_t i = 0;
     for (const E& e : *this) {
@@ -175,7 +139,7 @@ class hash_table {
     const hashed_layout laid = lay_out_hashed<E>(p);
     nodes_ = laid.block;
     bytes_ = laid.bytes;
-    records_ = laid.records;
+    starts_ = laid.starts;
     buckets_ = laid.buckets;
     size_ = laid.buckets;
   }
@@ -183,7 +147,7 @@ class hash_table {
  private:
   offset_ptr<const std::byte> nodes_;
   std::size_t bytes_ = 0;
-  offset_ptr<const hash_bucket> records_;
+  offset_ptr<const std::uint32_t> starts_;
   std::size_t buckets_ = 0;
   std::size_t size_ = 0;
 };
