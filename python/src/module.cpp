@@ -1216,7 +1216,6 @@ PyObject* py_range(PyObject*, PyObject* o) {
   PF_ENTRY_END
 }
 
-// _memory(pid) -> (rss, pss, uss, shared) in bytes.
 // A pid argument as pid_t: 0 (this process) up to INT_MAX; anything else names no process (a
 // plain cast would wrap 2**32 to 0, this process). Returns false with ProcessLookupError set.
 bool to_pid(long v, pid_t* out) {
@@ -1228,6 +1227,7 @@ bool to_pid(long v, pid_t* out) {
   return true;
 }
 
+// _memory(pid) -> (rss, pss, uss, shared) in bytes.
 PyObject* py_memory(PyObject*, PyObject* args) {
   long pid = 0;
   pid_t p = 0;
