@@ -22,6 +22,7 @@ are frozen as their base type.
 import collections
 import collections.abc as _abc
 import os as _os
+import uuid as _uuid
 
 from . import _core
 from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
@@ -66,14 +67,37 @@ def memory(pid=None):
     return MemoryUsage(*_core._memory(pid))
 
 
-# Images opened in this process, by path: unpickling many views of one image maps it once.
+# Images opened in this process: path -> (store, the file's identity when it was opened).
+# Unpickling many views of one image maps it once; a path whose file was replaced (a new image
+# saved over it) is opened anew, while views of the old image keep theirs mapped.
 _images = {}
 
 
-def _store(path):
-    store = _images.get(path)
-    if store is None:
-        store = _images[path] = _core._open_store(path)
+def _identity(path):
+    st = _os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _store(path, image_id=None):
+    """The opened image at path. With image_id (an unpickled view), the image saved with that id:
+    ValueError when path now holds another one."""
+    entry = _images.get(path)
+    if entry is not None:
+        store, identity = entry
+        if image_id is not None and _core._store_id(store) == image_id:
+            return store  # the image the view came from, already mapped here
+        try:
+            current = _identity(path)
+        except OSError:
+            current = None
+        if image_id is None and current == identity:
+            return store
+    identity = _identity(path)  # before opening: a file replaced in between is reopened next time
+    store = _core._open_store(path)
+    _images[path] = (store, identity)
+    if image_id is not None and _core._store_id(store) != image_id:
+        raise ValueError(f"{path}: the image was replaced since this view was pickled "
+                         "(a newer image was saved at that path)")
     return store
 
 
@@ -81,27 +105,29 @@ def open(path):
     """Map the image file at path (written by frozen.save) and return its root view.
 
     The mapping is read-only and shared through the page cache: every process that opens the
-    same file holds its pages once. The image stays mapped while any view of it is alive."""
+    same file holds its pages once. The image stays mapped while any view of it is alive. Opening
+    a path again after a new image was saved there maps the new one; views of the old one stay
+    valid (the swap pattern)."""
     # Absolute: views pickle this path, and a worker may run in another directory.
     return _core._store_view(_store(_os.path.abspath(_os.fspath(path))), 0)
 
 
-def _image_value(path, offset):
+def _image_value(path, offset, image_id=None):
     """Unpickling of a view of an image: map the image (once per process) and view offset."""
-    return _core._store_view(_store(path), offset)
+    return _core._store_view(_store(path, image_id), offset)
 
 
 def _save(self, path):
     """save(path): write the frozen graph this object belongs to as an image file.
 
     Atomic (temp file, fsync, rename). permafrost.open(path) maps it in any process."""
-    _core._save(self, _os.fspath(path))
+    _core._save(self, _os.fspath(path), _uuid.uuid4().hex)
 
 
 def _reduce(self):
-    path, offset = self._ref()
+    path, offset, image_id = self._ref()
     if path is not None:  # in an image: a small reference, the receiver maps the same pages
-        return (_image_value, (path, offset))
+        return (_image_value, (path, offset, image_id))
     return (freeze, (self.thaw(),))  # by value: the receiver freezes its own copy
 
 

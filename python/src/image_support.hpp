@@ -1,14 +1,19 @@
 // permafrost for Python — saving and mapping frozen value graphs as image files.
 //
 // Contract: save_image() writes the frozen arena whose first byte is `base` (a graph made by
-// freeze(), root_header at offset 0) to `path`; open_image() maps such a file read-only and
-// returns the graph's first byte and size. The bytes are the same either way: the format refers
-// to itself by offsets only, so it works at whatever address the image is mapped.
+// freeze(), root_header at offset 0) to `path`, with an image id in the header's metadata;
+// open_image() maps such a file read-only and returns the graph's first byte, size and id. The
+// bytes are the same either way: the format refers to itself by offsets only, so it works at
+// whatever address the image is mapped. The id tells one saved image from another at the same
+// path: a pickled view names its image, so a receiver never reads a newer file at that path with
+// an older view's offsets.
 //
 // Thread safety: as permafrost::image (each call is independent).
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 
 namespace permafrost {
 class arena;
@@ -18,12 +23,14 @@ namespace permafrost::python {
 
 struct image_handle;
 
-// Effects: writes the image atomically. Throws: std::runtime_error (or the library's
-// image_error) naming the path and the failed step.
-void save_image(const arena& a, const char* base, const char* path);
+// Effects: writes the image atomically, `image_id` (at most 64 bytes) in its metadata.
+// Throws: the library's image_error naming the path and the failed step.
+void save_image(const arena& a, const char* base, const char* path, std::string_view image_id);
 
-// Effects: maps the image at `path`; sets base and size. Throws as save_image.
-image_handle* open_image(const char* path, const char*& base, std::size_t& size);
+// Effects: maps the image at `path`; sets base, size and image_id ("" when the file has none).
+// Throws as save_image.
+image_handle* open_image(const char* path, const char*& base, std::size_t& size,
+                         std::string& image_id);
 
 // Effects: unmaps (nullptr: nothing). Never throws.
 void close_image(image_handle* h) noexcept;

@@ -105,6 +105,7 @@ struct store_object {
   const char* base;                 // offset 0 of the frozen graph
   std::size_t size;                 // bytes from base
   PyObject* path;                   // str for an image, None for an arena
+  PyObject* image_id;               // str: the id saved with the image; None for an arena
   pf::python::graph_check* check;   // owned; for an image, the walk that accepted it
 };
 
@@ -116,6 +117,7 @@ void store_dealloc(PyObject* self) {
   pf::python::close_image(s->image);
   delete s->check;
   Py_XDECREF(s->path);
+  Py_XDECREF(s->image_id);
   PyTypeObject* tp = Py_TYPE(self);
   PyObject_Free(self);
   Py_DECREF(tp);
@@ -138,6 +140,8 @@ store_object* new_store() {
   s->check = nullptr;
   Py_INCREF(Py_None);
   s->path = Py_None;
+  Py_INCREF(Py_None);
+  s->image_id = Py_None;
   return s;
 }
 
@@ -622,10 +626,12 @@ PyObject* view_thaw(PyObject* self, PyObject*) {
   return thaw_word(v->base, v->off);
 }
 
-// (store, offset): what pickling and images need to name this view.
+// (image path, offset, image id): what pickling needs to name this view (None, offset, None for a
+// view of an arena).
 PyObject* view_ref(PyObject* self, PyObject*) {
   auto* v = reinterpret_cast<view_object*>(self);
-  return Py_BuildValue("(OK)", v->store->path, static_cast<unsigned long long>(v->off));
+  return Py_BuildValue("(OKO)", v->store->path, static_cast<unsigned long long>(v->off),
+                       v->store->image_id);
 }
 
 PyObject* readonly_error(PyObject* self) {
@@ -642,7 +648,7 @@ int dict_ass_subscript(PyObject* self, PyObject*, PyObject*) {
   {"thaw", view_thaw, METH_NOARGS,                                                            \
    "thaw() -> an ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."}, \
   {                                                                                           \
-    "_ref", view_ref, METH_NOARGS, "(image path or None, offset): for pickling."              \
+    "_ref", view_ref, METH_NOARGS, "(image path, offset, image id) or None's: for pickling."  \
   }
 
 PyMethodDef dict_methods[] = {
@@ -1297,12 +1303,16 @@ PyObject* py_write_trap_installed(PyObject*, PyObject*) {
   return PyBool_FromLong(pf::write_trap_installed());
 }
 
-// _save(view, path): writes the view's whole frozen graph to an image file; the view must be
-// the root or inside it (its offset is what pickles).
+// _save(view, path, image_id): writes the view's whole frozen graph to an image file, with
+// image_id (a fresh random id from the caller) in its header; the view must be the root or inside
+// it (its offset is what pickles).
 PyObject* py_save(PyObject*, PyObject* args) {
   PyObject* o;
   PyObject* path_obj;
-  if (!PyArg_ParseTuple(args, "OO&", &o, PyUnicode_FSConverter, &path_obj)) return nullptr;
+  const char* image_id = nullptr;
+  Py_ssize_t id_size = 0;
+  if (!PyArg_ParseTuple(args, "OO&s#", &o, PyUnicode_FSConverter, &path_obj, &image_id, &id_size))
+    return nullptr;
   ref path(path_obj);
   PF_ENTRY_BEGIN
   store_object* s = store_of(o);
@@ -1310,7 +1320,8 @@ PyObject* py_save(PyObject*, PyObject* args) {
     PyErr_SetString(PyExc_ValueError, "this object already lives in an image; copy the image file");
     return nullptr;
   }
-  pf::python::save_image(*s->arena, s->base, PyBytes_AS_STRING(path.get()));
+  pf::python::save_image(*s->arena, s->base, PyBytes_AS_STRING(path.get()),
+                         {image_id, static_cast<std::size_t>(id_size)});
   Py_RETURN_NONE;
   PF_ENTRY_END
 }
@@ -1339,7 +1350,7 @@ PyObject* py_save_bytes(PyObject*, PyObject* args) {
   void* p = a.allocate(n, 16);
   std::memcpy(p, data.buf, n);
   a.freeze();
-  pf::python::save_image(a, static_cast<const char*>(p), PyBytes_AS_STRING(path.get()));
+  pf::python::save_image(a, static_cast<const char*>(p), PyBytes_AS_STRING(path.get()), "");
   Py_RETURN_NONE;
   PF_ENTRY_END
 }
@@ -1353,10 +1364,15 @@ PyObject* py_open_store(PyObject*, PyObject* args) {
   const char* p = PyBytes_AS_STRING(path.get());
   ref store(reinterpret_cast<PyObject*>(new_store()));
   auto* s = reinterpret_cast<store_object*>(store.get());
-  s->image = pf::python::open_image(p, s->base, s->size);
+  std::string image_id;
+  s->image = pf::python::open_image(p, s->base, s->size, image_id);
   Py_DECREF(s->path);
   s->path = PyUnicode_DecodeFSDefault(p);
   if (!s->path) return nullptr;
+  Py_DECREF(s->image_id);
+  s->image_id =
+      PyUnicode_DecodeUTF8(image_id.data(), static_cast<Py_ssize_t>(image_id.size()), "replace");
+  if (!s->image_id) return nullptr;
   // The checksum tells damage, not a crafted file: the readers trust every offset, so the whole
   // graph is checked once here (graph_check.hpp) before any view of it exists.
   s->check = new pf::python::graph_check(s->base, s->size);
@@ -1383,6 +1399,17 @@ PyObject* py_store_view(PyObject*, PyObject* args) {
   return materialise(s, s->base, off);
 }
 
+// _store_id(store) -> the id saved with the image ("" for a file without one).
+PyObject* py_store_id(PyObject*, PyObject* st) {
+  if (!PyObject_TypeCheck(st, g_store_type)) {
+    PyErr_SetString(PyExc_TypeError, "expected a permafrost._core.Store");
+    return nullptr;
+  }
+  PyObject* id = reinterpret_cast<store_object*>(st)->image_id;
+  Py_INCREF(id);
+  return id;
+}
+
 PyMethodDef module_methods[] = {
     {"_freeze", py_freeze, METH_VARARGS, "_freeze(obj, name=None)"},
     {"_range", py_range, METH_O, "_range(view) -> (address, size) of its frozen bytes"},
@@ -1400,10 +1427,11 @@ PyMethodDef module_methods[] = {
     {"trim", py_trim, METH_NOARGS,
      "trim() -> bool: give the free memory of this process's malloc back to the kernel "
      "(glibc malloc_trim). Call it after dropping what you froze, before forking."},
-    {"_save", py_save, METH_VARARGS, "_save(view, path)"},
+    {"_save", py_save, METH_VARARGS, "_save(view, path, image_id)"},
     {"_save_bytes", py_save_bytes, METH_VARARGS, "_save_bytes(data, path): tests only"},
     {"_open_store", py_open_store, METH_VARARGS, "_open_store(path) -> store"},
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},
+    {"_store_id", py_store_id, METH_O, "_store_id(store) -> the image id saved with it"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT,

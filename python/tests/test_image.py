@@ -75,6 +75,33 @@ class Images(unittest.TestCase):
         with self.assertRaises(OSError):
             permafrost.open(self.path + ".missing")
 
+    def test_opening_a_path_again_after_a_new_save_maps_the_new_image(self):
+        # The swap pattern: requests still reading the old table keep it; open() gets the new one.
+        permafrost.freeze({"version": 1, "rows": [1, 2]}).save(self.path)
+        old = permafrost.open(self.path)
+        self.assertIs(permafrost.open(self.path)["rows"] == [1, 2], True)
+        permafrost.freeze({"version": 2, "rows": [3]}).save(self.path)
+        new = permafrost.open(self.path)
+        self.assertEqual(new["version"], 2)
+        self.assertEqual(old["version"], 1)
+        self.assertEqual(old["rows"], [1, 2])
+        self.assertNotEqual(permafrost._core._range(old), permafrost._core._range(new))
+
+    def test_an_unpickled_view_names_the_image_it_came_from(self):
+        permafrost.freeze({"version": 1, "rows": [1, 2]}).save(self.path)
+        old = permafrost.open(self.path)
+        data = pickle.dumps(old["rows"])
+        permafrost.freeze({"version": 2, "rows": [3, 4, 5, 6]}).save(self.path)
+        # This process still maps the old image: the view comes back from it.
+        self.assertEqual(pickle.loads(data), [1, 2])
+        # A process that maps only the new file (here: after forgetting the old mapping) must not
+        # read the new file at the old view's offset.
+        del old
+        permafrost._images.clear()
+        with self.assertRaises(ValueError) as cm:
+            pickle.loads(data)
+        self.assertIn("replaced", str(cm.exception))
+
     def test_saving_a_view_of_an_image_is_refused(self):
         permafrost.freeze({"a": 1}).save(self.path)
         with self.assertRaises(ValueError):
