@@ -105,9 +105,10 @@ def open(path):
     """Map the image file at path (written by frozen.save) and return its root view.
 
     The mapping is read-only and shared through the page cache: every process that opens the
-    same file holds its pages once. The image stays mapped while any view of it is alive. Opening
-    a path again after a new image was saved there maps the new one; views of the old one stay
-    valid (the swap pattern)."""
+    same file holds its pages once. The image stays mapped while any view of it is alive, and
+    while it is the one this process last opened at its path (so that unpickling many views of it
+    maps it once). Opening the path again after a new image was saved there maps the new one;
+    views of the old one stay valid (the swap pattern)."""
     # Absolute: views pickle this path, and a worker may run in another directory.
     return _core._store_view(_store(_os.path.abspath(_os.fspath(path))), 0)
 
