@@ -109,6 +109,11 @@ struct store_object {
   pf::python::graph_check* check;   // owned; for an image, the walk that accepted it
 };
 
+// The flags of every type of this module: none may be called or subclassed from Python. Their
+// objects are made only here, with a store behind them (a view made by calling its type pointed
+// at nothing and crashed its reader).
+constexpr unsigned int made_here_only = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION;
+
 PyTypeObject* g_store_type = nullptr;
 
 void store_dealloc(PyObject* self) {
@@ -127,8 +132,8 @@ PyType_Slot store_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(store_dealloc)},
     {Py_tp_doc, const_cast<char*>("The owner of one frozen value graph (an arena or an image).")},
     {0, nullptr}};
-PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0,
-                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, store_slots};
+PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0, made_here_only,
+                          store_slots};
 
 store_object* new_store() {
   auto* s = PyObject_New(store_object, g_store_type);
@@ -614,8 +619,8 @@ PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc
                             {Py_tp_iternext, reinterpret_cast<void*>(iter_next)},
                             {Py_tp_methods, iter_methods},
                             {0, nullptr}};
-PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0,
-                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, iter_slots};
+PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0, made_here_only,
+                         iter_slots};
 
 PyObject* dict_iter(PyObject* self) { return new_iter(self, iter_keys); }
 PyObject* dict_iter_values(PyObject* self, PyObject*) { return new_iter(self, iter_values); }
@@ -668,8 +673,8 @@ PyType_Slot dict_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
                             {Py_tp_methods, dict_methods},
                             {Py_tp_doc, const_cast<char*>("A read-only view of a frozen dict.")},
                             {0, nullptr}};
-PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0,
-                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, dict_slots};
+PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0, made_here_only,
+                         dict_slots};
 
 // =============================================================================================
 // FrozenList
@@ -732,8 +737,8 @@ PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
                             {Py_tp_methods, list_methods},
                             {Py_tp_doc, const_cast<char*>("A read-only view of a frozen list.")},
                             {0, nullptr}};
-PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0,
-                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, list_slots};
+PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0, made_here_only,
+                         list_slots};
 
 // =============================================================================================
 // FrozenSet
@@ -767,8 +772,7 @@ PyType_Slot set_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)
                            {Py_tp_methods, set_methods},
                            {Py_tp_doc, const_cast<char*>("A read-only view of a frozen set.")},
                            {0, nullptr}};
-PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0,
-                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, set_slots};
+PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0, made_here_only, set_slots};
 
 // =============================================================================================
 // freeze(): Python objects -> the frozen format, in a process-local buffer
