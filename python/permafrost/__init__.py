@@ -192,12 +192,14 @@ def _dict_ror(self, other):
     return out
 
 
-def _unhashable(self):
-    raise TypeError(f"unhashable type: '{type(self).__name__}'")
+def _dict_hash(self):
+    # PEP 814's definition for frozendict: equal mappings hash equal whatever their order, and a
+    # value that is not hashable (a FrozenList, a list in a tuple) raises TypeError naming it.
+    return hash(frozenset(self._iter_items()))
 
 
 def _frozen_op(self, *args, **kwargs):
-    raise TypeError(f"'{type(self).__name__}' is frozen: it cannot be modified")
+    raise TypeError(f"'{type(self).__name__}' is frozen: use .thaw() for a mutable copy")
 
 
 for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop", "popitem",
@@ -224,16 +226,18 @@ FrozenDict.__ne__ = lambda self, other: (NotImplemented if (r := _dict_eq(self, 
 FrozenDict.__repr__ = _dict_repr
 FrozenDict.__or__ = _dict_or
 FrozenDict.__ror__ = _dict_ror
-FrozenDict.__hash__ = _unhashable
+FrozenDict.__hash__ = _dict_hash
 FrozenDict.__reversed__ = lambda self: reversed(list(self))
-FrozenDict.copy = lambda self: self.thaw()
+# As dict.copy: a new dict of the same keys and values (nested containers stay views); thaw() is
+# the deep copy.
+FrozenDict.copy = lambda self: dict(self._iter_items())
 _abc.Mapping.register(FrozenDict)
 
 
 # ----- FrozenList: collections.abc.Sequence -----------------------------------------------------
 
 def _list_eq(self, other):
-    if isinstance(other, (list, tuple, FrozenList)):
+    if isinstance(other, (list, FrozenList)):  # as for a list, never equal to a tuple
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
     return NotImplemented
 
@@ -256,7 +260,7 @@ FrozenList.__le__ = _list_compare(_operator.le)
 FrozenList.__gt__ = _list_compare(_operator.gt)
 FrozenList.__ge__ = _list_compare(_operator.ge)
 FrozenList.__repr__ = lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])"
-FrozenList.__hash__ = _unhashable
+FrozenList.__hash__ = None  # unhashable as a list, and so not a collections.abc.Hashable
 FrozenList.__contains__ = _abc.Sequence.__contains__
 FrozenList.__reversed__ = _abc.Sequence.__reversed__
 FrozenList.index = _abc.Sequence.index
@@ -268,7 +272,7 @@ FrozenList.__radd__ = lambda self, other: (list(other) + list(self)
                                            if isinstance(other, list) else NotImplemented)
 FrozenList.__mul__ = lambda self, n: list(self) * n
 FrozenList.__rmul__ = lambda self, n: list(self) * n
-FrozenList.copy = lambda self: self.thaw()
+FrozenList.copy = lambda self: list(self)  # shallow, as list.copy
 _abc.Sequence.register(FrozenList)
 
 
@@ -282,7 +286,9 @@ FrozenSet._from_iterable = classmethod(_set_from_iterable)
 for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "__and__", "__rand__",
               "__or__", "__ror__", "__sub__", "__rsub__", "__xor__", "__rxor__", "isdisjoint"):
     setattr(FrozenSet, _name, getattr(_abc.Set, _name))
-FrozenSet.__hash__ = _abc.Set._hash
+# Immutable whatever it was frozen from (a set or a frozenset): it hashes as the frozenset of its
+# elements, so it finds and is found as that frozenset in a dict or set.
+FrozenSet.__hash__ = lambda self: hash(frozenset(self))
 FrozenSet.__repr__ = lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})"
 FrozenSet.issubset = lambda self, other: self <= frozenset(other)
 FrozenSet.issuperset = lambda self, other: self >= frozenset(other)
@@ -290,7 +296,7 @@ FrozenSet.union = lambda self, *others: frozenset(self).union(*others)
 FrozenSet.intersection = lambda self, *others: frozenset(self).intersection(*others)
 FrozenSet.difference = lambda self, *others: frozenset(self).difference(*others)
 FrozenSet.symmetric_difference = lambda self, other: frozenset(self).symmetric_difference(other)
-FrozenSet.copy = lambda self: self.thaw()
+FrozenSet.copy = lambda self: set(self)  # shallow, as set.copy
 _abc.Set.register(FrozenSet)
 
 del _cls, _names, _name

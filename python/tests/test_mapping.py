@@ -1,0 +1,186 @@
+"""The views as immutable built-ins: hashing, equality, copies, errors (PEP 814's frozendict).
+
+FrozenDict follows PEP 814: hashable when its keys and values are, hash(frozenset(items)),
+equal to a dict with the same items in any order. FrozenList behaves as a list that cannot change
+(unhashable, never equal to a tuple); FrozenSet as a frozenset, whatever it was frozen from.
+"""
+import collections
+import collections.abc
+import copy
+import functools
+import math
+import string
+import types
+import unittest
+
+import permafrost
+from permafrost import FrozenDict, FrozenList, FrozenSet
+
+NAN = float("nan")
+
+
+class Hashing(unittest.TestCase):
+    def test_a_dict_of_hashable_values_hashes_as_pep_814_says(self):
+        frozen = permafrost.freeze({"a": 1, "b": "x", "t": (1, "y"), 2: None})
+        self.assertEqual(hash(frozen),
+                         hash(frozenset({("a", 1), ("b", "x"), ("t", (1, "y")), (2, None)})))
+
+    def test_equal_dicts_in_another_order_hash_equal(self):
+        one = permafrost.freeze({"a": 1, "b": {"c": frozenset({1, 2})}, "s": {3}})
+        two = permafrost.freeze({"s": {3}, "b": {"c": frozenset({2, 1})}, "a": 1})
+        self.assertEqual(one, two)
+        self.assertEqual(hash(one), hash(two))
+        self.assertEqual({one: "found"}[two], "found")
+
+    def test_an_unhashable_value_raises_naming_its_type(self):
+        frozen = permafrost.freeze({"tags": ["a", "b"]})
+        with self.assertRaisesRegex(TypeError, r"unhashable type: '(permafrost\.)?FrozenList'"):
+            hash(frozen)
+        with self.assertRaisesRegex(TypeError, r"unhashable type: '(permafrost\.)?FrozenList'"):
+            hash(permafrost.freeze({"deep": ({"x": [1]},)}))
+
+    def test_records_work_with_lru_cache(self):
+        calls = []
+
+        @functools.lru_cache(maxsize=None)
+        def describe(record):
+            calls.append(record)
+            return f"{record['name']}#{record['id']}"
+
+        rows = permafrost.freeze([{"name": "ada", "id": 1}, {"name": "bob", "id": 2}])
+        self.assertEqual(describe(rows[0]), "ada#1")
+        self.assertEqual(describe(rows[0]), "ada#1")  # a new view of the same record: cached
+        self.assertEqual(describe(rows[1]), "bob#2")
+        self.assertEqual(len(calls), 2)
+
+    def test_collections_abc_hashable(self):
+        frozen = permafrost.freeze({"l": [1], "s": {1}, "f": frozenset({1})})
+        # A FrozenDict can be hashed when its contents can (as a tuple and PEP 814's frozendict).
+        self.assertIsInstance(frozen, collections.abc.Hashable)
+        self.assertNotIsInstance(frozen["l"], collections.abc.Hashable)  # as a list
+        with self.assertRaisesRegex(TypeError, r"unhashable type: '(permafrost\.)?FrozenList'"):
+            hash(frozen["l"])
+        # A FrozenSet is immutable whatever it was frozen from: hashable, as a frozenset.
+        for key in ("s", "f"):
+            with self.subTest(key=key):
+                self.assertIsInstance(frozen[key], collections.abc.Hashable)
+                self.assertEqual(hash(frozen[key]), hash(frozenset({1})))
+                self.assertEqual({frozenset({1}): "found"}[frozen[key]], "found")
+
+
+class Equality(unittest.TestCase):
+    def test_equal_to_a_dict_in_any_order(self):
+        frozen = permafrost.freeze({"a": 1, "b": [1, 2], "c": {"d": None}})
+        self.assertEqual(frozen, {"c": {"d": None}, "b": [1, 2], "a": 1})
+        self.assertEqual({"c": {"d": None}, "b": [1, 2], "a": 1}, frozen)
+        self.assertNotEqual(frozen, {"a": 1, "b": [1, 2], "c": {"d": 0}})
+        self.assertNotEqual(frozen, {"a": 1, "b": [1, 2]})
+        self.assertNotEqual(frozen, {"a": 1, "b": [1, 2], "c": {"d": None}, "e": 1})
+
+    def test_a_list_is_never_equal_to_a_tuple(self):
+        frozen = permafrost.freeze([1, 2])
+        self.assertFalse(frozen == (1, 2))
+        self.assertTrue(frozen != (1, 2))
+        self.assertFalse((1, 2) == frozen)
+        self.assertEqual(frozen, [1, 2])
+        self.assertNotEqual(permafrost.freeze({"t": [1]}), {"t": (1,)})
+
+    def test_a_tuple_stays_a_tuple(self):
+        frozen = permafrost.freeze({"t": (1, 2)})
+        self.assertEqual(frozen["t"], (1, 2))
+        self.assertNotEqual(frozen, {"t": [1, 2]})
+
+    def test_nan_is_never_equal_nor_found(self):
+        # A dict finds NaN by identity (the same float object); a frozen value is read into a new
+        # float each time, and NaN != NaN, so NaN keys and items are never found or equal.
+        frozen = permafrost.freeze({"k": {NAN: 1}, "l": [NAN]})
+        self.assertNotIn(NAN, frozen["k"])
+        self.assertEqual(frozen["k"].get(NAN, "absent"), "absent")
+        self.assertTrue(math.isnan(next(iter(frozen["k"]))))
+        self.assertNotIn(NAN, frozen["l"])
+        self.assertNotEqual(frozen["l"], [NAN])
+        self.assertNotEqual(frozen["k"], {NAN: 1})
+
+
+class Copies(unittest.TestCase):
+    def setUp(self):
+        self.frozen = permafrost.freeze({"name": "ada", "tags": ["x", "y"], "s": {1}})
+
+    def test_dict_copy_is_shallow_as_dict_copy(self):
+        shallow = self.frozen.copy()
+        self.assertIs(type(shallow), dict)
+        self.assertEqual(list(shallow), ["name", "tags", "s"])
+        self.assertIsInstance(shallow["tags"], FrozenList)  # nested values stay views
+        self.assertIsInstance(shallow["s"], FrozenSet)
+        shallow["name"] = "bob"
+        self.assertEqual(self.frozen["name"], "ada")
+
+    def test_thaw_is_the_deep_copy(self):
+        deep = self.frozen.thaw()
+        self.assertIs(type(deep["tags"]), list)
+        self.assertIs(type(deep["s"]), set)
+        deep["tags"].append("z")
+        self.assertEqual(self.frozen["tags"], ["x", "y"])
+
+    def test_list_and_set_copies_are_shallow(self):
+        frozen = permafrost.freeze({"l": [[1], 2], "s": {(1, 2), 3}})
+        lst = frozen["l"].copy()
+        self.assertIs(type(lst), list)
+        self.assertIsInstance(lst[0], FrozenList)
+        st = frozen["s"].copy()
+        self.assertIs(type(st), set)
+        self.assertEqual(st, {(1, 2), 3})
+
+    def test_copy_module_returns_the_view_itself(self):
+        for view in (self.frozen, self.frozen["tags"], self.frozen["s"]):
+            with self.subTest(type=type(view).__name__):
+                self.assertIs(copy.copy(view), view)
+                self.assertIs(copy.deepcopy(view), view)
+                self.assertIs(copy.deepcopy({"v": view})["v"], view)
+
+
+class Errors(unittest.TestCase):
+    def test_mutation_errors_name_thaw(self):
+        d = permafrost.freeze({"a": [1], "s": {1}})
+        attempts = {
+            "d[k] = v": lambda: d.__setitem__("a", 2),
+            "del d[k]": lambda: d.__delitem__("a"),
+            "d.update": lambda: d.update(b=1),
+            "d |= x": lambda: d.__ior__({"b": 1}),
+            "list.append": lambda: d["a"].append(2),
+            "list[i] = v": lambda: d["a"].__setitem__(0, 2),
+            "set.add": lambda: d["s"].add(2),
+        }
+        for what, attempt in attempts.items():
+            with self.subTest(what=what):
+                with self.assertRaisesRegex(TypeError, r"is frozen: use \.thaw\(\) for a mutable copy"):
+                    attempt()
+
+    def test_item_assignment_statement(self):
+        d = permafrost.freeze({"a": 1})
+        with self.assertRaisesRegex(TypeError, r"'FrozenDict' is frozen: use \.thaw\(\)"):
+            d["a"] = 2
+        self.assertEqual(d["a"], 1)
+
+
+class Mapping(unittest.TestCase):
+    """What works unchanged on a FrozenDict, as README's "FrozenDict is a Mapping, not a dict" says."""
+
+    def test_what_works_unchanged(self):
+        frozen = permafrost.freeze({"a": 1, "b": {"c": 2}})
+        self.assertIsInstance(frozen, collections.abc.Mapping)
+        self.assertNotIsInstance(frozen, dict)
+        self.assertEqual(dict(frozen), {"a": 1, "b": frozen["b"]})
+        self.assertEqual({**frozen}["a"], 1)
+        self.assertEqual((lambda **kw: kw)(**frozen)["a"], 1)
+        self.assertEqual(frozen | {"z": 0}, {"a": 1, "b": {"c": 2}, "z": 0})
+        self.assertEqual(sorted(frozen.items(), key=lambda kv: kv[0])[0], ("a", 1))
+        self.assertEqual(list(reversed(frozen)), ["b", "a"])
+        self.assertEqual(string.Template("$a").substitute(frozen), "1")
+        self.assertEqual("{a}".format_map(frozen), "1")
+        self.assertEqual(types.MappingProxyType(frozen)["a"], 1)
+        self.assertEqual(collections.ChainMap({}, frozen)["a"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
