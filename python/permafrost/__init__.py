@@ -22,6 +22,7 @@ are frozen as their base type.
 import collections
 import collections.abc as _abc
 import os as _os
+import types as _types
 import uuid as _uuid
 
 from . import _core
@@ -216,6 +217,8 @@ for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop
     _cls.__reduce__ = _reduce
     _cls.__copy__ = lambda self: self
     _cls.__deepcopy__ = lambda self, memo: self
+    # FrozenDict[str, int] in annotations and at runtime, as for dict.
+    _cls.__class_getitem__ = classmethod(_types.GenericAlias)
 
 FrozenDict.keys = lambda self: _abc.KeysView(self)
 FrozenDict.values = lambda self: _ValuesView(self)
