@@ -1,0 +1,48 @@
+"""Typical uses of permafrost, type-checked by test_typing.py with mypy --strict: no errors."""
+import collections.abc
+import json
+from typing import Any
+
+import permafrost
+from permafrost import FrozenDict, FrozenList, FrozenSet
+
+
+def load() -> dict[str, dict[str, Any]]:
+    return {"user:1": {"name": "ada", "id": 1, "tags": ["x"]}}
+
+
+table: FrozenDict[str, Any] = permafrost.freeze(load(), name="users")
+record: FrozenDict[str, Any] = table["user:1"]
+name: str = record["name"]
+maybe: Any | None = table.get("user:2")
+count: int = len(table)
+keys: list[str] = list(table.keys())
+present: bool = "user:1" in table
+shallow: dict[str, Any] = record.copy()
+deep: dict[str, Any] = record.thaw()
+merged: dict[str, Any] = record | {"extra": 1}
+digest: int = hash(permafrost.freeze({"id": 1, "name": "ada"}))  # hashable: no list inside
+mapping: collections.abc.Mapping[str, Any] = record
+
+numbers: FrozenList[Any] = permafrost.freeze([3, 1, 2])
+first: Any = numbers[0]
+head: list[Any] = numbers[:2]
+as_list: list[Any] = numbers.thaw()
+
+tags: FrozenSet[Any] = permafrost.freeze({"a", "b"})
+union: frozenset[Any] = tags | {"c"}
+scalar: str = permafrost.freeze("text")
+
+
+def field(rec: FrozenDict[str, int], key: str) -> int:
+    return rec[key]
+
+
+usage: permafrost.MemoryUsage = permafrost.memory()
+rss: int = usage.rss
+text: str = json.dumps(record, default=permafrost.json_default)
+
+
+def reopen(path: str) -> None:
+    reopened: FrozenDict[str, Any] = permafrost.open(path)  # the saved root decides the type
+    print(len(reopened))
