@@ -17,6 +17,7 @@
 #include <string>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -501,6 +502,26 @@ TEST_CASE("what cannot be mapped is refused as not_mappable: a pipe, a device, a
   CHECK(open_error("/dev/null").why() == reason::not_mappable);
   temp_dir dir;
   CHECK(open_error(dir.path).why() == reason::not_mappable);
+}
+
+TEST_CASE("a FIFO with no writer is refused as not_mappable at once; it does not block open") {
+  temp_dir dir;
+  const fs::path fifo = dir / "table.pfi";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // In a child with an alarm: an open that waits for a writer would hang the suite otherwise.
+  const int status = pt::wait_status_of([&] {
+    ::alarm(20);
+    try {
+      (void)image::open(fifo);
+    } catch (const image_error& e) {
+      const bool named = std::string(e.what()).find(fifo.string()) != std::string::npos;
+      ::_exit(e.why() == reason::not_mappable && named ? 0 : 2);
+    }
+    ::_exit(1);  // opened
+  });
+  INFO("wait status " << status << " (SIGALRM " << SIGALRM << ": open() blocked)");
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("save_image refuses an unfrozen arena and a root outside the arena") {

@@ -75,6 +75,21 @@ class Images(unittest.TestCase):
         with self.assertRaises(OSError):
             permafrost.open(self.path + ".missing")
 
+    def test_a_fifo_raises_at_once_instead_of_blocking(self):
+        os.mkfifo(self.path)
+        # In a child with a timeout: an open() that waits for a writer would hang the suite.
+        script = ("import sys, permafrost\n"
+                  "try:\n    permafrost.open(sys.argv[1])\n"
+                  "except OSError as e:\n    print('OSError', e)\nelse:\n    print('opened')\n")
+        try:
+            proc = subprocess.run([sys.executable, "-c", script, self.path], capture_output=True,
+                                  text=True, timeout=30, env=os.environ)
+        except subprocess.TimeoutExpired:
+            self.fail("permafrost.open() of a FIFO blocked")
+        self.assertTrue(proc.stdout.startswith("OSError"), proc.stdout + proc.stderr)
+        self.assertIn("not a regular file", proc.stdout)
+        self.assertIn(self.path, proc.stdout)
+
     def test_opening_a_path_again_after_a_new_save_maps_the_new_image(self):
         # The swap pattern: requests still reading the old table keep it; open() gets the new one.
         permafrost.freeze({"version": 1, "rows": [1, 2]}).save(self.path)

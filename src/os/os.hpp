@@ -164,7 +164,10 @@ fault_access fault_access_of(const void* ucontext) noexcept;
 // Files by path (images: src/image/image.cpp)
 // ---------------------------------------------------------------------------------------------
 
-// Opens `path` read-only, close-on-exec. On success *fd is the descriptor.
+// Opens `path` read-only, close-on-exec, without waiting: a FIFO with no writer or a device that
+// would block its open is opened at once (O_NONBLOCK during the open; the descriptor returned is
+// blocking again), so the caller can fstat it and refuse what it cannot use. On success *fd is
+// the descriptor.
 int open_read(const char* path, int* fd) noexcept;
 
 // Creates a new file from `path_template` (ending in "XXXXXX", replaced in place) with mode 0644

@@ -303,8 +303,17 @@ fault_access fault_access_of(const void* ucontext) noexcept {
 }
 
 int open_read(const char* path, int* fd) noexcept {
-  const int r = ::open(path, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO without a writer (or some devices) would otherwise wait forever,
+  // before the caller could see what the file is. O_NOCTTY: a terminal never becomes ours.
+  const int r = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (r < 0) return errno_or(ENOENT);
+  // Back to blocking reads: the caller gets an ordinary descriptor.
+  const int flags = ::fcntl(r, F_GETFL);
+  if (flags < 0 || ::fcntl(r, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    const int err = errno_or(EBADF);
+    ::close(r);
+    return err;
+  }
   *fd = r;
   return 0;
 }
