@@ -356,6 +356,38 @@ TEST_CASE("open_fd maps an image held in a memfd") {
   ::close(fd);
 }
 
+TEST_CASE("open_fd of a read-write memfd maps it through a read-only descriptor: no way to write") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 100);
+  const std::string bytes = read_all(path);
+  const int fd = ::memfd_create("permafrost-image-rw", MFD_CLOEXEC);  // O_RDWR, as every memfd
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  const image img = image::open_fd(fd);
+  CHECK((::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR);  // the caller's descriptor is untouched
+  auto* page = const_cast<std::byte*>(img.data().data());
+  // The compromised worker of docs/security.md: neither way around the protection works.
+  const int status = pt::wait_status_of([&] {
+    if (::mprotect(page, 4096, PROT_READ | PROT_WRITE) == 0) ::_exit(10);
+    if (errno != EACCES) ::_exit(11);
+    const int mem = ::open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    if (mem < 0) ::_exit(12);
+    const char byte = 'X';
+    if (::pwrite(mem, &byte, 1, static_cast<off_t>(reinterpret_cast<std::uintptr_t>(page))) == 1)
+      ::_exit(13);
+    ::_exit(0);
+  });
+  INFO("child exit 10: mprotect(PROT_WRITE) succeeded; 13: /proc/self/mem wrote");
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  char first = 0;
+  REQUIRE(::pread(fd, &first, 1, data_offset) == 1);
+  CHECK(first == static_cast<char>(img.data()[0]));
+  CHECK(pt::check_image_table(img.root<pt::image_table>(), 100) == 0);
+  ::close(fd);
+}
+
 TEST_CASE("an image file received over a Unix socket is opened by an exec'd process") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

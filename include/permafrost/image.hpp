@@ -171,6 +171,10 @@ class image {
   // As open(), from a descriptor (a file or memfd, e.g. received over a Unix socket). The
   // descriptor is only read (pread at explicit offsets, so its file position is untouched); the
   // caller keeps and closes it. The image's name is "fd N (<target of /proc/self/fd/N>)".
+  // A descriptor open for writing (every memfd is) is never mapped: the file is opened again
+  // read-only through /proc/self/fd/N and mapped through that, so no mprotect can make the
+  // mapping writable; where that is impossible (no /proc, no read permission) the open fails
+  // with image_error(io).
   static image open_fd(int fd, const open_options& options = {});
 
   image(image&& other) noexcept;

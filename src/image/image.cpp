@@ -40,6 +40,14 @@ struct temp_file {
 
 // ----- open ---------------------------------------------------------------------------------
 
+// Closes a descriptor this file opened (-1: none) on every way out.
+struct fd_closer {
+  int fd;
+  ~fd_closer() {
+    if (fd >= 0) (void)os::close_fd(fd);
+  }
+};
+
 std::string describe_fd(int fd) {
   char target[320];
   std::string name = "fd " + std::to_string(fd);
@@ -130,10 +138,7 @@ image image::open(const std::filesystem::path& path, const open_options& options
   if (const int err = os::open_read(path.c_str(), &fd); err != 0)
     throw image_error(reason::io, "permafrost::image::open('" + path.string() +
                                       "'): cannot open the file: " + errno_text(err));
-  struct closer {
-    int fd;
-    ~closer() { (void)os::close_fd(fd); }
-  } close_on_exit{fd};
+  const fd_closer close_on_exit{fd};
   return open_descriptor(fd, path.string(), options);
 }
 
@@ -151,6 +156,22 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   if (!regular)
     refuse(reason::not_mappable,
            "not a regular file (a pipe, socket, device or directory cannot be mapped)");
+  // The mapping must never be writable: mapped through a descriptor opened for writing (every
+  // memfd is), mprotect(PROT_WRITE) would succeed and a store would change the file under every
+  // other reader. Such a descriptor is replaced by a read-only one of the same file.
+  bool read_only = false;
+  if (const int err = os::fd_is_read_only(fd, &read_only); err != 0)
+    refuse(reason::io, "fcntl: " + errno_text(err));
+  int own_fd = -1;
+  if (!read_only) {
+    if (const int err = os::reopen_read_only(fd, &own_fd); err != 0)
+      refuse(reason::io,
+             "the descriptor is open for writing, and opening its file again read-only (through "
+             "/proc/self/fd) failed: " +
+                 errno_text(err) + "; pass a descriptor opened O_RDONLY");
+    fd = own_fd;
+  }
+  const fd_closer close_own{own_fd};
   std::size_t file_bytes = 0;
   if (const int err = os::file_size(fd, &file_bytes); err != 0)
     refuse(reason::io, "fstat: " + errno_text(err));

@@ -178,6 +178,16 @@ int create_temp(char* path_template, int* fd) noexcept;
 // devices and directories (fstat).
 int file_is_regular(int fd, bool* regular) noexcept;
 
+// *read_only = fd was opened for reading only (O_RDONLY), so no mapping made through it can ever
+// become writable (fcntl F_GETFL).
+int fd_is_read_only(int fd, bool* read_only) noexcept;
+
+// Opens the file behind fd anew, read-only and close-on-exec, through /proc/self/fd/<fd> (works
+// for memfds and deleted files too). On success *out is a new descriptor of the same file (checked
+// by device and inode: EXDEV otherwise). Fails where /proc is not mounted (ENOENT) or the file's
+// permissions do not let this process read it (EACCES). Pre: fd is a regular file.
+int reopen_read_only(int fd, int* out) noexcept;
+
 // Flushes the file's data and metadata to its device (fsync).
 int sync_file(int fd) noexcept;
 

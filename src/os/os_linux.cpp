@@ -336,6 +336,31 @@ int file_is_regular(int fd, bool* regular) noexcept {
   return 0;
 }
 
+int fd_is_read_only(int fd, bool* read_only) noexcept {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return errno_or(EBADF);
+  *read_only = (flags & O_ACCMODE) == O_RDONLY;
+  return 0;
+}
+
+int reopen_read_only(int fd, int* out) noexcept {
+  char fd_name[32];
+  std::snprintf(fd_name, sizeof fd_name, "fd/%d", fd);
+  char path[64];
+  if (const int err = proc_path(0, fd_name, path, sizeof path); err != 0) return err;
+  const int r = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (r < 0) return errno_or(ENOENT);
+  struct stat was {};
+  struct stat now {};
+  if (::fstat(fd, &was) != 0 || ::fstat(r, &now) != 0 || was.st_dev != now.st_dev ||
+      was.st_ino != now.st_ino) {
+    ::close(r);
+    return EXDEV;
+  }
+  *out = r;
+  return 0;
+}
+
 int sync_file(int fd) noexcept { return ::fsync(fd) == 0 ? 0 : errno_or(EIO); }
 
 int sync_directory(const char* path) noexcept {
