@@ -7,6 +7,7 @@
 #include <permafrost/memstat.hpp>
 #include <permafrost/write_trap.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -18,7 +19,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -583,6 +586,76 @@ TEST_CASE("save_image refuses an unfrozen arena and a root outside the arena") {
   }
   CHECK_FALSE(fs::exists(path));
   CHECK(fs::is_empty(dir.path));  // no temporary file left behind
+}
+
+// Counts the program's umask(2) calls while a test watches, then makes the call: this definition
+// takes the place of the C library's for every caller in this executable, the library included.
+// Changing the umask for an instant (umask(0) to read it, then back) is a race no other thread
+// could be sure to lose, so the watch is what makes "never changes it" testable.
+namespace {
+std::atomic<bool> g_watch_umask{false};
+std::atomic<int> g_umask_calls{0};
+}  // namespace
+extern "C" mode_t umask(mode_t mask) noexcept {
+  if (g_watch_umask.load()) ++g_umask_calls;
+  return static_cast<mode_t>(::syscall(SYS_umask, mask));
+}
+
+namespace {
+// The process umask as /proc/self/status shows it ("Umask:\t0022"), or -1.
+int umask_in_status() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    unsigned mask = 0;
+    if (std::sscanf(line.c_str(), "Umask: %o", &mask) == 1) return static_cast<int>(mask);
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("save_image makes the file 0644 less the umask, and never changes the umask") {
+  temp_dir dir;
+  const mode_t saved = ::umask(027);
+  {
+    const fs::path path = dir / "masked.pfi";
+    save_table(path, 10);
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+  }
+  ::umask(022);
+  // Another thread creates files while this one saves: with the umask changed for even an
+  // instant (umask(0) to read it) one of them would be created world-writable.
+  arena a;
+  const pt::image_table* root = frozen_table(a, 10);
+  std::atomic<bool> saving{true};
+  std::atomic<int> world_writable{0}, umask_seen_changed{0}, created{0};
+  std::thread creator([&] {
+    const std::string probe = (dir / "probe").string();
+    while (saving.load()) {
+      const int fd = ::open(probe.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd >= 0) {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && (st.st_mode & 0002) != 0) ++world_writable;
+        ::close(fd);
+        ::unlink(probe.c_str());
+        ++created;
+      }
+      if (umask_in_status() != 022) ++umask_seen_changed;
+    }
+  });
+  g_umask_calls = 0;
+  g_watch_umask = true;
+  for (int i = 0; i < 100; ++i) permafrost::save_image(a, *root, dir / "raced.pfi");
+  g_watch_umask = false;
+  saving = false;
+  creator.join();
+  ::umask(saved);
+  MESSAGE(created.load() << " files created during 100 saves");
+  CHECK(g_umask_calls.load() == 0);
+  CHECK(created.load() > 0);
+  CHECK(world_writable.load() == 0);
+  CHECK(umask_seen_changed.load() == 0);
 }
 
 TEST_CASE("save_image into a missing directory is an io error; nothing is left behind") {

@@ -170,8 +170,10 @@ fault_access fault_access_of(const void* ucontext) noexcept;
 // the descriptor.
 int open_read(const char* path, int* fd) noexcept;
 
-// Creates a new file from `path_template` (ending in "XXXXXX", replaced in place) with mode 0644
-// less the umask, open read-write and close-on-exec (mkostemp). On success *fd is the descriptor.
+// Creates a new file from `path_template` (ending in "XXXXXX", replaced in place by random
+// letters) with mode 0644 as the kernel applies it (less the umask, or the directory's default
+// ACL), open read-write and close-on-exec; never follows a symlink. Reads and changes no umask.
+// On success *fd is the descriptor. EINVAL when the template does not end in "XXXXXX".
 int create_temp(char* path_template, int* fd) noexcept;
 
 // *regular = the file behind fd is a regular file (memfds included); false for pipes, sockets,

@@ -2,17 +2,20 @@
 // library makes system calls on memory or reads /proc.
 #include "os/os.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -319,14 +322,38 @@ int open_read(const char* path, int* fd) noexcept {
 }
 
 int create_temp(char* path_template, int* fd) noexcept {
-  const int r = ::mkostemp(path_template, O_CLOEXEC);
-  if (r < 0) return errno_or(EIO);
-  // mkostemp makes the file 0600; an image is read by other users' processes as any data file.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  (void)::fchmod(r, 0644 & ~mask);
-  *fd = r;
-  return 0;
+  // Not mkostemp: it creates the file 0600, and widening that to 0644 & ~umask needs the umask,
+  // which the process can only read by changing it (umask(0), then back) - a window in which a
+  // file another thread creates is world-writable. Created with mode 0644 instead, the file gets
+  // exactly what the kernel grants any new file: 0644 less the umask, or the directory's default
+  // ACL where it has one. O_EXCL makes a name already taken (or a symlink planted there) fail
+  // with EEXIST, and another random name is tried.
+  const std::size_t length = std::strlen(path_template);
+  constexpr std::size_t random_chars = 6;
+  if (length < random_chars || std::strcmp(path_template + length - random_chars, "XXXXXX") != 0)
+    return EINVAL;
+  char* const name = path_template + length - random_chars;
+  static constexpr char alphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";  // 62 letters
+  static std::atomic<std::uint64_t> counter{0};
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    std::uint64_t bits = 0;
+    if (::getrandom(&bits, sizeof bits, GRND_NONBLOCK) != sizeof bits) {
+      // No entropy yet (early boot): the names need only differ, O_EXCL catches a collision.
+      timespec now{};
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      bits = (static_cast<std::uint64_t>(now.tv_nsec) << 20) ^
+             static_cast<std::uint64_t>(::getpid()) ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15u);
+    }
+    for (std::size_t i = 0; i < random_chars; ++i, bits /= 62) name[i] = alphabet[bits % 62];
+    const int r = ::open(path_template, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
+    if (r >= 0) {
+      *fd = r;
+      return 0;
+    }
+    if (errno != EEXIST) return errno_or(EIO);
+  }
+  return EEXIST;
 }
 
 int file_is_regular(int fd, bool* regular) noexcept {
