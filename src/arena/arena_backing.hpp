@@ -27,7 +27,8 @@ struct owned_fd {
   }
 };
 
-// Creates the memfd "permafrost:<name>" for a new arena and arms the fork guard.
+// Creates the memfd "permafrost:<name>" for a new arena and installs the memfd stage of the fork
+// lifecycle (the fork guard) with the registry's below it.
 // Throws: std::system_error when the kernel refuses.
 owned_fd open_arena_memfd(std::string_view name);
 
@@ -46,14 +47,6 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end);
 // True in a process forked from the creator of an unfrozen memfd arena: its pages are the
 // parent's (MAP_SHARED), so this process must neither allocate from it nor freeze it.
 bool inherited_unfrozen_memfd(const arena_slot* slot) noexcept;
-
-// The memfd part of the fork lifecycle (called by fork.cpp in this order around fork(2), with
-// the registry lock held): prepare locks every memfd arena of this process and keeps the
-// writable mappings of unfrozen ones out of the child; parent undoes that and unlocks; child
-// maps those ranges MAP_PRIVATE read-only, marks the arenas inherited and unlocks.
-void memfd_prepare_fork() noexcept;
-void memfd_after_fork_parent() noexcept;
-void memfd_after_fork_child() noexcept;
 
 // Closes the slot's memfd, if any, and resets the backing fields. Pre: slot->mu held.
 void release_backing(arena_slot* slot) noexcept;

@@ -53,6 +53,12 @@ std::string hex(std::uintptr_t a) {
   throw std::system_error(err, std::generic_category(), what);
 }
 
+// The memfd stage of the fork lifecycle (fork_lifecycle.hpp), installed with the first memfd
+// arena; around fork(2) it runs with the registry lock held (the registry's stage is lower):
+// prepare locks every memfd arena of this process and keeps the writable mappings of unfrozen
+// ones out of the child; parent undoes that and unlocks; child maps those ranges MAP_PRIVATE
+// read-only, marks the arenas inherited and unlocks.
+//
 // The arenas the fork hooks below hold: this process's own memfd arenas (stable while the
 // registry lock is held: making and destroying take it, and `inherited` changes only in a
 // child). Of those, the hooks act on the unfrozen ones, whose writable MAP_SHARED mapping a
@@ -66,8 +72,6 @@ void for_each_own_memfd(F&& f) noexcept {
       f(s, !s.frozen.load(std::memory_order_relaxed) && s.committed_end > s.base);
   }
 }
-
-}  // namespace
 
 // Before fork: hold each memfd arena still (no commit, no freeze) and keep the writable mapping
 // of the unfrozen ones out of the child (MADV_DONTFORK), so no child ever holds a writable
@@ -112,12 +116,18 @@ void memfd_after_fork_child() noexcept {
   });
 }
 
+}  // namespace
+
 owned_fd::~owned_fd() {
   if (fd >= 0) (void)os::close_fd(fd);
 }
 
 owned_fd open_arena_memfd(std::string_view name) {
-  register_fork_lifecycle();
+  // The memfd hooks run with the registry lock held (for_each_own_memfd), so the registry's
+  // stage is installed first.
+  registry::join_fork_lifecycle();
+  add_fork_hooks(fork_stage::memfd,
+                 {&memfd_prepare_fork, &memfd_after_fork_parent, &memfd_after_fork_child});
   char full[sizeof memfd_prefix + 48] = {};
   std::snprintf(full, sizeof full, "%s%.*s", memfd_prefix,
                 static_cast<int>(std::min<std::size_t>(name.size(), 47)), name.data());

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "fork/fork_lifecycle.hpp"
 #include "os/os.hpp"
 #include "permafrost/detail/asan.hpp"
 
@@ -82,6 +83,15 @@ std::mutex& mutex() noexcept {
   return mu;
 }
 
+namespace {
+void lock_for_fork() noexcept { mutex().lock(); }
+void unlock_after_fork() noexcept { mutex().unlock(); }
+}  // namespace
+
+void join_fork_lifecycle() noexcept {
+  add_fork_hooks(fork_stage::registry, {&lock_for_fork, &unlock_after_fork, &unlock_after_fork});
+}
+
 int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
   if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
   // Ask for the most and halve on refusal. Reserving costs no memory, only address space.
@@ -98,6 +108,7 @@ int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
     if (err == 0) {
       g_address_space.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
       g_address_space.size.store(want, std::memory_order_release);
+      join_fork_lifecycle();
       return 0;
     }
   }

@@ -12,7 +12,9 @@
 //
 // Locking: the registry lock guards slot in_use flags and granule ownership. Order: registry
 // lock, then an arena's own lock (arena_slot::mu), then the process heap's lock. The lookups
-// (slot_of, is_frozen) take no lock.
+// (slot_of, is_frozen) take no lock. From the first reservation on, the registry's stage of the
+// fork lifecycle holds the lock across fork(2), so no child inherits it held by a thread that
+// does not exist in the child.
 #pragma once
 
 #include <cstddef>
@@ -55,6 +57,11 @@ struct range {
 
 // The registry lock.
 std::mutex& mutex() noexcept;
+
+// Effects: installs the registry's stage of the fork lifecycle (take the lock before fork,
+// release it after, in parent and child). Idempotent; safe with the lock held. Called at the
+// first reservation and by every stage above that relies on the lock being held (memfd).
+void join_fork_lifecycle() noexcept;
 
 // ----- primitives (Pre: mutex() held) ----------------------------------------------------------
 

@@ -1,8 +1,7 @@
 // permafrost — the fork lifecycle (contract and handler order in fork_lifecycle.hpp).
 #include <atomic>
+#include <mutex>
 
-#include "arena/arena_backing.hpp"
-#include "arena/arena_registry.hpp"
 #include "fork/fork_lifecycle.hpp"
 #include "os/os.hpp"
 
@@ -10,36 +9,50 @@ namespace permafrost::detail {
 namespace {
 
 constinit std::atomic<std::uint64_t> g_fork_epoch{0};
-constinit std::atomic<fork_hook> g_heap_prepare{nullptr};
-constinit std::atomic<fork_hook> g_heap_parent{nullptr};
-constinit std::atomic<fork_hook> g_heap_child{nullptr};
 
-// The heap's hooks as prepare saw them: parent and child run exactly the hooks whose prepare
-// ran, even if set_heap_fork_hooks() races a fork. Written only between prepare and
-// parent/child, under the registry lock.
-constinit fork_hook g_active_parent = nullptr;
-constinit fork_hook g_active_child = nullptr;
+struct stage_slot {
+  std::atomic<fork_hook> prepare{nullptr};
+  std::atomic<fork_hook> parent{nullptr};
+  std::atomic<fork_hook> child{nullptr};
+  std::atomic<bool> installed{false};  // stored last: true means the three above are set
+};
+constinit stage_slot g_stages[fork_stage_count];
+
+// Held from a fork's prepare to its parent or child handler, so two threads forking at once run
+// their hooks one fork after the other (glibc drops its own atfork lock while a handler runs).
+// First in the lock order, before every stage's lock.
+constinit std::mutex g_fork_mutex;
+
+// The hooks of the stages installed when prepare ran: parent and child run exactly the stages
+// whose prepare ran, even if add_fork_hooks() races a fork. Guarded by g_fork_mutex.
+constinit fork_hooks g_active[fork_stage_count];
 
 void on_prepare() noexcept {
-  registry::mutex().lock();
-  memfd_prepare_fork();
-  const fork_hook prepare = g_heap_prepare.load(std::memory_order_acquire);
-  g_active_parent = prepare != nullptr ? g_heap_parent.load(std::memory_order_acquire) : nullptr;
-  g_active_child = prepare != nullptr ? g_heap_child.load(std::memory_order_acquire) : nullptr;
-  if (prepare != nullptr) prepare();
+  g_fork_mutex.lock();
+  for (unsigned i = 0; i < fork_stage_count; ++i) {
+    const stage_slot& s = g_stages[i];
+    g_active[i] = s.installed.load(std::memory_order_acquire)
+                      ? fork_hooks{s.prepare.load(std::memory_order_relaxed),
+                                   s.parent.load(std::memory_order_relaxed),
+                                   s.child.load(std::memory_order_relaxed)}
+                      : fork_hooks{};
+    if (g_active[i].prepare != nullptr) g_active[i].prepare();
+  }
 }
 
 void on_parent() noexcept {
-  if (g_active_parent != nullptr) g_active_parent();
-  memfd_after_fork_parent();
-  registry::mutex().unlock();
+  for (unsigned i = fork_stage_count; i-- > 0;) {
+    if (g_active[i].parent != nullptr) g_active[i].parent();
+  }
+  g_fork_mutex.unlock();
 }
 
 void on_child() noexcept {
   g_fork_epoch.fetch_add(1, std::memory_order_relaxed);
-  if (g_active_child != nullptr) g_active_child();
-  memfd_after_fork_child();
-  registry::mutex().unlock();
+  for (unsigned i = fork_stage_count; i-- > 0;) {
+    if (g_active[i].child != nullptr) g_active[i].child();
+  }
+  g_fork_mutex.unlock();
 }
 
 }  // namespace
@@ -51,11 +64,12 @@ void register_fork_lifecycle() noexcept {
   (void)registered;
 }
 
-void set_heap_fork_hooks(fork_hook prepare, fork_hook parent, fork_hook child) noexcept {
-  // prepare last: a fork sees either no heap hooks or all three.
-  g_heap_parent.store(parent, std::memory_order_release);
-  g_heap_child.store(child, std::memory_order_release);
-  g_heap_prepare.store(prepare, std::memory_order_release);
+void add_fork_hooks(fork_stage stage, const fork_hooks& hooks) noexcept {
+  stage_slot& s = g_stages[static_cast<unsigned>(stage)];
+  s.prepare.store(hooks.prepare, std::memory_order_relaxed);
+  s.parent.store(hooks.parent, std::memory_order_relaxed);
+  s.child.store(hooks.child, std::memory_order_relaxed);
+  s.installed.store(true, std::memory_order_release);  // a fork that sees it sees all three
   register_fork_lifecycle();
 }
 

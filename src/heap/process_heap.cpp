@@ -377,7 +377,7 @@ void init_process_heap() noexcept {
   } else {
     g_last_error.store(err, std::memory_order_relaxed);
   }
-  set_heap_fork_hooks(&on_prepare, &on_parent, &on_child);  // fork.cpp calls them in order
+  add_fork_hooks(fork_stage::heap, {&on_prepare, &on_parent, &on_child});
   mi_register_deferred_free(&on_mimalloc_slow_path, nullptr);
   t_state.busy = was_busy;
   g_initialized.store(true, std::memory_order_release);
