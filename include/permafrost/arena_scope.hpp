@@ -38,11 +38,6 @@
 
 namespace permafrost {
 
-namespace detail {
-// The innermost scope's arena on this thread, or nullptr. Read by the malloc library.
-extern constinit thread_local arena_core* t_scope_target __attribute__((tls_model("initial-exec")));
-}  // namespace detail
-
 class arena_scope {
  public:
   // Effects: routes this thread's plain allocations to `target` until destruction.

@@ -23,9 +23,13 @@
 #include <string_view>
 
 #include "arena/arena_slot.hpp"
-#include "permafrost/arena_scope.hpp"
 
 namespace permafrost::detail {
+
+// The innermost arena_scope's arena on this thread, or nullptr: the malloc library routes the
+// thread's plain allocations there (src/malloc). Defined here, below the malloc library, because
+// internal_memory (next) suspends it in every target.
+extern constinit thread_local arena_core* t_scope_target __attribute__((tls_model("initial-exec")));
 
 // x rounded up to a multiple of `to` (a power of two).
 constexpr std::uintptr_t round_up(std::uintptr_t x, std::size_t to) noexcept {

@@ -27,8 +27,6 @@
 
 namespace permafrost::detail {
 
-bool g_malloc_library_active = false;
-
 namespace {
 
 // Address space per arena. A generation starts with one arena; a thread whose arena is exhausted

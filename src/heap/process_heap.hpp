@@ -1,5 +1,5 @@
-// permafrost — the per-process heap's internals, shared by process_heap.cpp, fork, the freeze
-// scope and the malloc library (internal).
+// permafrost — the per-process heap's internals, shared by process_heap.cpp and the malloc
+// library (internal).
 #pragma once
 
 #include <cstddef>
@@ -44,8 +44,5 @@ void set_keep_inherited(bool on) noexcept;
 // The first renewal (child's or, in freeze-at-fork mode, parent's) prepares ahead of fork: see
 // fork.hpp. Returns 0 or an errno value.
 int prepare_fork() noexcept;
-
-// True once the malloc library routes this process's malloc/free (it sets it at load).
-extern bool g_malloc_library_active;
 
 }  // namespace permafrost::detail

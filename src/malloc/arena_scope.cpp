@@ -3,7 +3,8 @@
 
 #include <stdexcept>
 
-#include "heap/process_heap.hpp"
+#include "arena/arena_registry.hpp"
+#include "malloc/malloc_library.hpp"
 
 namespace permafrost {
 

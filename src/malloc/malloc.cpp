@@ -24,8 +24,9 @@
 
 #include <mimalloc.h>
 
-#include "arena/arena_slot.hpp"
+#include "arena/arena_registry.hpp"
 #include "heap/process_heap.hpp"
+#include "malloc/malloc_library.hpp"
 #include "os/os.hpp"
 #include "permafrost/arena_scope.hpp"
 #include "permafrost/heap.hpp"
@@ -131,6 +132,12 @@ bool env_is_1(const char* name) noexcept {
   const char* value = nullptr;
   return permafrost::os::environment(name, &value) == 0 && std::strcmp(value, "1") == 0;
 }
+
+}  // namespace
+
+bool permafrost::detail::g_malloc_library_active = false;
+
+namespace {
 
 __attribute__((constructor)) void permafrost_malloc_at_load() {
   permafrost::detail::g_malloc_library_active = true;
