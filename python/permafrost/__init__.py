@@ -26,10 +26,12 @@ import types as _types
 import uuid as _uuid
 
 from . import _core
+from ._version import __version__  # written by CMake from the project's version
 from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
                     write_trap_installed)
 
-__all__ = ["freeze", "open", "memory", "json_default", "trim", "install_write_trap",
+# open() is permafrost.open, not exported: `from permafrost import *` must not shadow the built-in.
+__all__ = ["freeze", "memory", "json_default", "trim", "install_write_trap",
            "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
 
 # For tests and diagnostics: _private_pages(view, pid=0) counts the copy-on-write copies

@@ -22,8 +22,11 @@ _T = TypeVar("_T")
 
 _Path = str | PathLike[str]
 
-__all__ = ["freeze", "open", "memory", "json_default", "trim", "install_write_trap",
+# open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
+__all__ = ["freeze", "memory", "json_default", "trim", "install_write_trap",
            "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
+
+__version__: str
 
 @final
 class FrozenDict(Mapping[_K, _V_co]):
