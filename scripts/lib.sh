@@ -9,7 +9,8 @@ PERMAFROST_PACKAGES=(cmake g++ make pkg-config libmimalloc-dev libboost-dev doct
   libjemalloc-dev nlohmann-json3-dev gnuplot-nox wamerican python3
   clang-14 libclang-rt-14-dev libxxhash-dev liblmdb-dev libcdb-dev libmarisa-dev libabsl-dev
   python3-dev python3-pytest gunicorn python3-lmdb python3-numpy python3-marisa
-  python3-pip python3-venv python3-build binutils mypy)
+  python3-pip python3-venv python3-build binutils
+  python3-flask python3-torch uwsgi-core uwsgi-plugin-python3 mypy)
 
 ensure_packages() {
   local missing=()

@@ -1,0 +1,91 @@
+"""Real pre-fork servers over the records table of examples/python (run by those examples' own
+code): Flask under gunicorn --preload, a WSGI app under uWSGI (--master --processes 4, the table
+built in the master), and PyTorch's DataLoader with num_workers=4 under fork and spawn. Each
+holds the table frozen and, in the same run, as a plain dict (the peer), makes one full pass of
+the table and reads every worker's USS from /proc/PID/smaps_rollup: the frozen table's workers
+must stay within the goal (16 MiB each) while the dict's copy a large share of their table.
+
+Debian's /usr/bin/python3 only (Flask, gunicorn, the uWSGI plugin and torch are Debian's
+packages, built for it). The table has PF_TEST_ROWS rows (default 100,000: a few seconds per
+server run; the examples and bench/python/servers.py use 500,000)."""
+import importlib.util
+import os
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "python")
+sys.path.insert(0, EXAMPLES)
+
+import servers  # noqa: E402  (examples/python/servers.py)
+
+ROWS = int(os.environ.get("PF_TEST_ROWS", "100000"))
+GOAL = 16 << 20  # per-worker private growth allowed for the frozen table (issue 18)
+MiB = 1 << 20
+DEBIAN = os.path.realpath(sys.executable) == os.path.realpath("/usr/bin/python3")
+NOT_DEBIAN = "servers are tested with Debian's /usr/bin/python3, whose packages they use; this is " \
+    + sys.executable
+
+
+class ServerCase:
+    def check(self, frozen, plain, frozen_growth, dict_growth):
+        """frozen_growth / dict_growth: per-worker private bytes of each table's workers."""
+        sys.stderr.write("\n%s: %d rows; per-worker private growth MiB: frozen %s (table %.1f), "
+                         "dict %s (table %.1f)\n" % (
+                             self.id().rsplit(".", 1)[-1], ROWS,
+                             [round(g / MiB, 1) for g in frozen_growth],
+                             frozen["table_bytes"] / MiB,
+                             [round(g / MiB, 1) for g in dict_growth], plain["table_bytes"] / MiB))
+        self.assertEqual(len(frozen_growth), 4)
+        for g in frozen_growth:
+            self.assertLessEqual(g, GOAL, "a worker serving the frozen table grew past the goal")
+        for g in dict_growth:
+            self.assertGreater(g, 0.3 * plain["table_bytes"],
+                               "the dict's workers were expected to copy much of their table")
+            self.assertGreater(g, 4 * max(frozen_growth))
+
+    def check_server(self, server):
+        """servers.measure of server with the frozen table, then with the dict."""
+        why = servers.missing(server)
+        if why:
+            self.skipTest(why)
+        frozen = servers.measure(server, "frozen", ROWS)
+        plain = servers.measure(server, "dict", ROWS)
+        self.check(frozen, plain, frozen["growth"], plain["growth"])
+
+
+@unittest.skipUnless(DEBIAN, NOT_DEBIAN)
+class Gunicorn(ServerCase, unittest.TestCase):
+    def test_flask_jsonify_of_frozen_records_keeps_workers_flat(self):
+        self.check_server("gunicorn")
+
+
+@unittest.skipUnless(DEBIAN, NOT_DEBIAN)
+class UWSGI(ServerCase, unittest.TestCase):
+    def test_prefork_workers_keep_the_frozen_table_shared(self):
+        self.check_server("uwsgi")
+
+
+@unittest.skipUnless(DEBIAN, NOT_DEBIAN)
+@unittest.skipUnless(importlib.util.find_spec("torch"), "no torch (Debian's python3-torch)")
+class DataLoaderWorkers(ServerCase, unittest.TestCase):
+    def test_fork_workers_read_frozen_records_without_copying(self):
+        import dataloader
+        frozen = dataloader.measure("frozen", "fork", ROWS)
+        plain = dataloader.measure("dict", "fork", ROWS)
+        self.check(frozen, plain, dataloader.private_cost(frozen, None),
+                   dataloader.private_cost(plain, None))
+
+    def test_spawn_workers_map_an_image_instead_of_unpickling_a_copy(self):
+        import dataloader
+        with tempfile.TemporaryDirectory() as tmp:
+            baseline = dataloader.measure("none", "spawn", ROWS)
+            frozen = dataloader.measure("image", "spawn", ROWS, image_dir=tmp)
+            plain = dataloader.measure("dict", "spawn", ROWS)
+        self.check(frozen, plain, dataloader.private_cost(frozen, baseline),
+                   dataloader.private_cost(plain, baseline))
+
+
+if __name__ == "__main__":
+    unittest.main()
