@@ -1,9 +1,9 @@
 // Fuzz target: the check permafrost.open() runs on a Python image's frozen graph
 // (python/src/graph_check.cpp). The input is the graph's bytes, as they would sit in a mapped
 // image whose checksums are right. The check must never read outside the bytes (ASan), and a graph
-// it accepts must be safe for the readers: this target then reads every accepted node the way
-// module.cpp does (format.hpp's accessors, every str byte, a probe of every table) and aborts if a
-// probe would not end.
+// it accepts must be safe for the readers: this target then reads every accepted node with the
+// readers' own codec (format.hpp's accessors, every str byte, find_entry from every slot of every
+// table) and aborts if a probe would not end or names an entry that does not exist.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,25 +20,30 @@ const char* g_base = nullptr;
 std::size_t g_size = 0;
 std::uint64_t g_sink = 0;  // keeps the reads from being optimised away
 
+// Probes the table the way the readers do (format.hpp's find_entry), from every start position,
+// once with the tag of the slot found there and once with its complement: each probe must end
+// (graph_check promised an empty slot) and name only entries below the count.
 template <class Slot>
 void probe_all(const table_header* t) {
-  // As module.cpp's probe(): from every start position, the walk meets an empty slot within
-  // `capacity` steps, and every used slot names an entry below the count.
-  constexpr unsigned index_bits = sizeof(Slot) == 4 ? 24 : 32;
-  constexpr Slot index_mask = (Slot{1} << index_bits) - 1;
-  const auto* index = reinterpret_cast<const Slot*>(t + 1);
+  using slot = index_slot<Slot>;
+  const Slot* index = table_index<Slot>(t);
   const word* keys = table_keys(t);
   bool empty_seen = false;
-  for (std::uint32_t i = 0; i < t->capacity; ++i) {
-    if (index[i] == 0) {
-      empty_seen = true;
-      continue;
+  for (std::uint32_t i = 0; i < t->capacity; ++i) empty_seen = empty_seen || index[i] == 0;
+  if (!empty_seen) std::abort();  // find_entry would never end
+  constexpr unsigned tag_bits = 8 * sizeof(Slot) - slot::index_bits;
+  for (std::uint32_t pos = 0; pos < t->capacity; ++pos) {
+    const std::uint64_t tag = slot::tag(index[pos]);
+    for (const std::uint64_t h : {tag << (64 - tag_bits) | pos, ~tag << (64 - tag_bits) | pos}) {
+      std::uint32_t steps = 0;
+      const std::int64_t found = find_entry(t, h, [&](std::uint32_t i) {
+        if (i >= t->h.count || ++steps > t->capacity) std::abort();
+        g_sink += keys[i];
+        return 0;
+      });
+      if (found != entry_absent) std::abort();
     }
-    const auto entry = static_cast<std::uint32_t>((index[i] & index_mask) - 1);
-    if (entry >= t->h.count) std::abort();
-    g_sink += keys[entry];
   }
-  if (!empty_seen) std::abort();
 }
 
 void read_word(word w) {

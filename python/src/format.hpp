@@ -33,12 +33,19 @@
 // Key hashes are key_hash() in module.cpp: seedless (hash_bytes over UTF-8 for str), so an index
 // built in one process is valid in every other one, whatever PYTHONHASHSEED says.
 //
+// This header is the one codec of that format: the writer and the readers (module.cpp),
+// the graph check and the fuzzer use its layouts, accessors, slot encoding and probe.
+// It needs only the C++ standard library, so code without Python (the graph check, the fuzzer,
+// a JSON writer) reads frozen bytes exactly as the extension does.
+//
 // Thread safety: plain data; frozen bytes may be read from any thread.
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace permafrost::python {
 
@@ -79,10 +86,15 @@ inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
 inline constexpr std::uint8_t flag_surrogates = 2;    // str: decode with surrogatepass
 inline constexpr std::uint8_t flag_narrow_index = 1;  // keys/set: 4-byte index slots
 
+// The first 8 bytes of every node. `small_count` and `count` mean what the kind says:
+//   str16:  small_count = the length in bytes; `count` is not there (the bytes start at byte 4)
+//   dict16: small_count = the number of entries; count = the keys node's offset / 8
+//   others: small_count = 0; count = the items, entries or bytes the node holds
+// Read them through the accessors below (str_size, dict_count, dict_keys_offset), which know.
 struct node_header {
   std::uint8_t kind;
   std::uint8_t flags;
-  std::uint16_t unused;
+  std::uint16_t small_count;
   std::uint32_t count;
 };
 static_assert(sizeof(node_header) == 8);
@@ -90,8 +102,8 @@ static_assert(sizeof(node_header) == 8);
 // keys, set and frozenset nodes.
 struct table_header {
   node_header h;
-  std::uint32_t capacity;
-  std::uint32_t unused;
+  std::uint32_t capacity;  // index slots: a power of two above h.count
+  std::uint32_t padding;   // always 0: keeps the index slots after it 8-aligned
 };
 static_assert(sizeof(table_header) == 16);
 
@@ -135,10 +147,10 @@ inline const char* str_bytes(const node_header* n) noexcept {
   return reinterpret_cast<const char*>(n) + (n->kind == kind_str16 ? 4 : 8);
 }
 inline std::size_t str_size(const node_header* n) noexcept {
-  return n->kind == kind_str16 ? n->unused : n->count;
+  return n->kind == kind_str16 ? n->small_count : n->count;
 }
 inline std::uint32_t dict_count(const node_header* n) noexcept {
-  return n->kind == kind_dict16 ? n->unused : n->count;
+  return n->kind == kind_dict16 ? n->small_count : n->count;
 }
 inline std::uint64_t dict_keys_offset(const node_header* n) noexcept {
   return n->kind == kind_dict16 ? std::uint64_t{n->count} * 8
@@ -155,12 +167,106 @@ inline const char* node_bytes(const node_header* n) noexcept {
   return reinterpret_cast<const char*>(n + 1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tables (keys, set, frozenset): index slots, the probe, and building one
+// ---------------------------------------------------------------------------------------------
+
+// One index slot: 0 (empty) or tag << index_bits | (entry + 1), the tag being the upper bits of
+// the key's hash. Slot is std::uint32_t in a table with flag_narrow_index (8 tag bits, 24 index
+// bits), std::uint64_t otherwise (32 and 32).
+template <class Slot>
+struct index_slot {
+  static constexpr unsigned index_bits = sizeof(Slot) == 4 ? 24 : 32;
+  static constexpr Slot index_mask = (Slot{1} << index_bits) - 1;
+
+  static constexpr Slot tag_of_hash(std::uint64_t h) noexcept {
+    return static_cast<Slot>(h >> (64 - (8 * sizeof(Slot) - index_bits)));
+  }
+  static constexpr Slot make(std::uint64_t h, std::uint32_t entry) noexcept {
+    return static_cast<Slot>(tag_of_hash(h) << index_bits | (Slot{entry} + 1));
+  }
+  static constexpr Slot tag(Slot s) noexcept { return s >> index_bits; }
+  // The slot's entry + 1: 0 in an empty slot (and in a crafted one; the graph check refuses it).
+  static constexpr std::uint64_t entry_plus_one(Slot s) noexcept { return s & index_mask; }
+};
+
+template <class Slot>
+const Slot* table_index(const table_header* t) noexcept {
+  return reinterpret_cast<const Slot*>(t + 1);
+}
+
+// find_entry's answers besides an entry index.
+inline constexpr std::int64_t entry_absent = -1;
+inline constexpr std::int64_t entry_failed = -2;
+
+// Probes table `t` for hash h, linearly from the hash's low bits: match(i) says whether entry i
+// (whose slot carries h's tag) is the key: 1 yes, 0 no, -1 failed. Returns the entry, or
+// entry_absent at the first empty slot, or entry_failed when match failed.
+// Pre: the table passed graph_check (or was built by build_table_index): an empty slot exists.
+template <class Slot, class Match>
+std::int64_t probe(const table_header* t, std::uint64_t h, Match&& match) {
+  using slot = index_slot<Slot>;
+  const Slot tag = slot::tag_of_hash(h);
+  const Slot* index = table_index<Slot>(t);
+  const std::uint32_t mask = t->capacity - 1;
+  for (std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;; pos = (pos + 1) & mask) {
+    const Slot e = index[pos];
+    if (e == 0) return entry_absent;
+    if (slot::tag(e) != tag) continue;
+    const auto i = static_cast<std::uint32_t>(slot::entry_plus_one(e) - 1);
+    const int r = match(i);
+    if (r) return r > 0 ? std::int64_t{i} : entry_failed;
+  }
+}
+
+template <class Match>
+std::int64_t find_entry(const table_header* t, std::uint64_t h, Match&& match) {
+  if (t->h.flags & flag_narrow_index) return probe<std::uint32_t>(t, h, match);
+  return probe<std::uint64_t>(t, h, match);
+}
+
 // Smallest power of two >= n * 4 / 3 + 1 (load factor <= 3/4), at least 4.
 inline std::uint32_t table_capacity(std::uint32_t n) noexcept {
   std::uint64_t want = std::uint64_t{n} + n / 3 + 1;
   std::uint64_t c = 4;
   while (c < want) c <<= 1;
   return static_cast<std::uint32_t>(c);
+}
+
+// Most keys a table may hold (the writer refuses more).
+inline constexpr std::size_t max_table_keys = UINT32_MAX / 2;
+
+// Whether a table of n keys uses 4-byte slots (every entry + 1 fits in 24 bits).
+inline bool narrow_table(std::size_t n) noexcept { return n < (std::size_t{1} << 24) - 1; }
+
+// Bytes of a table of n keys with `capacity` slots: header, index, key words.
+inline std::size_t table_bytes(std::size_t n, std::uint32_t capacity) noexcept {
+  return sizeof(table_header) + (narrow_table(n) ? 4 : 8) * std::size_t{capacity} + 8 * n;
+}
+
+// Writes a table header for n keys (n <= max_table_keys) at `out`, which holds
+// table_bytes(n, table_capacity(n)) zero bytes. The key words (table_keys) are the caller's.
+inline void write_table_header(void* out, kind k, std::uint32_t n) noexcept {
+  table_header t{};
+  t.h = {k, static_cast<std::uint8_t>(narrow_table(n) ? flag_narrow_index : 0), 0, n};
+  t.capacity = table_capacity(n);
+  std::memcpy(out, &t, sizeof t);
+}
+
+// Fills the index of the table at `t` (header written, index still zero): entry i has hash
+// hashes[i], i < t->h.count.
+inline void build_table_index(table_header* t, const std::uint64_t* hashes) noexcept {
+  const std::uint32_t mask = t->capacity - 1;
+  auto fill = [&](auto* index) {
+    using Slot = std::remove_reference_t<decltype(*index)>;
+    for (std::uint32_t i = 0; i < t->h.count; ++i) {
+      std::uint32_t pos = static_cast<std::uint32_t>(hashes[i]) & mask;
+      while (index[pos] != 0) pos = (pos + 1) & mask;
+      index[pos] = index_slot<Slot>::make(hashes[i], i);
+    }
+  };
+  if (t->h.flags & flag_narrow_index) fill(reinterpret_cast<std::uint32_t*>(t + 1));
+  else fill(reinterpret_cast<std::uint64_t*>(t + 1));
 }
 
 }  // namespace permafrost::python

@@ -12,13 +12,11 @@ bool power_of_two(std::uint32_t v) noexcept { return v != 0 && (v & (v - 1)) == 
 
 template <class Slot>
 std::string check_slots(const table_header* t, std::uint64_t off) {
-  constexpr unsigned index_bits = sizeof(Slot) == 4 ? 24 : 32;
-  constexpr Slot index_mask = (Slot{1} << index_bits) - 1;
-  const auto* index = reinterpret_cast<const Slot*>(t + 1);
+  const Slot* index = table_index<Slot>(t);
   std::uint64_t used = 0;
   for (std::uint32_t i = 0; i < t->capacity; ++i) {
     if (index[i] == 0) continue;
-    const std::uint64_t entry = index[i] & index_mask;
+    const std::uint64_t entry = index_slot<Slot>::entry_plus_one(index[i]);
     if (entry == 0 || entry > t->h.count)
       return at_offset("an index slot names no entry in the table", off);
     ++used;

@@ -452,31 +452,6 @@ bool key_hash(PyObject* o, std::uint64_t& h, std::size_t depth = 0) {
   return false;
 }
 
-// Probes table `t` for hash h; match(i) says whether entry i is the key (1), is not (0), or
-// failed (-1, exception set). Returns the entry, -1 when absent, -2 on failure.
-template <class Slot, class Match>
-std::int64_t probe(const table_header* t, std::uint64_t h, Match&& match) {
-  constexpr unsigned index_bits = sizeof(Slot) == 4 ? 24 : 32;
-  constexpr Slot index_mask = (Slot{1} << index_bits) - 1;
-  const auto tag = static_cast<Slot>(h >> (64 - (8 * sizeof(Slot) - index_bits)));
-  const auto* index = reinterpret_cast<const Slot*>(t + 1);
-  const std::uint32_t mask = t->capacity - 1;
-  for (std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;; pos = (pos + 1) & mask) {
-    const Slot e = index[pos];
-    if (e == 0) return -1;
-    if ((e >> index_bits) != tag) continue;
-    const auto i = static_cast<std::uint32_t>((e & index_mask) - 1);
-    const int r = match(i);
-    if (r) return r > 0 ? std::int64_t{i} : -2;
-  }
-}
-
-template <class Match>
-std::int64_t find_entry(const table_header* t, std::uint64_t h, Match&& match) {
-  if (t->h.flags & flag_narrow_index) return probe<std::uint32_t>(t, h, match);
-  return probe<std::uint64_t>(t, h, match);
-}
-
 // Index of `key` in table `t`, -1 when absent, -2 with an exception set.
 std::int64_t table_find(store_object* store, const char* base, const table_header* t,
                         PyObject* key) {
@@ -1004,34 +979,19 @@ class freezer {
   std::uint64_t table(kind k, const std::vector<PyObject*>& keys,
                       const std::vector<std::uint64_t>& hashes, step_kind how) {
     const std::size_t n = keys.size();
-    if (n > UINT32_MAX / 2) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
-    const std::uint32_t cap = table_capacity(static_cast<std::uint32_t>(n));
-    const bool narrow = n < (std::size_t{1} << 24) - 1;
-    const std::size_t slot_size = narrow ? 4 : 8;
-    const std::uint64_t off = alloc(sizeof(table_header) + slot_size * cap + 8 * n);
-    put_header(off, k, narrow ? flag_narrow_index : 0, n);
-    std::memcpy(at(off) + 8, &cap, 4);
-    const std::uint64_t index_off = off + sizeof(table_header);
-    const std::uint64_t keys_off = index_off + slot_size * cap;
+    if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
+    const auto count = static_cast<std::uint32_t>(n);
+    const std::size_t bytes = table_bytes(n, table_capacity(count));
+    const std::uint64_t off = alloc(bytes);
+    write_table_header(at(off), k, count);
+    const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
     path_.push_back({how, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
       path_.back().index = static_cast<Py_ssize_t>(i);
       put_word(keys_off + 8 * i, value(keys[i]));
     }
     path_.pop_back();
-    const std::uint32_t mask = cap - 1;
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint32_t slot = static_cast<std::uint32_t>(hashes[i]) & mask;
-      if (narrow) {
-        auto* index = reinterpret_cast<std::uint32_t*>(at(index_off));
-        while (index[slot] != 0) slot = (slot + 1) & mask;
-        index[slot] = static_cast<std::uint32_t>((hashes[i] >> 56) << 24 | (i + 1));
-      } else {
-        auto* index = reinterpret_cast<word*>(at(index_off));
-        while (index[slot] != 0) slot = (slot + 1) & mask;
-        index[slot] = (hashes[i] >> 32) << 32 | (i + 1);
-      }
-    }
+    build_table_index(reinterpret_cast<table_header*>(at(off)), hashes.data());
     return off;
   }
 
