@@ -30,13 +30,13 @@
 //                 flag_narrow_index (fewer than 2^24 - 1 keys) 4 bytes: (upper 8 bits of the hash)
 //                 << 24 | (entry index + 1). Linear probing from the hash's low bits.
 // Nodes of at most 64 bytes with equal bytes may be shared by any number of references.
-// Key hashes are key_hash() in module.cpp: seedless (hash_bytes over UTF-8 for str), so an index
+// Key hashes are key_hash() in keys.cpp: seedless (hash_bytes over UTF-8 for str), so an index
 // built in one process is valid in every other one, whatever PYTHONHASHSEED says.
 //
-// This header is the one codec of that format: the writer and the readers (module.cpp),
-// the graph check and the fuzzer use its layouts, accessors, slot encoding and probe.
-// It needs only the C++ standard library, so code without Python (the graph check, the fuzzer,
-// a JSON writer) reads frozen bytes exactly as the extension does.
+// This header is the one codec of that format: the writer (freeze.cpp), the readers (values.cpp,
+// views.cpp, keys.cpp), the graph check and the fuzzer use its layouts, accessors, slot encoding
+// and probe. It needs only the C++ standard library, so code without Python (the graph check,
+// the fuzzer, a JSON writer) reads frozen bytes exactly as the extension does.
 //
 // Thread safety: plain data; frozen bytes may be read from any thread.
 #pragma once
@@ -131,6 +131,12 @@ inline std::size_t short_str_size(word w) noexcept { return (w >> 3) & 7; }
 inline void short_str_bytes(word w, char* out) noexcept {
   const word bytes = w >> 8;
   std::memcpy(out, &bytes, 8);
+}
+
+// The node (or table, or double) at offset `off` of the graph starting at base.
+template <class T>
+const T* node_at(const char* base, std::uint64_t off) noexcept {
+  return reinterpret_cast<const T*>(base + off);
 }
 
 inline std::size_t table_slot_size(const table_header* t) noexcept {

@@ -1,9 +1,10 @@
 // permafrost for Python — checking a frozen value graph that came from outside (an image file).
 //
 // Contract: check_graph() walks the graph in [base, base + size) from its root_header and returns
-// an empty string when every invariant the readers in module.cpp rely on holds; otherwise it
-// names the first violation and its offset. The readers do no bounds checks of their own (a
-// lookup is a few loads), so a graph built elsewhere is read only after it passed here:
+// an empty string when every invariant the readers (values.cpp, views.cpp, keys.cpp) rely on
+// holds; otherwise it names the first violation and its offset. The readers do no bounds checks of
+// their own (a lookup is a few loads), so a graph built elsewhere is read only after it passed
+// here:
 //   - every node reference is 8-aligned, past the root header, and its whole node lies inside;
 //   - every float reference lies inside; tags and constants are known ones;
 //   - a str marked ASCII is ASCII (CPython trusts that flag);

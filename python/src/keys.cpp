@@ -1,0 +1,148 @@
+// permafrost for Python — key hashing and lookup in frozen tables (see keys.hpp).
+#include "keys.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "permafrost/hash.hpp"
+#include "store.hpp"
+#include "values.hpp"
+#include "views.hpp"
+
+namespace permafrost::python {
+namespace {
+
+constexpr std::uint64_t hash_none = 0x6e6f6e65ull;     // "none"
+constexpr std::uint64_t hash_nan = 0x6e616e6e616eull;  // "nannan"
+constexpr std::uint64_t hash_bytes_seed = 0xb17e5ull;
+
+}  // namespace
+
+bool utf8_of(PyObject* s, std::string_view& out, ref& holder) {
+#if PY_VERSION_HEX < 0x030C0000
+  if (PyUnicode_READY(s) < 0) return false;  // legacy (wstr) strings; all strs are ready on 3.12+
+#endif
+  if (PyUnicode_IS_ASCII(s)) {
+    out = {static_cast<const char*>(PyUnicode_DATA(s)),
+           static_cast<std::size_t>(PyUnicode_GET_LENGTH(s))};
+    return true;
+  }
+  Py_ssize_t n = 0;
+  if (const char* p = PyUnicode_AsUTF8AndSize(s, &n)) {
+    out = {p, static_cast<std::size_t>(n)};
+    return true;
+  }
+  if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return false;
+  PyErr_Clear();
+  holder.p = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
+  if (!holder.get()) return false;
+  out = {PyBytes_AS_STRING(holder.get()), static_cast<std::size_t>(PyBytes_GET_SIZE(holder.get()))};
+  return true;
+}
+
+bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth) {
+  namespace d = permafrost::detail;
+  if (depth > max_key_depth) {  // no C stack overflow on absurdly nested tuple keys
+    PyErr_SetString(PyExc_TypeError, "key nested deeper than 5000 tuples or frozensets");
+    return false;
+  }
+  if (PyUnicode_Check(o)) {
+    std::string_view s;
+    ref holder;
+    if (!utf8_of(o, s, holder)) return false;
+    h = d::hash_bytes(s.data(), s.size());
+    return true;
+  }
+  if (o == Py_None) {
+    h = hash_none;
+    return true;
+  }
+  if (PyFloat_Check(o) && std::isnan(PyFloat_AS_DOUBLE(o))) {
+    h = hash_nan;  // CPython hashes NaN by identity; no two NaNs are equal keys anyway
+    return true;
+  }
+  if (PyLong_Check(o) || PyFloat_Check(o)) {  // bool is an int; CPython's numeric hash is seedless
+    // The base type's hash: a subclass's __hash__ (user code) must not run during freeze().
+    const Py_hash_t ph = PyLong_Check(o) ? PyLong_Type.tp_hash(o) : PyFloat_Type.tp_hash(o);
+    if (ph == -1 && PyErr_Occurred()) return false;
+    h = d::hash_word(static_cast<std::uint64_t>(ph));
+    return true;
+  }
+  if (PyBytes_Check(o)) {
+    h = d::hash_bytes(PyBytes_AS_STRING(o), static_cast<std::size_t>(PyBytes_GET_SIZE(o))) ^
+        hash_bytes_seed;
+    return true;
+  }
+  if (PyTuple_Check(o)) {
+    const Py_ssize_t n = PyTuple_GET_SIZE(o);
+    std::uint64_t acc = static_cast<std::uint64_t>(n) + 0x7475706cull;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      std::uint64_t eh;
+      if (!key_hash(state, PyTuple_GET_ITEM(o, i), eh, depth + 1)) return false;
+      acc = d::hash_word(acc + eh);
+    }
+    h = acc;
+    return true;
+  }
+  if (PyFrozenSet_Check(o)) {
+    std::uint64_t acc = 0;
+    ref it(PyFrozenSet_Type.tp_iter(o));  // the base type's iterator: no user __iter__
+    if (!it.get()) return false;
+    while (PyObject* e = PyIter_Next(it.get())) {
+      std::uint64_t eh;
+      const bool ok = key_hash(state, e, eh, depth + 1);
+      Py_DECREF(e);
+      if (!ok) return false;
+      acc += d::hash_word(eh);
+    }
+    if (PyErr_Occurred()) return false;
+    h = d::hash_word(acc ^ static_cast<std::uint64_t>(PySet_GET_SIZE(o)));
+    return true;
+  }
+  if (Py_TYPE(o) == state.set_type) {
+    const auto* v = reinterpret_cast<view_object*>(o);
+    if (node_at<node_header>(v->base, v->off)->kind == kind_frozenset) {
+      ref thawed(thaw_word(state, v->base, v->off));
+      return thawed.get() && key_hash(state, thawed.get(), h);
+    }
+  }
+  PyErr_Format(PyExc_TypeError, "unhashable or unsupported key type: '%.200s'",
+               Py_TYPE(o)->tp_name);
+  return false;
+}
+
+std::int64_t table_find(store_object* store, const char* base, const table_header* t,
+                        PyObject* key) {
+  const word* keys = table_keys(t);
+  if (PyUnicode_Check(key)) {
+    std::string_view s;
+    ref holder;
+    if (!utf8_of(key, s, holder)) return entry_failed;
+    const std::uint64_t h = permafrost::detail::hash_bytes(s.data(), s.size());
+    if (s.size() <= max_short_str && !holder.get()) {  // stored in the key word itself
+      const word want = short_str_word(s.data(), s.size());
+      return find_entry(t, h, [&](std::uint32_t i) { return int{keys[i] == want}; });
+    }
+    return find_entry(t, h, [&](std::uint32_t i) {
+      const word kw = keys[i];
+      if ((kw & tag_mask) != tag_node) return 0;
+      const auto* n = node_at<node_header>(base, kw);
+      return int{is_str(n->kind) && str_size(n) == s.size() &&
+                 std::memcmp(str_bytes(n), s.data(), s.size()) == 0};
+    });
+  }
+  std::uint64_t h;
+  if (!key_hash(*store->state, key, h)) return entry_failed;
+  return find_entry(t, h, [&](std::uint32_t i) {
+    const word kw = keys[i];
+    if ((kw & tag_mask) == tag_short_str ||
+        ((kw & tag_mask) == tag_node && is_str(node_at<node_header>(base, kw)->kind)))
+      return 0;  // a str never equals a non-str key
+    ref candidate(materialise(store, base, kw));
+    if (!candidate.get()) return -1;
+    const int eq = PyObject_RichCompareBool(candidate.get(), key, Py_EQ);
+    return eq < 0 ? -1 : eq;
+  });
+}
+
+}  // namespace permafrost::python

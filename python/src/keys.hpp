@@ -1,0 +1,42 @@
+// permafrost for Python — key hashing and lookup in frozen tables.
+//
+// Contract: key_hash() is the one hash of every key stored in a frozen table (dict keys, set
+// elements): seedless, so an index built in one process is valid in every other, whatever
+// PYTHONHASHSEED says; equal keys hash equal (1 == 1.0 == True, a tuple and its frozen copy);
+// the hash of a str is permafrost::detail::hash_bytes over its UTF-8 bytes. It runs no user code
+// (a subclass's __hash__ or __iter__ is never called). table_find() looks a Python key up in a
+// frozen table: str keys by bytes (no object made), other keys by hash, then == against the
+// materialised candidate (user code may run there).
+//
+// Thread safety: under the GIL.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "format.hpp"
+#include "module_state.hpp"
+#include "py_ref.hpp"
+
+namespace permafrost::python {
+
+struct store_object;
+
+// Keys nest (tuples of tuples) at most this deep; deeper ones are refused, not recursed into.
+inline constexpr std::size_t max_key_depth = 5000;
+
+// A str's UTF-8 bytes without copying when CPython already has them (ASCII, or a cached UTF-8
+// form); lone surrogates are encoded with surrogatepass into `holder` (set only then). Returns
+// false with an exception set on failure.
+bool utf8_of(PyObject* s, std::string_view& out, ref& holder);
+
+// The seedless hash of a hashable supported value into h. Returns false with TypeError set for
+// an unsupported or unhashable value (or one nested deeper than max_key_depth).
+bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth = 0);
+
+// The entry index of `key` in table `t` of `store` (bytes at base), entry_absent when it is not
+// there, entry_failed with an exception set.
+std::int64_t table_find(store_object* store, const char* base, const table_header* t,
+                        PyObject* key);
+
+}  // namespace permafrost::python

@@ -1,0 +1,72 @@
+// permafrost for Python — owned references and errors across the C++/CPython boundary.
+//
+// Contract: `ref` owns one strong reference and releases it on scope exit, so no early return
+// leaks one. C++ code below an entry point reports a Python error by setting it and throwing
+// py_error; PF_ENTRY_BEGIN/PF_ENTRY_END around an entry point's body turn py_error, and any other
+// C++ exception (bad_alloc -> MemoryError, the library's errors -> OSError), into a NULL return
+// with the Python exception set, so no C++ exception crosses into the interpreter.
+//
+// Thread safety: as the C API: call with the GIL held.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+namespace permafrost::python {
+
+// Thrown after a Python exception has been set; converted to a NULL return at the boundary.
+struct py_error {};
+
+// A strong reference released on scope exit.
+struct ref {
+  PyObject* p = nullptr;
+  ref() = default;
+  explicit ref(PyObject* o) : p(o) {}
+  ref(ref&& o) noexcept : p(o.p) { o.p = nullptr; }
+  ref(const ref&) = delete;
+  ref& operator=(const ref&) = delete;
+  ~ref() { Py_XDECREF(p); }
+  PyObject* get() const { return p; }
+  PyObject* release() {
+    PyObject* o = p;
+    p = nullptr;
+    return o;
+  }
+};
+
+// Returns o; throws py_error when o is NULL (the call that made it set the exception).
+inline PyObject* check(PyObject* o) {
+  if (!o) throw py_error{};
+  return o;
+}
+
+// A type's short name: "datetime", not "datetime.datetime".
+inline std::string short_type_name(PyObject* o) {
+  const char* n = Py_TYPE(o)->tp_name;
+  const char* dot = std::strrchr(n, '.');
+  return dot ? dot + 1 : n;
+}
+
+// Converts a C++ exception escaping an entry point into a Python one.
+inline void set_python_error(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e)) PyErr_NoMemory();
+  else PyErr_SetString(PyExc_OSError, e.what());
+}
+
+}  // namespace permafrost::python
+
+#define PF_ENTRY_BEGIN try {
+#define PF_ENTRY_END                                                \
+  }                                                                 \
+  catch (const permafrost::python::py_error&) {                     \
+    return nullptr;                                                 \
+  }                                                                 \
+  catch (const std::exception& e) {                                 \
+    if (!PyErr_Occurred()) permafrost::python::set_python_error(e); \
+    return nullptr;                                                 \
+  }

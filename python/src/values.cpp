@@ -1,0 +1,160 @@
+// permafrost for Python — reading frozen values as Python objects (see values.hpp).
+#include "values.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+#include "store.hpp"
+#include "views.hpp"
+
+namespace permafrost::python {
+namespace {
+
+PyObject* str_from_node(const node_header* n) {
+  const char* p = str_bytes(n);
+  const auto size = static_cast<Py_ssize_t>(str_size(n));
+  if (n->flags & flag_ascii) {
+    PyObject* s = PyUnicode_New(size, 127);
+    if (s && size) std::memcpy(PyUnicode_1BYTE_DATA(s), p, static_cast<std::size_t>(size));
+    return s;
+  }
+  return PyUnicode_DecodeUTF8(p, size, (n->flags & flag_surrogates) ? "surrogatepass" : nullptr);
+}
+
+PyObject* bigint_from_node(const module_state& state, const node_header* n) {
+  ref b(PyBytes_FromStringAndSize(node_bytes(n), n->count));
+  if (!b.get()) return nullptr;
+  ref args(PyTuple_Pack(2, b.get(), state.str_little));
+  if (!args.get()) return nullptr;
+  return PyObject_Call(state.int_from_bytes, args.get(), state.kw_signed);
+}
+
+// A value stored in its word, or a float beside it.
+PyObject* scalar(const char* base, word w) {
+  switch (w & tag_mask) {
+    case tag_int: return PyLong_FromLongLong(static_cast<std::int64_t>(w) >> 3);
+    case tag_const:
+      if (w == const_none) Py_RETURN_NONE;
+      if (w == const_true) Py_RETURN_TRUE;
+      Py_RETURN_FALSE;
+    case tag_float: {
+      double d;
+      std::memcpy(&d, base + (w & ~tag_mask), sizeof d);
+      return PyFloat_FromDouble(d);
+    }
+    case tag_inline_float: {
+      const word bits = w & ~tag_mask;
+      double d;
+      std::memcpy(&d, &bits, sizeof d);
+      return PyFloat_FromDouble(d);
+    }
+    case tag_short_str: {
+      char b[8];
+      short_str_bytes(w, b);
+      const std::size_t n = short_str_size(w);
+      bool ascii = true;
+      for (std::size_t i = 0; i < n; ++i) ascii = ascii && static_cast<unsigned char>(b[i]) < 0x80;
+      if (!ascii) return PyUnicode_DecodeUTF8(b, static_cast<Py_ssize_t>(n), nullptr);
+      PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+      if (s) std::memcpy(PyUnicode_1BYTE_DATA(s), b, n);
+      return s;
+    }
+  }
+  PyErr_SetString(PyExc_SystemError, "permafrost: corrupt frozen value (unknown tag)");
+  return nullptr;
+}
+
+PyObject* corrupt_kind(const node_header* n) {
+  PyErr_Format(PyExc_SystemError, "permafrost: corrupt frozen value (kind %d)", int{n->kind});
+  return nullptr;
+}
+
+}  // namespace
+
+PyObject* materialise(store_object* store, const char* base, word w) {
+  if ((w & tag_mask) != tag_node) return scalar(base, w);
+  const auto* n = node_at<node_header>(base, w);
+  switch (n->kind) {
+    case kind_str:
+    case kind_str16: return str_from_node(n);
+    case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
+    case kind_bigint: return bigint_from_node(*store->state, n);
+    case kind_tuple: {
+      PyObject* t = PyTuple_New(n->count);
+      if (!t) return nullptr;
+      const word* items = seq_items(n);
+      for (std::uint32_t i = 0; i < n->count; ++i) {
+        PyObject* item = materialise(store, base, items[i]);
+        if (!item) {
+          Py_DECREF(t);
+          return nullptr;
+        }
+        PyTuple_SET_ITEM(t, i, item);
+      }
+      return t;
+    }
+    case kind_list: return new_view(store->state->list_type, store, base, w);
+    case kind_dict:
+    case kind_dict16: return new_view(store->state->dict_type, store, base, w);
+    case kind_set:
+    case kind_frozenset: return new_view(store->state->set_type, store, base, w);
+  }
+  return corrupt_kind(n);
+}
+
+PyObject* thaw_word(const module_state& state, const char* base, word w) {
+  if ((w & tag_mask) != tag_node) return scalar(base, w);
+  const auto* n = node_at<node_header>(base, w);
+  switch (n->kind) {
+    case kind_str:
+    case kind_str16: return str_from_node(n);
+    case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
+    case kind_bigint: return bigint_from_node(state, n);
+    case kind_tuple:
+    case kind_list: {
+      const bool tuple = n->kind == kind_tuple;
+      PyObject* out = tuple ? PyTuple_New(n->count) : PyList_New(n->count);
+      if (!out) return nullptr;
+      const word* items = seq_items(n);
+      for (std::uint32_t i = 0; i < n->count; ++i) {
+        PyObject* item = thaw_word(state, base, items[i]);
+        if (!item) {
+          Py_DECREF(out);
+          return nullptr;
+        }
+        if (tuple) PyTuple_SET_ITEM(out, i, item);
+        else PyList_SET_ITEM(out, i, item);
+      }
+      return out;
+    }
+    case kind_dict:
+    case kind_dict16: {
+      const word* kw = table_keys(node_at<table_header>(base, dict_keys_offset(n)));
+      const word* vw = dict_values(n);
+      ref out(PyDict_New());
+      if (!out.get()) return nullptr;
+      for (std::uint32_t i = 0, count = dict_count(n); i < count; ++i) {
+        ref k(thaw_word(state, base, kw[i]));
+        if (!k.get()) return nullptr;
+        ref v(thaw_word(state, base, vw[i]));
+        if (!v.get() || PyDict_SetItem(out.get(), k.get(), v.get()) < 0) return nullptr;
+      }
+      return out.release();
+    }
+    case kind_set:
+    case kind_frozenset: {
+      const auto* t = reinterpret_cast<const table_header*>(n);
+      ref out(n->kind == kind_set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
+      if (!out.get()) return nullptr;
+      const word* kw = table_keys(t);
+      for (std::uint32_t i = 0; i < n->count; ++i) {
+        ref k(thaw_word(state, base, kw[i]));
+        if (!k.get() || PySet_Add(out.get(), k.get()) < 0) return nullptr;
+      }
+      return out.release();
+    }
+  }
+  return corrupt_kind(n);
+}
+
+}  // namespace permafrost::python

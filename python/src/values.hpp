@@ -1,0 +1,28 @@
+// permafrost for Python — reading frozen values as Python objects.
+//
+// Contract: materialise() turns one value word of a store's graph into what a reader gets: a new
+// str, bytes, int, float, bool, None or tuple (tuples eagerly, item by item), and a view
+// (views.hpp) for a dict, list or set, which reads its items only when asked. thaw_word() turns
+// it into ordinary Python objects all the way down (dict, list, set, frozenset, tuple). Both only
+// read the frozen bytes, so they never dirty a shared page. Pre: the graph was built by freeze()
+// or passed graph_check (the readers do no bounds checks).
+//
+// Thread safety: under the GIL.
+#pragma once
+
+#include "format.hpp"
+#include "module_state.hpp"
+
+namespace permafrost::python {
+
+struct store_object;
+
+// The value word w of `store` (whose bytes start at base) as a Python object: a new reference,
+// or NULL with an exception set.
+PyObject* materialise(store_object* store, const char* base, word w);
+
+// The value word w as ordinary Python objects, recursively: a new reference, or NULL with an
+// exception set. `state` supplies int.from_bytes for big ints.
+PyObject* thaw_word(const module_state& state, const char* base, word w);
+
+}  // namespace permafrost::python

@@ -1,0 +1,311 @@
+// permafrost for Python — FrozenDict, FrozenList, FrozenSet and their iterator (see views.hpp).
+#include "views.hpp"
+
+#include "keys.hpp"
+#include "store.hpp"
+#include "values.hpp"
+
+namespace permafrost::python {
+namespace {
+
+view_object* as_view(PyObject* self) { return reinterpret_cast<view_object*>(self); }
+
+const node_header* view_node(PyObject* self) {
+  const view_object* v = as_view(self);
+  return node_at<node_header>(v->base, v->off);
+}
+
+// The value word w of the view's store, materialised.
+PyObject* value_of(PyObject* self, word w) {
+  view_object* v = as_view(self);
+  return materialise(v->store, v->base, w);
+}
+
+void view_dealloc(PyObject* self) {
+  Py_DECREF(as_view(self)->store);
+  PyTypeObject* tp = Py_TYPE(self);
+  PyObject_Free(self);
+  Py_DECREF(tp);
+}
+
+PyObject* readonly_error(PyObject* self) {
+  PyErr_Format(PyExc_TypeError, "'%.100s' is frozen: it cannot be modified",
+               Py_TYPE(self)->tp_name);
+  return nullptr;
+}
+
+int view_ass_subscript(PyObject* self, PyObject*, PyObject*) {
+  readonly_error(self);
+  return -1;
+}
+
+PyObject* view_thaw(PyObject* self, PyObject*) {
+  const view_object* v = as_view(self);
+  return thaw_word(*v->store->state, v->base, v->off);
+}
+
+// (image path, offset, image id): what pickling needs to name this view (None, offset, None for a
+// view of an arena).
+PyObject* view_ref(PyObject* self, PyObject*) {
+  const view_object* v = as_view(self);
+  return Py_BuildValue("(OKO)", v->store->path, static_cast<unsigned long long>(v->off),
+                       v->store->image_id);
+}
+
+#define VIEW_COMMON_METHODS                                                                   \
+  {"thaw", view_thaw, METH_NOARGS,                                                            \
+   "thaw() -> an ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."}, \
+  {                                                                                           \
+    "_ref", view_ref, METH_NOARGS, "(image path, offset, image id) or None's: for pickling."  \
+  }
+
+// =============================================================================================
+// The iterator (keys, values or items of a dict; items of a list or set)
+// =============================================================================================
+
+enum iter_mode { iter_keys, iter_values, iter_items, iter_list, iter_set };
+
+struct iter_object {
+  PyObject_HEAD PyObject* owner;  // the view, strong
+  std::uint32_t next;
+  std::uint32_t count;
+  int mode;
+};
+
+const table_header* dict_keys_of(PyObject* self) {
+  const view_object* v = as_view(self);
+  return node_at<table_header>(v->base, dict_keys_offset(view_node(self)));
+}
+
+PyObject* new_iter(PyObject* owner, int mode) {
+  PyTypeObject* type = live_type(as_view(owner)->store->state->iter_type);
+  auto* it = type ? PyObject_New(iter_object, type) : nullptr;
+  if (!it) return nullptr;
+  Py_INCREF(owner);
+  it->owner = owner;
+  it->next = 0;
+  const node_header* n = view_node(owner);
+  it->count = is_dict(n->kind) ? dict_count(n) : n->count;
+  it->mode = mode;
+  return reinterpret_cast<PyObject*>(it);
+}
+
+void iter_dealloc(PyObject* self) {
+  Py_DECREF(reinterpret_cast<iter_object*>(self)->owner);
+  PyTypeObject* tp = Py_TYPE(self);
+  PyObject_Free(self);
+  Py_DECREF(tp);
+}
+
+PyObject* iter_next(PyObject* self) {
+  auto* it = reinterpret_cast<iter_object*>(self);
+  if (it->next >= it->count) return nullptr;
+  const std::uint32_t i = it->next++;
+  PyObject* owner = it->owner;
+  const node_header* n = view_node(owner);
+  switch (it->mode) {
+    case iter_list: return value_of(owner, seq_items(n)[i]);
+    case iter_set: return value_of(owner, table_keys(reinterpret_cast<const table_header*>(n))[i]);
+    case iter_keys: return value_of(owner, table_keys(dict_keys_of(owner))[i]);
+    case iter_values: return value_of(owner, dict_values(n)[i]);
+    default: {
+      ref k(value_of(owner, table_keys(dict_keys_of(owner))[i]));
+      if (!k.get()) return nullptr;
+      ref val(value_of(owner, dict_values(n)[i]));
+      if (!val.get()) return nullptr;
+      return PyTuple_Pack(2, k.get(), val.get());
+    }
+  }
+}
+
+PyObject* iter_length_hint(PyObject* self, PyObject*) {
+  auto* it = reinterpret_cast<iter_object*>(self);
+  return PyLong_FromUnsignedLong(it->count - it->next);
+}
+
+PyMethodDef iter_methods[] = {{"__length_hint__", iter_length_hint, METH_NOARGS, nullptr},
+                              {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc)},
+                            {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+                            {Py_tp_iternext, reinterpret_cast<void*>(iter_next)},
+                            {Py_tp_methods, iter_methods},
+                            {0, nullptr}};
+
+// =============================================================================================
+// FrozenDict
+// =============================================================================================
+
+Py_ssize_t dict_len(PyObject* self) { return dict_count(view_node(self)); }
+
+// The entry of `key` in the dict: an index, entry_absent or entry_failed (exception set).
+std::int64_t dict_find(PyObject* self, PyObject* key) {
+  view_object* v = as_view(self);
+  return table_find(v->store, v->base, dict_keys_of(self), key);
+}
+
+PyObject* dict_subscript(PyObject* self, PyObject* key) {
+  const std::int64_t i = dict_find(self, key);
+  if (i >= 0) return value_of(self, dict_values(view_node(self))[i]);
+  if (i == entry_absent) {
+    ref args(PyTuple_Pack(1, key));
+    if (args.get()) PyErr_SetObject(PyExc_KeyError, args.get());
+  }
+  return nullptr;
+}
+
+int dict_contains(PyObject* self, PyObject* key) {
+  const std::int64_t i = dict_find(self, key);
+  return i >= 0 ? 1 : (i == entry_absent ? 0 : -1);
+}
+
+PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1 || nargs > 2) {
+    PyErr_SetString(PyExc_TypeError, "get expected 1 or 2 arguments");
+    return nullptr;
+  }
+  const std::int64_t i = dict_find(self, args[0]);
+  if (i >= 0) return value_of(self, dict_values(view_node(self))[i]);
+  if (i == entry_failed) return nullptr;
+  PyObject* dflt = nargs == 2 ? args[1] : Py_None;
+  Py_INCREF(dflt);
+  return dflt;
+}
+
+PyObject* dict_iter(PyObject* self) { return new_iter(self, iter_keys); }
+PyObject* dict_iter_values(PyObject* self, PyObject*) { return new_iter(self, iter_values); }
+PyObject* dict_iter_items(PyObject* self, PyObject*) { return new_iter(self, iter_items); }
+
+PyMethodDef dict_methods[] = {
+    {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(dict_get)), METH_FASTCALL,
+     "get(key, default=None)"},
+    {"_iter_values", dict_iter_values, METH_NOARGS, nullptr},
+    {"_iter_items", dict_iter_items, METH_NOARGS, nullptr},
+    VIEW_COMMON_METHODS,
+    {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot dict_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
+                            {Py_mp_length, reinterpret_cast<void*>(dict_len)},
+                            {Py_mp_subscript, reinterpret_cast<void*>(dict_subscript)},
+                            {Py_mp_ass_subscript, reinterpret_cast<void*>(view_ass_subscript)},
+                            {Py_sq_contains, reinterpret_cast<void*>(dict_contains)},
+                            {Py_tp_iter, reinterpret_cast<void*>(dict_iter)},
+                            {Py_tp_methods, dict_methods},
+                            {Py_tp_doc, const_cast<char*>("A read-only view of a frozen dict.")},
+                            {0, nullptr}};
+
+// =============================================================================================
+// FrozenList
+// =============================================================================================
+
+// Lists and sets keep their length in the node header's count.
+Py_ssize_t node_len(PyObject* self) { return view_node(self)->count; }
+
+PyObject* list_item(PyObject* self, Py_ssize_t i) {
+  const node_header* n = view_node(self);
+  if (i < 0 || i >= static_cast<Py_ssize_t>(n->count)) {
+    PyErr_SetString(PyExc_IndexError, "FrozenList index out of range");
+    return nullptr;
+  }
+  return value_of(self, seq_items(n)[i]);
+}
+
+PyObject* list_subscript(PyObject* self, PyObject* key) {
+  const node_header* n = view_node(self);
+  if (PyIndex_Check(key)) {
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) return nullptr;
+    if (i < 0) i += n->count;
+    return list_item(self, i);
+  }
+  if (PySlice_Check(key)) {
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+    const Py_ssize_t len = PySlice_AdjustIndices(n->count, &start, &stop, step);
+    PyObject* out = PyList_New(len);
+    if (!out) return nullptr;
+    for (Py_ssize_t k = 0, i = start; k < len; ++k, i += step) {
+      PyObject* item = value_of(self, seq_items(n)[i]);
+      if (!item) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+      PyList_SET_ITEM(out, k, item);
+    }
+    return out;
+  }
+  PyErr_Format(PyExc_TypeError, "FrozenList indices must be integers or slices, not %.200s",
+               Py_TYPE(key)->tp_name);
+  return nullptr;
+}
+
+PyObject* list_iter(PyObject* self) { return new_iter(self, iter_list); }
+
+PyMethodDef list_methods[] = {VIEW_COMMON_METHODS, {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
+                            {Py_sq_length, reinterpret_cast<void*>(node_len)},
+                            {Py_sq_item, reinterpret_cast<void*>(list_item)},
+                            {Py_mp_length, reinterpret_cast<void*>(node_len)},
+                            {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
+                            {Py_mp_ass_subscript, reinterpret_cast<void*>(view_ass_subscript)},
+                            {Py_tp_iter, reinterpret_cast<void*>(list_iter)},
+                            {Py_tp_methods, list_methods},
+                            {Py_tp_doc, const_cast<char*>("A read-only view of a frozen list.")},
+                            {0, nullptr}};
+
+// =============================================================================================
+// FrozenSet
+// =============================================================================================
+
+int set_contains(PyObject* self, PyObject* key) {
+  view_object* v = as_view(self);
+  const std::int64_t i =
+      table_find(v->store, v->base, reinterpret_cast<const table_header*>(view_node(self)), key);
+  if (i == entry_failed && PyErr_ExceptionMatches(PyExc_TypeError)) {  // `[] in s` is False
+    PyErr_Clear();
+    return 0;
+  }
+  return i >= 0 ? 1 : (i == entry_absent ? 0 : -1);
+}
+
+PyObject* set_iter(PyObject* self) { return new_iter(self, iter_set); }
+
+PyObject* set_is_frozenset(PyObject* self, PyObject*) {
+  return PyBool_FromLong(view_node(self)->kind == kind_frozenset);
+}
+
+PyMethodDef set_methods[] = {{"_is_frozenset", set_is_frozenset, METH_NOARGS, nullptr},
+                             VIEW_COMMON_METHODS,
+                             {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot set_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
+                           {Py_sq_length, reinterpret_cast<void*>(node_len)},
+                           {Py_sq_contains, reinterpret_cast<void*>(set_contains)},
+                           {Py_tp_iter, reinterpret_cast<void*>(set_iter)},
+                           {Py_tp_methods, set_methods},
+                           {Py_tp_doc, const_cast<char*>("A read-only view of a frozen set.")},
+                           {0, nullptr}};
+
+}  // namespace
+
+PyType_Spec dict_spec = {"permafrost.FrozenDict", sizeof(view_object), 0, made_here_only,
+                         dict_slots};
+PyType_Spec list_spec = {"permafrost.FrozenList", sizeof(view_object), 0, made_here_only,
+                         list_slots};
+PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0, made_here_only, set_slots};
+PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0, made_here_only,
+                         iter_slots};
+
+PyObject* new_view(PyTypeObject* type, store_object* store, const char* base, std::uint64_t off) {
+  if (!live_type(type)) return nullptr;
+  auto* v = PyObject_New(view_object, type);
+  if (!v) return nullptr;
+  Py_INCREF(store);
+  v->store = store;
+  v->base = base;
+  v->off = off;
+  return reinterpret_cast<PyObject*>(v);
+}
+
+}  // namespace permafrost::python

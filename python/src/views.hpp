@@ -1,0 +1,44 @@
+// permafrost for Python — the view types FrozenDict, FrozenList, FrozenSet and their iterator.
+//
+// Contract: a view is (its Store, the offset of a dict, list or set node). It holds a strong
+// reference to the Store, so the bytes stay mapped while it lives, and it reads them on every
+// access without writing: `[]`, `in`, `get`, `len`, iteration and thaw() are C slots here;
+// the Python half of the package (permafrost/__init__.py) adds the collections.abc behaviour,
+// repr, equality, pickling and the mutation errors to these same types. Views are made only by
+// materialise() (values.hpp); Python cannot instantiate or subclass the types.
+//
+// Thread safety: the bytes are immutable, so views of one store may be used from any thread
+// (under the GIL).
+#pragma once
+
+#include <cstdint>
+
+#include "format.hpp"
+#include "module_state.hpp"
+
+namespace permafrost::python {
+
+struct store_object;
+
+struct view_object {
+  PyObject_HEAD store_object* store;  // strong
+  const char* base;                   // store->base, cached
+  std::uint64_t off;                  // the node
+};
+
+// The type specs (module.cpp makes the types from them, into module_state).
+extern PyType_Spec dict_spec;
+extern PyType_Spec list_spec;
+extern PyType_Spec set_spec;
+extern PyType_Spec iter_spec;
+
+// Whether o is a FrozenDict, FrozenList or FrozenSet of this module.
+inline bool is_view(const module_state& state, PyObject* o) {
+  PyTypeObject* t = Py_TYPE(o);
+  return t == state.dict_type || t == state.list_type || t == state.set_type;
+}
+
+// A new view of type `type` on the node at `off`: a new reference, or NULL with an exception set.
+PyObject* new_view(PyTypeObject* type, store_object* store, const char* base, std::uint64_t off);
+
+}  // namespace permafrost::python
