@@ -27,8 +27,14 @@ struct image_handle;
 // Throws: the library's image_error naming the path and the failed step.
 void save_image(const arena& a, const char* base, const char* path, std::string_view image_id);
 
+// For tests: as save_image, without an id and with the root type tag `root_type` in place of the
+// Python root's (e.g. a C++ image's tag, which open_image must refuse). Throws as save_image.
+void save_image_with_root_type(const arena& a, const char* base, const char* path,
+                               std::string_view root_type);
+
 // Effects: maps the image at `path`; sets base, size and image_id ("" when the file has none).
-// Throws as save_image.
+// A file that is not a Python image (another root type, such as a C++ image) is refused, and
+// nothing stays mapped. Throws as save_image (type_mismatch for another root type).
 image_handle* open_image(const char* path, const char*& base, std::size_t& size,
                          std::string& image_id);
 

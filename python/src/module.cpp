@@ -45,7 +45,8 @@ PyMethodDef module_methods[] = {
      "trim() -> bool: give the free memory of this process's malloc back to the kernel "
      "(glibc malloc_trim). Call it after dropping what you froze, before forking."},
     {"_save", py_save, METH_VARARGS, "_save(view, path, image_id)"},
-    {"_save_bytes", py_save_bytes, METH_VARARGS, "_save_bytes(data, path): tests only"},
+    {"_save_bytes", py_save_bytes, METH_VARARGS,
+     "_save_bytes(data, path, root_type=None): tests only"},
     {"_open_store", py_open_store, METH_VARARGS, "_open_store(path) -> store"},
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},
     {"_store_id", py_store_id, METH_O, "_store_id(store) -> the image id saved with it"},

@@ -137,12 +137,15 @@ PyObject* py_save(PyObject* module, PyObject* args) {
   PF_ENTRY_END
 }
 
-// _save_bytes(data, path): writes `data` as the frozen graph of a Python image, with correct
-// checksums, whatever it holds. For tests that hand crafted graphs to permafrost.open().
+// _save_bytes(data, path, root_type=None): writes `data` as the frozen graph of a Python image,
+// with correct checksums, whatever it holds; with root_type, under that root type tag instead of
+// the Python root's (a C++ image). For tests that hand crafted files to permafrost.open().
 PyObject* py_save_bytes(PyObject*, PyObject* args) {
   Py_buffer data;
   PyObject* path_obj;
-  if (!PyArg_ParseTuple(args, "y*O&", &data, PyUnicode_FSConverter, &path_obj)) return nullptr;
+  const char* root_type = nullptr;
+  if (!PyArg_ParseTuple(args, "y*O&|z", &data, PyUnicode_FSConverter, &path_obj, &root_type))
+    return nullptr;
   ref path(path_obj);
   struct release_buffer {
     Py_buffer* b;
@@ -156,8 +159,9 @@ PyObject* py_save_bytes(PyObject*, PyObject* args) {
   }
   const std::unique_ptr<permafrost::arena> a =
       frozen_copy(static_cast<const char*>(data.buf), n, "permafrost-python-bytes");
-  save_image(*a, reinterpret_cast<const char*>(a->used_bytes().data()),
-             PyBytes_AS_STRING(path.get()), "");
+  const auto* graph = reinterpret_cast<const char*>(a->used_bytes().data());
+  if (root_type) save_image_with_root_type(*a, graph, PyBytes_AS_STRING(path.get()), root_type);
+  else save_image(*a, graph, PyBytes_AS_STRING(path.get()), "");
   Py_RETURN_NONE;
   PF_ENTRY_END
 }

@@ -153,8 +153,15 @@ MAGIC = b"pfpy\0v1\0"
 KIND_LIST, KIND_KEYS, KIND_STR, KIND_DICT16 = 4, 7, 1, 11
 
 
-def node(kind, count, flags=0, unused=0):
-    return struct.pack("<BBHI", kind, flags, unused, count)
+def node(kind, count, flags=0, small_count=0):
+    """A node header (format.hpp node_header); small_count: a str16's length, a dict16's count."""
+    return struct.pack("<BBHI", kind, flags, small_count, count)
+
+
+def maps_lines():
+    """How many mappings this process has (/proc/self/maps)."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
 
 
 def graph_bytes(view):
@@ -230,7 +237,7 @@ class CraftedImages(unittest.TestCase):
         # keys table of capacity 4 holding 4 keys: probing for an absent key would never end.
         keys = node(KIND_KEYS, 4, flags=1) + struct.pack("<II", 4, 0) + struct.pack(
             "<4I", 1, 2, 3, 4) + struct.pack("<4Q", *[(i << 3) | 1 for i in range(4)])
-        dict16 = node(KIND_DICT16, 16 // 8, unused=4) + struct.pack("<4Q", 9, 9, 9, 9)
+        dict16 = node(KIND_DICT16, 16 // 8, small_count=4) + struct.pack("<4Q", 9, 9, 9, 9)
         self.refused(MAGIC + struct.pack("<Q", 16 + len(keys)) + keys + dict16,
                      "capacity is no power of two above its count")
 
@@ -249,6 +256,24 @@ class CraftedImages(unittest.TestCase):
             body += node(KIND_LIST, 1) + struct.pack("<Q", at + 16)
         body += node(KIND_LIST, 0)
         self.refused(MAGIC + struct.pack("<Q", 16) + bytes(body), "nesting deeper")
+
+    def test_a_cpp_image_is_refused_and_leaves_nothing_mapped(self):
+        # An image whose root is a C++ type, not the Python root: refused by its type tag. Each
+        # refusal used to leak the mapping and its registry slot: after 1024 of them no image (and
+        # no freeze()) had a slot left.
+        graph = graph_bytes(permafrost.freeze({"k": [1, 2]}))
+        permafrost._core._save_bytes(graph, self.path, "myapp.routes.v1")
+        maps_before = maps_lines()
+        for _ in range(1100):
+            permafrost._images.clear()
+            with self.assertRaises(OSError) as cm:
+                permafrost.open(self.path)
+        self.assertIn("myapp.routes.v1", str(cm.exception))
+        self.assertIn(self.path, str(cm.exception))
+        self.assertLessEqual(maps_lines(), maps_before + 2)  # what the refusals left mapped
+        permafrost._core._save_bytes(graph, self.path)
+        self.assertEqual(permafrost.open(self.path), {"k": [1, 2]})
+        self.assertEqual(permafrost.freeze({"x": [3]})["x"], [3])
 
     def test_an_unpickled_offset_must_name_a_value(self):
         permafrost.freeze(make_table(10)).save(self.path)
