@@ -116,8 +116,10 @@ class Server:
                 try:
                     self.stats = http_get(self.sock, "/stats")
                     break
-                except (OSError, AssertionError):
+                except OSError:  # not accepting yet
                     pass
+                except AssertionError as e:  # answering, with an error: the app is broken
+                    raise AssertionError("%s: %s" % (e, self.output())) from None
             if time.monotonic() > deadline:
                 raise AssertionError("the server did not start in %d s: %s" % (timeout,
                                                                                self.output()))
