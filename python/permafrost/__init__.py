@@ -12,7 +12,7 @@ reference (path, offset), so spawn/forkserver workers map the same page-cache pa
     data["users"][0]["name"]    # 'ada': a new str, read from the frozen bytes
     data.thaw()                 # an ordinary dict again
     del source; permafrost.trim()   # before fork: return the dropped dict's heap to the kernel
-    json.dumps(data, default=permafrost.json_default)
+    permafrost.dumps(data)      # JSON as UTF-8 bytes, written from the frozen bytes
 
 Values come back as: FrozenDict (collections.abc.Mapping), FrozenList (Sequence), FrozenSet (Set)
 for dicts, lists and sets; ordinary objects for str, bytes, int, float, bool, None and tuples
@@ -21,18 +21,20 @@ are frozen as their base type.
 """
 import collections
 import collections.abc as _abc
+import json as _json
 import os as _os
 import types as _types
 import uuid as _uuid
 
 from . import _core
 from ._version import __version__  # written by CMake from the project's version
-from ._core import (FrozenDict, FrozenList, FrozenSet, install_write_trap, trim,
+from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
                     write_trap_installed)
 
 # open() is permafrost.open, not exported: `from permafrost import *` must not shadow the built-in.
-__all__ = ["freeze", "memory", "json_default", "trim", "install_write_trap",
-           "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
+__all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+           "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
+           "MemoryUsage"]
 
 # For tests and diagnostics: _private_pages(view, pid=0) counts the copy-on-write copies
 # (Private_Dirty pages) of a view's frozen bytes in process pid; _sharing_audit(view, child,
@@ -136,13 +138,49 @@ def _reduce(self):
 
 
 def json_default(obj):
-    """Use as json.dumps(frozen, default=permafrost.json_default).
+    """Use as json.dumps(frozen, default=permafrost.json_default), or give it to any encoder that
+    takes a `default` callable.
 
     Returns the frozen dict or list thawed (plain objects) for the encoder to continue with; a
-    FrozenSet raises TypeError, as a set does."""
+    FrozenSet raises TypeError, as a set does. permafrost.dumps() and permafrost.JSONEncoder
+    write the same text without thawing anything."""
     if isinstance(obj, (FrozenDict, FrozenList)):
         return obj.thaw()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+class JSONEncoder(_json.JSONEncoder):
+    """A json.JSONEncoder that encodes permafrost's views, for code that takes an encoder class:
+    json.dumps(obj, cls=permafrost.JSONEncoder), json.dump(obj, fp, cls=...).
+
+    Every json.JSONEncoder option is honoured, and the text is json's for the thawed value
+    (except that a lone surrogate comes out as a \\udXXX escape); encoding runs in
+    permafrost.dumps's C++ writer, views straight from their frozen bytes. A subclass may
+    override default() as with json.JSONEncoder; one that overrides iterencode() gets json's own
+    encoder, with views handed to default() (which thaws them)."""
+
+    def default(self, o):
+        if isinstance(o, (FrozenDict, FrozenList)):
+            return o.thaw()
+        return super().default(o)
+
+    def _encode_bytes(self, o):
+        # json.JSONEncoder.default (ours included) only raises: pass no hook, and the error
+        # names the path of the value that failed.
+        fn = self.default
+        if getattr(fn, "__func__", None) is JSONEncoder.default:
+            fn = None
+        return _core._encode(o, self.indent, self.sort_keys, fn, self.ensure_ascii,
+                             self.item_separator, self.key_separator, self.allow_nan,
+                             self.skipkeys, self.check_circular)
+
+    def encode(self, o):
+        if type(self).iterencode is not JSONEncoder.iterencode:
+            return super().encode(o)  # the subclass's own iterencode decides
+        return self._encode_bytes(o).decode()
+
+    def iterencode(self, o, _one_shot=False):
+        return iter((self._encode_bytes(o).decode(),))
 
 
 # ----- FrozenDict: collections.abc.Mapping ------------------------------------------------------

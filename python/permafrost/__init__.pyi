@@ -5,7 +5,8 @@
 # `d["k"] = v`, `lst.append(x)` and friends (at runtime they raise TypeError). freeze() types the
 # top level only: nested dicts, lists and sets come back as views, which a static type cannot
 # follow, so their values are Any.
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from os import PathLike
 from types import GenericAlias
@@ -23,8 +24,9 @@ _T = TypeVar("_T")
 _Path = str | PathLike[str]
 
 # open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
-__all__ = ["freeze", "memory", "json_default", "trim", "install_write_trap",
-           "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet", "MemoryUsage"]
+__all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+           "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
+           "MemoryUsage"]
 
 __version__: str
 
@@ -145,6 +147,16 @@ def open(path: _Path) -> Any:
     """Map an image file written by save(); its root view (what was saved decides the type)."""
 def memory(pid: int | None = None) -> MemoryUsage: ...
 def json_default(obj: object) -> Any: ...
+def dumps(obj: object, /, *, indent: int | str | None = None, sort_keys: bool = False,
+          default: Callable[[Any], Any] | None = None) -> bytes:
+    """JSON text of obj as UTF-8 bytes: json.dumps(obj, ensure_ascii=False,
+    separators=(",", ":")) of the thawed value, written from the frozen bytes."""
+
+class JSONEncoder(json.JSONEncoder):
+    """A json.JSONEncoder that encodes permafrost's views (json.dumps(obj, cls=...))."""
+    def default(self, o: Any) -> Any: ...
+    def encode(self, o: Any) -> str: ...
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Iterator[str]: ...
 def trim() -> bool: ...
 def install_write_trap() -> None: ...
 def write_trap_installed() -> bool: ...

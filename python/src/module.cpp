@@ -14,10 +14,12 @@
 //   graph_check.cpp   the check of an image's graph before any view of it exists (no Python)
 //   image_support.cpp image files, on the C++ library's images (no Python)
 //   diagnostics.cpp   memory measurement, trim(), the write trap
+//   dumps.cpp         permafrost.dumps: JSON from frozen bytes (json_output.hpp, json_numbers.cpp)
 // The Python half of the package (permafrost/__init__.py) builds the public API on these.
 //
 // Thread safety: every entry point runs under the GIL of the interpreter that imported it.
 #include "diagnostics.hpp"
+#include "dumps.hpp"
 #include "freeze.hpp"
 #include "module_state.hpp"
 #include "permafrost/write_trap.hpp"
@@ -50,6 +52,17 @@ PyMethodDef module_methods[] = {
     {"_open_store", py_open_store, METH_VARARGS, "_open_store(path) -> store"},
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},
     {"_store_id", py_store_id, METH_O, "_store_id(store) -> the image id saved with it"},
+    {"dumps", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_dumps)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "dumps($module, obj, /, *, indent=None, sort_keys=False, default=None)\n--\n\n"
+     "JSON text of obj as UTF-8: the text of json.dumps(obj, ensure_ascii=False, "
+     "separators=(',', ':')) (with indent: (',', ': ')), frozen views written straight from "
+     "their frozen bytes. default(value) is called for values json cannot encode, as in json; "
+     "a lone surrogate is written as a \\udXXX escape."},
+    {"_encode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_encode)),
+     METH_FASTCALL,
+     "_encode(obj, indent, sort_keys, default, ensure_ascii, item_separator, key_separator, "
+     "allow_nan, skipkeys, check_circular) -> bytes: for permafrost.JSONEncoder"},
     {nullptr, nullptr, 0, nullptr}};
 
 // Makes the type of `spec` for module m, stores it in `slot` and adds it as m.<attr>.

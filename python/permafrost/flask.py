@@ -1,0 +1,108 @@
+"""permafrost.flask: Flask's JSON provider for frozen data (imports flask; permafrost does not).
+
+    from permafrost.flask import JSONProvider
+    app = Flask(__name__)
+    app.json = JSONProvider(app)        # or: class App(Flask): json_provider_class = JSONProvider
+
+    @app.get("/users/<key>")
+    def user(key):
+        return table[key]               # a FrozenDict, or jsonify(table[key]), or (rec, 201)
+
+JSONProvider is Flask's DefaultJSONProvider (the same options: ensure_ascii, sort_keys, compact,
+mimetype, default) with the encoding done by permafrost.dumps's C++ writer: a view is written
+straight from its frozen bytes, ordinary values as json writes them, and Flask's `default`
+(dates, UUIDs, Decimals, dataclasses) still applies. Responses carry the same bytes the default
+provider would produce for the thawed value (a lone surrogate aside, which comes out as a \\udXXX
+escape). Creating the provider also lets the app's view functions return a FrozenDict or
+FrozenList, alone or in a (body, status, headers) tuple, as they may return a dict or a list.
+"""
+import json as _json
+
+from flask.json.provider import DefaultJSONProvider as _DefaultJSONProvider
+
+from . import FrozenDict, FrozenList, JSONEncoder, _core
+
+__all__ = ["JSONProvider"]
+
+# The json.dumps arguments the C++ writer takes; any other (cls=...) goes through json.dumps.
+_ENCODE_ARGS = frozenset({"default", "ensure_ascii", "sort_keys", "indent", "separators",
+                          "allow_nan", "skipkeys", "check_circular"})
+
+
+class JSONProvider(_DefaultJSONProvider):
+    """Flask's default JSON provider, encoding permafrost views (and everything else) in C++."""
+
+    def __init__(self, app):
+        super().__init__(app)
+        _accept_views_from_view_functions(app)
+
+    def _options(self, kwargs):
+        # DefaultJSONProvider.dumps's defaults, including Flask 2.2's deprecated config keys.
+        config = self._app.config
+        kwargs.setdefault("default", self.default)
+        ensure_ascii = config.get("JSON_AS_ASCII")
+        kwargs.setdefault("ensure_ascii", self.ensure_ascii if ensure_ascii is None
+                          else ensure_ascii)
+        sort_keys = config.get("JSON_SORT_KEYS")
+        kwargs.setdefault("sort_keys", self.sort_keys if sort_keys is None else sort_keys)
+        return kwargs
+
+    def _legacy_encoder(self):
+        # Flask 2.2's deprecated app.json_encoder: json.dumps with that class, as Flask does.
+        return getattr(self._app, "_json_encoder", None) is not None
+
+    def encode(self, obj, **kwargs):
+        """JSON of obj as UTF-8 bytes, with dumps()'s options and defaults."""
+        kwargs = self._options(kwargs)
+        if self._legacy_encoder() or not kwargs.keys() <= _ENCODE_ARGS:
+            kwargs.setdefault("cls", JSONEncoder)
+            return _json.dumps(obj, **kwargs).encode("utf-8", "backslashreplace")
+        indent = kwargs.get("indent")
+        item_sep, key_sep = kwargs.get("separators") or ((", " if indent is None else ","), ": ")
+        fn = kwargs["default"]
+        return _core._encode(obj, indent, kwargs["sort_keys"], fn, kwargs["ensure_ascii"],
+                             item_sep, key_sep, kwargs.get("allow_nan", True),
+                             kwargs.get("skipkeys", False), kwargs.get("check_circular", True))
+
+    def dumps(self, obj, **kwargs):
+        """Serialize obj as JSON text (json.dumps's arguments; Flask's defaults)."""
+        if self._legacy_encoder():
+            return super().dumps(obj, **kwargs)
+        return self.encode(obj, **kwargs).decode()
+
+    def response(self, *args, **kwargs):
+        """A response holding args/kwargs as JSON, as DefaultJSONProvider.response builds it, with
+        the body's bytes from encode() (no str in between)."""
+        obj = self._prepare_response_obj(args, kwargs)
+        config = self._app.config
+        pretty = config.get("JSONIFY_PRETTYPRINT_REGULAR")
+        compact = self.compact if pretty is None else not pretty
+        if (compact is None and self._app.debug) or compact is False:
+            dump_args = {"indent": 2}
+        else:
+            dump_args = {"separators": (",", ":")}
+        mimetype = config.get("JSONIFY_MIMETYPE") or self.mimetype
+        if self._legacy_encoder():
+            body = f"{super().dumps(obj, **dump_args)}\n".encode()
+        else:
+            body = self.encode(obj, **dump_args) + b"\n"
+        return self._app.response_class(body, mimetype=mimetype)
+
+
+def _accept_views_from_view_functions(app):
+    """Let app's view functions return a FrozenDict or FrozenList as they may return a dict or a
+    list: Flask's make_response tests for dict and list, so it is wrapped on this app."""
+    if getattr(app.make_response, "_permafrost_views", False):
+        return
+    make_response = app.make_response
+
+    def make_response_with_views(rv):
+        body = rv[0] if isinstance(rv, tuple) and rv else rv
+        if isinstance(body, (FrozenDict, FrozenList)):
+            response = app.json.response(body)
+            rv = (response,) + rv[1:] if isinstance(rv, tuple) else response
+        return make_response(rv)
+
+    make_response_with_views._permafrost_views = True
+    make_response_with_views.__doc__ = make_response.__doc__
+    app.make_response = make_response_with_views

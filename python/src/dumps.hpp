@@ -1,0 +1,32 @@
+// permafrost for Python — JSON text straight from frozen bytes: permafrost.dumps.
+//
+// Contract: dumps(obj) returns the UTF-8 bytes of
+// json.dumps(thawed, ensure_ascii=False, separators=(",", ":")) — with indent, json.dumps's
+// (",", ": ") — where `thawed` is obj with every view replaced by its thaw(). Frozen values are
+// written from their bytes (format.hpp) without a Python object being made for them; ordinary
+// values (dict, list, tuple, str, int, float, bool, None and their subclasses, as json takes
+// them) may hold views anywhere. The differences from json, all documented in docs/python.md:
+// a lone surrogate is written as a \udXXX escape (UTF-8 cannot hold it; json.loads reads it
+// back); nesting raises RecursionError where json's does (the interpreter's recursion check) and
+// at 10,000 levels at most; errors name the path of the value that failed.
+//
+// Thread safety: runs under the GIL; frozen bytes are immutable.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+namespace permafrost::python {
+
+// permafrost.dumps(obj, *, indent=None, sort_keys=False, default=None) -> bytes.
+// Effects: none beyond the bytes returned (and whatever `default` does). Throws (sets): TypeError
+// naming an unsupported type or key and its path; ValueError for a circular reference;
+// RecursionError past the recursion limit (10,000 levels at most); whatever `default` raises.
+PyObject* py_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+
+// _core._encode(obj, indent, sort_keys, default, ensure_ascii, item_separator, key_separator,
+// allow_nan, skipkeys, check_circular) -> bytes: every json.JSONEncoder option, for
+// permafrost.JSONEncoder. indent: None, an int or a str; default: None or a callable.
+PyObject* py_encode(PyObject* module, PyObject* const* args, Py_ssize_t nargs);
+
+}  // namespace permafrost::python
