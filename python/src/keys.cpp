@@ -40,7 +40,8 @@ bool utf8_of(PyObject* s, std::string_view& out, ref& holder) {
   return true;
 }
 
-bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth) {
+bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth,
+              key_use use) {
   namespace d = permafrost::detail;
   if (depth > max_key_depth) {  // no C stack overflow on absurdly nested tuple keys
     PyErr_SetString(PyExc_TypeError, "key nested deeper than 5000 tuples or frozensets");
@@ -78,7 +79,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     std::uint64_t acc = static_cast<std::uint64_t>(n) + 0x7475706cull;
     for (Py_ssize_t i = 0; i < n; ++i) {
       std::uint64_t eh;
-      if (!key_hash(state, PyTuple_GET_ITEM(o, i), eh, depth + 1)) return false;
+      if (!key_hash(state, PyTuple_GET_ITEM(o, i), eh, depth + 1, use)) return false;
       acc = d::hash_word(acc + eh);
     }
     h = acc;
@@ -90,7 +91,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     if (!it.get()) return false;
     while (PyObject* e = PyIter_Next(it.get())) {
       std::uint64_t eh;
-      const bool ok = key_hash(state, e, eh, depth + 1);
+      const bool ok = key_hash(state, e, eh, depth + 1, use);
       Py_DECREF(e);
       if (!ok) return false;
       acc += d::hash_word(eh);
@@ -100,11 +101,21 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     return true;
   }
   if (Py_TYPE(o) == state.set_type) {
+    // A FrozenSet equals the frozenset of its elements: it hashes as that frozenset. (A view of
+    // a frozen set, as opposed to a frozenset, is a key only to look up with.)
     const auto* v = reinterpret_cast<view_object*>(o);
-    if (node_at<node_header>(v->base, v->off)->kind == kind_frozenset) {
+    if (node_at<node_header>(v->base, v->off)->kind == kind_frozenset || use == key_use::lookup) {
       ref thawed(thaw_word(state, v->base, v->off));
-      return thawed.get() && key_hash(state, thawed.get(), h);
+      if (!thawed.get()) return false;
+      ref frozen(PyFrozenSet_New(thawed.get()));
+      return frozen.get() && key_hash(state, frozen.get(), h, depth, use);
     }
+  }
+  if (use == key_use::lookup) {
+    const Py_hash_t ph = PyObject_Hash(o);  // user code may run; TypeError when unhashable
+    if (ph == -1 && PyErr_Occurred()) return false;
+    h = permafrost::detail::hash_word(static_cast<std::uint64_t>(ph));
+    return true;
   }
   PyErr_Format(PyExc_TypeError, "unhashable or unsupported key type: '%.200s'",
                Py_TYPE(o)->tp_name);
@@ -132,7 +143,7 @@ std::int64_t table_find(store_object* store, const char* base, const table_heade
     });
   }
   std::uint64_t h;
-  if (!key_hash(*store->state, key, h)) return entry_failed;
+  if (!key_hash(*store->state, key, h, 0, key_use::lookup)) return entry_failed;
   return find_entry(t, h, [&](std::uint32_t i) {
     const word kw = keys[i];
     if ((kw & tag_mask) == tag_short_str ||

@@ -30,12 +30,23 @@ inline constexpr std::size_t max_key_depth = 5000;
 // false with an exception set on failure.
 bool utf8_of(PyObject* s, std::string_view& out, ref& holder);
 
+// What a key hash is for: storing a key (freeze: only the types the format holds), or looking
+// one up (any hashable key, as a dict takes it).
+enum class key_use { store, lookup };
+
 // The seedless hash of a hashable supported value into h. Returns false with TypeError set for
 // an unsupported or unhashable value (or one nested deeper than max_key_depth).
-bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth = 0);
+// With key_use::lookup, a hashable value of any other type (a date, an Enum, a Fraction, a
+// plain object; inside a tuple or frozenset too) hashes as its own hash() mixed the same way:
+// numbers that equal a stored int or float (Fraction(1), Decimal("1.5")) share CPython's
+// seedless numeric hash and so find it; anything else probes and is found absent (a stored key
+// is never ==, unless its __eq__ says so). An unhashable value raises TypeError as a dict does.
+bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth = 0,
+              key_use use = key_use::store);
 
 // The entry index of `key` in table `t` of `store` (bytes at base), entry_absent when it is not
-// there, entry_failed with an exception set.
+// there (a hashable key of a type freeze() does not store included), entry_failed with an
+// exception set (an unhashable key: TypeError, as for a dict).
 std::int64_t table_find(store_object* store, const char* base, const table_header* t,
                         PyObject* key);
 

@@ -260,12 +260,15 @@ PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
 
 int set_contains(PyObject* self, PyObject* key) {
   view_object* v = as_view(self);
+  // As for a frozenset: `[] in s` raises TypeError, and a set is looked up as its frozenset.
+  ref as_frozenset;
+  if (PySet_Check(key)) {
+    as_frozenset.p = PyFrozenSet_New(key);
+    if (!as_frozenset.get()) return -1;
+    key = as_frozenset.get();
+  }
   const std::int64_t i =
       table_find(v->store, v->base, reinterpret_cast<const table_header*>(view_node(self)), key);
-  if (i == entry_failed && PyErr_ExceptionMatches(PyExc_TypeError)) {  // `[] in s` is False
-    PyErr_Clear();
-    return 0;
-  }
   return i >= 0 ? 1 : (i == entry_absent ? 0 : -1);
 }
 

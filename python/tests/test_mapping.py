@@ -7,11 +7,16 @@ equal to a dict with the same items in any order. FrozenList behaves as a list t
 import collections
 import collections.abc
 import copy
+import datetime
+import decimal
+import enum
+import fractions
 import functools
 import math
 import string
 import types
 import unittest
+import uuid
 
 import permafrost
 from permafrost import FrozenDict, FrozenList, FrozenSet
@@ -100,6 +105,91 @@ class Equality(unittest.TestCase):
         self.assertNotIn(NAN, frozen["l"])
         self.assertNotEqual(frozen["l"], [NAN])
         self.assertNotEqual(frozen["k"], {NAN: 1})
+
+
+class Lookups(unittest.TestCase):
+    """Keys of types freeze() does not store are absent, as in a dict (issue 16 item 8)."""
+
+    def setUp(self):
+        self.d = permafrost.freeze({1: "one", 1.5: "one and a half", "s": "str", (1, "a"): "tuple",
+                                    frozenset({2}): "frozenset", None: "none"})
+        self.s = permafrost.freeze({"s": {1, 1.5, "x", (1, "a")}})["s"]
+
+    def foreign_keys(self):
+        class Color(enum.Enum):
+            RED = 1
+
+        class Plain:
+            pass
+
+        return [datetime.date(2026, 12, 3), datetime.timedelta(1), Color.RED,
+                uuid.UUID(int=1), Plain(), 1 + 2j, decimal.Decimal("2.5"), fractions.Fraction(1, 3),
+                (1, datetime.date(2026, 1, 1)), frozenset({Plain()}), range(3)]
+
+    def test_a_hashable_key_of_another_type_is_absent(self):
+        for key in self.foreign_keys():
+            with self.subTest(key=key):
+                self.assertNotIn(key, self.d)
+                self.assertIsNone(self.d.get(key))
+                self.assertEqual(self.d.get(key, "default"), "default")
+                with self.assertRaises(KeyError):
+                    self.d[key]
+                self.assertNotIn(key, self.d.keys())
+                self.assertNotIn((key, "one"), self.d.items())
+                self.assertNotIn(key, self.s)
+
+    def test_an_unhashable_key_raises_as_in_a_dict(self):
+        for key in ([], {}, {1}, ([],), bytearray(b"x")):
+            with self.subTest(key=key):
+                for probe in (lambda: key in self.d, lambda: self.d.get(key),
+                              lambda: self.d[key], lambda: key in self.d.keys(),
+                              lambda: (key, 1) in self.d.items()):
+                    with self.assertRaisesRegex(TypeError, "unhashable"):
+                        probe()
+                if not isinstance(key, set):  # a frozenset looks a set up as a frozenset
+                    with self.assertRaisesRegex(TypeError, "unhashable"):
+                        key in frozenset()  # noqa: B015 (the built-in does the same)
+                    with self.assertRaisesRegex(TypeError, "unhashable"):
+                        key in self.s  # noqa: B015
+
+    def test_a_set_is_looked_up_in_a_frozen_set_as_its_frozenset(self):
+        s = permafrost.freeze({"s": {frozenset({1, 2}), 3}})["s"]
+        self.assertIn({1, 2}, s)
+        self.assertIn({1, 2}, frozenset({frozenset({1, 2})}))
+        self.assertNotIn({1}, s)
+
+    def test_equal_numbers_are_equal_keys(self):
+        for key, value in ((fractions.Fraction(1), "one"), (decimal.Decimal(1), "one"),
+                           (decimal.Decimal("1.5"), "one and a half"),
+                           (fractions.Fraction(3, 2), "one and a half"), (1.0, "one"),
+                           (True, "one"), ((fractions.Fraction(1), "a"), "tuple"),
+                           ((decimal.Decimal("1.0"), "a"), "tuple"),
+                           (frozenset({decimal.Decimal(2)}), "frozenset")):
+            with self.subTest(key=key):
+                self.assertIn(key, self.d)
+                self.assertEqual(self.d[key], value)
+                self.assertEqual(self.d.get(key), value)
+                self.assertEqual(dict(self.d.thaw())[key], value)  # as the dict it came from
+        self.assertIn(decimal.Decimal(1), self.s)
+        self.assertIn(fractions.Fraction(3, 2), self.s)
+        self.assertIn((fractions.Fraction(1), "a"), self.s)
+
+    def test_a_frozen_set_view_finds_its_frozenset_key(self):
+        views = permafrost.freeze({"from a set": {2}, "from a frozenset": frozenset({2})})
+        for name, view in views.items():
+            with self.subTest(name):
+                self.assertEqual(self.d[view], "frozenset")
+                self.assertEqual(permafrost.freeze({(1, frozenset({2})): "t"})[(1, view)], "t")
+
+    def test_int_enum_and_str_subclass_keys_find_their_value(self):
+        class Level(enum.IntEnum):
+            ONE = 1
+
+        class Name(str):
+            pass
+
+        self.assertEqual(self.d[Level.ONE], "one")
+        self.assertEqual(self.d[Name("s")], "str")
 
 
 class Copies(unittest.TestCase):
