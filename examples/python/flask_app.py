@@ -11,31 +11,23 @@ PF_ROWS sets its size (default 500,000).
   GET /records?start=P&count=N      jsonify([...]) of the records at positions P..P+N-1 of a
                                     scrambled order of the table (keys from all over it)
   GET /stats                        {"pid", "rows", "table", "table_bytes"}
+
+A frozen record is a FrozenDict, not a dict: permafrost.flask.JSONProvider lets jsonify() (and a
+view returning the record itself) encode it, straight from the frozen bytes.
 """
 import os
 
 from flask import Flask, abort, jsonify, request
 
-import permafrost
 import records
+from permafrost.flask import JSONProvider
 
 TABLE_KIND = os.environ.get("PF_TABLE", "frozen")
 table, table_bytes = records.load_table(TABLE_KIND)
 position = records.scrambled(len(table))
 
 app = Flask(__name__)
-try:
-    from permafrost.flask import JSONProvider  # encodes frozen values straight from their bytes
-    app.json = JSONProvider(app)
-except ImportError:  # a permafrost without the Flask provider: thaw frozen values as encoded
-    _flask_default = app.json.default
-
-    def _default(obj):
-        if isinstance(obj, (permafrost.FrozenDict, permafrost.FrozenList)):
-            return permafrost.json_default(obj)
-        return _flask_default(obj)
-
-    app.json.default = _default
+app.json = JSONProvider(app)  # jsonify() writes frozen records straight from their bytes
 
 
 @app.get("/record/<key>")

@@ -9,7 +9,6 @@ uWSGI loads the app, and so builds the table, in the master and then forks the w
 a plain dict (the peer); PF_ROWS sets its size (default 500,000). The same routes as
 flask_app.py: /record/<key>, /records?start=P&count=N, /stats.
 """
-import json
 import os
 from urllib.parse import parse_qs
 
@@ -22,7 +21,7 @@ position = records.scrambled(len(table))
 
 
 def to_json(obj):
-    return json.dumps(obj, default=permafrost.json_default).encode()
+    return permafrost.dumps(obj)  # UTF-8 JSON bytes, frozen records written from their bytes
 
 
 def application(environ, start_response):
