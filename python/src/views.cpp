@@ -29,7 +29,7 @@ void view_dealloc(PyObject* self) {
 }
 
 PyObject* readonly_error(PyObject* self) {
-  PyErr_Format(PyExc_TypeError, "'%.100s' is frozen: it cannot be modified",
+  PyErr_Format(PyExc_TypeError, "'%.100s' is frozen: use .thaw() for a mutable copy",
                Py_TYPE(self)->tp_name);
   return nullptr;
 }

@@ -207,6 +207,28 @@ class SameTextAsJson(unittest.TestCase):
         for kwargs in ({}, {"indent": 2}, {"sort_keys": True}):
             self.assertEqual(permafrost.dumps(value, **kwargs), reference(thawed, **kwargs))
 
+    def test_frozen_values_are_written_without_python_objects(self):
+        # tracemalloc sees every Python object made; the writer's own buffer is plain malloc.
+        # Writing a frozen table makes the result bytes and nothing per value, where thawing
+        # (json_default's way) makes every dict, str and float again.
+        import tracemalloc
+        rows = permafrost.freeze({f"key:{i}": {"name": f"name-{i}", "score": i / 3, "tags": [i]}
+                                  for i in range(5000)})
+        tracemalloc.start()
+        try:
+            out = permafrost.dumps(rows)
+            del out
+            tracemalloc.reset_peak()
+            out = permafrost.dumps(rows)
+            _, dumps_peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            rows.thaw()
+            _, thaw_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(dumps_peak, len(out) + 64 * 1024)
+        self.assertGreater(thaw_peak, 4 * len(out))
+
     def test_root_scalars_and_empty_containers(self):
         for value in (1, "s", None, 1.5, [], {}, ()):
             self.assertEqual(permafrost.dumps(value), reference(value))
