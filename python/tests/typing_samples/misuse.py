@@ -16,3 +16,4 @@ tags.add("b")  # error: attr-defined
 wrong: FrozenDict[str, int] = permafrost.freeze([1])  # error: assignment
 plain: dict[str, Any] = record  # error: assignment
 text: str = record["id"]  # error: assignment
+as_text: str = permafrost.dumps(record)  # error: assignment

@@ -46,3 +46,5 @@ text: str = json.dumps(record, default=permafrost.json_default)
 def reopen(path: str) -> None:
     reopened: FrozenDict[str, Any] = permafrost.open(path)  # the saved root decides the type
     print(len(reopened))
+body: bytes = permafrost.dumps(record, indent=2, sort_keys=True, default=str)
+encoded: str = json.dumps(record, cls=permafrost.JSONEncoder)
