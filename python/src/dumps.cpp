@@ -498,7 +498,7 @@ class json_writer {
         return string_utf8(b, short_str_size(w));
       }
       case tag_node: break;
-      default: corrupt();
+      default: return frozen_unsupported(base, w);
     }
     const auto* n = reinterpret_cast<const node_header*>(base + w);
     switch (n->kind) {
@@ -510,16 +510,10 @@ class json_writer {
       case kind_tuple: return frozen_sequence(base, n);
       case kind_dict:
       case kind_dict16: return frozen_dict(base, n);
-      case kind_bytes:
-      case kind_set:
-      case kind_frozenset: return frozen_unsupported(base, w);
-      default: corrupt();
+      // bytes, sets, and any kind json has no text for: what json.dumps does with the thawed
+      // value (default(), or TypeError naming its type; thaw raises on a corrupt word).
+      default: return frozen_unsupported(base, w);
     }
-  }
-
-  [[noreturn]] void corrupt() {
-    PyErr_SetString(PyExc_SystemError, "permafrost: corrupt frozen value");
-    throw py_error{};
   }
 
   // bytes, set, frozenset: what json.dumps(thawed) does with the thawed value.
@@ -644,6 +638,14 @@ class json_writer {
     close_items('}');
   }
 
+  // json's TypeError for a key of another type (tuple, frozenset, bytes...), naming the type of
+  // the thawed key.
+  [[noreturn, gnu::noinline]] void bad_key_type(const char* base, word w) {
+    ref key(check(thaw_word(state_, base, w)));
+    fail(PyExc_TypeError,
+         std::string("keys must be str, int, float, bool or None, not ") + Py_TYPE(key.p)->tp_name);
+  }
+
   // Whether frozen_key() writes this key without failing or skipping it.
   bool always_written(const char* base, word w) const {
     switch (w & tag_mask) {
@@ -671,12 +673,7 @@ class json_writer {
       } else if (opt_.skipkeys) {
         return false;
       } else {
-        const char* what = n->kind == kind_tuple       ? "tuple"
-                           : n->kind == kind_frozenset ? "frozenset"
-                           : n->kind == kind_bytes     ? "bytes"
-                                                       : "object";
-        fail(PyExc_TypeError,
-             std::string("keys must be str, int, float, bool or None, not ") + what);
+        bad_key_type(base, w);
       }
     } else if (tag == tag_const) {
       out_.put(w == const_true ? "\"true\"" : (w == const_false ? "\"false\"" : "\"null\""));
