@@ -11,8 +11,9 @@ The Dataset holds the table and builds one training sample per record (a feature
 label). Tables: "dict" a list of dicts (the peer); "frozen" permafrost.freeze() of it; "image" the
 frozen table saved to a file and mapped with permafrost.open(). A spawned worker receives the
 Dataset by pickle: a list of dicts arrives as a full private copy, a view of an image as a small
-reference that maps the same page-cache pages (a freeze() view is copied by value today, so spawn
-runs use the image).
+reference that maps the same page-cache pages. A view made by freeze() goes by reference too where
+permafrost registers its views with multiprocessing's pickler (freeze_views_go_by_reference());
+otherwise it arrives by value, so spawn runs use the image and add "frozen" only then.
 
 Per worker, from /proc/PID/smaps_rollup (permafrost.memory):
   fork   USS growth over one full pass (epoch): what reading the records copied.
@@ -53,6 +54,14 @@ class RecordsDataset:
                                  len(rec["email"]), len(rec["tags"]), len(rec["address"]["city"])],
                                 dtype=torch.float32)
         return features, int(rec["active"])
+
+
+def freeze_views_go_by_reference():
+    """Whether multiprocessing sends a view made by freeze() to a spawned worker as a reference
+    (the worker maps the same memory) rather than by value (it freezes its own copy): true when
+    permafrost registers its views with multiprocessing's pickler."""
+    from multiprocessing.reduction import ForkingPickler
+    return permafrost.FrozenList in getattr(ForkingPickler, "_extra_reducers", {})
 
 
 def measure(table_kind, start_method, rows, workers=4, batch=256, image_dir=None):
@@ -128,7 +137,9 @@ def main():
         for method in methods:
             baseline = (measure("none", method, args.rows, args.workers, args.batch)
                         if method == "spawn" else None)
-            kinds = ({"fork": ["dict", "frozen"], "spawn": ["dict", "image"]}[method]
+            spawn_kinds = ["dict", "image"] + (["frozen"] if freeze_views_go_by_reference()
+                                               else [])
+            kinds = ({"fork": ["dict", "frozen"], "spawn": spawn_kinds}[method]
                      if args.table == "all" else [args.table])
             for kind in kinds:
                 r = measure(kind, method, args.rows, args.workers, args.batch, image_dir=tmp)

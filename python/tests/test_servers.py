@@ -77,14 +77,37 @@ class DataLoaderWorkers(ServerCase, unittest.TestCase):
         self.check(frozen, plain, dataloader.private_cost(frozen, None),
                    dataloader.private_cost(plain, None))
 
+    _spawn_baseline = None
+
+    def spawn_baseline(self):
+        """A spawned worker whose Dataset holds no table, measured once for the spawn cases."""
+        import dataloader
+        if DataLoaderWorkers._spawn_baseline is None:
+            DataLoaderWorkers._spawn_baseline = dataloader.measure("none", "spawn", ROWS)
+        return DataLoaderWorkers._spawn_baseline
+
     def test_spawn_workers_map_an_image_instead_of_unpickling_a_copy(self):
         import dataloader
+        baseline = self.spawn_baseline()
         with tempfile.TemporaryDirectory() as tmp:
-            baseline = dataloader.measure("none", "spawn", ROWS)
             frozen = dataloader.measure("image", "spawn", ROWS, image_dir=tmp)
-            plain = dataloader.measure("dict", "spawn", ROWS)
+        plain = dataloader.measure("dict", "spawn", ROWS)
         self.check(frozen, plain, dataloader.private_cost(frozen, baseline),
                    dataloader.private_cost(plain, baseline))
+
+    def test_spawn_workers_share_a_freeze_view(self):
+        import dataloader
+        if not dataloader.freeze_views_go_by_reference():
+            self.skipTest("this permafrost sends freeze() views to spawned workers by value "
+                          "(only image views go by reference)")
+        frozen = dataloader.measure("frozen", "spawn", ROWS)
+        cost = dataloader.private_cost(frozen, self.spawn_baseline())
+        sys.stderr.write("\nspawn, freeze() view: per-worker private MiB %s (table %.1f)\n" % (
+            [round(c / MiB, 1) for c in cost], frozen["table_bytes"] / MiB))
+        for c in cost:
+            self.assertLessEqual(c, GOAL)
+            # By value each worker would hold its own copy: the whole frozen table.
+            self.assertLess(c, 0.25 * frozen["table_bytes"], "the worker got a copy")
 
 
 if __name__ == "__main__":
