@@ -658,6 +658,61 @@ TEST_CASE("save_image makes the file 0644 less the umask, and never changes the 
   CHECK(umask_seen_changed.load() == 0);
 }
 
+namespace {
+// The uid that saves into a write-only directory: this process's own, or nobody's when it is
+// root (root reads every directory whatever its mode, so it would not show the case).
+constexpr uid_t nobody = 65534;
+
+// True when a forked child can take that uid (root in a namespace without it cannot).
+bool can_be_an_ordinary_user() {
+  if (::geteuid() != 0) return true;
+  const int status = pt::wait_status_of([] {
+    ::_exit(::setgid(nobody) == 0 && ::setuid(nobody) == 0 && ::geteuid() == nobody ? 0 : 1);
+  });
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+}  // namespace
+
+// Skipped only for root in a user namespace that has no uid 65534 to drop to.
+TEST_CASE("save_image into a directory it may write but not read succeeds, twice" *
+          doctest::skip(!can_be_an_ordinary_user())) {
+  temp_dir dir;
+  const fs::path box = dir / "write-only";
+  REQUIRE(::mkdir(box.c_str(), 0700) == 0);
+  if (::geteuid() == 0) {
+    REQUIRE(::chmod(dir.path.c_str(), 0711) == 0);  // nobody may pass through
+    REQUIRE(::chown(box.c_str(), nobody, nobody) == 0);
+  }
+  REQUIRE(::chmod(box.c_str(), 0300) == 0);  // -wx: create and rename, but no listing, no open
+  const fs::path path = box / "table.pfi";
+  arena first_arena, second_arena;
+  const pt::image_table* first = frozen_table(first_arena, 10);
+  const pt::image_table* second = frozen_table(second_arena, 20);
+  // In a child that is an ordinary user: 0 = both saves succeeded, 1-2 = save 1-2 threw.
+  const pt::child_output out = pt::run_capturing_stderr([&] {
+    if (::geteuid() == 0 && (::setgid(nobody) != 0 || ::setuid(nobody) != 0)) ::_exit(9);
+    int step = 1;
+    try {
+      permafrost::save_image(first_arena, *first, path);
+      step = 2;  // the target exists now: this save replaces it
+      permafrost::save_image(second_arena, *second, path);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      ::_exit(step);
+    }
+    ::_exit(0);
+  });
+  INFO("child stderr: " << out.stderr_text);
+  REQUIRE(WIFEXITED(out.status));
+  CHECK(WEXITSTATUS(out.status) == 0);
+  const image img = image::open(path);  // root, or the owner of the -wx directory: both may
+  CHECK(pt::check_image_table(img.root<pt::image_table>(), 20) == 0);
+  REQUIRE(::chmod(box.c_str(), 0700) == 0);
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(box)) ++entries;
+  CHECK(entries == 1);  // no temporary file left
+}
+
 TEST_CASE("save_image into a missing directory is an io error; nothing is left behind") {
   temp_dir dir;
   arena a;

@@ -129,8 +129,10 @@ image_root_tag root_tag_of() {
 
 // Effects: writes the used bytes of the frozen arena `a` and the root object `root` (which lies
 // in `a`) to `path` atomically: a temporary file "<path>.XXXXXX" in the same directory, written,
-// fsynced, renamed over `path`, then the directory fsynced. The temporary file is removed on
-// failure; `path` is then untouched.
+// fsynced, renamed over `path`, then the directory fsynced (a directory this process may write but
+// not read: syncfs of its file system). The temporary file is removed on failure; `path` is then
+// untouched, except when the device fails that last sync: the error then says the path already
+// holds the new image.
 // Before writing, check_position_independent(a, root) (frozen_storable.hpp) walks the root
 // through the containers' points_into hooks: a raw pointer met there is refused, naming its arena
 // offset (store permafrost::offset_ptr instead).

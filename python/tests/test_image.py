@@ -90,6 +90,41 @@ class Images(unittest.TestCase):
         self.assertIn("not a regular file", proc.stdout)
         self.assertIn(self.path, proc.stdout)
 
+    def test_save_into_a_directory_it_may_write_but_not_read(self):
+        # Root reads every directory whatever its mode: the saves run in a child that is nobody.
+        nobody = 65534
+        box = os.path.join(self.dir.name, "write-only")
+        os.mkdir(box, 0o700)
+        if os.geteuid() == 0:
+            os.chmod(self.dir.name, 0o711)
+            os.chown(box, nobody, nobody)
+        os.chmod(box, 0o300)  # create and rename, but no listing and no open of the directory
+        path = os.path.join(box, "table.pfimg")
+        first, second = permafrost.freeze({"v": 1}), permafrost.freeze({"v": 2})
+        pid = os.fork()
+        if pid == 0:
+            code = 9
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(nobody)
+                    os.setuid(nobody)
+                code = 1
+                first.save(path)
+                code = 2  # replaces the file the first save made
+                second.save(path)
+                code = 0
+            except BaseException as e:  # the parent reports the exit code
+                print(e, file=sys.stderr)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 9:
+            self.skipTest("cannot become uid 65534 (a user namespace without it)")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, "save 1 or 2 raised")
+        self.assertEqual(permafrost.open(path)["v"], 2)
+        os.chmod(box, 0o700)
+        self.assertEqual(os.listdir(box), ["table.pfimg"])
+
     def test_opening_a_path_again_after_a_new_save_maps_the_new_image(self):
         # The swap pattern: requests still reading the old table keep it; open() gets the new one.
         permafrost.freeze({"version": 1, "rows": [1, 2]}).save(self.path)

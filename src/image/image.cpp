@@ -20,6 +20,14 @@ using namespace detail::image_format;
 
 std::string errno_text(int err) { return std::system_category().message(err); }
 
+// Closes a descriptor this file opened (-1: none) on every way out.
+struct fd_closer {
+  int fd;
+  ~fd_closer() {
+    if (fd >= 0) (void)os::close_fd(fd);
+  }
+};
+
 // ----- save ---------------------------------------------------------------------------------
 
 [[noreturn]] void refuse_save(reason why, const std::filesystem::path& path,
@@ -39,14 +47,6 @@ struct temp_file {
 };
 
 // ----- open ---------------------------------------------------------------------------------
-
-// Closes a descriptor this file opened (-1: none) on every way out.
-struct fd_closer {
-  int fd;
-  ~fd_closer() {
-    if (fd >= 0) (void)os::close_fd(fd);
-  }
-};
 
 std::string describe_fd(int fd) {
   char target[320];
@@ -107,6 +107,15 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   if (!options.metadata.empty())
     std::memcpy(head.data() + sizeof h, options.metadata.data(), options.metadata.size());
 
+  // The directory is opened before anything is written, so the one step left after the rename
+  // (making it durable) cannot fail for want of permission: a directory this process may write
+  // but not read (mode -wx) cannot be opened for fsync, and then syncfs() of the new file's file
+  // system makes the rename durable instead.
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  int dir_fd = -1;
+  (void)os::open_directory(dir.c_str(), &dir_fd);  // a missing directory fails below, named
+  const fd_closer close_dir{dir_fd};
+
   temp_file tmp;
   tmp.path = path.string() + ".XXXXXX";
   if (const int err = os::create_temp(tmp.path.data(), &tmp.fd); err != 0) {
@@ -120,13 +129,19 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   step("writing the header to", os::file_write(tmp.fd, head.data(), head.size(), 0));
   step("writing the data to", os::file_write(tmp.fd, data.data(), data.size(), head.size()));
   step("fsync of", os::sync_file(tmp.fd));
-  step("closing", os::close_fd(std::exchange(tmp.fd, -1)));
+  if (dir_fd >= 0) step("closing", os::close_fd(std::exchange(tmp.fd, -1)));
   if (const int err = os::rename_file(tmp.path.c_str(), path.c_str()); err != 0)
     refuse_save(reason::io, path, "renaming '" + tmp.path + "' over it: " + errno_text(err));
   tmp.renamed = true;
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  if (const int err = os::sync_directory(dir.c_str()); err != 0)
-    refuse_save(reason::io, path, "fsync of its directory: " + errno_text(err));
+  // Only the device can fail from here on (EIO): the path already holds the new image, and the
+  // error says so rather than suggesting the target was left alone.
+  const int err = dir_fd >= 0 ? os::sync_file(dir_fd) : os::sync_file_system(tmp.fd);
+  if (err != 0)
+    refuse_save(reason::io, path,
+                std::string("the path now holds the new image (the rename was done), but ") +
+                    (dir_fd >= 0 ? "the fsync of its directory" : "the syncfs of its file system") +
+                    " failed: " + errno_text(err) +
+                    "; until the device has written it, a crash may bring back the previous file");
 }
 
 }  // namespace detail

@@ -193,8 +193,13 @@ int reopen_read_only(int fd, int* out) noexcept;
 // Flushes the file's data and metadata to its device (fsync).
 int sync_file(int fd) noexcept;
 
-// Flushes a directory's entries (after a rename into it) to its device: open + fsync + close.
-int sync_directory(const char* path) noexcept;
+// Opens a directory for reading, close-on-exec (fsync it with sync_file after a rename into it).
+// EACCES for a directory this process may write but not read.
+int open_directory(const char* path, int* fd) noexcept;
+
+// Flushes everything written to the file system that holds fd, metadata included (syncfs).
+// Makes a rename durable where the directory cannot be opened for fsync.
+int sync_file_system(int fd) noexcept;
 
 // rename(2): replaces `to` atomically; unlink(2).
 int rename_file(const char* from, const char* to) noexcept;

@@ -390,13 +390,14 @@ int reopen_read_only(int fd, int* out) noexcept {
 
 int sync_file(int fd) noexcept { return ::fsync(fd) == 0 ? 0 : errno_or(EIO); }
 
-int sync_directory(const char* path) noexcept {
-  const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_or(ENOENT);
-  const int err = ::fsync(fd) == 0 ? 0 : errno_or(EIO);
-  ::close(fd);
-  return err;
+int open_directory(const char* path, int* fd) noexcept {
+  const int r = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r < 0) return errno_or(ENOENT);
+  *fd = r;
+  return 0;
 }
+
+int sync_file_system(int fd) noexcept { return ::syncfs(fd) == 0 ? 0 : errno_or(EIO); }
 
 int rename_file(const char* from, const char* to) noexcept {
   return ::rename(from, to) == 0 ? 0 : errno_or(EIO);
