@@ -14,6 +14,7 @@ warms every worker up, reads each worker's USS (Private_Clean + Private_Dirty fr
 is what serving the table copied into each worker.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -22,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,32 +149,25 @@ def full_pass(sock_path, rows, batch):
     """Requests /records for every position of the table, CLIENTS at a time; checks every
     record. Returns the number of requests."""
     starts = list(range(0, rows, batch))
-    errors, seen = [], [0] * CLIENTS
     position = records.scrambled(rows)
 
     def client(k):
-        try:
-            for start in starts[k::CLIENTS]:
-                got = http_get(sock_path, "/records?start=%d&count=%d" % (start, batch))
-                want = range(start, min(start + batch, rows))
-                if [r["id"] for r in got] != [position(p) for p in want]:
-                    raise AssertionError("/records?start=%d: wrong records" % start)
-                for r in got:
-                    if records.checksum(r) != records.checksum(records.record(r["id"])):
-                        raise AssertionError("record %d came back changed: %r" % (r["id"], r))
-                seen[k] += len(got)
-        except Exception as e:  # reported by the caller's thread
-            errors.append(e)
+        seen = 0
+        for start in starts[k::CLIENTS]:
+            got = http_get(sock_path, "/records?start=%d&count=%d" % (start, batch))
+            want = range(start, min(start + batch, rows))
+            if [r["id"] for r in got] != [position(p) for p in want]:
+                raise AssertionError("/records?start=%d: wrong records" % start)
+            for r in got:
+                if records.checksum(r) != records.checksum(records.record(r["id"])):
+                    raise AssertionError("record %d came back changed: %r" % (r["id"], r))
+            seen += len(got)
+        return seen
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    if sum(seen) != rows:
-        raise AssertionError("the pass returned %d records of %d" % (sum(seen), rows))
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+        seen = sum(pool.map(client, range(CLIENTS)))  # re-raises a client's exception
+    if seen != rows:
+        raise AssertionError("the pass returned %d records of %d" % (seen, rows))
     return len(starts)
 
 
