@@ -279,7 +279,8 @@ class json_writer {
   // ----- strings ----------------------------------------------------------------------------
 
   [[gnu::noinline]] void string_utf8(const char* s, std::size_t n) {
-    write_json_string_utf8(out_, s, n, opt_.ensure_ascii);
+    if (!write_json_string_utf8(out_, s, n, opt_.ensure_ascii))
+      fail(PyExc_ValueError, "a frozen str is not valid UTF-8 (a damaged image?)");
   }
   template <class Ch>
   void string_units(const Ch* s, std::size_t n) {

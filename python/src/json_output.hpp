@@ -120,10 +120,22 @@ inline char* put_code_point(char* o, char32_t cp, bool ensure_ascii) {
   return o;
 }
 
-// The length of the UTF-8 sequence a lead byte starts (the bytes are valid UTF-8, surrogates
-// included: frozen strs are encoded by CPython with surrogatepass).
-inline std::size_t utf8_length(unsigned char lead) {
-  return lead < 0xe0 ? 2 : (lead < 0xf0 ? 3 : 4);
+// The length of the well-formed UTF-8 sequence (surrogates allowed, as CPython's surrogatepass
+// writes them) at p[0, avail), p[0] >= 0x80; 0 when it is not one (a damaged image's str: the
+// image check looks at ASCII flags, not at every byte).
+inline std::size_t utf8_sequence(const unsigned char* p, std::size_t avail) {
+  const unsigned char c = p[0];
+  std::size_t len;
+  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
+  if (c >= 0xc2 && c <= 0xdf) len = 2;
+  else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+  else return 0;
+  if (avail < len || p[1] < lo || p[1] > hi) return 0;
+  for (std::size_t i = 2; i < len; ++i)
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  return len;
 }
 
 inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
@@ -134,10 +146,11 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
          (char32_t{s[2] & 0x3fu} << 6) | (s[3] & 0x3fu);
 }
 
-// Writes the UTF-8 bytes s[0, n) (valid UTF-8, lone surrogates encoded as CPython's surrogatepass
-// does) as a JSON string, quotes included.
-inline void write_json_string_utf8(out_buffer& out, const char* s, std::size_t n,
-                                   bool ensure_ascii) {
+// Writes the UTF-8 bytes s[0, n) (lone surrogates encoded as CPython's surrogatepass does) as a
+// JSON string, quotes included. Returns false, having written part of it, when the bytes are not
+// well-formed UTF-8.
+[[nodiscard]] inline bool write_json_string_utf8(out_buffer& out, const char* s, std::size_t n,
+                                                 bool ensure_ascii) {
   char* o = out.room(6 * n + 2);  // \u00XX is the longest output per input byte
   *o++ = '"';
   const auto* p = reinterpret_cast<const unsigned char*>(s);
@@ -150,8 +163,11 @@ inline void write_json_string_utf8(out_buffer& out, const char* s, std::size_t n
       ++p;
       continue;
     }
-    const std::size_t len =
-        std::min<std::size_t>(utf8_length(c), static_cast<std::size_t>(end - p));
+    const std::size_t len = utf8_sequence(p, static_cast<std::size_t>(end - p));
+    if (len == 0) {
+      out.commit(o);
+      return false;
+    }
     // Raw UTF-8 is copied as is, except a surrogate (ED A0..BF xx) and, with ensure_ascii,
     // everything.
     if (!ensure_ascii && !(c == 0xed && len == 3 && p[1] >= 0xa0)) {
@@ -164,6 +180,7 @@ inline void write_json_string_utf8(out_buffer& out, const char* s, std::size_t n
   }
   *o++ = '"';
   out.commit(o);
+  return true;
 }
 
 // Writes the code units s[0, n) of a CPython str (Py_UCS1, Py_UCS2 or Py_UCS4) as a JSON string.

@@ -352,6 +352,31 @@ class Errors(unittest.TestCase):
 
         permafrost.dumps(table, default=shrink)
 
+    def test_a_damaged_str_in_an_image_raises_not_crashes(self):
+        # The image check verifies ASCII flags, not every UTF-8 byte: a str node holding bytes
+        # that are not UTF-8 passes it. Reading the str raises; so does dumps.
+        import ctypes
+        frozen = permafrost.freeze({"s": ["h\u00e9llo, a str long enough for its own node"]})
+        address, size = permafrost._core._range(frozen)
+        data = ctypes.string_at(address, size)
+        at = data.index("h\u00e9llo".encode())
+        for damage in (b"\xc3A", b"\xff\xfe", b"\xc3"):  # bad continuation, bad lead, cut short
+            with self.subTest(damage=damage):
+                bad = data[:at + 1] + damage + data[at + 1 + len(damage):]
+                if damage == b"\xc3":  # the str's last byte: a lead byte with nothing after it
+                    end = data.index(b"its own node") + len(b"its own node")
+                    bad = data[:end - 1] + damage + data[end:]
+                path = os.path.join(tempfile.mkdtemp(), "damaged.pfimg")
+                permafrost._core._save_bytes(bad, path)
+                opened = permafrost.open(path)
+                with self.assertRaises(UnicodeDecodeError):
+                    opened["s"][0]
+                for kwargs in ({}, {"ensure_ascii": True}):
+                    with self.assertRaisesRegex(ValueError, "not valid UTF-8"):
+                        permafrost._core._encode(opened, None, False, None,
+                                                 kwargs.get("ensure_ascii", False), ",", ":",
+                                                 True, False, True)
+
     def test_bad_arguments(self):
         with self.assertRaises(TypeError):
             permafrost.dumps()
