@@ -410,6 +410,53 @@ TEST_CASE("an image file received over a Unix socket is opened by an exec'd proc
   CHECK(WEXITSTATUS(status) == 0);
 }
 
+TEST_CASE(
+    "with all 1024 slots in use, a new arena, an attach and an image open each name the limit") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 10);
+  arena shared(
+      {.capacity = 1 << 20, .name = "slot-limit-memfd", .backing = permafrost::backing::memfd});
+  (void)shared.make<int>(1);
+  shared.freeze();
+  std::vector<arena> live;
+  const std::string limit_text = "all 1024 arena slots are in use";
+  try {
+    for (int i = 0; i < 2048; ++i)
+      live.emplace_back(permafrost::arena_options{.capacity = 1 << 20});
+    FAIL("2048 arenas were made");
+  } catch (const permafrost::arena_limit_error& e) {
+    CHECK(e.which() == permafrost::arena_limit_error::limit::slots);
+    CHECK(std::string(e.what()).find(limit_text) != std::string::npos);
+  }
+  MESSAGE(live.size() << " arenas made before the limit");
+  CHECK(live.size() < 1024);
+  try {
+    (void)image::open(path);
+    FAIL("an image opened with every slot in use");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::no_free_slot);
+    CHECK(std::string(e.what()).find(limit_text) != std::string::npos);
+    CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+  }
+  try {
+    (void)arena::attach(shared.fd());
+    FAIL("an arena attached with every slot in use");
+  } catch (const permafrost::attach_error& e) {
+    CHECK(std::string(e.what()).find(limit_text) != std::string::npos);
+  }
+  // Caught as what it always was: std::bad_alloc.
+  try {
+    arena one_more({.capacity = 1 << 20});
+    FAIL("an arena was made with every slot in use");
+  } catch (const std::bad_alloc& e) {
+    CHECK(std::string(e.what()).find(limit_text) != std::string::npos);
+  }
+  live.pop_back();  // one slot free again: the image opens
+  const image img = image::open(path);
+  CHECK(pt::check_image_table(img.root<pt::image_table>(), 10) == 0);
+}
+
 TEST_CASE("a missing file is an io image_error naming the path") {
   temp_dir dir;
   const fs::path path = dir / "absent.pfi";

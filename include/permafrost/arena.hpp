@@ -57,6 +57,25 @@ class freeze_check_error : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// Thrown when a process has no room for one more arena (an image, an attached arena): a
+// std::bad_alloc, so code that catches that still does, whose what() names the limit hit -
+// "all 1024 arena slots are in use ..." or "no room for N bytes in this process's arena
+// reservation ...". The C API returns ENOMEM for both.
+class arena_limit_error : public std::bad_alloc {
+ public:
+  enum class limit {
+    slots,          // every one of the 1024 slots holds a live arena, attached arena or image
+    address_space,  // the process-wide reservation has no free run of granules that long
+  };
+  arena_limit_error(limit which, const std::string& what) : which_(which), what_(what) {}
+  limit which() const noexcept { return which_; }
+  const char* what() const noexcept override { return what_.what(); }
+
+ private:
+  limit which_;
+  std::runtime_error what_;  // holds the message; copying it cannot throw
+};
+
 class arena;
 
 // A freeze check: inspects `object` (which lives in `a`) and returns an empty string when it is
@@ -172,8 +191,9 @@ struct allocation_record {
 class arena {
  public:
   // Effects: reserves options.capacity bytes of address space (nothing committed).
-  // Throws: std::invalid_argument if capacity is 0; std::bad_alloc if the address space (or the
-  // limit of 1024 live arenas per process) is exhausted.
+  // Throws: std::invalid_argument if capacity is 0; arena_limit_error (a std::bad_alloc) naming
+  // the limit when all 1024 arena slots are in use or the arena reservation has no room for the
+  // capacity; std::bad_alloc if the capacity exceeds what any reservation can hold.
   explicit arena(arena_options options = {});
 
   // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into

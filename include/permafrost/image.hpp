@@ -89,6 +89,7 @@ class image_error : public std::runtime_error {
     root_outside,   // save_image() with a root that does not lie inside the arena's used bytes
     address_space,  // no room in this process's arena reservation for the data
     not_position_independent,  // save_image() of data holding a raw pointer (an absolute address)
+    no_free_slot,  // all 1024 arena slots of this process are in use (arenas and images together)
   };
   image_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
   reason why() const noexcept { return why_; }
@@ -167,7 +168,8 @@ class image {
   // Effects: opens `path` read-only, validates the header, maps the data, verifies the checksum
   // (unless told not to), closes the descriptor (the mapping keeps the file).
   // Throws: image_error — io (missing file, no permission), truncated, bad_magic, version,
-  // platform, bad_header, not_mappable, checksum, address_space; each names the path.
+  // platform, bad_header, not_mappable, checksum, address_space, no_free_slot; each names the
+  // path.
   static image open(const std::filesystem::path& path, const open_options& options = {});
 
   // As open(), from a descriptor (a file or memfd, e.g. received over a Unix socket). The

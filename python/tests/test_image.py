@@ -3,9 +3,11 @@ forkserver/spawn workers as a small pickled reference that maps the same pages."
 import concurrent.futures
 import multiprocessing
 import ctypes
+import gc
 import os
 import pickle
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -124,6 +126,22 @@ class Images(unittest.TestCase):
         self.assertEqual(permafrost.open(path)["v"], 2)
         os.chmod(box, 0o700)
         self.assertEqual(os.listdir(box), ["table.pfimg"])
+
+    def test_the_arena_slot_limit_is_named_when_open_hits_it(self):
+        permafrost.freeze({"a": 1}).save(self.path)
+        views = []
+        try:
+            with self.assertRaises(OSError) as cm:
+                for i in range(1100):  # each image takes one of the process's 1024 slots
+                    copy = os.path.join(self.dir.name, "copy%d.pfimg" % i)
+                    shutil.copyfile(self.path, copy)
+                    views.append(permafrost.open(copy))
+            self.assertIn("all 1024 arena slots are in use", str(cm.exception))
+            self.assertLessEqual(len(views), 1024)
+        finally:
+            del views[:]
+            permafrost._images.clear()  # unmaps them: later tests need the slots
+            gc.collect()
 
     def test_opening_a_path_again_after_a_new_save_maps_the_new_image(self):
         # The swap pattern: requests still reading the old table keep it; open() gets the new one.

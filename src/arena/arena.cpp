@@ -228,10 +228,18 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   const std::size_t capacity = detail::round_up(options.capacity, page);
 
   std::lock_guard registry(detail::registry::mutex());
-  if (detail::registry::ensure_space() != 0) throw std::bad_alloc();
+  using limit = arena_limit_error::limit;
+  const auto refuse = [&options](limit which, const std::string& why) {
+    return arena_limit_error(which,
+                             "permafrost::arena '" + std::string(options.name) + "': " + why);
+  };
+  if (const int err = detail::registry::ensure_space(); err != 0)
+    throw refuse(limit::address_space, detail::registry::reservation_failed(err).what());
   arena_slot* slot = detail::registry::free_slot();
+  if (slot == nullptr) throw refuse(limit::slots, detail::registry::no_free_slot_text());
   detail::registry::range r;
-  if (slot == nullptr || detail::registry::claim(capacity, slot, &r) != 0) throw std::bad_alloc();
+  if (detail::registry::claim(capacity, slot, &r) != 0)
+    throw refuse(limit::address_space, detail::registry::no_room_text(capacity));
   std::lock_guard lock(slot->mu);
   slot->base = r.base;
   slot->reserved = r.bytes;

@@ -276,8 +276,7 @@ arena arena::attach(int fd, bool populate) {
 
   std::lock_guard registry(detail::registry::mutex());
   arena_slot* slot = detail::registry::free_slot();
-  if (slot == nullptr)
-    refuse(reason::system, fd, "1024 arenas are live in this process already", ENOMEM);
+  if (slot == nullptr) refuse(reason::system, fd, detail::registry::no_free_slot_text(), ENOMEM);
   // The first arena operation of a process: put its reservation where the arena must go, so
   // is_frozen() covers the attached range.
   (void)detail::registry::ensure_space(base, data_bytes);

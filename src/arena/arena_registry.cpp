@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <string>
+#include <system_error>
 
 #include "fork/fork_lifecycle.hpp"
 #include "os/os.hpp"
@@ -92,6 +94,13 @@ void join_fork_lifecycle() noexcept {
   add_fork_hooks(fork_stage::registry, {&lock_for_fork, &unlock_after_fork, &unlock_after_fork});
 }
 
+arena_limit_error reservation_failed(int err) {
+  return arena_limit_error(arena_limit_error::limit::address_space,
+                           "the process-wide arena reservation could not be made (at least " +
+                               std::to_string(min_space) +
+                               " bytes of address space): " + std::system_category().message(err));
+}
+
 int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
   if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
   // Ask for the most and halve on refusal. Reserving costs no memory, only address space.
@@ -120,6 +129,28 @@ arena_slot* free_slot() noexcept {
     if (!g_table.slots[i].in_use) return &g_table.slots[i];
   }
   return nullptr;
+}
+
+std::string no_free_slot_text() {
+  return "all " + std::to_string(max_arenas) + " arena slots are in use (a process holds at most " +
+         std::to_string(max_arenas) +
+         " arenas, attached arenas and open images together): destroy an arena or close an image "
+         "first";
+}
+
+std::string no_room_text(std::size_t bytes) {
+  const std::size_t total = total_granules();
+  std::size_t free_granules = 0, run = 0, longest = 0;
+  for (std::size_t i = 0; i < total; ++i) {
+    const bool taken = g_address_space.granules[i].owner.load(std::memory_order_relaxed) != nullptr;
+    free_granules += taken ? 0 : 1;
+    run = taken ? 0 : run + 1;
+    longest = std::max(longest, run);
+  }
+  return "no room for " + std::to_string(bytes) + " bytes in this process's arena reservation (" +
+         std::to_string(total << granule_shift) + " bytes, " +
+         std::to_string(free_granules << granule_shift) + " free, the longest free run " +
+         std::to_string(longest << granule_shift) + " bytes)";
 }
 
 int claim(std::size_t bytes, arena_core* owner, range* out) noexcept {
@@ -223,10 +254,14 @@ range range_of(const arena_slot* slot) noexcept {
 arena_slot* claim_frozen(std::size_t bytes) {
   internal_memory internal;
   std::lock_guard lock(mutex());
-  if (bytes == 0 || ensure_space() != 0) throw std::bad_alloc();
+  using limit = arena_limit_error::limit;
+  if (bytes == 0) throw std::bad_alloc();
+  if (const int err = ensure_space(); err != 0) throw reservation_failed(err);
   arena_slot* slot = free_slot();
+  if (slot == nullptr) throw arena_limit_error(limit::slots, no_free_slot_text());
   range r;
-  if (slot == nullptr || claim(bytes, slot, &r) != 0) throw std::bad_alloc();
+  if (claim(bytes, slot, &r) != 0)
+    throw arena_limit_error(limit::address_space, no_room_text(bytes));
   std::lock_guard slot_lock(slot->mu);
   slot->base = r.base;
   slot->reserved = r.bytes;

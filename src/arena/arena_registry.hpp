@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <string_view>
 
 #include "arena/arena_slot.hpp"
@@ -75,8 +76,17 @@ void join_fork_lifecycle() noexcept;
 // least `min_bytes`. Returns 0 (also when the range already exists) or an errno value.
 int ensure_space(std::uintptr_t at = 0, std::size_t min_bytes = 0) noexcept;
 
+// The error for an ensure_space() that failed with `err`.
+arena_limit_error reservation_failed(int err);
+
 // A slot not in use, or nullptr when max_arenas are live.
 arena_slot* free_slot() noexcept;
+
+// The texts every error that hits a limit carries (arena_limit_error, attach_error, image_error),
+// after the caller's own prefix: "all 1024 arena slots are in use (...)" and "no room for N bytes
+// in this process's arena reservation (...)". Allocate (the caller holds internal_memory).
+std::string no_free_slot_text();
+std::string no_room_text(std::size_t bytes);
 
 // Claims granules for `bytes` (> 0) and gives them to `owner`: the free run whose most recent
 // release is oldest (never-used granules first; lowest address on ties). Returns 0, or ENOMEM
@@ -113,8 +123,8 @@ range range_of(const arena_slot* slot) noexcept;
 // goes back to PROT_NONE, quarantined). Each takes the registry lock itself.
 
 // Effects: claims a slot and granules for `bytes` (> 0). Returns the slot (its base is the
-// range's first byte, its reserved the run's size). Throws: std::bad_alloc when no slot or no
-// run of granules is free.
+// range's first byte, its reserved the run's size). Throws: arena_limit_error naming the limit
+// when no slot or no run of granules is free.
 arena_slot* claim_frozen(std::size_t bytes);
 
 // Effects: marks the slot frozen with [base, end) used and readable, named `name`.

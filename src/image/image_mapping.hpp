@@ -18,8 +18,9 @@ namespace permafrost::detail {
 
 // Maps `bytes` of the file `fd` from `file_offset` read-only MAP_SHARED into claimed granules and
 // publishes the range as a frozen arena named `name`. On success *core is the record (give it
-// back with unmap_image) and *base the first byte. Returns 0 or an errno value: ENOMEM when no
-// slot or run of granules is free, otherwise mmap's (ENODEV: the file system cannot map files).
+// back with unmap_image) and *base the first byte. Returns 0 or an errno value: EMFILE when all
+// arena slots are in use, ENOMEM when no run of granules is long enough, otherwise mmap's
+// (ENODEV: the file system cannot map files).
 // Pre: file_offset is page-aligned; fd stays valid for the call only (the mapping keeps the file).
 inline int map_image(int fd, std::size_t file_offset, std::size_t bytes, std::string_view name,
                      arena_core** core, std::uintptr_t* base) noexcept {
@@ -28,6 +29,8 @@ inline int map_image(int fd, std::size_t file_offset, std::size_t bytes, std::st
   arena_slot* slot = nullptr;
   try {
     slot = registry::claim_frozen(mapped);
+  } catch (const arena_limit_error& e) {
+    return e.which() == arena_limit_error::limit::slots ? EMFILE : ENOMEM;
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   }
