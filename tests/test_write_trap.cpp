@@ -7,7 +7,9 @@
 #include <permafrost/permafrost.h>
 #include <permafrost/write_trap.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <pthread.h>
@@ -115,6 +117,44 @@ TEST_CASE("a trapped write prints exactly one line, then the process dies of SIG
   CHECK(killed_by(child.status, SIGSEGV));
   CHECK(child.stderr_text == expected);
   CHECK(rows[17] == 0);
+}
+
+namespace {
+// A describer for the tests: names the 16-byte cell of the offset, or says nothing past 64.
+std::size_t describe_cell(const void* context, std::size_t offset, char* buf,
+                          std::size_t size) noexcept {
+  if (offset >= 64) return 0;
+  const int n =
+      std::snprintf(buf, size, "%s cell %zu", static_cast<const char*>(context), offset / 16);
+  return n < 0 ? 0 : std::min(static_cast<std::size_t>(n), size - 1);
+}
+}  // namespace
+
+TEST_CASE("a write describer names what lives at the offset instead of the allocation log") {
+  arena a(opts("cells", true));
+  auto* p = static_cast<char*>(a.allocate(128, 16, "cells"));
+  static const char label[] = "test";
+  permafrost::set_write_describer(a, describe_cell, label);
+  a.freeze();
+  CHECK(describe(p + 37).ends_with("); test cell 2"));
+  // The describer has nothing to say past 64 bytes: the allocation log speaks.
+  CHECK(describe(p + 70).ends_with("); allocation \"cells\" +70 of 128 bytes at offset 0"));
+  // A short buffer still truncates and stays NUL-terminated.
+  char tiny[12];
+  CHECK(permafrost::describe_frozen_write(p + 37, tiny, sizeof tiny) == sizeof tiny - 1);
+  CHECK(std::string(tiny) == "permafrost:");
+  // After freeze the describer can no longer change: the handler reads it without a lock.
+  CHECK_THROWS_AS(permafrost::set_write_describer(a, nullptr, nullptr), permafrost::frozen_error);
+
+  const std::string expected = describe(p + 5) + "\n";
+  const auto child = run_capturing_stderr([&] {
+    permafrost::install_write_trap();
+    poke(p + 5);
+    ::_exit(92);  // not reached
+  });
+  CHECK(killed_by(child.status, SIGSEGV));
+  CHECK(child.stderr_text == expected);
+  CHECK(expected.ends_with("); test cell 0\n"));
 }
 
 TEST_CASE("installing the trap twice installs it once; the C API installs it too") {

@@ -7,14 +7,15 @@
 //   bytes at offset O
 //
 // (the part after ';' says "no allocation log" when the arena keeps none, and "not inside a
-// logged allocation" for padding; a jump into frozen memory says "execution in frozen arena"
-// instead of "write to", and "access to" where the CPU does not report the access type; a
-// read(2) or other system call writing into frozen memory fails with EFAULT and raises no
-// signal, so nothing is printed), then restores the default action and returns, so the write
-// faults again and the process dies of SIGSEGV as it would have without the trap (core dump
-// included). The handler uses only async-signal-safe calls (write(2), sigaction(2)) and runs on
-// the thread's alternate signal stack when it has one (SA_ONSTACK), so a write from a thread
-// whose stack is nearly exhausted is still reported.
+// logged allocation" for padding; an arena with a write describer (set_write_describer) has the
+// describer's text there instead, e.g. what object lives at that offset; a jump into frozen memory
+// says "execution in frozen arena" instead of "write to", and "access to" where the CPU does not
+// report the access type; a read(2) or other system call writing into frozen memory fails with
+// EFAULT and raises no signal, so nothing is printed), then restores the default action and
+// returns, so the write faults again and the process dies of SIGSEGV as it would have without the
+// trap (core dump included). The handler uses only async-signal-safe calls (write(2), sigaction(2))
+// and runs on the thread's alternate signal stack when it has one (SA_ONSTACK), so a write from a
+// thread whose stack is nearly exhausted is still reported.
 //
 // Every other SIGSEGV goes to the handler that was installed before the trap, as the kernel would
 // have delivered it: an SA_SIGINFO handler gets (sig, info, context), a plain handler gets (sig),
@@ -29,13 +30,19 @@
 // a release store that the handler's acquire load pairs with. Destroying the arena while another
 // thread is writing into it is a use-after-free the trap cannot make safe.
 //
+// A write describer is read by the handler without a lock for the same reason: it is set before
+// freeze() (set_write_describer refuses afterwards) and freeze() publishes it.
+//
 // Thread safety: install_write_trap() may be called from any thread, any number of times; the
 // first call installs, later calls do nothing. describe_frozen_write() is async-signal-safe.
+// set_write_describer() must not race freeze() or destruction of the same arena.
 #pragma once
 
 #include <cstddef>
 
 namespace permafrost {
+
+class arena;
 
 // =============================================================================================
 // Installation
@@ -61,5 +68,25 @@ bool write_trap_installed() noexcept;
 // NUL-terminated, truncated to fit) into buf[0, size) and returns its length, or returns 0 when
 // `address` is not in a frozen arena of this process. Async-signal-safe, allocates nothing.
 std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept;
+
+// =============================================================================================
+// Naming what was written
+// =============================================================================================
+
+// Names what lives at `offset` of a frozen arena, for the report line: writes text (no newline)
+// into buf[0, size), NUL-terminated and truncated to fit, and returns its length; 0 means
+// "nothing to say" and the report keeps its allocation-log part. It is called from the SIGSEGV
+// handler, so it must be async-signal-safe (no allocation, lock or stdio) and may read only
+// memory that stays valid and unchanged while the arena lives: the frozen bytes themselves, and
+// tables that were complete before freeze() and are never changed or freed.
+using write_describer = std::size_t (*)(const void* context, std::size_t offset, char* buf,
+                                        std::size_t size) noexcept;
+
+// Effects: the report of a write into `a` ends with describer(context, offset, ...)'s text in
+// place of the allocation-log part ("...(address 0x...); TEXT"). nullptr removes it. For owners
+// of an arena that know its layout better than the allocation log can (the Python package names
+// the CPython object at the offset).
+// Throws: frozen_error after freeze() (the handler reads the describer without a lock).
+void set_write_describer(arena& a, write_describer describer, const void* context);
 
 }  // namespace permafrost

@@ -235,6 +235,8 @@ void open_slot(arena_slot* slot, std::string_view name) noexcept {
   std::memcpy(slot->name, name.data(), n);
   slot->name[n] = '\0';
   slot->log.clear();
+  slot->describer = nullptr;
+  slot->describer_context = nullptr;
   slot->run_freeze_checks = false;
   slot->freeze_checks.clear();
   slot->ticket.store(next_ticket(), std::memory_order_relaxed);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "permafrost/arena.hpp"
+#include "permafrost/write_trap.hpp"
 
 namespace permafrost::detail {
 
@@ -63,6 +64,10 @@ class arena_slot : public arena_core {
   std::atomic<std::uint64_t> allocations{0};
   std::atomic<std::uint64_t> lost{0};
   char name[48] = {};  // NUL-terminated; read by the write trap, so a fixed array
+  // The write trap's describer for this arena and its context (set_write_describer); set before
+  // freeze, read by the handler after it.
+  write_describer describer = nullptr;
+  const void* describer_context = nullptr;
   std::vector<allocation_record> log;
   arena_memory_resource resource;
   // Freeze checks (arena_options::freeze_checks): run by freeze() before mprotect.

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <system_error>
 
 #include "arena/arena_slot.hpp"
@@ -197,6 +198,13 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
       .text(slot->name)
       .text("\" at offset ");
   out.decimal(offset).text(" (address ").hex(a).text("); ");
+  // The describer writes straight into the rest of the buffer; on 0 the log part follows.
+  if (slot->describer != nullptr) {
+    const std::size_t used = out.length();
+    const std::size_t n = slot->describer(slot->describer_context, offset, buf + used, size - used);
+    if (n > 0 && used + n < size) return used + n;
+    buf[used] = '\0';
+  }
   if (!slot->log_allocations) {
     out.text("no allocation log");
   } else if (const allocation_record* r = logged_allocation(slot, offset)) {
@@ -246,6 +254,18 @@ std::size_t describe_frozen_write(const void* address, char* buf, std::size_t si
 }
 
 bool write_trap_installed() noexcept { return g_installed.load(std::memory_order_acquire); }
+
+void set_write_describer(arena& a, write_describer describer, const void* context) {
+  PERMAFROST_CHECK(a.core() != &detail::g_dead_arena,
+                   "use of a moved-from or destroyed permafrost::arena");
+  auto* slot = static_cast<detail::arena_slot*>(a.core());
+  std::lock_guard lock(slot->mu);
+  if (slot->frozen.load(std::memory_order_relaxed))
+    throw frozen_error(std::string("permafrost::arena '") + slot->name +
+                       "': set_write_describer after freeze()");
+  slot->describer = describer;
+  slot->describer_context = context;
+}
 
 }  // namespace permafrost
 
