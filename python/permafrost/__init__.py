@@ -18,6 +18,11 @@ Values come back as: FrozenDict (collections.abc.Mapping), FrozenList (Sequence)
 for dicts, lists and sets; ordinary objects for str, bytes, int, float, bool, None and tuples
 (a tuple of views when it holds containers). Subclasses (OrderedDict, namedtuple, IntEnum...)
 are frozen as their base type.
+
+freeze_native(obj) (CPython 3.12 and 3.13) makes a different trade: the copy is made of real
+CPython objects -- NativeDict and NativeList are dict and list subclasses -- made immortal and
+write-protected, so code that needs a real dict gets one, and forked workers still copy no page
+of it; it lives in this process and its forked children only (see permafrost._native).
 """
 import collections
 import collections.abc as _abc
@@ -30,17 +35,42 @@ from . import _core
 from ._version import __version__  # written by CMake from the project's version
 from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
                     write_trap_installed)
+from ._native import (NativeArena, NativeDict, NativeList, NativeSet, freeze_native,
+                      native_arena)
 
 # open() is permafrost.open, not exported: `from permafrost import *` must not shadow the built-in.
 __all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
-           "MemoryUsage"]
+           "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
+           "native_arena"]
 
-# For tests and diagnostics: _private_pages(view, pid=0) counts the copy-on-write copies
-# (Private_Dirty pages) of a view's frozen bytes in process pid; _sharing_audit(view, child,
-# parent) compares the two processes' pagemaps over them.
-_private_pages = _core._private_pages
-_sharing_audit = _core._sharing_audit
+
+# For tests and diagnostics: _private_pages(frozen, pid=0) counts the copy-on-write copies
+# (Private_Dirty pages) of frozen bytes in process pid; _sharing_audit(frozen, child, parent)
+# compares the two processes' pagemaps over them. `frozen` is a view (its store's bytes), an
+# object of a freeze_native() copy or its NativeArena (the whole arena).
+def _native_range(obj):
+    if isinstance(obj, NativeArena):
+        return obj.address, obj.size
+    if isinstance(obj, (FrozenDict, FrozenList, FrozenSet)) or _core._native_unsupported():
+        return None
+    try:
+        _, address, size = _core._native_arena(obj)
+    except TypeError:
+        return None
+    return address, size
+
+
+def _private_pages(frozen, pid=0):
+    r = _native_range(frozen)
+    return _core._private_pages(frozen, pid) if r is None else _core._range_private_pages(*r, pid)
+
+
+def _sharing_audit(frozen, child, parent):
+    r = _native_range(frozen)
+    if r is None:
+        return _core._sharing_audit(frozen, child, parent)
+    return _core._range_sharing_audit(*r, child, parent)
 
 MemoryUsage = collections.namedtuple("MemoryUsage", "rss pss uss shared")
 MemoryUsage.__doc__ = """A process's memory in bytes (from /proc/PID/smaps_rollup).

@@ -15,6 +15,7 @@
 //   image_support.cpp image files, on the C++ library's images (no Python)
 //   diagnostics.cpp   memory measurement, trim(), the write trap
 //   dumps.cpp         permafrost.dumps: JSON from frozen bytes (json_output.hpp, json_numbers.cpp)
+//   native*.cpp       freeze_native(): real CPython objects in a frozen arena (native.hpp)
 // The Python half of the package (permafrost/__init__.py) builds the public API on these.
 //
 // Thread safety: every entry point runs under the GIL of the interpreter that imported it.
@@ -22,6 +23,7 @@
 #include "dumps.hpp"
 #include "freeze.hpp"
 #include "module_state.hpp"
+#include "native.hpp"
 #include "permafrost/write_trap.hpp"
 #include "store.hpp"
 #include "views.hpp"
@@ -87,6 +89,7 @@ int module_exec(PyObject* m) {
   st.str_little = PyUnicode_InternFromString("little");
   st.kw_signed = Py_BuildValue("{s:O}", "signed", Py_True);
   if (!st.int_from_bytes || !st.str_little || !st.kw_signed) return -1;
+  if (register_native(m) < 0) return -1;  // freeze_native()'s functions
   // PERMAFROST_TRAP=1 installs the write trap at import (as it does for the malloc library).
   permafrost::install_write_trap_from_env();  // noexcept: reports its own errors on stderr
   return 0;

@@ -1,0 +1,356 @@
+// permafrost for Python — the deep copy (contract in native_build.hpp).
+#include "native_build.hpp"
+
+#if PF_NATIVE_SUPPORTED
+
+#include <cstring>
+#include <new>
+
+#if PY_VERSION_HEX >= 0x030D0000
+// Exported by libpython 3.13 (PyAPI_FUNC) but declared only in its internal headers
+// (Include/internal/pycore_unicodeobject.h, pycore_setobject.h).
+extern "C" void _PyUnicode_InternImmortal(PyInterpreterState* interp, PyObject** p);
+extern "C" int _PySet_NextEntry(PyObject* set, Py_ssize_t* pos, PyObject** key, Py_hash_t* hash);
+#endif
+
+namespace permafrost::python::native {
+
+namespace {
+
+// Calls make() until it returns an object (see builder::checked).
+template <class Make>
+PyObject* made_in_region(Make&& make) {
+  for (;;)
+    if (PyObject* o = make()) return o;
+}
+
+constexpr std::size_t max_depth = 5000;
+constexpr std::size_t signal_check_every = 65536;
+
+// A new reference released on scope exit.
+struct owned {
+  PyObject* p = nullptr;
+  owned() = default;
+  explicit owned(PyObject* o) noexcept : p(o) {}
+  owned(owned&& o) noexcept : p(o.p) { o.p = nullptr; }
+  owned& operator=(owned&& o) noexcept {
+    std::swap(p, o.p);
+    return *this;
+  }
+  owned(const owned&) = delete;
+  ~owned() { Py_XDECREF(p); }
+  PyObject* release() noexcept {
+    PyObject* o = p;
+    p = nullptr;
+    return o;
+  }
+};
+
+std::string short_type_name(PyObject* o) {
+  const char* n = Py_TYPE(o)->tp_name;
+  const char* dot = std::strrchr(n, '.');
+  return dot ? dot + 1 : n;
+}
+
+}  // namespace
+
+bool reusable_as_is(PyObject* o, const native_types& t) {
+  if (!is_immortal(o)) return false;
+  PyTypeObject* type = Py_TYPE(o);
+  return o == Py_None || type == &PyBool_Type || type == &PyLong_Type || type == &PyFloat_Type ||
+         type == &PyUnicode_Type || type == &PyBytes_Type || type == &PyTuple_Type ||
+         type == &PyFrozenSet_Type || type == t.dict || type == t.list || type == t.set;
+}
+
+// Pushes a path step for the life of the object.
+class builder::path_step {
+ public:
+  path_step(builder& b, step_kind kind, PyObject* key, Py_ssize_t index) : b_(b) {
+    Py_XINCREF(key);
+    b_.path_.push_back({kind, key, index});
+  }
+  ~path_step() {
+    Py_XDECREF(b_.path_.back().key);
+    b_.path_.pop_back();
+  }
+  path_step(const path_step&) = delete;
+  path_step& operator=(const path_step&) = delete;
+
+ private:
+  builder& b_;
+};
+
+builder::~builder() {
+  for (PyObject* o : rejected_) Py_DECREF(o);
+}
+
+PyObject* builder::copy(PyObject* obj) { return copy_value(obj, false); }
+
+void builder::count_object() {
+  if (++objects_ % signal_check_every != 0) return;
+  pass_through pass(hooks_);
+  if (PyErr_CheckSignals() < 0) throw build_error{nullptr, {}};
+  // A handler may have freed objects of its own onto the free lists: take them off again.
+  drain_free_lists(held_, tuple_sizes_);
+}
+
+// A constructor's result, or nullptr when a free list handed back an object allocated outside the
+// region: that one is set aside (held, so the list cannot hand it out again) and the caller makes
+// another. Immortal results are CPython's singletons (the empty tuple, one-character strs).
+PyObject* builder::checked(PyObject* made) {
+  if (made == nullptr) throw std::bad_alloc();
+  if (!region_.holds(made) && !is_immortal(made)) {
+    rejected_.push_back(made);
+    return nullptr;
+  }
+  return made;
+}
+
+void builder::switch_type(PyObject* o, PyTypeObject* t) {
+  // The subclasses add no fields (checked when they are registered), so only the type pointer
+  // changes; instances of a heap type hold a reference to it.
+  Py_INCREF(t);
+  Py_SET_TYPE(o, t);
+}
+
+PyObject* builder::copy_value(PyObject* o, bool key) {
+  if (reusable_as_is(o, types_)) return Py_NewRef(o);
+  if (PyTuple_Check(o) || PyList_Check(o) || PyDict_Check(o) || PyAnySet_Check(o))
+    return copy_container(o);
+  // A value referenced more than once (json.loads reuses one str per key name) is copied once.
+  const bool shared = Py_REFCNT(o) > 1;
+  if (shared) {
+    if (auto it = memo_.find(o); it != memo_.end()) {
+      // A key wants the interned copy; the value's copy may not be one.
+      if (!key || !PyUnicode_Check(o) || PyUnicode_CHECK_INTERNED(it->second))
+        return Py_NewRef(it->second);
+    }
+  }
+  PyObject* c = copy_scalar(o, key);
+  if (shared) memo_[o] = c;  // borrowed: held by whatever holds the copy
+  return c;
+}
+
+PyObject* builder::copy_scalar(PyObject* o, bool key) {
+  count_object();
+  if (PyUnicode_Check(o)) return copy_str(o, key);
+  if (PyLong_Check(o)) {
+    return made_in_region(
+        [&] { return checked(_PyLong_Copy(reinterpret_cast<PyLongObject*>(o))); });
+  }
+  if (PyFloat_Check(o))
+    return made_in_region([&] { return checked(PyFloat_FromDouble(PyFloat_AS_DOUBLE(o))); });
+  if (PyBytes_Check(o)) {
+    owned c(made_in_region([&] {
+      return checked(PyBytes_FromStringAndSize(PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o)));
+    }));
+    if (PyObject_Hash(c.p) == -1) throw std::bad_alloc();  // caches ob_shash
+    return c.release();
+  }
+  fail(PyExc_TypeError, short_type_name(o) + " is not supported");
+}
+
+// An exact str equal to o, allocated wherever the hooks' mode says, with the caches CPython
+// would otherwise fill on first use (Objects/unicodeobject.c: unicode_hash, unicode_fill_utf8).
+PyObject* builder::new_str(PyObject* o) {
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+  const int kind = PyUnicode_KIND(o);
+  const Py_UCS4 max_char = PyUnicode_MAX_CHAR_VALUE(o);
+  owned c(hooks_.mode() == hook_mode::pass ? PyUnicode_New(n, max_char) : made_in_region([&] {
+    return checked(PyUnicode_New(n, max_char));
+  }));
+  if (c.p == nullptr) throw std::bad_alloc();
+  std::memcpy(PyUnicode_DATA(c.p), PyUnicode_DATA(o), static_cast<std::size_t>(n) * kind);
+  if (PyObject_Hash(c.p) == -1) throw std::bad_alloc();
+  if (!PyUnicode_IS_ASCII(c.p) && PyUnicode_AsUTF8AndSize(c.p, nullptr) == nullptr)
+    PyErr_Clear();  // lone surrogates have no UTF-8 form: nothing is cached, nothing written
+  return c.release();
+}
+
+PyObject* builder::copy_str(PyObject* o, bool intern) {
+  if (PyUnicode_GET_LENGTH(o) == 1 && PyUnicode_MAX_CHAR_VALUE(o) <= 0xff) {
+    // CPython's own one-character strs (immortal singletons).
+    PyObject* c = PyUnicode_FromOrdinal(PyUnicode_READ_CHAR(o, 0));
+    if (c == nullptr) throw std::bad_alloc();
+    return c;
+  }
+  if (intern && PyUnicode_IsIdentifier(o) == 1) return interned(o);
+  return new_str(o);
+}
+
+// Names (setattr, namedtuple fields, **kwargs of a type) get interned by CPython, which writes the
+// str's interned state: dict keys that are identifiers are interned now, before anything is
+// write-protected. The interned table itself is the interpreter's, outside the region.
+PyObject* builder::interned(PyObject* o) {
+#if PY_VERSION_HEX >= 0x030D0000
+  // 3.13 unmarks every interned str at exit (_PyUnicode_ClearInterned, Objects/unicodeobject.c),
+  // a write a frozen str cannot take: the interned str lives outside the region, immortal (an
+  // equal one the interpreter already interned, or a copy made here).
+  pass_through pass(hooks_);
+  PyObject* s = new_str(o);
+  _PyUnicode_InternImmortal(PyInterpreterState_Get(), &s);
+  return s;
+#else
+  // 3.12 makes every interned str immortal and never writes it again, not even at exit.
+  PyObject* s = new_str(o);
+  pass_through pass(hooks_);
+  PyUnicode_InternInPlace(&s);
+  return s;
+#endif
+}
+
+PyObject* builder::copy_container(PyObject* o) {
+  // Only a container referenced more than once can be shared or part of a cycle.
+  const bool shared = Py_REFCNT(o) > 1;
+  if (shared) {
+    auto [it, fresh] = memo_.try_emplace(o, nullptr);
+    if (!fresh) {
+      if (it->second == nullptr)
+        fail(PyExc_TypeError, "cycle: this " + short_type_name(o) + " contains itself");
+      return Py_NewRef(it->second);
+    }
+  }
+  if (depth_ >= max_depth)
+    fail(PyExc_TypeError, "nested more than " + std::to_string(max_depth) + " levels deep");
+  owned hold(Py_NewRef(o));
+  ++depth_;
+  PyObject* c;
+  try {
+    c = PyTuple_Check(o)  ? copy_tuple(o)
+        : PyList_Check(o) ? copy_list(o)
+        : PyDict_Check(o) ? copy_dict(o)
+                          : copy_set(o);
+  } catch (...) {
+    --depth_;
+    if (shared) memo_.erase(o);
+    throw;
+  }
+  --depth_;
+  if (shared) memo_[o] = c;
+  return c;
+}
+
+PyObject* builder::copy_tuple(PyObject* o) {
+  const Py_ssize_t n = PyTuple_GET_SIZE(o);
+  std::vector<owned> items;
+  items.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    path_step at(*this, at_index, nullptr, i);
+    items.emplace_back(copy_value(PyTuple_GET_ITEM(o, i), false));
+  }
+  if (n <= 20) tuple_sizes_ |= std::uint32_t{1} << n;
+  PyObject* t = made_in_region([&] { return checked(PyTuple_New(n)); });
+  for (Py_ssize_t i = 0; i < n; ++i) PyTuple_SET_ITEM(t, i, items[i].release());
+  return t;
+}
+
+PyObject* builder::copy_list(PyObject* o) {
+  std::vector<owned> items;
+  items.reserve(static_cast<std::size_t>(PyList_GET_SIZE(o)));
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) {
+    owned item(Py_NewRef(PyList_GET_ITEM(o, i)));
+    path_step at(*this, at_index, nullptr, i);
+    items.emplace_back(copy_value(item.p, false));
+  }
+  const auto n = static_cast<Py_ssize_t>(items.size());
+  PyObject* l = made_in_region([&] { return checked(PyList_New(n)); });
+  for (Py_ssize_t i = 0; i < n; ++i) PyList_SET_ITEM(l, i, items[i].release());
+  switch_type(l, types_.list);
+  return l;
+}
+
+PyObject* builder::copy_dict(PyObject* o) {
+  // Keys and values first, so that the dict and its tables follow them in the region.
+  std::vector<owned> copies;
+  copies.reserve(2 * static_cast<std::size_t>(PyDict_GET_SIZE(o)));
+  Py_ssize_t pos = 0;
+  PyObject* key;
+  PyObject* value;
+  for (Py_ssize_t i = 0; PyDict_Next(o, &pos, &key, &value); ++i) {
+    owned k(Py_NewRef(key));
+    owned v(Py_NewRef(value));
+    {
+      path_step at(*this, key_of, nullptr, i);
+      copies.emplace_back(copy_value(k.p, true));
+    }
+    path_step at(*this, value_of, k.p, 0);
+    copies.emplace_back(copy_value(v.p, false));
+  }
+  PyObject* d = made_in_region([&] { return checked(PyDict_New()); });
+  owned made(d);
+  for (std::size_t i = 0; i < copies.size(); i += 2) {
+    // CPython's own insert: a table whose keys are all exact strs stays the str-keyed kind, which
+    // lookups take the fast path on (_PyDict_NewPresized would make a general table).
+    if (PyDict_SetItem(d, copies[i].p, copies[i + 1].p) < 0) throw std::bad_alloc();
+  }
+  switch_type(d, types_.dict);
+  return made.release();
+}
+
+PyObject* builder::copy_set(PyObject* o) {
+  std::vector<owned> items;
+  items.reserve(static_cast<std::size_t>(PySet_GET_SIZE(o)));
+  Py_ssize_t pos = 0;
+  PyObject* key;
+  Py_hash_t hash;
+  for (Py_ssize_t i = 0; _PySet_NextEntry(o, &pos, &key, &hash); ++i) {
+    owned k(Py_NewRef(key));
+    path_step at(*this, element, nullptr, i);
+    items.emplace_back(copy_value(k.p, false));
+  }
+  const bool frozen = PyFrozenSet_Check(o);
+  PyObject* s = made_in_region(
+      [&] { return checked(frozen ? PyFrozenSet_New(nullptr) : PySet_New(nullptr)); });
+  owned made(s);
+  for (owned& item : items)
+    if (PySet_Add(s, item.p) < 0) throw std::bad_alloc();
+  if (frozen) {
+    if (PyObject_Hash(s) == -1) throw std::bad_alloc();  // frozenset caches its hash
+  } else {
+    switch_type(s, types_.set);
+  }
+  return made.release();
+}
+
+void builder::fail(PyObject* type, const std::string& what) {
+  // The path's reprs are Python objects: made outside the region.
+  pass_through pass(hooks_);
+  throw build_error{type, path() + ": " + what};
+}
+
+// A key as freeze() names it: a str in double quotes, anything else by its repr.
+std::string builder::key_text(PyObject* k) {
+  if (PyUnicode_Check(k)) {
+    Py_ssize_t n = 0;
+    if (const char* s = PyUnicode_AsUTF8AndSize(k, &n)) {
+      std::string out = "\"";
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        if (s[i] == '"' || s[i] == '\\') out += '\\';
+        out += s[i];
+      }
+      return out + "\"";
+    }
+    PyErr_Clear();
+  }
+  owned r(PyObject_Repr(k));
+  const char* text = r.p ? PyUnicode_AsUTF8(r.p) : nullptr;
+  if (text == nullptr) PyErr_Clear();
+  return text ? text : "?";
+}
+
+std::string builder::path() {
+  std::string p = "obj";
+  for (const step& s : path_) {
+    switch (s.kind) {
+      case value_of: p += "[" + key_text(s.key) + "]"; break;
+      case at_index: p += "[" + std::to_string(s.index) + "]"; break;
+      case key_of: p += ".keys()[" + std::to_string(s.index) + "]"; break;
+      case element: p += "{element " + std::to_string(s.index) + "}"; break;
+    }
+  }
+  return p;
+}
+
+}  // namespace permafrost::python::native
+
+#endif  // PF_NATIVE_SUPPORTED

@@ -1,0 +1,123 @@
+// permafrost for Python — the deep copy freeze_native() makes with CPython's own constructors
+// (internal).
+//
+// Contract: builder::copy(obj) returns a deep copy of obj (a new reference) made while the build
+// hooks are in build mode, so every object and buffer it allocates lands in the region:
+//   - str (any subclass: an exact str), with its hash computed and, when not ASCII, its UTF-8
+//     form cached; dict keys that are identifiers are interned (the interpreter's own interned
+//     str is used when one exists), as CPython does for names -- on 3.13 the interned str lives
+//     outside the region, immortal, because 3.13 writes every interned str at exit;
+//   - int, float, bytes (subclasses: the exact type), bytes with their hash computed;
+//   - tuple, frozenset (hash computed) as the exact types; dict, list and set as the types given
+//     (the package's subclasses of dict, list and set whose mutators raise), built with
+//     PyDict_New + PyDict_SetItem (str-keyed tables stay CPython's str-keyed kind), PyList_New,
+//     PySet_New + PySet_Add, each after its items, so a container's buffers follow it;
+//   - objects that are already immortal (None, True, False, small ints, interned strs, the empty
+//     tuple, objects of an earlier freeze_native()) are used as they are, not copied.
+// An object reached twice is copied once (the copy is shared, as in the original); a cycle,
+// an unsupported type or nesting deeper than 5000 containers raises build_error with the path
+// (obj["users"][3]["created"]: datetime is not supported). No Python code runs while copying:
+// values are read with the concrete C API (PyDict_Next, PyList_GET_ITEM...), never through
+// methods a subclass may override. Every source container, key and item is held by a strong
+// reference while it is copied. Every 65536 objects, pending signals are handled (in pass
+// mode, so a handler's objects do not land in the region); a handler that raises
+// (KeyboardInterrupt) ends the copy with build_error{nullptr}, its exception left set.
+//
+// Thread safety: under the GIL, inside one build (build_hooks).
+#pragma once
+
+#include "native_layout.hpp"
+
+#if PF_NATIVE_SUPPORTED
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "native_region.hpp"
+
+namespace permafrost::python::native {
+
+// A failed copy: the Python exception type to raise and its message (raised by the caller once
+// the hooks are gone, so that the exception itself is not made in the region).
+struct build_error {
+  PyObject* type;
+  std::string message;
+};
+
+// The types a frozen dict, list and set get (the package's subclasses).
+struct native_types {
+  PyTypeObject* dict = nullptr;
+  PyTypeObject* list = nullptr;
+  PyTypeObject* set = nullptr;
+};
+
+// Immortal objects of the kinds freeze_native() holds are used as they are, not copied: nothing
+// ever frees them or writes their reference count.
+bool reusable_as_is(PyObject* o, const native_types& t);
+
+class builder {
+ public:
+  // `held` receives what drain_free_lists() pulls after signal handlers ran (see copy()).
+  builder(region& r, build_hooks& hooks, const native_types& types,
+          std::vector<PyObject*>& held) noexcept
+      : region_(r), hooks_(hooks), types_(types), held_(held) {}
+  builder(const builder&) = delete;
+  builder& operator=(const builder&) = delete;
+  ~builder();
+
+  // Effects: see the contract. Throws build_error; std::bad_alloc when the region or the
+  // process is out of memory.
+  PyObject* copy(PyObject* obj);
+
+  // Tuple sizes made (bit n: a tuple of n items), for drain_free_lists().
+  std::uint32_t tuple_sizes() const noexcept { return tuple_sizes_; }
+  // Objects copied so far.
+  std::size_t objects() const noexcept { return objects_; }
+
+ private:
+  enum step_kind { value_of, at_index, key_of, element };
+  struct step {
+    step_kind kind;
+    PyObject* key;  // value_of: the dict key (a strong reference, kept until the step ends)
+    Py_ssize_t index;
+  };
+  class path_step;
+
+  // key: o is a dict key (an identifier str is interned).
+  PyObject* copy_value(PyObject* o, bool key);
+  PyObject* copy_scalar(PyObject* o, bool key);
+  PyObject* copy_str(PyObject* o, bool intern);
+  PyObject* new_str(PyObject* o);
+  PyObject* interned(PyObject* o);
+  PyObject* copy_container(PyObject* o);
+  PyObject* copy_tuple(PyObject* o);
+  PyObject* copy_list(PyObject* o);
+  PyObject* copy_dict(PyObject* o);
+  PyObject* copy_set(PyObject* o);
+  PyObject* checked(PyObject* made);
+  void switch_type(PyObject* o, PyTypeObject* t);
+  void count_object();
+  [[noreturn]] void fail(PyObject* type, const std::string& what);
+  std::string path();
+  static std::string key_text(PyObject* k);
+
+  region& region_;
+  build_hooks& hooks_;
+  native_types types_;
+  std::vector<PyObject*>& held_;
+  // Source object -> its copy (borrowed: the copy's parent holds it), for objects referenced
+  // more than once; nullptr while a container is being copied (a cycle).
+  std::unordered_map<PyObject*, PyObject*> memo_;
+  std::vector<step> path_;
+  std::size_t depth_ = 0;
+  std::uint32_t tuple_sizes_ = 0;
+  std::size_t objects_ = 0;
+  std::vector<PyObject*> rejected_;  // objects a free list handed back from outside the region
+};
+
+}  // namespace permafrost::python::native
+
+#endif  // PF_NATIVE_SUPPORTED

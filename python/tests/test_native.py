@@ -1,0 +1,567 @@
+"""permafrost.freeze_native(): real CPython objects in a write-protected arena (3.12 and 3.13).
+
+Forked workers run every read operation on the copy while the parent compares their pagemaps
+with its own over the whole arena (permafrost._sharing_audit): 0 pages copied. Writes that get
+past the subclasses' raising mutators must end the process with the write trap's line naming the
+arena, the offset and the object's type; those run in child processes and are checked from this
+one. On other interpreters every test but the last class is skipped, saying why.
+"""
+import collections
+import copy
+import ctypes
+import gc
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+import unittest
+
+import permafrost
+from permafrost import NativeDict, NativeList, NativeSet
+
+UNSUPPORTED = permafrost._core._native_unsupported()
+SUPPORTED = not UNSUPPORTED
+WORKERS = 4
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def make_records(n):
+    """Records like the benchmark's, with every kind of value freeze_native() copies."""
+    return {"key:%07d" % i: {"name": "name-%d" % i, "id": i * 1000003, "score": i / 7.0,
+                             "tags": ["t%d" % (i % 7), i % 5, "x"], "city": "Zürich-%d" % (i % 3),
+                             "point": (i, -i, None), "flags": frozenset({i % 2, 7}),
+                             "blob": b"\x00\x01" * (i % 3), "ok": i % 2 == 0,
+                             "big": 2 ** 80 + i, "seen": {"a%d" % (i % 4), "b"}}
+            for i in range(n)}
+
+
+def arena_pages(frozen):
+    a = permafrost.native_arena(frozen)
+    return (a.size + 4095) // 4096
+
+
+def run_script(body, name="native"):
+    """Runs body in a fresh interpreter with a frozen copy `f` of a small graph and the trap."""
+    script = textwrap.dedent("""\
+        import sys, ctypes, types, permafrost
+        permafrost.install_write_trap()
+        f = permafrost.freeze_native({"rec": {"name": "ada", "id": 12345678},
+                                      "items": [1, 2, 3], "s": {1, 2}, "text": "grüße aus bern",
+                                      "fs": frozenset({1})}, name=%r)
+        d, l, s = f["rec"], f["items"], f["s"]
+        """) % name + textwrap.dedent(body) + '\nprint("survived")\n'
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=os.environ, timeout=120)
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class Copy(unittest.TestCase):
+    def test_the_copy_equals_the_original_and_is_made_of_real_objects(self):
+        src = make_records(200)
+        f = permafrost.freeze_native(src)
+        self.assertEqual(f, src)
+        self.assertIs(type(f), NativeDict)
+        self.assertIsInstance(f, dict)
+        rec = f["key:0000003"]
+        self.assertIsInstance(rec, dict)
+        self.assertIs(type(rec["tags"]), NativeList)
+        self.assertIs(type(rec["seen"]), NativeSet)
+        for field, kind in (("name", str), ("id", int), ("score", float), ("point", tuple),
+                            ("flags", frozenset), ("blob", bytes), ("big", int)):
+            self.assertIs(type(rec[field]), kind, field)
+        self.assertEqual(json.loads(json.dumps(f["key:0000001"], default=list)),
+                         json.loads(json.dumps(src["key:0000001"], default=list)))
+
+    def test_every_object_is_immortal_and_in_the_arena(self):
+        f = permafrost.freeze_native(make_records(50))
+        a = permafrost.native_arena(f)
+        immortal = sys.getrefcount(None)
+        seen = 0
+        for rec in f.values():
+            for v in (rec, rec["name"], rec["tags"], rec["score"], rec["big"], rec["seen"]):
+                self.assertEqual(sys.getrefcount(v), immortal)
+                self.assertTrue(a.address <= id(v) < a.address + a.size)
+                self.assertFalse(gc.is_tracked(v))
+                seen += 1
+        self.assertEqual(seen, 300)
+
+    def test_str_keyed_dicts_keep_cpythons_str_table(self):
+        # A general table (what _PyDict_NewPresized makes) takes the slow lookup path.
+        f = permafrost.freeze_native({"k%d" % i: i for i in range(1000)})
+        keys = ctypes.c_void_p.from_address(id(f) + 32).value  # PyDictObject.ma_keys
+        self.assertEqual(ctypes.c_uint8.from_address(keys + 10).value, 1)  # dk_kind: unicode
+
+    def test_shared_objects_stay_shared_and_strs_are_copied_once(self):
+        row = ["shared"]
+        src = json.loads(json.dumps([{"name": "n%d" % i, "where": "x"} for i in range(100)]))
+        src.append(row)
+        src.append(row)
+        f = permafrost.freeze_native(src)
+        self.assertIs(f[-1], f[-2])
+        keys = {id(k) for rec in f[:100] for k in rec}
+        self.assertEqual(len(keys), 2, "json.loads shares its key strs; so does the copy")
+
+    def test_identifier_keys_are_interned_so_setattr_writes_nothing(self):
+        f = permafrost.freeze_native({"field_%d_native" % i: i for i in range(10)})
+        ns = types.SimpleNamespace()
+        for k, v in f.items():
+            setattr(ns, k, v)
+        key = next(k for k in f if k.startswith("field_3"))
+        self.assertIs(sys.intern("field_3_" + "native"), key)
+
+    def test_immortal_values_are_used_as_they_are(self):
+        inner = permafrost.freeze_native({"a": [1, 2]})
+        outer = permafrost.freeze_native({"inner": inner, "none": None, "small": 5})
+        self.assertIs(outer["inner"], inner)
+        self.assertIs(permafrost.freeze_native(None), None)
+        self.assertIs(permafrost.freeze_native(inner), inner)
+
+    def test_subclasses_are_copied_as_their_base(self):
+        Point = collections.namedtuple("Point", "x y")
+
+        class Text(str):
+            def __hash__(self):
+                raise AssertionError("freeze_native ran a subclass method")
+
+        f = permafrost.freeze_native({"p": Point(1, 2), "o": collections.OrderedDict(a=1),
+                                      "t": Text("words"), "d": collections.defaultdict(list)})
+        self.assertIs(type(f["p"]), tuple)
+        self.assertIs(type(f["o"]), NativeDict)
+        self.assertIs(type(f["t"]), str)
+        self.assertEqual(f, {"p": (1, 2), "o": {"a": 1}, "t": "words", "d": {}})
+
+    def test_scalars_and_empty_containers(self):
+        for v in ("", "x", "é", "long string " * 10, "a\ud800b", 0, -5, 2 ** 200, 1.5,
+                  float("nan"), b"", b"bytes", (), [], {}, set(), frozenset(), True):
+            f = permafrost.freeze_native([v])
+            self.assertTrue(f[0] == v or v != v, repr(v))
+            self.assertIs(type(f[0]), {list: NativeList, dict: NativeDict,
+                                       set: NativeSet}.get(type(v), type(v)))
+
+    def test_thaw_gives_ordinary_mutable_objects(self):
+        src = make_records(20)
+        t = permafrost.freeze_native(src).thaw()
+        self.assertEqual(t, src)
+        rec = t["key:0000001"]
+        self.assertIs(type(t), dict)
+        self.assertIs(type(rec), dict)
+        self.assertIs(type(rec["tags"]), list)
+        self.assertIs(type(rec["seen"]), set)
+        rec["tags"].append(1)
+        t["new"] = 1
+
+    def test_pickle_and_copy_give_ordinary_objects_by_value(self):
+        src = make_records(10)
+        f = permafrost.freeze_native(src)
+        for p in range(pickle.HIGHEST_PROTOCOL + 1):
+            back = pickle.loads(pickle.dumps(f, protocol=p))
+            self.assertEqual(back, src)
+            self.assertIs(type(back), dict)
+            self.assertIs(type(back["key:0000001"]["tags"]), list)
+        self.assertIs(type(copy.copy(f)), dict)
+        self.assertIs(type(copy.deepcopy(f)["key:0000002"]["seen"]), set)
+        self.assertIs(type(f.copy()), dict)
+        self.assertIs(type(f["key:0000002"]["seen"] | {1}), set)
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class Errors(unittest.TestCase):
+    def test_unsupported_values_are_named_by_path(self):
+        import datetime
+        with self.assertRaisesRegex(TypeError, r'^obj\["users"\]\[1\]\["when"\]: date is not '
+                                               r'supported$'):
+            permafrost.freeze_native({"users": [{}, {"when": datetime.date.today()}]})
+        with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: object is not supported"):
+            permafrost.freeze_native({object(): 1})
+
+    def test_cycles_and_depth(self):
+        a = []
+        a.append({"back": a})
+        with self.assertRaisesRegex(TypeError, r'^obj\[0\]\["back"\]: cycle: this list contains '
+                                               r'itself$'):
+            permafrost.freeze_native(a)
+        deep = []
+        for _ in range(6000):
+            deep = [deep]
+        with self.assertRaisesRegex(TypeError, "nested more than 5000 levels deep"):
+            permafrost.freeze_native(deep)
+
+    def test_a_failed_copy_leaves_the_interpreter_working(self):
+        for _ in range(3):
+            with self.assertRaises(TypeError):
+                permafrost.freeze_native({"k%d" % i: [float(i), (i,)] for i in range(5000)} |
+                                         {"bad": object()})
+        x = [float(i) for i in range(1000)] + [(i, i) for i in range(1000)]
+        gc.collect()
+        self.assertEqual(len(x), 2000)
+        self.assertEqual(permafrost.freeze_native({"ok": [1.5]}), {"ok": [1.5]})
+
+    def test_the_types_cannot_be_made_from_python(self):
+        for cls in (NativeDict, NativeList, NativeSet):
+            with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
+                cls()
+
+    def test_native_arena_of_an_ordinary_object(self):
+        with self.assertRaises(TypeError):
+            permafrost.native_arena({})
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class Audit(unittest.TestCase):
+    def test_a_stray_object_in_the_arena_is_refused(self):
+        # test=1 makes a str in the arena while copying and keeps it: what a finalizer or a
+        # signal handler running during the copy would leave there.
+        with self.assertRaisesRegex(RuntimeError, r"failed its audit: a block of \d+ bytes at "
+                                                  r"offset \d+ \(a str object\) was allocated "
+                                                  r"while copying but is not part of the result"):
+            permafrost._core._freeze_native({"a": [1.5, "x" * 40]}, "stray", None, 1)
+
+    def test_an_outside_reference_into_the_copy_is_refused(self):
+        # test=2 keeps a reference to an object of the copy from outside it.
+        with self.assertRaisesRegex(RuntimeError, r"failed its audit: .*NativeList object at "
+                                                  r"offset \d+ has 1 reference\(s\) from outside "
+                                                  r"the result"):
+            permafrost._core._freeze_native({"a": [1.5, "x" * 40]}, "outside", None, 2)
+        # The interpreter goes on; the refused copy stays alive (immortal, unfrozen).
+        self.assertEqual(permafrost.freeze_native({"a": [1]}), {"a": [1]})
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class Mutation(unittest.TestCase):
+    def test_every_mutator_raises_naming_thaw(self):
+        f = permafrost.freeze_native({"d": {"a": 1}, "l": [3, 1, 2], "s": {1, 2}})
+        d, l, s = f["d"], f["l"], f["s"]
+        attempts = {
+            "d[k] = v": lambda: d.__setitem__("a", 2), "del d[k]": lambda: d.__delitem__("a"),
+            "d.update": lambda: d.update(b=1), "d.pop": lambda: d.pop("a"),
+            "d.popitem": d.popitem, "d.clear": d.clear, "d.setdefault": lambda: d.setdefault("z"),
+            "d |= x": lambda: d.__ior__({"q": 1}), "d.__init__": lambda: d.__init__(x=1),
+            "l.append": lambda: l.append(4), "l[0] = x": lambda: l.__setitem__(0, 9),
+            "del l[0]": lambda: l.__delitem__(0), "l.extend": lambda: l.extend([1]),
+            "l.insert": lambda: l.insert(0, 1), "l.pop": l.pop, "l.remove": lambda: l.remove(3),
+            "l.clear": l.clear, "l.sort": l.sort, "l.reverse": l.reverse,
+            "l += x": lambda: l.__iadd__([1]), "l *= 2": lambda: l.__imul__(2),
+            "s.add": lambda: s.add(3), "s.discard": lambda: s.discard(1),
+            "s.remove": lambda: s.remove(1), "s.pop": s.pop, "s.clear": s.clear,
+            "s.update": lambda: s.update({5}), "s |= x": lambda: s.__ior__({5}),
+            "s -= x": lambda: s.__isub__({1}), "s &= x": lambda: s.__iand__({1}),
+            "s ^= x": lambda: s.__ixor__({1}),
+            "s.difference_update": lambda: s.difference_update({1}),
+            "s.intersection_update": lambda: s.intersection_update({1}),
+            "s.symmetric_difference_update": lambda: s.symmetric_difference_update({1}),
+        }
+        for what, attempt in attempts.items():
+            with self.assertRaisesRegex(TypeError, r"is frozen by permafrost.freeze_native\(\).*"
+                                                   r"\.thaw\(\) returns a mutable copy", msg=what):
+                attempt()
+        self.assertEqual(f, {"d": {"a": 1}, "l": [3, 1, 2], "s": {1, 2}})
+        with self.assertRaises(TypeError):
+            l += [1]  # += on a frozen list raises too (list's in-place add is a mutator)
+        with self.assertRaises(AttributeError):
+            d.extra = 1
+
+    def test_a_write_past_the_subclass_dies_with_the_trap_line_naming_the_type(self):
+        pythonapi = "ctypes.pythonapi.PyDict_SetItem.argtypes = [ctypes.py_object] * 3\n"
+        cases = {
+            "dict.__setitem__(d, 'name', 1)": "dict object (NativeDict)",
+            "dict.__setitem__(d, 'new', 1)": "dict object (NativeDict)",
+            "dict.__delitem__(d, 'name')": "dict object (NativeDict)",
+            "dict.clear(d)": "dict object (NativeDict)",
+            "dict.update(d, x=1)": "dict object (NativeDict)",
+            pythonapi + "ctypes.pythonapi.PyDict_SetItem(d, 'new', 1)": "dict object (NativeDict)",
+            "list.append(l, 4)": "list object (NativeList)",
+            "list.__setitem__(l, 0, 9)": "list object (NativeList)",
+            "list.extend(l, range(100))": "list object (NativeList)",
+            "list.__delitem__(l, slice(1, None))": "list object (NativeList)",
+            "list.sort(l, reverse=True)": "list object (NativeList)",
+            "list.__init__(l, [5])": "list object (NativeList)",
+            "set.add(s, 3)": "set object (NativeSet)",
+            "set.clear(s)": "set object (NativeSet)",
+            "sys.intern(f['text'])": "str object",
+            "ctypes.memset(id(f['text']) + 24, 0, 1)": "str object",
+        }
+        for code, type_text in cases.items():
+            proc = run_script(code, name="bypass")
+            self.assertEqual(proc.returncode, -signal.SIGSEGV, code + "\n" + proc.stderr)
+            self.assertNotIn("survived", proc.stdout, code)
+            lines = proc.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, code + "\n" + proc.stderr)
+            self.assertRegex(lines[0], r'^permafrost: write to frozen arena "bypass" at offset '
+                                       r'\d+ \(address 0x[0-9a-f]+\); ', code)
+            self.assertIn(type_text + " at offset", lines[0], code)
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class KnownWriters(unittest.TestCase):
+    """What CPython itself writes into objects that code only reads, and how each is handled."""
+
+    def test_a_frozen_dict_as_a_functions_globals_writes_nothing(self):
+        # LOAD_GLOBAL specialises only on exact dicts (Python/specialize.c), so a NativeDict as
+        # globals takes the generic path and never has its keys' dk_version written.
+        proc = run_script("""
+            g = types.FunctionType(compile("def g():\\n return len(rec) + items[0]", "m",
+                                           "exec").co_consts[0], f)
+            assert sum(g() for _ in range(5000)) == 5000 * 3
+        """)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("survived", proc.stdout)
+
+    def test_exec_with_a_frozen_dict_as_globals_dies_naming_it(self):
+        # exec() and eval() insert __builtins__ into their globals: a write, refused loudly.
+        proc = run_script("eval('len(rec)', f)", name="globals")
+        self.assertEqual(proc.returncode, -signal.SIGSEGV, proc.stderr)
+        self.assertIn("dict object (NativeDict) at offset", proc.stderr)
+        # As locals (a mapping only read), it works.
+        ok = run_script("assert eval('len(rec)', {}, f) == 2")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+
+    def test_interning_a_frozen_value_dies_but_keys_are_interned_already(self):
+        proc = run_script("""
+            ns = types.SimpleNamespace()
+            for k, v in f.items():
+                setattr(ns, k, v)           # interns each key: done at freeze time
+            assert sys.intern("rec") is next(iter(f))
+            sys.intern(f["rec"]["name"] + "")   # an equal str interned first: no write
+        """)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        dies = run_script("sys.intern(f['text'])")
+        self.assertEqual(dies.returncode, -signal.SIGSEGV)
+        self.assertIn("str object at offset", dies.stderr)
+
+    def test_a_normal_exit_writes_nothing(self):
+        # 3.13 unmarks interned strs at exit: interned keys must live outside the arena there.
+        proc = run_script("""
+            g = permafrost.freeze_native({"key_%d" % i: {"field_%d" % i: [i]} for i in range(99)})
+            import gc, json; json.dumps(g); gc.collect()
+        """)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stderr, "")
+
+
+def read_everything(f):
+    """Every read operation of issue 21's list, on the whole copy; returns a checksum."""
+    total = 0
+    keys = list(f)
+    for k in keys:  # lookups, in, get, field reads, str methods, hashing
+        rec = f[k]
+        total += (k in f) + (f.get(k) is rec) + len(rec["name"]) + rec["id"] % 7
+        total += int(rec["score"]) + len(rec["tags"]) + len(rec["city"].upper())
+        total += hash(rec["name"]) & 1 + hash(rec["point"]) & 1 + len(rec["city"].encode())
+        total += rec["name"].startswith("name") + ("-" in rec["name"]) + len(rec["blob"])
+        total += len(rec["name"].split("-")) + len(f"{rec['name']}:{rec['score']:.2f}")
+        total += len(set(rec["tags"]) | rec["seen"]) + (7 in rec["flags"]) + rec["ok"]
+        total += len(sorted(rec["tags"], key=str)) + sum(1 for _ in rec.items())
+        total += len(dict(**rec)) + len(types.MappingProxyType(rec)) + (rec == dict(rec))
+    total += len(json.dumps(f, default=sorted))  # json.dumps of the whole dict
+    total += len(pickle.dumps(f)) + len(repr(f)) + len(copy.copy(f)) + len(copy.deepcopy(
+        f[keys[0]]))
+    total += len(sorted(f)) + len(sorted(f.values(), key=lambda r: r["score"]))
+    total += len({v["name"] for v in f.values()}) + len(dict(f)) + len(f.copy())
+    gc.collect()
+    gc.freeze()
+    gc.collect()
+    gc.unfreeze()
+    return total
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class ForkedWorkers(unittest.TestCase):
+    def test_four_workers_reading_everything_copy_no_arena_page(self):
+        f = permafrost.freeze_native(make_records(20000), name="workers")
+        expected = read_everything(f)
+        pages = arena_pages(f)
+        children = []
+        for _ in range(WORKERS):
+            ready_r, ready_w = os.pipe()
+            go_r, go_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # worker: read everything, report, wait to be audited
+                code = 1
+                try:
+                    os.close(ready_r)
+                    os.close(go_w)
+                    ok = read_everything(f) == expected
+                    os.write(ready_w, b"%d %d\n" % (int(ok), permafrost._private_pages(f)))
+                    os.read(go_r, 1)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(ready_w)
+            os.close(go_r)
+            children.append((pid, ready_r, go_w))
+        try:
+            for pid, ready_r, _ in children:
+                ok, private = os.read(ready_r, 64).split()
+                self.assertEqual(ok, b"1", "worker %d read wrong values" % pid)
+                self.assertEqual(int(private), 0, "worker %d has Private_Dirty arena pages" % pid)
+                total, parent_present, child_present, shared, copied = \
+                    permafrost._sharing_audit(permafrost.native_arena(f), pid, os.getpid())
+                self.assertEqual(total, pages)
+                self.assertGreater(child_present, 0.9 * pages, "the worker read the whole arena")
+                self.assertEqual(copied, 0, "worker %d copied arena pages" % pid)
+                self.assertEqual(shared, child_present)
+        finally:
+            for pid, ready_r, go_w in children:
+                os.write(go_w, b"x")
+                os.close(go_w)
+                os.close(ready_r)
+                _, status = os.waitpid(pid, 0)
+                self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+    def test_the_same_reads_copy_a_plain_dict(self):
+        # The contrast (and a check that the audit sees copies): the plain dict's pages are
+        # written by the same pass, through reference counts and GC links.
+        src = make_records(20000)
+        f = permafrost.freeze_native(src)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                before = permafrost.memory().uss
+                read_everything(src)
+                grown = permafrost.memory().uss - before
+                os.write(w, b"%d %d\n" % (grown, permafrost._private_pages(f)))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        grown, private = map(int, os.read(r, 64).split())
+        os.close(r)
+        os.waitpid(pid, 0)
+        self.assertGreater(grown, 5 << 20)
+        self.assertEqual(private, 0)
+
+
+# Debian's Flask and gunicorn are installed for /usr/bin/python3 (3.11), where freeze_native()
+# is not available; they are pure Python, so pyenv's 3.12 and 3.13 import them from Debian's
+# dist-packages (markupsafe without its C speedups, which are built for 3.11).
+DEBIAN_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+def flask_and_gunicorn_import():
+    probe = "import flask, werkzeug, jinja2, markupsafe, itsdangerous, click, gunicorn.app.wsgiapp"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path[:1] + [DEBIAN_PACKAGES]))
+    try:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+class FlaskServer:
+    """gunicorn --preload, 4 sync workers on a Unix socket, serving apps/flask_native_app.py."""
+
+    def __init__(self, mode, tmp):
+        from test_gunicorn import request, worker_pids
+        self.request, self.worker_pids = request, worker_pids
+        self.sock = os.path.join(tmp, mode + ".sock")
+        path = [os.environ.get("PYTHONPATH", ""), HERE, DEBIAN_PACKAGES]
+        env = dict(os.environ, PF_APP_MODE=mode, PYTHONPATH=os.pathsep.join(p for p in path if p))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS), "-k", "sync",
+             "-b", "unix:" + self.sock, "--log-level", "warning", "--timeout", "60",
+             "apps.flask_native_app:app"], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 90
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("gunicorn exited: " + self.proc.stderr.read().decode())
+            if os.path.exists(self.sock) and len(worker_pids(self.proc.pid)) == WORKERS:
+                try:
+                    self.get("/pid")
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise AssertionError("gunicorn did not start within 90 s")
+            time.sleep(0.05)
+        self.workers = worker_pids(self.proc.pid)
+
+    def get(self, target):
+        return self.request(self.sock, target)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.proc.stderr.read().decode()
+        self.proc.stderr.close()
+        return err
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class GunicornFlask(unittest.TestCase):
+    TARGETS = ["/user/user:%07d" % i for i in range(0, 20000, 97)] + \
+              ["/raw/user:%07d" % i for i in range(5, 20000, 89)] + \
+              ["/scan/%d" % i for i in range(0, 20000, 997)]
+
+    def serve(self, mode, tmp):
+        server = FlaskServer(mode, tmp)
+        try:
+            bodies = [json.loads(server.get(t)) for t in self.TARGETS]
+            for t in self.TARGETS:  # every worker takes a share of a second round
+                server.get(t)
+            audits = []
+            if mode == "native":
+                address, size = json.loads(server.get("/arena"))
+                audits = [permafrost._core._range_sharing_audit(address, size, pid,
+                                                                server.proc.pid)
+                          for pid in server.workers]
+            self.assertEqual(self.worker_pids(server), server.workers, "a worker died")
+        finally:
+            err = server.stop()
+        self.assertNotIn("Traceback", err)
+        self.assertNotIn("permafrost:", err)
+        return bodies, audits
+
+    def worker_pids(self, server):
+        return server.worker_pids(server.proc.pid)
+
+    @unittest.skipUnless(flask_and_gunicorn_import(),
+                         "Debian's Flask and gunicorn (python3-flask, gunicorn) do not import "
+                         "from " + DEBIAN_PACKAGES + " with this interpreter")
+    def test_an_unchanged_flask_app_serves_the_native_table_without_copying_it(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            plain, _ = self.serve("dict", tmp)
+            native, audits = self.serve("native", tmp)
+        self.assertEqual(native, plain, "the same app answers the same with either table")
+        self.assertEqual(len(audits), WORKERS)
+        for pages, parent_present, child_present, shared, copied in audits:
+            self.assertGreater(child_present, 0, "the worker read the table")
+            self.assertEqual(copied, 0, "a worker copied pages of the frozen table")
+
+
+class Unsupported(unittest.TestCase):
+    @unittest.skipIf(SUPPORTED, "freeze_native() is supported on this interpreter (%s)" %
+                     sys.version.split()[0])
+    def test_other_interpreters_get_a_clear_error_at_call_time(self):
+        with self.assertRaisesRegex(RuntimeError, r"needs CPython 3\.12 or 3\.13, the default "
+                                                  r"\(GIL\) build: this is CPython 3\.\d+"):
+            permafrost.freeze_native({"a": 1})
+        self.assertIn("permafrost.freeze()", UNSUPPORTED)
+        self.assertTrue(issubclass(NativeDict, dict))  # the names exist everywhere
+
+    def test_the_layout_checks_passed_where_supported(self):
+        if sys.version_info[:2] in ((3, 12), (3, 13)) and not sysconfig_free_threaded():
+            self.assertEqual(UNSUPPORTED, "")
+        else:
+            self.assertNotEqual(UNSUPPORTED, "")
+
+
+def sysconfig_free_threaded():
+    import sysconfig
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+if __name__ == "__main__":
+    unittest.main()
