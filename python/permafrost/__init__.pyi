@@ -12,6 +12,13 @@ from os import PathLike
 from types import GenericAlias
 from typing import Any, ClassVar, NamedTuple, SupportsIndex, TypeVar, final, overload
 
+from ._native import NativeArena as NativeArena
+from ._native import NativeDict as NativeDict
+from ._native import NativeList as NativeList
+from ._native import NativeSet as NativeSet
+from ._native import freeze_native as freeze_native
+from ._native import native_arena as native_arena
+
 _Self = TypeVar("_Self")
 
 _K = TypeVar("_K")
@@ -26,7 +33,8 @@ _Path = str | PathLike[str]
 # open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
 __all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
-           "MemoryUsage"]
+           "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
+           "native_arena"]
 
 __version__: str
 

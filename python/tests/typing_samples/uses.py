@@ -48,3 +48,13 @@ def reopen(path: str) -> None:
     print(len(reopened))
 body: bytes = permafrost.dumps(record, indent=2, sort_keys=True, default=str)
 encoded: str = json.dumps(record, cls=permafrost.JSONEncoder)
+
+
+def native(records: dict[str, dict[str, Any]]) -> int:
+    # freeze_native() (3.12/3.13 only, so not called here): the copy is a real dict.
+    table: permafrost.NativeDict[str, Any] = permafrost.freeze_native(records, name="records")
+    as_dict: dict[str, Any] = table
+    tags: permafrost.NativeList[Any] = permafrost.freeze_native(["a", "b"])
+    mutable: dict[str, Any] = table.thaw()
+    arena: permafrost.NativeArena = permafrost.native_arena(table)
+    return len(as_dict) + len(tags) + len(mutable) + arena.size
