@@ -8,9 +8,11 @@ worker_host.hpp protocol: prints one READY line and waits for a line on stdin be
 workers. The driver measures everything from outside. Standard library only.
 
 With --permafrost the dict is frozen with permafrost.freeze() (and dropped) instead of
-gc.freeze(): the same lookups then read views of the frozen arena.
+gc.freeze(): the same lookups then read views of the frozen arena. With --native (CPython 3.12
+and 3.13) it is copied with permafrost.freeze_native() (and dropped): the same lookups read a
+real dict of immortal objects in a write-protected arena.
 
-usage: cow_dict.py [--rows N] [--workers N] [--churn-mib N (ignored)] [--permafrost]
+usage: cow_dict.py [--rows N] [--workers N] [--churn-mib N (ignored)] [--permafrost | --native]
 """
 import argparse
 import gc
@@ -67,6 +69,7 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--churn-mib", type=int, default=0)
     ap.add_argument("--permafrost", action="store_true", help="permafrost.freeze() the table")
+    ap.add_argument("--native", action="store_true", help="permafrost.freeze_native() the table")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -81,6 +84,11 @@ def main():
         table = permafrost.freeze(table, name="cow_dict")
         gc.collect()
         permafrost.trim()  # the dropped dict's heap goes back to the kernel, not to the workers
+    elif args.native:
+        import permafrost
+        table = permafrost.freeze_native(table, name="cow_dict")
+        gc.collect()
+        permafrost.trim()
     else:
         gc.freeze()
     freeze_ms = (time.perf_counter() - t1) * 1e3

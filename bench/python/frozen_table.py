@@ -16,10 +16,13 @@ every field, checksum verified), and measures while all workers are alive:
                     blob + offsets; numpy = the arrays
   data vs dict      that, over the dict row's
   build s, vs dict  time to build the structure from the rows (permafrost: freeze() of the
-                    built dict), and that over the time to build the dict
+                    built dict; freeze_native: freeze_native() of it), and that over the time to
+                    build the dict
 
 Rows: dict; dict + gc.freeze(); lmdb, marisa (marisa-trie), numpy (sorted keys, searchsorted),
-sqlite3 (file, mmap) where the module exists for the interpreter; permafrost.freeze().
+sqlite3 (file, mmap) where the module exists for the interpreter; permafrost.freeze();
+permafrost.freeze_native() where the interpreter has it (CPython 3.12 and 3.13): the same dict
+code reads a real dict whose objects are immortal and write-protected (data = the arena's bytes).
 Memory figures come from permafrost.memory() (the library's memstat).
 
 usage: frozen_table.py [--smoke] [--rows N] [--workers N] --build BUILD_DIR/python
@@ -97,6 +100,18 @@ def build_permafrost(rows):
     del d
     gc.collect()
     return frozen, None, elapsed
+
+
+def build_native(rows):
+    """Builds the dict (not timed), freeze_native()s it (timed), drops the dict before fork."""
+    import permafrost
+    d = {key(i): record(i) for i in range(rows)}
+    t = time.perf_counter()
+    frozen = permafrost.freeze_native(d, name="bench-native")
+    elapsed = time.perf_counter() - t
+    del d
+    gc.collect()
+    return frozen, permafrost.native_arena(frozen).size, elapsed
 
 
 def encode(i):
@@ -231,6 +246,9 @@ def pass_nothing(structure, rows):
 
 def have(module):
     import importlib.util
+    if module == "permafrost.freeze_native":  # CPython 3.12 and 3.13 only
+        import permafrost
+        return not permafrost._core._native_unsupported()
     return importlib.util.find_spec(module) is not None
 
 
@@ -282,8 +300,9 @@ def run_row(name, build, lookup, rows, workers, expected):
             data += chunk
         results.append(json.loads(data))
     arena_copied = None
-    if name == "permafrost":
-        arena_copied = max(permafrost._core._sharing_audit(structure, pid, os.getpid())[4]
+    if name in ("permafrost", "freeze_native"):
+        frozen = permafrost.native_arena(structure) if name == "freeze_native" else structure
+        arena_copied = max(permafrost._sharing_audit(frozen, pid, os.getpid())[4]
                            for pid, _, _ in children)
     pss = permafrost.memory().pss + sum(permafrost.memory(pid).pss for pid, _, _ in children)
     for pid, ready_r, go_w in children:
@@ -309,6 +328,8 @@ ROWS_BY_NAME = {
     "numpy": ("numpy", build_numpy, pass_numpy),
     "sqlite3": ("sqlite3", build_sqlite, pass_sqlite),
     "permafrost": (None, lambda rows, tmp: build_permafrost(rows), pass_dict),
+    "freeze_native": ("permafrost.freeze_native", lambda rows, tmp: build_native(rows),
+                      pass_dict),
     "no table (baseline)": (None, build_nothing, pass_nothing),
 }
 
@@ -352,6 +373,13 @@ def table(version, rows, workers, results):
                  "dict's, %.2fx (frozen bytes + the baseline's parent and %d idle workers)" % (
                      pf["arena_pages_copied"], pf["pss"] / base["pss"],
                      pf["pss"] / (pf["data"] + idle["pss"]), workers))
+    for nat in (r for r in results if r["row"] == "freeze_native"):
+        lines.append("freeze_native: %d arena pages copied by the worst worker (pagemap); total "
+                     "PSS %.2fx dict's, %.2fx (arena bytes + the baseline's parent and %d idle "
+                     "workers); lookup %.2fx dict's; freeze_native() %.2fx building the dict" % (
+                         nat["arena_pages_copied"], nat["pss"] / base["pss"],
+                         nat["pss"] / (nat["data"] + idle["pss"]), workers,
+                         nat["lookup_ns"] / base["lookup_ns"], nat["build_s"] / base["build_s"]))
     return "\n".join(lines)
 
 

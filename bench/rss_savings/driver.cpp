@@ -4,7 +4,8 @@
 //   rss_savings                 quick mode: ~256 MiB (1M rows), 4 workers       (scripts/demo)
 //   rss_savings --full          ~512 MiB (2M rows), 1, 2, 4, 8, 16 workers
 //   rss_savings --smoke         tiny, for ctest
-//   options: --rows N  --workers N[,N...]  --churn-mib N  --variants a,b,c,d,e,py  --out DIR
+//   options: --rows N  --workers N[,N...]  --churn-mib N  --variants a,b,c,d,e,py,pyf,pyn
+//            --out DIR
 //
 // Each variant runs in its own process (worker_host.hpp protocol): glibc variants must not be
 // linked with Debian's libmimalloc.so, which replaces malloc process-wide. This driver links only
@@ -54,13 +55,14 @@ const std::vector<variant> all_variants = {
     {"e", "(e) permafrost arena+heap, churn", "rss_savings_permafrost", "", true},
     {"py", "CPython dict, gc.freeze()", "python", "", false},
     {"pyf", "CPython permafrost.freeze()", "python", "--permafrost", false},
+    {"pyn", "CPython permafrost.freeze_native()", "python", "--native", false},
 };
 
 struct config {
   std::size_t rows = 1'000'000;
   std::vector<int> workers{4};
   std::size_t churn_mib = 50;
-  std::vector<std::string> variants{"a", "b", "c", "d", "e", "py", "pyf"};
+  std::vector<std::string> variants{"a", "b", "c", "d", "e", "py", "pyf", "pyn"};
   std::string out = "results";
   std::string mode = "quick";
   std::string python_script = RSS_PYTHON_SCRIPT;
@@ -279,7 +281,17 @@ result run_one(const config& c, const variant& v, int workers, const std::string
       return r;
     }
     argv = {*python, c.python_script};
-    if (!v.arg.empty()) {
+    if (v.arg == "--native") {
+      // freeze_native() needs CPython 3.12 or 3.13: pyenv's newest, with the package built for
+      // it (python/CMakeLists.txt).
+#ifdef RSS_PYTHON_NATIVE_PACKAGE
+      ::setenv("PYTHONPATH", RSS_PYTHON_NATIVE_PACKAGE, 1);
+      argv = {RSS_PYTHON_FOR_NATIVE, c.python_script, v.arg};
+#else
+      r.note = "skipped: no CPython 3.12 or 3.13 with the package built (freeze_native)";
+      return r;
+#endif
+    } else if (!v.arg.empty()) {
       // permafrost for Python: the package built for the system python3 (python/CMakeLists.txt).
 #ifdef RSS_PYTHON_PACKAGE
       ::setenv("PYTHONPATH", RSS_PYTHON_PACKAGE, 1);
@@ -411,6 +423,7 @@ const char* color_of(const std::string& id) {
   if (id == "d") return "#e69f00";
   if (id == "e") return "#d7191c";
   if (id == "pyf") return "#cc79a7";
+  if (id == "pyn") return "#f0e442";
   return "#0072b2";
 }
 

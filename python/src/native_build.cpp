@@ -84,7 +84,7 @@ builder::~builder() {
   for (PyObject* o : rejected_) Py_DECREF(o);
 }
 
-PyObject* builder::copy(PyObject* obj) { return copy_value(obj, false); }
+PyObject* builder::copy(PyObject* obj) { return copy_value(obj, false, false); }
 
 void builder::count_object() {
   if (++objects_ % signal_check_every != 0) return;
@@ -113,12 +113,13 @@ void builder::switch_type(PyObject* o, PyTypeObject* t) {
   Py_SET_TYPE(o, t);
 }
 
-PyObject* builder::copy_value(PyObject* o, bool key) {
+PyObject* builder::copy_value(PyObject* o, bool key, bool held) {
   if (reusable_as_is(o, types_)) return Py_NewRef(o);
+  // Referenced more than once by the source (not counting the caller's own hold on it): it may
+  // be reached again, so its copy is remembered. json.loads reuses one str per key name.
+  const bool shared = Py_REFCNT(o) - (held ? 1 : 0) > 1;
   if (PyTuple_Check(o) || PyList_Check(o) || PyDict_Check(o) || PyAnySet_Check(o))
-    return copy_container(o);
-  // A value referenced more than once (json.loads reuses one str per key name) is copied once.
-  const bool shared = Py_REFCNT(o) > 1;
+    return copy_container(o, shared);
   if (shared) {
     if (auto it = memo_.find(o); it != memo_.end()) {
       // A key wants the interned copy; the value's copy may not be one.
@@ -199,9 +200,8 @@ PyObject* builder::interned(PyObject* o) {
 #endif
 }
 
-PyObject* builder::copy_container(PyObject* o) {
+PyObject* builder::copy_container(PyObject* o, bool shared) {
   // Only a container referenced more than once can be shared or part of a cycle.
-  const bool shared = Py_REFCNT(o) > 1;
   if (shared) {
     auto [it, fresh] = memo_.try_emplace(o, nullptr);
     if (!fresh) {
@@ -236,7 +236,7 @@ PyObject* builder::copy_tuple(PyObject* o) {
   items.reserve(static_cast<std::size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     path_step at(*this, at_index, nullptr, i);
-    items.emplace_back(copy_value(PyTuple_GET_ITEM(o, i), false));
+    items.emplace_back(copy_value(PyTuple_GET_ITEM(o, i), false, false));
   }
   if (n <= 20) tuple_sizes_ |= std::uint32_t{1} << n;
   PyObject* t = made_in_region([&] { return checked(PyTuple_New(n)); });
@@ -250,7 +250,7 @@ PyObject* builder::copy_list(PyObject* o) {
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) {
     owned item(Py_NewRef(PyList_GET_ITEM(o, i)));
     path_step at(*this, at_index, nullptr, i);
-    items.emplace_back(copy_value(item.p, false));
+    items.emplace_back(copy_value(item.p, false, true));
   }
   const auto n = static_cast<Py_ssize_t>(items.size());
   PyObject* l = made_in_region([&] { return checked(PyList_New(n)); });
@@ -271,10 +271,10 @@ PyObject* builder::copy_dict(PyObject* o) {
     owned v(Py_NewRef(value));
     {
       path_step at(*this, key_of, nullptr, i);
-      copies.emplace_back(copy_value(k.p, true));
+      copies.emplace_back(copy_value(k.p, true, true));
     }
     path_step at(*this, value_of, k.p, 0);
-    copies.emplace_back(copy_value(v.p, false));
+    copies.emplace_back(copy_value(v.p, false, true));
   }
   PyObject* d = made_in_region([&] { return checked(PyDict_New()); });
   owned made(d);
@@ -296,7 +296,7 @@ PyObject* builder::copy_set(PyObject* o) {
   for (Py_ssize_t i = 0; _PySet_NextEntry(o, &pos, &key, &hash); ++i) {
     owned k(Py_NewRef(key));
     path_step at(*this, element, nullptr, i);
-    items.emplace_back(copy_value(k.p, false));
+    items.emplace_back(copy_value(k.p, false, true));
   }
   const bool frozen = PyFrozenSet_Check(o);
   PyObject* s = made_in_region(

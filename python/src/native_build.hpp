@@ -86,13 +86,14 @@ class builder {
   };
   class path_step;
 
-  // key: o is a dict key (an identifier str is interned).
-  PyObject* copy_value(PyObject* o, bool key);
+  // key: o is a dict key (an identifier str is interned). held: the caller holds a reference
+  // to o of its own.
+  PyObject* copy_value(PyObject* o, bool key, bool held);
   PyObject* copy_scalar(PyObject* o, bool key);
   PyObject* copy_str(PyObject* o, bool intern);
   PyObject* new_str(PyObject* o);
   PyObject* interned(PyObject* o);
-  PyObject* copy_container(PyObject* o);
+  PyObject* copy_container(PyObject* o, bool shared);
   PyObject* copy_tuple(PyObject* o);
   PyObject* copy_list(PyObject* o);
   PyObject* copy_dict(PyObject* o);

@@ -201,6 +201,41 @@ class Errors(unittest.TestCase):
         self.assertEqual(len(x), 2000)
         self.assertEqual(permafrost.freeze_native({"ok": [1.5]}), {"ok": [1.5]})
 
+    def interrupted(self, handler):
+        """freeze_native() of 100k records (1.3M objects) with SIGALRM's handler due 20 ms in."""
+        import signal as sig
+        src = make_records(100000)
+        old = sig.signal(sig.SIGALRM, handler)
+        try:
+            sig.setitimer(sig.ITIMER_REAL, 0.02)
+            return permafrost.freeze_native(src)
+        finally:
+            sig.setitimer(sig.ITIMER_REAL, 0)
+            sig.signal(sig.SIGALRM, old)
+
+    def test_keyboard_interrupt_during_the_copy_restores_the_interpreter(self):
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+        with self.assertRaises(KeyboardInterrupt):
+            self.interrupted(interrupt)
+        junk = [[float(i), (i, str(i))] for i in range(100000)]  # the allocator is CPython's
+        gc.collect()
+        self.assertEqual(len(junk), 100000)
+        self.assertEqual(permafrost.freeze_native({"after": [1.5]}), {"after": [1.5]})
+
+    def test_freeze_native_from_a_signal_handler_during_a_copy_is_refused(self):
+        refusals = []
+
+        def nested(signum, frame):
+            try:
+                permafrost.freeze_native({"nested": 1})
+            except RuntimeError as e:
+                refusals.append(str(e))
+        f = self.interrupted(nested)
+        self.assertEqual(len(f), 100000)
+        self.assertEqual(refusals, ["permafrost.freeze_native() is already running in this "
+                                    "process"])
+
     def test_the_types_cannot_be_made_from_python(self):
         for cls in (NativeDict, NativeList, NativeSet):
             with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
@@ -282,6 +317,8 @@ class Mutation(unittest.TestCase):
             "list.__init__(l, [5])": "list object (NativeList)",
             "set.add(s, 3)": "set object (NativeSet)",
             "set.clear(s)": "set object (NativeSet)",
+            "import weakref; r = weakref.ref(s)": "set object (NativeSet)",
+            "import weakref; r = weakref.ref(f['fs'])": "frozenset object",
             "sys.intern(f['text'])": "str object",
             "ctypes.memset(id(f['text']) + 24, 0, 1)": "str object",
         }
