@@ -27,7 +27,20 @@ namespace permafrost::python {
 
 namespace {
 
-using native::unsupported_reason;
+// The interpreter whose NativeDict, NativeList and NativeSet the copies get: the first to import
+// permafrost (the main one). Frozen objects outlive any module object and hold those types, so
+// they are process-wide, not module state; other interpreters may import the package but not
+// freeze_native().
+PyInterpreterState* g_owner = nullptr;
+
+// Why freeze_native() cannot run in this interpreter, or "".
+std::string unsupported_reason() {
+  if (!native::unsupported_reason().empty()) return native::unsupported_reason();
+  if (g_owner != nullptr && g_owner != PyInterpreterState_Get())
+    return "permafrost.freeze_native() runs only in the interpreter that imported permafrost "
+           "first (its copies hold that interpreter's types); this is another one";
+  return {};
+}
 
 PyObject* raise_unsupported() {
   PyErr_SetString(PyExc_RuntimeError, unsupported_reason().c_str());
@@ -143,17 +156,16 @@ bool registered_subclass(PyObject* t, PyTypeObject* base, const char* what, PyTy
 PyObject* py_native_setup(PyObject*, PyObject* args) {
   PyObject *d, *l, *s;
   if (!PyArg_ParseTuple(args, "OOO", &d, &l, &s)) return nullptr;
-  if (!unsupported_reason().empty()) Py_RETURN_NONE;  // the types exist; freeze_native raises
-  if (g_types.dict != nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "_native_setup: already done");
-    return nullptr;
-  }
+  // The types exist everywhere; freeze_native() raises where it cannot run. The first
+  // interpreter's types stay (another interpreter, or a reload, keeps its classes unused).
+  if (!unsupported_reason().empty() || g_types.dict != nullptr) Py_RETURN_NONE;
   native_types t;
   if (!registered_subclass(d, &PyDict_Type, "dict", &t.dict) ||
       !registered_subclass(l, &PyList_Type, "list", &t.list) ||
       !registered_subclass(s, &PySet_Type, "set", &t.set))
     return nullptr;
   g_types = t;
+  g_owner = PyInterpreterState_Get();
   Py_RETURN_NONE;
 }
 

@@ -3,7 +3,9 @@
 //
 // Contract: register_native(module) adds the functions below to permafrost._core and runs the
 // layout checks (native_layout.hpp). On an interpreter freeze_native() does not support, every
-// function raises RuntimeError saying why (version, build, or the layout fact that failed).
+// function raises RuntimeError saying why (version, build, or the layout fact that failed), and
+// so does every interpreter but the first to import permafrost (the copies hold that one's
+// types, which live as long as the process: this state is process-wide, not module state).
 //
 //   _native_setup(dict_type, list_type, set_type)  the package's subclasses the copies get; each
 //        must add no field to its base (same size, no __dict__, no weakref slot of its own)

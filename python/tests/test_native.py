@@ -241,6 +241,19 @@ class Errors(unittest.TestCase):
             with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
                 cls()
 
+    def test_a_subinterpreter_imports_the_package_but_cannot_freeze_native(self):
+        from test_module import _interpreters, run_in_subinterpreter
+        if _interpreters is None:
+            self.skipTest("this interpreter has no _interpreters/_xxsubinterpreters")
+        failure = run_in_subinterpreter(
+            "import permafrost\n"
+            "assert 'interpreter that imported permafrost first' in "
+            "permafrost._core._native_unsupported()\n"
+            "permafrost.freeze_native({'a': 1})\n", own_gil=False)
+        self.assertIn("RuntimeError", failure)
+        self.assertIn("runs only in the interpreter that imported permafrost first", failure)
+        self.assertEqual(permafrost.freeze_native({"main": [1]}), {"main": [1]})
+
     def test_native_arena_of_an_ordinary_object(self):
         with self.assertRaises(TypeError):
             permafrost.native_arena({})
