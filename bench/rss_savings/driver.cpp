@@ -269,6 +269,32 @@ audit_total audit(pid_t worker, pid_t parent, const std::vector<range>& ranges) 
   return t;
 }
 
+// The interpreter and package directory (python/CMakeLists.txt builds them) a CPython row that
+// uses permafrost runs with, or what is missing.
+struct python_package {
+  const char* interpreter = nullptr;
+  const char* package = nullptr;
+  const char* missing = nullptr;
+};
+
+python_package package_for(const std::string& arg) {
+  python_package p;
+  if (arg == "--native") {  // freeze_native() needs CPython 3.12 or 3.13: pyenv's newest
+#ifdef RSS_PYTHON_NATIVE_PACKAGE
+    p = {RSS_PYTHON_FOR_NATIVE, RSS_PYTHON_NATIVE_PACKAGE, nullptr};
+#else
+    p.missing = "no CPython 3.12 or 3.13 with the package built (freeze_native)";
+#endif
+  } else {  // the package built for the system python3
+#ifdef RSS_PYTHON_PACKAGE
+    p = {RSS_PYTHON_FOR_PACKAGE, RSS_PYTHON_PACKAGE, nullptr};
+#else
+    p.missing = "the Python package is not built (PERMAFROST_BUILD_PYTHON=OFF)";
+#endif
+  }
+  return p;
+}
+
 result run_one(const config& c, const variant& v, int workers, const std::string& bin_dir,
                const std::optional<std::string>& python) {
   result r;
@@ -281,25 +307,14 @@ result run_one(const config& c, const variant& v, int workers, const std::string
       return r;
     }
     argv = {*python, c.python_script};
-    if (v.arg == "--native") {
-      // freeze_native() needs CPython 3.12 or 3.13: pyenv's newest, with the package built for
-      // it (python/CMakeLists.txt).
-#ifdef RSS_PYTHON_NATIVE_PACKAGE
-      ::setenv("PYTHONPATH", RSS_PYTHON_NATIVE_PACKAGE, 1);
-      argv = {RSS_PYTHON_FOR_NATIVE, c.python_script, v.arg};
-#else
-      r.note = "skipped: no CPython 3.12 or 3.13 with the package built (freeze_native)";
-      return r;
-#endif
-    } else if (!v.arg.empty()) {
-      // permafrost for Python: the package built for the system python3 (python/CMakeLists.txt).
-#ifdef RSS_PYTHON_PACKAGE
-      ::setenv("PYTHONPATH", RSS_PYTHON_PACKAGE, 1);
-      argv = {RSS_PYTHON_FOR_PACKAGE, c.python_script, v.arg};
-#else
-      r.note = "skipped: the Python package is not built (PERMAFROST_BUILD_PYTHON=OFF)";
-      return r;
-#endif
+    if (!v.arg.empty()) {
+      const python_package p = package_for(v.arg);
+      if (p.missing != nullptr) {
+        r.note = std::string("skipped: ") + p.missing;
+        return r;
+      }
+      ::setenv("PYTHONPATH", p.package, 1);
+      argv = {p.interpreter, c.python_script, v.arg};
     }
   } else {
     argv = {bin_dir + "/" + v.binary};

@@ -39,6 +39,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace permafrost {
 
@@ -81,6 +82,56 @@ std::size_t describe_frozen_write(const void* address, char* buf, std::size_t si
 // tables that were complete before freeze() and are never changed or freed.
 using write_describer = std::size_t (*)(const void* context, std::size_t offset, char* buf,
                                         std::size_t size) noexcept;
+
+// Appends text and numbers to a fixed buffer, truncating; always leaves it NUL-terminated.
+// Async-signal-safe: the trap's own report is written with it, and describers may use it.
+class report_text {
+ public:
+  report_text(char* buf, std::size_t size) noexcept : buf_(buf), size_(size) {
+    if (size_ > 0) buf_[0] = '\0';
+  }
+
+  report_text& text(const char* s) noexcept {
+    while (*s != '\0') put(*s++);
+    return *this;
+  }
+
+  report_text& decimal(std::uint64_t v) noexcept {
+    char digits[20];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0) put(digits[--n]);
+    return *this;
+  }
+
+  report_text& hex(std::uintptr_t v) noexcept {
+    text("0x");
+    bool started = false;
+    for (int shift = static_cast<int>(sizeof v * 8) - 4; shift >= 0; shift -= 4) {
+      const unsigned nibble = static_cast<unsigned>(v >> shift) & 0xfu;
+      if (nibble == 0 && !started && shift != 0) continue;
+      started = true;
+      put("0123456789abcdef"[nibble]);
+    }
+    return *this;
+  }
+
+  std::size_t length() const noexcept { return len_; }
+
+ private:
+  void put(char c) noexcept {
+    if (len_ + 1 >= size_) return;
+    buf_[len_++] = c;
+    buf_[len_] = '\0';
+  }
+
+  char* buf_;
+  std::size_t size_;
+  std::size_t len_ = 0;
+};
 
 // Effects: the report of a write into `a` ends with describer(context, offset, ...)'s text in
 // place of the allocation-log part ("...(address 0x...); TEXT"). nullptr removes it. For owners

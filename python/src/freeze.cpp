@@ -16,6 +16,7 @@
 #include "module_state.hpp"
 #include "permafrost/hash.hpp"
 #include "store.hpp"
+#include "value_path.hpp"
 #include "values.hpp"
 #include "views.hpp"
 
@@ -62,53 +63,14 @@ class freezer {
   std::vector<char>& bytes() { return buf_; }
 
  private:
-  enum step_kind { value_of, at_index, key_of, element };
-  struct step {
-    step_kind kind;
-    PyObject* key;  // value_of: the dict key
-    Py_ssize_t index;
-  };
+  using step = value_path_step;
+  using step_kind = value_path_kind;
+  using enum value_path_kind;
 
   [[noreturn]] void fail(PyObject* type, const std::string& what) {
-    std::string msg = path() + ": " + what;
+    std::string msg = path_text(path_) + ": " + what;
     PyErr_SetString(type, msg.c_str());
     throw py_error{};
-  }
-
-  std::string path() {
-    std::string p = "obj";
-    for (const step& s : path_) {
-      switch (s.kind) {
-        case value_of: p += "[" + key_text(s.key) + "]"; break;
-        case at_index: p += "[" + std::to_string(s.index) + "]"; break;
-        case key_of: p += ".keys()[" + std::to_string(s.index) + "]"; break;
-        case element: p += "{element " + std::to_string(s.index) + "}"; break;
-      }
-    }
-    return p;
-  }
-
-  static std::string key_text(PyObject* k) {
-    if (PyUnicode_Check(k)) {
-      std::string_view s;
-      ref holder;
-      if (utf8_of(k, s, holder)) {
-        std::string out = "\"";
-        for (char c : s) {
-          if (c == '"' || c == '\\') out += '\\';
-          out += c;
-        }
-        return out + "\"";
-      }
-      PyErr_Clear();
-    }
-    ref r(PyObject_Repr(k));
-    const char* text = r.get() ? PyUnicode_AsUTF8(r.get()) : nullptr;
-    if (!text) {
-      PyErr_Clear();
-      return "?";
-    }
-    return text;
   }
 
   std::uint64_t alloc(std::size_t bytes) {

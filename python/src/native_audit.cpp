@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "permafrost/write_trap.hpp"
+
 namespace permafrost::python::native {
 
 namespace {
@@ -225,43 +227,10 @@ class auditor {
 
 // ----- the describer ----------------------------------------------------------------------------
 
-// Appends to a fixed buffer, truncating; always NUL-terminated. Async-signal-safe.
-class line {
- public:
-  line(char* buf, std::size_t size) noexcept : buf_(buf), size_(size) {
-    if (size_ > 0) buf_[0] = '\0';
-  }
-  line& text(const char* s) noexcept {
-    while (*s != '\0') put(*s++);
-    return *this;
-  }
-  line& number(std::size_t v) noexcept {
-    char digits[20];
-    int n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (n > 0) put(digits[--n]);
-    return *this;
-  }
-  std::size_t length() const noexcept { return len_; }
-
- private:
-  void put(char c) noexcept {
-    if (len_ + 1 >= size_) return;
-    buf_[len_++] = c;
-    buf_[len_] = '\0';
-  }
-  char* buf_;
-  std::size_t size_;
-  std::size_t len_ = 0;
-};
-
 const describe_context& ctx_of(const void* p) { return *static_cast<const describe_context*>(p); }
 
 // "dict object (NativeDict)" or "str object".
-void type_text(line& out, const describe_context& c, PyObject* o) {
+void type_text(permafrost::report_text& out, const describe_context& c, PyObject* o) {
   PyTypeObject* t = Py_TYPE(o);
   if (t == c.types.dict || t == c.types.list || t == c.types.set) {
     out.text(t->tp_base->tp_name).text(" object (").text(t->tp_name).text(")");
@@ -311,7 +280,7 @@ std::size_t describe(const void* context, std::size_t offset, char* buf,
   const std::size_t next = c.layout->next_start(s, end);
   const std::size_t block_bytes = (next - s) << granule_shift;
   const std::size_t block_offset = s << granule_shift;
-  line out(buf, size);
+  permafrost::report_text out(buf, size);
   const unsigned code = c.layout->get(s);
   if (code == starts_buffer) {
     const void* buffer = reinterpret_cast<const void*>(c.base + block_offset);
@@ -327,13 +296,13 @@ std::size_t describe(const void* context, std::size_t offset, char* buf,
     if (role == nullptr && next < end && (owner = object_at(c, next)) != nullptr)
       role = buffer_role(c, owner, buffer);
     if (role == nullptr) {
-      out.text("a buffer at offset ").number(block_offset);
+      out.text("a buffer at offset ").decimal(block_offset);
     } else {
       out.text(role).text(" of ");
       type_text(out, c, owner);
-      out.text(" at offset ").number(reinterpret_cast<std::uintptr_t>(owner) - c.base);
+      out.text(" at offset ").decimal(reinterpret_cast<std::uintptr_t>(owner) - c.base);
     }
-    out.text(" (+").number(offset - block_offset).text(" of ").number(block_bytes);
+    out.text(" (+").decimal(offset - block_offset).text(" of ").decimal(block_bytes);
     return out.text(" bytes)").length();
   }
   PyObject* o = object_at(c, s);
@@ -342,11 +311,11 @@ std::size_t describe(const void* context, std::size_t offset, char* buf,
   if (offset < object_offset) {
     out.text("the GC header of ");
     type_text(out, c, o);
-    return out.text(" at offset ").number(object_offset).length();
+    return out.text(" at offset ").decimal(object_offset).length();
   }
   type_text(out, c, o);
-  out.text(" at offset ").number(object_offset).text(" (+").number(offset - object_offset);
-  out.text(" of ").number(block_bytes - (object_offset - block_offset)).text(" bytes)");
+  out.text(" at offset ").decimal(object_offset).text(" (+").decimal(offset - object_offset);
+  out.text(" of ").decimal(block_bytes - (object_offset - block_offset)).text(" bytes)");
   return out.length();
 }
 

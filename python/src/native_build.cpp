@@ -62,10 +62,10 @@ bool reusable_as_is(PyObject* o, const native_types& t) {
          type == &PyFrozenSet_Type || type == t.dict || type == t.list || type == t.set;
 }
 
-// Pushes a path step for the life of the object.
+// Pushes a path step for the life of the object, holding its key.
 class builder::path_step {
  public:
-  path_step(builder& b, step_kind kind, PyObject* key, Py_ssize_t index) : b_(b) {
+  path_step(builder& b, value_path_kind kind, PyObject* key, Py_ssize_t index) : b_(b) {
     Py_XINCREF(key);
     b_.path_.push_back({kind, key, index});
   }
@@ -235,7 +235,7 @@ PyObject* builder::copy_tuple(PyObject* o) {
   std::vector<owned> items;
   items.reserve(static_cast<std::size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
-    path_step at(*this, at_index, nullptr, i);
+    path_step at(*this, value_path_kind::at_index, nullptr, i);
     items.emplace_back(copy_value(PyTuple_GET_ITEM(o, i), false, false));
   }
   if (n <= 20) tuple_sizes_ |= std::uint32_t{1} << n;
@@ -249,7 +249,7 @@ PyObject* builder::copy_list(PyObject* o) {
   items.reserve(static_cast<std::size_t>(PyList_GET_SIZE(o)));
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) {
     owned item(Py_NewRef(PyList_GET_ITEM(o, i)));
-    path_step at(*this, at_index, nullptr, i);
+    path_step at(*this, value_path_kind::at_index, nullptr, i);
     items.emplace_back(copy_value(item.p, false, true));
   }
   const auto n = static_cast<Py_ssize_t>(items.size());
@@ -270,10 +270,10 @@ PyObject* builder::copy_dict(PyObject* o) {
     owned k(Py_NewRef(key));
     owned v(Py_NewRef(value));
     {
-      path_step at(*this, key_of, nullptr, i);
+      path_step at(*this, value_path_kind::key_of, nullptr, i);
       copies.emplace_back(copy_value(k.p, true, true));
     }
-    path_step at(*this, value_of, k.p, 0);
+    path_step at(*this, value_path_kind::value_of, k.p, 0);
     copies.emplace_back(copy_value(v.p, false, true));
   }
   PyObject* d = made_in_region([&] { return checked(PyDict_New()); });
@@ -295,7 +295,7 @@ PyObject* builder::copy_set(PyObject* o) {
   Py_hash_t hash;
   for (Py_ssize_t i = 0; _PySet_NextEntry(o, &pos, &key, &hash); ++i) {
     owned k(Py_NewRef(key));
-    path_step at(*this, element, nullptr, i);
+    path_step at(*this, value_path_kind::element, nullptr, i);
     items.emplace_back(copy_value(k.p, false, true));
   }
   const bool frozen = PyFrozenSet_Check(o);
@@ -315,40 +315,7 @@ PyObject* builder::copy_set(PyObject* o) {
 void builder::fail(PyObject* type, const std::string& what) {
   // The path's reprs are Python objects: made outside the region.
   pass_through pass(hooks_);
-  throw build_error{type, path() + ": " + what};
-}
-
-// A key as freeze() names it: a str in double quotes, anything else by its repr.
-std::string builder::key_text(PyObject* k) {
-  if (PyUnicode_Check(k)) {
-    Py_ssize_t n = 0;
-    if (const char* s = PyUnicode_AsUTF8AndSize(k, &n)) {
-      std::string out = "\"";
-      for (Py_ssize_t i = 0; i < n; ++i) {
-        if (s[i] == '"' || s[i] == '\\') out += '\\';
-        out += s[i];
-      }
-      return out + "\"";
-    }
-    PyErr_Clear();
-  }
-  owned r(PyObject_Repr(k));
-  const char* text = r.p ? PyUnicode_AsUTF8(r.p) : nullptr;
-  if (text == nullptr) PyErr_Clear();
-  return text ? text : "?";
-}
-
-std::string builder::path() {
-  std::string p = "obj";
-  for (const step& s : path_) {
-    switch (s.kind) {
-      case value_of: p += "[" + key_text(s.key) + "]"; break;
-      case at_index: p += "[" + std::to_string(s.index) + "]"; break;
-      case key_of: p += ".keys()[" + std::to_string(s.index) + "]"; break;
-      case element: p += "{element " + std::to_string(s.index) + "}"; break;
-    }
-  }
-  return p;
+  throw build_error{type, path_text(path_) + ": " + what};
 }
 
 }  // namespace permafrost::python::native

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "native_region.hpp"
+#include "value_path.hpp"
 
 namespace permafrost::python::native {
 
@@ -78,12 +79,6 @@ class builder {
   std::size_t objects() const noexcept { return objects_; }
 
  private:
-  enum step_kind { value_of, at_index, key_of, element };
-  struct step {
-    step_kind kind;
-    PyObject* key;  // value_of: the dict key (a strong reference, kept until the step ends)
-    Py_ssize_t index;
-  };
   class path_step;
 
   // key: o is a dict key (an identifier str is interned). held: the caller holds a reference
@@ -102,8 +97,6 @@ class builder {
   void switch_type(PyObject* o, PyTypeObject* t);
   void count_object();
   [[noreturn]] void fail(PyObject* type, const std::string& what);
-  std::string path();
-  static std::string key_text(PyObject* k);
 
   region& region_;
   build_hooks& hooks_;
@@ -112,7 +105,7 @@ class builder {
   // Source object -> its copy (borrowed: the copy's parent holds it), for objects referenced
   // more than once; nullptr while a container is being copied (a cycle).
   std::unordered_map<PyObject*, PyObject*> memo_;
-  std::vector<step> path_;
+  std::vector<value_path_step> path_;  // each key held by its path_step
   std::size_t depth_ = 0;
   std::uint32_t tuple_sizes_ = 0;
   std::size_t objects_ = 0;

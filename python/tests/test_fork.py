@@ -33,71 +33,84 @@ def read_everything(frozen):
     return total
 
 
+def check_workers_copy_nothing(test, frozen, read, pages):
+    """Forks WORKERS workers that each run read(frozen) while all are alive, and checks from this
+    process that each got read's answer here, has no Private_Dirty page of the frozen bytes
+    (smaps) and copied none of them (pagemap against this process's), having mapped at least 90%
+    of the `pages` pages. frozen: a view, an object of a freeze_native() copy or its NativeArena
+    (permafrost._sharing_audit takes any)."""
+    expected = read(frozen)
+    children = []
+    for _ in range(WORKERS):
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # worker: read everything, report, wait to be audited
+            code = 1
+            try:
+                os.close(ready_r)
+                os.close(go_w)
+                ok = read(frozen) == expected
+                private = permafrost._private_pages(frozen)
+                os.write(ready_w, b"%d %d\n" % (int(ok), private))
+                os.read(go_r, 1)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        os.close(go_r)
+        children.append((pid, ready_r, go_w))
+    try:
+        for pid, ready_r, _ in children:
+            ok, private = os.read(ready_r, 64).split()
+            test.assertEqual(ok, b"1", "worker %d read wrong values" % pid)
+            test.assertEqual(int(private), 0, "worker %d has Private_Dirty arena pages" % pid)
+            total, parent_present, child_present, shared, copied = \
+                permafrost._sharing_audit(frozen, pid, os.getpid())
+            test.assertEqual(total, pages)
+            test.assertGreater(child_present, 0.9 * pages, "the worker read the whole table")
+            test.assertEqual(copied, 0, "worker %d copied arena pages" % pid)
+            test.assertEqual(shared, child_present)
+    finally:
+        for pid, ready_r, go_w in children:
+            os.write(go_w, b"x")
+            os.close(go_w)
+            os.close(ready_r)
+            _, status = os.waitpid(pid, 0)
+            test.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+
+def uss_growth_of(read):
+    """How much a forked child's USS grows while it runs read(), in bytes."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            before = permafrost.memory().uss
+            read()
+            os.write(w, b"%d\n" % (permafrost.memory().uss - before))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    grown = int(os.read(r, 64))
+    os.close(r)
+    os.waitpid(pid, 0)
+    return grown
+
+
 class ForkedWorkers(unittest.TestCase):
     def test_four_forked_workers_copy_no_arena_page(self):
-        table = make_table(50000)
-        frozen = permafrost.freeze(table)
-        expected = read_everything(frozen)
+        frozen = permafrost.freeze(make_table(50000))
         _, size = permafrost._core._range(frozen)
-        children = []
-        for _ in range(WORKERS):
-            ready_r, ready_w = os.pipe()
-            go_r, go_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # worker: read everything, report, wait to be audited
-                code = 1
-                try:
-                    os.close(ready_r)
-                    os.close(go_w)
-                    ok = read_everything(frozen) == expected
-                    private = permafrost._core._private_pages(frozen)
-                    os.write(ready_w, b"%d %d\n" % (int(ok), private))
-                    os.read(go_r, 1)
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(ready_w)
-            os.close(go_r)
-            children.append((pid, ready_r, go_w))
-        try:
-            for pid, ready_r, _ in children:
-                ok, private = os.read(ready_r, 64).split()
-                self.assertEqual(ok, b"1", "worker %d read wrong values" % pid)
-                self.assertEqual(int(private), 0, "worker %d has Private_Dirty arena pages" % pid)
-                pages, parent_present, child_present, shared, copied = \
-                    permafrost._core._sharing_audit(frozen, pid, os.getpid())
-                self.assertEqual(pages, (size + 4095) // 4096)
-                self.assertGreater(child_present, 0.9 * pages, "the worker read the whole table")
-                self.assertEqual(copied, 0, "worker %d copied arena pages" % pid)
-                self.assertEqual(shared, child_present)
-        finally:
-            for pid, ready_r, go_w in children:
-                os.write(go_w, b"x")
-                os.close(go_w)
-                os.close(ready_r)
-                _, status = os.waitpid(pid, 0)
-                self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        check_workers_copy_nothing(self, frozen, read_everything, (size + 4095) // 4096)
 
     def test_a_dict_is_copied_by_the_same_pass(self):
         # The contrast the package exists for (and a check that the audit can see copies): the
         # worker's USS grows by most of the dict when it only reads it.
         table = make_table(50000)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                before = permafrost.memory().uss
-                read_everything(table)
-                os.write(w, b"%d\n" % (permafrost.memory().uss - before))
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        grown = int(os.read(r, 64))
-        os.close(r)
-        os.waitpid(pid, 0)
-        self.assertGreater(grown, 5 << 20)
+        self.assertGreater(uss_growth_of(lambda: read_everything(table)), 5 << 20)
 
     def test_memory_of_another_process(self):
         m = permafrost.memory(os.getppid())

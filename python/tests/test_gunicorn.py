@@ -43,14 +43,17 @@ def worker_pids(master):
 
 
 class Server:
-    def __init__(self, mode, tmp):
+    """gunicorn --preload, WORKERS sync workers on a Unix socket, serving `app` (a module of
+    apps/) with PF_APP_MODE=mode; extra_path is appended to the workers' PYTHONPATH."""
+
+    def __init__(self, mode, tmp, app="apps.lookup_app:app", extra_path=()):
         self.sock = os.path.join(tmp, mode + ".sock")
-        env = dict(os.environ, PF_APP_MODE=mode,
-                   PYTHONPATH=os.pathsep.join([HERE] + sys.path[:1] + [os.environ.get("PYTHONPATH", "")]))
+        path = [HERE] + sys.path[:1] + [os.environ.get("PYTHONPATH", "")] + list(extra_path)
+        env = dict(os.environ, PF_APP_MODE=mode, PYTHONPATH=os.pathsep.join(path))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS), "-k", "sync",
-             "-b", "unix:" + self.sock, "--log-level", "warning", "--timeout", "60",
-             "apps.lookup_app:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             "-b", "unix:" + self.sock, "--log-level", "warning", "--timeout", "60", app],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -88,13 +91,16 @@ class Server:
             raise errors[0]
 
     def stop(self):
+        """Stops gunicorn; returns what it wrote on stderr."""
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        err = self.proc.stderr.read().decode(errors="replace")
         self.proc.stderr.close()
+        return err
 
 
 def uss_growth(mode):

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import types
 import unittest
 
@@ -422,70 +421,18 @@ def read_everything(f):
 @unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
 class ForkedWorkers(unittest.TestCase):
     def test_four_workers_reading_everything_copy_no_arena_page(self):
+        from test_fork import check_workers_copy_nothing
         f = permafrost.freeze_native(make_records(20000), name="workers")
-        expected = read_everything(f)
-        pages = arena_pages(f)
-        children = []
-        for _ in range(WORKERS):
-            ready_r, ready_w = os.pipe()
-            go_r, go_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # worker: read everything, report, wait to be audited
-                code = 1
-                try:
-                    os.close(ready_r)
-                    os.close(go_w)
-                    ok = read_everything(f) == expected
-                    os.write(ready_w, b"%d %d\n" % (int(ok), permafrost._private_pages(f)))
-                    os.read(go_r, 1)
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(ready_w)
-            os.close(go_r)
-            children.append((pid, ready_r, go_w))
-        try:
-            for pid, ready_r, _ in children:
-                ok, private = os.read(ready_r, 64).split()
-                self.assertEqual(ok, b"1", "worker %d read wrong values" % pid)
-                self.assertEqual(int(private), 0, "worker %d has Private_Dirty arena pages" % pid)
-                total, parent_present, child_present, shared, copied = \
-                    permafrost._sharing_audit(permafrost.native_arena(f), pid, os.getpid())
-                self.assertEqual(total, pages)
-                self.assertGreater(child_present, 0.9 * pages, "the worker read the whole arena")
-                self.assertEqual(copied, 0, "worker %d copied arena pages" % pid)
-                self.assertEqual(shared, child_present)
-        finally:
-            for pid, ready_r, go_w in children:
-                os.write(go_w, b"x")
-                os.close(go_w)
-                os.close(ready_r)
-                _, status = os.waitpid(pid, 0)
-                self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        arena = permafrost.native_arena(f)
+        # The whole arena is audited; read_everything() reads the copy through f.
+        check_workers_copy_nothing(self, arena, lambda a: read_everything(f), arena_pages(f))
 
     def test_the_same_reads_copy_a_plain_dict(self):
         # The contrast (and a check that the audit sees copies): the plain dict's pages are
         # written by the same pass, through reference counts and GC links.
+        from test_fork import uss_growth_of
         src = make_records(20000)
-        f = permafrost.freeze_native(src)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                before = permafrost.memory().uss
-                read_everything(src)
-                grown = permafrost.memory().uss - before
-                os.write(w, b"%d %d\n" % (grown, permafrost._private_pages(f)))
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        grown, private = map(int, os.read(r, 64).split())
-        os.close(r)
-        os.waitpid(pid, 0)
-        self.assertGreater(grown, 5 << 20)
-        self.assertEqual(private, 0)
+        self.assertGreater(uss_growth_of(lambda: read_everything(src)), 5 << 20)
 
 
 # Debian's Flask and gunicorn are installed for /usr/bin/python3 (3.11), where freeze_native()
@@ -504,50 +451,6 @@ def flask_and_gunicorn_import():
         return False
 
 
-class FlaskServer:
-    """gunicorn --preload, 4 sync workers on a Unix socket, serving apps/flask_native_app.py."""
-
-    def __init__(self, mode, tmp):
-        from test_gunicorn import request, worker_pids
-        self.request, self.worker_pids = request, worker_pids
-        self.sock = os.path.join(tmp, mode + ".sock")
-        path = [os.environ.get("PYTHONPATH", ""), HERE, DEBIAN_PACKAGES]
-        env = dict(os.environ, PF_APP_MODE=mode, PYTHONPATH=os.pathsep.join(p for p in path if p))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS), "-k", "sync",
-             "-b", "unix:" + self.sock, "--log-level", "warning", "--timeout", "60",
-             "apps.flask_native_app:app"], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError("gunicorn exited: " + self.proc.stderr.read().decode())
-            if os.path.exists(self.sock) and len(worker_pids(self.proc.pid)) == WORKERS:
-                try:
-                    self.get("/pid")
-                    break
-                except OSError:
-                    pass
-            if time.monotonic() > deadline:
-                raise AssertionError("gunicorn did not start within 90 s")
-            time.sleep(0.05)
-        self.workers = worker_pids(self.proc.pid)
-
-    def get(self, target):
-        return self.request(self.sock, target)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        err = self.proc.stderr.read().decode()
-        self.proc.stderr.close()
-        return err
-
-
 @unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
 class GunicornFlask(unittest.TestCase):
     TARGETS = ["/user/user:%07d" % i for i in range(0, 20000, 97)] + \
@@ -555,26 +458,26 @@ class GunicornFlask(unittest.TestCase):
               ["/scan/%d" % i for i in range(0, 20000, 997)]
 
     def serve(self, mode, tmp):
-        server = FlaskServer(mode, tmp)
+        """The app's answers to TARGETS (JSON), and with mode "native" each worker's audit of
+        the frozen table's arena against the gunicorn master's pages."""
+        from test_gunicorn import Server, request, worker_pids
+        server = Server(mode, tmp, app="apps.flask_native_app:app", extra_path=[DEBIAN_PACKAGES])
         try:
-            bodies = [json.loads(server.get(t)) for t in self.TARGETS]
+            bodies = [json.loads(request(server.sock, t)) for t in self.TARGETS]
             for t in self.TARGETS:  # every worker takes a share of a second round
-                server.get(t)
+                request(server.sock, t)
             audits = []
             if mode == "native":
-                address, size = json.loads(server.get("/arena"))
+                address, size = json.loads(request(server.sock, "/arena"))
                 audits = [permafrost._core._range_sharing_audit(address, size, pid,
                                                                 server.proc.pid)
                           for pid in server.workers]
-            self.assertEqual(self.worker_pids(server), server.workers, "a worker died")
+            self.assertEqual(worker_pids(server.proc.pid), server.workers, "a worker died")
         finally:
             err = server.stop()
         self.assertNotIn("Traceback", err)
         self.assertNotIn("permafrost:", err)
         return bodies, audits
-
-    def worker_pids(self, server):
-        return server.worker_pids(server.proc.pid)
 
     @unittest.skipUnless(flask_and_gunicorn_import(),
                          "Debian's Flask and gunicorn (python3-flask, gunicorn) do not import "

@@ -29,55 +29,6 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
 struct sigaction g_previous {};
 std::atomic<bool> g_installed{false};
 
-// Appends text and numbers to a fixed buffer, truncating; always leaves it NUL-terminated.
-class line_writer {
- public:
-  line_writer(char* buf, std::size_t size) noexcept : buf_(buf), size_(size) {
-    if (size_ > 0) buf_[0] = '\0';
-  }
-
-  line_writer& text(const char* s) noexcept {
-    while (*s != '\0') put(*s++);
-    return *this;
-  }
-
-  line_writer& decimal(std::uint64_t v) noexcept {
-    char digits[20];
-    int n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (n > 0) put(digits[--n]);
-    return *this;
-  }
-
-  line_writer& hex(std::uintptr_t v) noexcept {
-    text("0x");
-    bool started = false;
-    for (int shift = static_cast<int>(sizeof v * 8) - 4; shift >= 0; shift -= 4) {
-      const unsigned nibble = static_cast<unsigned>(v >> shift) & 0xfu;
-      if (nibble == 0 && !started && shift != 0) continue;
-      started = true;
-      put("0123456789abcdef"[nibble]);
-    }
-    return *this;
-  }
-
-  std::size_t length() const noexcept { return len_; }
-
- private:
-  void put(char c) noexcept {
-    if (len_ + 1 >= size_) return;
-    buf_[len_++] = c;
-    buf_[len_] = '\0';
-  }
-
-  char* buf_;
-  std::size_t size_;
-  std::size_t len_ = 0;
-};
-
 // The frozen arena whose read-only range holds `address`, or nullptr. Lock-free.
 const detail::arena_slot* frozen_slot_of(const void* address) noexcept {
   const detail::arena_slot* slot = detail::slot_of(address);
@@ -186,7 +137,7 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
   }
   const auto a = reinterpret_cast<std::uintptr_t>(address);
   const std::size_t offset = a - slot->base;
-  line_writer out(buf, size);
+  report_text out(buf, size);
   // A read of the frozen range cannot fault (it is readable), so "access" is what remains when
   // the architecture does not say.
   const char* what = access == os::fault_access::execute   ? "execution in"
