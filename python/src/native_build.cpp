@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <new>
+#include <utility>
 
 #if PY_VERSION_HEX >= 0x030D0000
 // Exported by libpython 3.13 (PyAPI_FUNC) but declared only in its internal headers
@@ -25,6 +26,9 @@ PyObject* made_in_region(Make&& make) {
 }
 
 constexpr std::size_t max_depth = 5000;
+// Items of CPython's smallest dict table (USABLE_FRACTION(PyDict_MINSIZE)): larger dicts would
+// grow while built by inserts.
+constexpr Py_ssize_t small_dict = 5;
 constexpr std::size_t signal_check_every = 65536;
 
 // A new reference released on scope exit.
@@ -82,6 +86,7 @@ class builder::path_step {
 
 builder::~builder() {
   for (PyObject* o : rejected_) Py_DECREF(o);
+  Py_XDECREF(fromkeys_);
 }
 
 PyObject* builder::copy(PyObject* obj) { return copy_value(obj, false, false); }
@@ -260,7 +265,8 @@ PyObject* builder::copy_list(PyObject* o) {
 }
 
 PyObject* builder::copy_dict(PyObject* o) {
-  // Keys and values first, so that the dict and its tables follow them in the region.
+  if (PyDict_CheckExact(o) && PyDict_GET_SIZE(o) > small_dict) return copy_large_dict(o);
+  // Keys and values first, so that the dict and its table follow them in the region.
   std::vector<owned> copies;
   copies.reserve(2 * static_cast<std::size_t>(PyDict_GET_SIZE(o)));
   Py_ssize_t pos = 0;
@@ -284,6 +290,58 @@ PyObject* builder::copy_dict(PyObject* o) {
     if (PyDict_SetItem(d, copies[i].p, copies[i + 1].p) < 0) throw std::bad_alloc();
   }
   switch_type(d, types_.dict);
+  return made.release();
+}
+
+// A dict too large for CPython's smallest table would grow while built by inserts, leaving each
+// outgrown table dead in the region (about as many bytes as the final one) and rehashing every
+// key each time. dict.fromkeys(o) makes its table once, sized for o and of o's key kind
+// (Objects/dictobject.c, _PyDict_FromKeys: dictresize to estimate_log2_keysize(len(o)), then
+// inserts in o's order); each entry's key (o's own) and value (None) are then replaced in place by
+// their copies. A copy hashes and compares equal to its original, so the table stays valid.
+PyObject* builder::copy_large_dict(PyObject* o) {
+  if (fromkeys_ == nullptr) {
+    pass_through pass(hooks_);
+    fromkeys_ = PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyDict_Type), "fromkeys");
+    if (fromkeys_ == nullptr) throw std::bad_alloc();
+  }
+  owned made(made_in_region([&] { return checked(PyObject_CallOneArg(fromkeys_, o)); }));
+  dict_keys* k = keys_of(made.p);
+  char* entries = entries_of(k);
+  const bool general = k->dk_kind == dict_keys_general;
+  Py_ssize_t pos = 0;
+  PyObject* key;
+  PyObject* value;
+  Py_ssize_t i = 0;
+  for (; PyDict_Next(o, &pos, &key, &value); ++i) {
+    owned k_src(Py_NewRef(key));
+    owned v_src(Py_NewRef(value));
+    PyObject** key_slot;
+    PyObject** value_slot;
+    if (general) {
+      auto& e = reinterpret_cast<dict_entry_general*>(entries)[i];
+      key_slot = &e.key;
+      value_slot = &e.value;
+    } else {
+      auto& e = reinterpret_cast<dict_entry_unicode*>(entries)[i];
+      key_slot = &e.key;
+      value_slot = &e.value;
+    }
+    if (i >= k->dk_nentries || *key_slot != key)  // a signal handler changed o meanwhile
+      fail(PyExc_RuntimeError, "the dict changed while it was being copied");
+    owned k_copy;
+    {
+      path_step at(*this, value_path_kind::key_of, nullptr, i);
+      k_copy = owned(copy_value(k_src.p, true, true));
+    }
+    path_step at(*this, value_path_kind::value_of, k_src.p, 0);
+    owned v_copy(copy_value(v_src.p, false, true));
+    // The table's references: the original key and None, replaced by the copies.
+    Py_DECREF(std::exchange(*key_slot, k_copy.release()));
+    Py_DECREF(std::exchange(*value_slot, v_copy.release()));
+  }
+  if (i != k->dk_nentries) fail(PyExc_RuntimeError, "the dict changed while it was being copied");
+  switch_type(made.p, types_.dict);
   return made.release();
 }
 

@@ -10,8 +10,10 @@
 //   - int, float, bytes (subclasses: the exact type), bytes with their hash computed;
 //   - tuple, frozenset (hash computed) as the exact types; dict, list and set as the types given
 //     (the package's subclasses of dict, list and set whose mutators raise), built with
-//     PyDict_New + PyDict_SetItem (str-keyed tables stay CPython's str-keyed kind), PyList_New,
-//     PySet_New + PySet_Add, each after its items, so a container's buffers follow it;
+//     PyDict_New + PyDict_SetItem after its items (str-keyed tables stay CPython's str-keyed
+//     kind), or for a dict of more than 5 items dict.fromkeys (one table of the source's size and
+//     key kind) with the entries then replaced in place by the copies; PyList_New, PySet_New +
+//     PySet_Add after their items: a container's buffers follow it in the region;
 //   - objects that are already immortal (None, True, False, small ints, interned strs, the empty
 //     tuple, objects of an earlier freeze_native()) are used as they are, not copied.
 // An object reached twice is copied once (the copy is shared, as in the original); a cycle,
@@ -92,6 +94,7 @@ class builder {
   PyObject* copy_tuple(PyObject* o);
   PyObject* copy_list(PyObject* o);
   PyObject* copy_dict(PyObject* o);
+  PyObject* copy_large_dict(PyObject* o);
   PyObject* copy_set(PyObject* o);
   PyObject* checked(PyObject* made);
   void switch_type(PyObject* o, PyTypeObject* t);
@@ -110,6 +113,7 @@ class builder {
   std::uint32_t tuple_sizes_ = 0;
   std::size_t objects_ = 0;
   std::vector<PyObject*> rejected_;  // objects a free list handed back from outside the region
+  PyObject* fromkeys_ = nullptr;     // dict.fromkeys, for copy_large_dict
 };
 
 }  // namespace permafrost::python::native

@@ -95,6 +95,17 @@ class Copy(unittest.TestCase):
         keys = ctypes.c_void_p.from_address(id(f) + 32).value  # PyDictObject.ma_keys
         self.assertEqual(ctypes.c_uint8.from_address(keys + 10).value, 1)  # dk_kind: unicode
 
+    def test_a_large_dict_gets_one_table_of_its_size(self):
+        # Built by inserts it would leave each outgrown table dead in the arena (about the final
+        # table's bytes again); dict.fromkeys sizes it once.
+        src = {"key:%07d" % i: None for i in range(100000)}
+        f = permafrost.freeze_native(src)
+        def block(n):  # the arena hands out 16-byte granules
+            return -(-n // 16) * 16
+        live = block(sys.getsizeof(f)) + sum(block(sys.getsizeof(k)) for k in f)
+        self.assertLess(permafrost.native_arena(f).size, 1.05 * live)
+        self.assertEqual(list(f), list(src))
+
     def test_shared_objects_stay_shared_and_strs_are_copied_once(self):
         row = ["shared"]
         src = json.loads(json.dumps([{"name": "n%d" % i, "where": "x"} for i in range(100)]))
