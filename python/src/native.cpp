@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "native_layout.hpp"
+#include "permafrost/arena.hpp"
 #include "permafrost/memstat.hpp"
 
 #if PF_NATIVE_SUPPORTED
@@ -289,6 +290,10 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
   } catch (const std::runtime_error& e) {  // another freeze_native() is running
     Py_XDECREF(root);
     PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  } catch (const permafrost::arena_limit_error& e) {  // all 1024 slots, or the reservation
+    Py_XDECREF(root);
+    PyErr_Format(PyExc_MemoryError, "permafrost.freeze_native(): %s", e.what());
     return nullptr;
   } catch (const std::bad_alloc&) {
     Py_XDECREF(root);

@@ -72,8 +72,11 @@ permafrost::arena make_arena(const char* name, bool huge_pages) {
     opt.huge_pages = huge_pages && permafrost::huge_pages_available();
     try {
       return permafrost::arena(opt);
-    } catch (const std::bad_alloc&) {
-      if (capacity <= (std::size_t{256} << 20)) throw;
+    } catch (const permafrost::arena_limit_error& e) {
+      // A smaller arena fits a fragmented reservation, not a process with every slot taken.
+      if (e.which() == permafrost::arena_limit_error::limit::slots ||
+          capacity <= (std::size_t{256} << 20))
+        throw;
     }
   }
 }

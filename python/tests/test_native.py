@@ -246,6 +246,19 @@ class Errors(unittest.TestCase):
         self.assertEqual(refusals, ["permafrost.freeze_native() is already running in this "
                                     "process"])
 
+    def test_every_arena_slot_in_use_is_a_memory_error_naming_it(self):
+        held = []
+        try:
+            while len(held) < 2000:  # freeze() of a list makes an arena; 1024 slots at most
+                held.append(permafrost.freeze([len(held)]))
+        except MemoryError:
+            pass
+        with self.assertRaisesRegex(MemoryError, r"^permafrost\.freeze_native\(\): .*all 1024 "
+                                                 r"arena slots are in use"):
+            permafrost.freeze_native({"a": [1.5]})
+        del held
+        self.assertEqual(permafrost.freeze_native({"a": [1.5]}), {"a": [1.5]})
+
     def test_the_types_cannot_be_made_from_python(self):
         for cls in (NativeDict, NativeList, NativeSet):
             with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
