@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/write_trap.hpp"
 
 namespace permafrost::detail {
 
@@ -65,8 +64,10 @@ class arena_slot : public arena_core {
   std::atomic<std::uint64_t> lost{0};
   char name[48] = {};  // NUL-terminated; read by the write trap, so a fixed array
   // The write trap's describer for this arena and its context (set_write_describer); set before
-  // freeze, read by the handler after it.
-  write_describer describer = nullptr;
+  // freeze, read by the handler after it. Spelled out rather than named write_describer because
+  // the trap sits a layer above the arena; the two types are the same type.
+  std::size_t (*describer)(const void* context, std::size_t offset, char* buf,
+                           std::size_t size) noexcept = nullptr;
   const void* describer_context = nullptr;
   std::vector<allocation_record> log;
   arena_memory_resource resource;

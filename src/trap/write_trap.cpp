@@ -14,11 +14,16 @@
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <type_traits>
 
 #include "arena/arena_slot.hpp"
 #include "os/os.hpp"
 
 namespace permafrost {
+
+// arena_slot.hpp spells the describer type out (it cannot include this layer); keep them one.
+static_assert(std::is_same_v<decltype(detail::arena_slot::describer), write_describer>);
+
 namespace {
 
 std::size_t describe_frozen_access(const void* address, os::fault_access access, char* buf,
