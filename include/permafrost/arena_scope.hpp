@@ -16,11 +16,16 @@
 // routes nothing). Should another malloc still come first, the constructor throws
 // std::logic_error rather than silently allocating elsewhere.
 //
-// What outlives the scope: memory that a library allocates on the scope's thread and keeps
-// process-wide lands in the arena too and dangles once the arena is destroyed - glibc's TLS
-// vector of a thread created inside the scope (reused with that thread's cached stack), a stdio
-// buffer made by the first output on a stream, a locale's data. Create threads and do such first
-// uses outside the scope, or keep the arena for the life of the process.
+// What the C runtime allocates for itself is never routed: an allocation whose caller is glibc's
+// code (libc.so.6, the dynamic loader, glibc's other libraries and gconv modules) goes to the
+// process heap even inside a scope - a stdio buffer made by the first printf, atexit and pthread
+// key tables, locale, iconv and NSS data, the records of dlopen and of a thread created in the
+// scope - so the arena may be frozen or destroyed while the C library keeps using them, and no
+// buffered output is lost. The same holds for glibc functions that allocate for their caller
+// (strdup, asprintf, getline): their result is heap memory. libstdc++ counts as the program
+// (std::string grows there): what it keeps process-wide when first used inside a scope (cout's
+// buffer after sync_with_stdio(false), a locale's facets) lands in the arena, as does the static
+// state of a non-glibc library loaded while the scope is active. docs/design.md, "arena_scope".
 //
 // The library's own bookkeeping (an arena's allocation log and freeze-check list, exception
 // messages) is never routed: its entry points suspend the scope while they allocate, so a scope

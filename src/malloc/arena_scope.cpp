@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "arena/arena_registry.hpp"
+#include "malloc/c_runtime_callers.hpp"
 #include "malloc/malloc_library.hpp"
 
 namespace permafrost {
@@ -18,6 +19,8 @@ arena_scope::arena_scope(arena& target)
         "(link permafrost::malloc or LD_PRELOAD it)");
   }
   if (target.frozen()) throw frozen_error("permafrost::arena_scope: the arena is frozen");
+  detail::refresh_code_map();  // libraries loaded since the last scope: whose code is the C
+                               // runtime's
   detail::t_scope_target = target_;
 }
 

@@ -1,7 +1,8 @@
 // libpermafrost-malloc.so — permafrost as the program's malloc (by linking or LD_PRELOAD).
 //
 // Routing, for every entry point below:
-//   - on a thread inside a arena_scope: the scope's arena;
+//   - on a thread inside a arena_scope: the scope's arena, unless the C runtime itself asks (the
+//     C entry points pass their return address; glibc's code gets the heap: c_runtime_callers.hpp);
 //   - otherwise: the calling thread's heap of the current generation (heap.hpp);
 //   - alignments above 16 MiB (mimalloc 2.0.9's limit) fail: ENOMEM / nullptr / std::bad_alloc;
 //   - free/delete: arena memory is left alone; this generation's blocks are freed; blocks of an
@@ -16,6 +17,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -26,6 +28,7 @@
 
 #include "arena/arena_registry.hpp"
 #include "heap/process_heap.hpp"
+#include "malloc/c_runtime_callers.hpp"
 #include "malloc/malloc_library.hpp"
 #include "os/os.hpp"
 #include "permafrost/arena_scope.hpp"
@@ -53,21 +56,37 @@ void* arena_alloc(arena_core* core, std::size_t n, std::size_t align) noexcept {
   return p;
 }
 
-void* route_alloc(std::size_t n, std::size_t align) noexcept {
-  if (arena_core* core = permafrost::detail::t_scope_target) [[unlikely]]
-    return arena_alloc(core, n, align);
+// The arena a request goes to: the thread's scope's, unless the C runtime itself is asking (its
+// stdio buffers, exit handlers, key tables, locale, NSS and loader records are process-wide
+// state that must outlive the scope's arena: c_runtime_callers.hpp). `caller` is the return
+// address of the allocation call; operator new passes 0 (the C runtime never calls it).
+arena_core* scope_arena_for(std::uintptr_t caller) noexcept {
+  arena_core* core = permafrost::detail::t_scope_target;
+  if (core == nullptr || caller == 0) return core;
+  return permafrost::detail::is_c_runtime_code(caller) ? nullptr : core;
+}
+
+void* route_alloc(std::size_t n, std::size_t align, std::uintptr_t caller = 0) noexcept {
+  if (permafrost::detail::t_scope_target != nullptr) [[unlikely]] {
+    if (arena_core* core = scope_arena_for(caller)) return arena_alloc(core, n, align);
+  }
   void* p = permafrost::detail::heap_allocate(n, align);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
 
-void* route_zalloc(std::size_t n) noexcept {
-  if (arena_core* core = permafrost::detail::t_scope_target) [[unlikely]]
-    return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
+void* route_zalloc(std::size_t n, std::uintptr_t caller) noexcept {
+  if (permafrost::detail::t_scope_target != nullptr) [[unlikely]] {
+    if (arena_core* core = scope_arena_for(caller))
+      return arena_alloc(core, n, min_align);  // arena bytes are never reused: still zero
+  }
   void* p = permafrost::detail::heap_zallocate(n);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
+
+// The return address of the entry point it is used in: who asked for the memory.
+#define PERMAFROST_CALLER() reinterpret_cast<std::uintptr_t>(__builtin_return_address(0))
 
 [[noreturn]] void invalid(const char* what) noexcept {
   permafrost::detail::check_failed(what, __FILE__, __LINE__);
@@ -83,30 +102,32 @@ std::size_t arena_readable(const void* p) noexcept {
   return slot->bump > a ? slot->bump - a : 0;
 }
 
-void* route_realloc(void* p, std::size_t n) noexcept {
-  if (p == nullptr) return route_alloc(n, min_align);
+void* route_realloc(void* p, std::size_t n, std::uintptr_t caller) noexcept {
+  if (p == nullptr) return route_alloc(n, min_align, caller);
   if (n == 0) {  // glibc: frees and returns nullptr
     permafrost::detail::heap_free(p);
     return nullptr;
   }
   const block_owner owner = permafrost::detail::owner_of(p);
   if (owner == block_owner::none) invalid("realloc(): invalid pointer");
-  if (owner == block_owner::current && permafrost::detail::t_scope_target == nullptr) {
+  const bool into_scope =
+      permafrost::detail::t_scope_target != nullptr && scope_arena_for(caller) != nullptr;
+  if (owner == block_owner::current && !into_scope) {
     void* q = permafrost::detail::heap_reallocate(p, n);
     if (q == nullptr) errno = ENOMEM;
     return q;
   }
   // Moves: out of the arena, out of an ancestor's generation, or into the scope's arena.
   const std::size_t old = owner == block_owner::arena ? arena_readable(p) : mi_usable_size(p);
-  void* q = route_alloc(n, min_align);
+  void* q = route_alloc(n, min_align, caller);
   if (q == nullptr) return nullptr;
   std::memcpy(q, p, old < n ? old : n);
   permafrost::detail::heap_free(p);
   return q;
 }
 
-void* route_aligned(std::size_t align, std::size_t n) noexcept {
-  return route_alloc(n, align < min_align ? min_align : align);
+void* route_aligned(std::size_t align, std::size_t n, std::uintptr_t caller) noexcept {
+  return route_alloc(n, align < min_align ? min_align : align, caller);
 }
 
 // operator new: the new-handler loop of [new.delete.single].
@@ -158,7 +179,7 @@ extern "C" {
 extern const int permafrost_malloc_library;
 const int permafrost_malloc_library = 1;
 
-void* malloc(std::size_t n) noexcept { return route_alloc(n, min_align); }
+void* malloc(std::size_t n) noexcept { return route_alloc(n, min_align, PERMAFROST_CALLER()); }
 
 void free(void* p) noexcept { permafrost::detail::heap_free(p); }
 
@@ -168,10 +189,10 @@ void* calloc(std::size_t count, std::size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  return route_zalloc(n);
+  return route_zalloc(n, PERMAFROST_CALLER());
 }
 
-void* realloc(void* p, std::size_t n) noexcept { return route_realloc(p, n); }
+void* realloc(void* p, std::size_t n) noexcept { return route_realloc(p, n, PERMAFROST_CALLER()); }
 
 void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
   std::size_t n = 0;
@@ -179,7 +200,7 @@ void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  return route_realloc(p, n);
+  return route_realloc(p, n, PERMAFROST_CALLER());
 }
 
 void* aligned_alloc(std::size_t align, std::size_t n) noexcept {
@@ -187,12 +208,12 @@ void* aligned_alloc(std::size_t align, std::size_t n) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  return route_aligned(align, n);
+  return route_aligned(align, n, PERMAFROST_CALLER());
 }
 
 int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
   if (!is_power_of_two(align) || align % sizeof(void*) != 0) return EINVAL;
-  void* p = route_aligned(align, n);
+  void* p = route_aligned(align, n, PERMAFROST_CALLER());
   if (p == nullptr) return ENOMEM;
   *out = p;
   return 0;
@@ -207,10 +228,12 @@ void* memalign(std::size_t align, std::size_t n) noexcept {
     }
     align = std::bit_ceil(align);
   }
-  return route_aligned(align, n);
+  return route_aligned(align, n, PERMAFROST_CALLER());
 }
 
-void* valloc(std::size_t n) noexcept { return route_aligned(permafrost::os::page_size(), n); }
+void* valloc(std::size_t n) noexcept {
+  return route_aligned(permafrost::os::page_size(), n, PERMAFROST_CALLER());
+}
 
 void* pvalloc(std::size_t n) noexcept {
   const auto page = permafrost::os::page_size();
@@ -218,7 +241,8 @@ void* pvalloc(std::size_t n) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  return route_aligned(page, (n + page - 1) / page * page + (n == 0 ? page : 0));
+  return route_aligned(page, (n + page - 1) / page * page + (n == 0 ? page : 0),
+                       PERMAFROST_CALLER());
 }
 
 std::size_t malloc_usable_size(void* p) noexcept {

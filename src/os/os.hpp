@@ -206,6 +206,29 @@ int rename_file(const char* from, const char* to) noexcept;
 int remove_file(const char* path) noexcept;
 
 // ---------------------------------------------------------------------------------------------
+// Loaded code (the malloc library tells the C runtime's allocations from the program's)
+// ---------------------------------------------------------------------------------------------
+
+// One executable segment of a loaded object. c_runtime: the object is the C library, the
+// dynamic loader or another part of glibc (libm, libpthread, libdl, librt, libresolv, libanl,
+// libutil, libnss_*, libmvec, libBrokenLocale, libc_malloc_debug, a gconv module).
+struct code_segment {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool c_runtime = false;
+};
+
+// A number that changes whenever an object is loaded or unloaded (dl_iterate_phdr's
+// dlpi_adds + dlpi_subs). Allocates nothing; takes the loader's lock briefly.
+int loaded_code_generation(std::uint64_t* generation) noexcept;
+
+// Fills out[0, *count) with the executable segments of every loaded object (at most `capacity`;
+// the rest are left out) and *generation as loaded_code_generation() gives it. Allocates
+// nothing; takes the loader's lock for the walk (dl_iterate_phdr).
+int list_code_segments(code_segment* out, std::size_t capacity, std::size_t* count,
+                       std::uint64_t* generation) noexcept;
+
+// ---------------------------------------------------------------------------------------------
 // Transparent huge pages
 // ---------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -404,6 +406,80 @@ int rename_file(const char* from, const char* to) noexcept {
 }
 
 int remove_file(const char* path) noexcept { return ::unlink(path) == 0 ? 0 : errno_or(ENOENT); }
+
+namespace {
+
+// True when the object at `path` belongs to glibc: the C library, the loader, glibc's other
+// libraries, or a gconv module (loaded by iconv).
+bool is_c_runtime_object(const char* path) noexcept {
+  if (path == nullptr || path[0] == '\0') return false;  // the main program
+  if (std::strstr(path, "/gconv/") != nullptr) return true;
+  const char* slash = std::strrchr(path, '/');
+  const char* base = slash != nullptr ? slash + 1 : path;
+  static constexpr const char* glibc_objects[] = {"libc.so",
+                                                  "ld-linux",
+                                                  "ld64.so",
+                                                  "ld.so",
+                                                  "libm.so",
+                                                  "libmvec.so",
+                                                  "libpthread.so",
+                                                  "libdl.so",
+                                                  "librt.so",
+                                                  "libresolv.so",
+                                                  "libanl.so",
+                                                  "libutil.so",
+                                                  "libnss_",
+                                                  "libBrokenLocale.so",
+                                                  "libc_malloc_debug.so",
+                                                  "libthread_db.so",
+                                                  "libmemusage.so",
+                                                  "libpcprofile.so"};
+  for (const char* prefix : glibc_objects)
+    if (std::strncmp(base, prefix, std::strlen(prefix)) == 0) return true;
+  return false;
+}
+
+struct code_walk {
+  code_segment* out;
+  std::size_t capacity;
+  std::size_t count;
+  std::uint64_t generation;
+  bool generation_only;
+};
+
+int visit_object(dl_phdr_info* info, std::size_t size, void* data) noexcept {
+  auto* walk = static_cast<code_walk*>(data);
+  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+    walk->generation = info->dlpi_adds + info->dlpi_subs;
+  if (walk->generation_only) return 1;  // the counters are the same in every call
+  const bool c_runtime = is_c_runtime_object(info->dlpi_name);
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_X) == 0) continue;
+    if (walk->count == walk->capacity) return 1;
+    const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+    walk->out[walk->count++] = code_segment{begin, begin + ph.p_memsz, c_runtime};
+  }
+  return 0;
+}
+
+}  // namespace
+
+int loaded_code_generation(std::uint64_t* generation) noexcept {
+  code_walk walk{nullptr, 0, 0, 0, true};
+  ::dl_iterate_phdr(&visit_object, &walk);
+  *generation = walk.generation;
+  return 0;
+}
+
+int list_code_segments(code_segment* out, std::size_t capacity, std::size_t* count,
+                       std::uint64_t* generation) noexcept {
+  code_walk walk{out, capacity, 0, 0, false};
+  ::dl_iterate_phdr(&visit_object, &walk);
+  *count = walk.count;
+  *generation = walk.generation;
+  return 0;
+}
 
 thp_mode transparent_huge_pages() noexcept {
   const int fd = ::open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
