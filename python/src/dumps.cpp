@@ -153,6 +153,8 @@ class json_writer {
   class level {
    public:
     level(json_writer& w, PyObject* container) : w_(w), container_(container) {
+      // A long document (shared nodes are written at every reference) stays interruptible.
+      if ((++w.containers_ & 0xffff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
       if (w.depth_ >= max_json_depth || Py_EnterRecursiveCall(" while encoding a JSON object"))
         w.too_deep();
       ++w.depth_;
@@ -750,6 +752,7 @@ class json_writer {
   std::vector<std::string> path_;
   std::vector<PyObject*> open_;
   int depth_ = 0;
+  std::uint64_t containers_ = 0;  // entered so far: signals are checked every 65,536
   int level_ = 0;
   long digit_limit_ = -1;
   bool own_error_ = false;

@@ -377,6 +377,38 @@ class Errors(unittest.TestCase):
                                                  kwargs.get("ensure_ascii", False), ",", ":",
                                                  True, False, True)
 
+    def test_a_runaway_document_can_be_interrupted(self):
+        # Shared nodes are written at each reference: 2^40 leaves in each document here, far
+        # more than the 50 ms before the alarm. freeze() walks every reference, so the frozen
+        # one holds 2^16 leaves under ordinary lists that repeat it: nearly every container the
+        # writer enters is frozen. A signal handler's exception stops the writer.
+        import signal
+
+        def doubled(node, times):
+            for _ in range(times):
+                node = [node, node]
+            return node
+
+        ordinary = doubled([1], 40)
+        frozen = doubled(permafrost.freeze(doubled([1], 16)), 24)
+
+        class Stop(Exception):
+            pass
+
+        def stop(signum, frame):
+            raise Stop
+
+        old = signal.signal(signal.SIGALRM, stop)
+        try:
+            for name, value in (("ordinary", ordinary), ("frozen", frozen)):
+                with self.subTest(name):
+                    signal.setitimer(signal.ITIMER_REAL, 0.05)
+                    with self.assertRaises(Stop):
+                        permafrost.dumps(value)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
     def test_bad_arguments(self):
         with self.assertRaises(TypeError):
             permafrost.dumps()
