@@ -465,14 +465,49 @@ class ForkedWorkers(unittest.TestCase):
 DEBIAN_PACKAGES = "/usr/lib/python3/dist-packages"
 
 
-def flask_and_gunicorn_import():
-    probe = "import flask, werkzeug, jinja2, markupsafe, itsdangerous, click, gunicorn.app.wsgiapp"
+def debian_module_imports(module):
+    """True when this interpreter imports module from Debian's dist-packages (pure Python)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path[:1] + [DEBIAN_PACKAGES]))
     try:
-        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                              timeout=60).returncode == 0
+        return subprocess.run([sys.executable, "-c", "import " + module], env=env,
+                              capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def flask_and_gunicorn_import():
+    return debian_module_imports("flask, werkzeug, jinja2, markupsafe, itsdangerous, click, "
+                                 "gunicorn.app.wsgiapp")
+
+
+@unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
+class ExactTypeChecks(unittest.TestCase):
+    """What README and docs/python.md say still needs .thaw(): code that wants the exact type."""
+
+    def test_type_is_dict_is_false_for_the_subclass(self):
+        f = permafrost.freeze_native({"a": [1]})
+        self.assertIsNot(type(f), dict)
+        self.assertIsNot(type(f["a"]), list)
+        self.assertIs(type(f.thaw()), dict)
+
+    @unittest.skipUnless(debian_module_imports("yaml"),
+                         "Debian's PyYAML (python3-yaml) does not import from " + DEBIAN_PACKAGES +
+                         " with this interpreter")
+    def test_yaml_safe_dump_needs_thaw(self):
+        script = textwrap.dedent("""\
+            import permafrost, yaml
+            f = permafrost.freeze_native({"a": {"b": [1, 2]}})
+            try:
+                yaml.safe_dump(f)
+            except yaml.representer.RepresenterError:
+                print(yaml.safe_dump(f.thaw()).strip())
+            """)
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(permafrost.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_dir, DEBIAN_PACKAGES]))
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.split(), ["a:", "b:", "-", "1", "-", "2"])
 
 
 @unittest.skipUnless(SUPPORTED, UNSUPPORTED or "supported")
