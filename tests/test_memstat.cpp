@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -425,4 +426,104 @@ TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {
   const auto at = json.find("memfd:permafrost:stat-test");
   REQUIRE(at != std::string::npos);
   CHECK(json_number(json, at, "rss") >= 4 * MiB);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The arena directory: arenas found without named anonymous memory
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+bool lists(const std::vector<listed_arena>& listed, const std::string& name) {
+  return std::any_of(listed.begin(), listed.end(),
+                     [&](const listed_arena& a) { return a.name == name; });
+}
+
+}  // namespace
+
+TEST_CASE("permafrost-stat lists an anonymous arena on any kernel, by the arena directory") {
+  // Without CONFIG_ANON_VMA_NAME (prctl PR_SET_VMA_ANON_NAME fails with EINVAL) an anonymous
+  // arena is an unnamed mapping in /proc/PID/maps; before the directory permafrost-stat printed
+  // "arenas: none found by name". The name holds no "permafrost": found by the directory alone.
+  arena_options o;
+  o.name = "stat-anon-listed";
+  o.capacity = 64 * MiB;
+  arena a(o);
+  auto bytes = a.make_array<char>(4 * MiB);
+  std::memset(bytes.data(), 5, bytes.size());
+  a.freeze();
+  const std::vector<listed_arena> listed = listed_arenas();
+  const auto it = std::find_if(listed.begin(), listed.end(),
+                               [](const listed_arena& l) { return l.name == "stat-anon-listed"; });
+  REQUIRE(it != listed.end());
+  const auto p = reinterpret_cast<std::uintptr_t>(bytes.data());
+  CHECK(it->begin <= p);
+  CHECK(p + bytes.size() <= it->end);
+  CHECK(lists(listed_arenas(::getpid()), "stat-anon-listed"));  // the same, by pid
+
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  INFO(out);
+  CHECK(rc == 0);
+  // "[arena:stat-anon-listed]" here, "[anon:stat-anon-listed]" where the kernel names it.
+  CHECK(out.find("stat-anon-listed]") != std::string::npos);
+  const auto [jrc, json] =
+      run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
+  CHECK(jrc == 0);
+  const auto at = json.find("stat-anon-listed]");
+  REQUIRE(at != std::string::npos);
+  CHECK(json_number(json, at, "rss") >= 4 * MiB);
+}
+
+TEST_CASE("a destroyed arena leaves the arena directory") {
+  {
+    arena_options o;
+    o.name = "stat-destroyed";
+    arena a(o);
+    CHECK(lists(listed_arenas(), "stat-destroyed"));
+  }
+  CHECK_FALSE(lists(listed_arenas(), "stat-destroyed"));
+}
+
+TEST_CASE("a forked child keeps an arena directory of its own") {
+  // Parent and child share the directory's memfd after fork unless the child gets its own: then
+  // each would list the other's later arenas.
+  arena_options before;
+  before.name = "dir-parent-before";
+  arena inherited(before);
+  held_child child([] {
+    arena_options o;
+    o.name = "dir-child-after";
+    new arena(o);  // lives until the child exits
+    return true;
+  });
+  REQUIRE(child.worked());
+  arena_options after;
+  after.name = "dir-parent-after";
+  arena own(after);
+  const std::vector<listed_arena> in_child = listed_arenas(child.pid());
+  CHECK(lists(in_child, "dir-parent-before"));  // inherited: mapped in the child too
+  CHECK(lists(in_child, "dir-child-after"));
+  CHECK_FALSE(lists(in_child, "dir-parent-after"));
+  const std::vector<listed_arena> in_parent = listed_arenas();
+  CHECK(lists(in_parent, "dir-parent-before"));
+  CHECK(lists(in_parent, "dir-parent-after"));
+  CHECK_FALSE(lists(in_parent, "dir-child-after"));
+  CHECK(child.release() == 0);
+}
+
+TEST_CASE("listed_arenas of a process without arenas is empty; of a vanished one throws") {
+  // This process's arenas (and so its directory) are inherited by a fork: exec a clean program.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 500 && process_name(pid) != "sleep"; ++i) ::usleep(10000);
+  REQUIRE(process_name(pid) == "sleep");
+  CHECK(listed_arenas(pid).empty());
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  const pid_t gone = vanished_pid();
+  CHECK_THROWS_AS(listed_arenas(gone), proc_error);
 }

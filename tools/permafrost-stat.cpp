@@ -7,10 +7,15 @@
 // and the memory saved by sharing = sum of RSS - sum of PSS (what naive per-process accounting
 // over-counts). All numbers come from /proc/PID/smaps_rollup through permafrost's memstat.
 //
-// Arenas: the mappings of each process whose /proc/PID/maps name contains "permafrost" — an
-// anonymous arena named through PR_SET_VMA_ANON_NAME ("[anon:permafrost...]", on kernels built
-// with CONFIG_ANON_VMA_NAME) or a memfd-backed one ("/memfd:permafrost... (deleted)"). The
-// default arena name is "permafrost"; arenas given other names are found if the name contains it.
+// Arenas: every process with an arena keeps an arena directory (a memfd named
+// "permafrost-arenas", read through /proc/PID/fd: permafrost::listed_arenas) listing each arena's
+// address range and name; the accessible mappings inside those ranges are the arenas, shown by
+// their name in /proc/PID/maps when they have one and as "[arena:NAME]" otherwise. What maps
+// shows depends on the kernel: an anonymous arena is "[anon:NAME]" only on kernels built with
+// CONFIG_ANON_VMA_NAME (elsewhere it is unnamed, and found through the directory alone); a
+// memfd-backed arena is always "/memfd:permafrost:NAME (deleted)". For processes without a
+// directory (an older permafrost), mappings whose maps name contains "permafrost" ("[anon:...]"
+// or "/memfd:...") are still listed.
 //
 // Images (permafrost::image, include/permafrost/image.hpp): the file mappings whose path ends in
 // ".pfi" (the image suffix; " (deleted)" after a newer image was saved over it is allowed) and
@@ -134,10 +139,24 @@ std::string image_of(const permafrost::mapping_usage& m) {
   return pfi || memfd ? name : std::string();
 }
 
-bool is_arena(const permafrost::mapping_usage& m) {
-  if (!image_of(m).empty()) return false;
+bool named_arena(const permafrost::mapping_usage& m) {
   const bool anon_or_memfd = m.name.rfind("[anon:", 0) == 0 || m.name.rfind("/memfd:", 0) == 0;
   return anon_or_memfd && m.name.find("permafrost") != std::string::npos;
+}
+
+// True when `m` is arena memory: named so, or an accessible mapping inside a listed arena's
+// range. An unnamed one is given the name "[arena:NAME]".
+bool is_arena(permafrost::mapping_usage& m, const std::vector<permafrost::listed_arena>& listed) {
+  if (!image_of(m).empty()) return false;
+  if (named_arena(m)) return true;
+  if (m.perms.rfind("---", 0) == 0) return false;  // the reserved, inaccessible rest
+  for (const auto& a : listed) {
+    if (m.begin < a.end && m.end > a.begin) {
+      if (m.name.empty()) m.name = "[arena:" + a.name + "]";
+      return true;
+    }
+  }
+  return false;
 }
 
 // Per process, then per image: how many of the listed processes map it and their summed PSS.
@@ -225,9 +244,10 @@ int main(int argc, char** argv) {
     try {
       r.mem = permafrost::process_memory(pid);
       r.name = permafrost::process_name(pid);
+      const std::vector<permafrost::listed_arena> listed = permafrost::listed_arenas(pid);
       for (auto& m : permafrost::mappings(pid))
         if (!image_of(m).empty()) r.images.push_back(m);
-        else if (is_arena(m)) r.arenas.push_back(std::move(m));
+        else if (is_arena(m, listed)) r.arenas.push_back(std::move(m));
     } catch (const permafrost::proc_error& e) {
       const int err = e.code().value();
       bool gone = err == ENOENT || err == ESRCH;
@@ -297,7 +317,7 @@ int main(int argc, char** argv) {
                   mib(m.usage.pss), mib(m.usage.uss));
     }
   }
-  if (!any) std::printf("arenas: none found by name (see permafrost-stat's header comment)\n");
+  if (!any) std::printf("arenas: none\n");
   print_images(rows);
   return 0;
 }

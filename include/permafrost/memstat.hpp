@@ -95,6 +95,22 @@ std::vector<mapping_usage> mappings(pid_t pid = 0);
 // Throws: proc_error.
 memory_usage range_memory(pid_t pid, const void* begin, const void* end);
 
+// An arena (or attached arena, or open image) a process lists in its arena directory: a memfd
+// named "permafrost-arenas" that every process keeps open from its first arena on, so its arenas
+// are found on every kernel (naming anonymous memory in /proc/PID/maps needs
+// CONFIG_ANON_VMA_NAME). [begin, end) is the address range the arena reserves; the mappings of
+// smaps that overlap it and are accessible hold its memory.
+struct listed_arena {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  std::string name;  // the arena's name (arena_options::name), possibly empty
+};
+
+// Effects: reads the arena directory of `pid` (0 = the calling process) through /proc/PID/fd.
+// Empty when the process has none (no arena ever made, or a permafrost older than the directory).
+// Throws: proc_error (the process vanished; no permission: the same right as reading its smaps).
+std::vector<listed_arena> listed_arenas(pid_t pid = 0);
+
 // The command name of a process (/proc/PID/comm, without the newline). Throws: proc_error.
 std::string process_name(pid_t pid = 0);
 

@@ -82,7 +82,8 @@ process (Private_Clean + Private_Dirty); shared: resident and mapped by other pr
 def freeze(obj, *, name=None):
     """Deep-copy obj into a new frozen arena and return its read-only counterpart.
 
-    name: the arena's name in write-trap reports, permafrost-stat and /proc/PID/maps.
+    name: the arena's name in write-trap reports and permafrost-stat, and in /proc/PID/maps on
+    kernels that name anonymous memory (CONFIG_ANON_VMA_NAME).
     Raises TypeError naming the path of an unsupported value or a cycle, e.g.
     'obj["users"][3]["created"]: datetime is not supported'.
     """

@@ -97,7 +97,8 @@ _core._native_setup(NativeDict, NativeList, NativeSet)
 
 NativeArena = _collections.namedtuple("NativeArena", "name address size")
 NativeArena.__doc__ = """The frozen arena of a freeze_native() copy: its name (in write-trap
-reports and /proc/PID/maps), first byte's address and size in bytes."""
+reports, permafrost-stat, and /proc/PID/maps where the kernel names anonymous memory), first
+byte's address and size in bytes."""
 
 
 def native_arena(obj):
@@ -117,8 +118,9 @@ def freeze_native(obj, *, name=None, huge_pages=None):
     copied as their base type); immortal objects (None, small ints, interned strs, earlier
     freeze_native() copies) are used as they are.
 
-    name: the arena's name in write-trap reports and /proc/PID/maps. huge_pages: back the arena
-    with transparent huge pages (default: when obj holds 4096 items or more).
+    name: the arena's name in write-trap reports, permafrost-stat and (on kernels built with
+    CONFIG_ANON_VMA_NAME) /proc/PID/maps. huge_pages: back the arena with transparent huge
+    pages (default: when obj holds 4096 items or more).
 
     The copy is never freed (it lives until the process exits) and is only valid in this process
     and its forked children: it holds this process's type pointers and str hashes made with its

@@ -251,6 +251,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   slot->fd = file.release();
   slot->populate = options.populate;
   core_ = slot;
+  detail::registry::directory_changed();
 }
 
 arena::~arena() {
@@ -271,6 +272,7 @@ arena::~arena() {
   std::vector<allocation_record>().swap(slot->log);
   std::vector<std::pair<freeze_check_fn, const void*>>().swap(slot->freeze_checks);
   slot->in_use = false;
+  detail::registry::directory_changed();
   if (detail::t_bump.owner == slot) detail::t_bump = detail::bump_cache{};
 }
 

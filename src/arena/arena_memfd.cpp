@@ -320,6 +320,7 @@ arena arena::attach(int fd, bool populate) {
     slot->populate = populate;
   }
   if (inside) detail::registry::publish_frozen(claimed, base + t.used);
+  detail::registry::directory_changed();
   // The range may have been poisoned by an arena this process destroyed there earlier.
   detail::asan_unpoison(reinterpret_cast<void*>(base), t.used);
   if (populate) (void)os::populate_read(reinterpret_cast<void*>(base), data_bytes);

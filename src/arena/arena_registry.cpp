@@ -8,6 +8,7 @@
 #include <string>
 #include <system_error>
 
+#include "arena/arena_directory.hpp"
 #include "fork/fork_lifecycle.hpp"
 #include "os/os.hpp"
 #include "permafrost/detail/asan.hpp"
@@ -88,10 +89,19 @@ std::mutex& mutex() noexcept {
 namespace {
 void lock_for_fork() noexcept { mutex().lock(); }
 void unlock_after_fork() noexcept { mutex().unlock(); }
+void unlock_in_child() noexcept {
+  directory::renew_in_child();  // the parent's directory is the parent's
+  mutex().unlock();
+}
 }  // namespace
 
 void join_fork_lifecycle() noexcept {
-  add_fork_hooks(fork_stage::registry, {&lock_for_fork, &unlock_after_fork, &unlock_after_fork});
+  add_fork_hooks(fork_stage::registry, {&lock_for_fork, &unlock_after_fork, &unlock_in_child});
+}
+
+void directory_changed() noexcept {
+  join_fork_lifecycle();
+  directory::update();
 }
 
 arena_limit_error reservation_failed(int err) {
@@ -284,6 +294,7 @@ void publish_frozen(arena_slot* slot, std::uintptr_t end, std::string_view name)
     slot->frozen.store(true, std::memory_order_release);
   }
   publish_frozen(range_of(slot), end);
+  directory_changed();
 }
 
 void release_frozen(arena_slot* slot) noexcept {
@@ -292,6 +303,7 @@ void release_frozen(arena_slot* slot) noexcept {
   slot->ticket.store(next_ticket(), std::memory_order_relaxed);
   release(range_of(slot), slot->committed_end - slot->base);
   slot->in_use = false;
+  directory_changed();
 }
 
 }  // namespace registry

@@ -111,6 +111,12 @@ void release(const range& r, std::size_t used) noexcept;
 // (truncated to 47 bytes) and marks it in use. Pre: also slot->mu held.
 void open_slot(arena_slot* slot, std::string_view name) noexcept;
 
+// Effects: lists the slots in use in the process's arena directory (arena_directory.hpp), so
+// permafrost-stat finds them without named anonymous memory; joins the fork lifecycle, whose child
+// hook gives a child a directory of its own. Call after a slot was filled or freed. Best effort,
+// allocates nothing.
+void directory_changed() noexcept;
+
 // The run of granules a slot holds (empty for an arena attached outside the reservation).
 range range_of(const arena_slot* slot) noexcept;
 

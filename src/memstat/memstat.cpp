@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "arena/arena_directory.hpp"
+#include "arena/arena_slot.hpp"
 #include "os/os.hpp"
 
 namespace permafrost {
@@ -123,6 +125,53 @@ memory_usage range_memory(pid_t pid, const void* begin, const void* end) {
     if (m.begin < hi && m.end > lo) total += m.usage;
   }
   return total;
+}
+
+namespace {
+
+// One consistent read of the directory (the writer's sequence even and unchanged around the
+// entries), or false after a few tries while it keeps changing.
+bool read_directory(int fd, std::vector<listed_arena>& out) {
+  namespace dir = detail::directory;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    dir::header before{}, after{};
+    if (os::file_read(fd, &before, sizeof before, 0) != 0) return false;
+    if (std::memcmp(before.magic, dir::magic, sizeof dir::magic) != 0 ||
+        before.version != dir::format_version || before.entry_size != sizeof(dir::entry) ||
+        before.count > detail::max_arenas)
+      return false;
+    if ((before.sequence & 1) != 0) continue;
+    std::vector<dir::entry> entries(before.count);
+    if (before.count != 0 &&
+        os::file_read(fd, entries.data(), entries.size() * sizeof(dir::entry), sizeof before) != 0)
+      continue;  // shrunk meanwhile
+    if (os::file_read(fd, &after, sizeof after, 0) != 0) return false;
+    if (after.sequence != before.sequence) continue;
+    out.clear();
+    for (const dir::entry& e : entries)
+      out.push_back(
+          listed_arena{e.begin, e.end, std::string(e.name, ::strnlen(e.name, sizeof e.name))});
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<listed_arena> listed_arenas(pid_t pid) {
+  const std::string target = std::string("/memfd:") + detail::directory::file_name + " (deleted)";
+  int fd = -1;
+  const int err = os::open_process_fd(pid, target.c_str(), &fd);
+  if (err == ENOENT) {
+    // No directory, or no process: tell the two apart as every other reader does.
+    (void)read_or_throw(pid, "comm");
+    return {};
+  }
+  if (err != 0) throw proc_error(proc_path(pid, "fd"), err);
+  std::vector<listed_arena> out;
+  (void)read_directory(fd, out);
+  (void)os::close_fd(fd);
+  return out;
 }
 
 std::string process_name(pid_t pid) {

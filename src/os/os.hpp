@@ -131,6 +131,9 @@ int close_fd(int fd) noexcept;
 // fork(2): on success *pid is the child's id in the parent and 0 in the child.
 int fork_process(pid_t* pid) noexcept;
 
+// getpid(2). Async-signal-safe.
+pid_t process_id() noexcept;
+
 // pthread_atfork(3). Handlers may be null. Fails only with ENOMEM.
 int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 
@@ -303,6 +306,13 @@ struct mapping {
   bool is_private = false;  // 'p' (copy-on-write) rather than 's' (shared)
   std::string path;         // the file, "[heap]", "[stack]", ... or empty for anonymous memory
 };
+
+// Opens, read-only, the descriptor of `pid` (0 = self) whose /proc/PID/fd link reads exactly
+// `target` (e.g. "/memfd:permafrost-arenas (deleted)"): the first one found. Needs the same
+// right as reading the process's smaps (ptrace read access). Returns ENOENT when none has that
+// link, else the errno of the failed opendir/open (ESRCH/ENOENT: the process is gone,
+// EACCES/EPERM: no permission).
+int open_process_fd(pid_t pid, const char* target, int* fd) noexcept;
 
 // Lists the mappings of `pid` (0 = self) in address order. Allocates (reads a file, fills *out).
 // Returns the errno of the failed open or read; *out is then left empty.

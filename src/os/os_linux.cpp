@@ -245,6 +245,8 @@ int dup_fd(int fd, int* out) noexcept {
 
 int close_fd(int fd) noexcept { return ::close(fd) == 0 ? 0 : errno_or(EBADF); }
 
+pid_t process_id() noexcept { return ::getpid(); }
+
 int fork_process(pid_t* pid) noexcept {
   const pid_t r = ::fork();
   if (r < 0) return errno_or(EAGAIN);
@@ -563,6 +565,34 @@ int read_proc_file(pid_t pid, const char* what, std::string* out) noexcept {
   }
   ::close(fd);
   return err;
+}
+
+int open_process_fd(pid_t pid, const char* target, int* fd) noexcept {
+  char dir_path[64];
+  if (const int err = proc_path(pid, "fd", dir_path, sizeof dir_path); err != 0) return err;
+  DIR* dir = ::opendir(dir_path);
+  if (dir == nullptr) return errno_or(ENOENT);
+  int result = ENOENT;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    char link[sizeof dir_path + sizeof e->d_name + 1];
+    std::snprintf(link, sizeof link, "%s/%s", dir_path, e->d_name);
+    char seen[256];
+    const ssize_t n = ::readlink(link, seen, sizeof seen - 1);
+    if (n < 0) continue;  // closed meanwhile
+    seen[n] = '\0';
+    if (std::strcmp(seen, target) != 0) continue;
+    const int opened = ::open(link, O_RDONLY | O_CLOEXEC);
+    if (opened < 0) {
+      result = errno_or(EACCES);
+      continue;
+    }
+    *fd = opened;
+    result = 0;
+    break;
+  }
+  ::closedir(dir);
+  return result;
 }
 
 int list_processes(std::vector<pid_t>* out) noexcept {
