@@ -11,6 +11,11 @@
 // own collection call (the first present of mi_collect(true), jemalloc's "arena.<all>.purge",
 // glibc's malloc_trim(0)), found with dlsym so each build calls its own allocator's:
 //   rss_before_kib=N rss_touched_kib=N rss_freed_kib=N rss_collected_kib=N collect=NAME
+// With --idle-after-free MiB the program allocates that many MiB in blocks of 1 - 64 KiB (a sort's
+// or a parser's working set), touches them, frees them all, makes no further malloc call for
+// 300 ms (an idle server process) and prints the resident set before, touched and then:
+//   rss_before_kib=N rss_touched_kib=N rss_idle_kib=N
+// An allocator that gives memory back only on a later call (mimalloc's decommit delay) keeps it.
 // With --churn-total MiB the program only churns: it allocates that many MiB in 1 MiB blocks,
 // 16 live at a time, and prints "churned_mib=N" with N the MiB it got before malloc failed
 // (test_malloc runs it under an address-space limit far below the total).
@@ -66,6 +71,31 @@ int rss_after_free(std::size_t mib) {
   return 0;
 }
 
+int idle_after_free(std::size_t mib) {
+  using permafrost::test::resident_bytes;
+  const std::size_t before = resident_bytes();
+  std::vector<unsigned char*> blocks;
+  blocks.reserve((mib << 20) / 1024);
+  std::size_t total = 0;
+  for (std::size_t i = 0; total < (mib << 20); ++i) {
+    const std::size_t size = std::size_t{1024} << (i % 7);  // 1, 2, 4 ... 64 KiB
+    auto* p = static_cast<unsigned char*>(std::malloc(size));
+    if (p == nullptr) return 2;
+    std::memset(p, 1, size);
+    blocks.push_back(p);
+    total += size;
+  }
+  asm volatile("" : : "r"(blocks.data()) : "memory");
+  const std::size_t touched = resident_bytes();
+  for (unsigned char* p : blocks) std::free(p);
+  std::vector<unsigned char*>().swap(blocks);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::size_t idle = resident_bytes();
+  std::printf("rss_before_kib=%zu rss_touched_kib=%zu rss_idle_kib=%zu\n", before >> 10,
+              touched >> 10, idle >> 10);
+  return 0;
+}
+
 int churn_total(std::size_t mib) {
   constexpr std::size_t live = 16;
   void* blocks[live] = {};
@@ -90,6 +120,8 @@ int main(int argc, char** argv) {
   if (const std::size_t mib = numeric_option(argc, argv, "--rss-after-free", 0); mib != 0) {
     return rss_after_free(mib);
   }
+  if (const std::size_t mib = numeric_option(argc, argv, "--idle-after-free", 0); mib != 0)
+    return idle_after_free(mib);
   if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0)
     return churn_total(mib);
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);

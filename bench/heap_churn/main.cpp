@@ -9,7 +9,9 @@
 // Then, once per allocator (resident sizes do not vary between runs): the resident set after one
 // touched block of --free MiB is freed, and after the allocator's own collection call (the probe
 // finds mi_collect, jemalloc's purge or glibc's malloc_trim in its own process). Target: the
-// permafrost heap within 2x of mimalloc's resident set after the free.
+// permafrost heap within 2x of mimalloc's resident set after the free. And the resident set of
+// an idle process 300 ms after it freed many 1-64 KiB blocks, with no allocator call since
+// (what a server keeps between requests).
 //
 // Usage: heap_churn [--runs N] [--heap MiB] [--churn MiB] [--threads N] [--free MiB] [--smoke]
 #include <algorithm>
@@ -144,6 +146,24 @@ int main(int argc, char** argv) {
                 field(out, "rss_freed_kib") / 1024, field(out, "rss_freed_kib") / mimalloc_freed,
                 field(out, "rss_collected_kib") / 1024, how.c_str());
   }
+
+  // Memory kept by an idle process: many blocks freed, then no allocator call (a server between
+  // requests). mimalloc gives pages back only on a later call unless its decommit delay is 0,
+  // which the malloc library sets (src/malloc/malloc.cpp).
+  const std::size_t idle_mib = smoke ? 32 : 256;
+  std::printf("\nresident set (MiB) when idle 300 ms after freeing %zu MiB of 1-64 KiB blocks\n\n",
+              idle_mib);
+  std::printf("| allocator | before | touched | idle after free | kept (idle - before) |\n");
+  std::printf("|---|---:|---:|---:|---:|\n");
+  for (const peer& p : programs) {
+    const std::string out = output_of(p.command + " --idle-after-free " + std::to_string(idle_mib));
+    if (out.empty()) return 1;
+    const double before = field(out, "rss_before_kib") / 1024;
+    const double idle = field(out, "rss_idle_kib") / 1024;
+    std::printf("| %s | %.1f | %.1f | %.1f | %.1f |\n", p.name, before,
+                field(out, "rss_touched_kib") / 1024, idle, idle - before);
+  }
+
   const double ratio = field(outs[permafrost_index], "rss_freed_kib") / mimalloc_freed;
   std::printf("\npermafrost heap after free: %.2fx mimalloc's resident set (target <= 2x): %s\n",
               ratio, ratio <= 2.0 ? "met" : "MISSED");
