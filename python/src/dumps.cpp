@@ -25,6 +25,7 @@
 #include "json_output.hpp"
 #include "module_state.hpp"
 #include "py_ref.hpp"
+#include "reading.hpp"
 #include "store.hpp"
 #include "values.hpp"
 #include "views.hpp"
@@ -471,9 +472,11 @@ class json_writer {
     PyObject* const store = reinterpret_cast<PyObject*>(v->store);
     Py_INCREF(store);
     ref hold(store);
+    const reading r(reinterpret_cast<PyObject*>(v));  // open, and mapped until written
+    if (!r) throw py_error{};
     PyObject* const outer = owner_;  // a default() result inside a frozen value may be a view
     owner_ = store;
-    frozen(v->base, v->off);
+    frozen(r.base, r.off);
     owner_ = outer;
   }
 

@@ -15,6 +15,7 @@
 #include "keys.hpp"
 #include "module_state.hpp"
 #include "permafrost/hash.hpp"
+#include "reading.hpp"
 #include "store.hpp"
 #include "value_path.hpp"
 #include "values.hpp"
@@ -52,8 +53,9 @@ class freezer {
     if (PyList_Check(o) || PyTuple_Check(o)) return container(o, &freezer::sequence);
     if (PyAnySet_Check(o)) return container(o, &freezer::set);
     if (is_view(state_, o)) {  // freezing a view copies it
-      auto* v = reinterpret_cast<view_object*>(o);
-      PyObject* thawed = check(thaw_word(state_, v->base, v->off));
+      const reading r(o);
+      if (!r) throw py_error{};
+      PyObject* thawed = check(thaw_word(state_, r.base, r.off));
       keep_.emplace_back(thawed);
       return value(thawed);
     }

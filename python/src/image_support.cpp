@@ -29,11 +29,13 @@ void save_image_with_root_type(const arena& a, const char* base, const char* pat
   permafrost::detail::save_image(a, base, tag, path, {});
 }
 
-image_handle* open_image(const char* path, const char*& base, std::size_t& size,
-                         std::string& image_id) {
-  // Owned until every check passed: root<>() throws for another root type, and the mapping and
-  // its registry slot must go with the exception (each leaked one held one of 1024 slots).
-  auto h = std::make_unique<image_handle>(image_handle{permafrost::image::open(path)});
+namespace {
+// The Python graph of an opened image: its first byte, size and id. Owns the image until every
+// check passed: root<>() throws for another root type, and the mapping and its registry slot must
+// go with the exception (each leaked one held one of 1024 slots).
+image_handle* adopt(permafrost::image img, const char*& base, std::size_t& size,
+                    std::string& image_id) {
+  auto h = std::make_unique<image_handle>(image_handle{std::move(img)});
   const std::string_view metadata = h->img.metadata();
   image_id = metadata.substr(0, id_prefix.size()) == id_prefix
                  ? std::string(metadata.substr(id_prefix.size()))
@@ -43,9 +45,19 @@ image_handle* open_image(const char* path, const char*& base, std::size_t& size,
   size = h->img.data().size();
   if (reinterpret_cast<const char*>(&root) != base) {
     throw image_error(image_error::reason::bad_header,
-                      std::string(path) + ": the Python root is not at offset 0");
+                      h->img.name() + ": the Python root is not at offset 0");
   }
   return h.release();
+}
+}  // namespace
+
+image_handle* open_image(const char* path, const char*& base, std::size_t& size,
+                         std::string& image_id) {
+  return adopt(permafrost::image::open(path), base, size, image_id);
+}
+
+image_handle* open_image_fd(int fd, const char*& base, std::size_t& size, std::string& image_id) {
+  return adopt(permafrost::image::open_fd(fd, {.verify_checksum = false}), base, size, image_id);
 }
 
 void close_image(image_handle* h) noexcept { delete h; }

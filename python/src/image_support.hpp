@@ -38,6 +38,11 @@ void save_image_with_root_type(const arena& a, const char* base, const char* pat
 image_handle* open_image(const char* path, const char*& base, std::size_t& size,
                          std::string& image_id);
 
+// Effects: maps the image file open as `fd` (the caller keeps and closes it) without verifying
+// its checksum: for a descriptor another process sent after it verified the file itself.
+// Throws as save_image.
+image_handle* open_image_fd(int fd, const char*& base, std::size_t& size, std::string& image_id);
+
 // Effects: unmaps (nullptr: nothing). Never throws.
 void close_image(image_handle* h) noexcept;
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "permafrost/hash.hpp"
+#include "reading.hpp"
 #include "store.hpp"
 #include "values.hpp"
 #include "views.hpp"
@@ -103,9 +104,10 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
   if (Py_TYPE(o) == state.set_type) {
     // A FrozenSet equals the frozenset of its elements: it hashes as that frozenset. (A view of
     // a frozen set, as opposed to a frozenset, is a key only to look up with.)
-    const auto* v = reinterpret_cast<view_object*>(o);
-    if (node_at<node_header>(v->base, v->off)->kind == kind_frozenset || use == key_use::lookup) {
-      ref thawed(thaw_word(state, v->base, v->off));
+    const reading r(o);
+    if (!r) return false;
+    if (r.node()->kind == kind_frozenset || use == key_use::lookup) {
+      ref thawed(thaw_word(state, r.base, r.off));
       if (!thawed.get()) return false;
       ref frozen(PyFrozenSet_New(thawed.get()));
       return frozen.get() && key_hash(state, frozen.get(), h, depth, use);

@@ -25,6 +25,7 @@
 #include "module_state.hpp"
 #include "native.hpp"
 #include "permafrost/write_trap.hpp"
+#include "sharing.hpp"
 #include "store.hpp"
 #include "views.hpp"
 
@@ -65,6 +66,16 @@ PyMethodDef module_methods[] = {
      METH_FASTCALL,
      "_encode(obj, indent, sort_keys, default, ensure_ascii, item_separator, key_separator, "
      "allow_nan, skipkeys, check_circular) -> bytes: for permafrost.JSONEncoder"},
+    {"_store_of", py_store_of, METH_O, "_store_of(view) -> its store"},
+    {"_close", py_close, METH_O, "_close(store): unmap it; its views raise ValueError after"},
+    {"_closed", py_closed, METH_O, "_closed(store) -> bool"},
+    {"_is_root", py_is_root, METH_O, "_is_root(view) -> whether it is its graph's root"},
+    {"_open_store_fd", py_open_store_fd, METH_VARARGS,
+     "_open_store_fd(fd, name) -> store of an image another process checked and sent"},
+    {"_share", py_share, METH_O, "_share(store) -> fd of a sealed memfd holding its graph"},
+    {"_mapped_store", py_mapped_store, METH_O, "_mapped_store(buffer_owner) -> store"},
+    {"_store_owner", py_store_owner, METH_O, "_store_owner(store) -> its buffer owner or None"},
+    {"_store_info", py_store_info, METH_O, "_store_info(store) -> (kind, path, id, size)"},
     {nullptr, nullptr, 0, nullptr}};
 
 // Makes the type of `spec` for module m, stores it in `slot` and adds it as m.<attr>.

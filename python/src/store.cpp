@@ -2,6 +2,8 @@
 // store.hpp).
 #include "store.hpp"
 
+#include <structmember.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -10,6 +12,7 @@
 #include "graph_check.hpp"
 #include "image_support.hpp"
 #include "permafrost/arena.hpp"
+#include "reading.hpp"
 #include "values.hpp"
 #include "views.hpp"
 
@@ -18,8 +21,9 @@ namespace {
 
 void store_dealloc(PyObject* self) {
   auto* s = reinterpret_cast<store_object*>(self);
-  delete s->arena;
-  close_image(s->image);
+  if (s->weakrefs) PyObject_ClearWeakRefs(self);
+  s->owner.release();
+  release_retired(s);
   delete s->check;
   Py_XDECREF(s->path);
   Py_XDECREF(s->image_id);
@@ -28,22 +32,44 @@ void store_dealloc(PyObject* self) {
   Py_DECREF(tp);
 }
 
+PyMemberDef store_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(store_object, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
 PyType_Slot store_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(store_dealloc)},
+    {Py_tp_members, store_members},
     {Py_tp_doc, const_cast<char*>("The owner of one frozen value graph (an arena or an image).")},
     {0, nullptr}};
 
-// A Store that owns nothing yet (path and image id None).
+}  // namespace
+
+PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0, made_here_only,
+                          store_slots};
+
+void store_owner::release() noexcept {
+  delete arena;
+  arena = nullptr;
+  close_image(image);
+  image = nullptr;
+  if (mapped) {
+    PyBuffer_Release(&buffer);
+    Py_CLEAR(mapped);
+  }
+}
+
 ref new_store(module_state& state) {
   PyTypeObject* type = live_type(state.store_type);
   auto* s = type ? PyObject_New(store_object, type) : nullptr;
   if (!s) throw py_error{};
   s->state = &state;
-  s->arena = nullptr;
-  s->image = nullptr;
   s->base = nullptr;
   s->size = 0;
+  new (&s->owner) store_owner();
+  s->readers = 0;
+  s->retired = nullptr;
   s->check = nullptr;
+  s->weakrefs = nullptr;
   Py_INCREF(Py_None);
   s->path = Py_None;
   Py_INCREF(Py_None);
@@ -51,13 +77,13 @@ ref new_store(module_state& state) {
   return ref(reinterpret_cast<PyObject*>(s));
 }
 
-// A frozen arena holding a copy of data[0, n), starting at its first byte: huge pages only when
-// the copy fills them (an arena with huge pages commits 2 MiB for the smallest graph).
-std::unique_ptr<permafrost::arena> frozen_copy(const char* data, std::size_t n, const char* name) {
+std::unique_ptr<permafrost::arena> frozen_copy(const char* data, std::size_t n,
+                                               std::string_view name, bool memfd) {
   permafrost::arena_options opt;
   opt.name = name;
   opt.capacity = std::max<std::size_t>(n, 4096);
-  opt.huge_pages = opt.huge_pages && n >= (std::size_t{8} << 20);
+  opt.huge_pages = opt.huge_pages && !memfd && n >= (std::size_t{8} << 20);
+  if (memfd) opt.backing = permafrost::backing::memfd;
   auto a = std::make_unique<permafrost::arena>(opt);
   void* p = a->allocate(n, 16);
   if (a->used_bytes().data() != static_cast<const std::byte*>(p)) {
@@ -70,19 +96,40 @@ std::unique_ptr<permafrost::arena> frozen_copy(const char* data, std::size_t n, 
   return a;
 }
 
-}  // namespace
-
-PyType_Spec store_spec = {"permafrost._core.Store", sizeof(store_object), 0, made_here_only,
-                          store_slots};
-
 ref store_from_graph(module_state& state, const char* graph, std::size_t size, const char* name) {
   std::unique_ptr<permafrost::arena> a = frozen_copy(graph, size, name);
   ref store = new_store(state);
   auto* s = reinterpret_cast<store_object*>(store.get());
   s->base = reinterpret_cast<const char*>(a->used_bytes().data());
   s->size = size;
-  s->arena = a.release();
+  s->owner.arena = a.release();
   return store;
+}
+
+void release_retired(store_object* s) noexcept {
+  if (!s->retired) return;
+  for (store_owner& o : *s->retired) o.release();
+  delete s->retired;
+  s->retired = nullptr;
+}
+
+void replace_owner(store_object* s, store_owner next) {
+  if (s->readers == 0) {
+    s->owner.release();
+  } else {
+    if (!s->retired) s->retired = new std::vector<store_owner>;
+    s->retired->push_back(s->owner);
+  }
+  s->owner = next;
+}
+
+[[gnu::noinline]] PyObject* closed_error(const store_object* s) {
+  if (PyUnicode_Check(s->path))
+    PyErr_Format(PyExc_ValueError, "permafrost: the image %U is closed", s->path);
+  else
+    PyErr_SetString(PyExc_ValueError,
+                    "permafrost: this frozen data is closed (close() was called)");
+  return nullptr;
 }
 
 PyObject* root_of(store_object* store) {
@@ -96,15 +143,39 @@ PyObject* root_of(store_object* store) {
 }
 
 store_object* store_of(module_state& state, PyObject* o) {
-  if (!is_view(state, o)) {
+  store_object* s;
+  if (is_view(state, o)) {
+    s = reinterpret_cast<view_object*>(o)->store;
+  } else if (Py_TYPE(o) == state.store_type) {
+    s = reinterpret_cast<store_object*>(o);
+  } else {
     PyErr_Format(PyExc_TypeError, "expected a FrozenDict, FrozenList or FrozenSet, not %.200s",
                  Py_TYPE(o)->tp_name);
     throw py_error{};
   }
-  return reinterpret_cast<view_object*>(o)->store;
+  if (!s->base) {
+    closed_error(s);
+    throw py_error{};
+  }
+  return s;
 }
 
-// _range(view) -> (address, size) of the frozen bytes the view lives in.
+store_object* as_store(module_state& state, PyObject* o) {
+  PyTypeObject* type = live_type(state.store_type);
+  if (!type) return nullptr;
+  if (Py_TYPE(o) != type) {
+    PyErr_Format(PyExc_TypeError, "expected a permafrost._core.Store, not %.200s",
+                 Py_TYPE(o)->tp_name);
+    return nullptr;
+  }
+  return reinterpret_cast<store_object*>(o);
+}
+
+PyObject* image_id_str(const std::string& id) {
+  return PyUnicode_DecodeUTF8(id.data(), static_cast<Py_ssize_t>(id.size()), "replace");
+}
+
+// _range(view or store) -> (address, size) of the frozen bytes the view lives in.
 PyObject* py_range(PyObject* module, PyObject* o) {
   PF_ENTRY_BEGIN
   store_object* s = store_of(state_of(module), o);
@@ -115,8 +186,9 @@ PyObject* py_range(PyObject* module, PyObject* o) {
 }
 
 // _save(view, path, image_id): writes the view's whole frozen graph to an image file, with
-// image_id (a fresh random id from the caller) in its header; the view must be the root or inside
-// it (its offset is what pickles).
+// image_id (a fresh random id from the caller) in its header (the Python half saves a view that
+// is not the root by freezing it first). An image's or a shared graph's bytes are copied into an
+// arena first: save_image writes arenas.
 PyObject* py_save(PyObject* module, PyObject* args) {
   PyObject* o;
   PyObject* path_obj;
@@ -127,12 +199,16 @@ PyObject* py_save(PyObject* module, PyObject* args) {
   ref path(path_obj);
   PF_ENTRY_BEGIN
   store_object* s = store_of(state_of(module), o);
-  if (!s->arena) {
-    PyErr_SetString(PyExc_ValueError, "this object already lives in an image; copy the image file");
-    return nullptr;
+  const std::string_view id{image_id, static_cast<std::size_t>(id_size)};
+  if (s->owner.arena) {
+    save_image(*s->owner.arena, s->base, PyBytes_AS_STRING(path.get()), id);
+    Py_RETURN_NONE;
   }
-  save_image(*s->arena, s->base, PyBytes_AS_STRING(path.get()),
-             {image_id, static_cast<std::size_t>(id_size)});
+  const reading r(s);
+  const std::unique_ptr<permafrost::arena> a =
+      frozen_copy(r.base, s->size, "permafrost-python-save");
+  save_image(*a, reinterpret_cast<const char*>(a->used_bytes().data()),
+             PyBytes_AS_STRING(path.get()), id);
   Py_RETURN_NONE;
   PF_ENTRY_END
 }
@@ -166,7 +242,8 @@ PyObject* py_save_bytes(PyObject*, PyObject* args) {
   PF_ENTRY_END
 }
 
-// _open(path) -> the store's root view.
+// _open_store(path) -> the Store of the image at path, its checksum verified and its graph
+// checked.
 PyObject* py_open_store(PyObject* module, PyObject* args) {
   PyObject* path_obj;
   if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path_obj)) return nullptr;
@@ -176,13 +253,10 @@ PyObject* py_open_store(PyObject* module, PyObject* args) {
   ref store = new_store(state_of(module));
   auto* s = reinterpret_cast<store_object*>(store.get());
   std::string image_id;
-  s->image = open_image(p, s->base, s->size, image_id);
-  Py_DECREF(s->path);
-  s->path = PyUnicode_DecodeFSDefault(p);
+  s->owner.image = open_image(p, s->base, s->size, image_id);
+  Py_SETREF(s->path, PyUnicode_DecodeFSDefault(p));
   if (!s->path) return nullptr;
-  Py_DECREF(s->image_id);
-  s->image_id =
-      PyUnicode_DecodeUTF8(image_id.data(), static_cast<Py_ssize_t>(image_id.size()), "replace");
+  Py_SETREF(s->image_id, image_id_str(image_id));
   if (!s->image_id) return nullptr;
   // The checksum tells damage, not a crafted file: the readers trust every offset, so the whole
   // graph is checked once here (graph_check.hpp) before any view of it exists.
@@ -195,6 +269,27 @@ PyObject* py_open_store(PyObject* module, PyObject* args) {
   PF_ENTRY_END
 }
 
+// _open_store_fd(fd, name) -> the Store of the image file open as fd, which another process
+// sent after opening and checking it (a trusted pickle): mapped without verifying the checksum
+// or walking the graph, so offsets are bounds-checked only. `name` (the sender's path) names it
+// in errors and plain pickles. The caller keeps and closes fd.
+PyObject* py_open_store_fd(PyObject* module, PyObject* args) {
+  int fd;
+  PyObject* name;
+  if (!PyArg_ParseTuple(args, "iU", &fd, &name)) return nullptr;
+  PF_ENTRY_BEGIN
+  ref store = new_store(state_of(module));
+  auto* s = reinterpret_cast<store_object*>(store.get());
+  std::string image_id;
+  s->owner.image = open_image_fd(fd, s->base, s->size, image_id);
+  Py_INCREF(name);
+  Py_SETREF(s->path, name);
+  Py_SETREF(s->image_id, image_id_str(image_id));
+  if (!s->image_id) return nullptr;
+  return store.release();
+  PF_ENTRY_END
+}
+
 // _store_view(store, offset) -> the value at `offset` of an opened store (offset 0: the root).
 PyObject* py_store_view(PyObject* module, PyObject* args) {
   PyObject* st;
@@ -202,9 +297,14 @@ PyObject* py_store_view(PyObject* module, PyObject* args) {
   PyTypeObject* type = live_type(state_of(module).store_type);
   if (!type || !PyArg_ParseTuple(args, "O!K", type, &st, &off)) return nullptr;
   auto* s = reinterpret_cast<store_object*>(st);
+  if (!s->base) return closed_error(s);
   if (off == 0) return root_of(s);
-  // Offsets come from pickles: only the start of a node the open-time walk accepted is read.
-  if (!s->check || !s->check->is_node(off)) {
+  // Offsets come from pickles: in an image only the start of a node the open-time walk accepted
+  // is read. Other graphs were written by freeze() here, or by the process that sent this one
+  // (sealed, or an image it checked); that pickle is trusted as every pickle is (unpickling runs
+  // code), so only the bounds are checked.
+  const bool known = s->check ? s->check->is_node(off) : off % 8 == 0 && off < s->size;
+  if (!known) {
     PyErr_Format(PyExc_ValueError, "offset %llu is no value of the image", off);
     return nullptr;
   }
@@ -213,15 +313,52 @@ PyObject* py_store_view(PyObject* module, PyObject* args) {
 
 // _store_id(store) -> the id saved with the image ("" for a file without one).
 PyObject* py_store_id(PyObject* module, PyObject* st) {
-  PyTypeObject* type = live_type(state_of(module).store_type);
-  if (!type) return nullptr;
-  if (!PyObject_TypeCheck(st, type)) {
-    PyErr_SetString(PyExc_TypeError, "expected a permafrost._core.Store");
+  store_object* s = as_store(state_of(module), st);
+  if (!s) return nullptr;
+  Py_INCREF(s->image_id);
+  return s->image_id;
+}
+
+// _store_of(view) -> its Store.
+PyObject* py_store_of(PyObject* module, PyObject* o) {
+  if (!is_view(state_of(module), o)) {
+    PyErr_Format(PyExc_TypeError, "expected a FrozenDict, FrozenList or FrozenSet, not %.200s",
+                 Py_TYPE(o)->tp_name);
     return nullptr;
   }
-  PyObject* id = reinterpret_cast<store_object*>(st)->image_id;
-  Py_INCREF(id);
-  return id;
+  PyObject* s = reinterpret_cast<PyObject*>(reinterpret_cast<view_object*>(o)->store);
+  Py_INCREF(s);
+  return s;
+}
+
+// _close(store): unmaps the store's bytes (after the last reader in flight); its views raise
+// ValueError from then on. Idempotent.
+PyObject* py_close(PyObject* module, PyObject* o) {
+  store_object* s = as_store(state_of(module), o);
+  if (!s) return nullptr;
+  PF_ENTRY_BEGIN
+  if (s->base) {
+    s->base = nullptr;
+    replace_owner(s, store_owner{});
+  }
+  Py_RETURN_NONE;
+  PF_ENTRY_END
+}
+
+// _closed(store) -> bool
+PyObject* py_closed(PyObject* module, PyObject* o) {
+  store_object* s = as_store(state_of(module), o);
+  return s ? PyBool_FromLong(s->base == nullptr) : nullptr;
+}
+
+// _is_root(view) -> whether the view is its graph's root (save() writes such a graph as it is).
+PyObject* py_is_root(PyObject* module, PyObject* o) {
+  PF_ENTRY_BEGIN
+  module_state& state = state_of(module);
+  store_object* s = store_of(state, o);
+  const std::uint64_t root = reinterpret_cast<const root_header*>(s->base)->root;
+  return PyBool_FromLong(is_view(state, o) && root == reinterpret_cast<view_object*>(o)->off);
+  PF_ENTRY_END
 }
 
 }  // namespace permafrost::python

@@ -93,11 +93,11 @@ PyObject* materialise(store_object* store, const char* base, word w) {
       }
       return t;
     }
-    case kind_list: return new_view(store->state->list_type, store, base, w);
+    case kind_list: return new_view(store->state->list_type, store, w);
     case kind_dict:
-    case kind_dict16: return new_view(store->state->dict_type, store, base, w);
+    case kind_dict16: return new_view(store->state->dict_type, store, w);
     case kind_set:
-    case kind_frozenset: return new_view(store->state->set_type, store, base, w);
+    case kind_frozenset: return new_view(store->state->set_type, store, w);
   }
   return corrupt_kind(n);
 }

@@ -2,6 +2,7 @@
 #include "views.hpp"
 
 #include "keys.hpp"
+#include "reading.hpp"
 #include "store.hpp"
 #include "values.hpp"
 
@@ -10,16 +11,8 @@ namespace {
 
 view_object* as_view(PyObject* self) { return reinterpret_cast<view_object*>(self); }
 
-const node_header* view_node(PyObject* self) {
-  const view_object* v = as_view(self);
-  return node_at<node_header>(v->base, v->off);
-}
-
-// The value word w of the view's store, materialised.
-PyObject* value_of(PyObject* self, word w) {
-  view_object* v = as_view(self);
-  return materialise(v->store, v->base, w);
-}
+// The value word w of the store being read, materialised.
+PyObject* value_of(const reading& r, word w) { return materialise(r.store, r.base, w); }
 
 void view_dealloc(PyObject* self) {
   Py_DECREF(as_view(self)->store);
@@ -40,8 +33,9 @@ int view_ass_subscript(PyObject* self, PyObject*, PyObject*) {
 }
 
 PyObject* view_thaw(PyObject* self, PyObject*) {
-  const view_object* v = as_view(self);
-  return thaw_word(*v->store->state, v->base, v->off);
+  const reading r(self);
+  if (!r) return nullptr;
+  return thaw_word(*r.store->state, r.base, r.off);
 }
 
 // (image path, offset, image id): what pickling needs to name this view (None, offset, None for a
@@ -72,19 +66,21 @@ struct iter_object {
   int mode;
 };
 
-const table_header* dict_keys_of(PyObject* self) {
-  const view_object* v = as_view(self);
-  return node_at<table_header>(v->base, dict_keys_offset(view_node(self)));
+// The keys table of the dict being read.
+const table_header* dict_keys_of(const reading& r) {
+  return node_at<table_header>(r.base, dict_keys_offset(r.node()));
 }
 
 PyObject* new_iter(PyObject* owner, int mode) {
-  PyTypeObject* type = live_type(as_view(owner)->store->state->iter_type);
+  const reading r(owner);
+  if (!r) return nullptr;
+  PyTypeObject* type = live_type(r.store->state->iter_type);
   auto* it = type ? PyObject_New(iter_object, type) : nullptr;
   if (!it) return nullptr;
   Py_INCREF(owner);
   it->owner = owner;
   it->next = 0;
-  const node_header* n = view_node(owner);
+  const node_header* n = r.node();
   it->count = is_dict(n->kind) ? dict_count(n) : n->count;
   it->mode = mode;
   return reinterpret_cast<PyObject*>(it);
@@ -100,18 +96,19 @@ void iter_dealloc(PyObject* self) {
 PyObject* iter_next(PyObject* self) {
   auto* it = reinterpret_cast<iter_object*>(self);
   if (it->next >= it->count) return nullptr;
+  const reading r(it->owner);
+  if (!r) return nullptr;
   const std::uint32_t i = it->next++;
-  PyObject* owner = it->owner;
-  const node_header* n = view_node(owner);
+  const node_header* n = r.node();
   switch (it->mode) {
-    case iter_list: return value_of(owner, seq_items(n)[i]);
-    case iter_set: return value_of(owner, table_keys(reinterpret_cast<const table_header*>(n))[i]);
-    case iter_keys: return value_of(owner, table_keys(dict_keys_of(owner))[i]);
-    case iter_values: return value_of(owner, dict_values(n)[i]);
+    case iter_list: return value_of(r, seq_items(n)[i]);
+    case iter_set: return value_of(r, table_keys(reinterpret_cast<const table_header*>(n))[i]);
+    case iter_keys: return value_of(r, table_keys(dict_keys_of(r))[i]);
+    case iter_values: return value_of(r, dict_values(n)[i]);
     default: {
-      ref k(value_of(owner, table_keys(dict_keys_of(owner))[i]));
+      ref k(value_of(r, table_keys(dict_keys_of(r))[i]));
       if (!k.get()) return nullptr;
-      ref val(value_of(owner, dict_values(n)[i]));
+      ref val(value_of(r, dict_values(n)[i]));
       if (!val.get()) return nullptr;
       return PyTuple_Pack(2, k.get(), val.get());
     }
@@ -136,17 +133,22 @@ PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc
 // FrozenDict
 // =============================================================================================
 
-Py_ssize_t dict_len(PyObject* self) { return dict_count(view_node(self)); }
+Py_ssize_t dict_len(PyObject* self) {
+  const reading r(self);
+  return r ? static_cast<Py_ssize_t>(dict_count(r.node())) : -1;
+}
 
-// The entry of `key` in the dict: an index, entry_absent or entry_failed (exception set).
-std::int64_t dict_find(PyObject* self, PyObject* key) {
-  view_object* v = as_view(self);
-  return table_find(v->store, v->base, dict_keys_of(self), key);
+// The entry of `key` in the dict being read: an index, entry_absent or entry_failed (exception
+// set).
+std::int64_t dict_find(const reading& r, PyObject* key) {
+  return table_find(r.store, r.base, dict_keys_of(r), key);
 }
 
 PyObject* dict_subscript(PyObject* self, PyObject* key) {
-  const std::int64_t i = dict_find(self, key);
-  if (i >= 0) return value_of(self, dict_values(view_node(self))[i]);
+  const reading r(self);
+  if (!r) return nullptr;
+  const std::int64_t i = dict_find(r, key);
+  if (i >= 0) return value_of(r, dict_values(r.node())[i]);
   if (i == entry_absent) {
     ref args(PyTuple_Pack(1, key));
     if (args.get()) PyErr_SetObject(PyExc_KeyError, args.get());
@@ -155,7 +157,9 @@ PyObject* dict_subscript(PyObject* self, PyObject* key) {
 }
 
 int dict_contains(PyObject* self, PyObject* key) {
-  const std::int64_t i = dict_find(self, key);
+  const reading r(self);
+  if (!r) return -1;
+  const std::int64_t i = dict_find(r, key);
   return i >= 0 ? 1 : (i == entry_absent ? 0 : -1);
 }
 
@@ -164,8 +168,10 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_TypeError, "get expected 1 or 2 arguments");
     return nullptr;
   }
-  const std::int64_t i = dict_find(self, args[0]);
-  if (i >= 0) return value_of(self, dict_values(view_node(self))[i]);
+  const reading r(self);
+  if (!r) return nullptr;
+  const std::int64_t i = dict_find(r, args[0]);
+  if (i >= 0) return value_of(r, dict_values(r.node())[i]);
   if (i == entry_failed) return nullptr;
   PyObject* dflt = nargs == 2 ? args[1] : Py_None;
   Py_INCREF(dflt);
@@ -199,33 +205,50 @@ PyType_Slot dict_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
 // =============================================================================================
 
 // Lists and sets keep their length in the node header's count.
-Py_ssize_t node_len(PyObject* self) { return view_node(self)->count; }
+Py_ssize_t node_len(PyObject* self) {
+  const reading r(self);
+  return r ? static_cast<Py_ssize_t>(r.node()->count) : -1;
+}
 
-PyObject* list_item(PyObject* self, Py_ssize_t i) {
-  const node_header* n = view_node(self);
+// Item i (negative: from the end) of the list being read.
+PyObject* list_at(const reading& r, Py_ssize_t i) {
+  const node_header* n = r.node();
+  if (i < 0) i += n->count;
   if (i < 0 || i >= static_cast<Py_ssize_t>(n->count)) {
     PyErr_SetString(PyExc_IndexError, "FrozenList index out of range");
     return nullptr;
   }
-  return value_of(self, seq_items(n)[i]);
+  return value_of(r, seq_items(n)[i]);
+}
+
+PyObject* list_item(PyObject* self, Py_ssize_t i) {
+  const reading r(self);
+  if (!r) return nullptr;
+  if (i < 0) {  // sq_item gets indexes already made non-negative; a negative one is out of range
+    PyErr_SetString(PyExc_IndexError, "FrozenList index out of range");
+    return nullptr;
+  }
+  return list_at(r, i);
 }
 
 PyObject* list_subscript(PyObject* self, PyObject* key) {
-  const node_header* n = view_node(self);
   if (PyIndex_Check(key)) {
-    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    const Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
     if (i == -1 && PyErr_Occurred()) return nullptr;
-    if (i < 0) i += n->count;
-    return list_item(self, i);
+    const reading r(self);
+    return r ? list_at(r, i) : nullptr;
   }
   if (PySlice_Check(key)) {
     Py_ssize_t start, stop, step;
     if (PySlice_Unpack(key, &start, &stop, &step) < 0) return nullptr;
+    const reading r(self);
+    if (!r) return nullptr;
+    const node_header* n = r.node();
     const Py_ssize_t len = PySlice_AdjustIndices(n->count, &start, &stop, step);
     PyObject* out = PyList_New(len);
     if (!out) return nullptr;
     for (Py_ssize_t k = 0, i = start; k < len; ++k, i += step) {
-      PyObject* item = value_of(self, seq_items(n)[i]);
+      PyObject* item = value_of(r, seq_items(n)[i]);
       if (!item) {
         Py_DECREF(out);
         return nullptr;
@@ -259,7 +282,6 @@ PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc
 // =============================================================================================
 
 int set_contains(PyObject* self, PyObject* key) {
-  view_object* v = as_view(self);
   // As for a frozenset: `[] in s` raises TypeError, and a set is looked up as its frozenset.
   ref as_frozenset;
   if (PySet_Check(key)) {
@@ -267,15 +289,18 @@ int set_contains(PyObject* self, PyObject* key) {
     if (!as_frozenset.get()) return -1;
     key = as_frozenset.get();
   }
+  const reading r(self);
+  if (!r) return -1;
   const std::int64_t i =
-      table_find(v->store, v->base, reinterpret_cast<const table_header*>(view_node(self)), key);
+      table_find(r.store, r.base, reinterpret_cast<const table_header*>(r.node()), key);
   return i >= 0 ? 1 : (i == entry_absent ? 0 : -1);
 }
 
 PyObject* set_iter(PyObject* self) { return new_iter(self, iter_set); }
 
 PyObject* set_is_frozenset(PyObject* self, PyObject*) {
-  return PyBool_FromLong(view_node(self)->kind == kind_frozenset);
+  const reading r(self);
+  return r ? PyBool_FromLong(r.node()->kind == kind_frozenset) : nullptr;
 }
 
 PyMethodDef set_methods[] = {{"_is_frozenset", set_is_frozenset, METH_NOARGS, nullptr},
@@ -300,13 +325,12 @@ PyType_Spec set_spec = {"permafrost.FrozenSet", sizeof(view_object), 0, made_her
 PyType_Spec iter_spec = {"permafrost._core.iterator", sizeof(iter_object), 0, made_here_only,
                          iter_slots};
 
-PyObject* new_view(PyTypeObject* type, store_object* store, const char* base, std::uint64_t off) {
+PyObject* new_view(PyTypeObject* type, store_object* store, std::uint64_t off) {
   if (!live_type(type)) return nullptr;
   auto* v = PyObject_New(view_object, type);
   if (!v) return nullptr;
   Py_INCREF(store);
   v->store = store;
-  v->base = base;
   v->off = off;
   return reinterpret_cast<PyObject*>(v);
 }

@@ -1,8 +1,9 @@
 // permafrost for Python — the view types FrozenDict, FrozenList, FrozenSet and their iterator.
 //
 // Contract: a view is (its Store, the offset of a dict, list or set node). It holds a strong
-// reference to the Store, so the bytes stay mapped while it lives, and it reads them on every
-// access without writing: `[]`, `in`, `get`, `len`, iteration and thaw() are C slots here;
+// reference to the Store, so the bytes stay mapped while it lives (unless the store is closed:
+// then every access raises ValueError, see reading.hpp), and it reads them on every access
+// without writing: `[]`, `in`, `get`, `len`, iteration and thaw() are C slots here;
 // the Python half of the package (permafrost/__init__.py) adds the collections.abc behaviour,
 // repr, equality, pickling and the mutation errors to these same types. Views are made only by
 // materialise() (values.hpp); Python cannot instantiate or subclass the types.
@@ -21,8 +22,8 @@ namespace permafrost::python {
 struct store_object;
 
 struct view_object {
-  PyObject_HEAD store_object* store;  // strong
-  const char* base;                   // store->base, cached
+  PyObject_HEAD store_object* store;  // strong; the bytes' address is the store's (no cache: a
+                                      // store may be closed, or its graph moved by share())
   std::uint64_t off;                  // the node
 };
 
@@ -39,6 +40,6 @@ inline bool is_view(const module_state& state, PyObject* o) {
 }
 
 // A new view of type `type` on the node at `off`: a new reference, or NULL with an exception set.
-PyObject* new_view(PyTypeObject* type, store_object* store, const char* base, std::uint64_t off);
+PyObject* new_view(PyTypeObject* type, store_object* store, std::uint64_t off);
 
 }  // namespace permafrost::python

@@ -1,0 +1,83 @@
+// permafrost for Python — sending a Store to another process (see sharing.hpp).
+#include "sharing.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "format.hpp"
+#include "permafrost/arena.hpp"
+#include "reading.hpp"
+#include "store.hpp"
+
+namespace permafrost::python {
+
+// _share(store) -> the descriptor of a sealed memfd holding the store's graph (the store keeps
+// it). An arena store is moved into a memfd arena the first time: a copy, pre-faulted so that
+// this process maps every page (a receiver's pages are then shared with it, not its own), after
+// which its views read the copy and the old arena goes (once no reader is in flight).
+PyObject* py_share(PyObject* module, PyObject* o) {
+  PF_ENTRY_BEGIN
+  store_object* s = store_of(state_of(module), o);
+  if (!s->owner.arena) {
+    PyErr_SetString(PyExc_ValueError,
+                    "permafrost: only a freeze() result is shared through a memfd");
+    return nullptr;
+  }
+  if (s->owner.arena->fd() < 0) {
+    const reading r(s);
+    std::unique_ptr<permafrost::arena> a =
+        frozen_copy(r.base, s->size, std::string(s->owner.arena->name()), /*memfd=*/true);
+    a->populate();
+    s->base = reinterpret_cast<const char*>(a->used_bytes().data());
+    store_owner next;
+    next.arena = a.release();
+    replace_owner(s, next);
+  }
+  return PyLong_FromLong(s->owner.arena->fd());
+  PF_ENTRY_END
+}
+
+// _mapped_store(owner) -> a Store over the read-only buffer `owner` exports: a graph another
+// process shared (a memfd this process mapped). The Store keeps owner, and the buffer, until it
+// is closed or dies.
+PyObject* py_mapped_store(PyObject* module, PyObject* owner) {
+  PF_ENTRY_BEGIN
+  ref store = new_store(state_of(module));
+  auto* s = reinterpret_cast<store_object*>(store.get());
+  if (PyObject_GetBuffer(owner, &s->owner.buffer, PyBUF_SIMPLE) < 0) return nullptr;
+  Py_INCREF(owner);
+  s->owner.mapped = owner;
+  if (static_cast<std::size_t>(s->owner.buffer.len) < sizeof(root_header) ||
+      reinterpret_cast<std::uintptr_t>(s->owner.buffer.buf) % 16 != 0) {
+    PyErr_SetString(PyExc_ValueError, "permafrost: not a frozen graph (too small or unaligned)");
+    return nullptr;
+  }
+  s->base = static_cast<const char*>(s->owner.buffer.buf);
+  s->size = static_cast<std::size_t>(s->owner.buffer.len);
+  return store.release();
+  PF_ENTRY_END
+}
+
+// _store_owner(store) -> the object a mapped store keeps (see _mapped_store), else None.
+PyObject* py_store_owner(PyObject* module, PyObject* o) {
+  store_object* s = as_store(state_of(module), o);
+  if (!s) return nullptr;
+  PyObject* r = s->owner.mapped ? s->owner.mapped : Py_None;
+  Py_INCREF(r);
+  return r;
+}
+
+// _store_info(store) -> (kind, path, image id, size): kind "arena", "image", "mapped" (a graph
+// another process shared) or "closed"; path and image id are None except for images.
+PyObject* py_store_info(PyObject* module, PyObject* o) {
+  store_object* s = as_store(state_of(module), o);
+  if (!s) return nullptr;
+  const char* kind = !s->base          ? "closed"
+                     : s->owner.image  ? "image"
+                     : s->owner.mapped ? "mapped"
+                                       : "arena";
+  return Py_BuildValue("(sOOn)", kind, s->path, s->image_id, static_cast<Py_ssize_t>(s->size));
+}
+
+}  // namespace permafrost::python
