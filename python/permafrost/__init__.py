@@ -29,9 +29,8 @@ import collections.abc as _abc
 import json as _json
 import os as _os
 import types as _types
-import uuid as _uuid
 
-from . import _core
+from . import _core, _stores
 from ._version import __version__  # written by CMake from the project's version
 from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
                     write_trap_installed)
@@ -103,69 +102,58 @@ def memory(pid=None):
     return MemoryUsage(*_core._memory(pid))
 
 
-# Images opened in this process: path -> (store, the file's identity when it was opened).
-# Unpickling many views of one image maps it once; a path whose file was replaced (a new image
-# saved over it) is opened anew, while views of the old image keep theirs mapped.
-_images = {}
-
-
-def _identity(path):
-    st = _os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _store(path, image_id=None):
-    """The opened image at path. With image_id (an unpickled view), the image saved with that id:
-    ValueError when path now holds another one."""
-    entry = _images.get(path)
-    if entry is not None:
-        store, identity = entry
-        if image_id is not None and _core._store_id(store) == image_id:
-            return store  # the image the view came from, already mapped here
-        try:
-            current = _identity(path)
-        except OSError:
-            current = None
-        if image_id is None and current == identity:
-            return store
-    identity = _identity(path)  # before opening: a file replaced in between is reopened next time
-    store = _core._open_store(path)
-    _images[path] = (store, identity)
-    if image_id is not None and _core._store_id(store) != image_id:
-        raise ValueError(f"{path}: the image was replaced since this view was pickled "
-                         "(a newer image was saved at that path)")
-    return store
-
-
 def open(path):
     """Map the image file at path (written by frozen.save) and return its root view.
 
     The mapping is read-only and shared through the page cache: every process that opens the
-    same file holds its pages once. The image stays mapped while any view of it is alive, and
-    while it is the one this process last opened at its path (so that unpickling many views of it
-    maps it once). Opening the path again after a new image was saved there maps the new one;
-    views of the old one stay valid (the swap pattern)."""
+    same file holds its pages once. It stays mapped while any view of it is alive (opening or
+    unpickling it again meanwhile maps nothing new) and is unmapped when the last one goes, or at
+    root.close(); `with permafrost.open(path) as root:` closes it at the end of the block.
+    Opening the path again after a new image was saved there maps the new one; views of the old
+    one stay valid (the swap pattern).
+
+    Never rewrite a mapped image in place (cp new.pfi live.pfi, or writing into it): readers of
+    the old bytes die of SIGBUS or SIGSEGV. Save to another name and rename it over the path,
+    which save() does."""
     # Absolute: views pickle this path, and a worker may run in another directory.
-    return _core._store_view(_store(_os.path.abspath(_os.fspath(path))), 0)
-
-
-def _image_value(path, offset, image_id=None):
-    """Unpickling of a view of an image: map the image (once per process) and view offset."""
-    return _core._store_view(_store(path, image_id), offset)
+    return _core._store_view(_stores.image_store(_os.path.abspath(_os.fspath(path))), 0)
 
 
 def _save(self, path):
-    """save(path): write the frozen graph this object belongs to as an image file.
+    """save(path): write this value and everything under it as an image file.
 
-    Atomic (temp file, fsync, rename). permafrost.open(path) maps it in any process."""
-    _core._save(self, _os.fspath(path), _uuid.uuid4().hex)
+    Atomic (temp file, fsync, rename): a process opening path sees the old file or the new one.
+    permafrost.open(path) maps it in any process. A view inside a larger graph saves its own
+    sub-graph only (copied into a new arena first)."""
+    path = _os.fspath(path)
+    if _core._is_root(self):
+        _core._save(self, path, _stores.new_image_id())
+        return
+    copy = freeze(self)
+    try:
+        _core._save(copy, path, _stores.new_image_id())
+    finally:
+        _core._close(_core._store_of(copy))
 
 
 def _reduce(self):
     path, offset, image_id = self._ref()
     if path is not None:  # in an image: a small reference, the receiver maps the same pages
-        return (_image_value, (path, offset, image_id))
+        return (_stores.image_value, (path, offset, image_id))
     return (freeze, (self.thaw(),))  # by value: the receiver freezes its own copy
+
+
+def _close(self):
+    """close(): unmap the frozen graph this view belongs to (its image or arena) now.
+
+    Every view of it raises ValueError from then on (a reader already running finishes first).
+    Idempotent. Without close(), the graph is unmapped when its last view is gone."""
+    _core._close(_core._store_of(self))
+
+
+def _exit(self, *exc_info):
+    self.close()
+    return False
 
 
 def json_default(obj):
@@ -285,6 +273,11 @@ for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop
     for _name in _names:
         setattr(_cls, _name, _frozen_op)
     _cls.save = _save
+    _cls.close = _close
+    _cls.closed = property(lambda self: _core._closed(_core._store_of(self)),
+                           doc="True after close() of this view's image or arena")
+    _cls.__enter__ = lambda self: self
+    _cls.__exit__ = _exit
     _cls.__reduce__ = _reduce
     _cls.__copy__ = lambda self: self
     _cls.__deepcopy__ = lambda self, memo: self
@@ -372,5 +365,8 @@ FrozenSet.difference = lambda self, *others: frozenset(self).difference(*others)
 FrozenSet.symmetric_difference = lambda self, other: frozenset(self).symmetric_difference(other)
 FrozenSet.copy = lambda self: set(self)  # shallow, as set.copy
 _abc.Set.register(FrozenSet)
+
+_stores.register_reducers((FrozenDict, FrozenList, FrozenSet))
+_image_value = _stores.image_value  # the name pickles of image views made before this version use
 
 del _cls, _names, _name

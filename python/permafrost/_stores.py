@@ -1,0 +1,260 @@
+"""Stores: what holds a frozen graph's bytes in this process, and how they reach another one.
+
+A store (permafrost._core.Store) owns one frozen graph: the arena freeze() wrote, an image file
+open() mapped, or a memfd another process shared and this one mapped. Every view holds its store;
+the store unmaps its bytes when the last view goes, or at close().
+
+This module keeps three per-process caches, all holding stores weakly, so that a graph is mapped
+once however many of its views arrive, and unmapped when nothing uses it:
+- images by path (with the file's identity when it was opened: a path whose file was replaced is
+  opened anew) and by the id save() wrote into the image;
+- shared arenas by the identity (device, inode) of their memfd.
+
+Pickling:
+- plain pickle: a view of an image is (path, offset, image id), mapped again by the receiver; any
+  other view travels by value (the receiver freezes its own copy).
+- multiprocessing's ForkingPickler (Pool, Process, Queue, concurrent.futures): a view of a
+  freeze()/build result travels as its store plus an offset, and the store as the descriptor of a
+  sealed memfd holding the graph, passed by multiprocessing itself (reduction.DupFd). The first
+  time, the arena is copied into a memfd arena (see _core._share); every receiver maps that
+  memfd read-only and shares its pages.
+
+Thread safety: the caches are plain dicts changed under the GIL; two threads opening one path at
+once may map it twice, which only costs the second mapping.
+"""
+import fcntl as _fcntl
+import mmap as _mmap
+import os as _os
+import uuid as _uuid
+import weakref as _weakref
+from multiprocessing import reduction as _reduction
+
+from . import _core
+
+# path -> (weak reference to the store, the file's identity when it was opened)
+_images: "dict[str, tuple[_weakref.ref[_core.Store], tuple[int, ...]]]" = {}
+# image id (saved in the image's header) -> store
+_images_by_id: "_weakref.WeakValueDictionary[str, _core.Store]" = _weakref.WeakValueDictionary()
+# (st_dev, st_ino) of a shared memfd or of a mapped image file -> store
+_shared: "_weakref.WeakValueDictionary[tuple[int, ...], _core.Store]" = (
+    _weakref.WeakValueDictionary())
+
+_SEALS = _fcntl.F_SEAL_WRITE | _fcntl.F_SEAL_SHRINK | _fcntl.F_SEAL_GROW
+
+
+def forget():
+    """Drop every cache entry (tests: make the next open() or unpickling map anew)."""
+    _images.clear()
+    _images_by_id.clear()
+    _shared.clear()
+    _image_files.clear()
+
+
+def _live(store):
+    return store is not None and not _core._closed(store)
+
+
+def _identity(path):
+    st = _os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember_image(path, store, identity):
+    def forget_path(ref, path=path):
+        entry = _images.get(path)
+        if entry is not None and entry[0] is ref:
+            del _images[path]
+    _images[path] = (_weakref.ref(store, forget_path), identity)
+    _images_by_id[_core._store_id(store)] = store
+    _image_identity[store] = identity
+    _shared[identity[:2]] = store
+
+
+def image_store(path, image_id=None):
+    """The store of the image at path (absolute), mapped once per process.
+
+    With image_id (an unpickled view), the image saved with that id: first among the images this
+    process maps (also one whose path now holds a newer file), else the file at path, and
+    ValueError when that is another image."""
+    if image_id is not None:
+        store = _images_by_id.get(image_id)
+        if _live(store):
+            return store
+    entry = _images.get(path)
+    if entry is not None and image_id is None:
+        store = entry[0]()
+        if _live(store):
+            try:
+                current = _identity(path)
+            except OSError:
+                current = None
+            if current == entry[1]:
+                return store
+    identity = _identity(path)  # before opening: a file replaced in between is reopened next time
+    store = _core._open_store(path)
+    _remember_image(path, store, identity)
+    if image_id is not None and _core._store_id(store) != image_id:
+        raise ValueError(f"{path}: the image was replaced since this view was pickled "
+                         "(a newer image was saved at that path)")
+    return store
+
+
+def image_value(path, offset, image_id=None):
+    """Unpickling of a view of an image: map the image (once per process) and view offset."""
+    return _core._store_view(image_store(path, image_id), offset)
+
+
+def new_image_id():
+    return _uuid.uuid4().hex
+
+
+# ----- sharing with other processes (multiprocessing) -------------------------------------------
+
+class _SharedMapping(_mmap.mmap):
+    """A read-only MAP_SHARED mapping of a memfd another process shared, plus a descriptor of it
+    (this process may pass the graph on). Unmapped and closed when the store lets go of it."""
+
+    def __new__(cls, fd, size):
+        self = super().__new__(cls, fd, size, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ)
+        self.fd = _os.dup(fd)
+        return self
+
+    def __del__(self):
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _os.close(fd)
+
+
+class _Descriptor:
+    """A descriptor this module opened (an image file, read-only), closed with the object."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __del__(self):
+        _os.close(self.fd)
+
+
+# image store -> the file's identity when it was opened (device, inode, size, mtime)
+_image_identity: "_weakref.WeakKeyDictionary[_core.Store, tuple[int, ...]]" = (
+    _weakref.WeakKeyDictionary())
+# image store -> _Descriptor of its file, opened for the first ForkingPickler send
+_image_files: "_weakref.WeakKeyDictionary[_core.Store, _Descriptor]" = (
+    _weakref.WeakKeyDictionary())
+
+
+def _image_descriptor(store, path):
+    """A read-only descriptor of the file the image store maps, or None when its path no longer
+    holds that file (the receiver then opens the path and checks the id)."""
+    held = _image_files.get(store)
+    if held is not None:
+        return held.fd
+    try:
+        fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC)
+    except OSError:
+        return None
+    held = _Descriptor(fd)
+    st = _os.fstat(fd)
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != _image_identity.get(store):
+        return None
+    _image_files[store] = held
+    return fd
+
+
+def _memfd_descriptor(store):
+    """A descriptor of a sealed memfd holding the store's graph; it stays the store's."""
+    owner = _core._store_owner(store)
+    if isinstance(owner, _SharedMapping):
+        return owner.fd
+    fd = _core._share(store)  # the first time: the arena is moved into a memfd arena
+    st = _os.fstat(fd)
+    _shared[(st.st_dev, st.st_ino)] = store
+    return fd
+
+
+def _map_shared(fd, size):
+    """The store of the graph in the sealed memfd fd (from another process), mapped once."""
+    st = _os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    store = _shared.get(key)
+    if _live(store):
+        return store
+    try:
+        seals = _fcntl.fcntl(fd, _fcntl.F_GET_SEALS)
+    except OSError as e:
+        raise ValueError(f"permafrost: the descriptor received is not a memfd ({e})") from None
+    # Sealed against writes, growth and shrinking: nobody can change or truncate what this
+    # process reads (no SIGBUS), and no mapping of it can ever be made writable.
+    if seals & _SEALS != _SEALS:
+        raise ValueError("permafrost: the memfd received is not sealed against writes "
+                         "(not a frozen permafrost arena)")
+    if not 0 < size <= st.st_size:
+        raise ValueError(f"permafrost: the memfd received holds {st.st_size} bytes, "
+                         f"not the {size} of the graph")
+    store = _core._mapped_store(_SharedMapping(fd, size))
+    _shared[key] = store
+    return store
+
+
+def _map_image(fd, path, image_id):
+    """The store of the image file fd (from another process, which checked it), mapped once."""
+    st = _os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    store = _shared.get(key)
+    if _live(store) and _core._store_id(store) == image_id:
+        return store
+    store = _core._open_store_fd(fd, path)
+    if _core._store_id(store) != image_id:
+        raise ValueError(f"{path}: the file received is not the image the view was made from")
+    _shared[key] = store
+    _images_by_id[image_id] = store
+    _image_identity[store] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return store
+
+
+def _attach(dup_fd, size):
+    """Unpickling of an arena's store sent by ForkingPickler: multiprocessing hands over the
+    memfd."""
+    fd = dup_fd.detach()
+    try:
+        return _map_shared(fd, size)
+    finally:
+        _os.close(fd)
+
+
+def _attach_image(dup_fd, path, image_id):
+    """Unpickling of an image's store sent by ForkingPickler: the sender's descriptor of the
+    file, so the receiver neither depends on the path nor checks the file again."""
+    fd = dup_fd.detach()
+    try:
+        return _map_image(fd, path, image_id)
+    finally:
+        _os.close(fd)
+
+
+def _reduce_store(store):
+    kind, path, image_id, size = _core._store_info(store)
+    if kind == "image":
+        fd = _image_descriptor(store, path)
+        if fd is None:  # the path holds another file now: the receiver finds it by its id
+            return (image_store, (path, image_id))
+        return (_attach_image, (_reduction.DupFd(fd), path, image_id))
+    return (_attach, (_reduction.DupFd(_memfd_descriptor(store)), size))
+
+
+def store_value(store, offset):
+    """Unpickling of a view sent by ForkingPickler."""
+    return _core._store_view(store, offset)
+
+
+def reduce_for_process(view):
+    """ForkingPickler's reduction of a view: its store and offset, never a copy. The store is one
+    object per pickle (pickle's memo), so many views of one graph in one message pass one
+    descriptor."""
+    return (store_value, (_core._store_of(view), view._ref()[1]))
+
+
+def register_reducers(view_types):
+    for cls in view_types:
+        _reduction.ForkingPickler.register(cls, reduce_for_process)
+    _reduction.ForkingPickler.register(_core.Store, _reduce_store)

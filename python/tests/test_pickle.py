@@ -1,0 +1,258 @@
+"""Views sent to other processes by multiprocessing (Pool, Process, ProcessPoolExecutor: their
+pickler is multiprocessing.reduction.ForkingPickler) arrive as a reference to the same pages, not
+as a copy: the worker maps the sealed memfd that holds the graph, read-only, once per process.
+
+What a worker maps is read from the kernel: /proc/self/maps (the inode and name of the mapping
+that holds the view's bytes: the same memfd as the sender's) and /proc/self/smaps (its pages are
+Shared_Clean: mapped by the sender too, none private to the worker)."""
+import concurrent.futures
+import ctypes
+import errno
+import gc
+import mmap
+import multiprocessing
+import os
+import pickle
+import tempfile
+import unittest
+from multiprocessing.reduction import ForkingPickler
+
+import permafrost
+from permafrost import _stores
+
+ROWS = 20000
+
+
+def make_table(n=ROWS):
+    return {"user:%06d" % i: {"name": "name-%d" % i, "id": i, "tags": ["a", i % 7]}
+            for i in range(n)}
+
+
+def mapping_of(address, pid="self"):
+    """(inode, permissions, name, private KiB, shared KiB) of the mapping holding address."""
+    with open(f"/proc/{pid}/smaps") as f:
+        lines = f.read().splitlines()
+    found = None
+    for line in lines:
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            if found is not None:
+                break
+            if lo <= address < hi:
+                found = {"inode": int(head[4]), "perms": head[1], "name": " ".join(head[5:]),
+                         "private": 0, "shared": 0}
+        elif found is not None and head[0] in ("Private_Clean:", "Private_Dirty:"):
+            found["private"] += int(head[1])
+        elif found is not None and head[0] in ("Shared_Clean:", "Shared_Dirty:"):
+            found["shared"] += int(head[1])
+    return found
+
+
+def read_all(view):
+    total = 0
+    for k in view:
+        rec = view[k]
+        total += rec["id"] + len(rec["name"]) + len(rec["tags"])
+    return total
+
+
+def worker_report(args):
+    """Runs in a pool worker: read every record of the view it was sent, describe its mapping."""
+    view, keys = args
+    values = [view[k]["id"] for k in keys]
+    read_all(view)
+    address, size = permafrost._core._range(view)
+    return values, mapping_of(address), size, os.getpid()
+
+
+KEPT = []
+
+
+def keep_view(view):
+    """Runs in a worker: keep every view received; report how many stores and mappings hold
+    them."""
+    KEPT.append(view)
+    stores = {id(permafrost._core._store_of(v)) for v in KEPT}
+    inode = mapping_of(permafrost._core._range(view)[0])["inode"]
+    with open("/proc/self/maps") as f:
+        mappings = sum(1 for line in f if line.split()[4:5] == [str(inode)])
+    return len(KEPT), len(stores), mappings
+
+
+def count_views(views):
+    stores = {id(permafrost._core._store_of(v)) for v in views}
+    return len(views), len(stores), sum(v["id"] for v in views)
+
+
+def first_id(view):
+    return view["user:000000"]["id"] if "user:000000" in view else view[0]
+
+
+def shared_inode(view):
+    return os.fstat(_stores._memfd_descriptor(permafrost._core._store_of(view))).st_ino
+
+
+class ForkingPicklerSendsReferences(unittest.TestCase):
+    def test_a_view_pickles_small_for_processes_and_by_value_for_files(self):
+        frozen = permafrost.freeze(make_table())
+        for view in (frozen, frozen["user:000042"], frozen["user:000042"]["tags"]):
+            self.assertLess(len(ForkingPickler.dumps(view)), 400)
+        self.assertGreater(len(pickle.dumps(frozen)), 100000, "plain pickle keeps by value")
+        self.assertEqual(pickle.loads(pickle.dumps(frozen)), frozen)
+
+    def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
+        table = make_table(2000)
+        frozen = permafrost.freeze(table)
+        record = frozen["user:000007"]
+        before = permafrost._core._range(frozen)
+        ForkingPickler.dumps(frozen)
+        after = permafrost._core._range(frozen)
+        self.assertNotEqual(before[0], after[0], "the graph moved into a memfd arena")
+        self.assertEqual(before[1], after[1])
+        self.assertEqual(mapping_of(after[0])["name"].split(" ")[0], "/memfd:permafrost:permafrost-python")
+        self.assertEqual(frozen, table)
+        self.assertEqual(record["tags"], ["a", 0])
+        self.assertEqual(frozen.thaw(), table)
+
+    def test_many_views_in_one_message_pass_one_descriptor(self):
+        frozen = permafrost.freeze(make_table(3000))
+        views = [frozen[k] for k in frozen]
+        from multiprocessing import resource_sharer
+        pending = resource_sharer._resource_sharer._cache  # descriptors waiting for a receiver
+        before = len(pending)
+        data = ForkingPickler.dumps(views)
+        self.assertEqual(len(pending), before + 1)
+        back = pickle.loads(data)
+        self.assertEqual(len(pending), before)
+        self.assertEqual(count_views(back), (3000, 1, sum(range(3000))))
+
+    def test_the_receivers_mapping_cannot_be_made_writable(self):
+        frozen = permafrost.freeze(make_table(100))
+        fd = _stores._memfd_descriptor(permafrost._core._store_of(frozen))
+        size = permafrost._core._range(frozen)[1]
+        _stores.forget()  # map it as a receiver would, in this process
+        store = _stores._map_shared(fd, size)
+        received = permafrost._core._store_view(store, 0)
+        self.assertEqual(received, frozen)
+        address, size = permafrost._core._range(received)
+        self.assertNotEqual(address, permafrost._core._range(frozen)[0])
+        info = mapping_of(address)
+        self.assertEqual(info["perms"], "r--s")
+        self.assertEqual(info["inode"], os.fstat(fd).st_ino)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        page = address - address % mmap.PAGESIZE
+        rc = libc.mprotect(page, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.assertEqual((rc, ctypes.get_errno()), (-1, errno.EACCES))
+
+    def test_a_descriptor_that_is_not_a_sealed_memfd_is_refused(self):
+        with tempfile.TemporaryFile() as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            with self.assertRaises(ValueError) as cm:
+                _stores._map_shared(f.fileno(), 16)
+            self.assertIn("not a memfd", str(cm.exception))
+        fd = os.memfd_create("permafrost:forged", os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, 8192)
+            with self.assertRaises(ValueError) as cm:
+                _stores._map_shared(fd, 16)
+            self.assertIn("not sealed", str(cm.exception))
+        finally:
+            os.close(fd)
+
+
+class PoolsReceiveTheSamePages(unittest.TestCase):
+    def check_pool(self, make_pool, workers):
+        table = make_table()
+        frozen = permafrost.freeze(table)
+        keys = list(table)
+        chunks = [(frozen, keys[i::workers]) for i in range(workers)]
+        with make_pool() as pool:
+            results = list(pool.map(worker_report, chunks))
+            inode = shared_inode(frozen)
+        size = permafrost._core._range(frozen)[1]
+        pids = set()
+        for (values, mapping, mapped_size, pid), (_, chunk) in zip(results, chunks):
+            self.assertEqual(values, [table[k]["id"] for k in chunk])
+            self.assertEqual(mapped_size, size)
+            self.assertEqual(mapping["inode"], inode, "the worker maps the sender's memfd")
+            self.assertEqual(mapping["perms"], "r--s")
+            self.assertTrue(mapping["name"].startswith("/memfd:permafrost:"), mapping["name"])
+            self.assertEqual(mapping["private"], 0, "pages only the worker maps (copies)")
+            self.assertGreaterEqual(mapping["shared"], size // 1024 - 4,
+                                    "the worker read every page, all shared")
+            pids.add(pid)
+        self.assertNotIn(os.getpid(), pids)
+
+    def test_spawn_pool(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.check_pool(lambda: ctx.Pool(2), 2)
+
+    def test_forkserver_pool(self):
+        ctx = multiprocessing.get_context("forkserver")
+        self.check_pool(lambda: ctx.Pool(2), 2)
+
+    def test_fork_pool(self):
+        ctx = multiprocessing.get_context("fork")
+        self.check_pool(lambda: ctx.Pool(2), 2)
+
+    def test_process_pool_executor_spawn(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.check_pool(
+            lambda: concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=ctx), 2)
+
+    def test_a_process_started_with_a_view(self):
+        ctx = multiprocessing.get_context("spawn")
+        frozen = permafrost.freeze(make_table(1000))
+        with ctx.Pool(1, initializer=keep_view, initargs=(frozen,)) as pool:
+            self.assertEqual(pool.apply(keep_view, (frozen,)), (2, 1, 1))
+
+    def test_a_temporary_view_reaches_the_worker(self):
+        # The sender drops its view at once: the descriptor in flight keeps the memfd.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            result = pool.apply_async(first_id, (permafrost.freeze([5, 6, 7]),))
+            gc.collect()
+            self.assertEqual(result.get(timeout=120), 5)
+
+    def test_2000_views_of_one_arena_unpickle_in_one_worker(self):
+        # Issue 16 item 9: each view used to become its own arena; the 1025th failed.
+        ctx = multiprocessing.get_context("spawn")
+        frozen = permafrost.freeze(make_table(2000))
+        views = [frozen[k] for k in frozen]
+        with ctx.Pool(1) as pool:
+            self.assertEqual(pool.apply(count_views, (views,)), (2000, 1, sum(range(2000))))
+            results = pool.map(keep_view, views, chunksize=1)
+        self.assertEqual([r[0] for r in results], list(range(1, 2001)))
+        self.assertEqual(results[-1], (2000, 1, 1), "one store and one mapping for 2000 views")
+
+    def test_2000_views_of_one_image_unpickle_in_one_worker(self):
+        ctx = multiprocessing.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze(make_table(2000)).save(path)
+            opened = permafrost.open(path)
+            views = [opened[k] for k in opened]
+            with ctx.Pool(1) as pool:
+                results = pool.map(keep_view, views, chunksize=1)
+        self.assertEqual(results[-1], (2000, 1, 1))
+
+    def test_a_view_sent_back_is_the_senders_own(self):
+        ctx = multiprocessing.get_context("spawn")
+        frozen = permafrost.freeze(make_table(100))
+        with ctx.Pool(1) as pool:
+            back = pool.apply(pickle.loads, (pickle.dumps(0),))  # start the worker
+            self.assertEqual(back, 0)
+            returned = pool.apply(_identity, (frozen["user:000003"],))
+        self.assertIs(permafrost._core._store_of(returned), permafrost._core._store_of(frozen))
+        self.assertEqual(returned["id"], 3)
+
+
+def _identity(x):
+    return x
+
+
+if __name__ == "__main__":
+    unittest.main()

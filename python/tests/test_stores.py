@@ -1,0 +1,164 @@
+"""Stores: how long a frozen graph stays mapped. close() and `with`, unmapping when the last view
+goes (no image kept mapped for nothing), images found by their id, saving a sub-view."""
+import os
+import pickle
+import tempfile
+import unittest
+
+import permafrost
+from permafrost import _stores
+
+
+def mapped_files():
+    """Paths of the file mappings of this process (from /proc/self/maps)."""
+    with open("/proc/self/maps") as f:
+        return [line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6]
+
+
+def perms_at(address):
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= address < hi:
+                return line.split()[1]
+    return None
+
+
+class Closing(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "t.pfi")
+        permafrost.freeze({"a": {"x": [1, 2]}, "b": [3, 4], "s": {5}}).save(self.path)
+
+    def tearDown(self):
+        _stores.forget()
+        self.dir.cleanup()
+
+    def assert_closed(self, call):
+        with self.assertRaises(ValueError) as cm:
+            call()
+        self.assertIn("is closed", str(cm.exception))
+
+    def test_with_closes_the_image_and_every_view_then_raises(self):
+        with permafrost.open(self.path) as root:
+            a, b, s = root["a"], root["b"], root["s"]
+            items = iter(root)
+            self.assertEqual(root["a"]["x"], [1, 2])
+            self.assertFalse(root.closed)
+        self.assertTrue(root.closed and a.closed)
+        self.assertNotIn(self.path, mapped_files())
+        for call in (lambda: root["a"], lambda: len(root), lambda: "a" in root,
+                     lambda: root.get("a"), lambda: list(root), lambda: next(items),
+                     lambda: root.thaw(), lambda: a["x"], lambda: b[0], lambda: b[0:1],
+                     lambda: len(b), lambda: 5 in s, lambda: list(s), lambda: root == {},
+                     lambda: permafrost.freeze([a]), lambda: a.save(self.path + "2")):
+            self.assert_closed(call)
+        with self.assertRaises(ValueError) as cm:
+            root["a"]
+        self.assertEqual(str(cm.exception), f"permafrost: the image {self.path} is closed")
+        root.close()  # idempotent
+
+    def test_close_of_a_freeze_result_unmaps_its_arena(self):
+        frozen = permafrost.freeze({"k": list(range(1000))})
+        address, _ = permafrost._core._range(frozen)
+        self.assertEqual(perms_at(address)[:3], "r--")
+        frozen.close()
+        self.assertEqual(perms_at(address)[:3], "---", "the range is reserved, inaccessible")
+        with self.assertRaises(ValueError) as cm:
+            frozen["k"]
+        self.assertIn("close() was called", str(cm.exception))
+
+    def test_open_after_close_maps_the_image_again(self):
+        root = permafrost.open(self.path)
+        root.close()
+        again = permafrost.open(self.path)
+        self.assertEqual(again["b"], [3, 4])
+        self.assertTrue(root.closed)
+
+    def test_a_key_whose_eq_closes_the_image_mid_lookup_does_not_crash(self):
+        frozen = permafrost.freeze({1: "one", 2: ["two"]})
+
+        class Closer(int):
+            __hash__ = int.__hash__
+
+            def __eq__(self, other):
+                frozen.close()  # runs inside the lookup, which is still reading the arena
+                return int.__eq__(self, other)
+
+        found = frozen[Closer(2)]  # the lookup finishes on the bytes it was reading
+        self.assertTrue(frozen.closed and found.closed)
+        with self.assertRaises(ValueError):
+            found[0]
+        with self.assertRaises(ValueError):
+            frozen[1]
+
+
+class NothingMappedForNothing(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        _stores.forget()
+        self.dir.cleanup()
+
+    def test_an_image_is_unmapped_when_its_last_view_goes(self):
+        path = os.path.join(self.dir.name, "one.pfi")
+        permafrost.freeze({"rows": [1, 2, 3]}).save(path)
+        root = permafrost.open(path)
+        rows = root["rows"]
+        del root
+        self.assertIn(path, mapped_files(), "a view of it is alive")
+        self.assertEqual(permafrost.open(path)["rows"], rows)
+        del rows
+        self.assertNotIn(path, mapped_files())
+
+    def test_opening_1100_images_one_after_another_keeps_none_mapped(self):
+        # Issue 16 item 10: every image opened stayed mapped; the 1025th failed.
+        for i in range(1100):
+            path = os.path.join(self.dir.name, "img-%04d.pfi" % i)
+            permafrost.freeze({"i": i, "pad": [i]}).save(path)
+            self.assertEqual(permafrost.open(path)["i"], i)
+            os.unlink(path)
+        self.assertEqual([m for m in mapped_files() if m.endswith(".pfi (deleted)")], [])
+
+    def test_a_view_of_an_image_still_mapped_unpickles_from_it_after_a_newer_save(self):
+        # Issue 16 item 11: reopening the path after a newer save hid the old mapping.
+        path = os.path.join(self.dir.name, "t.pfi")
+        permafrost.freeze({"version": 1, "rows": [1, 2]}).save(path)
+        old = permafrost.open(path)
+        data = pickle.dumps(old["rows"])
+        permafrost.freeze({"version": 2, "rows": [3, 4, 5]}).save(path)
+        new = permafrost.open(path)
+        self.assertEqual(new["version"], 2)
+        back = pickle.loads(data)
+        self.assertEqual(back, [1, 2])
+        self.assertIs(permafrost._core._store_of(back), permafrost._core._store_of(old))
+
+
+class SavingASubView(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "sub.pfi")
+
+    def tearDown(self):
+        _stores.forget()
+        self.dir.cleanup()
+
+    def test_a_sub_view_saves_its_own_sub_graph_only(self):
+        big = permafrost.freeze({"a": {"x": 1, "y": ["z"]}, "pad": ["%08d" % i for i in range(200000)]})
+        self.assertGreater(permafrost._core._range(big)[1], 2 << 20)
+        big["a"].save(self.path)
+        self.assertLess(os.path.getsize(self.path), 65536 + 4096, "header + a few bytes of data")
+        self.assertEqual(permafrost.open(self.path), {"x": 1, "y": ["z"]})
+
+    def test_a_view_of_an_image_saves_a_copy(self):
+        permafrost.freeze({"a": [1, {"b": 2}], "c": "d"}).save(self.path)
+        opened = permafrost.open(self.path)
+        opened.save(self.path + ".whole")
+        opened["a"].save(self.path + ".part")
+        self.assertEqual(permafrost.open(self.path + ".whole"), opened)
+        self.assertEqual(permafrost.open(self.path + ".part"), [1, {"b": 2}])
+
+
+if __name__ == "__main__":
+    unittest.main()
