@@ -32,13 +32,14 @@ import types as _types
 
 from . import _core, _stores
 from ._version import __version__  # written by CMake from the project's version
+from ._reload import Reloader
 from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
                     write_trap_installed)
 from ._native import (NativeArena, NativeDict, NativeList, NativeSet, freeze_native,
                       native_arena)
 
 # open() is permafrost.open, not exported: `from permafrost import *` must not shadow the built-in.
-__all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+__all__ = ["freeze", "Reloader", "memory", "dumps", "JSONEncoder", "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
            "native_arena"]
@@ -110,7 +111,7 @@ def open(path):
     unpickling it again meanwhile maps nothing new) and is unmapped when the last one goes, or at
     root.close(); `with permafrost.open(path) as root:` closes it at the end of the block.
     Opening the path again after a new image was saved there maps the new one; views of the old
-    one stay valid (the swap pattern).
+    one stay valid (the swap pattern; permafrost.Reloader does it for servers).
 
     Never rewrite a mapped image in place (cp new.pfi live.pfi, or writing into it): readers of
     the old bytes die of SIGBUS or SIGSEGV. Save to another name and rename it over the path,

@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 _Path = str | PathLike[str]
 
 # open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
-__all__ = ["freeze", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+__all__ = ["freeze", "Reloader", "memory", "dumps", "JSONEncoder", "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
            "native_arena"]
@@ -172,6 +172,16 @@ def freeze(obj: int, *, name: str | None = None) -> int: ...
 def freeze(obj: float, *, name: str | None = None) -> float: ...
 @overload
 def freeze(obj: None, *, name: str | None = None) -> None: ...
+class Reloader:
+    """The image at a path, mapped anew when a newer one is saved there (see its docstring)."""
+    path: str
+    interval: float
+    error: Exception | None
+    def __init__(self, path: _Path, *, interval: float = 1.0,
+                 opener: Callable[[str], Any] | None = None) -> None: ...
+    def current(self) -> Any:
+        """The root view of the newest image that opened."""
+
 def open(path: _Path) -> Any:
     """Map an image file written by save(); its root view (what was saved decides the type)."""
 def memory(pid: int | None = None) -> MemoryUsage: ...

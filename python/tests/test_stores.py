@@ -1,8 +1,11 @@
 """Stores: how long a frozen graph stays mapped. close() and `with`, unmapping when the last view
-goes (no image kept mapped for nothing), images found by their id, saving a sub-view."""
+goes (no image kept mapped for nothing), images found by their id, saving a sub-view, and
+permafrost.Reloader swapping in a newer image under real forked workers."""
 import os
 import pickle
+import signal
 import tempfile
+import time
 import unittest
 
 import permafrost
@@ -158,6 +161,133 @@ class SavingASubView(unittest.TestCase):
         opened["a"].save(self.path + ".part")
         self.assertEqual(permafrost.open(self.path + ".whole"), opened)
         self.assertEqual(permafrost.open(self.path + ".part"), [1, {"b": 2}])
+
+
+def serve(reloader, requests_w, stop_r):
+    """A forked worker: serve requests until told to stop; report each request's version."""
+    versions = []
+    failures = 0
+    os.set_blocking(stop_r, False)
+    while True:
+        try:
+            if os.read(stop_r, 1):
+                break
+        except BlockingIOError:
+            pass
+        try:
+            root = reloader.current()
+            version = root["version"]
+            if sum(root["rows"]) != version * 1000:
+                failures += 1
+            del root
+        except Exception:
+            failures += 1
+            version = -1
+        if not versions or versions[-1] != version:
+            versions.append(version)
+            os.write(requests_w, b"%d %d\n" % (os.getpid(), version))
+        time.sleep(0.001)
+    deleted = [m for m in mapped_files() if m.endswith(".pfi (deleted)")]
+    live = [m for m in mapped_files() if m.endswith(".pfi")]
+    os.write(requests_w, b"done %d %d %d %d %s\n" % (
+        os.getpid(), failures, len(deleted), len(live), ",".join(map(str, versions)).encode()))
+
+
+class ReloadingUnderForkedWorkers(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "live.pfi")
+
+    def tearDown(self):
+        _stores.forget()
+        self.dir.cleanup()
+
+    def save(self, version):
+        permafrost.freeze({"version": version, "rows": [version] * 1000}).save(self.path)
+
+    def test_reloader_maps_a_new_image_and_keeps_the_old_one_for_its_readers(self):
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0)
+        old = reloader.current()
+        self.save(2)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertEqual(old["version"], 1, "a request holding the old image still reads it")
+        with open(self.path + ".tmp", "wb") as f:
+            f.write(b"not an image" * 1000)
+        os.rename(self.path + ".tmp", self.path)
+        self.assertEqual(reloader.current()["version"], 2, "a bad file changes nothing")
+        self.assertIsInstance(reloader.error, OSError)
+        self.save(3)
+        self.assertEqual(reloader.current()["version"], 3)
+        self.assertIsNone(reloader.error)
+
+    def test_reloader_checks_the_file_once_per_interval(self):
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        self.save(2)
+        self.assertEqual(reloader.current()["version"], 1)
+
+    def test_forked_workers_switch_on_their_next_request_and_no_request_fails(self):
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0)
+        reloader.current()
+        requests_r, requests_w = os.pipe()
+        workers = []
+        for _ in range(3):
+            stop_r, stop_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    os.close(requests_r)
+                    serve(reloader, requests_w, stop_r)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(stop_r)
+            workers.append((pid, stop_w))
+        os.close(requests_w)
+        seen = {}
+        reports = []
+        buffer = b""
+
+        def wait_for(version):
+            nonlocal buffer
+            deadline = time.monotonic() + 60
+            while any(seen.get(pid, 0) < version for pid, _ in workers):
+                self.assertLess(time.monotonic(), deadline, "workers did not switch: %r" % seen)
+                buffer += os.read(requests_r, 4096)
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    pid, v = map(int, line.split())
+                    seen[pid] = v
+
+        try:
+            wait_for(1)
+            for version in (2, 3):
+                self.save(version)
+                wait_for(version)
+        finally:
+            for pid, stop_w in workers:
+                os.write(stop_w, b"x")
+                os.close(stop_w)
+            while buffer.count(b"done") < len(workers):
+                chunk = os.read(requests_r, 4096)
+                if not chunk:
+                    break
+                buffer += chunk
+            for pid, _ in workers:
+                _, status = os.waitpid(pid, 0)
+                self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        for line in buffer.split(b"\n"):
+            if line.startswith(b"done"):
+                reports.append(line.split())
+        self.assertEqual(len(reports), 3)
+        for _, pid, failures, deleted, live, versions in reports:
+            self.assertEqual(int(failures), 0, "a request failed")
+            self.assertEqual(versions, b"1,2,3")
+            self.assertEqual((int(deleted), int(live)), (0, 1),
+                             "only the newest image is mapped: the old ones went with their views")
 
 
 if __name__ == "__main__":

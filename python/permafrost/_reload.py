@@ -1,0 +1,77 @@
+"""Reloader: the image at a path, mapped anew when a newer one is saved there (servers)."""
+import os as _os
+import threading as _threading
+import time as _time
+
+
+class Reloader:
+    """The current image at path, reopened when a newer one is saved there.
+
+        tables = permafrost.Reloader("/srv/routes.pfi")   # in the master, before fork
+        def handle(request):
+            routes = tables.current()    # once per request: its lookups all see one image
+            ...
+
+    current() returns the root view of the image at path. At most once every `interval` seconds
+    (0: on every call) it compares the path's identity (device, inode, size, mtime: one stat) with
+    that of the image it holds, and when a new file was saved there (save() writes a temporary
+    file and renames it over the path) it maps the new one. Requests still holding views of the
+    old image keep reading it; it is unmapped when the last of them is gone. After fork, every
+    worker reloads on its own next request.
+
+    A new file that cannot be opened (not an image, damaged, not yet complete because it was
+    written in place) leaves the current image in place, so no request fails: the exception is
+    in .error and the file is tried again when its identity changes. With no image at all yet
+    (the first open failed), current() raises.
+
+    Thread safety: current() may be called from any number of threads; one of them reopens.
+    """
+
+    def __init__(self, path, *, interval=1.0, opener=None):
+        from . import open as _open  # not at import: permafrost imports this module
+        self.path = _os.path.abspath(_os.fspath(path))
+        self.interval = float(interval)
+        self.error = None  # the exception of the last failed reopen, None after a success
+        self._open = opener or _open
+        self._lock = _threading.Lock()
+        self._identity = self._stat()
+        self._root = self._open(self.path)
+        self._checked = _time.monotonic()
+        self._failed_identity = None
+
+    def _stat(self):
+        try:
+            st = _os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def current(self):
+        """The root view of the newest image that opened; see the class docstring."""
+        now = _time.monotonic()
+        if now - self._checked >= self.interval:
+            self._check(now)
+        return self._root
+
+    def _check(self, now):
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is checking: serve the current image meanwhile
+        try:
+            self._checked = now
+            identity = self._stat()
+            if identity is None or identity in (self._identity, self._failed_identity):
+                return
+            try:
+                root = self._open(self.path)
+            except Exception as e:  # keep serving the image that works
+                self.error = e
+                self._failed_identity = identity
+                return
+            self._root, self._identity = root, identity
+            self.error = None
+            self._failed_identity = None
+        finally:
+            self._lock.release()
+
+    def __repr__(self):
+        return f"permafrost.Reloader({self.path!r}, interval={self.interval})"
