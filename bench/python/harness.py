@@ -1,0 +1,87 @@
+"""Shared by bench/python's pools.py, deploy.py and scale.py: the table's rows, the lookup pass,
+and running one bench's rows on every interpreter the build made a module for.
+
+Each row runs in a fresh process of its interpreter (`SCRIPT --one ROW ...`, printing one JSON
+object), so no row inherits another's heap; the driver prints one table per interpreter.
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from math import gcd
+
+MiB = 1 << 20
+
+
+def key(i):
+    return "key:%07d" % i
+
+
+def record(i):
+    return {"name": "name-%d" % i, "id": i, "score": i * 0.25,
+            "tags": ["t%d" % (i % 7), i % 5, "x"]}
+
+
+def stride_for(n):
+    """A step coprime with n: i -> (i + s) % n visits every row once, in a scrambled order."""
+    s = 7368787 % n or 1
+    while gcd(s, n) != 1:
+        s += 1
+    return s
+
+
+def lookup_pass(table, rows, part=0, parts=1):
+    """Looks up rows part, part + parts, ... (scrambled order), reading every field; returns
+    (checksum, seconds)."""
+    total, s = 0, stride_for(rows)
+    t = time.perf_counter()
+    for j in range(part, rows, parts):
+        r = table[key(j * s % rows)]
+        total += len(r["name"]) + r["id"] + int(r["score"]) + len(r["tags"])
+    return total, time.perf_counter() - t
+
+
+def expected_checksum(rows, part=0, parts=1):
+    s = stride_for(rows)
+    return sum(len("name-%d" % i) + i + int(i * 0.25) + 3
+               for i in (j * s % rows for j in range(part, rows, parts)))
+
+
+def header(script, argv):
+    print("bench/python: %s, %d CPUs, %s" % (platform.platform(), os.cpu_count(),
+                                             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    print("command: %s" % " ".join([script] + argv))
+
+
+def interpreters(build):
+    """[(tag, interpreter)] from the build's python/interpreters.txt."""
+    with open(os.path.join(build, "interpreters.txt")) as f:
+        return [tuple(line.split("=", 1)) for line in f.read().split()]
+
+
+def version_of(interpreter):
+    return subprocess.run([interpreter, "-c", "import sys; print(sys.version.split()[0])"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def run_rows(script, build, rows, args, timeout=3600):
+    """Runs `script --one ROW ARGS...` for each row on every interpreter; yields (tag,
+    interpreter, {row: result}); prints failures to stderr and sets run_rows.failed."""
+    run_rows.failed = False
+    for tag, interpreter in interpreters(build):
+        env = dict(os.environ, PYTHONPATH=os.path.join(build, tag))
+        results = {}
+        for row in rows:
+            proc = subprocess.run([interpreter, os.path.abspath(script), "--one", row, *args],
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0:
+                print("%s (%s), %s: FAILED\n%s" % (tag, interpreter, row, proc.stderr[-4000:]),
+                      file=sys.stderr)
+                run_rows.failed = True
+                continue
+            result = json.loads(proc.stdout.splitlines()[-1])
+            if result is not None:
+                results[row] = result
+        yield tag, interpreter, results
