@@ -3,7 +3,8 @@
 // Contract: `ref` owns one strong reference and releases it on scope exit, so no early return
 // leaks one. C++ code below an entry point reports a Python error by setting it and throwing
 // py_error; PF_ENTRY_BEGIN/PF_ENTRY_END around an entry point's body turn py_error, and any other
-// C++ exception (bad_alloc -> MemoryError, the library's errors -> OSError), into a NULL return
+// C++ exception (bad_alloc -> MemoryError, with its message when it has one; the library's errors
+// -> OSError), into a NULL return
 // with the Python exception set, so no C++ exception crosses into the interpreter.
 //
 // Thread safety: as the C API: call with the GIL held.
@@ -52,10 +53,16 @@ inline std::string short_type_name(PyObject* o) {
   return dot ? dot + 1 : n;
 }
 
-// Converts a C++ exception escaping an entry point into a Python one.
+// Converts a C++ exception escaping an entry point into a Python one: a std::bad_alloc into
+// MemoryError, with the library's message when it has one (arena_limit_error names the limit a
+// new arena hit: "all 1024 arena slots are in use ..."), anything else into OSError.
 inline void set_python_error(const std::exception& e) {
-  if (dynamic_cast<const std::bad_alloc*>(&e)) PyErr_NoMemory();
-  else PyErr_SetString(PyExc_OSError, e.what());
+  if (dynamic_cast<const std::bad_alloc*>(&e)) {
+    if (std::strcmp(e.what(), std::bad_alloc().what()) == 0) PyErr_NoMemory();
+    else PyErr_SetString(PyExc_MemoryError, e.what());
+  } else {
+    PyErr_SetString(PyExc_OSError, e.what());
+  }
 }
 
 }  // namespace permafrost::python

@@ -124,6 +124,19 @@ class NothingMappedForNothing(unittest.TestCase):
             os.unlink(path)
         self.assertEqual([m for m in mapped_files() if m.endswith(".pfi (deleted)")], [])
 
+    def test_the_slot_limit_is_named_when_freeze_hits_it(self):
+        # Issue 16 item 10: the 1025th arena failed with a bare MemoryError('').
+        kept = []
+        try:
+            with self.assertRaises(MemoryError) as cm:
+                for i in range(1100):  # each freeze() result holds one of the 1024 slots
+                    kept.append(permafrost.freeze([i]))
+            self.assertIn("all 1024 arena slots are in use", str(cm.exception))
+            self.assertLessEqual(len(kept), 1024)
+        finally:
+            del kept[:]
+        self.assertEqual(permafrost.freeze([1]), [1], "the slots are free again")
+
     def test_a_view_of_an_image_still_mapped_unpickles_from_it_after_a_newer_save(self):
         # Issue 16 item 11: reopening the path after a newer save hid the old mapping.
         path = os.path.join(self.dir.name, "t.pfi")
