@@ -16,6 +16,9 @@
 // 300 ms (an idle server process) and prints the resident set before, touched and then:
 //   rss_before_kib=N rss_touched_kib=N rss_idle_kib=N
 // An allocator that gives memory back only on a later call (mimalloc's decommit delay) keeps it.
+// With --hold-total MiB the program allocates that many MiB in blocks of 1 KiB - 1 MiB and keeps
+// them all live (a sort's working set), touching each; prints "held_mib=N" with N the MiB it got
+// before malloc failed (test_malloc runs it under an address-space limit just above the total).
 // With --churn-total MiB the program only churns: it allocates that many MiB in 1 MiB blocks,
 // 16 live at a time, and prints "churned_mib=N" with N the MiB it got before malloc failed
 // (test_malloc runs it under an address-space limit far below the total).
@@ -96,6 +99,25 @@ int idle_after_free(std::size_t mib) {
   return 0;
 }
 
+int hold_total(std::size_t mib) {
+  std::vector<void*> blocks;
+  blocks.reserve((mib << 20) / 1024);
+  std::size_t held = 0;
+  for (std::size_t i = 0; held < (mib << 20); ++i) {
+    const std::size_t size = std::size_t{1024} << (i % 11);  // 1 KiB ... 1 MiB
+    auto* p = static_cast<unsigned char*>(std::malloc(size));
+    if (p == nullptr) break;
+    p[0] = 1;
+    p[size - 1] = 1;
+    blocks.push_back(p);
+    held += size;
+  }
+  asm volatile("" : : "r"(blocks.data()) : "memory");
+  for (void* p : blocks) std::free(p);
+  std::printf("held_mib=%zu\n", held >> 20);
+  return held >= (mib << 20) ? 0 : 1;
+}
+
 int churn_total(std::size_t mib) {
   constexpr std::size_t live = 16;
   void* blocks[live] = {};
@@ -122,6 +144,8 @@ int main(int argc, char** argv) {
   }
   if (const std::size_t mib = numeric_option(argc, argv, "--idle-after-free", 0); mib != 0)
     return idle_after_free(mib);
+  if (const std::size_t mib = numeric_option(argc, argv, "--hold-total", 0); mib != 0)
+    return hold_total(mib);
   if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0)
     return churn_total(mib);
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);

@@ -449,6 +449,24 @@ TEST_CASE("an idle process gives freed memory back at once; MIMALLOC_DECOMMIT_DE
   }
 }
 
+TEST_CASE("under an address-space limit a program holds 85% of the limit live in many blocks") {
+  // Regression: under `ulimit -v 1G` a 3M-row sort failed with "out of memory" where glibc and
+  // plain mimalloc finished it: the heap halved each refused reservation and demanded a 64 MiB
+  // over-reservation for alignment, so a 1 GiB limit held only 758 MiB of 1 KiB - 1 MiB blocks.
+  // Now each reservation is sized to what RLIMIT_AS leaves (less a sixteenth).
+  for (const std::size_t limit_mib : {512, 1024, 2048}) {
+    const std::size_t hold_mib = limit_mib * 85 / 100;
+    int status = 0;
+    const std::string out =
+        run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--hold-total", std::to_string(hold_mib)}, {},
+                      limit_mib << 20, &status);
+    INFO("limit " << limit_mib << " MiB: " << out);
+    CHECK(out.find("held_mib=" + std::to_string(hold_mib) + "\n") != std::string::npos);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
 TEST_CASE("the heap grows past its first arena and frees what it grew into") {
   const heap_stats before = process_heap_stats();
   std::vector<void*> blocks;

@@ -31,9 +31,10 @@ namespace {
 
 // Address space per arena. A generation starts with one arena; a thread whose arena is exhausted
 // adds one twice the size of the newest (or as large as the request): the reservation grows with
-// use. A reservation the address-space limit refuses (RLIMIT_AS, or no room) is halved until it
-// fits. Reserving costs address space only (PROT_NONE, MAP_NORESERVE); mimalloc wants its arenas
-// aligned to its 32 MiB segments, 64 MiB leaves room.
+// use. Under an address-space limit (RLIMIT_AS) a reservation is cut to what the limit leaves
+// (reserve_arena); one the system still refuses is halved until it fits. Reserving costs address
+// space only (PROT_NONE, MAP_NORESERVE); mimalloc wants its arenas aligned to its 32 MiB
+// segments, 64 MiB leaves room.
 constexpr std::size_t arena_align = std::size_t{64} << 20;
 constexpr std::size_t min_arena_bytes = arena_align;
 constexpr std::size_t max_grow_bytes = std::size_t{64} << 30;
@@ -122,6 +123,14 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   if (want > SIZE_MAX / 2 || least > want) return ENOMEM;
   least = round_to_arena(least);
   std::size_t size = round_to_arena(want);
+  // Under an address-space limit (RLIMIT_AS, `ulimit -v`) take no more than what is left, less a
+  // sixteenth kept for the program's other mappings (thread stacks, files, libraries): halving
+  // from `want` alone left up to half of the limit unreserved (a 1 GiB limit held 758 MiB).
+  if (std::size_t left = 0; os::address_space_left(&left) == 0) {
+    const std::size_t keep = left / 16 > (std::size_t{8} << 20) ? left / 16 : std::size_t{8} << 20;
+    const std::size_t fit = left > keep ? (left - keep) & ~(arena_align - 1) : 0;
+    if (fit < size) size = fit < least ? least : fit;
+  }
   void* p = nullptr;
   for (;;) {
     const int err = os::reserve(size, arena_align, &p);
@@ -281,7 +290,7 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
   if (index == no_arena) return nullptr;
   if (grow && index == t.arena) {
     if (need > SIZE_MAX / 4) return nullptr;
-    const std::size_t least = need + 2 * arena_align;  // room for a segment's header
+    const std::size_t least = need + arena_align / 2;  // a mimalloc segment's header and alignment
     std::size_t want = 2 * g_arenas[index].size.load(std::memory_order_relaxed);
     if (want > max_grow_bytes) want = max_grow_bytes;
     if (want < least) want = least;

@@ -29,6 +29,11 @@ std::size_t page_size() noexcept;
 // multiple of the page size); the over-reserved head and tail are returned to the kernel.
 int reserve(std::size_t bytes, std::size_t align, void** out) noexcept;
 
+// The address space this process may still map under its RLIMIT_AS soft limit: the limit minus
+// VmSize (/proc/self/status). Returns ENOENT when there is no limit (or it cannot be read).
+// Allocates nothing (a stack buffer).
+int address_space_left(std::size_t* bytes) noexcept;
+
 // Returns a reserved range to the kernel. Pre: [p, p+bytes) came from reserve().
 int release(void* p, std::size_t bytes) noexcept;
 

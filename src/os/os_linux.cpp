@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -53,6 +54,18 @@ std::size_t page_size() noexcept {
 int reserve(std::size_t bytes, std::size_t align, void** out) noexcept {
   if (bytes == 0 || align == 0 || (align & (align - 1)) != 0) return EINVAL;
   if (bytes + align < bytes) return ENOMEM;
+  // First the exact size: new mappings go just below the lowest one, so after one aligned
+  // reservation the next of an aligned size usually is aligned too, and under an address-space
+  // limit (RLIMIT_AS) the over-reservation below would cost `align` bytes the limit may not have.
+  void* exact =
+      ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (exact != MAP_FAILED) {
+    if ((reinterpret_cast<std::uintptr_t>(exact) & (align - 1)) == 0) {
+      *out = exact;
+      return 0;
+    }
+    ::munmap(exact, bytes);
+  }
   const std::size_t span = bytes + align;
   void* raw = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return errno_or(ENOMEM);
@@ -62,6 +75,30 @@ int reserve(std::size_t bytes, std::size_t align, void** out) noexcept {
   const std::uintptr_t tail = start + span - (aligned + bytes);
   if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + bytes), tail);
   *out = reinterpret_cast<void*>(aligned);
+  return 0;
+}
+
+int address_space_left(std::size_t* bytes) noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return ENOENT;
+  const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ENOENT;
+  char text[8192];
+  std::size_t n = 0;
+  for (ssize_t got;
+       n < sizeof text - 1 && (got = ::read(fd, text + n, sizeof text - 1 - n)) != 0;) {
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    n += static_cast<std::size_t>(got);
+  }
+  ::close(fd);
+  text[n] = '\0';
+  const char* at = std::strstr(text, "\nVmSize:");
+  if (at == nullptr) return ENOENT;
+  const std::size_t used = std::strtoull(at + 9, nullptr, 10) << 10;
+  *bytes = limit.rlim_cur > used ? limit.rlim_cur - used : 0;
   return 0;
 }
 
