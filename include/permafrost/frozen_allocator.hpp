@@ -12,11 +12,15 @@
 // deallocate() (which does nothing), so it is safe exactly when neither writes the container's
 // blocks. With libstdc++, std::vector, std::basic_string, std::deque, std::list,
 // std::forward_list, std::map, std::multimap, std::set and std::multiset write nothing and are
-// safe to destroy after freeze (each tested in test_frozen_allocator.cpp). The unordered
-// containers (std::unordered_map, unordered_set and their multi forms) are not: their destructor
-// clears the bucket array, which is frozen, and the process dies of SIGSEGV. Make those in the
-// arena (arena::make<std::unordered_map<...>>(alloc)) — arena objects are never destroyed — or
-// destroy them before freeze(). Other containers: assume unsafe until tested.
+// safe to destroy after freeze. The unordered containers (std::unordered_map, unordered_set and
+// their multi forms) clear their bucket array in the destructor (libstdc++'s ~_Hashtable memsets
+// it), so with libstdc++ the allocator gives that one array - and only it - ordinary memory
+// (std::allocator, i.e. operator new) instead of the arena: the destructor then clears writable
+// memory, and the nodes (keys and values) stay in the arena. The bucket array is the process's
+// (a forked worker shares it copy-on-write like any heap page, and only reads it). Each of these
+// is tested in test_frozen_allocator.cpp. With another standard library the unordered containers
+// are not known to be safe: make them in the arena (arena::make), which never destroys them.
+// Other containers: assume unsafe until tested.
 //
 // Thread safety: an allocator is a value; copies may be used from any number of threads at once,
 // with arena::allocate's guarantee (any number of threads before freeze()). A container using it
@@ -25,12 +29,29 @@
 
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <new>
 #include <type_traits>
+#if defined(__GLIBCXX__)
+#include <unordered_map>  // std::__detail::_Hash_node_base, the unordered containers' bucket type
+#endif
 
 #include "permafrost/arena.hpp"
 
 namespace permafrost {
+namespace detail {
+
+// True for the element type of an unordered container's bucket array (libstdc++), which the
+// container's destructor clears: frozen_allocator keeps that array out of the arena.
+#if defined(__GLIBCXX__)
+template <class T>
+inline constexpr bool is_hash_bucket_v = std::is_same_v<T, std::__detail::_Hash_node_base*>;
+#else
+template <class T>
+inline constexpr bool is_hash_bucket_v = false;
+#endif
+
+}  // namespace detail
 
 template <class T>
 class frozen_allocator {
@@ -49,13 +70,18 @@ class frozen_allocator {
 
   // Effects: n uninitialised T's in the arena.
   // Throws: std::bad_array_new_length when n * sizeof(T) overflows; as arena::allocate otherwise.
+  // An unordered container's bucket array comes from std::allocator<T> instead (see above).
   [[nodiscard]] T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
+    if constexpr (detail::is_hash_bucket_v<T>) return std::allocator<T>().allocate(n);
     return static_cast<T*>(detail::allocate(core_, n * sizeof(T), alignof(T)));
   }
 
-  // Effects: none. Arena memory is released only with the whole arena.
-  void deallocate(T*, std::size_t) noexcept {}
+  // Effects: none (arena memory is released only with the whole arena); a bucket array goes back
+  // to std::allocator<T>.
+  void deallocate(T* p, std::size_t n) noexcept {
+    if constexpr (detail::is_hash_bucket_v<T>) std::allocator<T>().deallocate(p, n);
+  }
 
   detail::arena_core* core() const noexcept { return core_; }
 
