@@ -37,6 +37,7 @@
 #endif
 
 #include "permafrost/arena.hpp"
+#include "permafrost/detail/asan.hpp"
 
 namespace permafrost {
 namespace detail {
@@ -73,7 +74,11 @@ class frozen_allocator {
   // An unordered container's bucket array comes from std::allocator<T> instead (see above).
   [[nodiscard]] T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
-    if constexpr (detail::is_hash_bucket_v<T>) return std::allocator<T>().allocate(n);
+    if constexpr (detail::is_hash_bucket_v<T>) {
+      T* buckets = std::allocator<T>().allocate(n);
+      detail::lsan_ignore(buckets);  // referenced from the arena only, which LeakSanitizer skips
+      return buckets;
+    }
     return static_cast<T*>(detail::allocate(core_, n * sizeof(T), alignof(T)));
   }
 

@@ -19,6 +19,7 @@
 
 #ifdef PERMAFROST_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #endif
 
 namespace permafrost::detail {
@@ -29,6 +30,17 @@ inline void asan_poison(const void* p, std::size_t bytes) noexcept {
 #else
   (void)p;
   (void)bytes;
+#endif
+}
+
+// Tells LeakSanitizer that the heap block at p is not a leak although no scanned memory may point
+// to it: its only reference can live in an arena, which LeakSanitizer does not scan (an
+// unordered container's bucket array, frozen_allocator.hpp).
+inline void lsan_ignore(const void* p) noexcept {
+#ifdef PERMAFROST_ASAN
+  __lsan_ignore_object(p);
+#else
+  (void)p;
 #endif
 }
 
