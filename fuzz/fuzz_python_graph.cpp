@@ -3,14 +3,17 @@
 // image whose checksums are right. The check must never read outside the bytes (ASan), and a graph
 // it accepts must be safe for the readers: this target then reads every accepted node with the
 // readers' own codec (format.hpp's accessors, every str byte, find_entry from every slot of every
-// table) and aborts if a probe would not end or names an entry that does not exist.
+// table) and aborts if a probe would not end or names an entry that does not exist, or if the JSON
+// text of a date, time, Decimal or UUID node is not a plain JSON string.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "format.hpp"
 #include "graph_check.hpp"
+#include "scalar_format.hpp"
 
 namespace {
 
@@ -85,6 +88,26 @@ void read_node(std::uint64_t off) {
       if (table_slot_size(t) == 4) probe_all<std::uint32_t>(t);
       else probe_all<std::uint64_t>(t);
       for (std::uint32_t i = 0; i < n->count; ++i) read_word(table_keys(t)[i]);
+      return;
+    }
+    case kind_datetime:
+    case kind_date:
+    case kind_time:
+    case kind_timedelta:
+    case kind_decimal:
+    case kind_uuid: {
+      // What dumps() writes from the bytes alone (the Python readers build the object from the
+      // same fields, which the check bounded): every field read, the text a JSON string.
+      std::string text;
+      append_scalar_json(n, text);
+      if (text.size() < 2 || text.front() != '"' || text.back() != '"') std::abort();
+      for (std::size_t i = 1; i + 1 < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 ||
+            static_cast<unsigned char>(c) >= 0x80)
+          std::abort();
+      }
+      g_sink += text.size();
       return;
     }
     default: std::abort();  // the check accepted a node the readers do not know

@@ -182,7 +182,9 @@ class JSONEncoder(_json.JSONEncoder):
     def default(self, o):
         if isinstance(o, (FrozenDict, FrozenList)):
             return o.thaw()
-        return super().default(o)
+        # datetime, date, time, timedelta, Decimal, UUID: the string dumps() writes; an Enum
+        # member: its value; anything else: json.JSONEncoder.default's TypeError.
+        return _core._jsonable(o)
 
     def _encode_bytes(self, o):
         # json.JSONEncoder.default (ours included) only raises: pass no hook, and the error

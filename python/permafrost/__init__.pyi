@@ -5,12 +5,16 @@
 # `d["k"] = v`, `lst.append(x)` and friends (at runtime they raise TypeError). freeze() types the
 # top level only: nested dicts, lists and sets come back as views, which a static type cannot
 # follow, so their values are Any.
+import datetime as _dt
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from os import PathLike
 from types import GenericAlias
+from decimal import Decimal as _Decimal
+from enum import Enum as _Enum
 from typing import Any, ClassVar, Literal, NamedTuple, SupportsIndex, TypeVar, final, overload
+from uuid import UUID as _UUID
 
 from ._native import NativeArena as NativeArena
 from ._native import NativeDict as NativeDict
@@ -153,6 +157,21 @@ def freeze(obj: int, *, name: str | None = None) -> int: ...
 def freeze(obj: float, *, name: str | None = None) -> float: ...
 @overload
 def freeze(obj: None, *, name: str | None = None) -> None: ...
+# Subclasses come back as the base class; an Enum member as its value.
+@overload
+def freeze(obj: _dt.datetime, *, name: str | None = None) -> _dt.datetime: ...
+@overload
+def freeze(obj: _dt.date, *, name: str | None = None) -> _dt.date: ...
+@overload
+def freeze(obj: _dt.time, *, name: str | None = None) -> _dt.time: ...
+@overload
+def freeze(obj: _dt.timedelta, *, name: str | None = None) -> _dt.timedelta: ...
+@overload
+def freeze(obj: _Decimal, *, name: str | None = None) -> _Decimal: ...
+@overload
+def freeze(obj: _UUID, *, name: str | None = None) -> _UUID: ...
+@overload
+def freeze(obj: _Enum, *, name: str | None = None) -> Any: ...
 class Reloader:
     """The image at a path, mapped anew when a newer one is saved there (see its docstring)."""
     path: str

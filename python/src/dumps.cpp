@@ -26,6 +26,7 @@
 #include "module_state.hpp"
 #include "py_ref.hpp"
 #include "reading.hpp"
+#include "scalars.hpp"
 #include "store.hpp"
 #include "values.hpp"
 #include "views.hpp"
@@ -351,6 +352,17 @@ class json_writer {
   // else TypeError as json raises it.
   [[gnu::noinline]] void unsupported(PyObject* o) {
     if (!opt_.default_fn) {
+      // The kinds freeze() stores besides json's: written as their frozen copy is.
+      scalar_encoding e;
+      if (encode_scalar(o, e)) {
+        if (e.replacement.get()) {  // an Enum member: its value
+          const level nested(*this, o);
+          return value(e.replacement.get());
+        }
+        scratch_.clear();
+        append_encoded_json(e, scratch_);
+        return out_.put(scratch_);
+      }
       fail(PyExc_TypeError, "Object of type " + short_type_name(o) + " is not JSON serializable");
     }
     const level nested(*this, o);
@@ -516,10 +528,29 @@ class json_writer {
       case kind_tuple: return frozen_sequence(base, n);
       case kind_dict:
       case kind_dict16: return frozen_dict(base, n);
+      case kind_datetime:
+      case kind_date:
+      case kind_time:
+      case kind_timedelta:
+      case kind_decimal:
+      case kind_uuid: return frozen_scalar(base, w, n);
       // bytes, sets, and any kind json has no text for: what json.dumps does with the thawed
       // value (default(), or TypeError naming its type; thaw raises on a corrupt word).
       default: return frozen_unsupported(base, w);
     }
+  }
+
+  // A datetime, date, time, timedelta, Decimal or UUID: its text (scalar_format.hpp), or, when
+  // a default() is given, what that makes of the thawed value (Flask's provider passes its own:
+  // the same text as for the dict the record was frozen from).
+  [[gnu::noinline]] void frozen_scalar(const char* base, word w, const node_header* n) {
+    if (opt_.default_fn) return frozen_unsupported(base, w);
+    scalar_text(n);
+  }
+  void scalar_text(const node_header* n) {
+    scratch_.clear();
+    append_scalar_json(n, scratch_);
+    out_.put(scratch_);
   }
 
   // bytes, set, frozenset: what json.dumps(thawed) does with the thawed value.
@@ -856,6 +887,25 @@ PyObject* py_encode(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   json_writer w(state_of(module), opt);
   return w.run(args[0]);
+}
+
+}  // namespace permafrost::python
+
+namespace permafrost::python {
+
+PyObject* py_jsonable(PyObject*, PyObject* o) {
+  PF_ENTRY_BEGIN
+  scalar_encoding e;
+  if (!encode_scalar(o, e)) {
+    PyErr_Format(PyExc_TypeError, "Object of type %s is not JSON serializable",
+                 short_type_name(o).c_str());
+    return nullptr;
+  }
+  if (e.replacement.get()) return e.replacement.release();
+  std::string text;
+  append_encoded_json(e, text);  // a JSON string of ASCII: its characters are between the quotes
+  return PyUnicode_FromStringAndSize(text.data() + 1, static_cast<Py_ssize_t>(text.size() - 2));
+  PF_ENTRY_END
 }
 
 }  // namespace permafrost::python

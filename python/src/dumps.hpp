@@ -29,4 +29,9 @@ PyObject* py_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, Py
 // permafrost.JSONEncoder. indent: None, an int or a str; default: None or a callable.
 PyObject* py_encode(PyObject* module, PyObject* const* args, Py_ssize_t nargs);
 
+// _core._jsonable(o): what permafrost.JSONEncoder.default() gives for a value dumps() writes
+// itself beyond json's kinds: the str of its JSON text for a datetime, date, time, timedelta,
+// Decimal or UUID, an Enum member's value. Throws (sets): TypeError as json.JSONEncoder.default.
+PyObject* py_jsonable(PyObject* module, PyObject* o);
+
 }  // namespace permafrost::python

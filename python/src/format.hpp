@@ -19,6 +19,8 @@
 //   str, bytes:   count bytes follow (str: UTF-8, with surrogatepass when flag_surrogates)
 //   str16:        {u8 kind, u8 flags, u16 length}, then the bytes: a str shorter than 64 KiB
 //   bigint:       count bytes of little-endian two's complement follow
+//   datetime, date, time, timedelta, Decimal, UUID: count payload bytes follow, laid out as
+//                 scalar_format.hpp says
 //   list, tuple:  count value words follow
 //   dict:         u64 offset of a keys node, then count value words (values[i] belongs to key i);
 //                 dicts with the same keys in the same order share one keys node
@@ -80,6 +82,13 @@ enum kind : std::uint8_t {
   kind_frozenset = 9,
   kind_str16 = 10,
   kind_dict16 = 11,
+  // Leaves with a fixed layout (scalar_format.hpp): datetime, date, time, timedelta, Decimal, UUID.
+  kind_datetime = 12,
+  kind_date = 13,
+  kind_time = 14,
+  kind_timedelta = 15,
+  kind_decimal = 16,
+  kind_uuid = 17,
 };
 
 inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80

@@ -16,6 +16,7 @@
 #include "module_state.hpp"
 #include "permafrost/hash.hpp"
 #include "reading.hpp"
+#include "scalars.hpp"
 #include "store.hpp"
 #include "value_path.hpp"
 #include "values.hpp"
@@ -58,6 +59,12 @@ class freezer {
       PyObject* thawed = check(thaw_word(state_, r.base, r.off));
       keep_.emplace_back(thawed);
       return value(thawed);
+    }
+    if (scalar_encoding e; encode_scalar(o, e)) {  // datetime, Decimal, UUID...; Enum: its value
+      if (!e.replacement.get())
+        return blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size());
+      keep_.push_back(std::move(e.replacement));
+      return value(keep_.back().get());
     }
     fail(PyExc_TypeError, short_type_name(o) + " is not supported");
   }
@@ -236,9 +243,20 @@ class freezer {
     path_.push_back({how, nullptr, i});
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&
         !PyTuple_Check(key) && !PyFrozenSet_Check(key) && key != Py_None)
-      fail(PyExc_TypeError, short_type_name(key) + " is not supported");
+      fail(PyExc_TypeError, short_type_name(key) + " is not supported" + key_only_note(key));
     fail(PyExc_TypeError,
          "unhashable (or nested deeper than 5000) key of type " + short_type_name(key));
+  }
+
+  // Dates, Decimals, UUIDs and Enums are values, never keys: say so where one is a key.
+  static const char* key_only_note(PyObject* key) {
+    scalar_encoding e;
+    try {
+      if (encode_scalar(key, e)) return " as a dict key or set element (only as a value)";
+    } catch (const py_error&) {
+      PyErr_Clear();
+    }
+    return "";
   }
 
   word dict(PyObject* o) {

@@ -1,6 +1,8 @@
 // permafrost for Python — checking a frozen value graph (see graph_check.hpp).
 #include "graph_check.hpp"
 
+#include "scalar_format.hpp"
+
 namespace permafrost::python {
 namespace {
 
@@ -111,6 +113,15 @@ std::string graph_check::enter(std::uint64_t off) {
     case kind_frozenset:
       if (std::string err = check_table(n, off); !err.empty()) return err;
       break;
+    case kind_datetime:
+    case kind_date:
+    case kind_time:
+    case kind_timedelta:
+    case kind_decimal:
+    case kind_uuid:
+      if (const char* err = scalar_node_error(n, avail)) return at_offset(err, off);
+      set(valid_, off);
+      return {};
     default: return at_offset("a node of unknown kind", off);
   }
   if (stack_.size() >= max_nesting) return at_offset("nesting deeper than 10002 levels", off);

@@ -8,6 +8,8 @@
 //   - every node reference is 8-aligned, past the root header, and its whole node lies inside;
 //   - every float reference lies inside; tags and constants are known ones;
 //   - a str marked ASCII is ASCII (CPython trusts that flag);
+//   - a datetime, date, time, timedelta, Decimal or UUID node holds a value its Python type
+//     accepts (scalar_node_error in scalar_format.hpp);
 //   - a table's capacity is a power of two above its count, every index slot is empty or names
 //     an entry, and fewer slots are used than it has (so probing always ends);
 //   - a dict's keys node is a keys table with the dict's count;

@@ -14,6 +14,7 @@
 //   graph_check.cpp   the check of an image's graph before any view of it exists (no Python)
 //   image_support.cpp image files, on the C++ library's images (no Python)
 //   diagnostics.cpp   memory measurement, trim(), the write trap
+//   scalars.cpp       datetime, date, time, timedelta, Decimal, UUID, Enum: frozen and back
 //   dumps.cpp         permafrost.dumps: JSON from frozen bytes (json_output.hpp, json_numbers.cpp)
 //   native*.cpp       freeze_native(): real CPython objects in a frozen arena (native.hpp)
 // The Python half of the package (permafrost/__init__.py) builds the public API on these.
@@ -76,6 +77,8 @@ PyMethodDef module_methods[] = {
     {"_mapped_store", py_mapped_store, METH_O, "_mapped_store(buffer_owner) -> store"},
     {"_store_owner", py_store_owner, METH_O, "_store_owner(store) -> its buffer owner or None"},
     {"_store_info", py_store_info, METH_O, "_store_info(store) -> (kind, path, id, size)"},
+    {"_jsonable", py_jsonable, METH_O,
+     "_jsonable(o): a datetime's (date's, Decimal's...) JSON string, an Enum member's value"},
     {nullptr, nullptr, 0, nullptr}};
 
 // Makes the type of `spec` for module m, stores it in `slot` and adds it as m.<attr>.

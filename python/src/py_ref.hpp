@@ -31,6 +31,13 @@ struct ref {
   ref(ref&& o) noexcept : p(o.p) { o.p = nullptr; }
   ref(const ref&) = delete;
   ref& operator=(const ref&) = delete;
+  ref& operator=(ref&& o) noexcept {
+    PyObject* old = p;
+    p = o.p;
+    o.p = nullptr;
+    Py_XDECREF(old);
+    return *this;
+  }
   ~ref() { Py_XDECREF(p); }
   PyObject* get() const { return p; }
   PyObject* release() {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "scalars.hpp"
 #include "store.hpp"
 #include "views.hpp"
 
@@ -99,6 +100,7 @@ PyObject* materialise(store_object* store, const char* base, word w) {
     case kind_set:
     case kind_frozenset: return new_view(store->state->set_type, store, w);
   }
+  if (is_scalar_kind(n->kind)) return scalar_from_node(n);
   return corrupt_kind(n);
 }
 
@@ -154,6 +156,7 @@ PyObject* thaw_word(const module_state& state, const char* base, word w) {
       return out.release();
     }
   }
+  if (is_scalar_kind(n->kind)) return scalar_from_node(n);
   return corrupt_kind(n);
 }
 

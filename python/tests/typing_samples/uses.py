@@ -1,5 +1,7 @@
 """Typical uses of permafrost, type-checked by test_typing.py with mypy --strict: no errors."""
 import collections.abc
+import datetime
+import decimal
 import json
 from typing import Any
 
@@ -47,6 +49,9 @@ def reopen(path: str) -> None:
     reopened: FrozenDict[str, Any] = permafrost.open(path)  # the saved root decides the type
     print(len(reopened))
 body: bytes = permafrost.dumps(record, indent=2, sort_keys=True, default=str)
+when: datetime.datetime = permafrost.freeze(datetime.datetime(2026, 12, 3))
+day: datetime.date = permafrost.freeze(datetime.date(2026, 12, 3))
+price: decimal.Decimal = permafrost.freeze(decimal.Decimal("9.99"))
 encoded: str = json.dumps(record, cls=permafrost.JSONEncoder)
 
 
