@@ -1,9 +1,11 @@
 // Fuzz target: the container builders with random keys. Each input builds a hash_map<string,
-// u64>, a sorted_map<string, u64>, a hash_set<u64> and an intern_pool from the same random keys
-// (empty, repeated, with NULs, long), under a random duplicate policy, and checks them against a
-// std::map model: sizes, every present key found with the right value, absent keys not found,
-// sorted order, the containers' own check(), all still true after freeze() and in a copy of the
-// arena's bytes at another address (what a frozen image is: offsets only, no relocation).
+// u64> (twice: with the default hash, and with one that crowds keys into a few home lines with
+// colliding tags, so lines overflow into their neighbours), a sorted_map<string, u64>, a
+// hash_set<u64> and an intern_pool from the same random keys (empty, repeated, with NULs, long
+// enough that an entry outgrows its line's size byte), under a random duplicate policy, and checks
+// them against a std::map model: sizes, every present key found with the right value, absent keys
+// not found, sorted order, the containers' own check(), all still true after freeze() and in a copy
+// of the arena's bytes at another address (what a frozen image is: offsets only, no relocation).
 // Building after freeze must throw, never corrupt. Any violation aborts.
 #include <permafrost/containers.hpp>
 
@@ -14,11 +16,20 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fuzz_input.hpp"
 
 namespace {
+
+// Homes from the first byte, tags from the length: a handful of home lines, each overflowing, and
+// tags that collide (detail/hash_table.hpp).
+struct crowding_hash {
+  std::uint64_t operator()(std::string_view s) const noexcept {
+    return (s.empty() ? 0 : std::uint64_t{static_cast<unsigned char>(s[0])} << 56) | s.size();
+  }
+};
 
 void require(bool ok, const char* what) {
   if (!ok) {
@@ -66,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   permafrost::arena a(o);
 
   permafrost::hash_map_builder<permafrost::string, std::uint64_t> hb(a, policy);
+  permafrost::hash_map_builder<permafrost::string, std::uint64_t, crowding_hash> cb(a, policy);
   permafrost::sorted_map_builder<permafrost::string, std::uint64_t> sb(a, policy);
   permafrost::hash_set_builder<std::uint64_t> setb(a, policy);
   permafrost::intern_pool pool(a);
@@ -79,6 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint64_t v = in.u32();
     const bool fresh = model.find(k) == model.end();
     require(hb.insert(k, v) == fresh, "hash_map insert result");
+    require(cb.insert(k, v) == fresh, "crowded hash_map insert result");
     require(sb.insert(k, v) == fresh, "sorted_map insert result");
     if (fresh || policy == permafrost::duplicate_policy::last_wins) model[k] = v;
     require(setb.insert(v) == set_model.insert(v).second, "hash_set insert result");
@@ -93,10 +106,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   const auto& hm = hb.finish();
+  const auto& cm = cb.finish();
   const auto& sm = sb.finish();
   const auto& hs = setb.finish();
   require(&hb.finish() == &hm, "finish is not idempotent");
   check_map(hm, model, absent);
+  check_map(cm, model, absent);
   check_map(sm, model, absent);
   auto it = model.begin();
   for (const auto& e : sm) {
@@ -105,10 +120,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   require(hs.size() == set_model.size(), "hash_set size");
   for (auto v : set_model) require(hs.contains(v), "hash_set lost a key");
-  require(hm.check(a).empty() && sm.check(a).empty() && hs.check(a).empty(), "check() failed");
+  require(hm.check(a).empty() && cm.check(a).empty() && sm.check(a).empty() && hs.check(a).empty(),
+          "check() failed");
 
   a.freeze();
   check_map(hm, model, absent);
+  check_map(cm, model, absent);
   check_map(sm, model, absent);
   for (std::size_t i = 0; i < interned.size(); ++i)
     require(interned[i].view() == keys[i], "interned string changed after freeze");
@@ -128,6 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return reinterpret_cast<decltype(p)>(reinterpret_cast<const std::byte*>(copy.get()) + off);
   };
   check_map(*moved(&hm), model, absent);
+  check_map(*moved(&cm), model, absent);
   check_map(*moved(&sm), model, absent);
   for (auto v : set_model) require(moved(&hs)->contains(v), "hash_set copy lost a key");
 

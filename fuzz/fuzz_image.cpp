@@ -37,7 +37,15 @@ void require(bool ok, const char* what) {
   }
 }
 
-std::string crafted(const std::uint8_t* data, std::size_t size) {
+// An image file: `head` from offset 0 and `data` from `data_at` (the file has a hole between
+// them, as a saved image has).
+struct image_file {
+  std::string head;
+  std::size_t data_at = 0;
+  std::string data;
+};
+
+image_file crafted(const std::uint8_t* data, std::size_t size) {
   fmt::file_header h{};
   std::memcpy(h.magic, fmt::magic, sizeof h.magic);
   h.version = fmt::format_version;
@@ -70,12 +78,15 @@ std::string crafted(const std::uint8_t* data, std::size_t size) {
   if (flags & 8)
     h.data_checksum = fmt::data_checksum_of(data, std::min<std::size_t>(size, h.data_size));
   h.header_checksum = fmt::header_checksum_of(h, metadata);
-  std::string file(reinterpret_cast<const char*>(&h), sizeof h);
-  file += metadata;
-  // Pad to the data offset the header claims, when that is small enough to write.
-  if (h.data_offset >= file.size() && h.data_offset <= (std::size_t{1} << 20))
-    file.resize(h.data_offset);
-  file.append(reinterpret_cast<const char*>(data), size);
+  image_file file;
+  file.head.assign(reinterpret_cast<const char*>(&h), sizeof h);
+  file.head += metadata;
+  // The data at the offset the header claims, when that is small enough to be real; else right
+  // after the header.
+  file.data_at = h.data_offset >= file.head.size() && h.data_offset <= (std::size_t{4} << 20)
+                     ? h.data_offset
+                     : file.head.size();
+  file.data.assign(reinterpret_cast<const char*>(data), size);
   return file;
 }
 
@@ -109,12 +120,18 @@ PERMAFROST_IMAGE_TYPE(fuzz_root, "permafrost.fuzz.v1");
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  const std::string file = (data[0] & 1) != 0
-                               ? crafted(data + 1, size - 1)
-                               : std::string(reinterpret_cast<const char*>(data + 1), size - 1);
+  const image_file file =
+      (data[0] & 1) != 0
+          ? crafted(data + 1, size - 1)
+          : image_file{std::string(reinterpret_cast<const char*>(data + 1), size - 1), 0, {}};
   const int fd = ::memfd_create("fuzz_image", MFD_CLOEXEC);
   require(fd >= 0, "memfd_create");
-  require(::write(fd, file.data(), file.size()) == static_cast<ssize_t>(file.size()), "write");
+  require(::pwrite(fd, file.head.data(), file.head.size(), 0) ==
+              static_cast<ssize_t>(file.head.size()),
+          "write");
+  require(::pwrite(fd, file.data.data(), file.data.size(), static_cast<off_t>(file.data_at)) ==
+              static_cast<ssize_t>(file.data.size()),
+          "write");
   try_open(fd, true);
   try_open(fd, false);
   ::close(fd);

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -209,14 +210,20 @@ TEST_CASE("hash_map: integer keys and permafrost::string values") {
   CHECK_FALSE(m.contains(301));
 }
 
-// Hashes that crowd buckets: the stored 32-bit hash (the high half) cannot tell these keys apart,
-// so the key comparison must.
-struct one_bucket_hash {  // every key in one bucket, with one stored hash
+// Hashes that crowd lines (detail/hash_table.hpp): the high 32 bits pick a key's home line and
+// the low 8 bits are its tag, so these put many keys in one home or give them one tag, and the
+// key comparison must tell them apart.
+struct one_home_hash {  // every key homed in line 0: it spills over 1000 / 56 lines
   std::uint64_t operator()(std::uint64_t k) const noexcept { return k & 0xff; }
 };
-struct pairs_hash {  // k and k ^ 1 share their high 32 bits: one bucket, one stored hash
+struct pairs_hash {  // k and k ^ 1 share their high 32 bits, and every tag is 0 or 1
   std::uint64_t operator()(std::uint64_t k) const noexcept {
     return (permafrost::hash<std::uint64_t>{}(k >> 1) & ~std::uint64_t{0xffffffff}) | (k & 1);
+  }
+};
+struct crowded_first_hash {  // keys below 100 homed in line 0; the rest spread as usual
+  std::uint64_t operator()(std::uint64_t k) const noexcept {
+    return k < 100 ? k : permafrost::hash<std::uint64_t>{}(k);
   }
 };
 
@@ -235,12 +242,68 @@ void check_crowded(std::uint64_t n, std::uint64_t step) {
   for (std::uint64_t i = 0; i < n; ++i) CHECK_FALSE(m.contains(i * step + n * step));
 }
 
-TEST_CASE("hash_map: 1000 keys with one hash, in one bucket, are each found and no other is") {
-  check_crowded<one_bucket_hash>(1000, 1);
+TEST_CASE("hash_map: 1000 keys with one home line are each found and no other is") {
+  check_crowded<one_home_hash>(1000, 1);
 }
 
-TEST_CASE("hash_map: two keys with equal stored hashes are told apart by the key") {
+TEST_CASE("hash_map: keys whose tags and home lines collide are told apart by the key") {
   check_crowded<pairs_hash>(20000, 1);  // absent keys pair with present ones' high bits too
+}
+
+TEST_CASE("hash_map: lines holding another home's overflow before their own keys find both") {
+  // 100 keys homed in line 0 fill it and spill into lines 1 and 2, which hold their own keys
+  // after the spilled ones; a lookup homed in line 1 or 2 must skip the spilled entries, one
+  // homed in line 0 must follow them.
+  check_crowded<crowded_first_hash>(5000, 1);
+}
+
+TEST_CASE("hash_map: entries too big for a size byte, among small ones, are all found") {
+  // An entry of 256 units (2 KiB here) or more is marked in its line and found by stepping over
+  // the entries before it; the small entries after it in the line must be found too.
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, std::uint64_t> b{a};
+  std::vector<std::string> k;
+  for (std::size_t i = 0; i < 3000; ++i)
+    k.push_back(i % 7 == 3
+                    ? std::string(2040 + i, static_cast<char>('a' + i % 26)) + std::to_string(i)
+                    : key_of(i));
+  for (std::size_t i = 0; i < k.size(); ++i) REQUIRE(b.insert(k[i], i));
+  const auto& m = b.finish();
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    const auto* e = m.find(k[i]);
+    wrong += e == nullptr || e->value() != i || e->key() != k[i];
+    wrong += m.contains(k[i] + "x");
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("hash_map: the portable tag match and size sum agree with the vector ones") {
+  // The lookup compares a line's tags with SSE2 where it exists and eight bytes at a time
+  // elsewhere; both must give the same candidates for every tag, including 0 and 0x80.
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 2000; ++round) {
+    permafrost::detail::hash_line<true> sized{};
+    permafrost::detail::hash_line<false> fixed{};
+    for (std::size_t i = 0; i < sizeof sized.slots; ++i) {
+      sized.slots[i] = static_cast<std::uint8_t>(rng() % (round % 2 == 0 ? 4 : 256));
+      fixed.slots[i] = static_cast<std::uint8_t>(rng() % (round % 2 == 0 ? 4 : 256));
+    }
+    sized.count = fixed.count = static_cast<std::uint8_t>(rng());
+    const auto tag = static_cast<std::uint8_t>(round < 256 ? round : rng());
+    const std::uint64_t sized_bits = permafrost::detail::match_tags(sized, tag);
+    const std::uint64_t fixed_bits = permafrost::detail::match_tags(fixed, tag);
+    CHECK((sized_bits & 0xfffffff) ==
+          (permafrost::detail::match_tags_portable(sized, tag) & 0xfffffff));
+    CHECK((fixed_bits & 0xffffffffffffff) ==
+          (permafrost::detail::match_tags_portable(fixed, tag) & 0xffffffffffffff));
+    for (std::size_t i = 0; i < 28; ++i) CHECK(((sized_bits >> i) & 1) == (sized.slots[i] == tag));
+    std::size_t sum = 0;
+    for (std::size_t j = 0; j <= 28; ++j) {
+      CHECK(permafrost::detail::size_prefix(sized, j) == sum);
+      if (j < 28) sum += sized.sizes()[j];
+    }
+  }
 }
 
 TEST_CASE("hash_map: insert after finish throws and finish is idempotent") {

@@ -168,7 +168,7 @@ void flip_byte(const fs::path& p, std::size_t offset) {
 }
 
 constexpr std::size_t header_bytes = 144;
-constexpr std::size_t data_offset = 64 * 1024;  // with metadata under 64 KiB - 144 bytes
+constexpr std::size_t data_offset = 2 << 20;  // header + metadata (at most 4 KiB), then a hole
 
 struct other_root {
   std::uint64_t x = 0;
@@ -494,17 +494,48 @@ TEST_CASE("a file with the wrong magic is refused as bad_magic") {
   CHECK(open_error(path).why() == reason::bad_magic);
 }
 
-TEST_CASE("a newer format version is refused as version") {
+namespace {
+// Saves an image, writes `version` into its header (checked before the header checksum, so the
+// checksum need not match) and returns the error opening it gives.
+image_error version_error(std::uint32_t version) {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";
   save_table(path, 100);
   std::string bytes = read_all(path);
-  const std::uint32_t newer = 2;
-  std::memcpy(bytes.data() + 8, &newer, sizeof newer);
+  std::memcpy(bytes.data() + 8, &version, sizeof version);
   write_all(path, bytes);
-  const image_error e = open_error(path);
+  return open_error(path);
+}
+}  // namespace
+
+TEST_CASE("a newer format version is refused as version") {
+  const image_error e = version_error(3);
   CHECK(e.why() == reason::version);
-  CHECK(std::string(e.what()).find("format version 2") != std::string::npos);
+  CHECK(std::string(e.what()).find("format version 3 is newer than this library reads (2)") !=
+        std::string::npos);
+}
+
+TEST_CASE("a format version 1 image (tables before the tag lines) is refused as version") {
+  const image_error e = version_error(1);
+  CHECK(e.why() == reason::version);
+  CHECK(std::string(e.what()).find("format version 1 is older than this library reads (2)") !=
+        std::string::npos);
+  CHECK(std::string(e.what()).find("save the image again") != std::string::npos);
+}
+
+TEST_CASE("the data starts 2 MiB into the file, after a hole") {
+  // So page-cache huge pages map whole (file offset and address agree modulo 2 MiB), while the
+  // space between the header and the data takes no disk blocks.
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 1000);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  const auto file_bytes = static_cast<std::size_t>(st.st_size);
+  CHECK(file_bytes > data_offset);
+  CHECK(static_cast<std::size_t>(st.st_blocks) * 512 < file_bytes - data_offset + (64 << 10));
+  const image img = image::open(path);
+  CHECK(reinterpret_cast<std::uintptr_t>(img.data().data()) % (2 << 20) == 0);
 }
 
 TEST_CASE("another word size or byte order is refused as platform") {

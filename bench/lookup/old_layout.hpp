@@ -1,8 +1,8 @@
 // bench/lookup — the frozen hash_map and sorted_map as they were before position independence:
 // the table object held absolute pointers to its entries and index. A bench-only peer, so one run
-// shows what the self-relative offsets cost a lookup (the goal: at most 5% slower). The entries
-// (key inline, value, 32-bit hash), the builders' gathering and the lay-out are the library's own;
-// only the table objects and their lookups are the old code, copied as they were.
+// shows what the self-relative offsets cost a lookup (the goal: at most 5% slower). The entries,
+// the builders' gathering, the lay-out and the hash table's lookup are the library's own; only the
+// table objects (and the sorted map's lookup, copied as it was) hold raw pointers.
 #pragma once
 
 #include <permafrost/containers.hpp>
@@ -19,7 +19,8 @@ namespace old_layout {
 
 namespace pd = permafrost::detail;
 
-// The old detail::hash_table, with raw pointers.
+// detail::hash_table with raw pointers: the same layout and lookup (find_hashed), only the
+// references to the entries and index lines are absolute.
 template <class E, class Hash>
 class hash_table {
  public:
@@ -29,37 +30,22 @@ class hash_table {
 
   const E* find(key_view k) const noexcept {
     if (size_ == 0) return nullptr;
-    const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
-    const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
-    constexpr std::size_t unit = pd::entry_access::unit<E>;
-    const std::byte* p = nodes_ + std::size_t{starts_[b]} * unit;
-    const std::byte* last = nodes_ + std::size_t{starts_[b + 1]} * unit;
-    while (p < last) {
-      const E& e = pd::entry_access::at<E>(p);
-      const std::uint32_t eh = pd::entry_access::hash_of(e);
-      if (eh == h32) {
-        if (pd::key_equals(e, k)) return &e;
-      } else if (eh > h32) {
-        return nullptr;
-      }
-      p += pd::entry_access::size_of(e);
-    }
-    return nullptr;
+    return pd::find_hashed<E, Hash>(nodes_, lines_, homes_, k);
   }
 
   template <class K, class V>
   void build(const pd::pending_table<K, V, Hash>& p) {
-    // The same layout as today's table; only where it is referenced from differs.
-    const pd::hashed_layout laid = pd::lay_out_hashed<E>(p);
-    std::tie(nodes_, bytes_, starts_, buckets_, size_) =
-        std::tie(laid.block, laid.bytes, laid.starts, laid.buckets, laid.buckets);
+    const auto laid = pd::lay_out_hashed<E>(p);
+    std::tie(nodes_, bytes_, lines_, homes_) =
+        std::tie(laid.block, laid.bytes, laid.lines, laid.homes);
+    size_ = p.size();
   }
 
  private:
   const std::byte* nodes_ = nullptr;
   std::size_t bytes_ = 0;
-  const std::uint32_t* starts_ = nullptr;
-  std::size_t buckets_ = 0;
+  const pd::hash_line<pd::sized_entries<E>>* lines_ = nullptr;
+  std::size_t homes_ = 0;
   std::size_t size_ = 0;
 };
 

@@ -2,10 +2,11 @@
 // duplicate_policy.
 //
 // Contract: map_entry<K, V> is one entry of a hash_map or sorted_map, set_entry<K> one entry of a
-// hash_set, as laid out in the arena: [value][32-bit hash][key], a string key stored inline
-// (4-byte length + bytes) so that a hit reads one or two adjacent cache lines. Entries are only
-// ever seen by reference (find() returns a pointer, iteration yields references); they cannot be
-// copied or made by users. An entry holds no absolute address: a string key is inline, and
+// hash_set, as laid out in the arena: [value][key], a string key stored inline (4-byte length +
+// bytes) so that a hit reads one or two adjacent cache lines. The hash is not stored: the hash
+// tables keep an 8-bit tag of it in their index lines instead (detail/hash_line.hpp). Entries are
+// only ever seen by reference (find() returns a pointer, iteration yields references); they cannot
+// be copied or made by users. An entry holds no absolute address: a string key is inline, and
 // offset-based values (permafrost::string, array, offset_ptr) are re-based when laid out.
 //
 // Thread safety: entries are read-only; any number of threads may read them at once.
@@ -71,10 +72,8 @@ class map_entry {
 
  private:
   friend struct detail::entry_access;
-  map_entry(const V& v, std::uint32_t h, const detail::key_slot_t<K>& k)
-      : value_(v), hash_(h), key_(k) {}
+  map_entry(const V& v, const detail::key_slot_t<K>& k) : value_(v), key_(k) {}
   V value_;
-  std::uint32_t hash_;
   detail::key_slot_t<K> key_;  // for string keys, the bytes follow
 };
 
@@ -90,8 +89,7 @@ class set_entry {
 
  private:
   friend struct detail::entry_access;
-  set_entry(std::uint32_t h, const detail::key_slot_t<K>& k) : hash_(h), key_(k) {}
-  std::uint32_t hash_;
+  explicit set_entry(const detail::key_slot_t<K>& k) : key_(k) {}
   detail::key_slot_t<K> key_;
 };
 

@@ -2,9 +2,10 @@
 //
 // Contract: permafrost::hash<K> maps a key to 64 bits, the same value in every process of a run
 // and in every run (no per-process seed: a table built before fork is read after it, and the
-// stored hashes must still match). String keys hash their bytes, so std::string_view,
-// std::string, const char* and permafrost::string hash alike (heterogeneous lookup). Not
-// hardened against chosen-key flooding: frozen tables are built once, from the server's own data.
+// home lines and tags derived from the hash must still match). String keys hash their bytes, so
+// std::string_view, std::string, const char* and permafrost::string hash alike (heterogeneous
+// lookup). Not hardened against chosen-key flooding: frozen tables are built once, from the
+// server's own data.
 //
 // Thread safety: stateless; safe from any thread.
 #pragma once
@@ -70,7 +71,8 @@ inline std::uint64_t hash_word(std::uint64_t x) noexcept {
 }  // namespace detail
 
 // The default Hash. Specialised below for strings and integers; anything else falls back to
-// std::hash, remixed so the high bits (which pick the bucket) are as good as the low ones.
+// std::hash, remixed so the high bits (which pick the home line) are as good as the low ones
+// (which are the tag).
 template <class K, class = void>
 struct hash {
   std::uint64_t operator()(const K& k) const noexcept {

@@ -1,7 +1,7 @@
 // permafrost — hash_map<K, V, Hash>: an immutable hash map laid out in an arena.
 //
 // Contract: built once with hash_map_builder in an unfrozen arena; finish() lays every entry, the
-// bucket offsets and the map object itself out in the arena and returns a const reference that is
+// index lines and the map object itself out in the arena and returns a const reference that is
 // valid for the arena's life. The map holds no absolute address (its references are self-relative
 // offsets), so its bytes work wherever the arena is mapped (a frozen image). The map is never
 // modified nor destroyed: V must be trivially destructible or a permafrost type. Lookups read and

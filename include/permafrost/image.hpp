@@ -27,8 +27,8 @@
 //   open image came from is safe: the rename leaves the old inode mapped until it is closed.
 //   Truncating or rewriting an image file in place while it is mapped is not (readers would take
 //   SIGBUS or see changed bytes); save_image never does.
-// - The data starts at a multiple of 64 KiB in the file and is mapped at the start of a 256 MiB
-//   granule, so every alignment an arena serves is kept.
+// - The data starts 2 MiB into the file and is mapped at the start of a 256 MiB granule, so every
+//   alignment an arena serves is kept, and page-cache huge pages can be mapped whole.
 //
 // File format: docs/design.md, section "Images".
 //
@@ -79,7 +79,7 @@ class image_error : public std::runtime_error {
     io,             // the file could not be opened, read, written, synced or renamed (errno)
     truncated,      // the file is shorter than its header says
     bad_magic,      // not a permafrost image
-    version,        // made by a newer format version than this library reads
+    version,        // made by another format version than the one this library reads
     platform,       // made for another word size or byte order
     checksum,       // the data does not match its checksum
     type_mismatch,  // root<T>() with a T whose tag differs from the file's

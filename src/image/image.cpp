@@ -102,7 +102,8 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   std::memcpy(h.type_name, tag.name.data(), tag.name.size());
   h.header_checksum = header_checksum_of(h, options.metadata);
 
-  std::vector<std::byte> head(h.data_offset);
+  // The header and metadata; the rest of the space before the data stays a hole.
+  std::vector<std::byte> head(sizeof h + options.metadata.size());
   std::memcpy(head.data(), &h, sizeof h);
   if (!options.metadata.empty())
     std::memcpy(head.data() + sizeof h, options.metadata.data(), options.metadata.size());
@@ -127,7 +128,7 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
       refuse_save(reason::io, path, std::string(what) + " '" + tmp.path + "': " + errno_text(err));
   };
   step("writing the header to", os::file_write(tmp.fd, head.data(), head.size(), 0));
-  step("writing the data to", os::file_write(tmp.fd, data.data(), data.size(), head.size()));
+  step("writing the data to", os::file_write(tmp.fd, data.data(), data.size(), h.data_offset));
   step("fsync of", os::sync_file(tmp.fd));
   if (dir_fd >= 0) step("closing", os::close_fd(std::exchange(tmp.fd, -1)));
   if (const int err = os::rename_file(tmp.path.c_str(), path.c_str()); err != 0)
@@ -212,6 +213,11 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                 " is newer than this library reads (" +
                                 std::to_string(format_version) + ")");
   if (h.version == 0) refuse(reason::bad_header, "bad header: format version 0");
+  if (h.version < format_version)
+    refuse(reason::version, "format version " + std::to_string(h.version) +
+                                " is older than this library reads (" +
+                                std::to_string(format_version) +
+                                "): its tables have another layout; save the image again");
   if (h.header_size != sizeof(file_header))
     refuse(reason::bad_header, "bad header: header size " + std::to_string(h.header_size) +
                                    ", expected " + std::to_string(sizeof(file_header)));

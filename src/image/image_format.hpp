@@ -16,13 +16,18 @@
 namespace permafrost::detail::image_format {
 
 inline constexpr char magic[8] = {'P', 'F', 'R', 'O', 'S', 'T', 'I', 'M'};
-inline constexpr std::uint32_t format_version = 1;
+// Version 2 (2026-12): hash tables index their entries with 64-byte tag lines, entries no longer
+// store their hash, and the data starts 2 MiB into the file. Version 1 files are refused.
+inline constexpr std::uint32_t format_version = 2;
 inline constexpr std::uint8_t little_endian = 1;
 inline constexpr std::uint8_t big_endian = 2;
 inline constexpr std::size_t max_metadata = 4096;
-// The data starts at a multiple of this in the file, so it can be mapped with any Linux page
-// size (4, 16 or 64 KiB).
-inline constexpr std::size_t data_alignment = std::size_t{64} << 10;
+// The data starts at a multiple of this in the file: a multiple of every Linux page size, and of
+// the 2 MiB huge page, so that the file's page-cache pages, when the file system keeps them as
+// 2 MiB folios (ext4 and XFS on recent kernels), are mapped one page-table entry per 2 MiB (the
+// data is mapped at a granule start, so file offset and address agree modulo 2 MiB). The space
+// before it, past the header and metadata, is a hole in the file: it takes no disk blocks.
+inline constexpr std::size_t data_alignment = std::size_t{2} << 20;
 
 inline std::uint8_t native_byte_order() noexcept {
   const std::uint16_t probe = 1;

@@ -1,12 +1,13 @@
 // permafrost — the machinery shared by the frozen hash and sorted containers (internal).
 //
 // Layout (see docs/design.md section 3): a table is one contiguous block of entries in an arena,
-// each entry = [value][32-bit hash][key], where a string key is stored inline (4-byte length +
-// bytes), so a hit reads one or two adjacent cache lines. Entries are variable-sized for string
-// keys; an index of 32-bit offsets (in units of the entry alignment) finds them:
-//  - hash tables sort entries by hash and keep one offset per bucket (a compressed bucket array:
-//    bucket b's entries are [start[b], start[b+1]) — no chain pointers);
-//  - sorted tables keep entries in key order and one offset per entry for binary search.
+// each entry = [value][key], where a string key is stored inline (4-byte length + bytes), so a hit
+// reads one or two adjacent cache lines. Entries are variable-sized for string keys; an index
+// finds them:
+//  - hash tables order entries by home line and keep 64-byte index lines of 8-bit hash tags,
+//    entry sizes and a 32-bit offset per line (hash_table.hpp, hash_line.hpp);
+//  - sorted tables keep entries in key order and one 32-bit offset (in units of the entry
+//    alignment) per entry for binary search.
 // Lookups read the index and the entries and write nothing.
 #pragma once
 
@@ -79,11 +80,6 @@ struct entry_access {
     else return sizeof(E);
   }
 
-  template <class E>
-  static std::uint32_t hash_of(const E& e) noexcept {
-    return e.hash_;
-  }
-
   // The stored key, by reference (so a freeze check names the field's own address).
   template <class E>
   static const auto& key_slot(const E& e) noexcept {
@@ -99,13 +95,13 @@ struct entry_access {
 
   // Lays an entry out at p (size_for(key) bytes, suitably aligned).
   template <class E, class KV, class V>
-  static void construct(void* p, std::uint32_t h, const KV& key, const V& value) {
+  static void construct(void* p, const KV& key, const V& value) {
     using K = typename entry_traits<E>::key_type;
     key_slot_t<K> slot;
     if constexpr (is_string_key<K>) slot = string_rep{static_cast<std::uint32_t>(key.size())};
     else slot = key;
-    if constexpr (std::is_same_v<V, no_value>) ::new (p) E(h, slot);
-    else ::new (p) E(value, h, slot);
+    if constexpr (std::is_same_v<V, no_value>) ::new (p) E(slot);
+    else ::new (p) E(value, slot);
     if constexpr (is_string_key<K>) {
       if (!key.empty())
         std::memcpy(static_cast<char*>(p) + key_bytes_offset<E>(), key.data(), key.size());
@@ -294,7 +290,7 @@ std::pair<const std::byte*, std::size_t> lay_out_entries(const pending_table<K, 
     const auto& it = p.items()[order[j]];
     if (offsets != nullptr) offsets[j] = static_cast<std::uint32_t>(off / unit);
     const auto k = p.key_of(it);
-    entry_access::construct<E>(block + off, static_cast<std::uint32_t>(it.hash >> 32), k, it.value);
+    entry_access::construct<E>(block + off, k, it.value);
     std::size_t len = 0;
     if constexpr (is_string_key<K>) len = k.size();
     off += entry_access::size_for<E>(len);

@@ -1,76 +1,175 @@
 // permafrost — the frozen hash table behind hash_map and hash_set (internal).
 //
-// Entries sorted by the high 32 bits of their hash, which also pick the bucket (b = h32 * B >> 32,
-// monotone in h32), so each bucket's entries are one contiguous run [start[b], start[b+1]) and
-// the bucket array is just B + 1 offsets. B = number of entries (load factor 1): a hit reads the
-// bucket offsets (one line) and then walks a run of ~1.5 adjacent entries; a miss usually stops
-// at a hash mismatch without reading a key. The table object refers to its entries and bucket
-// offsets by self-relative offsets (offset_ptr), so it holds no absolute address.
+// Layout (docs/design.md, section 3): the entries, ordered by their home line, in one block; and
+// an index of 64-byte lines (hash_line.hpp), one cache line each. The high 32 bits of a key's
+// hash pick its home line (h32 * homes >> 32, about 20 keys per home for string keys, 40 for
+// fixed-size ones); its low 8 bits are its tag. A line holds the tags of up to 28 (56) consecutive
+// entries, their sizes, and the offset of its first entry. When a home has more keys than fit,
+// they continue at the start of the next line (and that line's own entries after them), so every
+// key lies at or after its home line and a lookup reads one line almost always: a miss ends there
+// unless a tag matches by chance (1 in 256 per entry), a hit goes on to read its one entry.
+// The table object refers to its entries and lines by self-relative offsets (offset_ptr), so it
+// holds no absolute address.
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "permafrost/detail/frozen_table.hpp"
+#include "permafrost/detail/hash_line.hpp"
 #include "permafrost/offset_ptr.hpp"
 
 namespace permafrost::detail {
 
-// Where lay_out_hashed() put a table: the entries, sorted by the top 32 bits of their hash, in
-// `block` (`bytes` long), and bucket b's entries from starts[b] up to starts[b + 1], in units of
-// entry_access::unit<E>; one bucket per entry. All in the pending table's arena.
+// Entries of string keys vary in size, so their lines carry sizes; fixed-size entries need none.
+template <class E>
+inline constexpr bool sized_entries = is_string_key<typename entry_traits<E>::key_type>;
+
+// Keys per home line: 71% of a line's capacity, so that 96% of homes fit in their own line
+// (Poisson-distributed counts) and one lookup in 25 reads a second, adjacent, line.
+template <bool Sized>
+inline constexpr std::size_t keys_per_home = Sized ? 20 : 40;
+
+inline std::size_t home_line_of(std::uint64_t h, std::size_t homes) noexcept {
+  return static_cast<std::size_t>((std::uint64_t{static_cast<std::uint32_t>(h >> 32)} * homes) >>
+                                  32);
+}
+inline std::uint8_t tag_of(std::uint64_t h) noexcept { return static_cast<std::uint8_t>(h); }
+
+// Where lay_out_hashed() put a table: the entries in `block` (`bytes` long) and `line_count`
+// index lines, of which the first `homes` are home lines. All in the pending table's arena.
+template <bool Sized>
 struct hashed_layout {
   const std::byte* block = nullptr;
   std::size_t bytes = 0;
-  const std::uint32_t* starts = nullptr;
-  std::size_t buckets = 0;
+  const hash_line<Sized>* lines = nullptr;
+  std::size_t homes = 0;
+  std::size_t line_count = 0;
 };
 
 // Effects: lays out the entries of p in its arena as one hash table (empty layout for none).
 // Throws: what the arena's allocation throws; std::length_error past 2^32 - 1 entries.
 template <class E, class K, class V, class Hash>
-hashed_layout lay_out_hashed(const pending_table<K, V, Hash>& p) {
+hashed_layout<sized_entries<E>> lay_out_hashed(const pending_table<K, V, Hash>& p) {
+  constexpr bool sized = sized_entries<E>;
+  using line = hash_line<sized>;
+  constexpr std::size_t capacity = line::capacity;
+  constexpr std::size_t unit = entry_access::unit<E>;
   const std::size_t n = p.size();
   if (n == 0) return {};
   if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
   const auto& items = p.items();
-  auto h32 = [&](std::size_t i) { return static_cast<std::uint32_t>(items[i].hash >> 32); };
-  auto bucket_of = [&](std::size_t i) {
-    return static_cast<std::size_t>((std::uint64_t{h32(i)} * n) >> 32);
-  };
-  // The entries in (h32, insertion) order. The bucket is monotonic in h32, so a stable counting
-  // sort by bucket (O(n), no comparisons) and then a sort within each bucket (one entry on
-  // average) give that order; first[b] is where bucket b's entries begin.
-  std::vector<std::size_t> first(n + 1, 0);
-  for (std::size_t i = 0; i < n; ++i) ++first[bucket_of(i) + 1];
-  for (std::size_t b = 0; b < n; ++b) first[b + 1] += first[b];
+  const std::size_t homes = (n + keys_per_home<sized> - 1) / keys_per_home<sized>;
+  auto home_of = [&](std::size_t i) { return home_line_of(items[i].hash, homes); };
+
+  // The entries in home order (a stable counting sort: O(n), no comparisons).
   std::vector<std::size_t> order(n);
   {
-    std::vector<std::size_t> next(first.begin(), first.end() - 1);
-    for (std::size_t i = 0; i < n; ++i) order[next[bucket_of(i)]++] = i;
-  }
-  const auto by_hash = [&](std::size_t x, std::size_t y) {
-    return h32(x) != h32(y) ? h32(x) < h32(y) : x < y;
-  };
-  for (std::size_t b = 0; b < n; ++b) {
-    if (first[b + 1] - first[b] > 1)
-      std::sort(order.begin() + static_cast<std::ptrdiff_t>(first[b]),
-                order.begin() + static_cast<std::ptrdiff_t>(first[b + 1]), by_hash);
+    std::vector<std::size_t> next(homes + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) ++next[home_of(i) + 1];
+    for (std::size_t b = 0; b < homes; ++b) next[b + 1] += next[b];
+    for (std::size_t i = 0; i < n; ++i) order[next[home_of(i)]++] = i;
   }
   std::vector<std::uint32_t> offsets(n);
   auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
-  std::uint32_t* starts = p.target().template make_array<std::uint32_t>(n + 1).data();
-  const auto end_unit = static_cast<std::uint32_t>(bytes / entry_access::unit<E>);
-  for (std::size_t b = 0; b < n; ++b) starts[b] = first[b] < n ? offsets[first[b]] : end_unit;
-  starts[n] = end_unit;
-  return {block, bytes, starts, n};
+
+  // Each entry goes to its home line, or to the first line after it with room: lines fill in
+  // order, so a line holds the overflow of earlier homes first, then its own entries.
+  std::vector<line> lines(homes, line{});
+  std::size_t cur = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = order[k];
+    const std::size_t home = home_of(i);
+    cur = std::max(cur, home);
+    while (lines[cur].count == capacity)
+      if (++cur == lines.size()) lines.push_back(line{});
+    line& l = lines[cur];
+    const std::size_t j = l.count++;
+    if (j == 0) l.base = offsets[k];
+    if (home < cur) ++l.own;
+    l.slots[j] = tag_of(items[i].hash);
+    if constexpr (sized) {
+      const std::size_t size = entry_access::size_for<E>(p.key_of(items[i]).size()) / unit;
+      l.slots[capacity + j] = static_cast<std::uint8_t>(size <= 255 ? size : 0);
+      if (size > 255) l.flags |= line_has_big;
+    }
+  }
+  for (std::size_t b = 0; b + 1 < lines.size(); ++b)
+    if (lines[b + 1].own != 0) lines[b].flags |= line_spills;
+
+  auto* out = static_cast<line*>(p.target().allocate(lines.size() * sizeof(line), hash_line_bytes));
+  std::memcpy(static_cast<void*>(out), lines.data(), lines.size() * sizeof(line));
+  return {block, bytes, out, homes, lines.size()};
+}
+
+// Entry counts above the capacity (only in a damaged image) are clamped, so a lookup never reads
+// past its line.
+template <bool Sized>
+std::uint64_t own_entries(const hash_line<Sized>& l) noexcept {
+  constexpr unsigned capacity = hash_line<Sized>::capacity;
+  return bit_range(std::min<unsigned>(l.own, capacity), std::min<unsigned>(l.count, capacity));
+}
+template <bool Sized>
+std::uint64_t spilled_entries(const hash_line<Sized>& l) noexcept {
+  return bit_range(0, std::min<unsigned>(l.own, hash_line<Sized>::capacity));
+}
+
+// A line with an entry too big for its size byte: steps over the entries before the j-th one.
+template <class E>
+[[gnu::noinline]] const E& walk_to_entry(const std::byte* p, unsigned j) noexcept {
+  for (unsigned i = 0; i < j; ++i) p += entry_access::size_of(entry_access::at<E>(p));
+  return entry_access::at<E>(p);
+}
+
+// The j-th entry a line describes.
+template <class E>
+const E& entry_at(const std::byte* nodes, const hash_line<sized_entries<E>>& l,
+                  unsigned j) noexcept {
+  const std::byte* first = nodes + std::size_t{l.base} * entry_access::unit<E>;
+  if constexpr (!sized_entries<E>) {
+    return entry_access::at<E>(first + j * sizeof(E));
+  } else {
+    if ((l.flags & line_has_big) != 0) [[unlikely]]
+      return walk_to_entry<E>(first, j);
+    return entry_access::at<E>(first + size_prefix(l, j) * entry_access::unit<E>);
+  }
+}
+
+// Effects: none (reads only). The entry with key k in the table of `homes` home lines `lines`
+// over the entry block `nodes`, or nullptr. The table must have entries.
+template <class E, class Hash>
+const E* find_hashed(const std::byte* nodes, const hash_line<sized_entries<E>>* lines,
+                     std::size_t homes, key_view_t<typename entry_traits<E>::key_type> k) noexcept {
+  const std::uint64_t h = Hash{}(k);
+  const std::uint8_t tag = tag_of(h);
+  const auto* l = lines + home_line_of(h, homes);
+  // The home line's own entries; then, while entries of this home may have spilled on, the
+  // entries at the start of the next line that came from earlier homes.
+  const auto* const home = l;
+  std::uint64_t candidates = match_tags(*l, tag) & own_entries(*l);
+  for (;;) {
+    for (; candidates != 0; candidates &= candidates - 1) {
+      const E& e = entry_at<E>(nodes, *l, static_cast<unsigned>(std::countr_zero(candidates)));
+      if (key_equals(e, k)) return &e;
+    }
+    // A later line than the home holds this home's entries only if it holds no entry of its own
+    // home (those would sort after them).
+    if ((l->flags & line_spills) == 0 || (l != home && l->own < l->count)) return nullptr;
+    ++l;
+    candidates = match_tags(*l, tag) & spilled_entries(*l);
+  }
 }
 
 template <class E, class Hash>
 class hash_table {
+  static constexpr bool sized = sized_entries<E>;
+  using line = hash_line<sized>;
+
  public:
   using key_type = typename entry_traits<E>::key_type;
   using value_type = E;
@@ -80,11 +179,10 @@ class hash_table {
 
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  std::size_t bucket_count() const noexcept { return buckets_; }
-  // Arena bytes the table takes: the object, its entries and its bucket offsets.
-  std::size_t bytes() const noexcept {
-    return sizeof(*this) + bytes_ + (buckets_ == 0 ? 0 : (buckets_ + 1) * sizeof(std::uint32_t));
-  }
+  // The home lines: the index lines a lookup starts at.
+  std::size_t bucket_count() const noexcept { return homes_; }
+  // Arena bytes the table takes: the object, its entries and its index lines.
+  std::size_t bytes() const noexcept { return sizeof(*this) + bytes_ + line_count_ * sizeof(line); }
 
   const_iterator begin() const noexcept { return {nodes_.get(), nodes_.get() + bytes_}; }
   const_iterator end() const noexcept { return {nodes_.get() + bytes_, nodes_.get() + bytes_}; }
@@ -92,24 +190,7 @@ class hash_table {
   // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
   const E* find(key_view k) const noexcept {
     if (size_ == 0) return nullptr;
-    const auto h32 = static_cast<std::uint32_t>(Hash{}(k) >> 32);
-    const std::size_t b = static_cast<std::size_t>((std::uint64_t{h32} * buckets_) >> 32);
-    constexpr std::size_t unit = entry_access::unit<E>;
-    const std::byte* nodes = target_of(nodes_);  // not null: the table has entries
-    const std::uint32_t* starts = target_of(starts_);
-    const std::byte* p = nodes + std::size_t{starts[b]} * unit;
-    const std::byte* last = nodes + std::size_t{starts[b + 1]} * unit;
-    while (p < last) {
-      const E& e = entry_access::at<E>(p);
-      const std::uint32_t eh = entry_access::hash_of(e);
-      if (eh == h32) {
-        if (key_equals(e, k)) return &e;
-      } else if (eh > h32) {
-        return nullptr;
-      }
-      p += entry_access::size_of(e);
-    }
-    return nullptr;
+    return find_hashed<E, Hash>(target_of(nodes_), target_of(lines_), homes_, k);
   }
 
   bool contains(key_view k) const noexcept { return find(k) != nullptr; }
@@ -118,7 +199,7 @@ class hash_table {
   // For the freeze check: every byte and pointer of the table lies inside `a`.
   std::string check(const arena& a, const char* what) const {
     if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_.get(), bytes_) ||
-        (buckets_ != 0 && !range_in(a, starts_.get(), (buckets_ + 1) * sizeof(std::uint32_t))))
+        (line_count_ != 0 && !range_in(a, lines_.get(), line_count_ * sizeof(line))))
       return std::string(what) + ": the table itself lies outside the arena";
     std::size_t i = 0;
     for (const E& e : *this) {
@@ -136,19 +217,21 @@ class hash_table {
   // Lays out the entries of p in the arena and points this table at them.
   template <class K, class V>
   void build(const pending_table<K, V, Hash>& p) {
-    const hashed_layout laid = lay_out_hashed<E>(p);
+    const auto laid = lay_out_hashed<E>(p);
     nodes_ = laid.block;
     bytes_ = laid.bytes;
-    starts_ = laid.starts;
-    buckets_ = laid.buckets;
-    size_ = laid.buckets;
+    lines_ = laid.lines;
+    homes_ = laid.homes;
+    line_count_ = laid.line_count;
+    size_ = p.size();
   }
 
  private:
   offset_ptr<const std::byte> nodes_;
   std::size_t bytes_ = 0;
-  offset_ptr<const std::uint32_t> starts_;
-  std::size_t buckets_ = 0;
+  offset_ptr<const line> lines_;
+  std::size_t homes_ = 0;
+  std::size_t line_count_ = 0;
   std::size_t size_ = 0;
 };
 
