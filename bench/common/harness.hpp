@@ -27,6 +27,15 @@ inline double now_ns() {
                                  .count());
 }
 
+// The calling thread's CPU time (user + system), in ns. For loops that only compute and read
+// memory, it is their wall time on an idle machine, and on a busy one it leaves out the time the
+// thread waited for a core: a peer measured while other work ran is not charged for it.
+inline double thread_cpu_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
