@@ -1,10 +1,16 @@
 // Huge pages and pre-faulting: freeze splits no huge page; with arena_options::populate a forked
-// worker's first full read takes no page fault on the arena.
+// worker's first full read takes no page fault on the arena; with open_options::populate an image
+// reader's first full read takes none either; huge_pages advises arena and image mappings.
 #include <doctest/doctest.h>
 
 #include <permafrost/arena.hpp>
+#include <permafrost/image.hpp>
 
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,7 +91,65 @@ arena untouched_frozen(bool populate, bool huge, permafrost::backing b,
 #define CHECK_NO_ARENA_FAULTS(faults) CHECK((faults) == 0)
 #endif
 
+// The VmFlags of the mapping holding p, from /proc/self/smaps ("rd mr mw me sd hg ..."), with a
+// space on either side so a flag can be searched as " hg ".
+std::string vm_flags_of(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  bool in = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long lo = 0, hi = 0;
+    char dash = 0;
+    if (std::sscanf(line.c_str(), "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-')
+      in = a >= lo && a < hi;
+    else if (in && line.rfind("VmFlags:", 0) == 0) return line.substr(8) + " ";
+  }
+  return {};
+}
+
+struct image_root {
+  std::size_t bytes = 0;
+};
+
+// Saves an image whose data is 32 MiB of bytes (root first) in a fresh temporary directory.
+struct saved_image {
+  std::filesystem::path dir;
+  std::filesystem::path path;
+  saved_image() {
+    char tmpl[] = "/tmp/pfpop-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    path = dir / "bytes.pfi";
+    arena a({.capacity = std::size_t{64} << 20, .name = "image-populate"});
+    auto* root = a.make<image_root>();
+    auto bytes = a.make_array<unsigned char>(std::size_t{32} << 20);
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = static_cast<unsigned char>(1 + (i >> 12));
+    root->bytes = bytes.size();
+    a.freeze();
+    permafrost::save_image(a, *root, path);
+  }
+  ~saved_image() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// Page faults (minor + major) this process takes reading all of an image opened with `options`.
+long faults_reading(const std::filesystem::path& path, permafrost::open_options options) {
+  const permafrost::image img = permafrost::image::open(path, options);
+  const auto* p = reinterpret_cast<const unsigned char*>(img.data().data());
+  (void)faults_now();
+  const long before = faults_now();
+  const std::uint64_t sum = read_all(p, img.data().size());
+  const long faults = faults_now() - before;
+  CHECK(sum > 0);  // the read happened (and the compiler may not drop it)
+  return faults;
+}
+
 }  // namespace
+
+PERMAFROST_IMAGE_TYPE(image_root, "permafrost.test.populate.v1");
 
 TEST_CASE("populate: a forked child's first full read takes no page fault on the arena") {
   std::span<const unsigned char> bytes;
@@ -168,4 +232,49 @@ TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps 
   CHECK(a.stats().committed <= std::size_t{64} << 20);
   a.freeze();
   CHECK_THROWS_AS(a.prefault(4096), permafrost::frozen_error);
+}
+
+TEST_CASE("image populate: reading the whole image after open takes no page fault") {
+  const saved_image saved;
+  // 4 KiB pages, no checksum: without populate every 16th page or so would fault (the control).
+  const long lazy = faults_reading(saved.path, {.verify_checksum = false, .huge_pages = false});
+  MESSAGE("faults reading 32 MiB of image without populate: " << lazy);
+  CHECK(lazy > 0);
+  CHECK_NO_ARENA_FAULTS(faults_reading(
+      saved.path, {.verify_checksum = false, .populate = true, .huge_pages = false}));
+}
+
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("image huge_pages: the mapping is advised for huge pages (VmFlags hg); off, it is not" *
+          doctest::skip(!permafrost::huge_pages_available())) {
+  const saved_image saved;
+  const permafrost::image huge = permafrost::image::open(saved.path, {.huge_pages = true});
+  const permafrost::image plain = permafrost::image::open(saved.path, {.huge_pages = false});
+  CHECK(vm_flags_of(huge.data().data()).find(" hg ") != std::string::npos);
+  CHECK(vm_flags_of(plain.data().data()).find(" hg ") == std::string::npos);
+  CHECK(huge.root<image_root>().bytes == std::size_t{32} << 20);
+}
+
+// Skipped (doctest::skip) where transparent huge pages are `never` or absent.
+TEST_CASE("memfd huge_pages: the shared mapping is advised for huge pages before and after freeze" *
+          doctest::skip(!permafrost::huge_pages_available())) {
+  // Shared-memory huge pages then follow /sys/kernel/mm/transparent_hugepage/shmem_enabled
+  // (`never` by default: the advice is kept, the pages stay 4 KiB).
+  arena_options o;
+  o.capacity = std::size_t{64} << 20;
+  o.name = "memfd-huge";
+  o.huge_pages = true;
+  o.backing = permafrost::backing::memfd;
+  arena a(o);
+  auto bytes = a.make_array<unsigned char>(std::size_t{8} << 20);
+  bytes[0] = 1;
+  CHECK(vm_flags_of(bytes.data()).find(" hg ") != std::string::npos);
+  a.freeze();  // replaces the mapping with a read-only one: the advice must be given again
+  CHECK(vm_flags_of(bytes.data()).find(" hg ") != std::string::npos);
+  o.huge_pages = false;
+  o.name = "memfd-plain";
+  arena plain(o);
+  auto other = plain.make_array<unsigned char>(4096);
+  other[0] = 1;
+  CHECK(vm_flags_of(other.data()).find(" hg ") == std::string::npos);
 }

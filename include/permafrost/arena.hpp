@@ -99,7 +99,9 @@ enum class backing {
   // page table of it, so fork costs the same whatever the arena's size; children build their
   // page tables on first touch (minor faults). freeze() seals the file against writes, growth
   // and shrinking, and arena::fd() can be sent to another process, which maps it with
-  // arena::attach(). 4 KiB pages only (shared-memory huge pages are usually off).
+  // arena::attach(). Huge pages only where the kernel gives shared memory huge pages
+  // (/sys/kernel/mm/transparent_hugepage/shmem_enabled `advise`, `within_size` or `always`; the
+  // default, `never`, leaves 4 KiB pages).
   // Before freeze() its pages are shared, not copied on write: a forked child must not allocate
   // from it (it would write the parent's memory); it throws std::logic_error if it tries. The
   // child gets a private read-only mapping of the file at fork (it reads what the parent writes
@@ -118,7 +120,8 @@ struct arena_options {
   std::string name = "permafrost";
 
   // Back the arena with transparent huge pages (MADV_HUGEPAGE) and round the frozen range to
-  // 2 MiB so freeze() never splits one. Default: on where THP is `madvise` or `always`.
+  // 2 MiB so freeze() never splits one. Default: on where THP is `madvise` or `always`. For a
+  // memfd arena the advice asks for shared-memory huge pages (see backing::memfd).
   bool huge_pages = huge_pages_available();
 
   // Keep a log of every allocation (offset, size, tag) outside the mapping, for sharing audits
@@ -326,8 +329,9 @@ class arena {
 
   // Effects: a snapshot of the counters. Reads no file, makes no system call.
   arena_stats stats() const;
-  // Effects: bytes of the arena's mapping backed by transparent huge pages (AnonHugePages, read
-  // from /proc/self/smaps: a file read per call, O(mappings)). 0 for a memfd arena.
+  // Effects: bytes of the arena's mapping backed by transparent huge pages (AnonHugePages, or
+  // ShmemPmdMapped for a memfd arena, read from /proc/self/smaps: a file read per call,
+  // O(mappings)).
   // Throws: std::system_error when smaps cannot be read.
   std::size_t huge_page_bytes() const;
   std::string_view name() const noexcept;

@@ -159,6 +159,22 @@ struct open_options {
   // Hash the data on open (XXH3-64, at memory bandwidth; reads every page, so the whole image
   // enters the page cache). Off: open is O(1) in the data's size and a flipped byte goes unseen.
   bool verify_checksum = true;
+
+  // Pre-fault the whole mapping on open (MADV_POPULATE_READ, Linux 5.14+; one read per page
+  // before), so this process takes no page fault reading the image later: the cost of faulting
+  // moves from the first requests to the open, which then reads the whole file into the page
+  // cache. Fork does not copy the page tables of a file mapping, so a worker that wants this
+  // opens the image itself (or opens it again) with populate. Best effort: a failure costs page
+  // faults later, nothing else. Default off.
+  bool populate = false;
+
+  // Ask for huge pages on the mapping (MADV_HUGEPAGE). The data starts 2 MiB into the file and is
+  // mapped 2 MiB-aligned, so where the file system keeps its page cache in 2 MiB folios (ext4 and
+  // XFS on Linux 6.x) each is mapped with one page-table entry: one TLB entry and one fault per
+  // 2 MiB instead of 512. With the advice, pages the kernel reads in for a fault are read as 2 MiB
+  // folios; without it, pages already in the page cache as 2 MiB folios are still mapped whole.
+  // Best effort; default: where transparent huge pages are `madvise` or `always`.
+  bool huge_pages = huge_pages_available();
 };
 
 // A mapped image. Move-only; the mapping lives until the image is destroyed (every reference

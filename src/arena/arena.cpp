@@ -245,7 +245,9 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   slot->reserved = r.bytes;
   slot->limit = r.base + capacity;
   detail::registry::open_slot(slot, options.name);
-  slot->huge_pages = options.huge_pages && !memfd;  // shared-memory THP is off on most systems
+  // For a memfd arena the advice asks for shared-memory huge pages, which follow
+  // /sys/kernel/mm/transparent_hugepage/shmem_enabled (`never` by default: 4 KiB pages then).
+  slot->huge_pages = options.huge_pages;
   slot->log_allocations = options.allocation_log;
   slot->run_freeze_checks = options.freeze_checks.value_or(detail::freeze_checks_by_default);
   slot->fd = file.release();
@@ -445,7 +447,8 @@ std::size_t arena::huge_page_bytes() const {
   if (end <= begin) return 0;
   detail::internal_memory internal;
   std::uint64_t huge = 0;
-  if (const int err = os::smaps_field_in_range(0, begin, end, "AnonHugePages", &huge); err != 0)
+  const char* field = slot->fd >= 0 ? "ShmemPmdMapped" : "AnonHugePages";
+  if (const int err = os::smaps_field_in_range(0, begin, end, field, &huge); err != 0)
     throw std::system_error(err, std::generic_category(),
                             "permafrost::arena::huge_page_bytes: smaps");
   return static_cast<std::size_t>(huge);

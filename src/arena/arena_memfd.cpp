@@ -188,6 +188,7 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end) {
   //    fail, mprotect makes the old mapping read-only instead.
   if (os::map_file_fixed(slot->fd, base, data_bytes, 0, false) == 0) {
     (void)os::add_seals(slot->fd, os::seal_write);
+    if (slot->huge_pages) (void)os::advise_huge_pages(base, data_bytes);  // the new mapping's
   } else if (const int err = os::protect_read_only(base, data_bytes); err != 0) {
     // Sealed against growth: the arena cannot allocate any more, and is not frozen either.
     fail_system(err, "permafrost::arena::freeze: mprotect");
@@ -323,6 +324,9 @@ arena arena::attach(int fd, bool populate) {
   detail::registry::directory_changed();
   // The range may have been poisoned by an arena this process destroyed there earlier.
   detail::asan_unpoison(reinterpret_cast<void*>(base), t.used);
+  // Shared-memory huge pages, where shmem_enabled allows them (as for the creator's mapping).
+  if (huge_pages_available())
+    (void)os::advise_huge_pages(reinterpret_cast<void*>(base), data_bytes);
   if (populate) (void)os::populate_read(reinterpret_cast<void*>(base), data_bytes);
   return arena(static_cast<detail::arena_core*>(slot));
 }
