@@ -698,18 +698,36 @@ class relocated_copy {
   }
   std::span<const std::byte> bytes() const { return {copy_, size_}; }
 
-  // Aligned words of the copy whose value is an address in the old arena's range.
-  std::size_t words_holding_old_addresses() const {
+  // Offsets of the aligned words of the copy whose value is an address in the old arena's range.
+  // (Data can look like one: two adjacent 32-bit offsets whose upper one equals the upper half of
+  // the arena's base. For big tables, compare two builds with absolute_addresses().)
+  std::vector<std::size_t> words_holding_old_addresses() const {
+    std::vector<std::size_t> offsets;
+    for (std::size_t off = 0; off + 8 <= size_; off += 8)
+      if (const std::uint64_t w = word_at(off); w >= old_base_ && w < old_base_ + size_)
+        offsets.push_back(off);
+    return offsets;
+  }
+
+  // Words holding an address in both copies of the same data built in two arenas: at the same
+  // offset, each pointing at the same offset of its own old arena. A real absolute address does
+  // that; data that happens to look like an address in one arena does not in the other, whose
+  // base differs.
+  friend std::size_t absolute_addresses(const relocated_copy& x, const relocated_copy& y) {
     std::size_t n = 0;
-    for (std::size_t off = 0; off + 8 <= size_; off += 8) {
-      std::uint64_t w;
-      std::memcpy(&w, copy_ + off, 8);
-      n += w >= old_base_ && w < old_base_ + size_;
-    }
+    if (x.size_ != y.size_) return ~std::size_t{0};  // not the same data
+    for (const std::size_t off : x.words_holding_old_addresses())
+      n += y.word_at(off) - y.old_base_ == x.word_at(off) - x.old_base_;
     return n;
   }
 
  private:
+  std::uint64_t word_at(std::size_t off) const {
+    std::uint64_t w;
+    std::memcpy(&w, copy_ + off, 8);
+    return w;
+  }
+
   std::size_t size_;
   std::uintptr_t old_base_;
   std::byte* copy_;
@@ -723,31 +741,49 @@ struct keyed_record {
 
 }  // namespace
 
-TEST_CASE("position independence: hash_map, hash_set and sorted_map read right from a copy at "
-          "another address") {
-  auto a = std::make_unique<arena>(opts("relocate-maps"));
-  const auto ks = keys(20'000);
-  permafrost::hash_map_builder<pstring, pstring> hb{*a};
-  permafrost::hash_set_builder<pstring> sb{*a};
-  permafrost::sorted_map_builder<pstring, std::uint64_t> ob{*a};
-  permafrost::hash_map_builder<std::uint64_t, pstring> ib{*a};
+namespace {
+
+// The four tables the next test reads from a copy.
+struct four_tables {
+  const permafrost::hash_map<pstring, pstring>* hm;
+  const permafrost::hash_set<pstring>* hs;
+  const permafrost::sorted_map<pstring, std::uint64_t>* om;
+  const permafrost::hash_map<std::uint64_t, pstring>* im;
+};
+
+four_tables build_four_tables(arena& a, const std::vector<std::string>& ks) {
+  permafrost::hash_map_builder<pstring, pstring> hb{a};
+  permafrost::hash_set_builder<pstring> sb{a};
+  permafrost::sorted_map_builder<pstring, std::uint64_t> ob{a};
+  permafrost::hash_map_builder<std::uint64_t, pstring> ib{a};
   for (std::size_t i = 0; i < ks.size(); ++i) {
     hb.insert(ks[i], "value of " + ks[i]);
     sb.insert(ks[i]);
     ob.insert(ks[i], i);
     ib.insert(i, ks[i]);
   }
-  const auto* hm = &hb.finish();
-  const auto* hs = &sb.finish();
-  const auto* om = &ob.finish();
-  const auto* im = &ib.finish();
-  a->freeze();
+  four_tables t{&hb.finish(), &sb.finish(), &ob.finish(), &ib.finish()};
+  a.freeze();
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("position independence: hash_map, hash_set and sorted_map read right from a copy at "
+          "another address") {
+  const auto ks = keys(20'000);
+  auto a = std::make_unique<arena>(opts("relocate-maps"));
+  const four_tables t = build_four_tables(*a, ks);
   const relocated_copy first(a);
-  CHECK(first.words_holding_old_addresses() == 0);
-  const auto& m = first.at(hm);
-  const auto& s = first.at(hs);
-  const auto& o = first.at(om);
-  const auto& byid = first.at(im);
+  // The same tables built at another address: an absolute address would show in both copies.
+  auto again = std::make_unique<arena>(opts("relocate-maps-again"));
+  (void)build_four_tables(*again, ks);
+  const relocated_copy second(again);
+  CHECK(absolute_addresses(first, second) == 0);
+  const auto& m = first.at(t.hm);
+  const auto& s = first.at(t.hs);
+  const auto& o = first.at(t.om);
+  const auto& byid = first.at(t.im);
   REQUIRE(m.size() == ks.size());
   for (std::size_t i = 0; i < ks.size(); ++i) {
     REQUIRE(m.at(ks[i]) == "value of " + ks[i]);
@@ -806,7 +842,7 @@ TEST_CASE(
   const permafrost::frozen_json* root = &permafrost::copy_json(*a, doc);
   a->freeze();
   const relocated_copy copy(a);
-  CHECK(copy.words_holding_old_addresses() == 0);
+  CHECK(copy.words_holding_old_addresses().empty());
   const permafrost::frozen_json& j = copy.at(root);
   CHECK(j["s"].as_string() == "text");
   CHECK(j["a"][1].as_string() == "two");
@@ -865,7 +901,7 @@ TEST_CASE("offset_ptr: a user struct in a map works from a copy at another addre
   CHECK(permafrost::check_position_independent(*a, *root).empty());
   a->freeze();
   const relocated_copy copy(a);
-  CHECK(copy.words_holding_old_addresses() == 0);
+  CHECK(copy.words_holding_old_addresses().empty());
   const auto& m = copy.at(root);
   const record* r = m.at(57).get();
   REQUIRE(r != nullptr);
