@@ -266,10 +266,12 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   if (err != 0) refuse(reason::not_mappable, "mmap refused: " + errno_text(err));
   img.base_ = reinterpret_cast<const std::byte*>(base);
   img.size_ = h.data_size;
-  // Advice before the first read (the checksum's, or populate's), so the kernel reads the file in
-  // 2 MiB folios from the start. Both are best effort: without them reads cost more faults.
+  // Advice before the first read, so the kernel reads the file in 2 MiB folios from the start;
+  // then populate, so the checksum (which reads every page) takes no fault either. Both are best
+  // effort: without them reads cost more faults.
   const std::size_t mapped = detail::round_up(h.data_size, os::page_size());
   if (options.huge_pages) (void)os::advise_huge_pages(reinterpret_cast<void*>(base), mapped);
+  if (options.populate) (void)os::populate_read(img.base_, mapped);
   if (options.verify_checksum) {
     const std::uint64_t got = data_checksum_of(img.base_, img.size_);
     if (got != h.data_checksum)
@@ -277,7 +279,6 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                    std::to_string(h.data_checksum) + ", the data hashes to " +
                                    std::to_string(got) + ")");
   }
-  if (options.populate) (void)os::populate_read(img.base_, mapped);
   img.root_offset_ = h.root_offset;
   img.name_ = std::move(name);
   img.metadata_ = std::move(metadata);
