@@ -20,12 +20,14 @@
 // does not count; the wall time is printed beside it. Medians of --rounds rounds, the rows taking
 // turns within a round.
 //
-// Usage: first_read [--smoke] [--mib N] [--rounds R] [--dir DIR]
-//   default 1024 MiB, 3 rounds; --smoke: 64 MiB, 1 round (ctest's bench_first_read_smoke).
+// Usage: first_read [--smoke] [--mib N] [--rounds R] [--only ROW,...] [--dir DIR]
+//   default 1024 MiB, 3 rounds; --smoke: 64 MiB, 1 round (ctest's bench_first_read_smoke);
+//   --only: just those rows (anon-huge always runs: its second read is the reference).
 #include <permafrost/arena.hpp>
 #include <permafrost/image.hpp>
 #include <permafrost/offset_ptr.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -253,14 +255,26 @@ int main(int argc, char** argv) {
                 mib, rounds, thp_setting("/sys/kernel/mm/transparent_hugepage/enabled").c_str(),
                 thp_setting("/sys/kernel/mm/transparent_hugepage/shmem_enabled").c_str(),
                 dir.c_str());
-    std::fprintf(stderr, "first_read: saving the image\n");
-    bench::run_worker({"--worker", "make-image", std::to_string(bytes), image.string()});
 
+    // --only a,b: just those rows (and anon-huge, whose second read is the reference).
+    const std::string only =
+        std::string(",") + bench::flag_value(argc, argv, "--only", "") + ",anon-huge,";
+    const auto wanted = [&](const row_kind& k) {
+      return only == ",,anon-huge," ||
+             only.find(std::string(",") + k.name + ",") != std::string::npos;
+    };
     const std::size_t n = std::size(rows);
+    if (std::any_of(std::begin(rows), std::end(rows), [&](const row_kind& k) {
+          return wanted(k) && std::strncmp(k.name, "image", 5) == 0;
+        })) {
+      std::fprintf(stderr, "first_read: saving the image\n");
+      bench::run_worker({"--worker", "make-image", std::to_string(bytes), image.string()});
+    }
     std::vector<std::vector<double>> cpu(n), wall(n), faults(n), huge(n);
     std::vector<double> reference;
     for (int r = 0; r < rounds; ++r)
       for (std::size_t i = 0; i < n; ++i) {
+        if (!wanted(rows[i])) continue;
         std::fprintf(stderr, "first_read: %s (round %d of %d)\n", rows[i].name, r + 1, rounds);
         const std::string out =
             bench::run_worker({"--worker", rows[i].name, std::to_string(bytes), image.string()});
@@ -278,6 +292,7 @@ int main(int argc, char** argv) {
     std::printf("| worker's first full read | CPU ms | wall ms | page faults | mapped 2 MiB at a "
                 "time | vs reference | goal | |\n|---|---:|---:|---:|---:|---:|---|---|\n");
     for (std::size_t i = 0; i < n; ++i) {
+      if (!wanted(rows[i])) continue;
       const double x = bench::median(cpu[i]) / ref;
       std::printf("| %s | %.1f | %.1f | %.0f | %.0f%% | %.2fx | %s | %s |\n", rows[i].label,
                   bench::median(cpu[i]), bench::median(wall[i]), bench::median(faults[i]),
