@@ -181,18 +181,9 @@ int arena_row(const std::string& row, std::size_t bytes) {
   return 0;
 }
 
-// Drops a file's pages from the page cache (nobody may map it).
-void drop_cache(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fdatasync(fd);
-  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
-
 // This process is the worker: it opens the image and reads it.
 int image_row(const std::string& row, const fs::path& path) {
-  if (row == "image-cold") drop_cache(path);
+  if (row == "image-cold") bench::drop_cache(path);
   std::optional<permafrost::image> img;
   print_result(timed_first_read(
       [&] {

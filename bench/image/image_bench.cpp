@@ -146,15 +146,6 @@ std::uint64_t file_bytes(const fs::path& p) {
   return ec ? 0 : n;
 }
 
-// Drops a file's pages from the page cache (it must not be mapped by anyone).
-void drop_cache(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fdatasync(fd);
-  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
-
 // ----- the peers --------------------------------------------------------------------------------
 
 // A lookup function: the record for a key, or nullptr.
@@ -537,7 +528,7 @@ double first_lookup(const std::string& peer, const files& f, std::uint64_t n, in
   std::vector<double> total, inside;
   for (int r = 0; r < runs; ++r) {
     if (cold)
-      for (const auto& p : files_of(peer, f)) drop_cache(p);
+      for (const auto& p : files_of(peer, f)) bench::drop_cache(p);
     const std::uint64_t probe = (static_cast<std::uint64_t>(r) * 7919) % n;
     const double t0 = bench::now_ns();
     const std::string out =
