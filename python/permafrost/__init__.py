@@ -162,11 +162,12 @@ def json_default(obj):
     takes a `default` callable.
 
     Returns the frozen dict or list thawed (plain objects) for the encoder to continue with; a
-    FrozenSet raises TypeError, as a set does. permafrost.dumps() and permafrost.JSONEncoder
-    write the same text without thawing anything."""
+    datetime, date, time, timedelta, Decimal or UUID as the string permafrost.dumps() writes, an
+    Enum member as its value; a FrozenSet raises TypeError, as a set does. permafrost.dumps()
+    and permafrost.JSONEncoder write the same text without thawing anything."""
     if isinstance(obj, (FrozenDict, FrozenList)):
         return obj.thaw()
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    return _core._jsonable(obj)
 
 
 class JSONEncoder(_json.JSONEncoder):

@@ -247,6 +247,14 @@ class Json(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, "Object of type complex is not JSON serializable"):
             enc.default(1j)
 
+    def test_json_default_gives_the_same_text(self):
+        rec = {"s": SAMPLES, "c": Color.PAIR}
+        want = json.dumps(json.loads(permafrost.dumps(rec)))
+        self.assertEqual(json.dumps(rec, default=permafrost.json_default), want)
+        self.assertEqual(json.dumps(permafrost.freeze(rec), default=permafrost.json_default), want)
+        with self.assertRaisesRegex(TypeError, "Object of type FrozenSet is not JSON serializable"):
+            permafrost.json_default(permafrost.freeze({1}))
+
     def test_a_subclass_default_can_defer_to_ours(self):
         class Enc(permafrost.JSONEncoder):
             def default(self, o):
