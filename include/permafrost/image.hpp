@@ -135,8 +135,11 @@ image_root_tag root_tag_of() {
 // untouched, except when the device fails that last sync: the error then says the path already
 // holds the new image.
 // Before writing, check_position_independent(a, root) (frozen_storable.hpp) walks the root
-// through the containers' points_into hooks: a raw pointer met there is refused, naming its arena
-// offset (store permafrost::offset_ptr instead).
+// through the containers' points_into hooks: a raw pointer met there is refused, naming its
+// arena offset (store permafrost::offset_ptr instead). It cannot look inside a class type
+// without a points_into hook (the root or a container's value): a pointer in such a struct is
+// saved as it is; give your structs a hook or keep pointers out of them (docs/design.md,
+// "Offsets, not relocation").
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
 // over 4096 bytes), io (naming the path, the step and the errno).
 template <class T>
