@@ -112,16 +112,6 @@ def master(row, data, image, rows, workers):
             "pss": pss, "worker_uss": max(r[4] for r in reports)}
 
 
-def make_data(tmp, rows):
-    data = os.path.join(tmp, "table.jsonl")
-    with open(data, "w") as f:
-        for i in range(rows):
-            r = harness.record(i)
-            r["key"] = harness.key(i)
-            f.write(json.dumps(r) + "\n")
-    return data
-
-
 # The offline build step: its own process, as a CI job or cron script would be.
 BUILD = """
 import sys, permafrost, deploy
@@ -175,7 +165,8 @@ def main():
     harness.header("bench/python/deploy.py", sys.argv[1:])
     tmp = tempfile.mkdtemp(prefix="pf-bench-deploy-")
     try:
-        data = make_data(tmp, rows)
+        data = os.path.join(tmp, "table.jsonl")
+        harness.write_jsonl(data, rows)
         failed = False
         for tag, interpreter in harness.interpreters(args.build):
             if args.only and tag != args.only:

@@ -24,6 +24,16 @@ def record(i):
             "tags": ["t%d" % (i % 7), i % 5, "x"]}
 
 
+def write_jsonl(path, rows):
+    """The table as JSON Lines at path: one record per line, its key in "key" (deploy.py and
+    scale.py build their images from it, as a pipeline's hand-off would be)."""
+    with open(path, "w") as f:
+        for i in range(rows):
+            r = record(i)
+            r["key"] = key(i)
+            f.write(json.dumps(r) + "\n")
+
+
 def stride_for(n):
     """A step coprime with n: i -> (i + s) % n visits every row once, in a scrambled order."""
     s = 7368787 % n or 1

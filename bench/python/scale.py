@@ -103,15 +103,6 @@ def run_one(how, image, rows, workers, lookups):
             "private": max(g for _, _, g in results), "image": os.path.getsize(image)}
 
 
-def write_jsonl(path, rows):
-    with open(path, "w") as f:
-        for i in range(rows):
-            r = harness.record(i)
-            r["key"] = harness.key(i)
-            f.write(json.dumps(r))
-            f.write("\n")
-
-
 # Builds the image in a fresh interpreter; prints how and that process's peak RSS in KiB.
 BUILD = """
 import json, resource, runpy, sys, permafrost
@@ -173,7 +164,7 @@ def main():
         for rows in (small, big):
             data = os.path.join(tmp, f"records-{rows}.jsonl")
             t = time.perf_counter()
-            write_jsonl(data, rows)
+            harness.write_jsonl(data, rows)
             print(f"{rows:,} records: {os.path.getsize(data) / harness.MiB:,.0f} MiB of JSON Lines "
                   f"written in {time.perf_counter() - t:.0f} s")
             tag, interpreter = builds[0]
