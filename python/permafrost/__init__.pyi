@@ -182,7 +182,7 @@ class Reloader:
     def current(self) -> Any:
         """The root view of the newest image that opened."""
 
-def open(path: _Path) -> Any:
+def open(path: _Path, populate: bool = False) -> Any:
     """Map an image file written by save(); its root view (what was saved decides the type)."""
 def memory(pid: int | None = None) -> MemoryUsage: ...
 def json_default(obj: object) -> Any: ...

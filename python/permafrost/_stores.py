@@ -70,12 +70,12 @@ def _remember_image(path, store, identity):
     _shared[identity[:2]] = store
 
 
-def image_store(path, image_id=None):
+def image_store(path, image_id=None, populate=False):
     """The store of the image at path (absolute), mapped once per process.
 
     With image_id (an unpickled view), the image saved with that id: first among the images this
     process maps (also one whose path now holds a newer file), else the file at path, and
-    ValueError when that is another image."""
+    ValueError when that is another image. populate: as open()'s, for a new mapping only."""
     if image_id is not None:
         store = _images_by_id.get(image_id)
         if _live(store):
@@ -91,7 +91,7 @@ def image_store(path, image_id=None):
             if current == entry[1]:
                 return store
     identity = _identity(path)  # before opening: a file replaced in between is reopened next time
-    store = _core._open_store(path)
+    store = _core._open_store(path, populate)
     _remember_image(path, store, identity)
     if image_id is not None and _core._store_id(store) != image_id:
         raise ValueError(f"{path}: the image was replaced since this view was pickled "

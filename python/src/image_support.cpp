@@ -52,8 +52,8 @@ image_handle* adopt(permafrost::image img, const char*& base, std::size_t& size,
 }  // namespace
 
 image_handle* open_image(const char* path, const char*& base, std::size_t& size,
-                         std::string& image_id) {
-  return adopt(permafrost::image::open(path), base, size, image_id);
+                         std::string& image_id, bool populate) {
+  return adopt(permafrost::image::open(path, {.populate = populate}), base, size, image_id);
 }
 
 image_handle* open_image_fd(int fd, const char*& base, std::size_t& size, std::string& image_id) {

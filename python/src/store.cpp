@@ -243,18 +243,19 @@ PyObject* py_save_bytes(PyObject*, PyObject* args) {
   PF_ENTRY_END
 }
 
-// _open_store(path) -> the Store of the image at path, its checksum verified and its graph
-// checked.
+// _open_store(path, populate=False) -> the Store of the image at path, its checksum verified and
+// its graph checked; with populate, every page mapped in one call first.
 PyObject* py_open_store(PyObject* module, PyObject* args) {
   PyObject* path_obj;
-  if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path_obj)) return nullptr;
+  int populate = 0;
+  if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &path_obj, &populate)) return nullptr;
   ref path(path_obj);
   PF_ENTRY_BEGIN
   const char* p = PyBytes_AS_STRING(path.get());
   ref store = new_store(state_of(module));
   auto* s = reinterpret_cast<store_object*>(store.get());
   std::string image_id;
-  s->owner.image = open_image(p, s->base, s->size, image_id);
+  s->owner.image = open_image(p, s->base, s->size, image_id, populate != 0);
   Py_SETREF(s->path, PyUnicode_DecodeFSDefault(p));
   if (!s->path) return nullptr;
   Py_SETREF(s->image_id, image_id_str(image_id));

@@ -50,6 +50,38 @@ class Images(unittest.TestCase):
         self.assertEqual(opened.thaw(), table)
         self.assertEqual(opened["user:000999"]["tags"], ["a", 999 % 7])
 
+    def test_open_with_populate_maps_every_page_and_reads_the_same_values(self):
+        # A fresh process opens a 32 MiB image with populate=True: every page is mapped when open()
+        # returns and the values read right. (A plain open() also leaves every page mapped, as its
+        # checksum reads the whole file: that populate itself takes the faults away is checked in
+        # C++, tests/test_populate.cpp, with the checksum off.)
+        permafrost.freeze({"blob": b"\x01" * (32 << 20), "n": 7}).save(self.path)
+        script = ("import sys, permafrost\n"
+                  "view = permafrost.open(sys.argv[1], populate=True)\n"
+                  "address, size = permafrost._core._range(view)\n"
+                  "rss = inside = None\n"
+                  "for line in open('/proc/self/smaps'):\n"
+                  "    first = line.split()[0]\n"
+                  "    if '-' in first and not first.endswith(':'):\n"
+                  "        lo, hi = (int(x, 16) for x in first.split('-'))\n"
+                  "        inside = lo <= address < hi\n"
+                  "    elif inside and line.startswith('Rss:'):\n"
+                  "        rss = int(line.split()[1]) * 1024\n"
+                  "print(rss / size, view['n'], len(view['blob']), view['blob'][12345])\n")
+        proc = subprocess.run([sys.executable, "-c", script, self.path],
+                              capture_output=True, text=True, timeout=120, env=os.environ)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        share, n, blob, byte = proc.stdout.split()
+        self.assertEqual((n, blob, byte), ("7", str(32 << 20), "1"))
+        self.assertGreaterEqual(float(share), 0.99)
+
+    def test_open_with_populate_returns_an_image_already_open_as_it_is(self):
+        permafrost.freeze({"k": [1, 2]}).save(self.path)
+        plain = permafrost.open(self.path)
+        again = permafrost.open(self.path, populate=True)
+        self.assertIs(permafrost._core._store_of(again), permafrost._core._store_of(plain))
+        self.assertEqual(again, {"k": [1, 2]})
+
     def test_open_in_another_process(self):
         permafrost.freeze({"k": [1, "two", 3.0, {4}]}).save(self.path)
         proc = subprocess.run([sys.executable, "-c", "import sys, permafrost; "
