@@ -899,6 +899,34 @@ struct raw_pointer_root {
 }  // namespace
 PERMAFROST_IMAGE_TYPE(raw_pointer_root, "permafrost.test.raw_pointer_root.v1");
 
+namespace {
+// A struct the position check cannot look into: no hook, not declared pointer-free. Saving it
+// as a root would write its pointer as it is, so save_image refuses to compile for it.
+struct opaque_root {
+  const std::uint64_t* value = nullptr;
+};
+// A struct of plain numbers, vouched for by its author: the declaration lets it compile (a
+// pointer added later would be the author's risk, as the check cannot see inside).
+struct declared_root {
+  std::uint64_t count = 0;
+};
+}  // namespace
+PERMAFROST_POINTER_FREE(declared_root);
+
+TEST_CASE("save_image compiles only for roots the position check can vouch for") {
+  // Hooked types (the check asks them), non-class types and declared types compile ...
+  static_assert(permafrost::position_checkable_v<raw_pointer_root>);
+  static_assert(permafrost::position_checkable_v<pt::image_table>);
+  static_assert(permafrost::position_checkable_v<pt::image_map>);
+  static_assert(permafrost::position_checkable_v<std::uint64_t>);
+  static_assert(permafrost::position_checkable_v<declared_root>);
+  static_assert(permafrost::position_checkable_v<const declared_root>);
+  // ... a class without a hook is a compile error in check_position_independent/save_image.
+  static_assert(!permafrost::position_checkable_v<opaque_root>);
+  CHECK(permafrost::declared_pointer_free<declared_root>::value);
+  CHECK_FALSE(permafrost::declared_pointer_free<opaque_root>::value);
+}
+
 TEST_CASE("save_image refuses data holding a raw pointer, naming its arena offset") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

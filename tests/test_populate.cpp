@@ -150,6 +150,7 @@ long faults_reading(const std::filesystem::path& path, permafrost::open_options 
 }  // namespace
 
 PERMAFROST_IMAGE_TYPE(image_root, "permafrost.test.populate.v1");
+PERMAFROST_POINTER_FREE(image_root);  // one size_t
 
 TEST_CASE("populate: a forked child's first full read takes no page fault on the arena") {
   std::span<const unsigned char> bytes;

@@ -48,6 +48,8 @@ namespace {
 struct table_root {
   permafrost::offset_ptr<const std::uint64_t> words;
   std::size_t count = 0;
+  // The position check's hook (save_image): the words lie in the arena.
+  bool points_into(const permafrost::arena& a) const { return permafrost::points_into(words, a); }
 };
 
 }  // namespace

@@ -126,6 +126,13 @@ class map {
     slots_ = slot_out;
   }
 
+  // The position check's hook (save_image): the three arrays lie in the arena. The entries hold
+  // offsets and plain records only, so the arrays' bounds are all there is to check.
+  bool points_into(const permafrost::arena& a) const {
+    return permafrost::points_into(nodes_, a) && permafrost::points_into(pilots_, a) &&
+           permafrost::points_into(slots_, a);
+  }
+
  private:
   permafrost::offset_ptr<const std::byte> nodes_;
   permafrost::offset_ptr<const std::uint16_t> pilots_;

@@ -86,6 +86,21 @@ struct table_root {
   permafrost::offset_ptr<const permafrost::hash_map<pstring, row>> rows_by_sku;
   permafrost::offset_ptr<const permafrost::sorted_map<std::uint64_t, row>> rows_by_id;
   std::uint64_t rows = 0;  // the --rows the image was built with
+
+  // The position check's hook (save_image looks inside a root only through it): each member
+  // points into the arena, and each container's own hook checks what it holds.
+  bool points_into(const permafrost::arena& a) const {
+    return points_into_with_target(words, a) && points_into_with_target(words_sorted, a) &&
+           points_into_with_target(rows_by_sku, a) && points_into_with_target(rows_by_id, a);
+  }
+
+ private:
+  // An offset_ptr's hook checks where it points, not what its target holds: check both.
+  template <class T>
+  static bool points_into_with_target(const permafrost::offset_ptr<const T>& p,
+                                      const permafrost::arena& a) {
+    return permafrost::points_into(p, a) && (p.get() == nullptr || permafrost::points_into(*p, a));
+  }
 };
 
 double ms_since(std::chrono::steady_clock::time_point t0) {

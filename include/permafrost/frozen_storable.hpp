@@ -93,6 +93,27 @@ bool points_into(const T& v, const arena& a) {
   }
 }
 
+// Specialised to true (or with PERMAFROST_POINTER_FREE) for a class type without a points_into
+// hook whose author vouches that it holds no pointer — plain numbers, characters, fixed arrays
+// of them — so check_position_independent() may accept it without looking inside. The check
+// cannot see into a class without a hook, so such a root must either get a hook or be declared
+// here; anything else is a compile error (a pointer in it would be saved as it is).
+template <class T>
+struct declared_pointer_free : std::false_type {};
+
+// Declares T pointer-free (see declared_pointer_free). Use at namespace scope (global).
+#define PERMAFROST_POINTER_FREE(T) \
+  template <>                      \
+  struct permafrost::declared_pointer_free<T> : std::true_type {}
+
+// True when check_position_independent() can vouch for a root of type T: T answers through the
+// points_into hook, is not a class (a number, a pointer — seen and refused — an enum), or is
+// declared pointer-free.
+template <class T>
+inline constexpr bool position_checkable_v =
+    detail::has_points_into<T>::value || !std::is_class_v<T> || std::is_empty_v<T> ||
+    declared_pointer_free<std::remove_cv_t<T>>::value;
+
 // Effects: none (reads only). Checks that `root`, which must live in `a`, and everything it
 // references through the points_into hook hold no absolute address and point only inside `a`.
 // Returns an empty string when they do, else what is wrong: the arena offset of the first raw
@@ -100,6 +121,10 @@ bool points_into(const T& v, const arena& a) {
 // image writers: call it on a frozen arena's root before writing the arena's bytes to a file.
 template <class T>
 std::string check_position_independent(const arena& a, const T& root) {
+  static_assert(position_checkable_v<T>,
+                "permafrost: this root type has no points_into hook, so the position check "
+                "cannot see inside it: give it a hook (bool points_into(const permafrost::arena&) "
+                "const) or, if it holds no pointer, declare it with PERMAFROST_POINTER_FREE(T)");
   struct mode {
     detail::check_context saved = detail::t_check_context;
     mode() { detail::t_check_context = {true, nullptr}; }

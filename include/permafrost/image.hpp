@@ -136,10 +136,11 @@ image_root_tag root_tag_of() {
 // holds the new image.
 // Before writing, check_position_independent(a, root) (frozen_storable.hpp) walks the root
 // through the containers' points_into hooks: a raw pointer met there is refused, naming its
-// arena offset (store permafrost::offset_ptr instead). It cannot look inside a class type
-// without a points_into hook (the root or a container's value): a pointer in such a struct is
-// saved as it is; give your structs a hook or keep pointers out of them (docs/design.md,
-// "Offsets, not relocation").
+// arena offset (store permafrost::offset_ptr instead). A root of a class type without a
+// points_into hook does not compile unless declared with PERMAFROST_POINTER_FREE(T)
+// (frozen_storable.hpp): the check cannot look inside it. A container's value of such a type is
+// still unseen: a pointer in it is saved as it is; give your structs a hook or keep pointers out
+// of them (docs/design.md, "Offsets, not relocation").
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
 // over 4096 bytes), io (naming the path, the step and the errno).
 template <class T>

@@ -124,4 +124,6 @@ inline std::uint64_t check_image_map(const image_map& m, std::uint64_t n) {
 }  // namespace permafrost::test
 
 PERMAFROST_IMAGE_TYPE(permafrost::test::image_table, "permafrost.test.image_table.v1");
+// Relative offsets held as integers: nothing for the position check to look inside.
+PERMAFROST_POINTER_FREE(permafrost::test::image_table);
 PERMAFROST_IMAGE_TYPE(permafrost::test::image_map, "permafrost.test.hash_map<string,string>.v1");
