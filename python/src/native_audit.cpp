@@ -35,7 +35,8 @@ class auditor {
       : r_(r), root_(root), types_(types), layout_(layout), build_(r.map()) {}
 
   std::string run() {
-    layout_.reset(build_.granules());
+    // Sized to what the arena holds: the build map grew by half at a time and may be longer.
+    layout_.reset((r_.used() + granule_bytes - 1) >> granule_shift);
     if (std::string e = edge(root_, nullptr); !e.empty()) return e;
     while (!stack_.empty()) {
       PyObject* o = stack_.back();

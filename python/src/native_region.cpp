@@ -15,7 +15,9 @@ namespace permafrost::python::native {
 // ----- block_map --------------------------------------------------------------------------------
 
 void block_map::reset(std::size_t granules) {
-  words_.assign((granules + 31) / 32, 0);
+  // A fresh vector, not assign(): assign keeps the old capacity, and the build-time map of a
+  // 560 MB copy (9-13 MB, touched) would stay in the parent's heap after reset(0).
+  std::vector<std::uint64_t>((granules + 31) / 32, 0).swap(words_);
   granules_ = granules;
 }
 

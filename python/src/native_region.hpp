@@ -52,7 +52,7 @@ class block_map {
   // The last granule at or before `granule` with a nonzero code, or SIZE_MAX.
   std::size_t start_at_or_before(std::size_t granule) const noexcept;
   std::size_t granules() const noexcept { return granules_; }
-  // Sizes the map for `granules` granules, all code 0.
+  // Sizes the map for `granules` granules, all code 0, releasing the memory of the old map.
   void reset(std::size_t granules);
   std::size_t bytes() const noexcept { return words_.size() * sizeof(std::uint64_t); }
 
