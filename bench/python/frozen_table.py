@@ -23,10 +23,17 @@ Rows: dict; dict + gc.freeze(); lmdb, marisa (marisa-trie), numpy (sorted keys, 
 sqlite3 (file, mmap) where the module exists for the interpreter; permafrost.freeze();
 permafrost.freeze_native() where the interpreter has it (CPython 3.12 and 3.13): the same dict
 code reads a real dict whose objects are immortal and write-protected (data = the arena's bytes).
-Memory figures come from permafrost.memory() (the library's memstat).
+Memory figures come from permafrost.memory() (the library's memstat). Under each interpreter's
+table: the permafrost row against issue 19's goals (frozen bytes vs the dict's heap and
+marisa-trie's, lookup and freeze() vs the dict's), and the freeze_native row against issue 21's
+(arena pages copied, total PSS vs the arena + idle workers, lookup and freeze_native() vs the
+dict's), each ratio beside its goal.
 
 usage: frozen_table.py [--smoke] [--rows N] [--workers N] --build BUILD_DIR/python
        (runs itself once per interpreter built there; --one runs one interpreter's rows)
+       frozen_table.py --breakdown [--rows N] [--build BUILD_DIR/python]: where the freeze()
+       table's bytes go, per node kind, and a key table miss's cost against a hit
+       (table_bytes.py), instead of the rows
 """
 import argparse
 import gc
@@ -373,14 +380,46 @@ def table(version, rows, workers, results):
                  "dict's, %.2fx (frozen bytes + the baseline's parent and %d idle workers)" % (
                      pf["arena_pages_copied"], pf["pss"] / base["pss"],
                      pf["pss"] / (pf["data"] + idle["pss"]), workers))
+    marisa = [r for r in results if r["row"] == "marisa-trie"]
+    lines.append("issue 19 goals, permafrost: frozen bytes %.3fx the dict's heap (goal <= "
+                 "0.10x)%s; lookup + field access %.2fx dict's (goal <= 0.3x); freeze() %.2fx "
+                 "building the dict (goal <= 0.5x)" % (
+                     pf["data"] / base["data"],
+                     ", %.2fx marisa-trie's (goal <= 1.0x)" % (pf["data"] / marisa[0]["data"])
+                     if marisa else "", pf["lookup_ns"] / base["lookup_ns"],
+                     pf["build_s"] / base["build_s"]))
     for nat in (r for r in results if r["row"] == "freeze_native"):
-        lines.append("freeze_native: %d arena pages copied by the worst worker (pagemap); total "
-                     "PSS %.2fx dict's, %.2fx (arena bytes + the baseline's parent and %d idle "
-                     "workers); lookup %.2fx dict's; freeze_native() %.2fx building the dict" % (
+        lines.append("freeze_native (issue 21 goals): %d arena pages copied by the worst worker "
+                     "(pagemap; goal 0); total PSS %.2fx dict's, %.2fx (arena bytes + the "
+                     "baseline's parent and %d idle workers; goal <= 1.05x); lookup %.2fx dict's "
+                     "(goal <= 1.0x); freeze_native() %.2fx building the dict (goal <= 1.0x)" % (
                          nat["arena_pages_copied"], nat["pss"] / base["pss"],
                          nat["pss"] / (nat["data"] + idle["pss"]), workers,
                          nat["lookup_ns"] / base["lookup_ns"], nat["build_s"] / base["build_s"]))
     return "\n".join(lines)
+
+
+def print_breakdown(rows):
+    """--breakdown: where the 1M-row freeze() table's bytes go, and a key table miss's cost."""
+    import permafrost
+    import table_bytes
+    d, heap = build_dict(rows)
+    frozen = permafrost.freeze(d)
+    del d
+    gc.collect()
+    parts, size = table_bytes.breakdown(frozen)
+    print("Python %s, %d rows: permafrost.freeze() of bench/python's table" % (
+        sys.version.split()[0], rows))
+    print(table_bytes.format_breakdown(parts, size, heap))
+    s = stride_for(rows)
+    order = [(j * s) % rows for j in range(rows)]
+    present = [key(i) for i in order]
+    absent = ["kez:%07d" % i for i in order]  # same length, never a key
+    small = permafrost.freeze({key(i): record(i) for i in range(16)})
+    small_present = [key(i % 16) for i in order]
+    small_absent = ["kez:%07d" % (i % 16) for i in order]
+    print(table_bytes.format_miss_cost(table_bytes.miss_cost(frozen, present, absent, small,
+                                                             small_present, small_absent)))
 
 
 def main():
@@ -390,8 +429,14 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--build", help="the build's python/ directory (one package dir per interpreter)")
     ap.add_argument("--one", metavar="ROW", help="run one row in this interpreter, print JSON")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead of the rows: where the freeze() table's bytes go (per node "
+                         "kind) and a key table miss's cost against a hit")
     args = ap.parse_args()
     rows = 20000 if args.smoke else args.rows
+    if args.breakdown and not args.build:
+        print_breakdown(rows)
+        return
     if args.one:
         print(json.dumps(run_one(args.one, rows, args.workers)))
         return
@@ -407,6 +452,12 @@ def main():
     failed = False
     for tag, interpreter in builds:
         env = dict(os.environ, PYTHONPATH=os.path.join(args.build, tag))
+        if args.breakdown:
+            print()
+            sys.stdout.flush()
+            failed |= subprocess.run([interpreter, os.path.abspath(__file__), "--breakdown",
+                                      "--rows", str(rows)], env=env).returncode != 0
+            continue
         results = []
         for name in ROWS_BY_NAME:
             proc = subprocess.run([interpreter, os.path.abspath(__file__), "--one", name, "--rows",
