@@ -3,12 +3,16 @@
 // image whose checksums are right. The check must never read outside the bytes (ASan), and a graph
 // it accepts must be safe for the readers: this target then reads every accepted node with the
 // readers' own codec (format.hpp's accessors, every str byte, find_entry from every slot of every
-// table) and aborts if a probe would not end or names an entry that does not exist, or if the JSON
-// text of a date, time, Decimal or UUID node is not a plain JSON string.
+// table) and aborts if a probe would not end or names an entry that does not exist, if the JSON
+// text of a date, time, Decimal or UUID node is not a plain JSON string, or if the graph nests
+// deeper or reads into more objects than the check promises.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "format.hpp"
@@ -114,6 +118,51 @@ void read_node(std::uint64_t off) {
   }
 }
 
+// An independent computation of what the check bounds (format.hpp, "Read cost"): recursive,
+// memoised by node, in the readers' order. Aborts if an accepted graph nests deeper than
+// max_nesting or reads into more than read_cost_limit() objects.
+struct node_cost {
+  std::uint32_t height;
+  std::uint64_t objects;
+};
+std::unordered_map<std::uint64_t, node_cost> g_costs;
+std::unordered_set<std::uint64_t> g_shared;
+
+node_cost reference_cost(word w);
+
+node_cost cost_of(std::uint64_t off) {
+  if (const auto it = g_costs.find(off); it != g_costs.end()) return it->second;
+  const auto* n = node_at<node_header>(g_base, off);
+  node_cost c{0, 1};
+  if (!is_leaf(n->kind)) {
+    std::uint32_t height = 0;
+    for (std::size_t i = 0; i < child_count(n); ++i) {
+      const node_cost r = reference_cost(child(n, i));
+      height = std::max(height, r.height);
+      c.objects = add_cost(c.objects, r.objects);
+    }
+    c.height = height + 1;
+    if (c.height > max_nesting) std::abort();
+    if (is_shared(n)) g_shared.insert(off);
+  }
+  g_costs.emplace(off, c);
+  return c;
+}
+
+node_cost reference_cost(word w) {
+  if ((w & tag_mask) != tag_node) return {0, 1};
+  const node_cost c = cost_of(w);
+  return is_shared(node_at<node_header>(g_base, w)) ? node_cost{c.height, 1} : c;
+}
+
+void check_read_cost(word root) {
+  g_costs.clear();
+  g_shared.clear();
+  std::uint64_t total = reference_cost(root).objects;
+  for (const std::uint64_t off : g_shared) total = add_cost(total, g_costs.at(off).objects);
+  if (total > read_cost_limit(g_size)) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -124,6 +173,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   g_size = size;
   graph_check check(g_base, g_size);
   if (!check.run().empty()) return 0;
+  check_read_cost(reinterpret_cast<const root_header*>(g_base)->root);
   for (std::uint64_t off = 0; off + 8 <= g_size; off += 8) {
     if (check.is_node(off)) read_node(off);
   }

@@ -24,14 +24,22 @@
 //   list, tuple:  count value words follow
 //   dict:         u64 offset of a keys node, then count value words (values[i] belongs to key i);
 //                 dicts with the same keys in the same order share one keys node
-//   dict16:       {u8 kind, u8 0, u16 count, u32 keys node offset / 8}, then count value words:
+//   dict16:       {u8 kind, u8 flags, u16 count, u32 keys node offset / 8}, then count value words:
 //                 a dict of fewer than 64 Ki keys whose keys node lies below 32 GiB
 //   keys, set, frozenset: u32 capacity (power of two), u32 0, then `capacity` index slots, then
 //                 count key words in insertion order. A slot is 0 (empty) or
 //                 (upper 32 bits of the key's hash) << 32 | (entry index + 1), 8 bytes; with
 //                 flag_narrow_index (fewer than 2^24 - 1 keys) 4 bytes: (upper 8 bits of the hash)
 //                 << 24 | (entry index + 1). Linear probing from the hash's low bits.
-// Nodes of at most 64 bytes with equal bytes may be shared by any number of references.
+// Sharing. A node may be referenced more than once in two ways:
+//   - by content: strs, bytes and big ints, and lists and tuples of at most 64 bytes whose items
+//     are all scalars or strs/bytes/big ints, with equal bytes are stored once (and keys nodes
+//     are shared between dicts). Readers build one object per reference, as for unshared nodes.
+//   - by identity: a container (list, tuple, dict, set, frozenset) that was one Python object
+//     reached several times is stored once with flag_shared; a read (thaw, a tuple) builds it
+//     once and uses that object for every reference, so thaw() gives the same sharing back.
+// Read cost. What one read builds is bounded, so a small graph cannot make a reader build an
+// exponential tree: see "Read cost" below, which graph_check computes and bounds.
 // Key hashes are key_hash() in keys.cpp: seedless (hash_bytes over UTF-8 for str), so an index
 // built in one process is valid in every other one, whatever PYTHONHASHSEED says.
 //
@@ -43,6 +51,7 @@
 // Thread safety: plain data; frozen bytes may be read from any thread.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -94,6 +103,9 @@ enum kind : std::uint8_t {
 inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
 inline constexpr std::uint8_t flag_surrogates = 2;    // str: decode with surrogatepass
 inline constexpr std::uint8_t flag_narrow_index = 1;  // keys/set: 4-byte index slots
+// list, tuple, dict, dict16, set, frozenset: one Python object referenced from several places,
+// stored once; readers build it once per read (see "Sharing" above).
+inline constexpr std::uint8_t flag_shared = 0x80;
 
 // The first 8 bytes of every node. `small_count` and `count` mean what the kind says:
 //   str16:  small_count = the length in bytes; `count` is not there (the bytes start at byte 4)
@@ -156,6 +168,18 @@ inline const word* table_keys(const table_header* t) noexcept {
                                        std::size_t{t->capacity} * table_slot_size(t));
 }
 inline bool is_str(std::uint8_t k) noexcept { return k == kind_str || k == kind_str16; }
+// str, bytes, big int and the fixed-layout scalar nodes: bytes, no value words inside.
+inline bool is_leaf(std::uint8_t k) noexcept {
+  return is_str(k) || k == kind_bytes || k == kind_bigint || (k >= kind_datetime && k <= kind_uuid);
+}
+// Containers a Python object was frozen from (keys nodes are not: they belong to dicts).
+inline bool can_be_shared(std::uint8_t k) noexcept {
+  return k == kind_list || k == kind_tuple || k == kind_dict || k == kind_dict16 || k == kind_set ||
+         k == kind_frozenset;
+}
+inline bool is_shared(const node_header* n) noexcept {
+  return can_be_shared(n->kind) && (n->flags & flag_shared);
+}
 inline bool is_dict(std::uint8_t k) noexcept { return k == kind_dict || k == kind_dict16; }
 // A str node's UTF-8 bytes.
 inline const char* str_bytes(const node_header* n) noexcept {
@@ -180,6 +204,42 @@ inline const word* seq_items(const node_header* n) noexcept {
 }
 inline const char* node_bytes(const node_header* n) noexcept {
   return reinterpret_cast<const char*>(n + 1);
+}
+
+// The value words inside a non-leaf node, in the order readers meet them: a dict's keys node
+// first (as a node reference), then its values; a list's or tuple's items; a table's keys.
+inline std::size_t child_count(const node_header* n) noexcept {
+  if (is_dict(n->kind)) return 1 + std::size_t{dict_count(n)};
+  return n->count;
+}
+inline word child(const node_header* n, std::size_t i) noexcept {
+  if (is_dict(n->kind)) return i == 0 ? dict_keys_offset(n) : dict_values(n)[i - 1];
+  if (n->kind == kind_list || n->kind == kind_tuple) return seq_items(n)[i];
+  return table_keys(reinterpret_cast<const table_header*>(n))[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read cost: how many objects one read (thaw(), a tuple) builds at most
+// ---------------------------------------------------------------------------------------------
+// A reference costs 1 when it is a scalar, a str/bytes/big int or a shared (flag_shared) node
+// (built once per read: its own cost is counted once for the whole graph), and cost(node) for
+// any other node, where cost(node) = 1 + the sum over its child words (for a dict: its keys node
+// and its values). A graph's read cost is the sum of cost() over its shared nodes plus what its
+// root reference costs; no read of any part of it builds more objects than that. Nesting is
+// bounded the same way: height(node) = 1 + the largest height among its children (0 for
+// scalars and leaves), counted through shared nodes too.
+
+// Objects a read of a graph of `graph_bytes` may build: 2 per byte, at least 16 Mi. Every graph
+// freeze() builds stays below it (a reference costs at most what its 8-byte word allows, since
+// content-shared lists and tuples hold only scalars and leaves); a crafted one beyond is refused.
+inline std::uint64_t read_cost_limit(std::size_t graph_bytes) noexcept {
+  return std::max<std::uint64_t>(std::uint64_t{1} << 24, 2 * std::uint64_t{graph_bytes});
+}
+
+// a + b, stopping at 2^62 (costs of crafted graphs can overflow; any limit is far below).
+inline std::uint64_t add_cost(std::uint64_t a, std::uint64_t b) noexcept {
+  constexpr std::uint64_t cap = std::uint64_t{1} << 62;
+  return a >= cap || b >= cap - a ? cap : a + b;
 }
 
 // ---------------------------------------------------------------------------------------------

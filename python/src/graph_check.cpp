@@ -1,16 +1,34 @@
 // permafrost for Python — checking a frozen value graph (see graph_check.hpp).
 #include "graph_check.hpp"
 
+#include <algorithm>
+
 #include "scalar_format.hpp"
 
 namespace permafrost::python {
 namespace {
 
-std::string at_offset(const char* what, std::uint64_t off) {
-  return std::string(what) + " at offset " + std::to_string(off);
+std::string at_offset(const std::string& what, std::uint64_t off) {
+  return what + " at offset " + std::to_string(off);
 }
 
 bool power_of_two(std::uint32_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+
+// The height and read cost of a node whose children are all scalars and leaves (a dict: with
+// such a keys node), computed from its header alone.
+std::uint32_t plain_height(const node_header* n) noexcept { return is_dict(n->kind) ? 2 : 1; }
+std::uint64_t plain_objects(const node_header* n) noexcept {
+  const std::uint64_t count = is_dict(n->kind) ? dict_count(n) : n->count;
+  return is_dict(n->kind) ? 2 + 2 * count : 1 + count;
+}
+
+// Nodes a graph from freeze() may reference more than once without flag_shared, besides leaves:
+// keys nodes (dicts with the same keys) and lists and tuples of at most 64 bytes (stored once by
+// content).
+bool shared_by_content(const node_header* n) noexcept {
+  if (n->kind == kind_keys) return true;
+  return (n->kind == kind_list || n->kind == kind_tuple) && 8 + 8 * std::uint64_t{n->count} <= 64;
+}
 
 template <class Slot>
 std::string check_slots(const table_header* t, std::uint64_t off) {
@@ -42,31 +60,57 @@ std::string graph_check::run() {
   const std::size_t words = (size_ / 8 + 63) / 64;
   open_.assign(words, 0);
   valid_.assign(words, 0);
+  plain_.assign(words, 0);
+  costs_.clear();
   stack_.clear();
-  if (std::string err = check_word(root->root, offsetof(root_header, root)); !err.empty())
+  shared_objects_ = 0;
+  reference_cost root_cost;
+  bool pushed = false;
+  if (std::string err = check_word(root->root, offsetof(root_header, root), root_cost, pushed);
+      !err.empty())
     return err;
   while (!stack_.empty()) {
-    const std::size_t top = stack_.size() - 1;
-    const std::uint64_t off = stack_[top].off;
-    const auto* n = reinterpret_cast<const node_header*>(base_ + off);
-    if (stack_[top].next == child_count(n)) {
-      open_[off / 8 / 64] &= ~(std::uint64_t{1} << (off / 8 % 64));
-      set(valid_, off);
-      stack_.pop_back();
+    frame& top = stack_.back();
+    const auto* n = node_at<node_header>(base_, top.off);
+    reference_cost cost;
+    if (top.next == child_count(n)) {
+      if (std::string err = pop(cost); !err.empty()) return err;
+      if (stack_.empty()) root_cost = cost;
+      else add_to_top(cost);
       continue;
     }
-    const word w = child(n, stack_[top].next++);
-    if (std::string err = check_word(w, off); !err.empty()) return err;  // may push
+    const std::uint64_t off = top.off;
+    const word w = child(n, top.next++);
+    if (std::string err = check_word(w, off, cost, pushed); !err.empty()) return err;  // may push
+    if (!pushed) add_to_top(cost);
   }
+  const std::uint64_t limit = read_cost_limit(size_);
+  if (add_cost(shared_objects_, root_cost.objects) > limit)
+    return "reading it would build more than " + std::to_string(limit) + " objects";
   done_ = true;
-  std::vector<std::uint64_t>().swap(open_);  // all clear now; valid_ is what is_node() reads
+  // All clear now; valid_ is what is_node() reads.
+  std::vector<std::uint64_t>().swap(open_);
+  std::vector<std::uint64_t>().swap(plain_);
+  std::unordered_map<std::uint64_t, node_cost>().swap(costs_);
   std::vector<frame>().swap(stack_);
   return {};
 }
 
-std::string graph_check::check_word(word w, std::uint64_t at) {
+void graph_check::add_to_top(const reference_cost& cost) noexcept {
+  frame& top = stack_.back();
+  top.child_height = std::max(top.child_height, cost.height);
+  top.child_objects = add_cost(top.child_objects, cost.objects);
+}
+
+std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed) {
+  pushed = false;
+  cost = {};
   switch (w & tag_mask) {
-    case tag_node: return enter(w);
+    case tag_node:
+      // Every node is at least 8 bytes at an 8-aligned offset (freeze() rounds them up).
+      if (w < sizeof(root_header) || w > size_ - 8)
+        return at_offset("a reference outside the graph", w);
+      return test(valid_, w) ? revisit(w, cost) : enter(w, pushed);
     case tag_int:
     case tag_short_str:
     case tag_inline_float: return {};
@@ -83,13 +127,28 @@ std::string graph_check::check_word(word w, std::uint64_t at) {
   return at_offset("an unknown value tag in the node", at);
 }
 
-std::string graph_check::enter(std::uint64_t off) {
-  // Every node is at least 8 bytes at an 8-aligned offset (freeze() rounds them up).
-  if (off < sizeof(root_header) || off > size_ - 8)
-    return at_offset("a reference outside the graph", off);
-  if (test(valid_, off)) return {};
+std::string graph_check::revisit(std::uint64_t off, reference_cost& cost) const {
+  const auto* n = node_at<node_header>(base_, off);
+  if (is_leaf(n->kind)) return {};  // {0, 1}
+  if (is_shared(n)) {  // built once per read: its own cost is counted once, in shared_objects_
+    cost = {costs_.at(off).height, 1};
+    return {};
+  }
+  if (test(plain_, off)) {
+    cost = {plain_height(n), plain_objects(n)};
+    return {};
+  }
+  if (const auto it = costs_.find(off); it != costs_.end()) {
+    cost = {it->second.height, it->second.objects};
+    return {};
+  }
+  return at_offset("a node referenced twice that is neither marked shared nor shared by content",
+                   off);
+}
+
+std::string graph_check::enter(std::uint64_t off, bool& pushed) {
   if (test(open_, off)) return at_offset("a node that contains itself", off);
-  const auto* n = reinterpret_cast<const node_header*>(base_ + off);
+  const auto* n = node_at<node_header>(base_, off);
   const std::uint64_t avail = size_ - off;
   switch (n->kind) {
     case kind_str:
@@ -98,7 +157,7 @@ std::string graph_check::enter(std::uint64_t off) {
     case kind_bigint: {
       if (std::string err = check_leaf(n, off); !err.empty()) return err;
       set(valid_, off);
-      return {};
+      return {};  // cost {0, 1}
     }
     case kind_list:
     case kind_tuple:
@@ -126,7 +185,33 @@ std::string graph_check::enter(std::uint64_t off) {
   }
   if (stack_.size() >= max_nesting) return at_offset("nesting deeper than 10002 levels", off);
   set(open_, off);
-  stack_.push_back({off, 0});
+  stack_.push_back({off});
+  pushed = true;
+  return {};
+}
+
+std::string graph_check::pop(reference_cost& cost) {
+  const frame f = stack_.back();
+  stack_.pop_back();
+  const auto* n = node_at<node_header>(base_, f.off);
+  const node_cost own{f.child_height + 1, add_cost(f.child_objects, 1)};
+  if (own.height > max_nesting) return at_offset("nesting deeper than 10002 levels", f.off);
+  const std::uint64_t limit = read_cost_limit(size_);
+  if (own.objects > limit)
+    return at_offset(
+        "a node whose reading would build more than " + std::to_string(limit) + " objects", f.off);
+  open_[f.off / 8 / 64] &= ~(std::uint64_t{1} << (f.off / 8 % 64));
+  set(valid_, f.off);
+  const bool plain = own.height == plain_height(n) && own.objects == plain_objects(n);
+  if (plain) set(plain_, f.off);
+  if (is_shared(n)) {
+    costs_.emplace(f.off, own);
+    shared_objects_ = add_cost(shared_objects_, own.objects);
+    cost = {own.height, 1};
+    return {};
+  }
+  if (!plain && shared_by_content(n)) costs_.emplace(f.off, own);
+  cost = {own.height, own.objects};
   return {};
 }
 
@@ -173,17 +258,6 @@ std::string graph_check::check_dict(const node_header* n, std::uint64_t off) {
   if (t->h.kind != kind_keys || t->h.count != dict_count(n))
     return at_offset("a dict whose keys table does not match it", off);
   return {};
-}
-
-std::size_t graph_check::child_count(const node_header* n) const noexcept {
-  if (is_dict(n->kind)) return 1 + dict_count(n);  // the keys table, then the values
-  return n->count;                                 // items, or a table's keys
-}
-
-word graph_check::child(const node_header* n, std::size_t i) const noexcept {
-  if (is_dict(n->kind)) return i == 0 ? dict_keys_offset(n) : dict_values(n)[i - 1];
-  if (n->kind == kind_list || n->kind == kind_tuple) return seq_items(n)[i];
-  return table_keys(reinterpret_cast<const table_header*>(n))[i];
 }
 
 }  // namespace permafrost::python

@@ -13,9 +13,19 @@
 //   - a table's capacity is a power of two above its count, every index slot is empty or names
 //     an entry, and fewer slots are used than it has (so probing always ends);
 //   - a dict's keys node is a keys table with the dict's count;
-//   - no node contains itself, and nesting is at most max_nesting deep (the readers recurse).
-// The walk visits each node once (shared nodes too) and records where valid nodes start, so that
-// a node named by offset later (unpickling a view of an image) is accepted only if it is one.
+//   - no node contains itself, and no path from the root nests more than max_nesting nodes
+//     (the readers recurse), counted through nodes that are referenced more than once too;
+//   - reading the graph builds at most read_cost_limit(size) objects (format.hpp, "Read cost"):
+//     nodes shared without flag_shared expand on every reference, so a few hundred bytes of
+//     tuples that share children would otherwise build 2^64 of them;
+//   - a node referenced more than once is a str/bytes/big int, a keys node, a flag_shared node
+//     or a list/tuple of at most 64 bytes (what freeze() shares), else refused.
+// The walk visits each node once and records where valid nodes start, so that a node named by
+// offset later (unpickling a view of an image) is accepted only if it is one. It keeps two
+// bitmaps of one bit per 8 bytes while it runs (nodes on its stack, nodes accepted; the second
+// stays with the image), one more for nodes whose height and cost follow from their header, and
+// the height and cost of the nodes that may be met again (shared, keys and small list/tuple
+// nodes), about 40 bytes each.
 //
 // Thread safety: a graph_check is used by one thread at a time; the graph is only read.
 #pragma once
@@ -23,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "format.hpp"
@@ -46,13 +57,29 @@ class graph_check {
   bool is_node(std::uint64_t off) const noexcept;
 
  private:
-  std::string check_word(word w, std::uint64_t at);
-  std::string enter(std::uint64_t off);
+  // What one reference to a value adds to the node that holds it.
+  struct reference_cost {
+    std::uint32_t height = 0;   // of the referenced value (0: scalars and leaves)
+    std::uint64_t objects = 1;  // a read builds this many objects for the reference
+  };
+  struct frame {
+    std::uint64_t off;
+    std::size_t next = 0;             // the next child to check
+    std::uint32_t child_height = 0;   // the largest height among the children checked
+    std::uint64_t child_objects = 0;  // their read costs, summed
+  };
+
+  // Checks one value word found in the node at offset `at`. A node not seen before is checked
+  // and, when it has children, pushed (its cost reaches its parent when it is popped); otherwise
+  // `cost` is what the reference costs.
+  std::string check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed);
+  std::string enter(std::uint64_t off, bool& pushed);
+  std::string revisit(std::uint64_t off, reference_cost& cost) const;
+  std::string pop(reference_cost& cost);
   std::string check_leaf(const node_header* n, std::uint64_t off);
   std::string check_table(const node_header* n, std::uint64_t off);
   std::string check_dict(const node_header* n, std::uint64_t off);
-  std::size_t child_count(const node_header* n) const noexcept;
-  word child(const node_header* n, std::size_t i) const noexcept;
+  void add_to_top(const reference_cost& cost) noexcept;
   bool test(const std::vector<std::uint64_t>& bits, std::uint64_t off) const noexcept {
     return (bits[off / 8 / 64] >> (off / 8 % 64)) & 1;
   }
@@ -60,16 +87,19 @@ class graph_check {
     bits[off / 8 / 64] |= std::uint64_t{1} << (off / 8 % 64);
   }
 
-  struct frame {
-    std::uint64_t off;
-    std::size_t next;  // the next child to check
+  struct node_cost {
+    std::uint32_t height;
+    std::uint64_t objects;  // the node's own read cost (its references may cost 1: flag_shared)
   };
 
   const char* base_;
   std::size_t size_;
   std::vector<std::uint64_t> open_;   // one bit per 8 bytes: a node on the walk's stack
   std::vector<std::uint64_t> valid_;  // one bit per 8 bytes: a node checked with all it contains
+  std::vector<std::uint64_t> plain_;  // one bit per 8 bytes: a node whose cost is plain_cost()
+  std::unordered_map<std::uint64_t, node_cost> costs_;  // nodes that may be referenced again
   std::vector<frame> stack_;
+  std::uint64_t shared_objects_ = 0;  // the read costs of the flag_shared nodes, summed
   bool done_ = false;
 };
 

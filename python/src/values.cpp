@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <unordered_map>
 
 #include "scalars.hpp"
 #include "store.hpp"
@@ -70,64 +71,90 @@ PyObject* corrupt_kind(const node_header* n) {
   return nullptr;
 }
 
-}  // namespace
-
-PyObject* materialise(store_object* store, const char* base, word w) {
-  if ((w & tag_mask) != tag_node) return scalar(base, w);
-  const auto* n = node_at<node_header>(base, w);
-  switch (n->kind) {
-    case kind_str:
-    case kind_str16: return str_from_node(n);
-    case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
-    case kind_bigint: return bigint_from_node(*store->state, n);
-    case kind_tuple: {
-      PyObject* t = PyTuple_New(n->count);
-      if (!t) return nullptr;
-      const word* items = seq_items(n);
-      for (std::uint32_t i = 0; i < n->count; ++i) {
-        PyObject* item = materialise(store, base, items[i]);
-        if (!item) {
-          Py_DECREF(t);
-          return nullptr;
-        }
-        PyTuple_SET_ITEM(t, i, item);
-      }
-      return t;
-    }
-    case kind_list: return new_view(store->state->list_type, store, w);
-    case kind_dict:
-    case kind_dict16: return new_view(store->state->dict_type, store, w);
-    case kind_set:
-    case kind_frozenset: return new_view(store->state->set_type, store, w);
-  }
-  if (is_scalar_kind(n->kind)) return scalar_from_node(n);
-  return corrupt_kind(n);
-}
-
-PyObject* thaw_word(const module_state& state, const char* base, word w) {
-  if ((w & tag_mask) != tag_node) return scalar(base, w);
-  const auto* n = node_at<node_header>(base, w);
+// The object of the leaf node n (is_leaf(n->kind): a str, bytes, big int, date, Decimal...).
+PyObject* leaf_object(const module_state& state, const node_header* n) {
   switch (n->kind) {
     case kind_str:
     case kind_str16: return str_from_node(n);
     case kind_bytes: return PyBytes_FromStringAndSize(node_bytes(n), n->count);
     case kind_bigint: return bigint_from_node(state, n);
+  }
+  if (is_scalar_kind(n->kind)) return scalar_from_node(n);
+  return corrupt_kind(n);
+}
+
+// The objects one read built for flag_shared nodes, by offset: every later reference in the same
+// read gets the same object, so a read builds each shared node once (format.hpp, "Sharing").
+class shared_objects {
+ public:
+  shared_objects() = default;
+  shared_objects(const shared_objects&) = delete;
+  shared_objects& operator=(const shared_objects&) = delete;
+  ~shared_objects() {
+    for (const auto& [off, o] : built_) Py_DECREF(o);
+  }
+  // A new reference to the object built for the node at `off`, or nullptr.
+  PyObject* find(std::uint64_t off) const {
+    const auto it = built_.find(off);
+    if (it == built_.end()) return nullptr;
+    Py_INCREF(it->second);
+    return it->second;
+  }
+  // Returns o (a new reference, or nullptr); remembers it for the node at `off`.
+  PyObject* keep(std::uint64_t off, PyObject* o) {
+    if (o) {
+      Py_INCREF(o);
+      built_.emplace(off, o);
+    }
+    return o;
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, PyObject*> built_;
+};
+
+// The tuple node n (at offset `off`): its items materialised, nested tuples built eagerly too.
+PyObject* tuple_of(store_object* store, const char* base, const node_header* n,
+                   shared_objects& shared) {
+  ref t(PyTuple_New(n->count));
+  if (!t.get()) return nullptr;
+  const word* items = seq_items(n);
+  for (std::uint32_t i = 0; i < n->count; ++i) {
+    const word w = items[i];
+    const auto* item_node = (w & tag_mask) == tag_node ? node_at<node_header>(base, w) : nullptr;
+    PyObject* item;
+    if (!item_node || item_node->kind != kind_tuple) {
+      item = materialise(store, base, w);
+    } else if (!is_shared(item_node)) {
+      item = tuple_of(store, base, item_node, shared);
+    } else if (!(item = shared.find(w))) {
+      item = shared.keep(w, tuple_of(store, base, item_node, shared));
+    }
+    if (!item) return nullptr;
+    PyTuple_SET_ITEM(t.get(), i, item);
+  }
+  return t.release();
+}
+
+PyObject* thaw(const module_state& state, const char* base, word w, shared_objects& shared);
+
+// thaw() of the node n, which is not a leaf.
+PyObject* thaw_container(const module_state& state, const char* base, const node_header* n,
+                         shared_objects& shared) {
+  switch (n->kind) {
     case kind_tuple:
     case kind_list: {
       const bool tuple = n->kind == kind_tuple;
-      PyObject* out = tuple ? PyTuple_New(n->count) : PyList_New(n->count);
-      if (!out) return nullptr;
+      ref out(tuple ? PyTuple_New(n->count) : PyList_New(n->count));
+      if (!out.get()) return nullptr;
       const word* items = seq_items(n);
       for (std::uint32_t i = 0; i < n->count; ++i) {
-        PyObject* item = thaw_word(state, base, items[i]);
-        if (!item) {
-          Py_DECREF(out);
-          return nullptr;
-        }
-        if (tuple) PyTuple_SET_ITEM(out, i, item);
-        else PyList_SET_ITEM(out, i, item);
+        PyObject* item = thaw(state, base, items[i], shared);
+        if (!item) return nullptr;
+        if (tuple) PyTuple_SET_ITEM(out.get(), i, item);
+        else PyList_SET_ITEM(out.get(), i, item);
       }
-      return out;
+      return out.release();
     }
     case kind_dict:
     case kind_dict16: {
@@ -136,9 +163,9 @@ PyObject* thaw_word(const module_state& state, const char* base, word w) {
       ref out(PyDict_New());
       if (!out.get()) return nullptr;
       for (std::uint32_t i = 0, count = dict_count(n); i < count; ++i) {
-        ref k(thaw_word(state, base, kw[i]));
+        ref k(thaw(state, base, kw[i], shared));
         if (!k.get()) return nullptr;
-        ref v(thaw_word(state, base, vw[i]));
+        ref v(thaw(state, base, vw[i], shared));
         if (!v.get() || PyDict_SetItem(out.get(), k.get(), v.get()) < 0) return nullptr;
       }
       return out.release();
@@ -150,14 +177,47 @@ PyObject* thaw_word(const module_state& state, const char* base, word w) {
       if (!out.get()) return nullptr;
       const word* kw = table_keys(t);
       for (std::uint32_t i = 0; i < n->count; ++i) {
-        ref k(thaw_word(state, base, kw[i]));
+        ref k(thaw(state, base, kw[i], shared));
         if (!k.get() || PySet_Add(out.get(), k.get()) < 0) return nullptr;
       }
       return out.release();
     }
   }
-  if (is_scalar_kind(n->kind)) return scalar_from_node(n);
   return corrupt_kind(n);
+}
+
+PyObject* thaw(const module_state& state, const char* base, word w, shared_objects& shared) {
+  if ((w & tag_mask) != tag_node) return scalar(base, w);
+  const auto* n = node_at<node_header>(base, w);
+  if (is_leaf(n->kind)) return leaf_object(state, n);
+  if (!is_shared(n)) return thaw_container(state, base, n, shared);
+  if (PyObject* built = shared.find(w)) return built;
+  return shared.keep(w, thaw_container(state, base, n, shared));
+}
+
+}  // namespace
+
+PyObject* materialise(store_object* store, const char* base, word w) {
+  if ((w & tag_mask) != tag_node) return scalar(base, w);
+  const auto* n = node_at<node_header>(base, w);
+  if (is_leaf(n->kind)) return leaf_object(*store->state, n);
+  switch (n->kind) {
+    case kind_tuple: {
+      shared_objects shared;
+      return tuple_of(store, base, n, shared);
+    }
+    case kind_list: return new_view(store->state->list_type, store, w);
+    case kind_dict:
+    case kind_dict16: return new_view(store->state->dict_type, store, w);
+    case kind_set:
+    case kind_frozenset: return new_view(store->state->set_type, store, w);
+  }
+  return corrupt_kind(n);
+}
+
+PyObject* thaw_word(const module_state& state, const char* base, word w) {
+  shared_objects shared;
+  return thaw(state, base, w, shared);
 }
 
 }  // namespace permafrost::python

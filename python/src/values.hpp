@@ -3,9 +3,11 @@
 // Contract: materialise() turns one value word of a store's graph into what a reader gets: a new
 // str, bytes, int, float, bool, None or tuple (tuples eagerly, item by item), and a view
 // (views.hpp) for a dict, list or set, which reads its items only when asked. thaw_word() turns
-// it into ordinary Python objects all the way down (dict, list, set, frozenset, tuple). Both only
-// read the frozen bytes, so they never dirty a shared page. Pre: the graph was built by freeze()
-// or passed graph_check (the readers do no bounds checks).
+// it into ordinary Python objects all the way down (dict, list, set, frozenset, tuple). A node
+// marked flag_shared (one object reached several times when frozen) is built once per call and
+// used for each of its references, so both build at most the graph's read cost (format.hpp) and
+// thaw() gives the original sharing back. Both only read the frozen bytes, so they never dirty a
+// shared page. Pre: the graph was built by freeze() or passed graph_check (no bounds checks).
 //
 // Thread safety: under the GIL.
 #pragma once

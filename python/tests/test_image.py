@@ -230,7 +230,8 @@ class Images(unittest.TestCase):
 
 
 MAGIC = b"pfpy\0v1\0"
-KIND_LIST, KIND_KEYS, KIND_STR, KIND_DICT16 = 4, 7, 1, 11
+KIND_LIST, KIND_TUPLE, KIND_KEYS, KIND_STR, KIND_DICT16 = 4, 5, 7, 1, 11
+FLAG_SHARED = 0x80
 
 
 def node(kind, count, flags=0, small_count=0):
@@ -354,6 +355,54 @@ class CraftedImages(unittest.TestCase):
         permafrost._core._save_bytes(graph, self.path)
         self.assertEqual(permafrost.open(self.path), {"k": [1, 2]})
         self.assertEqual(permafrost.freeze({"x": [3]})["x"], [3])
+
+    def test_a_chain_through_shared_nodes_counts_its_whole_depth(self):
+        # Lists C_0 -> C_1 -> ... -> C_29999; the root names C_25000, C_20000, ..., C_0 in that
+        # order, so the walk meets each segment's end already accepted: its depth must still
+        # count (thaw() of it would recurse 30,000 levels deep in C).
+        n = 30000
+        body = bytearray(16 * n)
+        for i in range(n):
+            child = struct.pack("<Q", 16 + 16 * (i + 1)) if i + 1 < n else b"\0" * 8
+            struct.pack_into("<8s8s", body, 16 * i,
+                             node(KIND_LIST, 1 if i + 1 < n else 0), child)
+        starts = list(range(n - 5000, -1, -5000))
+        root = node(KIND_LIST, len(starts)) + b"".join(struct.pack("<Q", 16 + 16 * i)
+                                                       for i in starts)
+        self.refused(MAGIC + struct.pack("<Q", 16 + len(body)) + bytes(body) + root,
+                     "nesting deeper than 10002 levels")
+
+    def tuples_sharing_children(self, flags):
+        # t_0 = (), t_i = (t_(i-1), t_(i-1)): 1.5 KiB that reads as 2^64 tuples unless each t_i
+        # is built once per read (flag_shared).
+        body = node(KIND_TUPLE, 0, flags)
+        for i in range(1, 65):
+            prev = 16 + (0 if i == 1 else 8 + 24 * (i - 2))
+            body += node(KIND_TUPLE, 2, flags) + struct.pack("<QQ", prev, prev)
+        root_at = 16 + len(body)
+        return (MAGIC + struct.pack("<Q", root_at) + body + node(KIND_LIST, 1) +
+                struct.pack("<Q", root_at - 24))
+
+    def test_tuples_sharing_children_unmarked_are_refused(self):
+        data = self.tuples_sharing_children(0)
+        self.assertLess(len(data), 1600)
+        self.refused(data, "would build more than 16777216 objects")
+
+    def test_tuples_marked_shared_read_as_a_dag(self):
+        permafrost._core._save_bytes(self.tuples_sharing_children(FLAG_SHARED), self.path)
+        top = permafrost.open(self.path)[0]
+        self.assertTrue(top[0] is top[1])  # assertIs would repr 2^63 tuples on failure
+        self.assertEqual(len(top[0][0]), 2)
+
+    def test_a_large_node_referenced_twice_unmarked_is_refused(self):
+        # freeze() stores a container reached twice once, marked shared; unmarked, only small
+        # lists and tuples (stored once by content) may be referenced twice.
+        inner = node(KIND_LIST, 0)
+        big = node(KIND_LIST, 9) + struct.pack("<Q", 16) + struct.pack("<8Q", *[(i << 3) | 1
+                                                                             for i in range(8)])
+        root = node(KIND_LIST, 2) + struct.pack("<QQ", 24, 24)
+        self.refused(MAGIC + struct.pack("<Q", 24 + len(big)) + inner + big + root,
+                     "referenced twice that is neither marked shared nor shared by content")
 
     def test_an_unpickled_offset_must_name_a_value(self):
         permafrost.freeze(make_table(10)).save(self.path)
