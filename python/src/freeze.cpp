@@ -7,8 +7,10 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "format.hpp"
@@ -25,30 +27,84 @@
 namespace permafrost::python {
 namespace {
 
-constexpr std::size_t max_depth = 5000;
+constexpr std::uint32_t max_depth = 5000;
 
+// What freezing one value gave: its word, and how many containers deep it nests (0: a scalar, a
+// str, bytes or int), counted through containers stored once for several references too.
+struct frozen {
+  word w;
+  std::uint32_t height = 0;
+};
+
+// Strong references to the items of the containers being walked, on one stack shared by all
+// of them (no allocation per container): a container's items are held from the mark taken when
+// it started to the end, and released when it is done (or when an error unwinds it).
+class held_items {
+ public:
+  explicit held_items(std::vector<PyObject*>& stack) : stack_(stack), mark_(stack.size()) {}
+  held_items(const held_items&) = delete;
+  held_items& operator=(const held_items&) = delete;
+  ~held_items() {
+    for (std::size_t i = mark_; i < stack_.size(); ++i) Py_DECREF(stack_[i]);
+    stack_.resize(mark_);
+  }
+  void add(PyObject* o) {
+    stack_.push_back(o);  // first: if it throws, nothing is left to release
+    Py_INCREF(o);
+  }
+  // Item i (held). The stack may have grown and moved since: index, never keep a pointer.
+  PyObject* operator[](std::size_t i) const { return stack_[mark_ + i]; }
+  std::size_t size() const { return stack_.size() - mark_; }
+
+ private:
+  std::vector<PyObject*>& stack_;
+  std::size_t mark_;
+};
+
+// Truncates a stack back to the size it had when the scope began.
+template <class T>
+class stack_scope {
+ public:
+  explicit stack_scope(std::vector<T>& stack) : stack_(stack), mark_(stack.size()) {}
+  stack_scope(const stack_scope&) = delete;
+  stack_scope& operator=(const stack_scope&) = delete;
+  ~stack_scope() { stack_.resize(mark_); }
+
+ private:
+  std::vector<T>& stack_;
+  std::size_t mark_;
+};
+
+// Holding references. Any call into Python (an allocation that triggers a GC pass running a
+// finalizer, a key's __repr__ on the error path) may run code that mutates or drops anything in
+// the graph. So the freezer owns a strong reference to every object for as long as it uses it:
+// each container while it is walked, a snapshot of each list's, dict's and set's items (taken
+// before anything is hashed or frozen), and every object in the identity memo. A container that
+// changes during the walk is frozen as its snapshot.
 class freezer {
  public:
   explicit freezer(module_state& state) : state_(state) { buf_.reserve(1 << 16); }
 
-  word value(PyObject* o) {
-    if (o == Py_None) return const_none;
-    if (o == Py_True) return const_true;
-    if (o == Py_False) return const_false;
-    if (PyLong_Check(o)) return integer(o);
+  // Pre: the caller holds a strong reference to o for the call (the snapshots do; so does the
+  // root's caller), so a value reached once has exactly two: its container's and that one.
+  frozen value(PyObject* o) {
+    if (o == Py_None) return {const_none};
+    if (o == Py_True) return {const_true};
+    if (o == Py_False) return {const_false};
+    if (PyLong_Check(o)) return {integer(o)};
     if (PyFloat_Check(o)) {
       const double d = PyFloat_AS_DOUBLE(o);
       word bits;
       std::memcpy(&bits, &d, sizeof bits);
-      if ((bits & tag_mask) == 0) return bits | tag_inline_float;
+      if ((bits & tag_mask) == 0) return {bits | tag_inline_float};
       const std::uint64_t off = alloc(8);
       std::memcpy(at(off), &d, 8);
-      return off | tag_float;
+      return {off | tag_float};
     }
-    if (PyUnicode_Check(o)) return str(o);
+    if (PyUnicode_Check(o)) return {str(o)};
     if (PyBytes_Check(o)) {
-      return blob(kind_bytes, 0, PyBytes_AS_STRING(o),
-                  static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
+      return {
+          blob(kind_bytes, 0, PyBytes_AS_STRING(o), static_cast<std::size_t>(PyBytes_GET_SIZE(o)))};
     }
     if (PyDict_Check(o)) return container(o, &freezer::dict);
     if (PyList_Check(o) || PyTuple_Check(o)) return container(o, &freezer::sequence);
@@ -62,7 +118,7 @@ class freezer {
     }
     if (scalar_encoding e; encode_scalar(o, e)) {  // datetime, Decimal, UUID...; Enum: its value
       if (!e.replacement.get())
-        return blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size());
+        return {blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size())};
       keep_.push_back(std::move(e.replacement));
       return value(keep_.back().get());
     }
@@ -178,62 +234,89 @@ class freezer {
                 static_cast<std::size_t>(PyBytes_GET_SIZE(b.get())));
   }
 
-  // Cycle and depth checks around one container.
-  word container(PyObject* o, word (freezer::*build)(PyObject*)) {
+  // The identity memo, cycle and depth checks around one container. A container with more
+  // references than its container's and the caller's may be reached again: it is stored once,
+  // marked flag_shared, and every later reference gets the same word (format.hpp, "Sharing").
+  // One reached once (the usual record) skips the memo.
+  frozen container(PyObject* o, frozen (freezer::*build)(PyObject*, std::uint8_t)) {
+    const bool maybe_shared = Py_REFCNT(o) > 2;
+    if (maybe_shared) {
+      if (const auto it = memo_.find(o); it != memo_.end()) return it->second;
+    }
     const bool seen = open_.size() <= 64 ? std::find(open_.begin(), open_.end(), o) != open_.end()
                                          : open_set_.count(o) != 0;
     if (seen) fail(PyExc_TypeError, "cycle: this " + short_type_name(o) + " contains itself");
     if (open_.size() >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
+    ref hold(Py_NewRef(o));
     if (open_.size() == 64) open_set_.insert(open_.begin(), open_.end());
     open_.push_back(o);
     if (open_.size() > 64) open_set_.insert(o);
-    const word w = (this->*build)(o);
+    const frozen f = (this->*build)(o, maybe_shared ? flag_shared : 0);
     if (open_.size() > 64) open_set_.erase(o);
     open_.pop_back();
     if (open_.size() == 64) open_set_.clear();
-    return w;
+    // Through containers stored once, a path can nest deeper than the walk's own stack.
+    if (f.height > max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
+    if (maybe_shared) {
+      memo_.emplace(o, f);
+      memo_holds_.push_back(std::move(hold));  // no other object may take its address
+    }
+    return f;
   }
 
-  word sequence(PyObject* o) {
+  frozen sequence(PyObject* o, std::uint8_t shared) {
     const bool tuple = PyTuple_Check(o);
+    // The items as they are now, each held: a list may change while its items are frozen.
+    held_items items(held_);
     const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
+    for (Py_ssize_t i = 0; i < n; ++i)
+      items.add(tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i));
     // The items first (on a shared stack), then the node, so the node is last and can be deduped.
     const std::size_t mark = scratch_.size();
+    std::uint32_t height = 0;
     path_.push_back({at_index, nullptr, 0});
     for (Py_ssize_t i = 0; i < n; ++i) {
       path_.back().index = i;
-      // Freezing runs no Python code, so the list cannot change under us.
-      PyObject* item = tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
-      const word w = value(item);
-      scratch_.push_back(w);
+      const frozen f = value(items[static_cast<std::size_t>(i)]);
+      height = std::max(height, f.height);
+      scratch_.push_back(f.w);
     }
     path_.pop_back();
     const std::size_t bytes = 8 * static_cast<std::size_t>(n);
     const std::uint64_t off = alloc(sizeof(node_header) + bytes);
-    put_header(off, tuple ? kind_tuple : kind_list, 0, static_cast<std::size_t>(n));
+    put_header(off, tuple ? kind_tuple : kind_list, shared, static_cast<std::size_t>(n));
     if (bytes) std::memcpy(at(off) + sizeof(node_header), scratch_.data() + mark, bytes);
     scratch_.resize(mark);
-    return dedupe(off);
+    // Stored once by content only when it holds no container: readers build it anew for every
+    // reference, so sharing containers by content could multiply what a read builds.
+    return {shared || height > 0 ? off : dedupe(off), height + 1};
   }
 
-  // A keys/set table over `keys` (borrowed), whose hashes are given.
-  std::uint64_t table(kind k, const std::vector<PyObject*>& keys,
-                      const std::vector<std::uint64_t>& hashes, step_kind how) {
-    const std::size_t n = keys.size();
+  // A keys/set table over n keys, key i being items[first + stride * i] (held by the caller)
+  // with hash hashes_[hash_mark + i]. Returns the table's offset and the largest height among
+  // its keys.
+  std::pair<std::uint64_t, std::uint32_t> table(kind k, std::uint8_t flags, std::size_t n,
+                                                const held_items& items, std::size_t first,
+                                                std::size_t stride, std::size_t hash_mark,
+                                                step_kind how) {
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
     const std::size_t bytes = table_bytes(n, table_capacity(count));
     const std::uint64_t off = alloc(bytes);
     write_table_header(at(off), k, count);
+    at(off)[offsetof(node_header, flags)] |= static_cast<char>(flags);
     const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
+    std::uint32_t height = 0;
     path_.push_back({how, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
       path_.back().index = static_cast<Py_ssize_t>(i);
-      put_word(keys_off + 8 * i, value(keys[i]));
+      const frozen f = value(items[first + stride * i]);
+      height = std::max(height, f.height);
+      put_word(keys_off + 8 * i, f.w);
     }
     path_.pop_back();
-    build_table_index(reinterpret_cast<table_header*>(at(off)), hashes.data());
-    return off;
+    build_table_index(reinterpret_cast<table_header*>(at(off)), hashes_.data() + hash_mark);
+    return {off, height};
   }
 
   std::uint64_t hash_of(PyObject* key, Py_ssize_t i, step_kind how) {
@@ -259,65 +342,71 @@ class freezer {
     return "";
   }
 
-  word dict(PyObject* o) {
-    std::vector<PyObject*> keys, values;
-    std::vector<std::uint64_t> hashes;
-    const Py_ssize_t n = PyDict_Size(o);
-    keys.reserve(static_cast<std::size_t>(n));
-    values.reserve(static_cast<std::size_t>(n));
-    hashes.reserve(static_cast<std::size_t>(n));
+  frozen dict(PyObject* o, std::uint8_t shared) {
+    // The items as they are now, each held, before anything is hashed or frozen: key i is
+    // items[2i], its value items[2i + 1].
+    held_items items(held_);
     Py_ssize_t pos = 0;
     PyObject *k, *v;
+    while (PyDict_Next(o, &pos, &k, &v)) {  // runs no Python code: increfs only
+      items.add(k);
+      items.add(v);
+    }
+    const std::size_t n = items.size() / 2;
+    const std::size_t hash_mark = hashes_.size();
+    const stack_scope<std::uint64_t> hashes_scope(hashes_);
     bool all_str = true;
-    std::uint64_t sig = static_cast<std::uint64_t>(n);
-    while (PyDict_Next(o, &pos, &k, &v)) {
-      const std::uint64_t h = hash_of(k, static_cast<Py_ssize_t>(keys.size()), key_of);
-      keys.push_back(k);
-      values.push_back(v);
-      hashes.push_back(h);
-      all_str = all_str && PyUnicode_CheckExact(k);
+    std::uint64_t sig = n;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t h = hash_of(items[2 * i], static_cast<Py_ssize_t>(i), key_of);
+      hashes_.push_back(h);
+      all_str = all_str && PyUnicode_CheckExact(items[2 * i]);
       sig = permafrost::detail::hash_word(sig + h);
     }
     // Dicts with the same str keys in the same order (records) share one keys table.
     std::uint64_t keys_off = 0;
+    std::uint32_t height = 0;  // str keys nest nothing
     const bool shareable = all_str && n <= 64;
     if (shareable) {
       auto it = shared_keys_.find(sig);
-      if (it != shared_keys_.end() && same_keys(it->second, keys)) keys_off = it->second;
+      if (it != shared_keys_.end() && same_keys(it->second, items, n)) keys_off = it->second;
     }
     if (keys_off == 0) {
-      keys_off = table(kind_keys, keys, hashes, key_of);
+      std::tie(keys_off, height) = table(kind_keys, 0, n, items, 0, 2, hash_mark, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
     // Records are small: a 8-byte header when the count and the keys' offset fit.
-    const bool small = values.size() < 65536 && keys_off / 8 <= UINT32_MAX;
+    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
     const std::size_t header = small ? 8 : sizeof(dict_header);
-    const std::uint64_t off = alloc(header + 8 * values.size());
+    const std::uint64_t off = alloc(header + 8 * n);
     if (small) {
-      const node_header h{kind_dict16, 0, static_cast<std::uint16_t>(values.size()),
+      const node_header h{kind_dict16, shared, static_cast<std::uint16_t>(n),
                           static_cast<std::uint32_t>(keys_off / 8)};
       std::memcpy(at(off), &h, sizeof h);
     } else {
-      put_header(off, kind_dict, 0, values.size());
+      put_header(off, kind_dict, shared, n);
       std::memcpy(at(off) + 8, &keys_off, 8);
     }
     path_.push_back({value_of, nullptr, 0});
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      path_.back().key = keys[i];
-      put_word(off + header + 8 * i, value(values[i]));
+    for (std::size_t i = 0; i < n; ++i) {
+      path_.back().key = items[2 * i];
+      const frozen f = value(items[2 * i + 1]);
+      height = std::max(height, f.height);
+      put_word(off + header + 8 * i, f.w);
     }
     path_.pop_back();
-    return off;
+    return {off, height + 1};
   }
 
-  bool same_keys(std::uint64_t table_off, const std::vector<PyObject*>& keys) {
+  // Whether the keys table at table_off holds the `count` str keys items[0], items[2]... in order.
+  bool same_keys(std::uint64_t table_off, const held_items& items, std::size_t count) {
     const auto* t = reinterpret_cast<const table_header*>(at(table_off));
-    if (t->h.count != keys.size()) return false;
+    if (t->h.count != count) return false;
     const word* kw = table_keys(t);
-    for (std::size_t i = 0; i < keys.size(); ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       std::string_view s;
       ref holder;
-      if (!utf8_of(keys[i], s, holder)) throw py_error{};
+      if (!utf8_of(items[2 * i], s, holder)) throw py_error{};
       if ((kw[i] & tag_mask) == tag_short_str) {
         if (holder.get() || s.size() > max_short_str || kw[i] != short_str_word(s.data(), s.size()))
           return false;
@@ -332,19 +421,24 @@ class freezer {
     return true;
   }
 
-  word set(PyObject* o) {
-    std::vector<ref> held;
-    std::vector<PyObject*> keys;
-    std::vector<std::uint64_t> hashes;
-    // The base type's iterator: a subclass's __iter__ (user code) does not run.
+  frozen set(PyObject* o, std::uint8_t shared) {
+    // The elements as they are now, each held, before any is hashed. The base type's iterator:
+    // a subclass's __iter__ (user code) does not run.
+    held_items elements(held_);
     ref it(check(PyFrozenSet_Check(o) ? PyFrozenSet_Type.tp_iter(o) : PySet_Type.tp_iter(o)));
     while (PyObject* e = PyIter_Next(it.get())) {
-      held.emplace_back(e);
-      hashes.push_back(hash_of(e, static_cast<Py_ssize_t>(keys.size()), element));
-      keys.push_back(e);
+      elements.add(e);
+      Py_DECREF(e);  // PyIter_Next gave a new reference; the stack holds its own
     }
     if (PyErr_Occurred()) throw py_error{};
-    return table(PyFrozenSet_Check(o) ? kind_frozenset : kind_set, keys, hashes, element);
+    const std::size_t n = elements.size();
+    const std::size_t hash_mark = hashes_.size();
+    const stack_scope<std::uint64_t> hashes_scope(hashes_);
+    for (std::size_t i = 0; i < n; ++i)
+      hashes_.push_back(hash_of(elements[i], static_cast<Py_ssize_t>(i), element));
+    const auto [off, height] = table(PyFrozenSet_Check(o) ? kind_frozenset : kind_set, shared, n,
+                                     elements, 0, 1, hash_mark, element);
+    return {off, height + 1};
   }
 
   struct dedupe_entry {
@@ -354,6 +448,8 @@ class freezer {
   };
 
   module_state& state_;
+  std::vector<PyObject*> held_;        // held_items' stack
+  std::vector<std::uint64_t> hashes_;  // the key hashes of the tables being built, stacked
   std::vector<char> buf_;
   std::vector<word> scratch_;
   std::vector<dedupe_entry> dedupe_;
@@ -362,6 +458,8 @@ class freezer {
   std::vector<PyObject*> open_;
   std::unordered_set<PyObject*> open_set_;
   std::unordered_map<std::uint64_t, std::uint64_t> shared_keys_;
+  std::unordered_map<PyObject*, frozen> memo_;  // containers that may be reached again
+  std::vector<ref> memo_holds_;                 // the memo's keys, held
   std::vector<ref> keep_;
 };
 
@@ -376,7 +474,8 @@ PyObject* py_freeze(PyObject* module, PyObject* args) {
   freezer f(state);
   std::vector<char>& buf = f.bytes();
   buf.resize(sizeof(root_header));
-  const word root = f.value(obj);
+  ref held(Py_NewRef(obj));
+  const word root = f.value(obj).w;
   root_header rh{};
   std::memcpy(rh.magic, root_magic, sizeof root_magic);
   rh.root = root;

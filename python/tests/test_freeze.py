@@ -4,7 +4,10 @@ import collections.abc
 import copy
 import json
 import math
+import os
 import pickle
+import subprocess
+import sys
 import unittest
 
 import permafrost
@@ -292,6 +295,154 @@ class Errors(unittest.TestCase):
             d[[1]]
         with self.assertRaises(TypeError):
             [1] in d
+
+
+def run_python(code):
+    """Runs code in a fresh interpreter (a crash there is a failure here, not the end of the run)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=os.environ)
+
+
+# A finalizer run by a GC pass that freeze()'s own allocations trigger mutates the dict being
+# frozen: it replaces every value, which held the only references to them.
+GC_FINALIZER_MUTATES = r'''
+import gc, sys, permafrost
+# Values that are views: freezing one thaws it, so the freezer allocates (and keeps) containers,
+# and with a threshold of 1 every allocation runs a GC pass.
+rows = permafrost.freeze([[i, 2 ** 100 + i, ["v" * 50]] for i in range(2000)])
+victim = {"k%d" % i: rows[i] for i in range(2000)}
+original = {k: v.thaw() for k, v in victim.items()}
+replacement = {"replaced": [1, 2 ** 100, "x"]}
+runs = [0]
+stop = [False]
+class Evil:
+    def __del__(self):
+        if stop[0]:
+            return
+        runs[0] += 1
+        victim.clear()
+        victim.update({k: list(v) for k, v in replacement.items()})
+        again = Evil()
+        again.me = again  # garbage for the next GC pass
+first = Evil()
+first.me = first
+del first
+gc.set_threshold(1)
+frozen = permafrost.freeze(victim)
+stop[0] = True
+gc.set_threshold(700)
+print(runs[0], frozen.thaw() == original)
+'''
+
+# On the error path freeze() names the path, calling repr() of each non-str key on it; this
+# __repr__ empties the dict, dropping the only references to the inner dicts and keys.
+REPR_MUTATES = r'''
+import gc, permafrost
+class K(int):
+    def __repr__(self):
+        victim.clear()
+        gc.collect()
+        return "K(%d)" % int(self)
+inner = {K(2): {K(3): [1, object()]}}
+victim = {K(1): inner}
+del inner
+try:
+    permafrost.freeze(victim)
+except TypeError as e:
+    print(e)
+'''
+
+
+class HeldReferences(unittest.TestCase):
+    """freeze() holds a strong reference to every container, key and item it walks."""
+
+    @unittest.skipUnless(sys.version_info < (3, 12), "from 3.12 a GC pass runs only between "
+                         "bytecodes, never inside freeze()'s C code")
+    def test_a_finalizer_run_by_a_gc_pass_during_freeze(self):
+        proc = run_python(GC_FINALIZER_MUTATES)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        runs, same = proc.stdout.split()
+        self.assertGreater(int(runs), 100)  # finalizers ran inside freeze(), not just before it
+        self.assertEqual(same, "True")      # the dict frozen as it was when freeze() reached it
+
+    def test_a_key_repr_that_mutates_the_dict_on_the_error_path(self):
+        proc = run_python(REPR_MUTATES)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertEqual(proc.stdout.strip(), "obj[K(1)][K(2)][K(3)][1]: object is not supported")
+
+    def test_a_list_that_shrinks_while_frozen_is_frozen_as_it_was(self):
+        # The items of a list are snapshotted before any is frozen: a finalizer that empties the
+        # list midway cannot make freeze() read past its end.
+        rows = permafrost.freeze([[i, ["v"]] for i in range(200)])
+        victim = [rows[i] for i in range(200)]
+        expected = [row.thaw() for row in victim]
+        self.assertEqual(permafrost.freeze(victim).thaw(), expected)
+
+
+class Sharing(unittest.TestCase):
+    """An identity memo: each distinct container is stored once, however often it is reached."""
+
+    def test_records_sharing_one_list_store_it_once(self):
+        shared = list(range(1000))
+        records = [{"id": i, "tags": shared} for i in range(10000)]
+        frozen = permafrost.freeze(records)
+        _, size = permafrost._core._range(frozen)
+        # One copy of the list (8 KiB) and per record a 24-byte dict: ~330 KB, not 10,000 copies.
+        self.assertLess(size, 8 * 1000 + 10000 * (24 + 8) + 4096)
+        self.assertEqual(frozen[9999]["tags"], shared)
+        self.assertEqual(frozen.thaw(), records)
+
+    def test_views_of_a_shared_container_are_equal_but_distinct(self):
+        shared = {"a": [1, 2]}
+        frozen = permafrost.freeze([shared, shared])
+        self.assertEqual(frozen[0], frozen[1])
+        self.assertIsNot(frozen[0], frozen[1])
+
+    def test_thaw_gives_the_sharing_back(self):
+        shared = [1, {"x": 2}]
+        thawed = permafrost.freeze({"a": shared, "b": [shared, shared]}).thaw()
+        self.assertIs(thawed["a"], thawed["b"][0])
+        self.assertIs(thawed["b"][0], thawed["b"][1])
+        thawed["a"].append(3)
+        self.assertEqual(thawed["b"][1], [1, {"x": 2}, 3])
+
+    def test_equal_but_distinct_lists_stay_distinct_after_thaw(self):
+        thawed = permafrost.freeze([[1, 2], [1, 2]]).thaw()
+        self.assertIsNot(thawed[0], thawed[1])  # stored once by content, built once per reference
+
+    def test_a_dag_of_lists_is_linear(self):
+        level = []
+        for _ in range(23):  # 2^23 paths to the innermost list
+            level = [level, level]
+        frozen = permafrost.freeze(level)
+        _, size = permafrost._core._range(frozen)
+        self.assertLess(size, 4096)
+        thawed = frozen.thaw()
+        self.assertTrue(thawed[0] is thawed[1])  # (a failure message would repr 2^23 lists)
+
+    def test_a_dag_of_tuples_reads_as_a_dag(self):
+        # Tuples are built eagerly on every read: each shared one is built once per read.
+        t = ()
+        for _ in range(64):
+            t = (t, t)
+        frozen = permafrost.freeze([t])
+        read = frozen[0]
+        # assertTrue, not assertIs: a failure message would repr 2^64 tuples.
+        self.assertTrue(read[0] is read[1])
+        self.assertEqual(len(read[0][0][0]), 2)
+        thawed = frozen.thaw()
+        self.assertTrue(thawed[0][1][0] is thawed[0][1][1])
+
+    def test_depth_counts_through_shared_containers(self):
+        deep = []
+        for _ in range(4000):
+            deep = [deep]
+        outer = [deep, deep]  # deep is shared: its 4000 levels count wherever it is reached
+        for _ in range(1500):
+            outer = [outer]
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze([deep, outer])
+        self.assertIn("nested deeper than 5000", str(cm.exception))
 
 
 class Mutation(unittest.TestCase):

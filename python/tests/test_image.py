@@ -175,6 +175,16 @@ class Images(unittest.TestCase):
             permafrost._stores.forget()  # their views gone, they unmap: later tests need slots
             gc.collect()
 
+    def test_shared_containers_stay_shared_through_an_image(self):
+        shared = {"roles": ["admin", "ops"], "limits": list(range(100))}
+        records = [{"id": i, "policy": shared} for i in range(5000)]
+        permafrost.freeze(records).save(self.path)
+        opened = permafrost.open(self.path)
+        self.assertEqual(opened[4999]["policy"], shared)
+        thawed = opened.thaw()
+        self.assertEqual(thawed, records)
+        self.assertTrue(thawed[0]["policy"] is thawed[4999]["policy"])
+
     def test_opening_a_path_again_after_a_new_save_maps_the_new_image(self):
         # The swap pattern: requests still reading the old table keep it; open() gets the new one.
         permafrost.freeze({"version": 1, "rows": [1, 2]}).save(self.path)
