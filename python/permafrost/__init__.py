@@ -39,7 +39,8 @@ from ._native import (NativeArena, NativeDict, NativeList, NativeSet, freeze_nat
                       native_arena)
 
 # open() is permafrost.open, not exported: `from permafrost import *` must not shadow the built-in.
-__all__ = ["freeze", "Reloader", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+__all__ = ["freeze", "build_dict", "build_list", "Reloader", "memory", "dumps", "JSONEncoder",
+           "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
            "native_arena"]
@@ -88,6 +89,44 @@ def freeze(obj, *, name=None):
     'obj["users"][3]["created"]: datetime is not supported'.
     """
     return _core._freeze(obj, name)
+
+
+def build_dict(items, *, path=None, name=None):
+    """Freeze the (key, value) pairs of an iterable (a generator, mapping.items(), ...) as a
+    FrozenDict and return it; with path, also save it there as an image (as frozen.save(path)).
+
+    A key given twice keeps its last value, as in dict(items). An error midway (a value freeze()
+    does not store, an exception raised by the iterable, KeyboardInterrupt) propagates, no arena
+    is kept and nothing is saved. name: as in freeze(). A container reached from two items is
+    stored once today; a later writer that freezes one item at a time may store it per item."""
+    return _build(_build_dict_pairs(items), path, name)
+
+
+def build_list(values, *, path=None, name=None):
+    """Freeze the values of an iterable (a generator, a file's records, ...) as a FrozenList
+    and return it; with path, also save it there as an image (as frozen.save(path)).
+
+    Errors, name and sharing: as in build_dict()."""
+    return _build(list(values), path, name)
+
+
+def _build_dict_pairs(items):
+    d = {}
+    for pair in items:
+        key, value = pair  # a pair of another length: ValueError, as dict(items) raises
+        d[key] = value
+    return d
+
+
+def _build(source, path, name):
+    # The builders' API. Today the source is gathered first and frozen in one freeze() call, so
+    # the peak is what freeze() of the gathered dict or list needs; the writer that freezes one
+    # item at a time into the arena, dropping each source item as it goes, keeps this API.
+    frozen = _core._freeze(source, name)
+    del source
+    if path is not None:
+        _save(frozen, path)
+    return frozen
 
 
 def memory(pid=None):

@@ -35,7 +35,8 @@ _T = TypeVar("_T")
 _Path = str | PathLike[str]
 
 # open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
-__all__ = ["freeze", "Reloader", "memory", "dumps", "JSONEncoder", "json_default", "trim",
+__all__ = ["freeze", "build_dict", "build_list", "Reloader", "memory", "dumps", "JSONEncoder",
+           "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
            "native_arena"]
@@ -182,6 +183,12 @@ class Reloader:
     def current(self) -> Any:
         """The root view of the newest image that opened."""
 
+def build_dict(items: Iterable[tuple[_K, Any]], *, path: _Path | None = None,
+               name: str | None = None) -> FrozenDict[_K, Any]:
+    """freeze(dict(items)) (last value of a repeated key wins); with path, saved there too."""
+def build_list(values: Iterable[Any], *, path: _Path | None = None,
+               name: str | None = None) -> FrozenList[Any]:
+    """freeze(list(values)); with path, also saved there as an image."""
 def open(path: _Path, populate: bool = False) -> Any:
     """Map an image file written by save(); its root view (what was saved decides the type)."""
 def memory(pid: int | None = None) -> MemoryUsage: ...
