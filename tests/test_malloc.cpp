@@ -29,10 +29,14 @@
 #include "permafrost/sorted_map.hpp"
 
 using namespace permafrost;
-using permafrost::detail::block_owner;
-using permafrost::detail::owner_of;
 
 namespace {
+// A block of this process's heap, as the malloc library itself tells: malloc_usable_size is 0 for
+// arena memory and for pointers the heap does not know. (The library exports no internals, so
+// the heap's own owner_of is out of reach.) This process never renews its own heap - it forks
+// only children - so every heap block is of its current generation.
+bool heap_block(const void* p) { return malloc_usable_size(const_cast<void*>(p)) > 0; }
+
 // Called through volatile pointers: the compiler knows free/calloc and would otherwise drop the
 // stores before a free, or warn about the deliberately bad calls below.
 void (*volatile opaque_free)(void*) = std::free;
@@ -48,11 +52,11 @@ arena_options small_arena() {
 TEST_CASE("the malloc library is this program's malloc") {
   CHECK(malloc_library_active());
   void* p = std::malloc(100);
-  CHECK(owner_of(p) == block_owner::current);
+  CHECK(heap_block(p));
   std::free(p);
   auto* q = new std::string(100, 'x');
-  CHECK(owner_of(q) == block_owner::current);
-  CHECK(owner_of(q->data()) == block_owner::current);
+  CHECK(heap_block(q));
+  CHECK(heap_block(q->data()));
   delete q;
 }
 
@@ -117,7 +121,7 @@ TEST_CASE("every operator new form lands in the heap and is freed by its delete"
   };
   auto* w = new wide;
   CHECK(reinterpret_cast<std::uintptr_t>(w) % 256 == 0);
-  CHECK(owner_of(w) == block_owner::current);
+  CHECK(heap_block(w));
   delete w;
   auto* ws = new wide[3];
   CHECK(reinterpret_cast<std::uintptr_t>(ws) % 256 == 0);
@@ -231,7 +235,7 @@ TEST_CASE("a map of strings and vectors built in a arena_scope lies wholly in th
   CHECK(nodes == 2000);
   // Outside the scope this thread allocates in the heap again.
   void* after = std::malloc(10);
-  CHECK(owner_of(after) == block_owner::current);
+  CHECK(heap_block(after));
   std::free(after);
 
   a.freeze();
@@ -268,7 +272,7 @@ TEST_CASE("free of arena memory does nothing; realloc moves it to the heap") {
   }
   CHECK(a.contains(p));
   char* moved = static_cast<char*>(opaque_realloc(p, 64));
-  CHECK(owner_of(moved) == block_owner::current);
+  CHECK(heap_block(moved));
   CHECK(std::strcmp(moved, "frozen-to-be") == 0);
   CHECK(std::strcmp(p, "frozen-to-be") == 0);  // the arena copy is untouched
   std::free(moved);
@@ -303,7 +307,7 @@ TEST_CASE("scopes nest and other threads are unaffected") {
   CHECK(outer.contains(c));
   CHECK(!outer.contains(from_thread));
   CHECK(!inner.contains(from_thread));
-  CHECK(owner_of(from_thread) == block_owner::current);
+  CHECK(heap_block(from_thread));
   std::free(from_thread);
 }
 
@@ -474,7 +478,7 @@ TEST_CASE("the heap grows past its first arena and frees what it grew into") {
     blocks.push_back(std::malloc(std::size_t{512} << 20));  // never touched
   for (void* p : blocks) {
     REQUIRE(p != nullptr);
-    CHECK(owner_of(p) == block_owner::current);
+    CHECK(heap_block(p));
   }
   CHECK(process_heap_stats().reserved >= before.reserved + (std::size_t{2} << 30));
   for (void* p : blocks) opaque_free(p);

@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "permafrost/api.h"
 #include "permafrost/detail/arena_fast_path.hpp"
 #include "permafrost/detail/check.hpp"
 
@@ -45,14 +46,14 @@ namespace permafrost {
 // =============================================================================================
 
 // Thrown by allocate() (and everything that allocates) on an arena that is already frozen.
-class frozen_error : public std::logic_error {
+class PERMAFROST_API frozen_error : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
 
 // Thrown by freeze() when a registered freeze check fails (see arena::add_freeze_check); the arena
 // is then left unfrozen and unchanged.
-class freeze_check_error : public std::logic_error {
+class PERMAFROST_API freeze_check_error : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
@@ -88,7 +89,7 @@ using freeze_check_fn = std::string (*)(const void* object, const arena& a);
 // =============================================================================================
 
 // True where transparent huge pages are in `madvise` or `always` mode (read once from /sys).
-bool huge_pages_available() noexcept;
+PERMAFROST_API bool huge_pages_available() noexcept;
 
 // What memory an arena's pages are.
 enum class backing {
@@ -159,7 +160,7 @@ struct arena_stats {
 };
 
 // Thrown by arena::attach() when the descriptor cannot be attached; why() says which check failed.
-class attach_error : public std::runtime_error {
+class PERMAFROST_API attach_error : public std::runtime_error {
  public:
   enum class reason {
     not_a_memfd,    // the descriptor is not a sealable memory file
@@ -191,7 +192,7 @@ struct allocation_record {
 // The arena
 // =============================================================================================
 
-class arena {
+class PERMAFROST_API arena {
  public:
   // Effects: reserves options.capacity bytes of address space (nothing committed).
   // Throws: std::invalid_argument if capacity is 0; arena_limit_error (a std::bad_alloc) naming

@@ -39,11 +39,12 @@
 // threads meanwhile under its own rules (arena.hpp).
 #pragma once
 
+#include "permafrost/api.h"
 #include "permafrost/arena.hpp"
 
 namespace permafrost {
 
-class arena_scope {
+class PERMAFROST_API arena_scope {
  public:
   // Effects: routes this thread's plain allocations to `target` until destruction.
   // Throws: std::logic_error when the malloc library is not the program's malloc (see above);
@@ -63,6 +64,6 @@ class arena_scope {
 };
 
 // True when the malloc library (libpermafrost-malloc.so) serves this program's malloc.
-bool malloc_library_active() noexcept;
+PERMAFROST_API bool malloc_library_active() noexcept;
 
 }  // namespace permafrost

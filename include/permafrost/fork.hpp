@@ -18,12 +18,14 @@
 
 #include <sys/types.h>
 
+#include "permafrost/api.h"
+
 namespace permafrost {
 
 // Effects: as fork(2): returns the child's pid in the parent, 0 in the child. The child runs on
 // a fresh heap generation.
 // Throws: std::system_error when the child's arena cannot be reserved (nothing was forked) or
 // when fork(2) fails (EAGAIN, ENOMEM).
-pid_t fork();
+PERMAFROST_API pid_t fork();
 
 }  // namespace permafrost

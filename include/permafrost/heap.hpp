@@ -32,6 +32,8 @@
 #include <new>
 #include <type_traits>
 
+#include "permafrost/api.h"
+
 namespace permafrost {
 
 // =============================================================================================
@@ -53,7 +55,7 @@ struct heap_stats {
 };
 
 // Effects: reads the counters (and the arenas' resident size from /proc/self/smaps).
-heap_stats process_heap_stats();
+PERMAFROST_API heap_stats process_heap_stats();
 
 // =============================================================================================
 // The heap
@@ -64,14 +66,14 @@ heap_stats process_heap_stats();
 // do_allocate throws std::bad_alloc when no arena can serve the request (see Limits in
 // docs/design.md section 2); deallocate of an ancestor's
 // block abandons it (see above); do_is_equal is identity.
-std::pmr::memory_resource* process_heap() noexcept;
+PERMAFROST_API std::pmr::memory_resource* process_heap() noexcept;
 
 namespace detail {
 // The calling thread's heap of the current generation: malloc-like, nullptr on exhaustion.
-void* heap_allocate(std::size_t bytes, std::size_t align) noexcept;
+PERMAFROST_API void* heap_allocate(std::size_t bytes, std::size_t align) noexcept;
 // Frees a block of this generation; abandons an ancestor's; aborts on a pointer that is not the
 // heap's (an arena pointer is not the heap's either).
-void heap_free(void* p) noexcept;
+PERMAFROST_API void heap_free(void* p) noexcept;
 }  // namespace detail
 
 // A std::allocator-compatible handle on process_heap(); stateless, all instances equal.

@@ -46,6 +46,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "permafrost/api.h"
 #include "permafrost/arena.hpp"
 #include "permafrost/frozen_storable.hpp"
 
@@ -73,7 +74,7 @@ struct image_type;  // { static constexpr std::string_view name = "..."; }
 // =============================================================================================
 
 // Thrown by save_image() and image::open*(); what() names the file and the failed check.
-class image_error : public std::runtime_error {
+class PERMAFROST_API image_error : public std::runtime_error {
  public:
   enum class reason {
     io,             // the file could not be opened, read, written, synced or renamed (errno)
@@ -114,8 +115,8 @@ struct image_root_tag {
 };
 
 namespace detail {
-void save_image(const arena& a, const void* root, const image_root_tag& tag,
-                const std::filesystem::path& path, const save_options& options);
+PERMAFROST_API void save_image(const arena& a, const void* root, const image_root_tag& tag,
+                               const std::filesystem::path& path, const save_options& options);
 
 template <class T>
 image_root_tag root_tag_of() {
@@ -183,7 +184,7 @@ struct open_options {
 
 // A mapped image. Move-only; the mapping lives until the image is destroyed (every reference
 // into it dangles then: keep the image alive as long as its readers, see the swap pattern above).
-class image {
+class PERMAFROST_API image {
  public:
   // Effects: opens `path` read-only, validates the header, maps the data, verifies the checksum
   // (unless told not to), closes the descriptor (the mapping keeps the file).

@@ -25,6 +25,7 @@
 #include <system_error>
 #include <vector>
 
+#include "permafrost/api.h"
 #include "permafrost/arena.hpp"
 
 namespace permafrost {
@@ -35,7 +36,7 @@ namespace permafrost {
 
 // A /proc file could not be read. code() holds the errno (ENOENT/ESRCH: the process is gone or
 // the kernel lacks the file; EACCES/EPERM: no permission); what() names the file and the errno.
-class proc_error : public std::system_error {
+class PERMAFROST_API proc_error : public std::system_error {
  public:
   proc_error(std::string file, int err);
   // The file that could not be read, e.g. "/proc/1234/smaps_rollup".
@@ -50,7 +51,7 @@ class proc_error : public std::system_error {
 // =============================================================================================
 
 // Fields of smaps / smaps_rollup, in bytes.
-struct memory_usage {
+struct PERMAFROST_API memory_usage {
   std::uint64_t rss = 0;            // resident pages, shared ones counted wholly
   std::uint64_t pss = 0;            // resident pages, each divided by the processes mapping it
   std::uint64_t pss_anon = 0;       // the part of pss in anonymous pages  } smaps_rollup only
@@ -72,7 +73,7 @@ struct memory_usage {
 
 // Effects: reads /proc/PID/smaps_rollup (pid 0 = the calling process).
 // Throws: proc_error (the process vanished, no permission, kernel older than 4.14).
-memory_usage process_memory(pid_t pid = 0);
+PERMAFROST_API memory_usage process_memory(pid_t pid = 0);
 
 // One mapping of a process with its memory usage (a block of /proc/PID/smaps). (Named apart from
 // the OS layer's internal os::mapping, a line of /proc/PID/maps without the memory.)
@@ -88,12 +89,12 @@ struct mapping_usage {
 using mapping [[deprecated("use permafrost::mapping_usage")]] = mapping_usage;
 
 // Effects: reads /proc/PID/smaps. Throws: proc_error.
-std::vector<mapping_usage> mappings(pid_t pid = 0);
+PERMAFROST_API std::vector<mapping_usage> mappings(pid_t pid = 0);
 
 // Effects: the memory of the mappings of `pid` that overlap [begin, end), each counted wholly
 // (smaps accounts per mapping; an arena's committed range is its own mapping).
 // Throws: proc_error.
-memory_usage range_memory(pid_t pid, const void* begin, const void* end);
+PERMAFROST_API memory_usage range_memory(pid_t pid, const void* begin, const void* end);
 
 // An arena (or attached arena, or open image) a process lists in its arena directory: a memfd
 // named "permafrost-arenas" that every process keeps open from its first arena on, so its arenas
@@ -112,15 +113,15 @@ struct listed_arena {
 std::vector<listed_arena> listed_arenas(pid_t pid = 0);
 
 // The command name of a process (/proc/PID/comm, without the newline). Throws: proc_error.
-std::string process_name(pid_t pid = 0);
+PERMAFROST_API std::string process_name(pid_t pid = 0);
 
 // The state letter of a process from /proc/PID/stat ('R', 'S', 'D', 'Z' for a zombie, ...), or
 // '\0' when the process does not exist (or its stat cannot be read). Never throws.
-char process_state(pid_t pid) noexcept;
+PERMAFROST_API char process_state(pid_t pid) noexcept;
 
 // The process and all its descendants (children, grandchildren, ...), the root first. Processes
 // that exit during the scan are left out. Throws: proc_error if `root` itself is gone.
-std::vector<pid_t> process_tree(pid_t root);
+PERMAFROST_API std::vector<pid_t> process_tree(pid_t root);
 
 // =============================================================================================
 // Sharing audit: which pages of a range has a forked child copied?
@@ -133,7 +134,7 @@ struct copied_page {
                                                // was given); offsets as in the arena's log
 };
 
-struct sharing_report {
+struct PERMAFROST_API sharing_report {
   std::size_t pages = 0;           // pages in the range (rounded out to whole pages)
   std::size_t parent_present = 0;  // resident in the parent
   std::size_t child_present = 0;   // resident (mapped) in the child
@@ -151,17 +152,18 @@ struct sharing_report {
 };
 
 // True when this process can see page frame numbers in pagemap (CAP_SYS_ADMIN).
-bool pagemap_frames_visible();
+PERMAFROST_API bool pagemap_frames_visible();
 
 // Effects: compares the pages of `range` in `child` with the same addresses in `parent` through
 // /proc/PID/pagemap. When `log_source` is given (an arena with arena_options::allocation_log on,
 // whose used bytes the range lies in), each copied page lists the allocations that overlap it.
 // Both processes must be alive. pid 0 = the calling process.
 // Throws: proc_error (a process vanished, or no permission to read its pagemap).
-sharing_report sharing_audit(pid_t child, pid_t parent, std::span<const std::byte> range,
-                             const arena* log_source = nullptr);
+PERMAFROST_API sharing_report sharing_audit(pid_t child, pid_t parent,
+                                            std::span<const std::byte> range,
+                                            const arena* log_source = nullptr);
 
 // As above for the arena's used bytes, naming allocations from its log when it keeps one.
-sharing_report sharing_audit(pid_t child, pid_t parent, const arena& a);
+PERMAFROST_API sharing_report sharing_audit(pid_t child, pid_t parent, const arena& a);
 
 }  // namespace permafrost

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "permafrost/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,51 +48,54 @@ typedef struct permafrost_arena_stats {
 } permafrost_arena_stats;
 
 /* Fills *options with the defaults. */
-void permafrost_arena_options_init(permafrost_arena_options* options);
+PERMAFROST_API void permafrost_arena_options_init(permafrost_arena_options* options);
 
 /* Creates an arena. options may be NULL for the defaults. Errors: EINVAL, ENOMEM. */
-int permafrost_arena_create(const permafrost_arena_options* options, permafrost_arena** out);
+PERMAFROST_API int permafrost_arena_create(const permafrost_arena_options* options,
+                                           permafrost_arena** out);
 
 /* Allocates size bytes aligned to align into *out. Errors: EINVAL, ENOMEM, EROFS; *out is then
  * set to NULL. */
-int permafrost_arena_allocate(permafrost_arena* arena, size_t size, size_t align, void** out);
+PERMAFROST_API int permafrost_arena_allocate(permafrost_arena* arena, size_t size, size_t align,
+                                             void** out);
 
 /* Makes the used bytes read-only; idempotent. Errors: EINVAL, or the errno of mprotect. */
-int permafrost_arena_freeze(permafrost_arena* arena);
+PERMAFROST_API int permafrost_arena_freeze(permafrost_arena* arena);
 
 /* 1 when p lies in the bytes the arena has handed out. */
-int permafrost_arena_contains(const permafrost_arena* arena, const void* p);
+PERMAFROST_API int permafrost_arena_contains(const permafrost_arena* arena, const void* p);
 
 /* 1 when the arena is frozen. */
-int permafrost_arena_frozen(const permafrost_arena* arena);
+PERMAFROST_API int permafrost_arena_frozen(const permafrost_arena* arena);
 
 /* Errors: EINVAL, or the errno of reading /proc/self/smaps. */
-int permafrost_arena_stats_get(const permafrost_arena* arena, permafrost_arena_stats* out);
+PERMAFROST_API int permafrost_arena_stats_get(const permafrost_arena* arena,
+                                              permafrost_arena_stats* out);
 
 /* Unmaps the arena; every reader must be done with it. NULL is ignored. */
-void permafrost_arena_destroy(permafrost_arena* arena);
+PERMAFROST_API void permafrost_arena_destroy(permafrost_arena* arena);
 
 /* The memfd behind a memfd-backed arena (owned by the arena), or -1. After freeze it can be sent
  * to another process (SCM_RIGHTS) for permafrost_arena_attach. */
-int permafrost_arena_fd(const permafrost_arena* arena);
+PERMAFROST_API int permafrost_arena_fd(const permafrost_arena* arena);
 
 /* Maps the frozen memfd arena `fd` read-only at its creator's address (the fd is duplicated).
  * Errors: EINVAL (null out), EBADF (not a memfd), EPERM (not sealed: not frozen yet),
  * EPROTO (sealed but not a permafrost arena), EIO (truncated), EEXIST (the address range is in
  * use in this process), or the errno the kernel gave. */
-int permafrost_arena_attach(int fd, int populate, permafrost_arena** out);
+PERMAFROST_API int permafrost_arena_attach(int fd, int populate, permafrost_arena** out);
 
 /* 1 when p lies in the used range of a frozen arena of this process. Lock-free, writes nothing. */
-int permafrost_is_frozen(const void* p);
+PERMAFROST_API int permafrost_is_frozen(const void* p);
 
 /* The write trap (include/permafrost/write_trap.hpp): a one-line report naming the arena, offset
  * and logged allocation when code writes to a frozen arena, then death by SIGSEGV.
  * Installs it once per process; returns 0 or the errno of sigaction. */
-int permafrost_install_write_trap(void);
+PERMAFROST_API int permafrost_install_write_trap(void);
 
 /* Installs the trap when the environment variable PERMAFROST_TRAP is "1". Returns 1 when the trap
  * is installed after the call, 0 otherwise. */
-int permafrost_install_write_trap_from_env(void);
+PERMAFROST_API int permafrost_install_write_trap_from_env(void);
 
 #ifdef __cplusplus
 }

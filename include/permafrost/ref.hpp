@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "permafrost/api.h"
 #include "permafrost/arena.hpp"
 
 namespace permafrost {
@@ -38,7 +39,7 @@ inline bool in_any_arena(const void* p) noexcept {
 
 // This thread's anchor for share(): a process-local control block, renewed in a forked child
 // (the parent's stays untouched, on its inherited page).
-const std::shared_ptr<const void>& share_anchor();
+PERMAFROST_API const std::shared_ptr<const void>& share_anchor();
 
 }  // namespace detail
 

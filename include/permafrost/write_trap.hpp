@@ -41,6 +41,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "permafrost/api.h"
+
 namespace permafrost {
 
 class arena;
@@ -51,15 +53,15 @@ class arena;
 
 // Effects: installs the SIGSEGV handler described above, once per process (inherited by fork()).
 // Throws: std::system_error if sigaction(2) fails.
-void install_write_trap();
+PERMAFROST_API void install_write_trap();
 
 // Effects: calls install_write_trap() when the environment variable PERMAFROST_TRAP is "1".
 // Returns true when the trap is installed after the call. Never throws (an error is reported on
 // stderr and false returned). For the malloc library's initialisation and for main().
-bool install_write_trap_from_env() noexcept;
+PERMAFROST_API bool install_write_trap_from_env() noexcept;
 
 // True once install_write_trap() has succeeded in this process (or its parent before fork()).
-bool write_trap_installed() noexcept;
+PERMAFROST_API bool write_trap_installed() noexcept;
 
 // =============================================================================================
 // The report
@@ -68,7 +70,8 @@ bool write_trap_installed() noexcept;
 // Effects: writes the report line for a write to `address` (without the trailing newline,
 // NUL-terminated, truncated to fit) into buf[0, size) and returns its length, or returns 0 when
 // `address` is not in a frozen arena of this process. Async-signal-safe, allocates nothing.
-std::size_t describe_frozen_write(const void* address, char* buf, std::size_t size) noexcept;
+PERMAFROST_API std::size_t describe_frozen_write(const void* address, char* buf,
+                                                 std::size_t size) noexcept;
 
 // =============================================================================================
 // Naming what was written

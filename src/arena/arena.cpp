@@ -203,8 +203,6 @@ void* arena_memory_resource::do_allocate(std::size_t bytes, std::size_t align) {
   return detail::allocate(core_, bytes, align);
 }
 
-[[noreturn]] void throw_bad_array_length() { throw std::bad_array_new_length(); }
-
 }  // namespace detail
 
 using detail::arena_slot;

@@ -76,6 +76,9 @@ class arena_slot : public arena_core {
   std::vector<std::pair<freeze_check_fn, const void*>> freeze_checks;
 };
 
+// A moved-from arena points here; its ticket never matches a cache.
+extern constinit arena_core g_dead_arena;
+
 // The static table of max_arenas slots.
 arena_slot* slots_begin() noexcept;
 

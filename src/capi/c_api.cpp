@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "permafrost/arena.hpp"
+#include "permafrost/write_trap.hpp"
 
 struct permafrost_arena {
   permafrost::arena impl;
@@ -127,5 +128,18 @@ int permafrost_arena_attach(int fd, int populate, permafrost_arena** out) {
 }
 
 int permafrost_is_frozen(const void* p) { return permafrost::is_frozen(p) ? 1 : 0; }
+
+int permafrost_install_write_trap(void) {
+  try {
+    permafrost::install_write_trap();
+    return 0;
+  } catch (const std::system_error& e) {
+    return e.code().value() != 0 ? e.code().value() : EIO;
+  }
+}
+
+int permafrost_install_write_trap_from_env(void) {
+  return permafrost::install_write_trap_from_env() ? 1 : 0;
+}
 
 }  // extern "C"

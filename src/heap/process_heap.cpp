@@ -495,8 +495,10 @@ int permafrost_process_heap_anchor = 0;
 
 // Identifies this copy of the heap: see permafrost_process_heap_at_load.
 extern "C" {
-extern const void* permafrost_heap_instance() noexcept;
-const void* permafrost_heap_instance() noexcept { return &permafrost::detail::g_arenas; }
+PERMAFROST_API extern const void* permafrost_heap_instance() noexcept;
+PERMAFROST_API const void* permafrost_heap_instance() noexcept {
+  return &permafrost::detail::g_arenas;
+}
 }
 
 namespace {

@@ -189,6 +189,9 @@ __attribute__((constructor)) void permafrost_malloc_at_load() {
 // ---------------------------------------------------------------------------------------------
 // The C allocation API
 // ---------------------------------------------------------------------------------------------
+// The library is compiled with hidden visibility (permafrost/api.h): the entry points it replaces
+// are exported explicitly, from here to the end of the file (libpermafrost-malloc.map lists them).
+#pragma GCC visibility push(default)
 extern "C" {
 
 // Present when the malloc library is loaded; tests and tools look it up with dlsym.
@@ -320,3 +323,4 @@ void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept 
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   permafrost::detail::heap_free(p);
 }
+#pragma GCC visibility pop

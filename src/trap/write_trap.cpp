@@ -224,18 +224,3 @@ void set_write_describer(arena& a, write_describer describer, const void* contex
 }
 
 }  // namespace permafrost
-
-// ----- C API (permafrost.h) ---------------------------------------------------------------------
-
-extern "C" int permafrost_install_write_trap(void) {
-  try {
-    permafrost::install_write_trap();
-    return 0;
-  } catch (const std::system_error& e) {
-    return e.code().value() != 0 ? e.code().value() : EIO;
-  }
-}
-
-extern "C" int permafrost_install_write_trap_from_env(void) {
-  return permafrost::install_write_trap_from_env() ? 1 : 0;
-}

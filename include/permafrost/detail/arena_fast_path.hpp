@@ -1,13 +1,16 @@
 // permafrost — the arena's inline fast paths (internal, not API): the process-wide granule table
 // behind is_frozen(), each thread's bump chunk, and the bump itself. arena.hpp includes this
 // header so that allocate() and is_frozen() inline into the caller; nothing here is for users to
-// call, and names may change in any release.
+// call, and names may change in any release. The library exports exactly the internals these
+// inline functions reach (t_bump, g_address_space, allocate_slow: marked PERMAFROST_API) and hides
+// the rest (docs/design.md, "The binary surface").
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include "permafrost/api.h"
 #include "permafrost/detail/asan.hpp"
 
 namespace permafrost::detail {
@@ -39,7 +42,8 @@ struct bump_cache {
   arena_core* owner = nullptr;
   std::uint64_t identity = 0;  // the owner's identity when the chunk was carved (see arena_slot)
 };
-extern constinit thread_local bump_cache t_bump __attribute__((tls_model("initial-exec")));
+PERMAFROST_API extern constinit thread_local bump_cache t_bump
+    __attribute__((tls_model("initial-exec")));
 
 struct granule_entry {
   // One past the last frozen byte of the arena that owns this granule; 0 when unfrozen or free.
@@ -56,7 +60,7 @@ struct address_space {
   std::atomic<std::uintptr_t> size{0};  // 0 until the first arena is made
   granule_entry granules[max_granules];
 };
-extern constinit address_space g_address_space;
+PERMAFROST_API extern constinit address_space g_address_space;
 
 // The one granule lookup: the entry for the granule holding p, and whether p lies in the
 // reservation at all. Branch-free: an address outside reads granule 0, which the caller must
@@ -68,14 +72,10 @@ inline const granule_entry& granule_of(const void* p, bool& inside) noexcept {
   return g_address_space.granules[(offset >> granule_shift) & (0 - std::uintptr_t{inside})];
 }
 
-// A moved-from arena points here; its ticket never matches a cache.
-extern constinit arena_core g_dead_arena;
-
-[[noreturn]] void throw_bad_array_length();
-
 // The slow path: argument checks, refills, commit growth, logging, errors.
-[[gnu::noinline]] void* allocate_slow(arena_core* core, std::size_t bytes, std::size_t align,
-                                      const char* tag, bool throw_on_failure);
+[[gnu::noinline]] PERMAFROST_API void* allocate_slow(arena_core* core, std::size_t bytes,
+                                                     std::size_t align, const char* tag,
+                                                     bool throw_on_failure);
 
 // The fast path: an aligned bump inside the calling thread's chunk. Returns nullptr when the
 // slow path must decide (no chunk for this arena, chunk exhausted, unusual size or alignment).

@@ -8,10 +8,13 @@
 // internal invariants; a failure is a permafrost bug.
 #pragma once
 
+#include "permafrost/api.h"
+
 namespace permafrost::detail {
 
 // Writes one line to stderr with async-signal-safe calls only, then aborts.
-[[noreturn]] void check_failed(const char* message, const char* file, int line) noexcept;
+[[noreturn]] PERMAFROST_API void check_failed(const char* message, const char* file,
+                                              int line) noexcept;
 
 }  // namespace permafrost::detail
 
