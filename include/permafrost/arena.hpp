@@ -62,7 +62,7 @@ class PERMAFROST_API freeze_check_error : public std::logic_error {
 // std::bad_alloc, so code that catches that still does, whose what() names the limit hit -
 // "all 1024 arena slots are in use ..." or "no room for N bytes in this process's arena
 // reservation ...". The C API returns ENOMEM for both.
-class arena_limit_error : public std::bad_alloc {
+class PERMAFROST_API arena_limit_error : public std::bad_alloc {
  public:
   enum class limit {
     slots,          // every one of the 1024 slots holds a live arena, attached arena or image
