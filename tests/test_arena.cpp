@@ -19,6 +19,7 @@
 #include "fork_probe.hpp"
 #include "os/os.hpp"
 #include "permafrost/write_trap.hpp"
+#include "proc.hpp"
 
 using permafrost::arena;
 using permafrost::arena_options;
@@ -342,14 +343,7 @@ TEST_CASE("a destroyed arena's range is quarantined: a stale pointer faults, nev
 }
 
 // VmPTE of this process in kB (page-table memory), from /proc/self/status.
-long page_table_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmPTE:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+long page_table_kib() { return permafrost::test::status_kib("VmPTE"); }
 
 TEST_CASE("creating and destroying arenas keeps page tables bounded") {
   // Each never-used GiB of the reservation that an arena touches keeps a page-table page for the
@@ -457,10 +451,8 @@ namespace {
 // read(2) calls this process has made so far (syscr in /proc/self/io), or -1 where the kernel does
 // not account them.
 long long read_syscalls() {
-  std::string io;
-  if (permafrost::os::read_proc_file(0, "io", &io) != 0) return -1;
-  const auto at = io.find("syscr:");
-  return at == std::string::npos ? -1 : std::stoll(io.substr(at + 6));
+  const auto syscr = permafrost::test::io_counter("syscr");
+  return syscr ? static_cast<long long>(*syscr) : -1;
 }
 }  // namespace
 

@@ -17,6 +17,7 @@
 
 #include <mimalloc.h>
 
+#include "arenas.hpp"
 #include "child_process.hpp"
 #include "churn.hpp"
 #include "fork_probe.hpp"
@@ -29,7 +30,6 @@ using namespace permafrost::test;
 
 namespace {
 
-constexpr std::size_t mib = std::size_t{1} << 20;
 constexpr std::size_t budget_pages = 16;  // 64 KiB
 
 // Under a sanitizer its runtime is the process malloc, not mimalloc: plain malloc is not renewed,
@@ -47,11 +47,7 @@ constexpr std::size_t churn_bytes = plain_malloc_is_mimalloc ? 50 * mib : 4 * mi
 
 // The whole-process probe reads pagemap over every writable mapping; ThreadSanitizer's shadow
 // mappings span terabytes, which makes one snapshot take minutes. Those tests skip under TSan.
-#ifdef __SANITIZE_THREAD__
-constexpr bool whole_process_probe = false;
-#else
-constexpr bool whole_process_probe = true;
-#endif
+constexpr bool whole_process_probe = !permafrost::test::under_thread_sanitizer;
 
 // Plain malloc/free and plain operator new/delete: both must land in the new generation.
 void* plain_alloc(std::size_t n) { return std::malloc(n); }

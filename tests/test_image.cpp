@@ -25,10 +25,12 @@
 #include <unistd.h>
 #include <vector>
 
+#include "arenas.hpp"
 #include "child_process.hpp"
 #include "fd_passing.hpp"
 #include "fork_probe.hpp"
 #include "image_table.hpp"
+#include "proc.hpp"
 
 extern char** environ;
 
@@ -88,17 +90,6 @@ image_error open_error(const fs::path& path, permafrost::open_options options = 
   }
   FAIL("image::open('" << path << "') succeeded");
   return image_error(reason::io, "");
-}
-
-// The line of /proc/self/maps that holds p.
-std::string maps_line_of(const void* p) {
-  std::ifstream maps("/proc/self/maps");
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  for (std::string line; std::getline(maps, line);) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) return line;
-  }
-  return {};
 }
 
 // An exec'd image_child with a pipe to its stdin (closed to let it exit) and its report line.
@@ -211,7 +202,7 @@ TEST_CASE("image memory is a read-only shared mapping of the file, frozen for is
   CHECK(permafrost::is_frozen(p));
   CHECK(permafrost::is_frozen(img.data().data() + img.data().size() - 1));
   CHECK_FALSE(permafrost::is_frozen(img.data().data() + img.data().size()));
-  const std::string line = maps_line_of(p);
+  const std::string line = pt::maps_line_of(p);
   MESSAGE(line);
   CHECK(line.find("r--s") != std::string::npos);
   CHECK(line.find(path.string()) != std::string::npos);
@@ -228,7 +219,7 @@ TEST_CASE("an image closed gives its address range back; is_frozen() no longer a
     CHECK(permafrost::is_frozen(p));
   }
   CHECK_FALSE(permafrost::is_frozen(p));
-  CHECK(maps_line_of(p).find(path.string()) == std::string::npos);
+  CHECK(pt::maps_line_of(p).find(path.string()) == std::string::npos);
 }
 
 TEST_CASE("the same image opened twice in one process sits at two addresses and answers the same") {
@@ -325,12 +316,12 @@ TEST_CASE(
   // shared libraries (a few MiB each).
   CHECK(total_pss < image_bytes * 105 / 100 + total_uss + 4 * (std::uint64_t{8} << 20));
   CHECK(total_rss > 4 * image_bytes);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  MESSAGE("not checked under a sanitizer: that each reader's private memory is small (the "
-          "sanitizer's shadow memory is private to each process)");
-#else
-  CHECK(total_uss < 4 * (std::uint64_t{16} << 20));
-#endif
+  if constexpr (permafrost::test::under_sanitizer) {
+    MESSAGE("not checked under a sanitizer: that each reader's private memory is small (the "
+            "sanitizer's shadow memory is private to each process)");
+  } else {
+    CHECK(total_uss < 4 * (std::uint64_t{16} << 20));
+  }
   for (auto& c : children) {
     const int status = c.finish();
     CHECK(WIFEXITED(status));

@@ -19,6 +19,7 @@
 #include "arenas.hpp"
 #include "fd_passing.hpp"
 #include "fork_probe.hpp"
+#include "proc.hpp"
 
 using permafrost::arena;
 using permafrost::arena_options;
@@ -38,17 +39,6 @@ std::span<std::uint64_t> fill(arena& a, std::size_t n) {
   auto words = a.make_array<std::uint64_t>(n);
   for (std::size_t i = 0; i < n; ++i) words[i] = i * 0x9e3779b97f4a7c15ull;
   return words;
-}
-
-// The /proc/self/maps line of the mapping holding p, or "".
-std::string maps_line_of(const void* p) {
-  std::ifstream maps("/proc/self/maps");
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  for (std::string line; std::getline(maps, line);) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && lo <= a && a < hi) return line;
-  }
-  return "";
 }
 
 attach_error::reason attach_failure(int fd) {
@@ -104,12 +94,12 @@ TEST_CASE("a memfd arena is a shared mapping named after the arena in /proc/PID/
   arena a(memfd_options("tables"));
   auto words = fill(a, 1000);
   CHECK(a.fd() >= 0);
-  const std::string line = maps_line_of(words.data());
+  const std::string line = permafrost::test::maps_line_of(words.data());
   MESSAGE(line);
   CHECK(line.find("/memfd:permafrost:tables") != std::string::npos);
   CHECK(line.find("rw-s") != std::string::npos);
   a.freeze();
-  CHECK(maps_line_of(words.data()).find("r--s") != std::string::npos);
+  CHECK(permafrost::test::maps_line_of(words.data()).find("r--s") != std::string::npos);
   CHECK(permafrost::is_frozen(words.data()));
   CHECK(words[999] == 999 * 0x9e3779b97f4a7c15ull);
   a.check_invariants();
@@ -254,14 +244,14 @@ TEST_CASE("attach in a posix_spawned process reads the same data at the same add
   CHECK(reply.hash == permafrost::test::fnv1a(words.data(), bytes));
   CHECK(reply.contains == 1);
   CHECK(reply.frozen == 1);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // The helper's instrumented reads touch its sanitizer shadow memory for the first time: those
-  // are page faults too, and nothing an arena can populate.
-  MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory ("
-          << reply.faults << " faults)");
-#else
-  CHECK(reply.faults == 0);  // attached with populate
-#endif
+  if constexpr (permafrost::test::under_sanitizer) {
+    // The helper's instrumented reads touch its sanitizer shadow memory for the first time: those
+    // are page faults too, and nothing an arena can populate.
+    MESSAGE("fault count not checked under a sanitizer: the reads fault in shadow memory ("
+            << reply.faults << " faults)");
+  } else {
+    CHECK(reply.faults == 0);  // attached with populate
+  }
 }
 
 TEST_CASE("attach after the creator's arena is gone maps it again, frozen, at the same address") {
@@ -330,14 +320,7 @@ long child_vmpte_kib() {
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    long kib = -1;
-    char buf[4096];
-    const int fd = ::open("/proc/self/status", O_RDONLY);
-    const ssize_t n = fd >= 0 ? ::read(fd, buf, sizeof buf - 1) : -1;
-    if (n > 0) {
-      buf[n] = '\0';
-      if (const char* line = std::strstr(buf, "VmPTE:")) kib = std::atol(line + 6);
-    }
+    const long kib = permafrost::test::status_kib("VmPTE");  // allocates nothing
     (void)!::write(fds[1], &kib, sizeof kib);
     ::_exit(0);
   }
@@ -370,13 +353,13 @@ TEST_CASE(
   MESSAGE("child VmPTE KiB right after fork: no arena "
           << none << ", 128 MiB anonymous 4 KiB " << anonymous << ", 128 MiB memfd " << memfd);
   CHECK(anonymous >= none + 200);  // 128 MiB of 4 KiB pages is 256 KiB of page tables
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // The sanitizer's shadow of the 128 MiB (written by ASan poisoning / TSan accesses) is private
-  // anonymous memory whose page tables fork does copy: the memfd bound cannot hold here.
-  MESSAGE("memfd VmPTE bound not checked under a sanitizer (shadow memory page tables)");
-#else
-  CHECK(memfd <= none + 16);
-#endif
+  if constexpr (permafrost::test::under_sanitizer) {
+    // The sanitizer's shadow of the 128 MiB (written by ASan poisoning / TSan accesses) is
+    // private anonymous memory whose page tables fork does copy: the memfd bound cannot hold here.
+    MESSAGE("memfd VmPTE bound not checked under a sanitizer (shadow memory page tables)");
+  } else {
+    CHECK(memfd <= none + 16);
+  }
 }
 
 TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") {

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arenas.hpp"
 #include "fork_probe.hpp"
 
 using permafrost::arena;
@@ -84,12 +85,15 @@ arena untouched_frozen(bool populate, bool huge, permafrost::backing b,
 
 // Under TSan every read also touches the runtime's shadow memory, which the parent never wrote
 // for these pages, so each first touch faults: the arena's own faults cannot be counted there.
-#if defined(__SANITIZE_THREAD__)
-#define CHECK_NO_ARENA_FAULTS(faults) \
-  MESSAGE("fault count not checked under TSan (shadow-memory faults): " << (faults))
-#else
-#define CHECK_NO_ARENA_FAULTS(faults) CHECK((faults) == 0)
-#endif
+// (A macro, so a failure names the caller's line.)
+#define CHECK_NO_ARENA_FAULTS(faults)                                                     \
+  do {                                                                                    \
+    if constexpr (permafrost::test::under_thread_sanitizer) {                             \
+      MESSAGE("fault count not checked under TSan (shadow-memory faults): " << (faults)); \
+    } else {                                                                              \
+      CHECK((faults) == 0);                                                               \
+    }                                                                                     \
+  } while (false)
 
 // The VmFlags of the mapping holding p, from /proc/self/smaps ("rd mr mw me sd hg ..."), with a
 // space on either side so a flag can be searched as " hg ".

@@ -42,11 +42,7 @@ namespace {
 // LLVM 19, #96600; see google/sanitizers#774): a child that calls malloc while a parent thread
 // held the allocator's lock deadlocks, whatever the program does. Under a sanitizer the forked
 // children therefore do not call malloc; the test says so rather than passing silently.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool malloc_after_threaded_fork = false;
-#else
-constexpr bool malloc_after_threaded_fork = true;
-#endif
+constexpr bool malloc_after_threaded_fork = !permafrost::test::under_sanitizer;
 
 arena_options opts(std::size_t capacity, const char* name) {
   return permafrost::test::arena_options_for(name, {.capacity = capacity});

@@ -22,6 +22,9 @@
 #include <string_view>
 #include <vector>
 
+// The tests' /proc readers (header-only, standard C++ and POSIX: no part of the library).
+#include "../support/proc.hpp"
+
 #if defined(PERMAFROST_CONSUMER_HEAP)
 #include <permafrost/fork.hpp>
 #include <permafrost/heap.hpp>
@@ -33,6 +36,9 @@
 #elif !defined(PERMAFROST_CONSUMER_SANITIZED)
 #include <malloc.h>
 #endif
+
+using permafrost::test::mapped;
+using permafrost::test::status_kib;
 
 namespace {
 
@@ -49,26 +55,6 @@ std::string malloc_provider() {
   void* (*volatile fn)(std::size_t) = &std::malloc;
   if (::dladdr(reinterpret_cast<void*>(fn), &info) == 0 || info.dli_fname == nullptr) return "?";
   return info.dli_fname;
-}
-
-// A line of /proc/self/status (e.g. "VmSize") in KiB, or -1.
-long status_kib(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0 && line[std::strlen(field)] == ':')
-      return std::atol(line.c_str() + std::strlen(field) + 1);
-  }
-  return -1;
-}
-
-bool mapped(const char* name) {
-  std::ifstream in("/proc/self/maps");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find(name) != std::string::npos) return true;
-  }
-  return false;
 }
 
 }  // namespace

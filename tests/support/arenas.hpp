@@ -23,6 +23,13 @@ inline constexpr bool under_sanitizer = true;
 #else
 inline constexpr bool under_sanitizer = false;
 #endif
+// True under ThreadSanitizer alone, whose shadow mappings span terabytes and whose every read
+// touches shadow memory: a narrower case of under_sanitizer for the tests only TSan distorts.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool under_thread_sanitizer = true;
+#else
+inline constexpr bool under_thread_sanitizer = false;
+#endif
 
 // The knobs tests change; each defaults to what arena_options does (except capacity: tests need
 // little, and a small capacity keeps a runaway test from committing gigabytes).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "os/os.hpp"
+#include "proc.hpp"
 
 namespace permafrost::test {
 
@@ -68,10 +69,8 @@ measured_child fork_and_measure(const std::function<int()>& work,
 
 // This process's resident set in bytes (VmRSS of /proc/self/status), or 0 when unreadable.
 inline std::size_t resident_bytes() {
-  std::string status;
-  if (os::read_proc_file(0, "status", &status) != 0) return 0;
-  const auto at = status.find("VmRSS:");
-  return at == std::string::npos ? 0 : std::strtoull(status.c_str() + at + 6, nullptr, 10) << 10;
+  const long kib = status_kib("VmRSS");
+  return kib < 0 ? 0 : static_cast<std::size_t>(kib) << 10;
 }
 
 // The value of "--name N" in argv, or `fallback` (the probe programs' and heap_churn's options).
