@@ -274,11 +274,12 @@ struct maps_header {
 };
 
 // Parses a header line (without its newline) into *out, whose views point into `line`. Returns
-// false for any other line (an smaps field such as "Rss:   4 kB").
+// false for any other line (an smaps field such as "Rss:   4 kB"), for perms that are not the
+// kernel's four characters, and for an address wider than 64 bits (never wrapped around).
 bool parse_maps_header(std::string_view line, maps_header* out) noexcept;
 
 // Parses an smaps field line "Name:   123 kB" into its name and value in bytes. Returns false for
-// any other line.
+// any other line, and for a value whose bytes do not fit in 64 bits (never wrapped around).
 bool parse_smaps_field(std::string_view line, std::string_view* name,
                        std::uint64_t* bytes) noexcept;
 

@@ -691,10 +691,16 @@ bool parse_maps_header(std::string_view line, maps_header* out) noexcept {
       const char c = line[at];
       const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
       if (d < 0) break;
+      if ((v >> (sizeof v * 8 - 4)) != 0) return false;  // a 17th digit: no address, refuse
       v = (v << 4) | static_cast<std::uintptr_t>(d);
     }
     *value = v;
     return at > start;
+  };
+  // The kernel writes exactly four: r or -, w or -, x or -, then s (shared) or p (private).
+  const auto valid_perms = [](std::string_view p) {
+    return p.size() == 4 && (p[0] == 'r' || p[0] == '-') && (p[1] == 'w' || p[1] == '-') &&
+           (p[2] == 'x' || p[2] == '-') && (p[3] == 's' || p[3] == 'p');
   };
   std::size_t at = 0;
   maps_header h;
@@ -712,6 +718,7 @@ bool parse_maps_header(std::string_view line, maps_header* out) noexcept {
     }
     rest.remove_prefix(sp + 1);
   }
+  if (!valid_perms(h.perms)) return false;
   const auto first = rest.find_first_not_of(' ');
   h.path = first == std::string_view::npos ? std::string_view{} : rest.substr(first);
   *out = h;
@@ -726,10 +733,15 @@ bool parse_smaps_field(std::string_view line, std::string_view* name,
   while (at < line.size() && line[at] == ' ') ++at;
   if (at >= line.size() || line[at] < '0' || line[at] > '9') return false;
   std::uint64_t v = 0;
-  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at)
-    v = v * 10 + static_cast<std::uint64_t>(line[at] - '0');
+  for (; at < line.size() && line[at] >= '0' && line[at] <= '9'; ++at) {
+    const auto digit = static_cast<std::uint64_t>(line[at] - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;  // beyond 64 bits: refuse, never wrap
+    v = v * 10 + digit;
+  }
+  const bool kib = line.substr(at).find("kB") != std::string_view::npos;
+  if (kib && v > UINT64_MAX / 1024) return false;
   *name = line.substr(0, colon);
-  *bytes = line.substr(at).find("kB") != std::string_view::npos ? v * 1024 : v;
+  *bytes = kib ? v * 1024 : v;
   return true;
 }
 
