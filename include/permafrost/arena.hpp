@@ -38,6 +38,7 @@
 #include "permafrost/api.h"
 #include "permafrost/detail/arena_fast_path.hpp"
 #include "permafrost/detail/check.hpp"
+#include "permafrost/error.hpp"
 
 namespace permafrost {
 
@@ -45,24 +46,28 @@ namespace permafrost {
 // Errors
 // =============================================================================================
 
+// Every type below is also a permafrost::error (error.hpp): catch that to take any of them.
+
 // Thrown by allocate() (and everything that allocates) on an arena that is already frozen.
-class PERMAFROST_API frozen_error : public std::logic_error {
+class PERMAFROST_API frozen_error : public std::logic_error, public error {
  public:
   using std::logic_error::logic_error;
+  const char* what() const noexcept override { return std::logic_error::what(); }
 };
 
 // Thrown by freeze() when a registered freeze check fails (see arena::add_freeze_check); the arena
 // is then left unfrozen and unchanged.
-class PERMAFROST_API freeze_check_error : public std::logic_error {
+class PERMAFROST_API freeze_check_error : public std::logic_error, public error {
  public:
   using std::logic_error::logic_error;
+  const char* what() const noexcept override { return std::logic_error::what(); }
 };
 
 // Thrown when a process has no room for one more arena (an image, an attached arena): a
 // std::bad_alloc, so code that catches that still does, whose what() names the limit hit -
 // "all 1024 arena slots are in use ..." or "no room for N bytes in this process's arena
 // reservation ...". The C API returns ENOMEM for both.
-class PERMAFROST_API arena_limit_error : public std::bad_alloc {
+class PERMAFROST_API arena_limit_error : public std::bad_alloc, public error {
  public:
   enum class limit {
     slots,          // every one of the 1024 slots holds a live arena, attached arena or image
@@ -160,7 +165,7 @@ struct arena_stats {
 };
 
 // Thrown by arena::attach() when the descriptor cannot be attached; why() says which check failed.
-class PERMAFROST_API attach_error : public std::runtime_error {
+class PERMAFROST_API attach_error : public std::runtime_error, public error {
  public:
   enum class reason {
     not_a_memfd,    // the descriptor is not a sealable memory file
@@ -172,6 +177,7 @@ class PERMAFROST_API attach_error : public std::runtime_error {
   };
   attach_error(reason why, const std::string& what, int error = 0)
       : std::runtime_error(what), why_(why), error_(error) {}
+  const char* what() const noexcept override { return std::runtime_error::what(); }
   reason why() const noexcept { return why_; }
   // The errno value behind a reason::system refusal (ENOMEM when 1024 arenas are live), or 0.
   int error() const noexcept { return error_; }

@@ -48,6 +48,7 @@
 
 #include "permafrost/api.h"
 #include "permafrost/arena.hpp"
+#include "permafrost/error.hpp"
 #include "permafrost/frozen_storable.hpp"
 
 namespace permafrost {
@@ -74,7 +75,7 @@ struct image_type;  // { static constexpr std::string_view name = "..."; }
 // =============================================================================================
 
 // Thrown by save_image() and image::open*(); what() names the file and the failed check.
-class PERMAFROST_API image_error : public std::runtime_error {
+class PERMAFROST_API image_error : public std::runtime_error, public error {
  public:
   enum class reason {
     io,             // the file could not be opened, read, written, synced or renamed (errno)
@@ -93,6 +94,7 @@ class PERMAFROST_API image_error : public std::runtime_error {
     no_free_slot,  // all 1024 arena slots of this process are in use (arenas and images together)
   };
   image_error(reason why, const std::string& what) : std::runtime_error(what), why_(why) {}
+  const char* what() const noexcept override { return std::runtime_error::what(); }
   reason why() const noexcept { return why_; }
 
  private:

@@ -27,6 +27,7 @@
 
 #include "permafrost/api.h"
 #include "permafrost/arena.hpp"
+#include "permafrost/error.hpp"
 
 namespace permafrost {
 
@@ -36,9 +37,10 @@ namespace permafrost {
 
 // A /proc file could not be read. code() holds the errno (ENOENT/ESRCH: the process is gone or
 // the kernel lacks the file; EACCES/EPERM: no permission); what() names the file and the errno.
-class PERMAFROST_API proc_error : public std::system_error {
+class PERMAFROST_API proc_error : public std::system_error, public error {
  public:
   proc_error(std::string file, int err);
+  const char* what() const noexcept override { return std::system_error::what(); }
   // The file that could not be read, e.g. "/proc/1234/smaps_rollup".
   const std::string& file() const noexcept { return file_; }
 
