@@ -57,7 +57,7 @@ std::size_t first_arena_bytes() noexcept {
 }
 
 // Every arena this process reserved or inherited, with the generation it serves: blocks of an
-// arena of another generation (an ancestor's, or this process's before a freeze-at-fork renewal,
+// arena of another generation (an ancestor's, or this process's before a keep-inherited renewal,
 // or the spare a child will use) are never freed here. Append-only, like mimalloc's own arena
 // table (64 entries, never released). free() reads it lock-free: the count, then the entries
 // below it; the rest is guarded by heap_mutex.

@@ -24,7 +24,7 @@ void* heap_reallocate(void* p, std::size_t bytes) noexcept;
 enum class block_owner {
   none,      // not heap memory: the caller passed a bad pointer
   current,   // this process's current generation: free it
-  ancestor,  // another generation (an ancestor's, or this process's before a freeze-at-fork
+  ancestor,  // another generation (an ancestor's, or this process's before a keep-inherited
              // renewal): leave it in place
   arena,     // a permafrost arena's bytes: never freed one by one
 };
@@ -41,8 +41,8 @@ void init_process_heap() noexcept;
 // Set by the malloc library before the first fork.
 void set_keep_inherited(bool on) noexcept;
 
-// The first renewal (child's or, in freeze-at-fork mode, parent's) prepares ahead of fork: see
-// fork.hpp. Returns 0 or an errno value.
+// The first renewal (child's or, with PERMAFROST_KEEP_INHERITED=1, parent's) prepares ahead of
+// fork: see fork.hpp. Returns 0 or an errno value.
 int prepare_fork() noexcept;
 
 }  // namespace permafrost::detail
