@@ -1,0 +1,244 @@
+"""python -m permafrost: build an image from JSON Lines, CSV or JSON, and describe an image.
+
+    python -m permafrost build --jsonl FILE --key FIELD -o OUT.pfi   one record per line, keyed
+    python -m permafrost build --csv FILE --key COLUMN -o OUT.pfi    one record per row (str values)
+    python -m permafrost build --json FILE -o OUT.pfi                one top-level object or array
+    python -m permafrost info OUT.pfi                                size, root, count, metadata
+
+build streams the input into permafrost.build_dict (with --key; an object's items for --json) or
+permafrost.build_list (without), one parsed record at a time; the command's memory is then what
+the builders hold (today they gather the records and freeze them once; a builder that freezes
+each record as it arrives needs no change here). --json reads the whole document first. Duplicate
+keys: the last record wins, as in dict(). Progress goes to stderr at most once per --progress
+seconds (-q: none). A bad record (invalid JSON, no key field, not an object) stops the build with
+FILE:LINE and the reason, and nothing is written (an existing OUT stays as it was). The input may
+be a pipe or FIFO ("-": standard input). Exit status: 0 done, 1 a bad input or an unwritable
+output (one line on stderr), 2 a usage error.
+
+info opens the image (its checksum is verified and its graph walked, as permafrost.open does) and
+prints its file size, root type, number of items at the root, image id (its metadata) and that
+the checksum was verified; a damaged or non-image file is exit status 1 with the reason.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import stat
+import sys
+import time
+
+import permafrost
+
+PROG = "python -m permafrost"
+
+
+class InputError(Exception):
+    """A record the build cannot take, with where it is (FILE:LINE: reason)."""
+
+
+class Progress:
+    """Throttled progress lines on stderr: records so far, and bytes read of the input's size."""
+
+    def __init__(self, name, stream, every):
+        self.name, self.stream, self.every = name, stream, every
+        self.records = 0
+        self.total = _size_of(stream)
+        self.start = self.last = time.monotonic()
+
+    def tick(self):
+        self.records += 1
+        if self.every is None or self.records & 1023:  # the clock is read every 1024 records
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self.report(now)
+
+    def report(self, now):
+        done = f"{self.records:,} records"
+        try:
+            pos = self.stream.tell() if self.total else None
+        except (OSError, ValueError):
+            pos = None
+        if pos is not None:
+            done += f", {pos / self.total:.0%} of {self.total / 2**20:,.1f} MiB"
+        print(f"{PROG} build: {self.name}: {done}, {now - self.start:.0f} s", file=sys.stderr,
+              flush=True)
+
+
+def _size_of(stream):
+    """The input's size when it is a regular file (progress in percent), else None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) and st.st_size else None
+
+
+def _open_input(path):
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _field(record, key, where):
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: --key needs an object, this record is "
+                         f"{type(record).__name__}")
+    try:
+        return record[key]
+    except KeyError:
+        raise InputError(f"{where}: no field {key!r} in the record") from None
+
+
+def jsonl_records(name, stream, progress):
+    """(FILE:LINE, value) of each non-blank line of a JSON Lines stream."""
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+            raise InputError(f"{name}:{number}: not valid JSON: {e}") from None
+        progress.tick()
+        yield f"{name}:{number}", value
+
+
+def csv_records(name, stream, progress, key):
+    """(FILE:LINE, row as a dict of str) of each CSV row after the header."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    reader = csv.DictReader(text, strict=True)
+    try:
+        if reader.fieldnames is None:
+            raise InputError(f"{name}: empty (no header row)")
+        if key is not None and key not in reader.fieldnames:
+            raise InputError(f"{name}:1: no column {key!r} (columns: "
+                             f"{', '.join(reader.fieldnames)})")
+        for row in reader:
+            if None in row or None in row.values():
+                raise InputError(f"{name}:{reader.line_num}: {len(reader.fieldnames)} columns "
+                                 f"expected")
+            progress.tick()
+            yield f"{name}:{reader.line_num}", row
+    except csv.Error as e:
+        raise InputError(f"{name}:{reader.line_num}: not valid CSV: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}:{reader.line_num}: not UTF-8: {e}") from None
+
+
+def json_document(name, stream):
+    try:
+        return json.load(stream)
+    except ValueError as e:
+        raise InputError(f"{name}: not valid JSON: {e}") from None
+
+
+def _keyed(records, key):
+    for where, record in records:
+        yield _field(record, key, where), record
+
+
+def _values(records):
+    for _, record in records:
+        yield record
+
+
+def build(args):
+    """Streams the input into build_dict/build_list saved at args.output; returns the root view."""
+    kind, name = next((k, v) for k, v in (("jsonl", args.jsonl), ("csv", args.csv),
+                                          ("json", args.json)) if v is not None)
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK | os.X_OK):
+        # Before reading any input: a long build must not fail at its end for this.
+        raise InputError(f"{args.output}: cannot write: {out_dir} is not a writable directory")
+    stream = _open_input(name)
+    try:
+        progress = Progress(name, stream, None if args.quiet else args.progress)
+        common = {"path": args.output, "name": args.name}
+        if kind == "json":
+            doc = json_document(name, stream)
+            if isinstance(doc, dict):
+                if args.key is not None:
+                    raise InputError(f"{name}: --key is for an array of objects; this is one "
+                                     f"object, whose own keys are used")
+                return permafrost.build_dict(doc.items(), **common)
+            if not isinstance(doc, list):
+                raise InputError(f"{name}: a top-level object or array is needed, not "
+                                 f"{type(doc).__name__}")
+            records = ((f"{name}[{i}]", v) for i, v in enumerate(doc))
+        elif kind == "jsonl":
+            records = jsonl_records(name, stream, progress)
+        else:
+            records = csv_records(name, stream, progress, args.key)
+        if args.key is None:
+            return permafrost.build_list(_values(records), **common)
+        return permafrost.build_dict(_keyed(records, args.key), **common)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def info(path):
+    """The lines `info` prints for the image at path."""
+    size = os.path.getsize(path)
+    with permafrost.open(path) as root:
+        _, _, image_id = root._ref()
+        lines = [f"{path}: permafrost image",
+                 f"  file size   {size:,} bytes ({size / 2**20:,.1f} MiB)",
+                 f"  root type   {type(root).__name__}",
+                 f"  count       {len(root):,}" if hasattr(root, "__len__") else
+                 f"  value       {root!r}",
+                 f"  image id    {image_id}",
+                 "  checksum    verified (XXH3-64 of the data; every node's bounds checked)"]
+    return lines
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build an image from JSON Lines, CSV or JSON")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--jsonl", metavar="FILE", help="one JSON value per line ('-': stdin)")
+    src.add_argument("--csv", metavar="FILE", help="CSV with a header row; values stay str")
+    src.add_argument("--json", metavar="FILE", help="one top-level object or array")
+    b.add_argument("--key", metavar="FIELD", help="make a dict keyed by this field of each "
+                   "record (default: a list of the records)")
+    b.add_argument("-o", "--output", metavar="OUT", required=True, help="the image to write")
+    b.add_argument("--name", help="the arena's name while building (/proc/PID/maps, reports)")
+    b.add_argument("--progress", metavar="SECONDS", type=float, default=2.0,
+                   help="at most one progress line per SECONDS on stderr (default 2)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress or summary lines")
+    i = sub.add_parser("info", help="describe an image (checksum verified)")
+    i.add_argument("image")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    try:
+        if args.command == "info":
+            print("\n".join(info(args.image)))
+            return 0
+        t = time.monotonic()
+        root = build(args)
+        try:
+            if not args.quiet:
+                print(f"{PROG} build: wrote {args.output}: {type(root).__name__} of "
+                      f"{len(root):,} items, {os.path.getsize(args.output) / 2**20:,.1f} MiB "
+                      f"in {time.monotonic() - t:.1f} s", file=sys.stderr)
+        finally:
+            root.close()
+        return 0
+    except InputError as e:
+        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+    except (OSError, ValueError, TypeError) as e:  # an unwritable output, a damaged image...
+        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""The command line: `python -m permafrost build` from JSON Lines, CSV and JSON into an image, and
+`python -m permafrost info`. Each case runs the module in a child interpreter (this one, with this
+PYTHONPATH), as a build pipeline would, and checks its exit status, stderr and the image."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+import permafrost
+
+
+def run(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "permafrost", *args], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+class Build(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.out = self.path("out.pfi")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def build(self, *args, ok=True):
+        proc = run("build", *args, "-o", self.out)
+        self.assertEqual(proc.returncode, 0 if ok else 1, proc.stderr)
+        return proc
+
+    def image(self):
+        with permafrost.open(self.out) as root:
+            return root.thaw()
+
+    def test_jsonl_with_key_is_a_dict_of_the_records(self):
+        src = self.write("r.jsonl", '{"id": "a", "n": 1, "t": [1, 2]}\n\n{"id": "b", "n": null}\n')
+        proc = self.build("--jsonl", src, "--key", "id")
+        self.assertEqual(self.image(), {"a": {"id": "a", "n": 1, "t": [1, 2]},
+                                        "b": {"id": "b", "n": None}})
+        self.assertIn("wrote %s: FrozenDict of 2 items" % self.out, proc.stderr)
+
+    def test_jsonl_without_key_is_a_list(self):
+        src = self.write("r.jsonl", '1\n"two"\n[3]\n')
+        self.build("--jsonl", src)
+        self.assertEqual(self.image(), [1, "two", [3]])
+
+    def test_duplicate_keys_the_last_record_wins(self):
+        src = self.write("r.jsonl", '{"k": 1, "v": "old"}\n{"k": 2}\n{"k": 1, "v": "new"}\n')
+        self.build("--jsonl", src, "--key", "k")
+        self.assertEqual(self.image(), {1: {"k": 1, "v": "new"}, 2: {"k": 2}})
+
+    def assert_failed_without_output(self, proc, *fragments):
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        for fragment in fragments:
+            self.assertIn(fragment, proc.stderr)
+        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+        self.assertFalse(os.path.exists(self.out), "a failed build wrote its output")
+        self.assertEqual(os.listdir(self.dir.name), [n for n in os.listdir(self.dir.name)
+                                                     if not n.startswith("out.pfi")])
+
+    def test_a_record_without_the_key_field_names_its_line(self):
+        src = self.write("r.jsonl", '{"id": 1}\n{"id": 2}\n{"name": "x"}\n')
+        self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
+                                          "%s:3: no field 'id'" % src)
+
+    def test_a_record_that_is_not_an_object_names_its_line(self):
+        src = self.write("r.jsonl", '{"id": 1}\n[1, 2]\n')
+        self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
+                                          "%s:2: --key needs an object" % src)
+
+    def test_a_bad_json_line_names_its_line_and_keeps_the_old_image(self):
+        permafrost.freeze({"old": True}).save(self.out)
+        src = self.write("r.jsonl", '{"id": 1}\n{"id": 2}\n{"id": 3,,}\n{"id": 4}\n')
+        proc = self.build("--jsonl", src, "--key", "id", ok=False)
+        self.assertIn("%s:3: not valid JSON" % src, proc.stderr)
+        self.assertEqual(self.image(), {"old": True})
+
+    def test_an_unwritable_output_fails_before_reading_the_input(self):
+        src = self.write("r.jsonl", "1\n")
+        self.out = self.path("no-such-dir/out.pfi")
+        proc = self.build("--jsonl", src, ok=False)
+        self.assertIn("cannot write", proc.stderr)
+        self.assertIn("no-such-dir", proc.stderr)
+
+    def test_an_output_that_is_a_directory_fails_clearly(self):
+        src = self.write("r.jsonl", "1\n")
+        os.mkdir(self.out)
+        proc = self.build("--jsonl", src, ok=False)
+        self.assertIn(self.out, proc.stderr)
+        self.assertTrue(os.path.isdir(self.out))
+
+    def test_a_missing_input_fails_clearly(self):
+        self.assert_failed_without_output(
+            self.build("--jsonl", self.path("absent.jsonl"), ok=False),
+            "absent.jsonl: cannot read")
+
+    def test_a_fifo_as_input_is_read_as_a_stream(self):
+        fifo = self.path("in.fifo")
+        os.mkfifo(fifo)
+
+        def feed():
+            with open(fifo, "w") as f:
+                for i in range(3000):
+                    f.write(json.dumps({"k": "key%d" % i, "i": i}) + "\n")
+        writer = threading.Thread(target=feed)
+        writer.start()
+        try:
+            self.build("--jsonl", fifo, "--key", "k")
+        finally:
+            writer.join()
+        table = self.image()
+        self.assertEqual(len(table), 3000)
+        self.assertEqual(table["key2999"], {"k": "key2999", "i": 2999})
+
+    def test_standard_input(self):
+        proc = run("build", "--jsonl", "-", "--key", "k", "-o", self.out, stdin='{"k": "x"}\n')
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(self.image(), {"x": {"k": "x"}})
+
+    def test_csv_rows_keyed_by_a_column_keep_str_values(self):
+        src = self.write("r.csv", "id,name,n\nu1,ada,1\nu2,\"b, c\",2\n")
+        self.build("--csv", src, "--key", "id")
+        self.assertEqual(self.image(), {"u1": {"id": "u1", "name": "ada", "n": "1"},
+                                        "u2": {"id": "u2", "name": "b, c", "n": "2"}})
+
+    def test_csv_without_the_key_column_names_the_columns(self):
+        src = self.write("r.csv", "id,name\nu1,ada\n")
+        self.assert_failed_without_output(self.build("--csv", src, "--key", "email", ok=False),
+                                          "no column 'email' (columns: id, name)")
+
+    def test_csv_row_with_too_many_fields_names_its_line(self):
+        src = self.write("r.csv", "id,name\nu1,ada\nu2,bob,extra\n")
+        self.assert_failed_without_output(self.build("--csv", src, "--key", "id", ok=False),
+                                          "%s:3: 2 columns expected" % src)
+
+    def test_json_object_becomes_a_dict_and_array_a_list(self):
+        src = self.write("o.json", '{"a": [1, 2], "b": {"c": null}}')
+        self.build("--json", src)
+        self.assertEqual(self.image(), {"a": [1, 2], "b": {"c": None}})
+        os.unlink(self.out)
+        src = self.write("a.json", '[{"id": 7, "x": 1}, {"id": 8}]')
+        self.build("--json", src, "--key", "id")
+        self.assertEqual(self.image(), {7: {"id": 7, "x": 1}, 8: {"id": 8}})
+
+    def test_json_item_without_the_key_names_its_index(self):
+        src = self.write("a.json", '[{"id": 7}, {"x": 1}]')
+        self.assert_failed_without_output(self.build("--json", src, "--key", "id", ok=False),
+                                          "%s[1]: no field 'id'" % src)
+
+    def test_json_scalar_document_is_refused(self):
+        src = self.write("s.json", '42')
+        self.assert_failed_without_output(self.build("--json", src, ok=False),
+                                          "a top-level object or array is needed, not int")
+
+    def test_progress_is_throttled_and_quiet_prints_nothing(self):
+        src = self.write("r.jsonl", "".join('{"k": %d}\n' % i for i in range(5000)))
+        proc = self.build("--jsonl", src, "--key", "k", "--progress", "0")
+        progress = [line for line in proc.stderr.splitlines() if " records" in line]
+        # The clock is read once per 1024 records: 4 lines for 5000 records with no throttle.
+        self.assertEqual(len(progress), 4, proc.stderr)
+        self.assertIn("4,096 records, ", progress[-1])
+        self.assertIn("% of ", progress[-1])
+        os.unlink(self.out)
+        proc = self.build("--jsonl", src, "--key", "k", "-q")
+        self.assertEqual(proc.stderr, "")
+
+    def test_usage_errors_exit_2(self):
+        self.assertEqual(run("build", "--jsonl", "x").returncode, 2)  # no -o
+        self.assertEqual(run("build", "--jsonl", "x", "--csv", "y", "-o", "z").returncode, 2)
+        self.assertEqual(run().returncode, 2)
+
+
+class Info(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.out = os.path.join(self.dir.name, "t.pfi")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_info_shows_size_root_count_id_and_checksum(self):
+        permafrost.freeze({"a": 1, "b": [2], "c": "x"}).save(self.out)
+        proc = run("info", self.out)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with permafrost.open(self.out) as root:
+            image_id = root._ref()[2]
+        lines = proc.stdout.splitlines()
+        self.assertEqual(lines[0], "%s: permafrost image" % self.out)
+        self.assertIn("{:,} bytes".format(os.path.getsize(self.out)), lines[1])
+        self.assertEqual(lines[2].split(), ["root", "type", "FrozenDict"])
+        self.assertEqual(lines[3].split(), ["count", "3"])
+        self.assertEqual(lines[4].split(), ["image", "id", image_id])
+        self.assertIn("verified", lines[5])
+
+    def test_info_of_a_damaged_image_fails_with_the_reason(self):
+        permafrost.freeze(list(range(1000))).save(self.out)
+        with open(self.out, "r+b") as f:
+            f.seek(-100, os.SEEK_END)
+            f.write(b"\xff" * 8)
+        proc = run("info", self.out)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(self.out, proc.stderr)
+        self.assertIn("checksum", proc.stderr)
+
+    def test_info_of_a_file_that_is_not_an_image(self):
+        with open(self.out, "w") as f:
+            f.write("hello\n")
+        proc = run("info", self.out)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(self.out, proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
