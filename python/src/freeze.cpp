@@ -304,7 +304,8 @@ class freezer {
     const std::size_t bytes = table_bytes(n, table_capacity(count));
     const std::uint64_t off = alloc(bytes);
     write_table_header(at(off), k, count);
-    at(off)[offsetof(node_header, flags)] |= static_cast<char>(flags);
+    char& flag_byte = at(off)[offsetof(node_header, flags)];
+    flag_byte = static_cast<char>(flag_byte | static_cast<char>(flags));
     const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
     std::uint32_t height = 0;
     path_.push_back({how, nullptr, 0});
@@ -415,7 +416,7 @@ class freezer {
       if ((kw[i] & tag_mask) != tag_node) return false;
       const auto* n = reinterpret_cast<const node_header*>(at(kw[i]));
       if (!is_str(n->kind) || str_size(n) != s.size() ||
-          std::memcmp(str_bytes(n), s.data(), s.size()))
+          std::memcmp(str_bytes(n), s.data(), s.size()) != 0)
         return false;
     }
     return true;

@@ -304,7 +304,7 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
     // Whatever the copy made is dead; an arena that still holds something (a key interned before
     // the failure) stays, unfrozen, for the life of the process.
     if (all_dead(r)) arena.reset();
-    else arena.release();
+    else static_cast<void>(arena.release());  // kept on purpose: see above
     if (failure->type == nullptr) {
       PyErr_Restore(err_type, err_value, err_tb);
     } else {
@@ -321,7 +321,7 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
   if (!refused.empty()) {
     // The copy stays, immortal and unfrozen, for the life of the process: something outside may
     // hold part of it.
-    arena.release();
+    static_cast<void>(arena.release());
     PyErr_Format(PyExc_RuntimeError, "permafrost.freeze_native(): the arena failed its audit: %s",
                  refused.c_str());
     return nullptr;
@@ -335,12 +335,12 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
     native::install_guard();
     g_arenas.push_back(arena.get());
   } catch (const std::exception& e) {
-    arena.release();
+    static_cast<void>(arena.release());
     PyErr_Format(PyExc_OSError, "permafrost.freeze_native(): %s", e.what());
     return nullptr;
   }
-  arena.release();  // lives as long as the process: its objects do
-  return root;      // the caller's reference (immortal)
+  static_cast<void>(arena.release());  // lives as long as the process: its objects do
+  return root;                         // the caller's reference (immortal)
 }
 
 // ----- thaw -------------------------------------------------------------------------------------

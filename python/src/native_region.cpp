@@ -283,7 +283,7 @@ void drain_free_lists(std::vector<PyObject*>& held, std::uint32_t tuple_sizes) {
   };
   static PyObject* probe_key = PyUnicode_InternFromString("permafrost.drain");
   if (probe_key == nullptr) throw std::bad_alloc();
-  held.reserve(held.size() + 4 * small_lists);
+  held.reserve(held.size() + std::size_t{4} * small_lists);
   for (int i = 0; i < small_lists; ++i) keep(PyFloat_FromDouble(0.5));
   for (int i = 0; i < small_lists; ++i) keep(PyList_New(0));
   for (int i = 0; i < small_lists; ++i) {

@@ -663,7 +663,7 @@ int read_mappings(pid_t pid, std::vector<mapping>* out) noexcept {
       mapping m;
       m.begin = h.begin;
       m.end = h.end;
-      m.readable = h.perms.size() > 0 && h.perms[0] == 'r';
+      m.readable = !h.perms.empty() && h.perms[0] == 'r';
       m.writable = h.perms.size() > 1 && h.perms[1] == 'w';
       m.is_private = h.perms.size() > 3 && h.perms[3] == 'p';
       m.path = std::string(h.path);
