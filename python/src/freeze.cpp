@@ -88,6 +88,9 @@ class freezer {
   // Pre: the caller holds a strong reference to o for the call (the snapshots do; so does the
   // root's caller), so a value reached once has exactly two: its container's and that one.
   frozen value(PyObject* o) {
+    // Ctrl-C (and any signal handler) runs every 4096 values: a long freeze stays interruptible,
+    // and what it built is dropped with the buffer (the arena is made only at the end).
+    if ((++values_ & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
     if (o == Py_None) return {const_none};
     if (o == Py_True) return {const_true};
     if (o == Py_False) return {const_false};
@@ -462,6 +465,7 @@ class freezer {
   std::unordered_map<PyObject*, frozen> memo_;  // containers that may be reached again
   std::vector<ref> memo_holds_;                 // the memo's keys, held
   std::vector<ref> keep_;
+  std::uint64_t values_ = 0;  // values frozen so far: signals are checked every 4096
 };
 
 }  // namespace

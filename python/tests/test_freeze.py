@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import unittest
@@ -233,6 +234,31 @@ class Views(unittest.TestCase):
 
 
 class Errors(unittest.TestCase):
+    def test_a_signal_interrupts_a_long_freeze(self):
+        # The dict ends in a value freeze() refuses. A freeze that checks for signals stops at
+        # the alarm with the handler's KeyboardInterrupt long before that value; one that does
+        # not runs to the end and raises TypeError (the handler runs only after it returns).
+        value = {i: i for i in range(2_000_000)}
+        value["last"] = 1 + 2j
+        fired = []
+
+        def handler(signum, frame):
+            fired.append(signum)
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, handler)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.002)
+            with self.assertRaises(KeyboardInterrupt):
+                permafrost.freeze(value)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        self.assertEqual(fired, [signal.SIGALRM])
+        # Nothing of the interrupted freeze stays: the same value freezes (and fails) again.
+        with self.assertRaises(TypeError):
+            permafrost.freeze(value)
+
     def test_unsupported_type_names_the_path(self):
         value = {"users": [{}, {}, {}, {"created": 1 + 2j}]}
         with self.assertRaises(TypeError) as cm:
