@@ -131,14 +131,21 @@ TEST_CASE(
       permafrost::test::arena_options_for("fork-registry", {.capacity = 1 << 20}));
   std::atomic<bool> holding{false};
   std::atomic<bool> released{false};
+  std::atomic<bool> forked{false};
   std::thread holder([&] {
-    std::lock_guard lock(permafrost::detail::registry::mutex());
-    holding = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    released = true;
+    {
+      std::lock_guard lock(permafrost::detail::registry::mutex());
+      holding = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      released = true;
+    }
+    // Still running when fork() copies the process: under TSan a child that inherits a thread
+    // which finished but was not joined reports a thread leak at its exit, failing the child.
+    while (!forked) std::this_thread::yield();
   });
   while (!holding) std::this_thread::yield();
   const pid_t pid = ::fork();
+  if (pid != 0) forked = true;
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::alarm(10);  // a hang fails the case instead of stalling it
