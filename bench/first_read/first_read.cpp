@@ -17,8 +17,9 @@
 //                read (no goal: it measures the disk)
 // A read touches one 8-byte word per 64-byte line, in order. Times are the worker thread's CPU
 // time (user + system: page faults and populate are system time), so other work on the machine
-// does not count; the wall time is printed beside it. Medians of --rounds rounds, the rows taking
-// turns within a round.
+// does not count; the wall time is printed beside it, and how often the worker was preempted during
+// the read (on a loaded machine the processes that ran in between evict its caches and TLB).
+// Medians of --rounds rounds, the rows taking turns within a round.
 //
 // Usage: first_read [--smoke] [--mib N] [--rounds R] [--only ROW,...] [--dir DIR]
 //   default 1024 MiB, 3 rounds; --smoke: 64 MiB, 1 round (ctest's bench_first_read_smoke);
@@ -85,6 +86,14 @@ long faults_now() {
   return r.ru_minflt + r.ru_majflt;
 }
 
+// Times the worker was preempted (involuntary context switches): on a loaded machine another
+// process that ran in between evicted the read's TLB entries and cache lines.
+long preempted_now() {
+  rusage r{};
+  ::getrusage(RUSAGE_SELF, &r);
+  return r.ru_nivcsw;
+}
+
 // The share of the mappings overlapping [p, p + bytes) mapped with 2 MiB page-table entries:
 // (AnonHugePages + ShmemPmdMapped + FilePmdMapped) / Rss, from /proc/self/smaps.
 double huge_share(const void* p, std::size_t bytes) {
@@ -112,33 +121,40 @@ double huge_share(const void* p, std::size_t bytes) {
 // What a worker reports for one read: CPU and wall time, page faults, the share mapped 2 MiB at a
 // time, and (anon-huge) the second read.
 struct result {
-  double cpu_ms = NAN, wall_ms = NAN, faults = NAN, huge = NAN, again_cpu_ms = NAN;
+  double cpu_ms = NAN, wall_ms = NAN, faults = NAN, huge = NAN, preempted = NAN;
+  double again_cpu_ms = NAN, again_wall_ms = NAN, again_preempted = NAN;
 };
 
 // Times setup() (an open, a populate) and the first full read of words[0, n) that follows.
 template <class Setup>
 result timed_first_read(Setup&& setup, bool read_twice) {
   result r;
-  const long f0 = faults_now();
+  const long f0 = faults_now(), p0 = preempted_now();
   const double c0 = bench::thread_cpu_ns(), w0 = bench::now_ns();
   const auto [words, n] = setup();
   const std::uint64_t sum = read_lines(words, n);
   r.cpu_ms = (bench::thread_cpu_ns() - c0) / 1e6;
   r.wall_ms = (bench::now_ns() - w0) / 1e6;
   r.faults = static_cast<double>(faults_now() - f0);
+  r.preempted = static_cast<double>(preempted_now() - p0);
   r.huge = huge_share(words, n * 8);
   if (read_twice) {
-    const double c1 = bench::thread_cpu_ns();
+    const long p1 = preempted_now();
+    const double c1 = bench::thread_cpu_ns(), w1 = bench::now_ns();
     bench::keep(read_lines(words, n));
     r.again_cpu_ms = (bench::thread_cpu_ns() - c1) / 1e6;
+    r.again_wall_ms = (bench::now_ns() - w1) / 1e6;
+    r.again_preempted = static_cast<double>(preempted_now() - p1);
   }
   bench::keep(sum);
   return r;
 }
 
 void print_result(const result& r) {
-  std::printf("cpu_ms=%.3f wall_ms=%.3f faults=%.0f huge=%.4f again_cpu_ms=%.3f\n", r.cpu_ms,
-              r.wall_ms, r.faults, r.huge, r.again_cpu_ms);
+  std::printf("cpu_ms=%.3f wall_ms=%.3f faults=%.0f huge=%.4f preempted=%.0f again_cpu_ms=%.3f "
+              "again_wall_ms=%.3f again_preempted=%.0f\n",
+              r.cpu_ms, r.wall_ms, r.faults, r.huge, r.preempted, r.again_cpu_ms, r.again_wall_ms,
+              r.again_preempted);
 }
 
 // An arena of `bytes` of the given backing, every word written, frozen; a child forked after
@@ -263,8 +279,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "first_read: saving the image\n");
       bench::run_worker({"--worker", "make-image", std::to_string(bytes), image.string()});
     }
-    std::vector<std::vector<double>> cpu(n), wall(n), faults(n), huge(n);
-    std::vector<double> reference;
+    std::vector<std::vector<double>> cpu(n), wall(n), faults(n), huge(n), preempted(n);
+    std::vector<double> reference, reference_preempted;
     for (int r = 0; r < rounds; ++r)
       for (std::size_t i = 0; i < n; ++i) {
         if (!wanted(rows[i])) continue;
@@ -275,21 +291,33 @@ int main(int argc, char** argv) {
         wall[i].push_back(bench::field(out, "wall_ms"));
         faults[i].push_back(bench::field(out, "faults"));
         huge[i].push_back(bench::field(out, "huge"));
+        preempted[i].push_back(bench::field(out, "preempted"));
         const double again = bench::field(out, "again_cpu_ms");
-        if (!std::isnan(again)) reference.push_back(again);
+        if (!std::isnan(again)) {
+          reference.push_back(again);
+          reference_preempted.push_back(bench::field(out, "again_preempted"));
+          std::fprintf(stderr,
+                       "first_read: %s: first read %.1f ms CPU (preempted %.0f times), "
+                       "second %.1f ms (%.0f)\n",
+                       rows[i].name, cpu[i].back(), preempted[i].back(), again,
+                       reference_preempted.back());
+        }
       }
     const double ref = bench::median(reference);
     std::printf("reference: the same read over an already-faulted mapping with transparent huge "
-                "pages (an anon-huge worker's second read): %.1f ms CPU, %.2f GB/s\n\n",
-                ref, static_cast<double>(bytes) / ref / 1e6);
+                "pages (an anon-huge worker's second read): %.1f ms CPU, %.2f GB/s, preempted "
+                "%.0f times\n\n",
+                ref, static_cast<double>(bytes) / ref / 1e6, bench::median(reference_preempted));
     std::printf("| worker's first full read | CPU ms | wall ms | page faults | mapped 2 MiB at a "
-                "time | vs reference | goal | |\n|---|---:|---:|---:|---:|---:|---|---|\n");
+                "time | preempted | vs reference | goal | |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---|---|\n");
     for (std::size_t i = 0; i < n; ++i) {
       if (!wanted(rows[i])) continue;
       const double x = bench::median(cpu[i]) / ref;
-      std::printf("| %s | %.1f | %.1f | %.0f | %.0f%% | %.2fx | %s | %s |\n", rows[i].label,
+      std::printf("| %s | %.1f | %.1f | %.0f | %.0f%% | %.0f | %.2fx | %s | %s |\n", rows[i].label,
                   bench::median(cpu[i]), bench::median(wall[i]), bench::median(faults[i]),
-                  bench::median(huge[i]) * 100, x, rows[i].goal ? "<= 1.5x" : "",
+                  bench::median(huge[i]) * 100, bench::median(preempted[i]), x,
+                  rows[i].goal ? "<= 1.5x" : "",
                   rows[i].goal ? (x <= 1.5 ? "met" : "NOT MET") : "");
     }
     std::fflush(stdout);
