@@ -558,6 +558,32 @@ TEST_CASE("one flipped data byte fails the checksum; with verification off the i
   CHECK(unchecked.data().size() > 1234);
 }
 
+TEST_CASE("open_options::step runs per open_step_bytes populated and hashed; a throw unmaps") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 1000000);
+  std::size_t calls = 0;
+  std::size_t size = 0;
+  {
+    const image img = image::open(path, {.populate = true, .step = [&] { ++calls; }});
+    size = img.data().size();
+  }
+  const std::size_t chunks = (size + permafrost::open_step_bytes - 1) / permafrost::open_step_bytes;
+  REQUIRE(chunks >= 2);
+  CHECK(calls == 2 * chunks);  // populate, then the checksum
+  struct stop {};
+  calls = 0;
+  CHECK_THROWS_AS(image::open(path, {.step =
+                                         [&] {
+    if (++calls == 2) throw stop{};
+                              }}),
+                  stop);
+  CHECK(calls == 2);
+  CHECK_FALSE(pt::mapped(path.string()));  // nothing of the abandoned open stays mapped
+  const image again = image::open(path);   // and the file is as it was
+  CHECK(again.data().size() == size);
+}
+
 TEST_CASE("one flipped byte in any header field or the metadata is refused as bad_header") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

@@ -40,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -182,7 +183,16 @@ struct open_options {
   // folios; without it, pages already in the page cache as 2 MiB folios are still mapped whole.
   // Best effort; default: where transparent huge pages are `madvise` or `always`.
   bool huge_pages = huge_pages_available();
+
+  // Called after every open_step_bytes that open() populates and every open_step_bytes it hashes,
+  // so that a long open of a large image can report progress or be abandoned: whatever it
+  // throws leaves open() with nothing mapped and the file untouched (the Python module checks
+  // for Ctrl-C here). Default: none.
+  std::function<void()> step = nullptr;
 };
+
+// How much of the data open() reads between two calls of open_options::step: ~2-5 ms of hashing.
+inline constexpr std::size_t open_step_bytes = std::size_t{16} << 20;
 
 // A mapped image. Move-only; the mapping lives until the image is destroyed (every reference
 // into it dangles then: keep the image alive as long as its readers, see the swap pattern above).
@@ -192,7 +202,7 @@ class PERMAFROST_API image {
   // (unless told not to), closes the descriptor (the mapping keeps the file).
   // Throws: image_error — io (missing file, no permission), truncated, bad_magic, version,
   // platform, bad_header, not_mappable, checksum, address_space, no_free_slot; each names the
-  // path.
+  // path. Whatever options.step throws.
   static image open(const std::filesystem::path& path, const open_options& options = {});
 
   // As open(), from a descriptor (a file or memfd, e.g. received over a Unix socket). The

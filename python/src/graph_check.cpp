@@ -69,7 +69,12 @@ std::string graph_check::run() {
   if (std::string err = check_word(root->root, offsetof(root_header, root), root_cost, pushed);
       !err.empty())
     return err;
+  std::size_t until_step = check_step_values;
   while (!stack_.empty()) {
+    if (--until_step == 0) {
+      until_step = check_step_values;
+      if (step_) step_();
+    }
     frame& top = stack_.back();
     const auto* n = node_at<node_header>(base_, top.off);
     reference_cost cost;

@@ -26,14 +26,19 @@
 // stays with the image), one more for nodes whose height and cost follow from their header, and
 // the height and cost of the nodes that may be met again (shared, keys and small list/tuple
 // nodes), about 40 bytes each.
+// A step hook, when given, runs every check_step_values values the walk checks, so that a long
+// check can be abandoned: whatever it throws leaves run() (the Python module checks for Ctrl-C
+// there; the fuzzer passes none).
 //
 // Thread safety: a graph_check is used by one thread at a time; the graph is only read.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "format.hpp"
@@ -44,13 +49,18 @@ namespace permafrost::python {
 // dict's keys table adds one level per dict.
 inline constexpr std::size_t max_nesting = 2 * 5000 + 2;
 
+// Values the walk checks between two calls of its step hook: well under a millisecond.
+inline constexpr std::size_t check_step_values = std::size_t{1} << 16;
+
 class graph_check {
  public:
   // Effects: none (the walk runs in run()). Pre: base is 8-aligned.
-  graph_check(const char* base, std::size_t size) noexcept : base_(base), size_(size) {}
+  graph_check(const char* base, std::size_t size, std::function<void()> step = nullptr) noexcept
+      : base_(base), size_(size), step_(std::move(step)) {}
 
-  // Effects: walks the whole graph from its root. Returns "" when valid, else what failed.
-  // Throws: std::bad_alloc.
+  // Effects: walks the whole graph from its root, calling the step hook every
+  // check_step_values values. Returns "" when valid, else what failed.
+  // Throws: std::bad_alloc; whatever the step hook throws (the check is then not done).
   std::string run();
 
   // True when run() succeeded and `off` is the start of a node it validated.
@@ -94,6 +104,7 @@ class graph_check {
 
   const char* base_;
   std::size_t size_;
+  std::function<void()> step_;
   std::vector<std::uint64_t> open_;   // one bit per 8 bytes: a node on the walk's stack
   std::vector<std::uint64_t> valid_;  // one bit per 8 bytes: a node checked with all it contains
   std::vector<std::uint64_t> plain_;  // one bit per 8 bytes: a node whose cost is plain_cost()

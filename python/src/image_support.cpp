@@ -2,6 +2,7 @@
 #include "image_support.hpp"
 
 #include <memory>
+#include <utility>
 
 #include "format.hpp"
 #include "permafrost/image.hpp"
@@ -55,8 +56,9 @@ image_handle* adopt(permafrost::image img, const char*& base, std::size_t& size,
 }  // namespace
 
 image_handle* open_image(const char* path, const char*& base, std::size_t& size,
-                         std::string& image_id, bool populate) {
-  return adopt(permafrost::image::open(path, {.populate = populate}), base, size, image_id);
+                         std::string& image_id, bool populate, std::function<void()> step) {
+  return adopt(permafrost::image::open(path, {.populate = populate, .step = std::move(step)}), base,
+               size, image_id);
 }
 
 image_handle* open_image_fd(int fd, const char*& base, std::size_t& size, std::string& image_id) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -33,11 +34,13 @@ void save_image_with_root_type(const arena& a, const char* base, const char* pat
                                std::string_view root_type);
 
 // Effects: maps the image at `path`; sets base, size and image_id ("" when the file has none).
-// With `populate`, maps every page in one call first (open_options::populate). A file that is
-// not a Python image (another root type, such as a C++ image) is refused, and nothing stays
-// mapped. Throws as save_image (type_mismatch for another root type).
+// With `populate`, maps every page first (open_options::populate). `step` runs every
+// open_step_bytes populated or hashed (open_options::step). A file that is not a Python image
+// (another root type, such as a C++ image) is refused, and nothing stays mapped.
+// Throws as save_image (type_mismatch for another root type); whatever `step` throws, with
+// nothing mapped.
 image_handle* open_image(const char* path, const char*& base, std::size_t& size,
-                         std::string& image_id, bool populate);
+                         std::string& image_id, bool populate, std::function<void()> step);
 
 // Effects: maps the image file open as `fd` (the caller keeps and closes it) without verifying
 // its checksum: for a descriptor another process sent after it verified the file itself.

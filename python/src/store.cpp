@@ -243,8 +243,17 @@ PyObject* py_save_bytes(PyObject*, PyObject* args) {
   PF_ENTRY_END
 }
 
+namespace {
+// Throws py_error when a signal handler raised (Ctrl-C: KeyboardInterrupt): the step hook of a
+// long open, so that it can be abandoned.
+void check_signals() {
+  if (PyErr_CheckSignals() < 0) throw py_error{};
+}
+}  // namespace
+
 // _open_store(path, populate=False) -> the Store of the image at path, its checksum verified and
-// its graph checked; with populate, every page mapped in one call first.
+// its graph checked; with populate, every page mapped first. Signal handlers run every few
+// milliseconds meanwhile; one that raises (Ctrl-C) abandons the open, and nothing stays mapped.
 PyObject* py_open_store(PyObject* module, PyObject* args) {
   PyObject* path_obj;
   int populate = 0;
@@ -255,14 +264,14 @@ PyObject* py_open_store(PyObject* module, PyObject* args) {
   ref store = new_store(state_of(module));
   auto* s = reinterpret_cast<store_object*>(store.get());
   std::string image_id;
-  s->owner.image = open_image(p, s->base, s->size, image_id, populate != 0);
+  s->owner.image = open_image(p, s->base, s->size, image_id, populate != 0, check_signals);
   Py_SETREF(s->path, PyUnicode_DecodeFSDefault(p));
   if (!s->path) return nullptr;
   Py_SETREF(s->image_id, image_id_str(image_id));
   if (!s->image_id) return nullptr;
   // The checksum tells damage, not a crafted file: the readers trust every offset, so the whole
   // graph is checked once here (graph_check.hpp) before any view of it exists.
-  s->check = new graph_check(s->base, s->size);
+  s->check = new graph_check(s->base, s->size, check_signals);
   if (const std::string err = s->check->run(); !err.empty()) {
     PyErr_Format(PyExc_OSError, "%s: not a valid permafrost Python image: %s", p, err.c_str());
     return nullptr;

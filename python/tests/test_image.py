@@ -8,6 +8,7 @@ import os
 import pickle
 import random
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -451,6 +452,93 @@ class CraftedImages(unittest.TestCase):
         last = proc.stdout.strip().splitlines()[-1:] or ["(nothing)"]
         self.assertEqual(proc.returncode, 0, "crashed on %s\n%s" % (last[0], proc.stderr[-2000:]))
         self.assertEqual(last[0], "done")
+
+
+def int_list_graph(n):
+    """The frozen bytes of a list of n ints (each 1), laid out by hand: the root header ("pfpy\\0v1"
+    and the root word: offset 16), then the list node (kind 4, count n) and its n tag_int
+    words."""
+    return (b"pfpy\0v1\0" + struct.pack("<Q", 16) + struct.pack("<BBHI", 4, 0, 0, n) +
+            struct.pack("<Q", 1 << 3 | 1) * n)
+
+
+@unittest.skipUnless(hasattr(signal, "setitimer"), "needs signal.setitimer (POSIX)")
+class InterruptedOpens(unittest.TestCase):
+    """permafrost.open() of a 128 MiB image runs signal handlers while it hashes the data and
+    while it walks the graph: Ctrl-C (here a real SIGINT, sent from a SIGALRM handler that an
+    interval timer runs every 2 ms) raises KeyboardInterrupt out of open(), nothing of the image
+    stays mapped and the file opens afterwards as before.
+
+    Python runs a handler only when C code checks for signals, and runs it once per check however
+    many times the signal arrived: open() without checks runs the SIGALRM handler once, after it
+    returned. So a handler that sends SIGINT on its Nth run can only interrupt open() if open()
+    checked at least N times, and at least N - 16 of them in the graph check when the checksum
+    has at most CHECKSUM_STEPS steps of 16 MiB to check in."""
+
+    ITEMS = 16 << 20  # 8-byte words: 128 MiB of data
+    CHECKSUM_STEPS = (ITEMS * 8 + 24) // (16 << 20) + 1  # open_step_bytes = 16 MiB
+
+    @classmethod
+    def setUpClass(cls):
+        # In memory where there is a tmpfs: saving fsyncs, and 256 MiB to a disk takes seconds.
+        cls.dir = tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        cls.valid = os.path.join(cls.dir.name, "ints.pfi")
+        cls.invalid = os.path.join(cls.dir.name, "bad-root.pfi")
+        graph = int_list_graph(cls.ITEMS)
+        permafrost._core._save_bytes(graph, cls.valid)
+        graph = bytearray(graph)
+        graph[8:16] = struct.pack("<Q", 8)  # the root names the root header: refused at once
+        permafrost._core._save_bytes(graph, cls.invalid)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def open_interrupted(self, path, sigint_on_run):
+        """open(path) while SIGALRM runs every 2 ms; its handler sends SIGINT on its
+        sigint_on_run-th run. Returns how many times it ran."""
+        runs = 0
+
+        def on_alarm(signum, frame):
+            nonlocal runs
+            runs += 1
+            if runs == sigint_on_run:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.siginterrupt(signal.SIGALRM, False)  # system calls restart: only handlers run
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+            with self.assertRaises(KeyboardInterrupt):
+                permafrost.open(path)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return runs
+
+    def assert_gone_and_untouched(self, path, stat):
+        with open("/proc/self/maps") as f:
+            self.assertNotIn(path, f.read())  # no mapping of the file left behind
+        after = os.stat(path)
+        self.assertEqual((after.st_size, after.st_mtime_ns, after.st_ino),
+                         (stat.st_size, stat.st_mtime_ns, stat.st_ino))
+
+    def test_ctrl_c_while_hashing_the_data_raises_keyboard_interrupt(self):
+        # The graph of this image fails the graph check at its first word (OSError): only the
+        # checksum can take the three checks that lead to KeyboardInterrupt.
+        stat = os.stat(self.invalid)
+        self.assertGreaterEqual(self.open_interrupted(self.invalid, 3), 3)
+        self.assert_gone_and_untouched(self.invalid, stat)
+        with self.assertRaisesRegex(OSError, "not a valid permafrost Python image"):
+            permafrost.open(self.invalid)  # the checksum still matches: the file is as it was
+
+    def test_ctrl_c_while_checking_the_graph_raises_keyboard_interrupt(self):
+        stat = os.stat(self.valid)
+        self.assertGreater(self.open_interrupted(self.valid, self.CHECKSUM_STEPS + 3),
+                           self.CHECKSUM_STEPS)
+        self.assert_gone_and_untouched(self.valid, stat)
+        with permafrost.open(self.valid) as root:  # opens as before, every word intact
+            self.assertEqual((len(root), root[0], root[-1]), (self.ITEMS, 1, 1))
 
 
 if __name__ == "__main__":

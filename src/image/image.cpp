@@ -2,6 +2,7 @@
 // format in docs/design.md "Images").
 #include "permafrost/image.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -61,6 +62,30 @@ std::string slot_name(const std::string& name) {
   constexpr std::size_t room = 47 - 6;
   if (name.size() <= room) return "image " + name;
   return "image ..." + name.substr(name.size() - (room - 3));
+}
+
+// Pre-faults the mapping open_step_bytes at a time, calling step after each (it may throw).
+// Best effort: a chunk the kernel refuses ends the populating, not the open.
+void populate_in_steps(const std::byte* base, std::size_t bytes,
+                       const std::function<void()>& step) {
+  for (std::size_t off = 0; off < bytes; off += open_step_bytes) {
+    if (os::populate_read(base + off, std::min(open_step_bytes, bytes - off)) != 0) return;
+    if (step) step();
+  }
+}
+
+// The data's checksum (the value data_checksum_of gives: XXH3's streaming and one-shot forms
+// agree), hashed open_step_bytes at a time, calling step after each (it may throw).
+std::uint64_t checksum_in_steps(const std::byte* data, std::size_t bytes,
+                                const std::function<void()>& step) {
+  if (!step) return data_checksum_of(data, bytes);
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  for (std::size_t off = 0; off < bytes; off += open_step_bytes) {
+    XXH3_64bits_update(&state, data + off, std::min(open_step_bytes, bytes - off));
+    step();
+  }
+  return XXH3_64bits_digest(&state);
 }
 
 }  // namespace
@@ -271,9 +296,9 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   // effort: without them reads cost more faults.
   const std::size_t mapped = detail::round_up(h.data_size, os::page_size());
   if (options.huge_pages) (void)os::advise_huge_pages(reinterpret_cast<void*>(base), mapped);
-  if (options.populate) (void)os::populate_read(img.base_, mapped);
+  if (options.populate) populate_in_steps(img.base_, mapped, options.step);
   if (options.verify_checksum) {
-    const std::uint64_t got = data_checksum_of(img.base_, img.size_);
+    const std::uint64_t got = checksum_in_steps(img.base_, img.size_, options.step);
     if (got != h.data_checksum)
       refuse(reason::checksum, "data checksum mismatch (XXH3-64: the header says " +
                                    std::to_string(h.data_checksum) + ", the data hashes to " +
