@@ -159,7 +159,10 @@ def open(path, populate=False):
     populate=True maps every page of a newly opened image in one call (MADV_POPULATE_READ, Linux
     5.14+; a read per page before) ahead of the checksum and graph check, instead of a page fault
     per page (or per 2 MiB) as they and later reads touch it. An image already open at this path
-    is returned as it is."""
+    is returned as it is.
+
+    Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
+    open, and nothing of the image stays mapped."""
     # Absolute: views pickle this path, and a worker may run in another directory.
     return _core._store_view(
         _stores.image_store(_os.path.abspath(_os.fspath(path)), populate=bool(populate)), 0)
