@@ -328,20 +328,24 @@ inline void write_table_header(void* out, kind k, std::uint32_t n) noexcept {
   std::memcpy(out, &t, sizeof t);
 }
 
+// Adds entry i, whose key hashes to h, to the index of the table at `t` (header written):
+// entries go in one at a time, in order, as build_table_index puts them.
+inline void add_table_entry(table_header* t, std::uint32_t i, std::uint64_t h) noexcept {
+  const std::uint32_t mask = t->capacity - 1;
+  auto put = [&](auto* index) {
+    using Slot = std::remove_reference_t<decltype(*index)>;
+    std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;
+    while (index[pos] != 0) pos = (pos + 1) & mask;
+    index[pos] = index_slot<Slot>::make(h, i);
+  };
+  if (t->h.flags & flag_narrow_index) put(reinterpret_cast<std::uint32_t*>(t + 1));
+  else put(reinterpret_cast<std::uint64_t*>(t + 1));
+}
+
 // Fills the index of the table at `t` (header written, index still zero): entry i has hash
 // hashes[i], i < t->h.count.
 inline void build_table_index(table_header* t, const std::uint64_t* hashes) noexcept {
-  const std::uint32_t mask = t->capacity - 1;
-  auto fill = [&](auto* index) {
-    using Slot = std::remove_reference_t<decltype(*index)>;
-    for (std::uint32_t i = 0; i < t->h.count; ++i) {
-      std::uint32_t pos = static_cast<std::uint32_t>(hashes[i]) & mask;
-      while (index[pos] != 0) pos = (pos + 1) & mask;
-      index[pos] = index_slot<Slot>::make(hashes[i], i);
-    }
-  };
-  if (t->h.flags & flag_narrow_index) fill(reinterpret_cast<std::uint32_t*>(t + 1));
-  else fill(reinterpret_cast<std::uint64_t*>(t + 1));
+  for (std::uint32_t i = 0; i < t->h.count; ++i) add_table_entry(t, i, hashes[i]);
 }
 
 }  // namespace permafrost::python

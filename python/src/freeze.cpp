@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "format.hpp"
+#include "graph_output.hpp"
 #include "keys.hpp"
 #include "module_state.hpp"
+#include "permafrost/arena.hpp"
 #include "permafrost/hash.hpp"
 #include "reading.hpp"
 #include "scalars.hpp"
@@ -83,13 +85,14 @@ class stack_scope {
 // changes during the walk is frozen as its snapshot.
 class freezer {
  public:
-  explicit freezer(module_state& state) : state_(state) { buf_.reserve(1 << 16); }
+  // Effects: a new memfd arena named `name` to write into (graph_output.hpp).
+  freezer(module_state& state, std::string_view name) : state_(state), out_(name) {}
 
   // Pre: the caller holds a strong reference to o for the call (the snapshots do; so does the
   // root's caller), so a value reached once has exactly two: its container's and that one.
   frozen value(PyObject* o) {
     // Ctrl-C (and any signal handler) runs every 4096 values: a long freeze stays interruptible,
-    // and what it built is dropped with the buffer (the arena is made only at the end).
+    // and what it wrote is dropped with the partial arena (graph_output's destructor).
     if ((++values_ & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
     if (o == Py_None) return {const_none};
     if (o == Py_True) return {const_true};
@@ -128,9 +131,209 @@ class freezer {
     fail(PyExc_TypeError, short_type_name(o) + " is not supported");
   }
 
-  std::vector<char>& bytes() { return buf_; }
+  // Effects: writes the root header for `root` and returns the view of the frozen graph's root,
+  // or for a scalar root the ordinary object (no arena kept).
+  PyObject* finish(word root) {
+    root_header rh{};
+    std::memcpy(rh.magic, root_magic, sizeof root_magic);
+    rh.root = root;
+    std::memcpy(out_.at(0), &rh, sizeof rh);
+    const std::uint8_t root_kind =
+        (root & tag_mask) == tag_node ? node_at<node_header>(out_.at(0), root)->kind : 0;
+    if (root_kind != kind_list && root_kind != kind_tuple && !is_dict(root_kind) &&
+        root_kind != kind_set && root_kind != kind_frozenset) {
+      // A scalar root: an ordinary (immutable) object says it all; no arena needed.
+      return thaw_word(state_, out_.at(0), root);
+    }
+    const std::size_t size = out_.size();
+    ref store = store_from_arena(state_, out_.finish(), size);
+    return root_of(reinterpret_cast<store_object*>(store.get()));
+  }
+
+  // build_list(values): the values of an iterable, frozen one at a time, as a list's root.
+  // Each value is released before the next is pulled: what stays is its word (8 bytes).
+  word build_list(PyObject* iterable) {
+    ref it(check(PyObject_GetIter(iterable)));
+    growing_array<word> words;
+    std::uint32_t height = 0;
+    path_.push_back({at_index, nullptr, 0});
+    for (Py_ssize_t i = 0;; ++i) {
+      ref item(PyIter_Next(it.get()));
+      if (!item.get()) {
+        if (PyErr_Occurred()) throw py_error{};
+        break;
+      }
+      path_.back().index = i;
+      const frozen f = value(item.get());
+      height = std::max(height, f.height);
+      words.push_back(f.w);
+      end_item();
+    }
+    path_.pop_back();
+    if (height >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
+    const std::size_t n = words.size();
+    if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
+    const std::uint64_t off = alloc(sizeof(node_header) + 8 * n);
+    put_header(off, kind_list, 0, n);
+    if (n) std::memcpy(at(off) + sizeof(node_header), words.data(), 8 * n);
+    return off;
+  }
+
+  // build_dict(items): the (key, value) pairs of an iterable, frozen one pair at a time, as a
+  // dict's root. Each pair is released before the next is pulled: what stays is its key's hash
+  // and the key's and value's words (24 bytes). A key given again keeps its first position and
+  // takes the last value, as dict(items) does.
+  word build_dict(PyObject* iterable) {
+    ref it(check(PyObject_GetIter(iterable)));
+    growing_array<std::uint64_t> hashes;
+    growing_array<word> keys;
+    growing_array<word> values;
+    std::uint32_t height = 0;
+    for (Py_ssize_t i = 0;; ++i) {
+      ref pair(PyIter_Next(it.get()));
+      if (!pair.get()) {
+        if (PyErr_Occurred()) throw py_error{};
+        break;
+      }
+      // The pair (or the sequence made of it) holds its key and value while they are frozen.
+      ref seq;
+      PyObject* key;
+      PyObject* val;
+      if (PyTuple_CheckExact(pair.get()) && PyTuple_GET_SIZE(pair.get()) == 2) {
+        key = PyTuple_GET_ITEM(pair.get(), 0);
+        val = PyTuple_GET_ITEM(pair.get(), 1);
+      } else {
+        seq = ref(PySequence_Fast(pair.get(), ""));
+        if (!seq.get()) {
+          if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py_error{};
+          PyErr_Format(PyExc_TypeError,
+                       "cannot convert dictionary update sequence element #%zd to a sequence", i);
+          throw py_error{};
+        }
+        const Py_ssize_t len = PySequence_Fast_GET_SIZE(seq.get());
+        if (len != 2) {
+          PyErr_Format(PyExc_ValueError,
+                       "dictionary update sequence element #%zd has length %zd; 2 is required", i,
+                       len);
+          throw py_error{};
+        }
+        key = PySequence_Fast_GET_ITEM(seq.get(), 0);
+        val = PySequence_Fast_GET_ITEM(seq.get(), 1);
+      }
+      hashes.push_back(hash_of(key, i, key_of));
+      path_.push_back({key_of, nullptr, i});
+      const frozen k = unique_value(key);
+      path_.back() = {value_of, key, 0};
+      const frozen v = value(val);
+      path_.pop_back();
+      height = std::max({height, k.height, v.height});
+      keys.push_back(k.w);
+      values.push_back(v.w);
+      end_item();
+    }
+    if (height >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
+    const std::size_t n = drop_repeated_keys(hashes, keys, values);
+    if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
+    const auto count = static_cast<std::uint32_t>(n);
+    const std::size_t table_size = table_bytes(n, table_capacity(count));
+    const std::uint64_t keys_off = alloc(table_size);
+    write_table_header(at(keys_off), kind_keys, count);
+    if (n) std::memcpy(at(keys_off) + table_size - 8 * n, keys.data(), 8 * n);
+    build_table_index(reinterpret_cast<table_header*>(at(keys_off)), hashes.data());
+    keys.clear();
+    hashes.clear();
+    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
+    const std::size_t header = small ? 8 : sizeof(dict_header);
+    const std::uint64_t off = alloc(header + 8 * n);
+    if (small) {
+      const node_header h{kind_dict16, 0, static_cast<std::uint16_t>(n),
+                          static_cast<std::uint32_t>(keys_off / 8)};
+      std::memcpy(at(off), &h, sizeof h);
+    } else {
+      put_header(off, kind_dict, 0, n);
+      std::memcpy(at(off) + 8, &keys_off, 8);
+    }
+    if (n) std::memcpy(at(off) + header, values.data(), 8 * n);
+    return off;
+  }
 
  private:
+  // value(o) for a value unlikely to recur, a key of a large table (its keys are distinct): its
+  // small nodes reuse equal ones stored before, but are not remembered for later values.
+  frozen unique_value(PyObject* o) {
+    const bool saved = remember_small_;
+    remember_small_ = false;
+    struct restore {
+      bool& flag;
+      bool saved;
+      ~restore() { flag = saved; }
+    } restore_flag{remember_small_, saved};
+    return value(o);
+  }
+
+  // A builder's item is done: what the walk held for it goes. Identity sharing does not reach
+  // across items (a container reached from two items is stored twice; small ones are stored
+  // once by content all the same), so nothing of an item outlives it here.
+  void end_item() {
+    memo_.clear();
+    memo_holds_.clear();
+    keep_.clear();
+  }
+
+  // Drops the entries whose key equals an earlier entry's, giving that entry their value (the
+  // last one wins, at the first position). Returns how many entries remain (compacted).
+  std::size_t drop_repeated_keys(growing_array<std::uint64_t>& hashes, growing_array<word>& keys,
+                                 growing_array<word>& values) {
+    const std::size_t n = keys.size();
+    if (n == 0 || n > max_table_keys) return n;
+    growing_array<std::uint32_t> slots;
+    const std::uint32_t capacity = table_capacity(static_cast<std::uint32_t>(n));
+    slots.resize_zeroed(capacity);
+    const std::uint32_t mask = capacity - 1;
+    bool repeated = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::uint32_t pos = static_cast<std::uint32_t>(hashes[i]) & mask;;
+           pos = (pos + 1) & mask) {
+        const std::uint32_t s = slots[pos];
+        if (s == 0) {
+          slots[pos] = static_cast<std::uint32_t>(i + 1);
+          break;
+        }
+        const std::size_t j = s - 1;
+        if (hashes[j] == hashes[i] && same_key(keys[j], keys[i])) {
+          values[j] = values[i];
+          keys[i] = 0;  // word 0 is no key (offset 0 is the root header)
+          repeated = true;
+          break;
+        }
+      }
+    }
+    if (!repeated) return n;
+    std::size_t m = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (keys[i] == 0) continue;
+      hashes[m] = hashes[i];
+      keys[m] = keys[i];
+      values[m] = values[i];
+      ++m;
+    }
+    hashes.resize(m);
+    keys.resize(m);
+    values.resize(m);
+    return m;
+  }
+
+  // Whether two frozen keys with the same hash are equal, as Python's == says (1 == 1.0): the
+  // same word, or else equal once thawed (builtin types only: no user code runs).
+  bool same_key(word a, word b) {
+    if (a == b) return true;
+    ref x(check(thaw_word(state_, out_.at(0), a)));
+    ref y(check(thaw_word(state_, out_.at(0), b)));
+    const int eq = PyObject_RichCompareBool(x.get(), y.get(), Py_EQ);
+    if (eq < 0) throw py_error{};
+    return eq == 1;
+  }
+
   using step = value_path_step;
   using step_kind = value_path_kind;
   using enum value_path_kind;
@@ -141,14 +344,9 @@ class freezer {
     throw py_error{};
   }
 
-  std::uint64_t alloc(std::size_t bytes) {
-    const std::size_t off = buf_.size();
-    const std::size_t rounded = (bytes + 7) & ~std::size_t{7};
-    if (buf_.capacity() < off + rounded) buf_.reserve(std::max(buf_.capacity() * 2, off + rounded));
-    buf_.resize(off + rounded);
-    return off;
-  }
-  char* at(std::uint64_t off) { return buf_.data() + off; }
+  std::uint64_t alloc(std::size_t bytes) { return out_.alloc(bytes); }
+  // Any allocation may move the arena (graph_output.hpp): take pointers again after one.
+  char* at(std::uint64_t off) { return out_.at(off); }
   void put_word(std::uint64_t off, word w) { std::memcpy(at(off), &w, sizeof w); }
   void put_header(std::uint64_t off, kind k, std::uint8_t flags, std::size_t count) {
     if (count > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
@@ -158,48 +356,28 @@ class freezer {
 
   word blob(kind k, std::uint8_t flags, const char* data, std::size_t n) {
     if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
-    const std::uint64_t off = alloc(sizeof(node_header) + n);
-    put_header(off, k, flags, n);
-    if (n) std::memcpy(at(off) + sizeof(node_header), data, n);
-    return dedupe(off);
+    const node_header h{k, flags, 0, static_cast<std::uint32_t>(n)};
+    if (sizeof h + n <= max_stored_once) {
+      small_node node;
+      std::memcpy(node.bytes, &h, sizeof h);
+      if (n) std::memcpy(node.bytes + sizeof h, data, n);
+      return out_.store_once(node.bytes, node.size(sizeof h + n), remember_small_);
+    }
+    const std::uint64_t off = alloc(sizeof h + n);
+    std::memcpy(at(off), &h, sizeof h);
+    std::memcpy(at(off) + sizeof h, data, n);
+    return off;
   }
 
   // Small immutable nodes (strs, bytes, lists, tuples of at most 64 bytes) with equal bytes are
-  // stored once: frozen data is never written, so sharing them is invisible to readers, and
-  // records repeat small values (tags, enums, short lists) a lot. `off` must be the last node
-  // in the buffer; it is dropped when an equal node exists.
-  std::uint64_t dedupe(std::uint64_t off) {
-    const std::size_t size = buf_.size() - off;
-    if (size > 64) return off;
-    if (dedupe_used_ * 2 >= dedupe_.size()) grow_dedupe();
-    const std::uint64_t h =
-        permafrost::detail::hash_bytes(at(off), size) | 1;  // 0 marks an empty slot
-    const std::size_t mask = dedupe_.size() - 1;
-    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
-      dedupe_entry& e = dedupe_[i];
-      if (e.hash == 0) {
-        e = {h, off, size};
-        ++dedupe_used_;
-        return off;
-      }
-      if (e.hash == h && e.size == size && std::memcmp(at(e.off), at(off), size) == 0) {
-        buf_.resize(off);
-        return e.off;
-      }
-    }
-  }
-
-  void grow_dedupe() {
-    std::vector<dedupe_entry> old(std::max<std::size_t>(1024, dedupe_.size() * 2));
-    old.swap(dedupe_);
-    const std::size_t mask = dedupe_.size() - 1;
-    for (const dedupe_entry& e : old) {
-      if (e.hash == 0) continue;
-      std::size_t i = e.hash & mask;
-      while (dedupe_[i].hash != 0) i = (i + 1) & mask;
-      dedupe_[i] = e;
-    }
-  }
+  // stored once (graph_output::store_once): frozen data is never written, so sharing them is
+  // invisible to readers, and records repeat small values (tags, enums, short lists) a lot. Such
+  // a node is put together here first, zero padded to 8 bytes, and stored only when new.
+  static constexpr std::size_t max_stored_once = 64;
+  struct small_node {
+    char bytes[max_stored_once] = {};
+    static std::size_t size(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+  };
 
   word str(PyObject* o) {
     std::string_view s;
@@ -209,11 +387,17 @@ class freezer {
     std::uint8_t flags = PyUnicode_IS_ASCII(o) ? flag_ascii : 0;
     if (holder.get()) flags |= flag_surrogates;
     if (s.size() < 65536) {  // a 4-byte header
-      const std::uint64_t off = alloc(4 + s.size());
       const node_header h{kind_str16, flags, static_cast<std::uint16_t>(s.size()), 0};
+      if (4 + s.size() <= max_stored_once) {
+        small_node node;
+        std::memcpy(node.bytes, &h, 4);
+        std::memcpy(node.bytes + 4, s.data(), s.size());
+        return out_.store_once(node.bytes, node.size(4 + s.size()), remember_small_);
+      }
+      const std::uint64_t off = alloc(4 + s.size());
       std::memcpy(at(off), &h, 4);
       std::memcpy(at(off) + 4, s.data(), s.size());
-      return dedupe(off);
+      return off;
     }
     return blob(kind_str, flags, s.data(), s.size());
   }
@@ -286,21 +470,30 @@ class freezer {
     }
     path_.pop_back();
     const std::size_t bytes = 8 * static_cast<std::size_t>(n);
-    const std::uint64_t off = alloc(sizeof(node_header) + bytes);
-    put_header(off, tuple ? kind_tuple : kind_list, shared, static_cast<std::size_t>(n));
-    if (bytes) std::memcpy(at(off) + sizeof(node_header), scratch_.data() + mark, bytes);
-    scratch_.resize(mark);
+    if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
+    const node_header h{tuple ? kind_tuple : kind_list, shared, 0, static_cast<std::uint32_t>(n)};
     // Stored once by content only when it holds no container: readers build it anew for every
     // reference, so sharing containers by content could multiply what a read builds.
-    return {shared || height > 0 ? off : dedupe(off), height + 1};
+    if (!shared && height == 0 && sizeof h + bytes <= max_stored_once) {
+      small_node node;
+      std::memcpy(node.bytes, &h, sizeof h);
+      if (bytes) std::memcpy(node.bytes + sizeof h, scratch_.data() + mark, bytes);
+      scratch_.resize(mark);
+      return {out_.store_once(node.bytes, sizeof h + bytes, remember_small_), height + 1};
+    }
+    const std::uint64_t off = alloc(sizeof h + bytes);
+    std::memcpy(at(off), &h, sizeof h);
+    if (bytes) std::memcpy(at(off) + sizeof h, scratch_.data() + mark, bytes);
+    scratch_.resize(mark);
+    return {off, height + 1};
   }
 
   // A keys/set table over n keys, key i being items[first + stride * i] (held by the caller)
-  // with hash hashes_[hash_mark + i]. Returns the table's offset and the largest height among
-  // its keys.
+  // with hash hashes[i] (or, without hashes, hashed here: no array of n hashes is kept). Returns
+  // the table's offset and the largest height among its keys.
   std::pair<std::uint64_t, std::uint32_t> table(kind k, std::uint8_t flags, std::size_t n,
                                                 const held_items& items, std::size_t first,
-                                                std::size_t stride, std::size_t hash_mark,
+                                                std::size_t stride, const std::uint64_t* hashes,
                                                 step_kind how) {
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
@@ -311,15 +504,16 @@ class freezer {
     flag_byte = static_cast<char>(flag_byte | static_cast<char>(flags));
     const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
     std::uint32_t height = 0;
-    path_.push_back({how, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
-      path_.back().index = static_cast<Py_ssize_t>(i);
-      const frozen f = value(items[first + stride * i]);
+      PyObject* key = items[first + stride * i];
+      const std::uint64_t h = hashes ? hashes[i] : hash_of(key, static_cast<Py_ssize_t>(i), how);
+      add_table_entry(reinterpret_cast<table_header*>(at(off)), static_cast<std::uint32_t>(i), h);
+      path_.push_back({how, nullptr, static_cast<Py_ssize_t>(i)});
+      const frozen f = n > 64 ? unique_value(key) : value(key);
+      path_.pop_back();
       height = std::max(height, f.height);
       put_word(keys_off + 8 * i, f.w);
     }
-    path_.pop_back();
-    build_table_index(reinterpret_cast<table_header*>(at(off)), hashes_.data() + hash_mark);
     return {off, height};
   }
 
@@ -357,17 +551,17 @@ class freezer {
       items.add(v);
     }
     const std::size_t n = items.size() / 2;
-    const std::size_t hash_mark = hashes_.size();
-    const stack_scope<std::uint64_t> hashes_scope(hashes_);
-    bool all_str = true;
+    // Dicts with the same str keys in the same order (records) share one keys table: small
+    // ones are hashed first to find it; larger ones are hashed as their table is built.
+    std::uint64_t small_hashes[64];
+    bool all_str = n <= 64;
     std::uint64_t sig = n;
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t i = 0; i < n && n <= 64; ++i) {
       const std::uint64_t h = hash_of(items[2 * i], static_cast<Py_ssize_t>(i), key_of);
-      hashes_.push_back(h);
+      small_hashes[i] = h;
       all_str = all_str && PyUnicode_CheckExact(items[2 * i]);
       sig = permafrost::detail::hash_word(sig + h);
     }
-    // Dicts with the same str keys in the same order (records) share one keys table.
     std::uint64_t keys_off = 0;
     std::uint32_t height = 0;  // str keys nest nothing
     const bool shareable = all_str && n <= 64;
@@ -376,7 +570,8 @@ class freezer {
       if (it != shared_keys_.end() && same_keys(it->second, items, n)) keys_off = it->second;
     }
     if (keys_off == 0) {
-      std::tie(keys_off, height) = table(kind_keys, 0, n, items, 0, 2, hash_mark, key_of);
+      std::tie(keys_off, height) =
+          table(kind_keys, 0, n, items, 0, 2, n <= 64 ? small_hashes : nullptr, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
     // Records are small: a 8-byte header when the count and the keys' offset fit.
@@ -436,28 +631,16 @@ class freezer {
     }
     if (PyErr_Occurred()) throw py_error{};
     const std::size_t n = elements.size();
-    const std::size_t hash_mark = hashes_.size();
-    const stack_scope<std::uint64_t> hashes_scope(hashes_);
-    for (std::size_t i = 0; i < n; ++i)
-      hashes_.push_back(hash_of(elements[i], static_cast<Py_ssize_t>(i), element));
     const auto [off, height] = table(PyFrozenSet_Check(o) ? kind_frozenset : kind_set, shared, n,
-                                     elements, 0, 1, hash_mark, element);
+                                     elements, 0, 1, nullptr, element);
     return {off, height + 1};
   }
 
-  struct dedupe_entry {
-    std::uint64_t hash = 0;
-    std::uint64_t off = 0;
-    std::size_t size = 0;
-  };
-
   module_state& state_;
-  std::vector<PyObject*> held_;        // held_items' stack
-  std::vector<std::uint64_t> hashes_;  // the key hashes of the tables being built, stacked
-  std::vector<char> buf_;
+  std::vector<PyObject*> held_;  // held_items' stack
+  graph_output out_;
+  bool remember_small_ = true;  // whether store_once indexes new small nodes (unique_value)
   std::vector<word> scratch_;
-  std::vector<dedupe_entry> dedupe_;
-  std::size_t dedupe_used_ = 0;
   std::vector<step> path_;
   std::vector<PyObject*> open_;
   std::unordered_set<PyObject*> open_set_;
@@ -475,25 +658,25 @@ PyObject* py_freeze(PyObject* module, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "O|z", &obj, &name)) return nullptr;
   PF_ENTRY_BEGIN
-  module_state& state = state_of(module);
-  freezer f(state);
-  std::vector<char>& buf = f.bytes();
-  buf.resize(sizeof(root_header));
-  ref held(Py_NewRef(obj));
+  freezer f(state_of(module), name ? name : "permafrost-python");
+  const ref held(Py_NewRef(obj));
   const word root = f.value(obj).w;
-  root_header rh{};
-  std::memcpy(rh.magic, root_magic, sizeof root_magic);
-  rh.root = root;
-  std::memcpy(buf.data(), &rh, sizeof rh);
-  const std::uint8_t root_kind =
-      (root & tag_mask) == tag_node ? node_at<node_header>(buf.data(), root)->kind : 0;
-  if (root_kind != kind_list && root_kind != kind_tuple && !is_dict(root_kind) &&
-      root_kind != kind_set && root_kind != kind_frozenset) {
-    // A scalar root: an ordinary (immutable) object says it all; no arena needed.
-    return thaw_word(state, buf.data(), root);
-  }
-  ref store = store_from_graph(state, buf.data(), buf.size(), name ? name : "permafrost-python");
-  return root_of(reinterpret_cast<store_object*>(store.get()));
+  return f.finish(root);
+  PF_ENTRY_END
+}
+
+// _build(iterable, as_dict, name=None): build_dict()'s (as_dict true) or build_list()'s frozen
+// root; see permafrost/__init__.py.
+PyObject* py_build(PyObject* module, PyObject* args) {
+  PyObject* iterable;
+  int as_dict = 0;
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "Op|z", &iterable, &as_dict, &name)) return nullptr;
+  PF_ENTRY_BEGIN
+  freezer f(state_of(module), name ? name : "permafrost-python");
+  const ref held(Py_NewRef(iterable));
+  const word root = as_dict ? f.build_dict(iterable) : f.build_list(iterable);
+  return f.finish(root);
   PF_ENTRY_END
 }
 

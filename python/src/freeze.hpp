@@ -17,4 +17,12 @@ namespace permafrost::python {
 // _freeze(obj, name=None): the module function (`module` is permafrost._core).
 PyObject* py_freeze(PyObject* module, PyObject* args);
 
+// _build(iterable, as_dict, name=None): the streaming builders' module function: the pairs
+// (as_dict) or values of the iterable, frozen one at a time into the arena, each released before
+// the next is pulled, then the root dict or list. A key given again keeps its first position
+// and its last value. Errors as freeze()'s, plus dict(items)'s for a pair that is not a pair;
+// an exception from the iterable (KeyboardInterrupt too) propagates; the partial arena is
+// released then.
+PyObject* py_build(PyObject* module, PyObject* args);
+
 }  // namespace permafrost::python

@@ -35,6 +35,7 @@ namespace {
 
 PyMethodDef module_methods[] = {
     {"_freeze", py_freeze, METH_VARARGS, "_freeze(obj, name=None)"},
+    {"_build", py_build, METH_VARARGS, "_build(iterable, as_dict, name=None)"},
     {"_range", py_range, METH_O, "_range(view) -> (address, size) of its frozen bytes"},
     {"_memory", py_memory, METH_VARARGS, "_memory(pid=0) -> (rss, pss, uss, shared)"},
     {"_sharing_audit", py_sharing_audit, METH_VARARGS,

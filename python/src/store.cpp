@@ -97,8 +97,7 @@ std::unique_ptr<permafrost::arena> frozen_copy(const char* data, std::size_t n,
   return a;
 }
 
-ref store_from_graph(module_state& state, const char* graph, std::size_t size, const char* name) {
-  std::unique_ptr<permafrost::arena> a = frozen_copy(graph, size, name);
+ref store_from_arena(module_state& state, std::unique_ptr<permafrost::arena> a, std::size_t size) {
   ref store = new_store(state);
   auto* s = reinterpret_cast<store_object*>(store.get());
   s->base = reinterpret_cast<const char*>(a->used_bytes().data());

@@ -68,10 +68,9 @@ struct store_object {
 // The type spec of permafrost._core.Store (module.cpp makes the type from it).
 extern PyType_Spec store_spec;
 
-// Effects: a new Store that owns a frozen arena holding a copy of graph[0, size), the arena named
-// `name` (write-trap reports, /proc/PID/maps). Throws: py_error, std::bad_alloc, the library's
-// arena errors.
-ref store_from_graph(module_state& state, const char* graph, std::size_t size, const char* name);
+// Effects: a new Store that owns the frozen arena `a`, whose first `size` bytes are the graph.
+// Throws: py_error (the arena is released then).
+ref store_from_arena(module_state& state, std::unique_ptr<permafrost::arena> a, std::size_t size);
 
 // Effects: a Store that owns nothing yet (path and image id None). Throws: py_error.
 ref new_store(module_state& state);

@@ -1,0 +1,126 @@
+// permafrost for Python — graph_output: where freeze() and the builders write (see
+// graph_output.hpp).
+#include "graph_output.hpp"
+
+#include <Python.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "permafrost/arena.hpp"
+#include "permafrost/hash.hpp"
+#include "py_ref.hpp"
+
+namespace permafrost::python {
+namespace {
+
+constexpr std::size_t first_capacity = std::size_t{4} << 30;  // 4 GiB of address space
+constexpr std::size_t fallback_capacity = std::size_t{256} << 20;
+
+std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t capacity) {
+  permafrost::arena_options opt;
+  opt.name = name;
+  opt.capacity = capacity;
+  opt.backing = permafrost::backing::memfd;
+  // Shared-memory huge pages are the administrator's choice (shmem_enabled); an arena asking
+  // for them would round a small graph to 2 MiB where they are on.
+  opt.huge_pages = false;
+  // Every page mapped at freeze, as the writer left them: a process the memfd is sent to then
+  // shares each page with this one (smaps counts it shared, not private to the receiver).
+  opt.populate = true;
+  return std::make_unique<permafrost::arena>(opt);
+}
+
+// The first allocation of a new arena: `bytes` at its first byte, or SystemError.
+char* first_bytes(permafrost::arena& a, std::size_t bytes) {
+  void* p = a.allocate(bytes, 16);
+  if (a.used_bytes().data() != static_cast<const std::byte*>(p)) {
+    PyErr_SetString(PyExc_SystemError,
+                    "permafrost: the arena's first allocation is not at its start");
+    throw py_error{};
+  }
+  return static_cast<char*>(p);
+}
+
+}  // namespace
+
+graph_output::graph_output(std::string_view name) : capacity_(first_capacity) {
+  try {
+    arena_ = new_arena(name, capacity_);
+  } catch (const permafrost::arena_limit_error& e) {
+    if (e.which() != permafrost::arena_limit_error::limit::address_space) throw;
+    capacity_ = fallback_capacity;  // a small reservation (sanitizers, ulimit -v): start small
+    arena_ = new_arena(name, capacity_);
+  }
+  base_ = first_bytes(*arena_, 16);  // the root header (format.hpp), filled in at the end
+  end_ = 16;
+}
+
+graph_output::~graph_output() = default;
+
+std::uint64_t graph_output::bump(std::size_t rounded) {
+  void* p = arena_->try_allocate(rounded, 8);
+  if (!p) [[unlikely]]
+    return grow(rounded);
+  return static_cast<std::uint64_t>(static_cast<char*>(p) - base_);
+}
+
+std::uint64_t graph_output::grow(std::size_t rounded) {
+  // Well inside the reservation, the kernel refused memory: no new arena would help.
+  if (end_ + rounded + capacity_ / 16 <= capacity_) throw std::bad_alloc();
+  std::size_t capacity = capacity_ * 4;
+  while (capacity < end_ + rounded) capacity *= 2;
+  std::unique_ptr<permafrost::arena> next = new_arena(arena_->name(), capacity);
+  char* base = first_bytes(*next, end_);
+  std::memcpy(base, base_, end_);
+  arena_ = std::move(next);
+  base_ = base;
+  capacity_ = capacity;
+  void* p = arena_->allocate(rounded, 8);
+  return static_cast<std::uint64_t>(static_cast<char*>(p) - base_);
+}
+
+std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool remember) {
+  if (index_used_ * 10 >= index_.size() * 7) grow_index();
+  const auto tag =
+      static_cast<std::uint32_t>(permafrost::detail::hash_bytes(node, bytes) >> 32) | 1;
+  const std::size_t mask = index_.size() - 1;
+  for (std::size_t i = tag & mask;; i = (i + 1) & mask) {
+    const std::uint64_t slot = index_[i];
+    if (slot == 0) {
+      const std::uint64_t off = alloc(bytes);
+      std::memcpy(at(off), node, bytes);
+      if (remember && off / 8 <= UINT32_MAX) {
+        index_[i] = std::uint64_t{tag} << 32 | off / 8;
+        ++index_used_;
+      }
+      return off;
+    }
+    if (slot >> 32 != tag) continue;
+    const std::uint64_t off = (slot & UINT32_MAX) * 8;
+    // Equal first 8 bytes: the same header, so the same size; only then compare the rest (the
+    // other node may be shorter, and end the arena).
+    if (std::memcmp(at(off), node, 8) == 0 && std::memcmp(at(off), node, bytes) == 0) return off;
+  }
+}
+
+void graph_output::grow_index() {
+  std::vector<std::uint64_t> old(std::max<std::size_t>(1024, index_.size() * 2));
+  old.swap(index_);
+  const std::size_t mask = index_.size() - 1;
+  for (const std::uint64_t slot : old) {
+    if (slot == 0) continue;
+    std::size_t i = (slot >> 32) & mask;
+    while (index_[i] != 0) i = (i + 1) & mask;
+    index_[i] = slot;
+  }
+}
+
+std::unique_ptr<permafrost::arena> graph_output::finish() {
+  std::vector<std::uint64_t>().swap(index_);
+  arena_->freeze();
+  return std::move(arena_);
+}
+
+}  // namespace permafrost::python

@@ -1,0 +1,132 @@
+// permafrost for Python — graph_output: where freeze() and the builders write a frozen graph.
+//
+// Contract: a graph_output is a memfd-backed permafrost arena (arena.hpp, backing::memfd) that
+// the writer bump-allocates nodes from, in the format of format.hpp, addressed by offset from
+// the arena's first byte (the root header, allocated by the constructor). The arena commits
+// and grows its memory file as the writer advances (in 2 MiB steps, up to 64 MiB ahead), so
+// nothing is written twice: there is no buffer to copy from. finish() freezes it exactly as
+// every frozen arena is frozen (read-only, sealed memfd, write trap, permafrost-stat name) and
+// hands it over; a graph_output destroyed before that (an error, KeyboardInterrupt) unmaps and
+// closes the partial arena. Small immutable nodes (at most 64 bytes) with equal bytes can be
+// stored once (store_once), through an index of 8 bytes per node.
+//
+// Growth past the reservation: the arena reserves 4 GiB of address space (256 MiB where the
+// process's arena reservation has no 4 GiB run); a graph that outgrows it moves into a new
+// arena four times larger (one copy of what was written: the only time bytes are copied).
+//
+// Thread safety: none; one writer, under the GIL.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string_view>
+#include <vector>
+
+namespace permafrost {
+class arena;
+}
+
+namespace permafrost::python {
+
+class graph_output {
+ public:
+  // Effects: a new memfd arena named `name`, holding a zeroed root header at offset 0.
+  // Throws: std::bad_alloc (arena_limit_error naming the limit), std::system_error.
+  explicit graph_output(std::string_view name);
+  ~graph_output();
+  graph_output(const graph_output&) = delete;
+  graph_output& operator=(const graph_output&) = delete;
+
+  // Effects: `bytes` (> 0) zero bytes, rounded up to 8, at an 8-aligned offset that is
+  // returned. Any pointer from at() may move (see the file comment): take them again after.
+  // Throws: std::bad_alloc, std::system_error.
+  std::uint64_t alloc(std::size_t bytes) {
+    const std::size_t rounded = (bytes + 7) & ~std::size_t{7};
+    const std::uint64_t off = bump(rounded);
+    end_ = off + rounded;
+    return off;
+  }
+
+  char* at(std::uint64_t off) const { return base_ + off; }
+
+  // Bytes written so far, from offset 0 to the end of the last allocation.
+  std::size_t size() const { return end_; }
+
+  // Effects: the offset of a node with the same `bytes` bytes (8 <= bytes <= 64, a multiple of
+  // 8, starting with the node's header, zero padded) stored earlier through store_once, or
+  // else a new copy of them, which later calls find unless `remember` is false (a value known
+  // to be unique, e.g. a key of a large table: indexing it would cost 8-16 bytes for nothing).
+  // Throws: as alloc().
+  std::uint64_t store_once(const char* node, std::size_t bytes, bool remember = true);
+
+  // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
+  std::unique_ptr<permafrost::arena> finish();
+
+ private:
+  std::uint64_t bump(std::size_t rounded);
+  [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
+  void grow_index();
+
+  std::unique_ptr<permafrost::arena> arena_;
+  std::size_t capacity_ = 0;  // the arena's reservation
+  char* base_ = nullptr;      // offset 0
+  std::size_t end_ = 0;
+  // store_once's open-addressing index: 0 is empty, else the node's 32-bit hash tag (high half)
+  // and its offset / 8 (low half). A node past 32 GiB is stored but not indexed.
+  std::vector<std::uint64_t> index_;
+  std::size_t index_used_ = 0;
+};
+
+// A writer's transient array of trivially copyable T (words, hashes) that grows by realloc: a
+// large one is moved by remapping its pages (mremap), never copied, so growing it never needs
+// twice its size. Thread safety: none.
+template <class T>
+class growing_array {
+ public:
+  growing_array() = default;
+  ~growing_array() { std::free(data_); }
+  growing_array(const growing_array&) = delete;
+  growing_array& operator=(const growing_array&) = delete;
+
+  // Throws: std::bad_alloc.
+  void push_back(T v) {
+    if (size_ == capacity_) reserve(capacity_ ? capacity_ + capacity_ / 2 : 1024);
+    data_[size_++] = v;
+  }
+  // Effects: n zero elements (after what it held is dropped). Throws: std::bad_alloc.
+  void resize_zeroed(std::size_t n) {
+    clear();
+    data_ = static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)));
+    if (!data_) throw std::bad_alloc();
+    size_ = capacity_ = n;
+  }
+  // Pre: n <= size().
+  void resize(std::size_t n) { size_ = n; }
+  // Effects: frees the memory.
+  void clear() {
+    std::free(data_);
+    data_ = nullptr;
+    size_ = capacity_ = 0;
+  }
+  T* data() { return data_; }
+  std::size_t size() const { return size_; }
+  T& operator[](std::size_t i) { return data_[i]; }
+
+ private:
+  void reserve(std::size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    void* p = std::realloc(data_, n * sizeof(T));
+    if (!p) throw std::bad_alloc();
+    data_ = static_cast<T*>(p);
+    capacity_ = n;
+  }
+
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
+}  // namespace permafrost::python
