@@ -665,6 +665,14 @@ PyObject* py_freeze(PyObject* module, PyObject* args) {
   PF_ENTRY_END
 }
 
+// _writer_reservation(bytes): tests only; see graph_output::set_first_reservation.
+PyObject* py_writer_reservation(PyObject*, PyObject* arg) {
+  const Py_ssize_t bytes = PyLong_AsSsize_t(arg);
+  if (bytes < 0) return PyErr_Occurred() ? nullptr : PyErr_Format(PyExc_ValueError, "negative");
+  graph_output::set_first_reservation(static_cast<std::size_t>(bytes));
+  Py_RETURN_NONE;
+}
+
 // _build(iterable, as_dict, name=None): build_dict()'s (as_dict true) or build_list()'s frozen
 // root; see permafrost/__init__.py.
 PyObject* py_build(PyObject* module, PyObject* args) {

@@ -25,4 +25,8 @@ PyObject* py_freeze(PyObject* module, PyObject* args);
 // released then.
 PyObject* py_build(PyObject* module, PyObject* args);
 
+// _writer_reservation(bytes): for tests, the address space the next writers reserve first (0:
+// the default), so a small graph outgrows it and moves (graph_output.hpp).
+PyObject* py_writer_reservation(PyObject* module, PyObject* bytes);
+
 }  // namespace permafrost::python

@@ -45,7 +45,8 @@ char* first_bytes(permafrost::arena& a, std::size_t bytes) {
 
 }  // namespace
 
-graph_output::graph_output(std::string_view name) : capacity_(first_capacity) {
+graph_output::graph_output(std::string_view name)
+    : capacity_(first_reservation_ ? first_reservation_ : first_capacity) {
   try {
     arena_ = new_arena(name, capacity_);
   } catch (const permafrost::arena_limit_error& e) {

@@ -65,11 +65,16 @@ class graph_output {
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
   std::unique_ptr<permafrost::arena> finish();
 
+  // Tests: the reservation new outputs start with (0: the default), to reach growth by moving
+  // with a small graph. Under the GIL.
+  static void set_first_reservation(std::size_t bytes) { first_reservation_ = bytes; }
+
  private:
   std::uint64_t bump(std::size_t rounded);
   [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
   void grow_index();
 
+  static inline std::size_t first_reservation_ = 0;
   std::unique_ptr<permafrost::arena> arena_;
   std::size_t capacity_ = 0;  // the arena's reservation
   char* base_ = nullptr;      // offset 0

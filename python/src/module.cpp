@@ -36,6 +36,7 @@ namespace {
 PyMethodDef module_methods[] = {
     {"_freeze", py_freeze, METH_VARARGS, "_freeze(obj, name=None)"},
     {"_build", py_build, METH_VARARGS, "_build(iterable, as_dict, name=None)"},
+    {"_writer_reservation", py_writer_reservation, METH_O, "_writer_reservation(bytes)"},
     {"_range", py_range, METH_O, "_range(view) -> (address, size) of its frozen bytes"},
     {"_memory", py_memory, METH_VARARGS, "_memory(pid=0) -> (rss, pss, uss, shared)"},
     {"_sharing_audit", py_sharing_audit, METH_VARARGS,

@@ -1,7 +1,11 @@
 """permafrost.build_dict() and permafrost.build_list(): frozen values from an iterable."""
 import os
+import pickle
 import tempfile
 import unittest
+import uuid
+import weakref
+from multiprocessing.reduction import ForkingPickler
 
 import permafrost
 
@@ -94,6 +98,129 @@ class Build(unittest.TestCase):
 
         self.assert_nothing_saved(lambda p: permafrost.build_list(values(), path=p),
                                   KeyboardInterrupt)
+
+
+class Record(dict):
+    """A dict that takes weak references (a plain dict does not): frozen as a dict."""
+
+
+def arena_mappings(name):
+    """Lines of /proc/self/maps that map the memfd arena named `name` (a build's arena)."""
+    with open("/proc/self/maps") as f:
+        return [line for line in f if f"/memfd:permafrost:{name}" in line]
+
+
+class Streaming(unittest.TestCase):
+    """The builders never hold the source, and an error midway leaves no arena behind."""
+
+    def check_released_before_next(self, build, as_pairs):
+        alive = set()
+        pulled = []
+
+        def source():
+            for i in range(2000):
+                # Every record yielded before was released before this one is asked for.
+                self.assertEqual(alive, set(), f"item {i - 1} still alive when {i} is pulled")
+                record = Record(id=i, tags=["a", i])
+                alive.add(i)
+                weakref.finalize(record, alive.discard, i)
+                pulled.append(i)
+                if as_pairs:
+                    yield f"k{i}", record
+                else:
+                    yield record
+                del record  # the generator's own reference goes before it resumes the loop
+
+        built = build(source())
+        self.assertEqual(len(pulled), 2000)
+        self.assertEqual(alive, set())
+        return built
+
+    def test_build_dict_releases_each_pair_before_the_next(self):
+        built = self.check_released_before_next(permafrost.build_dict, True)
+        self.assertEqual(built["k1999"], {"id": 1999, "tags": ["a", 1999]})
+
+    def test_build_list_releases_each_value_before_the_next(self):
+        built = self.check_released_before_next(permafrost.build_list, False)
+        self.assertEqual(built[5], {"id": 5, "tags": ["a", 5]})
+
+    def check_partial_arena_released(self, build, exception, as_pairs):
+        name = "build-" + uuid.uuid4().hex[:12]
+        seen = []
+
+        def source():
+            for i in range(3000):
+                if i == 2500:
+                    # Midway, the partial arena is really there (so the check below can fail)...
+                    seen.append(len(arena_mappings(name)))
+                    if exception is TypeError:
+                        yield ("bad", object()) if as_pairs else object()
+                    raise exception("midway")
+                yield (f"k{i}", {"id": i, "text": "x" * 100}) if as_pairs else i
+
+        with self.assertRaises(exception):
+            build(source(), name=name)
+        self.assertGreater(seen[0], 0, "the partial arena was mapped while building")
+        # ...and after the error nothing of it is mapped: it was unmapped and closed.
+        self.assertEqual(arena_mappings(name), [])
+
+    def test_errors_midway_release_the_partial_arena(self):
+        for build, as_pairs in ((permafrost.build_dict, True), (permafrost.build_list, False)):
+            for exception in (TypeError, KeyboardInterrupt, LookupError):
+                with self.subTest(build=build.__name__, exception=exception.__name__):
+                    self.check_partial_arena_released(build, exception, as_pairs)
+
+    def test_freeze_error_midway_releases_the_partial_arena(self):
+        name = "freeze-" + uuid.uuid4().hex[:12]
+        table = {f"k{i}": {"id": i, "text": "x" * 100} for i in range(3000)}
+        table["k2999"]["bad"] = object()
+        with self.assertRaises(TypeError):
+            permafrost.freeze(table, name=name)
+        self.assertEqual(arena_mappings(name), [])
+        frozen = permafrost.freeze({"a": [1]}, name=name)  # the check sees a live arena
+        self.assertEqual(len(arena_mappings(name)), 1)
+        del frozen
+
+    def test_repeated_keys_equal_across_types_keep_the_first_key(self):
+        long_key = "long key " * 20  # stored apart each time: equal by value, not by word
+        pairs = [(1, "int"), ("a", 0), (1.0, "float"), (True, "bool"), (long_key, 1),
+                 ((1, "t"), "tuple"), (long_key, 2), ((1, "t"), "tuple again")]
+        built = permafrost.build_dict(pairs)
+        expected = dict(pairs)
+        self.assertEqual(built, expected)
+        self.assertEqual(list(built.items()), list(expected.items()))
+        self.assertIs(type(next(iter(built))), int)  # the first key stays, as dict(items)
+
+    def test_many_repeated_keys(self):
+        pairs = [(f"k{i % 1000}", i) for i in range(5000)]
+        built = permafrost.build_dict(pairs)
+        self.assertEqual(built, dict(pairs))
+        self.assertEqual(len(built), 1000)
+
+    def test_builds_that_outgrow_the_reservation_move(self):
+        # A 1 MiB reservation: the build outgrows it several times (each time it moves into a
+        # reservation four times larger), and the result is the same.
+        permafrost._core._writer_reservation(1 << 20)
+        try:
+            pairs = [(f"key{i:06}", {"id": i, "text": f"value {i} " * 4}) for i in range(40000)]
+            built = permafrost.build_dict(iter(pairs))
+            frozen = permafrost.freeze(dict(pairs))
+        finally:
+            permafrost._core._writer_reservation(0)
+        self.assertGreater(permafrost._core._range(built)[1], 4 << 20)
+        self.assertEqual(built, dict(pairs))
+        self.assertEqual(frozen, dict(pairs))
+        self.assertEqual(built.thaw(), frozen.thaw())
+
+    def test_a_build_is_sent_to_other_processes_by_reference(self):
+        built = permafrost.build_dict((f"k{i}", {"id": i}) for i in range(20000))
+        data = ForkingPickler.dumps(built)
+        self.assertLess(len(data), 1000, "a reference, not the data")
+        self.assertEqual(pickle.loads(data), built)
+        address, size = permafrost._core._range(built)
+        with open("/proc/self/maps") as f:
+            line = next(l for l in f if int(l.split("-")[0], 16) == address)
+        self.assertIn("/memfd:permafrost:permafrost-python", line)
 
 
 if __name__ == "__main__":

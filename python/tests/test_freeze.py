@@ -522,5 +522,51 @@ class Process(unittest.TestCase):
             self.assertNotIn("mimalloc", f.read())
 
 
+# A fixed input covering every node kind, records sharing keys tables, small nodes stored once
+# and containers reached twice; run with PYTHONHASHSEED=0 so its sets iterate in one order.
+FIXED_INPUT_SCRIPT = r"""
+import ctypes, datetime, decimal, hashlib, uuid
+import permafrost
+
+def fixed_input():
+    shared = ["shared", 1, 2.5]
+    big = {f"key{i}": {"id": i, "name": f"name-{i}", "tags": ["t%d" % (i % 7), i % 5, "x"],
+                       "score": i * 0.25, "blob": b"\x00\x01" * (i % 40)} for i in range(300)}
+    return {
+        "records": big,
+        "scalars": [None, True, False, 0, -1, 2 ** 40, -(2 ** 80), 1.5, float("inf"), 1e-300,
+                    "", "short", "é" * 30, "x" * 70, "y" * 70000, b"", b"bytes" * 20],
+        "sets": [{1, 2, 3}, frozenset({"a", "b"}), set()],
+        "tuples": [(1, 2), (), ("a", (1, 2))],
+        "sharing": [shared, shared, {"s": shared}],
+        "keys": {1: "int", 2.5: "float", "s": "str", b"b": "bytes", (1, "t"): "tuple",
+                 None: "none", frozenset({1}): "fs"},
+        "dates": [datetime.date(2026, 12, 3), decimal.Decimal("1.25"),
+                  uuid.UUID(int=12345)],
+        "surrogate": "a\udc80b",
+    }
+
+def digest(frozen):
+    addr, size = permafrost._core._range(frozen)
+    return hashlib.sha256(ctypes.string_at(addr, size)).hexdigest(), size
+
+
+print(*digest(permafrost.freeze(fixed_input())))
+"""
+
+
+class Output(unittest.TestCase):
+    def test_freeze_output_is_unchanged_byte_for_byte(self):
+        # The digest of the bytes freeze() wrote for FIXED_INPUT_SCRIPT's input before it wrote
+        # straight into its arena (a buffer copied into an arena then): the format, offsets and
+        # dedupe choices are the same.
+        env = dict(os.environ, PYTHONHASHSEED="0",
+                   PYTHONPATH=os.path.dirname(os.path.dirname(permafrost.__file__)))
+        out = subprocess.run([sys.executable, "-c", FIXED_INPUT_SCRIPT], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        self.assertEqual(out, ["4af0a39c070247aa4391490c02a3276041261e10a9d7c2ed7f571173668715df",
+                               "104376"])
+
+
 if __name__ == "__main__":
     unittest.main()
