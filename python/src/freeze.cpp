@@ -170,6 +170,7 @@ class freezer {
       end_item();
     }
     path_.pop_back();
+    out_.forget_small_nodes();  // the root's node is all that is left to write
     if (height >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
     const std::size_t n = words.size();
     if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
@@ -231,6 +232,7 @@ class freezer {
       values.push_back(v.w);
       end_item();
     }
+    out_.forget_small_nodes();  // the root's table and node are all that is left to write
     if (height >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
     const std::size_t n = drop_repeated_keys(hashes, keys, values);
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");

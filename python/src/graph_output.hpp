@@ -62,6 +62,13 @@ class graph_output {
   // Throws: as alloc().
   std::uint64_t store_once(const char* node, std::size_t bytes, bool remember = true);
 
+  // Effects: frees store_once's index (nodes stored from now on are not compared with those
+  // stored before): for a builder whose items are all written, before its root's own nodes.
+  void forget_small_nodes() {
+    std::vector<std::uint64_t>().swap(index_);
+    index_used_ = 0;
+  }
+
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
   std::unique_ptr<permafrost::arena> finish();
 
