@@ -89,6 +89,12 @@ def first_id(view):
     return view["user:000000"]["id"] if "user:000000" in view else view[0]
 
 
+def sum_ids_and_mapping(view):
+    """Runs in a worker: the sum of the "id" of every record of a list view, and the mapping
+    that holds it."""
+    return sum(r["id"] for r in view), mapping_of(permafrost._core._range(view)[0])
+
+
 def shared_inode(view):
     return os.fstat(_stores._memfd_descriptor(permafrost._core._store_of(view))).st_ino
 
@@ -164,9 +170,9 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
 
 
 class PoolsReceiveTheSamePages(unittest.TestCase):
-    def check_pool(self, make_pool, workers):
+    def check_pool(self, make_pool, workers, freeze=permafrost.freeze):
         table = make_table()
-        frozen = permafrost.freeze(table)
+        frozen = freeze(table)
         keys = list(table)
         chunks = [(frozen, keys[i::workers]) for i in range(workers)]
         with make_pool() as pool:
@@ -202,6 +208,23 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
         ctx = multiprocessing.get_context("spawn")
         self.check_pool(
             lambda: concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=ctx), 2)
+
+    def test_a_build_dict_result_reaches_spawn_workers_by_reference(self):
+        # Issue 17: a view of any freeze() or build_*() result goes by reference, whatever the
+        # builder writes into.
+        ctx = multiprocessing.get_context("spawn")
+        self.check_pool(lambda: ctx.Pool(2), 2,
+                        freeze=lambda table: permafrost.build_dict(iter(table.items())))
+
+    def test_a_build_list_result_reaches_forkserver_workers_by_reference(self):
+        ctx = multiprocessing.get_context("forkserver")
+        with ctx.Pool(1) as pool:
+            built = permafrost.build_list({"id": i} for i in range(5000))
+            inode = shared_inode(built)
+            total, mapping = pool.apply(sum_ids_and_mapping, (built,))
+        self.assertEqual(total, sum(range(5000)))
+        self.assertEqual(mapping["inode"], inode, "the worker maps the builder's memfd")
+        self.assertEqual(mapping["private"], 0, "pages only the worker maps (copies)")
 
     def test_a_process_started_with_a_view(self):
         ctx = multiprocessing.get_context("spawn")

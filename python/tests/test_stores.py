@@ -227,6 +227,12 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.save(2)
         self.assertEqual(reloader.current()["version"], 2)
         self.assertEqual(old["version"], 1, "a request holding the old image still reads it")
+        replaced = [m for m in mapped_files() if m == self.path + " (deleted)"]
+        self.assertEqual(len(replaced), 1, "the old image stays mapped while a view holds it")
+        del old
+        self.assertNotIn(self.path + " (deleted)", mapped_files(),
+                         "the old image is unmapped when its last view goes")
+        self.assertIn(self.path, mapped_files())
         with open(self.path + ".tmp", "wb") as f:
             f.write(b"not an image" * 1000)
         os.rename(self.path + ".tmp", self.path)
