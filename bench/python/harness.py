@@ -76,11 +76,14 @@ def version_of(interpreter):
                           capture_output=True, text=True).stdout.strip()
 
 
-def run_rows(script, build, rows, args, timeout=3600):
-    """Runs `script --one ROW ARGS...` for each row on every interpreter; yields (tag,
-    interpreter, {row: result}); prints failures to stderr and sets run_rows.failed."""
+def run_rows(script, build, rows, args, timeout=3600, only=None):
+    """Runs `script --one ROW ARGS...` for each row on every interpreter (only: the one with
+    that tag); yields (tag, interpreter, {row: result}); prints failures to stderr and sets
+    run_rows.failed."""
     run_rows.failed = False
     for tag, interpreter in interpreters(build):
+        if only and tag != only:
+            continue
         env = dict(os.environ, PYTHONPATH=os.path.join(build, tag))
         results = {}
         for row in rows:
