@@ -4,8 +4,9 @@
     PF_TABLE=frozen gunicorn --preload -w 4 -b 127.0.0.1:8000 flask_app:app
 
 The table is built in gunicorn's master before it forks the workers (--preload); PF_TABLE=frozen
-(default) holds it with permafrost.freeze(), PF_TABLE=dict as a plain dict (the peer);
-PF_ROWS sets its size (default 500,000).
+(default) holds it with permafrost.freeze(), PF_TABLE=dict as a plain dict (the peer),
+PF_TABLE=prebuilt opens the image file PF_IMAGE built offline (README, "Deploying"); PF_ROWS
+sets the size of the others (default 500,000).
 
   GET /record/<key>                 jsonify(table[key]), e.g. /record/user:0000042
   GET /records?start=P&count=N      jsonify([...]) of the records at positions P..P+N-1 of a

@@ -62,9 +62,14 @@ def scrambled(rows):
 
 
 def load_table(kind, rows=ROWS, keyed=True, image_dir=None):
-    """The table held as kind ("dict", "frozen" or "image"): {key(i): record(i)} when keyed, else
-    [record(i)] (index -> record, as a Dataset holds it). Returns (table, table bytes): for
-    "dict" the process's RSS growth while building it, else the frozen bytes."""
+    """The table held as kind ("dict", "frozen", "image" or "prebuilt"): {key(i): record(i)} when
+    keyed, else [record(i)] (index -> record, as a Dataset holds it). "prebuilt" opens the image
+    file named by $PF_IMAGE, built offline beforehand (README, "Deploying"): nothing is computed.
+    Returns (table, table bytes): for "dict" the process's RSS growth while building it, else
+    the frozen bytes."""
+    if kind == "prebuilt":
+        frozen = permafrost.open(os.environ["PF_IMAGE"])
+        return frozen, permafrost._core._range(frozen)[1]
     before = permafrost.memory().rss
     plain = ({key(i): record(i) for i in range(rows)} if keyed
              else [record(i) for i in range(rows)])
@@ -81,5 +86,6 @@ def load_table(kind, rows=ROWS, keyed=True, image_dir=None):
         del frozen
         frozen = permafrost.open(path)
     elif kind != "frozen":
-        raise ValueError("kind must be 'dict', 'frozen' or 'image', not %r" % (kind,))
+        raise ValueError("kind must be 'dict', 'frozen', 'image' or 'prebuilt', not %r"
+                         % (kind,))
     return frozen, permafrost._core._range(frozen)[1]

@@ -95,12 +95,15 @@ def missing(server):
 class Server:
     """A running server: start() waits until all workers are forked and answering."""
 
-    def __init__(self, server, table, rows, workers, tmp):
+    def __init__(self, server, table, rows, workers, tmp, image=None):
         self.sock = os.path.join(tmp, "%s-%s.sock" % (server, table))
         self.workers_wanted = workers
         env = dict(os.environ, PF_TABLE=table, PF_ROWS=str(rows),
                    PYTHONPATH=os.pathsep.join(p for p in [HERE, os.environ.get("PYTHONPATH")]
                                               if p))
+        if image:
+            env["PF_IMAGE"] = image
+        self.started = time.monotonic()
         self.log = open(os.path.join(tmp, "%s-%s.log" % (server, table)), "w+")
         self.proc = subprocess.Popen(server_command(server, self.sock, workers), env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -125,6 +128,7 @@ class Server:
                                                                                self.output()))
             time.sleep(0.1)
         self.workers = sorted(children(self.proc.pid))
+        self.boot_s = time.monotonic() - self.started  # the command to every worker answering
         return self
 
     def output(self):
@@ -133,6 +137,10 @@ class Server:
 
     def uss(self):
         return {pid: permafrost.memory(pid).uss for pid in self.workers}
+
+    def total_pss(self):
+        """The master's PSS plus every worker's: what the fleet holds of the machine's memory."""
+        return sum(permafrost.memory(pid).pss for pid in [self.proc.pid] + self.workers)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -171,11 +179,13 @@ def full_pass(sock_path, rows, batch):
     return len(starts)
 
 
-def measure(server, table, rows, workers=4, batch=500):
-    """One server run with the table held as table ("frozen" or "dict"). Returns a dict: table
-    bytes, per-worker USS growth over the full pass (bytes), the pass's seconds and requests."""
+def measure(server, table, rows, workers=4, batch=500, image=None):
+    """One server run with the table held as table ("frozen", "dict", or "prebuilt": the image
+    file `image`, opened in the master). Returns a dict: table bytes, boot seconds (the server
+    command's start to every worker answering), per-worker USS growth over the full pass
+    (bytes), the master's and workers' total PSS after it, the pass's seconds and requests."""
     tmp = tempfile.mkdtemp(prefix="pf-servers-")
-    srv = Server(server, table, rows, workers, tmp)
+    srv = Server(server, table, rows, workers, tmp, image)
     try:
         srv.start()
         for i in range(WARMUP_REQUESTS_PER_WORKER * workers):  # code paths, pools, caches
@@ -185,6 +195,7 @@ def measure(server, table, rows, workers=4, batch=500):
         requests = full_pass(srv.sock, rows, batch)
         elapsed = time.perf_counter() - t
         after = srv.uss()
+        pss = srv.total_pss()
         if sorted(children(srv.proc.pid)) != srv.workers:
             raise AssertionError("a worker was replaced during the pass: " + srv.output())
     finally:
@@ -192,7 +203,8 @@ def measure(server, table, rows, workers=4, batch=500):
         shutil.rmtree(tmp, ignore_errors=True)
     return {"server": server, "table": table, "rows": rows, "workers": workers,
             "table_bytes": srv.stats["table_bytes"], "pass_s": elapsed, "requests": requests,
-            "growth": [after[p] - before[p] for p in srv.workers]}
+            "growth": [after[p] - before[p] for p in srv.workers], "boot_s": srv.boot_s,
+            "total_pss": pss}
 
 
 def report(results, dict_table_bytes):

@@ -6,7 +6,8 @@
 
 uWSGI loads the app, and so builds the table, in the master and then forks the workers (no
 --lazy-apps). PF_TABLE=frozen (default) holds the table with permafrost.freeze(), PF_TABLE=dict as
-a plain dict (the peer); PF_ROWS sets its size (default 500,000). The same routes as
+a plain dict (the peer), PF_TABLE=prebuilt opens the image file PF_IMAGE built offline (README,
+"Deploying"); PF_ROWS sets the size of the others (default 500,000). The same routes as
 flask_app.py: /record/<key>, /records?start=P&count=N, /stats.
 """
 import os

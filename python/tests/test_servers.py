@@ -54,17 +54,41 @@ class ServerCase:
         plain = servers.measure(server, "dict", ROWS)
         self.check(frozen, plain, frozen["growth"], plain["growth"])
 
+    def check_prebuilt(self, server):
+        """README's "Deploying": the image built beforehand, the master opens it, every worker
+        serves the whole table from the shared mapping without copying it."""
+        why = servers.missing(server)
+        if why:
+            self.skipTest(why)
+        import records
+        with tempfile.TemporaryDirectory() as tmp:
+            image = os.path.join(tmp, "records.pfi")
+            table, size = records.load_table("frozen", ROWS)
+            table.save(image)
+            table.close()
+            opened = servers.measure(server, "prebuilt", ROWS, image=image)
+        self.assertEqual(opened["table_bytes"], size, "the workers served the image's table")
+        self.assertEqual(len(opened["growth"]), 4)
+        for g in opened["growth"]:
+            self.assertLessEqual(g, GOAL, "a worker serving the opened image grew past the goal")
+
 
 @unittest.skipUnless(DEBIAN, NOT_DEBIAN)
 class Gunicorn(ServerCase, unittest.TestCase):
     def test_flask_jsonify_of_frozen_records_keeps_workers_flat(self):
         self.check_server("gunicorn")
 
+    def test_an_image_opened_in_the_preload_master_keeps_workers_flat(self):
+        self.check_prebuilt("gunicorn")
+
 
 @unittest.skipUnless(DEBIAN, NOT_DEBIAN)
 class UWSGI(ServerCase, unittest.TestCase):
     def test_prefork_workers_keep_the_frozen_table_shared(self):
         self.check_server("uwsgi")
+
+    def test_an_image_opened_in_the_master_keeps_workers_flat(self):
+        self.check_prebuilt("uwsgi")
 
 
 @unittest.skipUnless(DEBIAN, NOT_DEBIAN)
