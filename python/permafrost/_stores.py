@@ -15,9 +15,9 @@ Pickling:
   other view travels by value (the receiver freezes its own copy).
 - multiprocessing's ForkingPickler (Pool, Process, Queue, concurrent.futures): a view of a
   freeze()/build result travels as its store plus an offset, and the store as the descriptor of a
-  sealed memfd holding the graph, passed by multiprocessing itself (reduction.DupFd). The first
-  time, the arena is copied into a memfd arena (see _core._share); every receiver maps that
-  memfd read-only and shares its pages.
+  sealed memfd holding the graph, passed by multiprocessing itself (reduction.DupFd): freeze()
+  and the builders write into a memfd arena, so nothing is copied (see _core._share); every
+  receiver maps that memfd read-only and shares its pages.
 
 Thread safety: the caches are plain dicts changed under the GIL; two threads opening one path at
 once may map it twice, which only costs the second mapping.
@@ -166,7 +166,7 @@ def _memfd_descriptor(store):
     owner = _core._store_owner(store)
     if isinstance(owner, _SharedMapping):
         return owner.fd
-    fd = _core._share(store)  # the first time: the arena is moved into a memfd arena
+    fd = _core._share(store)  # the arena's own memfd (an anonymous arena would be moved first)
     st = _os.fstat(fd)
     _shared[(st.st_dev, st.st_ino)] = store
     return fd

@@ -6,7 +6,8 @@
 // the iterator — and the objects cached for the readers; nothing lives in C globals, so every
 // interpreter that imports the module gets its own. The work is done in the parts:
 //   format.hpp        the frozen value format: the one codec (no Python)
-//   freeze.cpp        freeze(): Python objects into a frozen arena
+//   freeze.cpp        freeze() and the builders: Python objects into a frozen arena
+//   graph_output.cpp  the memfd arena they write into, node by node (no Python)
 //   store.cpp         the Store (an arena or an image owns the bytes); saving and opening images
 //   values.cpp        frozen values back as Python objects (materialise, thaw)
 //   views.cpp         FrozenDict, FrozenList, FrozenSet and their iterator

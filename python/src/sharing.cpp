@@ -13,9 +13,11 @@
 namespace permafrost::python {
 
 // _share(store) -> the descriptor of a sealed memfd holding the store's graph (the store keeps
-// it). An arena store is moved into a memfd arena the first time: a copy, pre-faulted so that
-// this process maps every page (a receiver's pages are then shared with it, not its own), after
-// which its views read the copy and the old arena goes (once no reader is in flight).
+// it). freeze() and the builders write into memfd arenas (graph_output.hpp), whose descriptor
+// is returned as it is. An anonymous arena store would be moved into a memfd arena the first
+// time: a copy, pre-faulted so that this process maps every page (a receiver's pages are then
+// shared with it, not its own), after which its views read the copy and the old arena goes
+// (once no reader is in flight).
 PyObject* py_share(PyObject* module, PyObject* o) {
   PF_ENTRY_BEGIN
   store_object* s = store_of(state_of(module), o);

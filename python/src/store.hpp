@@ -1,8 +1,8 @@
 // permafrost for Python — the Store: who owns a frozen value graph's bytes, and for how long.
 //
 // Contract: a Store (permafrost._core.Store) owns one frozen value graph (format.hpp) and keeps
-// its bytes mapped until it is closed or dies: a frozen permafrost arena made by freeze() (moved
-// into a memfd arena the first time it is shared with another process), an image file mapped by
+// its bytes mapped until it is closed or dies: a frozen permafrost arena made by freeze() or a
+// builder (a memfd arena, whose descriptor is sent to other processes), an image file mapped by
 // open(), or a read-only buffer mapping a graph another process shared (a memfd, mapped by the
 // Python half of the package). Every view holds a strong reference to its Store. close() unmaps
 // the bytes early: from then on `base` is null and every reader entry point raises ValueError
