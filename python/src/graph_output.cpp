@@ -15,20 +15,22 @@
 namespace permafrost::python {
 namespace {
 
-constexpr std::size_t first_capacity = std::size_t{4} << 30;  // 4 GiB of address space
+constexpr std::size_t small_capacity = std::size_t{1} << 20;  // the anonymous start: 1 MiB
+constexpr std::size_t memfd_capacity = std::size_t{4} << 30;  // 4 GiB of address space
 constexpr std::size_t fallback_capacity = std::size_t{256} << 20;
 
-std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t capacity) {
+std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t capacity,
+                                             bool memfd) {
   permafrost::arena_options opt;
   opt.name = name;
   opt.capacity = capacity;
-  opt.backing = permafrost::backing::memfd;
-  // Shared-memory huge pages are the administrator's choice (shmem_enabled); an arena asking
-  // for them would round a small graph to 2 MiB where they are on.
+  if (memfd) opt.backing = permafrost::backing::memfd;
+  // No huge pages: a small graph would commit 2 MiB, and shared-memory ones are the
+  // administrator's choice (shmem_enabled) anyway.
   opt.huge_pages = false;
-  // Every page mapped at freeze, as the writer left them: a process the memfd is sent to then
-  // shares each page with this one (smaps counts it shared, not private to the receiver).
-  opt.populate = true;
+  // Every page of a memfd mapped at freeze, as the writer left them: a process the memfd is sent
+  // to then shares each page with this one (smaps counts it shared, not private to it).
+  opt.populate = memfd;
   return std::make_unique<permafrost::arena>(opt);
 }
 
@@ -45,15 +47,8 @@ char* first_bytes(permafrost::arena& a, std::size_t bytes) {
 
 }  // namespace
 
-graph_output::graph_output(std::string_view name)
-    : capacity_(first_reservation_ ? first_reservation_ : first_capacity) {
-  try {
-    arena_ = new_arena(name, capacity_);
-  } catch (const permafrost::arena_limit_error& e) {
-    if (e.which() != permafrost::arena_limit_error::limit::address_space) throw;
-    capacity_ = fallback_capacity;  // a small reservation (sanitizers, ulimit -v): start small
-    arena_ = new_arena(name, capacity_);
-  }
+graph_output::graph_output(std::string_view name) : capacity_(small_capacity) {
+  arena_ = new_arena(name, capacity_, /*memfd=*/false);
   base_ = first_bytes(*arena_, 16);  // the root header (format.hpp), filled in at the end
   end_ = 16;
 }
@@ -70,14 +65,26 @@ std::uint64_t graph_output::bump(std::size_t rounded) {
 std::uint64_t graph_output::grow(std::size_t rounded) {
   // Well inside the reservation, the kernel refused memory: no new arena would help.
   if (end_ + rounded + capacity_ / 16 <= capacity_) throw std::bad_alloc();
-  std::size_t capacity = capacity_ * 4;
+  const bool first_memfd = !memfd_;
+  std::size_t capacity =
+      memfd_ ? capacity_ * 4 : (first_reservation_ ? first_reservation_ : memfd_capacity);
   while (capacity < end_ + rounded) capacity *= 2;
-  std::unique_ptr<permafrost::arena> next = new_arena(arena_->name(), capacity);
+  std::unique_ptr<permafrost::arena> next;
+  try {
+    next = new_arena(arena_->name(), capacity, /*memfd=*/true);
+  } catch (const permafrost::arena_limit_error& e) {
+    if (!first_memfd || e.which() != permafrost::arena_limit_error::limit::address_space) throw;
+    // A small process reservation (sanitizers, ulimit -v): a smaller one, moved again if need be.
+    capacity = fallback_capacity;
+    while (capacity < end_ + rounded) capacity *= 2;
+    next = new_arena(arena_->name(), capacity, /*memfd=*/true);
+  }
   char* base = first_bytes(*next, end_);
   std::memcpy(base, base_, end_);
   arena_ = std::move(next);
   base_ = base;
   capacity_ = capacity;
+  memfd_ = true;
   void* p = arena_->allocate(rounded, 8);
   return static_cast<std::uint64_t>(static_cast<char*>(p) - base_);
 }

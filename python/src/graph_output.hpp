@@ -1,18 +1,21 @@
 // permafrost for Python — graph_output: where freeze() and the builders write a frozen graph.
 //
-// Contract: a graph_output is a memfd-backed permafrost arena (arena.hpp, backing::memfd) that
-// the writer bump-allocates nodes from, in the format of format.hpp, addressed by offset from
-// the arena's first byte (the root header, allocated by the constructor). The arena commits
-// and grows its memory file as the writer advances (in 2 MiB steps, up to 64 MiB ahead), so
-// nothing is written twice: there is no buffer to copy from. finish() freezes it exactly as
-// every frozen arena is frozen (read-only, sealed memfd, write trap, permafrost-stat name) and
-// hands it over; a graph_output destroyed before that (an error, KeyboardInterrupt) unmaps and
-// closes the partial arena. Small immutable nodes (at most 64 bytes) with equal bytes can be
-// stored once (store_once), through an index of 8 bytes per node.
+// Contract: a graph_output is a permafrost arena (arena.hpp) that the writer bump-allocates
+// nodes from, in the format of format.hpp, addressed by offset from the arena's first byte (the
+// root header, allocated by the constructor). A graph past 1 MiB lives in a memfd-backed arena
+// (backing::memfd), which commits and grows its memory file as the writer advances (in 2 MiB
+// steps, up to 64 MiB ahead), so nothing is written twice: there is no buffer to copy from.
+// finish() freezes it exactly as every frozen arena is frozen (read-only, sealed memfd, write
+// trap, permafrost-stat name) and hands it over; a graph_output destroyed before that (an error,
+// KeyboardInterrupt) unmaps and closes the partial arena. Small immutable nodes (at most 64
+// bytes) with equal bytes can be stored once (store_once), through an index of 8 bytes a node.
 //
-// Growth past the reservation: the arena reserves 4 GiB of address space (256 MiB where the
-// process's arena reservation has no 4 GiB run); a graph that outgrows it moves into a new
-// arena four times larger (one copy of what was written: the only time bytes are copied).
+// Growth: the first 1 MiB is written into an anonymous arena (a small value costs no descriptor
+// and no memory file; sharing it with another process moves it into a memfd then, see
+// sharing.cpp). Past that the graph moves into a memfd arena that reserves 4 GiB of address
+// space (256 MiB where the process's arena reservation has no 4 GiB run); a graph that outgrows
+// that moves into one four times larger. Each move copies what was written: at most 1 MiB,
+// except past 4 GiB.
 //
 // Thread safety: none; one writer, under the GIL.
 #pragma once
@@ -72,8 +75,8 @@ class graph_output {
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
   std::unique_ptr<permafrost::arena> finish();
 
-  // Tests: the reservation new outputs start with (0: the default), to reach growth by moving
-  // with a small graph. Under the GIL.
+  // Tests: the reservation of the first memfd arena (0: the default, 4 GiB), to reach growth
+  // past it with a small graph. Under the GIL.
   static void set_first_reservation(std::size_t bytes) { first_reservation_ = bytes; }
 
  private:
@@ -84,6 +87,7 @@ class graph_output {
   static inline std::size_t first_reservation_ = 0;
   std::unique_ptr<permafrost::arena> arena_;
   std::size_t capacity_ = 0;  // the arena's reservation
+  bool memfd_ = false;        // whether the arena is memfd-backed (it is after the first move)
   char* base_ = nullptr;      // offset 0
   std::size_t end_ = 0;
   // store_once's open-addressing index: 0 is empty, else the node's 32-bit hash tag (high half)

@@ -145,6 +145,7 @@ class Streaming(unittest.TestCase):
         self.assertEqual(built[5], {"id": 5, "tags": ["a", 5]})
 
     def check_partial_arena_released(self, build, exception, as_pairs):
+        # ~1 KiB an item: past 1 MiB a build writes into a memfd arena, named in /proc/self/maps.
         name = "build-" + uuid.uuid4().hex[:12]
         seen = []
 
@@ -156,7 +157,8 @@ class Streaming(unittest.TestCase):
                     if exception is TypeError:
                         yield ("bad", object()) if as_pairs else object()
                     raise exception("midway")
-                yield (f"k{i}", {"id": i, "text": "x" * 100}) if as_pairs else i
+                record = {"id": i, "text": "x" * 1000}
+                yield (f"k{i}", record) if as_pairs else record
 
         with self.assertRaises(exception):
             build(source(), name=name)
@@ -172,12 +174,13 @@ class Streaming(unittest.TestCase):
 
     def test_freeze_error_midway_releases_the_partial_arena(self):
         name = "freeze-" + uuid.uuid4().hex[:12]
-        table = {f"k{i}": {"id": i, "text": "x" * 100} for i in range(3000)}
+        table = {f"k{i}": {"id": i, "text": "x" * 1000} for i in range(3000)}
         table["k2999"]["bad"] = object()
         with self.assertRaises(TypeError):
             permafrost.freeze(table, name=name)
         self.assertEqual(arena_mappings(name), [])
-        frozen = permafrost.freeze({"a": [1]}, name=name)  # the check sees a live arena
+        del table["k2999"]["bad"]
+        frozen = permafrost.freeze(table, name=name)  # the check sees a live arena of that size
         self.assertEqual(len(arena_mappings(name)), 1)
         del frozen
 

@@ -107,19 +107,35 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         self.assertGreater(len(pickle.dumps(frozen)), 100000, "plain pickle keeps by value")
         self.assertEqual(pickle.loads(pickle.dumps(frozen)), frozen)
 
-    def test_a_freeze_result_is_sent_from_its_own_memfd_arena(self):
-        # freeze() writes into a memfd arena: sending a view copies and moves nothing.
+    def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
+        # A graph of less than 1 MiB is written into an anonymous arena (no descriptor held for
+        # a small value); sending it moves it into a memfd arena.
         table = make_table(2000)
         frozen = permafrost.freeze(table)
         record = frozen["user:000007"]
         before = permafrost._core._range(frozen)
+        self.assertLess(before[1], 1 << 20)
+        ForkingPickler.dumps(frozen)
+        after = permafrost._core._range(frozen)
+        self.assertNotEqual(before[0], after[0], "the graph moved into a memfd arena")
+        self.assertEqual(before[1], after[1])
+        self.assertEqual(mapping_of(after[0])["name"].split(" ")[0],
+                         "/memfd:permafrost:permafrost-python")
+        self.assertEqual(frozen, table)
+        self.assertEqual(record["tags"], ["a", 0])
+        self.assertEqual(frozen.thaw(), table)
+
+    def test_a_large_freeze_result_is_sent_from_its_own_memfd_arena(self):
+        # Past 1 MiB freeze() writes into a memfd arena: sending a view moves and copies nothing.
+        table = make_table(20000)
+        frozen = permafrost.freeze(table)
+        before = permafrost._core._range(frozen)
+        self.assertGreater(before[1], 1 << 20)
         self.assertEqual(mapping_of(before[0])["name"].split(" ")[0],
                          "/memfd:permafrost:permafrost-python")
         ForkingPickler.dumps(frozen)
         self.assertEqual(permafrost._core._range(frozen), before)
         self.assertEqual(frozen, table)
-        self.assertEqual(record["tags"], ["a", 0])
-        self.assertEqual(frozen.thaw(), table)
 
     def test_many_views_in_one_message_pass_one_descriptor(self):
         frozen = permafrost.freeze(make_table(3000))
