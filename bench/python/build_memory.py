@@ -14,7 +14,6 @@ Memory is exact; the times depend on the machine's load (both rows run under the
 
 usage: build_memory.py [--smoke] [--rows N] --build BUILD_DIR/python
 """
-import argparse
 import gc
 import json
 import os
@@ -24,34 +23,17 @@ import time
 import harness
 
 
-def status():
-    """{field: bytes} of /proc/self/status's kB fields."""
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            parts = value.split()
-            if len(parts) == 2 and parts[1] == "kB":
-                fields[name] = int(parts[0]) * 1024
-    return fields
-
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS (Linux 4.0+)
-
-
 def one(row, rows):
     import permafrost
     source = ((harness.key(i), harness.record(i)) for i in range(rows))
     gc.collect()
     permafrost.trim()
-    idle = status()["VmRSS"]
-    reset_peak()
+    idle = harness.status()["VmRSS"]
+    harness.reset_peak()
     start = time.perf_counter()
     built = dict(source) if row == "dict" else permafrost.build_dict(source)
     seconds = time.perf_counter() - start
-    peak = status()["VmHWM"]
+    peak = harness.status()["VmHWM"]
     frozen = permafrost._core._range(built)[1] if row == "build_dict" else 0
     if row == "build_dict" and len(built) != rows:
         raise SystemExit(f"build_dict made {len(built)} rows, not {rows}")
@@ -59,13 +41,7 @@ def one(row, rows):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="20,000 rows: checks only")
-    ap.add_argument("--rows", type=int, default=1000000)
-    ap.add_argument("--build", help="the build's python/ directory")
-    ap.add_argument("--one", metavar="ROW", help="run one row here, print JSON")
-    args = ap.parse_args()
-    rows = 20000 if args.smoke else args.rows
+    args, rows = harness.parse_args(__doc__)
     if args.one:
         print(json.dumps(one(args.one, rows)))
         return

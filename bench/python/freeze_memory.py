@@ -14,7 +14,6 @@ Memory is exact (not timing), so the numbers do not depend on the machine's load
 
 usage: freeze_memory.py [--smoke] [--rows N] --build BUILD_DIR/python
 """
-import argparse
 import gc
 import json
 import os
@@ -23,53 +22,30 @@ import sys
 import harness
 
 
-def status():
-    """{field: bytes} of /proc/self/status's kB fields."""
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            parts = value.split()
-            if len(parts) == 2 and parts[1] == "kB":
-                fields[name] = int(parts[0]) * 1024
-    return fields
-
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS (Linux 4.0+)
-
-
 def one(rows):
     import permafrost
     gc.collect()
     permafrost.trim()
-    base = status()["RssAnon"]
+    base = harness.status()["RssAnon"]
     d = {harness.key(i): harness.record(i) for i in range(rows)}
     gc.collect()
-    with_dict = status()
-    reset_peak()
+    with_dict = harness.status()
+    harness.reset_peak()
     frozen = permafrost.freeze(d)
-    peak = status()["VmHWM"]
+    peak = harness.status()["VmHWM"]
     frozen_bytes = permafrost._core._range(frozen)[1]
     del d
     gc.collect()
-    after_gc = status()["RssAnon"]
+    after_gc = harness.status()["RssAnon"]
     permafrost.trim()
-    after_trim = status()["RssAnon"]
+    after_trim = harness.status()["RssAnon"]
     return {"dict": with_dict["RssAnon"] - base, "frozen": frozen_bytes,
             "peak_extra": peak - with_dict["VmRSS"], "after_gc": after_gc - base,
             "after_trim": after_trim - base}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="20,000 rows: checks only")
-    ap.add_argument("--rows", type=int, default=1000000)
-    ap.add_argument("--build", help="the build's python/ directory")
-    ap.add_argument("--one", metavar="ROW", help="run one row here, print JSON")
-    args = ap.parse_args()
-    rows = 20000 if args.smoke else args.rows
+    args, rows = harness.parse_args(__doc__)
     if args.one:
         print(json.dumps(one(rows)))
         return

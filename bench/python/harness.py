@@ -1,5 +1,6 @@
-"""Shared by bench/python's pools.py, deploy.py and scale.py: the table's rows, the lookup pass,
-and running one bench's rows on every interpreter the build made a module for.
+"""Shared by bench/python's pools.py, deploy.py, scale.py, freeze_memory.py and build_memory.py:
+the table's rows, the lookup pass, /proc/self/status and its peak, and running one bench's rows
+on every interpreter the build made a module for.
 
 Each row runs in a fresh process of its interpreter (`SCRIPT --one ROW ...`, printing one JSON
 object), so no row inherits another's heap; the driver prints one table per interpreter.
@@ -13,6 +14,36 @@ import time
 from math import gcd
 
 MiB = 1 << 20
+
+
+def status():
+    """{field: bytes} of /proc/self/status's kB fields."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            parts = value.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                fields[name] = int(parts[0]) * 1024
+    return fields
+
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (Linux 4.0+)
+
+
+def parse_args(doc):
+    """(args, rows) of a memory bench's command line: --smoke (20,000 rows), --rows, --build,
+    --one ROW (run one row in this process and print its JSON)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="20,000 rows: checks only")
+    ap.add_argument("--rows", type=int, default=1000000)
+    ap.add_argument("--build", help="the build's python/ directory")
+    ap.add_argument("--one", metavar="ROW", help="run one row here, print JSON")
+    args = ap.parse_args()
+    return args, 20000 if args.smoke else args.rows
 
 
 def key(i):
