@@ -24,6 +24,9 @@
 // Usage: first_read [--smoke] [--mib N] [--rounds R] [--only ROW,...] [--dir DIR]
 //   default 1024 MiB, 3 rounds; --smoke: 64 MiB, 1 round (ctest's bench_first_read_smoke);
 //   --only: just those rows (anon-huge always runs: its second read is the reference).
+// The memfd rows with shared-memory huge pages allowed (root; the setting is restored on exit):
+//   bench/first_read/with_shmem_thp.sh build/bench/first_read/bench_first_read --only
+//   memfd,memfd-pop
 #include <permafrost/arena.hpp>
 #include <permafrost/image.hpp>
 #include <permafrost/offset_ptr.hpp>
