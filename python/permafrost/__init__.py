@@ -93,7 +93,8 @@ def freeze(obj, *, name=None):
 
 def build_dict(items, *, path=None, name=None):
     """Freeze the (key, value) pairs of an iterable (a generator, mapping.items(), ...) as a
-    FrozenDict and return it; with path, also save it there as an image (as frozen.save(path)).
+    FrozenDict and return it; with path, save it there as an image (as frozen.save(path)) and
+    return the root of the image, mapped as permafrost.open(path) maps it (the arena is freed).
 
     The pairs are frozen one at a time into the new arena and each is released before the next
     is pulled: the source is never held, and beside the frozen bytes a build keeps 24 bytes per
@@ -110,7 +111,8 @@ def build_dict(items, *, path=None, name=None):
 
 def build_list(values, *, path=None, name=None):
     """Freeze the values of an iterable (a generator, a file's records, ...) as a FrozenList
-    and return it; with path, also save it there as an image (as frozen.save(path)).
+    and return it; with path, save it there as an image and return the image's root (as
+    build_dict()).
 
     One value at a time, each released before the next is pulled; 8 bytes per value stay until
     the end. Errors, name and sharing: as in build_dict()."""
@@ -120,9 +122,15 @@ def build_list(values, *, path=None, name=None):
 def _build(source, as_dict, path, name):
     frozen = _core._build(source, as_dict, name)
     del source
-    if path is not None:
+    if path is None:
+        return frozen
+    # Saved, the arena goes and the result maps the image: its pages are the page cache's, the
+    # ones every process that opens the image shares (and open() checks what was written).
+    try:
         _save(frozen, path)
-    return frozen
+    finally:
+        _core._close(_core._store_of(frozen))
+    return open(path)
 
 
 def memory(pid=None):

@@ -50,6 +50,10 @@ class Build(unittest.TestCase):
     def test_path_saves_an_image(self):
         built = permafrost.build_dict(records(100), path=self.path, name="built-table")
         self.assertEqual(permafrost.open(self.path), built)
+        # The result is the image's root, mapped from the file, not the arena it was built in.
+        self.assertEqual(built._ref()[0], os.path.abspath(self.path))
+        self.assertEqual(permafrost._core._store_info(permafrost._core._store_of(built))[0],
+                         "image")
         permafrost.build_list(iter([1, "two", [3]]), path=self.path)
         self.assertEqual(permafrost.open(self.path), [1, "two", [3]])
 
