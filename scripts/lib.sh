@@ -10,7 +10,7 @@ PERMAFROST_PACKAGES=(cmake g++ make pkg-config libmimalloc-dev libboost-dev doct
   clang-14 libclang-rt-14-dev libxxhash-dev liblmdb-dev libcdb-dev libmarisa-dev libabsl-dev
   python3-dev python3-pytest gunicorn python3-lmdb python3-numpy python3-marisa
   python3-pip python3-venv python3-build binutils
-  python3-flask python3-torch uwsgi-core uwsgi-plugin-python3 mypy python3-ujson)
+  python3-flask python3-torch uwsgi-core uwsgi-plugin-python3 mypy python3-ujson python3-celery)
 
 ensure_packages() {
   local missing=()

@@ -6,6 +6,9 @@ pass of the table for the frozen table.
 Rows (the examples under examples/python/ do the work; see their docstrings):
   gunicorn   Flask (flask_app.py) under gunicorn --preload -w 4, jsonify of every record
   uwsgi      wsgi_app.py under uWSGI --master --processes 4 (the table built in the master)
+  celery     celery_app.py under `celery worker -P prefork -c 4` (the table loaded when the main
+             process imports the app, before it forks the pool); a file-system broker, and each
+             pool process reads a quarter of the table in one task (no HTTP)
              Each of the two also runs with the table as an image built beforehand (this script
              freezes and saves it: the offline build step of README's "Deploying") that the
              master opens ("image" rows), and reports for every table its boot time (the server
@@ -39,7 +42,7 @@ GOAL = 16 * MiB
 
 def run_row(row, rows, tmp):
     """(frozen result, dict result, frozen growth list, dict growth list), or a skip reason."""
-    if row in ("gunicorn", "uwsgi"):
+    if row in ("gunicorn", "uwsgi", "celery"):
         why = servers.missing(row)
         if why:
             return why
@@ -49,7 +52,9 @@ def run_row(row, rows, tmp):
             table, _ = records.load_table("frozen", rows)
             table.save(image)
             table.close()
-        frozen, plain, opened = (servers.measure(row, t, rows, image=image)
+        measure = servers.measure_celery if row == "celery" else (
+            lambda table, rows, image: servers.measure(row, table, rows, image=image))
+        frozen, plain, opened = (measure(t, rows, image=image)
                                  for t in ("frozen", "dict", "prebuilt"))
         return frozen, plain, frozen["growth"], plain["growth"], opened
     if importlib.util.find_spec("torch") is None:
@@ -68,10 +73,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="20,000 rows: checks, not numbers")
     ap.add_argument("--rows", type=int, default=500000)
-    ap.add_argument("--only", nargs="+", choices=["gunicorn", "uwsgi", "dl-fork", "dl-spawn"])
+    ap.add_argument("--only", nargs="+",
+                    choices=["gunicorn", "uwsgi", "celery", "dl-fork", "dl-spawn"])
     args = ap.parse_args()
     rows = 20000 if args.smoke else args.rows
-    names = args.only or ["gunicorn", "uwsgi", "dl-fork", "dl-spawn"]
+    names = args.only or ["gunicorn", "uwsgi", "celery", "dl-fork", "dl-spawn"]
     print("bench/python/servers: %s, %d CPUs, Python %s, %s" % (
         platform.platform(), os.cpu_count(), platform.python_version(),
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))

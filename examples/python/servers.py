@@ -15,6 +15,7 @@ is what serving the table copied into each worker.
 """
 import argparse
 import concurrent.futures
+import importlib.util
 import json
 import os
 import shutil
@@ -84,6 +85,10 @@ def missing(server):
             if importlib.util.find_spec(module) is None:
                 return "%s is not importable by %s (Debian's %s)" % (module, sys.executable,
                                                                     package)
+        return None
+    if server == "celery":
+        if importlib.util.find_spec("celery") is None:
+            return "celery is not importable by %s (Debian's python3-celery)" % sys.executable
         return None
     if not shutil.which("uwsgi"):
         return "no uwsgi on PATH (Debian's uwsgi-core)"
@@ -205,6 +210,63 @@ def measure(server, table, rows, workers=4, batch=500, image=None):
             "table_bytes": srv.stats["table_bytes"], "pass_s": elapsed, "requests": requests,
             "growth": [after[p] - before[p] for p in srv.workers], "boot_s": srv.boot_s,
             "total_pss": pss}
+
+
+def measure_celery(table, rows, workers=4, image=None):
+    """The same measures as measure(), for Celery's prefork pool (celery_app.py): boot = the
+    worker command's start to every pool process answering a task; the pass = each pool process
+    reading 1/workers of the table (a rendezvous first, so that each takes one part)."""
+    import celery_config
+    tmp = tempfile.mkdtemp(prefix="pf-celery-")
+    env = dict(os.environ, PF_TABLE=table, PF_ROWS=str(rows), PF_CELERY_DIR=tmp,
+               PYTHONPATH=os.pathsep.join(p for p in [HERE, os.environ.get("PYTHONPATH")] if p))
+    if image:
+        env["PF_IMAGE"] = image
+    log = open(os.path.join(tmp, "celery.log"), "w+")
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-P",
+                             "prefork", "-c", str(workers), "-O", "fair", "--without-heartbeat",
+                             "--without-gossip", "--without-mingle", "-l", "warning"],
+                            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    client = celery_config.make_app(tmp)
+
+    def run(name, calls, timeout=600):
+        pending = [client.send_task("celery_app." + name, args=a) for a in calls]
+        try:
+            return [r.get(timeout=timeout) for r in pending]
+        except Exception:
+            log.seek(0)
+            raise AssertionError("celery %s failed: %s" % (name, log.read()[-3000:])) from None
+
+    try:
+        pids = run("rendezvous", [(workers, "boot")] * workers)
+        boot_s = time.monotonic() - started
+        stats = run("stats", [()])[0]
+        pool = sorted(children(proc.pid))
+        if sorted(pids) != pool:
+            raise AssertionError("the boot tasks ran in %s, the pool is %s" % (pids, pool))
+        before = {pid: permafrost.memory(pid).uss for pid in pool}
+        t = time.perf_counter()
+        parts = run("read_part", [(workers, "pass", p, workers) for p in range(workers)])
+        elapsed = time.perf_counter() - t
+        after = {pid: permafrost.memory(pid).uss for pid in pool}
+        pss = sum(permafrost.memory(pid).pss for pid in [proc.pid] + pool)
+        position = records.scrambled(rows)
+        want = sum(records.checksum(records.record(position(p))) for p in range(rows))
+        if sum(total for _, total in parts) != want or sorted(pid for pid, _ in parts) != pool:
+            raise AssertionError("the pass read wrong records or not in every pool process")
+    finally:
+        if proc.poll() is None:
+            # Measured: nothing left to keep. Celery's warm (SIGTERM) and cold (SIGQUIT)
+            # shutdowns both outlast 30 s with the file-system broker here.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"server": "celery", "table": table, "rows": rows, "workers": workers,
+            "table_bytes": stats["table_bytes"], "pass_s": elapsed, "requests": workers,
+            "growth": [after[p] - before[p] for p in pool], "boot_s": boot_s, "total_pss": pss}
 
 
 def report(results, dict_table_bytes):

@@ -1,11 +1,11 @@
 """Real pre-fork servers over the records table of examples/python (run by those examples' own
 code): Flask under gunicorn --preload, a WSGI app under uWSGI (--master --processes 4, the table
-built in the master), and PyTorch's DataLoader with num_workers=4 under fork and spawn. Each
+built in the master), Celery's prefork pool (an image opened before it forks), and PyTorch's DataLoader with num_workers=4 under fork and spawn. Each
 holds the table frozen and, in the same run, as a plain dict (the peer), makes one full pass of
 the table and reads every worker's USS from /proc/PID/smaps_rollup: the frozen table's workers
 must stay within the goal (16 MiB each) while the dict's copy a large share of their table.
 
-Debian's /usr/bin/python3 only (Flask, gunicorn, the uWSGI plugin and torch are Debian's
+Debian's /usr/bin/python3 only (Flask, gunicorn, the uWSGI plugin, Celery and torch are Debian's
 packages, built for it). The table has PF_TEST_ROWS rows (default 100,000: a few seconds per
 server run; the examples and bench/python/servers.py use 500,000)."""
 import importlib.util
@@ -66,7 +66,10 @@ class ServerCase:
             table, size = records.load_table("frozen", ROWS)
             table.save(image)
             table.close()
-            opened = servers.measure(server, "prebuilt", ROWS, image=image)
+            if server == "celery":
+                opened = servers.measure_celery("prebuilt", ROWS, image=image)
+            else:
+                opened = servers.measure(server, "prebuilt", ROWS, image=image)
         self.assertEqual(opened["table_bytes"], size, "the workers served the image's table")
         self.assertEqual(len(opened["growth"]), 4)
         for g in opened["growth"]:
@@ -89,6 +92,12 @@ class UWSGI(ServerCase, unittest.TestCase):
 
     def test_an_image_opened_in_the_master_keeps_workers_flat(self):
         self.check_prebuilt("uwsgi")
+
+
+@unittest.skipUnless(DEBIAN, NOT_DEBIAN)
+class Celery(ServerCase, unittest.TestCase):
+    def test_an_image_opened_before_the_pool_forks_keeps_workers_flat(self):
+        self.check_prebuilt("celery")
 
 
 @unittest.skipUnless(DEBIAN, NOT_DEBIAN)
