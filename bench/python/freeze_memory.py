@@ -8,7 +8,9 @@ it, drops the dict and trims, reading /proc/self/status at each step:
   peak extra MiB    the process's peak RSS during freeze() above its RSS just before (VmHWM,
                     reset through /proc/self/clear_refs): what freezing needs beside the dict
   goal              issue 17: peak extra <= 1.1x the frozen bytes
-  after del+gc MiB  anonymous memory left of the dict after `del d; gc.collect()`
+  after del+gc MiB  anonymous memory left of the dict after `del d; gc.collect()`: RssAnon less
+                    before, less the frozen arena's own anonymous pages (smaps Anonymous of its
+                    range: 0 for a memfd arena, whose pages are shared memory, not RssAnon)
   after trim MiB    the same after permafrost.trim() (glibc malloc_trim): what the allocator keeps
 Memory is exact (not timing), so the numbers do not depend on the machine's load.
 
@@ -22,6 +24,20 @@ import sys
 import harness
 
 
+def arena_anonymous(address, size):
+    """Anonymous bytes of the mappings of /proc/self/smaps that overlap [address, address+size)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(" ", 1)[0]
+            if "-" in first and ":" not in first:
+                lo, hi = (int(x, 16) for x in first.split("-"))
+                inside = lo < address + size and address < hi
+            elif inside and line.startswith("Anonymous:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def one(rows):
     import permafrost
     gc.collect()
@@ -33,12 +49,12 @@ def one(rows):
     harness.reset_peak()
     frozen = permafrost.freeze(d)
     peak = harness.status()["VmHWM"]
-    frozen_bytes = permafrost._core._range(frozen)[1]
+    address, frozen_bytes = permafrost._core._range(frozen)
     del d
     gc.collect()
-    after_gc = harness.status()["RssAnon"]
+    after_gc = harness.status()["RssAnon"] - arena_anonymous(address, frozen_bytes)
     permafrost.trim()
-    after_trim = harness.status()["RssAnon"]
+    after_trim = harness.status()["RssAnon"] - arena_anonymous(address, frozen_bytes)
     return {"dict": with_dict["RssAnon"] - base, "frozen": frozen_bytes,
             "peak_extra": peak - with_dict["VmRSS"], "after_gc": after_gc - base,
             "after_trim": after_trim - base}
