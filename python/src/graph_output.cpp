@@ -34,9 +34,22 @@ std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t 
   return std::make_unique<permafrost::arena>(opt);
 }
 
+// MemoryError naming the arena and the size it needed, where the kernel refused the memory of
+// an arena that has the room (the library reports that as a bare std::bad_alloc, which was an
+// empty MemoryError: nothing said which limit was hit).
+[[noreturn, gnu::noinline]] void refused(const permafrost::arena& a, std::size_t bytes) {
+  const std::string name(a.name());
+  PyErr_Format(PyExc_MemoryError,
+               "permafrost: the arena '%s' could not grow to %zu bytes: the kernel refused the "
+               "memory (no memory left, a memory cgroup limit, or RLIMIT_FSIZE below that size)",
+               name.c_str(), bytes);
+  throw py_error{};
+}
+
 // The first allocation of a new arena: `bytes` at its first byte, or SystemError.
 char* first_bytes(permafrost::arena& a, std::size_t bytes) {
-  void* p = a.allocate(bytes, 16);
+  void* p = a.try_allocate(bytes, 16);
+  if (!p) refused(a, bytes);
   if (a.used_bytes().data() != static_cast<const std::byte*>(p)) {
     PyErr_SetString(PyExc_SystemError,
                     "permafrost: the arena's first allocation is not at its start");
@@ -64,7 +77,7 @@ std::uint64_t graph_output::bump(std::size_t rounded) {
 
 std::uint64_t graph_output::grow(std::size_t rounded) {
   // Well inside the reservation, the kernel refused memory: no new arena would help.
-  if (end_ + rounded + capacity_ / 16 <= capacity_) throw std::bad_alloc();
+  if (end_ + rounded + capacity_ / 16 <= capacity_) refused(*arena_, end_ + rounded);
   const bool first_memfd = !memfd_;
   std::size_t capacity =
       memfd_ ? capacity_ * 4 : (first_reservation_ ? first_reservation_ : memfd_capacity);
@@ -85,7 +98,8 @@ std::uint64_t graph_output::grow(std::size_t rounded) {
   base_ = base;
   capacity_ = capacity;
   memfd_ = true;
-  void* p = arena_->allocate(rounded, 8);
+  void* p = arena_->try_allocate(rounded, 8);
+  if (!p) refused(*arena_, end_ + rounded);
   return static_cast<std::uint64_t>(static_cast<char*>(p) - base_);
 }
 

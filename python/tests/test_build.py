@@ -287,5 +287,57 @@ class Streaming(unittest.TestCase):
         self.assertIn("/memfd:permafrost:permafrost-python", line)
 
 
+def run_child(code):
+    """Runs `code` in a new interpreter (a crash is a failed test, not a lost run); its stdout."""
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300)
+    if child.returncode != 0:
+        raise AssertionError(f"child exited with {child.returncode}: {child.stderr[-2000:]}")
+    return child.stdout
+
+
+class RefusedMemory(unittest.TestCase):
+    """Writers whose arena cannot grow (the kernel refuses its memory) fail cleanly."""
+
+    def test_growth_refused_is_a_memory_error_naming_the_arena(self):
+        # RLIMIT_FSIZE caps a memfd like any file (Python ignores SIGXFSZ, so the write fails with
+        # EFBIG): 512 KiB refuses the move into the first memfd arena, 8 MiB a later growth step.
+        code = """if True:
+            import os, resource, permafrost
+            def open_memfds():
+                names = []
+                for fd in os.listdir("/proc/self/fd"):
+                    try:
+                        names.append(os.readlink(f"/proc/self/fd/{fd}"))
+                    except OSError:
+                        pass
+                return [n for n in names if "memfd:permafrost:refused" in n]
+            limit = LIMIT_KIB << 10
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            text = ["x" * 1000 + str(i) for i in range(30000)]
+            builds = (lambda: permafrost.build_list(iter(text), name="refused"),
+                      lambda: permafrost.build_dict(((t, 1) for t in text), name="refused"),
+                      lambda: permafrost.freeze(text, name="refused"))
+            for build in builds:
+                try:
+                    build()
+                    print("built")
+                except MemoryError as e:
+                    print(e)
+            with open("/proc/self/maps") as f:
+                print(sum("permafrost:refused" in line for line in f), len(open_memfds()))
+            print(permafrost.build_dict([("after", 1)])["after"])
+        """
+        for limit_kib in (512, 8192):
+            with self.subTest(limit_kib=limit_kib):
+                lines = run_child(code.replace("LIMIT_KIB", str(limit_kib))).splitlines()
+                self.assertEqual(len(lines), 5, lines)
+                for line in lines[:3]:
+                    self.assertRegex(line, "^permafrost: the arena 'refused' could not grow to "
+                                     r"\d+ bytes: the kernel refused the memory")
+                self.assertEqual(lines[3], "0 0", "the partial arena stays mapped or open")
+                self.assertEqual(lines[4], "1", "a build after the refusal")
+
+
 if __name__ == "__main__":
     unittest.main()
