@@ -34,28 +34,34 @@ std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t 
   return std::make_unique<permafrost::arena>(opt);
 }
 
-// MemoryError naming the arena and the size it needed, where the kernel refused the memory of
-// an arena that has the room (the library reports that as a bare std::bad_alloc, which was an
-// empty MemoryError: nothing said which limit was hit).
-[[noreturn, gnu::noinline]] void refused(const permafrost::arena& a, std::size_t bytes) {
-  const std::string name(a.name());
-  PyErr_Format(PyExc_MemoryError,
-               "permafrost: the arena '%s' could not grow to %zu bytes: the kernel refused the "
-               "memory (no memory left, a memory cgroup limit, or RLIMIT_FSIZE below that size)",
-               name.c_str(), bytes);
-  throw py_error{};
+// a.allocate(bytes, align), where the kernel's refusal of memory the arena has room for (the
+// library's bare std::bad_alloc, once an empty MemoryError that named no limit) is a MemoryError
+// naming the arena and the size it needed (`need`). The library's own errors pass through with
+// their messages: a forked child that continues a build its parent began (the memfd arena's pages
+// are the parent's) gets std::logic_error, an OSError saying so.
+char* allocate_named(permafrost::arena& a, std::size_t bytes, std::size_t align, std::size_t need) {
+  try {
+    return static_cast<char*>(a.allocate(bytes, align));
+  } catch (const std::bad_alloc& e) {
+    if (std::strcmp(e.what(), std::bad_alloc().what()) != 0) throw;  // a limit the library names
+    const std::string name(a.name());
+    PyErr_Format(PyExc_MemoryError,
+                 "permafrost: the arena '%s' could not grow to %zu bytes: the kernel refused the "
+                 "memory (no memory left, a memory cgroup limit, or RLIMIT_FSIZE below that size)",
+                 name.c_str(), need);
+    throw py_error{};
+  }
 }
 
 // The first allocation of a new arena: `bytes` at its first byte, or SystemError.
 char* first_bytes(permafrost::arena& a, std::size_t bytes) {
-  void* p = a.try_allocate(bytes, 16);
-  if (!p) refused(a, bytes);
-  if (a.used_bytes().data() != static_cast<const std::byte*>(p)) {
+  char* p = allocate_named(a, bytes, 16, bytes);
+  if (static_cast<const void*>(a.used_bytes().data()) != p) {
     PyErr_SetString(PyExc_SystemError,
                     "permafrost: the arena's first allocation is not at its start");
     throw py_error{};
   }
-  return static_cast<char*>(p);
+  return p;
 }
 
 }  // namespace
@@ -76,8 +82,10 @@ std::uint64_t graph_output::bump(std::size_t rounded) {
 }
 
 std::uint64_t graph_output::grow(std::size_t rounded) {
-  // Well inside the reservation, the kernel refused memory: no new arena would help.
-  if (end_ + rounded + capacity_ / 16 <= capacity_) refused(*arena_, end_ + rounded);
+  // Well inside the reservation, the arena refused: no new arena would help. Again, throwing
+  // (it may succeed now, else its error says why: no memory, or a forked child).
+  if (end_ + rounded + capacity_ / 16 <= capacity_)
+    return static_cast<std::uint64_t>(allocate_named(*arena_, rounded, 8, end_ + rounded) - base_);
   const bool first_memfd = !memfd_;
   std::size_t capacity =
       memfd_ ? capacity_ * 4 : (first_reservation_ ? first_reservation_ : memfd_capacity);
@@ -98,9 +106,7 @@ std::uint64_t graph_output::grow(std::size_t rounded) {
   base_ = base;
   capacity_ = capacity;
   memfd_ = true;
-  void* p = arena_->try_allocate(rounded, 8);
-  if (!p) refused(*arena_, end_ + rounded);
-  return static_cast<std::uint64_t>(static_cast<char*>(p) - base_);
+  return static_cast<std::uint64_t>(allocate_named(*arena_, rounded, 8, end_ + rounded) - base_);
 }
 
 std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool remember) {

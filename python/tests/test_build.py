@@ -339,5 +339,38 @@ class RefusedMemory(unittest.TestCase):
                 self.assertEqual(lines[4], "1", "a build after the refusal")
 
 
+class ForkedMidBuild(unittest.TestCase):
+    """A generator that forks: the child cannot go on writing its parent's arena."""
+
+    def test_a_child_forked_midway_gets_an_error_and_the_parent_its_build(self):
+        # Forked at item 3000 (~3 MiB: the build is in its memfd arena, whose pages the child
+        # shares with the parent until freeze): the child's next allocation must fail clearly
+        # (it once was an empty MemoryError), and nothing it did may touch the parent's build.
+        code = """if True:
+            import os, permafrost
+            child = []
+            def items():
+                for i in range(5000):
+                    if i == 3000 and os.fork() != 0:
+                        child.append(True)
+                    yield f"k{i}", "x" * 1000 + str(i)
+            try:
+                built = permafrost.build_dict(items())
+                result = f"built {len(built)}"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
+            if not child:  # the forked child
+                print(result, flush=True)
+                os._exit(0)
+            os.wait()
+            print(result)
+            print(built == {f"k{i}": "x" * 1000 + str(i) for i in range(5000)})
+        """
+        lines = run_child(code).splitlines()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertRegex(lines[0], "^OSError: .*a forked child must not allocate from it")
+        self.assertEqual(lines[1:], ["built 5000", "True"])
+
+
 if __name__ == "__main__":
     unittest.main()
