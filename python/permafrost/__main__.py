@@ -7,8 +7,9 @@
 
 build streams the input into permafrost.build_dict (with --key; an object's items for --json) or
 permafrost.build_list (without), one parsed record at a time; the command's memory is then what
-the builders hold (today they gather the records and freeze them once; a builder that freezes
-each record as it arrives needs no change here). --json reads the whole document first. Duplicate
+the builders hold (each record is frozen into the arena and released before the next one is
+parsed: the root's words and hashes stay, 24 bytes a record). --json reads the whole document
+first. Duplicate
 keys: the last record wins, as in dict(). Progress goes to stderr at most once per --progress
 seconds (-q: none). A bad record (invalid JSON, no key field, not an object) stops the build with
 FILE:LINE and the reason, and nothing is written (an existing OUT stays as it was). The input may
