@@ -293,9 +293,13 @@ class freezer {
     slots.resize_zeroed(capacity);
     const std::uint32_t mask = capacity - 1;
     bool repeated = false;
+    std::uint64_t probes = 0;
     for (std::size_t i = 0; i < n; ++i) {
       for (std::uint32_t pos = static_cast<std::uint32_t>(hashes[i]) & mask;;
            pos = (pos + 1) & mask) {
+        // Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1) probe long runs,
+        // quadratic in their number as in a dict: stay interruptible, as value() does.
+        if ((++probes & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
         const std::uint32_t s = slots[pos];
         if (s == 0) {
           slots[pos] = static_cast<std::uint32_t>(i + 1);
@@ -329,11 +333,32 @@ class freezer {
   // same word, or else equal once thawed (builtin types only: no user code runs).
   bool same_key(word a, word b) {
     if (a == b) return true;
+    if (const int known = same_encoded_key(a, b); known >= 0) return known == 1;
     ref x(check(thaw_word(state_, out_.at(0), a)));
     ref y(check(thaw_word(state_, out_.at(0), b)));
     const int eq = PyObject_RichCompareBool(x.get(), y.get(), Py_EQ);
     if (eq < 0) throw py_error{};
     return eq == 1;
+  }
+
+  // Whether two different words of one encoding are equal keys, from their bytes (no objects
+  // made, so colliding keys cost what they cost a dict): 1 or 0, or -1 where only Python's ==
+  // can tell (1 == 1.0, 0.0 == -0.0, tuples). An int, a str and a bytes value each have one
+  // encoding: an inline int or short str is its word; a str node is its UTF-8 bytes, a big
+  // int's the shortest two's complement.
+  int same_encoded_key(word a, word b) {
+    const word tag = a & tag_mask;
+    if (tag != (b & tag_mask)) return -1;
+    if (tag == tag_int || tag == tag_short_str) return 0;
+    if (tag != tag_node) return -1;
+    const auto* x = node_at<node_header>(out_.at(0), a);
+    const auto* y = node_at<node_header>(out_.at(0), b);
+    if (is_str(x->kind) && is_str(y->kind)) {
+      return str_size(x) == str_size(y) &&
+             std::memcmp(str_bytes(x), str_bytes(y), str_size(x)) == 0;
+    }
+    if (x->kind != y->kind || (x->kind != kind_bytes && x->kind != kind_bigint)) return -1;
+    return x->count == y->count && std::memcmp(x + 1, y + 1, x->count) == 0;
   }
 
   using step = value_path_step;

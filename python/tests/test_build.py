@@ -372,5 +372,46 @@ class ForkedMidBuild(unittest.TestCase):
         self.assertEqual(lines[1:], ["built 5000", "True"])
 
 
+class CollidingKeys(unittest.TestCase):
+    """Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1): repeated keys are
+    still found as dict(items) finds them, and the build stays interruptible."""
+
+    def test_repeats_among_colliding_and_long_keys_are_found_as_dict_does(self):
+        modulus = sys.hash_info.modulus
+        long_str = "long key " * 20
+        pairs = [(i * modulus, i) for i in range(1, 300)]  # one hash, big ints
+        pairs += [(long_str, "s"), (b"xy" * 40, "b"), (2 ** 100, "big"), ("\udc80" * 30, "sur"),
+                  (modulus * 7, "again"), (long_str, "s2"), (b"xy" * 40, "b2"),
+                  (float(2 ** 100), "float"), ("\udc80" * 30, "sur2"), (long_str[:-1], "shorter"),
+                  (-(2 ** 100), "negative"), (b"xy" * 39, "fewer bytes")]
+        built = permafrost.build_dict(iter(pairs))
+        expected = dict(pairs)
+        self.assertEqual(list(built.items()), list(expected.items()))
+        self.assertEqual(built[modulus * 7], "again")
+        self.assertIs(type(list(built)[301]), int)  # 2**100 stays an int key, as in dict(items)
+
+    def test_ctrl_c_while_colliding_keys_are_compared(self):
+        # 200,000 tuple keys of one hash, each compared with the ones before it once all are
+        # read: an hour of work. A SIGALRM handler raising KeyboardInterrupt, armed when the last
+        # pair is pulled, must stop it (in a child: without the signal check it would not return).
+        code = """if True:
+            import signal, sys, permafrost
+            def interrupt(signum, frame):
+                raise KeyboardInterrupt
+            signal.signal(signal.SIGALRM, interrupt)
+            modulus = sys.hash_info.modulus
+            def pairs():
+                for i in range(1, 200001):
+                    yield (i * modulus,), i
+                signal.setitimer(signal.ITIMER_REAL, 0.5)
+            try:
+                permafrost.build_dict(pairs())
+                print("built")
+            except KeyboardInterrupt:
+                print("interrupted")
+        """
+        self.assertEqual(run_child(code).split(), ["interrupted"])
+
+
 if __name__ == "__main__":
     unittest.main()
