@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <pthread.h>
 #include <string>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -527,4 +528,43 @@ TEST_CASE("listed_arenas of a process without arenas is empty; of a vanished one
   ::waitpid(pid, nullptr, 0);
   const pid_t gone = vanished_pid();
   CHECK_THROWS_AS(listed_arenas(gone), proc_error);
+}
+
+namespace {
+// Recurses `depth` frames of 1 KiB each and returns stack_bytes_left() at the bottom.
+[[gnu::noinline]] std::size_t stack_left_at_depth(int depth) {
+  volatile char frame[1024];
+  frame[0] = static_cast<char>(depth);
+  if (depth == 0) return permafrost::stack_bytes_left();
+  const std::size_t left = stack_left_at_depth(depth - 1);
+  return left + static_cast<std::size_t>(frame[0] - depth);  // keeps the frame alive
+}
+}  // namespace
+
+TEST_CASE("stack_bytes_left: within a thread's stack, smaller deeper down") {
+  std::size_t top = 0;
+  std::size_t deep = 0;
+  pthread_attr_t attr;
+  REQUIRE(pthread_attr_init(&attr) == 0);
+  REQUIRE(pthread_attr_setstacksize(&attr, std::size_t{1} << 20) == 0);
+  struct results {
+    std::size_t* top;
+    std::size_t* deep;
+  } r{&top, &deep};
+  pthread_t thread;
+  REQUIRE(pthread_create(
+              &thread, &attr,
+              [](void* p) -> void* {
+                auto* out = static_cast<results*>(p);
+                *out->top = permafrost::stack_bytes_left();
+                *out->deep = stack_left_at_depth(200);
+                return nullptr;
+              },
+              &r) == 0);
+  REQUIRE(pthread_join(thread, nullptr) == 0);
+  pthread_attr_destroy(&attr);
+  CHECK(top <= std::size_t{1} << 20);
+  CHECK(top > std::size_t{900} << 10);  // a thread starts near the top of its stack
+  CHECK(deep + 200 * 1024 <= top);      // 200 frames of 1 KiB used at least that much
+  CHECK(permafrost::stack_bytes_left() > 0);
 }

@@ -125,6 +125,13 @@ PERMAFROST_API char process_state(pid_t pid) noexcept;
 // that exit during the scan are left out. Throws: proc_error if `root` itself is gone.
 PERMAFROST_API std::vector<pid_t> process_tree(pid_t root);
 
+// Bytes of the calling thread's stack still free below the caller's frame (stacks grow down),
+// or SIZE_MAX when the thread's bounds cannot be read. The bounds are read once per thread
+// (they never change), unlike everything else here. For code whose recursion follows its input
+// (the Python freezer), to refuse an input that would overflow a small thread stack instead of
+// crashing. Effects: none. Throws: nothing.
+PERMAFROST_API std::size_t stack_bytes_left() noexcept;
+
 // =============================================================================================
 // Sharing audit: which pages of a range has a forked child copied?
 // =============================================================================================

@@ -19,6 +19,7 @@
 #include "module_state.hpp"
 #include "permafrost/arena.hpp"
 #include "permafrost/hash.hpp"
+#include "permafrost/memstat.hpp"
 #include "reading.hpp"
 #include "scalars.hpp"
 #include "store.hpp"
@@ -30,6 +31,8 @@ namespace permafrost::python {
 namespace {
 
 constexpr std::uint32_t max_depth = 5000;
+// Stack the walk keeps free (see freezer::container).
+constexpr std::size_t min_stack_left = std::size_t{256} << 10;
 
 // What freezing one value gave: its word, and how many containers deep it nests (0: a scalar, a
 // str, bytes or int), counted through containers stored once for several references too.
@@ -461,6 +464,15 @@ class freezer {
                                          : open_set_.count(o) != 0;
     if (seen) fail(PyExc_TypeError, "cycle: this " + short_type_name(o) + " contains itself");
     if (open_.size() >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
+    // The walk recurses once per level, up to ~1 KiB of stack each: a thread with a small stack
+    // (threading.stack_size) would overflow it long before 5000 levels. Checked every 32 levels,
+    // keeping room for what a level may call (a scalar's encoder, a GC pass's finalizers).
+    if ((open_.size() & 31) == 31 && permafrost::stack_bytes_left() < min_stack_left) {
+      fail(PyExc_RecursionError, "nested too deep for this thread's stack (" +
+                                     std::to_string(open_.size()) +
+                                     " containers): freeze it in a thread with a larger stack "
+                                     "(threading.stack_size) or in the main thread");
+    }
     ref hold(Py_NewRef(o));
     if (open_.size() == 64) open_set_.insert(open_.begin(), open_.end());
     open_.push_back(o);

@@ -568,5 +568,40 @@ class Output(unittest.TestCase):
                                "104376"])
 
 
+class SmallThreadStacks(unittest.TestCase):
+    """The walk recurses per level: in a thread with a small stack, deep nesting is refused."""
+
+    def test_deep_nesting_in_a_small_stack_thread_is_a_recursion_error(self):
+        # 4,000 nested dicts need ~3 MiB of stack: in a 1 MiB thread freeze() and build_list()
+        # once died of SIGSEGV. In a child, so that a crash fails the test.
+        code = """if True:
+            import threading, permafrost
+            deep = {}
+            for _ in range(4000):
+                deep = {"a": deep}
+            shallow = [[[1]]] * 3
+            out = []
+            def work():
+                for build in (permafrost.freeze, lambda v: permafrost.build_list([v])):
+                    try:
+                        build(deep)
+                        out.append("built")
+                    except RecursionError as e:
+                        out.append("RecursionError" if "thread's stack" in str(e) else str(e))
+                    out.append(len(build(shallow)))
+            threading.stack_size(1 << 20)
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            print(*out)
+            print(len(permafrost.freeze(deep)) == 1)  # the main thread's stack is enough
+        """
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
+        self.assertEqual(child.stdout.split(), ["RecursionError", "3", "RecursionError", "1",
+                                                "True"])
+
+
 if __name__ == "__main__":
     unittest.main()

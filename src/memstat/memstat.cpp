@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -200,6 +201,20 @@ char process_state(pid_t pid) noexcept {
   char state = '\0';
   pid_t ppid = 0;
   return read_stat(pid, &state, &ppid) ? state : '\0';
+}
+
+std::size_t stack_bytes_left() noexcept {
+  // 0: not read yet in this thread; UINTPTR_MAX: unreadable.
+  thread_local std::uintptr_t stack_low = 0;
+  if (stack_low == 0) {
+    std::uintptr_t low = 0;
+    std::size_t bytes = 0;
+    stack_low = os::thread_stack(&low, &bytes) == 0 && low != 0 ? low : UINTPTR_MAX;
+  }
+  if (stack_low == UINTPTR_MAX) return SIZE_MAX;
+  char here = 0;
+  const auto frame = reinterpret_cast<std::uintptr_t>(&here);
+  return frame > stack_low ? frame - stack_low : 0;
 }
 
 std::vector<pid_t> process_tree(pid_t root) {

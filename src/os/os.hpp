@@ -142,6 +142,11 @@ pid_t process_id() noexcept;
 // pthread_atfork(3). Handlers may be null. Fails only with ENOMEM.
 int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 
+// The calling thread's stack: *low its lowest usable address, *bytes its size
+// (pthread_getattr_np; for the main thread glibc derives them from RLIMIT_STACK and
+// /proc/self/maps). Returns the error of a failed call, or 0.
+int thread_stack(std::uintptr_t* low, std::size_t* bytes) noexcept;
+
 // Writes all of [s, s+n) to stderr (write(2), retried on EINTR and short writes).
 // Async-signal-safe; allocates nothing. Returns the errno of a failed write.
 int write_stderr(const char* s, std::size_t n) noexcept;

@@ -295,6 +295,19 @@ int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)())
   return ::pthread_atfork(prepare, parent, child);
 }
 
+int thread_stack(std::uintptr_t* low, std::size_t* bytes) noexcept {
+  pthread_attr_t attr;
+  if (const int err = ::pthread_getattr_np(::pthread_self(), &attr)) return err;
+  void* addr = nullptr;
+  std::size_t size = 0;
+  const int err = ::pthread_attr_getstack(&attr, &addr, &size);
+  ::pthread_attr_destroy(&attr);
+  if (err) return err;
+  *low = reinterpret_cast<std::uintptr_t>(addr);
+  *bytes = size;
+  return 0;
+}
+
 int write_stderr(const char* s, std::size_t n) noexcept {
   while (n > 0) {
     const ssize_t w = ::write(STDERR_FILENO, s, n);
