@@ -559,6 +559,7 @@ class freezer {
   std::uint64_t hash_of(PyObject* key, Py_ssize_t i, step_kind how) {
     std::uint64_t h;
     if (key_hash(state_, key, h)) return h;
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) throw py_error{};  // a small thread stack
     PyErr_Clear();
     path_.push_back({how, nullptr, i});
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&

@@ -80,6 +80,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     std::uint64_t acc = static_cast<std::uint64_t>(n) + 0x7475706cull;
     for (Py_ssize_t i = 0; i < n; ++i) {
       std::uint64_t eh;
+      if ((depth & 31) == 31 && !stack_room()) return false;  // a small thread stack
       if (!key_hash(state, PyTuple_GET_ITEM(o, i), eh, depth + 1, use)) return false;
       acc = d::hash_word(acc + eh);
     }
@@ -91,6 +92,10 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     ref it(PyFrozenSet_Type.tp_iter(o));  // the base type's iterator: no user __iter__
     if (!it.get()) return false;
     while (PyObject* e = PyIter_Next(it.get())) {
+      if ((depth & 31) == 31 && !stack_room()) {
+        Py_DECREF(e);
+        return false;
+      }
       std::uint64_t eh;
       const bool ok = key_hash(state, e, eh, depth + 1, use);
       Py_DECREF(e);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "permafrost/memstat.hpp"
 #include "scalars.hpp"
 #include "store.hpp"
 #include "views.hpp"
@@ -116,6 +117,7 @@ class shared_objects {
 // The tuple node n (at offset `off`): its items materialised, nested tuples built eagerly too.
 PyObject* tuple_of(store_object* store, const char* base, const node_header* n,
                    shared_objects& shared) {
+  if (!stack_room()) return nullptr;
   ref t(PyTuple_New(n->count));
   if (!t.get()) return nullptr;
   const word* items = seq_items(n);
@@ -190,6 +192,7 @@ PyObject* thaw(const module_state& state, const char* base, word w, shared_objec
   if ((w & tag_mask) != tag_node) return scalar(base, w);
   const auto* n = node_at<node_header>(base, w);
   if (is_leaf(n->kind)) return leaf_object(state, n);
+  if (!stack_room()) return nullptr;
   if (!is_shared(n)) return thaw_container(state, base, n, shared);
   if (PyObject* built = shared.find(w)) return built;
   return shared.keep(w, thaw_container(state, base, n, shared));
@@ -213,6 +216,15 @@ PyObject* materialise(store_object* store, const char* base, word w) {
     case kind_frozenset: return new_view(store->state->set_type, store, w);
   }
   return corrupt_kind(n);
+}
+
+bool stack_room() {
+  constexpr std::size_t min_stack_left = std::size_t{256} << 10;
+  if (permafrost::stack_bytes_left() >= min_stack_left) return true;
+  PyErr_SetString(PyExc_RecursionError,
+                  "permafrost: nested too deep for this thread's stack: read it in a thread with a "
+                  "larger stack (threading.stack_size) or in the main thread");
+  return false;
 }
 
 PyObject* thaw_word(const module_state& state, const char* base, word w) {

@@ -27,4 +27,9 @@ PyObject* materialise(store_object* store, const char* base, word w);
 // exception set. `state` supplies int.from_bytes for big ints.
 PyObject* thaw_word(const module_state& state, const char* base, word w);
 
+// Whether the calling thread's stack has the room a recursive walk of nested values keeps free
+// (256 KiB): false, with RecursionError set, where it has not (a thread with a small stack:
+// threading.stack_size). Thaw, tuples and key hashes call it per level; freeze() checks the same.
+bool stack_room();
+
 }  // namespace permafrost::python

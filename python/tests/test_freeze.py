@@ -602,6 +602,38 @@ class SmallThreadStacks(unittest.TestCase):
         self.assertEqual(child.stdout.split(), ["RecursionError", "3", "RecursionError", "1",
                                                 "True"])
 
+    def test_deep_reads_and_keys_in_a_small_stack_thread_are_recursion_errors(self):
+        # thaw() and tuples (built eagerly when read) recurse per level, and so does hashing a
+        # tuple key: 4,900 levels in a 256 KiB thread once died of SIGSEGV.
+        code = """if True:
+            import threading, permafrost
+            nested_list, nested_tuple = [], ()
+            for _ in range(4900):
+                nested_list, nested_tuple = [nested_list], (nested_tuple,)
+            frozen = permafrost.freeze([nested_list, nested_tuple])  # in the main thread
+            out = []
+            def attempt(read):
+                try:
+                    read()
+                    out.append("read")
+                except RecursionError as e:
+                    out.append("RecursionError" if "thread's stack" in str(e) else str(e))
+            def work():
+                attempt(frozen.thaw)
+                attempt(lambda: frozen[1])
+                attempt(lambda: permafrost.build_dict([(nested_tuple, 1)]))
+                out.append(len(frozen[0][0][0]))  # shallow reads still work
+            threading.stack_size(256 << 10)
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            print(*out)
+        """
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
+        self.assertEqual(child.stdout.split(), ["RecursionError"] * 3 + ["1"])
+
 
 if __name__ == "__main__":
     unittest.main()
