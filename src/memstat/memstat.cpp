@@ -212,8 +212,9 @@ std::size_t stack_bytes_left() noexcept {
     stack_low = os::thread_stack(&low, &bytes) == 0 && low != 0 ? low : UINTPTR_MAX;
   }
   if (stack_low == UINTPTR_MAX) return SIZE_MAX;
-  char here = 0;
-  const auto frame = reinterpret_cast<std::uintptr_t>(&here);
+  // The machine frame, not a local's address: ASan's fake stacks (detect_stack_use_after_return)
+  // put locals on the heap.
+  const auto frame = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
   return frame > stack_low ? frame - stack_low : 0;
 }
 
