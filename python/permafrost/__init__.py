@@ -86,7 +86,11 @@ def freeze(obj, *, name=None):
     name: the arena's name in write-trap reports and permafrost-stat, and in /proc/PID/maps on
     kernels that name anonymous memory (CONFIG_ANON_VMA_NAME).
     Raises TypeError naming the path of an unsupported value or a cycle, e.g.
-    'obj["users"][3]["created"]: datetime is not supported'.
+    'obj["users"][3]["created"]: datetime is not supported'. Raises RuntimeError when a dict or
+    list of more than 4096 items changes while it is frozen (user code run midway, e.g. a
+    finalizer), as iterating it would: 'obj: dictionary changed size during freeze()'. Such
+    containers are walked live, without a copy of their items; smaller ones are frozen as they
+    were when freeze() reached them.
     """
     return _core._freeze(obj, name)
 

@@ -34,6 +34,10 @@ constexpr std::uint32_t max_depth = 5000;
 // Stack the walk keeps free (see freezer::container).
 constexpr std::size_t min_stack_left = std::size_t{256} << 10;
 
+// Lists, tuples and dicts with more items than this are frozen live, without a snapshot of
+// their items (freezer::large_sequence, large_dict); smaller ones are snapshotted.
+constexpr Py_ssize_t large_container = 4096;
+
 // What freezing one value gave: its word, and how many containers deep it nests (0: a scalar, a
 // str, bytes or int), counted through containers stored once for several references too.
 struct frozen {
@@ -492,6 +496,8 @@ class freezer {
 
   frozen sequence(PyObject* o, std::uint8_t shared) {
     const bool tuple = PyTuple_Check(o);
+    if ((tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o)) > large_container)
+      return large_sequence(o, tuple, shared);
     // The items as they are now, each held: a list may change while its items are frozen.
     held_items items(held_);
     const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
@@ -525,6 +531,104 @@ class freezer {
     if (bytes) std::memcpy(at(off) + sizeof h, scratch_.data() + mark, bytes);
     scratch_.resize(mark);
     return {off, height + 1};
+  }
+
+  // A list or tuple of more than large_container items: its node is written first and each
+  // item's word put in place as the item is frozen, live (each item held while it is frozen),
+  // so neither a snapshot of its items nor a copy of its words exists beside the arena. A list
+  // that changes size meanwhile (user code: a finalizer, a tzinfo's utcoffset) is refused, as
+  // iterating it would be, rather than frozen as a mix of two states.
+  frozen large_sequence(PyObject* o, bool tuple, std::uint8_t shared) {
+    const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
+    const std::uint64_t off = alloc(sizeof(node_header) + 8 * static_cast<std::size_t>(n));
+    put_header(off, tuple ? kind_tuple : kind_list, shared, static_cast<std::size_t>(n));
+    std::uint32_t height = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!tuple && PyList_GET_SIZE(o) != n) fail(PyExc_RuntimeError, list_changed);
+      const ref item(Py_NewRef(tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i)));
+      path_.push_back({at_index, nullptr, i});
+      const frozen f = value(item.get());
+      path_.pop_back();
+      height = std::max(height, f.height);
+      put_word(off + sizeof(node_header) + 8 * static_cast<std::size_t>(i), f.w);
+    }
+    if (!tuple && PyList_GET_SIZE(o) != n) fail(PyExc_RuntimeError, list_changed);
+    return {off, height + 1};
+  }
+
+  // A dict of more than large_container items, walked live (PyDict_Next) in one pass: its keys
+  // table and node are written first, and each key's and value's word put in place as they are
+  // frozen, so no snapshot of its items exists (16 bytes an item: 16 MiB for a 1M-row table).
+  // Each key and value is held while frozen. A dict that changes size, or yields more or fewer
+  // keys than it had (a key deleted and another inserted), or a key equal to one already in the
+  // table, raises RuntimeError as iterating it would: the table never holds two equal keys.
+  frozen large_dict(PyObject* o, std::uint8_t shared) {
+    const auto n = static_cast<std::size_t>(PyDict_GET_SIZE(o));
+    if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
+    const auto count = static_cast<std::uint32_t>(n);
+    const std::size_t table_size = table_bytes(n, table_capacity(count));
+    const std::uint64_t keys_off = alloc(table_size);
+    write_table_header(at(keys_off), kind_keys, count);
+    const std::uint64_t key_words = keys_off + table_size - 8 * n;
+    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
+    const std::size_t header = small ? 8 : sizeof(dict_header);
+    const std::uint64_t off = alloc(header + 8 * n);
+    if (small) {
+      const node_header h{kind_dict16, shared, static_cast<std::uint16_t>(n),
+                          static_cast<std::uint32_t>(keys_off / 8)};
+      std::memcpy(at(off), &h, sizeof h);
+    } else {
+      put_header(off, kind_dict, shared, n);
+      std::memcpy(at(off) + 8, &keys_off, 8);
+    }
+    std::uint32_t height = 0;
+    std::size_t i = 0;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(o, &pos, &k, &v)) {  // runs no Python code: safe on a changed dict too
+      if (i == n) fail(PyExc_RuntimeError, dict_changed_keys);
+      const ref key(Py_NewRef(k));
+      const ref val(Py_NewRef(v));
+      const auto index = static_cast<Py_ssize_t>(i);
+      const std::uint64_t h = hash_of(key.get(), index, key_of);
+      path_.push_back({key_of, nullptr, index});
+      const frozen fk = unique_value(key.get());
+      path_.back() = {value_of, key.get(), 0};
+      put_word(key_words + 8 * i, fk.w);
+      if (!add_new_key(keys_off, static_cast<std::uint32_t>(i), h)) {
+        path_.pop_back();
+        fail(PyExc_RuntimeError, dict_changed_keys);
+      }
+      if (static_cast<std::size_t>(PyDict_GET_SIZE(o)) != n) {
+        path_.pop_back();
+        fail(PyExc_RuntimeError, dict_changed_size);
+      }
+      const frozen fv = value(val.get());
+      path_.pop_back();
+      height = std::max({height, fk.height, fv.height});
+      put_word(off + header + 8 * i, fv.w);
+      if (static_cast<std::size_t>(PyDict_GET_SIZE(o)) != n)
+        fail(PyExc_RuntimeError, dict_changed_size);
+      ++i;
+    }
+    if (i != n) fail(PyExc_RuntimeError, dict_changed_keys);
+    return {off, height + 1};
+  }
+
+  static constexpr const char* list_changed = "list changed size during freeze()";
+  static constexpr const char* dict_changed_size = "dictionary changed size during freeze()";
+  static constexpr const char* dict_changed_keys = "dictionary keys changed during freeze()";
+
+  // Adds entry i (its key word written) with hash h to the table at table_off, unless an
+  // earlier entry's key is equal to it: then false.
+  bool add_new_key(std::uint64_t table_off, std::uint32_t i, std::uint64_t h) {
+    auto* t = reinterpret_cast<table_header*>(at(table_off));
+    const word* kw = table_keys(t);
+    const std::int64_t found =
+        find_entry(t, h, [&](std::uint32_t j) { return same_key(kw[j], kw[i]) ? 1 : 0; });
+    if (found != entry_absent) return false;
+    add_table_entry(t, i, h);
+    return true;
   }
 
   // A keys/set table over n keys, key i being items[first + stride * i] (held by the caller)
@@ -581,6 +685,7 @@ class freezer {
   }
 
   frozen dict(PyObject* o, std::uint8_t shared) {
+    if (PyDict_GET_SIZE(o) > large_container) return large_dict(o, shared);
     // The items as they are now, each held, before anything is hashed or frozen: key i is
     // items[2i], its value items[2i + 1].
     held_items items(held_);

@@ -18,6 +18,11 @@ namespace {
 constexpr std::size_t small_capacity = std::size_t{1} << 20;  // the anonymous start: 1 MiB
 constexpr std::size_t memfd_capacity = std::size_t{4} << 30;  // 4 GiB of address space
 constexpr std::size_t fallback_capacity = std::size_t{256} << 20;
+// store_once's adaptive index (graph_output.hpp): nodes indexed before it starts watching, new
+// nodes per window, and 1 in how many new nodes it indexes while sampling.
+constexpr std::size_t adapt_after = std::size_t{64} << 10;
+constexpr std::size_t window = std::size_t{16} << 10;
+constexpr std::size_t sample_every = 16;
 
 std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t capacity,
                                              bool memfd) {
@@ -120,8 +125,12 @@ std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool
       const std::uint64_t off = alloc(bytes);
       std::memcpy(at(off), node, bytes);
       if (remember && off / 8 <= UINT32_MAX) {
-        index_[i] = std::uint64_t{tag} << 32 | off / 8;
-        ++index_used_;
+        const bool index_it = !sampling_ || window_new_ % sample_every == 0;
+        if (index_it) {
+          index_[i] = std::uint64_t{tag} << 32 | off / 8;
+          ++index_used_;
+        }
+        if (index_used_ >= adapt_after && ++window_new_ == window) end_window();
       }
       return off;
     }
@@ -129,8 +138,20 @@ std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool
     const std::uint64_t off = (slot & UINT32_MAX) * 8;
     // Equal first 8 bytes: the same header, so the same size; only then compare the rest (the
     // other node may be shorter, and end the arena).
-    if (std::memcmp(at(off), node, 8) == 0 && std::memcmp(at(off), node, bytes) == 0) return off;
+    if (std::memcmp(at(off), node, 8) == 0 && std::memcmp(at(off), node, bytes) == 0) {
+      if (off >= previous_window_start_) ++window_recent_hits_;
+      return off;
+    }
   }
+}
+
+void graph_output::end_window() {
+  // Sampling indexes 1 in 16 recent nodes, so it expects 16 times fewer hits on them.
+  const std::size_t needed = sampling_ ? window / sample_every / sample_every : window / 16;
+  sampling_ = window_recent_hits_ < needed;
+  window_new_ = window_recent_hits_ = 0;
+  previous_window_start_ = window_start_;
+  window_start_ = end_;
 }
 
 void graph_output::grow_index() {

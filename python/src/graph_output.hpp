@@ -61,7 +61,15 @@ class graph_output {
   // Effects: the offset of a node with the same `bytes` bytes (8 <= bytes <= 64, a multiple of
   // 8, starting with the node's header, zero padded) stored earlier through store_once, or
   // else a new copy of them, which later calls find unless `remember` is false (a value known
-  // to be unique, e.g. a key of a large table: indexing it would cost 8-16 bytes for nothing).
+  // to be unique, e.g. a key of a large table: indexing it would cost 8-16 bytes for nothing)
+  // or the index is sampling (below).
+  // Adaptive: once 64 Ki nodes are indexed, the index watches windows of 16 Ki new nodes; when
+  // fewer than 1 in 16 of a window's new nodes is found again while the index still knows it
+  // (hits on nodes stored since the previous window began), new nodes are unlikely to recur
+  // (1M distinct names: 16-24 MiB of index for nothing) and only every 16th new node is
+  // indexed, until hits on recent nodes come back. Nodes already indexed are found as before,
+  // and a value that recurs is indexed within 16 of its copies, so repeated values (tags,
+  // enum-like strs) stay stored once or nearly.
   // Throws: as alloc().
   std::uint64_t store_once(const char* node, std::size_t bytes, bool remember = true);
 
@@ -70,7 +78,13 @@ class graph_output {
   void forget_small_nodes() {
     std::vector<std::uint64_t>().swap(index_);
     index_used_ = 0;
+    sampling_ = false;
+    window_new_ = window_recent_hits_ = 0;
+    window_start_ = previous_window_start_ = 0;
   }
+
+  // Tests: how many nodes store_once's index holds.
+  std::size_t small_nodes_indexed() const { return index_used_; }
 
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
   std::unique_ptr<permafrost::arena> finish();
@@ -83,6 +97,7 @@ class graph_output {
   std::uint64_t bump(std::size_t rounded);
   [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
   void grow_index();
+  void end_window();
 
   static inline std::size_t first_reservation_ = 0;
   std::unique_ptr<permafrost::arena> arena_;
@@ -94,6 +109,13 @@ class graph_output {
   // and its offset / 8 (low half). A node past 32 GiB is stored but not indexed.
   std::vector<std::uint64_t> index_;
   std::size_t index_used_ = 0;
+  // The adaptive part (see store_once): whether only every 16th new node is indexed, and the
+  // current window: new nodes stored in it, hits on nodes stored since previous_window_start_.
+  bool sampling_ = false;
+  std::size_t window_new_ = 0;
+  std::size_t window_recent_hits_ = 0;
+  std::uint64_t window_start_ = 0;
+  std::uint64_t previous_window_start_ = 0;
 };
 
 // A writer's transient array of trivially copyable T (words, hashes) that grows by realloc: a

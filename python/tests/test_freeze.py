@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import permafrost
@@ -403,6 +404,107 @@ class HeldReferences(unittest.TestCase):
         victim = [rows[i] for i in range(200)]
         expected = [row.thaw() for row in victim]
         self.assertEqual(permafrost.freeze(victim).thaw(), expected)
+
+
+# A dict or list of more than 4096 items is frozen live (no snapshot of its items): user code
+# run midway (here a tzinfo's utcoffset, which freeze() calls for an aware datetime) that
+# changes it makes freeze() raise RuntimeError, and the partial arena (past 1 MiB: a memfd) goes.
+LIVE_CHANGE = r'''
+import datetime, sys, permafrost
+how = sys.argv[1]
+class Evil(datetime.tzinfo):
+    def utcoffset(self, dt):
+        if how == "dict_shrinks":
+            victim.pop("k0")
+        elif how == "dict_grows":
+            victim["new"] = 1
+        elif how == "dict_keys_change":  # same size: a key behind deleted, a new one appended
+            del victim["k0"]
+            victim["new"] = 1
+        elif how == "list_shrinks":
+            victim.pop()
+        return datetime.timedelta(0)
+aware = datetime.datetime(2026, 12, 3, tzinfo=Evil())
+rows = [("v%d" % i) * 20 for i in range(30000)]
+rows[20000] = aware
+if how.startswith("dict"):
+    victim = {"k%d" % i: v for i, v in enumerate(rows)}
+else:
+    victim = rows
+try:
+    permafrost.freeze(victim, name="live-change")
+except RuntimeError as e:
+    print(e)
+with open("/proc/self/maps") as f:
+    print(sum("permafrost:live-change" in line for line in f))
+'''
+
+
+class LargeContainersLive(unittest.TestCase):
+    """Dicts and lists of more than 4096 items are walked live; a change midway is refused."""
+
+    def change(self, how):
+        proc = subprocess.run([sys.executable, "-c", LIVE_CHANGE, how], capture_output=True,
+                              text=True, timeout=300, env=os.environ)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        message, mapped = proc.stdout.strip().split("\n")
+        self.assertEqual(mapped, "0")  # the partial arena is unmapped
+        return message
+
+    def test_a_dict_that_shrinks_midway_raises(self):
+        self.assertEqual(self.change("dict_shrinks"),
+                         'obj: dictionary changed size during freeze()')
+
+    def test_a_dict_that_grows_midway_raises(self):
+        self.assertEqual(self.change("dict_grows"), 'obj: dictionary changed size during freeze()')
+
+    def test_a_dict_whose_keys_change_at_the_same_size_raises(self):
+        self.assertEqual(self.change("dict_keys_change"),
+                         'obj: dictionary keys changed during freeze()')
+
+    def test_a_list_that_shrinks_midway_raises(self):
+        self.assertEqual(self.change("list_shrinks"), 'obj: list changed size during freeze()')
+
+    def test_large_containers_round_trip(self):
+        d = {("k%d" % i if i % 3 else i): {"n": "name-%d" % i, "t": ["t%d" % (i % 7), i % 5]}
+             for i in range(10000)}
+        d[(1, "tuple")] = 2.5
+        d[frozenset({3})] = None
+        frozen = permafrost.freeze({"d": d, "l": list(d.values()), "t": tuple(range(5000))})
+        self.assertEqual(frozen["d"].thaw(), d)
+        self.assertEqual(list(frozen["d"]), list(d))
+        self.assertEqual(frozen["d"][(1, "tuple")], 2.5)
+        self.assertEqual(frozen["d"][9999], d[9999])
+        self.assertEqual(frozen["l"].thaw(), list(d.values()))
+        self.assertEqual(frozen["t"], tuple(range(5000)))
+        # Their nodes come before their items' (written first, filled in as items are frozen):
+        # open()'s graph check accepts that, and the image reads back the same.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "large.pfi")
+            frozen.save(path)
+            self.assertEqual(permafrost.open(path).thaw(), frozen.thaw())
+
+    def test_repeated_small_values_stay_stored_once_among_many_unique_ones(self):
+        # The small-node index stops indexing every new node once most are never seen again
+        # (200,000 unique names), but values that recur are still stored once or nearly: a
+        # record's tags list (35 distinct) and a str first met after the index went sparse.
+        def records(late_repeats):
+            rows = [{"name": "unique-name-%d" % i, "tags": ["t%d" % (i % 7), i % 5, "x"]}
+                    for i in range(200000)]
+            rows += [{"name": "a late repeated name", "tags": ["t0", 0, "x"]}] * 1
+            rows += [{"name": "a late repeated name", "tags": ["t0", 0, "x"]}
+                     for _ in range(late_repeats)]
+            return rows
+
+        def size(rows):
+            return permafrost._core._range(permafrost.freeze(rows))[1]
+
+        one, many = size(records(0)), size(records(10000))
+        # Each further record: a list word and a dict16 node (8 + 2 * 8 bytes); the name and
+        # tags nodes (16 and 32 bytes) stored again at most 16 times.
+        self.assertLessEqual(many - one, 10000 * (8 + 24) + 16 * (16 + 32))
+        # The tags lists: 35 distinct ones, each stored once among the 200,000 unique names.
+        self.assertLess(one, 200000 * (8 + 24 + 24) + 35 * 32 + (1 << 20))
 
 
 class Sharing(unittest.TestCase):
