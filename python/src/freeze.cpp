@@ -89,7 +89,9 @@ class stack_scope {
 // the graph. So the freezer owns a strong reference to every object for as long as it uses it:
 // each container while it is walked, a snapshot of each list's, dict's and set's items (taken
 // before anything is hashed or frozen), and every object in the identity memo. A container that
-// changes during the walk is frozen as its snapshot.
+// changes during the walk is frozen as its snapshot; except that a dict, list or tuple of more
+// than large_container items is walked live, each key and item held while it is frozen, and a
+// change to its size or keys raises RuntimeError (large_sequence, large_dict).
 class freezer {
  public:
   // Effects: a new memfd arena named `name` to write into (graph_output.hpp).
@@ -251,17 +253,7 @@ class freezer {
     build_table_index(reinterpret_cast<table_header*>(at(keys_off)), hashes.data());
     keys.clear();
     hashes.clear();
-    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
-    const std::size_t header = small ? 8 : sizeof(dict_header);
-    const std::uint64_t off = alloc(header + 8 * n);
-    if (small) {
-      const node_header h{kind_dict16, 0, static_cast<std::uint16_t>(n),
-                          static_cast<std::uint32_t>(keys_off / 8)};
-      std::memcpy(at(off), &h, sizeof h);
-    } else {
-      put_header(off, kind_dict, 0, n);
-      std::memcpy(at(off) + 8, &keys_off, 8);
-    }
+    const auto [off, header] = dict_node(n, keys_off, 0);
     if (n) std::memcpy(at(off) + header, values.data(), 8 * n);
     return off;
   }
@@ -540,6 +532,7 @@ class freezer {
   // iterating it would be, rather than frozen as a mix of two states.
   frozen large_sequence(PyObject* o, bool tuple, std::uint8_t shared) {
     const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
+    if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
     const std::uint64_t off = alloc(sizeof(node_header) + 8 * static_cast<std::size_t>(n));
     put_header(off, tuple ? kind_tuple : kind_list, shared, static_cast<std::size_t>(n));
     std::uint32_t height = 0;
@@ -570,17 +563,7 @@ class freezer {
     const std::uint64_t keys_off = alloc(table_size);
     write_table_header(at(keys_off), kind_keys, count);
     const std::uint64_t key_words = keys_off + table_size - 8 * n;
-    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
-    const std::size_t header = small ? 8 : sizeof(dict_header);
-    const std::uint64_t off = alloc(header + 8 * n);
-    if (small) {
-      const node_header h{kind_dict16, shared, static_cast<std::uint16_t>(n),
-                          static_cast<std::uint32_t>(keys_off / 8)};
-      std::memcpy(at(off), &h, sizeof h);
-    } else {
-      put_header(off, kind_dict, shared, n);
-      std::memcpy(at(off) + 8, &keys_off, 8);
-    }
+    const auto [off, header] = dict_node(n, keys_off, shared);
     std::uint32_t height = 0;
     std::size_t i = 0;
     Py_ssize_t pos = 0;
@@ -629,6 +612,25 @@ class freezer {
     if (found != entry_absent) return false;
     add_table_entry(t, i, h);
     return true;
+  }
+
+  // A dict node for n values over the keys table at keys_off (values zero, the caller's to
+  // put): its offset and its header's size. Records are small: a 8-byte header (dict16) when
+  // the count and the keys' offset fit.
+  std::pair<std::uint64_t, std::size_t> dict_node(std::size_t n, std::uint64_t keys_off,
+                                                  std::uint8_t shared) {
+    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
+    const std::size_t header = small ? 8 : sizeof(dict_header);
+    const std::uint64_t off = alloc(header + 8 * n);
+    if (small) {
+      const node_header h{kind_dict16, shared, static_cast<std::uint16_t>(n),
+                          static_cast<std::uint32_t>(keys_off / 8)};
+      std::memcpy(at(off), &h, sizeof h);
+    } else {
+      put_header(off, kind_dict, shared, n);
+      std::memcpy(at(off) + 8, &keys_off, 8);
+    }
+    return {off, header};
   }
 
   // A keys/set table over n keys, key i being items[first + stride * i] (held by the caller)
@@ -719,18 +721,7 @@ class freezer {
           table(kind_keys, 0, n, items, 0, 2, n <= 64 ? small_hashes : nullptr, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
-    // Records are small: a 8-byte header when the count and the keys' offset fit.
-    const bool small = n < 65536 && keys_off / 8 <= UINT32_MAX;
-    const std::size_t header = small ? 8 : sizeof(dict_header);
-    const std::uint64_t off = alloc(header + 8 * n);
-    if (small) {
-      const node_header h{kind_dict16, shared, static_cast<std::uint16_t>(n),
-                          static_cast<std::uint32_t>(keys_off / 8)};
-      std::memcpy(at(off), &h, sizeof h);
-    } else {
-      put_header(off, kind_dict, shared, n);
-      std::memcpy(at(off) + 8, &keys_off, 8);
-    }
+    const auto [off, header] = dict_node(n, keys_off, shared);
     path_.push_back({value_of, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
       path_.back().key = items[2 * i];

@@ -8,7 +8,8 @@
 // finish() freezes it exactly as every frozen arena is frozen (read-only, sealed memfd, write
 // trap, permafrost-stat name) and hands it over; a graph_output destroyed before that (an error,
 // KeyboardInterrupt) unmaps and closes the partial arena. Small immutable nodes (at most 64
-// bytes) with equal bytes can be stored once (store_once), through an index of 8 bytes a node.
+// bytes) with equal bytes can be stored once (store_once), through an index of 8 bytes a node
+// that goes sparse when new nodes stop recurring.
 //
 // Growth: the first 1 MiB is written into an anonymous arena (a small value costs no descriptor
 // and no memory file; sharing it with another process moves it into a memfd then, see
@@ -82,9 +83,6 @@ class graph_output {
     window_new_ = window_recent_hits_ = 0;
     window_start_ = previous_window_start_ = 0;
   }
-
-  // Tests: how many nodes store_once's index holds.
-  std::size_t small_nodes_indexed() const { return index_used_; }
 
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
   std::unique_ptr<permafrost::arena> finish();
