@@ -603,15 +603,36 @@ class freezer {
   static constexpr const char* dict_changed_keys = "dictionary keys changed during freeze()";
 
   // Adds entry i (its key word written) with hash h to the table at table_off, unless an
-  // earlier entry's key is equal to it: then false.
+  // earlier entry's key is equal to it: then false. A dict may hold several NaN keys (NaN !=
+  // NaN), which freeze to one word: a float key, or a tuple or frozenset that may hold one, is
+  // compared by value (fresh objects, so NaN is unequal to itself), never by its word.
   bool add_new_key(std::uint64_t table_off, std::uint32_t i, std::uint64_t h) {
-    auto* t = reinterpret_cast<table_header*>(at(table_off));
-    const word* kw = table_keys(t);
+    const auto equal = [&](word a, word b) {
+      if (a != b || !may_hold_nan(a)) return same_key(a, b);
+      ref x(check(thaw_word(state_, out_.at(0), a)));
+      ref y(check(thaw_word(state_, out_.at(0), b)));
+      const int eq = PyObject_RichCompareBool(x.get(), y.get(), Py_EQ);
+      if (eq < 0) throw py_error{};
+      return eq == 1;
+    };
     const std::int64_t found =
-        find_entry(t, h, [&](std::uint32_t j) { return same_key(kw[j], kw[i]) ? 1 : 0; });
+        find_entry(reinterpret_cast<const table_header*>(at(table_off)), h, [&](std::uint32_t j) {
+          // Words read afresh: nothing moves the arena here, but say so by not keeping them.
+          const word* kw = table_keys(reinterpret_cast<const table_header*>(at(table_off)));
+          return equal(kw[j], kw[i]) ? 1 : 0;
+        });
     if (found != entry_absent) return false;
-    add_table_entry(t, i, h);
+    add_table_entry(reinterpret_cast<table_header*>(at(table_off)), i, h);
     return true;
+  }
+
+  // Whether a key word may be or hold a NaN: a float, or a tuple or frozenset node.
+  bool may_hold_nan(word w) {
+    const word tag = w & tag_mask;
+    if (tag == tag_float || tag == tag_inline_float) return true;
+    if (tag != tag_node) return false;
+    const std::uint8_t k = node_at<node_header>(out_.at(0), w)->kind;
+    return k == kind_tuple || k == kind_frozenset;
   }
 
   // A dict node for n values over the keys table at keys_off (values zero, the caller's to
