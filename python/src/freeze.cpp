@@ -234,6 +234,7 @@ class freezer {
       path_.push_back({key_of, nullptr, i});
       const frozen k = unique_value(key);
       path_.back() = {value_of, key, 0};
+      const item_key_scope in_item(*this, key, k.w);
       const frozen v = value(val);
       path_.pop_back();
       height = std::max({height, k.height, v.height});
@@ -259,6 +260,36 @@ class freezer {
   }
 
  private:
+  // A large table's key is not remembered for later values (unique_value), but a record often
+  // holds its own key ({"id": "u123", ...} under "u123": what `python -m permafrost build --key`
+  // makes). While an item's value is frozen, a str equal to its key reuses the key's node.
+  // The key is held by the caller for the scope.
+  class item_key_scope {
+   public:
+    item_key_scope(freezer& f, PyObject* key, word w)
+        : f_(f), saved_(f.item_key_), saved_word_(f.item_key_word_) {
+      f.item_key_ = PyUnicode_Check(key) ? key : nullptr;
+      f.item_key_word_ = w;
+    }
+    item_key_scope(const item_key_scope&) = delete;
+    item_key_scope& operator=(const item_key_scope&) = delete;
+    ~item_key_scope() {
+      f_.item_key_ = saved_;
+      f_.item_key_word_ = saved_word_;
+    }
+
+   private:
+    freezer& f_;
+    PyObject* saved_;
+    word saved_word_;
+  };
+
+  // Two exact strs with the same characters (comparing them runs no Python code).
+  static bool same_exact_str(PyObject* a, PyObject* b) {
+    return PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b) &&
+           PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) && PyUnicode_Compare(a, b) == 0;
+  }
+
   // value(o) for a value unlikely to recur, a key of a large table (its keys are distinct): its
   // small nodes reuse equal ones stored before, but are not remembered for later values.
   frozen unique_value(PyObject* o) {
@@ -406,6 +437,7 @@ class freezer {
   };
 
   word str(PyObject* o) {
+    if (item_key_ && (o == item_key_ || same_exact_str(o, item_key_))) return item_key_word_;
     std::string_view s;
     ref holder;
     if (!utf8_of(o, s, holder)) throw py_error{};
@@ -586,6 +618,7 @@ class freezer {
         path_.pop_back();
         fail(PyExc_RuntimeError, dict_changed_size);
       }
+      const item_key_scope in_item(*this, key.get(), fk.w);
       const frozen fv = value(val.get());
       path_.pop_back();
       height = std::max({height, fk.height, fv.height});
@@ -796,7 +829,9 @@ class freezer {
   module_state& state_;
   std::vector<PyObject*> held_;  // held_items' stack
   graph_output out_;
-  bool remember_small_ = true;  // whether store_once indexes new small nodes (unique_value)
+  bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)
+  PyObject* item_key_ = nullptr;  // the str key whose value is being frozen (item_key_scope)
+  word item_key_word_ = 0;        // ...and its frozen word
   std::vector<word> scratch_;
   std::vector<step> path_;
   std::vector<PyObject*> open_;

@@ -41,6 +41,34 @@ class Build(unittest.TestCase):
         self.assertEqual(built, {"a": 3, "b": 2})
         self.assertEqual(list(built), ["a", "b"])  # first position, last value, as dict(items)
 
+    def test_a_record_holding_its_own_key_stores_the_key_once(self):
+        # `python -m permafrost build --key id` keeps the key field in each record: the record's
+        # copy of the key (the same str, or an equal one) reuses the key's node, in a build and
+        # in freeze() of a large dict alike, instead of a second 16-byte str node per record.
+        n = 10000  # above the 4096 items past which freeze() walks a dict live
+
+        def rows(key_field):
+            for i in range(n):
+                k = "key:%07d" % i
+                r = {"name": "name-%d" % i}
+                if key_field == "same":
+                    r["key"] = k
+                elif key_field == "equal":
+                    r["key"] = "".join(["key:", "%07d" % i])
+                yield k, r
+
+        def size(frozen):
+            return permafrost._core._range(frozen)[1]
+
+        for make in (permafrost.build_dict, lambda pairs: permafrost.freeze(dict(pairs))):
+            without = size(make(rows(None)))
+            for key_field in ("same", "equal"):
+                with self.subTest(make=make, key_field=key_field):
+                    built = make(rows(key_field))
+                    self.assertEqual(built["key:0000042"]["key"], "key:0000042")
+                    # One more value word per record (and one more keys node for all of them).
+                    self.assertLessEqual(size(built) - without, n * 8 + 4096)
+
     def test_build_list_from_a_generator(self):
         built = permafrost.build_list(i * i for i in range(1000))
         self.assertIsInstance(built, permafrost.FrozenList)
