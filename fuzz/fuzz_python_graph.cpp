@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -54,6 +55,13 @@ void probe_all(const table_header* t) {
 }
 
 void read_word(word w) {
+  if ((w & tag_mask) == tag_packed_str) {
+    // What the readers decode strictly (values.cpp) and the JSON writer copies: UTF-8.
+    const std::string_view s = packed_str(g_base, w);
+    if (s.size() < min_packed_str || !valid_utf8(s)) std::abort();
+    for (const char c : s) g_sink += static_cast<unsigned char>(c);
+    return;
+  }
   if ((w & tag_mask) == tag_float) {
     double d;
     std::memcpy(&d, g_base + (w & ~tag_mask), sizeof d);

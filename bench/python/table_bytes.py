@@ -19,7 +19,7 @@ import struct
 import time
 
 # python/src/format.hpp
-TAG_NODE, TAG_INT, TAG_CONST, TAG_FLOAT, TAG_SHORT_STR, TAG_INLINE_FLOAT = range(6)
+TAG_NODE, TAG_INT, TAG_CONST, TAG_FLOAT, TAG_SHORT_STR, TAG_INLINE_FLOAT, TAG_PACKED_STR = range(7)
 KIND_NAMES = {1: "str", 2: "bytes", 3: "bigint", 4: "list", 5: "tuple", 6: "dict", 7: "keys",
               8: "set", 9: "frozenset", 10: "str16", 11: "dict16", 12: "datetime", 13: "date",
               14: "time", 15: "timedelta", 16: "decimal", 17: "uuid"}
@@ -28,7 +28,7 @@ PAYLOAD_KINDS = ("bytes", "bigint", "datetime", "date", "time", "timedelta", "de
 FLAG_NARROW_INDEX = 1
 WORD_KINDS = {TAG_NODE: "node references", TAG_INT: "inline ints", TAG_CONST: "None/True/False",
               TAG_FLOAT: "boxed float references", TAG_SHORT_STR: "short strs (<= 7 bytes)",
-              TAG_INLINE_FLOAT: "inline floats"}
+              TAG_INLINE_FLOAT: "inline floats", TAG_PACKED_STR: "packed str references"}
 
 
 def aligned(n):
@@ -42,6 +42,7 @@ class Breakdown:
         self.bytes = {}
         self.counts = {}
         self.seen = set()
+        self.packed = 0
 
     def add(self, what, n, count=1):
         self.bytes[what] = self.bytes.get(what, 0) + n
@@ -56,6 +57,11 @@ class Breakdown:
         elif tag == TAG_FLOAT and w not in self.seen:
             self.seen.add(w)
             self.add("float nodes", 8)
+        elif tag == TAG_PACKED_STR and w not in self.seen:  # a length byte and the UTF-8
+            self.seen.add(w)
+            self.packed += 1 + self.mem[w >> 3]
+            self.add("packed strs (%s, 1-byte length + UTF-8)" % (
+                "keys" if role == "key" else "values"), 1 + self.mem[w >> 3])
 
     def walk(self):
         unpack = struct.unpack_from
@@ -104,7 +110,9 @@ class Breakdown:
                 for i in range(count):
                     self.word(unpack("<Q", mem, start + 8 * i)[0], "key", pending)
         counted = sum(self.bytes.values())
-        if counted > self.size or counted < self.size - 4096:
+        # Packed strs are written into runs whose unused tails nothing reaches (graph_output.hpp:
+        # less than a sixteenth of them, and the last run).
+        if counted > self.size or counted < self.size - 4096 - (64 << 10) - self.packed // 16:
             # More than the graph holds, or a page's worth not reached: the walk and the
             # format (python/src/format.hpp) disagree.
             raise SystemExit("table_bytes: counted %d bytes of a %d-byte graph" % (counted,

@@ -515,6 +515,10 @@ class json_writer {
         short_str_bytes(w, b);
         return string_utf8(b, short_str_size(w));
       }
+      case tag_packed_str: {
+        const std::string_view s = packed_str(base, w);
+        return string_utf8(s.data(), s.size());
+      }
       case tag_node: break;
       default: return frozen_unsupported(base, w);
     }
@@ -687,6 +691,7 @@ class json_writer {
   bool always_written(const char* base, word w) const {
     switch (w & tag_mask) {
       case tag_short_str:
+      case tag_packed_str:
       case tag_int:
       case tag_const: return true;
       case tag_node: return is_str(reinterpret_cast<const node_header*>(base + w)->kind);
@@ -699,7 +704,7 @@ class json_writer {
   // A frozen key as json converts the thawed key, with the key separator; false when skipped.
   [[gnu::noinline]] bool frozen_key(const char* base, word w) {
     const word tag = w & tag_mask;
-    if (tag == tag_short_str) {
+    if (tag == tag_short_str || tag == tag_packed_str) {
       frozen(base, w);
     } else if (tag == tag_node) {
       const auto* n = reinterpret_cast<const node_header*>(base + w);
@@ -733,10 +738,8 @@ class json_writer {
     bool all_str = true, all_int = true;
     for (std::uint32_t i = 0; i < count; ++i) {
       const word tag = kw[i] & tag_mask;
-      all_str =
-          all_str &&
-          (tag == tag_short_str ||
-           (tag == tag_node && is_str(reinterpret_cast<const node_header*>(base + kw[i])->kind)));
+      std::string_view stored;
+      all_str = all_str && (tag == tag_short_str || stored_str(base, kw[i], stored));
       all_int = all_int && (tag == tag_int || kw[i] == const_true || kw[i] == const_false);
     }
     if (all_str) {
@@ -747,8 +750,7 @@ class json_writer {
           short_str_bytes(kw[i], &shorts[8 * std::size_t{i}]);
           text[i] = {&shorts[8 * std::size_t{i}], short_str_size(kw[i])};
         } else {
-          const auto* n = reinterpret_cast<const node_header*>(base + kw[i]);
-          text[i] = {str_bytes(n), str_size(n)};
+          stored_str(base, kw[i], text[i]);
         }
       }
       std::sort(order.begin(), order.end(),

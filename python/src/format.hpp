@@ -14,6 +14,12 @@
 //                  length in bits 3-5, byte i in bits 8+8i..15+8i
 //   tag_inline_float (5): a double whose 3 lowest bits are 0 (0.25, 1.5, most round values),
 //                  its bits OR-ed with 5
+//   tag_packed_str (6): (format v2) a str of 8 to 255 UTF-8 bytes that is valid UTF-8 without
+//                  lone surrogates: byte offset << 3 | 6 of {u8 length, then the bytes}, at any
+//                  offset (no alignment, no node header: 11 characters take 12 bytes, not 16).
+//                  Readers find ASCII by looking at the bytes. Strs of other sizes, or holding
+//                  lone surrogates, are short strs or str nodes, so a str has one encoding in
+//                  a v2 graph; a v1 graph (root magic "pfpy\0v1") holds no packed strs.
 // Nodes start with an 8-byte header {u8 kind, u8 flags, u16 0, u32 count}, except str16 and
 // dict16, whose header packs what they need (smaller records):
 //   str, bytes:   count bytes follow (str: UTF-8, with surrogatepass when flag_surrogates)
@@ -56,6 +62,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string_view>
 #include <type_traits>
 
 namespace permafrost::python {
@@ -69,7 +76,10 @@ inline constexpr word tag_const = 2;
 inline constexpr word tag_float = 3;
 inline constexpr word tag_short_str = 4;
 inline constexpr word tag_inline_float = 5;
+inline constexpr word tag_packed_str = 6;
 inline constexpr std::size_t max_short_str = 7;
+inline constexpr std::size_t min_packed_str = max_short_str + 1;
+inline constexpr std::size_t max_packed_str = 255;
 
 inline constexpr word const_none = (0 << 3) | tag_const;
 inline constexpr word const_false = (1 << 3) | tag_const;
@@ -136,10 +146,19 @@ static_assert(sizeof(dict_header) == 16);
 
 // Offset 0 of every frozen graph: identifies the format and names the root value.
 struct root_header {
-  char magic[8];  // "pfpy\0v1"
+  char magic[8];  // "pfpy\0v2" (or "pfpy\0v1": a graph without packed strs)
   word root;
 };
-inline constexpr char root_magic[8] = {'p', 'f', 'p', 'y', 0, 'v', '1', 0};
+// v2 added packed strs (tag_packed_str). The writer marks a graph v2 only when it holds one, so
+// graphs without them stay readable by older readers; every reader reads both.
+inline constexpr char root_magic_v1[8] = {'p', 'f', 'p', 'y', 0, 'v', '1', 0};
+inline constexpr char root_magic[8] = {'p', 'f', 'p', 'y', 0, 'v', '2', 0};
+// The format version named by a root header's magic: 1 or 2, or 0 when it is no Python graph.
+inline int root_version(const root_header* r) noexcept {
+  if (std::memcmp(r->magic, root_magic, sizeof root_magic) == 0) return 2;
+  if (std::memcmp(r->magic, root_magic_v1, sizeof root_magic_v1) == 0) return 1;
+  return 0;
+}
 
 // The word of a str of n <= max_short_str UTF-8 bytes.
 inline word short_str_word(const char* s, std::size_t n) noexcept {
@@ -152,6 +171,67 @@ inline std::size_t short_str_size(word w) noexcept { return (w >> 3) & 7; }
 inline void short_str_bytes(word w, char* out) noexcept {
   const word bytes = w >> 8;
   std::memcpy(out, &bytes, 8);
+}
+
+// The word of the packed str stored at byte offset `off` ({u8 length, bytes}).
+inline word packed_str_word(std::uint64_t off) noexcept { return off << 3 | tag_packed_str; }
+inline std::uint64_t packed_str_offset(word w) noexcept { return w >> 3; }
+// The UTF-8 bytes of the packed str w of the graph at base.
+inline std::string_view packed_str(const char* base, word w) noexcept {
+  const char* p = base + packed_str_offset(w);
+  return {p + 1, static_cast<unsigned char>(*p)};
+}
+
+// Whether every byte of s is below 0x80: 8 bytes at a time (a packed str has at least 8).
+inline bool all_ascii(std::string_view s) noexcept {
+  std::uint64_t any = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    any |= w;
+  }
+  if (i < s.size()) {  // the last 8 bytes again (overlapping), or the few there are
+    std::uint64_t w = 0;
+    const std::size_t start = s.size() >= 8 ? s.size() - 8 : 0;
+    std::memcpy(&w, s.data() + start, s.size() - start);
+    any |= w;
+  }
+  return (any & 0x8080808080808080ull) == 0;
+}
+
+// Whether s is UTF-8 as Python's strict decoder accepts it: no overlong forms, no surrogates
+// (U+D800..U+DFFF), nothing above U+10FFFF, no truncated sequence.
+inline bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // above U+10FFFF
+    } else {
+      return false;
+    }
+    if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return false;
+    for (std::size_t k = 2; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+    }
+    i += len;
+  }
+  return true;
 }
 
 // The node (or table, or double) at offset `off` of the graph starting at base.
@@ -187,6 +267,19 @@ inline const char* str_bytes(const node_header* n) noexcept {
 }
 inline std::size_t str_size(const node_header* n) noexcept {
   return n->kind == kind_str16 ? n->small_count : n->count;
+}
+// The UTF-8 bytes of a str stored outside its word (a packed str or a str node) into `out`;
+// false (out untouched) for any other word.
+inline bool stored_str(const char* base, word w, std::string_view& out) noexcept {
+  if ((w & tag_mask) == tag_packed_str) {
+    out = packed_str(base, w);
+    return true;
+  }
+  if ((w & tag_mask) != tag_node) return false;
+  const auto* n = node_at<node_header>(base, w);
+  if (!is_str(n->kind)) return false;
+  out = {str_bytes(n), str_size(n)};
+  return true;
 }
 inline std::uint32_t dict_count(const node_header* n) noexcept {
   return n->kind == kind_dict16 ? n->small_count : n->count;

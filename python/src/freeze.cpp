@@ -144,7 +144,8 @@ class freezer {
   // or for a scalar root the ordinary object (no arena kept).
   PyObject* finish(word root) {
     root_header rh{};
-    std::memcpy(rh.magic, root_magic, sizeof root_magic);
+    // v2 only when the graph needs it (format.hpp): others stay readable by older readers.
+    std::memcpy(rh.magic, uses_packed_strs_ ? root_magic : root_magic_v1, sizeof root_magic);
     rh.root = root;
     std::memcpy(out_.at(0), &rh, sizeof rh);
     const std::uint8_t root_kind =
@@ -380,6 +381,9 @@ class freezer {
     const word tag = a & tag_mask;
     if (tag != (b & tag_mask)) return -1;
     if (tag == tag_int || tag == tag_short_str) return 0;
+    if (tag == tag_packed_str) {
+      return packed_str(out_.at(0), a) == packed_str(out_.at(0), b);
+    }
     if (tag != tag_node) return -1;
     const auto* x = node_at<node_header>(out_.at(0), a);
     const auto* y = node_at<node_header>(out_.at(0), b);
@@ -442,6 +446,13 @@ class freezer {
     ref holder;
     if (!utf8_of(o, s, holder)) throw py_error{};
     if (s.size() <= max_short_str && !holder.get()) return short_str_word(s.data(), s.size());
+    if (s.size() <= max_packed_str && !holder.get()) {  // no node: a length byte and the bytes
+      char packed[1 + max_packed_str];
+      packed[0] = static_cast<char>(s.size());
+      std::memcpy(packed + 1, s.data(), s.size());
+      uses_packed_strs_ = true;
+      return packed_str_word(out_.store_packed(packed, 1 + s.size(), remember_small_));
+    }
     std::uint8_t flags = PyUnicode_IS_ASCII(o) ? flag_ascii : 0;
     if (holder.get()) flags |= flag_surrogates;
     if (s.size() < 65536) {  // a 4-byte header
@@ -801,11 +812,10 @@ class freezer {
           return false;
         continue;
       }
-      if ((kw[i] & tag_mask) != tag_node) return false;
-      const auto* n = reinterpret_cast<const node_header*>(at(kw[i]));
-      if (!is_str(n->kind) || str_size(n) != s.size() ||
-          std::memcmp(str_bytes(n), s.data(), s.size()) != 0)
-        return false;
+      // Equal bytes, equal strs: a str with lone surrogates has bytes (surrogatepass) that no
+      // other str has.
+      std::string_view stored;
+      if (!stored_str(out_.at(0), kw[i], stored) || stored != s) return false;
     }
     return true;
   }
@@ -829,9 +839,10 @@ class freezer {
   module_state& state_;
   std::vector<PyObject*> held_;  // held_items' stack
   graph_output out_;
-  bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)
-  PyObject* item_key_ = nullptr;  // the str key whose value is being frozen (item_key_scope)
-  word item_key_word_ = 0;        // ...and its frozen word
+  bool uses_packed_strs_ = false;  // whether the graph needs format v2 (finish)
+  bool remember_small_ = true;     // whether store_once indexes new small nodes (unique_value)
+  PyObject* item_key_ = nullptr;   // the str key whose value is being frozen (item_key_scope)
+  word item_key_word_ = 0;         // ...and its frozen word
   std::vector<word> scratch_;
   std::vector<step> path_;
   std::vector<PyObject*> open_;

@@ -54,9 +54,8 @@ bool graph_check::is_node(std::uint64_t off) const noexcept {
 std::string graph_check::run() {
   if (size_ < sizeof(root_header)) return "smaller than the 16-byte root header";
   const auto* root = reinterpret_cast<const root_header*>(base_);
-  for (std::size_t i = 0; i < sizeof root_magic; ++i) {
-    if (root->magic[i] != root_magic[i]) return "not a permafrost Python graph (bad magic)";
-  }
+  version_ = root_version(root);
+  if (version_ == 0) return "not a permafrost Python graph (bad magic)";
   const std::size_t words = (size_ / 8 + 63) / 64;
   open_.assign(words, 0);
   valid_.assign(words, 0);
@@ -119,6 +118,7 @@ std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& co
     case tag_int:
     case tag_short_str:
     case tag_inline_float: return {};
+    case tag_packed_str: return check_packed_str(w, at);
     case tag_const:
       if (w == const_none || w == const_false || w == const_true) return {};
       return at_offset("an unknown constant in the node", at);
@@ -130,6 +130,22 @@ std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& co
     }
   }
   return at_offset("an unknown value tag in the node", at);
+}
+
+std::string graph_check::check_packed_str(word w, std::uint64_t at) const {
+  if (version_ < 2) return at_offset("a packed str in a v1 graph, referenced from the node", at);
+  // Not a node: any byte offset, checked at every reference (at most 256 bytes for 8 of word).
+  const std::uint64_t off = packed_str_offset(w);
+  if (off < sizeof(root_header) || off >= size_ ||
+      1 + std::uint64_t{static_cast<unsigned char>(base_[off])} > size_ - off)
+    return at_offset("a packed str outside the graph, referenced from the node", at);
+  const std::string_view s = packed_str(base_, w);
+  if (s.size() < min_packed_str)
+    return at_offset("a packed str shorter than 8 bytes, referenced from the node", at);
+  if (!valid_utf8(s))
+    return at_offset(
+        "a packed str that is not UTF-8 (or holds a surrogate), referenced from the node", at);
+  return {};
 }
 
 std::string graph_check::revisit(std::uint64_t off, reference_cost& cost) const {

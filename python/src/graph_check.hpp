@@ -7,6 +7,8 @@
 // here:
 //   - every node reference is 8-aligned, past the root header, and its whole node lies inside;
 //   - every float reference lies inside; tags and constants are known ones;
+//   - every packed str (v2 graphs only) lies inside, holds 8 to 255 bytes and is UTF-8 without
+//     surrogates, as Python's strict decoder and the JSON writer take it;
 //   - a str marked ASCII is ASCII (CPython trusts that flag);
 //   - a datetime, date, time, timedelta, Decimal or UUID node holds a value its Python type
 //     accepts (scalar_node_error in scalar_format.hpp);
@@ -84,6 +86,7 @@ class graph_check {
   // `cost` is what the reference costs.
   std::string check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed);
   std::string enter(std::uint64_t off, bool& pushed);
+  std::string check_packed_str(word w, std::uint64_t at) const;
   std::string revisit(std::uint64_t off, reference_cost& cost) const;
   std::string pop(reference_cost& cost);
   std::string check_leaf(const node_header* n, std::uint64_t off);
@@ -111,6 +114,7 @@ class graph_check {
   std::unordered_map<std::uint64_t, node_cost> costs_;  // nodes that may be referenced again
   std::vector<frame> stack_;
   std::uint64_t shared_objects_ = 0;  // the read costs of the flag_shared nodes, summed
+  int version_ = 0;                   // the graph's format version (root_version)
   bool done_ = false;
 };
 

@@ -23,6 +23,8 @@ constexpr std::size_t fallback_capacity = std::size_t{256} << 20;
 constexpr std::size_t adapt_after = std::size_t{64} << 10;
 constexpr std::size_t window = std::size_t{16} << 10;
 constexpr std::size_t sample_every = 16;
+// store_packed's runs grow to this size (their unused tails are what packed strs waste).
+constexpr std::size_t max_packed_run = std::size_t{64} << 10;
 
 std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t capacity,
                                              bool memfd) {
@@ -115,59 +117,91 @@ std::uint64_t graph_output::grow(std::size_t rounded) {
 }
 
 std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool remember) {
-  if (index_used_ * 10 >= index_.size() * 7) grow_index();
+  return store_deduped(nodes_, node, bytes, remember, 8);
+}
+
+std::uint64_t graph_output::store_packed(const char* bytes, std::size_t n, bool remember) {
+  return store_deduped(packed_, bytes, n, remember, 1);
+}
+
+std::uint64_t graph_output::alloc_packed(std::size_t bytes) {
+  if (packed_left_ < bytes) {
+    // A run of a sixteenth of the packed strs so far (256 bytes to 64 KiB), so that a run's
+    // unused tail stays a small part of them; one that directly follows the run continues it.
+    const std::size_t run =
+        std::clamp<std::size_t>(packed_total_ / 16 & ~std::size_t{7}, 256, max_packed_run);
+    const std::uint64_t off = alloc(run);
+    if (off == packed_next_ + packed_left_) {
+      packed_left_ += run;
+    } else {
+      packed_next_ = off;
+      packed_left_ = run;
+    }
+  }
+  packed_total_ += bytes;
+  const std::uint64_t off = packed_next_;
+  packed_next_ += bytes;
+  packed_left_ -= bytes;
+  return off;
+}
+
+std::uint64_t graph_output::store_deduped(dedupe_index& ix, const char* data, std::size_t bytes,
+                                          bool remember, unsigned unit) {
+  if (ix.used * 10 >= ix.slots.size() * 7) grow_index(ix);
   const auto tag =
-      static_cast<std::uint32_t>(permafrost::detail::hash_bytes(node, bytes) >> 32) | 1;
-  const std::size_t mask = index_.size() - 1;
+      static_cast<std::uint32_t>(permafrost::detail::hash_bytes(data, bytes) >> 32) | 1;
+  const std::size_t mask = ix.slots.size() - 1;
   for (std::size_t i = tag & mask;; i = (i + 1) & mask) {
-    const std::uint64_t slot = index_[i];
+    const std::uint64_t slot = ix.slots[i];
     if (slot == 0) {
-      const std::uint64_t off = alloc(bytes);
-      std::memcpy(at(off), node, bytes);
-      if (remember && off / 8 <= UINT32_MAX) {
-        const bool index_it = !sampling_ || window_new_ % sample_every == 0;
+      const std::uint64_t off = unit == 1 ? alloc_packed(bytes) : alloc(bytes);
+      std::memcpy(at(off), data, bytes);
+      if (remember && off / unit <= UINT32_MAX) {
+        const bool index_it = !ix.sampling || ix.window_new % sample_every == 0;
         if (index_it) {
-          index_[i] = std::uint64_t{tag} << 32 | off / 8;
-          ++index_used_;
+          ix.slots[i] = std::uint64_t{tag} << 32 | off / unit;
+          ++ix.used;
         }
-        if (index_used_ >= adapt_after && ++window_new_ == window) end_window();
+        if (ix.used >= adapt_after && ++ix.window_new == window) end_window(ix);
       }
       return off;
     }
     if (slot >> 32 != tag) continue;
-    const std::uint64_t off = (slot & UINT32_MAX) * 8;
-    // Equal first 8 bytes: the same header, so the same size; only then compare the rest (the
-    // other node may be shorter, and end the arena).
-    if (std::memcmp(at(off), node, 8) == 0 && std::memcmp(at(off), node, bytes) == 0) {
-      if (off >= previous_window_start_) ++window_recent_hits_;
+    const std::uint64_t off = (slot & UINT32_MAX) * unit;
+    // A node's first 8 bytes (its header), a packed str's first byte (its length), say its size:
+    // equal, only then compare the rest (the other value may be shorter, and end the arena).
+    const std::size_t head = unit == 1 ? 1 : 8;
+    if (std::memcmp(at(off), data, head) == 0 && std::memcmp(at(off), data, bytes) == 0) {
+      if (off >= ix.previous_window_start) ++ix.window_recent_hits;
       return off;
     }
   }
 }
 
-void graph_output::end_window() {
-  // Sampling indexes 1 in 16 recent nodes, so it expects 16 times fewer hits on them.
-  const std::size_t needed = sampling_ ? window / sample_every / sample_every : window / 16;
-  sampling_ = window_recent_hits_ < needed;
-  window_new_ = window_recent_hits_ = 0;
-  previous_window_start_ = window_start_;
-  window_start_ = end_;
+void graph_output::end_window(dedupe_index& ix) const {
+  // Sampling indexes 1 in 16 recent values, so it expects 16 times fewer hits on them.
+  const std::size_t needed = ix.sampling ? window / sample_every / sample_every : window / 16;
+  ix.sampling = ix.window_recent_hits < needed;
+  ix.window_new = ix.window_recent_hits = 0;
+  ix.previous_window_start = ix.window_start;
+  ix.window_start = end_;
 }
 
-void graph_output::grow_index() {
-  std::vector<std::uint64_t> old(std::max<std::size_t>(1024, index_.size() * 2));
-  old.swap(index_);
-  const std::size_t mask = index_.size() - 1;
+void graph_output::grow_index(dedupe_index& ix) {
+  std::vector<std::uint64_t> old(std::max<std::size_t>(1024, ix.slots.size() * 2));
+  old.swap(ix.slots);
+  const std::size_t mask = ix.slots.size() - 1;
   for (const std::uint64_t slot : old) {
     if (slot == 0) continue;
     std::size_t i = (slot >> 32) & mask;
-    while (index_[i] != 0) i = (i + 1) & mask;
-    index_[i] = slot;
+    while (ix.slots[i] != 0) i = (i + 1) & mask;
+    ix.slots[i] = slot;
   }
 }
 
 std::unique_ptr<permafrost::arena> graph_output::finish() {
-  std::vector<std::uint64_t>().swap(index_);
+  nodes_ = {};
+  packed_ = {};
   arena_->freeze();
   return std::move(arena_);
 }

@@ -74,14 +74,20 @@ class graph_output {
   // Throws: as alloc().
   std::uint64_t store_once(const char* node, std::size_t bytes, bool remember = true);
 
+  // Effects: the byte offset of a packed str (format.hpp, tag_packed_str: `bytes` bytes, its
+  // length byte then its UTF-8) with the same bytes stored earlier through store_packed, or else
+  // of a new copy at any (unaligned) offset; remembered and found as store_once's nodes are, in
+  // an index of its own. Pre: 2 <= bytes <= 1 + max_packed_str.
+  // Packed strs are laid end to end in runs the writer allocates (a sixteenth of the packed
+  // strs so far: 256 bytes to 64 KiB), so a run's unused tail is all they waste.
+  // Throws: as alloc().
+  std::uint64_t store_packed(const char* bytes, std::size_t n, bool remember = true);
+
   // Effects: frees store_once's index (nodes stored from now on are not compared with those
   // stored before): for a builder whose items are all written, before its root's own nodes.
   void forget_small_nodes() {
-    std::vector<std::uint64_t>().swap(index_);
-    index_used_ = 0;
-    sampling_ = false;
-    window_new_ = window_recent_hits_ = 0;
-    window_start_ = previous_window_start_ = 0;
+    nodes_ = {};
+    packed_ = {};
   }
 
   // Effects: freezes the arena and hands it over. Throws: as arena::freeze().
@@ -92,10 +98,28 @@ class graph_output {
   static void set_first_reservation(std::size_t bytes) { first_reservation_ = bytes; }
 
  private:
+  // store_once's open-addressing index (one for nodes, one for packed strs): 0 is empty, else
+  // the value's 32-bit hash tag (high half) and its offset / unit (low half: unit 8 for nodes, 1
+  // for packed strs). A value past what the low half holds is stored but not indexed.
+  // The adaptive part (see store_once): whether only every 16th new value is indexed, and the
+  // current window: new values stored in it, hits on values stored since previous_window_start.
+  struct dedupe_index {
+    std::vector<std::uint64_t> slots;
+    std::size_t used = 0;
+    bool sampling = false;
+    std::size_t window_new = 0;
+    std::size_t window_recent_hits = 0;
+    std::uint64_t window_start = 0;
+    std::uint64_t previous_window_start = 0;
+  };
+
   std::uint64_t bump(std::size_t rounded);
   [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
-  void grow_index();
-  void end_window();
+  std::uint64_t store_deduped(dedupe_index& ix, const char* data, std::size_t bytes, bool remember,
+                              unsigned unit);
+  std::uint64_t alloc_packed(std::size_t bytes);
+  static void grow_index(dedupe_index& ix);
+  void end_window(dedupe_index& ix) const;
 
   static inline std::size_t first_reservation_ = 0;
   std::unique_ptr<permafrost::arena> arena_;
@@ -103,17 +127,13 @@ class graph_output {
   bool memfd_ = false;        // whether the arena is memfd-backed (it is after the first move)
   char* base_ = nullptr;      // offset 0
   std::size_t end_ = 0;
-  // store_once's open-addressing index: 0 is empty, else the node's 32-bit hash tag (high half)
-  // and its offset / 8 (low half). A node past 32 GiB is stored but not indexed.
-  std::vector<std::uint64_t> index_;
-  std::size_t index_used_ = 0;
-  // The adaptive part (see store_once): whether only every 16th new node is indexed, and the
-  // current window: new nodes stored in it, hits on nodes stored since previous_window_start_.
-  bool sampling_ = false;
-  std::size_t window_new_ = 0;
-  std::size_t window_recent_hits_ = 0;
-  std::uint64_t window_start_ = 0;
-  std::uint64_t previous_window_start_ = 0;
+  dedupe_index nodes_;
+  dedupe_index packed_;
+  // The run packed strs are written into (store_packed): the next free byte, the bytes left in
+  // the run; and the bytes of all packed strs written (new runs are sized from it).
+  std::uint64_t packed_next_ = 0;
+  std::size_t packed_left_ = 0;
+  std::size_t packed_total_ = 0;
 };
 
 // A writer's transient array of trivially copyable T (words, hashes) that grows by realloc: a

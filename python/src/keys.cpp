@@ -141,20 +141,18 @@ std::int64_t table_find(store_object* store, const char* base, const table_heade
       const word want = short_str_word(s.data(), s.size());
       return find_entry(t, h, [&](std::uint32_t i) { return int{keys[i] == want}; });
     }
+    // A packed str, or a str node (every str of a v1 graph, long strs, lone surrogates).
     return find_entry(t, h, [&](std::uint32_t i) {
-      const word kw = keys[i];
-      if ((kw & tag_mask) != tag_node) return 0;
-      const auto* n = node_at<node_header>(base, kw);
-      return int{is_str(n->kind) && str_size(n) == s.size() &&
-                 std::memcmp(str_bytes(n), s.data(), s.size()) == 0};
+      std::string_view stored;
+      return int{stored_str(base, keys[i], stored) && stored == s};
     });
   }
   std::uint64_t h;
   if (!key_hash(*store->state, key, h, 0, key_use::lookup)) return entry_failed;
   return find_entry(t, h, [&](std::uint32_t i) {
     const word kw = keys[i];
-    if ((kw & tag_mask) == tag_short_str ||
-        ((kw & tag_mask) == tag_node && is_str(node_at<node_header>(base, kw)->kind)))
+    std::string_view stored;
+    if ((kw & tag_mask) == tag_short_str || stored_str(base, kw, stored))
       return 0;  // a str never equals a non-str key
     ref candidate(materialise(store, base, kw));
     if (!candidate.get()) return -1;

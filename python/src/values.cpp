@@ -13,6 +13,14 @@
 namespace permafrost::python {
 namespace {
 
+PyObject* str_from_packed(std::string_view s) {
+  const auto size = static_cast<Py_ssize_t>(s.size());
+  if (!all_ascii(s)) return PyUnicode_DecodeUTF8(s.data(), size, nullptr);
+  PyObject* o = PyUnicode_New(size, 127);
+  if (o) std::memcpy(PyUnicode_1BYTE_DATA(o), s.data(), s.size());
+  return o;
+}
+
 PyObject* str_from_node(const node_header* n) {
   const char* p = str_bytes(n);
   const auto size = static_cast<Py_ssize_t>(str_size(n));
@@ -62,6 +70,7 @@ PyObject* scalar(const char* base, word w) {
       if (s) std::memcpy(PyUnicode_1BYTE_DATA(s), b, n);
       return s;
     }
+    case tag_packed_str: return str_from_packed(packed_str(base, w));
   }
   PyErr_SetString(PyExc_SystemError, "permafrost: corrupt frozen value (unknown tag)");
   return nullptr;

@@ -641,6 +641,87 @@ class Process(unittest.TestCase):
             self.assertNotIn("mimalloc", f.read())
 
 
+# Strs stored as packed strs (format v2: a length byte and the UTF-8, no node) and, beside them,
+# the sizes and kinds that stay short strs or str nodes.
+PACKED_STRS = ["abcdefgh", "key:0000001", "x" * 255, "\u00e9" * 100, "\u20ac\U0001f600 mixed text",
+               "\u00e9" * 127 + "a"]  # 8, 11, 255 bytes; non-ASCII; 255 bytes of 2-byte chars
+NOT_PACKED_STRS = ["abcdefg", "x" * 256, "\u00e9" * 128, "abcdefg\udc80", "surrogate " + LONE_SURROGATES]
+
+
+def graph_magic(frozen):
+    import ctypes
+    address, _ = permafrost._core._range(frozen)
+    return ctypes.string_at(address, 8)
+
+
+class PackedStrs(unittest.TestCase):
+    def test_sizes_encode_as_documented(self):
+        # 8..255 UTF-8 bytes without surrogates are packed; 255 bytes is the last: the length
+        # is one byte. A graph holding one is marked v2, one without stays v1.
+        for s in PACKED_STRS:
+            self.assertTrue(8 <= len(s.encode()) <= 255, s)
+            self.assertEqual(graph_magic(permafrost.freeze([s])), b"pfpy\0v2\0")
+        for s in NOT_PACKED_STRS:
+            self.assertEqual(graph_magic(permafrost.freeze([s])), b"pfpy\0v1\0", s[:20])
+
+    def test_as_values_keys_and_set_elements(self):
+        strs = PACKED_STRS + NOT_PACKED_STRS
+        record = {s: s for s in strs}
+        frozen = permafrost.freeze({"d": record, "l": strs, "s": set(strs), "f": frozenset(strs),
+                                    "t": tuple(strs)})
+        self.assertEqual(frozen.thaw(), {"d": record, "l": strs, "s": set(strs),
+                                         "f": frozenset(strs), "t": tuple(strs)})
+        for s in strs:
+            with self.subTest(s=s[:20]):
+                self.assertEqual(frozen["d"][s], s)
+                self.assertIs(type(frozen["d"][s]), str)
+                self.assertIn(s, frozen["s"])
+                self.assertIn(s, frozen["f"])
+                self.assertIn(s, frozen["l"])
+                self.assertNotIn(s + "!", frozen["d"])
+                self.assertNotIn(s[:-1] + "?", frozen["s"])
+        self.assertEqual(list(frozen["d"]), strs)
+        self.assertEqual(hash(frozen["f"]), hash(frozenset(strs)))
+        self.assertEqual(hash(frozen["t"]), hash(tuple(strs)))
+        self.assertEqual(frozen["d"], record)
+
+    def test_json_and_pickle(self):
+        strs = [s for s in PACKED_STRS + NOT_PACKED_STRS if "\udc80" not in s and
+                not any(0xd800 <= ord(c) <= 0xdfff for c in s)]  # JSON has no lone surrogates
+        value = {s: [s, {s: s}] for s in strs}
+        frozen = permafrost.freeze(value)
+        for kwargs in ({}, {"sort_keys": True}):
+            with self.subTest(kwargs=kwargs):
+                self.assertEqual(permafrost.dumps(frozen, **kwargs),
+                                 json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                            **kwargs).encode())
+        self.assertEqual(json.dumps(frozen, cls=permafrost.JSONEncoder), json.dumps(value))
+        self.assertEqual(pickle.loads(pickle.dumps(frozen)), value)
+
+    def test_save_and_open(self):
+        strs = PACKED_STRS + NOT_PACKED_STRS
+        frozen = permafrost.freeze({s: {"name": s, "set": {s}} for s in strs})
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "packed.pfimg")
+            frozen.save(path)
+            opened = permafrost.open(path)
+            try:
+                self.assertEqual(opened, frozen)
+                for s in strs:
+                    self.assertEqual(opened[s]["name"], s)
+                    self.assertIn(s, opened[s]["set"])
+            finally:
+                opened.close()
+                permafrost._stores.forget()
+
+    def test_equal_strs_are_stored_once(self):
+        # Records repeating a packed str (a category, a status) keep one copy of it: 1000 copies
+        # of one 40-byte str add its 8-byte words, not 1000 strs.
+        one = permafrost.freeze([str(i % 2) * 40 for i in range(1000)])
+        many = permafrost.freeze([f"{i:040d}" for i in range(1000)])
+        self.assertLess(permafrost._core._range(one)[1] + 30000, permafrost._core._range(many)[1])
+
+
 # A fixed input covering every node kind, records sharing keys tables, small nodes stored once
 # and containers reached twice; run with PYTHONHASHSEED=0 so its sets iterate in one order.
 FIXED_INPUT_SCRIPT = r"""
@@ -676,15 +757,15 @@ print(*digest(permafrost.freeze(fixed_input())))
 
 class Output(unittest.TestCase):
     def test_freeze_output_is_unchanged_byte_for_byte(self):
-        # The digest of the bytes freeze() wrote for FIXED_INPUT_SCRIPT's input before it wrote
-        # straight into its arena (a buffer copied into an arena then): the format, offsets and
-        # dedupe choices are the same.
+        # The digest of the bytes freeze() writes for FIXED_INPUT_SCRIPT's input: the format,
+        # offsets and dedupe choices stay the same unless changed on purpose. Last changed by
+        # format v2 (packed strs: strs of 8..255 bytes are no longer str16 nodes).
         env = dict(os.environ, PYTHONHASHSEED="0",
                    PYTHONPATH=os.path.dirname(os.path.dirname(permafrost.__file__)))
         out = subprocess.run([sys.executable, "-c", FIXED_INPUT_SCRIPT], env=env, check=True,
                              capture_output=True, text=True).stdout.split()
-        self.assertEqual(out, ["4af0a39c070247aa4391490c02a3276041261e10a9d7c2ed7f571173668715df",
-                               "104376"])
+        self.assertEqual(out, ["d1ff743a0041bf966cb40887a713e5fe83b21625248dede59632a3a5fbefc423",
+                               "103064"])
 
 
 class SmallThreadStacks(unittest.TestCase):

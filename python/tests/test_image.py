@@ -241,6 +241,33 @@ class Images(unittest.TestCase):
 
 
 MAGIC = b"pfpy\0v1\0"
+MAGIC_V2 = b"pfpy\0v2\0"  # format v2: packed strs (format.hpp, tag_packed_str)
+TAG_PACKED_STR = 6
+
+# A graph freeze() wrote before format v2 (v1: every str of 8+ bytes a str16 node), for
+# {"key:0000001": {"name": "name-000001", "id": 1, "tags": {"surrogate\udc80", "\u00e9" * 9}},
+#  "key:0000002": {"name": "name-000002", "id": 2, "tags": set()}}.
+V1_GRAPH = bytes.fromhex("""
+706670790076310060000000000000000701000002000000040000000000000000000000020000b000000000010000da
+400000000000000050000000000000000a010b006b65793a30303030303031000a010b006b65793a3030303030303200
+0b00020002000000c0000000000000004801000000000000070100000300000008000000000000000000000000000000
+00000000030000b00000000002000084010000cb00000000246e616d6500000014696400000000002474616773000000
+0b0003000f000000e0000000000000000900000000000000f0000000000000000a010b006e616d652d30303030303100
+08010000020000000400000000000000010000d30200002d000000000000000020010000000000003801000000000000
+0a001200c3a9c3a9c3a9c3a9c3a9c3a9c3a9c3a9c3a900000a020c00737572726f67617465edb2800b0003000f000000
+6801000000000000110000000000000078010000000000000a010b006e616d652d303030303032000801000000000000
+040000000000000000000000000000000000000000000000""".replace("\n", ""))
+V1_VALUE = {"key:0000001": {"name": "name-000001", "id": 1,
+                            "tags": {"surrogate\udc80", "\u00e9" * 9}},
+            "key:0000002": {"name": "name-000002", "id": 2, "tags": set()}}
+
+
+def packed_list(payload, magic=MAGIC_V2, offset=None):
+    """A graph whose root is a list of one packed str: its length byte and bytes `payload`,
+    at offset 32 unless `offset` says otherwise."""
+    at = 32 if offset is None else offset
+    return (magic + struct.pack("<Q", 16) + node(KIND_LIST, 1) +
+            struct.pack("<Q", at << 3 | TAG_PACKED_STR) + payload)
 KIND_LIST, KIND_TUPLE, KIND_KEYS, KIND_STR, KIND_DICT16 = 4, 5, 7, 1, 11
 FLAG_SHARED = 0x80
 
@@ -313,6 +340,38 @@ class CraftedImages(unittest.TestCase):
         frozen = permafrost.freeze(make_table(100))
         permafrost._core._save_bytes(graph_bytes(frozen), self.path)
         self.assertEqual(permafrost.open(self.path), frozen)
+
+    def test_a_v1_image_from_before_packed_strs_opens(self):
+        # Images saved before format v2 hold str16 nodes where freeze() now packs strs: lookups
+        # compare a str key with either encoding.
+        permafrost._core._save_bytes(V1_GRAPH, self.path)
+        opened = permafrost.open(self.path)
+        self.assertEqual(opened, V1_VALUE)
+        self.assertEqual(opened.thaw(), V1_VALUE)
+        self.assertEqual(opened["key:0000002"]["name"], "name-000002")
+        self.assertIn("\u00e9" * 9, opened["key:0000001"]["tags"])
+        self.assertNotIn("key:0000003", opened)
+        self.assertEqual(pickle.loads(pickle.dumps(opened["key:0000001"])),
+                         V1_VALUE["key:0000001"])
+
+    def test_a_well_formed_packed_str_opens(self):
+        permafrost._core._save_bytes(packed_list(b"\x0b" + "h\u00e9llo worl".encode()), self.path)
+        self.assertEqual(permafrost.open(self.path), ["h\u00e9llo worl"])
+
+    def test_a_bad_packed_str_is_refused(self):
+        for data, why in (
+                (packed_list(b"\x0bhello world", magic=MAGIC), "packed str in a v1 graph"),
+                (packed_list(b"\x0bhello world", offset=1 << 40), "packed str outside the graph"),
+                (packed_list(b"\x0bhello world", offset=8), "packed str outside the graph"),
+                (packed_list(b"\x0chello world"), "packed str outside the graph"),
+                (packed_list(b"\x03abc"), "packed str shorter than 8 bytes"),
+                (packed_list(b"\x0bhello w\xc3Ald"), "not UTF-8"),
+                (packed_list(b"\x0bhello worl\xc3"), "not UTF-8"),
+                (packed_list(b"\x0bhello \xed\xa0\x80ld"), "not UTF-8"),  # a surrogate
+                (packed_list(b"\x0bhello \xc0\xafrld"), "not UTF-8"),  # overlong
+                (packed_list(b"\x0bhello\xf4\x90\x80\x80ld"), "not UTF-8")):  # > U+10FFFF
+            with self.subTest(data=data[24:]):
+                self.refused(data, why)
 
     def test_a_list_that_contains_itself_is_refused(self):
         self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", 16),

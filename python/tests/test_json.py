@@ -352,10 +352,11 @@ class Errors(unittest.TestCase):
         permafrost.dumps(table, default=shrink)
 
     def test_a_damaged_str_in_an_image_raises_not_crashes(self):
-        # The image check verifies ASCII flags, not every UTF-8 byte: a str node holding bytes
-        # that are not UTF-8 passes it. Reading the str raises; so does dumps.
+        # The image check verifies a str node's ASCII flag, not every UTF-8 byte (it does for
+        # packed strs, up to 255 bytes: test_image): a str node holding bytes that are not UTF-8
+        # passes it. Reading the str raises; so does dumps.
         import ctypes
-        frozen = permafrost.freeze({"s": ["h\u00e9llo, a str long enough for its own node"]})
+        frozen = permafrost.freeze({"s": ["h\u00e9llo, " + "." * 250 + " long enough for its own node"]})
         address, size = permafrost._core._range(frozen)
         data = ctypes.string_at(address, size)
         at = data.index("h\u00e9llo".encode())
