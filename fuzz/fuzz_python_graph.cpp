@@ -42,7 +42,13 @@ void probe_all(const table_header* t) {
   constexpr unsigned tag_bits = 8 * sizeof(Slot) - slot::index_bits;
   for (std::uint32_t pos = 0; pos < t->capacity; ++pos) {
     const std::uint64_t tag = slot::tag(index[pos]);
-    for (const std::uint64_t h : {tag << (64 - tag_bits) | pos, ~tag << (64 - tag_bits) | pos}) {
+    // Low hash bits that start the probe at pos: pos itself, or (fastrange) the smallest x with
+    // x * capacity >> 32 == pos.
+    const std::uint64_t low = (t->h.flags & flag_any_capacity)
+                                  ? ((std::uint64_t{pos} << 32) + t->capacity - 1) / t->capacity
+                                  : pos;
+    if (first_slot(t, low) != pos) std::abort();
+    for (const std::uint64_t h : {tag << (64 - tag_bits) | low, ~tag << (64 - tag_bits) | low}) {
       std::uint32_t steps = 0;
       const std::int64_t found = find_entry(t, h, [&](std::uint32_t i) {
         if (i >= t->h.count || ++steps > t->capacity) std::abort();

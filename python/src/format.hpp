@@ -32,11 +32,14 @@
 //                 dicts with the same keys in the same order share one keys node
 //   dict16:       {u8 kind, u8 flags, u16 count, u32 keys node offset / 8}, then count value words:
 //                 a dict of fewer than 64 Ki keys whose keys node lies below 32 GiB
-//   keys, set, frozenset: u32 capacity (power of two), u32 0, then `capacity` index slots, then
+//   keys, set, frozenset: u32 capacity, u32 0, then `capacity` index slots, then
 //                 count key words in insertion order. A slot is 0 (empty) or
 //                 (upper 32 bits of the key's hash) << 32 | (entry index + 1), 8 bytes; with
 //                 flag_narrow_index (fewer than 2^24 - 1 keys) 4 bytes: (upper 8 bits of the hash)
-//                 << 24 | (entry index + 1). Linear probing from the hash's low bits.
+//                 << 24 | (entry index + 1). Linear probing, wrapping at capacity, from
+//                 slot (low 32 bits of the hash) * capacity >> 32 with flag_any_capacity (format
+//                 v2: any capacity above the count, at most 4/3 of it, plus one), else (v1) from
+//                 the hash's low bits masked by the capacity, a power of two.
 // Sharing. A node may be referenced more than once in two ways:
 //   - by content: strs, bytes and big ints, and lists and tuples of at most 64 bytes whose items
 //     are all scalars or strs/bytes/big ints, with equal bytes are stored once (and keys nodes
@@ -113,6 +116,7 @@ enum kind : std::uint8_t {
 inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
 inline constexpr std::uint8_t flag_surrogates = 2;    // str: decode with surrogatepass
 inline constexpr std::uint8_t flag_narrow_index = 1;  // keys/set: 4-byte index slots
+inline constexpr std::uint8_t flag_any_capacity = 2;  // keys/set: fastrange start (format v2)
 // list, tuple, dict, dict16, set, frozenset: one Python object referenced from several places,
 // stored once; readers build it once per read (see "Sharing" above).
 inline constexpr std::uint8_t flag_shared = 0x80;
@@ -133,7 +137,7 @@ static_assert(sizeof(node_header) == 8);
 // keys, set and frozenset nodes.
 struct table_header {
   node_header h;
-  std::uint32_t capacity;  // index slots: a power of two above h.count
+  std::uint32_t capacity;  // index slots, above h.count: any (flag_any_capacity) or a power of 2
   std::uint32_t padding;   // always 0: keeps the index slots after it 8-aligned
 };
 static_assert(sizeof(table_header) == 16);
@@ -146,11 +150,12 @@ static_assert(sizeof(dict_header) == 16);
 
 // Offset 0 of every frozen graph: identifies the format and names the root value.
 struct root_header {
-  char magic[8];  // "pfpy\0v2" (or "pfpy\0v1": a graph without packed strs)
+  char magic[8];  // "pfpy\0v2" (or "pfpy\0v1": a graph without packed strs or v2 tables)
   word root;
 };
-// v2 added packed strs (tag_packed_str). The writer marks a graph v2 only when it holds one, so
-// graphs without them stay readable by older readers; every reader reads both.
+// v2 added packed strs (tag_packed_str) and tables of any capacity (flag_any_capacity). The
+// writer marks a graph v2 only when it uses them, so the others stay readable by older readers;
+// every reader reads both.
 inline constexpr char root_magic_v1[8] = {'p', 'f', 'p', 'y', 0, 'v', '1', 0};
 inline constexpr char root_magic[8] = {'p', 'f', 'p', 'y', 0, 'v', '2', 0};
 // The format version named by a root header's magic: 1 or 2, or 0 when it is no Python graph.
@@ -367,7 +372,17 @@ const Slot* table_index(const table_header* t) noexcept {
 inline constexpr std::int64_t entry_absent = -1;
 inline constexpr std::int64_t entry_failed = -2;
 
-// Probes table `t` for hash h, linearly from the hash's low bits: match(i) says whether entry i
+// The slot a probe for hash h starts at, and the one after pos (wrapping at the capacity).
+inline std::uint32_t first_slot(const table_header* t, std::uint64_t h) noexcept {
+  if (t->h.flags & flag_any_capacity)  // fastrange: no power of two needed
+    return static_cast<std::uint32_t>((h & UINT32_MAX) * t->capacity >> 32);
+  return static_cast<std::uint32_t>(h) & (t->capacity - 1);
+}
+inline std::uint32_t next_slot(const table_header* t, std::uint32_t pos) noexcept {
+  return pos + 1 == t->capacity ? 0 : pos + 1;
+}
+
+// Probes table `t` for hash h, linearly from first_slot(): match(i) says whether entry i
 // (whose slot carries h's tag) is the key: 1 yes, 0 no, -1 failed. Returns the entry, or
 // entry_absent at the first empty slot, or entry_failed when match failed.
 // Pre: the table passed graph_check (or was built by build_table_index): an empty slot exists.
@@ -376,8 +391,7 @@ std::int64_t probe(const table_header* t, std::uint64_t h, Match&& match) {
   using slot = index_slot<Slot>;
   const Slot tag = slot::tag_of_hash(h);
   const Slot* index = table_index<Slot>(t);
-  const std::uint32_t mask = t->capacity - 1;
-  for (std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;; pos = (pos + 1) & mask) {
+  for (std::uint32_t pos = first_slot(t, h);; pos = next_slot(t, pos)) {
     const Slot e = index[pos];
     if (e == 0) return entry_absent;
     if (slot::tag(e) != tag) continue;
@@ -393,12 +407,11 @@ std::int64_t find_entry(const table_header* t, std::uint64_t h, Match&& match) {
   return probe<std::uint64_t>(t, h, match);
 }
 
-// Smallest power of two >= n * 4 / 3 + 1 (load factor <= 3/4), at least 4.
+// Index slots of a table of n keys (flag_any_capacity): n * 4 / 3 + 1 (load factor <= 3/4, a
+// free slot), at least 4. 1M keys take 5.3 bytes of 4-byte slots each, where the smallest power
+// of two took 8.
 inline std::uint32_t table_capacity(std::uint32_t n) noexcept {
-  std::uint64_t want = std::uint64_t{n} + n / 3 + 1;
-  std::uint64_t c = 4;
-  while (c < want) c <<= 1;
-  return static_cast<std::uint32_t>(c);
+  return static_cast<std::uint32_t>(std::max<std::uint64_t>(4, std::uint64_t{n} + n / 3 + 1));
 }
 
 // Most keys a table may hold (the writer refuses more).
@@ -416,7 +429,9 @@ inline std::size_t table_bytes(std::size_t n, std::uint32_t capacity) noexcept {
 // table_bytes(n, table_capacity(n)) zero bytes. The key words (table_keys) are the caller's.
 inline void write_table_header(void* out, kind k, std::uint32_t n) noexcept {
   table_header t{};
-  t.h = {k, static_cast<std::uint8_t>(narrow_table(n) ? flag_narrow_index : 0), 0, n};
+  t.h = {k,
+         static_cast<std::uint8_t>((narrow_table(n) ? flag_narrow_index : 0) | flag_any_capacity),
+         0, n};
   t.capacity = table_capacity(n);
   std::memcpy(out, &t, sizeof t);
 }
@@ -424,11 +439,10 @@ inline void write_table_header(void* out, kind k, std::uint32_t n) noexcept {
 // Adds entry i, whose key hashes to h, to the index of the table at `t` (header written):
 // entries go in one at a time, in order, as build_table_index puts them.
 inline void add_table_entry(table_header* t, std::uint32_t i, std::uint64_t h) noexcept {
-  const std::uint32_t mask = t->capacity - 1;
   auto put = [&](auto* index) {
     using Slot = std::remove_reference_t<decltype(*index)>;
-    std::uint32_t pos = static_cast<std::uint32_t>(h) & mask;
-    while (index[pos] != 0) pos = (pos + 1) & mask;
+    std::uint32_t pos = first_slot(t, h);
+    while (index[pos] != 0) pos = next_slot(t, pos);
     index[pos] = index_slot<Slot>::make(h, i);
   };
   if (t->h.flags & flag_narrow_index) put(reinterpret_cast<std::uint32_t*>(t + 1));

@@ -145,7 +145,7 @@ class freezer {
   PyObject* finish(word root) {
     root_header rh{};
     // v2 only when the graph needs it (format.hpp): others stay readable by older readers.
-    std::memcpy(rh.magic, uses_packed_strs_ ? root_magic : root_magic_v1, sizeof root_magic);
+    std::memcpy(rh.magic, uses_v2_ ? root_magic : root_magic_v1, sizeof root_magic);
     rh.root = root;
     std::memcpy(out_.at(0), &rh, sizeof rh);
     const std::uint8_t root_kind =
@@ -250,7 +250,7 @@ class freezer {
     const auto count = static_cast<std::uint32_t>(n);
     const std::size_t table_size = table_bytes(n, table_capacity(count));
     const std::uint64_t keys_off = alloc(table_size);
-    write_table_header(at(keys_off), kind_keys, count);
+    new_table_header(keys_off, kind_keys, count);
     if (n) std::memcpy(at(keys_off) + table_size - 8 * n, keys.data(), 8 * n);
     build_table_index(reinterpret_cast<table_header*>(at(keys_off)), hashes.data());
     keys.clear();
@@ -320,14 +320,14 @@ class freezer {
     const std::size_t n = keys.size();
     if (n == 0 || n > max_table_keys) return n;
     growing_array<std::uint32_t> slots;
-    const std::uint32_t capacity = table_capacity(static_cast<std::uint32_t>(n));
+    std::uint64_t capacity = 4;  // a power of two: this index is transient, its own
+    while (capacity < n + n / 3 + 1) capacity <<= 1;
     slots.resize_zeroed(capacity);
-    const std::uint32_t mask = capacity - 1;
+    const std::uint64_t mask = capacity - 1;
     bool repeated = false;
     std::uint64_t probes = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      for (std::uint32_t pos = static_cast<std::uint32_t>(hashes[i]) & mask;;
-           pos = (pos + 1) & mask) {
+      for (std::uint64_t pos = hashes[i] & mask;; pos = (pos + 1) & mask) {
         // Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1) probe long runs,
         // quadratic in their number as in a dict: stay interruptible, as value() does.
         if ((++probes & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
@@ -415,6 +415,12 @@ class freezer {
     std::memcpy(at(off), &h, sizeof h);
   }
 
+  // A table's header (format.hpp write_table_header): its index is a v2 one (flag_any_capacity).
+  void new_table_header(std::uint64_t off, kind k, std::uint32_t count) {
+    write_table_header(at(off), k, count);
+    uses_v2_ = true;
+  }
+
   word blob(kind k, std::uint8_t flags, const char* data, std::size_t n) {
     if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
     const node_header h{k, flags, 0, static_cast<std::uint32_t>(n)};
@@ -450,7 +456,7 @@ class freezer {
       char packed[1 + max_packed_str];
       packed[0] = static_cast<char>(s.size());
       std::memcpy(packed + 1, s.data(), s.size());
-      uses_packed_strs_ = true;
+      uses_v2_ = true;
       return packed_str_word(out_.store_packed(packed, 1 + s.size(), remember_small_));
     }
     std::uint8_t flags = PyUnicode_IS_ASCII(o) ? flag_ascii : 0;
@@ -604,7 +610,7 @@ class freezer {
     const auto count = static_cast<std::uint32_t>(n);
     const std::size_t table_size = table_bytes(n, table_capacity(count));
     const std::uint64_t keys_off = alloc(table_size);
-    write_table_header(at(keys_off), kind_keys, count);
+    new_table_header(keys_off, kind_keys, count);
     const std::uint64_t key_words = keys_off + table_size - 8 * n;
     const auto [off, header] = dict_node(n, keys_off, shared);
     std::uint32_t height = 0;
@@ -709,7 +715,7 @@ class freezer {
     const auto count = static_cast<std::uint32_t>(n);
     const std::size_t bytes = table_bytes(n, table_capacity(count));
     const std::uint64_t off = alloc(bytes);
-    write_table_header(at(off), k, count);
+    new_table_header(off, k, count);
     char& flag_byte = at(off)[offsetof(node_header, flags)];
     flag_byte = static_cast<char>(flag_byte | static_cast<char>(flags));
     const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
@@ -839,10 +845,10 @@ class freezer {
   module_state& state_;
   std::vector<PyObject*> held_;  // held_items' stack
   graph_output out_;
-  bool uses_packed_strs_ = false;  // whether the graph needs format v2 (finish)
-  bool remember_small_ = true;     // whether store_once indexes new small nodes (unique_value)
-  PyObject* item_key_ = nullptr;   // the str key whose value is being frozen (item_key_scope)
-  word item_key_word_ = 0;         // ...and its frozen word
+  bool uses_v2_ = false;          // whether the graph holds packed strs or v2 tables (finish)
+  bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)
+  PyObject* item_key_ = nullptr;  // the str key whose value is being frozen (item_key_scope)
+  word item_key_word_ = 0;        // ...and its frozen word
   std::vector<word> scratch_;
   std::vector<step> path_;
   std::vector<PyObject*> open_;

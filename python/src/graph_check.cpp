@@ -256,8 +256,12 @@ std::string graph_check::check_table(const node_header* n, std::uint64_t off) {
   const std::uint64_t avail = size_ - off;
   if (sizeof(table_header) > avail) return at_offset("a table past the end", off);
   const auto* t = reinterpret_cast<const table_header*>(n);
-  if (!power_of_two(t->capacity) || t->capacity <= n->count)
-    return at_offset("a table whose capacity is no power of two above its count", off);
+  if (t->capacity <= n->count)
+    return at_offset("a table whose capacity is not above its count", off);
+  if (!(n->flags & flag_any_capacity) && !power_of_two(t->capacity))
+    return at_offset("a table whose capacity is no power of two (and not flagged any)", off);
+  if ((n->flags & flag_any_capacity) && version_ < 2)
+    return at_offset("a table flagged any capacity in a v1 graph", off);
   const std::uint64_t slots = std::uint64_t{t->capacity} * table_slot_size(t);
   if (sizeof(table_header) + slots + 8 * std::uint64_t{n->count} > avail)
     return at_offset("a table past the end", off);

@@ -12,8 +12,9 @@
 //   - a str marked ASCII is ASCII (CPython trusts that flag);
 //   - a datetime, date, time, timedelta, Decimal or UUID node holds a value its Python type
 //     accepts (scalar_node_error in scalar_format.hpp);
-//   - a table's capacity is a power of two above its count, every index slot is empty or names
-//     an entry, and fewer slots are used than it has (so probing always ends);
+//   - a table's capacity is above its count (and a power of two unless flag_any_capacity, which
+//     only v2 graphs use), every index slot is empty or names an entry, and fewer slots are
+//     used than it has (so probing, which wraps at the capacity, always ends);
 //   - a dict's keys node is a keys table with the dict's count;
 //   - no node contains itself, and no path from the root nests more than max_nesting nodes
 //     (the readers recurse), counted through nodes that are referenced more than once too;

@@ -390,7 +390,26 @@ class CraftedImages(unittest.TestCase):
             "<4I", 1, 2, 3, 4) + struct.pack("<4Q", *[(i << 3) | 1 for i in range(4)])
         dict16 = node(KIND_DICT16, 16 // 8, small_count=4) + struct.pack("<4Q", 9, 9, 9, 9)
         self.refused(MAGIC + struct.pack("<Q", 16 + len(keys)) + keys + dict16,
-                     "capacity is no power of two above its count")
+                     "capacity is not above its count")
+
+    def keys_and_dict(self, flags, capacity):
+        """A keys table of 4 int keys (index slots naming entries 1..4) and a dict16 over it."""
+        slots = [1, 2, 3, 4] + [0] * (capacity - 4)
+        keys = node(KIND_KEYS, 4, flags=flags) + struct.pack("<II", capacity, 0) + struct.pack(
+            "<%dI" % capacity, *slots) + struct.pack("<4Q", *[(i << 3) | 1 for i in range(4)])
+        keys += b"\0" * (-len(keys) % 8)
+        dict16 = node(KIND_DICT16, 16 // 8, small_count=4) + struct.pack("<4Q", 9, 9, 9, 9)
+        return struct.pack("<Q", 16 + len(keys)) + keys + dict16
+
+    def test_a_fastrange_table_opens_in_a_v2_graph_only(self):
+        # flag_any_capacity (2, with 4-byte slots 1): any capacity above the count (format v2).
+        permafrost._core._save_bytes(MAGIC_V2 + self.keys_and_dict(1 | 2, 5), self.path)
+        self.assertEqual(permafrost.open(self.path).thaw(), {0: 1, 1: 1, 2: 1, 3: 1})
+        permafrost._stores.forget()
+        self.refused(MAGIC + self.keys_and_dict(1 | 2, 5), "flagged any capacity in a v1 graph")
+
+    def test_a_capacity_neither_flagged_nor_a_power_of_two_is_refused(self):
+        self.refused(MAGIC_V2 + self.keys_and_dict(1, 5), "no power of two")
 
     def test_a_str_that_lies_about_being_ascii_is_refused(self):
         text = "caf\u00e9 au lait".encode()
