@@ -35,7 +35,7 @@ template <class Slot>
 void probe_all(const table_header* t) {
   using slot = index_slot<Slot>;
   const Slot* index = table_index<Slot>(t);
-  const word* keys = table_keys(t);
+  const key_words keys = table_keys(t);
   bool empty_seen = false;
   for (std::uint32_t i = 0; i < t->capacity; ++i) empty_seen = empty_seen || index[i] == 0;
   if (!empty_seen) std::abort();  // find_entry would never end

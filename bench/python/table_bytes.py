@@ -25,7 +25,7 @@ KIND_NAMES = {1: "str", 2: "bytes", 3: "bigint", 4: "list", 5: "tuple", 6: "dict
               14: "time", 15: "timedelta", 16: "decimal", 17: "uuid"}
 # Leaves whose header's count is the number of payload bytes after it.
 PAYLOAD_KINDS = ("bytes", "bigint", "datetime", "date", "time", "timedelta", "decimal", "uuid")
-FLAG_NARROW_INDEX = 1
+FLAG_NARROW_INDEX, FLAG_NARROW_KEYS = 1, 4
 WORD_KINDS = {TAG_NODE: "node references", TAG_INT: "inline ints", TAG_CONST: "None/True/False",
               TAG_FLOAT: "boxed float references", TAG_SHORT_STR: "short strs (<= 7 bytes)",
               TAG_INLINE_FLOAT: "inline floats", TAG_PACKED_STR: "packed str references"}
@@ -101,14 +101,18 @@ class Breakdown:
             else:  # keys, set, frozenset: header, index slots, key words
                 (capacity,) = unpack("<I", mem, w + 8)
                 slot = 4 if flags & FLAG_NARROW_INDEX else 8
+                key_size = 4 if flags & FLAG_NARROW_KEYS else 8
                 what = {"root keys": "the root dict's key table", "keys": "record key tables"}.get(
                     role, name + " tables")
                 self.add(what + ": headers", 16)
                 self.add(what + ": index slots", slot * capacity, 0)
-                self.add(what + ": key words", 8 * count, 0)
+                self.add(what + ": key words (%d bytes)" % key_size, aligned(key_size * count), 0)
                 start = w + 16 + slot * capacity
-                for i in range(count):
-                    self.word(unpack("<Q", mem, start + 8 * i)[0], "key", pending)
+                for i in range(count):  # 4-byte key words sign-extend (format.hpp)
+                    if key_size == 4:
+                        self.word(unpack("<i", mem, start + 4 * i)[0] & (2**64 - 1), "key", pending)
+                    else:
+                        self.word(unpack("<Q", mem, start + 8 * i)[0], "key", pending)
         counted = sum(self.bytes.values())
         # Packed strs are written into runs whose unused tails nothing reaches (graph_output.hpp:
         # less than a sixteenth of them, and the last run).

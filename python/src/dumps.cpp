@@ -618,7 +618,7 @@ class json_writer {
       return nullptr;
     }
     if (slot.rendered) return slot.rendered;
-    const word* kw = table_keys(reinterpret_cast<const table_header*>(base + keys_off));
+    const key_words kw = table_keys(reinterpret_cast<const table_header*>(base + keys_off));
     auto e = std::make_shared<rendered_keys>();
     e->base = base;
     e->keys_off = keys_off;
@@ -645,7 +645,8 @@ class json_writer {
   [[gnu::noinline]] void frozen_dict(const char* base, const node_header* n) {
     const std::uint32_t count = dict_count(n);
     if (count == 0) return out_.put("{}", 2);
-    const word* kw = table_keys(reinterpret_cast<const table_header*>(base + dict_keys_offset(n)));
+    const key_words kw =
+        table_keys(reinterpret_cast<const table_header*>(base + dict_keys_offset(n)));
     const word* values = dict_values(n);
     std::shared_ptr<const rendered_keys> cached;
     if (count <= max_cached_keys) cached = keys_of(base, dict_keys_offset(n), count);
@@ -730,7 +731,7 @@ class json_writer {
   // thawed dict's items. All-str and all-int keys are sorted here (UTF-8 byte order is code
   // point order); any other mix goes to Python's sort of the thawed keys, which raises json's
   // TypeError for keys that do not compare.
-  [[gnu::noinline]] std::vector<std::uint32_t> key_order(const char* base, const word* kw,
+  [[gnu::noinline]] std::vector<std::uint32_t> key_order(const char* base, const key_words& kw,
                                                          std::uint32_t count) {
     std::vector<std::uint32_t> order(count);
     std::iota(order.begin(), order.end(), 0u);

@@ -39,7 +39,11 @@
 //                 << 24 | (entry index + 1). Linear probing, wrapping at capacity, from
 //                 slot (low 32 bits of the hash) * capacity >> 32 with flag_any_capacity (format
 //                 v2: any capacity above the count, at most 4/3 of it, plus one), else (v1) from
-//                 the hash's low bits masked by the capacity, a power of two.
+//                 the hash's low bits masked by the capacity, a power of two. With
+//                 flag_narrow_keys (v2) each key word is 4 bytes: the low half of a word that
+//                 sign-extends from it (fits_narrow_key: ints below 2^28 in size, node
+//                 offsets below 2 GiB, packed strs below 256 MiB, None/True/False, short strs
+//                 of 2 bytes or 3 ASCII ones); the writer uses it when every key fits.
 // Sharing. A node may be referenced more than once in two ways:
 //   - by content: strs, bytes and big ints, and lists and tuples of at most 64 bytes whose items
 //     are all scalars or strs/bytes/big ints, with equal bytes are stored once (and keys nodes
@@ -117,6 +121,7 @@ inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
 inline constexpr std::uint8_t flag_surrogates = 2;    // str: decode with surrogatepass
 inline constexpr std::uint8_t flag_narrow_index = 1;  // keys/set: 4-byte index slots
 inline constexpr std::uint8_t flag_any_capacity = 2;  // keys/set: fastrange start (format v2)
+inline constexpr std::uint8_t flag_narrow_keys = 4;   // keys/set: 4-byte key words (format v2)
 // list, tuple, dict, dict16, set, frozenset: one Python object referenced from several places,
 // stored once; readers build it once per read (see "Sharing" above).
 inline constexpr std::uint8_t flag_shared = 0x80;
@@ -248,9 +253,38 @@ const T* node_at(const char* base, std::uint64_t off) noexcept {
 inline std::size_t table_slot_size(const table_header* t) noexcept {
   return (t->h.flags & flag_narrow_index) ? 4 : 8;
 }
-inline const word* table_keys(const table_header* t) noexcept {
-  return reinterpret_cast<const word*>(reinterpret_cast<const char*>(t + 1) +
-                                       std::size_t{t->capacity} * table_slot_size(t));
+inline std::size_t table_key_size(const table_header* t) noexcept {
+  return (t->h.flags & flag_narrow_keys) ? 4 : 8;
+}
+// Whether the word w is one a table with flag_narrow_keys can hold: it sign-extends from 32 bits.
+inline bool fits_narrow_key(word w) noexcept {
+  const auto v = static_cast<std::int64_t>(w);
+  return v >= INT32_MIN && v <= INT32_MAX;
+}
+// A table's key words, 8 or 4 bytes each (flag_narrow_keys): kw[i] is key i's word.
+class key_words {
+ public:
+  key_words(const char* p, bool narrow) noexcept : p_(p), narrow_(narrow) {}
+  word operator[](std::size_t i) const noexcept {
+    if (narrow_) {
+      std::int32_t v;
+      std::memcpy(&v, p_ + 4 * i, 4);
+      return static_cast<word>(std::int64_t{v});
+    }
+    word w;
+    std::memcpy(&w, p_ + 8 * i, 8);
+    return w;
+  }
+
+ private:
+  const char* p_;
+  bool narrow_;
+};
+inline const char* table_key_bytes(const table_header* t) noexcept {
+  return reinterpret_cast<const char*>(t + 1) + std::size_t{t->capacity} * table_slot_size(t);
+}
+inline key_words table_keys(const table_header* t) noexcept {
+  return {table_key_bytes(t), (t->h.flags & flag_narrow_keys) != 0};
 }
 inline bool is_str(std::uint8_t k) noexcept { return k == kind_str || k == kind_str16; }
 // str, bytes, big int and the fixed-layout scalar nodes: bytes, no value words inside.
@@ -420,20 +454,38 @@ inline constexpr std::size_t max_table_keys = UINT32_MAX / 2;
 // Whether a table of n keys uses 4-byte slots (every entry + 1 fits in 24 bits).
 inline bool narrow_table(std::size_t n) noexcept { return n < (std::size_t{1} << 24) - 1; }
 
-// Bytes of a table of n keys with `capacity` slots: header, index, key words.
-inline std::size_t table_bytes(std::size_t n, std::uint32_t capacity) noexcept {
-  return sizeof(table_header) + (narrow_table(n) ? 4 : 8) * std::size_t{capacity} + 8 * n;
+// Bytes of a table of n keys with `capacity` slots: header, index, key words (4 bytes each with
+// narrow_keys).
+inline std::size_t table_bytes(std::size_t n, std::uint32_t capacity,
+                               bool narrow_keys = false) noexcept {
+  return sizeof(table_header) + (narrow_table(n) ? 4 : 8) * std::size_t{capacity} +
+         (narrow_keys ? 4 : 8) * n;
 }
 
 // Writes a table header for n keys (n <= max_table_keys) at `out`, which holds
-// table_bytes(n, table_capacity(n)) zero bytes. The key words (table_keys) are the caller's.
-inline void write_table_header(void* out, kind k, std::uint32_t n) noexcept {
+// table_bytes(n, table_capacity(n), narrow_keys) zero bytes. The key words are the caller's
+// (put_table_key).
+inline void write_table_header(void* out, kind k, std::uint32_t n,
+                               bool narrow_keys = false) noexcept {
   table_header t{};
   t.h = {k,
-         static_cast<std::uint8_t>((narrow_table(n) ? flag_narrow_index : 0) | flag_any_capacity),
+         static_cast<std::uint8_t>((narrow_table(n) ? flag_narrow_index : 0) | flag_any_capacity |
+                                   (narrow_keys ? flag_narrow_keys : 0)),
          0, n};
   t.capacity = table_capacity(n);
   std::memcpy(out, &t, sizeof t);
+}
+
+// Writes key i's word w into the table at t (header written; w fits_narrow_key in a table with
+// flag_narrow_keys).
+inline void put_table_key(table_header* t, std::size_t i, word w) noexcept {
+  char* p = reinterpret_cast<char*>(t + 1) + std::size_t{t->capacity} * table_slot_size(t);
+  if (t->h.flags & flag_narrow_keys) {
+    const auto v = static_cast<std::int32_t>(static_cast<std::int64_t>(w));
+    std::memcpy(p + 4 * i, &v, 4);
+  } else {
+    std::memcpy(p + 8 * i, &w, 8);
+  }
 }
 
 // Adds entry i, whose key hashes to h, to the index of the table at `t` (header written):

@@ -248,11 +248,13 @@ class freezer {
     const std::size_t n = drop_repeated_keys(hashes, keys, values);
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
-    const std::size_t table_size = table_bytes(n, table_capacity(count));
-    const std::uint64_t keys_off = alloc(table_size);
-    new_table_header(keys_off, kind_keys, count);
-    if (n) std::memcpy(at(keys_off) + table_size - 8 * n, keys.data(), 8 * n);
-    build_table_index(reinterpret_cast<table_header*>(at(keys_off)), hashes.data());
+    bool narrow = true;
+    for (std::size_t i = 0; i < n; ++i) narrow = narrow && fits_narrow_key(keys[i]);
+    const std::uint64_t keys_off = alloc(table_bytes(n, table_capacity(count), narrow));
+    new_table_header(keys_off, kind_keys, count, narrow);
+    auto* t = reinterpret_cast<table_header*>(at(keys_off));
+    for (std::size_t i = 0; i < n; ++i) put_table_key(t, i, keys[i]);
+    build_table_index(t, hashes.data());
     keys.clear();
     hashes.clear();
     const auto [off, header] = dict_node(n, keys_off, 0);
@@ -416,8 +418,8 @@ class freezer {
   }
 
   // A table's header (format.hpp write_table_header): its index is a v2 one (flag_any_capacity).
-  void new_table_header(std::uint64_t off, kind k, std::uint32_t count) {
-    write_table_header(at(off), k, count);
+  void new_table_header(std::uint64_t off, kind k, std::uint32_t count, bool narrow_keys) {
+    write_table_header(at(off), k, count, narrow_keys);
     uses_v2_ = true;
   }
 
@@ -598,9 +600,11 @@ class freezer {
     return {off, height + 1};
   }
 
-  // A dict of more than large_container items, walked live (PyDict_Next) in one pass: its keys
-  // table and node are written first, and each key's and value's word put in place as they are
-  // frozen, so no snapshot of its items exists (16 bytes an item: 16 MiB for a 1M-row table).
+  // A dict of more than large_container items, walked live (PyDict_Next) in one pass: its node
+  // is written first, and each value's word put in place as it is frozen, so no snapshot of its
+  // items exists (16 bytes an item: 16 MiB for a 1M-row table). Its keys table is built beside
+  // the arena meanwhile (index and 8-byte key words: 13.3 bytes a key) and copied in at the end,
+  // when it is known whether every key word fits in 4 bytes (flag_narrow_keys).
   // Each key and value is held while frozen. A dict that changes size, or yields more or fewer
   // keys than it had (a key deleted and another inserted), or a key equal to one already in the
   // table, raises RuntimeError as iterating it would: the table never holds two equal keys.
@@ -608,11 +612,14 @@ class freezer {
     const auto n = static_cast<std::size_t>(PyDict_GET_SIZE(o));
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
-    const std::size_t table_size = table_bytes(n, table_capacity(count));
-    const std::uint64_t keys_off = alloc(table_size);
-    new_table_header(keys_off, kind_keys, count);
-    const std::uint64_t key_words = keys_off + table_size - 8 * n;
-    const auto [off, header] = dict_node(n, keys_off, shared);
+    growing_array<char> building;
+    building.resize_zeroed(table_bytes(n, table_capacity(count)));
+    write_table_header(building.data(), kind_keys, count);
+    auto* t = reinterpret_cast<table_header*>(building.data());
+    // A 16-byte header: the keys table's offset is put in it at the end.
+    const std::size_t header = sizeof(dict_header);
+    const std::uint64_t off = alloc(header + 8 * n);
+    put_header(off, kind_dict, shared, n);
     std::uint32_t height = 0;
     std::size_t i = 0;
     Py_ssize_t pos = 0;
@@ -626,8 +633,8 @@ class freezer {
       path_.push_back({key_of, nullptr, index});
       const frozen fk = unique_value(key.get());
       path_.back() = {value_of, key.get(), 0};
-      put_word(key_words + 8 * i, fk.w);
-      if (!add_new_key(keys_off, static_cast<std::uint32_t>(i), h)) {
+      put_table_key(t, i, fk.w);
+      if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
         path_.pop_back();
         fail(PyExc_RuntimeError, dict_changed_keys);
       }
@@ -645,18 +652,37 @@ class freezer {
       ++i;
     }
     if (i != n) fail(PyExc_RuntimeError, dict_changed_keys);
+    const std::uint64_t keys_off = copy_table(t);
+    std::memcpy(at(off) + offsetof(dict_header, keys), &keys_off, 8);
     return {off, height + 1};
+  }
+
+  // Copies the table t (built beside the arena, 8-byte key words) into the arena, with 4-byte
+  // key words when every one fits; returns its offset.
+  std::uint64_t copy_table(const table_header* t) {
+    const std::uint32_t n = t->h.count;
+    const key_words kw = table_keys(t);
+    bool narrow = true;
+    for (std::uint32_t i = 0; i < n; ++i) narrow = narrow && fits_narrow_key(kw[i]);
+    const std::size_t index_bytes = std::size_t{t->capacity} * table_slot_size(t);
+    const std::uint64_t off = alloc(table_bytes(n, t->capacity, narrow));
+    auto* out = reinterpret_cast<table_header*>(at(off));
+    std::memcpy(out, t, sizeof *t + index_bytes);
+    if (narrow) out->h.flags = static_cast<std::uint8_t>(out->h.flags | flag_narrow_keys);
+    for (std::uint32_t i = 0; i < n; ++i) put_table_key(out, i, kw[i]);
+    uses_v2_ = true;
+    return off;
   }
 
   static constexpr const char* list_changed = "list changed size during freeze()";
   static constexpr const char* dict_changed_size = "dictionary changed size during freeze()";
   static constexpr const char* dict_changed_keys = "dictionary keys changed during freeze()";
 
-  // Adds entry i (its key word written) with hash h to the table at table_off, unless an
+  // Adds entry i (its key word written) with hash h to the table t, unless an
   // earlier entry's key is equal to it: then false. A dict may hold several NaN keys (NaN !=
   // NaN), which freeze to one word: a float key, or a tuple or frozenset that may hold one, is
   // compared by value (fresh objects, so NaN is unequal to itself), never by its word.
-  bool add_new_key(std::uint64_t table_off, std::uint32_t i, std::uint64_t h) {
+  bool add_new_key(table_header* t, std::uint32_t i, std::uint64_t h) {
     const auto equal = [&](word a, word b) {
       if (a != b || !may_hold_nan(a)) return same_key(a, b);
       ref x(check(thaw_word(state_, out_.at(0), a)));
@@ -665,14 +691,11 @@ class freezer {
       if (eq < 0) throw py_error{};
       return eq == 1;
     };
+    const key_words kw = table_keys(t);
     const std::int64_t found =
-        find_entry(reinterpret_cast<const table_header*>(at(table_off)), h, [&](std::uint32_t j) {
-          // Words read afresh: nothing moves the arena here, but say so by not keeping them.
-          const word* kw = table_keys(reinterpret_cast<const table_header*>(at(table_off)));
-          return equal(kw[j], kw[i]) ? 1 : 0;
-        });
+        find_entry(t, h, [&](std::uint32_t j) { return equal(kw[j], kw[i]) ? 1 : 0; });
     if (found != entry_absent) return false;
-    add_table_entry(reinterpret_cast<table_header*>(at(table_off)), i, h);
+    add_table_entry(t, i, h);
     return true;
   }
 
@@ -713,22 +736,32 @@ class freezer {
                                                 step_kind how) {
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
-    const std::size_t bytes = table_bytes(n, table_capacity(count));
-    const std::uint64_t off = alloc(bytes);
-    new_table_header(off, k, count);
-    char& flag_byte = at(off)[offsetof(node_header, flags)];
-    flag_byte = static_cast<char>(flag_byte | static_cast<char>(flags));
-    const std::uint64_t keys_off = off + bytes - 8 * n;  // the key words end the table
+    // The keys first, their words (and hashes) on the shared scratch stacks, then the table:
+    // its key words are 4 bytes when every one fits (flag_narrow_keys).
+    const std::size_t mark = scratch_.size();
+    const std::size_t hash_mark = scratch_hashes_.size();
+    const stack_scope<word> words_scope(scratch_);
+    const stack_scope<std::uint64_t> hashes_scope(scratch_hashes_);
     std::uint32_t height = 0;
+    bool narrow = true;
     for (std::size_t i = 0; i < n; ++i) {
       PyObject* key = items[first + stride * i];
-      const std::uint64_t h = hashes ? hashes[i] : hash_of(key, static_cast<Py_ssize_t>(i), how);
-      add_table_entry(reinterpret_cast<table_header*>(at(off)), static_cast<std::uint32_t>(i), h);
+      if (!hashes) scratch_hashes_.push_back(hash_of(key, static_cast<Py_ssize_t>(i), how));
       path_.push_back({how, nullptr, static_cast<Py_ssize_t>(i)});
       const frozen f = n > 64 ? unique_value(key) : value(key);
       path_.pop_back();
       height = std::max(height, f.height);
-      put_word(keys_off + 8 * i, f.w);
+      scratch_.push_back(f.w);
+      narrow = narrow && fits_narrow_key(f.w);
+    }
+    const std::uint64_t off = alloc(table_bytes(n, table_capacity(count), narrow));
+    new_table_header(off, k, count, narrow);
+    auto* t = reinterpret_cast<table_header*>(at(off));
+    t->h.flags = static_cast<std::uint8_t>(t->h.flags | flags);
+    for (std::size_t i = 0; i < n; ++i) {
+      add_table_entry(t, static_cast<std::uint32_t>(i),
+                      hashes ? hashes[i] : scratch_hashes_[hash_mark + i]);
+      put_table_key(t, i, scratch_[mark + i]);
     }
     return {off, height};
   }
@@ -808,7 +841,7 @@ class freezer {
   bool same_keys(std::uint64_t table_off, const held_items& items, std::size_t count) {
     const auto* t = reinterpret_cast<const table_header*>(at(table_off));
     if (t->h.count != count) return false;
-    const word* kw = table_keys(t);
+    const key_words kw = table_keys(t);
     for (std::size_t i = 0; i < count; ++i) {
       std::string_view s;
       ref holder;
@@ -849,7 +882,8 @@ class freezer {
   bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)
   PyObject* item_key_ = nullptr;  // the str key whose value is being frozen (item_key_scope)
   word item_key_word_ = 0;        // ...and its frozen word
-  std::vector<word> scratch_;
+  std::vector<word> scratch_;     // key and item words of the containers being walked
+  std::vector<std::uint64_t> scratch_hashes_;  // and their keys' hashes (table)
   std::vector<step> path_;
   std::vector<PyObject*> open_;
   std::unordered_set<PyObject*> open_set_;

@@ -260,10 +260,10 @@ std::string graph_check::check_table(const node_header* n, std::uint64_t off) {
     return at_offset("a table whose capacity is not above its count", off);
   if (!(n->flags & flag_any_capacity) && !power_of_two(t->capacity))
     return at_offset("a table whose capacity is no power of two (and not flagged any)", off);
-  if ((n->flags & flag_any_capacity) && version_ < 2)
-    return at_offset("a table flagged any capacity in a v1 graph", off);
+  if ((n->flags & (flag_any_capacity | flag_narrow_keys)) && version_ < 2)
+    return at_offset("a table flagged any capacity or narrow keys in a v1 graph", off);
   const std::uint64_t slots = std::uint64_t{t->capacity} * table_slot_size(t);
-  if (sizeof(table_header) + slots + 8 * std::uint64_t{n->count} > avail)
+  if (sizeof(table_header) + slots + table_key_size(t) * std::uint64_t{n->count} > avail)
     return at_offset("a table past the end", off);
   return table_slot_size(t) == 4 ? check_slots<std::uint32_t>(t, off)
                                  : check_slots<std::uint64_t>(t, off);

@@ -131,7 +131,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
 
 std::int64_t table_find(store_object* store, const char* base, const table_header* t,
                         PyObject* key) {
-  const word* keys = table_keys(t);
+  const key_words keys = table_keys(t);
   if (PyUnicode_Check(key)) {
     std::string_view s;
     ref holder;

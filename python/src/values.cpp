@@ -169,7 +169,7 @@ PyObject* thaw_container(const module_state& state, const char* base, const node
     }
     case kind_dict:
     case kind_dict16: {
-      const word* kw = table_keys(node_at<table_header>(base, dict_keys_offset(n)));
+      const key_words kw = table_keys(node_at<table_header>(base, dict_keys_offset(n)));
       const word* vw = dict_values(n);
       ref out(PyDict_New());
       if (!out.get()) return nullptr;
@@ -186,7 +186,7 @@ PyObject* thaw_container(const module_state& state, const char* base, const node
       const auto* t = reinterpret_cast<const table_header*>(n);
       ref out(n->kind == kind_set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
       if (!out.get()) return nullptr;
-      const word* kw = table_keys(t);
+      const key_words kw = table_keys(t);
       for (std::uint32_t i = 0; i < n->count; ++i) {
         ref k(thaw(state, base, kw[i], shared));
         if (!k.get() || PySet_Add(out.get(), k.get()) < 0) return nullptr;

@@ -296,7 +296,7 @@ class Streaming(unittest.TestCase):
         # reservation four times larger), and the result is the same.
         permafrost._core._writer_reservation(1 << 20)
         try:
-            pairs = [(f"key{i:06}", {"id": i, "text": f"value {i} " * 4}) for i in range(40000)]
+            pairs = [(f"key{i:06}", {"id": i, "text": f"value {i} " * 6}) for i in range(40000)]
             built = permafrost.build_dict(iter(pairs))
             frozen = permafrost.freeze(dict(pairs))
         finally:

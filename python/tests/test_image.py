@@ -406,7 +406,30 @@ class CraftedImages(unittest.TestCase):
         permafrost._core._save_bytes(MAGIC_V2 + self.keys_and_dict(1 | 2, 5), self.path)
         self.assertEqual(permafrost.open(self.path).thaw(), {0: 1, 1: 1, 2: 1, 3: 1})
         permafrost._stores.forget()
-        self.refused(MAGIC + self.keys_and_dict(1 | 2, 5), "flagged any capacity in a v1 graph")
+        self.refused(MAGIC + self.keys_and_dict(1 | 2, 5), "flagged any capacity or narrow keys")
+
+    def narrow_keys_and_dict(self, key_words):
+        """A v2 keys table (4-byte slots, any capacity, 4-byte key words: flags 1|2|4) of 4
+        keys, the given 4-byte key words (sign-extended by readers), and a dict16 over it."""
+        keys = node(KIND_KEYS, 4, flags=1 | 2 | 4) + struct.pack("<II", 5, 0) + struct.pack(
+            "<5I", 1, 2, 3, 4, 0) + struct.pack("<4i", *key_words)
+        keys += b"\0" * (-len(keys) % 8)
+        dict16 = node(KIND_DICT16, 16 // 8, small_count=4) + struct.pack("<4Q", 9, 9, 9, 9)
+        return MAGIC_V2 + struct.pack("<Q", 16 + len(keys)) + keys + dict16
+
+    def test_a_table_of_4_byte_key_words_opens(self):
+        # Ints -1, 0, 5 and None (2): 4-byte words that sign-extend to their 8-byte ones.
+        permafrost._core._save_bytes(self.narrow_keys_and_dict([(-1 << 3) | 1, 1, (5 << 3) | 1, 2]),
+                                     self.path)
+        self.assertEqual(permafrost.open(self.path).thaw(), {-1: 1, 0: 1, 5: 1, None: 1})
+
+    def test_a_bad_4_byte_key_word_is_refused(self):
+        for word, why in ((0x7ffffff0, "a reference outside the graph"),
+                          ((0x7fffff << 3) | 6, "packed str outside the graph"),
+                          (5 << 3 | 2, "unknown constant"), (7, "unknown value tag")):
+            with self.subTest(word=hex(word)):
+                self.refused(self.narrow_keys_and_dict([1, 9, 17, word]), why)
+        self.refused(MAGIC + self.narrow_keys_and_dict([1, 9, 17, 25])[8:], "narrow keys in a v1")
 
     def test_a_capacity_neither_flagged_nor_a_power_of_two_is_refused(self):
         self.refused(MAGIC_V2 + self.keys_and_dict(1, 5), "no power of two")
