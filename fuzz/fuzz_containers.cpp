@@ -56,10 +56,10 @@ void check_map(const Map& m, const std::map<std::string, std::uint64_t>& model,
                const std::vector<std::string>& absent) {
   require(m.size() == model.size(), "map size differs from the model");
   for (const auto& [k, v] : model) {
-    const auto* e = m.find(k);
+    const auto e = m.find(k);
     require(e != nullptr, "present key not found");
     require(e->value() == v, "wrong value");
-    require(e->key().view() == k, "wrong key bytes");
+    require(e->key() == k, "wrong key bytes");
   }
   for (const auto& k : absent) require(m.find(k) == nullptr, "absent key found");
 }

@@ -133,10 +133,11 @@ TEST_CASE("hash_map: one entry; present and absent keys; the map lives in the ar
   const auto& m = b.finish();
   CHECK(a.contains(&m));
   REQUIRE(m.size() == 1);
-  const auto* e = m.find("one");
+  const auto e = m.find("one");
   REQUIRE(e != nullptr);
   CHECK(e != m.end());
-  CHECK(a.contains(e));
+  CHECK(a.contains(&e->value()));
+  CHECK(a.contains(e->key().data()));
   CHECK(e->key() == "one");
   CHECK(e->value() == 1);
   CHECK(m.at(std::string("one")) == 1);
@@ -156,7 +157,7 @@ TEST_CASE("hash_map: 1M string keys are all found, absent ones are not, iteratio
   REQUIRE(m.size() == million);
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < k.size(); ++i) {
-    const auto* e = m.find(k[i]);
+    const auto e = m.find(k[i]);
     wrong += e == nullptr || e->value() != i || e->key() != k[i];
   }
   CHECK(wrong == 0);
@@ -257,9 +258,10 @@ TEST_CASE("hash_map: lines holding another home's overflow before their own keys
   check_crowded<crowded_first_hash>(5000, 1);
 }
 
-TEST_CASE("hash_map: entries too big for a size byte, among small ones, are all found") {
-  // An entry of 256 units (2 KiB here) or more is marked in its line and found by stepping over
-  // the entries before it; the small entries after it in the line must be found too.
+TEST_CASE("hash_map: keys too long for a size byte, among short ones, are all found") {
+  // A key of 256 bytes or more is escaped in its line (size byte 0, its length stored before its
+  // bytes) and found by stepping over the keys before it; the short keys after it in the line
+  // must be found too.
   arena a(opts());
   permafrost::hash_map_builder<pstring, std::uint64_t> b{a};
   std::vector<std::string> k;
@@ -271,11 +273,96 @@ TEST_CASE("hash_map: entries too big for a size byte, among small ones, are all 
   const auto& m = b.finish();
   std::size_t wrong = 0;
   for (std::size_t i = 0; i < k.size(); ++i) {
-    const auto* e = m.find(k[i]);
+    const auto e = m.find(k[i]);
     wrong += e == nullptr || e->value() != i || e->key() != k[i];
     wrong += m.contains(k[i] + "x");
   }
   CHECK(wrong == 0);
+}
+
+// String hashes that crowd lines (detail/split_table.hpp): every key homed in line 0, with one of
+// four tags, so lines spill and keys of one tag are told apart by their length and bytes.
+struct one_home_string_hash {
+  std::uint64_t operator()(std::string_view k) const noexcept {
+    return k.empty() ? 0 : static_cast<unsigned char>(k.back()) & 3;
+  }
+};
+
+// Keys of every length class of a line's size byte: 0 and >= 256 bytes are escaped.
+std::vector<std::string> keys_of_every_size() {
+  std::vector<std::string> k = {"", "a", std::string(255, 'x'), std::string(256, 'y'),
+                                std::string(64 << 10, 'z')};
+  for (int i = 0; i < 200; ++i) k.push_back(key_of(static_cast<std::size_t>(i)));
+  k.push_back(std::string(255, 'x') + "w");  // 256 bytes, a prefix of 255 stored too
+  return k;
+}
+
+template <class Hash>
+void check_every_size() {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, std::uint64_t, Hash> b{a};
+  const std::vector<std::string> k = keys_of_every_size();
+  for (std::size_t i = 0; i < k.size(); ++i) REQUIRE(b.insert(k[i], i));
+  const auto& m = b.finish();
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    const auto e = m.find(k[i]);
+    wrong += !e || e->value() != i || e->key() != k[i] || m.find(k[i]) == m.end();
+    wrong += m.contains(k[i] + "q");
+  }
+  CHECK(wrong == 0);
+  for (const std::string& absent : {std::string(255, 'y'), std::string(256, 'x'),
+                                    std::string(1, 'b'), std::string(64 << 10, 'y')})
+    CHECK(m.find(absent) == nullptr);
+  std::vector<int> seen(k.size(), 0);
+  for (const auto& e : m) {
+    REQUIRE(e.value() < k.size());
+    ++seen[e.value()];
+    CHECK(e.key() == k[e.value()]);
+    CHECK(m.find(e.key()) == e);
+  }
+  CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<std::ptrdiff_t>(k.size()));
+
+  permafrost::hash_set_builder<pstring, Hash> sb{a};
+  for (const auto& key : k) REQUIRE(sb.insert(key));
+  const auto& s = sb.finish();
+  std::size_t missing = 0, walked = 0;
+  for (const auto& key : k) missing += !s.contains(key) || s.find(key)->key() != key;
+  for (const auto e : s) walked += s.find(e.key()) == e;
+  CHECK(missing == 0);
+  CHECK(walked == k.size());
+  CHECK_FALSE(s.contains(std::string(256, 'x') + "x"));
+}
+
+TEST_CASE("hash_map and hash_set: keys of 0, 1, 255, 256 and 64 KiB bytes are found and walked") {
+  check_every_size<permafrost::hash<pstring>>();
+}
+
+TEST_CASE("hash_map and hash_set: string keys homed in one line with four tags are told apart") {
+  check_every_size<one_home_string_hash>();
+}
+
+TEST_CASE(
+    "hash_map: a string-keyed find() reads as a pointer: false, nullptr and end() when absent") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  b.insert("k", 1);
+  const auto& m = b.finish();
+  const permafrost::entry_ref<int> absent = m.find("x");
+  CHECK_FALSE(static_cast<bool>(absent));
+  CHECK(absent == nullptr);
+  CHECK(absent == m.end());
+  CHECK(m.end() == absent);
+  CHECK(absent == permafrost::entry_ref<int>{});
+  int found = 0;
+  if (auto e = m.find("k")) found = e->value();
+  CHECK(found == 1);
+  CHECK(m.find("k") != nullptr);
+  CHECK(m.find("k") != m.end());
+  CHECK(m.find("k") == m.begin());
+  CHECK(m.find("k") == *m.begin());
+  CHECK(m.begin()->key() == "k");
+  CHECK(&m.begin()->value() == m.get("k"));
 }
 
 TEST_CASE("hash_map: the portable tag match and size sum agree with the vector ones") {
@@ -799,7 +886,7 @@ TEST_CASE("position independence: hash_map, hash_set and sorted_map read right f
   for (const auto& e : o) REQUIRE(e.key() == sorted[i++]);
   CHECK(o.lower_bound(sorted[7])->key() == sorted[7]);
   std::size_t walked = 0;
-  for (const auto& e : m) walked += e.value().view() == "value of " + e.key().str();
+  for (const auto& e : m) walked += e.value().view() == "value of " + std::string(e.key());
   CHECK(walked == ks.size());
 }
 

@@ -19,8 +19,8 @@
 // Usage: image [--smoke] [--keys N] [--10m] [--rounds R] [--repeat P] [--variants] [--dir DIR]
 //   default 1,000,000 keys, 3 rounds; --10m: 10,000,000 keys; --smoke: 20,000 keys, 1 round;
 //   --repeat P: P lookup processes per peer, the peers taking turns (medians; default 1);
-//   --variants: also the other hash-table layouts (mph_layout.hpp, split_layout.hpp), as image
-//   files.
+//   --variants: also the losing hash-table layouts (mph_layout.hpp, tagline_layout.hpp), as
+//   image files.
 // Progress goes to stderr, the markdown table to stdout.
 #include <permafrost/containers.hpp>
 #include <permafrost/image.hpp>
@@ -53,7 +53,7 @@
 
 #include "../common/harness.hpp"
 #include "mph_layout.hpp"
-#include "split_layout.hpp"
+#include "tagline_layout.hpp"
 
 namespace fs = std::filesystem;
 
@@ -67,13 +67,13 @@ struct record {
 
 using pf_map = permafrost::hash_map<permafrost::string, record>;
 using mph_map = mph_layout::map<permafrost::string, record>;
-using split_map = split_layout::map<record>;
+using tagline_map = tagline_layout::map<record>;
 
 }  // namespace
 
 PERMAFROST_IMAGE_TYPE(pf_map, "permafrost.bench.image.map.v1");
 PERMAFROST_IMAGE_TYPE(mph_map, "permafrost.bench.image.mph.v1");
-PERMAFROST_IMAGE_TYPE(split_map, "permafrost.bench.image.split.v1");
+PERMAFROST_IMAGE_TYPE(tagline_map, "permafrost.bench.image.tagline.v1");
 
 namespace {
 
@@ -168,7 +168,7 @@ struct peer_state {
   std::unique_ptr<permafrost::arena> arena;
   const pf_map* map = nullptr;
   const mph_map* mph = nullptr;
-  const split_map* split = nullptr;
+  const tagline_map* tagline = nullptr;
   std::unordered_map<std::string, record, sv_hash, std::equal_to<>> std_map;
   absl::flat_hash_map<std::string, record> absl_map;
   MDB_env* env = nullptr;
@@ -196,7 +196,7 @@ struct files {
   fs::path tsv() const { return dir / "source.tsv"; }
   fs::path image() const { return dir / "table.pfi"; }
   fs::path mph_image() const { return dir / "table-mph.pfi"; }
-  fs::path split_image() const { return dir / "table-split.pfi"; }
+  fs::path tagline_image() const { return dir / "table-tagline.pfi"; }
   fs::path lmdb() const { return dir / "table.mdb"; }
   fs::path cdb() const { return dir / "table.cdb"; }
   fs::path marisa() const { return dir / "table.marisa"; }
@@ -243,11 +243,11 @@ void build(const std::string& peer, const source& s, const files& f, peer_state&
     t0 = bench::now_ns();
     permafrost::save_image(*st.arena, *st.mph, f.mph_image());
     *save_s = (bench::now_ns() - t0) / 1e9;
-  } else if (peer == "permafrost-split") {
-    st.split = build_frozen<split_layout::builder<record>>("bench-image-split", s, st);
+  } else if (peer == "permafrost-tagline") {
+    st.tagline = build_frozen<tagline_layout::builder<record>>("bench-image-tagline", s, st);
     *build_s = (bench::thread_cpu_ns() - cpu0) / 1e9;
     t0 = bench::now_ns();
-    permafrost::save_image(*st.arena, *st.split, f.split_image());
+    permafrost::save_image(*st.arena, *st.tagline, f.tagline_image());
     *save_s = (bench::now_ns() - t0) / 1e9;
   } else if (peer == "std") {
     st.std_map.reserve(n);
@@ -332,10 +332,10 @@ void open_file(const std::string& peer, const files& f, peer_state& st) {
     st.img = std::make_unique<permafrost::image>(
         permafrost::image::open(f.mph_image(), {.verify_checksum = false}));
     st.mph = &st.img->root<mph_map>();
-  } else if (peer == "permafrost-split") {
+  } else if (peer == "permafrost-tagline") {
     st.img = std::make_unique<permafrost::image>(
-        permafrost::image::open(f.split_image(), {.verify_checksum = false}));
-    st.split = &st.img->root<split_map>();
+        permafrost::image::open(f.tagline_image(), {.verify_checksum = false}));
+    st.tagline = &st.img->root<tagline_map>();
   } else if (peer == "lmdb") {
     check_lmdb(mdb_env_create(&st.env), "env_create");
     check_lmdb(mdb_env_open(st.env, f.lmdb().c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644),
@@ -362,7 +362,7 @@ void open_file(const std::string& peer, const files& f, peer_state& st) {
 finder finder_of(const std::string& peer, peer_state& st) {
   if (st.map != nullptr) return [&st](std::string_view k) { return st.map->get(k); };
   if (st.mph != nullptr) return [&st](std::string_view k) { return st.mph->get(k); };
-  if (st.split != nullptr) return [&st](std::string_view k) { return st.split->get(k); };
+  if (st.tagline != nullptr) return [&st](std::string_view k) { return st.tagline->get(k); };
   if (peer == "std")
     return [&st](std::string_view k) -> const record* {
       const auto it = st.std_map.find(k);
@@ -398,13 +398,13 @@ finder finder_of(const std::string& peer, peer_state& st) {
 
 bool is_file_peer(const std::string& peer) {
   return peer == "permafrost" || peer == "permafrost-checked" || peer == "permafrost-mph" ||
-         peer == "permafrost-split" || peer == "lmdb" || peer == "cdb" || peer == "marisa";
+         peer == "permafrost-tagline" || peer == "lmdb" || peer == "cdb" || peer == "marisa";
 }
 
 std::vector<fs::path> files_of(const std::string& peer, const files& f) {
   if (peer == "permafrost" || peer == "permafrost-checked") return {f.image()};
   if (peer == "permafrost-mph") return {f.mph_image()};
-  if (peer == "permafrost-split") return {f.split_image()};
+  if (peer == "permafrost-tagline") return {f.tagline_image()};
   if (peer == "lmdb") return {f.lmdb()};
   if (peer == "cdb") return {f.cdb()};
   if (peer == "marisa") return {f.marisa(), f.marisa_values()};
@@ -634,7 +634,8 @@ int driver(int argc, char** argv) {
   };
   if (variants) {
     rows.push_back({"permafrost-mph", "permafrost image, rejected layout: MPH + slots"});
-    rows.push_back({"permafrost-split", "permafrost image, variant: values apart, keys packed"});
+    rows.push_back(
+        {"permafrost-tagline", "permafrost image, losing layout: tag lines, [value][key]"});
   }
   std::vector<std::vector<double>> builds(rows.size());
   for (auto& r : rows) {

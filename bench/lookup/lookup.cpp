@@ -271,7 +271,7 @@ peer frozen_peer(const char* name, const std::vector<std::string>& keys) {
               [st](const std::vector<std::string>&, const std::vector<std::string_view>& vs) {
     std::uint64_t s = 0;
     for (std::string_view q : vs) {
-      const auto* e = st->map->find(q);
+      const auto e = st->map->find(q);
       s += e != nullptr ? e->value() + 1 : 0;
     }
     return s;

@@ -112,7 +112,7 @@ std::string answer(const tables& t, std::string_view q) {
   const std::string_view arg = q.substr(2);
   switch (q[0]) {
     case 'W': {
-      const auto* e = t.words->find(arg);
+      const auto e = t.words->find(arg);
       return e != nullptr ? "1 " + std::to_string(e->value()) : "0";
     }
     case 'P': {
@@ -126,7 +126,7 @@ std::string answer(const tables& t, std::string_view q) {
       return std::to_string(n) + " " + first;
     }
     case 'S': {
-      const auto* e = t.rows_by_sku->find(arg);
+      const auto e = t.rows_by_sku->find(arg);
       if (e == nullptr) return "0";
       const row& r = e->value();
       return std::to_string(r.id) + " " + std::to_string(r.stock) + " " +

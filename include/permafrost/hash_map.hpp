@@ -8,9 +8,16 @@
 // never write (no cache, no mutable member, no refcount), so workers forked after arena.freeze()
 // share every page of it.
 //
-// Keys: permafrost::string (stored inline in the entry; find() takes std::string_view, so
-// std::string, const char* and permafrost::string look up without a copy) or any trivially
-// copyable type. Hash maps a key view to 64 bits (default permafrost::hash<K>).
+// Keys: permafrost::string (find() takes std::string_view, so std::string, const char* and
+// permafrost::string look up without a copy) or any trivially copyable type. Hash maps a key view
+// to 64 bits (default permafrost::hash<K>).
+//
+// find() and iteration: for string keys the values are stored apart from the keys
+// (detail/split_table.hpp), so find() returns an entry_ref (key() as a std::string_view,
+// value()), null when absent, and iteration yields entry_refs; for fixed-size keys find() returns
+// a pointer to the map_entry<K, V> (key(), value()), nullptr when absent, and iteration yields
+// references to them. Both read the same way: `if (auto e = m.find(k)) use(e->value());`,
+// `m.find(k) == m.end()`, `m.find(k) == nullptr`.
 //
 // Thread safety: any number of threads and processes may read a finished map at once. A builder
 // is used by one thread at a time.
@@ -23,7 +30,7 @@
 #include <utility>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/detail/hash_table.hpp"
+#include "permafrost/detail/split_table.hpp"
 #include "permafrost/string.hpp"
 
 namespace permafrost {
@@ -36,30 +43,34 @@ class hash_map_builder;
 // =============================================================================================
 
 template <class K, class V, class Hash = hash<K>>
-class hash_map : public detail::hash_table<map_entry<K, V>, Hash> {
+class hash_map : public detail::hash_table_for<K, V, map_entry<K, V>, Hash> {
   static_assert(
       frozen_storable_v<V>,
       "permafrost::hash_map<K, V>: V must be trivially destructible or a permafrost type");
-  using base = detail::hash_table<map_entry<K, V>, Hash>;
+  using base = detail::hash_table_for<K, V, map_entry<K, V>, Hash>;
 
  public:
   using key_type = K;
   using mapped_type = V;
-  using value_type = map_entry<K, V>;
+  // entry_ref<V> for string keys, map_entry<K, V> otherwise.
+  using value_type = typename base::value_type;
   using key_view = typename base::key_view;
 
-  // find, contains, count, size, empty, begin, end, bytes: see detail/hash_table.hpp.
+  // find, contains, count, size, empty, begin, end, bytes: see detail/split_table.hpp (string
+  // keys) and detail/hash_table.hpp. find(k): Effects: none (reads only); returns k's entry (an
+  // entry_ref or a pointer), null (== end(), == nullptr) when absent. Throws: nothing.
 
+  // Effects: returns k's value.
   // Throws: std::out_of_range when k is absent.
   const V& at(key_view k) const {
-    if (const value_type* e = this->find(k)) return e->value();
+    if (const auto e = this->find(k)) return e->value();
     throw std::out_of_range("permafrost::hash_map::at: key not found");
   }
 
   // Effects: returns a pointer to k's value, or `fallback` when k is absent.
   const V* get(key_view k, const V* fallback = nullptr) const noexcept {
-    const value_type* e = this->find(k);
-    return e != nullptr ? &e->value() : fallback;
+    const auto e = this->find(k);
+    return e ? &e->value() : fallback;
   }
 
   std::string check(const arena& a) const { return base::check(a, "hash_map"); }

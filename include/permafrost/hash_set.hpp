@@ -1,8 +1,10 @@
 // permafrost — hash_set<K, Hash>: an immutable hash set laid out in an arena.
 //
 // Contract: as hash_map (see hash_map.hpp) without values: built once with hash_set_builder,
-// never modified nor destroyed, lookups write nothing, no absolute address inside. Iteration
-// yields set_entry<K> (key()).
+// never modified nor destroyed, lookups write nothing, no absolute address inside. For string
+// keys find() returns an entry_ref<detail::no_value> (key() as a std::string_view; null when
+// absent) and iteration yields them; for fixed-size keys find() returns a pointer to the
+// set_entry<K> (key()) and iteration yields references to them.
 //
 // Thread safety: any number of threads and processes may read a finished set at once. A builder
 // is used by one thread at a time.
@@ -13,7 +15,7 @@
 #include <type_traits>
 
 #include "permafrost/arena.hpp"
-#include "permafrost/detail/hash_table.hpp"
+#include "permafrost/detail/split_table.hpp"
 #include "permafrost/string.hpp"
 
 namespace permafrost {
@@ -22,15 +24,16 @@ template <class K, class Hash = hash<K>>
 class hash_set_builder;
 
 template <class K, class Hash = hash<K>>
-class hash_set : public detail::hash_table<set_entry<K>, Hash> {
-  using base = detail::hash_table<set_entry<K>, Hash>;
+class hash_set : public detail::hash_table_for<K, detail::no_value, set_entry<K>, Hash> {
+  using base = detail::hash_table_for<K, detail::no_value, set_entry<K>, Hash>;
 
  public:
   using key_type = K;
-  using value_type = set_entry<K>;
+  // entry_ref<detail::no_value> for string keys, set_entry<K> otherwise.
+  using value_type = typename base::value_type;
   using key_view = typename base::key_view;
 
-  // find, contains, count, size, empty, begin, end, bytes: see detail/hash_table.hpp.
+  // find, contains, count, size, empty, begin, end, bytes: as hash_map's (see hash_map.hpp).
 
   std::string check(const arena& a) const { return base::check(a, "hash_set"); }
 

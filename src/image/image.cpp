@@ -239,10 +239,11 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                 std::to_string(format_version) + ")");
   if (h.version == 0) refuse(reason::bad_header, "bad header: format version 0");
   if (h.version < format_version)
-    refuse(reason::version, "format version " + std::to_string(h.version) +
-                                " is older than this library reads (" +
-                                std::to_string(format_version) +
-                                "): its tables have another layout; save the image again");
+    refuse(reason::version,
+           "format version " + std::to_string(h.version) + " is older than this library reads (" +
+               std::to_string(format_version) +
+               "): its hash tables have another layout; build and save the image again "
+               "with this library");
   if (h.header_size != sizeof(file_header))
     refuse(reason::bad_header, "bad header: header size " + std::to_string(h.header_size) +
                                    ", expected " + std::to_string(sizeof(file_header)));

@@ -17,8 +17,10 @@ namespace permafrost::detail::image_format {
 
 inline constexpr char magic[8] = {'P', 'F', 'R', 'O', 'S', 'T', 'I', 'M'};
 // Version 2 (2026-12): hash tables index their entries with 64-byte tag lines, entries no longer
-// store their hash, and the data starts 2 MiB into the file. Version 1 files are refused.
-inline constexpr std::uint32_t format_version = 2;
+// store their hash, and the data starts 2 MiB into the file. Version 3 (2026-12): string-keyed
+// hash tables store each line's values apart from its keys, the keys packed (detail/
+// split_table.hpp). Older files are refused: nothing in the file says where its tables are.
+inline constexpr std::uint32_t format_version = 3;
 inline constexpr std::uint8_t little_endian = 1;
 inline constexpr std::uint8_t big_endian = 2;
 inline constexpr std::size_t max_metadata = 4096;

@@ -36,8 +36,6 @@ namespace permafrost {
 
 namespace detail {
 
-struct no_value {};
-
 template <class E>
 struct entry_traits;
 template <class K, class V>
@@ -111,6 +109,12 @@ struct entry_access {
   template <class E>
   static const E& at(const std::byte* p) noexcept {
     return *reinterpret_cast<const E*>(p);
+  }
+
+  // A handle to a string-keyed hash table's entry (split_table.hpp).
+  template <class V>
+  static entry_ref<V> make_ref(const V* value, std::string_view key) noexcept {
+    return entry_ref<V>(value, key);
   }
 };
 

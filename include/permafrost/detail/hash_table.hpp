@@ -1,4 +1,7 @@
-// permafrost — the frozen hash table behind hash_map and hash_set (internal).
+// permafrost — the frozen hash table behind hash_map and hash_set with fixed-size keys, and the
+// index lines every frozen hash table shares (internal). String-keyed tables build on the same
+// lines with another entry store (split_table.hpp); bench/image keeps string keys in this one's
+// [value][key] entries as the losing "tag lines" layout.
 //
 // Layout (docs/design.md, section 3): the entries, ordered by their home line, in one block; and
 // an index of 64-byte lines (hash_line.hpp), one cache line each. The high 32 bits of a key's
@@ -10,6 +13,8 @@
 // unless a tag matches by chance (1 in 256 per entry), a hit goes on to read its one entry.
 // The table object refers to its entries and lines by self-relative offsets (offset_ptr), so it
 // holds no absolute address.
+//
+// Thread safety: a finished table is read-only; any number of threads may read it at once.
 #pragma once
 
 #include <algorithm>
@@ -52,59 +57,94 @@ struct hashed_layout {
   std::size_t line_count = 0;
 };
 
-// Effects: lays out the entries of p in its arena as one hash table (empty layout for none).
-// Throws: what the arena's allocation throws; std::length_error past 2^32 - 1 entries.
-template <class E, class K, class V, class Hash>
-hashed_layout<sized_entries<E>> lay_out_hashed(const pending_table<K, V, Hash>& p) {
-  constexpr bool sized = sized_entries<E>;
-  using line = hash_line<sized>;
-  constexpr std::size_t capacity = line::capacity;
-  constexpr std::size_t unit = entry_access::unit<E>;
-  const std::size_t n = p.size();
-  if (n == 0) return {};
-  if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
+// The items of p in the order of their home line (a stable counting sort: O(n), no comparisons).
+template <class K, class V, class Hash>
+std::vector<std::size_t> home_order(const pending_table<K, V, Hash>& p, std::size_t homes) {
   const auto& items = p.items();
-  const std::size_t homes = (n + keys_per_home<sized> - 1) / keys_per_home<sized>;
-  auto home_of = [&](std::size_t i) { return home_line_of(items[i].hash, homes); };
-
-  // The entries in home order (a stable counting sort: O(n), no comparisons).
+  const std::size_t n = items.size();
   std::vector<std::size_t> order(n);
-  {
-    std::vector<std::size_t> next(homes + 1, 0);
-    for (std::size_t i = 0; i < n; ++i) ++next[home_of(i) + 1];
-    for (std::size_t b = 0; b < homes; ++b) next[b + 1] += next[b];
-    for (std::size_t i = 0; i < n; ++i) order[next[home_of(i)]++] = i;
-  }
-  std::vector<std::uint32_t> offsets(n);
-  auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
+  std::vector<std::size_t> next(homes + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) ++next[home_line_of(items[i].hash, homes) + 1];
+  for (std::size_t b = 0; b < homes; ++b) next[b + 1] += next[b];
+  for (std::size_t i = 0; i < n; ++i) order[next[home_line_of(items[i].hash, homes)]++] = i;
+  return order;
+}
 
-  // Each entry goes to its home line, or to the first line after it with room: lines fill in
-  // order, so a line holds the overflow of earlier homes first, then its own entries.
+// The index lines of the items of p laid out in `order` (home order): each entry goes to its home
+// line, or to the first line after it with room, so a line holds the overflow of earlier homes
+// first, then its own entries. size_byte(item) is an entry's size byte (sized lines; 0 sets
+// line_has_big). first[b] receives the position in `order` of line b's first entry (a line's
+// entries are consecutive there; n for a line with none). Bases are left 0.
+template <bool Sized, class K, class V, class Hash, class SizeByte>
+std::vector<hash_line<Sized>> fill_lines(const pending_table<K, V, Hash>& p,
+                                         const std::vector<std::size_t>& order, std::size_t homes,
+                                         SizeByte&& size_byte, std::vector<std::size_t>& first) {
+  using line = hash_line<Sized>;
+  const auto& items = p.items();
+  const std::size_t n = items.size();
   std::vector<line> lines(homes, line{});
+  first.assign(homes, n);
   std::size_t cur = 0;
   for (std::size_t k = 0; k < n; ++k) {
-    const std::size_t i = order[k];
-    const std::size_t home = home_of(i);
+    const auto& item = items[order[k]];
+    const std::size_t home = home_line_of(item.hash, homes);
     cur = std::max(cur, home);
-    while (lines[cur].count == capacity)
-      if (++cur == lines.size()) lines.push_back(line{});
+    while (lines[cur].count == line::capacity)
+      if (++cur == lines.size()) {
+        lines.push_back(line{});
+        first.push_back(n);
+      }
     line& l = lines[cur];
     const std::size_t j = l.count++;
-    if (j == 0) l.base = offsets[k];
+    if (j == 0) first[cur] = k;
     if (home < cur) ++l.own;
-    l.slots[j] = tag_of(items[i].hash);
-    if constexpr (sized) {
-      const std::size_t size = entry_access::size_for<E>(p.key_of(items[i]).size()) / unit;
-      l.slots[capacity + j] = static_cast<std::uint8_t>(size <= 255 ? size : 0);
-      if (size > 255) l.flags |= line_has_big;
+    l.slots[j] = tag_of(item.hash);
+    if constexpr (Sized) {
+      const std::uint8_t size = size_byte(item);
+      l.slots[line::capacity + j] = size;
+      if (size == 0) l.flags |= line_has_big;
     }
   }
   for (std::size_t b = 0; b + 1 < lines.size(); ++b)
     if (lines[b + 1].own != 0) lines[b].flags |= line_spills;
+  return lines;
+}
 
-  auto* out = static_cast<line*>(p.target().allocate(lines.size() * sizeof(line), hash_line_bytes));
-  std::memcpy(static_cast<void*>(out), lines.data(), lines.size() * sizeof(line));
-  return {block, bytes, out, homes, lines.size()};
+// Copies the lines into the arena, one cache line each.
+template <bool Sized>
+const hash_line<Sized>* store_lines(arena& a, const std::vector<hash_line<Sized>>& lines) {
+  auto* out = static_cast<hash_line<Sized>*>(
+      a.allocate(lines.size() * sizeof(hash_line<Sized>), hash_line_bytes));
+  std::memcpy(static_cast<void*>(out), lines.data(), lines.size() * sizeof(hash_line<Sized>));
+  return out;
+}
+
+// Effects: lays out the entries of p in its arena as one hash table of [value][key] entries (empty
+// layout for none). The library uses it for fixed-size keys; bench/image keeps string keys in it
+// as the losing "tag lines" variant (docs/design.md, section 3).
+// Throws: what the arena's allocation throws; std::length_error past 2^32 - 1 entries.
+template <class E, class K, class V, class Hash>
+hashed_layout<sized_entries<E>> lay_out_hashed(const pending_table<K, V, Hash>& p) {
+  constexpr bool sized = sized_entries<E>;
+  constexpr std::size_t unit = entry_access::unit<E>;
+  const std::size_t n = p.size();
+  if (n == 0) return {};
+  if (n > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
+  const std::size_t homes = (n + keys_per_home<sized> - 1) / keys_per_home<sized>;
+  const std::vector<std::size_t> order = home_order(p, homes);
+  std::vector<std::uint32_t> offsets(n);
+  auto [block, bytes] = lay_out_entries<E>(p, order, offsets.data());
+  std::vector<std::size_t> first;
+  auto lines = fill_lines<sized>(
+      p, order, homes,
+      [&](const auto& item) {
+    const std::size_t size = entry_access::size_for<E>(p.key_of(item).size()) / unit;
+    return static_cast<std::uint8_t>(size <= 255 ? size : 0);
+      },
+      first);
+  for (std::size_t b = 0; b < lines.size(); ++b)
+    if (lines[b].count != 0) lines[b].base = offsets[first[b]];
+  return {block, bytes, store_lines(p.target(), lines), homes, lines.size()};
 }
 
 // Entry counts above the capacity (only in a damaged image) are clamped, so a lookup never reads
@@ -165,11 +205,48 @@ const E* find_hashed(const std::byte* nodes, const hash_line<sized_entries<E>>* 
   }
 }
 
-template <class E, class Hash>
-class hash_table {
-  static constexpr bool sized = sized_entries<E>;
-  using line = hash_line<sized>;
+// What both frozen hash tables hold (hash_table here, split_table for string keys): their entry
+// block (string keys: groups) and index lines, by self-relative offsets, and their counts.
+template <bool Sized>
+class hashed_storage {
+ public:
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  // The home lines: the index lines a lookup starts at.
+  std::size_t bucket_count() const noexcept { return homes_; }
+  // Arena bytes the table takes: the object, its entries and its index lines.
+  std::size_t bytes() const noexcept {
+    return sizeof(*this) + bytes_ + line_count_ * sizeof(hash_line<Sized>);
+  }
 
+ protected:
+  hashed_storage() = default;
+
+  void adopt(const hashed_layout<Sized>& laid, std::size_t size) noexcept {
+    nodes_ = laid.block;
+    bytes_ = laid.bytes;
+    lines_ = laid.lines;
+    homes_ = laid.homes;
+    line_count_ = laid.line_count;
+    size_ = size;
+  }
+
+  // The object, its entries and its lines all lie in `a`.
+  bool storage_in(const arena& a) const {
+    return range_in(a, this, sizeof(*this)) && range_in(a, nodes_.get(), bytes_) &&
+           (line_count_ == 0 || range_in(a, lines_.get(), line_count_ * sizeof(hash_line<Sized>)));
+  }
+
+  offset_ptr<const std::byte> nodes_;
+  std::size_t bytes_ = 0;
+  offset_ptr<const hash_line<Sized>> lines_;
+  std::size_t homes_ = 0;
+  std::size_t line_count_ = 0;
+  std::size_t size_ = 0;
+};
+
+template <class E, class Hash>
+class hash_table : public hashed_storage<sized_entries<E>> {
  public:
   using key_type = typename entry_traits<E>::key_type;
   using value_type = E;
@@ -177,20 +254,19 @@ class hash_table {
   using const_iterator = block_iterator<E>;
   using iterator = const_iterator;
 
-  std::size_t size() const noexcept { return size_; }
-  bool empty() const noexcept { return size_ == 0; }
-  // The home lines: the index lines a lookup starts at.
-  std::size_t bucket_count() const noexcept { return homes_; }
-  // Arena bytes the table takes: the object, its entries and its index lines.
-  std::size_t bytes() const noexcept { return sizeof(*this) + bytes_ + line_count_ * sizeof(line); }
+  // size, empty, bucket_count, bytes: see hashed_storage.
 
-  const_iterator begin() const noexcept { return {nodes_.get(), nodes_.get() + bytes_}; }
-  const_iterator end() const noexcept { return {nodes_.get() + bytes_, nodes_.get() + bytes_}; }
+  const_iterator begin() const noexcept {
+    return {this->nodes_.get(), this->nodes_.get() + this->bytes_};
+  }
+  const_iterator end() const noexcept {
+    return {this->nodes_.get() + this->bytes_, this->nodes_.get() + this->bytes_};
+  }
 
   // Effects: none (reads only). Returns the entry with key k, or nullptr (== end()).
   const E* find(key_view k) const noexcept {
-    if (size_ == 0) return nullptr;
-    return find_hashed<E, Hash>(target_of(nodes_), target_of(lines_), homes_, k);
+    if (this->size_ == 0) return nullptr;
+    return find_hashed<E, Hash>(target_of(this->nodes_), target_of(this->lines_), this->homes_, k);
   }
 
   bool contains(key_view k) const noexcept { return find(k) != nullptr; }
@@ -198,8 +274,7 @@ class hash_table {
 
   // For the freeze check: every byte and pointer of the table lies inside `a`.
   std::string check(const arena& a, const char* what) const {
-    if (!range_in(a, this, sizeof(*this)) || !range_in(a, nodes_.get(), bytes_) ||
-        (line_count_ != 0 && !range_in(a, lines_.get(), line_count_ * sizeof(line))))
+    if (!this->storage_in(a))
       return std::string(what) + ": the table itself lies outside the arena";
     std::size_t i = 0;
     for (const E& e : *this) {
@@ -217,22 +292,8 @@ class hash_table {
   // Lays out the entries of p in the arena and points this table at them.
   template <class K, class V>
   void build(const pending_table<K, V, Hash>& p) {
-    const auto laid = lay_out_hashed<E>(p);
-    nodes_ = laid.block;
-    bytes_ = laid.bytes;
-    lines_ = laid.lines;
-    homes_ = laid.homes;
-    line_count_ = laid.line_count;
-    size_ = p.size();
+    this->adopt(lay_out_hashed<E>(p), p.size());
   }
-
- private:
-  offset_ptr<const std::byte> nodes_;
-  std::size_t bytes_ = 0;
-  offset_ptr<const line> lines_;
-  std::size_t homes_ = 0;
-  std::size_t line_count_ = 0;
-  std::size_t size_ = 0;
 };
 
 }  // namespace permafrost::detail
