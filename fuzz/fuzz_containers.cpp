@@ -1,10 +1,11 @@
 // Fuzz target: the container builders with random keys. Each input builds a hash_map<string,
 // u64> (twice: with the default hash, and with one that crowds keys into a few home lines with
 // colliding tags, so lines overflow into their neighbours), a sorted_map<string, u64>, a
-// hash_set<u64> and an intern_pool from the same random keys (empty, repeated, with NULs, long
-// enough that an entry outgrows its line's size byte), under a random duplicate policy, and checks
-// them against a std::map model: sizes, every present key found with the right value, absent keys
-// not found, sorted order, the containers' own check(), all still true after freeze() and in a copy
+// hash_set<string> (crowded), a hash_set<u64> and an intern_pool from the same random keys (empty,
+// repeated, with NULs, long enough that a key is escaped in its line's size bytes), under a random
+// duplicate policy, and checks them against a std::map model: sizes, every present key found with
+// the right value, absent keys not found, sorted order, the hash maps' walks (each entry once, as
+// found), the containers' own check(), all still true after freeze() and in a copy
 // of the arena's bytes at another address (what a frozen image is: offsets only, no relocation).
 // Building after freeze must throw, never corrupt. Any violation aborts.
 #include <permafrost/containers.hpp>
@@ -64,6 +65,30 @@ void check_map(const Map& m, const std::map<std::string, std::uint64_t>& model,
   for (const auto& k : absent) require(m.find(k) == nullptr, "absent key found");
 }
 
+// A hash map's walk yields every entry once, each the one find() gives.
+template <class Map>
+void check_walk(const Map& m, const std::map<std::string, std::uint64_t>& model) {
+  std::size_t n = 0;
+  for (const auto e : m) {
+    const auto it = model.find(std::string(e.key()));
+    require(it != model.end() && it->second == e.value(), "the walk yields a wrong entry");
+    require(m.find(e.key()) == e, "a walked entry is not the one found");
+    ++n;
+  }
+  require(n == model.size(), "the walk's count differs from the model");
+}
+
+template <class Set>
+void check_string_set(const Set& s, const std::map<std::string, std::uint64_t>& model,
+                      const std::vector<std::string>& absent) {
+  require(s.size() == model.size(), "hash_set<string> size");
+  for (const auto& [k, v] : model) require(s.find(k)->key() == k, "hash_set<string> lost a key");
+  for (const auto& k : absent) require(!s.contains(k), "hash_set<string> found an absent key");
+  std::size_t n = 0;
+  for (const auto e : s) n += s.find(e.key()) == e;
+  require(n == model.size(), "hash_set<string> walk");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -80,6 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   permafrost::hash_map_builder<permafrost::string, std::uint64_t, crowding_hash> cb(a, policy);
   permafrost::sorted_map_builder<permafrost::string, std::uint64_t> sb(a, policy);
   permafrost::hash_set_builder<std::uint64_t> setb(a, policy);
+  permafrost::hash_set_builder<permafrost::string, crowding_hash> ssb(a, policy);
   permafrost::intern_pool pool(a);
   std::map<std::string, std::uint64_t> model;
   std::set<std::uint64_t> set_model;
@@ -93,6 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(hb.insert(k, v) == fresh, "hash_map insert result");
     require(cb.insert(k, v) == fresh, "crowded hash_map insert result");
     require(sb.insert(k, v) == fresh, "sorted_map insert result");
+    require(ssb.insert(k) == fresh, "hash_set<string> insert result");
     if (fresh || policy == permafrost::duplicate_policy::last_wins) model[k] = v;
     require(setb.insert(v) == set_model.insert(v).second, "hash_set insert result");
     interned.push_back(pool.intern(k));
@@ -109,10 +136,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto& cm = cb.finish();
   const auto& sm = sb.finish();
   const auto& hs = setb.finish();
+  const auto& ss = ssb.finish();
   require(&hb.finish() == &hm, "finish is not idempotent");
   check_map(hm, model, absent);
   check_map(cm, model, absent);
   check_map(sm, model, absent);
+  check_walk(hm, model);
+  check_walk(cm, model);
+  check_string_set(ss, model, absent);
   auto it = model.begin();
   for (const auto& e : sm) {
     require(it != model.end() && e.key().view() == it->first, "sorted_map out of order");
@@ -120,7 +151,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   require(hs.size() == set_model.size(), "hash_set size");
   for (auto v : set_model) require(hs.contains(v), "hash_set lost a key");
-  require(hm.check(a).empty() && cm.check(a).empty() && sm.check(a).empty() && hs.check(a).empty(),
+  require(hm.check(a).empty() && cm.check(a).empty() && sm.check(a).empty() &&
+              hs.check(a).empty() && ss.check(a).empty(),
           "check() failed");
 
   a.freeze();
@@ -147,6 +179,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_map(*moved(&hm), model, absent);
   check_map(*moved(&cm), model, absent);
   check_map(*moved(&sm), model, absent);
+  check_walk(*moved(&cm), model);
+  check_string_set(*moved(&ss), model, absent);
   for (auto v : set_model) require(moved(&hs)->contains(v), "hash_set copy lost a key");
 
   // After freeze nothing more can be built: a clean error, never a write.
