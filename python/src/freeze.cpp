@@ -600,11 +600,12 @@ class freezer {
     return {off, height + 1};
   }
 
-  // A dict of more than large_container items, walked live (PyDict_Next) in one pass: its node
-  // is written first, and each value's word put in place as it is frozen, so no snapshot of its
-  // items exists (16 bytes an item: 16 MiB for a 1M-row table). Its keys table is built beside
-  // the arena meanwhile (index and 8-byte key words: 13.3 bytes a key) and copied in at the end,
-  // when it is known whether every key word fits in 4 bytes (flag_narrow_keys).
+  // A dict of more than large_container items, walked live (PyDict_Next) in one pass: its keys
+  // table and node are written first, and each key's and value's word put in place as they are
+  // frozen, so no snapshot of its items exists (16 bytes an item: 16 MiB for a 1M-row table).
+  // The table has 4-byte key words (flag_narrow_keys) when narrow_keys_likely() says so; a key
+  // whose word does not fit then moves it to a new table with 8-byte ones (widen_table), so the
+  // node has a 16-byte header whose keys offset is put in at the end.
   // Each key and value is held while frozen. A dict that changes size, or yields more or fewer
   // keys than it had (a key deleted and another inserted), or a key equal to one already in the
   // table, raises RuntimeError as iterating it would: the table never holds two equal keys.
@@ -612,11 +613,9 @@ class freezer {
     const auto n = static_cast<std::size_t>(PyDict_GET_SIZE(o));
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
-    growing_array<char> building;
-    building.resize_zeroed(table_bytes(n, table_capacity(count)));
-    write_table_header(building.data(), kind_keys, count);
-    auto* t = reinterpret_cast<table_header*>(building.data());
-    // A 16-byte header: the keys table's offset is put in it at the end.
+    bool narrow = narrow_keys_likely(o, n);
+    std::uint64_t keys_off = alloc(table_bytes(n, table_capacity(count), narrow));
+    new_table_header(keys_off, kind_keys, count, narrow);
     const std::size_t header = sizeof(dict_header);
     const std::uint64_t off = alloc(header + 8 * n);
     put_header(off, kind_dict, shared, n);
@@ -633,6 +632,11 @@ class freezer {
       path_.push_back({key_of, nullptr, index});
       const frozen fk = unique_value(key.get());
       path_.back() = {value_of, key.get(), 0};
+      if (narrow && !fits_narrow_key(fk.w)) {
+        keys_off = widen_table(keys_off, i);
+        narrow = false;
+      }
+      auto* t = reinterpret_cast<table_header*>(at(keys_off));
       put_table_key(t, i, fk.w);
       if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
         path_.pop_back();
@@ -652,25 +656,67 @@ class freezer {
       ++i;
     }
     if (i != n) fail(PyExc_RuntimeError, dict_changed_keys);
-    const std::uint64_t keys_off = copy_table(t);
     std::memcpy(at(off) + offsetof(dict_header, keys), &keys_off, 8);
     return {off, height + 1};
   }
 
-  // Copies the table t (built beside the arena, 8-byte key words) into the arena, with 4-byte
-  // key words when every one fits; returns its offset.
-  std::uint64_t copy_table(const table_header* t) {
-    const std::uint32_t n = t->h.count;
-    const key_words kw = table_keys(t);
-    bool narrow = true;
-    for (std::uint32_t i = 0; i < n; ++i) narrow = narrow && fits_narrow_key(kw[i]);
-    const std::size_t index_bytes = std::size_t{t->capacity} * table_slot_size(t);
-    const std::uint64_t off = alloc(table_bytes(n, t->capacity, narrow));
-    auto* out = reinterpret_cast<table_header*>(at(off));
-    std::memcpy(out, t, sizeof *t + index_bytes);
-    if (narrow) out->h.flags = static_cast<std::uint8_t>(out->h.flags | flag_narrow_keys);
-    for (std::uint32_t i = 0; i < n; ++i) put_table_key(out, i, kw[i]);
-    uses_v2_ = true;
+  // Whether every key of the large dict o will likely have a 4-byte word (fits_narrow_key), from
+  // the keys alone (no Python code runs): None, bools, ints below 2^28 in size, strs of at most
+  // 2 UTF-8 bytes or of 8 and more (packed strs and str nodes: offsets), tuples, frozensets and
+  // bytes (nodes), while the graph stays below 256 MiB with 128 bytes a key more. Floats, 3..7-byte
+  // strs (short strs) and anything else: no. A wrong yes costs a copy of the table (widen_table).
+  bool narrow_keys_likely(PyObject* o, std::size_t n) {
+    if (out_.size() + 128 * n >= (std::size_t{1} << 28)) return false;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(o, &pos, &k, &v)) {
+      if (k == Py_None || PyBool_Check(k) || PyTuple_Check(k) || PyFrozenSet_Check(k) ||
+          PyBytes_Check(k))
+        continue;
+      if (PyLong_Check(k)) {
+        int overflow = 0;
+        const long long value = PyLong_AsLongLongAndOverflow(k, &overflow);
+        if (overflow || value < -(1LL << 28) || value >= (1LL << 28)) return false;
+        continue;
+      }
+      if (!PyUnicode_Check(k) || !short_str_fits(k)) return false;
+    }
+    return true;
+  }
+
+  // Whether the str s, if a short str (3..7 UTF-8 bytes), is not one: its word would not fit.
+  static bool short_str_fits(PyObject* s) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0) {  // legacy (wstr) strs; every str is ready on 3.12+
+      PyErr_Clear();
+      return false;
+    }
+#endif
+    const Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    if (len > 7) return true;  // 8 bytes or more: packed or a node
+    const int kind = PyUnicode_KIND(s);
+    const void* data = PyUnicode_DATA(s);
+    std::size_t bytes = 0;
+    for (Py_ssize_t i = 0; i < len; ++i) {
+      const Py_UCS4 c = PyUnicode_READ(kind, data, i);
+      bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    return bytes <= 2 || bytes >= 8;
+  }
+
+  // Moves the large dict's table at old_off, whose first `filled` key words are written, to a
+  // new one with 8-byte key words; returns its offset (the old one stays unused).
+  std::uint64_t widen_table(std::uint64_t old_off, std::size_t filled) {
+    const auto* old = reinterpret_cast<const table_header*>(at(old_off));
+    const std::uint32_t n = old->h.count;
+    const std::size_t index_bytes = std::size_t{old->capacity} * table_slot_size(old);
+    const std::uint64_t off = alloc(table_bytes(n, old->capacity, false));
+    old = reinterpret_cast<const table_header*>(at(old_off));  // alloc may move the arena
+    auto* t = reinterpret_cast<table_header*>(at(off));
+    std::memcpy(t, old, sizeof *t + index_bytes);
+    t->h.flags = static_cast<std::uint8_t>(t->h.flags & ~flag_narrow_keys);
+    const key_words kw = table_keys(old);
+    for (std::size_t j = 0; j < filled; ++j) put_table_key(t, j, kw[j]);
     return off;
   }
 

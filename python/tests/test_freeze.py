@@ -744,10 +744,24 @@ class PackedStrs(unittest.TestCase):
                     built = permafrost.build_dict((k, i) for i, k in enumerate(ks))
                     self.assertEqual(built, value["d"])
 
-    def test_a_large_dict_with_repeated_equal_keys_still_raises(self):
-        # A large dict's keys table is built beside the arena and copied in at the end: equal
-        # keys met while walking it live are still caught (here 1 and 1.0 cannot be both in a
-        # dict; a NaN key may repeat).
+    def test_a_large_dict_whose_keys_outgrow_4_byte_words_moves_its_table(self):
+        # Packed-str keys, predicted to fit in 4 bytes (the graph starts small), stop fitting
+        # once the graph passes 256 MiB (56 KB a value, 280 MB in all): the table moves to
+        # 8-byte key words midway (widen_table) and every key is still found.
+        blob = bytes(56000)
+        keys = [f"key:{i:07d}" for i in range(5000)]
+        frozen = permafrost.freeze(dict.fromkeys(keys, blob))
+        try:
+            self.assertGreater(permafrost._core._range(frozen)[1], 1 << 28)
+            self.assertEqual(list(frozen), keys)
+            for k in keys[::97] + keys[-3:]:
+                self.assertEqual(len(frozen[k]), 56000)
+            self.assertNotIn("key:0005000", frozen)
+        finally:
+            frozen.close()
+
+    def test_a_large_dict_keeps_its_nan_keys_apart(self):
+        # NaN keys are never equal: a large dict's table (narrow or not) holds each.
         nan = float("nan")
         d = {i: i for i in range(5000)}
         d[nan] = "nan"
