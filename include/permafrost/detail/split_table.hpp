@@ -113,9 +113,13 @@ hashed_layout<true> lay_out_split(const pending_table<string, V, Hash>& p) {
   std::size_t total = 0;
   for (std::size_t b = 0; b < lines.size(); ++b) {
     group_at[b] = total;
+    // From the line's size bytes, read in order; only an escaped key's length is read from the
+    // gathered items, which are visited in home order, one random access each.
     std::size_t bytes = std::size_t{lines[b].count} * value_bytes<V>;
-    for (std::size_t j = 0; j < lines[b].count; ++j)
-      bytes += key_footprint(items[order[first[b] + j]].key.len);
+    for (std::size_t j = 0; j < lines[b].count; ++j) {
+      const std::uint8_t size = lines[b].sizes()[j];
+      bytes += size != 0 ? size : key_footprint(items[order[first[b] + j]].key.len);
+    }
     total += (bytes + unit - 1) & ~(unit - 1);
   }
   if (total / unit > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
