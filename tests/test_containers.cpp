@@ -342,6 +342,25 @@ TEST_CASE("hash_map and hash_set: string keys homed in one line with four tags a
   check_every_size<one_home_string_hash>();
 }
 
+TEST_CASE("hash_map: a string-keyed entry takes its value and its key bytes, nothing more") {
+  // Values apart from keys (detail/split_table.hpp): 1000 keys of 16 bytes with 8-byte values
+  // take 24 bytes each (no stored length, no padding: each group is a multiple of 8 bytes), plus
+  // the table object and its 64-byte lines (50 home lines, and any that spilled past the last).
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, std::uint64_t> b{a};
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    std::string k = "k" + std::to_string(i);
+    k.resize(16, '.');
+    REQUIRE(b.insert(k, i));
+  }
+  const auto& m = b.finish();
+  REQUIRE(m.bucket_count() == 50);
+  const std::size_t lines_bytes = m.bytes() - sizeof(m) - 1000 * 24;
+  CHECK(lines_bytes % 64 == 0);
+  CHECK(lines_bytes >= 50 * 64);
+  CHECK(lines_bytes <= 51 * 64);
+}
+
 TEST_CASE(
     "hash_map: a string-keyed find() reads as a pointer: false, nullptr and end() when absent") {
   arena a(opts());

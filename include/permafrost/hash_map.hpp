@@ -118,7 +118,8 @@ class hash_map_builder : public detail::table_builder<hash_map<K, V, Hash>, K, V
 
   // Effects: lays the map out in the arena, frees the builder's process memory and registers the
   // map's freeze check. Later calls return the same map.
-  // Throws: std::length_error when the entries exceed 2^32 units of alignof(entry) bytes;
+  // Throws: std::length_error for 2^32 entries or more, or when the entries exceed 2^32 units of
+  // alignof(entry) bytes (string keys: the groups exceed 2^32 units of max(alignof(V), 8) bytes);
   // as arena::allocate (the arena then holds unreachable bytes; the builder is unchanged).
   const hash_map<K, V, Hash>& finish() {
     return this->finish_with([this](void* memory) {
