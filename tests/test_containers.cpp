@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -382,6 +383,8 @@ TEST_CASE(
   CHECK(m.find("k") == *m.begin());
   CHECK(m.begin()->key() == "k");
   CHECK(&m.begin()->value() == m.get("k"));
+  static_assert(std::forward_iterator<permafrost::hash_map<pstring, int>::const_iterator>);
+  static_assert(std::forward_iterator<permafrost::hash_set<pstring>::const_iterator>);
 }
 
 TEST_CASE("hash_map: the portable tag match and size sum agree with the vector ones") {

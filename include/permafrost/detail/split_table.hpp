@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <string>
@@ -181,7 +182,10 @@ entry_ref<V> find_split(const std::byte* groups, const split_line* lines, std::s
 template <class V>
 class split_iterator {
  public:
-  using iterator_category = std::forward_iterator_tag;
+  // A forward iterator whose reference is a value (the handle): C++20 ranges see a forward
+  // iterator; the legacy category says input, which promises no `reference` that is a real one.
+  using iterator_concept = std::forward_iterator_tag;
+  using iterator_category = std::input_iterator_tag;
   using value_type = entry_ref<V>;
   using difference_type = std::ptrdiff_t;
   using pointer = entry_ref<V>;  // operator-> returns the handle, whose own -> reaches it
