@@ -3,7 +3,8 @@
 // image whose checksums are right. The check must never read outside the bytes (ASan), and a graph
 // it accepts must be safe for the readers: this target then reads every accepted node with the
 // readers' own codec (format.hpp's accessors, every str byte, find_entry from every slot of every
-// table) and aborts if a probe would not end or names an entry that does not exist, if the JSON
+// table, every row of every table of records through dict_reader) and aborts if a probe would
+// not end or names an entry that does not exist, if the JSON
 // text of a date, time, Decimal or UUID node is not a plain JSON string, or if the graph nests
 // deeper or reads into more objects than the check promises.
 #include <algorithm>
@@ -99,6 +100,30 @@ void read_node(std::uint64_t off) {
       for (std::uint32_t i = 0; i < dict_count(n); ++i) read_word(dict_values(n)[i]);
       return;
     }
+    case kind_table: {
+      // As the readers do, through dict_reader: the table's values are row words, each row's
+      // values its column values.
+      const auto* t = reinterpret_cast<const table_node*>(n);
+      for (const std::uint64_t keys : {t->keys, t->shape}) {
+        const auto* k = reinterpret_cast<const table_header*>(g_base + keys);
+        if (k->h.kind != kind_keys) std::abort();
+      }
+      const dict_reader table(g_base, off);
+      if (table.count() != n->count) std::abort();
+      for (std::uint32_t r = 0; r < table.count(); ++r) {
+        const word row = table.value(r);
+        const dict_reader d(g_base, row);
+        if (!d.is_row() || d.node() != n || d.count() != n->small_count) std::abort();
+        const auto* shape = reinterpret_cast<const table_header*>(g_base + d.keys_offset());
+        if (shape->h.count != d.count()) std::abort();
+        for (std::uint32_t j = 0; j < d.count(); ++j) {
+          const word w = d.value(j);
+          if ((w & tag_mask) == tag_row) std::abort();  // the check refuses stored rows
+          read_word(w);
+        }
+      }
+      return;
+    }
     case kind_keys:
     case kind_set:
     case kind_frozenset: {
@@ -156,6 +181,12 @@ node_cost cost_of(std::uint64_t off) {
       c.objects = add_cost(c.objects, r.objects);
     }
     c.height = height + 1;
+    if (n->kind == kind_table) {  // read as a dict of dicts: a row builds a dict and its keys
+      const auto* shape =
+          node_at<table_header>(g_base, reinterpret_cast<const table_node*>(n)->shape);
+      c.height = height + 2;
+      c.objects = add_cost(c.objects, std::uint64_t{n->count} * (2 + shape->h.count));
+    }
     if (c.height > max_nesting) std::abort();
     if (is_shared(n)) g_shared.insert(off);
   }

@@ -22,7 +22,8 @@ import time
 TAG_NODE, TAG_INT, TAG_CONST, TAG_FLOAT, TAG_SHORT_STR, TAG_INLINE_FLOAT, TAG_PACKED_STR = range(7)
 KIND_NAMES = {1: "str", 2: "bytes", 3: "bigint", 4: "list", 5: "tuple", 6: "dict", 7: "keys",
               8: "set", 9: "frozenset", 10: "str16", 11: "dict16", 12: "datetime", 13: "date",
-              14: "time", 15: "timedelta", 16: "decimal", 17: "uuid"}
+              14: "time", 15: "timedelta", 16: "decimal", 17: "uuid", 18: "table"}
+COLUMN_TYPES = {0: "word64", 1: "word32", 2: "float32"}
 # Leaves whose header's count is the number of payload bytes after it.
 PAYLOAD_KINDS = ("bytes", "bigint", "datetime", "date", "time", "timedelta", "decimal", "uuid")
 FLAG_NARROW_INDEX, FLAG_NARROW_KEYS = 1, 4
@@ -48,10 +49,13 @@ class Breakdown:
         self.bytes[what] = self.bytes.get(what, 0) + n
         self.counts[what] = self.counts.get(what, 0) + count
 
-    def word(self, w, role, pending):
+    def word(self, w, role, pending, column=None):
         tag = w & 7
         if role == "value":
             self.add("dict value words: " + WORD_KINDS[tag], 8)
+        elif column is not None:
+            self.add("table fields (%s): %s" % (column, WORD_KINDS[tag]), 4 if column != "word64"
+                     else 8)
         if tag == TAG_NODE:
             pending.append((w, role))
         elif tag == TAG_FLOAT and w not in self.seen:
@@ -98,6 +102,27 @@ class Breakdown:
                 pending.append((keys, "root keys" if role == "root" else "keys"))
                 for i in range(n):
                     self.word(unpack("<Q", mem, values + 8 * i)[0], "value", pending)
+            elif name == "table":  # header, keys node, shape, column descriptors, rows
+                keys, shape, row_bytes, rows_start = unpack("<QQII", mem, w + 8)
+                self.add("table headers (32 B + 8 B a column)", rows_start)
+                pending.append((keys, "root keys" if role == "root" else "keys"))
+                pending.append((shape, "keys"))
+                for j in range(small):
+                    (d,) = unpack("<Q", mem, w + 32 + 8 * j)
+                    ctype = COLUMN_TYPES[d & 7]
+                    start = w + rows_start + (d >> 3)
+                    for i in range(count):
+                        at = start + row_bytes * i
+                        if ctype == "word64":
+                            (v,) = unpack("<Q", mem, at)
+                        elif ctype == "word32":
+                            (v,) = unpack("<i", mem, at)
+                            v &= (1 << 64) - 1
+                        else:
+                            (f,) = unpack("<f", mem, at)
+                            v = struct.unpack("<Q", struct.pack("<d", f))[0] | TAG_INLINE_FLOAT
+                        self.word(v, "column", pending, ctype)
+                self.add("table row padding", aligned(row_bytes * count) - row_bytes * count, 0)
             else:  # keys, set, frozenset: header, index slots, key words
                 (capacity,) = unpack("<I", mem, w + 8)
                 slot = 4 if flags & FLAG_NARROW_INDEX else 8

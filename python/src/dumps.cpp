@@ -520,6 +520,7 @@ class json_writer {
         return string_utf8(s.data(), s.size());
       }
       case tag_node: break;
+      case tag_row: return frozen_dict(base, w);
       default: return frozen_unsupported(base, w);
     }
     const auto* n = reinterpret_cast<const node_header*>(base + w);
@@ -531,7 +532,8 @@ class json_writer {
       case kind_list:
       case kind_tuple: return frozen_sequence(base, n);
       case kind_dict:
-      case kind_dict16: return frozen_dict(base, n);
+      case kind_dict16:
+      case kind_table: return frozen_dict(base, w);
       case kind_datetime:
       case kind_date:
       case kind_time:
@@ -642,14 +644,14 @@ class json_writer {
     return e;
   }
 
-  [[gnu::noinline]] void frozen_dict(const char* base, const node_header* n) {
-    const std::uint32_t count = dict_count(n);
+  // The dict (a dict, dict16 or table node, or a table's row) of word w.
+  [[gnu::noinline]] void frozen_dict(const char* base, word w) {
+    const dict_reader d(base, w);
+    const std::uint32_t count = d.count();
     if (count == 0) return out_.put("{}", 2);
-    const key_words kw =
-        table_keys(reinterpret_cast<const table_header*>(base + dict_keys_offset(n)));
-    const word* values = dict_values(n);
+    const auto kw = table_keys(reinterpret_cast<const table_header*>(base + d.keys_offset()));
     std::shared_ptr<const rendered_keys> cached;
-    if (count <= max_cached_keys) cached = keys_of(base, dict_keys_offset(n), count);
+    if (count <= max_cached_keys) cached = keys_of(base, d.keys_offset(), count);
     std::vector<std::uint32_t> sorted;
     if (!cached && opt_.sort_keys) sorted = key_order(base, kw, count);
     const std::uint32_t* order =
@@ -671,7 +673,7 @@ class json_writer {
       }
       first = false;
       try {
-        frozen(base, values[i]);
+        frozen(base, d.value(i));
       } catch (const py_error&) {
         note_frozen_key(base, kw[i]);
         throw;

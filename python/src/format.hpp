@@ -20,6 +20,8 @@
 //                  Readers find ASCII by looking at the bytes. Strs of other sizes, or holding
 //                  lone surrogates, are short strs or str nodes, so a str has one encoding in
 //                  a v2 graph; a v1 graph (root magic "pfpy\0v1") holds no packed strs.
+//   tag_row (7):   never stored: what a reader holds for row i of a table node (see "Tables of
+//                  records" below); the graph check refuses it in stored bytes
 // Nodes start with an 8-byte header {u8 kind, u8 flags, u16 0, u32 count}, except str16 and
 // dict16, whose header packs what they need (smaller records):
 //   str, bytes:   count bytes follow (str: UTF-8, with surrogatepass when flag_surrogates)
@@ -32,6 +34,8 @@
 //                 dicts with the same keys in the same order share one keys node
 //   dict16:       {u8 kind, u8 flags, u16 count, u32 keys node offset / 8}, then count value words:
 //                 a dict of fewer than 64 Ki keys whose keys node lies below 32 GiB
+//   table:        a dict whose values are records with one shape, stored as rows: see "Tables of
+//                 records" below
 //   keys, set, frozenset: u32 capacity, u32 0, then `capacity` index slots, then
 //                 count key words in insertion order. A slot is 0 (empty) or
 //                 (upper 32 bits of the key's hash) << 32 | (entry index + 1), 8 bytes; with
@@ -115,6 +119,7 @@ enum kind : std::uint8_t {
   kind_timedelta = 15,
   kind_decimal = 16,
   kind_uuid = 17,
+  kind_table = 18,  // a dict of records with one shape, stored by column (table_node)
 };
 
 inline constexpr std::uint8_t flag_ascii = 1;         // str: every byte < 0x80
@@ -294,12 +299,15 @@ inline bool is_leaf(std::uint8_t k) noexcept {
 // Containers a Python object was frozen from (keys nodes are not: they belong to dicts).
 inline bool can_be_shared(std::uint8_t k) noexcept {
   return k == kind_list || k == kind_tuple || k == kind_dict || k == kind_dict16 || k == kind_set ||
-         k == kind_frozenset;
+         k == kind_frozenset || k == kind_table;
 }
 inline bool is_shared(const node_header* n) noexcept {
   return can_be_shared(n->kind) && (n->flags & flag_shared);
 }
-inline bool is_dict(std::uint8_t k) noexcept { return k == kind_dict || k == kind_dict16; }
+// Nodes readers see as a dict (a table too: its values are its rows).
+inline bool is_dict(std::uint8_t k) noexcept {
+  return k == kind_dict || k == kind_dict16 || k == kind_table;
+}
 // A str node's UTF-8 bytes.
 inline const char* str_bytes(const node_header* n) noexcept {
   return reinterpret_cast<const char*>(n) + (n->kind == kind_str16 ? 4 : 8);
@@ -323,10 +331,12 @@ inline bool stored_str(const char* base, word w, std::string_view& out) noexcept
 inline std::uint32_t dict_count(const node_header* n) noexcept {
   return n->kind == kind_dict16 ? n->small_count : n->count;
 }
+// (A table node starts as a dict_header does: its count is its rows, its keys node follows.)
 inline std::uint64_t dict_keys_offset(const node_header* n) noexcept {
   return n->kind == kind_dict16 ? std::uint64_t{n->count} * 8
                                 : reinterpret_cast<const dict_header*>(n)->keys;
 }
+// The value words of a dict or dict16 node (not of a table: read any dict through dict_reader).
 inline const word* dict_values(const node_header* n) noexcept {
   return reinterpret_cast<const word*>(reinterpret_cast<const char*>(n) +
                                        (n->kind == kind_dict16 ? 8 : 16));
@@ -338,13 +348,172 @@ inline const char* node_bytes(const node_header* n) noexcept {
   return reinterpret_cast<const char*>(n + 1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tables of records (kind_table)
+// ---------------------------------------------------------------------------------------------
+// A dict of at least min_table_rows values that are all dicts with one keys node (the shape:
+// records with the same str keys in the same order) is stored as a table: a table_node header,
+// one descriptor word per shape key (a column), then the rows, each a fixed-size record of its
+// fields, each field in the narrowest column_type that holds every row's value word for that key:
+//   column_word64:  8-byte value words as stored anywhere;
+//   column_word32:  4-byte words whose sign extension is the value word (small ints, constants,
+//                   short strs of up to 3 bytes, node references below 2 GiB);
+//   column_float32: 4-byte IEEE singles: every value is an inline float exactly representable
+//                   as a single; read back as the tag_inline_float word of the double.
+// A descriptor is (the field's byte offset in a row) << 3 | its column_type; fields are packed
+// in column order, unaligned (read with memcpy), and a row takes row_bytes (the sum of their
+// widths). Rows rather than column arrays: a reader reads a record's fields together, and a
+// row's fields share a cache line where columns would cost a cache miss each.
+// Row i is the dict {shape key j: field j of row i}; readers see the table as a dict (its keys
+// node, count = rows) whose value i is the row word of row i: rows are not nodes, so no stored
+// word references a row, and a row cannot be flag_shared.
+inline constexpr word tag_row = 7;
+inline constexpr std::uint32_t min_table_rows = 8;
+
+enum column_type : std::uint8_t { column_word64 = 0, column_word32 = 1, column_float32 = 2 };
+
+struct table_node {
+  node_header h;             // kind_table; flags: flag_shared; small_count: columns; count: rows
+  std::uint64_t keys;        // the table's own keys node (h.count keys), as in a dict_header
+  std::uint64_t shape;       // every row's keys node (small_count keys)
+  std::uint32_t row_bytes;   // one row's size: the sum of its fields' widths
+  std::uint32_t rows_start;  // row 0's offset from the node: after the descriptors
+  // then small_count column descriptors, then the rows
+};
+static_assert(sizeof(table_node) == 32);
+
+inline const word* table_columns(const table_node* t) noexcept {
+  return reinterpret_cast<const word*>(t + 1);
+}
+inline std::size_t column_width(word descriptor) noexcept {
+  return (descriptor & tag_mask) == column_word64 ? 8 : 4;
+}
+// The first byte of row `row` of table t.
+inline const char* row_bytes_of(const table_node* t, std::uint32_t row) noexcept {
+  return reinterpret_cast<const char*>(t) + t->rows_start + std::size_t{row} * t->row_bytes;
+}
+
+// Value word `row` of a column array `a` of type c.
+inline word column_word(const char* a, word c, std::size_t row) noexcept {
+  switch (c) {
+    case column_word32: {
+      std::int32_t v;
+      std::memcpy(&v, a + 4 * row, 4);
+      return static_cast<word>(static_cast<std::int64_t>(v));
+    }
+    case column_float32: {
+      float f;
+      std::memcpy(&f, a + 4 * row, 4);
+      const double x = f;
+      word bits;
+      std::memcpy(&bits, &x, 8);
+      return bits | tag_inline_float;
+    }
+    default: {
+      word v;
+      std::memcpy(&v, a + 8 * row, 8);
+      return v;
+    }
+  }
+}
+// Value word `row` of column `col` of table t.
+inline word column_value(const table_node* t, std::uint32_t col, std::uint32_t row) noexcept {
+  const word d = table_columns(t)[col];
+  return column_word(row_bytes_of(t, row) + (d >> 3), d & tag_mask, 0);
+}
+// Whether value word w fits column type c (the writer picks the narrowest that fits them all).
+inline bool fits_column(word w, column_type c) noexcept {
+  if (c == column_word32)
+    return static_cast<word>(static_cast<std::int64_t>(static_cast<std::int32_t>(w))) == w;
+  if (c == column_float32) {
+    if ((w & tag_mask) != tag_inline_float) return false;
+    const word bits = w & ~tag_mask;
+    double d;
+    std::memcpy(&d, &bits, 8);
+    const float f = static_cast<float>(d);
+    const double back = f;
+    word back_bits;
+    std::memcpy(&back_bits, &back, 8);
+    return back_bits == bits;
+  }
+  return true;
+}
+// Writes w into column array `a` of type c at `row` (fits_column(w, c)).
+inline void put_column_value(char* a, column_type c, std::size_t row, word w) noexcept {
+  if (c == column_word32) {
+    const auto v = static_cast<std::int32_t>(w);
+    std::memcpy(a + 4 * row, &v, 4);
+  } else if (c == column_float32) {
+    const word bits = w & ~tag_mask;
+    double d;
+    std::memcpy(&d, &bits, 8);
+    const auto f = static_cast<float>(d);
+    std::memcpy(a + 4 * row, &f, 4);
+  } else {
+    std::memcpy(a + 8 * row, &w, 8);
+  }
+}
+
+// A row word: the table's offset / 8 in bits 3-34, the row in bits 35-63. So a table lies
+// below 32 GiB and has fewer than 2^29 rows (the writer makes a plain dict otherwise).
+inline constexpr std::uint64_t max_table_offset = (std::uint64_t{1} << 35) - 8;
+inline constexpr std::uint64_t max_table_rows = std::uint64_t{1} << 29;
+inline word row_word(std::uint64_t table_off, std::uint32_t row) noexcept {
+  return (word{row} << 35) | ((table_off / 8) << 3) | tag_row;
+}
+inline std::uint64_t row_table_offset(word w) noexcept { return ((w >> 3) & 0xffffffff) * 8; }
+inline std::uint32_t row_of(word w) noexcept { return static_cast<std::uint32_t>(w >> 35); }
+
+// Any dict as readers see it, from its word: a dict, dict16 or table node, or a row of a table.
+// Every reader of dict values goes through it.
+class dict_reader {
+ public:
+  // Pre: w is a tag_row word of a checked graph, or a node word of a node with is_dict(kind).
+  dict_reader(const char* base, word w) noexcept {
+    if ((w & tag_mask) == tag_row) {
+      off_ = row_table_offset(w);
+      row_ = row_of(w);
+      is_row_ = true;
+    } else {
+      off_ = w;
+    }
+    n_ = node_at<node_header>(base, off_);
+  }
+  bool is_row() const noexcept { return is_row_; }
+  // The table a row belongs to, or the dict node.
+  const node_header* node() const noexcept { return n_; }
+  std::uint32_t count() const noexcept { return is_row_ ? n_->small_count : dict_count(n_); }
+  std::uint64_t keys_offset() const noexcept {
+    return is_row_ ? reinterpret_cast<const table_node*>(n_)->shape : dict_keys_offset(n_);
+  }
+  word value(std::uint32_t i) const noexcept {
+    if (is_row_) return column_value(reinterpret_cast<const table_node*>(n_), i, row_);
+    if (n_->kind == kind_table) return row_word(off_, i);
+    return dict_values(n_)[i];
+  }
+
+ private:
+  const node_header* n_;
+  std::uint64_t off_;
+  std::uint32_t row_ = 0;
+  bool is_row_ = false;
+};
+
 // The value words inside a non-leaf node, in the order readers meet them: a dict's keys node
 // first (as a node reference), then its values; a list's or tuple's items; a table's keys.
+// A table node's: its keys node, its shape, then every stored field, column by column.
 inline std::size_t child_count(const node_header* n) noexcept {
+  if (n->kind == kind_table) return 2 + std::size_t{n->count} * n->small_count;
   if (is_dict(n->kind)) return 1 + std::size_t{dict_count(n)};
   return n->count;
 }
 inline word child(const node_header* n, std::size_t i) noexcept {
+  if (n->kind == kind_table) {
+    const auto* t = reinterpret_cast<const table_node*>(n);
+    if (i < 2) return i == 0 ? t->keys : t->shape;
+    return column_value(t, static_cast<std::uint32_t>((i - 2) / n->count),
+                        static_cast<std::uint32_t>((i - 2) % n->count));
+  }
   if (is_dict(n->kind)) return i == 0 ? dict_keys_offset(n) : dict_values(n)[i - 1];
   if (n->kind == kind_list || n->kind == kind_tuple) return seq_items(n)[i];
   return table_keys(reinterpret_cast<const table_header*>(n))[i];
@@ -359,7 +528,10 @@ inline word child(const node_header* n, std::size_t i) noexcept {
 // and its values). A graph's read cost is the sum of cost() over its shared nodes plus what its
 // root reference costs; no read of any part of it builds more objects than that. Nesting is
 // bounded the same way: height(node) = 1 + the largest height among its children (0 for
-// scalars and leaves), counted through shared nodes too.
+// scalars and leaves), counted through shared nodes too. A table counts as the dict of dicts
+// it reads as: cost(table) = 1 + cost(its keys node) + the sum over rows of (1 + cost(shape) +
+// its values' costs), height(table) = 2 + the largest height among its keys node, its shape
+// and its values.
 
 // Objects a read of a graph of `graph_bytes` may build: 2 per byte, at least 16 Mi. Every graph
 // freeze() builds stays below it (a reference costs at most what its 8-byte word allows, since

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -198,7 +199,8 @@ class freezer {
     ref it(check(PyObject_GetIter(iterable)));
     growing_array<std::uint64_t> hashes;
     growing_array<word> keys;
-    growing_array<word> values;
+    value_sink sink(true, 0);  // repeated keys move values: rows keep their place in words
+    growing_array<word>& values = sink.words;
     std::uint32_t height = 0;
     for (Py_ssize_t i = 0;; ++i) {
       ref pair(PyIter_Next(it.get()));
@@ -236,11 +238,10 @@ class freezer {
       const frozen k = unique_value(key);
       path_.back() = {value_of, key, 0};
       const item_key_scope in_item(*this, key, k.w);
-      const frozen v = value(val);
+      const std::uint32_t value_height = add_value(sink, val);  // pushes its word on values
       path_.pop_back();
-      height = std::max({height, k.height, v.height});
+      height = std::max({height, k.height, value_height});
       keys.push_back(k.w);
-      values.push_back(v.w);
       end_item();
     }
     out_.forget_small_nodes();  // the root's table and node are all that is left to write
@@ -257,9 +258,7 @@ class freezer {
     build_table_index(t, hashes.data());
     keys.clear();
     hashes.clear();
-    const auto [off, header] = dict_node(n, keys_off, 0);
-    if (n) std::memcpy(at(off) + header, values.data(), 8 * n);
-    return off;
+    return finish_values(sink, keys_off, 0);
   }
 
  private:
@@ -616,9 +615,7 @@ class freezer {
     bool narrow = narrow_keys_likely(o, n);
     std::uint64_t keys_off = alloc(table_bytes(n, table_capacity(count), narrow));
     new_table_header(keys_off, kind_keys, count, narrow);
-    const std::size_t header = sizeof(dict_header);
-    const std::uint64_t off = alloc(header + 8 * n);
-    put_header(off, kind_dict, shared, n);
+    value_sink sink(false, n);
     std::uint32_t height = 0;
     std::size_t i = 0;
     Py_ssize_t pos = 0;
@@ -647,17 +644,15 @@ class freezer {
         fail(PyExc_RuntimeError, dict_changed_size);
       }
       const item_key_scope in_item(*this, key.get(), fk.w);
-      const frozen fv = value(val.get());
+      const std::uint32_t value_height = add_value(sink, val.get());
       path_.pop_back();
-      height = std::max({height, fk.height, fv.height});
-      put_word(off + header + 8 * i, fv.w);
+      height = std::max({height, fk.height, value_height});
       if (static_cast<std::size_t>(PyDict_GET_SIZE(o)) != n)
         fail(PyExc_RuntimeError, dict_changed_size);
       ++i;
     }
     if (i != n) fail(PyExc_RuntimeError, dict_changed_keys);
-    std::memcpy(at(off) + offsetof(dict_header, keys), &keys_off, 8);
-    return {off, height + 1};
+    return {finish_values(sink, keys_off, shared), height + 1};
   }
 
   // Whether every key of the large dict o will likely have a 4-byte word (fits_narrow_key), from
@@ -837,6 +832,8 @@ class freezer {
   }
 
   frozen dict(PyObject* o, std::uint8_t shared) {
+    value_sink* const as_row_of = row_sink_;  // set by add_value for this dict only
+    row_sink_ = nullptr;
     if (PyDict_GET_SIZE(o) > large_container) return large_dict(o, shared);
     // The items as they are now, each held, before anything is hashed or frozen: key i is
     // items[2i], its value items[2i + 1].
@@ -871,6 +868,35 @@ class freezer {
           table(kind_keys, 0, n, items, 0, 2, n <= 64 ? small_hashes : nullptr, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
+    if (as_row_of && shareable && (as_row_of->rows == 0 || as_row_of->shape == keys_off)) {
+      // A row of the table being collected: its value words go into the sink's columns.
+      if (as_row_of->rows == 0) {
+        as_row_of->shape = keys_off;
+        as_row_of->columns = std::make_unique<column_buffer[]>(n);
+        as_row_of->column_count = n;
+        for (std::size_t j = 0; j < n; ++j) as_row_of->columns[j].expect(as_row_of->expected);
+      }
+      path_.push_back({value_of, nullptr, 0});
+      for (std::size_t i = 0; i < n; ++i) {
+        path_.back().key = items[2 * i];
+        const frozen f = value(items[2 * i + 1]);
+        height = std::max(height, f.height);
+        as_row_of->columns[i].push_back(f.w);
+      }
+      path_.pop_back();
+      return {row_marker(as_row_of->rows++), height + 1};
+    }
+    if (as_row_of) untabulate(*as_row_of);
+    if (n >= min_table_rows) {  // values that may be rows of one shape: a table
+      value_sink sink(false, n);
+      path_.push_back({value_of, nullptr, 0});
+      for (std::size_t i = 0; i < n; ++i) {
+        path_.back().key = items[2 * i];
+        height = std::max(height, add_value(sink, items[2 * i + 1]));
+      }
+      path_.pop_back();
+      return {finish_values(sink, keys_off, shared), height + 1};
+    }
     const auto [off, header] = dict_node(n, keys_off, shared);
     path_.push_back({value_of, nullptr, 0});
     for (std::size_t i = 0; i < n; ++i) {
@@ -881,6 +907,233 @@ class freezer {
     }
     path_.pop_back();
     return {off, height + 1};
+  }
+
+  // ----- tables of records (format.hpp, "Tables of records") -----------------------------------
+  // The values of a dict of at least min_table_rows values go through a value_sink: as long as
+  // every value is a record (an exact dict of at most 64 str keys that nothing else references:
+  // rows are not nodes, so an identity-shared dict is never one) of one shape, each is frozen
+  // as a row, its value words appended to the sink's columns (each kept in the narrowest column
+  // type that holds it so far: 4 bytes a field for most); at the first value that is not, the
+  // rows so far are written as dict16 nodes and the sink keeps plain words from then on.
+
+  // One column of the rows being collected, in the narrowest column_type that holds every value
+  // word pushed so far (re-encoded when a value needs another type: at most twice a column).
+  class column_buffer {
+   public:
+    column_buffer() = default;
+    column_buffer(const column_buffer&) = delete;
+    column_buffer& operator=(const column_buffer&) = delete;
+    ~column_buffer() = default;
+
+    // Room for the rows a dict of known size may have (build_dict's grow as they come).
+    void expect(std::size_t rows) {
+      expected_ = rows;
+      narrow_.reserve_for(rows);
+    }
+    column_type type() const { return type_; }
+    std::size_t size() const { return type_ == column_word64 ? wide_.size() : narrow_.size(); }
+    word operator[](std::size_t r) {
+      return type_ == column_word64
+                 ? wide_[r]
+                 : column_word(reinterpret_cast<const char*>(narrow_.data()), type_, r);
+    }
+    // The array, as the column stores it.
+    const char* data() {
+      return type_ == column_word64 ? reinterpret_cast<const char*>(wide_.data())
+                                    : reinterpret_cast<const char*>(narrow_.data());
+    }
+    void push_back(word w) {
+      if (type_ != column_word64 && !fits_column(w, type_)) retype(w);
+      if (type_ == column_word64) return wide_.push_back(w);
+      narrow_.push_back(0);
+      put_column_value(reinterpret_cast<char*>(narrow_.data()), type_, narrow_.size() - 1, w);
+    }
+    // Sets value r to w (a value of the same column after narrow_short_strs replaced it).
+    void set(std::size_t r, word w) {
+      if (type_ == column_word64) wide_[r] = w;
+      else put_column_value(reinterpret_cast<char*>(narrow_.data()), type_, r, w);
+    }
+    // Re-encodes the column as `to`, which holds every value (fits_column).
+    void convert(column_type to) {
+      const std::size_t n = size();
+      if (to == column_word64) {
+        wide_.reserve_for(expected_);
+        for (std::size_t r = 0; r < n; ++r) wide_.push_back((*this)[r]);
+        narrow_.clear();
+      } else if (type_ == column_word64) {
+        for (std::size_t r = 0; r < n; ++r) narrow_.push_back(0);
+        for (std::size_t r = 0; r < n; ++r)
+          put_column_value(reinterpret_cast<char*>(narrow_.data()), to, r, wide_[r]);
+        wide_.clear();
+      } else {
+        for (std::size_t r = 0; r < n; ++r)
+          put_column_value(reinterpret_cast<char*>(narrow_.data()), to, r, (*this)[r]);
+      }
+      type_ = to;
+    }
+    // Whether every value fits `to`.
+    bool all_fit(column_type to) {
+      for (std::size_t r = 0, n = size(); r < n; ++r) {
+        if (!fits_column((*this)[r], to)) return false;
+      }
+      return true;
+    }
+
+   private:
+    // w does not fit the current narrow type: the other narrow type if it holds every value
+    // and w, else word64.
+    void retype(word w) {
+      const column_type other = type_ == column_word32 ? column_float32 : column_word32;
+      convert(fits_column(w, other) && all_fit(other) ? other : column_word64);
+    }
+
+    column_type type_ = column_word32;
+    std::size_t expected_ = 0;
+    growing_array<std::uint32_t> narrow_;
+    growing_array<word> wide_;
+  };
+
+  struct value_sink {
+    value_sink(bool keep_row_markers, std::size_t expected_values)
+        : markers(keep_row_markers), expected(expected_values) {}
+    bool markers;             // rows leave a marker in words (else: rows come first)
+    std::size_t expected;     // the dict's size, when known (0: build_dict)
+    std::uint64_t shape = 0;  // the rows' keys node
+    std::unique_ptr<column_buffer[]> columns;  // one per shape key
+    std::size_t column_count = 0;
+    std::uint32_t rows = 0;     // rows collected
+    bool tabular = true;        // every value so far is a row
+    growing_array<word> words;  // frozen values (and row markers, with `markers`)
+  };
+  static word row_marker(std::uint32_t r) { return (word{r} << 3) | tag_row; }
+  static bool is_row_marker(word w) { return (w & tag_mask) == tag_row; }
+
+  // Freezes o, a value of the dict whose values `sink` collects; returns its height.
+  std::uint32_t add_value(value_sink& sink, PyObject* o) {
+    frozen f;
+    if (sink.tabular && PyDict_CheckExact(o) && Py_REFCNT(o) <= 2 && PyDict_GET_SIZE(o) <= 64 &&
+        sink.rows + 1 < max_table_rows) {
+      row_sink_ = &sink;  // dict() takes it (container() runs no other dict() first)
+      f = container(o, &freezer::dict);
+      row_sink_ = nullptr;
+    } else {
+      untabulate(sink);
+      f = value(o);
+    }
+    if (!is_row_marker(f.w) || sink.markers) sink.words.push_back(f.w);
+    return f.height;
+  }
+
+  // The rows collected so far become dict16 nodes; the sink collects plain words from now on.
+  void untabulate(value_sink& sink) {
+    if (!sink.tabular) return;
+    sink.tabular = false;
+    if (sink.markers) {
+      for (std::size_t i = 0; i < sink.words.size(); ++i) {
+        if (is_row_marker(sink.words[i])) sink.words[i] = row_node(sink, sink.words[i] >> 3);
+      }
+    } else {  // the rows are the values so far, in order
+      for (std::uint32_t r = 0; r < sink.rows; ++r) sink.words.push_back(row_node(sink, r));
+    }
+    sink.columns.reset();
+  }
+
+  word row_node(value_sink& sink, std::uint64_t r) {
+    const std::size_t n = sink.column_count;
+    const auto [off, header] = dict_node(n, sink.shape, 0);
+    for (std::size_t j = 0; j < n; ++j) put_word(off + header + 8 * j, sink.columns[j][r]);
+    return off;
+  }
+
+  // Writes the node of the dict whose keys node is keys_off and whose values `sink` collected:
+  // a table when they are all rows (at least min_table_rows), else a dict node. Returns its
+  // offset.
+  std::uint64_t finish_values(value_sink& sink, std::uint64_t keys_off, std::uint8_t shared) {
+    const std::size_t n = sink.markers ? sink.words.size() : sink.rows;
+    if (sink.tabular && n >= min_table_rows) {
+      if (const std::uint64_t off = table_node_of(sink, n, keys_off, shared)) return off;
+    }
+    untabulate(sink);
+    const std::size_t count = sink.words.size();
+    const auto [off, header] = dict_node(count, keys_off, shared);
+    if (count) std::memcpy(at(off) + header, sink.words.data(), 8 * count);
+    return off;
+  }
+
+  // A column of node references and a few short strs too long for a word32 (names: "name-1"
+  // is a short str, "name-100" a node) stores those strs as nodes instead, when that costs less
+  // than the 4 bytes a row a word64 column would add.
+  void narrow_short_strs(column_buffer& column) {
+    if (column.type() != column_word64) return;
+    const std::size_t rows = column.size();
+    std::size_t misfits = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const word w = column[r];
+      if (fits_column(w, column_word32)) continue;
+      if ((w & tag_mask) != tag_short_str) return;
+      ++misfits;
+    }
+    if (16 * misfits >= 4 * rows) return;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const word w = column[r];
+      if (fits_column(w, column_word32)) continue;
+      char b[8];
+      short_str_bytes(w, b);
+      const std::size_t len = short_str_size(w);
+      bool ascii = true;
+      for (std::size_t i = 0; i < len; ++i)
+        ascii = ascii && static_cast<unsigned char>(b[i]) < 0x80;
+      const node_header h{kind_str16, static_cast<std::uint8_t>(ascii ? flag_ascii : 0),
+                          static_cast<std::uint16_t>(len), 0};
+      small_node node;
+      std::memcpy(node.bytes, &h, 4);
+      std::memcpy(node.bytes + 4, b, len);
+      const word node_word = out_.store_once(node.bytes, node.size(4 + len), remember_small_);
+      if (!fits_column(node_word, column_word32)) return;  // past 2 GiB: the column stays wide
+      column.set(r, node_word);
+    }
+    column.convert(column_word32);
+  }
+
+  // The table node of the n rows in `sink`, or 0 where a table cannot lie (past 32 GiB).
+  std::uint64_t table_node_of(value_sink& sink, std::size_t n, std::uint64_t keys_off,
+                              std::uint8_t shared) {
+    const std::size_t columns = sink.column_count;
+    std::size_t row_bytes = 0;
+    for (std::size_t j = 0; j < columns; ++j) {
+      column_buffer& c = sink.columns[j];
+      narrow_short_strs(c);
+      row_bytes += c.type() == column_word64 ? 8 : 4;
+    }
+    const std::size_t rows_start = sizeof(table_node) + 8 * columns;
+    const std::size_t bytes = rows_start + row_bytes * n;
+    if (out_.size() + bytes > max_table_offset) return 0;
+    const std::uint64_t off = alloc(bytes);
+    table_node t{};
+    t.h = {kind_table, shared, static_cast<std::uint16_t>(columns), static_cast<std::uint32_t>(n)};
+    t.keys = keys_off;
+    t.shape = sink.shape;
+    t.row_bytes = static_cast<std::uint32_t>(row_bytes);
+    t.rows_start = static_cast<std::uint32_t>(rows_start);
+    char* p = at(off);
+    std::memcpy(p, &t, sizeof t);
+    std::size_t field = 0;
+    for (std::size_t j = 0; j < columns; ++j) {
+      column_buffer& c = sink.columns[j];
+      const word d = field << 3 | c.type();
+      std::memcpy(p + sizeof t + 8 * j, &d, 8);
+      const std::size_t width = c.type() == column_word64 ? 8 : 4;
+      const char* from = c.data();
+      char* to = p + rows_start + field;
+      for (std::size_t i = 0; i < n; ++i) {
+        // build_dict: repeated keys may have moved or dropped rows; else row i is value i
+        const std::size_t r = sink.markers ? sink.words[i] >> 3 : i;
+        std::memcpy(to + row_bytes * i, from + width * r, width);
+      }
+      field += width;
+    }
+    return off;
   }
 
   // Whether the keys table at table_off holds the `count` str keys items[0], items[2]... in order.
@@ -930,6 +1183,7 @@ class freezer {
   word item_key_word_ = 0;        // ...and its frozen word
   std::vector<word> scratch_;     // key and item words of the containers being walked
   std::vector<std::uint64_t> scratch_hashes_;  // and their keys' hashes (table)
+  value_sink* row_sink_ = nullptr;  // the sink the next dict() may be a row of (add_value)
   std::vector<step> path_;
   std::vector<PyObject*> open_;
   std::unordered_set<PyObject*> open_set_;

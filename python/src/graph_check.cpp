@@ -119,6 +119,7 @@ std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& co
     case tag_short_str:
     case tag_inline_float: return {};
     case tag_packed_str: return check_packed_str(w, at);
+    case tag_row: return at_offset("a row word (never stored) in the node", at);
     case tag_const:
       if (w == const_none || w == const_false || w == const_true) return {};
       return at_offset("an unknown constant in the node", at);
@@ -188,6 +189,9 @@ std::string graph_check::enter(std::uint64_t off, bool& pushed) {
     case kind_dict16:
       if (std::string err = check_dict(n, off); !err.empty()) return err;
       break;
+    case kind_table:
+      if (std::string err = check_table_node(n, off); !err.empty()) return err;
+      break;
     case kind_keys:
     case kind_set:
     case kind_frozenset:
@@ -215,7 +219,10 @@ std::string graph_check::pop(reference_cost& cost) {
   const frame f = stack_.back();
   stack_.pop_back();
   const auto* n = node_at<node_header>(base_, f.off);
-  const node_cost own{f.child_height + 1, add_cost(f.child_objects, 1)};
+  node_cost own{f.child_height + 1, add_cost(f.child_objects, 1)};
+  if (n->kind == kind_table) {
+    if (std::string err = table_cost(n, f, own); !err.empty()) return err;
+  }
   if (own.height > max_nesting) return at_offset("nesting deeper than 10002 levels", f.off);
   const std::uint64_t limit = read_cost_limit(size_);
   if (own.objects > limit)
@@ -223,7 +230,8 @@ std::string graph_check::pop(reference_cost& cost) {
         "a node whose reading would build more than " + std::to_string(limit) + " objects", f.off);
   open_[f.off / 8 / 64] &= ~(std::uint64_t{1} << (f.off / 8 % 64));
   set(valid_, f.off);
-  const bool plain = own.height == plain_height(n) && own.objects == plain_objects(n);
+  const bool plain =
+      n->kind != kind_table && own.height == plain_height(n) && own.objects == plain_objects(n);
   if (plain) set(plain_, f.off);
   if (is_shared(n)) {
     costs_.emplace(f.off, own);
@@ -269,6 +277,57 @@ std::string graph_check::check_table(const node_header* n, std::uint64_t off) {
                                  : check_slots<std::uint64_t>(t, off);
 }
 
+std::string graph_check::check_keys_of(std::uint64_t keys, std::uint64_t count,
+                                       std::uint64_t off) const {
+  if (keys % 8 || keys < sizeof(root_header) || keys > size_ - sizeof(table_header))
+    return at_offset("a dict whose keys table is outside the graph", off);
+  const auto* t = reinterpret_cast<const table_header*>(base_ + keys);
+  if (t->h.kind != kind_keys || t->h.count != count)
+    return at_offset("a dict whose keys table does not match it", off);
+  return {};
+}
+
+std::string graph_check::check_table_node(const node_header* n, std::uint64_t off) const {
+  const std::uint64_t avail = size_ - off;
+  const auto* t = reinterpret_cast<const table_node*>(n);
+  const std::uint64_t columns = n->small_count;
+  const std::uint64_t header = sizeof(table_node) + 8 * columns;
+  if (header > avail) return at_offset("a table node past the end", off);
+  // Row words name the table by offset / 8 in 32 bits and the row in 29.
+  if (off > max_table_offset || n->count >= max_table_rows)
+    return at_offset("a table node beyond 32 GiB or with 2^29 rows or more", off);
+  if (std::string err = check_keys_of(t->keys, n->count, off); !err.empty()) return err;
+  if (std::string err = check_keys_of(t->shape, columns, off); !err.empty()) return err;
+  if (t->rows_start < header || t->rows_start > avail ||
+      std::uint64_t{t->row_bytes} * n->count > avail - t->rows_start)
+    return at_offset("a table's rows outside the table node or the graph", off);
+  for (std::uint64_t j = 0; j < columns; ++j) {
+    const word d = table_columns(t)[j];
+    const word type = d & tag_mask;
+    if (type != column_word64 && type != column_word32 && type != column_float32)
+      return at_offset("a table column of unknown type", off);
+    if ((d >> 3) > t->row_bytes || column_width(d) > t->row_bytes - (d >> 3))
+      return at_offset("a table column outside its row", off);
+  }
+  return {};
+}
+
+// A table's cost and height as the dict of dicts it reads as (format.hpp, "Read cost"): every
+// row builds a dict and its shape's keys again. The shape's keys must be scalars or leaves.
+std::string graph_check::table_cost(const node_header* n, const frame& f, node_cost& own) const {
+  const auto* t = reinterpret_cast<const table_node*>(n);
+  const auto* shape = reinterpret_cast<const table_header*>(base_ + t->shape);
+  const auto kw = table_keys(shape);
+  for (std::uint32_t j = 0; j < shape->h.count; ++j) {
+    if ((kw[j] & tag_mask) == tag_node && !is_leaf(node_at<node_header>(base_, kw[j])->kind))
+      return at_offset("a table whose shape has a container key", f.off);
+  }
+  const std::uint64_t per_row = 2 + std::uint64_t{shape->h.count};
+  own.height = f.child_height + 2;
+  own.objects = add_cost(own.objects, std::uint64_t{n->count} * per_row);
+  return {};
+}
+
 std::string graph_check::check_dict(const node_header* n, std::uint64_t off) {
   const std::uint64_t avail = size_ - off;
   const std::uint64_t header = n->kind == kind_dict16 ? 8 : sizeof(dict_header);
@@ -276,13 +335,7 @@ std::string graph_check::check_dict(const node_header* n, std::uint64_t off) {
     return at_offset("a dict past the end", off);
   // The keys table is checked in full when the walk enters it (its first child); here only what
   // the dict itself relies on: that it is a keys table with as many entries.
-  const std::uint64_t keys = dict_keys_offset(n);
-  if (keys % 8 || keys < sizeof(root_header) || keys > size_ - sizeof(table_header))
-    return at_offset("a dict whose keys table is outside the graph", off);
-  const auto* t = reinterpret_cast<const table_header*>(base_ + keys);
-  if (t->h.kind != kind_keys || t->h.count != dict_count(n))
-    return at_offset("a dict whose keys table does not match it", off);
-  return {};
+  return check_keys_of(dict_keys_offset(n), dict_count(n), off);
 }
 
 }  // namespace permafrost::python

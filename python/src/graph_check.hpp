@@ -16,6 +16,9 @@
 //     only v2 graphs use), every index slot is empty or names an entry, and fewer slots are
 //     used than it has (so probing, which wraps at the capacity, always ends);
 //   - a dict's keys node is a keys table with the dict's count;
+//   - a table node's keys node and shape are keys tables with its rows and columns, its shape's
+//     keys are scalars or leaves, its columns have known types and lie inside it, it lies below
+//     32 GiB with fewer than 2^29 rows, and no stored word is a row word (tag_row);
 //   - no node contains itself, and no path from the root nests more than max_nesting nodes
 //     (the readers recurse), counted through nodes that are referenced more than once too;
 //   - reading the graph builds at most read_cost_limit(size) objects (format.hpp, "Read cost"):
@@ -82,6 +85,11 @@ class graph_check {
     std::uint64_t child_objects = 0;  // their read costs, summed
   };
 
+  struct node_cost {
+    std::uint32_t height;
+    std::uint64_t objects;  // the node's own read cost (its references may cost 1: flag_shared)
+  };
+
   // Checks one value word found in the node at offset `at`. A node not seen before is checked
   // and, when it has children, pushed (its cost reaches its parent when it is popped); otherwise
   // `cost` is what the reference costs.
@@ -93,6 +101,9 @@ class graph_check {
   std::string check_leaf(const node_header* n, std::uint64_t off);
   std::string check_table(const node_header* n, std::uint64_t off);
   std::string check_dict(const node_header* n, std::uint64_t off);
+  std::string check_keys_of(std::uint64_t keys, std::uint64_t count, std::uint64_t off) const;
+  std::string check_table_node(const node_header* n, std::uint64_t off) const;
+  std::string table_cost(const node_header* n, const frame& f, node_cost& own) const;
   void add_to_top(const reference_cost& cost) noexcept;
   bool test(const std::vector<std::uint64_t>& bits, std::uint64_t off) const noexcept {
     return (bits[off / 8 / 64] >> (off / 8 % 64)) & 1;
@@ -100,11 +111,6 @@ class graph_check {
   void set(std::vector<std::uint64_t>& bits, std::uint64_t off) noexcept {
     bits[off / 8 / 64] |= std::uint64_t{1} << (off / 8 % 64);
   }
-
-  struct node_cost {
-    std::uint32_t height;
-    std::uint64_t objects;  // the node's own read cost (its references may cost 1: flag_shared)
-  };
 
   const char* base_;
   std::size_t size_;

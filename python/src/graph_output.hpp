@@ -152,6 +152,12 @@ class growing_array {
     if (size_ == capacity_) reserve(capacity_ ? capacity_ + capacity_ / 2 : 1024);
     data_[size_++] = v;
   }
+  // Effects: room for n elements, so that growing to n moves nothing (a heap block below the
+  // mmap threshold is copied when it grows, and the block it leaves stays resident).
+  // Throws: std::bad_alloc.
+  void reserve_for(std::size_t n) {
+    if (n > capacity_) reserve(n);
+  }
   // Effects: n zero elements (after what it held is dropped). Throws: std::bad_alloc.
   void resize_zeroed(std::size_t n) {
     clear();

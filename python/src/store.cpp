@@ -312,7 +312,16 @@ PyObject* py_store_view(PyObject* module, PyObject* args) {
   // is read. Other graphs were written by freeze() here, or by the process that sent this one
   // (sealed, or an image it checked); that pickle is trusted as every pickle is (unpickling runs
   // code), so only the bounds are checked.
-  const bool known = s->check ? s->check->is_node(off) : off % 8 == 0 && off < s->size;
+  // A row of a table (format.hpp) is named by its row word: its table and row must be real.
+  const bool row = (off & tag_mask) == tag_row;
+  const std::uint64_t node_off = row ? row_table_offset(off) : off;
+  bool known = s->check
+                   ? s->check->is_node(node_off)
+                   : node_off % 8 == 0 && node_off >= sizeof(root_header) && node_off < s->size;
+  if (known && row) {
+    const auto* t = node_at<node_header>(s->base, node_off);
+    known = t->kind == kind_table && row_of(off) < t->count;
+  }
   if (!known) {
     PyErr_Format(PyExc_ValueError, "offset %llu is no value of the image", off);
     return nullptr;

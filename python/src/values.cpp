@@ -149,6 +149,21 @@ PyObject* tuple_of(store_object* store, const char* base, const node_header* n,
 
 PyObject* thaw(const module_state& state, const char* base, word w, shared_objects& shared);
 
+// thaw() of the dict (a dict, dict16 or table node, or a row) of word w.
+PyObject* thaw_dict(const module_state& state, const char* base, word w, shared_objects& shared) {
+  const dict_reader d(base, w);
+  const auto kw = table_keys(node_at<table_header>(base, d.keys_offset()));
+  ref out(PyDict_New());
+  if (!out.get()) return nullptr;
+  for (std::uint32_t i = 0, count = d.count(); i < count; ++i) {
+    ref k(thaw(state, base, kw[i], shared));
+    if (!k.get()) return nullptr;
+    ref v(thaw(state, base, d.value(i), shared));
+    if (!v.get() || PyDict_SetItem(out.get(), k.get(), v.get()) < 0) return nullptr;
+  }
+  return out.release();
+}
+
 // thaw() of the node n, which is not a leaf.
 PyObject* thaw_container(const module_state& state, const char* base, const node_header* n,
                          shared_objects& shared) {
@@ -168,19 +183,10 @@ PyObject* thaw_container(const module_state& state, const char* base, const node
       return out.release();
     }
     case kind_dict:
-    case kind_dict16: {
-      const key_words kw = table_keys(node_at<table_header>(base, dict_keys_offset(n)));
-      const word* vw = dict_values(n);
-      ref out(PyDict_New());
-      if (!out.get()) return nullptr;
-      for (std::uint32_t i = 0, count = dict_count(n); i < count; ++i) {
-        ref k(thaw(state, base, kw[i], shared));
-        if (!k.get()) return nullptr;
-        ref v(thaw(state, base, vw[i], shared));
-        if (!v.get() || PyDict_SetItem(out.get(), k.get(), v.get()) < 0) return nullptr;
-      }
-      return out.release();
-    }
+    case kind_dict16:
+    case kind_table:
+      return thaw_dict(state, base, static_cast<word>(reinterpret_cast<const char*>(n) - base),
+                       shared);
     case kind_set:
     case kind_frozenset: {
       const auto* t = reinterpret_cast<const table_header*>(n);
@@ -198,6 +204,10 @@ PyObject* thaw_container(const module_state& state, const char* base, const node
 }
 
 PyObject* thaw(const module_state& state, const char* base, word w, shared_objects& shared) {
+  if ((w & tag_mask) == tag_row) {  // a row: built anew for each reference, as a dict16 record
+    if (!stack_room()) return nullptr;
+    return thaw_dict(state, base, w, shared);
+  }
   if ((w & tag_mask) != tag_node) return scalar(base, w);
   const auto* n = node_at<node_header>(base, w);
   if (is_leaf(n->kind)) return leaf_object(state, n);
@@ -210,6 +220,13 @@ PyObject* thaw(const module_state& state, const char* base, word w, shared_objec
 }  // namespace
 
 PyObject* materialise(store_object* store, const char* base, word w) {
+  if ((w & tag_mask) == tag_row) {
+    // A row's fields lie apart from its key (the node a lookup just compared): start loading
+    // them now, while the view is made and Python asks for a field.
+    const auto* t = node_at<table_node>(base, row_table_offset(w));
+    __builtin_prefetch(row_bytes_of(t, row_of(w)));
+    return new_view(store->state->dict_type, store, w);
+  }
   if ((w & tag_mask) != tag_node) return scalar(base, w);
   const auto* n = node_at<node_header>(base, w);
   if (is_leaf(n->kind)) return leaf_object(*store->state, n);
@@ -220,7 +237,8 @@ PyObject* materialise(store_object* store, const char* base, word w) {
     }
     case kind_list: return new_view(store->state->list_type, store, w);
     case kind_dict:
-    case kind_dict16: return new_view(store->state->dict_type, store, w);
+    case kind_dict16:
+    case kind_table: return new_view(store->state->dict_type, store, w);
     case kind_set:
     case kind_frozenset: return new_view(store->state->set_type, store, w);
   }

@@ -66,9 +66,12 @@ struct iter_object {
   int mode;
 };
 
+// The dict being read (a view's word may be a node's or a table row's: format.hpp).
+dict_reader dict_of(const reading& r) { return {r.base, r.off}; }
+
 // The keys table of the dict being read.
 const table_header* dict_keys_of(const reading& r) {
-  return node_at<table_header>(r.base, dict_keys_offset(r.node()));
+  return node_at<table_header>(r.base, dict_of(r).keys_offset());
 }
 
 PyObject* new_iter(PyObject* owner, int mode) {
@@ -80,8 +83,7 @@ PyObject* new_iter(PyObject* owner, int mode) {
   Py_INCREF(owner);
   it->owner = owner;
   it->next = 0;
-  const node_header* n = r.node();
-  it->count = is_dict(n->kind) ? dict_count(n) : n->count;
+  it->count = mode == iter_list || mode == iter_set ? r.node()->count : dict_of(r).count();
   it->mode = mode;
   return reinterpret_cast<PyObject*>(it);
 }
@@ -99,16 +101,16 @@ PyObject* iter_next(PyObject* self) {
   const reading r(it->owner);
   if (!r) return nullptr;
   const std::uint32_t i = it->next++;
-  const node_header* n = r.node();
   switch (it->mode) {
-    case iter_list: return value_of(r, seq_items(n)[i]);
-    case iter_set: return value_of(r, table_keys(reinterpret_cast<const table_header*>(n))[i]);
+    case iter_list: return value_of(r, seq_items(r.node())[i]);
+    case iter_set:
+      return value_of(r, table_keys(reinterpret_cast<const table_header*>(r.node()))[i]);
     case iter_keys: return value_of(r, table_keys(dict_keys_of(r))[i]);
-    case iter_values: return value_of(r, dict_values(n)[i]);
+    case iter_values: return value_of(r, dict_of(r).value(i));
     default: {
       ref k(value_of(r, table_keys(dict_keys_of(r))[i]));
       if (!k.get()) return nullptr;
-      ref val(value_of(r, dict_values(n)[i]));
+      ref val(value_of(r, dict_of(r).value(i)));
       if (!val.get()) return nullptr;
       return PyTuple_Pack(2, k.get(), val.get());
     }
@@ -135,7 +137,7 @@ PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc
 
 Py_ssize_t dict_len(PyObject* self) {
   const reading r(self);
-  return r ? static_cast<Py_ssize_t>(dict_count(r.node())) : -1;
+  return r ? static_cast<Py_ssize_t>(dict_of(r).count()) : -1;
 }
 
 // The entry of `key` in the dict being read: an index, entry_absent or entry_failed (exception
@@ -148,7 +150,7 @@ PyObject* dict_subscript(PyObject* self, PyObject* key) {
   const reading r(self);
   if (!r) return nullptr;
   const std::int64_t i = dict_find(r, key);
-  if (i >= 0) return value_of(r, dict_values(r.node())[i]);
+  if (i >= 0) return value_of(r, dict_of(r).value(static_cast<std::uint32_t>(i)));
   if (i == entry_absent) {
     ref args(PyTuple_Pack(1, key));
     if (args.get()) PyErr_SetObject(PyExc_KeyError, args.get());
@@ -171,7 +173,7 @@ PyObject* dict_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   const reading r(self);
   if (!r) return nullptr;
   const std::int64_t i = dict_find(r, args[0]);
-  if (i >= 0) return value_of(r, dict_values(r.node())[i]);
+  if (i >= 0) return value_of(r, dict_of(r).value(static_cast<std::uint32_t>(i)));
   if (i == entry_failed) return nullptr;
   PyObject* dflt = nargs == 2 ? args[1] : Py_None;
   Py_INCREF(dflt);

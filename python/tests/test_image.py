@@ -426,7 +426,7 @@ class CraftedImages(unittest.TestCase):
     def test_a_bad_4_byte_key_word_is_refused(self):
         for word, why in ((0x7ffffff0, "a reference outside the graph"),
                           ((0x7fffff << 3) | 6, "packed str outside the graph"),
-                          (5 << 3 | 2, "unknown constant"), (7, "unknown value tag")):
+                          (5 << 3 | 2, "unknown constant"), (7, "a row word (never stored)")):
             with self.subTest(word=hex(word)):
                 self.refused(self.narrow_keys_and_dict([1, 9, 17, word]), why)
         self.refused(MAGIC + self.narrow_keys_and_dict([1, 9, 17, 25])[8:], "narrow keys in a v1")

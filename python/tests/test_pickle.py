@@ -127,7 +127,7 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
 
     def test_a_large_freeze_result_is_sent_from_its_own_memfd_arena(self):
         # Past 1 MiB freeze() writes into a memfd arena: sending a view moves and copies nothing.
-        table = make_table(20000)
+        table = make_table(40000)
         frozen = permafrost.freeze(table)
         before = permafrost._core._range(frozen)
         self.assertGreater(before[1], 1 << 20)
