@@ -616,6 +616,7 @@ class freezer {
     std::uint64_t keys_off = alloc(table_bytes(n, table_capacity(count), narrow));
     new_table_header(keys_off, kind_keys, count, narrow);
     value_sink sink(false, n);
+    reserve_rows(sink, o, n);  // a likely table: its rows go straight into the arena
     std::uint32_t height = 0;
     std::size_t i = 0;
     Py_ssize_t pos = 0;
@@ -868,22 +869,38 @@ class freezer {
           table(kind_keys, 0, n, items, 0, 2, n <= 64 ? small_hashes : nullptr, key_of);
       if (shareable) shared_keys_.emplace(sig, keys_off);
     }
-    if (as_row_of && shareable && (as_row_of->rows == 0 || as_row_of->shape == keys_off)) {
-      // A row of the table being collected: its value words go into the sink's columns.
+    if (as_row_of && shareable && (as_row_of->rows == 0 || as_row_of->shape == keys_off) &&
+        (!as_row_of->region || n == as_row_of->column_count)) {
+      // A row of the table being collected: its value words go into the sink's columns, or
+      // straight into its row in the arena (reserve_rows).
       if (as_row_of->rows == 0) {
         as_row_of->shape = keys_off;
-        as_row_of->columns = std::make_unique<column_buffer[]>(n);
-        as_row_of->column_count = n;
-        for (std::size_t j = 0; j < n; ++j) as_row_of->columns[j].expect(as_row_of->expected);
+        if (!as_row_of->region) {
+          as_row_of->columns = std::make_unique<column_buffer[]>(n);
+          as_row_of->column_count = n;
+          for (std::size_t j = 0; j < n; ++j) as_row_of->columns[j].expect(as_row_of->expected);
+        }
       }
+      // In place, the row's words wait on the shared scratch stack (not in this frame: the
+      // walk recurses through it) until the row is complete.
+      const std::size_t mark = scratch_.size();
+      const stack_scope<word> words_scope(scratch_);
       path_.push_back({value_of, nullptr, 0});
       for (std::size_t i = 0; i < n; ++i) {
         path_.back().key = items[2 * i];
         const frozen f = value(items[2 * i + 1]);
         height = std::max(height, f.height);
-        as_row_of->columns[i].push_back(f.w);
+        if (as_row_of->region) scratch_.push_back(f.w);
+        else as_row_of->columns[i].push_back(f.w);
       }
       path_.pop_back();
+      if (as_row_of->region && !put_row(*as_row_of, scratch_.data() + mark)) {
+        // No room for it (past 32 GiB): the rows so far become nodes, and so does this one.
+        untabulate(*as_row_of);
+        const auto [off, header] = dict_node(n, keys_off, shared);
+        for (std::size_t i = 0; i < n; ++i) put_word(off + header + 8 * i, scratch_[mark + i]);
+        return {off, height + 1};
+      }
       return {row_marker(as_row_of->rows++), height + 1};
     }
     if (as_row_of) untabulate(*as_row_of);
@@ -994,6 +1011,18 @@ class freezer {
     growing_array<word> wide_;
   };
 
+  // The rows of a table reserved in the arena before its first value (reserve_rows): a table
+  // node of `capacity` rows at `off` whose header and descriptors finish_values writes.
+  struct row_region {
+    std::uint64_t off = 0;
+    std::size_t capacity = 0;
+    std::uint32_t row_bytes = 0;
+    std::uint32_t rows_start = 0;
+    column_type types[64] = {};
+    bool short_strs_as_nodes[64] = {};  // short strs that do not fit word32 become str16 nodes
+    std::uint32_t fields[64] = {};      // each field's byte offset in a row
+  };
+
   struct value_sink {
     value_sink(bool keep_row_markers, std::size_t expected_values)
         : markers(keep_row_markers), expected(expected_values) {}
@@ -1001,6 +1030,7 @@ class freezer {
     std::size_t expected;     // the dict's size, when known (0: build_dict)
     std::uint64_t shape = 0;  // the rows' keys node
     std::unique_ptr<column_buffer[]> columns;  // one per shape key
+    std::unique_ptr<row_region> region;        // or the rows in place (reserve_rows)
     std::size_t column_count = 0;
     std::uint32_t rows = 0;     // rows collected
     bool tabular = true;        // every value so far is a row
@@ -1037,12 +1067,16 @@ class freezer {
       for (std::uint32_t r = 0; r < sink.rows; ++r) sink.words.push_back(row_node(sink, r));
     }
     sink.columns.reset();
+    sink.region.reset();  // its bytes stay in the arena, unused
   }
 
   word row_node(value_sink& sink, std::uint64_t r) {
     const std::size_t n = sink.column_count;
     const auto [off, header] = dict_node(n, sink.shape, 0);
-    for (std::size_t j = 0; j < n; ++j) put_word(off + header + 8 * j, sink.columns[j][r]);
+    for (std::size_t j = 0; j < n; ++j) {
+      put_word(off + header + 8 * j,
+               sink.region ? region_word(*sink.region, r, j) : sink.columns[j][r]);
+    }
     return off;
   }
 
@@ -1078,28 +1112,49 @@ class freezer {
     for (std::size_t r = 0; r < rows; ++r) {
       const word w = column[r];
       if (fits_column(w, column_word32)) continue;
-      char b[8];
-      short_str_bytes(w, b);
-      const std::size_t len = short_str_size(w);
-      bool ascii = true;
-      for (std::size_t i = 0; i < len; ++i)
-        ascii = ascii && static_cast<unsigned char>(b[i]) < 0x80;
-      const node_header h{kind_str16, static_cast<std::uint8_t>(ascii ? flag_ascii : 0),
-                          static_cast<std::uint16_t>(len), 0};
-      small_node node;
-      std::memcpy(node.bytes, &h, 4);
-      std::memcpy(node.bytes + 4, b, len);
-      const word node_word = out_.store_once(node.bytes, node.size(4 + len), remember_small_);
+      const word node_word = short_str_node(w);
       if (!fits_column(node_word, column_word32)) return;  // past 2 GiB: the column stays wide
       column.set(r, node_word);
     }
     column.convert(column_word32);
   }
 
+  // The str16 node of the short str whose word is w (the same str to every reader).
+  [[gnu::noinline]] word short_str_node(word w) {
+    char b[8];
+    short_str_bytes(w, b);
+    const std::size_t len = short_str_size(w);
+    bool ascii = true;
+    for (std::size_t i = 0; i < len; ++i) ascii = ascii && static_cast<unsigned char>(b[i]) < 0x80;
+    const node_header h{kind_str16, static_cast<std::uint8_t>(ascii ? flag_ascii : 0),
+                        static_cast<std::uint16_t>(len), 0};
+    small_node node;
+    std::memcpy(node.bytes, &h, 4);
+    std::memcpy(node.bytes + 4, b, len);
+    return out_.store_once(node.bytes, node.size(4 + len), remember_small_);
+  }
+
   // The table node of the n rows in `sink`, or 0 where a table cannot lie (past 32 GiB).
   std::uint64_t table_node_of(value_sink& sink, std::size_t n, std::uint64_t keys_off,
                               std::uint8_t shared) {
     const std::size_t columns = sink.column_count;
+    if (sink.region) {  // the rows are in place: the header and descriptors are left to write
+      const row_region& g = *sink.region;
+      table_node t{};
+      t.h = {kind_table, shared, static_cast<std::uint16_t>(columns),
+             static_cast<std::uint32_t>(n)};
+      t.keys = keys_off;
+      t.shape = sink.shape;
+      t.row_bytes = g.row_bytes;
+      t.rows_start = g.rows_start;
+      char* p = at(g.off);
+      std::memcpy(p, &t, sizeof t);
+      for (std::size_t j = 0; j < columns; ++j) {
+        const word d = word{g.fields[j]} << 3 | g.types[j];
+        std::memcpy(p + sizeof t + 8 * j, &d, 8);
+      }
+      return g.off;
+    }
     std::size_t row_bytes = 0;
     for (std::size_t j = 0; j < columns; ++j) {
       column_buffer& c = sink.columns[j];
@@ -1134,6 +1189,278 @@ class freezer {
       field += width;
     }
     return off;
+  }
+
+  // ----- a large dict's table written in place ---------------------------------------------------
+  // freeze(d) of a large dict knows its size: when its values are likely rows of one table, the
+  // table node is reserved in the arena before the first value (reserve_rows) and each row is
+  // written into it as its record is frozen (put_row), so no column buffers (4 to 8 bytes a
+  // field, and what malloc keeps around them) lie beside the arena. Each column's type is
+  // predicted from the values (no Python code runs); a value that then does not fit its column
+  // (a misprediction, or a record changed by user code during the walk) moves the rows so far
+  // to a new region whose misfit columns are word64 (widen_rows; the old region stays unused).
+  // A value that is no row (a record changed shape, gained a reference or became another type)
+  // turns the rows so far into dict16 nodes read back from the region (untabulate).
+
+  // What a column's values are predicted to need (reserve_rows).
+  struct column_forecast {
+    bool words_fit32 = true;        // every value of known word fits column_word32
+    bool all_float32 = true;        // every value is an inline float exact as a single
+    std::size_t short_misfits = 0;  // short strs whose word does not fit column_word32
+    bool other_misfits = false;     // values of known word that fit neither
+    bool packed = false;            // packed strs: offsets (fit word32 below 256 MiB)
+    bool nodes = false;             // node references (fit word32 below 2 GiB)
+  };
+
+  // Forecasts value o of a column into f and adds what it may take in the arena to `bytes`.
+  static void forecast(column_forecast& f, PyObject* o, std::size_t& bytes) {
+    word w = 0;
+    bool known = true;
+    if (o == Py_None) {
+      w = const_none;
+    } else if (o == Py_True) {
+      w = const_true;
+    } else if (o == Py_False) {
+      w = const_false;
+    } else if (PyLong_Check(o)) {
+      int overflow = 0;
+      const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+      if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+      if (!overflow && v >= inline_int_min && v <= inline_int_max) {
+        w = (static_cast<word>(v) << 3) | tag_int;
+      } else {
+        known = false;
+        bytes += 64;
+      }
+    } else if (PyFloat_Check(o)) {
+      const double d = PyFloat_AS_DOUBLE(o);
+      std::memcpy(&w, &d, sizeof w);
+      if ((w & tag_mask) == 0) {
+        w |= tag_inline_float;
+      } else {
+        known = false;
+        bytes += 8;
+      }
+    } else if (PyUnicode_Check(o)) {
+      const str_forecast s = forecast_str(o, w, bytes);
+      if (s == str_forecast::packed) {
+        f.packed = true;
+        f.all_float32 = false;
+        return;
+      }
+      known = s == str_forecast::short_str;
+    } else {
+      known = false;
+      if (PyBytes_Check(o)) bytes += 16 + static_cast<std::size_t>(PyBytes_GET_SIZE(o));
+      else if (PyList_Check(o) || PyTuple_Check(o))
+        bytes += 16 + 16 * static_cast<std::size_t>(Py_SIZE(o));
+      else if (PyDict_Check(o)) bytes += 64 + 48 * static_cast<std::size_t>(PyDict_GET_SIZE(o));
+      else if (PyAnySet_Check(o)) bytes += 64 + 32 * static_cast<std::size_t>(PySet_GET_SIZE(o));
+      else bytes += 64;
+    }
+    if (!known) {
+      f.nodes = true;
+      f.all_float32 = false;
+      return;
+    }
+    f.all_float32 = f.all_float32 && fits_column(w, column_float32);
+    if (fits_column(w, column_word32)) return;
+    f.words_fit32 = false;
+    if ((w & tag_mask) == tag_short_str) ++f.short_misfits;
+    else f.other_misfits = true;
+  }
+
+  // The UTF-8 size of the str s (from its code points: no UTF-8 copy is made).
+  static std::size_t bytes_of_str(PyObject* s) {
+    const Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_ASCII(s)) return static_cast<std::size_t>(len);
+    const int kind = PyUnicode_KIND(s);
+    const void* data = PyUnicode_DATA(s);
+    std::size_t bytes = 0;
+    for (Py_ssize_t i = 0; i < len; ++i) {
+      const Py_UCS4 c = PyUnicode_READ(kind, data, i);
+      bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    return bytes;
+  }
+  static bool has_surrogates(PyObject* s) {
+    if (PyUnicode_IS_ASCII(s) || PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) return false;
+    const int kind = PyUnicode_KIND(s);
+    const void* data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0, len = PyUnicode_GET_LENGTH(s); i < len; ++i) {
+      const Py_UCS4 c = PyUnicode_READ(kind, data, i);
+      if (c >= 0xD800 && c <= 0xDFFF) return true;
+    }
+    return false;
+  }
+
+  // What the str s is frozen as: a short str (its word in w), a packed str or a node (what it
+  // may take in the arena added to `bytes`).
+  enum class str_forecast { short_str, packed, node };
+  static str_forecast forecast_str(PyObject* s, word& w, std::size_t& bytes) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0) {  // legacy (wstr) strs; every str is ready on 3.12+
+      PyErr_Clear();
+      bytes += 64;
+      return str_forecast::node;
+    }
+#endif
+    const std::size_t size = bytes_of_str(s);
+    const bool surrogates = has_surrogates(s);
+    if (size > max_short_str || surrogates) {
+      bytes += 16 + size;
+      return size <= max_packed_str && !surrogates ? str_forecast::packed : str_forecast::node;
+    }
+    char b[max_short_str];
+    const int kind = PyUnicode_KIND(s);
+    const void* data = PyUnicode_DATA(s);
+    std::size_t n = 0;
+    for (Py_ssize_t i = 0, len = PyUnicode_GET_LENGTH(s); i < len; ++i) {
+      const Py_UCS4 c = PyUnicode_READ(kind, data, i);
+      if (c < 0x80) {
+        b[n++] = static_cast<char>(c);
+      } else if (c < 0x800) {
+        b[n++] = static_cast<char>(0xC0 | (c >> 6));
+        b[n++] = static_cast<char>(0x80 | (c & 0x3F));
+      } else if (c < 0x10000) {
+        b[n++] = static_cast<char>(0xE0 | (c >> 12));
+        b[n++] = static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        b[n++] = static_cast<char>(0x80 | (c & 0x3F));
+      } else {
+        b[n++] = static_cast<char>(0xF0 | (c >> 18));
+        b[n++] = static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+        b[n++] = static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        b[n++] = static_cast<char>(0x80 | (c & 0x3F));
+      }
+    }
+    w = short_str_word(b, n);
+    return str_forecast::short_str;
+  }
+
+  // Lays out g's `columns` fields in column order from g.types.
+  static void lay_out(row_region& g, std::size_t columns) {
+    std::uint32_t field = 0;
+    for (std::size_t j = 0; j < columns; ++j) {
+      g.fields[j] = field;
+      field += g.types[j] == column_word64 ? 8 : 4;
+    }
+    g.row_bytes = field;
+    g.rows_start = static_cast<std::uint32_t>(sizeof(table_node) + 8 * columns);
+  }
+
+  // When every value of the large dict o (n items) is a record of one shape, as add_value
+  // requires (an exact dict referenced by o alone, of at most 64 exact str keys, all in one
+  // order), reserves its table node in the arena with each column's predicted type and gives
+  // it to `sink`. Runs no Python code; a dict that is not such a table keeps the column buffers.
+  [[gnu::noinline]] void reserve_rows(value_sink& sink, PyObject* o, std::size_t n) {
+    if (n < min_table_rows || n + 1 >= max_table_rows) return;
+    PyObject* first = nullptr;
+    std::size_t columns = 0;
+    std::size_t bytes = 0;  // what the values and keys may add to the arena beside the rows
+    column_forecast f[64];
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(o, &pos, &k, &v)) {
+      if (!PyDict_CheckExact(v) || Py_REFCNT(v) > 1 || PyDict_GET_SIZE(v) > 64) return;
+      if (PyUnicode_Check(k)) bytes += 16 + bytes_of_str(k);
+      else bytes += 64;
+      if (!first) {
+        first = v;
+        columns = static_cast<std::size_t>(PyDict_GET_SIZE(v));
+      } else if (static_cast<std::size_t>(PyDict_GET_SIZE(v)) != columns) {
+        return;
+      }
+      Py_ssize_t field_pos = 0, first_pos = 0;
+      PyObject *fk, *fv, *shape_key, *shape_value;
+      std::size_t j = 0;
+      while (PyDict_Next(v, &field_pos, &fk, &fv)) {
+        if (!PyDict_Next(first, &first_pos, &shape_key, &shape_value)) return;
+        if (!PyUnicode_CheckExact(fk) || (fk != shape_key && !same_exact_str(fk, shape_key)))
+          return;
+        forecast(f[j++], fv, bytes);
+      }
+    }
+    // The arena's size bound: what it holds, the rows at 8 bytes a field, the rest forecast.
+    const std::size_t rows_start = sizeof(table_node) + 8 * columns;
+    const std::size_t bound = out_.size() + rows_start + 8 * columns * n + bytes;
+    const bool packed_fit = bound < (std::size_t{1} << 28);
+    const bool nodes_fit = bound < (std::size_t{1} << 31);
+    auto g = std::make_unique<row_region>();
+    for (std::size_t j = 0; j < columns; ++j) {
+      const column_forecast& c = f[j];
+      const bool offsets_fit = (!c.packed || packed_fit) && (!c.nodes || nodes_fit);
+      column_type t = column_word64;
+      if (c.words_fit32 && offsets_fit) {
+        t = column_word32;
+      } else if (c.all_float32) {
+        t = column_float32;
+      } else if (!c.other_misfits && offsets_fit && 16 * c.short_misfits < 4 * n &&
+                 bound + 8 * c.short_misfits < (std::size_t{1} << 31)) {
+        t = column_word32;  // as narrow_short_strs makes it: a few short strs as str16 nodes
+        g->short_strs_as_nodes[j] = true;
+      }
+      g->types[j] = t;
+    }
+    lay_out(*g, columns);
+    const std::size_t total = g->rows_start + std::size_t{g->row_bytes} * n;
+    if (out_.size() + total > max_table_offset) return;
+    g->off = alloc(total);
+    g->capacity = n;
+    sink.region = std::move(g);
+    sink.column_count = columns;
+  }
+
+  // Value word j of row r of the region g.
+  word region_word(const row_region& g, std::size_t r, std::size_t j) {
+    return column_word(at(g.off) + g.rows_start + g.row_bytes * r + g.fields[j], g.types[j], 0);
+  }
+
+  // Writes the next row of sink's region: its fields' words w (sink.column_count of them; a
+  // short str may become its str16 node). A word that does not fit its column widens the
+  // region (widen_rows). False where no row can go (past the region or 32 GiB): nothing written.
+  [[gnu::noinline]] bool put_row(value_sink& sink, word* w) {
+    const std::size_t columns = sink.column_count;
+    if (sink.rows >= sink.region->capacity) return false;
+    bool misfit = false;
+    for (std::size_t j = 0; j < columns; ++j) {
+      if (sink.region->short_strs_as_nodes[j] && (w[j] & tag_mask) == tag_short_str &&
+          !fits_column(w[j], column_word32))
+        w[j] = short_str_node(w[j]);
+      misfit = misfit || !fits_column(w[j], sink.region->types[j]);
+    }
+    if (misfit && !widen_rows(sink, w)) return false;
+    const row_region& g = *sink.region;  // widen_rows may have replaced it
+    char* row = at(g.off) + g.rows_start + std::size_t{g.row_bytes} * sink.rows;
+    for (std::size_t j = 0; j < columns; ++j)
+      put_column_value(row + g.fields[j], g.types[j], 0, w[j]);
+    return true;
+  }
+
+  // Moves sink's region to a new one where each column whose word in w does not fit is word64,
+  // the rows so far re-encoded (the old region stays unused). False past 32 GiB: nothing moved.
+  [[gnu::noinline]] bool widen_rows(value_sink& sink, const word* w) {
+    const row_region& old = *sink.region;
+    const std::size_t columns = sink.column_count;
+    auto g = std::make_unique<row_region>(old);
+    for (std::size_t j = 0; j < columns; ++j) {
+      if (!fits_column(w[j], g->types[j])) {
+        g->types[j] = column_word64;
+        g->short_strs_as_nodes[j] = false;
+      }
+    }
+    lay_out(*g, columns);
+    const std::size_t total = g->rows_start + std::size_t{g->row_bytes} * old.capacity;
+    if (out_.size() + total > max_table_offset) return false;
+    g->off = alloc(total);
+    for (std::size_t r = 0; r < sink.rows; ++r) {
+      for (std::size_t j = 0; j < columns; ++j) {
+        const word v = region_word(old, r, j);
+        put_column_value(at(g->off) + g->rows_start + g->row_bytes * r + g->fields[j], g->types[j],
+                         0, v);
+      }
+    }
+    sink.region = std::move(g);
+    return true;
   }
 
   // Whether the keys table at table_off holds the `count` str keys items[0], items[2]... in order.

@@ -296,6 +296,95 @@ class LargeTableLive(unittest.TestCase):
         self.assertEqual(proc.stdout.strip(), "obj: dictionary changed size during freeze()")
 
 
+class ChangeOnce(datetime.tzinfo):
+    """A tzinfo whose utcoffset (run by freeze() mid-walk) calls `change` the first time."""
+
+    def __init__(self, change):
+        super().__init__()
+        self.change = change
+
+    def utcoffset(self, dt):
+        change, self.change = self.change, None
+        if change:
+            change()
+        return datetime.timedelta(0)
+
+
+class InPlace(unittest.TestCase):
+    """freeze() of a large dict of records writes its rows straight into the arena, in columns
+    of predicted types; a value that then does not fit widens them, one that is no row turns the
+    rows so far into dicts."""
+
+    def changed_midway(self, change):
+        source = records(5000, lambda i: {"a": i, "b": None, "c": "value-%04d" % i})
+        source["k10"]["b"] = datetime.datetime(2026, 12, 3, tzinfo=ChangeOnce(
+            lambda: change(source)))
+        frozen = permafrost.freeze(source)
+        data = graph_bytes(frozen)
+        self.assertEqual(frozen.thaw(), source)
+        self.assertEqual(frozen, source)
+        return data, root_offset(data)
+
+    def test_the_rows_are_reserved_before_their_values(self):
+        source = records(5000)
+        frozen = permafrost.freeze(source)
+        data = graph_bytes(frozen)
+        root = root_offset(data)
+        self.assertEqual(kind_at(data, root), KIND_TABLE)
+        # As the buffered writer chose: a few short names as nodes, small ints, singles, lists.
+        self.assertEqual(column_types(data, root), [WORD32, WORD32, FLOAT32, WORD32])
+        # The last row's name (a packed str, tag 6) was stored after the table node was.
+        name = struct.unpack_from("<i", data, field_at(data, root, 4999, 0))[0]
+        self.assertEqual(name & 7, 6)
+        self.assertGreater(name >> 3, root)
+        self.assertEqual(frozen.thaw(), source)
+
+    def test_an_int_that_no_longer_fits_widens_its_column(self):
+        def change(source):
+            source["k4000"]["a"] = 2 ** 40  # an inline int past word32, in a word32 column
+        data, root = self.changed_midway(change)
+        self.assertEqual(kind_at(data, root), KIND_TABLE)
+        self.assertEqual(column_types(data, root), [WORD64, WORD32, WORD32])
+
+    def test_a_float_that_is_no_single_widens_its_column(self):
+        def change(source):
+            source["k4999"]["c"] = 1 + 2 ** -30  # an inline float, no single
+        data, root = self.changed_midway(change)
+        self.assertEqual(kind_at(data, root), KIND_TABLE)
+        self.assertEqual(column_types(data, root), [WORD32, WORD32, WORD64])
+
+    def test_a_record_that_changes_shape_makes_a_plain_dict(self):
+        def change(source):
+            source["k4000"] = {"a": 1, "other": 2}
+        data, root = self.changed_midway(change)
+        self.assertEqual(kind_at(data, root), KIND_DICT16)
+
+    def test_a_record_that_gains_a_reference_makes_a_plain_dict(self):
+        held = []
+
+        def change(source):
+            held.append(source["k3000"])
+        data, root = self.changed_midway(change)
+        self.assertEqual(kind_at(data, root), KIND_DICT16)
+        self.assertIs(held[0], held[0])
+
+    def test_a_dict_predicted_no_table_still_becomes_one(self):
+        # A record referenced twice (by a local) is no row when predicted; freed before the
+        # walk reaches it, it is one: the table is made from the column buffers.
+        source = records(5000)
+        extra = source["k4000"]
+
+        def change(_):
+            nonlocal extra
+            extra = None
+        source["k10"]["name"] = datetime.datetime(2026, 12, 3, tzinfo=ChangeOnce(
+            lambda: change(source)))
+        frozen = permafrost.freeze(source)
+        data = graph_bytes(frozen)
+        self.assertEqual(kind_at(data, root_offset(data)), KIND_TABLE)
+        self.assertEqual(frozen.thaw(), source)
+
+
 class CraftedTables(unittest.TestCase):
     """A table node that lies is refused by the graph check when its image is opened."""
 
