@@ -688,15 +688,8 @@ class freezer {
       return false;
     }
 #endif
-    const Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    if (len > 7) return true;  // 8 bytes or more: packed or a node
-    const int kind = PyUnicode_KIND(s);
-    const void* data = PyUnicode_DATA(s);
-    std::size_t bytes = 0;
-    for (Py_ssize_t i = 0; i < len; ++i) {
-      const Py_UCS4 c = PyUnicode_READ(kind, data, i);
-      bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-    }
+    if (PyUnicode_GET_LENGTH(s) > 7) return true;  // 8 bytes or more: packed or a node
+    const std::size_t bytes = bytes_of_str(s);
     return bytes <= 2 || bytes >= 8;
   }
 
@@ -1362,8 +1355,8 @@ class freezer {
     PyObject *k, *v;
     while (PyDict_Next(o, &pos, &k, &v)) {
       if (!PyDict_CheckExact(v) || Py_REFCNT(v) > 1 || PyDict_GET_SIZE(v) > 64) return;
-      if (PyUnicode_Check(k)) bytes += 16 + bytes_of_str(k);
-      else bytes += 64;
+      if (word unused = 0; !PyUnicode_Check(k)) bytes += 64;
+      else forecast_str(k, unused, bytes);
       if (!first) {
         first = v;
         columns = static_cast<std::size_t>(PyDict_GET_SIZE(v));
