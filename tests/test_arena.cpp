@@ -10,6 +10,7 @@
 #include <memory>
 #include <memory_resource>
 #include <string>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "arenas.hpp"
 #include "fork_probe.hpp"
 #include "os/os.hpp"
+#include "permafrost/detail/arena_pages.hpp"
 #include "permafrost/write_trap.hpp"
 #include "proc.hpp"
 
@@ -474,4 +476,36 @@ TEST_CASE("stats() is a plain getter: 1000 calls read no file; huge_page_bytes()
   CHECK(after - base1 == per_probe);
   (void)a.huge_page_bytes();
   CHECK(read_syscalls() - after > per_probe);
+}
+
+// The pages of [p, p + bytes) that are resident (mincore).
+static std::size_t resident_pages(const char* p, std::size_t bytes) {
+  const std::size_t page = permafrost::os::page_size();
+  std::vector<unsigned char> in((bytes + page - 1) / page);
+  REQUIRE(::mincore(const_cast<char*>(p), bytes, in.data()) == 0);
+  return static_cast<std::size_t>(
+      std::count_if(in.begin(), in.end(), [](unsigned char c) { return (c & 1) != 0; }));
+}
+
+TEST_CASE("page_buffer: growing keeps the bytes; only written pages and undiscarded ones count") {
+  const std::size_t page = permafrost::os::page_size();
+  permafrost::detail::page_buffer b;
+  b.reserve(10 * page);
+  REQUIRE(b.capacity() == 10 * page);
+  for (std::size_t i = 0; i < 4 * page; ++i) b.data()[i] = static_cast<char>(i % 251);
+  CHECK(resident_pages(b.data(), b.capacity()) == 4);  // the capacity costs nothing unwritten
+  b.reserve(1000 * page);                              // moves the pages, copies nothing
+  REQUIRE(b.capacity() == 1000 * page);
+  bool same = true;
+  for (std::size_t i = 0; i < 4 * page; ++i)
+    same = same && b.data()[i] == static_cast<char>(i % 251);
+  CHECK(same);
+  CHECK(resident_pages(b.data(), b.capacity()) == 4);  // the 4 pages moved with the mapping
+  b.discard_prefix(2 * page + 1);                      // whole pages only
+  CHECK(resident_pages(b.data(), b.capacity()) == 2);
+  CHECK(b.data()[2 * page] == static_cast<char>((2 * page) % 251));
+  CHECK(b.data()[999 * page] == 0);  // never written: zero
+  b.clear();
+  CHECK(b.data() == nullptr);
+  CHECK(b.capacity() == 0);
 }

@@ -46,6 +46,19 @@ int commit(void* p, std::size_t bytes) noexcept;
 // Pre: p and bytes page-aligned; the range lies in a reservation.
 int decommit(void* p, std::size_t bytes) noexcept;
 
+// Maps `bytes` (> 0, a multiple of the page size) of private anonymous memory, readable and
+// writable, zero, backed on first touch; *out is its start. Free it with release().
+int map_private(std::size_t bytes, void** out) noexcept;
+
+// Grows (or shrinks) a map_private() mapping [p, p+old_bytes) to new_bytes, moving it where the
+// kernel chooses (mremap MREMAP_MAYMOVE): its pages move with it, nothing is copied, and the new
+// tail is zero. *out is the new start (the old range is gone). Pre: sizes page multiples, > 0.
+int remap(void* p, std::size_t old_bytes, std::size_t new_bytes, void** out) noexcept;
+
+// Drops the pages of [p, p+bytes) of a map_private() mapping (MADV_DONTNEED): they stop counting
+// in the RSS and read as zero when touched again. Pre: p and bytes page-aligned.
+int discard(void* p, std::size_t bytes) noexcept;
+
 // Makes [p, p+bytes) read-only. Pre: p and bytes page-aligned; range committed.
 int protect_read_only(void* p, std::size_t bytes) noexcept;
 

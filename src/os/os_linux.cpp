@@ -118,6 +118,27 @@ int decommit(void* p, std::size_t bytes) noexcept {
   return r == MAP_FAILED ? errno_or(ENOMEM) : 0;
 }
 
+int map_private(std::size_t bytes, void** out) noexcept {
+  if (bytes == 0) return EINVAL;
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return errno_or(ENOMEM);
+  *out = p;
+  return 0;
+}
+
+int remap(void* p, std::size_t old_bytes, std::size_t new_bytes, void** out) noexcept {
+  if (old_bytes == 0 || new_bytes == 0) return EINVAL;
+  void* r = ::mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE);
+  if (r == MAP_FAILED) return errno_or(ENOMEM);
+  *out = r;
+  return 0;
+}
+
+int discard(void* p, std::size_t bytes) noexcept {
+  if (bytes == 0) return 0;
+  return ::madvise(p, bytes, MADV_DONTNEED) == 0 ? 0 : errno_or(EINVAL);
+}
+
 int protect_read_only(void* p, std::size_t bytes) noexcept {
   if (bytes == 0) return 0;
   return ::mprotect(p, bytes, PROT_READ) == 0 ? 0 : errno_or(ENOMEM);
