@@ -192,15 +192,15 @@ class freezer {
   }
 
   // build_dict(items): the (key, value) pairs of an iterable, frozen one pair at a time, as a
-  // dict's root. Each pair is released before the next is pulled: what stays is its key's hash
-  // and the key's and value's words (24 bytes). A key given again keeps its first position and
-  // takes the last value, as dict(items) does.
+  // dict's root. Each pair is released before the next is pulled: what stays is its key's word
+  // (4 bytes, 8 for a key word wider than that; its hash is computed again from it at the end)
+  // and its value's word (8 bytes), or, while every value is a record of one shape, the
+  // record's fields (4 or 8 bytes each; its place is its row's). A key given again keeps its first
+  // position and takes the last value, as dict(items) does.
   word build_dict(PyObject* iterable) {
     ref it(check(PyObject_GetIter(iterable)));
-    growing_array<std::uint64_t> hashes;
-    growing_array<word> keys;
-    value_sink sink(true, 0);  // repeated keys move values: rows keep their place in words
-    growing_array<word>& values = sink.words;
+    column_buffer keys;         // 4 bytes a key word where it fits
+    value_sink sink(false, 0);  // rows come first, in order: no word is kept for them
     std::uint32_t height = 0;
     for (Py_ssize_t i = 0;; ++i) {
       ref pair(PyIter_Next(it.get()));
@@ -233,12 +233,12 @@ class freezer {
         key = PySequence_Fast_GET_ITEM(seq.get(), 0);
         val = PySequence_Fast_GET_ITEM(seq.get(), 1);
       }
-      hashes.push_back(hash_of(key, i, key_of));
+      (void)hash_of(key, i, key_of);  // refuses an unhashable key here; computed again at the end
       path_.push_back({key_of, nullptr, i});
       const frozen k = unique_value(key);
       path_.back() = {value_of, key, 0};
       const item_key_scope in_item(*this, key, k.w);
-      const std::uint32_t value_height = add_value(sink, val);  // pushes its word on values
+      const std::uint32_t value_height = add_value(sink, val);  // pushes its word, or its row
       path_.pop_back();
       height = std::max({height, k.height, value_height});
       keys.push_back(k.w);
@@ -246,22 +246,29 @@ class freezer {
     }
     out_.forget_small_nodes();  // the root's table and node are all that is left to write
     if (height >= max_depth) fail(PyExc_TypeError, "nested deeper than 5000 containers");
-    const std::size_t n = drop_repeated_keys(hashes, keys, values);
+    const std::size_t n = drop_repeated_keys(keys, sink);
     if (n > max_table_keys) fail(PyExc_ValueError, "too large (at most 2**31 - 1 keys)");
     const auto count = static_cast<std::uint32_t>(n);
     bool narrow = true;
-    for (std::size_t i = 0; i < n; ++i) narrow = narrow && fits_narrow_key(keys[i]);
+    for (std::size_t i = 0; i < n && narrow; ++i) narrow = fits_narrow_key(keys[i]);
     const std::uint64_t keys_off = alloc(table_bytes(n, table_capacity(count), narrow));
     new_table_header(keys_off, kind_keys, count, narrow);
     auto* t = reinterpret_cast<table_header*>(at(keys_off));
-    for (std::size_t i = 0; i < n; ++i) put_table_key(t, i, keys[i]);
-    build_table_index(t, hashes.data());
+    for (std::size_t i = 0; i < n; ++i) {
+      const word w = keys[i];
+      const std::uint64_t h = stored_key_hash(w);  // may run no user code, but may allocate
+      t = reinterpret_cast<table_header*>(at(keys_off));
+      add_table_entry(t, static_cast<std::uint32_t>(i), h);
+      put_table_key(t, i, w);
+    }
     keys.clear();
-    hashes.clear();
     return finish_values(sink, keys_off, 0);
   }
 
  private:
+  class column_buffer;  // below, with the tables of records
+  struct value_sink;
+
   // A large table's key is not remembered for later values (unique_value), but a record often
   // holds its own key ({"id": "u123", ...} under "u123": what `python -m permafrost build --key`
   // makes). While an item's value is frozen, a str equal to its key reuses the key's node.
@@ -315,50 +322,86 @@ class freezer {
   }
 
   // Drops the entries whose key equals an earlier entry's, giving that entry their value (the
-  // last one wins, at the first position). Returns how many entries remain (compacted).
-  std::size_t drop_repeated_keys(growing_array<std::uint64_t>& hashes, growing_array<word>& keys,
-                                 growing_array<word>& values) {
+  // last one wins, at the first position). Returns how many entries remain (compacted). The
+  // sink's rows, kept without a word while they come in order, get their words (row markers)
+  // at the first repeated key, as a moved value needs one.
+  std::size_t drop_repeated_keys(column_buffer& keys, value_sink& sink) {
     const std::size_t n = keys.size();
     if (n == 0 || n > max_table_keys) return n;
-    growing_array<std::uint32_t> slots;
-    std::uint64_t capacity = 4;  // a power of two: this index is transient, its own
-    while (capacity < n + n / 3 + 1) capacity <<= 1;
-    slots.resize_zeroed(capacity);
-    const std::uint64_t mask = capacity - 1;
-    bool repeated = false;
-    std::uint64_t probes = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      for (std::uint64_t pos = hashes[i] & mask;; pos = (pos + 1) & mask) {
-        // Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1) probe long runs,
-        // quadratic in their number as in a dict: stay interruptible, as value() does.
-        if ((++probes & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
-        const std::uint32_t s = slots[pos];
-        if (s == 0) {
-          slots[pos] = static_cast<std::uint32_t>(i + 1);
-          break;
-        }
-        const std::size_t j = s - 1;
-        if (hashes[j] == hashes[i] && same_key(keys[j], keys[i])) {
-          values[j] = values[i];
-          keys[i] = 0;  // word 0 is no key (offset 0 is the root header)
-          repeated = true;
-          break;
+    growing_array<word>& values = sink.words;
+    std::vector<bool> dropped;
+    {
+      // A transient index of its own, at most 3/4 full (4 bytes a slot, 5.3 a key: it adds to
+      // the build's peak), each probe starting at slot (low half of the hash) * capacity >> 32.
+      growing_array<std::uint32_t> slots;
+      const std::uint64_t capacity = n + n / 3 + 1;
+      slots.resize_zeroed(capacity);
+      std::uint64_t probes = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const word key = keys[i];
+        const std::uint64_t h = stored_key_hash(key);
+        for (std::uint64_t pos = (h & UINT32_MAX) * capacity >> 32;;
+             pos = pos + 1 == capacity ? 0 : pos + 1) {
+          // Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1) probe long
+          // runs, quadratic in their number as in a dict: stay interruptible, as value() does.
+          if ((++probes & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
+          const std::uint32_t s = slots[pos];
+          if (s == 0) {
+            slots[pos] = static_cast<std::uint32_t>(i + 1);
+            break;
+          }
+          const std::size_t j = s - 1;
+          if (same_hashed_key(keys[j], key, h)) {
+            if (dropped.empty()) {
+              dropped.resize(n);
+              if (sink.tabular && !sink.markers) {  // every value so far is row i, in order
+                values.reserve_for(n);
+                for (std::uint32_t r = 0; r < sink.rows; ++r) values.push_back(row_marker(r));
+                sink.markers = true;
+              }
+            }
+            values[j] = values[i];
+            dropped[i] = true;
+            break;
+          }
         }
       }
     }
-    if (!repeated) return n;
+    if (dropped.empty()) return n;
     std::size_t m = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (keys[i] == 0) continue;
-      hashes[m] = hashes[i];
-      keys[m] = keys[i];
+      if (dropped[i]) continue;
+      keys.set(m, keys[i]);
       values[m] = values[i];
       ++m;
     }
-    hashes.resize(m);
-    keys.resize(m);
+    keys.truncate(m);
     values.resize(m);
     return m;
+  }
+
+  // key_hash() of the key a frozen word stores, from its bytes for a str (no object made),
+  // else of the key thawed (builtin types only: no user code runs; equal keys hash equal).
+  std::uint64_t stored_key_hash(word w) {
+    std::string_view s;
+    if ((w & tag_mask) == tag_short_str) {
+      char b[8];
+      short_str_bytes(w, b);
+      return permafrost::detail::hash_bytes(b, short_str_size(w));
+    }
+    if (stored_str(out_.at(0), w, s)) return permafrost::detail::hash_bytes(s.data(), s.size());
+    ref key(check(thaw_word(state_, out_.at(0), w)));
+    std::uint64_t h;
+    if (!key_hash(state_, key.get(), h)) throw py_error{};
+    return h;
+  }
+
+  // Whether frozen key a equals frozen key b, whose hash is hb: from their encodings where
+  // those tell, else by hash, then as Python's == says.
+  bool same_hashed_key(word a, word b, std::uint64_t hb) {
+    if (a == b) return true;
+    if (const int known = same_encoded_key(a, b); known >= 0) return known == 1;
+    return stored_key_hash(a) == hb && same_key(a, b);
   }
 
   // Whether two frozen keys with the same hash are equal, as Python's == says (1 == 1.0): the
@@ -964,6 +1007,21 @@ class freezer {
       if (type_ == column_word64) wide_[r] = w;
       else put_column_value(reinterpret_cast<char*>(narrow_.data()), type_, r, w);
     }
+    // Pre: r <= size(). Keeps values [0, r).
+    void truncate(std::size_t r) {
+      if (type_ == column_word64) wide_.resize(r);
+      else narrow_.resize(r);
+    }
+    // Values [0, r) go back to the kernel where they fill whole pages (read none of them again).
+    void release_prefix(std::size_t r) noexcept {
+      if (type_ == column_word64) wide_.release_prefix(r);
+      else narrow_.release_prefix(r);
+    }
+    // Effects: frees the memory.
+    void clear() {
+      narrow_.clear();
+      wide_.clear();
+    }
     // Re-encodes the column as `to`, which holds every value (fits_column).
     void convert(column_type to) {
       const std::size_t n = size();
@@ -1167,19 +1225,39 @@ class freezer {
     char* p = at(off);
     std::memcpy(p, &t, sizeof t);
     std::size_t field = 0;
+    std::size_t widths[64];
+    std::size_t fields[64];
     for (std::size_t j = 0; j < columns; ++j) {
       column_buffer& c = sink.columns[j];
       const word d = field << 3 | c.type();
       std::memcpy(p + sizeof t + 8 * j, &d, 8);
-      const std::size_t width = c.type() == column_word64 ? 8 : 4;
-      const char* from = c.data();
-      char* to = p + rows_start + field;
-      for (std::size_t i = 0; i < n; ++i) {
-        // build_dict: repeated keys may have moved or dropped rows; else row i is value i
-        const std::size_t r = sink.markers ? sink.words[i] >> 3 : i;
-        std::memcpy(to + row_bytes * i, from + width * r, width);
+      widths[j] = c.type() == column_word64 ? 8 : 4;
+      fields[j] = field;
+      field += widths[j];
+    }
+    char* const rows = p + rows_start;
+    if (sink.markers) {  // build_dict's repeated keys moved or dropped rows: row i is words[i]
+      for (std::size_t j = 0; j < columns; ++j) {
+        const char* from = sink.columns[j].data();
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::size_t r = sink.words[i] >> 3;
+          std::memcpy(rows + row_bytes * i + fields[j], from + widths[j] * r, widths[j]);
+        }
       }
-      field += width;
+      return off;
+    }
+    // Row i is value i: the rows are written a block at a time, and each block's fields go
+    // back to the kernel as soon as it is written, so the columns and the rows they become are
+    // never both resident (a generator's table: 16 bytes a row of each at bench/python's).
+    constexpr std::size_t block = std::size_t{16} << 10;
+    for (std::size_t start = 0; start < n; start += block) {
+      const std::size_t end = std::min(n, start + block);
+      for (std::size_t j = 0; j < columns; ++j) {
+        const char* from = sink.columns[j].data();
+        for (std::size_t i = start; i < end; ++i)
+          std::memcpy(rows + row_bytes * i + fields[j], from + widths[j] * i, widths[j]);
+      }
+      for (std::size_t j = 0; j < columns; ++j) sink.columns[j].release_prefix(end);
     }
     return off;
   }

@@ -24,10 +24,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string_view>
 #include <vector>
+
+#include "permafrost/detail/arena_pages.hpp"
 
 namespace permafrost {
 class arena;
@@ -136,14 +139,18 @@ class graph_output {
   std::size_t packed_total_ = 0;
 };
 
-// A writer's transient array of trivially copyable T (words, hashes) that grows by realloc: a
-// large one is moved by remapping its pages (mremap), never copied, so growing it never needs
-// twice its size. Thread safety: none.
+// A writer's transient array of trivially copyable T (words, hashes, column fields). Up to 64 KiB
+// it is a malloc block grown by realloc; past that it lives in its own mapping
+// (permafrost/detail/arena_pages.hpp), which grows by moving pages, never by copying them, and
+// whose memory is the pages written: so a build that does not know its size never holds twice an
+// array, nor what malloc keeps after it (glibc's dynamic mmap threshold would put a large array
+// on its heap once larger blocks were freed), and consumed elements can go back to the kernel at
+// once (release_prefix). Thread safety: none.
 template <class T>
 class growing_array {
  public:
   growing_array() = default;
-  ~growing_array() { std::free(data_); }
+  ~growing_array() { clear(); }
   growing_array(const growing_array&) = delete;
   growing_array& operator=(const growing_array&) = delete;
 
@@ -152,8 +159,7 @@ class growing_array {
     if (size_ == capacity_) reserve(capacity_ ? capacity_ + capacity_ / 2 : 1024);
     data_[size_++] = v;
   }
-  // Effects: room for n elements, so that growing to n moves nothing (a heap block below the
-  // mmap threshold is copied when it grows, and the block it leaves stays resident).
+  // Effects: room for n elements, so that growing to n moves nothing.
   // Throws: std::bad_alloc.
   void reserve_for(std::size_t n) {
     if (n > capacity_) reserve(n);
@@ -161,15 +167,27 @@ class growing_array {
   // Effects: n zero elements (after what it held is dropped). Throws: std::bad_alloc.
   void resize_zeroed(std::size_t n) {
     clear();
-    data_ = static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)));
-    if (!data_) throw std::bad_alloc();
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    if (n * sizeof(T) > small_bytes) {
+      pages_.reserve(n * sizeof(T));  // a new mapping is zero
+      data_ = reinterpret_cast<T*>(pages_.data());
+    } else {
+      data_ = static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)));
+      if (!data_) throw std::bad_alloc();
+    }
     size_ = capacity_ = n;
   }
   // Pre: n <= size().
   void resize(std::size_t n) { size_ = n; }
+  // Effects: the memory of elements [0, n) goes back to the kernel where it fills whole pages
+  // of a mapped array (their values are gone: read none of them again). Pre: n <= size().
+  void release_prefix(std::size_t n) noexcept {
+    if (pages_.data()) pages_.discard_prefix(n * sizeof(T));
+  }
   // Effects: frees the memory.
   void clear() {
-    std::free(data_);
+    if (pages_.data()) pages_.clear();
+    else std::free(data_);
     data_ = nullptr;
     size_ = capacity_ = 0;
   }
@@ -178,17 +196,31 @@ class growing_array {
   T& operator[](std::size_t i) { return data_[i]; }
 
  private:
+  static constexpr std::size_t small_bytes = std::size_t{64} << 10;
+
   void reserve(std::size_t n) {
     if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
-    void* p = std::realloc(data_, n * sizeof(T));
-    if (!p) throw std::bad_alloc();
-    data_ = static_cast<T*>(p);
+    const std::size_t bytes = n * sizeof(T);
+    if (!pages_.data() && bytes <= small_bytes) {
+      void* p = std::realloc(data_, bytes);
+      if (!p) throw std::bad_alloc();
+      data_ = static_cast<T*>(p);
+    } else {
+      const bool was_small = !pages_.data();
+      pages_.reserve(bytes);
+      if (was_small) {  // the one copy: at most 64 KiB
+        if (size_) std::memcpy(pages_.data(), data_, size_ * sizeof(T));
+        std::free(data_);
+      }
+      data_ = reinterpret_cast<T*>(pages_.data());
+    }
     capacity_ = n;
   }
 
   T* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
+  permafrost::detail::page_buffer pages_;  // the storage past small_bytes
 };
 
 }  // namespace permafrost::python
