@@ -260,6 +260,8 @@ class freezer {
       t = reinterpret_cast<table_header*>(at(keys_off));
       add_table_entry(t, static_cast<std::uint32_t>(i), h);
       put_table_key(t, i, w);
+      // The key words written go back as the table's are written: never both resident.
+      if ((i + 1) % (std::size_t{16} << 10) == 0) keys.release_prefix(i + 1);
     }
     keys.clear();
     return finish_values(sink, keys_off, 0);
@@ -1148,26 +1150,27 @@ class freezer {
 
   // A column of node references and a few short strs too long for a word32 (names: "name-1"
   // is a short str, "name-100" a node) stores those strs as nodes instead, when that costs less
-  // than the 4 bytes a row a word64 column would add.
-  void narrow_short_strs(column_buffer& column) {
-    if (column.type() != column_word64) return;
+  // than the 4 bytes a row a word64 column would add. Returns the column's type in the table:
+  // word32 then, though the buffer stays word64 (re-encoding it would hold both at once).
+  column_type narrow_short_strs(column_buffer& column) {
+    if (column.type() != column_word64) return column.type();
     const std::size_t rows = column.size();
     std::size_t misfits = 0;
     for (std::size_t r = 0; r < rows; ++r) {
       const word w = column[r];
       if (fits_column(w, column_word32)) continue;
-      if ((w & tag_mask) != tag_short_str) return;
+      if ((w & tag_mask) != tag_short_str) return column_word64;
       ++misfits;
     }
-    if (16 * misfits >= 4 * rows) return;
+    if (16 * misfits >= 4 * rows) return column_word64;
     for (std::size_t r = 0; r < rows; ++r) {
       const word w = column[r];
       if (fits_column(w, column_word32)) continue;
       const word node_word = short_str_node(w);
-      if (!fits_column(node_word, column_word32)) return;  // past 2 GiB: the column stays wide
+      if (!fits_column(node_word, column_word32)) return column_word64;  // past 2 GiB: wide
       column.set(r, node_word);
     }
-    column.convert(column_word32);
+    return column_word32;
   }
 
   // The str16 node of the short str whose word is w (the same str to every reader).
@@ -1207,10 +1210,10 @@ class freezer {
       return g.off;
     }
     std::size_t row_bytes = 0;
+    column_type types[64];  // each column's type in the table
     for (std::size_t j = 0; j < columns; ++j) {
-      column_buffer& c = sink.columns[j];
-      narrow_short_strs(c);
-      row_bytes += c.type() == column_word64 ? 8 : 4;
+      types[j] = narrow_short_strs(sink.columns[j]);
+      row_bytes += types[j] == column_word64 ? 8 : 4;
     }
     const std::size_t rows_start = sizeof(table_node) + 8 * columns;
     const std::size_t bytes = rows_start + row_bytes * n;
@@ -1228,21 +1231,23 @@ class freezer {
     std::size_t widths[64];
     std::size_t fields[64];
     for (std::size_t j = 0; j < columns; ++j) {
-      column_buffer& c = sink.columns[j];
-      const word d = field << 3 | c.type();
+      const word d = field << 3 | types[j];
       std::memcpy(p + sizeof t + 8 * j, &d, 8);
-      widths[j] = c.type() == column_word64 ? 8 : 4;
+      widths[j] = types[j] == column_word64 ? 8 : 4;
       fields[j] = field;
       field += widths[j];
     }
     char* const rows = p + rows_start;
+    // Field j of row i from value r of column j (as the table stores it: types[j]).
+    const auto copy_field = [&](std::size_t j, std::size_t i, std::size_t r) {
+      column_buffer& c = sink.columns[j];
+      char* to = rows + row_bytes * i + fields[j];
+      if (c.type() == types[j]) std::memcpy(to, c.data() + widths[j] * r, widths[j]);
+      else put_column_value(to, types[j], 0, c[r]);  // a word64 buffer of a word32 column
+    };
     if (sink.markers) {  // build_dict's repeated keys moved or dropped rows: row i is words[i]
       for (std::size_t j = 0; j < columns; ++j) {
-        const char* from = sink.columns[j].data();
-        for (std::size_t i = 0; i < n; ++i) {
-          const std::size_t r = sink.words[i] >> 3;
-          std::memcpy(rows + row_bytes * i + fields[j], from + widths[j] * r, widths[j]);
-        }
+        for (std::size_t i = 0; i < n; ++i) copy_field(j, i, sink.words[i] >> 3);
       }
       return off;
     }
@@ -1253,9 +1258,7 @@ class freezer {
     for (std::size_t start = 0; start < n; start += block) {
       const std::size_t end = std::min(n, start + block);
       for (std::size_t j = 0; j < columns; ++j) {
-        const char* from = sink.columns[j].data();
-        for (std::size_t i = start; i < end; ++i)
-          std::memcpy(rows + row_bytes * i + fields[j], from + widths[j] * i, widths[j]);
+        for (std::size_t i = start; i < end; ++i) copy_field(j, i, i);
       }
       for (std::size_t j = 0; j < columns; ++j) sink.columns[j].release_prefix(end);
     }

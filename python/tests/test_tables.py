@@ -160,6 +160,22 @@ class Layout(unittest.TestCase):
         self.assertEqual(kind_at(data, root_offset(data)), KIND_TABLE)
         self.assertEqual(built, source)
 
+    def test_build_dict_writes_its_rows_a_block_at_a_time(self):
+        # 40,000 rows: three blocks of 16 Ki rows written in turn, each block's fields handed
+        # back as it is written; "name-0" is a short str in a column of packed strs, kept in
+        # full words until the table stores it as a node (a word32 column from a word64 buffer).
+        source = records(40000, lambda i: {"name": "name-%d" % (i * 100), "id": i - 7,
+                                           "score": i * 0.25, "n": i % 1000})
+        built = permafrost.build_dict(iter(source.items()))
+        data = graph_bytes(built)
+        root = root_offset(data)
+        self.assertEqual(kind_at(data, root), KIND_TABLE)
+        self.assertEqual(column_types(data, root), [WORD32, WORD32, FLOAT32, WORD32])
+        self.assertEqual(built.thaw(), source)
+        self.assertEqual(list(built), list(source))
+        self.assertEqual(built["k0"]["name"], "name-0")
+        self.assertEqual(dict(built["k39999"]), source["k39999"])
+
     def test_build_dict_with_a_repeated_key_keeps_its_last_record(self):
         pairs = list(records(12).items()) + [("k3", {"name": "again", "id": -1, "score": 2.0,
                                                      "tags": []})]
