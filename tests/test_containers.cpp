@@ -425,6 +425,33 @@ TEST_CASE("hash_map: insert after finish throws and finish is idempotent") {
   CHECK(m.size() == 1);
 }
 
+TEST_CASE("builders: reserve() before and between inserts keeps every key and catches duplicates") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  b.reserve(1000, 8000);
+  for (int i = 0; i < 600; ++i) CHECK(b.insert(key_of(i), i));
+  b.reserve(5000);  // re-indexes the 600 keys already there
+  b.reserve(10);    // never shrinks
+  for (int i = 0; i < 600; ++i) CHECK_FALSE(b.insert(key_of(i), -1));
+  for (int i = 600; i < 3000; ++i) CHECK(b.insert(key_of(i), i));  // past the first reservation
+  permafrost::hash_set_builder<std::uint64_t> s{a};
+  s.reserve(100);
+  for (std::uint64_t i = 0; i < 200; ++i) CHECK(s.insert(i));
+  CHECK_FALSE(s.insert(42));
+  // Every key's hash the same in its high 32 bits, which the duplicate index keeps in its slots:
+  // keys are told apart by the rest of the hash and the key.
+  permafrost::hash_map_builder<std::uint64_t, int, one_home_hash> crowded{a};
+  crowded.reserve(300);
+  for (std::uint64_t i = 0; i < 300; ++i) CHECK(crowded.insert(i, 1));
+  for (std::uint64_t i = 0; i < 300; i += 7) CHECK_FALSE(crowded.insert(i, 2));
+  CHECK(crowded.finish().size() == 300);
+  const auto& m = b.finish();
+  REQUIRE(m.size() == 3000);
+  for (int i = 0; i < 3000; ++i) CHECK(m.at(key_of(i)) == i);
+  CHECK(s.finish().size() == 200);
+  CHECK_THROWS_AS(b.reserve(1), std::logic_error);
+}
+
 // ----- the duplicate policy --------------------------------------------------------------------
 
 TEST_CASE("duplicate policy reject: insert returns false and the first value stays") {

@@ -213,6 +213,7 @@ const auto* build_frozen(const char* name, const source& s, peer_state& st) {
   st.arena = std::make_unique<permafrost::arena>(
       permafrost::arena_options{.capacity = std::size_t{64} << 30, .name = name});
   Builder b(*st.arena);
+  b.reserve(s.keys.size());  // as the std and absl peers reserve theirs
   for (std::size_t i = 0; i < s.keys.size(); ++i) b.insert(s.keys[i], s.values[i]);
   const auto* table = &b.finish();
   st.arena->freeze();

@@ -36,6 +36,8 @@ template <class V, class Hash = permafrost::hash<permafrost::string>>
 class builder {
  public:
   explicit builder(permafrost::arena& a) : pending_(a, permafrost::duplicate_policy::reject) {}
+  // As permafrost's builders' reserve(): room for `entries` entries, nothing copied up to there.
+  void reserve(std::size_t entries) { pending_.reserve(entries, 0); }
   template <class U>
   bool insert(std::string_view k, U&& v) {
     return pending_.insert_value(k, std::forward<U>(v));

@@ -115,6 +115,8 @@ class hash_map_builder : public detail::table_builder<hash_map<K, V, Hash>, K, V
   }
 
   // size(): the number of distinct keys inserted so far.
+  // reserve(entries, key_bytes = 0): room for that many entries and bytes of string keys in all,
+  // so that inserting them copies and re-indexes nothing (detail::table_builder).
 
   // Effects: lays the map out in the arena, frees the builder's process memory and registers the
   // map's freeze check. Later calls return the same map.

@@ -176,7 +176,7 @@ class pending_table {
     } else {
       items_.push_back(item{h, k, V{}});
     }
-    std::uint32_t* slot = nullptr;
+    std::uint64_t* slot = nullptr;
     try {
       slot = index_slot_for(items_.size() - 1);
     } catch (...) {
@@ -184,13 +184,13 @@ class pending_table {
       bytes_.resize(bytes_before);
       throw;
     }
-    if (*slot != empty_slot) {  // a duplicate of item *slot
+    if (*slot != empty_slot) {  // a duplicate of the item *slot names
       items_.pop_back();
       bytes_.resize(bytes_before);
-      if (policy_ == duplicate_policy::last_wins) items_[*slot].value = make_value();
+      if (policy_ == duplicate_policy::last_wins) items_[item_of(*slot)].value = make_value();
       return false;
     }
-    *slot = static_cast<std::uint32_t>(items_.size() - 1);
+    *slot = slot_of(items_.size() - 1);
     ++indexed_;
     try {
       items_.back().value = make_value();
@@ -203,6 +203,18 @@ class pending_table {
       throw;
     }
     return true;
+  }
+
+  // Makes room for `entries` items in all (items and the duplicate index sized once, no
+  // re-indexing up to there) and key_bytes bytes of keys in all. Never shrinks.
+  void reserve(std::size_t entries, std::size_t key_bytes) {
+    if (finished_) throw std::logic_error("permafrost builder: reserve() after finish()");
+    if (entries >= no_item) throw_table_too_big();
+    items_.reserve(entries);
+    bytes_.reserve(key_bytes);
+    unsigned bits = std::max(index_bits_, 4u);
+    while ((std::size_t{1} << bits) < (entries + 1) * 2) ++bits;
+    if (bits != index_bits_) reindex(bits);
   }
 
   view key_of(const item& it) const noexcept {
@@ -219,7 +231,7 @@ class pending_table {
   // Marks the builder finished and gives its process memory back.
   void release() {
     finished_ = true;
-    std::vector<std::uint32_t>().swap(index_);
+    std::vector<std::uint64_t>().swap(index_);
     indexed_ = 0;
     std::vector<item>().swap(items_);
     std::string().swap(bytes_);
@@ -229,7 +241,17 @@ class pending_table {
   // Duplicates are caught with an open-addressing index of item numbers (linear probing, at most
   // half full), not a node-based set: one allocation per doubling instead of one per key, which
   // keeps a build close to the cost of filling a std::unordered_map.
-  static constexpr std::uint32_t empty_slot = std::numeric_limits<std::uint32_t>::max();
+  // A slot holds an item number (< no_item) in its low 32 bits and the high 32 bits of that
+  // item's hash above them, so a probe that meets another key's slot is refused by the slot
+  // alone: without them each such slot cost a random read of the item (a DRAM miss at 10M).
+  static constexpr std::uint32_t no_item = std::numeric_limits<std::uint32_t>::max();
+  static constexpr std::uint64_t empty_slot = std::numeric_limits<std::uint64_t>::max();
+  static constexpr std::uint64_t hash_bits_of_slot = ~std::uint64_t{no_item};
+
+  static std::size_t item_of(std::uint64_t slot) noexcept { return slot & no_item; }
+  std::uint64_t slot_of(std::size_t i) const noexcept {
+    return (items_[i].hash & hash_bits_of_slot) | i;
+  }
 
   std::size_t home_of(std::uint64_t h) const noexcept {
     // Fibonacci hashing: spreads a weak user Hash too.
@@ -237,37 +259,40 @@ class pending_table {
   }
 
   // The slot holding an item whose key equals item i's, or the empty slot where i belongs.
-  std::uint32_t* find_slot(std::size_t i) noexcept {
+  std::uint64_t* find_slot(std::size_t i) noexcept {
     const item& it = items_[i];
+    const std::uint64_t hash_bits = it.hash & hash_bits_of_slot;
     const std::size_t mask = index_.size() - 1;
     for (std::size_t pos = home_of(it.hash);; pos = (pos + 1) & mask) {
-      std::uint32_t& s = index_[pos];
+      std::uint64_t& s = index_[pos];
       if (s == empty_slot) return &s;
-      const item& other = items_[s];
+      if ((s & hash_bits_of_slot) != hash_bits) continue;
+      const item& other = items_[item_of(s)];
       if (other.hash == it.hash && key_of(other) == key_of(it)) return &s;
     }
   }
 
   // find_slot(i), after growing the index if one more item would make it over half full.
-  std::uint32_t* index_slot_for(std::size_t i) {
-    if (i >= empty_slot) throw_table_too_big();
-    if ((indexed_ + 1) * 2 > index_.size()) {
-      const unsigned bits = index_.empty() ? 4 : index_bits_ + 1;
-      std::vector<std::uint32_t> grown(std::size_t{1} << bits, empty_slot);
-      index_.swap(grown);
-      index_bits_ = bits;
-      // Re-inserted in item order (items_[0, i) are all indexed), so the newest item stays
-      // last in every probe sequence.
-      for (std::size_t k = 0; k < i; ++k) *find_slot(k) = static_cast<std::uint32_t>(k);
-    }
+  std::uint64_t* index_slot_for(std::size_t i) {
+    if (i >= no_item) throw_table_too_big();
+    if ((indexed_ + 1) * 2 > index_.size()) reindex(index_.empty() ? 4 : index_bits_ + 1);
     return find_slot(i);
+  }
+
+  // An index of 2^bits slots holding every indexed item (all items but a newest one not yet
+  // indexed). Re-inserted in item order, so the newest item stays last in every probe sequence.
+  void reindex(unsigned bits) {
+    std::vector<std::uint64_t> grown(std::size_t{1} << bits, empty_slot);
+    index_.swap(grown);
+    index_bits_ = bits;
+    for (std::size_t k = 0; k < indexed_; ++k) *find_slot(k) = slot_of(k);
   }
 
   arena* arena_;
   duplicate_policy policy_;
   std::vector<item> items_;
   std::string bytes_;                 // string keys, back to back
-  std::vector<std::uint32_t> index_;  // item numbers; empty_slot where free
+  std::vector<std::uint64_t> index_;  // slot_of(item); empty_slot where free
   unsigned index_bits_ = 0;
   std::size_t indexed_ = 0;
   bool finished_ = false;
@@ -367,6 +392,15 @@ class table_builder {
   }
 
   std::size_t size() const noexcept { return pending_.size(); }
+
+  // Effects: makes room in process memory for `entries` entries in all, and for string keys
+  // `key_bytes` bytes of keys in all, so that inserting up to that many copies nothing and
+  // re-indexes nothing (as std::unordered_map::reserve; a hint: more may be inserted).
+  // Throws: std::logic_error after finish(); std::length_error for 2^32 - 1 entries or more;
+  // std::bad_alloc (the builder is then unchanged but for capacity).
+  void reserve(std::size_t entries, std::size_t key_bytes = 0) {
+    pending_.reserve(entries, key_bytes);
+  }
 
  protected:
   // Makes the container object in the arena; make(memory) constructs it there and lays the
