@@ -70,6 +70,13 @@ std::vector<std::size_t> home_order(const pending_table<K, V, Hash>& p, std::siz
   return order;
 }
 
+// Positions ahead in `order` whose item the passes in home order prefetch: each item is a random
+// read into the gathered items (and its key one into their bytes), so without it a 10M-key build
+// waits out one DRAM miss per entry and pass; with it the misses of 16 entries overlap.
+inline constexpr std::size_t build_prefetch_distance = 16;
+
+inline void prefetch_for_read(const void* p) noexcept { __builtin_prefetch(p, 0, 0); }
+
 // The index lines of the items of p laid out in `order` (home order): each entry goes to its home
 // line, or to the first line after it with room, so a line holds the overflow of earlier homes
 // first, then its own entries. size_byte(item) is an entry's size byte (sized lines; 0 sets
@@ -86,6 +93,8 @@ std::vector<hash_line<Sized>> fill_lines(const pending_table<K, V, Hash>& p,
   first.assign(homes, n);
   std::size_t cur = 0;
   for (std::size_t k = 0; k < n; ++k) {
+    if (k + build_prefetch_distance < n)
+      prefetch_for_read(&items[order[k + build_prefetch_distance]]);
     const auto& item = items[order[k]];
     const std::size_t home = home_line_of(item.hash, homes);
     cur = std::max(cur, home);

@@ -125,11 +125,18 @@ hashed_layout<true> lay_out_split(const pending_table<string, V, Hash>& p) {
   }
   if (total / unit > std::numeric_limits<std::uint32_t>::max()) throw_table_too_big();
   auto* block = static_cast<std::byte*>(p.target().allocate(total, unit));
+  // Lines hold consecutive runs of `order`, so `next` walks it in step with (b, j): the item
+  // 2d positions on and the key bytes of the one d on (its item fetched d entries ago) are
+  // prefetched, so the random reads of several entries overlap.
+  constexpr std::size_t d = build_prefetch_distance;
+  std::size_t next = 0;
   for (std::size_t b = 0; b < lines.size(); ++b) {
     lines[b].base = static_cast<std::uint32_t>(group_at[b] / unit);
     std::byte* group = block + group_at[b];
     char* key = reinterpret_cast<char*>(group) + std::size_t{lines[b].count} * value_bytes<V>;
-    for (std::size_t j = 0; j < lines[b].count; ++j) {
+    for (std::size_t j = 0; j < lines[b].count; ++j, ++next) {
+      if (next + 2 * d < n) prefetch_for_read(&items[order[next + 2 * d]]);
+      if (next + d < n) prefetch_for_read(p.key_of(items[order[next + d]]).data());
       const auto& item = items[order[first[b] + j]];
       if constexpr (value_bytes<V> != 0) ::new (group + j * sizeof(V)) V(item.value);
       const std::string_view k = p.key_of(item);
