@@ -178,14 +178,15 @@ class PeakMemory(unittest.TestCase):
     # What a build keeps beside the frozen bytes is counted per row: the frozen bytes shrank
     # (records stored as tables, issue 19), so a ratio to them measures the wrong thing.
     def test_build_dict_needs_little_beside_the_frozen_bytes(self):
-        # 24 bytes a pair of the root's words and hashes, the records' fields in their columns
-        # (4 bytes each here) until the table is written, the small-node index while items are
-        # written: 42 bytes a row at 200,000 rows (8.5 MB beside 13.3 MB frozen; before tables
-        # 26 bytes a row beside 19.7 MB, a higher peak); the dict alone would take ~2.9 KB a row.
+        # The key words (4 bytes) and the records' fields (20 bytes a row here) wait until the
+        # end, but the table's rows (16 bytes) are not yet written then, and nothing else is
+        # kept per pair: 4-6 bytes a row beside 9.8 MB frozen at 200,000 rows. With a hash,
+        # a key word and a row marker kept per pair (8 bytes each) and the fields held while
+        # the rows were written it was 42 bytes a row; the dict alone takes ~2.9 KB a row.
         rows = 200000
         peak, frozen = peak_of("build_dict", rows)
         self.assertGreater(frozen, 8 << 20)
-        self.assertLess(peak - frozen, 64 * rows, f"peak {peak} for {frozen} frozen bytes")
+        self.assertLess(peak - frozen, 16 * rows, f"peak {peak} for {frozen} frozen bytes")
 
     def test_freeze_writes_no_buffer_beside_the_arena(self):
         # The arena and little else: the root dict is walked live (no snapshot of its items),
