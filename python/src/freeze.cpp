@@ -332,27 +332,34 @@ class freezer {
     if (n == 0 || n > max_table_keys) return n;
     growing_array<word>& values = sink.words;
     std::vector<bool> dropped;
-    {
-      // A transient index of its own, at most 3/4 full (4 bytes a slot, 5.3 a key: it adds to
-      // the build's peak), each probe starting at slot (low half of the hash) * capacity >> 32.
-      growing_array<std::uint32_t> slots;
+    // A transient index of its own, at most 3/4 full (4 bytes a slot below 2**24 keys, 5.3 a
+    // key: it adds to the build's peak), each probe starting at slot (low half of the hash) *
+    // capacity >> 32. A slot holds the entry and the top bits of its hash, as a table's index
+    // does: at that load a probe passes several slots, and only a matching tag costs a key
+    // comparison (reading both keys' bytes).
+    const auto find_repeats = [&](auto slot_type) {
+      using Slot = decltype(slot_type);
+      using slot = index_slot<Slot>;
+      growing_array<Slot> slots;
       const std::uint64_t capacity = n + n / 3 + 1;
       slots.resize_zeroed(capacity);
       std::uint64_t probes = 0;
       for (std::size_t i = 0; i < n; ++i) {
         const word key = keys[i];
         const std::uint64_t h = stored_key_hash(key);
+        const Slot tag = slot::tag_of_hash(h);
         for (std::uint64_t pos = (h & UINT32_MAX) * capacity >> 32;;
              pos = pos + 1 == capacity ? 0 : pos + 1) {
           // Keys whose hashes collide (an int hashes to itself modulo 2**61 - 1) probe long
           // runs, quadratic in their number as in a dict: stay interruptible, as value() does.
           if ((++probes & 0xfff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
-          const std::uint32_t s = slots[pos];
+          const Slot s = slots[pos];
           if (s == 0) {
-            slots[pos] = static_cast<std::uint32_t>(i + 1);
+            slots[pos] = slot::make(h, static_cast<std::uint32_t>(i));
             break;
           }
-          const std::size_t j = s - 1;
+          if (slot::tag(s) != tag) continue;
+          const auto j = static_cast<std::size_t>(slot::entry_plus_one(s) - 1);
           if (same_hashed_key(keys[j], key, h)) {
             if (dropped.empty()) {
               dropped.resize(n);
@@ -368,7 +375,9 @@ class freezer {
           }
         }
       }
-    }
+    };
+    if (narrow_table(n)) find_repeats(std::uint32_t{});
+    else find_repeats(std::uint64_t{});
     if (dropped.empty()) return n;
     std::size_t m = 0;
     for (std::size_t i = 0; i < n; ++i) {
