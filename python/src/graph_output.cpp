@@ -32,9 +32,12 @@ std::unique_ptr<permafrost::arena> new_arena(std::string_view name, std::size_t 
   opt.name = name;
   opt.capacity = capacity;
   if (memfd) opt.backing = permafrost::backing::memfd;
-  // No huge pages: a small graph would commit 2 MiB, and shared-memory ones are the
-  // administrator's choice (shmem_enabled) anyway.
-  opt.huge_pages = false;
+  // A memfd arena (a graph past 1 MiB) asks for huge pages, as every memfd arena may: shared-
+  // memory ones follow the administrator's shmem_enabled (`never` by default: the advice changes
+  // nothing then); with `advise` a worker's first read faults per 2 MiB, not per 16 pages
+  // (docs/design.md "Huge pages and a worker's first read"). The small anonymous arena does not:
+  // it would commit 2 MiB for the smallest graph.
+  opt.huge_pages = memfd && permafrost::huge_pages_available();
   // Every page of a memfd mapped at freeze, as the writer left them: a process the memfd is sent
   // to then shares each page with this one (smaps counts it shared, not private to it).
   opt.populate = memfd;
