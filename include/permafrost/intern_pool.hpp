@@ -40,7 +40,7 @@ class intern_pool {
       stats_.bytes_saved += footprint(s.size());
       return detail::string_access::make(rep_of(*it));
     }
-    const string copy = make_string(*arena_, s);
+    string copy = make_string(*arena_, s);  // not const: returned by move
     index_.insert(copy.view());
     ++stats_.requests;
     ++stats_.unique;

@@ -130,8 +130,8 @@ inline std::size_t size_prefix(const hash_line<true>& l, std::size_t j) noexcept
   const __m128i sums = _mm_add_epi64(
       _mm_sad_epu8(_mm_and_si128(_mm_loadu_si128(sizes), _mm_loadu_si128(mask)), zero),
       _mm_sad_epu8(_mm_and_si128(_mm_loadu_si128(sizes + 1), _mm_loadu_si128(mask + 1)), zero));
-  return static_cast<std::size_t>(_mm_cvtsi128_si32(sums) +
-                                  _mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
+  return static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) +
+         static_cast<std::size_t>(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
 #else
   return size_prefix_portable(l, j);
 #endif
