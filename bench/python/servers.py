@@ -76,6 +76,11 @@ def main():
     ap.add_argument("--only", nargs="+",
                     choices=["gunicorn", "uwsgi", "celery", "dl-fork", "dl-spawn"])
     args = ap.parse_args()
+    # The servers run from examples/python (--chdir): a relative PYTHONPATH entry, as README's
+    # `PYTHONPATH=build/python/debian`, must name the same directory there.
+    if os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p)
     rows = 20000 if args.smoke else args.rows
     names = args.only or ["gunicorn", "uwsgi", "celery", "dl-fork", "dl-spawn"]
     print("bench/python/servers: %s, %d CPUs, Python %s, %s" % (
