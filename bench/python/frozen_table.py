@@ -23,7 +23,10 @@ Rows: dict; dict + gc.freeze(); lmdb, marisa (marisa-trie), numpy (sorted keys, 
 sqlite3 (file, mmap) where the module exists for the interpreter; permafrost.freeze();
 permafrost.freeze_native() where the interpreter has it (CPython 3.12 and 3.13): the same dict
 code reads a real dict whose objects are immortal and write-protected (data = the arena's bytes).
-Memory figures come from permafrost.memory() (the library's memstat). Under each interpreter's
+Memory figures come from permafrost.memory() (the library's memstat). The header gives what a
+4 KiB page fault costs the machine at the time (harness.fault_cost): the dict rows' workers pay
+a copy-on-write fault per page their reads copy, so their lookup ns, and every ratio to them,
+move with it from machine to machine. Under each interpreter's
 table: the permafrost row against issue 19's goals (frozen bytes vs the dict's heap and
 marisa-trie's, lookup and freeze() vs the dict's), and the freeze_native row against issue 21's
 (arena pages copied, total PSS vs the arena + idle workers, lookup and freeze_native() vs the
@@ -449,6 +452,12 @@ def main():
         platform.node() and "host", platform.platform(), os.cpu_count(),
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     print("command: %s" % " ".join(["bench/python/frozen_table.py"] + sys.argv[1:]))
+    if not args.breakdown:  # the dict rows' workers pay one copy-on-write fault per page copied
+        import harness
+        first, cow = harness.fault_cost(4 * MiB if args.smoke else 64 * MiB)
+        print("page faults here now: %.1f us a first touch, %.1f us a copy-on-write (4 KiB "
+              "pages, harness.fault_cost): the dict rows' lookup ns include the second for "
+              "every page their workers copy" % (first, cow))
     failed = False
     for tag, interpreter in builds:
         env = dict(os.environ, PYTHONPATH=os.path.join(args.build, tag))

@@ -1,6 +1,7 @@
-"""Shared by bench/python's pools.py, deploy.py, scale.py, freeze_memory.py and build_memory.py:
-the table's rows, the lookup pass, /proc/self/status and its peak, and running one bench's rows
-on every interpreter the build made a module for.
+"""Shared by bench/python's pools.py, deploy.py, scale.py, freeze_memory.py and build_memory.py,
+and by frozen_table.py (fault_cost): the table's rows, the lookup pass, /proc/self/status and its
+peak, what a page fault costs, and running one bench's rows on every interpreter the build made a
+module for.
 
 Each row runs in a fresh process of its interpreter (`SCRIPT --one ROW ...`, printing one JSON
 object), so no row inherits another's heap; the driver prints one table per interpreter.
@@ -94,6 +95,44 @@ def header(script, argv):
     print("bench/python: %s, %d CPUs, %s" % (platform.platform(), os.cpu_count(),
                                              time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     print("command: %s" % " ".join([script] + argv))
+
+
+def fault_cost(size=64 * MiB):
+    """(first touch, copy-on-write): microseconds one 4 KiB page fault costs this machine now,
+    each the median of 3 sweeps of a private anonymous mapping of `size` without huge pages (one
+    process, nothing else faulting). A dict's forked worker pays the copy-on-write one for every
+    page its reads write (refcounts), so the lookup ratios of the fork benches move with it: a
+    VM that hands guest pages back to its host (free page reporting) charges the host's fault
+    too. A frozen table's workers pay neither."""
+    import mmap
+    import statistics
+    pages = size // mmap.PAGESIZE
+    first, cow = [], []
+    for _ in range(3):
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            m.madvise(mmap.MADV_NOHUGEPAGE)
+        t = time.perf_counter()
+        for off in range(0, size, mmap.PAGESIZE):
+            m[off] = 1
+        first.append((time.perf_counter() - t) / pages * 1e6)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                t = time.perf_counter()
+                for off in range(0, size, mmap.PAGESIZE):
+                    m[off] = 2
+                os.write(w, repr(time.perf_counter() - t).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        elapsed = float(os.read(r, 64))
+        os.close(r)
+        os.waitpid(pid, 0)
+        cow.append(elapsed / pages * 1e6)
+        m.close()
+    return statistics.median(first), statistics.median(cow)
 
 
 def interpreters(build):
