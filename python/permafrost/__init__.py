@@ -101,11 +101,14 @@ def build_dict(items, *, path=None, name=None):
     return the root of the image, mapped as permafrost.open(path) maps it (the arena is freed).
 
     The pairs are frozen one at a time into the new arena and each is released before the next
-    is pulled: the source is never held, and beside the frozen bytes a build keeps 24 bytes per
-    pair (its key's hash and two words) until the root is written. A key given twice keeps its
-    first position and its last value, as in dict(items). An error midway (a value freeze()
-    does not store, an exception raised by the iterable, KeyboardInterrupt) propagates, the
-    partial arena is released and nothing is saved. name: as in freeze().
+    is pulled: the source is never held, and beside the frozen bytes a build keeps each key's
+    word (4 or 8 bytes) and each value's (8 bytes; a record of a table keeps only its fields)
+    until the root is written. A key given twice keeps its first position and its last value,
+    as in dict(items); the earlier values stay in the arena (each value is frozen as it
+    arrives). An error midway (a value freeze() does not store, an exception raised by the
+    iterable, KeyboardInterrupt) propagates, the partial arena is released and nothing is saved.
+    A child forked while the build runs gets RuntimeError at its next item: a build goes on only
+    in the process that began it. name: as in freeze().
 
     Sharing: within one pair, a container reached twice is stored once, as freeze() does;
     across pairs it is stored per pair (a container that outlives its pair is not remembered).
@@ -119,7 +122,7 @@ def build_list(values, *, path=None, name=None):
     build_dict()).
 
     One value at a time, each released before the next is pulled; 8 bytes per value stay until
-    the end. Errors, name and sharing: as in build_dict()."""
+    the end. Errors, a fork while it runs, name and sharing: as in build_dict()."""
     return _build(values, False, path, name)
 
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -96,7 +97,8 @@ class stack_scope {
 class freezer {
  public:
   // Effects: a new memfd arena named `name` to write into (graph_output.hpp).
-  freezer(module_state& state, std::string_view name) : state_(state), out_(name) {}
+  freezer(module_state& state, std::string_view name)
+      : state_(state), forks_at_start_(state.forks), out_(name) {}
 
   // Pre: the caller holds a strong reference to o for the call (the snapshots do; so does the
   // root's caller), so a value reached once has exactly two: its container's and that one.
@@ -170,6 +172,7 @@ class freezer {
     path_.push_back({at_index, nullptr, 0});
     for (Py_ssize_t i = 0;; ++i) {
       ref item(PyIter_Next(it.get()));
+      check_not_forked();
       if (!item.get()) {
         if (PyErr_Occurred()) throw py_error{};
         break;
@@ -204,11 +207,11 @@ class freezer {
     std::uint32_t height = 0;
     for (Py_ssize_t i = 0;; ++i) {
       ref pair(PyIter_Next(it.get()));
+      check_not_forked();
       if (!pair.get()) {
         if (PyErr_Occurred()) throw py_error{};
         break;
       }
-      // The pair (or the sequence made of it) holds its key and value while they are frozen.
       ref seq;
       PyObject* key;
       PyObject* val;
@@ -230,8 +233,13 @@ class freezer {
                        len);
           throw py_error{};
         }
-        key = PySequence_Fast_GET_ITEM(seq.get(), 0);
-        val = PySequence_Fast_GET_ITEM(seq.get(), 1);
+        // A tuple of the two, which holds them while they are frozen: user code run meanwhile
+        // (a tzinfo, an __index__) may empty a list pair, and a key or value it held alone
+        // would be freed under path_, item_key_ and the walk. (A tuple pair cannot change; a
+        // record's references are counted, so none is added where none is needed.)
+        seq = ref(check(PySequence_Tuple(seq.get())));
+        key = PyTuple_GET_ITEM(seq.get(), 0);
+        val = PyTuple_GET_ITEM(seq.get(), 1);
       }
       (void)hash_of(key, i, key_of);  // refuses an unhashable key here; computed again at the end
       path_.push_back({key_of, nullptr, i});
@@ -241,6 +249,8 @@ class freezer {
       const std::uint32_t value_height = add_value(sink, val);  // pushes its word, or its row
       path_.pop_back();
       height = std::max({height, k.height, value_height});
+      if (may_hold_nan(k.w) && holds_nan(key))
+        nan_keys_.emplace_back(keys.size(), ref(Py_NewRef(key)));
       keys.push_back(k.w);
       end_item();
     }
@@ -360,7 +370,7 @@ class freezer {
           }
           if (slot::tag(s) != tag) continue;
           const auto j = static_cast<std::size_t>(slot::entry_plus_one(s) - 1);
-          if (same_hashed_key(keys[j], key, h)) {
+          if (same_built_key(keys, j, i, h)) {
             if (dropped.empty()) {
               dropped.resize(n);
               if (sink.tabular && !sink.markers) {  // every value so far is row i, in order
@@ -405,6 +415,51 @@ class freezer {
     std::uint64_t h;
     if (!key_hash(state_, key.get(), h)) throw py_error{};
     return h;
+  }
+
+  // Whether build_dict's keys j and i (of `keys`; i's hash hb) are one key of a dict. Keys that
+  // hold a NaN are compared as the objects they were (kept in nan_keys_), as a dict compares
+  // them: by identity first, so the same NaN twice is one key and two NaNs are two, which their
+  // frozen words (equal bits) cannot tell.
+  bool same_built_key(column_buffer& keys, std::size_t j, std::size_t i, std::uint64_t hb) {
+    if (!nan_keys_.empty()) {
+      PyObject* x = nan_key(j);
+      PyObject* y = nan_key(i);
+      if (x || y) {
+        if (!x || !y) return false;  // only a key that holds a NaN equals one
+        const int eq = PyObject_RichCompareBool(x, y, Py_EQ);
+        if (eq < 0) throw py_error{};
+        return eq == 1;
+      }
+    }
+    return same_hashed_key(keys[j], keys[i], hb);
+  }
+
+  // The object of build_dict's key i when it holds a NaN, else nullptr.
+  PyObject* nan_key(std::size_t i) const {
+    const auto it = std::lower_bound(nan_keys_.begin(), nan_keys_.end(), i,
+                                     [](const auto& e, std::size_t k) { return e.first < k; });
+    return it != nan_keys_.end() && it->first == i ? it->second.get() : nullptr;
+  }
+
+  // Whether o is a float NaN, or a tuple or frozenset holding one at any depth (o's depth was
+  // checked by hash_of; no user code runs: the base types' iterators).
+  static bool holds_nan(PyObject* o) {
+    if (PyFloat_Check(o)) return std::isnan(PyFloat_AS_DOUBLE(o));
+    if (PyTuple_Check(o)) {
+      for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(o); ++k)
+        if (holds_nan(PyTuple_GET_ITEM(o, k))) return true;
+      return false;
+    }
+    if (!PyFrozenSet_Check(o)) return false;
+    ref it(check(PyFrozenSet_Type.tp_iter(o)));
+    while (PyObject* e = PyIter_Next(it.get())) {
+      const bool found = holds_nan(e);
+      Py_DECREF(e);
+      if (found) return true;
+    }
+    if (PyErr_Occurred()) throw py_error{};
+    return false;
   }
 
   // Whether frozen key a equals frozen key b, whose hash is hb: from their encodings where
@@ -453,6 +508,18 @@ class freezer {
   using step = value_path_step;
   using step_kind = value_path_kind;
   using enum value_path_kind;
+
+  // Raises RuntimeError in a child forked while the build ran (user code pulled the item):
+  // the arena's pages are the parent's, mapped read-only here, so the child's next store into
+  // them would kill it with SIGSEGV. Checked before each item of build_list and build_dict.
+  void check_not_forked() {
+    if (state_.forks == forks_at_start_) [[likely]]
+      return;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "permafrost: the process forked while a build_dict() or build_list() ran; "
+                    "the build can go on only in the process that began it");
+    throw py_error{};
+  }
 
   [[noreturn]] void fail(PyObject* type, const std::string& what) {
     std::string msg = path_text(path_) + ": " + what;
@@ -1585,7 +1652,9 @@ class freezer {
   }
 
   module_state& state_;
-  std::vector<PyObject*> held_;  // held_items' stack
+  const std::uint64_t forks_at_start_;  // state_.forks when the build began (check_not_forked)
+  std::vector<std::pair<std::size_t, ref>> nan_keys_;  // build_dict's keys holding a NaN, by index
+  std::vector<PyObject*> held_;                        // held_items' stack
   graph_output out_;
   bool uses_v2_ = false;          // whether the graph holds packed strs or v2 tables (finish)
   bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)

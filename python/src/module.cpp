@@ -34,7 +34,15 @@
 namespace permafrost::python {
 namespace {
 
+// os.register_at_fork(after_in_child=...): counts the forks (module_state::forks).
+PyObject* py_after_fork_child(PyObject* m, PyObject*) {
+  ++state_of(m).forks;
+  Py_RETURN_NONE;
+}
+
 PyMethodDef module_methods[] = {
+    {"_after_fork_child", py_after_fork_child, METH_NOARGS,
+     "_after_fork_child(): run by os.register_at_fork in each forked child"},
     {"_freeze", py_freeze, METH_VARARGS, "_freeze(obj, name=None)"},
     {"_build", py_build, METH_VARARGS, "_build(iterable, as_dict, name=None)"},
     {"_writer_reservation", py_writer_reservation, METH_O, "_writer_reservation(bytes)"},
@@ -92,6 +100,20 @@ bool add_type(PyObject* m, PyType_Spec* spec, const char* attr, PyTypeObject*& s
   return PyModule_AddObjectRef(m, attr, reinterpret_cast<PyObject*>(t)) == 0;
 }
 
+// Registers m._after_fork_child to run in every child os.fork() makes. 0, or -1 with an
+// exception set.
+int register_fork_hook(PyObject* m) {
+  ref hook(PyObject_GetAttrString(m, "_after_fork_child"));
+  ref os(PyImport_ImportModule("os"));
+  if (!hook.get() || !os.get()) return -1;
+  ref reg(PyObject_GetAttrString(os.get(), "register_at_fork"));
+  ref args(PyTuple_New(0));
+  ref kwargs(Py_BuildValue("{s:O}", "after_in_child", hook.get()));
+  if (!reg.get() || !args.get() || !kwargs.get()) return -1;
+  ref done(PyObject_Call(reg.get(), args.get(), kwargs.get()));
+  return done.get() ? 0 : -1;
+}
+
 // Py_mod_exec: fills the module's state (module_state.hpp) and attributes.
 int module_exec(PyObject* m) {
   module_state& st = state_of(m);
@@ -107,6 +129,7 @@ int module_exec(PyObject* m) {
   st.kw_signed = Py_BuildValue("{s:O}", "signed", Py_True);
   if (!st.int_from_bytes || !st.str_little || !st.kw_signed) return -1;
   if (register_native(m) < 0) return -1;  // freeze_native()'s functions
+  if (register_fork_hook(m) < 0) return -1;
   // PERMAFROST_TRAP=1 installs the write trap at import (as it does for the malloc library).
   permafrost::install_write_trap_from_env();  // noexcept: reports its own errors on stderr
   return 0;

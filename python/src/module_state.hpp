@@ -15,6 +15,8 @@
 // Thread safety: as the interpreter that owns the module (under its GIL).
 #pragma once
 
+#include <cstdint>
+
 #include "py_ref.hpp"
 
 namespace permafrost::python {
@@ -28,6 +30,10 @@ struct module_state {
   PyObject* int_from_bytes = nullptr;  // int.from_bytes
   PyObject* str_little = nullptr;      // "little"
   PyObject* kw_signed = nullptr;       // {"signed": True}
+  // Forks this process is a child of, counted by the os.register_at_fork hook module_exec
+  // registers: a build begun before a fork must not go on in the child (its memfd arena's pages
+  // are the parent's, mapped read-only in the child), so the writer compares it between items.
+  std::uint64_t forks = 0;
 };
 
 // The flags of every type of this module: none may be called or subclassed from Python. Their
