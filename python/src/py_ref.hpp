@@ -62,10 +62,14 @@ inline std::string short_type_name(PyObject* o) {
 
 // Converts a C++ exception escaping an entry point into a Python one: a std::bad_alloc into
 // MemoryError, with the library's message when it has one (arena_limit_error names the limit a
-// new arena hit: "all 1024 arena slots are in use ..."), anything else into OSError.
+// new arena hit: "all 1024 arena slots are in use ..."), else saying what refused (a bare one,
+// from a build's buffers, was an empty MemoryError); anything else into OSError.
 inline void set_python_error(const std::exception& e) {
   if (dynamic_cast<const std::bad_alloc*>(&e)) {
-    if (std::strcmp(e.what(), std::bad_alloc().what()) == 0) PyErr_NoMemory();
+    if (std::strcmp(e.what(), std::bad_alloc().what()) == 0)
+      PyErr_SetString(PyExc_MemoryError,
+                      "permafrost: out of memory: the kernel refused memory (no memory left, a "
+                      "memory cgroup limit, or ulimit -v)");
     else PyErr_SetString(PyExc_MemoryError, e.what());
   } else {
     PyErr_SetString(PyExc_OSError, e.what());
