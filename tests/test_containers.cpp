@@ -452,6 +452,21 @@ TEST_CASE("builders: reserve() before and between inserts keeps every key and ca
   CHECK_THROWS_AS(b.reserve(1), std::logic_error);
 }
 
+TEST_CASE("builders: reserve() past what memory holds throws length_error naming reserve()") {
+  arena a(opts());
+  permafrost::hash_map_builder<pstring, int> b{a};
+  CHECK(b.insert("k", 1));
+  try {
+    b.reserve(10, SIZE_MAX);
+    FAIL("reserve(10, SIZE_MAX) returned");
+  } catch (const std::length_error& e) {
+    CHECK(std::string(e.what()).find("reserve()") != std::string::npos);
+  }
+  CHECK_THROWS_AS(b.reserve(SIZE_MAX), std::length_error);
+  CHECK(b.insert("l", 2));  // the builder is unchanged
+  CHECK(b.finish().size() == 2);
+}
+
 // ----- the duplicate policy --------------------------------------------------------------------
 
 TEST_CASE("duplicate policy reject: insert returns false and the first value stays") {

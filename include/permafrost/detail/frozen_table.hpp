@@ -210,6 +210,8 @@ class pending_table {
   void reserve(std::size_t entries, std::size_t key_bytes) {
     if (finished_) throw std::logic_error("permafrost builder: reserve() after finish()");
     if (entries >= no_item) throw_table_too_big();
+    if (key_bytes > bytes_.max_size())  // said here, not by std::string's own "_M_create"
+      throw std::length_error("permafrost builder: reserve(): more key bytes than memory holds");
     items_.reserve(entries);
     bytes_.reserve(key_bytes);
     unsigned bits = std::max(index_bits_, 4u);
@@ -396,8 +398,9 @@ class table_builder {
   // Effects: makes room in process memory for `entries` entries in all, and for string keys
   // `key_bytes` bytes of keys in all, so that inserting up to that many copies nothing and
   // re-indexes nothing (as std::unordered_map::reserve; a hint: more may be inserted).
-  // Throws: std::logic_error after finish(); std::length_error for 2^32 - 1 entries or more;
-  // std::bad_alloc (the builder is then unchanged but for capacity).
+  // Throws: std::logic_error after finish(); std::length_error for 2^32 - 1 entries or more, or
+  // more key bytes than a std::string can hold; std::bad_alloc (the builder is then unchanged
+  // but for capacity).
   void reserve(std::size_t entries, std::size_t key_bytes = 0) {
     pending_.reserve(entries, key_bytes);
   }
