@@ -135,6 +135,7 @@ class freezer {
       return value(thawed);
     }
     if (scalar_encoding e; encode_scalar(o, e)) {  // datetime, Decimal, UUID...; Enum: its value
+      check_not_forked();  // an aware datetime ran its tzinfo's utcoffset(): user code
       if (!e.replacement.get())
         return {blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size())};
       keep_.push_back(std::move(e.replacement));
@@ -509,15 +510,16 @@ class freezer {
   using step_kind = value_path_kind;
   using enum value_path_kind;
 
-  // Raises RuntimeError in a child forked while the build ran (user code pulled the item):
-  // the arena's pages are the parent's, mapped read-only here, so the child's next store into
-  // them would kill it with SIGSEGV. Checked before each item of build_list and build_dict.
+  // Raises RuntimeError in a child forked by user code while this writer ran (the iterable
+  // pulling an item, a tzinfo's utcoffset()): the arena's pages are the parent's, mapped
+  // read-only here, so the child's next store into them would kill it with SIGSEGV. Checked
+  // before each item of build_list and build_dict, and after each scalar that ran user code.
   void check_not_forked() {
     if (state_.forks == forks_at_start_) [[likely]]
       return;
     PyErr_SetString(PyExc_RuntimeError,
-                    "permafrost: the process forked while a build_dict() or build_list() ran; "
-                    "the build can go on only in the process that began it");
+                    "permafrost: the process forked while freeze(), build_dict() or build_list() "
+                    "ran; that work can go on only in the process that began it");
     throw py_error{};
   }
 

@@ -432,8 +432,8 @@ class ForkedMidBuild(unittest.TestCase):
         """
         lines = run_child(code).splitlines()
         self.assertEqual(len(lines), 3, lines)
-        self.assertRegex(lines[0], "^RuntimeError: permafrost: the process forked while a "
-                                   "build_dict")
+        self.assertRegex(lines[0], "^RuntimeError: permafrost: the process forked while "
+                                   r"freeze\(\), build_dict\(\)")
         self.assertEqual(lines[1:], ["built 5000", "True"])
 
     def test_a_child_forked_midway_through_records_gets_an_error_not_a_crash(self):

@@ -380,6 +380,47 @@ except TypeError as e:
 '''
 
 
+class ForkedWhileFreezing(unittest.TestCase):
+    """User code that forks during freeze() (a tzinfo's utcoffset): the child stops cleanly."""
+
+    def test_a_child_forked_by_a_tzinfo_gets_an_error_not_a_crash(self):
+        # 30,000 records of one shape are written in place as rows, into memory allocated before
+        # the fork; the child once went on writing there (the parent's pages, read-only in it)
+        # and died of SIGSEGV. A record with the tzinfo alone (no table) already failed cleanly.
+        code = """if True:
+            import datetime, os, permafrost
+            calls, child = [], []
+            class TZ(datetime.tzinfo):
+                def utcoffset(self, dt):
+                    calls.append(1)
+                    if len(calls) == 15000 and os.fork() == 0:
+                        child.append(True)
+                    return datetime.timedelta(0)
+                def dst(self, dt):
+                    return None
+            tz = TZ()
+            d = {f"k{i}": {"s": "x" * 100 + str(i), "n": i,
+                           "when": datetime.datetime(2020, 1, 1, tzinfo=tz)} for i in range(30000)}
+            try:
+                result = f"built {len(permafrost.freeze(d))}"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
+            print(result, flush=True)
+            if child:
+                os._exit(0)
+            _, status = os.wait()
+            print("child signalled" if os.WIFSIGNALED(status) else "child exited")
+        """
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        lines = out.stdout.splitlines()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertRegex(lines[0],
+                         r"^RuntimeError: permafrost: the process forked while freeze\(\)")
+        self.assertEqual(lines[1:], ["built 30000", "child exited"])
+
+
 class HeldReferences(unittest.TestCase):
     """freeze() holds a strong reference to every container, key and item it walks."""
 
