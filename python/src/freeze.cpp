@@ -97,8 +97,7 @@ class stack_scope {
 class freezer {
  public:
   // Effects: a new memfd arena named `name` to write into (graph_output.hpp).
-  freezer(module_state& state, std::string_view name)
-      : state_(state), forks_at_start_(state.forks), out_(name) {}
+  freezer(module_state& state, std::string_view name) : state_(state), out_(name, state.forks) {}
 
   // Pre: the caller holds a strong reference to o for the call (the snapshots do; so does the
   // root's caller), so a value reached once has exactly two: its container's and that one.
@@ -135,7 +134,6 @@ class freezer {
       return value(thawed);
     }
     if (scalar_encoding e; encode_scalar(o, e)) {  // datetime, Decimal, UUID...; Enum: its value
-      check_not_forked();  // an aware datetime ran its tzinfo's utcoffset(): user code
       if (!e.replacement.get())
         return {blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size())};
       keep_.push_back(std::move(e.replacement));
@@ -173,7 +171,7 @@ class freezer {
     path_.push_back({at_index, nullptr, 0});
     for (Py_ssize_t i = 0;; ++i) {
       ref item(PyIter_Next(it.get()));
-      check_not_forked();
+      out_.check_not_forked();  // the iterable may have forked: stop the child here
       if (!item.get()) {
         if (PyErr_Occurred()) throw py_error{};
         break;
@@ -208,7 +206,7 @@ class freezer {
     std::uint32_t height = 0;
     for (Py_ssize_t i = 0;; ++i) {
       ref pair(PyIter_Next(it.get()));
-      check_not_forked();
+      out_.check_not_forked();  // the iterable may have forked: stop the child here
       if (!pair.get()) {
         if (PyErr_Occurred()) throw py_error{};
         break;
@@ -356,8 +354,7 @@ class freezer {
       slots.resize_zeroed(capacity);
       std::uint64_t probes = 0;
       for (std::size_t i = 0; i < n; ++i) {
-        const word key = keys[i];
-        const std::uint64_t h = stored_key_hash(key);
+        const std::uint64_t h = duplicate_hash(keys, i);
         const Slot tag = slot::tag_of_hash(h);
         for (std::uint64_t pos = (h & UINT32_MAX) * capacity >> 32;;
              pos = pos + 1 == capacity ? 0 : pos + 1) {
@@ -418,22 +415,28 @@ class freezer {
     return h;
   }
 
-  // Whether build_dict's keys j and i (of `keys`; i's hash hb) are one key of a dict. Keys that
-  // hold a NaN are compared as the objects they were (kept in nan_keys_), as a dict compares
-  // them: by identity first, so the same NaN twice is one key and two NaNs are two, which their
-  // frozen words (equal bits) cannot tell.
+  // Whether build_dict's keys j and i (of `keys`; i's hash hb, from duplicate_hash) are one key.
+  // A key holding a NaN is one key with another only when both are the same object: their frozen
+  // words are equal whatever NaN they hold, and a dict tells NaNs apart by identity. (A dict also
+  // merges two tuples holding the same NaN object; this does not: comparing them would run the
+  // elements' __eq__, user code for a subclass, where the builders run none.)
   bool same_built_key(column_buffer& keys, std::size_t j, std::size_t i, std::uint64_t hb) {
     if (!nan_keys_.empty()) {
       PyObject* x = nan_key(j);
       PyObject* y = nan_key(i);
-      if (x || y) {
-        if (!x || !y) return false;  // only a key that holds a NaN equals one
-        const int eq = PyObject_RichCompareBool(x, y, Py_EQ);
-        if (eq < 0) throw py_error{};
-        return eq == 1;
-      }
+      if (x || y) return x == y;
     }
     return same_hashed_key(keys[j], keys[i], hb);
+  }
+
+  // The hash the duplicate pass files key i under: its stored hash, or for a key holding a NaN
+  // its object's address (every NaN's stored hash is one value: thousands of distinct NaN keys
+  // would probe one run, quadratic).
+  std::uint64_t duplicate_hash(column_buffer& keys, std::size_t i) {
+    if (!nan_keys_.empty())
+      if (PyObject* o = nan_key(i))
+        return permafrost::detail::hash_word(reinterpret_cast<std::uintptr_t>(o));
+    return stored_key_hash(keys[i]);
   }
 
   // The object of build_dict's key i when it holds a NaN, else nullptr.
@@ -509,19 +512,6 @@ class freezer {
   using step = value_path_step;
   using step_kind = value_path_kind;
   using enum value_path_kind;
-
-  // Raises RuntimeError in a child forked by user code while this writer ran (the iterable
-  // pulling an item, a tzinfo's utcoffset()): the arena's pages are the parent's, mapped
-  // read-only here, so the child's next store into them would kill it with SIGSEGV. Checked
-  // before each item of build_list and build_dict, and after each scalar that ran user code.
-  void check_not_forked() {
-    if (state_.forks == forks_at_start_) [[likely]]
-      return;
-    PyErr_SetString(PyExc_RuntimeError,
-                    "permafrost: the process forked while freeze(), build_dict() or build_list() "
-                    "ran; that work can go on only in the process that began it");
-    throw py_error{};
-  }
 
   [[noreturn]] void fail(PyObject* type, const std::string& what) {
     std::string msg = path_text(path_) + ": " + what;
@@ -1654,7 +1644,6 @@ class freezer {
   }
 
   module_state& state_;
-  const std::uint64_t forks_at_start_;  // state_.forks when the build began (check_not_forked)
   std::vector<std::pair<std::size_t, ref>> nan_keys_;  // build_dict's keys holding a NaN, by index
   std::vector<PyObject*> held_;                        // held_items' stack
   graph_output out_;

@@ -76,7 +76,15 @@ char* first_bytes(permafrost::arena& a, std::size_t bytes) {
 
 }  // namespace
 
-graph_output::graph_output(std::string_view name) : capacity_(small_capacity) {
+void graph_output::forked() {
+  PyErr_SetString(PyExc_RuntimeError,
+                  "permafrost: the process forked while freeze(), build_dict() or build_list() "
+                  "ran; that work can go on only in the process that began it");
+  throw py_error{};
+}
+
+graph_output::graph_output(std::string_view name, const std::uint64_t& forks)
+    : forks_(&forks), forks_at_start_(forks), capacity_(small_capacity) {
   arena_ = new_arena(name, capacity_, /*memfd=*/false);
   base_ = first_bytes(*arena_, 16);  // the root header (format.hpp), filled in at the end
   end_ = 16;
@@ -150,6 +158,7 @@ std::uint64_t graph_output::alloc_packed(std::size_t bytes) {
 
 std::uint64_t graph_output::store_deduped(dedupe_index& ix, const char* data, std::size_t bytes,
                                           bool remember, unsigned unit) {
+  check_not_forked();
   if (ix.used * 10 >= ix.slots.size() * 7) grow_index(ix);
   const auto tag =
       static_cast<std::uint32_t>(permafrost::detail::hash_bytes(data, bytes) >> 32) | 1;
@@ -203,6 +212,7 @@ void graph_output::grow_index(dedupe_index& ix) {
 }
 
 std::unique_ptr<permafrost::arena> graph_output::finish() {
+  check_not_forked();
   nodes_ = {};
   packed_ = {};
   arena_->freeze();

@@ -40,9 +40,11 @@ namespace permafrost::python {
 
 class graph_output {
  public:
-  // Effects: a new memfd arena named `name`, holding a zeroed root header at offset 0.
+  // Effects: a new memfd arena named `name`, holding a zeroed root header at offset 0. `forks`
+  // counts the forks this process is a child of (module_state::forks, bumped by an
+  // os.register_at_fork hook); it must outlive the writer.
   // Throws: std::bad_alloc (arena_limit_error naming the limit), std::system_error.
-  explicit graph_output(std::string_view name);
+  graph_output(std::string_view name, const std::uint64_t& forks);
   ~graph_output();
   graph_output(const graph_output&) = delete;
   graph_output& operator=(const graph_output&) = delete;
@@ -51,13 +53,28 @@ class graph_output {
   // returned. Any pointer from at() may move (see the file comment): take them again after.
   // Throws: std::bad_alloc, std::system_error.
   std::uint64_t alloc(std::size_t bytes) {
+    check_not_forked();
     const std::size_t rounded = (bytes + 7) & ~std::size_t{7};
     const std::uint64_t off = bump(rounded);
     end_ = off + rounded;
     return off;
   }
 
-  char* at(std::uint64_t off) const { return base_ + off; }
+  // The byte at `off`. Every write and read of the graph goes through at() or the calls here.
+  char* at(std::uint64_t off) const {
+    check_not_forked();
+    return base_ + off;
+  }
+
+  // Throws py_error (RuntimeError set) in a child forked since the writer began, so that no
+  // entry point writes on: past 1 MiB the arena is a memfd whose pages the child maps read-only
+  // (the parent's), and a store there killed the child with SIGSEGV. User code the writer runs
+  // (an iterable, a tzinfo, a finalizer, a signal handler) may fork at any point between two
+  // calls; every call checks, so the child stops at its next one.
+  void check_not_forked() const {
+    if (*forks_ != forks_at_start_) [[unlikely]]
+      forked();
+  }
 
   // Bytes written so far, from offset 0 to the end of the last allocation.
   std::size_t size() const { return end_; }
@@ -116,6 +133,7 @@ class graph_output {
     std::uint64_t previous_window_start = 0;
   };
 
+  [[noreturn]] static void forked();
   std::uint64_t bump(std::size_t rounded);
   [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
   std::uint64_t store_deduped(dedupe_index& ix, const char* data, std::size_t bytes, bool remember,
@@ -125,6 +143,8 @@ class graph_output {
   void end_window(dedupe_index& ix) const;
 
   static inline std::size_t first_reservation_ = 0;
+  const std::uint64_t* forks_;          // module_state::forks (check_not_forked)
+  const std::uint64_t forks_at_start_;  // its value when the writer began
   std::unique_ptr<permafrost::arena> arena_;
   std::size_t capacity_ = 0;  // the arena's reservation
   bool memfd_ = false;        // whether the arena is memfd-backed (it is after the first move)
