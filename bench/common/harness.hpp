@@ -108,6 +108,20 @@ inline std::string run_worker(const std::vector<std::string>& args,
   return text;
 }
 
+// Effects: reads what a forked child writes into the pipe end `fd` (the parent closed its write
+// end) until the child closes it, closes `fd`, and waits for the child. Returns the text, or an
+// empty string when the child did not exit with status 0.
+inline std::string collect_child(int fd, pid_t pid) {
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? text : std::string();
+}
+
 // Reads "key=value" (a double) from a worker's output; NaN when absent.
 inline double field(const std::string& text, const std::string& key) {
   const std::string k = key + "=";

@@ -194,16 +194,9 @@ int arena_row(const std::string& row, std::size_t bytes) {
     ::_exit(0);
   }
   ::close(fds[1]);
-  char buf[512] = {};
-  std::size_t got = 0;
-  for (ssize_t n;
-       got + 1 < sizeof buf && (n = ::read(fds[0], buf + got, sizeof buf - 1 - got)) > 0;)
-    got += static_cast<std::size_t>(n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 5;
-  std::fputs(buf, stdout);
+  const std::string text = bench::collect_child(fds[0], pid);
+  if (text.empty()) return 5;
+  std::fputs(text.c_str(), stdout);
   return 0;
 }
 

@@ -66,15 +66,7 @@ std::string child_reads(const char* p, std::size_t bytes, bool populate) {
     ::_exit(written == n ? 0 : 1);
   }
   ::close(fds[1]);
-  char buf[128] = {};
-  std::size_t got = 0;
-  for (ssize_t n;
-       got + 1 < sizeof buf && (n = ::read(fds[0], buf + got, sizeof buf - 1 - got)) > 0;)
-    got += static_cast<std::size_t>(n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return buf;
+  return bench::collect_child(fds[0], pid);
 }
 
 }  // namespace
