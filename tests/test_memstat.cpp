@@ -8,10 +8,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
 #include <pthread.h>
 #include <string>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -528,6 +531,52 @@ TEST_CASE("listed_arenas of a process without arenas is empty; of a vanished one
   ::waitpid(pid, nullptr, 0);
   const pid_t gone = vanished_pid();
   CHECK_THROWS_AS(listed_arenas(gone), proc_error);
+}
+
+TEST_CASE("listed_arenas never blocks on a FIFO a process swaps in for its directory") {
+  // A hostile process keeps swapping (dup2) one descriptor between a memfd named like the
+  // directory and a FIFO without a writer. Between the reader's readlink (the memfd) and its open
+  // (the FIFO), a blocking open waited forever for a writer: permafrost-stat hung.
+  const std::string fifo = "/tmp/permafrost-dir-fifo-" + std::to_string(::getpid());
+  (void)::unlink(fifo.c_str());
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t hostile = ::fork();
+  REQUIRE(hostile >= 0);
+  if (hostile == 0) {
+    for (int fd = 3; fd < 1024; ++fd)  // the inherited directory would be found first
+      if (fd != ready[1]) (void)::close(fd);
+    const int memfd = ::memfd_create("permafrost-arenas", MFD_CLOEXEC);
+    const int pipe_end = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // a reader, no writer
+    if (memfd < 0 || pipe_end < 0 || ::dup2(memfd, 900) < 0 || ::dup2(pipe_end, 901) < 0)
+      ::_exit(1);
+    ::close(memfd);
+    ::close(pipe_end);
+    (void)::write(ready[1], "x", 1);
+    for (;;) {  // fd 200, below the memfd at 900, is the one the reader finds first
+      (void)::dup2(900, 200);
+      (void)::dup2(901, 200);
+    }
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  ::close(ready[0]);
+  const int status = permafrost::test::wait_status_of([hostile] {
+    ::alarm(20);  // a blocked open ends the reader by SIGALRM
+    for (int i = 0; i < 2000; ++i) {
+      try {
+        (void)listed_arenas(hostile);
+      } catch (const proc_error&) {}
+    }
+    ::_exit(0);
+  });
+  ::kill(hostile, SIGKILL);
+  ::waitpid(hostile, nullptr, 0);
+  (void)::unlink(fifo.c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 namespace {

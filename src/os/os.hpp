@@ -332,7 +332,8 @@ struct mapping {
 };
 
 // Opens, read-only, the descriptor of `pid` (0 = self) whose /proc/PID/fd link reads exactly
-// `target` (e.g. "/memfd:permafrost-arenas (deleted)"): the first one found. Needs the same
+// `target` (e.g. "/memfd:permafrost-arenas (deleted)") and which is a regular file: the first
+// one found; the open never blocks (a FIFO swapped in meanwhile is skipped). Needs the same
 // right as reading the process's smaps (ptrace read access). Returns ENOENT when none has that
 // link, else the errno of the failed opendir/open (ESRCH/ENOENT: the process is gone,
 // EACCES/EPERM: no permission).

@@ -653,9 +653,17 @@ int open_process_fd(pid_t pid, const char* target, int* fd) noexcept {
     if (n < 0) continue;  // closed meanwhile
     seen[n] = '\0';
     if (std::strcmp(seen, target) != 0) continue;
-    const int opened = ::open(link, O_RDONLY | O_CLOEXEC);
+    // The process may swap another file in between the readlink and the open (dup2): a FIFO
+    // without a writer would block this open forever, a terminal could become ours. So the open
+    // does not wait (O_NONBLOCK), takes no terminal (O_NOCTTY), and only a regular file is kept.
+    const int opened = ::open(link, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (opened < 0) {
       result = errno_or(EACCES);
+      continue;
+    }
+    struct stat st {};
+    if (::fstat(opened, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(opened);
       continue;
     }
     *fd = opened;
