@@ -408,6 +408,20 @@ TEST_CASE("permafrost-stat calls a zombie a zombie, not a missing process") {
   CHECK(process_state(pid) == '\0');
 }
 
+TEST_CASE("permafrost-stat calls a kernel thread a kernel thread, not a missing process") {
+  // kthreadd (pid 2 where the kernel's threads are visible: not in a container's pid namespace).
+  // Its /proc/2/smaps_rollup reads ESRCH, which was reported as "no such process".
+  if (process_state(2) == '\0' || process_name(2) != "kthreadd") {
+    MESSAGE("no kernel thread visible in this pid namespace: skipped");
+    return;
+  }
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " 2");
+  INFO(out);
+  CHECK(rc == 1);
+  CHECK(out.find("kernel thread") != std::string::npos);
+  CHECK(out.find("no such process") == std::string::npos);
+}
+
 TEST_CASE("permafrost-stat lists a memfd-backed arena by its name") {
   arena_options o;
   o.backing = backing::memfd;

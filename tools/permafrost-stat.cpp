@@ -23,9 +23,9 @@
 // PSS, then once per image with the number of processes that map it and their summed PSS (with
 // --tree: across the whole tree). Images saved under other names are not recognised.
 //
-// Exit status: 0 success; 1 a process could not be read (no permission, or it vanished while
-// being read: the message names the file and errno); 2 bad usage, or a PID that is not a number or
-// not a live process.
+// Exit status: 0 success; 1 a process could not be read (no permission, a zombie or a kernel
+// thread, or it vanished while being read: the message names the file and errno); 2 bad usage, or
+// a PID that is not a number or not a live process.
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -52,9 +52,8 @@ struct process_row {
                "usage: permafrost-stat [--tree] [--json] PID...\n"
                "  --tree   include every descendant of each PID\n"
                "  --json   print JSON instead of a table\n"
-               "exit: 0 ok, 1 a process could not be read (a zombie, no permission), 2 bad usage "
-               "or no such\n"
-               "process\n",
+               "exit: 0 ok, 1 a process could not be read (a zombie, a kernel thread, no\n"
+               "permission), 2 bad usage or no such process\n",
                msg.c_str());
   std::exit(2);
 }
@@ -258,6 +257,15 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "permafrost-stat: process %d is a zombie (exited, not yet reaped by its "
                      "parent): it has no memory to report\n",
+                     static_cast<int>(pid));
+        return 1;
+      }
+      // A kernel thread (kthreadd and its children) is a live process whose memory files read
+      // ESRCH: it has no user address space. Its stat still reads; a vanished process's does not.
+      if (gone && permafrost::process_state(pid) != '\0') {
+        std::fprintf(stderr,
+                     "permafrost-stat: process %d is a kernel thread: it has no user memory to "
+                     "report\n",
                      static_cast<int>(pid));
         return 1;
       }
