@@ -493,6 +493,22 @@ TEST_CASE("permafrost-stat lists an anonymous arena on any kernel, by the arena 
   CHECK(json_number(json, at, "rss") >= 4 * MiB);
 }
 
+TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, never a line") {
+  // Names come from the processes read: a raw newline let one print rows of its own.
+  arena_options o;
+  o.name = "stat-ctl\n   total  forged\x1b[2J";
+  o.capacity = 64 * MiB;
+  arena a(o);
+  (void)a.allocate(64);
+  a.freeze();
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("stat-ctl\\012   total  forged\\033[2J") != std::string::npos);
+  CHECK(out.find("\n   total  forged") == std::string::npos);
+  CHECK(out.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("a destroyed arena leaves the arena directory") {
   {
     arena_options o;

@@ -115,6 +115,25 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// s for the table: a control byte (newline, tab, escape, ...) is written as \ooo, as the kernel
+// writes one in /proc/PID/maps. Process and arena names are chosen by the processes read, so a
+// newline in one could otherwise print lines that look like the tool's own (rows, totals), and an
+// escape sequence could drive the terminal.
+std::string table_text(const std::string& s) {
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\%03o", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 std::string json_usage(const permafrost::memory_usage& u) {
   char buf[256];
   std::snprintf(buf, sizeof buf,
@@ -176,8 +195,8 @@ void print_images(const std::vector<process_row>& rows) {
                     "PSS MiB");
       any = true;
       const std::string name = image_of(m);
-      std::printf("%8d  %-44s %10.1f %10.1f %10.1f\n", r.pid, name.c_str(), mib(m.end - m.begin),
-                  mib(m.usage.rss), mib(m.usage.pss));
+      std::printf("%8d  %-44s %10.1f %10.1f %10.1f\n", r.pid, table_text(name).c_str(),
+                  mib(m.end - m.begin), mib(m.usage.rss), mib(m.usage.pss));
       auto it = std::find_if(totals.begin(), totals.end(),
                              [&](const image_total& t) { return t.name == name; });
       if (it == totals.end())
@@ -192,8 +211,8 @@ void print_images(const std::vector<process_row>& rows) {
   std::printf("\nper image:\n%-44s %10s %10s %10s %10s\n", "IMAGE", "PROCESSES", "SIZE MiB",
               "SUM RSS", "SUM PSS");
   for (const auto& t : totals)
-    std::printf("%-44s %10zu %10.1f %10.1f %10.1f\n", t.name.c_str(), t.pids.size(), mib(t.bytes),
-                mib(t.rss), mib(t.pss));
+    std::printf("%-44s %10zu %10.1f %10.1f %10.1f\n", table_text(t.name).c_str(), t.pids.size(),
+                mib(t.bytes), mib(t.rss), mib(t.pss));
 }
 
 }  // namespace
@@ -308,8 +327,8 @@ int main(int argc, char** argv) {
   std::printf("%8s  %-16s %10s %10s %10s %10s\n", "PID", "NAME", "RSS MiB", "PSS MiB", "USS MiB",
               "SHARED MiB");
   for (const auto& r : rows)
-    std::printf("%8d  %-16s %10.1f %10.1f %10.1f %10.1f\n", r.pid, r.name.c_str(), mib(r.mem.rss),
-                mib(r.mem.pss), mib(r.mem.uss), mib(r.mem.shared()));
+    std::printf("%8d  %-16s %10.1f %10.1f %10.1f %10.1f\n", r.pid, table_text(r.name).c_str(),
+                mib(r.mem.rss), mib(r.mem.pss), mib(r.mem.uss), mib(r.mem.shared()));
   std::printf("%8s  %-16s %10.1f %10.1f %10.1f %10.1f\n", "total",
               (std::to_string(rows.size()) + " processes").c_str(), mib(total.rss), mib(total.pss),
               mib(total.uss), mib(total.shared()));
@@ -321,8 +340,8 @@ int main(int argc, char** argv) {
         std::printf("\narenas:\n%8s  %-36s %10s %10s %10s\n", "PID", "MAPPING", "RSS MiB",
                     "PSS MiB", "USS MiB");
       any = true;
-      std::printf("%8d  %-36s %10.1f %10.1f %10.1f\n", r.pid, m.name.c_str(), mib(m.usage.rss),
-                  mib(m.usage.pss), mib(m.usage.uss));
+      std::printf("%8d  %-36s %10.1f %10.1f %10.1f\n", r.pid, table_text(m.name).c_str(),
+                  mib(m.usage.rss), mib(m.usage.pss), mib(m.usage.uss));
     }
   }
   if (!any) std::printf("arenas: none\n");
