@@ -19,6 +19,8 @@
 // With --hold-total MiB the program allocates that many MiB in blocks of 1 KiB - 1 MiB and keeps
 // them all live (a sort's working set), touching each; prints "held_mib=N" with N the MiB it got
 // before malloc failed (test_malloc runs it under an address-space limit just above the total).
+// With --fork-first 1 as well it first forks a child that exits at once (a pre-fork server's
+// first worker), so the parent holds with its heap prepared for forks.
 // With --churn-total MiB the program only churns: it allocates that many MiB in 1 MiB blocks,
 // 16 live at a time, and prints "churned_mib=N" with N the MiB it got before malloc failed
 // (test_malloc runs it under an address-space limit far below the total).
@@ -28,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -144,8 +147,14 @@ int main(int argc, char** argv) {
   }
   if (const std::size_t mib = numeric_option(argc, argv, "--idle-after-free", 0); mib != 0)
     return idle_after_free(mib);
-  if (const std::size_t mib = numeric_option(argc, argv, "--hold-total", 0); mib != 0)
+  if (const std::size_t mib = numeric_option(argc, argv, "--hold-total", 0); mib != 0) {
+    if (numeric_option(argc, argv, "--fork-first", 0) != 0) {
+      const pid_t pid = ::fork();
+      if (pid == 0) ::_exit(0);
+      if (pid < 0 || ::waitpid(pid, nullptr, 0) != pid) return 2;
+    }
     return hold_total(mib);
+  }
   if (const std::size_t mib = numeric_option(argc, argv, "--churn-total", 0); mib != 0)
     return churn_total(mib);
   const std::size_t heap_mib = permafrost::test::numeric_option(argc, argv, "--heap", 64);

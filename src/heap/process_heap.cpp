@@ -156,10 +156,24 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   return 0;
 }
 
+// The size of the spare arena. The parent keeps the spare reserved, untouched, for as long as it
+// forks, so under an address-space limit (RLIMIT_AS) its address space is lost to the parent: a
+// spare of the first arena's size, cut to what the limit left, took half of a 2 GiB limit (the
+// parent then held 1054 MiB live after its first fork, 1922 MiB before). Where every allocation
+// can grow the heap (the malloc library), the spare under a limit is the least arena: the child's
+// heap grows as it is used. Without the malloc library plain malloc cannot grow, so the spare keeps
+// the first arena's size.
+std::size_t spare_arena_bytes() noexcept {
+  std::size_t left = 0;
+  if (&permafrost_malloc_library != nullptr && os::address_space_left(&left) == 0)
+    return min_arena_bytes;
+  return first_arena_bytes();
+}
+
 // Pre: heap_mutex held. Makes sure the spare arena and the calling thread's heap in it exist.
 int ensure_spare_locked() noexcept {
   if (g_spare == no_arena) {
-    const int err = reserve_arena(first_arena_bytes(), min_arena_bytes,
+    const int err = reserve_arena(spare_arena_bytes(), min_arena_bytes,
                                   g_generation.load(std::memory_order_relaxed) + 1, &g_spare);
     if (err != 0) return err;
   }
