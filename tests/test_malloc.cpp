@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <new>
 #include <string>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -41,6 +43,7 @@ bool heap_block(const void* p) { return malloc_usable_size(const_cast<void*>(p))
 // stores before a free, or warn about the deliberately bad calls below.
 void (*volatile opaque_free)(void*) = std::free;
 void* (*volatile opaque_realloc)(void*, std::size_t) = std::realloc;
+void* (*volatile opaque_malloc)(std::size_t) = std::malloc;
 volatile std::size_t huge = SIZE_MAX / 2;
 
 arena_options small_arena() {
@@ -485,6 +488,35 @@ TEST_CASE("under an address-space limit a program holds 85% of the limit after i
   CHECK(out.find("held_mib=" + std::to_string(hold_mib) + "\n") != std::string::npos);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("malloc of more than RAM plus swap fails with ENOMEM, as under glibc") {
+  // Regression: the heap's arenas are reserved MAP_NORESERVE, so the kernel's overcommit
+  // heuristic (vm.overcommit_memory 0: one mapping may not exceed RAM plus swap), which refuses
+  // glibc's mmap of such a request, never ran: malloc(2^40) returned a pointer and kept 1 TiB of
+  // address space, and Python's bytearray(2**40) was OOM-killed instead of raising MemoryError.
+  std::FILE* f = std::fopen("/proc/sys/vm/overcommit_memory", "r");
+  REQUIRE(f != nullptr);
+  const int mode = std::fgetc(f);
+  std::fclose(f);
+  if (mode != '0') {
+    MESSAGE("vm.overcommit_memory is not 0 (the heuristic): skipped");
+    return;
+  }
+  struct sysinfo info {};
+  REQUIRE(::sysinfo(&info) == 0);
+  const std::size_t ram_and_swap =
+      (static_cast<std::size_t>(info.totalram) + info.totalswap) * info.mem_unit;
+  REQUIRE(ram_and_swap < (std::size_t{1} << 45));
+  const heap_stats before = process_heap_stats();
+  errno = 0;
+  void* p = opaque_malloc(2 * ram_and_swap);  // never touched
+  const int err = errno;
+  const heap_stats after = process_heap_stats();
+  opaque_free(p);
+  CHECK(p == nullptr);
+  CHECK(err == ENOMEM);
+  CHECK(after.reserved < before.reserved + ram_and_swap);
 }
 
 TEST_CASE("the heap grows past its first arena and frees what it grew into") {

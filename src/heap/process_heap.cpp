@@ -304,6 +304,11 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
   if (index == no_arena) return nullptr;
   if (grow && index == t.arena) {
     if (need > SIZE_MAX / 4) return nullptr;
+    // The arenas are reserved MAP_NORESERVE, so the kernel never applies its overcommit heuristic
+    // to them: a request larger than RAM plus swap, for which glibc's mmap is refused, was served
+    // (a process that malloc'd 2^40 bytes got them; Python's bytearray(2**40) was OOM-killed where
+    // glibc raises MemoryError), and its address space stayed reserved. Refused here instead.
+    if (std::size_t most = 0; os::heuristic_commit_limit(&most) == 0 && need > most) return nullptr;
     const std::size_t least = need + arena_align / 2;  // a mimalloc segment's header and alignment
     std::size_t want = 2 * g_arenas[index].size.load(std::memory_order_relaxed);
     if (want > max_grow_bytes) want = max_grow_bytes;

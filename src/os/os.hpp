@@ -34,6 +34,12 @@ int reserve(std::size_t bytes, std::size_t align, void** out) noexcept;
 // Allocates nothing (a stack buffer).
 int address_space_left(std::size_t* bytes) noexcept;
 
+// The largest single request the kernel's default overcommit heuristic (vm.overcommit_memory 0)
+// grants a mapping that it accounts: RAM plus swap (sysinfo). Returns ENOENT in the other modes (1
+// grants any size; 2 accounts every commit itself, MAP_NORESERVE or not) or when they cannot be
+// read. Allocates nothing.
+int heuristic_commit_limit(std::size_t* bytes) noexcept;
+
 // Returns a reserved range to the kernel. Pre: [p, p+bytes) came from reserve().
 int release(void* p, std::size_t bytes) noexcept;
 

@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <ucontext.h>
 #include <unistd.h>
 #include <utility>
@@ -99,6 +100,27 @@ int address_space_left(std::size_t* bytes) noexcept {
   if (at == nullptr) return ENOENT;
   const std::size_t used = std::strtoull(at + 9, nullptr, 10) << 10;
   *bytes = limit.rlim_cur > used ? limit.rlim_cur - used : 0;
+  return 0;
+}
+
+int heuristic_commit_limit(std::size_t* bytes) noexcept {
+  const int fd = ::open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ENOENT;
+  char mode = '\0';
+  ssize_t got = 0;
+  do {
+    got = ::read(fd, &mode, 1);
+  } while (got < 0 && errno == EINTR);
+  ::close(fd);
+  if (got != 1 || mode != '0') return ENOENT;
+  struct sysinfo info {};
+  if (::sysinfo(&info) != 0) return ENOENT;
+  std::size_t units = 0;
+  std::size_t total = 0;
+  if (__builtin_add_overflow(info.totalram, info.totalswap, &units) ||
+      __builtin_mul_overflow(units, std::size_t{info.mem_unit}, &total))
+    total = SIZE_MAX;
+  *bytes = total;
   return 0;
 }
 
