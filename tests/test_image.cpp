@@ -833,6 +833,19 @@ TEST_CASE("save_image into a missing directory is an io error; nothing is left b
   CHECK(fs::is_empty(dir.path));
 }
 
+TEST_CASE("save_image to a file name of 255 bytes saves; nothing else is left behind") {
+  // The temporary file was the name plus ".XXXXXX": over NAME_MAX for a name of 249 bytes or
+  // more, so a valid target could not be saved (ENAMETOOLONG).
+  temp_dir dir;
+  const fs::path path = dir.path / (std::string(251, 'n') + ".pfi");
+  save_table(path, 100);
+  const image img = image::open(path);
+  CHECK(pt::check_image_table(img.root<pt::image_table>(), 100) == 0);
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++entries;
+  CHECK(entries == 1);
+}
+
 TEST_CASE("saving over an open image replaces the file; the open image still reads the old data") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

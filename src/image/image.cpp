@@ -142,8 +142,15 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   (void)os::open_directory(dir.c_str(), &dir_fd);  // a missing directory fails below, named
   const fd_closer close_dir{dir_fd};
 
+  // The temporary file is NAME.XXXXXX beside the target; NAME is cut so that the temporary name
+  // fits a file name's 255 bytes (NAME_MAX): a valid target name of 249-255 bytes failed to save
+  // with ENAMETOOLONG.
+  constexpr std::size_t name_max = 255;
+  constexpr std::size_t suffix = 7;  // ".XXXXXX"
+  std::string base = path.filename().string();
+  if (base.size() > name_max - suffix) base.resize(name_max - suffix);
   temp_file tmp;
-  tmp.path = path.string() + ".XXXXXX";
+  tmp.path = (path.has_parent_path() ? (path.parent_path() / base).string() : base) + ".XXXXXX";
   if (const int err = os::create_temp(tmp.path.data(), &tmp.fd); err != 0) {
     tmp.path.clear();  // nothing was created
     refuse_save(reason::io, path, "creating a temporary file beside it: " + errno_text(err));
