@@ -281,18 +281,29 @@ class _ItemsView(_abc.ItemsView):
         return self._mapping._iter_items()
 
 
+_ABSENT = object()
+
+
 def _dict_eq(self, other):
-    if isinstance(other, (dict, FrozenDict)) or isinstance(other, _abc.Mapping):
-        if len(self) != len(other):
+    if isinstance(other, FrozenDict):
+        get = FrozenDict.get
+    elif isinstance(other, dict):
+        # dict's own lookup, as dict's == reads a dict subclass: other[k] would let a Counter's
+        # or a defaultdict's __missing__ answer for a key it does not hold (and a defaultdict
+        # insert it), making a FrozenDict equal to a dict with other keys.
+        get = dict.get
+    elif isinstance(other, _abc.Mapping):
+        # As collections.abc.Mapping compares: by items, never by a lookup that may insert.
+        return len(self) == len(other) and dict(self._iter_items()) == dict(other.items())
+    else:
+        return NotImplemented
+    if len(self) != len(other):
+        return False
+    for k, v in self._iter_items():
+        found = get(other, k, _ABSENT)
+        if found is _ABSENT or found != v:
             return False
-        for k, v in self._iter_items():
-            try:
-                if other[k] != v:
-                    return False
-            except KeyError:
-                return False
-        return True
-    return NotImplemented
+    return True
 
 
 def _dict_repr(self):

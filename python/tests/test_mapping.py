@@ -82,6 +82,19 @@ class Equality(unittest.TestCase):
         self.assertNotEqual(frozen, {"a": 1, "b": [1, 2]})
         self.assertNotEqual(frozen, {"a": 1, "b": [1, 2], "c": {"d": None}, "e": 1})
 
+    def test_a_dict_with_missing_is_compared_by_its_items(self):
+        # A defaultdict's or a Counter's __missing__ answers for any key: == must not ask it.
+        frozen = permafrost.freeze({"a": 0})
+        for other in (collections.defaultdict(int, {"b": 5}), collections.Counter({"b": 5}),
+                      collections.ChainMap(collections.defaultdict(int, {"b": 5}))):
+            with self.subTest(other=type(other).__name__):
+                self.assertEqual(frozen == other, {"a": 0} == other)
+                self.assertFalse(other == frozen)
+                self.assertTrue(frozen != other)
+                self.assertNotIn("a", other)
+        self.assertEqual(frozen, collections.defaultdict(int, {"a": 0}))
+        self.assertEqual(frozen, collections.ChainMap({"a": 0}))
+
     def test_a_list_is_never_equal_to_a_tuple(self):
         frozen = permafrost.freeze([1, 2])
         self.assertFalse(frozen == (1, 2))
