@@ -267,11 +267,22 @@ class JSONEncoder(_json.JSONEncoder):
 
 # ----- FrozenDict: collections.abc.Mapping ------------------------------------------------------
 
+# dict's views are reversible (3.8+); collections.abc's are not, so each adds __reversed__.
+class _KeysView(_abc.KeysView):
+    __slots__ = ()
+
+    def __reversed__(self):
+        return reversed(list(self._mapping))
+
+
 class _ValuesView(_abc.ValuesView):
     __slots__ = ()
 
     def __iter__(self):
         return self._mapping._iter_values()
+
+    def __reversed__(self):
+        return reversed(list(self._mapping._iter_values()))
 
 
 class _ItemsView(_abc.ItemsView):
@@ -279,6 +290,9 @@ class _ItemsView(_abc.ItemsView):
 
     def __iter__(self):
         return self._mapping._iter_items()
+
+    def __reversed__(self):
+        return reversed(list(self._mapping._iter_items()))
 
 
 _ABSENT = object()
@@ -358,7 +372,7 @@ for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop
     # FrozenDict[str, int] in annotations and at runtime, as for dict.
     _cls.__class_getitem__ = classmethod(_types.GenericAlias)
 
-FrozenDict.keys = lambda self: _abc.KeysView(self)
+FrozenDict.keys = lambda self: _KeysView(self)
 FrozenDict.values = lambda self: _ValuesView(self)
 FrozenDict.items = lambda self: _ItemsView(self)
 FrozenDict.__eq__ = _dict_eq

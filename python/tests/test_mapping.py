@@ -284,6 +284,12 @@ class Mapping(unittest.TestCase):
         self.assertEqual(types.MappingProxyType(frozen)["a"], 1)
         self.assertEqual(collections.ChainMap({}, frozen)["a"], 1)
 
+    def test_keys_values_and_items_are_reversible_as_a_dicts(self):
+        frozen = permafrost.freeze({"a": 1, "b": 2, "c": 3})
+        self.assertEqual(list(reversed(frozen.keys())), ["c", "b", "a"])
+        self.assertEqual(list(reversed(frozen.values())), [3, 2, 1])
+        self.assertEqual(list(reversed(frozen.items())), [("c", 3), ("b", 2), ("a", 1)])
+
 
 if __name__ == "__main__":
     unittest.main()
