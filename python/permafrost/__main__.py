@@ -111,7 +111,8 @@ def jsonl_records(name, stream, progress):
 
 def csv_records(name, stream, progress, key):
     """(FILE:LINE, row as a dict of str) of each CSV row after the header."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a BOM, which would join the first name.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.DictReader(text, strict=True)
     try:
         if reader.fieldnames is None:

@@ -133,6 +133,12 @@ class Build(unittest.TestCase):
         self.assertEqual(self.image(), {"u1": {"id": "u1", "name": "ada", "n": "1"},
                                         "u2": {"id": "u2", "name": "b, c", "n": "2"}})
 
+    def test_csv_with_a_byte_order_mark_keeps_its_first_column_name(self):
+        # Spreadsheets save "CSV UTF-8" with a BOM: it must not become part of the first name.
+        src = self.write("r.csv", "\ufeffid,name\nu1,ada\n")
+        self.build("--csv", src, "--key", "id")
+        self.assertEqual(self.image(), {"u1": {"id": "u1", "name": "ada"}})
+
     def test_csv_without_the_key_column_names_the_columns(self):
         src = self.write("r.csv", "id,name\nu1,ada\n")
         self.assert_failed_without_output(self.build("--csv", src, "--key", "email", ok=False),
