@@ -27,6 +27,8 @@ import mmap as _mmap
 import os as _os
 import uuid as _uuid
 import weakref as _weakref
+import multiprocessing as _mp
+from multiprocessing import context as _mp_context
 from multiprocessing import reduction as _reduction
 
 from . import _core
@@ -212,10 +214,18 @@ def _map_image(fd, path, image_id):
     return store
 
 
-def _attach(dup_fd, size):
+def _attach(dup_fd, size, key=None):
     """Unpickling of an arena's store sent by ForkingPickler: multiprocessing hands over the
-    memfd."""
-    fd = dup_fd.detach()
+    memfd. key: the memfd's (device, inode), for a sender that may have exited meanwhile."""
+    try:
+        fd = dup_fd.detach()
+    except (OSError, EOFError):
+        # The sender is gone with the descriptor (a worker sent back a view of a graph it had
+        # received, then exited): this process still maps the graph if it sent it.
+        store = _shared.get(key) if key is not None else None
+        if _live(store):
+            return store
+        raise
     try:
         return _map_shared(fd, size)
     finally:
@@ -239,7 +249,9 @@ def _reduce_store(store):
         if fd is None:  # the path holds another file now: the receiver finds it by its id
             return (image_store, (path, image_id))
         return (_attach_image, (_reduction.DupFd(fd), path, image_id))
-    return (_attach, (_reduction.DupFd(_memfd_descriptor(store)), size))
+    fd = _memfd_descriptor(store)
+    st = _os.fstat(fd)
+    return (_attach, (_reduction.DupFd(fd), size, (st.st_dev, st.st_ino)))
 
 
 def store_value(store, offset):
@@ -247,11 +259,29 @@ def store_value(store, offset):
     return _core._store_view(store, offset)
 
 
+def _sender_may_exit_first():
+    """True when a descriptor sent now would wait in this process's resource sharer for the
+    receiver to take it, and this process is one multiprocessing started (a Process, a Pool or
+    ProcessPoolExecutor worker), which may exit before its message is read: a Process that puts
+    its result on a Queue and returns, a worker with maxtasksperchild. The receiver then got
+    EOFError or ConnectionRefusedError instead of the view, and a Pool whose result thread died
+    of it hung."""
+    return _mp.parent_process() is not None and _mp_context.get_spawning_popen() is None
+
+
 def reduce_for_process(view):
     """ForkingPickler's reduction of a view: its store and offset, never a copy. The store is one
     object per pickle (pickle's memo), so many views of one graph in one message pass one
-    descriptor."""
-    return (store_value, (_core._store_of(view), view._ref()[1]))
+    descriptor.
+
+    Except from a process that may exit before the receiver takes the descriptor: there a view
+    of an image goes as plain pickle sends it ((path, offset, image id): no descriptor), and a
+    view of a graph made in this process by value. A view of a graph this process received
+    still goes by reference, and its sender, who maps it, finds it without the descriptor."""
+    store = _core._store_of(view)  # ValueError when closed
+    if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
+        return view.__reduce__()
+    return (store_value, (store, view._ref()[1]))
 
 
 def register_reducers(view_types):

@@ -293,5 +293,45 @@ def _identity(x):
     return x
 
 
+def put_views_and_exit(queue, image_path):
+    """Runs in a Process: puts a view of its own freeze() result and one of an image it opened,
+    then returns at once."""
+    queue.put((permafrost.freeze({"made": [1, 2, 3]}), permafrost.open(image_path)["a"]))
+
+
+def sub_view(args):
+    view, key = args
+    return view[key]
+
+
+class SendersThatExitFirst(unittest.TestCase):
+    """A process multiprocessing started may exit before its message is read: what it sends must
+    not depend on it being alive then (its resource sharer held the descriptors)."""
+
+    def test_views_put_on_a_queue_by_a_process_that_exited_arrive(self):
+        ctx = multiprocessing.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze({"a": [4, 5]}).save(path)
+            queue = ctx.Queue()
+            child = ctx.Process(target=put_views_and_exit, args=(queue, path))
+            child.start()
+            child.join(120)
+            self.assertEqual(child.exitcode, 0)
+            made, from_image = queue.get(timeout=120)
+            self.assertEqual(made, {"made": [1, 2, 3]})
+            self.assertEqual(from_image, [4, 5])
+
+    def test_a_worker_that_exits_after_each_task_returns_views_of_its_argument(self):
+        ctx = multiprocessing.get_context("spawn")
+        frozen = permafrost.freeze(make_table(100))
+        with ctx.Pool(1, maxtasksperchild=1) as pool:
+            result = pool.map_async(sub_view, [(frozen, "user:%06d" % i) for i in range(4)],
+                                    chunksize=1)
+            returned = result.get(timeout=120)  # the Pool hung: its result thread had died
+        self.assertEqual([r["id"] for r in returned], [0, 1, 2, 3])
+        self.assertIs(permafrost._core._store_of(returned[0]), permafrost._core._store_of(frozen))
+
+
 if __name__ == "__main__":
     unittest.main()
