@@ -279,6 +279,14 @@ def reduce_for_process(view):
     view of a graph made in this process by value. A view of a graph this process received
     still goes by reference, and its sender, who maps it, finds it without the descriptor."""
     store = _core._store_of(view)  # ValueError when closed
+    kind, path, _, _ = _core._store_info(store)
+    if kind == "image" and _image_descriptor(store, path) is None:
+        # A newer image was saved at the path since this one was opened (the Reloader's swap),
+        # and this process holds no descriptor of the file it maps: a receiver that does not map
+        # it already cannot find it (ValueError when unpickling; a Pool worker died of it and the
+        # Pool hung). By value, as plain pickle sends a freeze() result.
+        from . import freeze
+        return (freeze, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
         return view.__reduce__()
     return (store_value, (store, view._ref()[1]))

@@ -278,6 +278,18 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
                 results = pool.map(keep_view, views, chunksize=1)
         self.assertEqual(results[-1], (2000, 1, 1))
 
+    def test_a_view_of_an_image_replaced_at_its_path_reaches_a_worker(self):
+        # The Reloader's swap: views of the old image are still in use when they are sent.
+        ctx = multiprocessing.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze(make_table(10)).save(path)
+            old = permafrost.open(path)
+            permafrost.freeze({"user:000000": {"id": -1}}).save(path)
+            with ctx.Pool(1) as pool:
+                result = pool.apply_async(first_id, (old,))
+                self.assertEqual(result.get(timeout=120), 0)  # the worker died; the Pool hung
+
     def test_a_view_sent_back_is_the_senders_own(self):
         ctx = multiprocessing.get_context("spawn")
         frozen = permafrost.freeze(make_table(100))
