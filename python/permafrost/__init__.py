@@ -438,9 +438,27 @@ def _set_from_iterable(cls, it):
 
 
 FrozenSet._from_iterable = classmethod(_set_from_iterable)
-for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "__and__", "__rand__",
-              "__or__", "__ror__", "__sub__", "__rsub__", "__xor__", "__rxor__", "isdisjoint"):
+for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "__and__", "__or__",
+              "__sub__", "__xor__", "isdisjoint"):
     setattr(FrozenSet, _name, getattr(_abc.Set, _name))
+
+
+# A set or frozenset on the left keeps its type, as `set | frozenset` gives a set: collections.abc
+# builds a frozenset (_from_iterable), so `s |= view` (set's in-place operators take only sets, so
+# Python falls back to s = s | view) turned the set s into a frozenset, and s.add() then failed.
+def _set_reflected(name, op):
+    abc_op = getattr(_abc.Set, name)
+
+    def reflected(self, other):
+        if isinstance(other, (set, frozenset)):
+            return op(other, frozenset(self))
+        return abc_op(self, other)
+    return reflected
+
+
+for _name, _op in (("__rand__", _operator.and_), ("__ror__", _operator.or_),
+                   ("__rsub__", _operator.sub), ("__rxor__", _operator.xor)):
+    setattr(FrozenSet, _name, _set_reflected(_name, _op))
 # Immutable whatever it was frozen from (a set or a frozenset): it hashes as the frozenset of its
 # elements, so it finds and is found as that frozenset in a dict or set.
 FrozenSet.__hash__ = lambda self: hash(frozenset(self))
@@ -457,4 +475,4 @@ _abc.Set.register(FrozenSet)
 _stores.register_reducers((FrozenDict, FrozenList, FrozenSet))
 _image_value = _stores.image_value  # the name pickles of image views made before this version use
 
-del _cls, _names, _name
+del _cls, _names, _name, _op

@@ -13,6 +13,7 @@ import enum
 import fractions
 import functools
 import math
+import operator
 import string
 import types
 import unittest
@@ -240,6 +241,22 @@ class Copies(unittest.TestCase):
                 self.assertIs(copy.copy(view), view)
                 self.assertIs(copy.deepcopy(view), view)
                 self.assertIs(copy.deepcopy({"v": view})["v"], view)
+
+
+class SetOperators(unittest.TestCase):
+    def test_a_set_on_the_left_keeps_its_type(self):
+        # As set | frozenset gives a set: `s |= view` must leave s a set that can still change.
+        view = permafrost.freeze({"roles": {"a", "b"}})["roles"]
+        s = {"c"}
+        s |= view
+        s.add("d")
+        self.assertEqual(s, {"a", "b", "c", "d"})
+        for op in (operator.or_, operator.and_, operator.sub, operator.xor):
+            with self.subTest(op=op.__name__):
+                self.assertIs(type(op({"a", "c"}, view)), set)
+                self.assertEqual(op({"a", "c"}, view), op({"a", "c"}, {"a", "b"}))
+                self.assertIs(type(op(frozenset({"a"}), view)), frozenset)
+                self.assertIs(type(op(view, {"a"})), frozenset)
 
 
 class Errors(unittest.TestCase):
