@@ -418,7 +418,19 @@ FrozenList.__repr__ = lambda self: "FrozenList([" + ", ".join(map(repr, self)) +
 FrozenList.__hash__ = None  # unhashable as a list, and so not a collections.abc.Hashable
 FrozenList.__contains__ = _abc.Sequence.__contains__
 FrozenList.__reversed__ = _abc.Sequence.__reversed__
-FrozenList.index = _abc.Sequence.index
+
+
+def _list_index(self, value, start=0, stop=None):
+    try:
+        return _abc.Sequence.index(self, value, start, stop)
+    except ValueError as e:
+        if e.args:  # raised by an item's __eq__: not ours to rename
+            raise
+        # collections.abc's ValueError is bare; list.index names the value, and callers log it.
+        raise ValueError(f"{value!r} is not in list") from None
+
+
+FrozenList.index = _list_index
 FrozenList.count = _abc.Sequence.count
 FrozenList.__add__ = lambda self, other: (list(self) + list(other)
                                           if isinstance(other, (list, FrozenList))

@@ -172,6 +172,15 @@ class Views(unittest.TestCase):
         with self.assertRaises(IndexError):
             a[-5]
 
+    def test_index_of_an_absent_value_says_so_as_a_list_does(self):
+        for args in ((7,), (2, 0, 1)):
+            with self.subTest(args=args):
+                with self.assertRaises(ValueError) as frozen:
+                    self.d["a"].index(*args)
+                with self.assertRaises(ValueError) as plain:
+                    [1, 2, 3, 2].index(*args)
+                self.assertEqual(str(frozen.exception), str(plain.exception))
+
     def test_set_is_a_set(self):
         s = permafrost.freeze({"s": {1, "two", (3,)}})["s"]
         self.assertIsInstance(s, collections.abc.Set)
