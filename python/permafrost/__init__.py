@@ -26,6 +26,7 @@ of it; it lives in this process and its forked children only (see permafrost._na
 """
 import collections
 import collections.abc as _abc
+import errno as _errno
 import json as _json
 import os as _os
 import types as _types
@@ -174,9 +175,12 @@ def open(path, populate=False):
 
     Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
     open, and nothing of the image stays mapped."""
+    path = _os.fspath(path)
+    if not path:  # abspath("") is the working directory; builtins.open("") names no file either
+        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), path)
     # Absolute: views pickle this path, and a worker may run in another directory.
     return _core._store_view(
-        _stores.image_store(_os.path.abspath(_os.fspath(path)), populate=bool(populate)), 0)
+        _stores.image_store(_os.path.abspath(path), populate=bool(populate)), 0)
 
 
 def _save(self, path):

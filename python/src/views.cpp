@@ -40,7 +40,11 @@ PyObject* view_thaw(PyObject* self, PyObject*) {
 
 // (image path, offset, image id): what pickling needs to name this view (None, offset, None for a
 // view of an arena).
+// A closed view raises ValueError, as every other use does: pickling one must not name an image
+// that close() let go (the receiver would map it again).
 PyObject* view_ref(PyObject* self, PyObject*) {
+  const reading r(self);
+  if (!r) return nullptr;
   const view_object* v = as_view(self);
   return Py_BuildValue("(OKO)", v->store->path, static_cast<unsigned long long>(v->off),
                        v->store->image_id);

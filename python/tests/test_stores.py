@@ -42,6 +42,22 @@ class Closing(unittest.TestCase):
             call()
         self.assertIn("is closed", str(cm.exception))
 
+    def test_pickling_a_view_of_a_closed_image_raises(self):
+        # Plain pickle wrote (path, offset, id) and unpickling mapped the image again.
+        root = permafrost.open(self.path)
+        a = root["a"]
+        root.close()
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            self.assert_closed(lambda: pickle.dumps(a, protocol))
+        self.assertNotIn(self.path, mapped_files())
+
+    def test_opening_an_empty_path_is_file_not_found(self):
+        # abspath("") is the working directory: it was opened and refused as a directory.
+        for empty in ("", b""):
+            with self.assertRaises(FileNotFoundError) as cm:
+                permafrost.open(empty)
+            self.assertEqual(cm.exception.filename, empty)
+
     def test_with_closes_the_image_and_every_view_then_raises(self):
         with permafrost.open(self.path) as root:
             a, b, s = root["a"], root["b"], root["s"]
