@@ -91,9 +91,14 @@ def _field(record, key, where):
         raise InputError(f"{where}: --key needs an object, this record is "
                          f"{type(record).__name__}")
     try:
-        return record[key]
+        value = record[key]
     except KeyError:
         raise InputError(f"{where}: no field {key!r} in the record") from None
+    if isinstance(value, (list, dict)):  # else build_dict's TypeError, which names no line
+        kind = "array" if isinstance(value, list) else "object"
+        raise InputError(f"{where}: field {key!r} is a JSON {kind}: a key must be a string, a "
+                         f"number, true, false or null")
+    return value
 
 
 def jsonl_records(name, stream, progress):

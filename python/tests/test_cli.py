@@ -73,6 +73,13 @@ class Build(unittest.TestCase):
         self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
                                           "%s:3: no field 'id'" % src)
 
+    def test_a_key_field_that_is_an_array_or_object_names_its_line(self):
+        # It failed with build_dict's "obj.keys()[0]: list is not supported", naming no line.
+        for value, kind in (("[1]", "array"), ('{"a": 1}', "object")):
+            src = self.write("r.jsonl", '{"id": 1}\n{"id": %s}\n' % value)
+            self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
+                                              "%s:2: field 'id' is a JSON %s" % (src, kind))
+
     def test_a_record_that_is_not_an_object_names_its_line(self):
         src = self.write("r.jsonl", '{"id": 1}\n[1, 2]\n')
         self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
