@@ -918,13 +918,36 @@ class freezer {
     std::uint64_t h;
     if (key_hash(state_, key, h)) return h;
     if (PyErr_ExceptionMatches(PyExc_RecursionError)) throw py_error{};  // a small thread stack
-    PyErr_Clear();
+    // key_hash names what a tuple or frozenset key holds that cannot be stored (a list, a
+    // FrozenSet of a set); the key's own type alone would call the tuple unhashable.
+    const std::string why = take_error_text();
     path_.push_back({how, nullptr, i});
+    if (Py_TYPE(key) == state_.set_type) fail(PyExc_TypeError, why);
+    if ((PyTuple_Check(key) || PyFrozenSet_Check(key)) && !why.empty())
+      fail(PyExc_TypeError, "key of type " + short_type_name(key) + ": " + why);
     if (!PyUnicode_Check(key) && !PyLong_Check(key) && !PyFloat_Check(key) && !PyBytes_Check(key) &&
         !PyTuple_Check(key) && !PyFrozenSet_Check(key) && key != Py_None)
       fail(PyExc_TypeError, short_type_name(key) + " is not supported" + key_only_note(key));
     fail(PyExc_TypeError,
          "unhashable (or nested deeper than 5000) key of type " + short_type_name(key));
+  }
+
+  // The pending exception's text (str() of it), cleared; "" when it has none.
+  static std::string take_error_text() {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    std::string text;
+    if (value != nullptr) {
+      ref s(PyObject_Str(value));
+      const char* c = s.get() ? PyUnicode_AsUTF8(s.get()) : nullptr;
+      if (c != nullptr) text = c;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();  // a failed str() leaves its own
+    return text;
   }
 
   // Dates, Decimals, UUIDs and Enums are values, never keys: say so where one is a key.

@@ -117,6 +117,11 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
       ref frozen(PyFrozenSet_New(thawed.get()));
       return frozen.get() && key_hash(state, frozen.get(), h, depth, use);
     }
+    // Stored, it would stay a set, which thaws unhashable: say what to store instead.
+    PyErr_SetString(PyExc_TypeError,
+                    "a FrozenSet frozen from a set cannot be stored as a key (it would thaw as "
+                    "a set, which is unhashable): store frozenset(view) instead");
+    return false;
   }
   if (use == key_use::lookup) {
     const Py_hash_t ph = PyObject_Hash(o);  // user code may run; TypeError when unhashable

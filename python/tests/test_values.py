@@ -203,6 +203,25 @@ class Keys(unittest.TestCase):
                 with self.assertRaisesRegex(TypeError, r"^obj\[0\]\{element 0\}: .* as a dict key"):
                     permafrost.freeze([{v}])
 
+    def test_inside_a_tuple_key_the_error_names_them_not_the_tuple(self):
+        # It said "unhashable (or nested deeper than 5000) key of type tuple".
+        with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: key of type tuple: "
+                                               r"unhashable or unsupported key type: 'datetime\.date'"):
+            permafrost.freeze({(1, dt.date(2020, 1, 1)): 1})
+
+    def test_a_frozen_set_of_a_set_as_a_key_says_to_store_a_frozenset(self):
+        # Hashable as a view (it hashes as its frozenset), but stored it would thaw as a set.
+        view = permafrost.freeze({1, 2})
+        for key, where in ((view, ""), ((view,), "key of type tuple: ")):
+            with self.subTest(key=key):
+                with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: " + where +
+                                            r"a FrozenSet frozen from a set cannot be stored as a "
+                                            r"key .* store frozenset\(view\) instead"):
+                    permafrost.freeze({key: 1})
+                with self.assertRaisesRegex(TypeError, r"store frozenset\(view\) instead"):
+                    permafrost.build_dict([(key, 1)])
+        self.assertEqual(permafrost.freeze({(frozenset(view),): 1}), {(frozenset({1, 2}),): 1})
+
     def test_lookups_with_them_are_absent_or_equal_numbers(self):
         frozen = permafrost.freeze({1: "one", 1.5: "x", "red": "r", "2020-01-01": "d"})
         for k in (dt.date(2020, 1, 1), dt.datetime(2020, 1, 1), dt.time(), dt.timedelta(1),
