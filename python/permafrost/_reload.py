@@ -34,6 +34,7 @@ class Reloader:
         self.error = None  # the exception of the last failed reopen, None after a success
         self._open = opener or _open
         self._lock = _threading.Lock()
+        self._lock_pid = _os.getpid()
         self._identity = self._stat()
         self._root = self._open(self.path)
         self._checked = _time.monotonic()
@@ -54,6 +55,10 @@ class Reloader:
         return self._root
 
     def _check(self, now):
+        if self._lock_pid != _os.getpid():
+            # Forked while another thread of the parent held the lock: the child's copy stays
+            # held for ever, and this worker would never reload. A fresh one per process.
+            self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
         if not self._lock.acquire(blocking=False):
             return  # another thread is checking: serve the current image meanwhile
         try:

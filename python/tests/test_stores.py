@@ -258,6 +258,23 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 3)
         self.assertIsNone(reloader.error)
 
+    def test_a_worker_forked_while_the_parent_was_checking_still_reloads(self):
+        # The lock a parent thread held at fork stayed held in the child: it never reloaded.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0)
+        reloader._lock.acquire()  # as another thread of the parent, mid-check, at the fork
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self.save(2)
+                code = 0 if reloader.current()["version"] == 2 else 3
+            finally:
+                os._exit(code)
+        reloader._lock.release()
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, "the worker did not reload")
+
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
         reloader = permafrost.Reloader(self.path, interval=3600)
