@@ -917,7 +917,10 @@ class freezer {
   std::uint64_t hash_of(PyObject* key, Py_ssize_t i, step_kind how) {
     std::uint64_t h;
     if (key_hash(state_, key, h)) return h;
-    if (PyErr_ExceptionMatches(PyExc_RecursionError)) throw py_error{};  // a small thread stack
+    // Only a TypeError says the key cannot be stored; anything else stands: a closed view's
+    // ValueError (as when freezing it as a value), a MemoryError, RecursionError (a small
+    // thread stack).
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py_error{};
     // key_hash names what a tuple or frozenset key holds that cannot be stored (a list, a
     // FrozenSet of a set); the key's own type alone would call the tuple unhashable.
     const std::string why = take_error_text();

@@ -222,6 +222,17 @@ class Keys(unittest.TestCase):
                     permafrost.build_dict([(key, 1)])
         self.assertEqual(permafrost.freeze({(frozenset(view),): 1}), {(frozenset({1, 2}),): 1})
 
+    def test_a_closed_view_as_a_key_is_the_closed_value_error(self):
+        # As freezing it as a value: it was a TypeError carrying the ValueError's text.
+        graph = permafrost.freeze([frozenset({1, 2})])
+        key = graph[0]
+        keyed = ({key: 1}, {key}, {(1, key): 2})
+        graph.close()
+        for obj in keyed:
+            with self.subTest(obj=type(obj).__name__):
+                with self.assertRaisesRegex(ValueError, "is closed"):
+                    permafrost.freeze(obj)
+
     def test_lookups_with_them_are_absent_or_equal_numbers(self):
         frozen = permafrost.freeze({1: "one", 1.5: "x", "red": "r", "2020-01-01": "d"})
         for k in (dt.date(2020, 1, 1), dt.datetime(2020, 1, 1), dt.time(), dt.timedelta(1),
