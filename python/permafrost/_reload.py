@@ -59,7 +59,10 @@ class Reloader:
             # Forked while another thread of the parent held the lock: the child's copy stays
             # held for ever, and this worker would never reload. A fresh one per process.
             self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
-        if not self._lock.acquire(blocking=False):
+        # The lock acquired is the one released: two threads of a new child may each replace it
+        # above, and releasing self._lock then released the other's (RuntimeError in its check).
+        lock = self._lock
+        if not lock.acquire(blocking=False):
             return  # another thread is checking: serve the current image meanwhile
         try:
             self._checked = now
@@ -76,7 +79,7 @@ class Reloader:
             self.error = None
             self._failed_identity = None
         finally:
-            self._lock.release()
+            lock.release()
 
     def __repr__(self):
         return f"permafrost.Reloader({self.path!r}, interval={self.interval})"

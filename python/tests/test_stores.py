@@ -5,6 +5,7 @@ import os
 import pickle
 import signal
 import tempfile
+import threading
 import time
 import unittest
 
@@ -274,6 +275,24 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         reloader._lock.release()
         _, status = os.waitpid(pid, 0)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0, "the worker did not reload")
+
+    def test_a_check_releases_the_lock_it_took_when_another_thread_replaced_it(self):
+        # In a new child two threads may each give the Reloader a fresh lock; the one that
+        # checked released the other's, which then raised RuntimeError releasing its own.
+        self.save(1)
+        reloaders = []
+        def opener(path):
+            for reloader in reloaders:
+                reloader._lock = threading.Lock()  # the other thread's fresh lock, meanwhile
+            return permafrost.open(path)
+        reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
+        reloaders.append(reloader)
+        taken = reloader._lock
+        self.save(2)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertFalse(taken.locked())
+        self.assertFalse(reloader._lock.locked())
+        reloaders.clear()  # no cycle keeping the image mapped into the next tests' forks
 
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
