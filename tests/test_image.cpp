@@ -16,6 +16,7 @@
 #include <fstream>
 #include <spawn.h>
 #include <string>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -844,6 +845,38 @@ TEST_CASE("save_image to a file name of 255 bytes saves; nothing else is left be
   std::size_t entries = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++entries;
   CHECK(entries == 1);
+}
+
+TEST_CASE("save_image to a long UTF-8 name names its temporary file with whole characters") {
+  // NAME was cut at 248 bytes, inside a 3-byte character here: the temporary name was not valid
+  // UTF-8, which a file system that checks names refuses. Seen by inotify as it is created.
+  temp_dir dir;
+  std::string name;
+  while (name.size() + 3 <= 251) name += "\xe2\x82\xac";  // U+20AC, 83 of them: 249 bytes
+  name += ".pfi";
+  const int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  REQUIRE(in >= 0);
+  REQUIRE(inotify_add_watch(in, dir.path.c_str(), IN_CREATE) >= 0);
+  save_table(dir.path / name, 10);
+  alignas(inotify_event) char events[8192];
+  const ssize_t got = ::read(in, events, sizeof events);
+  ::close(in);
+  REQUIRE(got > 0);
+  std::vector<std::string> created;
+  for (ssize_t at = 0; at < got;) {
+    const auto* e = reinterpret_cast<const inotify_event*>(events + at);
+    if (e->len > 0) created.emplace_back(e->name);
+    at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+  }
+  REQUIRE(!created.empty());
+  for (const std::string& c : created) {
+    CAPTURE(c.size());
+    const std::size_t dot = c.rfind('.');
+    REQUIRE(dot != std::string::npos);
+    CHECK(dot % 3 == 0);  // whole 3-byte characters before ".XXXXXX"
+    CHECK(name.compare(0, dot, c, 0, dot) == 0);
+  }
+  CHECK(fs::exists(dir.path / name));
 }
 
 TEST_CASE("saving over an open image replaces the file; the open image still reads the old data") {

@@ -148,7 +148,13 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   constexpr std::size_t name_max = 255;
   constexpr std::size_t suffix = 7;  // ".XXXXXX"
   std::string base = path.filename().string();
-  if (base.size() > name_max - suffix) base.resize(name_max - suffix);
+  if (base.size() > name_max - suffix) {
+    // Whole UTF-8 characters only: a name cut inside one is not valid UTF-8, which a file system
+    // that checks names (ext4's casefold strict mode, vfat, ntfs3) refuses.
+    std::size_t cut = name_max - suffix;
+    while (cut > 0 && (static_cast<unsigned char>(base[cut]) & 0xc0) == 0x80) --cut;
+    base.resize(cut);
+  }
   temp_file tmp;
   tmp.path = (path.has_parent_path() ? (path.parent_path() / base).string() : base) + ".XXXXXX";
   if (const int err = os::create_temp(tmp.path.data(), &tmp.fd); err != 0) {
