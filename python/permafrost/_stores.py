@@ -25,11 +25,14 @@ once may map it twice, which only costs the second mapping.
 import fcntl as _fcntl
 import mmap as _mmap
 import os as _os
+import time as _time
 import uuid as _uuid
 import weakref as _weakref
 import multiprocessing as _mp
+from multiprocessing import connection as _mp_connection
 from multiprocessing import context as _mp_context
 from multiprocessing import reduction as _reduction
+from multiprocessing import util as _mp_util
 
 from . import _core
 
@@ -195,6 +198,8 @@ def _map_shared(fd, size):
                          f"not the {size} of the graph")
     store = _core._mapped_store(_SharedMapping(fd, size))
     _shared[key] = store
+    global _received_pid
+    _received_pid = _os.getpid()  # views of it may leave by reference: see _hand_over_before_exit
     return store
 
 
@@ -240,6 +245,66 @@ def _attach_image(dup_fd, path, image_id):
         return _map_image(fd, path, image_id)
     finally:
         _os.close(fd)
+
+
+# How long a process that multiprocessing started waits at its exit for the receivers of the
+# descriptors it sent to take them (see _hand_over_before_exit).
+_HAND_OVER_SECONDS = 30.0
+_hand_over_pid = None  # the process that registered _hand_over_before_exit
+_received_pid = None  # the process that mapped a graph another process shared (_map_shared)
+
+
+def _hand_over_before_exit():
+    """At the exit of a process that multiprocessing started and that mapped a graph it received:
+    views of it went by reference (see reduce_for_process), their descriptor held by this
+    process's resource sharer until the receiver unpickles, which may be after this process
+    returned (a Process that put the view on a Queue, a Pool worker with maxtasksperchild). The
+    graph's sender may no longer map it by then (it dropped its last view once it was sent), so
+    nobody could supply it: ConnectionRefusedError, and a Pool's result thread died of it and
+    pool.map() hung. Wait until Queue feeder threads have sent their messages and the receivers
+    have taken every descriptor; bounded, and over when the parent is gone.
+
+    exitpriority 1: after Queues are told to close (10), before the resource sharer's socket is
+    unlinked (0)."""
+    if _received_pid is None:  # also set when forked from a process that mapped one: it has them
+        return
+    import threading
+    from multiprocessing import resource_sharer
+    pending = getattr(getattr(resource_sharer, "_resource_sharer", None), "_cache", None)
+    parent = _mp.parent_process()
+    if parent is None:
+        return
+    deadline = _time.monotonic() + _HAND_OVER_SECONDS
+    while _time.monotonic() < deadline:
+        feeding = any(t.name == "QueueFeederThread" and t.is_alive()
+                      for t in threading.enumerate())
+        if not feeding and not pending:
+            return
+        try:
+            if _mp_connection.wait([parent.sentinel], timeout=0.01):
+                return  # the parent exited: nobody will read
+        except (OSError, TypeError, ValueError):  # no sentinel to watch
+            _time.sleep(0.01)
+
+
+def _wait_at_exit_for_receivers(after_fork=None):
+    """Registers _hand_over_before_exit (once per process, and again after a started process
+    cleared its finalizers; it does nothing in a process that multiprocessing did not start)."""
+    global _hand_over_pid
+    if after_fork is not None or _hand_over_pid != _os.getpid():
+        _hand_over_pid = _os.getpid()
+        _mp_util.Finalize(None, _hand_over_before_exit, exitpriority=1)
+
+
+class _AfterFork:
+    pass
+
+
+# A forked (fork, forkserver) process clears the finalizers it inherited, then runs the after-fork
+# hooks; a spawned one imported this module itself (to unpickle its Process's arguments or later).
+_after_fork = _AfterFork()
+_mp_util.register_after_fork(_after_fork, _wait_at_exit_for_receivers)
+_wait_at_exit_for_receivers()
 
 
 def _reduce_store(store):

@@ -316,6 +316,15 @@ def sub_view(args):
     return view[key]
 
 
+def put_a_view_of_the_argument_and_exit(queue, view):
+    """Runs in a Process: puts a view of a graph it received, then returns at once."""
+    queue.put(view["a"])
+
+
+def a_view_of_the_argument(view):
+    return view["a"]
+
+
 class SendersThatExitFirst(unittest.TestCase):
     """A process multiprocessing started may exit before its message is read: what it sends must
     not depend on it being alive then (its resource sharer held the descriptors)."""
@@ -343,6 +352,27 @@ class SendersThatExitFirst(unittest.TestCase):
             returned = result.get(timeout=120)  # the Pool hung: its result thread had died
         self.assertEqual([r["id"] for r in returned], [0, 1, 2, 3])
         self.assertIs(permafrost._core._store_of(returned[0]), permafrost._core._store_of(frozen))
+
+    def test_a_view_of_a_received_graph_its_sender_dropped_arrives(self):
+        # The sender kept no view of the graph once it was sent (a Process's arguments, a
+        # generator's items), so only the exiting process could supply the descriptor: it got
+        # ConnectionRefusedError or EOFError, and the Pool's result thread died (map hung).
+        for method in ("spawn", "forkserver"):
+            with self.subTest(method):
+                ctx = multiprocessing.get_context(method)
+                queue = ctx.Queue()
+                child = ctx.Process(target=put_a_view_of_the_argument_and_exit,
+                                    args=(queue, permafrost.freeze({"a": [1, 2]})))
+                child.start()
+                gc.collect()
+                self.assertEqual(queue.get(timeout=120), [1, 2])
+                child.join(120)
+                self.assertEqual(child.exitcode, 0)
+                with ctx.Pool(1, maxtasksperchild=1) as pool:
+                    results = pool.imap(a_view_of_the_argument,
+                                        (permafrost.freeze({"a": [i]}) for i in range(3)))
+                    self.assertEqual([results.next(timeout=120) for _ in range(3)],
+                                     [[0], [1], [2]])
 
 
 if __name__ == "__main__":
