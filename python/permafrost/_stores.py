@@ -255,8 +255,9 @@ _received_pid = None  # the process that mapped a graph another process shared (
 
 
 def _hand_over_before_exit():
-    """At the exit of a process that multiprocessing started and that mapped a graph it received:
-    views of it went by reference (see reduce_for_process), their descriptor held by this
+    """At the exit of a process that multiprocessing started and that mapped a graph it received
+    or sent a large one of its own: views of it went by reference (see reduce_for_process), the
+    descriptor held by this
     process's resource sharer until the receiver unpickles, which may be after this process
     returned (a Process that put the view on a Queue, a Pool worker with maxtasksperchild). The
     graph's sender may no longer map it by then (it dropped its last view once it was sent), so
@@ -266,8 +267,6 @@ def _hand_over_before_exit():
 
     exitpriority 1: after Queues are told to close (10), before the resource sharer's socket is
     unlinked (0)."""
-    if _received_pid is None:  # also set when forked from a process that mapped one: it has them
-        return
     import threading
     from multiprocessing import resource_sharer
     pending = getattr(getattr(resource_sharer, "_resource_sharer", None), "_cache", None)
@@ -278,7 +277,9 @@ def _hand_over_before_exit():
     while _time.monotonic() < deadline:
         feeding = any(t.name == "QueueFeederThread" and t.is_alive()
                       for t in threading.enumerate())
-        if not feeding and not pending:
+        # The feeder pickles a message (and may set _received_pid) only now: checked after it.
+        # _received_pid is also set when forked from a process that mapped a graph: it has them.
+        if not feeding and (_received_pid is None or not pending):
             return
         try:
             if _mp_connection.wait([parent.sentinel], timeout=0.01):
@@ -334,6 +335,11 @@ def _sender_may_exit_first():
     return _mp.parent_process() is not None and _mp_context.get_spawning_popen() is None
 
 
+# A process that may exit first sends a graph of its own smaller than this by value (it fits a
+# pipe's buffer: the message is written even when the receiver reads only after joining it).
+_BY_VALUE_BELOW = 64 << 10
+
+
 def reduce_for_process(view):
     """ForkingPickler's reduction of a view: its store and offset, never a copy. The store is one
     object per pickle (pickle's memo), so many views of one graph in one message pass one
@@ -353,7 +359,14 @@ def reduce_for_process(view):
         from . import freeze
         return (freeze, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
-        return view.__reduce__()
+        if kind == "image" or _core._store_info(store)[3] < _BY_VALUE_BELOW:
+            return view.__reduce__()
+        # A large graph of its own: by value is a copy the size of the thawed graph in both
+        # processes (a 300,000-row table took 8 s and doubled the receiver's memory), and no
+        # smaller a risk (a message larger than the pipe's buffer waits for its reader as well).
+        # By reference, and this process waits at its exit for the receiver to take it.
+        global _received_pid
+        _received_pid = _os.getpid()
     return (store_value, (store, view._ref()[1]))
 
 
