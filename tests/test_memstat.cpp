@@ -509,6 +509,21 @@ TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, ne
   CHECK(out.find('\x1b') == std::string::npos);
 }
 
+TEST_CASE("permafrost-stat's table escapes a backslash, so a literal \\012 is not a newline") {
+  // The name holds the four characters \012 and a real newline: before, both printed as "\012".
+  arena_options o;
+  o.name = "stat-bs\\012|\n|";
+  o.capacity = 64 * MiB;
+  arena a(o);
+  (void)a.allocate(64);
+  a.freeze();
+  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("stat-bs\\134012|\\012|") != std::string::npos);
+  CHECK(out.find("stat-bs\\012") == std::string::npos);
+}
+
 TEST_CASE("a destroyed arena leaves the arena directory") {
   {
     arena_options o;

@@ -23,6 +23,9 @@
 // PSS, then once per image with the number of processes that map it and their summed PSS (with
 // --tree: across the whole tree). Images saved under other names are not recognised.
 //
+// Names in the table: a control byte or a backslash is written as \ooo (newline \012, backslash
+// \134); --json escapes as JSON does.
+//
 // Exit status: 0 success; 1 a process could not be read (no permission, a zombie or a kernel
 // thread, or it vanished while being read: the message names the file and errno); 2 bad usage, or
 // a PID that is not a number or not a live process.
@@ -116,14 +119,16 @@ std::string json_string(const std::string& s) {
 }
 
 // s for the table: a control byte (newline, tab, escape, ...) is written as \ooo, as the kernel
-// writes one in /proc/PID/maps. Process and arena names are chosen by the processes read, so a
-// newline in one could otherwise print lines that look like the tool's own (rows, totals), and an
-// escape sequence could drive the terminal.
+// writes one in /proc/PID/maps, and so is a backslash (\134, as the kernel writes one in
+// /proc/PID/mounts), so that every \ooo printed stands for exactly one byte: a name holding the
+// four characters "\012" prints as "\134012", never like a newline. Process and arena names are
+// chosen by the processes read, so a newline in one could otherwise print lines that look like the
+// tool's own (rows, totals), and an escape sequence could drive the terminal.
 std::string table_text(const std::string& s) {
   std::string out;
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\%03o", c);
       out += buf;
