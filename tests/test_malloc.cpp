@@ -533,6 +533,92 @@ TEST_CASE("the heap grows past its first arena and frees what it grew into") {
   CHECK(process_heap_stats().abandoned == before.abandoned);
 }
 
+TEST_CASE("malloc, calloc, realloc and posix_memalign that succeed leave errno as it was") {
+  // Regression: an allocation that made the heap grow returned its block with errno EINVAL or
+  // ENOMEM: the slow path's system calls failed and were retried or ignored (naming the new
+  // arena, refused where the kernel lacks CONFIG_ANON_VMA_NAME; a reservation halved under
+  // RLIMIT_AS), and mimalloc sets ENOMEM when the thread's arena is full. glibc's malloc leaves
+  // errno alone on success, and programs (PostgreSQL among them) read errno after calls that may
+  // allocate. Each allocation runs in a forked child: its heap is a fresh generation, so a request
+  // larger than all of it must grow the heap, whatever the tests before reserved.
+  constexpr int sentinel = 4242;
+  using allocation = void* (*)(std::size_t);
+  const std::pair<const char*, allocation> calls[] =
+      {
+          {"malloc", [](std::size_t n) { return opaque_malloc(n); }},
+          {"calloc", [](std::size_t n) { return std::calloc(1, n); }},
+          {"realloc", [](std::size_t n) { return opaque_realloc(opaque_malloc(16), n); }},
+          {"posix_memalign",
+           [](std::size_t n) {
+    void* p = nullptr;
+    return posix_memalign(&p, 4096, n) == 0 ? p : nullptr;
+           }},
+  };
+  for (const auto& [name, allocate] : calls) {
+    const auto child =
+        permafrost::test::run_capturing_stderr([&, name = name, allocate = allocate] {
+          const std::size_t n = process_heap_stats().reserved + (std::size_t{64} << 20);
+          errno = sentinel;
+          void* p = allocate(n);
+          const int err = errno;
+          if (p == nullptr) {
+            std::fprintf(stderr, "%s(%zu) failed: errno %d\n", name, n, err);
+            ::_exit(2);
+          }
+          if (err != sentinel) std::fprintf(stderr, "%s(%zu): errno %d\n", name, n, err);
+          // A new thread's first allocation makes its heap: errno stays there too.
+          int thread_err = 0;
+          std::thread([&] {
+            errno = sentinel;
+            void* q = opaque_malloc(100);
+            thread_err = errno;
+            opaque_free(q);
+          }).join();
+          if (thread_err != sentinel)
+            std::fprintf(stderr, "a new thread's first malloc: errno %d\n", thread_err);
+          ::_exit(err == sentinel && thread_err == sentinel ? 0 : 1);
+        });
+    INFO(std::string(name) << ": " << child.stderr_text);
+    CHECK(WIFEXITED(child.status));
+    CHECK(WEXITSTATUS(child.status) == 0);
+  }
+}
+
+TEST_CASE("fork leaves errno as it was in parent and child") {
+  // Regression: the heap's fork handler reserves the children's arena at a process's first fork,
+  // and the kernel's refusal to name it (EINVAL) was left in the parent's errno. Run in a child:
+  // its first fork is the one that reserves.
+  constexpr int sentinel = 4242;
+  const auto child = permafrost::test::run_capturing_stderr([] {
+    errno = sentinel;
+    const pid_t pid = ::fork();
+    const int err = errno;
+    if (pid == 0) ::_exit(err == sentinel ? 0 : 1);
+    const int status = permafrost::test::wait_for(pid);
+    if (err != sentinel) std::fprintf(stderr, "parent: errno %d\n", err);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::fprintf(stderr, "child: errno\n");
+    ::_exit(err == sentinel && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1);
+  });
+  INFO(child.stderr_text);
+  CHECK(WIFEXITED(child.status));
+  CHECK(WEXITSTATUS(child.status) == 0);
+}
+
+TEST_CASE("malloc inside an arena_scope that the arena cannot serve fails with ENOMEM") {
+  // Regression: the scope's path returned nullptr with errno as it was.
+  arena a(small_arena());
+  errno = 0;
+  void* p = nullptr;
+  int err = 0;
+  {
+    arena_scope scope{a};
+    p = opaque_malloc(std::size_t{2} << 30);  // more than the arena's 1 GiB
+    err = errno;
+  }
+  CHECK(p == nullptr);
+  CHECK(err == ENOMEM);
+}
+
 TEST_CASE("memalign rounds an alignment that is not a power of two up, as glibc does") {
   void* p = memalign(24, 100);
   REQUIRE(p != nullptr);

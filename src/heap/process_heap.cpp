@@ -88,6 +88,7 @@ std::mutex& heap_mutex() noexcept {
 
 struct thread_state {
   std::uint64_t generation = ~std::uint64_t{0};  // of `heap`; never a real generation at first
+  int errno_at_slow_path = 0;  // errno when mimalloc's allocation slow path last began
   mi_heap_t* heap = nullptr;
   std::size_t arena = no_arena;     // the arena `heap` allocates in
   mi_heap_t* spare_heap = nullptr;  // this thread's heap in g_spare, made before a fork
@@ -108,6 +109,18 @@ struct thread_exit_guard {
   }
 };
 thread_local thread_exit_guard t_exit_guard;
+
+// Keeps the caller's errno across one of the heap's slow paths. Their system calls may fail and
+// be retried or ignored (a reservation halved under RLIMIT_AS, a name the kernel refuses), and an
+// allocation that succeeds must leave errno as it was, as glibc's malloc does: programs
+// (PostgreSQL among them) read errno after calls that may allocate.
+struct errno_kept {
+  int saved = errno;
+  errno_kept() noexcept = default;
+  errno_kept(const errno_kept&) = delete;
+  errno_kept& operator=(const errno_kept&) = delete;
+  ~errno_kept() { errno = saved; }
+};
 
 constexpr std::size_t round_to_arena(std::size_t bytes) noexcept {
   return bytes < min_arena_bytes ? min_arena_bytes : (bytes + arena_align - 1) & ~(arena_align - 1);
@@ -211,6 +224,7 @@ bool spare_ready() noexcept {
 }
 
 void on_prepare() noexcept {
+  const errno_kept kept;
   heap_mutex().lock();
   const int err = ensure_spare_locked();
   if (err != 0) g_last_error.store(err, std::memory_order_relaxed);
@@ -257,6 +271,7 @@ void release_unreachable() noexcept {
 }
 
 void on_child() noexcept {
+  const errno_kept kept;
   // Only after a renewal onto the pre-made heap: otherwise the thread's default mimalloc heap is
   // still the ancestor's until its next allocation, and it may allocate in an ancestor's arena.
   const bool renewed = spare_ready();
@@ -283,8 +298,14 @@ mi_heap_t* renew_thread_heap() noexcept;
 // mimalloc calls this on its allocation slow path in every thread: a thread that started (or
 // last allocated) in an earlier generation moves to this generation's heap, so plain malloc of a
 // program that merely links permafrost lands in the arena too.
-void on_mimalloc_slow_path(bool, unsigned long long, void*) noexcept {
-  const thread_state& t = t_state;
+void on_mimalloc_slow_path(bool force, unsigned long long, void*) noexcept {
+  thread_state& t = t_state;
+  // mimalloc 2.0.9 calls this first thing on its allocation slow path (force false), before any
+  // of its own system calls, and again with force true when it collects and retries after finding
+  // no page. A request the thread's exclusive arena cannot serve returns with errno ENOMEM: the
+  // caller's errno is kept here for allocate_growing to put back once it has grown the heap.
+  if (!force) t.errno_at_slow_path = errno;
+  const errno_kept kept;
   if (t.generation != g_generation.load(std::memory_order_relaxed) && !t.busy && !t.exiting) {
     (void)renew_thread_heap();
   }
@@ -333,6 +354,7 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
 mi_heap_t* renew_thread_heap() noexcept {
   thread_state& t = t_state;
   if (t.busy || t.exiting) return nullptr;
+  const errno_kept kept;
   t.busy = true;
   init_process_heap();
   mi_heap_t* heap = nullptr;
@@ -360,6 +382,7 @@ mi_heap_t* renew_thread_heap() noexcept {
 mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
   thread_state& t = t_state;
   if (t.busy || t.exiting) return nullptr;
+  const errno_kept kept;
   t.busy = true;
   mi_heap_t* heap = nullptr;
   {
@@ -378,20 +401,26 @@ mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
 }
 
 // Runs `attempt(heap)` on the calling thread's heap, growing it once when it is exhausted;
-// mimalloc's default heap serves while the thread has none (see thread_heap()).
+// mimalloc's default heap serves while the thread has none (see thread_heap()). A block had after
+// growing comes with the caller's errno, not the ENOMEM of the attempt that failed.
 template <class Attempt>
 void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
   mi_heap_t* heap = thread_heap();
   if (heap == nullptr) return attempt(mi_heap_get_default());
   if (void* p = attempt(heap)) return p;
+  // The slow path: the failed attempt went through mimalloc's, which kept the caller's errno.
+  const int caller_errno = t_state.errno_at_slow_path;
   heap = grow_thread_heap(need);
-  return heap != nullptr ? attempt(heap) : nullptr;
+  void* p = heap != nullptr ? attempt(heap) : nullptr;
+  if (p != nullptr) errno = caller_errno;
+  return p;
 }
 
 }  // namespace
 
 void init_process_heap() noexcept {
   if (g_initialized.load(std::memory_order_acquire)) return;
+  const errno_kept kept;
   std::lock_guard lock(heap_mutex());
   if (g_initialized.load(std::memory_order_relaxed)) return;
   const bool was_busy = t_state.busy;

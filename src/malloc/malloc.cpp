@@ -42,9 +42,12 @@ using permafrost::detail::block_owner;
 
 constexpr std::size_t min_align = alignof(std::max_align_t);
 
-// The arena's slow path may allocate (its log): route such nested allocations to the heap.
+// The arena's slow path may allocate (its log): route such nested allocations to the heap. Its
+// system calls may fail and be retried (a smaller commit): a block it returns comes with the
+// caller's errno, as from the heap (process_heap.cpp), and no block with ENOMEM.
 void* arena_alloc(arena_core* core, std::size_t n, std::size_t align) noexcept {
   if (void* p = permafrost::detail::try_bump(core, n == 0 ? 1 : n, align)) return p;
+  const int caller_errno = errno;
   permafrost::detail::t_scope_target = nullptr;
   void* p = nullptr;
   try {
@@ -53,6 +56,7 @@ void* arena_alloc(arena_core* core, std::size_t n, std::size_t align) noexcept {
     p = nullptr;
   }
   permafrost::detail::t_scope_target = core;
+  errno = p != nullptr ? caller_errno : ENOMEM;
   return p;
 }
 
