@@ -20,7 +20,8 @@
 // them all live (a sort's working set), touching each; prints "held_mib=N" with N the MiB it got
 // before malloc failed (test_malloc runs it under an address-space limit just above the total).
 // With --fork-first 1 as well it first forks a child that exits at once (a pre-fork server's
-// first worker), so the parent holds with its heap prepared for forks.
+// first worker), so the parent holds with its heap prepared for forks. With --hold-in-child 1
+// instead, a forked child holds (a pre-fork server's worker) and the parent exits with its status.
 // With --churn-total MiB the program only churns: it allocates that many MiB in 1 MiB blocks,
 // 16 live at a time, and prints "churned_mib=N" with N the MiB it got before malloc failed
 // (test_malloc runs it under an address-space limit far below the total).
@@ -152,6 +153,17 @@ int main(int argc, char** argv) {
       const pid_t pid = ::fork();
       if (pid == 0) ::_exit(0);
       if (pid < 0 || ::waitpid(pid, nullptr, 0) != pid) return 2;
+    }
+    if (numeric_option(argc, argv, "--hold-in-child", 0) != 0) {
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        const int rc = hold_total(mib);
+        std::fflush(stdout);
+        ::_exit(rc);
+      }
+      int status = 0;
+      if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return 2;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
     }
     return hold_total(mib);
   }

@@ -126,6 +126,16 @@ constexpr std::size_t round_to_arena(std::size_t bytes) noexcept {
   return bytes < min_arena_bytes ? min_arena_bytes : (bytes + arena_align - 1) & ~(arena_align - 1);
 }
 
+// The largest arena an address-space limit (RLIMIT_AS, `ulimit -v`) leaves room for: what is
+// left, less a sixteenth kept for the program's other mappings (thread stacks, files, libraries),
+// in whole arena_align units. SIZE_MAX without a limit.
+std::size_t arena_bytes_that_fit() noexcept {
+  std::size_t left = 0;
+  if (os::address_space_left(&left) != 0) return SIZE_MAX;
+  const std::size_t keep = left / 16 > (std::size_t{8} << 20) ? left / 16 : std::size_t{8} << 20;
+  return left > keep ? (left - keep) & ~(arena_align - 1) : 0;
+}
+
 // Pre: heap_mutex held (or the process single-threaded). Reserves an arena of `want` bytes, or
 // if that does not fit, of the largest halving of it down to `least`, for `generation`, and
 // appends it to g_arenas; *index is its entry.
@@ -136,14 +146,9 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   if (want > SIZE_MAX / 2 || least > want) return ENOMEM;
   least = round_to_arena(least);
   std::size_t size = round_to_arena(want);
-  // Under an address-space limit (RLIMIT_AS, `ulimit -v`) take no more than what is left, less a
-  // sixteenth kept for the program's other mappings (thread stacks, files, libraries): halving
+  // Under an address-space limit take no more than what is left (arena_bytes_that_fit): halving
   // from `want` alone left up to half of the limit unreserved (a 1 GiB limit held 758 MiB).
-  if (std::size_t left = 0; os::address_space_left(&left) == 0) {
-    const std::size_t keep = left / 16 > (std::size_t{8} << 20) ? left / 16 : std::size_t{8} << 20;
-    const std::size_t fit = left > keep ? (left - keep) & ~(arena_align - 1) : 0;
-    if (fit < size) size = fit < least ? least : fit;
-  }
+  if (const std::size_t fit = arena_bytes_that_fit(); fit < size) size = fit < least ? least : fit;
   void* p = nullptr;
   for (;;) {
     const int err = os::reserve(size, arena_align, &p);
@@ -270,6 +275,41 @@ void release_unreachable() noexcept {
   }
 }
 
+// Without the malloc library plain malloc is mimalloc's and cannot grow the heap: a request the
+// thread's arena cannot serve fails. A child's arena is the spare its parent reserved, and under
+// an address-space limit that was cut to what the parent's own arenas left (a child held 62 MiB
+// under a 2 GiB limit where its parent held 1788 MiB). Once release_unreachable has given the
+// ancestors' address space back, a larger arena fits: reserve one as large as a first arena may
+// be, and move the calling thread's heap there. Its heap struct comes from the inherited backing
+// heap (a few inherited pages written, as when the heap grows), so this happens only when the
+// new arena is larger than the current one. Threads that made their heap in the spare before
+// this keep it; threads started later make theirs in the new arena.
+void widen_after_release() noexcept {
+  if (&permafrost_malloc_library != nullptr) return;  // there every allocation can grow the heap
+  thread_state& t = t_state;
+  std::lock_guard lock(heap_mutex());
+  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
+  if (g_newest == no_arena || t.generation != generation) return;
+  const std::size_t current = g_arenas[g_newest].size.load(std::memory_order_relaxed);
+  const std::size_t fit = arena_bytes_that_fit();
+  if (fit == SIZE_MAX || fit <= current) return;  // no limit (the spare was full size), or no gain
+  std::size_t index = no_arena;
+  t.busy = true;
+  int err = reserve_arena(first_arena_bytes(), min_arena_bytes, generation, &index);
+  mi_heap_t* heap = err == 0 ? mi_heap_new_in_arena(g_arenas[index].id) : nullptr;
+  t.busy = false;
+  if (err == 0) g_newest = index;  // threads that make their heap from now on use it
+  if (heap == nullptr) {
+    g_last_error.store(err != 0 ? err : ENOMEM, std::memory_order_relaxed);
+    return;
+  }
+  // The old heap stays with the thread (mimalloc deletes it at thread exit); its blocks are
+  // this generation's and freed as any.
+  mi_heap_set_default(heap);
+  t.heap = heap;
+  t.arena = index;
+}
+
 void on_child() noexcept {
   const errno_kept kept;
   // Only after a renewal onto the pre-made heap: otherwise the thread's default mimalloc heap is
@@ -313,6 +353,7 @@ void on_mimalloc_slow_path(bool force, unsigned long long, void*) noexcept {
   if (g_release_pending.load(std::memory_order_relaxed) && !t.busy &&
       g_release_pending.exchange(false, std::memory_order_relaxed)) {
     release_unreachable();
+    widen_after_release();
   }
 }
 
