@@ -454,9 +454,21 @@ def _set_from_iterable(cls, it):
 
 
 FrozenSet._from_iterable = classmethod(_set_from_iterable)
-for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "__and__", "__or__",
-              "__sub__", "__xor__", "isdisjoint"):
+for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "isdisjoint"):
     setattr(FrozenSet, _name, getattr(_abc.Set, _name))
+
+
+# &, |, - and ^ take a Set on either side, as frozenset's do: collections.abc.Set's take any
+# iterable, so `view & [1]` gave a frozenset where `frozenset() & [1]` raises TypeError. The
+# named methods (intersection() and the others, below) take any iterable, as frozenset's do.
+def _set_forward(name):
+    abc_op = getattr(_abc.Set, name)
+
+    def forward(self, other):
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
+        return abc_op(self, other)
+    return forward
 
 
 # A set or frozenset on the left keeps its type, as `set | frozenset` gives a set: collections.abc
@@ -468,10 +480,14 @@ def _set_reflected(name, op):
     def reflected(self, other):
         if isinstance(other, (set, frozenset)):
             return op(other, frozenset(self))
+        if not isinstance(other, _abc.Set):
+            return NotImplemented
         return abc_op(self, other)
     return reflected
 
 
+for _name in ("__and__", "__or__", "__sub__", "__xor__"):
+    setattr(FrozenSet, _name, _set_forward(_name))
 for _name, _op in (("__rand__", _operator.and_), ("__ror__", _operator.or_),
                    ("__rsub__", _operator.sub), ("__rxor__", _operator.xor)):
     setattr(FrozenSet, _name, _set_reflected(_name, _op))

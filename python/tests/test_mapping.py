@@ -258,6 +258,25 @@ class SetOperators(unittest.TestCase):
                 self.assertIs(type(op(frozenset({"a"}), view)), frozenset)
                 self.assertIs(type(op(view, {"a"})), frozenset)
 
+    def test_the_operators_take_a_set_and_the_methods_any_iterable(self):
+        # As a frozenset's: `frozenset() & [1]` and `[1] & frozenset()` raise TypeError.
+        view = permafrost.freeze({"roles": {"a", "b"}})["roles"]
+        for op in (operator.or_, operator.and_, operator.sub, operator.xor):
+            for other in (["a"], ("a",), "a", iter(["a"]), {"a": 1}):
+                with self.subTest(op=op.__name__, other=type(other).__name__):
+                    with self.assertRaises(TypeError):
+                        op(view, other)
+                    with self.assertRaises(TypeError):
+                        op(other, view)
+            with self.subTest(op=op.__name__, other="a Set"):
+                self.assertEqual(op(view, {"a": 1}.keys()), op(frozenset({"a", "b"}), {"a"}))
+                self.assertEqual(op(view, view), op(frozenset({"a", "b"}), {"a", "b"}))
+        self.assertEqual(view.intersection(["a"]), {"a"})
+        self.assertEqual(view.union(("c",)), {"a", "b", "c"})
+        self.assertEqual(view.difference("a"), {"b"})
+        self.assertEqual(view.symmetric_difference(iter(["a", "c"])), {"b", "c"})
+        self.assertFalse(view.isdisjoint(["a"]))
+
 
 class Errors(unittest.TestCase):
     def test_mutation_errors_name_thaw(self):
