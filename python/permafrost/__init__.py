@@ -272,8 +272,15 @@ class JSONEncoder(_json.JSONEncoder):
 # ----- FrozenDict: collections.abc.Mapping ------------------------------------------------------
 
 # dict's views are reversible (3.8+); collections.abc's are not, so each adds __reversed__.
+# dict's views have .mapping, a read-only mappingproxy of their dict; a FrozenDict is read-only
+# already, so its views' .mapping is the FrozenDict itself: nothing to wrap, nothing copied.
+_view_mapping = property(lambda self: self._mapping,
+                         doc="The FrozenDict this is a view of (read-only, as a dict view's).")
+
+
 class _KeysView(_abc.KeysView):
     __slots__ = ()
+    mapping = _view_mapping
 
     def __reversed__(self):
         return reversed(list(self._mapping))
@@ -281,6 +288,7 @@ class _KeysView(_abc.KeysView):
 
 class _ValuesView(_abc.ValuesView):
     __slots__ = ()
+    mapping = _view_mapping
 
     def __iter__(self):
         return self._mapping._iter_values()
@@ -291,6 +299,7 @@ class _ValuesView(_abc.ValuesView):
 
 class _ItemsView(_abc.ItemsView):
     __slots__ = ()
+    mapping = _view_mapping
 
     def __iter__(self):
         return self._mapping._iter_items()

@@ -320,6 +320,19 @@ class Mapping(unittest.TestCase):
         self.assertEqual(types.MappingProxyType(frozen)["a"], 1)
         self.assertEqual(collections.ChainMap({}, frozen)["a"], 1)
 
+    def test_keys_values_and_items_have_the_mapping_as_a_dicts(self):
+        # A dict view's .mapping is a read-only mappingproxy of the dict; a FrozenDict is
+        # read-only already, so its views give the FrozenDict itself.
+        frozen = permafrost.freeze({"a": 1, "b": [2]})
+        for view in (frozen.keys(), frozen.values(), frozen.items()):
+            with self.subTest(view=type(view).__name__):
+                self.assertIs(view.mapping, frozen)
+                self.assertEqual(view.mapping, {"a": 1, "b": [2]})
+                with self.assertRaises(TypeError):
+                    view.mapping["a"] = 2
+                with self.assertRaises(AttributeError):
+                    view.mapping = {}
+
     def test_keys_values_and_items_are_reversible_as_a_dicts(self):
         frozen = permafrost.freeze({"a": 1, "b": 2, "c": 3})
         self.assertEqual(list(reversed(frozen.keys())), ["c", "b", "a"])

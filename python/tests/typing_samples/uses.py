@@ -19,6 +19,7 @@ name: str = record["name"]
 maybe: Any | None = table.get("user:2")
 count: int = len(table)
 keys: list[str] = list(table.keys())
+owner: FrozenDict[str, Any] = table.items().mapping  # the FrozenDict itself, as read-only
 present: bool = "user:1" in table
 shallow: dict[str, Any] = record.copy()
 deep: dict[str, Any] = record.thaw()
