@@ -337,7 +337,14 @@ def _dict_repr(self):
     return "FrozenDict({" + ", ".join(f"{k!r}: {v!r}" for k, v in self._iter_items()) + "})"
 
 
+# With a dict (of any subclass) on the other side, | is the dict operation with a dict for the
+# FrozenDict, so the subclass's own operator decides as it would there: `fd | OrderedDict()` is
+# an OrderedDict as `{} | OrderedDict()` is (Python asks a right operand's subclass first),
+# `defaultdict() | fd` a defaultdict, `Counter() | fd` a dict. Any other Mapping merges into a
+# dict.
 def _dict_or(self, other):
+    if isinstance(other, dict):
+        return dict(self._iter_items()) | other
     if not isinstance(other, _abc.Mapping):
         return NotImplemented
     out = dict(self._iter_items())
@@ -346,6 +353,8 @@ def _dict_or(self, other):
 
 
 def _dict_ror(self, other):
+    if isinstance(other, dict):
+        return other | dict(self._iter_items())
     if not isinstance(other, _abc.Mapping):
         return NotImplemented
     out = dict(other)

@@ -320,6 +320,28 @@ class Mapping(unittest.TestCase):
         self.assertEqual(types.MappingProxyType(frozen)["a"], 1)
         self.assertEqual(collections.ChainMap({}, frozen)["a"], 1)
 
+    def test_or_with_a_dict_subclass_gives_what_the_dict_operation_gives(self):
+        # Python asks a right operand's subclass first: {} | OrderedDict() is an OrderedDict.
+        class Tagged(dict):
+            def __or__(self, other):
+                return ("or", dict(self), dict(other))
+
+            def __ror__(self, other):
+                return ("ror", dict(other), dict(self))
+
+        frozen = permafrost.freeze({"a": 1, "b": 2})
+        plain = {"a": 1, "b": 2}
+        for other in (collections.OrderedDict(b=3, c=4), collections.defaultdict(int, c=4),
+                      collections.Counter(c=4), Tagged(c=4), {"c": 4}):
+            for name, op in (("fd | x", lambda d: d | other), ("x | fd", lambda d: other | d)):
+                with self.subTest(other=type(other).__name__, op=name):
+                    got, expected = op(frozen), op(plain)
+                    self.assertIs(type(got), type(expected))
+                    self.assertEqual(got, expected)
+                    if isinstance(expected, dict):
+                        self.assertEqual(list(got.items()), list(expected.items()))
+        self.assertEqual((frozen | collections.defaultdict(int))["missing"], 0)
+
     def test_keys_values_and_items_have_the_mapping_as_a_dicts(self):
         # A dict view's .mapping is a read-only mappingproxy of the dict; a FrozenDict is
         # read-only already, so its views give the FrozenDict itself.
