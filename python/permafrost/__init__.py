@@ -159,7 +159,8 @@ def open(path, populate=False):
 
     The mapping is read-only and shared through the page cache: every process that opens the
     same file holds its pages once. It stays mapped while any view of it is alive (opening or
-    unpickling it again meanwhile maps nothing new) and is unmapped when the last one goes, or at
+    unpickling it again meanwhile maps nothing new, whatever path names the file: str, bytes or
+    os.PathLike, relative, or through a symlink) and is unmapped when the last one goes, or at
     root.close(); `with permafrost.open(path) as root:` closes it at the end of the block.
     Opening the path again after a new image was saved there maps the new one; views of the old
     one stay valid (the swap pattern; permafrost.Reloader does it for servers).
@@ -171,14 +172,16 @@ def open(path, populate=False):
     populate=True maps every page of a newly opened image in one call (MADV_POPULATE_READ, Linux
     5.14+; a read per page before) ahead of the checksum and graph check, instead of a page fault
     per page (or per 2 MiB) as they and later reads touch it. An image already open at this path
-    is returned as it is.
+    (or at another path to the same file) is returned as it is.
 
     Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
     open, and nothing of the image stays mapped."""
-    path = _os.fspath(path)
-    if not path:  # abspath("") is the working directory; builtins.open("") names no file either
-        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), path)
-    # Absolute: views pickle this path, and a worker may run in another directory.
+    given = _os.fspath(path)  # str, bytes or os.PathLike, as builtins.open takes
+    if not given:  # abspath("") is the working directory; builtins.open("") names no file either
+        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
+    path = _os.fsdecode(given)
+    # Absolute: views pickle this path, and a worker may run in another directory. Another path
+    # to a file already open (a symlink, a relative one) gives its mapping (_stores.image_store).
     return _core._store_view(
         _stores.image_store(_os.path.abspath(path), populate=bool(populate)), 0)
 

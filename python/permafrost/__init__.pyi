@@ -33,7 +33,8 @@ _K2 = TypeVar("_K2")
 _V2 = TypeVar("_V2")
 _T = TypeVar("_T")
 
-_Path = str | PathLike[str]
+# As builtins.open takes: a bytes path too (os.fsdecode()d; permafrost reports paths as str).
+_Path = str | bytes | PathLike[str] | PathLike[bytes]
 
 # open is permafrost.open, not exported: `from permafrost import *` keeps the built-in.
 __all__ = ["freeze", "build_dict", "build_list", "Reloader", "memory", "dumps", "JSONEncoder",

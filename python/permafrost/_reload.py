@@ -29,7 +29,7 @@ class Reloader:
 
     def __init__(self, path, *, interval=1.0, opener=None):
         from . import open as _open  # not at import: permafrost imports this module
-        self.path = _os.path.abspath(_os.fspath(path))
+        self.path = _os.path.abspath(_os.fsdecode(path))  # str, as open() keeps it
         self.interval = float(interval)
         self.error = None  # the exception of the last failed reopen, None after a success
         self._open = opener or _open

@@ -7,7 +7,8 @@ the store unmaps its bytes when the last view goes, or at close().
 This module keeps three per-process caches, all holding stores weakly, so that a graph is mapped
 once however many of its views arrive, and unmapped when nothing uses it:
 - images by path (with the file's identity when it was opened: a path whose file was replaced is
-  opened anew) and by the id save() wrote into the image;
+  opened anew), by the file's identity (another path to the same file maps nothing new) and by
+  the id save() wrote into the image;
 - shared arenas by the identity (device, inode) of their memfd.
 
 Pickling:
@@ -96,6 +97,13 @@ def image_store(path, image_id=None, populate=False):
             if current == entry[1]:
                 return store
     identity = _identity(path)  # before opening: a file replaced in between is reopened next time
+    # The file, not the spelling of its path, is the image: one mapped under another name (a
+    # symlink, a bytes path, another relative path) is that mapping, unless it changed since.
+    store = _shared.get(identity[:2])
+    if _live(store) and _image_identity.get(store) == identity and (
+            image_id is None or _core._store_id(store) == image_id):
+        _remember_image(path, store, identity)
+        return store
     store = _core._open_store(path, populate)
     _remember_image(path, store, identity)
     if image_id is not None and _core._store_id(store) != image_id:

@@ -5,6 +5,7 @@ import multiprocessing
 import ctypes
 import gc
 import os
+import pathlib
 import pickle
 import random
 import shutil
@@ -82,6 +83,36 @@ class Images(unittest.TestCase):
         again = permafrost.open(self.path, populate=True)
         self.assertIs(permafrost._core._store_of(again), permafrost._core._store_of(plain))
         self.assertEqual(again, {"k": [1, 2]})
+
+    def test_another_path_to_an_open_file_maps_nothing_new(self):
+        # The file is the image, not the spelling of its path: a bytes path, an os.PathLike, a
+        # relative path and a symlink all give the one mapping.
+        permafrost.freeze({"k": [1, 2]}).save(self.path)
+        link = os.path.join(self.dir.name, "link.pfimg")
+        os.symlink(self.path, link)
+        first = permafrost.open(self.path)
+        store = permafrost._core._store_of(first)
+        cwd = os.getcwd()
+        os.chdir(self.dir.name)
+        try:
+            relative = permafrost.open("table.pfimg")
+        finally:
+            os.chdir(cwd)
+        for other in (os.fsencode(self.path), pathlib.Path(self.path), link, os.fsencode(link),
+                      pathlib.Path(self.dir.name, ".", "table.pfimg")):
+            with self.subTest(path=other):
+                self.assertIs(permafrost._core._store_of(permafrost.open(other)), store)
+        self.assertIs(permafrost._core._store_of(relative), store)
+        # A new image saved at the file's path is a new file: the symlink maps it anew.
+        permafrost.freeze({"k": [3]}).save(self.path)
+        self.assertEqual(permafrost.open(link)["k"], [3])
+        self.assertEqual(first["k"], [1, 2])
+
+    def test_a_reloader_of_a_bytes_path_names_it_as_a_str(self):
+        permafrost.freeze({"k": 1}).save(self.path)
+        reloader = permafrost.Reloader(os.fsencode(self.path))
+        self.assertEqual(reloader.path, self.path)  # as the stub says, and as open() keeps it
+        self.assertEqual(reloader.current(), {"k": 1})
 
     def test_open_in_another_process(self):
         permafrost.freeze({"k": [1, "two", 3.0, {4}]}).save(self.path)

@@ -3,6 +3,8 @@ import collections.abc
 import datetime
 import decimal
 import json
+import os
+import pathlib
 from typing import Any
 
 import permafrost
@@ -49,6 +51,7 @@ text: str = json.dumps(record, default=permafrost.json_default)
 def reopen(path: str) -> None:
     reopened: FrozenDict[str, Any] = permafrost.open(path)  # the saved root decides the type
     print(len(reopened))
+    print(permafrost.open(os.fsencode(path)), permafrost.open(pathlib.Path(path)))
 body: bytes = permafrost.dumps(record, indent=2, sort_keys=True, default=str)
 when: datetime.datetime = permafrost.freeze(datetime.datetime(2026, 12, 3))
 day: datetime.date = permafrost.freeze(datetime.date(2026, 12, 3))
