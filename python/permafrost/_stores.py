@@ -151,24 +151,30 @@ class _Descriptor:
 # image store -> the file's identity when it was opened (device, inode, size, mtime)
 _image_identity: "_weakref.WeakKeyDictionary[_core.Store, tuple[int, ...]]" = (
     _weakref.WeakKeyDictionary())
-# image store -> _Descriptor of its file, opened for the first ForkingPickler send
-_image_files: "_weakref.WeakKeyDictionary[_core.Store, _Descriptor]" = (
+# image store -> _Descriptor of its file, opened for the first ForkingPickler send; None when
+# the path no longer held that file then: a replaced file (save() renames a new one over it, as
+# the Reloader's swap does) does not come back, and the path is not opened again for each of the
+# store's views sent after (thousands, in one Pool.map).
+_image_files: "_weakref.WeakKeyDictionary[_core.Store, _Descriptor | None]" = (
     _weakref.WeakKeyDictionary())
+_UNSEEN = object()
 
 
 def _image_descriptor(store, path):
     """A read-only descriptor of the file the image store maps, or None when its path no longer
     holds that file (the receiver then opens the path and checks the id)."""
-    held = _image_files.get(store)
-    if held is not None:
-        return held.fd
+    held = _image_files.get(store, _UNSEEN)
+    if held is not _UNSEEN:
+        return None if held is None else held.fd
     try:
         fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC)
     except OSError:
+        _image_files[store] = None
         return None
     held = _Descriptor(fd)
     st = _os.fstat(fd)
     if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != _image_identity.get(store):
+        _image_files[store] = None
         return None
     _image_files[store] = held
     return fd
@@ -358,7 +364,7 @@ def reduce_for_process(view):
     view of a graph made in this process by value. A view of a graph this process received
     still goes by reference, and its sender, who maps it, finds it without the descriptor."""
     store = _core._store_of(view)  # ValueError when closed
-    kind, path, _, _ = _core._store_info(store)
+    kind, path, _, size = _core._store_info(store)
     if kind == "image" and _image_descriptor(store, path) is None:
         # A newer image was saved at the path since this one was opened (the Reloader's swap),
         # and this process holds no descriptor of the file it maps: a receiver that does not map
@@ -367,7 +373,7 @@ def reduce_for_process(view):
         from . import freeze
         return (freeze, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
-        if kind == "image" or _core._store_info(store)[3] < _BY_VALUE_BELOW:
+        if kind == "image" or size < _BY_VALUE_BELOW:
             return view.__reduce__()
         # A large graph of its own: by value is a copy the size of the thawed graph in both
         # processes (a 300,000-row table took 8 s and doubled the receiver's memory), and no

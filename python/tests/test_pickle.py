@@ -15,6 +15,7 @@ import os
 import pickle
 import tempfile
 import unittest
+from unittest import mock
 from multiprocessing.reduction import ForkingPickler
 
 import permafrost
@@ -148,6 +149,42 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         back = pickle.loads(data)
         self.assertEqual(len(pending), before)
         self.assertEqual(count_views(back), (3000, 1, sum(range(3000))))
+
+    def test_many_views_of_a_replaced_image_check_its_path_once(self):
+        # The Reloader's swap: the path holds a new file, and every view of the old image that
+        # is sent must not open the path again to find that out (nor ask its store twice).
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze(make_table(300)).save(path)
+            old = permafrost.open(path)
+            views = [old[k] for k in old]
+            permafrost.freeze({"new": 1}).save(path)
+            opened = []
+            real_open = os.open
+
+            def counting_open(p, *args, **kwargs):
+                opened.append(p)
+                return real_open(p, *args, **kwargs)
+            with mock.patch.object(_stores._os, "open", counting_open):
+                back = pickle.loads(ForkingPickler.dumps(views))
+        self.assertEqual(opened.count(path), 1)
+        self.assertEqual(back, views)
+
+    def test_each_view_sent_asks_its_store_once(self):
+        # As from a worker that may exit first (a small graph of its own then goes by value).
+        frozen = permafrost.freeze(make_table(20))
+        views = [frozen[k] for k in frozen]
+        infos = []
+        real_info = permafrost._core._store_info
+
+        def counting_info(store):
+            infos.append(store)
+            return real_info(store)
+        with mock.patch.object(_stores, "_sender_may_exit_first", lambda: True), \
+                mock.patch.object(permafrost._core, "_store_info", counting_info):
+            back = pickle.loads(ForkingPickler.dumps(views))
+        self.assertEqual(len(infos), len(views))
+        self.assertEqual(back, views)
 
     def test_the_receivers_mapping_cannot_be_made_writable(self):
         frozen = permafrost.freeze(make_table(100))
