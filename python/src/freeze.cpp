@@ -265,7 +265,7 @@ class freezer {
     auto* t = reinterpret_cast<table_header*>(at(keys_off));
     for (std::size_t i = 0; i < n; ++i) {
       const word w = keys[i];
-      const std::uint64_t h = stored_key_hash(w);  // may run no user code, but may allocate
+      const std::uint64_t h = filed_key_hash(w, i);  // may run no user code, but may allocate
       t = reinterpret_cast<table_header*>(at(keys_off));
       add_table_entry(t, static_cast<std::uint32_t>(i), h);
       put_table_key(t, i, w);
@@ -413,6 +413,32 @@ class freezer {
     std::uint64_t h;
     if (!key_hash(state_, key.get(), h)) throw py_error{};
     return h;
+  }
+
+  // The hash entry i of a table is filed under in its index: its key's key_hash, or for a key
+  // holding a NaN one spread by its entry. Every NaN has one hash (keys.cpp's hash_nan), so
+  // 50,000 distinct NaN keys (distinct objects, distinct keys in a dict) filed under it made
+  // one probe run, quadratic to build and as long to search. No lookup can find such a key
+  // (what it reads back is a new NaN, unequal to anything), so where it is filed changes no
+  // answer: a lookup of a NaN probes from hash_nan and finds it absent, as before.
+  static std::uint64_t filed_hash(std::uint64_t h, PyObject* key, std::size_t i) {
+    if (!is_nan_key(key)) return h;
+    return permafrost::detail::hash_word(h + 0x9e3779b97f4a7c15ull * (std::uint64_t{i} + 1));
+  }
+
+  // Whether the key o is or holds a float NaN (a tuple or frozenset holding one: unequal to
+  // every key too).
+  static bool is_nan_key(PyObject* o) {
+    return (PyFloat_Check(o) || PyTuple_Check(o) || PyFrozenSet_Check(o)) && holds_nan(o);
+  }
+
+  // filed_hash() of entry i, whose key the frozen word w stores.
+  std::uint64_t filed_key_hash(word w, std::size_t i) {
+    if (!may_hold_nan(w)) return stored_key_hash(w);
+    ref key(check(thaw_word(state_, out_.at(0), w)));
+    std::uint64_t h;
+    if (!key_hash(state_, key.get(), h)) throw py_error{};
+    return filed_hash(h, key.get(), i);
   }
 
   // Whether build_dict's keys j and i (of `keys`; i's hash hb, from duplicate_hash) are one key.
@@ -749,7 +775,9 @@ class freezer {
       }
       auto* t = reinterpret_cast<table_header*>(at(keys_off));
       put_table_key(t, i, fk.w);
-      if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
+      if (is_nan_key(key.get())) {  // equal to no other key: no search for one
+        add_table_entry(t, static_cast<std::uint32_t>(i), filed_hash(h, key.get(), i));
+      } else if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
         path_.pop_back();
         fail(PyExc_RuntimeError, dict_changed_keys);
       }
@@ -907,8 +935,9 @@ class freezer {
     auto* t = reinterpret_cast<table_header*>(at(off));
     t->h.flags = static_cast<std::uint8_t>(t->h.flags | flags);
     for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t h = hashes ? hashes[i] : scratch_hashes_[hash_mark + i];
       add_table_entry(t, static_cast<std::uint32_t>(i),
-                      hashes ? hashes[i] : scratch_hashes_[hash_mark + i]);
+                      filed_hash(h, items[first + stride * i], i));
       put_table_key(t, i, scratch_[mark + i]);
     }
     return {off, height};

@@ -60,7 +60,10 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     return true;
   }
   if (PyFloat_Check(o) && std::isnan(PyFloat_AS_DOUBLE(o))) {
-    h = hash_nan;  // CPython hashes NaN by identity; no two NaNs are equal keys anyway
+    // CPython hashes NaN by identity; no two NaNs are equal keys anyway. The writer files a key
+    // holding a NaN under a hash spread by its entry (freeze.cpp, filed_hash): this one only
+    // starts a lookup's probe, which finds no NaN key equal.
+    h = hash_nan;
     return true;
   }
   if (PyLong_Check(o) || PyFloat_Check(o)) {  // bool is an int; CPython's numeric hash is seedless
