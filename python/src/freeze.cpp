@@ -65,6 +65,12 @@ class held_items {
   }
   // Item i (held). The stack may have grown and moved since: index, never keep a pointer.
   PyObject* operator[](std::size_t i) const { return stack_[mark_ + i]; }
+  // Holds o as item i instead, releasing the item it was.
+  void replace(std::size_t i, ref o) {
+    PyObject* old = stack_[mark_ + i];
+    stack_[mark_ + i] = o.release();
+    Py_DECREF(old);
+  }
   std::size_t size() const { return stack_.size() - mark_; }
 
  private:
@@ -240,6 +246,8 @@ class freezer {
         key = PyTuple_GET_ITEM(seq.get(), 0);
         val = PyTuple_GET_ITEM(seq.get(), 1);
       }
+      const ref stored_key(check(storable_key(state_, key)));  // held for the item
+      key = stored_key.get();
       (void)hash_of(key, i, key_of);  // refuses an unhashable key here; computed again at the end
       path_.push_back({key_of, nullptr, i});
       const frozen k = unique_value(key);
@@ -762,7 +770,7 @@ class freezer {
     PyObject *k, *v;
     while (PyDict_Next(o, &pos, &k, &v)) {  // runs no Python code: safe on a changed dict too
       if (i == n) fail(PyExc_RuntimeError, dict_changed_keys);
-      const ref key(Py_NewRef(k));
+      const ref key(check(storable_key(state_, k)));
       const ref val(Py_NewRef(v));
       const auto index = static_cast<Py_ssize_t>(i);
       const std::uint64_t h = hash_of(key.get(), index, key_of);
@@ -943,6 +951,16 @@ class freezer {
     return {off, height};
   }
 
+  // Puts in place of keys items[first + stride * i], i < n, the keys stored for them
+  // (storable_key: a FrozenSet view of a set becomes a frozenset, in a tuple key too).
+  void as_stored_keys(held_items& items, std::size_t first, std::size_t stride, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t at = first + stride * i;
+      ref stored(check(storable_key(state_, items[at])));
+      if (stored.get() != items[at]) items.replace(at, std::move(stored));
+    }
+  }
+
   std::uint64_t hash_of(PyObject* key, Py_ssize_t i, step_kind how) {
     std::uint64_t h;
     if (key_hash(state_, key, h)) return h;
@@ -1007,6 +1025,7 @@ class freezer {
       items.add(v);
     }
     const std::size_t n = items.size() / 2;
+    as_stored_keys(items, 0, 2, n);
     // Dicts with the same str keys in the same order (records) share one keys table: small
     // ones are hashed first to find it; larger ones are hashed as their table is built.
     std::uint64_t small_hashes[64];
@@ -1693,6 +1712,7 @@ class freezer {
     }
     if (PyErr_Occurred()) throw py_error{};
     const std::size_t n = elements.size();
+    as_stored_keys(elements, 0, 1, n);
     const auto [off, height] = table(PyFrozenSet_Check(o) ? kind_frozenset : kind_set, shared, n,
                                      elements, 0, 1, nullptr, element);
     return {off, height + 1};

@@ -110,21 +110,22 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     return true;
   }
   if (Py_TYPE(o) == state.set_type) {
-    // A FrozenSet equals the frozenset of its elements: it hashes as that frozenset. (A view of
-    // a frozen set, as opposed to a frozenset, is a key only to look up with.)
+    // A FrozenSet equals the frozenset of its elements: it hashes as that frozenset.
     const reading r(o);
     if (!r) return false;
-    if (r.node()->kind == kind_frozenset || use == key_use::lookup) {
-      ref thawed(thaw_word(state, r.base, r.off));
-      if (!thawed.get()) return false;
-      ref frozen(PyFrozenSet_New(thawed.get()));
-      return frozen.get() && key_hash(state, frozen.get(), h, depth, use);
+    if (r.node()->kind != kind_frozenset && use == key_use::store) {
+      // Stored as the set it views, it would thaw unhashable. freeze() stores a key, or a
+      // tuple key's item, as its frozenset instead (storable_key); not an element of a
+      // frozenset key: building that frozenset anew would run its elements' __hash__.
+      PyErr_SetString(PyExc_TypeError,
+                      "a FrozenSet frozen from a set cannot be stored in a frozenset key (it would "
+                      "thaw as a set, which is unhashable): store frozenset(view) instead");
+      return false;
     }
-    // Stored, it would stay a set, which thaws unhashable: say what to store instead.
-    PyErr_SetString(PyExc_TypeError,
-                    "a FrozenSet frozen from a set cannot be stored as a key (it would thaw as "
-                    "a set, which is unhashable): store frozenset(view) instead");
-    return false;
+    ref thawed(thaw_word(state, r.base, r.off));
+    if (!thawed.get()) return false;
+    ref frozen(PyFrozenSet_New(thawed.get()));
+    return frozen.get() && key_hash(state, frozen.get(), h, depth, use);
   }
   if (use == key_use::lookup) {
     const Py_hash_t ph = PyObject_Hash(o);  // user code may run; TypeError when unhashable
@@ -135,6 +136,38 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
   PyErr_Format(PyExc_TypeError, "unhashable or unsupported key type: '%.200s'",
                Py_TYPE(o)->tp_name);
   return false;
+}
+
+PyObject* storable_key(const module_state& state, PyObject* o, std::size_t depth) {
+  if (depth > max_key_depth) return Py_NewRef(o);  // key_hash refuses it, naming the depth
+  if (Py_TYPE(o) == state.set_type) {
+    const reading r(o);
+    if (!r) return nullptr;
+    if (r.node()->kind == kind_frozenset) return Py_NewRef(o);  // stored as it is
+    ref thawed(thaw_word(state, r.base, r.off));
+    return thawed.get() ? PyFrozenSet_New(thawed.get()) : nullptr;
+  }
+  if (!PyTuple_Check(o)) return Py_NewRef(o);
+  if ((depth & 31) == 31 && !stack_room()) return nullptr;  // a small thread stack
+  // A copy only from the first item that changes: most keys hold no view.
+  const Py_ssize_t n = PyTuple_GET_SIZE(o);
+  ref copy;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyTuple_GET_ITEM(o, i);
+    if (!copy.get() && !PyTuple_Check(item) && Py_TYPE(item) != state.set_type)
+      continue;  // as it is (the usual tuple key, without a call per item)
+    ref stored(storable_key(state, item, depth + 1));
+    if (!stored.get()) return nullptr;
+    if (!copy.get() && stored.get() == item) continue;
+    if (!copy.get()) {
+      copy.p = PyTuple_New(n);
+      if (!copy.get()) return nullptr;
+      for (Py_ssize_t j = 0; j < i; ++j)
+        PyTuple_SET_ITEM(copy.get(), j, Py_NewRef(PyTuple_GET_ITEM(o, j)));
+    }
+    PyTuple_SET_ITEM(copy.get(), i, stored.release());
+  }
+  return copy.get() ? copy.release() : Py_NewRef(o);
 }
 
 std::int64_t table_find(store_object* store, const char* base, const table_header* t,

@@ -44,6 +44,15 @@ enum class key_use { store, lookup };
 bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::size_t depth = 0,
               key_use use = key_use::store);
 
+// The key freeze() stores for the key o: o itself, or where o is or holds (in tuples, at any
+// depth) a FrozenSet view of a set, a copy with each such view replaced by the frozenset of its
+// elements. The view equals and hashes as that frozenset, and is hashable where a set is not;
+// stored as the set it views, the key would thaw unhashable. Runs no user code (the frozenset's
+// elements are thawed, builtin objects); a frozenset key is left as it is (a new one would hash
+// its elements: user code), and key_hash refuses a view of a set in it.
+// A new reference, or nullptr with an exception set (a closed view: ValueError).
+PyObject* storable_key(const module_state& state, PyObject* o, std::size_t depth = 0);
+
 // The entry index of `key` in table `t` of `store` (bytes at base), entry_absent when it is not
 // there (a hashable key of a type freeze() does not store included), entry_failed with an
 // exception set (an unhashable key: TypeError, as for a dict).

@@ -209,18 +209,50 @@ class Keys(unittest.TestCase):
                                                r"unhashable or unsupported key type: 'datetime\.date'"):
             permafrost.freeze({(1, dt.date(2020, 1, 1)): 1})
 
-    def test_a_frozen_set_of_a_set_as_a_key_says_to_store_a_frozenset(self):
-        # Hashable as a view (it hashes as its frozenset), but stored it would thaw as a set.
+    def test_a_frozen_set_of_a_set_as_a_key_is_stored_as_its_frozenset(self):
+        # Hashable as a view (it hashes as, and equals, its frozenset); stored as the set it
+        # views, it would thaw unhashable: it is stored as the frozenset, in a tuple key too.
         view = permafrost.freeze({1, 2})
-        for key, where in ((view, ""), ((view,), "key of type tuple: ")):
+        as_frozenset = frozenset({1, 2})
+        for key, expected in ((view, as_frozenset), ((view, 3), (as_frozenset, 3)),
+                              ((1, (view,)), (1, (as_frozenset,)))):
+            for how, make in (("freeze", lambda: permafrost.freeze({key: 1})),
+                              ("large dict", lambda: permafrost.freeze(
+                                  {**{i: 0 for i in range(5000)}, key: 1})),
+                              ("set", lambda: permafrost.freeze({key})),
+                              ("build_dict", lambda: permafrost.build_dict([(key, 1)]))):
+                with self.subTest(key=expected, how=how):
+                    frozen = make()
+                    thawed = frozen.thaw()
+                    self.assertIn(expected, thawed)  # hashable: a set would raise TypeError
+                    self.assertIn(expected, frozen)
+                    self.assertIn(key, frozen)
+                    stored = [k for k in frozen if not isinstance(k, int)]
+                    while stored:  # every set node in the key is a frozenset's
+                        k = stored.pop()
+                        if isinstance(k, permafrost.FrozenSet):
+                            self.assertTrue(k._is_frozenset())
+                        if isinstance(k, (tuple, permafrost.FrozenSet)):
+                            stored.extend(k)
+        # As a dict merges them: the view and its frozenset are one key.
+        built = permafrost.build_dict([(view, 1), (as_frozenset, 2)])
+        self.assertEqual(built.thaw(), {as_frozenset: 2})
+
+    def test_a_frozen_set_of_a_set_in_a_frozenset_key_says_to_store_a_frozenset(self):
+        # Building that frozenset anew would hash its other elements (a subclass's __hash__:
+        # user code, which freeze() never runs), so it is refused, saying what to store.
+        view = permafrost.freeze({1, 2})
+        for key in (frozenset([view]), (1, frozenset([view]))):
             with self.subTest(key=key):
-                with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: " + where +
-                                            r"a FrozenSet frozen from a set cannot be stored as a "
-                                            r"key .* store frozenset\(view\) instead"):
+                with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: key of type "
+                                            r"(frozenset|tuple): a FrozenSet frozen from a set "
+                                            r"cannot be stored in a frozenset key .* store "
+                                            r"frozenset\(view\) instead"):
                     permafrost.freeze({key: 1})
                 with self.assertRaisesRegex(TypeError, r"store frozenset\(view\) instead"):
                     permafrost.build_dict([(key, 1)])
-        self.assertEqual(permafrost.freeze({(frozenset(view),): 1}), {(frozenset({1, 2}),): 1})
+        self.assertEqual(permafrost.freeze({frozenset([frozenset(view)]): 1}),
+                         {frozenset([frozenset({1, 2})]): 1})
 
     def test_a_closed_view_as_a_key_is_the_closed_value_error(self):
         # As freezing it as a value: it was a TypeError carrying the ValueError's text.
