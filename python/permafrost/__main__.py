@@ -79,6 +79,8 @@ def _size_of(stream):
 
 def _open_input(path):
     if path == "-":
+        if sys.stdin is None:  # started with standard input closed (<&-)
+            raise InputError("-: cannot read: standard input is closed")
         return sys.stdin.buffer
     try:
         return open(path, "rb")
@@ -101,6 +103,11 @@ def _field(record, key, where):
     return value
 
 
+# json's parser recurses once per level and stops at the interpreter's recursion limit (~1,000).
+_TOO_DEEP = (f"nested too deeply for json's parser (at most about {sys.getrecursionlimit():,} "
+             f"levels of arrays and objects)")
+
+
 def jsonl_records(name, stream, progress):
     """(FILE:LINE, value) of each non-blank line of a JSON Lines stream."""
     for number, line in enumerate(stream, 1):
@@ -110,6 +117,8 @@ def jsonl_records(name, stream, progress):
             value = json.loads(line)
         except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
             raise InputError(f"{name}:{number}: not valid JSON: {e}") from None
+        except RecursionError:
+            raise InputError(f"{name}:{number}: {_TOO_DEEP}") from None
         progress.tick()
         yield f"{name}:{number}", value
 
@@ -142,6 +151,8 @@ def json_document(name, stream):
         return json.load(stream)
     except ValueError as e:
         raise InputError(f"{name}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(f"{name}: {_TOO_DEEP}") from None
 
 
 def _keyed(records, key):

@@ -134,6 +134,13 @@ class Build(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(self.image(), {"x": {"k": "x"}})
 
+    def test_closed_standard_input_fails_clearly(self):
+        proc = subprocess.run([sys.executable, "-m", "permafrost", "build", "--jsonl", "-", "-o",
+                               self.out], capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: os.close(0))  # as `python -m permafrost ... <&-`
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assert_failed_without_output(proc, "-: cannot read: standard input is closed")
+
     def test_csv_rows_keyed_by_a_column_keep_str_values(self):
         src = self.write("r.csv", "id,name,n\nu1,ada,1\nu2,\"b, c\",2\n")
         self.build("--csv", src, "--key", "id")
@@ -174,6 +181,15 @@ class Build(unittest.TestCase):
         src = self.write("s.json", '42')
         self.assert_failed_without_output(self.build("--json", src, ok=False),
                                           "a top-level object or array is needed, not int")
+
+    def test_input_nested_deeper_than_json_parses_names_its_line(self):
+        deep = "[" * 100000 + "]" * 100000
+        src = self.write("d.jsonl", '{"k": 1}\n{"k": 2, "x": %s}\n' % deep)
+        self.assert_failed_without_output(self.build("--jsonl", src, "--key", "k", ok=False),
+                                          "%s:2: nested too deeply" % src)
+        src = self.write("d.json", deep)
+        self.assert_failed_without_output(self.build("--json", src, ok=False),
+                                          "%s: nested too deeply" % src)
 
     def test_progress_is_throttled_and_quiet_prints_nothing(self):
         src = self.write("r.jsonl", "".join('{"k": %d}\n' % i for i in range(5000)))
