@@ -14,7 +14,7 @@ keys: the last record wins, as in dict(). Progress goes to stderr at most once p
 seconds (-q: none). A bad record (invalid JSON, no key field, not an object) stops the build with
 FILE:LINE and the reason, and nothing is written (an existing OUT stays as it was). The input may
 be a pipe or FIFO ("-": standard input). Exit status: 0 done, 1 a bad input or an unwritable
-output (one line on stderr), 2 a usage error.
+output (one line on stderr), 2 a usage error, 130 interrupted (Ctrl-C: nothing written).
 
 info opens the image (its checksum is verified and its graph walked, as permafrost.open does) and
 prints its file size, root type, number of items at the root, image id (its metadata) and that
@@ -255,6 +255,10 @@ def main(argv=None):
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
     except (OSError, ValueError, TypeError) as e:  # an unwritable output, a damaged image...
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: the builders saved nothing; one line, not a traceback
+        what = "; nothing written" if args.command == "build" else ""
+        print(f"{PROG} {args.command}: interrupted{what}", file=sys.stderr)
+        return 130
     return 1
 
 

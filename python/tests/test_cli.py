@@ -3,10 +3,12 @@
 PYTHONPATH), as a build pipeline would, and checks its exit status, stderr and the image."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 import permafrost
@@ -128,6 +130,26 @@ class Build(unittest.TestCase):
         table = self.image()
         self.assertEqual(len(table), 3000)
         self.assertEqual(table["key2999"], {"k": "key2999", "i": 2999})
+
+    def test_ctrl_c_is_one_line_exit_130_and_writes_nothing(self):
+        fifo = self.path("in.fifo")
+        os.mkfifo(fifo)
+        child = subprocess.Popen([sys.executable, "-m", "permafrost", "build", "--jsonl", fifo,
+                                  "-o", self.out], stderr=subprocess.PIPE, text=True)
+        try:
+            with open(fifo, "w") as f:  # opens once the build has opened its input
+                f.write('{"k": 1}\n')
+                f.flush()
+                time.sleep(0.3)
+                child.send_signal(signal.SIGINT)
+                _, stderr = child.communicate(timeout=60)
+        finally:
+            child.kill()
+            child.wait()
+        self.assertEqual(child.returncode, 130, stderr)
+        self.assertEqual(stderr.strip().splitlines(), [
+            "python -m permafrost build: interrupted; nothing written"])
+        self.assertFalse(os.path.exists(self.out))
 
     def test_standard_input(self):
         proc = run("build", "--jsonl", "-", "--key", "k", "-o", self.out, stdin='{"k": "x"}\n')
