@@ -169,9 +169,13 @@ def build(args):
     """Streams the input into build_dict/build_list saved at args.output; returns the root view."""
     kind, name = next((k, v) for k, v in (("jsonl", args.jsonl), ("csv", args.csv),
                                           ("json", args.json)) if v is not None)
+    # Before reading any input: a long build must not fail at its end for these.
+    if not args.output:
+        raise InputError("-o: cannot write: the output path is empty")
+    if os.path.isdir(args.output):
+        raise InputError(f"{args.output}: cannot write: it is a directory (-o names the image)")
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK | os.X_OK):
-        # Before reading any input: a long build must not fail at its end for this.
         raise InputError(f"{args.output}: cannot write: {out_dir} is not a writable directory")
     stream = _open_input(name)
     try:

@@ -101,12 +101,15 @@ class Build(unittest.TestCase):
         self.assertIn("cannot write", proc.stderr)
         self.assertIn("no-such-dir", proc.stderr)
 
-    def test_an_output_that_is_a_directory_fails_clearly(self):
-        src = self.write("r.jsonl", "1\n")
+    def test_an_output_that_is_a_directory_fails_before_reading_the_input(self):
+        src = self.write("r.jsonl", "not json\n")  # read first, this error would be reported
         os.mkdir(self.out)
         proc = self.build("--jsonl", src, ok=False)
-        self.assertIn(self.out, proc.stderr)
+        self.assertIn("%s: cannot write: it is a directory" % self.out, proc.stderr)
         self.assertTrue(os.path.isdir(self.out))
+        proc = run("build", "--jsonl", src, "-o", "")
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("the output path is empty", proc.stderr)
 
     def test_a_missing_input_fails_clearly(self):
         self.assert_failed_without_output(
