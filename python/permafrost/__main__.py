@@ -9,12 +9,12 @@ build streams the input into permafrost.build_dict (with --key; an object's item
 permafrost.build_list (without), one parsed record at a time; the command's memory is then what
 the builders hold (each record is frozen into the arena and released before the next one is
 parsed: the root's words and hashes stay, 24 bytes a record). --json reads the whole document
-first. Duplicate
-keys: the last record wins, as in dict(). Progress goes to stderr at most once per --progress
-seconds (-q: none). A bad record (invalid JSON, no key field, not an object) stops the build with
-FILE:LINE and the reason, and nothing is written (an existing OUT stays as it was). The input may
-be a pipe or FIFO ("-": standard input). Exit status: 0 done, 1 a bad input or an unwritable
-output (one line on stderr), 2 a usage error, 130 interrupted (Ctrl-C: nothing written).
+first. Duplicate keys: the last record wins, as in dict(). Progress goes to stderr at most once
+per --progress seconds (-q: none). A bad record (invalid JSON, no key field, not an object, a
+CSV header naming a column twice) stops the build with FILE:LINE and the reason, and nothing is
+written (an existing OUT stays as it was). The input may be a pipe or FIFO ("-": standard
+input). Exit status: 0 done, 1 a bad input or an unwritable output (one line on stderr), 2 a
+usage error, 130 interrupted (Ctrl-C: nothing written).
 
 info opens the image (its checksum is verified and its graph walked, as permafrost.open does) and
 prints its file size, root type, number of items at the root, image id (its metadata) and that
@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -123,27 +124,57 @@ def jsonl_records(name, stream, progress):
         yield f"{name}:{number}", value
 
 
+def _csv_lines(name, stream):
+    """The lines of a CSV byte stream as str, split as open(newline="") splits them (at \n, \r\n
+    and a lone \r, each kept), one at a time: a byte that is not UTF-8 is reported with its line
+    (a TextIOWrapper decodes ahead in 8 KiB chunks, so csv's line count was hundreds off)."""
+    number = 0
+    encoding = "utf-8-sig"  # a spreadsheet's "CSV UTF-8" starts with a BOM: not the first name's
+    for raw in stream:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            line = number + 1 + raw.count(b"\r", 0, e.start) - raw.count(b"\r\n", 0, e.start)
+            raise InputError(f"{name}:{line}: not UTF-8: {e}") from None
+        encoding = "utf-8"
+        cr = text.count("\r")
+        if cr > 1 or cr == 1 and not text.endswith(("\r\n", "\r")):
+            # Old Mac line ends inside: each is a line, as in a file opened with newline="".
+            for piece in _LONE_CR.split(text):
+                if piece:
+                    number += 1
+                    yield piece
+        else:
+            number += 1
+            yield text
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
 def csv_records(name, stream, progress, key):
     """(FILE:LINE, row as a dict of str) of each CSV row after the header."""
-    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a BOM, which would join the first name.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text, strict=True)
+    reader = csv.DictReader(_csv_lines(name, stream), strict=True)
+    lines = reader.reader  # its line_num is the line read last, also when a row fails
     try:
-        if reader.fieldnames is None:
+        names = reader.fieldnames
+        if names is None:
             raise InputError(f"{name}: empty (no header row)")
-        if key is not None and key not in reader.fieldnames:
-            raise InputError(f"{name}:1: no column {key!r} (columns: "
-                             f"{', '.join(reader.fieldnames)})")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(f"{name}:{lines.line_num}: column {twice[0]!r} is named twice in the "
+                             f"header (each row would keep only its last value)")
+        if key is not None and key not in names:
+            raise InputError(f"{name}:{lines.line_num}: no column {key!r} (columns: "
+                             f"{', '.join(names)})")
         for row in reader:
             if None in row or None in row.values():
-                raise InputError(f"{name}:{reader.line_num}: {len(reader.fieldnames)} columns "
-                                 f"expected")
+                raise InputError(f"{name}:{lines.line_num}: {len(names)} columns expected")
             progress.tick()
-            yield f"{name}:{reader.line_num}", row
+            yield f"{name}:{lines.line_num}", row
     except csv.Error as e:
-        raise InputError(f"{name}:{reader.line_num}: not valid CSV: {e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{name}:{reader.line_num}: not UTF-8: {e}") from None
+        # Not reader.line_num: DictReader's count is the last good row's, not the failing line.
+        raise InputError(f"{name}:{lines.line_num}: not valid CSV: {e}") from None
 
 
 def json_document(name, stream):

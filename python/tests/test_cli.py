@@ -188,6 +188,34 @@ class Build(unittest.TestCase):
         self.assert_failed_without_output(self.build("--csv", src, "--key", "id", ok=False),
                                           "%s:3: 2 columns expected" % src)
 
+    def test_csv_bytes_that_are_not_utf8_name_their_line(self):
+        # Decoded in 8 KiB chunks, the error was reported hundreds of lines early.
+        rows = "".join("%d,x\n" % i for i in range(2000))
+        src = self.path("r.csv")
+        with open(src, "wb") as f:
+            f.write(b"id,a\n" + rows.encode() + b"9,caf\xe9\n")
+        self.assert_failed_without_output(self.build("--csv", src, "--key", "id", ok=False),
+                                          "%s:2002: not UTF-8" % src)
+
+    def test_csv_error_inside_a_row_names_the_row_s_line_not_the_previous_one(self):
+        src = self.write("r.csv", "id,a\nu1,x\nu2,%s\n" % ("y" * 200000))
+        self.assert_failed_without_output(self.build("--csv", src, "--key", "id", ok=False),
+                                          "%s:3: not valid CSV: field larger" % src)
+
+    def test_csv_lines_end_as_in_a_text_file(self):
+        src = self.path("r.csv")
+        with open(src, "wb") as f:  # old Mac \r, Windows \r\n, and both inside quotes
+            f.write(b'id,a\r1,"x\ry"\r2,b\r\n3,"c\r\nd"\n4,e')
+        self.build("--csv", src, "--key", "id")
+        self.assertEqual(self.image(), {"1": {"id": "1", "a": "x\ry"}, "2": {"id": "2", "a": "b"},
+                                        "3": {"id": "3", "a": "c\r\nd"}, "4": {"id": "4", "a": "e"}})
+
+    def test_csv_header_naming_a_column_twice_is_refused(self):
+        # DictReader keeps the last of two same-named columns: the other's values were lost.
+        src = self.write("r.csv", "id,name,name\nu1,ada,lovelace\n")
+        self.assert_failed_without_output(self.build("--csv", src, "--key", "id", ok=False),
+                                          "%s:1: column 'name' is named twice" % src)
+
     def test_json_object_becomes_a_dict_and_array_a_list(self):
         src = self.write("o.json", '{"a": [1, 2], "b": {"c": null}}')
         self.build("--json", src)
