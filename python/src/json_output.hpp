@@ -3,7 +3,8 @@
 // Contract: write_json_string_utf8/_units write a string exactly as json.dumps does
 // (c_encode_basestring and its _ascii twin): the quote, the backslash and the controls below 0x20
 // escaped (\n, \t... where JSON has a letter, else \u00XX in lowercase hex), everything else raw
-// UTF-8, or \uXXXX (a surrogate pair above U+FFFF) with ensure_ascii. One difference, on purpose:
+// UTF-8, or with ensure_ascii \uXXXX (a surrogate pair above U+FFFF) for everything outside the
+// printable ASCII range, DEL (0x7f) included as json escapes it. One difference, on purpose:
 // a lone surrogate, which UTF-8 cannot hold, is always written as its \udXXX escape (what json
 // writes with ensure_ascii).
 //
@@ -88,9 +89,15 @@ inline char* put_u_escape(char* o, unsigned cp) {  // \uXXXX, lowercase as json 
   return o;
 }
 
+// Whether the ASCII byte c is escaped: json's ensure_ascii escapes DEL too (its printable range is
+// ' ' to '~'), as \u007f.
+inline bool ascii_needs_escape(unsigned char c, bool ensure_ascii) {
+  return ascii_escapes.esc[c] || (ensure_ascii && c == 0x7f);
+}
+
 inline char* put_ascii_escaped(char* o, unsigned char c) {
   const char e = ascii_escapes.esc[c];
-  if (e == 'u') return put_u_escape(o, c);
+  if (e == 'u' || e == 0) return put_u_escape(o, c);
   *o++ = '\\';
   *o++ = e;
   return o;
@@ -158,7 +165,7 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
   while (p < end) {
     const unsigned char c = *p;
     if (c < 0x80) {
-      if (ascii_escapes.esc[c]) o = put_ascii_escaped(o, c);
+      if (ascii_needs_escape(c, ensure_ascii)) o = put_ascii_escaped(o, c);
       else *o++ = static_cast<char>(c);
       ++p;
       continue;
@@ -191,7 +198,8 @@ void write_json_string_units(out_buffer& out, const Ch* s, std::size_t n, bool e
   for (std::size_t i = 0; i < n; ++i) {
     const char32_t c = s[i];
     if (c < 0x80) {
-      if (ascii_escapes.esc[c]) o = put_ascii_escaped(o, static_cast<unsigned char>(c));
+      if (ascii_needs_escape(static_cast<unsigned char>(c), ensure_ascii))
+        o = put_ascii_escaped(o, static_cast<unsigned char>(c));
       else *o++ = static_cast<char>(c);
     } else {
       o = put_code_point(o, c, ensure_ascii);

@@ -442,6 +442,16 @@ class Encoder(unittest.TestCase):
         with self.assertRaises(TypeError):
             json.dumps(frozen, cls=permafrost.JSONEncoder)
 
+    def test_ensure_ascii_escapes_del_as_json_does(self):
+        # json's ASCII range is ' ' to '~': DEL (0x7f) is written \u007f, in str keys too.
+        value = {"a\x7fb": ["\x7f", "\x00\x1f\x7f\x80é", "x\x7f" * 40]}
+        frozen = permafrost.freeze(value)
+        for obj in (frozen, value):
+            with self.subTest(frozen=obj is frozen):
+                self.assertEqual(json.dumps(obj, cls=permafrost.JSONEncoder), json.dumps(value))
+                self.assertEqual(json.dumps(obj, cls=permafrost.JSONEncoder, ensure_ascii=False),
+                                 json.dumps(value, ensure_ascii=False))
+
     def test_json_dump_to_a_file(self):
         out = io.StringIO()
         json.dump(permafrost.freeze(self.value), out, cls=permafrost.JSONEncoder, indent=1)
@@ -552,6 +562,13 @@ class FlaskProvider(unittest.TestCase):
             # Frozen dates and UUIDs go through Flask's default too: the dict's text.
             frozen = permafrost.freeze({"when": value["when"], "id": value["id"]})
             self.assertEqual(app.json.dumps(frozen), plain.json.dumps(frozen.thaw()))
+
+    def test_control_and_del_characters_give_flask_s_own_bytes(self):
+        app, plain = self.make_app()
+        value = {"note": "tab\there, del\x7f, nul\x00, é"}
+        frozen = permafrost.freeze(value)
+        with app.test_request_context():
+            self.assertEqual(app.json.response(frozen).get_data(), self.expected(plain, value))
 
     def test_json_provider_class_on_a_flask_subclass(self):
         class App(flask.Flask):
