@@ -91,10 +91,27 @@ class json_writer {
   [[gnu::noinline]] void note_index(std::size_t i) {
     path_.push_back("[" + std::to_string(i) + "]");
   }
-  [[gnu::noinline]] void note_key(PyObject* key) { path_.push_back("[" + py_key_text(key) + "]"); }
+  // A key is noted while the error is pending: making its text (UTF-8 that a lone surrogate
+  // refuses, repr(), thawing a frozen key) may raise and clear, or run code, which must neither
+  // see nor lose that error (it was lost: SystemError, NULL without an exception).
+  [[gnu::noinline]] void note_key(PyObject* key) {
+    const pending_error keep;
+    path_.push_back("[" + py_key_text(key) + "]");
+  }
   [[gnu::noinline]] void note_frozen_key(const char* base, word key) {
+    const pending_error keep;
     path_.push_back("[" + frozen_key_text(base, key) + "]");
   }
+  class pending_error {
+   public:
+    pending_error() { PyErr_Fetch(&type_, &value_, &tb_); }
+    ~pending_error() { PyErr_Restore(type_, value_, tb_); }
+    pending_error(const pending_error&) = delete;
+    pending_error& operator=(const pending_error&) = delete;
+
+   private:
+    PyObject *type_, *value_, *tb_;
+  };
 
   void add_path_to_error() {
     if (!own_error_ || path_.empty() || !PyErr_Occurred()) return;

@@ -251,6 +251,18 @@ class Errors(unittest.TestCase):
                                                r'\(at obj\["c"\]\)'):
             permafrost.dumps(permafrost.freeze({"c": b"x"}))
 
+    def test_an_error_under_a_lone_surrogate_key_is_raised_not_lost(self):
+        # Naming the key in the path encoded it as UTF-8, which failed and cleared the error:
+        # SystemError "returned NULL without setting an exception".
+        tuple_key = {"\ud800": {(1,): "x"}}
+        for obj in (tuple_key, permafrost.freeze(tuple_key), {"a\udc80": [1 + 2j]}):
+            with self.subTest(obj=obj), self.assertRaises(TypeError) as cm:
+                permafrost.dumps(obj)
+            self.assertIn("(at obj['", str(cm.exception))
+        frozen = permafrost.freeze({"\ud800": {"b": math.nan}})
+        with self.assertRaisesRegex(ValueError, "Out of range float"):
+            json.dumps(frozen, cls=permafrost.JSONEncoder, allow_nan=False)
+
     def test_default_sees_the_thawed_value(self):
         seen = []
 
