@@ -20,9 +20,10 @@ class Reloader:
     worker reloads on its own next request.
 
     A new file that cannot be opened (not an image, damaged, not yet complete because it was
-    written in place) leaves the current image in place, so no request fails: the exception is
-    in .error and the file is tried again when its identity changes. With no image at all yet
-    (the first open failed), current() raises.
+    written in place, not readable) leaves the current image in place, so no request fails: the
+    exception is in .error and the file is tried again when its identity changes (its ctime
+    too: a chmod that makes it readable). With no image at all yet (the first open fails), the
+    constructor raises.
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
     """
@@ -45,7 +46,7 @@ class Reloader:
             st = _os.stat(self.path)
         except OSError:
             return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def current(self):
         """The root view of the newest image that opened; see the class docstring."""
@@ -67,7 +68,11 @@ class Reloader:
         try:
             self._checked = now
             identity = self._stat()
-            if identity is None or identity in (self._identity, self._failed_identity):
+            # The image in service is the same file while (device, inode, size, mtime) are: a
+            # chmod or a hard link of it changes only its ctime, not worth a reopen.
+            if identity is None or self._identity and identity[:4] == self._identity[:4]:
+                return
+            if identity == self._failed_identity:
                 return
             try:
                 root = self._open(self.path)

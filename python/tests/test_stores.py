@@ -1,6 +1,7 @@
 """Stores: how long a frozen graph stays mapped. close() and `with`, unmapping when the last view
 goes (no image kept mapped for nothing), images found by their id, saving a sub-view, and
 permafrost.Reloader swapping in a newer image under real forked workers."""
+import gc
 import os
 import pickle
 import signal
@@ -231,6 +232,9 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.path = os.path.join(self.dir.name, "live.pfi")
 
     def tearDown(self):
+        # A Reloader whose .error holds a traceback is in a cycle (its frame holds the Reloader):
+        # collected now, its image is not mapped into the next tests' forked workers.
+        gc.collect()
         _stores.forget()
         self.dir.cleanup()
 
@@ -293,6 +297,24 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertFalse(taken.locked())
         self.assertFalse(reloader._lock.locked())
         reloaders.clear()  # no cycle keeping the image mapped into the next tests' forks
+
+    def test_a_file_made_readable_after_a_failed_open_is_tried_again(self):
+        # A chmod changes only the ctime: the identity (device, inode, size, mtime) did not
+        # change, and the image that now opens was never tried again.
+        def opener(path):  # as open() by a worker's user that may not read a 0600 file
+            if not os.stat(path).st_mode & 0o004:
+                raise PermissionError(13, "Permission denied", path)
+            return permafrost.open(path)
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
+        permafrost.freeze({"version": 2}).save(self.path + ".new")
+        os.chmod(self.path + ".new", 0o600)
+        os.rename(self.path + ".new", self.path)
+        self.assertEqual(reloader.current()["version"], 1)
+        self.assertIsInstance(reloader.error, PermissionError)
+        os.chmod(self.path, 0o644)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertIsNone(reloader.error)
 
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
