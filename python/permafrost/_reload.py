@@ -3,6 +3,8 @@ import os as _os
 import threading as _threading
 import time as _time
 
+_RETRY_AFTER = 2.0  # seconds: longer than a coarse file-system timestamp's tick
+
 
 class Reloader:
     """The current image at path, reopened when a newer one is saved there.
@@ -22,8 +24,10 @@ class Reloader:
     A new file that cannot be opened (not an image, damaged, not yet complete because it was
     written in place, not readable) leaves the current image in place, so no request fails: the
     exception is in .error and the file is tried again when its identity changes (its ctime
-    too: a chmod that makes it readable). With no image at all yet (the first open fails), the
-    constructor raises.
+    too: a chmod that makes it readable), and once more at least 2 seconds later even if it
+    seems unchanged (a file completed in place within one tick of a coarse file-system clock,
+    a second on some, keeps its size and mtime). With no image at all yet (the first open
+    fails), the constructor raises.
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
     """
@@ -40,6 +44,7 @@ class Reloader:
         self._root = self._open(self.path)
         self._checked = _time.monotonic()
         self._failed_identity = None
+        self._failed_at = None  # monotonic time of that failure; None once it was tried again
 
     def _stat(self):
         try:
@@ -72,13 +77,18 @@ class Reloader:
             # chmod or a hard link of it changes only its ctime, not worth a reopen.
             if identity is None or self._identity and identity[:4] == self._identity[:4]:
                 return
-            if identity == self._failed_identity:
-                return
+            retry = identity == self._failed_identity
+            if retry:
+                # Tried once more, 2 s after it failed: the failed attempt may have read a file
+                # still being written in place, in the same clock tick as its last write.
+                if self._failed_at is None or now - self._failed_at < _RETRY_AFTER:
+                    return
             try:
                 root = self._open(self.path)
             except Exception as e:  # keep serving the image that works
                 self.error = e
                 self._failed_identity = identity
+                self._failed_at = None if retry else now
                 return
             self._root, self._identity = root, identity
             self.error = None

@@ -316,6 +316,50 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 2)
         self.assertIsNone(reloader.error)
 
+    def test_a_failed_file_is_tried_once_more_later_though_it_seems_unchanged(self):
+        # Completed in place within one tick of a coarse file-system clock, a file keeps the
+        # size and mtime it had when it failed: it was never tried again.
+        self.save(1)
+        opened = []
+        def opener(path):
+            opened.append(path)
+            return permafrost.open(path)
+        reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
+        permafrost.freeze({"version": 2}).save(self.path + ".new")
+        with open(self.path + ".new", "rb") as f:
+            image = f.read()
+        with open(self.path + ".new", "r+b") as f:
+            f.write(b"\0" * len(image))  # the new file, not yet written
+        os.rename(self.path + ".new", self.path)
+        self.assertEqual(reloader.current()["version"], 1)
+        self.assertIsNotNone(reloader.error)
+        seen = reloader._stat()
+        reloader._stat = lambda: seen  # the clock did not tick while it was completed
+        with open(self.path, "r+b") as f:
+            f.write(image)
+        self.assertEqual(reloader.current()["version"], 1, "retried at once")
+        reloader._failed_at -= 2.0  # two seconds later
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertIsNone(reloader.error)
+        self.assertEqual(len(opened), 3)
+
+    def test_a_file_that_still_fails_is_tried_once_more_only(self):
+        self.save(1)
+        opened = []
+        def opener(path):
+            opened.append(path)
+            return permafrost.open(path)
+        reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
+        with open(self.path + ".new", "wb") as f:
+            f.write(b"not an image" * 1000)
+        os.rename(self.path + ".new", self.path)
+        for _ in range(3):
+            self.assertEqual(reloader.current()["version"], 1)
+            if reloader._failed_at is not None:
+                reloader._failed_at -= 2.0
+        self.assertEqual(len(opened), 3, "the first open, the failure and one retry")
+        self.assertIsInstance(reloader.error, OSError)
+
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
         reloader = permafrost.Reloader(self.path, interval=3600)
