@@ -36,6 +36,8 @@ class Reloader:
         from . import open as _open  # not at import: permafrost imports this module
         self.path = _os.path.abspath(_os.fsdecode(path))  # str, as open() keeps it
         self.interval = float(interval)
+        if not self.interval >= 0:  # NaN compares false with every clock: it never reloaded
+            raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
         self.error = None  # the exception of the last failed reopen, None after a success
         self._open = opener or _open
         self._lock = _threading.Lock()

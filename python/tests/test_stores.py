@@ -360,6 +360,12 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(len(opened), 3, "the first open, the failure and one retry")
         self.assertIsInstance(reloader.error, OSError)
 
+    def test_an_interval_that_is_nan_or_negative_is_refused(self):
+        self.save(1)
+        for interval in (float("nan"), -1):
+            with self.subTest(interval=interval), self.assertRaises(ValueError):
+                permafrost.Reloader(self.path, interval=interval)
+
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
         reloader = permafrost.Reloader(self.path, interval=3600)
