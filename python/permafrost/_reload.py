@@ -30,6 +30,10 @@ class Reloader:
     fails), the constructor raises.
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
+
+    Pickling (a spawn or forkserver worker's argument, a DataLoader's dataset): the copy holds
+    the same image, sent as a view is (a reference), and reloads on its own; .error is not sent.
+    A custom opener must be picklable (a module-level function).
     """
 
     def __init__(self, path, *, interval=1.0, opener=None):
@@ -97,6 +101,18 @@ class Reloader:
             self._failed_identity = None
         finally:
             lock.release()
+
+    def __getstate__(self):
+        # The lock cannot be pickled (it failed: "cannot pickle '_thread.lock' object"), and an
+        # exception of the opener's may not be; the receiver makes a fresh lock.
+        state = self.__dict__.copy()
+        del state["_lock"], state["_lock_pid"]
+        state["error"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
 
     def __repr__(self):
         return f"permafrost.Reloader({self.path!r}, interval={self.interval})"

@@ -2,6 +2,7 @@
 goes (no image kept mapped for nothing), images found by their id, saving a sub-view, and
 permafrost.Reloader swapping in a newer image under real forked workers."""
 import gc
+import multiprocessing
 import os
 import pickle
 import signal
@@ -226,6 +227,11 @@ def serve(reloader, requests_w, stop_r):
         os.getpid(), failures, len(deleted), len(live), ",".join(map(str, versions)).encode()))
 
 
+def current_version(reloader):
+    """A spawn worker's request: the version its copy of the Reloader serves."""
+    return reloader.current()["version"]
+
+
 class ReloadingUnderForkedWorkers(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -365,6 +371,20 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         for interval in (float("nan"), -1):
             with self.subTest(interval=interval), self.assertRaises(ValueError):
                 permafrost.Reloader(self.path, interval=interval)
+
+    def test_a_reloader_pickles_for_spawn_workers_and_reloads_there(self):
+        # A dataset or task holding one failed to pickle: "cannot pickle '_thread.lock' object".
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0)
+        copy = pickle.loads(pickle.dumps(reloader))
+        self.assertIsNot(copy._lock, reloader._lock)
+        self.assertEqual(copy.current()["version"], 1)
+        self.save(2)
+        self.assertEqual(copy.current()["version"], 2)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            self.assertEqual(pool.apply(current_version, (reloader,)), 2)
+            self.save(3)
+            self.assertEqual(pool.apply(current_version, (reloader,)), 3)
 
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
