@@ -180,10 +180,21 @@ def csv_records(name, stream, progress, key):
 def json_document(name, stream):
     try:
         return json.load(stream)
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
     except ValueError as e:
         raise InputError(f"{name}: not valid JSON: {e}") from None
     except RecursionError:
         raise InputError(f"{name}: {_TOO_DEEP}") from None
+
+
+def _reading(name, records):
+    """records, with a read error of the input (EIO, a network file system's ESTALE...) named
+    as FILE: cannot read, as opening errors are (it was a bare "[Errno 5] Input/output error")."""
+    try:
+        yield from records
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
 
 
 def _keyed(records, key):
@@ -224,9 +235,9 @@ def build(args):
                                  f"{type(doc).__name__}")
             records = ((f"{name}[{i}]", v) for i, v in enumerate(doc))
         elif kind == "jsonl":
-            records = jsonl_records(name, stream, progress)
+            records = _reading(name, jsonl_records(name, stream, progress))
         else:
-            records = csv_records(name, stream, progress, args.key)
+            records = _reading(name, csv_records(name, stream, progress, args.key))
         if args.key is None:
             return permafrost.build_list(_values(records), **common)
         return permafrost.build_dict(_keyed(records, args.key), **common)

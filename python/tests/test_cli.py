@@ -116,6 +116,14 @@ class Build(unittest.TestCase):
             self.build("--jsonl", self.path("absent.jsonl"), ok=False),
             "absent.jsonl: cannot read")
 
+    def test_an_input_that_fails_to_read_names_it(self):
+        # Opening succeeds and the first read fails (EIO): as a failing disk or NFS file does.
+        for option in ("--jsonl", "--csv", "--json"):
+            with self.subTest(option=option):
+                self.assert_failed_without_output(
+                    self.build(option, "/proc/self/mem", ok=False),
+                    "/proc/self/mem: cannot read: Input/output error")
+
     def test_a_fifo_as_input_is_read_as_a_stream(self):
         fifo = self.path("in.fifo")
         os.mkfifo(fifo)
