@@ -14,7 +14,7 @@ per --progress seconds (-q: none). A bad record (invalid JSON, no key field, not
 CSV header naming a column twice) stops the build with FILE:LINE and the reason, and nothing is
 written (an existing OUT stays as it was). The input may be a pipe or FIFO ("-": standard
 input). Exit status: 0 done, 1 a bad input or an unwritable output (one line on stderr), 2 a
-usage error, 130 interrupted (Ctrl-C: nothing written).
+usage error, 130, 143 or 129 stopped by Ctrl-C, SIGTERM or SIGHUP (nothing written).
 
 info opens the image (its checksum is verified and its graph walked, as permafrost.open does) and
 prints its file size, root type, number of items at the root, image id (its metadata) and that
@@ -26,8 +26,10 @@ import io
 import json
 import os
 import re
+import signal
 import stat
 import sys
+import threading
 import time
 
 import permafrost
@@ -281,8 +283,36 @@ def parse(argv):
     return ap.parse_args(argv)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a build (a timeout, a service stop, a closed terminal): unwinds as
+    Ctrl-C does, so the builders save nothing, instead of dying with a temporary file of the
+    output half-written beside it."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def _file_identity(path):
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
 def main(argv=None):
     args = parse(argv)
+    before = _file_identity(args.output) if args.command == "build" else None
+    handlers = {}
+    if args.command == "build" and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:  # not one the caller ignores (nohup)
+                handlers[signum] = signal.signal(signum, _stop)
     try:
         if args.command == "info":
             print("\n".join(info(args.image)))
@@ -301,10 +331,21 @@ def main(argv=None):
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
     except (OSError, ValueError, TypeError) as e:  # an unwritable output, a damaged image...
         print(f"{PROG} {args.command}: {e}", file=sys.stderr)
-    except KeyboardInterrupt:  # Ctrl-C: the builders saved nothing; one line, not a traceback
-        what = "; nothing written" if args.command == "build" else ""
-        print(f"{PROG} {args.command}: interrupted{what}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # the builders saved nothing; one line, not a traceback
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        what = "interrupted" if signum == signal.SIGINT else \
+            f"stopped by {signal.Signals(signum).name}"
+        if args.command == "build":
+            # A signal that came while the image was being saved (C++, which does not stop for
+            # it) is raised once the complete file is in place.
+            written = _file_identity(args.output) not in (None, before)
+            what += f"; {args.output} was written in full first" if written else \
+                "; nothing written"
+        print(f"{PROG} {args.command}: {what}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return 1
 
 

@@ -1,6 +1,8 @@
 """The command line: `python -m permafrost build` from JSON Lines, CSV and JSON into an image, and
 `python -m permafrost info`. Each case runs the module in a child interpreter (this one, with this
 PYTHONPATH), as a build pipeline would, and checks its exit status, stderr and the image."""
+import contextlib
+import io
 import json
 import os
 import signal
@@ -142,7 +144,8 @@ class Build(unittest.TestCase):
         self.assertEqual(len(table), 3000)
         self.assertEqual(table["key2999"], {"k": "key2999", "i": 2999})
 
-    def test_ctrl_c_is_one_line_exit_130_and_writes_nothing(self):
+    def stop_while_reading(self, signum):
+        """The build's stderr and exit status when signum reaches it while it reads a FIFO."""
         fifo = self.path("in.fifo")
         os.mkfifo(fifo)
         child = subprocess.Popen([sys.executable, "-m", "permafrost", "build", "--jsonl", fifo,
@@ -152,15 +155,45 @@ class Build(unittest.TestCase):
                 f.write('{"k": 1}\n')
                 f.flush()
                 time.sleep(0.3)
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signum)
                 _, stderr = child.communicate(timeout=60)
         finally:
             child.kill()
             child.wait()
-        self.assertEqual(child.returncode, 130, stderr)
-        self.assertEqual(stderr.strip().splitlines(), [
-            "python -m permafrost build: interrupted; nothing written"])
         self.assertFalse(os.path.exists(self.out))
+        self.assertEqual(os.listdir(self.dir.name), ["in.fifo"], "a temporary file was left")
+        return child.returncode, stderr.strip().splitlines()
+
+    def test_ctrl_c_is_one_line_exit_130_and_writes_nothing(self):
+        self.assertEqual(self.stop_while_reading(signal.SIGINT), (130, [
+            "python -m permafrost build: interrupted; nothing written"]))
+
+    def test_sigterm_unwinds_as_ctrl_c_does(self):
+        # It killed the build outright: during the save, that left the temporary file of a
+        # half-written image beside the output.
+        self.assertEqual(self.stop_while_reading(signal.SIGTERM), (143, [
+            "python -m permafrost build: stopped by SIGTERM; nothing written"]))
+
+    def test_a_signal_during_the_save_reports_the_image_written(self):
+        # The save runs in C++, which does not stop for a signal: the handler raises once the
+        # complete image is in place, and the message must not say nothing was written.
+        from permafrost import __main__ as cli
+
+        def build(args):
+            permafrost.freeze({"k": 1}).save(args.output)
+            raise cli.Stopped(signal.SIGTERM)
+        saved, cli.build = cli.build, build
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr):
+                status = cli.main(["build", "--jsonl", "-", "-o", self.out])
+        finally:
+            cli.build = saved
+        self.assertEqual(status, 143)
+        self.assertEqual(stderr.getvalue(), "python -m permafrost build: stopped by SIGTERM; "
+                                            "%s was written in full first\n" % self.out)
+        self.assertEqual(self.image(), {"k": 1})
+        self.assertIs(signal.getsignal(signal.SIGTERM), signal.SIG_DFL, "handler not restored")
 
     def test_standard_input(self):
         proc = run("build", "--jsonl", "-", "--key", "k", "-o", self.out, stdin='{"k": "x"}\n')
