@@ -13,7 +13,7 @@ first. Duplicate keys: the last record wins, as in dict(). Progress goes to stde
 per --progress seconds (-q: none). A bad record (invalid JSON, no key field, not an object, a
 CSV header naming a column twice) stops the build with FILE:LINE and the reason, and nothing is
 written (an existing OUT stays as it was). The input may be a pipe or FIFO ("-": standard
-input). Exit status: 0 done, 1 a bad input or an unwritable output (one line on stderr), 2 a
+input); OUT is a file (workers map it), so "-o -" is refused. Exit status: 0 done, 1 a bad input or an unwritable output (one line on stderr), 2 a
 usage error, 130, 143 or 129 stopped by Ctrl-C, SIGTERM or SIGHUP (nothing written).
 
 info opens the image (its checksum is verified and its graph walked, as permafrost.open does) and
@@ -24,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import re
 import signal
@@ -216,6 +217,9 @@ def build(args):
     # Before reading any input: a long build must not fail at its end for these.
     if not args.output:
         raise InputError("-o: cannot write: the output path is empty")
+    if args.output == "-":  # "-" is standard input for the input; an image cannot be a pipe
+        raise InputError("-o -: cannot write an image to standard output (workers map it from "
+                         "a file): name a path, ./- for a file named -")
     if os.path.isdir(args.output):
         raise InputError(f"{args.output}: cannot write: it is a directory (-o names the image)")
     out_dir = os.path.dirname(os.path.abspath(args.output))
@@ -263,6 +267,17 @@ def info(path):
     return lines
 
 
+def _seconds(text):
+    """--progress's value: a number of seconds, 0 or more (inf: no progress lines)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # NaN too: it would turn progress off without a word
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return value
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -275,7 +290,7 @@ def parse(argv):
                    "record (default: a list of the records)")
     b.add_argument("-o", "--output", metavar="OUT", required=True, help="the image to write")
     b.add_argument("--name", help="the arena's name while building (/proc/PID/maps, reports)")
-    b.add_argument("--progress", metavar="SECONDS", type=float, default=2.0,
+    b.add_argument("--progress", metavar="SECONDS", type=_seconds, default=2.0,
                    help="at most one progress line per SECONDS on stderr (default 2)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress or summary lines")
     i = sub.add_parser("info", help="describe an image (checksum verified)")

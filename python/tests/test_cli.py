@@ -16,9 +16,9 @@ import unittest
 import permafrost
 
 
-def run(*args, stdin=None):
+def run(*args, stdin=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "permafrost", *args], input=stdin,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 class Build(unittest.TestCase):
@@ -112,6 +112,22 @@ class Build(unittest.TestCase):
         proc = run("build", "--jsonl", src, "-o", "")
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("the output path is empty", proc.stderr)
+
+    def test_an_output_of_standard_output_is_refused_before_reading_the_input(self):
+        src = self.write("r.jsonl", "not json\n")  # read first, this error would be reported
+        proc = run("build", "--jsonl", src, "-o", "-", cwd=self.dir.name)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("-o -: cannot write an image to standard output", proc.stderr)
+        self.assertFalse(os.path.exists(self.path("-")))
+
+    def test_a_progress_interval_that_is_nan_or_negative_is_a_usage_error(self):
+        src = self.write("r.jsonl", '{"key": "a"}\n')
+        for value in ("nan", "-1", "soon"):
+            with self.subTest(value=value):
+                proc = run("build", "--jsonl", src, "--progress", value, "-o", self.out)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn("is not a number of seconds, 0 or more", proc.stderr)
+                self.assertFalse(os.path.exists(self.out))
 
     def test_a_missing_input_fails_clearly(self):
         self.assert_failed_without_output(
