@@ -112,10 +112,13 @@ _TOO_DEEP = (f"nested too deeply for json's parser (at most about {sys.getrecurs
              f"levels of arrays and objects)")
 
 
+_JSON_WHITESPACE = b" \t\r\n"  # what JSON (RFC 8259) calls whitespace
+
+
 def jsonl_records(name, stream, progress):
     """(FILE:LINE, value) of each non-blank line of a JSON Lines stream."""
     for number, line in enumerate(stream, 1):
-        if not line.strip():
+        if not line.strip(_JSON_WHITESPACE):  # not bytes.strip(): json rejects \v, \f, \x1c...
             continue
         try:
             value = json.loads(line)

@@ -129,6 +129,13 @@ class Build(unittest.TestCase):
                 self.assertIn("is not a number of seconds, 0 or more", proc.stderr)
                 self.assertFalse(os.path.exists(self.out))
 
+    def test_a_line_of_whitespace_json_does_not_accept_is_a_bad_record(self):
+        for blank in ("\x0c", "\x0b", "\x1c"):
+            with self.subTest(blank=repr(blank)):
+                src = self.write("r.jsonl", '{"key": "a"}\n \t\r\n%s\n' % blank)
+                proc = self.build("--jsonl", src, "--key", "key", ok=False)
+                self.assert_failed_without_output(proc, "r.jsonl:3: not valid JSON")
+
     def test_a_missing_input_fails_clearly(self):
         self.assert_failed_without_output(
             self.build("--jsonl", self.path("absent.jsonl"), ok=False),
