@@ -493,10 +493,11 @@ TEST_CASE("permafrost-stat lists an anonymous arena on any kernel, by the arena 
   CHECK(json_number(json, at, "rss") >= 4 * MiB);
 }
 
-TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, never a line") {
-  // Names come from the processes read: a raw newline let one print rows of its own.
+namespace {
+// permafrost-stat's table of this process while it holds a frozen arena named `name`.
+std::string stat_table_with_arena_named(const char* name) {
   arena_options o;
-  o.name = "stat-ctl\n   total  forged\x1b[2J";
+  o.name = name;
   o.capacity = 64 * MiB;
   arena a(o);
   (void)a.allocate(64);
@@ -504,6 +505,14 @@ TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, ne
   const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
   INFO(out);
   CHECK(rc == 0);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, never a line") {
+  // Names come from the processes read: a raw newline let one print rows of its own.
+  const std::string out = stat_table_with_arena_named("stat-ctl\n   total  forged\x1b[2J");
+  INFO(out);
   CHECK(out.find("stat-ctl\\012   total  forged\\033[2J") != std::string::npos);
   CHECK(out.find("\n   total  forged") == std::string::npos);
   CHECK(out.find('\x1b') == std::string::npos);
@@ -511,15 +520,8 @@ TEST_CASE("permafrost-stat's table shows a newline in an arena name as \\012, ne
 
 TEST_CASE("permafrost-stat's table escapes a backslash, so a literal \\012 is not a newline") {
   // The name holds the four characters \012 and a real newline: before, both printed as "\012".
-  arena_options o;
-  o.name = "stat-bs\\012|\n|";
-  o.capacity = 64 * MiB;
-  arena a(o);
-  (void)a.allocate(64);
-  a.freeze();
-  const auto [rc, out] = run(std::string(PERMAFROST_STAT) + " " + std::to_string(::getpid()));
+  const std::string out = stat_table_with_arena_named("stat-bs\\012|\n|");
   INFO(out);
-  CHECK(rc == 0);
   CHECK(out.find("stat-bs\\134012|\\012|") != std::string::npos);
   CHECK(out.find("stat-bs\\012") == std::string::npos);
 }
