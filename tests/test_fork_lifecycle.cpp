@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 #include "arena/arena_registry.hpp"
 #include "arenas.hpp"
@@ -159,6 +160,81 @@ TEST_CASE(
   CHECK(exited_zero(permafrost::test::wait_for(pid)));
 }
 
+TEST_CASE("a fork waits for every arena's lock: the child can use an arena another thread held") {
+  // A frozen anonymous arena whose lock another thread holds (as contains(), stats(), allocate()
+  // or freeze() do, briefly) when main forks: before the registry's stage took every arena's
+  // lock, the child inherited it held by a thread that does not exist there, and hung at its
+  // first contains() of that arena (or in its destructor at exit).
+  permafrost::arena a(
+      permafrost::test::arena_options_for("fork-arena-lock", {.capacity = 1 << 20}));
+  const int* value = a.make<int>(7);
+  a.freeze();
+  permafrost::detail::arena_slot* slot = permafrost::detail::slot_of(value);
+  REQUIRE(slot != nullptr);
+  std::atomic<bool> holding{false};
+  std::atomic<bool> released{false};
+  std::atomic<bool> forked{false};
+  std::thread holder([&] {
+    {
+      std::lock_guard lock(slot->mu);
+      holding = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      released = true;
+    }
+    while (!forked) std::this_thread::yield();  // see the registry case above (TSan)
+  });
+  while (!holding) std::this_thread::yield();
+  const pid_t pid = ::fork();
+  if (pid != 0) forked = true;
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::alarm(10);  // a hang fails the case instead of stalling it
+    ::_exit(a.contains(value) && a.stats().frozen ? 0 : 1);
+  }
+  const bool released_before_fork_returned = released.load();
+  holder.join();
+  CHECK(released_before_fork_returned);
+  CHECK(exited_zero(permafrost::test::wait_for(pid)));
+}
+
+TEST_CASE("a fork waits for a free slot's lock too: the child can make an arena in that slot") {
+  // A thread that exits returns its chunk under the lock of its arena's slot even after that arena
+  // was destroyed; a child forked meanwhile that made a new arena in the slot hung in its
+  // constructor. The holder stands in for that thread.
+  permafrost::detail::arena_slot* slot = nullptr;
+  {
+    permafrost::arena gone(
+        permafrost::test::arena_options_for("fork-free-slot", {.capacity = 1 << 20}));
+    slot = permafrost::detail::slot_of(gone.make<int>(1));
+  }
+  REQUIRE(slot != nullptr);
+  std::atomic<bool> holding{false};
+  std::atomic<bool> forked{false};
+  std::thread holder([&] {
+    {
+      std::lock_guard lock(slot->mu);
+      holding = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    while (!forked) std::this_thread::yield();
+  });
+  while (!holding) std::this_thread::yield();
+  const pid_t pid = ::fork();
+  if (pid != 0) forked = true;
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::alarm(10);                            // a hang fails the case instead of stalling it
+    std::vector<permafrost::arena> arenas;  // kept alive, so each takes a new slot
+    for (std::size_t i = 0; i < permafrost::detail::max_arenas; ++i) {
+      arenas.emplace_back(permafrost::test::arena_options_for("in-child", {.capacity = 1 << 20}));
+      if (permafrost::detail::slot_of(arenas.back().make<int>(2)) == slot) ::_exit(0);
+    }
+    ::_exit(1);
+  }
+  holder.join();
+  CHECK(exited_zero(permafrost::test::wait_for(pid)));
+}
+
 namespace {
 
 // Asks, from another thread, whether the registry lock and one arena's lock are held: the hooks
@@ -167,7 +243,7 @@ namespace {
 // the arena's is.
 class lock_prober {
  public:
-  explicit lock_prober(std::mutex* arena_lock)
+  explicit lock_prober(permafrost::detail::slot_mutex* arena_lock)
       : arena_lock_(arena_lock), thread_([this] { serve(); }) {}
   ~lock_prober() {
     stop_ = true;
@@ -181,7 +257,8 @@ class lock_prober {
   }
 
  private:
-  static bool held(std::mutex& mu) {
+  template <class Mutex>
+  static bool held(Mutex& mu) {
     if (!mu.try_lock()) return true;
     mu.unlock();
     return false;
@@ -196,7 +273,7 @@ class lock_prober {
       }
     }
   }
-  std::mutex* arena_lock_;
+  permafrost::detail::slot_mutex* arena_lock_;
   std::atomic<bool> request_{false};
   std::atomic<bool> stop_{false};
   std::atomic<int> answer_{-1};

@@ -6,12 +6,13 @@
 // before forking, so the renewal in the child cannot fail.
 //
 // Handler order (one pthread_atfork registration), for libraries that register their own:
-// prepare takes the arena registry lock, then each memfd arena's lock (keeping the writable
-// mappings of unfrozen ones out of the child), then the heap lock, and makes sure a spare arena
-// and this thread's heap in it exist; the parent handler releases them in reverse; the child
-// handler switches to the spare arena (a new generation), makes its heap the thread's default
-// mimalloc heap, maps unfrozen memfd arenas private and read-only, and releases the locks. So no
-// child inherits a permafrost lock held by a thread that does not exist in it.
+// prepare takes the arena registry lock, then waits until no thread holds an arena's or image's
+// lock and keeps them out (keeping the writable mappings of unfrozen memfd arenas out of the
+// child), then the heap lock, and makes sure
+// a spare arena and this thread's heap in it exist; the parent handler releases them in reverse;
+// the child handler switches to the spare arena (a new generation), makes its heap the thread's
+// default mimalloc heap, maps unfrozen memfd arenas private and read-only, and releases the locks.
+// So no child inherits a permafrost lock held by a thread that does not exist in it.
 //
 // Thread safety: as fork(2). Other threads may allocate while one forks.
 #pragma once

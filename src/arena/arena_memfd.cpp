@@ -54,15 +54,15 @@ std::string hex(std::uintptr_t a) {
 }
 
 // The memfd stage of the fork lifecycle (fork_lifecycle.hpp), installed with the first memfd
-// arena; around fork(2) it runs with the registry lock held (the registry's stage is lower):
-// prepare locks every memfd arena of this process and keeps the writable mappings of unfrozen
-// ones out of the child; parent undoes that and unlocks; child maps those ranges MAP_PRIVATE
-// read-only, marks the arenas inherited and unlocks.
+// arena; around fork(2) it runs with the registry lock held and the fork gate closed, so no slot
+// lock is held anywhere (the registry's stage is lower; arena_slot.hpp): prepare keeps the
+// writable mappings of unfrozen memfd arenas out of the child; parent undoes that; child maps those
+// ranges MAP_PRIVATE read-only and marks the arenas inherited.
 //
-// The arenas the fork hooks below hold: this process's own memfd arenas (stable while the
+// The arenas the fork hooks below act on: this process's own memfd arenas (stable while the
 // registry lock is held: making and destroying take it, and `inherited` changes only in a
 // child). Of those, the hooks act on the unfrozen ones, whose writable MAP_SHARED mapping a
-// child must not inherit; `frozen` is stable once the slot's own lock is held.
+// child must not inherit; `frozen` is stable while the gate is closed.
 template <class F>
 void for_each_own_memfd(F&& f) noexcept {
   arena_slot* slots = slots_begin();
@@ -73,15 +73,10 @@ void for_each_own_memfd(F&& f) noexcept {
   }
 }
 
-// Before fork: hold each memfd arena still (no commit, no freeze) and keep the writable mapping
-// of the unfrozen ones out of the child (MADV_DONTFORK), so no child ever holds a writable
-// mapping of such a file and freeze() can always add F_SEAL_WRITE.
+// Before fork, with every arena held still by the closed gate (no commit, no freeze): keep the
+// writable mapping of the unfrozen memfd arenas out of the child (MADV_DONTFORK), so no child ever
+// holds a writable mapping of such a file and freeze() can always add F_SEAL_WRITE.
 void memfd_prepare_fork() noexcept {
-  arena_slot* slots = slots_begin();
-  for (std::size_t i = 0; i < max_arenas; ++i) {
-    arena_slot& s = slots[i];
-    if (s.in_use && s.fd >= 0 && !s.inherited) s.mu.lock();
-  }
   for_each_own_memfd([](arena_slot& s, bool writable) {
     if (writable)
       (void)os::set_fork_inherit(reinterpret_cast<void*>(s.base), s.committed_end - s.base, false);
@@ -92,7 +87,6 @@ void memfd_after_fork_parent() noexcept {
   for_each_own_memfd([](arena_slot& s, bool writable) {
     if (writable)
       (void)os::set_fork_inherit(reinterpret_cast<void*>(s.base), s.committed_end - s.base, true);
-    s.mu.unlock();
   });
 }
 
@@ -112,7 +106,6 @@ void memfd_after_fork_child() noexcept {
       s.inherited = true;
       s.ticket.store(next_ticket(), std::memory_order_relaxed);
     }
-    s.mu.unlock();
   });
 }
 

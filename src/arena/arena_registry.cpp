@@ -73,6 +73,8 @@ void give(std::size_t first, std::size_t count, arena_core* owner) noexcept {
 
 }  // namespace
 
+constinit fork_gate g_fork_gate;
+
 arena_slot* slots_begin() noexcept { return g_table.slots; }
 
 std::uint64_t next_ticket() noexcept {
@@ -87,10 +89,20 @@ std::mutex& mutex() noexcept {
 }
 
 namespace {
-void lock_for_fork() noexcept { mutex().lock(); }
-void unlock_after_fork() noexcept { mutex().unlock(); }
+// Around fork(2): the registry lock, then the fork gate closed once no slot lock is held
+// (arena_slot.hpp); both opened again in parent and child.
+void lock_for_fork() noexcept {
+  mutex().lock();
+  g_fork_gate.closed.store(true);
+  while (g_fork_gate.holders.load() != 0) os::yield_cpu();
+}
+void unlock_after_fork() noexcept {
+  g_fork_gate.closed.store(false);
+  mutex().unlock();
+}
 void unlock_in_child() noexcept {
   directory::renew_in_child();  // the parent's directory is the parent's
+  g_fork_gate.closed.store(false);
   mutex().unlock();
 }
 }  // namespace

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "os/os.hpp"
 #include "permafrost/arena.hpp"
 
 namespace permafrost::detail {
@@ -22,6 +23,51 @@ inline constexpr std::size_t max_arenas = 1024;
 inline constexpr std::size_t commit_step = std::size_t{2} << 20;  // 2 MiB: one huge page
 
 class arena_slot;
+
+// The fork gate (arena_registry.cpp): closed by the registry's fork stage from its prepare until
+// its parent or child hook, after waiting until no slot lock is held. So no child inherits a slot
+// lock held by a thread that does not exist in it (a child forked while another thread was in
+// allocate(), contains(), stats() or freeze() of an arena hung at its first use of that arena),
+// and fork holds one lock, not one per arena (ThreadSanitizer aborts a thread holding over 64).
+struct fork_gate {
+  std::atomic<bool> closed{false};
+  std::atomic<std::uint32_t> holders{0};  // slot locks held or being taken, in all threads
+};
+extern constinit fork_gate g_fork_gate;
+
+// A slot's lock: a std::mutex entered through the fork gate. A thread never holds two slot locks
+// at once (it would wait for the gate while holding one, and the fork for it).
+class slot_mutex {
+ public:
+  constexpr slot_mutex() noexcept = default;
+  void lock() noexcept {
+    while (!enter()) os::yield_cpu();
+    mu_.lock();
+  }
+  bool try_lock() noexcept {
+    if (!enter()) return false;
+    if (mu_.try_lock()) return true;
+    leave();
+    return false;
+  }
+  void unlock() noexcept {
+    mu_.unlock();
+    leave();
+  }
+
+ private:
+  // Sequentially consistent, as the fork's close-then-count: either the fork sees this holder,
+  // or this thread sees the gate closed.
+  static bool enter() noexcept {
+    if (g_fork_gate.closed.load()) return false;
+    g_fork_gate.holders.fetch_add(1);
+    if (!g_fork_gate.closed.load()) return true;
+    leave();
+    return false;
+  }
+  static void leave() noexcept { g_fork_gate.holders.fetch_sub(1); }
+  std::mutex mu_;
+};
 
 // The memory_resource returned by arena::resource(); one per slot, so it survives moves.
 class arena_memory_resource final : public std::pmr::memory_resource {
@@ -42,7 +88,7 @@ class arena_slot : public arena_core {
   constexpr arena_slot() noexcept : resource(this) {}
 
   // Guards everything below except the atomics.
-  mutable std::mutex mu;
+  mutable slot_mutex mu;
   bool in_use = false;
   std::uintptr_t base = 0;           // first byte; granule-aligned
   std::size_t reserved = 0;          // granules * granule_size

@@ -7,7 +7,7 @@
 //   parent:  every stage's parent hook, in descending order;
 //   child:   the fork epoch is bumped, then every stage's child hook, in descending order.
 // So each stage prepares with every lower stage prepared, and finishes before any lower stage
-// finishes. The stage order is the lock order: registry lock, then each memfd arena's lock, then
+// finishes. The stage order is the lock order: registry lock and the arena fork gate, then
 // the heap's lock, released in reverse, so no child inherits a permafrost lock held by a thread
 // that does not exist in it. Handles (share()) compare their epoch with fork_epoch() and need no
 // hook.
@@ -28,8 +28,8 @@ using fork_hook = void (*)() noexcept;
 
 // The stages, in lock order; the one place that order is declared.
 enum class fork_stage : unsigned {
-  registry,  // the arena registry's lock (src/arena/arena_registry.cpp)
-  memfd,     // each memfd arena's lock and writable mappings (src/arena/arena_memfd.cpp)
+  registry,  // the arena registry's lock and fork gate (src/arena/arena_registry.cpp)
+  memfd,     // unfrozen memfd arenas' writable mappings (src/arena/arena_memfd.cpp)
   heap,      // the process heap's lock, spare arena and generations (src/heap/process_heap.cpp)
 };
 inline constexpr unsigned fork_stage_count = 3;

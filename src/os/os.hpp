@@ -161,6 +161,9 @@ pid_t process_id() noexcept;
 // pthread_atfork(3). Handlers may be null. Fails only with ENOMEM.
 int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 
+// Gives the CPU to another runnable thread (sched_yield), for short waits on another thread.
+void yield_cpu() noexcept;
+
 // The calling thread's stack: *low its lowest usable address, *bytes its size
 // (pthread_getattr_np; for the main thread glibc derives them from RLIMIT_STACK and
 // /proc/self/maps). Returns the error of a failed call, or 0.

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -333,6 +334,8 @@ int fork_process(pid_t* pid) noexcept {
   *pid = r;
   return 0;
 }
+
+void yield_cpu() noexcept { (void)::sched_yield(); }
 
 int register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
   return ::pthread_atfork(prepare, parent, child);
