@@ -70,3 +70,25 @@ foreach(pair IN LISTS pcs)
            -o ${WORK_DIR}/pc_${pc})
   run_step(${WORK_DIR}/pc_${pc})
 endforeach()
+
+# The C API from a C program: a C-only CMake project, and the C compiler with pkg-config (a C
+# program takes the include path only: the Cflags also carry -std=c++20 for C++ programs). Both
+# link the static library with the C compiler driver, which adds no C++ runtime by itself. Not
+# in a sanitizer build (the C driver would need the sanitizer's C++ runtime parts too).
+if(SANITIZE)
+  message(STATUS "skipped: the C consumer (a sanitizer build)")
+else()
+  run_step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/c -B ${WORK_DIR}/build-c
+           -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${CC})
+  run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build-c)
+  run_step(${WORK_DIR}/build-c/consumer_c)
+  execute_process(COMMAND pkg-config --cflags-only-I --libs permafrost-arena OUTPUT_VARIABLE flags
+                  RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config permafrost-arena failed")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  run_step(${CC} -std=c11 -Wall -Wextra -pedantic -Werror ${SOURCE_DIR}/tests/consumer/c/main.c
+           ${flags} -o ${WORK_DIR}/pc_c)
+  run_step(${WORK_DIR}/pc_c)
+endif()
