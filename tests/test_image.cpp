@@ -834,6 +834,36 @@ TEST_CASE("save_image into a missing directory is an io error; nothing is left b
   CHECK(fs::is_empty(dir.path));
 }
 
+TEST_CASE("save_image refuses to replace a FIFO or a directory; a symlink is replaced") {
+  // The rename replaced whatever the path named: save_image to /dev/null (as root) turned the
+  // device into a regular file. Here a FIFO stands in for the device.
+  temp_dir dir;
+  arena a;
+  const pt::image_table* root = frozen_table(a, 10);
+  const fs::path fifo = dir / "fifo.pfi";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  fs::create_directory(dir / "subdir.pfi");
+  for (const char* name : {"fifo.pfi", "subdir.pfi"}) {
+    try {
+      permafrost::save_image(a, *root, dir / name);
+      FAIL("save_image replaced " << std::string(name));
+    } catch (const image_error& e) {
+      CHECK(e.why() == reason::io);
+      CHECK(std::string(e.what()).find("not a regular file") != std::string::npos);
+    }
+  }
+  CHECK(fs::is_fifo(fs::symlink_status(fifo)));
+  CHECK(fs::is_directory(fs::symlink_status(dir / "subdir.pfi")));
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++entries;
+  CHECK(entries == 2);  // no temporary file left behind
+  // A symlink is replaced by the image (its target, the FIFO, is left alone).
+  fs::create_symlink(fifo, dir / "link.pfi");
+  permafrost::save_image(a, *root, dir / "link.pfi");
+  CHECK(fs::is_regular_file(fs::symlink_status(dir / "link.pfi")));
+  CHECK(fs::is_fifo(fs::symlink_status(fifo)));
+}
+
 TEST_CASE("save_image to a file name of 255 bytes saves; nothing else is left behind") {
   // The temporary file was the name plus ".XXXXXX": over NAME_MAX for a name of 249 bytes or
   // more, so a valid target could not be saved (ENAMETOOLONG).

@@ -145,8 +145,10 @@ image_root_tag root_tag_of() {
 // (frozen_storable.hpp): the check cannot look inside it. A container's value of such a type is
 // still unseen: a pointer in it is saved as it is; give your structs a hook or keep pointers out
 // of them (docs/design.md, "Offsets, not relocation").
+// Only a regular file (or a symlink, which the rename replaces, leaving its target alone) is
+// replaced: a directory, device, FIFO or socket at `path` is refused before anything is written.
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
-// over 4096 bytes), io (naming the path, the step and the errno).
+// over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file).
 template <class T>
 void save_image(const arena& a, const T& root, const std::filesystem::path& path,
                 const save_options& options = {}) {

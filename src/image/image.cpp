@@ -110,6 +110,21 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
                 "metadata of " + std::to_string(options.metadata.size()) + " bytes (at most " +
                     std::to_string(max_metadata) + ")");
 
+  // The rename replaces whatever the path names: refuse anything but a regular file (or a
+  // symlink, which the rename replaces, leaving its target alone). A device, FIFO or socket there
+  // was replaced by the image (save_image to /dev/null as root made /dev/null a regular file).
+  if (os::path_type t{}; os::path_type_of(path.c_str(), &t) == 0 && t != os::path_type::regular &&
+                         t != os::path_type::symlink) {
+    const char* what = t == os::path_type::directory      ? "a directory"
+                       : t == os::path_type::char_device  ? "a character device"
+                       : t == os::path_type::block_device ? "a block device"
+                       : t == os::path_type::fifo         ? "a FIFO"
+                                                          : "a socket";
+    refuse_save(reason::io, path,
+                std::string("it is ") + what +
+                    ", not a regular file: save_image replaces only a regular file (or a symlink)");
+  }
+
   file_header h{};
   std::memcpy(h.magic, magic, sizeof magic);
   h.version = format_version;

@@ -236,6 +236,11 @@ int open_directory(const char* path, int* fd) noexcept;
 // Makes a rename durable where the directory cannot be opened for fsync.
 int sync_file_system(int fd) noexcept;
 
+// What is at `path` itself (lstat(2): a symlink is reported as one, not followed). ENOENT when
+// nothing is there.
+enum class path_type { regular, symlink, directory, char_device, block_device, fifo, socket };
+int path_type_of(const char* path, path_type* type) noexcept;
+
 // rename(2): replaces `to` atomically; unlink(2).
 int rename_file(const char* from, const char* to) noexcept;
 int remove_file(const char* path) noexcept;

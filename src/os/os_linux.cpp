@@ -499,6 +499,19 @@ int open_directory(const char* path, int* fd) noexcept {
 
 int sync_file_system(int fd) noexcept { return ::syncfs(fd) == 0 ? 0 : errno_or(EIO); }
 
+int path_type_of(const char* path, path_type* type) noexcept {
+  struct stat st {};
+  if (::lstat(path, &st) != 0) return errno_or(ENOENT);
+  *type = S_ISREG(st.st_mode)    ? path_type::regular
+          : S_ISLNK(st.st_mode)  ? path_type::symlink
+          : S_ISDIR(st.st_mode)  ? path_type::directory
+          : S_ISCHR(st.st_mode)  ? path_type::char_device
+          : S_ISBLK(st.st_mode)  ? path_type::block_device
+          : S_ISFIFO(st.st_mode) ? path_type::fifo
+                                 : path_type::socket;
+  return 0;
+}
+
 int rename_file(const char* from, const char* to) noexcept {
   return ::rename(from, to) == 0 ? 0 : errno_or(EIO);
 }
