@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 #include "fork_probe.hpp"
@@ -125,6 +126,30 @@ TEST_CASE("C: memfd arenas expose their fd; attach reports errors as errno value
   CHECK(permafrost_arena_fd(anon) == -1);
   CHECK(permafrost_arena_attach(-1, 0, &attached) != 0);
   permafrost_arena_destroy(anon);
+}
+
+TEST_CASE("C: a forked child's allocate or freeze of an unfrozen memfd arena is EPERM, not EIO") {
+  permafrost_arena_options o;
+  permafrost_arena_options_init(&o);
+  o.capacity = 1 << 20;
+  o.name = "c-memfd-child";
+  o.memfd = 1;
+  permafrost_arena* a = nullptr;
+  REQUIRE(permafrost_arena_create(&o, &a) == 0);
+  void* p = nullptr;
+  REQUIRE(permafrost_arena_allocate(a, 64, 8, &p) == 0);
+  // The C++ API throws std::logic_error here, which the C API returned as EIO, an errno value
+  // permafrost.h did not list and that reads as a device error.
+  const int status = permafrost::test::wait_status_of([a] {
+    void* q = reinterpret_cast<void*>(1);
+    const int alloc = permafrost_arena_allocate(a, 64, 8, &q);
+    const int freeze = permafrost_arena_freeze(a);
+    _exit(alloc == EPERM && q == nullptr && freeze == EPERM ? 0 : 1);
+  });
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(permafrost_arena_freeze(a) == 0);  // the parent still may
+  permafrost_arena_destroy(a);
 }
 
 TEST_CASE("C: attach with 1024 arenas live returns ENOMEM, as create does, not EIO") {

@@ -8,6 +8,8 @@
  *   EINVAL  a null argument, capacity 0, or an alignment that is not a power of two (or > 256 MiB)
  *   ENOMEM  capacity exhausted, size + alignment overflows, or no address space for the arena
  *   EROFS   allocation from a frozen arena
+ *   EPERM   allocation from or freeze of an unfrozen memfd arena in a child forked from the
+ *           process that made it (only that process may write or freeze it)
  *   other   the errno of a failed mprotect in permafrost_arena_freeze (the arena stays unfrozen)
  * permafrost_arena_attach has its own codes, listed at the function.
  * Predicates return 1 or 0. Thread safety is that of the C++ class.
@@ -54,12 +56,12 @@ PERMAFROST_API void permafrost_arena_options_init(permafrost_arena_options* opti
 PERMAFROST_API int permafrost_arena_create(const permafrost_arena_options* options,
                                            permafrost_arena** out);
 
-/* Allocates size bytes aligned to align into *out. Errors: EINVAL, ENOMEM, EROFS; *out is then
- * set to NULL. */
+/* Allocates size bytes aligned to align into *out. Errors: EINVAL, ENOMEM, EROFS, EPERM; *out is
+ * then set to NULL. */
 PERMAFROST_API int permafrost_arena_allocate(permafrost_arena* arena, size_t size, size_t align,
                                              void** out);
 
-/* Makes the used bytes read-only; idempotent. Errors: EINVAL, or the errno of mprotect. */
+/* Makes the used bytes read-only; idempotent. Errors: EINVAL, EPERM, or the errno of mprotect. */
 PERMAFROST_API int permafrost_arena_freeze(permafrost_arena* arena);
 
 /* 1 when p lies in the bytes the arena has handed out. */

@@ -35,6 +35,10 @@ int guarded(F&& f) noexcept {
     return e.error() != 0 ? e.error() : EIO;
   } catch (const std::invalid_argument&) {
     return EINVAL;
+  } catch (const std::logic_error&) {
+    // The one left the C API can meet: a forked child allocating from or freezing an unfrozen
+    // memfd arena, which only its creator may do.
+    return EPERM;
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   } catch (const std::system_error& e) {
