@@ -70,7 +70,8 @@ PERMAFROST_API int permafrost_arena_contains(const permafrost_arena* arena, cons
 /* 1 when the arena is frozen. */
 PERMAFROST_API int permafrost_arena_frozen(const permafrost_arena* arena);
 
-/* Errors: EINVAL, or the errno of reading /proc/self/smaps. */
+/* Errors: EINVAL (a null argument). An unreadable /proc/self/smaps is no error: huge_page_bytes
+ * is then 0 and the other counters stand. */
 PERMAFROST_API int permafrost_arena_stats_get(const permafrost_arena* arena,
                                               permafrost_arena_stats* out);
 
