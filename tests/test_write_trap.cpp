@@ -100,6 +100,20 @@ TEST_CASE("without an allocation log the report says so") {
   CHECK(line.ends_with("); no allocation log"));
 }
 
+TEST_CASE("a name or tag holding a newline or a quote is escaped: the report stays one line") {
+  // An image opened from a path holding a newline (its arena name is "image PATH") printed a
+  // report of two lines, the second free text; a quote ended the name's quotes early.
+  arena a(opts("two\nlines \"q\" \\", true));
+  auto* p = static_cast<char*>(a.allocate(64, 8, "tag\r\n"));
+  a.freeze();
+  const std::string line = describe(p + 1);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(line.find('\r') == std::string::npos);
+  CHECK(line.find("frozen arena \"two\\012lines \\042q\\042 \\134\" at offset 1") !=
+        std::string::npos);
+  CHECK(line.ends_with("allocation \"tag\\015\\012\" +1 of 64 bytes at offset 0"));
+}
+
 TEST_CASE("a trapped write prints exactly one line, then the process dies of SIGSEGV") {
   arena a(opts("catalog", true));
   (void)a.allocate(24, 8, "header");

@@ -6,8 +6,10 @@
 //   permafrost: write to frozen arena "NAME" at offset N (address 0x...); allocation "TAG" +K of S
 //   bytes at offset O
 //
-// (the part after ';' says "no allocation log" when the arena keeps none, and "not inside a
-// logged allocation" for padding; an arena with a write describer (set_write_describer) has the
+// (NAME and TAG with every control byte, '"' and backslash written as a backslash and three
+// octal digits, as in /proc, so the report is one line whatever an image's path holds; the part
+// after ';' says "no allocation log" when the arena keeps none, and "not inside a logged
+// allocation" for padding; an arena with a write describer (set_write_describer) has the
 // describer's text there instead, e.g. what object lives at that offset; a jump into frozen memory
 // says "execution in frozen arena" instead of "write to", and "access to" where the CPU does not
 // report the access type; a read(2) or other system call writing into frozen memory fails with

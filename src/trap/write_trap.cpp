@@ -131,6 +131,24 @@ void on_segv(int sig, siginfo_t* info, void* context) {
 
 namespace {
 
+// Appends `s` with every control byte, '"' and '\\' written as a backslash and three octal
+// digits (as /proc and permafrost-stat do), so a name holding a newline (an image opened from
+// such a path) keeps the report on one line and cannot end its quotes. Other bytes as they are.
+void quoted(report_text& out, const char* s) noexcept {
+  for (; *s != '\0'; ++s) {
+    const auto c = static_cast<unsigned char>(*s);
+    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+      const char escaped[] = {'\\', static_cast<char>('0' + (c >> 6)),
+                              static_cast<char>('0' + ((c >> 3) & 7)),
+                              static_cast<char>('0' + (c & 7)), '\0'};
+      out.text(escaped);
+    } else {
+      const char plain[] = {*s, '\0'};
+      out.text(plain);
+    }
+  }
+}
+
 // The report line, with the verb the fault's access type calls for.
 std::size_t describe_frozen_access(const void* address, os::fault_access access, char* buf,
                                    std::size_t size) noexcept {
@@ -148,11 +166,9 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
   const char* what = access == os::fault_access::execute   ? "execution in"
                      : access == os::fault_access::unknown ? "access to"
                                                            : "write to";
-  out.text("permafrost: ")
-      .text(what)
-      .text(" frozen arena \"")
-      .text(slot->name)
-      .text("\" at offset ");
+  out.text("permafrost: ").text(what).text(" frozen arena \"");
+  quoted(out, slot->name);
+  out.text("\" at offset ");
   out.decimal(offset).text(" (address ").hex(a).text("); ");
   // The describer writes straight into the rest of the buffer; on 0 the log part follows.
   if (slot->describer != nullptr) {
@@ -164,7 +180,9 @@ std::size_t describe_frozen_access(const void* address, os::fault_access access,
   if (!slot->log_allocations) {
     out.text("no allocation log");
   } else if (const allocation_record* r = logged_allocation(slot, offset)) {
-    out.text("allocation \"").text(r->tag != nullptr ? r->tag : "(untagged)").text("\" +");
+    out.text("allocation \"");
+    quoted(out, r->tag != nullptr ? r->tag : "(untagged)");
+    out.text("\" +");
     out.decimal(offset - r->offset).text(" of ").decimal(r->size).text(" bytes at offset ");
     out.decimal(r->offset);
   } else {
