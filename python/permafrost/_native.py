@@ -115,7 +115,8 @@ def freeze_native(obj, *, name=None, huge_pages=None):
     For pre-fork servers on CPython 3.12 and 3.13 (the default GIL build): freeze before
     forking; every forked worker reads the copy without writing (copying) a page of it. obj may
     hold dict, list, tuple, set, frozenset, str, int, float, bytes, bool and None (subclasses are
-    copied as their base type); immortal objects (None, small ints, interned strs, earlier
+    copied as their base type, and none of their methods runs: keys that only a subclass's __eq__
+    or __hash__ told apart raise TypeError); immortal objects (None, small ints, interned strs, earlier
     freeze_native() copies) are used as they are.
 
     name: the arena's name in write-trap reports, permafrost-stat and (on kernels built with

@@ -3,6 +3,7 @@
 
 #if PF_NATIVE_SUPPORTED
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -30,25 +31,6 @@ constexpr std::size_t max_depth = 5000;
 // grow while built by inserts.
 constexpr Py_ssize_t small_dict = 5;
 constexpr std::size_t signal_check_every = 65536;
-
-// A new reference released on scope exit.
-struct owned {
-  PyObject* p = nullptr;
-  owned() = default;
-  explicit owned(PyObject* o) noexcept : p(o) {}
-  owned(owned&& o) noexcept : p(o.p) { o.p = nullptr; }
-  owned& operator=(owned&& o) noexcept {
-    std::swap(p, o.p);
-    return *this;
-  }
-  owned(const owned&) = delete;
-  ~owned() { Py_XDECREF(p); }
-  PyObject* release() noexcept {
-    PyObject* o = p;
-    p = nullptr;
-    return o;
-  }
-};
 
 std::string short_type_name(PyObject* o) {
   const char* n = Py_TYPE(o)->tp_name;
@@ -264,8 +246,30 @@ PyObject* builder::copy_list(PyObject* o) {
   return l;
 }
 
+namespace {
+
+// True when every key of o is an exact str, int, float, bytes, bool or None: types whose hash
+// and == are CPython's own, so dict.fromkeys(o) runs no Python code and each key's copy hashes
+// and compares as the key itself.
+bool builtin_scalar_keys(PyObject* o) {
+  if (keys_of(o)->dk_kind != dict_keys_general) return true;  // a str table: exact strs only
+  Py_ssize_t pos = 0;
+  PyObject* key;
+  PyObject* value;
+  while (PyDict_Next(o, &pos, &key, &value)) {
+    PyTypeObject* t = Py_TYPE(key);
+    if (t != &PyUnicode_Type && t != &PyLong_Type && t != &PyFloat_Type && t != &PyBytes_Type &&
+        t != &PyBool_Type && key != Py_None)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 PyObject* builder::copy_dict(PyObject* o) {
-  if (PyDict_CheckExact(o) && PyDict_GET_SIZE(o) > small_dict) return copy_large_dict(o);
+  if (PyDict_CheckExact(o) && PyDict_GET_SIZE(o) > small_dict && builtin_scalar_keys(o))
+    return copy_large_dict(o);
   // Keys and values first, so that the dict and its table follow them in the region.
   std::vector<owned> copies;
   copies.reserve(2 * static_cast<std::size_t>(PyDict_GET_SIZE(o)));
@@ -282,15 +286,101 @@ PyObject* builder::copy_dict(PyObject* o) {
     path_step at(*this, value_path_kind::value_of, k.p, 0);
     copies.emplace_back(copy_value(v.p, false, true));
   }
-  PyObject* d = made_in_region([&] { return checked(PyDict_New()); });
+  const auto n = static_cast<Py_ssize_t>(copies.size() / 2);
+  if (n > small_dict) return dict_of_copies(copies);
+  // CPython's own insert: a table whose keys are all exact strs stays the str-keyed kind, which
+  // lookups take the fast path on (_PyDict_NewPresized would make a general table).
+  PyObject* d = made_in_region([&]() -> PyObject* {
+    PyObject* e = checked(PyDict_New());
+    if (e == nullptr || copies.empty()) return e;
+    owned fresh(e);
+    if (PyDict_SetItem(e, copies[0].p, copies[1].p) < 0) throw std::bad_alloc();
+    // The first insert takes its table from CPython's free list of small str-keyed tables when
+    // it has one, which may hold a table from outside the region (the first table of
+    // dict_of_copies()'s scratch dict, dropped as it grew in pass mode): set it aside.
+    if (region_.holds(keys_of(e))) return fresh.release();
+    rejected_.push_back(fresh.release());
+    return nullptr;
+  });
   owned made(d);
-  for (std::size_t i = 0; i < copies.size(); i += 2) {
-    // CPython's own insert: a table whose keys are all exact strs stays the str-keyed kind, which
-    // lookups take the fast path on (_PyDict_NewPresized would make a general table).
+  for (std::size_t i = 2; i < copies.size(); i += 2) {
     if (PyDict_SetItem(d, copies[i].p, copies[i + 1].p) < 0) throw std::bad_alloc();
+    if (PyDict_GET_SIZE(d) != static_cast<Py_ssize_t>(i / 2 + 1)) equal_copies(copies[i].p);
   }
   switch_type(d, types_.dict);
   return made.release();
+}
+
+// A dict of more than small_dict items whose keys are not all builtin scalars (tuples,
+// frozensets, subclasses): the keys' copies, exact types whose hash and == run no Python code,
+// are first inserted into a scratch dict outside the region, which sizes the table and finds
+// keys that are equal once copied; dict.fromkeys(scratch) then makes the table once, in the
+// region (as copy_large_dict does), and each value (None) is replaced by its copy.
+PyObject* builder::dict_of_copies(std::vector<owned>& copies) {
+  fromkeys();
+  owned scratch;
+  {
+    pass_through pass(hooks_);
+    scratch = owned(PyDict_New());
+    if (scratch.p == nullptr) throw std::bad_alloc();
+    for (std::size_t i = 0; i < copies.size(); i += 2) {
+      if (PyDict_SetItem(scratch.p, copies[i].p, Py_None) < 0) throw std::bad_alloc();
+      if (PyDict_GET_SIZE(scratch.p) != static_cast<Py_ssize_t>(i / 2 + 1))
+        equal_copies(copies[i].p);
+    }
+  }
+  owned made(made_in_region([&] { return checked(PyObject_CallOneArg(fromkeys_, scratch.p)); }));
+  dict_keys* k = keys_of(made.p);
+  char* entries = entries_of(k);
+  const bool general = k->dk_kind == dict_keys_general;
+  if (k->dk_nentries != static_cast<Py_ssize_t>(copies.size() / 2))
+    fail(PyExc_RuntimeError, "the dict changed while it was being copied");
+  for (std::size_t i = 0; i < copies.size(); i += 2) {
+    PyObject** key_slot;
+    PyObject** value_slot;
+    if (general) {
+      auto& e = reinterpret_cast<dict_entry_general*>(entries)[i / 2];
+      key_slot = &e.key;
+      value_slot = &e.value;
+    } else {
+      auto& e = reinterpret_cast<dict_entry_unicode*>(entries)[i / 2];
+      key_slot = &e.key;
+      value_slot = &e.value;
+    }
+    if (*key_slot != copies[i].p)
+      fail(PyExc_RuntimeError, "the dict changed while it was being copied");
+    Py_DECREF(std::exchange(*value_slot, copies[i + 1].release()));
+  }
+  {
+    pass_through pass(hooks_);
+    Py_CLEAR(scratch.p);
+  }
+  switch_type(made.p, types_.dict);
+  return made.release();
+}
+
+void builder::fromkeys() {
+  if (fromkeys_ != nullptr) return;
+  pass_through pass(hooks_);
+  fromkeys_ = PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyDict_Type), "fromkeys");
+  if (fromkeys_ == nullptr) throw std::bad_alloc();
+}
+
+// Two keys (or set elements) that were told apart by a subclass's __eq__ or __hash__ are equal
+// once copied as their base type: the copy would lose one, or hold it twice.
+void builder::equal_copies(PyObject* copy) {
+  std::string r;
+  {
+    pass_through pass(hooks_);
+    owned text(PyObject_Repr(copy));
+    Py_ssize_t len = 0;
+    const char* utf8 = text.p ? PyUnicode_AsUTF8AndSize(text.p, &len) : nullptr;
+    if (utf8 == nullptr) PyErr_Clear();
+    r = utf8 ? std::string(utf8, static_cast<std::size_t>(std::min<Py_ssize_t>(len, 200))) : "?";
+  }
+  fail(PyExc_TypeError,
+       "two keys or elements are equal once copied as their base types (" + r +
+           "): a subclass's __eq__ or __hash__ told them apart, and the copy cannot");
 }
 
 // A dict too large for CPython's smallest table would grow while built by inserts, leaving each
@@ -298,13 +388,10 @@ PyObject* builder::copy_dict(PyObject* o) {
 // key each time. dict.fromkeys(o) makes its table once, sized for o and of o's key kind
 // (Objects/dictobject.c, _PyDict_FromKeys: dictresize to estimate_log2_keysize(len(o)), then
 // inserts in o's order); each entry's key (o's own) and value (None) are then replaced in place by
-// their copies. A copy hashes and compares equal to its original, so the table stays valid.
+// their copies. o's keys are builtin scalars (builtin_scalar_keys): no Python code runs, and a
+// copy hashes and compares equal to its original, so the table stays valid.
 PyObject* builder::copy_large_dict(PyObject* o) {
-  if (fromkeys_ == nullptr) {
-    pass_through pass(hooks_);
-    fromkeys_ = PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyDict_Type), "fromkeys");
-    if (fromkeys_ == nullptr) throw std::bad_alloc();
-  }
+  fromkeys();
   owned made(made_in_region([&] { return checked(PyObject_CallOneArg(fromkeys_, o)); }));
   dict_keys* k = keys_of(made.p);
   char* entries = entries_of(k);
@@ -360,8 +447,10 @@ PyObject* builder::copy_set(PyObject* o) {
   PyObject* s = made_in_region(
       [&] { return checked(frozen ? PyFrozenSet_New(nullptr) : PySet_New(nullptr)); });
   owned made(s);
-  for (owned& item : items)
-    if (PySet_Add(s, item.p) < 0) throw std::bad_alloc();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (PySet_Add(s, items[i].p) < 0) throw std::bad_alloc();
+    if (PySet_GET_SIZE(s) != static_cast<Py_ssize_t>(i + 1)) equal_copies(items[i].p);
+  }
   if (frozen) {
     if (PyObject_Hash(s) == -1) throw std::bad_alloc();  // frozenset caches its hash
   } else {

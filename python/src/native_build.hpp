@@ -36,6 +36,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "native_region.hpp"
@@ -60,6 +61,25 @@ struct native_types {
 // Immortal objects of the kinds freeze_native() holds are used as they are, not copied: nothing
 // ever frees them or writes their reference count.
 bool reusable_as_is(PyObject* o, const native_types& t);
+
+// A new reference released on scope exit.
+struct owned {
+  PyObject* p = nullptr;
+  owned() = default;
+  explicit owned(PyObject* o) noexcept : p(o) {}
+  owned(owned&& o) noexcept : p(o.p) { o.p = nullptr; }
+  owned& operator=(owned&& o) noexcept {
+    std::swap(p, o.p);
+    return *this;
+  }
+  owned(const owned&) = delete;
+  ~owned() { Py_XDECREF(p); }
+  PyObject* release() noexcept {
+    PyObject* o = p;
+    p = nullptr;
+    return o;
+  }
+};
 
 class builder {
  public:
@@ -95,6 +115,9 @@ class builder {
   PyObject* copy_list(PyObject* o);
   PyObject* copy_dict(PyObject* o);
   PyObject* copy_large_dict(PyObject* o);
+  PyObject* dict_of_copies(std::vector<owned>& copies);
+  void fromkeys();
+  [[noreturn]] void equal_copies(PyObject* copy);
   PyObject* copy_set(PyObject* o);
   PyObject* checked(PyObject* made);
   void switch_type(PyObject* o, PyTypeObject* t);

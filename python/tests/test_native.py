@@ -150,6 +150,48 @@ class Copy(unittest.TestCase):
         self.assertIs(type(f["t"]), str)
         self.assertEqual(f, {"p": (1, 2), "o": {"a": 1}, "t": "words", "d": {}})
 
+    def test_subclass_keys_with_a_hash_of_their_own_are_found_by_the_copys_hash(self):
+        class Hash42(int):
+            def __hash__(self):
+                return 42
+
+        class Seven(str):
+            def __hash__(self):
+                return 7
+
+        for n in (3, 10, 1000):  # a small dict, and large ones (one table made by fromkeys)
+            f = permafrost.freeze_native({Hash42(i): i for i in range(n)} |
+                                         {(Seven("t%d" % i),): i for i in range(n)})
+            self.assertEqual(len(f), 2 * n)
+            self.assertEqual([f.get(i) for i in range(n)], list(range(n)))
+            self.assertEqual([f.get(("t%d" % i,)) for i in range(n)], list(range(n)))
+            self.assertEqual(f, {i: i for i in range(n)} | {("t%d" % i,): i for i in range(n)})
+
+        class Plain(str):
+            pass
+
+        # The scratch dict of the str copies grows: its first table goes on CPython's free list
+        # of small tables, where the next small dict must not take it (the audit refused it).
+        f = permafrost.freeze_native([{Plain("k%d" % i): i for i in range(10)}, {"a": 1}])
+        self.assertEqual(f, [{"k%d" % i: i for i in range(10)}, {"a": 1}])
+
+    def test_no_python_code_runs_while_a_large_dict_is_copied(self):
+        calls = []
+
+        class Colliding(str):
+            def __hash__(self):
+                return 5
+
+            def __eq__(self, other):
+                calls.append(["made by __eq__", str(self) * 3])  # would land in the arena
+                return str.__eq__(self, other)
+
+        src = {Colliding("k%d" % i): i for i in range(8)}
+        calls.clear()
+        f = permafrost.freeze_native(src)
+        self.assertEqual(calls, [])
+        self.assertEqual(f, {"k%d" % i: i for i in range(8)})
+
     def test_scalars_and_empty_containers(self):
         for v in ("", "x", "é", "long string " * 10, "a\ud800b", 0, -5, 2 ** 200, 1.5,
                   float("nan"), b"", b"bytes", (), [], {}, set(), frozenset(), True):
@@ -205,6 +247,24 @@ class Errors(unittest.TestCase):
             deep = [deep]
         with self.assertRaisesRegex(TypeError, "nested more than 5000 levels deep"):
             permafrost.freeze_native(deep)
+
+    def test_keys_equal_once_copied_as_their_base_are_refused(self):
+        class Distinct(str):  # equal only to itself, as the default object.__eq__
+            __hash__ = str.__hash__
+
+            def __eq__(self, other):
+                return self is other
+
+        for n in (2, 8):  # a small dict, a large one
+            with self.assertRaisesRegex(TypeError, r"^obj\[0\]: two keys or elements are equal "
+                                                   r"once copied as their base types \('x'\): "
+                                                   r"a subclass's __eq__ or __hash__ told them"):
+                permafrost.freeze_native([{Distinct("x"): i for i in range(n)}])
+        for s in ({Distinct("x"), Distinct("x")}, frozenset({Distinct("x"), "x"}),
+                  {(Distinct("x"),), ("x",)}):
+            with self.assertRaisesRegex(TypeError, "are equal once copied as their base types"):
+                permafrost.freeze_native([s])
+        self.assertEqual(permafrost.freeze_native({"ok": [1]}), {"ok": [1]})
 
     def test_a_failed_copy_leaves_the_interpreter_working(self):
         for _ in range(3):
