@@ -66,6 +66,30 @@ class builder::path_step {
   builder& b_;
 };
 
+// A strong reference to a source object. Released in pass mode when it is the last one (a signal
+// handler changed the source meanwhile): the object's finalizer then runs as ordinary code, and
+// what it makes or keeps is not allocated in the region.
+class builder::source_ref {
+ public:
+  source_ref(builder& b, PyObject* o) noexcept : b_(b), p(Py_NewRef(o)) {}
+  ~source_ref() {
+    if (Py_REFCNT(p) > 1) {
+      Py_DECREF(p);
+      return;
+    }
+    pass_through pass(b_.hooks_);
+    Py_DECREF(p);
+  }
+  source_ref(const source_ref&) = delete;
+  source_ref& operator=(const source_ref&) = delete;
+
+ private:
+  builder& b_;
+
+ public:
+  PyObject* const p;
+};
+
 builder::~builder() {
   for (PyObject* o : rejected_) Py_DECREF(o);
   Py_XDECREF(fromkeys_);
@@ -199,7 +223,7 @@ PyObject* builder::copy_container(PyObject* o, bool shared) {
   }
   if (depth_ >= max_depth)
     fail(PyExc_TypeError, "nested more than " + std::to_string(max_depth) + " levels deep");
-  owned hold(Py_NewRef(o));
+  source_ref hold(*this, o);
   ++depth_;
   PyObject* c;
   try {
@@ -233,12 +257,16 @@ PyObject* builder::copy_tuple(PyObject* o) {
 
 PyObject* builder::copy_list(PyObject* o) {
   std::vector<owned> items;
-  items.reserve(static_cast<std::size_t>(PyList_GET_SIZE(o)));
+  const Py_ssize_t size = PyList_GET_SIZE(o);
+  items.reserve(static_cast<std::size_t>(size));
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) {
-    owned item(Py_NewRef(PyList_GET_ITEM(o, i)));
+    source_ref item(*this, PyList_GET_ITEM(o, i));
     path_step at(*this, value_path_kind::at_index, nullptr, i);
     items.emplace_back(copy_value(item.p, false, true));
   }
+  // A signal handler changed the list meanwhile: the copy would silently miss items.
+  if (PyList_GET_SIZE(o) != size)
+    fail(PyExc_RuntimeError, "the list changed size while it was being copied");
   const auto n = static_cast<Py_ssize_t>(items.size());
   PyObject* l = made_in_region([&] { return checked(PyList_New(n)); });
   for (Py_ssize_t i = 0; i < n; ++i) PyList_SET_ITEM(l, i, items[i].release());
@@ -272,13 +300,14 @@ PyObject* builder::copy_dict(PyObject* o) {
     return copy_large_dict(o);
   // Keys and values first, so that the dict and its table follow them in the region.
   std::vector<owned> copies;
-  copies.reserve(2 * static_cast<std::size_t>(PyDict_GET_SIZE(o)));
+  const Py_ssize_t size = PyDict_GET_SIZE(o);
+  copies.reserve(2 * static_cast<std::size_t>(size));
   Py_ssize_t pos = 0;
   PyObject* key;
   PyObject* value;
   for (Py_ssize_t i = 0; PyDict_Next(o, &pos, &key, &value); ++i) {
-    owned k(Py_NewRef(key));
-    owned v(Py_NewRef(value));
+    source_ref k(*this, key);
+    source_ref v(*this, value);
     {
       path_step at(*this, value_path_kind::key_of, nullptr, i);
       copies.emplace_back(copy_value(k.p, true, true));
@@ -287,6 +316,8 @@ PyObject* builder::copy_dict(PyObject* o) {
     copies.emplace_back(copy_value(v.p, false, true));
   }
   const auto n = static_cast<Py_ssize_t>(copies.size() / 2);
+  if (n != size || PyDict_GET_SIZE(o) != size)  // a signal handler changed the dict meanwhile
+    fail(PyExc_RuntimeError, "the dict changed while it was being copied");
   if (n > small_dict) return dict_of_copies(copies);
   // CPython's own insert: a table whose keys are all exact strs stays the str-keyed kind, which
   // lookups take the fast path on (_PyDict_NewPresized would make a general table).
@@ -401,8 +432,8 @@ PyObject* builder::copy_large_dict(PyObject* o) {
   PyObject* value;
   Py_ssize_t i = 0;
   for (; PyDict_Next(o, &pos, &key, &value); ++i) {
-    owned k_src(Py_NewRef(key));
-    owned v_src(Py_NewRef(value));
+    source_ref k_src(*this, key);
+    source_ref v_src(*this, value);
     PyObject** key_slot;
     PyObject** value_slot;
     if (general) {
@@ -434,15 +465,18 @@ PyObject* builder::copy_large_dict(PyObject* o) {
 
 PyObject* builder::copy_set(PyObject* o) {
   std::vector<owned> items;
-  items.reserve(static_cast<std::size_t>(PySet_GET_SIZE(o)));
+  const Py_ssize_t size = PySet_GET_SIZE(o);
+  items.reserve(static_cast<std::size_t>(size));
   Py_ssize_t pos = 0;
   PyObject* key;
   Py_hash_t hash;
   for (Py_ssize_t i = 0; _PySet_NextEntry(o, &pos, &key, &hash); ++i) {
-    owned k(Py_NewRef(key));
+    source_ref k(*this, key);
     path_step at(*this, value_path_kind::element, nullptr, i);
     items.emplace_back(copy_value(k.p, false, true));
   }
+  if (static_cast<Py_ssize_t>(items.size()) != size || PySet_GET_SIZE(o) != size)
+    fail(PyExc_RuntimeError, "the set changed while it was being copied");
   const bool frozen = PyFrozenSet_Check(o);
   PyObject* s = made_in_region(
       [&] { return checked(frozen ? PyFrozenSet_New(nullptr) : PySet_New(nullptr)); });

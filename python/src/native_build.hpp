@@ -102,6 +102,7 @@ class builder {
 
  private:
   class path_step;
+  class source_ref;
 
   // key: o is a dict key (an identifier str is interned). held: the caller holds a reference
   // to o of its own.

@@ -311,6 +311,32 @@ class Errors(unittest.TestCase):
         self.assertEqual(refusals, ["permafrost.freeze_native() is already running in this "
                                     "process"])
 
+    def test_a_signal_handler_emptying_the_source_is_a_runtime_error(self):
+        # The handler drops the last reference to the record being copied: its finalizer ran in
+        # the arena, kept what it made, and the process died freeing it (munmap_chunk()).
+        script = textwrap.dedent("""\
+            import gc, signal, permafrost
+            kept = []
+            class Noted(str):
+                def __del__(self):
+                    kept.append(["finalized", str(self) * 2])
+            src = [{"v": Noted("x%d" % i), "n": [i, float(i)]} for i in range(300000)]
+            signal.signal(signal.SIGALRM, lambda signum, frame: src.clear())
+            signal.setitimer(signal.ITIMER_REAL, 0.02)
+            try:
+                permafrost.freeze_native(src)
+            except RuntimeError as e:
+                print(e)
+            kept.clear()
+            gc.collect()
+            print(permafrost.freeze_native({"after": [1.5]}))
+            """)
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env=os.environ, timeout=120)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(r.stdout, "obj: the list changed size while it was being copied\n"
+                                   "{'after': [1.5]}\n")
+
     def test_every_arena_slot_in_use_is_a_memory_error_naming_it(self):
         held = []
         try:
