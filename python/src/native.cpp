@@ -165,6 +165,11 @@ PyObject* py_native_setup(PyObject*, PyObject* args) {
       !registered_subclass(l, &PyList_Type, "list", &t.list) ||
       !registered_subclass(s, &PySet_Type, "set", &t.set))
     return nullptr;
+  // weakref.ref() of a set writes its weakref list: of a frozen one, a SIGSEGV. NativeSet takes
+  // none, as NativeDict and NativeList (dict and list take none): weakref.ref() raises TypeError.
+  // set_dealloc reads the (always empty) list through the struct, not this offset.
+  t.set->tp_weaklistoffset = 0;
+  PyType_Modified(t.set);
   g_types = t;
   g_owner = PyInterpreterState_Get();
   Py_RETURN_NONE;

@@ -427,6 +427,22 @@ class Mutation(unittest.TestCase):
         with self.assertRaises(AttributeError):
             d.extra = 1
 
+    def test_a_weak_reference_to_a_native_container_is_a_type_error(self):
+        # weakref.ref() of a NativeSet wrote its weakref list: the process died (SIGSEGV).
+        proc = run_script("""\
+            import weakref
+            for x in (s, d, l):
+                try:
+                    weakref.ref(x)
+                except TypeError as e:
+                    print(e)
+            """)
+        self.assertEqual((proc.returncode, proc.stderr), (0, ""))
+        self.assertEqual(proc.stdout.splitlines(),
+                         ["cannot create weak reference to 'NativeSet' object",
+                          "cannot create weak reference to 'NativeDict' object",
+                          "cannot create weak reference to 'NativeList' object", "survived"])
+
     def test_a_write_past_the_subclass_dies_with_the_trap_line_naming_the_type(self):
         pythonapi = "ctypes.pythonapi.PyDict_SetItem.argtypes = [ctypes.py_object] * 3\n"
         cases = {
@@ -444,7 +460,6 @@ class Mutation(unittest.TestCase):
             "list.__init__(l, [5])": "list object (NativeList)",
             "set.add(s, 3)": "set object (NativeSet)",
             "set.clear(s)": "set object (NativeSet)",
-            "import weakref; r = weakref.ref(s)": "set object (NativeSet)",
             "import weakref; r = weakref.ref(f['fs'])": "frozenset object",
             "sys.intern(f['text'])": "str object",
             "ctypes.memset(id(f['text']) + 24, 0, 1)": "str object",
