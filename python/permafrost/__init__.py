@@ -17,7 +17,7 @@ reference (path, offset), so spawn/forkserver workers map the same page-cache pa
 Values come back as: FrozenDict (collections.abc.Mapping), FrozenList (Sequence), FrozenSet (Set)
 for dicts, lists and sets; ordinary objects for str, bytes, int, float, bool, None and tuples
 (a tuple of views when it holds containers). Subclasses (OrderedDict, namedtuple, IntEnum...)
-are frozen as their base type.
+are frozen as their base type; an OrderedDict keeps its own order (after move_to_end() too).
 
 freeze_native(obj) (CPython 3.12 and 3.13) makes a different trade: the copy is made of real
 CPython objects -- NativeDict and NativeList are dict and list subclasses -- made immortal and

@@ -22,6 +22,7 @@
 #include "permafrost/arena.hpp"
 #include "permafrost/hash.hpp"
 #include "permafrost/memstat.hpp"
+#include "py_ref.hpp"
 #include "reading.hpp"
 #include "scalars.hpp"
 #include "store.hpp"
@@ -1011,9 +1012,23 @@ class freezer {
     return "";
   }
 
+  static int check_order(PyObject* o) {
+    const int r = odict_in_dict_order(o);
+    if (r < 0) throw py_error{};
+    return r;
+  }
+
   frozen dict(PyObject* o, std::uint8_t shared) {
     value_sink* const as_row_of = row_sink_;  // set by add_value for this dict only
     row_sink_ = nullptr;
+    if (PyODict_Check(o) && !(PyODict_CheckExact(o) && check_order(o) == 1)) {
+      // An OrderedDict's order is its own: move_to_end() does not reorder the dict underneath,
+      // which PyDict_Next walks. Its items are frozen from a plain dict made in its order.
+      ref ordered(check(PyDict_New()));
+      if (PyDict_Merge(ordered.get(), o, 1) < 0) throw py_error{};
+      o = ordered.get();
+      keep_.push_back(std::move(ordered));
+    }
     if (PyDict_GET_SIZE(o) > large_container) return large_dict(o, shared);
     // The items as they are now, each held, before anything is hashed or frozen: key i is
     // items[2i], its value items[2i + 1].

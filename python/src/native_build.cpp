@@ -1,5 +1,6 @@
 // permafrost for Python — the deep copy (contract in native_build.hpp).
 #include "native_build.hpp"
+#include "py_ref.hpp"
 
 #if PF_NATIVE_SUPPORTED
 
@@ -295,7 +296,38 @@ bool builtin_scalar_keys(PyObject* o) {
 
 }  // namespace
 
+// True when PyDict_Next walks the OrderedDict o in its own order (an exact one whose order
+// move_to_end() did not change).
+bool builder::odict_walked_in_order(PyObject* o) {
+  if (!PyODict_CheckExact(o)) return false;  // a subclass may iterate as it likes
+  pass_through pass(hooks_);
+  const int same = odict_in_dict_order(o);
+  if (same < 0) throw build_error{nullptr, {}};
+  return same == 1;
+}
+
 PyObject* builder::copy_dict(PyObject* o) {
+  if (PyODict_Check(o) && !odict_walked_in_order(o)) {
+    // An OrderedDict's order is its own: move_to_end() does not reorder the dict underneath,
+    // which PyDict_Next walks. A plain dict of its items in its order is copied instead, made
+    // outside the region (its keys' __hash__, a subclass's keys() and __getitem__ may run).
+    PyObject* ordered;
+    {
+      pass_through pass(hooks_);
+      ordered = PyDict_New();
+      if (ordered == nullptr) throw std::bad_alloc();
+      if (PyDict_Merge(ordered, o, 1) < 0) {
+        Py_DECREF(ordered);
+        throw build_error{nullptr, {}};
+      }
+    }
+    source_ref hold(*this, ordered);
+    {
+      pass_through pass(hooks_);
+      Py_DECREF(ordered);
+    }
+    return copy_dict(hold.p);
+  }
   if (PyDict_CheckExact(o) && PyDict_GET_SIZE(o) > small_dict && builtin_scalar_keys(o))
     return copy_large_dict(o);
   // Keys and values first, so that the dict and its table follow them in the region.
@@ -328,7 +360,8 @@ PyObject* builder::copy_dict(PyObject* o) {
     if (PyDict_SetItem(e, copies[0].p, copies[1].p) < 0) throw std::bad_alloc();
     // The first insert takes its table from CPython's free list of small str-keyed tables when
     // it has one, which may hold a table from outside the region (the first table of
-    // dict_of_copies()'s scratch dict, dropped as it grew in pass mode): set it aside.
+    // dict_of_copies()'s scratch dict, dropped as it grew in pass mode, or an OrderedDict's
+    // scratch dict, freed): set it aside.
     if (region_.holds(keys_of(e))) return fresh.release();
     rejected_.push_back(fresh.release());
     return nullptr;

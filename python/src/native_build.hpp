@@ -115,6 +115,7 @@ class builder {
   PyObject* copy_tuple(PyObject* o);
   PyObject* copy_list(PyObject* o);
   PyObject* copy_dict(PyObject* o);
+  bool odict_walked_in_order(PyObject* o);
   PyObject* copy_large_dict(PyObject* o);
   PyObject* dict_of_copies(std::vector<owned>& copies);
   void fromkeys();

@@ -47,6 +47,24 @@ struct ref {
   }
 };
 
+// For an OrderedDict o: 1 when it iterates in the order PyDict_Next walks the dict underneath
+// (move_to_end() changes only the former), 0 when not, -1 with an exception set when its
+// iteration raised. May run Python code (a key's __hash__, a subclass's __iter__).
+inline int odict_in_dict_order(PyObject* o) {
+  ref it(PyObject_GetIter(o));
+  if (!it.p) return -1;
+  Py_ssize_t pos = 0;
+  PyObject *k, *v;
+  while (PyDict_Next(o, &pos, &k, &v)) {  // k is only compared, never read
+    ref next(PyIter_Next(it.p));
+    if (!next.p) return PyErr_Occurred() ? -1 : 0;
+    if (next.p != k) return 0;
+  }
+  ref extra(PyIter_Next(it.p));
+  if (extra.p) return 0;
+  return PyErr_Occurred() ? -1 : 1;
+}
+
 // Returns o; throws py_error when o is NULL (the call that made it set the exception).
 inline PyObject* check(PyObject* o) {
   if (!o) throw py_error{};

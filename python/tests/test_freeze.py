@@ -91,6 +91,15 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(frozen["od"], {"a": 1})
         self.assertEqual(frozen["p"], (1, 2))
 
+    def test_an_ordered_dict_keeps_its_own_order(self):
+        for n in (3, 10, 5000):  # a small dict, a larger one, one walked live
+            od = collections.OrderedDict((k, k) for k in range(n))
+            od.move_to_end(0)  # reorders the OrderedDict, not the dict underneath
+            od.move_to_end(n - 1, last=False)
+            frozen = permafrost.freeze([od])[0]
+            self.assertEqual(list(frozen), list(od))
+            self.assertEqual(list(frozen.items()), list(od.items()))
+
     def test_subclass_hooks_do_not_run_during_freeze(self):
         calls = []
 

@@ -150,6 +150,20 @@ class Copy(unittest.TestCase):
         self.assertIs(type(f["t"]), str)
         self.assertEqual(f, {"p": (1, 2), "o": {"a": 1}, "t": "words", "d": {}})
 
+    def test_an_ordered_dict_keeps_its_own_order(self):
+        for n in (3, 10, 5000):  # a small dict, a larger one
+            od = collections.OrderedDict((k, [k]) for k in range(n))
+            od.move_to_end(0)  # reorders the OrderedDict, not the dict underneath
+            od.move_to_end(n - 1, last=False)
+            f = permafrost.freeze_native([od, od])
+            self.assertIs(f[0], f[1])
+            self.assertEqual(list(f[0]), list(od))
+            self.assertEqual(list(f[0].items()), list(od.items()))
+        cyclic = collections.OrderedDict(a=1)
+        cyclic["self"] = cyclic
+        with self.assertRaisesRegex(TypeError, "cycle: this OrderedDict contains itself"):
+            permafrost.freeze_native(cyclic)
+
     def test_subclass_keys_with_a_hash_of_their_own_are_found_by_the_copys_hash(self):
         class Hash42(int):
             def __hash__(self):
