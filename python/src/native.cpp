@@ -362,6 +362,14 @@ class thawer {
       PyErr_SetString(PyExc_RecursionError, "thaw(): nested too deep");
       return nullptr;
     }
+    // Recursing once per level: a thread with a small stack would overflow long before that.
+    if ((depth_ & 31) == 31 && permafrost::stack_bytes_left() < (std::size_t{256} << 10)) {
+      PyErr_SetString(PyExc_RecursionError,
+                      "thaw(): nested too deep for this thread's stack: thaw it in a thread "
+                      "with a larger stack (threading.stack_size) or in the main thread");
+      --depth_;
+      return nullptr;
+    }
     PyObject* out = t == g_types.dict   ? dict(o)
                     : t == g_types.list ? list(o)
                     : t == g_types.set  ? set(o)

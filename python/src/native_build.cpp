@@ -1,5 +1,6 @@
 // permafrost for Python — the deep copy (contract in native_build.hpp).
 #include "native_build.hpp"
+#include "permafrost/memstat.hpp"
 #include "py_ref.hpp"
 
 #if PF_NATIVE_SUPPORTED
@@ -28,6 +29,8 @@ PyObject* made_in_region(Make&& make) {
 }
 
 constexpr std::size_t max_depth = 5000;
+// Stack the copy keeps free (see builder::copy_container).
+constexpr std::size_t min_stack_left = std::size_t{256} << 10;
 // Items of CPython's smallest dict table (USABLE_FRACTION(PyDict_MINSIZE)): larger dicts would
 // grow while built by inserts.
 constexpr Py_ssize_t small_dict = 5;
@@ -224,6 +227,14 @@ PyObject* builder::copy_container(PyObject* o, bool shared) {
   }
   if (depth_ >= max_depth)
     fail(PyExc_TypeError, "nested more than " + std::to_string(max_depth) + " levels deep");
+  // The copy recurses once per level: a thread with a small stack (threading.stack_size) would
+  // overflow it long before max_depth. Checked every 32 levels, as freeze() does.
+  if ((depth_ & 31) == 31 && permafrost::stack_bytes_left() < min_stack_left) {
+    fail(PyExc_RecursionError, "nested too deep for this thread's stack (" +
+                                   std::to_string(depth_) +
+                                   " containers): freeze it in a thread with a larger stack "
+                                   "(threading.stack_size) or in the main thread");
+  }
   source_ref hold(*this, o);
   ++depth_;
   PyObject* c;

@@ -280,6 +280,33 @@ class Errors(unittest.TestCase):
                 permafrost.freeze_native([s])
         self.assertEqual(permafrost.freeze_native({"ok": [1]}), {"ok": [1]})
 
+    def test_a_thread_with_a_small_stack_gets_a_recursion_error(self):
+        # freeze_native() and thaw() recursed once per level with no stack check: SIGSEGV.
+        script = textwrap.dedent("""\
+            import threading, permafrost
+            deep = []
+            for i in range(3000):
+                deep = {"a": [deep]} if i % 2 else [deep]
+            frozen = permafrost.freeze_native(deep)  # the main thread's stack is large enough
+            def run():
+                for attempt in (lambda: permafrost.freeze_native(deep), frozen.thaw):
+                    try:
+                        attempt()
+                    except RecursionError as e:
+                        print(str(e)[-57:])
+            threading.stack_size(256 * 1024)
+            t = threading.Thread(target=run)
+            t.start()
+            t.join()
+            print(len(frozen.thaw()))
+            """)
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env=os.environ, timeout=120)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(r.stdout.splitlines(),
+                         ["larger stack (threading.stack_size) or in the main thread"] * 2 +
+                         ["1"])
+
     def test_a_failed_copy_leaves_the_interpreter_working(self):
         for _ in range(3):
             with self.assertRaises(TypeError):
