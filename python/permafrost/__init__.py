@@ -336,6 +336,17 @@ def _dict_eq(self, other):
     return True
 
 
+def _open_repr(build):
+    """A view's __repr__: build(self), or for a view of closed data a placeholder (a repr that
+    raised broke logging, tracebacks with locals and debuggers after close())."""
+    def __repr__(self):
+        if _core._closed(_core._store_of(self)):
+            return f"<{type(self).__name__} of closed frozen data>"
+        return build(self)
+    return __repr__
+
+
+@_open_repr
 def _dict_repr(self):
     return "FrozenDict({" + ", ".join(f"{k!r}: {v!r}" for k, v in self._iter_items()) + "})"
 
@@ -439,7 +450,7 @@ FrozenList.__lt__ = _list_compare(_operator.lt)
 FrozenList.__le__ = _list_compare(_operator.le)
 FrozenList.__gt__ = _list_compare(_operator.gt)
 FrozenList.__ge__ = _list_compare(_operator.ge)
-FrozenList.__repr__ = lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])"
+FrozenList.__repr__ = _open_repr(lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])")
 FrozenList.__hash__ = None  # unhashable as a list, and so not a collections.abc.Hashable
 FrozenList.__contains__ = _abc.Sequence.__contains__
 FrozenList.__reversed__ = _abc.Sequence.__reversed__
@@ -515,7 +526,7 @@ for _name, _op in (("__rand__", _operator.and_), ("__ror__", _operator.or_),
 # Immutable whatever it was frozen from (a set or a frozenset): it hashes as the frozenset of its
 # elements, so it finds and is found as that frozenset in a dict or set.
 FrozenSet.__hash__ = lambda self: hash(frozenset(self))
-FrozenSet.__repr__ = lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})"
+FrozenSet.__repr__ = _open_repr(lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})")
 FrozenSet.issubset = lambda self, other: self <= frozenset(other)
 FrozenSet.issuperset = lambda self, other: self >= frozenset(other)
 FrozenSet.union = lambda self, *others: frozenset(self).union(*others)

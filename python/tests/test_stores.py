@@ -40,6 +40,19 @@ class Closing(unittest.TestCase):
         _stores.forget()
         self.dir.cleanup()
 
+    def test_the_repr_of_a_closed_view_says_so(self):
+        # repr() raised ValueError: logging a view, a traceback with locals failed after close().
+        image = permafrost.open(self.path)
+        views = (image, image["a"]["x"], image["s"])
+        frozen = permafrost.freeze({"k": [1]})
+        inner = frozen["k"]
+        image.close()
+        frozen.close()
+        self.assertEqual([repr(v) for v in views + (frozen, inner)],
+                         ["<%s of closed frozen data>" % name for name in
+                          ("FrozenDict", "FrozenList", "FrozenSet", "FrozenDict", "FrozenList")])
+        self.assert_closed(lambda: len(inner))  # everything else still raises
+
     def assert_closed(self, call):
         with self.assertRaises(ValueError) as cm:
             call()
