@@ -221,7 +221,7 @@ class gc_paused {
 };
 
 bool wants_huge_pages(PyObject* obj, PyObject* huge_pages) {
-  if (huge_pages != Py_None) return PyObject_IsTrue(huge_pages) == 1;
+  if (huge_pages != Py_None) return PyObject_IsTrue(huge_pages) == 1;  // -1: checked before
   // The size of the copy is not known in advance: a container of thousands of items is likely
   // to fill megabytes, where huge pages make fork and reads cheaper; a small one would commit a
   // whole 2 MiB page.
@@ -259,6 +259,8 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
     PyErr_SetString(PyExc_RuntimeError, "permafrost._native has not registered its types");
     return nullptr;
   }
+  // Its truth is asked now, before the copy: a __bool__ that raises is the caller's error.
+  if (huge_pages != Py_None && PyObject_IsTrue(huge_pages) < 0) return nullptr;
   if (native::reusable_as_is(obj, g_types)) return Py_NewRef(obj);  // immortal already
 
   auto arena = std::make_unique<native_arena>();

@@ -391,6 +391,15 @@ class Errors(unittest.TestCase):
         del held
         self.assertEqual(permafrost.freeze_native({"a": [1.5]}), {"a": [1.5]})
 
+    def test_a_huge_pages_argument_whose_truth_raises_is_that_error(self):
+        class Undecided:
+            def __bool__(self):
+                raise ValueError("neither")
+
+        # The error was swallowed and the copy made as if huge_pages=False.
+        with self.assertRaisesRegex(ValueError, "^neither$"):
+            permafrost.freeze_native({"a": [1]}, huge_pages=Undecided())
+
     def test_the_types_cannot_be_made_from_python(self):
         for cls in (NativeDict, NativeList, NativeSet):
             with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
