@@ -124,18 +124,20 @@ TEST_CASE("the fork epoch is bumped in the child, before its hooks run, and not 
   CHECK(fork_epoch() == before);
 }
 
-TEST_CASE(
-    "from the first arena on, a fork waits for the registry lock: the child can make arenas") {
-  // An arena-only program (no heap, no memfd arena): before the registry had a stage of its own,
-  // a fork while another thread held the lock gave a child whose first arena hung forever.
-  permafrost::arena first(
-      permafrost::test::arena_options_for("fork-registry", {.capacity = 1 << 20}));
+namespace {
+
+// Forks while another thread holds `lock`, taken before the fork and held for 200 ms, and runs
+// `child` in the child (its result is the exit status; a hang fails after 10 s instead of
+// stalling the case). Returns whether the holder had let the lock go when fork() returned in the
+// parent (the fork waited for it), and the child's wait status.
+template <class Lock, class Child>
+std::pair<bool, int> fork_while_held(Lock& lock, Child child) {
   std::atomic<bool> holding{false};
   std::atomic<bool> released{false};
   std::atomic<bool> forked{false};
   std::thread holder([&] {
     {
-      std::lock_guard lock(permafrost::detail::registry::mutex());
+      std::lock_guard held(lock);
       holding = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       released = true;
@@ -146,18 +148,31 @@ TEST_CASE(
   });
   while (!holding) std::this_thread::yield();
   const pid_t pid = ::fork();
-  if (pid != 0) forked = true;
-  REQUIRE(pid >= 0);
   if (pid == 0) {
-    ::alarm(10);  // a hang fails the case instead of stalling it
-    permafrost::arena a(permafrost::test::arena_options_for("in-child", {.capacity = 1 << 20}));
-    ::_exit(a.make<int>(7) != nullptr ? 0 : 1);
+    ::alarm(10);
+    ::_exit(child());
   }
-  // fork() returned, so its prepare got the lock: the holder had let it go.
+  forked = true;
   const bool released_before_fork_returned = released.load();
   holder.join();
-  CHECK(released_before_fork_returned);
-  CHECK(exited_zero(permafrost::test::wait_for(pid)));
+  return {released_before_fork_returned, pid < 0 ? -1 : permafrost::test::wait_for(pid)};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "from the first arena on, a fork waits for the registry lock: the child can make arenas") {
+  // An arena-only program (no heap, no memfd arena): before the registry had a stage of its own,
+  // a fork while another thread held the lock gave a child whose first arena hung forever.
+  permafrost::arena first(
+      permafrost::test::arena_options_for("fork-registry", {.capacity = 1 << 20}));
+  const auto [released, status] = fork_while_held(permafrost::detail::registry::mutex(), [] {
+    permafrost::arena a(permafrost::test::arena_options_for("in-child", {.capacity = 1 << 20}));
+    ::_exit(a.make<int>(7) != nullptr ? 0 : 1);  // as the case always did: no destructor here
+    return 1;
+  });
+  CHECK(released);
+  CHECK(exited_zero(status));
 }
 
 TEST_CASE("a fork waits for every arena's lock: the child can use an arena another thread held") {
@@ -171,30 +186,10 @@ TEST_CASE("a fork waits for every arena's lock: the child can use an arena anoth
   a.freeze();
   permafrost::detail::arena_slot* slot = permafrost::detail::slot_of(value);
   REQUIRE(slot != nullptr);
-  std::atomic<bool> holding{false};
-  std::atomic<bool> released{false};
-  std::atomic<bool> forked{false};
-  std::thread holder([&] {
-    {
-      std::lock_guard lock(slot->mu);
-      holding = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      released = true;
-    }
-    while (!forked) std::this_thread::yield();  // see the registry case above (TSan)
-  });
-  while (!holding) std::this_thread::yield();
-  const pid_t pid = ::fork();
-  if (pid != 0) forked = true;
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::alarm(10);  // a hang fails the case instead of stalling it
-    ::_exit(a.contains(value) && a.stats().frozen ? 0 : 1);
-  }
-  const bool released_before_fork_returned = released.load();
-  holder.join();
-  CHECK(released_before_fork_returned);
-  CHECK(exited_zero(permafrost::test::wait_for(pid)));
+  const auto [released, status] =
+      fork_while_held(slot->mu, [&] { return a.contains(value) && a.stats().frozen ? 0 : 1; });
+  CHECK(released);
+  CHECK(exited_zero(status));
 }
 
 TEST_CASE("a fork waits for a free slot's lock too: the child can make an arena in that slot") {
@@ -208,31 +203,16 @@ TEST_CASE("a fork waits for a free slot's lock too: the child can make an arena 
     slot = permafrost::detail::slot_of(gone.make<int>(1));
   }
   REQUIRE(slot != nullptr);
-  std::atomic<bool> holding{false};
-  std::atomic<bool> forked{false};
-  std::thread holder([&] {
-    {
-      std::lock_guard lock(slot->mu);
-      holding = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    while (!forked) std::this_thread::yield();
-  });
-  while (!holding) std::this_thread::yield();
-  const pid_t pid = ::fork();
-  if (pid != 0) forked = true;
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::alarm(10);                            // a hang fails the case instead of stalling it
+  const auto [released, status] = fork_while_held(slot->mu, [slot] {
     std::vector<permafrost::arena> arenas;  // kept alive, so each takes a new slot
     for (std::size_t i = 0; i < permafrost::detail::max_arenas; ++i) {
       arenas.emplace_back(permafrost::test::arena_options_for("in-child", {.capacity = 1 << 20}));
       if (permafrost::detail::slot_of(arenas.back().make<int>(2)) == slot) ::_exit(0);
     }
-    ::_exit(1);
-  }
-  holder.join();
-  CHECK(exited_zero(permafrost::test::wait_for(pid)));
+    return 1;  // (without destroying 1024 arenas in the child)
+  });
+  CHECK(released);
+  CHECK(exited_zero(status));
 }
 
 namespace {
