@@ -117,7 +117,8 @@ def freeze_native(obj, *, name=None, huge_pages=None):
     hold dict, list, tuple, set, frozenset, str, int, float, bytes, bool and None (subclasses are
     copied as their base type, and none of their methods runs: keys that only a subclass's __eq__
     or __hash__ told apart raise TypeError); immortal objects (None, small ints, interned strs, earlier
-    freeze_native() copies) are used as they are.
+    freeze_native() copies) are used as they are. A permafrost.freeze() view (FrozenDict...) is
+    refused with TypeError: pass view.thaw().
 
     name: the arena's name in write-trap reports, permafrost-stat and (on kernels built with
     CONFIG_ANON_VMA_NAME) /proc/PID/maps. huge_pages: back the arena with transparent huge

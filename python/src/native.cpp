@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "module_state.hpp"
 #include "native_layout.hpp"
 #include "permafrost/arena.hpp"
 #include "permafrost/memstat.hpp"
@@ -247,7 +248,7 @@ void plant_test_fault(int test, PyObject* root) {
 }
 
 // _freeze_native(obj, name, huge_pages, test)
-PyObject* py_freeze_native(PyObject*, PyObject* args) {
+PyObject* py_freeze_native(PyObject* module, PyObject* args) {
   PyObject* obj;
   const char* name = "permafrost-native";
   PyObject* huge_pages = Py_None;
@@ -279,7 +280,7 @@ PyObject* py_freeze_native(PyObject*, PyObject* args) {
       native::drain_free_lists(before, ~std::uint32_t{0});
     }
     try {
-      native::builder b(r, hooks, g_types, during);
+      native::builder b(r, hooks, g_types, state_of(module), during);
       root = b.copy(obj);
       if (test != 0) plant_test_fault(test, root);
     } catch (const build_error& e) {

@@ -2,6 +2,7 @@
 #include "native_build.hpp"
 #include "permafrost/memstat.hpp"
 #include "py_ref.hpp"
+#include "views.hpp"
 
 #if PF_NATIVE_SUPPORTED
 
@@ -162,6 +163,11 @@ PyObject* builder::copy_scalar(PyObject* o, bool key) {
     }));
     if (PyObject_Hash(c.p) == -1) throw std::bad_alloc();  // caches ob_shash
     return c.release();
+  }
+  if (is_view(views_, o)) {
+    fail(PyExc_TypeError, short_type_name(o) +
+                              " is a permafrost.freeze() view, which freeze_native() does not "
+                              "copy: pass view.thaw() (its plain dicts and lists) instead");
   }
   fail(PyExc_TypeError, short_type_name(o) + " is not supported");
 }

@@ -18,7 +18,9 @@
 //     tuple, objects of an earlier freeze_native()) are used as they are, not copied.
 // An object reached twice is copied once (the copy is shared, as in the original); a cycle,
 // an unsupported type or nesting deeper than 5000 containers raises build_error with the path
-// (obj["users"][3]["created"]: datetime is not supported). No Python code runs while copying:
+// (obj["users"][3]["created"]: datetime is not supported; a permafrost.freeze() view is refused
+// saying to pass view.thaw(): copying it would run the thaw, and its scalars' constructors, in
+// the middle of the copy). No Python code runs while copying:
 // values are read with the concrete C API (PyDict_Next, PyList_GET_ITEM...), never through
 // methods a subclass may override. Every source container, key and item is held by a strong
 // reference while it is copied. Every 65536 objects, pending signals are handled (in pass
@@ -39,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "module_state.hpp"
 #include "native_region.hpp"
 #include "value_path.hpp"
 
@@ -83,10 +86,11 @@ struct owned {
 
 class builder {
  public:
-  // `held` receives what drain_free_lists() pulls after signal handlers ran (see copy()).
-  builder(region& r, build_hooks& hooks, const native_types& types,
+  // `held` receives what drain_free_lists() pulls after signal handlers ran (see copy());
+  // `views` is the module state whose FrozenDict, FrozenList and FrozenSet are refused by name.
+  builder(region& r, build_hooks& hooks, const native_types& types, const module_state& views,
           std::vector<PyObject*>& held) noexcept
-      : region_(r), hooks_(hooks), types_(types), held_(held) {}
+      : region_(r), hooks_(hooks), types_(types), views_(views), held_(held) {}
   builder(const builder&) = delete;
   builder& operator=(const builder&) = delete;
   ~builder();
@@ -129,6 +133,7 @@ class builder {
   region& region_;
   build_hooks& hooks_;
   native_types types_;
+  const module_state& views_;
   std::vector<PyObject*>& held_;
   // Source object -> its copy (borrowed: the copy's parent holds it), for objects referenced
   // more than once; nullptr while a container is being copied (a cycle).

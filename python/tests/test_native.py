@@ -250,6 +250,17 @@ class Errors(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"^obj\.keys\(\)\[0\]: object is not supported"):
             permafrost.freeze_native({object(): 1})
 
+    def test_a_permafrost_view_is_refused_naming_thaw(self):
+        view = permafrost.freeze({"a": [1, 2]})
+        with self.assertRaisesRegex(TypeError, r'^obj\["cfg"\]: FrozenDict is a permafrost\.'
+                                               r'freeze\(\) view, which freeze_native\(\) does '
+                                               r'not copy: pass view\.thaw\(\)'):
+            permafrost.freeze_native({"cfg": view})
+        with self.assertRaisesRegex(TypeError, r"^obj: FrozenList is a permafrost\.freeze\(\) "
+                                               r"view"):
+            permafrost.freeze_native(view["a"])
+        self.assertEqual(permafrost.freeze_native({"cfg": view.thaw()}), {"cfg": {"a": [1, 2]}})
+
     def test_cycles_and_depth(self):
         a = []
         a.append({"back": a})
