@@ -28,6 +28,7 @@
 #include "reading.hpp"
 #include "scalars.hpp"
 #include "store.hpp"
+#include "value_path.hpp"
 #include "values.hpp"
 #include "views.hpp"
 
@@ -115,8 +116,7 @@ class json_writer {
 
   void add_path_to_error() {
     if (!own_error_ || path_.empty() || !PyErr_Occurred()) return;
-    std::string where = "obj";
-    for (auto it = path_.rbegin(); it != path_.rend(); ++it) where += *it;
+    const std::string where = joined_path({path_.rbegin(), path_.rend()});
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);

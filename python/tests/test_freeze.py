@@ -326,6 +326,23 @@ class Errors(unittest.TestCase):
             permafrost.freeze(value)
         self.assertIn("nested deeper than 5000", str(cm.exception))
 
+    def test_a_deep_path_shows_its_first_and_last_steps(self):
+        # The whole path of 5000 steps made a 30 KB message.
+        value = [{"k": 1 + 2j}]
+        for _ in range(6000):
+            value = [value]
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze([value])
+        self.assertEqual(str(cm.exception), "obj" + "[0]" * 8 + "...(4984 more)..." + "[0]" * 8 +
+                         ": nested deeper than 5000 containers")
+        value = [{"k": 1 + 2j}]
+        for _ in range(100):
+            value = [value]
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze(value)
+        self.assertEqual(str(cm.exception), "obj" + "[0]" * 8 + "...(86 more)..." + "[0]" * 7 +
+                         '["k"]: complex is not supported')
+
     def test_deeply_nested_tuple_key(self):
         key = ()
         for _ in range(6000):

@@ -251,6 +251,16 @@ class Errors(unittest.TestCase):
                                                r'\(at obj\["c"\]\)'):
             permafrost.dumps(permafrost.freeze({"c": b"x"}))
 
+    def test_a_deep_path_shows_its_first_and_last_steps(self):
+        value = {"k": {1}}
+        for _ in range(500):
+            value = [value]
+        for obj in (value, permafrost.freeze(value)):
+            with self.subTest(frozen=obj is not value), self.assertRaises(TypeError) as cm:
+                permafrost.dumps(obj)
+            self.assertEqual(str(cm.exception), "Object of type set is not JSON serializable "
+                             "(at obj" + "[0]" * 8 + "...(485 more)..." + "[0]" * 7 + '["k"])')
+
     def test_an_error_under_a_lone_surrogate_key_is_raised_not_lost(self):
         # Naming the key in the path encoded it as UTF-8, which failed and cleared the error:
         # SystemError "returned NULL without setting an exception".

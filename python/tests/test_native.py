@@ -273,6 +273,16 @@ class Errors(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, "nested more than 5000 levels deep"):
             permafrost.freeze_native(deep)
 
+    def test_a_deep_path_shows_its_first_and_last_steps(self):
+        # The whole path of 5000 steps made a 30 KB message.
+        deep = []
+        for _ in range(6000):
+            deep = [deep]
+        with self.assertRaises(TypeError) as cm:
+            permafrost.freeze_native(deep)
+        self.assertEqual(str(cm.exception), "obj" + "[0]" * 8 + "...(4984 more)..." + "[0]" * 8 +
+                         ": nested more than 5000 levels deep")
+
     def test_keys_equal_once_copied_as_their_base_are_refused(self):
         class Distinct(str):  # equal only to itself, as the default object.__eq__
             __hash__ = str.__hash__
