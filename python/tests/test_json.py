@@ -440,8 +440,14 @@ class Errors(unittest.TestCase):
             permafrost.dumps(1, ensure_ascii=True)
         with self.assertRaisesRegex(TypeError, "indent must be"):
             permafrost.dumps([1], indent=1.5)
-        with self.assertRaisesRegex(TypeError, "default must be callable"):
-            permafrost.dumps([1], default=1)
+
+    def test_a_default_that_is_not_callable_fails_only_when_called(self):
+        # As json.dumps: accepted, and json's own TypeError once a value needs it.
+        self.assertEqual(permafrost.dumps([1], default=5), json.dumps([1], default=5).encode())
+        for dumps in (json.dumps, permafrost.dumps):
+            with self.subTest(dumps.__module__), \
+                    self.assertRaisesRegex(TypeError, "^'int' object is not callable$"):
+                dumps([object()], default=5)
 
 
 class Encoder(unittest.TestCase):
