@@ -1,9 +1,42 @@
 """Reloader: the image at a path, mapped anew when a newer one is saved there (servers)."""
 import os as _os
+import sys as _sys
 import threading as _threading
 import time as _time
+import traceback as _traceback
 
 _RETRY_AFTER = 2.0  # seconds: longer than a coarse file-system timestamp's tick
+
+
+def _detached(error, handling):
+    """error (and each exception it chains to) without its traceback, whose lines are kept in a
+    note: `traceback.print_exception(reloader.error)` still shows where the open failed.
+
+    A traceback holds its frames, and each frame its caller's (f_back), up to the request that
+    called current(): .error kept this check's frame, whose `self` holds .error, so that cycle
+    kept every one of those frames and their locals (whatever the request and the failed open
+    had made) alive until the garbage collector ran. frame.clear() drops a frame's locals but
+    not its f_back. The exception the caller was handling when the open failed (`handling`,
+    error's implicit context) is the caller's, not the failure's: it is not kept."""
+    chain, seen, todo = [], set(), [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chain.append(e)
+        if e.__context__ is handling:
+            e.__context__ = None
+        if e.__cause__ is handling:
+            e.__cause__ = None
+        todo += (e.__cause__, e.__context__)
+    error.__traceback__ = error.__traceback__.tb_next  # without this check's own frame
+    for e in chain:
+        lines = _traceback.format_tb(e.__traceback__)
+        e.__traceback__ = None
+        if lines:
+            e.add_note("Traceback (its frames are not kept):\n" + "".join(lines).rstrip("\n"))
+    return error
 
 
 class Reloader:
@@ -23,11 +56,12 @@ class Reloader:
 
     A new file that cannot be opened (not an image, damaged, not yet complete because it was
     written in place, not readable) leaves the current image in place, so no request fails: the
-    exception is in .error and the file is tried again when its identity changes (its ctime
-    too: a chmod that makes it readable), and once more at least 2 seconds later even if it
-    seems unchanged (a file completed in place within one tick of a coarse file-system clock,
-    a second on some, keeps its size and mtime). With no image at all yet (the first open
-    fails), the constructor raises.
+    exception is in .error (without its frames: the lines of its traceback are in a note, which
+    traceback.print_exception() shows) and the file is tried again when its identity changes
+    (its ctime too: a chmod that makes it readable), and once more at least 2 seconds later
+    even if it seems unchanged (a file completed in place within one tick of a coarse
+    file-system clock, a second on some, keeps its size and mtime). With no image at all yet
+    (the first open fails), the constructor raises.
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
 
@@ -89,10 +123,11 @@ class Reloader:
                 # still being written in place, in the same clock tick as its last write.
                 if self._failed_at is None or now - self._failed_at < _RETRY_AFTER:
                     return
+            handling = _sys.exc_info()[1]  # the caller's, which e may chain to
             try:
                 root = self._open(self.path)
             except Exception as e:  # keep serving the image that works
-                self.error = e
+                self.error = _detached(e, handling)
                 self._failed_identity = identity
                 self._failed_at = None if retry else now
                 return

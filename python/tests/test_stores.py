@@ -9,7 +9,9 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 import unittest
+import weakref
 
 import permafrost
 from permafrost import _stores
@@ -251,8 +253,8 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.path = os.path.join(self.dir.name, "live.pfi")
 
     def tearDown(self):
-        # A Reloader whose .error holds a traceback is in a cycle (its frame holds the Reloader):
-        # collected now, its image is not mapped into the next tests' forked workers.
+        # Whatever a test left in a cycle is collected now: its image is not mapped into the next
+        # tests' forked workers.
         gc.collect()
         _stores.forget()
         self.dir.cleanup()
@@ -378,6 +380,39 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
                 reloader._failed_at -= 2.0
         self.assertEqual(len(opened), 3, "the first open, the failure and one retry")
         self.assertIsInstance(reloader.error, OSError)
+
+    def test_error_keeps_where_the_open_failed_but_no_frame_or_cycle(self):
+        # .error's traceback held the check's frame, whose `self` holds .error: that cycle kept
+        # every frame up to the request, their locals and the Reloader alive until gc ran.
+        class Local:
+            pass
+        alive = []
+        def opener(path):
+            if alive:
+                made_by_the_open = Local()
+                alive.append(weakref.ref(made_by_the_open))
+                raise ValueError("not this one")
+            alive.append(None)
+            return permafrost.open(path)
+        def request(reloader):
+            held_by_the_request = Local()
+            alive.append(weakref.ref(held_by_the_request))
+            return reloader.current()["version"]
+        self.save(1)
+        gc.disable()
+        try:
+            reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
+            self.save(2)
+            self.assertEqual(request(reloader), 1)
+            text = "".join(traceback.format_exception(reloader.error))
+            self.assertRegex(text, r'line \d+, in opener\n +raise ValueError\("not this one"\)')
+            self.assertIn("ValueError: not this one\n", text)
+            self.assertEqual([r() for r in alive[1:]], [None, None])
+            gone = weakref.ref(reloader)
+            del reloader
+            self.assertIsNone(gone(), "the Reloader is in a cycle")
+        finally:
+            gc.enable()
 
     def test_an_interval_that_is_nan_or_negative_is_refused(self):
         self.save(1)
