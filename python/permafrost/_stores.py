@@ -238,17 +238,33 @@ def _attach(dup_fd, size, key=None):
     memfd. key: the memfd's (device, inode), for a sender that may have exited meanwhile."""
     try:
         fd = dup_fd.detach()
-    except (OSError, EOFError):
+    except (OSError, EOFError) as e:
         # The sender is gone with the descriptor (a worker sent back a view of a graph it had
         # received, then exited): this process still maps the graph if it sent it.
         store = _shared.get(key) if key is not None else None
         if _live(store):
             return store
-        raise
+        raise _sender_gone(e) from e
     try:
         return _map_shared(fd, size)
     finally:
         _os.close(fd)
+
+
+def _sender_gone(error):
+    """error (raised taking a descriptor from the sender's resource sharer) of the same type,
+    saying what happened: a bare EOFError or ConnectionRefusedError, after the sender's wait at
+    its exit (_hand_over_before_exit), did not say that the view was lost, nor why."""
+    what = ("permafrost: the view cannot be received: the process that sent it exited first, "
+            "with the only descriptor of its graph (a process multiprocessing started waits "
+            f"{_HAND_OVER_SECONDS:g} s at its exit for its views to be taken: read its Queue "
+            f"before join()ing it); {type(error).__name__}: {error}")
+    try:
+        if isinstance(error, OSError) and error.errno is not None:
+            return type(error)(error.errno, what)
+        return type(error)(what)
+    except Exception:  # a type that takes other arguments
+        return EOFError(what)
 
 
 def _attach_image(dup_fd, path, image_id):

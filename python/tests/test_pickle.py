@@ -363,6 +363,13 @@ def put_a_large_graph_and_exit(queue):
     queue.put(permafrost.freeze(make_table(2000)))
 
 
+def put_a_large_graph_and_wait_briefly(queue):
+    """As put_a_large_graph_and_exit, waiting 0.5 s at its exit instead of 30."""
+    from permafrost import _stores
+    _stores._HAND_OVER_SECONDS = 0.5
+    put_a_large_graph_and_exit(queue)
+
+
 def a_large_graph(i):
     return permafrost.freeze(make_table(2000 + i))
 
@@ -418,6 +425,21 @@ class SendersThatExitFirst(unittest.TestCase):
         for t in tables:
             self.assertIsInstance(permafrost._core._store_owner(permafrost._core._store_of(t)),
                                   _stores._SharedMapping)
+
+    def test_a_view_read_after_its_sender_exited_says_it_is_lost_and_why(self):
+        # Joined before its Queue was read, the sender waited (30 s here) for the receiver and
+        # exited with the graph's only descriptor: a bare EOFError or ConnectionRefusedError.
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        child = ctx.Process(target=put_a_large_graph_and_wait_briefly, args=(queue,))
+        child.start()
+        child.join(120)
+        self.assertEqual(child.exitcode, 0)
+        with self.assertRaisesRegex((EOFError, OSError),
+                                    r"permafrost: the view cannot be received: the process that "
+                                    r"sent it exited first, .* read its Queue before join\(\)ing "
+                                    r"it\); (EOFError|\w+Error): "):
+            queue.get(timeout=120)
 
     def test_a_view_of_a_received_graph_its_sender_dropped_arrives(self):
         # The sender kept no view of the graph once it was sent (a Process's arguments, a
