@@ -18,6 +18,7 @@
 #include "arena/arena_registry.hpp"
 #include "arenas.hpp"
 #include "fork_probe.hpp"
+#include "limit_child.hpp"
 #include "os/os.hpp"
 #include "permafrost/detail/arena_pages.hpp"
 #include "permafrost/write_trap.hpp"
@@ -508,4 +509,26 @@ TEST_CASE("page_buffer: growing keeps the bytes; only written pages and undiscar
   b.clear();
   CHECK(b.data() == nullptr);
   CHECK(b.capacity() == 0);
+}
+
+TEST_CASE(
+    "under a small address-space limit an arena is made; below it the error names RLIMIT_AS") {
+  // Regression: under `ulimit -v 300000` no arena could be made (the reservation needed 1 GiB),
+  // and the error read as if the reservation were full. The program sets RLIMIT_AS on itself,
+  // exec'd so it starts with no reservation; then a default arena holds 32 MiB.
+  int status = 0;
+  std::string out =
+      permafrost::test::run_limit_child(PERMAFROST_LIMIT_CHILD, {"300000", "arena"}, &status);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("ok arena reserved") != std::string::npos);
+  CHECK(out.find("ok C API arena") != std::string::npos);
+  // 8 MiB more than the program maps: no reservation fits; every error says why.
+  out = permafrost::test::run_limit_child(PERMAFROST_LIMIT_CHILD, {"+8192", "none", "-"}, &status);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("ok arena refused") != std::string::npos);
+  CHECK(out.find("ok C API arena refused: 12") != std::string::npos);
 }

@@ -31,6 +31,7 @@
 #include "fd_passing.hpp"
 #include "fork_probe.hpp"
 #include "image_table.hpp"
+#include "limit_child.hpp"
 #include "proc.hpp"
 
 extern char** environ;
@@ -1109,4 +1110,26 @@ TEST_CASE(
   }
   // Address-space layout randomisation puts each process's reservation elsewhere.
   CHECK((children[0].data != built_at || children[1].data != built_at));
+}
+
+TEST_CASE("under a small address-space limit an image is saved and opened; below it, RLIMIT_AS") {
+  // Regression: under `ulimit -v 300000` no image could be opened (the reservation needed
+  // 1 GiB), and the error read as if the reservation were full. The program sets RLIMIT_AS on
+  // itself, exec'd so it starts with no reservation.
+  temp_dir dir;
+  const std::string path = (dir / "limited.pfi").string();
+  int status = 0;
+  std::string out = pt::run_limit_child(PERMAFROST_LIMIT_CHILD, {"300000", "image", path}, &status);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("ok image saved") != std::string::npos);
+  CHECK(out.find("ok image opened") != std::string::npos);
+  REQUIRE(fs::exists(path));
+  // 8 MiB more than the program maps: the image cannot be mapped, and the error says why.
+  out = pt::run_limit_child(PERMAFROST_LIMIT_CHILD, {"+8192", "none", path}, &status);
+  INFO(out);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(out.find("ok image refused") != std::string::npos);
 }

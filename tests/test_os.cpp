@@ -9,14 +9,19 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
+#include "fork_probe.hpp"
 #include "os/os.hpp"
 
 namespace os = permafrost::os;
@@ -270,4 +275,60 @@ TEST_CASE("list_processes includes this process; read_pagemap reads a resident p
   std::uint64_t entry = 0;
   REQUIRE(os::read_pagemap(0, at, 1, &entry) == 0);
   CHECK((entry >> 63) == 1);  // present
+}
+
+TEST_CASE("reserve: aligned under an address-space limit when a mapping sits just below") {
+  // Regression: where the kernel's placement of the exact size was unaligned, reserve() tried
+  // the aligned address just below it and then over-reserved by the alignment. With a mapping in
+  // the way (mimalloc's segments, in a program linked with the permafrost heap) and a limit that
+  // leaves less than size + alignment, it failed: under `ulimit -v 300000` such a program could
+  // make no arena. Now it steps further down. In a child: the limit is the child's.
+  const auto out = permafrost::test::run_capturing_stderr([] {
+    constexpr std::size_t bytes = std::size_t{16} << 20;
+    constexpr std::size_t align = std::size_t{64} << 20;
+    const auto fail = [](const char* what, int code) {
+      std::fprintf(stderr, "%s\n", what);
+      std::fflush(stderr);
+      ::_exit(code);
+    };
+    // Where the kernel puts `bytes` now; shifted by a page until that is unaligned.
+    std::uintptr_t exact = 0;
+    for (int i = 0; i < 64; ++i) {
+      void* probe =
+          ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (probe == MAP_FAILED) fail("mmap probe", 2);
+      ::munmap(probe, bytes);
+      exact = reinterpret_cast<std::uintptr_t>(probe);
+      if (exact % align != 0) break;
+      if (::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+        fail("mmap shift", 2);
+    }
+    if (exact % align == 0) fail("no unaligned placement found", 2);
+    // A page in the way at the aligned address just below, as a neighbour mapping would be.
+    void* in_way = reinterpret_cast<void*>(exact & ~(align - 1));
+    if (::mmap(in_way, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) !=
+        in_way)
+      fail("mmap in the way", 2);
+    // Room for `bytes` and 8 MiB more, not for bytes + align.
+    std::size_t left = 0;
+    std::FILE* status = std::fopen("/proc/self/status", "r");
+    char line[256];
+    std::size_t vm_kib = 0;
+    while (status != nullptr && std::fgets(line, sizeof line, status) != nullptr)
+      if (std::strncmp(line, "VmSize:", 7) == 0) vm_kib = std::strtoull(line + 7, nullptr, 10);
+    if (status != nullptr) std::fclose(status);
+    const rlim_t limit = (vm_kib << 10) + bytes + (std::size_t{8} << 20);
+    const rlimit rl{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) fail("setrlimit", 2);
+    if (permafrost::os::address_space_left(&left) != 0 || left >= bytes + align)
+      fail("the limit leaves room for the over-reservation", 2);
+    void* p = nullptr;
+    const int err = permafrost::os::reserve(bytes, align, &p);
+    if (err != 0) fail("reserve failed", 1);
+    if (reinterpret_cast<std::uintptr_t>(p) % align != 0) fail("reserve is not aligned", 1);
+    ::_exit(0);
+  });
+  INFO(out.stderr_text);
+  REQUIRE(WIFEXITED(out.status));
+  CHECK(WEXITSTATUS(out.status) == 0);
 }

@@ -66,12 +66,14 @@ class PERMAFROST_API freeze_check_error : public std::logic_error, public error 
 // Thrown when a process has no room for one more arena (an image, an attached arena): a
 // std::bad_alloc, so code that catches that still does, whose what() names the limit hit -
 // "all 1024 arena slots are in use ..." or "no room for N bytes in this process's arena
-// reservation ...". The C API returns ENOMEM for both.
+// reservation ..." (naming the address-space limit, RLIMIT_AS, when one cut or refused the
+// reservation). The C API returns ENOMEM for both.
 class PERMAFROST_API arena_limit_error : public std::bad_alloc, public error {
  public:
   enum class limit {
     slots,          // every one of the 1024 slots holds a live arena, attached arena or image
-    address_space,  // the process-wide reservation has no free run of granules that long
+    address_space,  // the process-wide reservation has no free run of granules that long, or
+                    // could not be made (an address-space limit, RLIMIT_AS)
   };
   // NOLINTNEXTLINE(bugprone-throw-keyword-missing): what_ only holds the message (see below)
   arena_limit_error(limit which, const std::string& what) : which_(which), what_(what) {}
@@ -155,7 +157,8 @@ struct arena_options {
 // A snapshot of an arena's counters, returned by value. Reading it reads no file (the huge-page
 // figure, which comes from /proc, is arena::huge_page_bytes()).
 struct arena_stats {
-  std::size_t reserved = 0;   // virtual bytes set aside (capacity rounded to the granule)
+  std::size_t reserved = 0;   // virtual bytes set aside (capacity rounded to the granule;
+                              // less under an address-space limit: see arena())
   std::size_t committed = 0;  // bytes made accessible: read-write before freeze, read-only after
   std::size_t used = 0;       // bytes from the start up to the bump pointer, padding included
   std::size_t lost_to_alignment = 0;  // padding skipped for alignment, plus chunk tails that
@@ -201,10 +204,14 @@ struct allocation_record {
 
 class PERMAFROST_API arena {
  public:
-  // Effects: reserves options.capacity bytes of address space (nothing committed).
+  // Effects: reserves options.capacity bytes of address space (nothing committed). Under an
+  // address-space limit (RLIMIT_AS, `ulimit -v`) the process-wide reservation is cut to fit it,
+  // and a capacity that does not fit there is cut to the reservation's longest free run
+  // (stats().reserved says how much).
   // Throws: std::invalid_argument if capacity is 0; arena_limit_error (a std::bad_alloc) naming
   // the limit when all 1024 arena slots are in use or the arena reservation has no room for the
-  // capacity; std::bad_alloc if the capacity exceeds what any reservation can hold.
+  // capacity or cannot be made (what() then names RLIMIT_AS when an address-space limit is the
+  // cause); std::bad_alloc if the capacity exceeds what any reservation can hold.
   explicit arena(arena_options options = {});
 
   // Effects: unmaps the arena. Every reader must be done with its objects by then; pointers into

@@ -90,7 +90,8 @@ class PERMAFROST_API image_error : public std::runtime_error, public error {
     bad_header,     // a header field is impossible (sizes, offsets, header checksum)
     not_frozen,     // save_image() of an arena that is not frozen
     root_outside,   // save_image() with a root that does not lie inside the arena's used bytes
-    address_space,  // no room in this process's arena reservation for the data
+    address_space,  // no room in this process's arena reservation for the data, or an
+                    // address-space limit (RLIMIT_AS) left too little to make one (what() says)
     not_position_independent,  // save_image() of data holding a raw pointer (an absolute address)
     no_free_slot,  // all 1024 arena slots of this process are in use (arenas and images together)
   };

@@ -7,6 +7,7 @@
  * Functions that can fail return 0 or an errno value and never abort on bad input:
  *   EINVAL  a null argument, capacity 0, or an alignment that is not a power of two (or > 256 MiB)
  *   ENOMEM  capacity exhausted, size + alignment overflows, or no address space for the arena
+ *           (also when an address-space limit, RLIMIT_AS, leaves too little for any)
  *   EROFS   allocation from a frozen arena
  *   EPERM   allocation from or freeze of an unfrozen memfd arena in a child forked from the
  *           process that made it (only that process may write or freeze it)

@@ -223,7 +223,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   if (options.capacity > detail::max_granules * detail::granule_size) throw std::bad_alloc();
   const bool memfd = options.backing == backing::memfd;
   detail::owned_fd file = memfd ? detail::open_arena_memfd(options.name) : detail::owned_fd{};
-  const std::size_t capacity = detail::round_up(options.capacity, page);
+  std::size_t capacity = detail::round_up(options.capacity, page);
 
   std::lock_guard registry(detail::registry::mutex());
   using limit = arena_limit_error::limit;
@@ -236,8 +236,17 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   arena_slot* slot = detail::registry::free_slot();
   if (slot == nullptr) throw refuse(limit::slots, detail::registry::no_free_slot_text());
   detail::registry::range r;
-  if (detail::registry::claim(capacity, slot, &r) != 0)
-    throw refuse(limit::address_space, detail::registry::no_room_text(capacity));
+  int err = detail::registry::claim(capacity, slot, &r);
+  // Under an address-space limit (RLIMIT_AS) the reservation is cut to what the limit leaves, and
+  // the default capacity (64 GiB) fits in none: take the longest free run instead. The limit
+  // refuses memory beyond it anyway; allocation fails there as it does at the capacity.
+  if (const std::size_t longest = detail::registry::longest_free_run_under_limit();
+      err != 0 && longest >= page) {
+    capacity = longest;
+    err = detail::registry::claim(capacity, slot, &r);
+  }
+  if (err != 0)
+    throw refuse(limit::address_space, detail::registry::no_room_text(options.capacity));
   std::lock_guard lock(slot->mu);
   slot->base = r.base;
   slot->reserved = r.bytes;
@@ -486,7 +495,7 @@ void arena::check_invariants() const {
       (slot->base - space.base.load(std::memory_order_relaxed)) >> detail::granule_shift;
   const bool frozen = slot->frozen.load(std::memory_order_relaxed);
   PERMAFROST_CHECK(!slot->attached || frozen, "an attached arena is not frozen");
-  const std::size_t count = slot->outside_space ? 0 : slot->reserved >> detail::granule_shift;
+  const std::size_t count = slot->outside_space ? 0 : detail::granules_in(slot->reserved);
   for (std::size_t i = first; i < first + count; ++i) {
     PERMAFROST_CHECK(space.granules[i].owner.load() == slot, "granule not owned by its arena");
     PERMAFROST_CHECK(space.granules[i].frozen_end.load() == (frozen ? slot->bump : 0),

@@ -36,10 +36,35 @@ constinit std::atomic<std::uint64_t> g_next_ticket{1};
 // Sequence of releases, for the quarantine order (guarded by the registry lock).
 constinit std::uint64_t g_release_clock = 0;
 
-constexpr std::size_t min_space = 4 * granule_size;  // 1 GiB
+// The least reservation: the halving stops here. Under an address-space limit (RLIMIT_AS,
+// `ulimit -v`) a reservation may be smaller than a granule; its last granule is then partial.
+constexpr std::size_t least_space = 8 * commit_step;  // 16 MiB
 
-std::size_t total_granules() noexcept {
-  return g_address_space.size.load(std::memory_order_relaxed) >> granule_shift;
+// What the address-space limit left when the reservation was made, when one was in force and
+// the reservation was cut below the largest for it (the error texts name it); else 0.
+constinit std::size_t g_cut_by_limit_left = 0;
+
+std::size_t space_bytes() noexcept { return g_address_space.size.load(std::memory_order_relaxed); }
+
+std::size_t total_granules() noexcept { return granules_in(space_bytes()); }
+
+// The bytes of `count` granules from granule `first`: less than count * granule_size when the run
+// ends at a partial last granule.
+std::size_t run_bytes(std::size_t first, std::size_t count) noexcept {
+  return std::min(count << granule_shift, space_bytes() - (first << granule_shift));
+}
+
+// `want` halved and rounded down to whole granules (whole 2 MiB steps below one granule).
+std::size_t round_space(std::size_t want) noexcept {
+  return want >= granule_size ? want & ~(granule_size - 1) : want & ~(commit_step - 1);
+}
+
+// ", cut to N bytes by the address-space limit (RLIMIT_AS, `ulimit -v`: M bytes were left)" when
+// the reservation was cut by one; else empty.
+std::string limit_note() {
+  if (g_cut_by_limit_left == 0) return {};
+  return ", cut by the address-space limit (RLIMIT_AS, `ulimit -v`), which left " +
+         std::to_string(g_cut_by_limit_left) + " bytes when it was made";
 }
 
 std::size_t first_granule(std::uintptr_t base) noexcept {
@@ -49,14 +74,15 @@ std::size_t first_granule(std::uintptr_t base) noexcept {
 // How many later releases a released run waits out before claim() may reuse it (see claim()).
 constexpr std::uint64_t quarantine_releases = 64;
 
-// First free run of `count` granules none of which was released after `threshold`, or `npos`.
+// First free run of `count` granules holding `bytes` none of which was released after
+// `threshold`, or `npos`.
 constexpr std::size_t npos = ~std::size_t{0};
-std::size_t first_fit(std::size_t count, std::uint64_t threshold) noexcept {
+std::size_t first_fit(std::size_t count, std::size_t bytes, std::uint64_t threshold) noexcept {
   std::size_t run = 0;
   for (std::size_t i = 0, total = total_granules(); i < total; ++i) {
     const granule_entry& g = g_address_space.granules[i];
     if (g.owner.load(std::memory_order_relaxed) == nullptr && g.released <= threshold) {
-      if (++run == count) return i + 1 - count;
+      if (++run == count && run_bytes(i + 1 - count, count) >= bytes) return i + 1 - count;
     } else {
       run = 0;
     }
@@ -116,19 +142,32 @@ void directory_changed() noexcept {
   directory::update();
 }
 
+std::string reservation_failed_text(int err) {
+  std::string text = "the process-wide arena reservation could not be made (at least " +
+                     std::to_string(least_space) + " bytes of address space): ";
+  if (std::size_t left = 0; err == ENOMEM && os::address_space_left(&left) == 0)
+    return text + "the address-space limit (RLIMIT_AS, `ulimit -v`) leaves this process " +
+           std::to_string(left) + " bytes; raise the limit";
+  return text + std::system_category().message(err);
+}
+
 arena_limit_error reservation_failed(int err) {
-  return arena_limit_error(arena_limit_error::limit::address_space,
-                           "the process-wide arena reservation could not be made (at least " +
-                               std::to_string(min_space) +
-                               " bytes of address space): " + std::system_category().message(err));
+  return arena_limit_error(arena_limit_error::limit::address_space, reservation_failed_text(err));
 }
 
 int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
-  if (g_address_space.size.load(std::memory_order_relaxed) != 0) return 0;
-  // Ask for the most and halve on refusal. Reserving costs no memory, only address space.
+  if (space_bytes() != 0) return 0;
+  // Ask for the most and halve on refusal. Reserving costs no memory, only address space; but
+  // under an address-space limit it costs the limit: take at most half of what the limit leaves,
+  // so the program keeps room for its heap, stacks and files (a 1 GiB floor refused every arena
+  // under `ulimit -v 300000`).
+  std::size_t most = max_granules * granule_size;
+  std::size_t left = 0;
+  const bool limited = os::address_space_left(&left) == 0 && round_space(left / 2) < most;
+  if (limited) most = round_space(left / 2);
   int err = ENOMEM;
-  for (std::size_t want = max_granules * granule_size; want >= std::max(min_space, min_bytes);
-       want /= 2) {
+  for (std::size_t want = most; want >= std::max(least_space, min_bytes);
+       want = round_space(want / 2)) {
     void* p = reinterpret_cast<void*>(at);
     if (at != 0) {
       if (at + want < at) continue;
@@ -139,6 +178,7 @@ int ensure_space(std::uintptr_t at, std::size_t min_bytes) noexcept {
     if (err == 0) {
       g_address_space.base.store(reinterpret_cast<std::uintptr_t>(p), std::memory_order_relaxed);
       g_address_space.size.store(want, std::memory_order_release);
+      g_cut_by_limit_left = limited ? left : 0;
       join_fork_lifecycle();
       return 0;
     }
@@ -160,19 +200,42 @@ std::string no_free_slot_text() {
          "first";
 }
 
-std::string no_room_text(std::size_t bytes) {
-  const std::size_t total = total_granules();
-  std::size_t free_granules = 0, run = 0, longest = 0;
-  for (std::size_t i = 0; i < total; ++i) {
+namespace {
+// The free bytes of the reservation and its longest free run of granules, in bytes.
+void free_space(std::size_t* free_bytes, std::size_t* longest) noexcept {
+  *free_bytes = 0;
+  *longest = 0;
+  std::size_t run = 0;
+  for (std::size_t i = 0, total = total_granules(); i < total; ++i) {
     const bool taken = g_address_space.granules[i].owner.load(std::memory_order_relaxed) != nullptr;
-    free_granules += taken ? 0 : 1;
     run = taken ? 0 : run + 1;
-    longest = std::max(longest, run);
+    if (!taken) *free_bytes += run_bytes(i, 1);
+    if (run != 0) *longest = std::max(*longest, run_bytes(i + 1 - run, run));
   }
+}
+}  // namespace
+
+std::string no_room_text(std::size_t bytes) {
+  std::size_t free_bytes = 0;
+  std::size_t longest = 0;
+  free_space(&free_bytes, &longest);
   return "no room for " + std::to_string(bytes) + " bytes in this process's arena reservation (" +
-         std::to_string(total << granule_shift) + " bytes, " +
-         std::to_string(free_granules << granule_shift) + " free, the longest free run " +
-         std::to_string(longest << granule_shift) + " bytes)";
+         std::to_string(space_bytes()) + " bytes" + limit_note() + "; " +
+         std::to_string(free_bytes) + " free, the longest free run " + std::to_string(longest) +
+         " bytes)";
+}
+
+std::string no_space_text(std::size_t bytes) {
+  if (space_bytes() == 0) return reservation_failed_text(ENOMEM);
+  return no_room_text(bytes);
+}
+
+std::size_t longest_free_run_under_limit() noexcept {
+  if (g_cut_by_limit_left == 0) return 0;
+  std::size_t free_bytes = 0;
+  std::size_t longest = 0;
+  free_space(&free_bytes, &longest);
+  return longest;
 }
 
 int claim(std::size_t bytes, arena_core* owner, range* out) noexcept {
@@ -185,33 +248,36 @@ int claim(std::size_t bytes, arena_core* owner, range* out) noexcept {
   // Then never-used granules; then the smallest release time that still leaves a long enough run
   // (binary search: a run that fits under a threshold fits under any larger one).
   std::size_t first = g_release_clock > quarantine_releases
-                          ? first_fit(count, g_release_clock - quarantine_releases)
+                          ? first_fit(count, bytes, g_release_clock - quarantine_releases)
                           : npos;
-  if (first == npos) first = first_fit(count, 0);
+  if (first == npos) first = first_fit(count, bytes, 0);
   if (first == npos) {
-    if (first_fit(count, g_release_clock) == npos) return ENOMEM;
+    if (first_fit(count, bytes, g_release_clock) == npos) return ENOMEM;
     std::uint64_t lo = 0;                // no fit
     std::uint64_t hi = g_release_clock;  // fits
     while (hi - lo > 1) {
       const std::uint64_t mid = lo + (hi - lo) / 2;
-      (first_fit(count, mid) == npos ? lo : hi) = mid;
+      (first_fit(count, bytes, mid) == npos ? lo : hi) = mid;
     }
-    first = first_fit(count, hi);
+    first = first_fit(count, bytes, hi);
   }
   give(first, count, owner);
   out->base = g_address_space.base.load(std::memory_order_relaxed) + (first << granule_shift);
-  out->bytes = count << granule_shift;
+  out->bytes = run_bytes(first, count);
   return 0;
 }
 
 int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* out) noexcept {
-  const std::size_t count = std::max<std::size_t>(1, (bytes + granule_size - 1) >> granule_shift);
-  const std::size_t span = count << granule_shift;
+  const std::size_t count = std::max<std::size_t>(1, granules_in(bytes));
   const std::uintptr_t space_base = g_address_space.base.load(std::memory_order_relaxed);
-  const std::uintptr_t space_end =
-      space_base + g_address_space.size.load(std::memory_order_relaxed);
-  const bool inside = space_end != space_base && base >= space_base && base + span <= space_end;
-  if (!inside) return base < space_end && base + span > space_base ? EXDEV : ERANGE;
+  const std::uintptr_t space_end = space_base + space_bytes();
+  // A reservation cut by an address-space limit ends in a partial granule: the run is cut there.
+  const std::size_t span =
+      std::min<std::size_t>(count << granule_shift, base < space_end ? space_end - base : 0);
+  const bool inside =
+      space_end != space_base && base >= space_base && span >= bytes && base + span <= space_end;
+  if (!inside)
+    return base < space_end && base + (count << granule_shift) > space_base ? EXDEV : ERANGE;
   const std::size_t first = first_granule(base);
   for (std::size_t i = first; i < first + count; ++i) {
     if (g_address_space.granules[i].owner.load(std::memory_order_relaxed) != nullptr) return EEXIST;
@@ -223,13 +289,13 @@ int claim_at(std::uintptr_t base, std::size_t bytes, arena_core* owner, range* o
 
 void publish_frozen(const range& r, std::uintptr_t end) noexcept {
   const std::size_t first = first_granule(r.base);
-  for (std::size_t i = first; i < first + (r.bytes >> granule_shift); ++i)
+  for (std::size_t i = first; i < first + granules_in(r.bytes); ++i)
     g_address_space.granules[i].frozen_end.store(end, std::memory_order_release);
 }
 
 void release(const range& r, std::size_t used) noexcept {
   const std::size_t first = first_granule(r.base);
-  const std::size_t count = r.bytes >> granule_shift;
+  const std::size_t count = granules_in(r.bytes);
   for (std::size_t i = first; i < first + count; ++i)
     g_address_space.granules[i].frozen_end.store(0, std::memory_order_release);
   // Hand the range back to ASan clean: it becomes inaccessible (a stray access is a SEGV that

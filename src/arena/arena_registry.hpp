@@ -51,10 +51,16 @@ class internal_memory {
   arena_core* saved_;
 };
 
+// How many granules `bytes` spans (a partial one counted).
+constexpr std::size_t granules_in(std::size_t bytes) noexcept {
+  return (bytes >> granule_shift) + ((bytes & (granule_size - 1)) != 0 ? 1 : 0);
+}
+
 namespace registry {
 
 // A run of granules claimed from the reservation: [base, base + bytes), bytes a multiple of
-// granule_size.
+// granule_size, except for a run that ends in the partial last granule of a reservation cut by
+// an address-space limit.
 struct range {
   std::uintptr_t base = 0;
   std::size_t bytes = 0;
@@ -71,12 +77,15 @@ void join_fork_lifecycle() noexcept;
 // ----- primitives (Pre: mutex() held) ----------------------------------------------------------
 
 // Reserves the process-wide range on first use, the largest that fits (16 TiB, halved on each
-// refusal down to 1 GiB; sanitizer runtimes and `ulimit -v` leave less). With `at` != 0 it is
+// refusal down to 16 MiB; sanitizer runtimes and `ulimit -v` leave less). Under an address-space
+// limit (RLIMIT_AS) at most half of what the limit leaves, in whole granules or, below one
+// granule, in 2 MiB steps (the last granule then partial). With `at` != 0 it is
 // placed at exactly `at` (attach() as the first arena operation of a process) and must hold at
 // least `min_bytes`. Returns 0 (also when the range already exists) or an errno value.
 int ensure_space(std::uintptr_t at = 0, std::size_t min_bytes = 0) noexcept;
 
-// The error for an ensure_space() that failed with `err`.
+// The error for an ensure_space() that failed with `err`; under an address-space limit its text
+// names the limit (RLIMIT_AS) as the cause.
 arena_limit_error reservation_failed(int err);
 
 // A slot not in use, or nullptr when max_arenas are live.
@@ -87,6 +96,14 @@ arena_slot* free_slot() noexcept;
 // in this process's arena reservation (...)". Allocate (the caller holds internal_memory).
 std::string no_free_slot_text();
 std::string no_room_text(std::size_t bytes);
+// no_room_text, or the text of reservation_failed(ENOMEM) when there is no reservation: what a
+// caller that got ENOMEM from claim_frozen says. Both name an address-space limit that cut or
+// refused the reservation.
+std::string no_space_text(std::size_t bytes);
+
+// When the reservation was cut by an address-space limit, the bytes of its longest free run
+// (what an arena whose capacity does not fit may take instead); else 0.
+std::size_t longest_free_run_under_limit() noexcept;
 
 // Claims granules for `bytes` (> 0) and gives them to `owner`: the free run whose most recent
 // release is oldest (never-used granules first; lowest address on ties). Returns 0, or ENOMEM

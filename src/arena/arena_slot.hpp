@@ -91,7 +91,7 @@ class arena_slot : public arena_core {
   mutable slot_mutex mu;
   bool in_use = false;
   std::uintptr_t base = 0;           // first byte; granule-aligned
-  std::size_t reserved = 0;          // granules * granule_size
+  std::size_t reserved = 0;          // granules * granule_size (the last partial, see range)
   std::uintptr_t limit = 0;          // base + capacity (page-rounded): allocations end here
   std::uintptr_t bump = 0;           // next free byte for new chunks
   std::uintptr_t committed_end = 0;  // [base, committed_end) is accessible

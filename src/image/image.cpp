@@ -316,7 +316,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
   const int err =
       detail::map_image(fd, h.data_offset, h.data_size, slot_name(name), &img.core_, &base);
   if (err == EMFILE) refuse(reason::no_free_slot, detail::registry::no_free_slot_text());
-  if (err == ENOMEM) refuse(reason::address_space, detail::registry::no_room_text(h.data_size));
+  if (err == ENOMEM) refuse(reason::address_space, detail::registry::no_space_text(h.data_size));
   if (err != 0) refuse(reason::not_mappable, "mmap refused: " + errno_text(err));
   img.base_ = reinterpret_cast<const std::byte*>(base);
   img.size_ = h.data_size;

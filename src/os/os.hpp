@@ -26,7 +26,9 @@ std::size_t page_size() noexcept;
 
 // Reserves `bytes` of address space, inaccessible (PROT_NONE) and uncharged (MAP_NORESERVE).
 // Pre: bytes > 0. On success *out is the start of the range, aligned to `align` (a power of two
-// multiple of the page size); the over-reserved head and tail are returned to the kernel.
+// multiple of the page size). Tried in turn: where the kernel puts `bytes`, the 16 aligned
+// addresses below that (MAP_FIXED_NOREPLACE, so nothing mapped is touched), then `bytes + align`
+// with the over-reserved head and tail returned (which an address-space limit may not allow).
 int reserve(std::size_t bytes, std::size_t align, void** out) noexcept;
 
 // The address space this process may still map under its RLIMIT_AS soft limit: the limit minus

@@ -67,6 +67,19 @@ int reserve(std::size_t bytes, std::size_t align, void** out) noexcept {
       return 0;
     }
     ::munmap(exact, bytes);
+    // Then aligned addresses below it: the kernel put `exact` in the highest gap that holds it,
+    // so the range under it is usually free too, though a mapping may sit right below (in a
+    // program linked with the permafrost heap, mimalloc's segments): a few steps further down.
+    // Under an address-space limit this is what succeeds, where the over-reservation below
+    // needs `align` more bytes than the limit leaves.
+    constexpr int aligned_tries = 16;
+    auto below = reinterpret_cast<std::uintptr_t>(exact) & ~(std::uintptr_t{align} - 1);
+    for (int i = 0; i < aligned_tries && below != 0; ++i, below -= below >= align ? align : below) {
+      if (reserve_at(reinterpret_cast<void*>(below), bytes) == 0) {
+        *out = reinterpret_cast<void*>(below);
+        return 0;
+      }
+    }
   }
   const std::size_t span = bytes + align;
   void* raw = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
