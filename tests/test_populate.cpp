@@ -6,13 +6,17 @@
 #include <permafrost/arena.hpp>
 #include <permafrost/image.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <system_error>
 #include <unistd.h>
 
 #include "arenas.hpp"
@@ -237,6 +241,56 @@ TEST_CASE("prefault: filling a prefaulted range takes no page fault, and clamps 
   CHECK(a.stats().committed <= std::size_t{64} << 20);
   a.freeze();
   CHECK_THROWS_AS(a.prefault(4096), permafrost::frozen_error);
+}
+
+TEST_CASE("prefault: more than physical memory is refused before anything is committed") {
+  // Regression: prefault(SIZE_MAX) clamped to the default 64 GiB capacity and populated it all:
+  // the OOM killer ended the process. The capacity is twice the machine's memory, so the clamp
+  // alone never saves the case, whatever the machine. In a child under RLIMIT_DATA (which
+  // mprotect to writable counts), so a regression fails to commit instead of waking the OOM killer.
+  const std::size_t physical = static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) *
+                               static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const auto out = permafrost::test::run_capturing_stderr([&] {
+    const rlimit data{std::size_t{2} << 30, std::size_t{2} << 30};
+    if (::setrlimit(RLIMIT_DATA, &data) != 0) ::_exit(90);
+    arena_options o;
+    o.capacity = std::max(std::size_t{64} << 30, 2 * physical);
+    o.name = "prefault-huge";
+    o.huge_pages = false;
+    arena a(o);
+    (void)a.allocate(100);
+    const std::size_t committed = a.stats().committed;
+    int failures = 0;
+    for (const std::size_t bytes : {std::numeric_limits<std::size_t>::max(), physical + 1}) {
+      try {
+        a.prefault(bytes);
+        std::fprintf(stderr, "prefault(%zu) returned\n", bytes);
+        ++failures;
+      } catch (const std::system_error& e) {
+        if (e.code().value() != ENOMEM ||
+            std::string(e.what()).find("physical memory") == std::string::npos) {
+          std::fprintf(stderr, "prefault(%zu): %s\n", bytes, e.what());
+          ++failures;
+        }
+      }
+      if (a.stats().committed != committed) {  // nothing committed, let alone populated
+        std::fprintf(stderr, "prefault(%zu) committed memory\n", bytes);
+        ++failures;
+      }
+    }
+    std::fflush(stderr);
+    ::_exit(failures == 0 ? 0 : 1);
+  });
+  INFO(out.stderr_text);
+  REQUIRE(WIFEXITED(out.status));
+  CHECK(WEXITSTATUS(out.status) == 0);
+  // What fits is still served: capacity + 1 on a small arena is clamped, as before.
+  arena_options small;
+  small.capacity = std::size_t{8} << 20;
+  small.huge_pages = false;
+  arena b(small);
+  b.prefault(small.capacity + 1);
+  CHECK(b.stats().committed == small.capacity);
 }
 
 TEST_CASE("image populate: reading the whole image after open takes no page fault") {

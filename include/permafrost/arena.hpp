@@ -292,8 +292,11 @@ class PERMAFROST_API arena {
   // Effects: makes the next `bytes` bytes after what has been handed out writable and backed
   // now, in one system call per 64 MiB (MADV_POPULATE_WRITE, huge pages where enabled), so the
   // allocations that fill them take no page fault. For loaders that know their size: faulting
-  // page by page costs a trap per page. Clamped to the capacity.
-  // Throws: frozen_error after freeze(); std::system_error if the kernel refuses the memory.
+  // page by page costs a trap per page. Clamped to the capacity; more than the machine's
+  // physical memory after clamping (prefault(SIZE_MAX) on a default 64 GiB arena) is refused
+  // before anything is committed: populating it would end with the OOM killer.
+  // Throws: frozen_error after freeze(); std::system_error with ENOMEM when the clamped size
+  // exceeds physical memory; std::system_error if the kernel refuses the memory.
   void prefault(std::size_t bytes);
 
   // ----- freezing -----------------------------------------------------------------------------

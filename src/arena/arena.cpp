@@ -376,7 +376,17 @@ void arena::prefault(std::size_t bytes) {
   const detail::bump_cache& c = detail::t_bump;
   const std::uintptr_t from =
       detail::cache_is_ours(c, slot) && c.end == slot->bump ? c.cur : slot->bump;
-  const std::uintptr_t to = from + std::min<std::size_t>(bytes, slot->limit - from);
+  const std::size_t wanted = std::min<std::size_t>(bytes, slot->limit - from);
+  // Populating is not lazy: more than the machine's memory (prefault(SIZE_MAX) on a default
+  // 64 GiB arena) ends with the OOM killer, not an error. Refused before anything is committed.
+  if (std::size_t physical = 0; os::physical_memory(&physical) == 0 && wanted > physical)
+    throw std::system_error(ENOMEM, std::generic_category(),
+                            std::string("permafrost::arena::prefault of arena '") + slot->name +
+                                "': " + std::to_string(wanted) +
+                                " bytes (clamped to the capacity) exceed this machine's physical "
+                                "memory (" +
+                                std::to_string(physical) + " bytes)");
+  const std::uintptr_t to = from + wanted;
   int err = detail::ensure_committed(slot, to);
   for (std::uintptr_t p = from & ~(page - 1); err == 0 && p < to; p += std::size_t{64} << 20) {
     const std::size_t n = std::min<std::uintptr_t>(to - p, std::size_t{64} << 20);

@@ -31,6 +31,10 @@ std::size_t page_size() noexcept;
 // with the over-reserved head and tail returned (which an address-space limit may not allow).
 int reserve(std::size_t bytes, std::size_t align, void** out) noexcept;
 
+// The machine's physical memory in bytes (sysconf _SC_PHYS_PAGES times the page size). Returns
+// ENOENT when it cannot be read. Allocates nothing.
+int physical_memory(std::size_t* bytes) noexcept;
+
 // The address space this process may still map under its RLIMIT_AS soft limit: the limit minus
 // VmSize (/proc/self/status). Returns ENOENT when there is no limit (or it cannot be read).
 // Allocates nothing (a stack buffer).

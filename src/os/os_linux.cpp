@@ -93,6 +93,16 @@ int reserve(std::size_t bytes, std::size_t align, void** out) noexcept {
   return 0;
 }
 
+int physical_memory(std::size_t* bytes) noexcept {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  if (pages <= 0) return ENOENT;
+  std::size_t total = 0;
+  if (__builtin_mul_overflow(static_cast<std::size_t>(pages), page_size(), &total))
+    total = SIZE_MAX;
+  *bytes = total;
+  return 0;
+}
+
 int address_space_left(std::size_t* bytes) noexcept {
   rlimit limit{};
   if (::getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return ENOENT;
