@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "arena/arena_registry.hpp"
@@ -531,4 +532,57 @@ TEST_CASE(
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(out.find("ok arena refused") != std::string::npos);
   CHECK(out.find("ok C API arena refused: 12") != std::string::npos);
+}
+
+namespace {
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const std::size_t n = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("a name cut to 47 bytes is cut at a UTF-8 character boundary, not inside one") {
+  // Regression: the name was cut at byte 47 whatever it held, so a 2-, 3- or 4-byte character
+  // across the boundary left a stray lead byte in write-trap reports, permafrost-stat and the
+  // memfd's name in /proc/PID/maps.
+  struct name_case {
+    std::string name;
+    std::string kept;
+  };
+  const std::string e_acute = "\xc3\xa9", euro = "\xe2\x82\xac", grin = "\xf0\x9f\x98\x80";
+  const std::vector<name_case> cases = {
+      {std::string(46, 'a') + e_acute, std::string(46, 'a')},
+      {std::string(45, 'a') + euro, std::string(45, 'a')},
+      {std::string(46, 'a') + euro, std::string(46, 'a')},
+      {std::string(44, 'a') + grin + "z", std::string(44, 'a')},
+      {std::string(45, 'a') + e_acute + "xyz", std::string(45, 'a') + e_acute},  // 47: whole
+      {std::string(44, 'a') + euro + "b", std::string(44, 'a') + euro},          // ends at 47
+  };
+  for (const auto& c : cases) {
+    for (const permafrost::backing backing :
+         {permafrost::backing::anonymous, permafrost::backing::memfd}) {
+      arena_options o;
+      o.capacity = std::size_t{1} << 20;
+      o.name = c.name;
+      o.backing = backing;
+      arena a(o);
+      INFO("name of " << c.name.size() << " bytes, memfd " << (a.fd() >= 0));
+      CHECK(std::string(a.name()) == c.kept);
+      CHECK(valid_utf8(a.name()));
+      if (a.fd() >= 0) {  // the memfd's own name, as /proc/PID/maps shows it
+        char target[256] = {};
+        const std::string link = "/proc/self/fd/" + std::to_string(a.fd());
+        REQUIRE(::readlink(link.c_str(), target, sizeof target - 1) > 0);
+        CHECK(std::string(target).find("permafrost:" + c.kept) != std::string::npos);
+        CHECK(valid_utf8(target));
+      }
+    }
+  }
 }

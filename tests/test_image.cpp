@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "arena/arena_slot.hpp"
 #include "arenas.hpp"
 #include "child_process.hpp"
 #include "fd_passing.hpp"
@@ -1132,4 +1133,24 @@ TEST_CASE("under a small address-space limit an image is saved and opened; below
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(out.find("ok image refused") != std::string::npos);
+}
+
+TEST_CASE("an image's slot name, shortened from the left, starts at a UTF-8 character") {
+  // Regression: a long path was shortened to its last 38 bytes whatever they began with, so the
+  // write trap and permafrost-stat showed "image ..." followed by a stray continuation byte.
+  temp_dir dir;
+  std::string file;
+  for (int i = 0; i < 30; ++i) file += "\xc3\xa9";  // e acute, 2 bytes
+  file += "x.pfi";  // the last 38 bytes of the path now start inside an e acute
+  const fs::path path = dir.path / file;
+  save_table(path, 10);
+  const permafrost::image img = permafrost::image::open(path);
+  const auto* slot = permafrost::detail::slot_of(img.data().data());
+  REQUIRE(slot != nullptr);
+  const std::string name = slot->name;
+  INFO(name);
+  std::string expected = "image ...";
+  for (int i = 0; i < 16; ++i) expected += "\xc3\xa9";
+  expected += "x.pfi";
+  CHECK(name == expected);
 }

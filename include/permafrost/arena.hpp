@@ -125,7 +125,7 @@ struct arena_options {
   std::size_t capacity = std::size_t{64} << 30;  // 64 GiB
 
   // Shown in write-trap reports, permafrost-stat and (where the kernel allows naming anonymous
-  // mappings) /proc/PID/maps. Truncated to 47 bytes.
+  // mappings) /proc/PID/maps. Cut to at most 47 bytes, never inside a UTF-8 character.
   std::string name = "permafrost";
 
   // Back the arena with transparent huge pages (MADV_HUGEPAGE) and round the frozen range to

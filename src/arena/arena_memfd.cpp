@@ -123,7 +123,7 @@ owned_fd open_arena_memfd(std::string_view name) {
                  {&memfd_prepare_fork, &memfd_after_fork_parent, &memfd_after_fork_child});
   char full[sizeof memfd_prefix + 48] = {};
   std::snprintf(full, sizeof full, "%s%.*s", memfd_prefix,
-                static_cast<int>(std::min<std::size_t>(name.size(), 47)), name.data());
+                static_cast<int>(utf8_prefix_length(name, 47)), name.data());
   owned_fd out;
   const int err = os::memfd_open(full, &out.fd);
   if (err != 0) fail_system(err, "permafrost::arena: memfd_create");

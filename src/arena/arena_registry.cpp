@@ -319,7 +319,7 @@ void open_slot(arena_slot* slot, std::string_view name) noexcept {
   slot->frozen.store(false, std::memory_order_relaxed);
   slot->allocations.store(0, std::memory_order_relaxed);
   slot->lost.store(0, std::memory_order_relaxed);
-  const std::size_t n = std::min(name.size(), sizeof slot->name - 1);
+  const std::size_t n = utf8_prefix_length(name, sizeof slot->name - 1);
   std::memcpy(slot->name, name.data(), n);
   slot->name[n] = '\0';
   slot->log.clear();

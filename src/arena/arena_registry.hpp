@@ -51,6 +51,35 @@ class internal_memory {
   arena_core* saved_;
 };
 
+// The length of the longest prefix of `s` of at most `max` bytes that does not end inside a UTF-8
+// character: a name cut to fit its slot (or a memfd name) stays valid UTF-8 when it was. Bytes
+// that are not UTF-8 are cut at `max`.
+constexpr std::size_t utf8_prefix_length(std::string_view s, std::size_t max) noexcept {
+  if (s.size() <= max) return s.size();
+  const auto byte = [&s](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  if ((byte(max) & 0xc0) != 0x80) return max;  // the first byte cut off starts a character
+  for (std::size_t k = max; k > 0 && max - k < 3;) {
+    const unsigned char b = byte(--k);
+    if ((b & 0xc0) == 0x80) continue;
+    if (b < 0xc0) return max;  // a continuation byte after ASCII: not UTF-8
+    const std::size_t length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+    return k + length > max ? k : max;  // the character at k would be split: cut before it
+  }
+  return max;
+}
+
+// Where the longest suffix of `s` of at most `max` bytes that does not start inside a UTF-8
+// character begins (as utf8_prefix_length, from the other end).
+constexpr std::size_t utf8_suffix_start(std::string_view s, std::size_t max) noexcept {
+  if (s.size() <= max) return 0;
+  std::size_t start = s.size() - max;
+  for (std::size_t skipped = 0;
+       skipped < 3 && start < s.size() && (static_cast<unsigned char>(s[start]) & 0xc0) == 0x80;
+       ++skipped)
+    ++start;
+  return start;
+}
+
 // How many granules `bytes` spans (a partial one counted).
 constexpr std::size_t granules_in(std::size_t bytes) noexcept {
   return (bytes >> granule_shift) + ((bytes & (granule_size - 1)) != 0 ? 1 : 0);
@@ -125,7 +154,8 @@ void publish_frozen(const range& r, std::uintptr_t end) noexcept;
 void release(const range& r, std::size_t used) noexcept;
 
 // Fills a free slot for a new arena: resets counters, log, checks and tickets, copies the name
-// (truncated to 47 bytes) and marks it in use. Pre: also slot->mu held.
+// (cut to at most 47 bytes, never inside a UTF-8 character) and marks it in use. Pre: also slot->mu
+// held.
 void open_slot(arena_slot* slot, std::string_view name) noexcept;
 
 // Effects: lists the slots in use in the process's arena directory (arena_directory.hpp), so

@@ -57,11 +57,11 @@ std::string describe_fd(int fd) {
 }
 
 // The slot name shown by the write trap and kept for is_frozen's owner: "image <name>",
-// shortened from the left to fit the slot's 47 bytes.
+// shortened from the left to fit the slot's 47 bytes, never inside a UTF-8 character.
 std::string slot_name(const std::string& name) {
   constexpr std::size_t room = 47 - 6;
   if (name.size() <= room) return "image " + name;
-  return "image ..." + name.substr(name.size() - (room - 3));
+  return "image ..." + name.substr(detail::utf8_suffix_start(name, room - 3));
 }
 
 // Pre-faults the mapping open_step_bytes at a time, calling step after each (it may throw).
@@ -166,9 +166,7 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   if (base.size() > name_max - suffix) {
     // Whole UTF-8 characters only: a name cut inside one is not valid UTF-8, which a file system
     // that checks names (ext4's casefold strict mode, vfat, ntfs3) refuses.
-    std::size_t cut = name_max - suffix;
-    while (cut > 0 && (static_cast<unsigned char>(base[cut]) & 0xc0) == 0x80) --cut;
-    base.resize(cut);
+    base.resize(detail::utf8_prefix_length(base, name_max - suffix));
   }
   temp_file tmp;
   tmp.path = (path.has_parent_path() ? (path.parent_path() / base).string() : base) + ".XXXXXX";
