@@ -371,15 +371,38 @@ TEST_CASE("permafrost-stat exits 2 with a message for a bad pid") {
   CHECK(out3.find("usage") != std::string::npos);
 }
 
-TEST_CASE("permafrost-stat --json escapes a process name that is not UTF-8") {
+TEST_CASE("permafrost-stat --json writes a name that is not UTF-8 as U+FFFD plus its hex bytes") {
+  // Regression: each such byte was written as \u00XX, i.e. as the Latin-1 character of that
+  // value: the bytes ff fe became "\u00ff\u00fe", a name the process never had. Now the string
+  // says where bytes were replaced (U+FFFD) and name_hex holds the exact bytes.
   held_child child([] { return ::prctl(PR_SET_NAME, "\xff\xfe-odd\"name", 0, 0, 0) == 0; });
   REQUIRE(child.worked());
   const auto [rc, json] =
       run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(child.pid()));
   REQUIRE(rc == 0);
   INFO(json);
-  CHECK(json.find("\\u00ff\\u00fe-odd\\\"name") != std::string::npos);
+  CHECK(json.find("\"name\": \"\\ufffd\\ufffd-odd\\\"name\", \"name_hex\": "
+                  "\"fffe2d6f6464226e616d65\"") != std::string::npos);
+  CHECK(json.find("\\u00ff") == std::string::npos);
   check_parses_as_json(json);
+
+  // An arena's name (Latin-1 bytes) the same way; a UTF-8 name has no name_hex.
+  arena_options o;
+  o.name = "\xe9t\xe9-latin1";
+  o.capacity = 64 * MiB;
+  o.huge_pages = false;
+  arena a(o);
+  auto bytes = a.make_array<char>(MiB);
+  std::memset(bytes.data(), 5, bytes.size());
+  const auto [arc, ajson] =
+      run(std::string(PERMAFROST_STAT) + " --json " + std::to_string(::getpid()));
+  REQUIRE(arc == 0);
+  INFO(ajson);
+  CHECK(ajson.find("\"name\": \"[arena:\\ufffdt\\ufffd-latin1]\", \"name_hex\": "
+                   "\"5b6172656e613ae974e92d6c6174696e315d\"") != std::string::npos);
+  CHECK(ajson.find("\\u00e9") == std::string::npos);
+  CHECK(ajson.find("name_hex") == ajson.rfind("name_hex"));  // the arena's only
+  check_parses_as_json(ajson);
 }
 
 TEST_CASE("permafrost-stat takes digits only as a pid") {

@@ -24,7 +24,10 @@
 // --tree: across the whole tree). Images saved under other names are not recognised.
 //
 // Names in the table: a control byte or a backslash is written as \ooo (newline \012, backslash
-// \134); --json escapes as JSON does.
+// \134); --json escapes as JSON does. Names are bytes, not necessarily UTF-8: in --json each byte
+// that is not part of a well-formed UTF-8 sequence is written as U+FFFD (the replacement
+// character), and the object then also carries the exact bytes, hex-encoded, in a field of the
+// same name with "_hex" appended ("name_hex", "image_hex"); a name that is UTF-8 has no such field.
 //
 // Exit status: 0 success; 1 a process could not be read (no permission, a zombie or a kernel
 // thread, or it vanished while being read: the message names the file and errno); 2 bad usage, or
@@ -86,9 +89,24 @@ std::size_t utf8_sequence(const std::string& s, std::size_t i) {
   return n;
 }
 
+// Whether s is well-formed UTF-8.
+bool is_utf8(const std::string& s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+    } else if (const std::size_t n = utf8_sequence(s, i); n != 0) {
+      i += n;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 // A JSON string literal for s. Process names are bytes, not necessarily UTF-8: each byte that is
-// not part of a well-formed UTF-8 sequence is written as \u00XX (its value as a code point), so
-// the output is always valid JSON.
+// not part of a well-formed UTF-8 sequence is written as \ufffd (U+FFFD, the replacement
+// character), so the output is always valid JSON and never claims a character the name does not
+// hold (\u00XX, as before, read a byte as its Latin-1 character). json_field adds the bytes.
 std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (std::size_t i = 0; i < s.size();) {
@@ -109,11 +127,23 @@ std::string json_string(const std::string& s) {
       out.append(s, i, n);
       i += n;
     } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
+      out += "\\ufffd";
       ++i;
     }
+  }
+  return out + "\"";
+}
+
+// `"key": "<s>"` for a JSON object; when s is not UTF-8 (json_string replaced bytes), followed by
+// `, "key_hex": "<s's bytes, two lowercase hex digits each>"`, so no byte is lost.
+std::string json_field(const char* key, const std::string& s) {
+  std::string out = std::string("\"") + key + "\": " + json_string(s);
+  if (is_utf8(s)) return out;
+  out += std::string(", \"") + key + "_hex\": \"";
+  for (const char ch : s) {
+    char buf[3];
+    std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(ch));
+    out += buf;
   }
   return out + "\"";
 }
@@ -307,19 +337,19 @@ int main(int argc, char** argv) {
     std::printf("{\n  \"processes\": [\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
-      std::printf("    {\"pid\": %d, \"name\": %s, %s, \"arenas\": [", r.pid,
-                  json_string(r.name).c_str(), json_usage(r.mem).c_str());
+      std::printf("    {\"pid\": %d, %s, %s, \"arenas\": [", r.pid,
+                  json_field("name", r.name).c_str(), json_usage(r.mem).c_str());
       for (std::size_t j = 0; j < r.arenas.size(); ++j) {
         const auto& m = r.arenas[j];
-        std::printf("%s{\"name\": %s, \"begin\": \"0x%lx\", \"end\": \"0x%lx\", %s}", j ? ", " : "",
-                    json_string(m.name).c_str(), static_cast<unsigned long>(m.begin),
+        std::printf("%s{%s, \"begin\": \"0x%lx\", \"end\": \"0x%lx\", %s}", j ? ", " : "",
+                    json_field("name", m.name).c_str(), static_cast<unsigned long>(m.begin),
                     static_cast<unsigned long>(m.end), json_usage(m.usage).c_str());
       }
       std::printf("], \"images\": [");
       for (std::size_t j = 0; j < r.images.size(); ++j) {
         const auto& m = r.images[j];
-        std::printf("%s{\"image\": %s, \"bytes\": %llu, %s}", j ? ", " : "",
-                    json_string(image_of(m)).c_str(),
+        std::printf("%s{%s, \"bytes\": %llu, %s}", j ? ", " : "",
+                    json_field("image", image_of(m)).c_str(),
                     static_cast<unsigned long long>(m.end - m.begin), json_usage(m.usage).c_str());
       }
       std::printf("]}%s\n", i + 1 < rows.size() ? "," : "");
