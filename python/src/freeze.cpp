@@ -259,6 +259,7 @@ class freezer {
       height = std::max({height, k.height, value_height});
       if (may_hold_nan(k.w) && holds_nan(key))
         nan_keys_.emplace_back(keys.size(), ref(Py_NewRef(key)));
+      else if (subclass_key(key)) subclass_keys_.emplace_back(keys.size(), ref(Py_NewRef(key)));
       keys.push_back(k.w);
       end_item();
     }
@@ -455,13 +456,22 @@ class freezer {
   // words are equal whatever NaN they hold, and a dict tells NaNs apart by identity. (A dict also
   // merges two tuples holding the same NaN object; this does not: comparing them would run the
   // elements' __eq__, user code for a subclass, where the builders run none.)
+  // Keys whose copies are equal, one of them a subclass_key, are one key when they are the same
+  // object; else dict(items) may hold both, as the subclass's own __eq__ or __hash__ says, and
+  // those are not run (user code: it may raise or fork): refused, the copy cannot hold both.
   bool same_built_key(column_buffer& keys, std::size_t j, std::size_t i, std::uint64_t hb) {
     if (!nan_keys_.empty()) {
       PyObject* x = nan_key(j);
       PyObject* y = nan_key(i);
       if (x || y) return x == y;
     }
-    return same_hashed_key(keys[j], keys[i], hb);
+    if (!same_hashed_key(keys[j], keys[i], hb)) return false;
+    if (subclass_keys_.empty()) return true;
+    PyObject* x = key_at(subclass_keys_, j);
+    PyObject* y = key_at(subclass_keys_, i);
+    if (x == y) return true;  // the same object, or neither of a subclass
+    fail_equal_copies(keys[i], " and one is of a subclass whose own __eq__ or __hash__ (not run) "
+                               "may tell them apart, as dict(items) would: the copy cannot");
   }
 
   // The hash the duplicate pass files key i under: its stored hash, or for a key holding a NaN
@@ -475,10 +485,65 @@ class freezer {
   }
 
   // The object of build_dict's key i when it holds a NaN, else nullptr.
-  PyObject* nan_key(std::size_t i) const {
-    const auto it = std::lower_bound(nan_keys_.begin(), nan_keys_.end(), i,
+  PyObject* nan_key(std::size_t i) const { return key_at(nan_keys_, i); }
+
+  // The object of entry i in `keys` (build_dict's keys by index, in order), else nullptr.
+  static PyObject* key_at(const std::vector<std::pair<std::size_t, ref>>& keys, std::size_t i) {
+    const auto it = std::lower_bound(keys.begin(), keys.end(), i,
                                      [](const auto& e, std::size_t k) { return e.first < k; });
-    return it != nan_keys_.end() && it->first == i ? it->second.get() : nullptr;
+    return it != keys.end() && it->first == i ? it->second.get() : nullptr;
+  }
+
+  // Whether the key o (hashed: its depth checked) is or holds, in a tuple or frozenset, an
+  // object of a subclass (of str, int, tuple...) with an __eq__ or __hash__ of its own: that may
+  // tell apart keys whose copies, of the base types, are equal. Such keys are checked for equal
+  // copies (table, large_dict, same_built_key); the usual keys, of exact types, answer at once.
+  static bool subclass_key(PyObject* o) {
+    if (PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || o == Py_None || PyBool_Check(o) ||
+        PyFloat_CheckExact(o) || PyBytes_CheckExact(o))
+      return false;
+    PyTypeObject* base = PyUnicode_Check(o)     ? &PyUnicode_Type
+                         : PyLong_Check(o)      ? &PyLong_Type
+                         : PyFloat_Check(o)     ? &PyFloat_Type
+                         : PyBytes_Check(o)     ? &PyBytes_Type
+                         : PyTuple_Check(o)     ? &PyTuple_Type
+                         : PyFrozenSet_Check(o) ? &PyFrozenSet_Type
+                                                : nullptr;
+    if (!base) return false;  // a FrozenSet view: equal to its copy, as it hashes
+    if (Py_TYPE(o)->tp_richcompare != base->tp_richcompare || Py_TYPE(o)->tp_hash != base->tp_hash)
+      return true;
+    if (PyTuple_Check(o)) {
+      for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(o); ++k)
+        if (subclass_key(PyTuple_GET_ITEM(o, k))) return true;
+      return false;
+    }
+    if (!PyFrozenSet_Check(o)) return false;
+    ref it(check(PyFrozenSet_Type.tp_iter(o)));  // the base type's iterator: no user code
+    while (PyObject* e = PyIter_Next(it.get())) {
+      const bool found = subclass_key(e);
+      Py_DECREF(e);
+      if (found) return true;
+    }
+    if (PyErr_Occurred()) throw py_error{};
+    return false;
+  }
+
+  // Two keys or elements of one container, told apart by a subclass's __eq__ or __hash__, are
+  // equal once copied (the frozen word w stores the copy): the table cannot hold both. As
+  // freeze_native() says (native_build.cpp, builder::equal_copies).
+  [[noreturn]] void fail_equal_copies(word w, const char* why = ": a subclass's __eq__ or "
+                                                                "__hash__ told them apart, and the "
+                                                                "copy cannot") {
+    std::string r = "?";
+    if (ref copy(thaw_word(state_, out_.at(0), w)); copy.get()) {  // builtin types: no user code
+      ref text(PyObject_Repr(copy.get()));
+      Py_ssize_t len = 0;
+      const char* utf8 = text.get() ? PyUnicode_AsUTF8AndSize(text.get(), &len) : nullptr;
+      if (utf8) r.assign(utf8, static_cast<std::size_t>(std::min<Py_ssize_t>(len, 200)));
+    }
+    PyErr_Clear();
+    fail(PyExc_TypeError,
+         "two keys or elements are equal once copied as their base types (" + r + ")" + why);
   }
 
   // Whether o is a float NaN, or a tuple or frozenset holding one at any depth (o's depth was
@@ -767,6 +832,7 @@ class freezer {
     reserve_rows(sink, o, n);  // a likely table: its rows go straight into the arena
     std::uint32_t height = 0;
     std::size_t i = 0;
+    bool subclass_keys = false;  // whether a key so far is a subclass_key
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(o, &pos, &k, &v)) {  // runs no Python code: safe on a changed dict too
@@ -775,6 +841,7 @@ class freezer {
       const ref val(Py_NewRef(v));
       const auto index = static_cast<Py_ssize_t>(i);
       const std::uint64_t h = hash_of(key.get(), index, key_of);
+      subclass_keys = subclass_keys || subclass_key(key.get());
       path_.push_back({key_of, nullptr, index});
       const frozen fk = unique_value(key.get());
       path_.back() = {value_of, key.get(), 0};
@@ -788,6 +855,9 @@ class freezer {
         add_table_entry(t, static_cast<std::uint32_t>(i), filed_hash(h, key.get(), i));
       } else if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
         path_.pop_back();
+        // Keys without an __eq__ or __hash__ of their own are equal in the dict as in the
+        // copy: only a change to the dict makes it yield one twice.
+        if (subclass_keys) fail_equal_copies(fk.w);
         fail(PyExc_RuntimeError, dict_changed_keys);
       }
       if (static_cast<std::size_t>(PyDict_GET_SIZE(o)) != n) {
@@ -929,9 +999,11 @@ class freezer {
     const stack_scope<std::uint64_t> hashes_scope(scratch_hashes_);
     std::uint32_t height = 0;
     bool narrow = true;
+    bool subclass_keys = false;  // whether equal copies must be looked for (subclass_key)
     for (std::size_t i = 0; i < n; ++i) {
       PyObject* key = items[first + stride * i];
       if (!hashes) scratch_hashes_.push_back(hash_of(key, static_cast<Py_ssize_t>(i), how));
+      subclass_keys = subclass_keys || subclass_key(key);
       path_.push_back({how, nullptr, static_cast<Py_ssize_t>(i)});
       const frozen f = n > 64 ? unique_value(key) : value(key);
       path_.pop_back();
@@ -945,9 +1017,13 @@ class freezer {
     t->h.flags = static_cast<std::uint8_t>(t->h.flags | flags);
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint64_t h = hashes ? hashes[i] : scratch_hashes_[hash_mark + i];
-      add_table_entry(t, static_cast<std::uint32_t>(i),
-                      filed_hash(h, items[first + stride * i], i));
+      PyObject* key = items[first + stride * i];
       put_table_key(t, i, scratch_[mark + i]);
+      if (!subclass_keys || is_nan_key(key)) {  // distinct in o, so distinct copies
+        add_table_entry(t, static_cast<std::uint32_t>(i), filed_hash(h, key, i));
+      } else if (!add_new_key(t, static_cast<std::uint32_t>(i), h)) {
+        fail_equal_copies(scratch_[mark + i]);
+      }
     }
     return {off, height};
   }
@@ -1735,7 +1811,8 @@ class freezer {
 
   module_state& state_;
   std::vector<std::pair<std::size_t, ref>> nan_keys_;  // build_dict's keys holding a NaN, by index
-  std::vector<PyObject*> held_;                        // held_items' stack
+  std::vector<std::pair<std::size_t, ref>> subclass_keys_;  // ...and its other subclass_keys
+  std::vector<PyObject*> held_;                             // held_items' stack
   graph_output out_;
   bool uses_v2_ = false;          // whether the graph holds packed strs or v2 tables (finish)
   bool remember_small_ = true;    // whether store_once indexes new small nodes (unique_value)

@@ -69,6 +69,32 @@ class Build(unittest.TestCase):
                     # One more value word per record (and one more keys node for all of them).
                     self.assertLessEqual(size(built) - without, n * 8 + 4096)
 
+    def test_keys_equal_once_copied_as_their_base_are_refused(self):
+        # dict(items) holds both keys (Distinct's __eq__ tells them apart), their copies are one:
+        # the build took them for a repeated key and silently dropped one. A subclass's own
+        # __eq__ is not run, so two such keys are refused unless they are the same object.
+        class Distinct(str):  # equal only to itself, as the default object.__eq__
+            __hash__ = str.__hash__
+
+            def __eq__(self, other):
+                return self is other
+
+        for pairs in ([(Distinct("x"), 1), (Distinct("x"), 2)], [("x", 1), (Distinct("x"), 2)],
+                      [((Distinct("x"),), 1), (("x",), 2)]):
+            with self.assertRaisesRegex(TypeError, r"^obj: two keys or elements are equal once "
+                                                   r"copied as their base types \((\('x',\)|'x')\) "
+                                                   r"and one is of a subclass whose own __eq__"):
+                permafrost.build_dict(pairs)
+        # The same object twice is one key; so are equal keys of a subclass without an __eq__
+        # or __hash__ of its own.
+        same = Distinct("x")
+        self.assertEqual(permafrost.build_dict([(same, 1), ("y", 2), (same, 3)]), {"x": 3, "y": 2})
+
+        class Plain(str):
+            pass
+
+        self.assertEqual(permafrost.build_dict([(Plain("x"), 1), ("x", 2)]), {"x": 2})
+
     def test_build_list_from_a_generator(self):
         built = permafrost.build_list(i * i for i in range(1000))
         self.assertIsInstance(built, permafrost.FrozenList)

@@ -295,6 +295,35 @@ class Errors(unittest.TestCase):
         self.assertIn("obj[0]{element", str(cm.exception))
         self.assertIn("complex is not supported", str(cm.exception))
 
+    def test_keys_equal_once_copied_as_their_base_are_refused(self):
+        # The dict and the set held both keys (Distinct's __eq__ told them apart); their copies,
+        # plain strs, are one key: the view held it twice (len 2, thaw() 1 key).
+        class Distinct(str):  # equal only to itself, as the default object.__eq__
+            __hash__ = str.__hash__
+
+            def __eq__(self, other):
+                return self is other
+
+        many = {str(i): i for i in range(5000)}  # above the 4096 keys walked live
+        cases = [
+            ({Distinct("x"): 1, Distinct("x"): 2}, r"obj"),
+            ([{"a": {Distinct("x"): 1, "x": 2}}], r'obj\[0\]\["a"\]'),
+            ({**many, Distinct("x"): 1, "x": 2}, r"obj"),
+            ({"s": {Distinct("x"), Distinct("x")}}, r'obj\["s"\]'),
+            ({"s": frozenset({Distinct("x"), "x"})}, r'obj\["s"\]'),
+            ({"s": {(Distinct("x"),), ("x",)}}, r'obj\["s"\]'),
+            ({"s": {str(i) for i in range(100)} | {Distinct("x"), "x"}}, r'obj\["s"\]'),
+        ]
+        for value, path in cases:
+            with self.subTest(path=path, size=len(value)):
+                with self.assertRaisesRegex(TypeError, "^" + path + r": two keys or elements are "
+                                            r"equal once copied as their base types \((\('x',\)|'x')\): "
+                                            r"a subclass's __eq__ or __hash__ told them apart"):
+                    permafrost.freeze(value)
+        # Subclass keys whose copies stay distinct, or equal ones a dict merges, are fine.
+        self.assertEqual(permafrost.freeze({Distinct("x"): 1, Distinct("y"): 2}), {"x": 1, "y": 2})
+        self.assertEqual(permafrost.freeze({**many, Distinct("x"): 1}), {**many, "x": 1})
+
     def test_cycle_names_the_path(self):
         inner = []
         value = {"a": [1, inner]}
