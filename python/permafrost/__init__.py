@@ -336,6 +336,12 @@ def _dict_eq(self, other):
     return True
 
 
+# A views' method run as one level of a recursive read of nested views (repr, ==, ordering,
+# hash): each level of nesting is a level of C stack, and a thread with a small stack
+# (threading.stack_size) died of SIGSEGV where it now raises RecursionError (views.hpp).
+_nested = _core._nested
+
+
 def _open_repr(build):
     """A view's __repr__: build(self), or for a view of closed data a placeholder (a repr that
     raised broke logging, tracebacks with locals and debuggers after close())."""
@@ -343,7 +349,7 @@ def _open_repr(build):
         if _core._closed(_core._store_of(self)):
             return f"<{type(self).__name__} of closed frozen data>"
         return build(self)
-    return __repr__
+    return _nested(__repr__)
 
 
 @_open_repr
@@ -411,13 +417,13 @@ for _cls, _names in ((FrozenDict, ("__setitem__", "__delitem__", "__ior__", "pop
 FrozenDict.keys = lambda self: _KeysView(self)
 FrozenDict.values = lambda self: _ValuesView(self)
 FrozenDict.items = lambda self: _ItemsView(self)
-FrozenDict.__eq__ = _dict_eq
-FrozenDict.__ne__ = lambda self, other: (NotImplemented if (r := _dict_eq(self, other))
-                                         is NotImplemented else not r)
+FrozenDict.__eq__ = _nested(_dict_eq)
+FrozenDict.__ne__ = _nested(lambda self, other: (NotImplemented if (r := _dict_eq(self, other))
+                                                 is NotImplemented else not r))
 FrozenDict.__repr__ = _dict_repr
 FrozenDict.__or__ = _dict_or
 FrozenDict.__ror__ = _dict_ror
-FrozenDict.__hash__ = _dict_hash
+FrozenDict.__hash__ = _nested(_dict_hash)
 FrozenDict.__reversed__ = lambda self: reversed(list(self))
 # As dict.copy: a new dict of the same keys and values (nested containers stay views); thaw() is
 # the deep copy.
@@ -443,13 +449,13 @@ def _list_compare(op):
 
 import operator as _operator  # noqa: E402
 
-FrozenList.__eq__ = _list_eq
-FrozenList.__ne__ = lambda self, other: (NotImplemented if (r := _list_eq(self, other))
-                                         is NotImplemented else not r)
-FrozenList.__lt__ = _list_compare(_operator.lt)
-FrozenList.__le__ = _list_compare(_operator.le)
-FrozenList.__gt__ = _list_compare(_operator.gt)
-FrozenList.__ge__ = _list_compare(_operator.ge)
+FrozenList.__eq__ = _nested(_list_eq)
+FrozenList.__ne__ = _nested(lambda self, other: (NotImplemented if (r := _list_eq(self, other))
+                                                 is NotImplemented else not r))
+FrozenList.__lt__ = _nested(_list_compare(_operator.lt))
+FrozenList.__le__ = _nested(_list_compare(_operator.le))
+FrozenList.__gt__ = _nested(_list_compare(_operator.gt))
+FrozenList.__ge__ = _nested(_list_compare(_operator.ge))
 FrozenList.__repr__ = _open_repr(lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])")
 FrozenList.__hash__ = None  # unhashable as a list, and so not a collections.abc.Hashable
 FrozenList.__contains__ = _abc.Sequence.__contains__
@@ -487,7 +493,7 @@ def _set_from_iterable(cls, it):
 
 FrozenSet._from_iterable = classmethod(_set_from_iterable)
 for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "isdisjoint"):
-    setattr(FrozenSet, _name, getattr(_abc.Set, _name))
+    setattr(FrozenSet, _name, _nested(getattr(_abc.Set, _name)))
 
 
 # &, |, - and ^ take a Set on either side, as frozenset's do: collections.abc.Set's take any
@@ -525,7 +531,7 @@ for _name, _op in (("__rand__", _operator.and_), ("__ror__", _operator.or_),
     setattr(FrozenSet, _name, _set_reflected(_name, _op))
 # Immutable whatever it was frozen from (a set or a frozenset): it hashes as the frozenset of its
 # elements, so it finds and is found as that frozenset in a dict or set.
-FrozenSet.__hash__ = lambda self: hash(frozenset(self))
+FrozenSet.__hash__ = _nested(lambda self: hash(frozenset(self)))
 FrozenSet.__repr__ = _open_repr(lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})")
 FrozenSet.issubset = lambda self, other: self <= frozenset(other)
 FrozenSet.issuperset = lambda self, other: self >= frozenset(other)

@@ -176,6 +176,11 @@ class json_writer {
       if ((++w.containers_ & 0xffff) == 0 && PyErr_CheckSignals() < 0) throw py_error{};
       if (w.depth_ >= max_json_depth || Py_EnterRecursiveCall(" while encoding a JSON object"))
         w.too_deep();
+      // A thread's small stack (threading.stack_size) runs out long before either limit.
+      if (!stack_room_at(static_cast<std::size_t>(w.depth_))) {
+        Py_LeaveRecursiveCall();
+        throw py_error{};
+      }
       ++w.depth_;
       if (container) w.open_.push_back(container);
     }

@@ -79,6 +79,8 @@ PyMethodDef module_methods[] = {
      "_encode(obj, indent, sort_keys, default, ensure_ascii, item_separator, key_separator, "
      "allow_nan, skipkeys, check_circular) -> bytes: for permafrost.JSONEncoder"},
     {"_store_of", py_store_of, METH_O, "_store_of(view) -> its store"},
+    {"_nested", py_nested, METH_O,
+     "_nested(fn) -> fn as a views' method run one level deeper in a read of nested views"},
     {"_close", py_close, METH_O, "_close(store): unmap it; its views raise ValueError after"},
     {"_closed", py_closed, METH_O, "_closed(store) -> bool"},
     {"_is_root", py_is_root, METH_O, "_is_root(view) -> whether it is its graph's root"},
@@ -121,7 +123,8 @@ int module_exec(PyObject* m) {
       !add_type(m, &dict_spec, "FrozenDict", st.dict_type) ||
       !add_type(m, &list_spec, "FrozenList", st.list_type) ||
       !add_type(m, &set_spec, "FrozenSet", st.set_type) ||
-      !add_type(m, &iter_spec, "_iterator", st.iter_type))
+      !add_type(m, &iter_spec, "_iterator", st.iter_type) ||
+      !add_type(m, &nested_spec, "_nested_method", st.nested_type))
     return -1;
   st.int_from_bytes =
       PyObject_GetAttrString(reinterpret_cast<PyObject*>(&PyLong_Type), "from_bytes");
@@ -142,6 +145,7 @@ int module_traverse(PyObject* m, visitproc visit, void* arg) {
   Py_VISIT(st.list_type);
   Py_VISIT(st.set_type);
   Py_VISIT(st.iter_type);
+  Py_VISIT(st.nested_type);
   Py_VISIT(st.int_from_bytes);
   Py_VISIT(st.str_little);
   Py_VISIT(st.kw_signed);
@@ -155,6 +159,7 @@ int module_clear(PyObject* m) {
   Py_CLEAR(st.list_type);
   Py_CLEAR(st.set_type);
   Py_CLEAR(st.iter_type);
+  Py_CLEAR(st.nested_type);
   Py_CLEAR(st.int_from_bytes);
   Py_CLEAR(st.str_little);
   Py_CLEAR(st.kw_signed);

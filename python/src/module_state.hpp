@@ -22,14 +22,15 @@
 namespace permafrost::python {
 
 struct module_state {
-  PyTypeObject* store_type = nullptr;  // permafrost._core.Store
-  PyTypeObject* dict_type = nullptr;   // permafrost.FrozenDict
-  PyTypeObject* list_type = nullptr;   // permafrost.FrozenList
-  PyTypeObject* set_type = nullptr;    // permafrost.FrozenSet
-  PyTypeObject* iter_type = nullptr;   // permafrost._core._iterator
-  PyObject* int_from_bytes = nullptr;  // int.from_bytes
-  PyObject* str_little = nullptr;      // "little"
-  PyObject* kw_signed = nullptr;       // {"signed": True}
+  PyTypeObject* store_type = nullptr;   // permafrost._core.Store
+  PyTypeObject* dict_type = nullptr;    // permafrost.FrozenDict
+  PyTypeObject* list_type = nullptr;    // permafrost.FrozenList
+  PyTypeObject* set_type = nullptr;     // permafrost.FrozenSet
+  PyTypeObject* iter_type = nullptr;    // permafrost._core._iterator
+  PyTypeObject* nested_type = nullptr;  // permafrost._core._nested_method (views.hpp, py_nested)
+  PyObject* int_from_bytes = nullptr;   // int.from_bytes
+  PyObject* str_little = nullptr;       // "little"
+  PyObject* kw_signed = nullptr;        // {"signed": True}
   // Forks this process is a child of, counted by the os.register_at_fork hook module_exec
   // registers: a build begun before a fork must not go on in the child (its memfd arena's pages
   // are the parent's, mapped read-only in the child), so the writer compares it between items.

@@ -254,6 +254,8 @@ bool stack_room() {
   return false;
 }
 
+bool stack_room_at(std::size_t depth) { return (depth & 31) != 31 || stack_room(); }
+
 PyObject* thaw_word(const module_state& state, const char* base, word w) {
   shared_objects shared;
   return thaw(state, base, w, shared);

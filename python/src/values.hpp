@@ -32,4 +32,10 @@ PyObject* thaw_word(const module_state& state, const char* base, word w);
 // threading.stack_size). Thaw, tuples and key hashes call it per level; freeze() checks the same.
 bool stack_room();
 
+// stack_room() for a recursive walk `depth` levels deep, asked every 32 levels (a level takes
+// ~1 KiB at most, so 32 stay well inside the 256 KiB kept free): a shallow walk never fails in
+// a thread with a small stack. The one check of the walks that keep no path: dumps(), and the
+// views' repr(), ==, ordering and hash (views.cpp, py_nested).
+bool stack_room_at(std::size_t depth);
+
 }  // namespace permafrost::python

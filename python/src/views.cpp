@@ -1,6 +1,10 @@
 // permafrost for Python — FrozenDict, FrozenList, FrozenSet and their iterator (see views.hpp).
 #include "views.hpp"
 
+#include <structmember.h>
+
+#include <cstddef>
+
 #include "keys.hpp"
 #include "reading.hpp"
 #include "store.hpp"
@@ -339,6 +343,88 @@ PyObject* new_view(PyTypeObject* type, store_object* store, std::uint64_t off) {
   v->store = store;
   v->off = off;
   return reinterpret_cast<PyObject*>(v);
+}
+
+namespace {
+
+// A method run as one level of a recursive read (views.hpp, py_nested): fn, called with the
+// same arguments once the stack is checked.
+struct nested_object {
+  PyObject_HEAD PyObject* fn;  // strong
+  vectorcallfunc vectorcall;
+};
+
+PyObject* nested_call(PyObject* self, PyObject* const* args, std::size_t nargsf,
+                      PyObject* kwnames) {
+  thread_local std::size_t depth = 0;  // the levels this thread is inside
+  if (!stack_room_at(depth)) return nullptr;
+  const ref fn(Py_NewRef(reinterpret_cast<nested_object*>(self)->fn));  // held for the call
+  ++depth;
+  PyObject* r = PyObject_Vectorcall(fn.get(), args, nargsf, kwnames);
+  --depth;
+  return r;
+}
+
+// A method: bound to the instance it is read from (a class gives the method itself).
+PyObject* nested_get(PyObject* self, PyObject* obj, PyObject*) {
+  if (obj == nullptr || obj == Py_None) return Py_NewRef(self);
+  return PyMethod_New(self, obj);
+}
+
+int nested_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(reinterpret_cast<nested_object*>(self)->fn);
+  return 0;
+}
+
+int nested_clear(PyObject* self) {
+  Py_CLEAR(reinterpret_cast<nested_object*>(self)->fn);
+  return 0;
+}
+
+void nested_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  nested_clear(self);
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyMemberDef nested_members[] = {
+    // inspect.signature (and stubtest) read the wrapped method's signature.
+    {"__wrapped__", T_OBJECT_EX, offsetof(nested_object, fn), READONLY, nullptr},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(nested_object, vectorcall), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyType_Slot nested_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(nested_dealloc)},
+                              {Py_tp_traverse, reinterpret_cast<void*>(nested_traverse)},
+                              {Py_tp_clear, reinterpret_cast<void*>(nested_clear)},
+                              {Py_tp_call, reinterpret_cast<void*>(PyVectorcall_Call)},
+                              {Py_tp_descr_get, reinterpret_cast<void*>(nested_get)},
+                              {Py_tp_members, nested_members},
+                              {0, nullptr}};
+
+}  // namespace
+
+// Called unbound by the slots that run it (Py_TPFLAGS_METHOD_DESCRIPTOR): no bound method is made.
+PyType_Spec nested_spec = {"permafrost._core._nested_method", sizeof(nested_object), 0,
+                           made_here_only | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                               Py_TPFLAGS_METHOD_DESCRIPTOR,
+                           nested_slots};
+
+PyObject* py_nested(PyObject* module, PyObject* fn) {
+  PyTypeObject* type = live_type(state_of(module).nested_type);
+  if (!type) return nullptr;
+  if (!PyCallable_Check(fn)) {
+    PyErr_SetString(PyExc_TypeError, "_nested(fn): fn must be callable");
+    return nullptr;
+  }
+  auto* self = PyObject_GC_New(nested_object, type);
+  if (!self) return nullptr;
+  self->fn = Py_NewRef(fn);
+  self->vectorcall = nested_call;
+  PyObject_GC_Track(self);
+  return reinterpret_cast<PyObject*>(self);
 }
 
 }  // namespace permafrost::python

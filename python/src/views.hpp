@@ -42,4 +42,14 @@ inline bool is_view(const module_state& state, PyObject* o) {
 // A new view of type `type` on the node at `off`: a new reference, or NULL with an exception set.
 PyObject* new_view(PyTypeObject* type, store_object* store, std::uint64_t off);
 
+// _nested(fn): fn as a method of the views run as one level deeper in a recursive read of nested
+// views. The views' repr(), ==, ordering and hash (permafrost/__init__.py) recurse through
+// Python code once per level of nesting, each level on the C stack (~1 KiB on 3.12), which a
+// thread with a small stack (threading.stack_size) overflowed: SIGSEGV. The levels are counted
+// per thread, and every 32 the stack is checked (stack_room_at): RecursionError where it runs
+// short. In C (a vectorcall method descriptor), as no Python wrapper would be: a frame more a
+// call (repr, ==, hash of a record) cost up to half as much again.
+extern PyType_Spec nested_spec;
+PyObject* py_nested(PyObject* module, PyObject* fn);
+
 }  // namespace permafrost::python

@@ -1065,5 +1065,41 @@ class SmallThreadStacks(unittest.TestCase):
         self.assertEqual(child.stdout.split(), ["RecursionError"] * 3 + ["1"])
 
 
+    def test_deep_repr_eq_and_dumps_in_a_small_stack_thread_are_recursion_errors(self):
+        # repr(), == and dumps() of a view recurse per level (repr and == through Python code,
+        # ~1 KiB of C stack a level on 3.12): 300 levels in a 256 KiB thread died of SIGSEGV.
+        code = """if True:
+            import threading, permafrost
+            views = []
+            for depth in (20, 300, 4000):
+                for make in (lambda v: [v], lambda v: {"a": v}):
+                    value = []
+                    for _ in range(depth):
+                        value = make(value)
+                    views.append((depth, permafrost.freeze(value), permafrost.freeze(value)))
+            out = []
+            def attempt(depth, read):
+                try:
+                    read()
+                    out.append(depth)
+                except RecursionError:
+                    out.append("RecursionError")
+            def work():
+                for depth, a, b in views:
+                    attempt(depth, lambda: repr(a))
+                    attempt(depth, lambda: a == b)
+                    attempt(depth, lambda: a != b)
+                    attempt(depth, lambda: permafrost.dumps(a))
+            threading.stack_size(256 << 10)
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            print(*out)
+        """
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
+        self.assertEqual(child.stdout.split(), ["20"] * 8 + ["RecursionError"] * 16)
+
 if __name__ == "__main__":
     unittest.main()
