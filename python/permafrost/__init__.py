@@ -288,6 +288,13 @@ class _KeysView(_abc.KeysView):
     def __reversed__(self):
         return reversed(list(self._mapping))
 
+    def __sub__(self, other):
+        # As dict_keys: the keys less every element of other, which takes any iterable and so
+        # hashes each (an unhashable one is a TypeError, as there).
+        result = set(self._mapping)
+        result.difference_update(other)
+        return result
+
 
 class _ValuesView(_abc.ValuesView):
     __slots__ = ()
@@ -304,11 +311,40 @@ class _ItemsView(_abc.ItemsView):
     __slots__ = ()
     mapping = _view_mapping
 
+    def __contains__(self, item):
+        # As dict_items: anything but a (key, value) tuple is simply not an item (the &, -, ^,
+        # isdisjoint and comparisons of collections.abc ask this of every operand's element:
+        # `fd.items() & {"a": 1}` raised ValueError unpacking "a"); an unhashable key raises
+        # TypeError, as the dict's lookup does.
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        key, value = item
+        found = self._mapping.get(key, _ABSENT)
+        return found is not _ABSENT and (found is value or found == value)
+
     def __iter__(self):
         return self._mapping._iter_items()
 
     def __reversed__(self):
         return reversed(list(self._mapping._iter_items()))
+
+    # -, ^ and their reflections as dict_items computes them, on a dict of the same items: it
+    # hashes every item (`[] - d.items()` is a TypeError where a value is unhashable; so was
+    # collections.abc's `d.items() ^ other` where dict's is not). & and | agree already.
+    def _dict_items(self):
+        return dict(self._mapping._iter_items()).items()
+
+    def __sub__(self, other):
+        return self._dict_items() - other
+
+    def __rsub__(self, other):
+        return other - self._dict_items()
+
+    def __xor__(self, other):
+        return self._dict_items() ^ other
+
+    def __rxor__(self, other):
+        return other ^ self._dict_items()
 
 
 _ABSENT = object()

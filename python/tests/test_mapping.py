@@ -278,6 +278,56 @@ class SetOperators(unittest.TestCase):
         self.assertFalse(view.isdisjoint(["a"]))
 
 
+    @staticmethod
+    def outcome(f):
+        try:
+            return f()
+        except Exception as e:  # noqa: BLE001 (the type is what is compared)
+            return type(e)
+
+    def assert_as_a_dicts_views(self, source, others):
+        frozen, plain = permafrost.freeze(source), dict(source)
+        binary = (operator.and_, operator.or_, operator.sub, operator.xor, operator.le,
+                  operator.lt, operator.ge, operator.gt, operator.eq, operator.ne)
+        for name in ("keys", "items"):
+            ours, theirs = getattr(frozen, name)(), getattr(plain, name)()
+            for other in others:
+                for op in binary:
+                    with self.subTest(view=name, op=op.__name__, other=other):
+                        self.assertEqual(self.outcome(lambda: op(ours, other)),
+                                         self.outcome(lambda: op(theirs, other)))
+                        if isinstance(other, (type({}.keys()), type({}.items()))):
+                            continue  # dict's own operator runs, and takes ours as an iterable
+                        self.assertEqual(self.outcome(lambda: op(other, ours)),
+                                         self.outcome(lambda: op(other, theirs)))
+                with self.subTest(view=name, other=other):
+                    self.assertEqual(self.outcome(lambda: ours.isdisjoint(other)),
+                                     self.outcome(lambda: theirs.isdisjoint(other)))
+                    self.assertEqual(self.outcome(lambda: other in ours),
+                                     self.outcome(lambda: other in theirs))
+
+    def test_items_views_take_what_is_no_pair_as_no_item(self):
+        # dict_items' __contains__ says False for anything but a 2-tuple (and asks the dict only
+        # for a tuple's key); collections.abc's unpacked it: `fd.items() & {"a": 1}` raised
+        # ValueError where dict's gives set().
+        self.assertEqual(permafrost.freeze({"a": 1}).items() & {"a": 1}, set())
+        self.assertIn(("a", 1), permafrost.freeze({"a": 1}).items())
+        self.assert_as_a_dicts_views(
+            {"a": 1, "b": (1, 2), "c": "x"},
+            [{"a": 1}, [1], ["a"], [("a", 1)], [["a", 1]], ("a", 1), "ab", set(), {("a", 1)}, 1,
+             None, frozenset({"a"}), {"a": 1}.keys(), {"a": 1}.items(), [("a", 1, 2)],
+             [([], 1)], ("a", [1]), [("b", [1, 2])]])
+        with self.assertRaisesRegex(TypeError, "unhashable"):
+            ([], 1) in permafrost.freeze({"a": 1}).items()  # noqa: B015 (as in a dict's)
+
+    def test_differences_hash_every_item_as_a_dicts_views_do(self):
+        # dict's - and ^ hash every item, so an unhashable value is a TypeError in `x - items`
+        # and `keys - x` takes x's elements as a set would; collections.abc's computed a result.
+        self.assert_as_a_dicts_views(
+            {"a": 1, "b": [1, 2], "c": "x"},
+            [[("a", 1)], set(), {"a": 1}, "ab", {"b": [1, 2]}.items(), {"a": 1}.items(),
+             [("b", [1, 2])], ("a", 1)])
+
 class Errors(unittest.TestCase):
     def test_mutation_errors_name_thaw(self):
         d = permafrost.freeze({"a": [1], "s": {1}})
