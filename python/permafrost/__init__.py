@@ -393,29 +393,27 @@ def _dict_repr(self):
     return "FrozenDict({" + ", ".join(f"{k!r}: {v!r}" for k, v in self._iter_items()) + "})"
 
 
-# With a dict (of any subclass) on the other side, | is the dict operation with a dict for the
-# FrozenDict, so the subclass's own operator decides as it would there: `fd | OrderedDict()` is
-# an OrderedDict as `{} | OrderedDict()` is (Python asks a right operand's subclass first),
-# `defaultdict() | fd` a defaultdict, `Counter() | fd` a dict. Any other Mapping merges into a
-# dict.
+# `rec | other` and `other | rec` are what they are with a dict in place of rec, so the other
+# operand's type decides as it does for a dict. A dict (of any subclass) or a FrozenDict: the dict
+# operation, whose subclass operators run as there (`rec | OrderedDict()` is an OrderedDict as
+# `{} | OrderedDict()` is: Python asks a right operand's subclass first; `defaultdict() | rec` a
+# defaultdict, `Counter() | rec` a dict). Anything else: dict.__or__ takes no other type, so the
+# other operand's own reflected operator gets the dict (`rec | UserDict()` is a UserDict), and
+# where it has none, or it refuses, TypeError, as for a dict (a Mapping without | is refused).
 def _dict_or(self, other):
-    if isinstance(other, dict):
+    if isinstance(other, (dict, FrozenDict)):
         return dict(self._iter_items()) | other
-    if not isinstance(other, _abc.Mapping):
-        return NotImplemented
-    out = dict(self._iter_items())
-    out.update(other)
-    return out
+    ror = getattr(type(other), "__ror__", None)
+    return NotImplemented if ror is None else ror(other, dict(self._iter_items()))
 
 
 def _dict_ror(self, other):
+    # Reached only when other's own __or__ (if any) refused rec: other is no dict (a dict's |
+    # refuses rec too), so the dict goes to the same __or__, as `other | dict` would call it.
     if isinstance(other, dict):
         return other | dict(self._iter_items())
-    if not isinstance(other, _abc.Mapping):
-        return NotImplemented
-    out = dict(other)
-    out.update(self._iter_items())
-    return out
+    or_ = getattr(type(other), "__or__", None)
+    return NotImplemented if or_ is None else or_(other, dict(self._iter_items()))
 
 
 def _dict_hash(self):

@@ -328,6 +328,41 @@ class SetOperators(unittest.TestCase):
             [[("a", 1)], set(), {"a": 1}, "ab", {"b": [1, 2]}.items(), {"a": 1}.items(),
              [("b", [1, 2])], ("a", 1)])
 
+class Merging(unittest.TestCase):
+    def test_or_gives_what_it_gives_with_a_dict_in_place_of_the_view(self):
+        # dict.__or__ takes only a dict, so `{} | UserDict()` is UserDict.__ror__'s UserDict;
+        # the view merged any Mapping into a dict itself, and `rec | UserDict()` was a dict.
+        class Plain(collections.abc.Mapping):  # a Mapping without | (a dict refuses it)
+            def __getitem__(self, key):
+                return {"b": 2}[key]
+
+            def __iter__(self):
+                return iter(["b"])
+
+            def __len__(self):
+                return 1
+
+        rec = permafrost.freeze({"a": 1, "b": 0})
+        plain = dict(rec)
+        others = [collections.UserDict({"b": 2}), {"b": 2}, collections.OrderedDict(b=2),
+                  collections.defaultdict(int, b=2), collections.Counter(b=2),
+                  types.MappingProxyType({"b": 2}), Plain(), {"b"}, [("b", 2)], 1, None]
+
+        def outcome(f):
+            try:
+                got = f()
+            except TypeError:
+                return TypeError
+            return type(got), dict(got)
+
+        for other in others:
+            with self.subTest(other=type(other).__name__):
+                self.assertEqual(outcome(lambda: rec | other), outcome(lambda: plain | other))
+                self.assertEqual(outcome(lambda: other | rec), outcome(lambda: other | plain))
+        self.assertIs(type(rec | collections.UserDict()), collections.UserDict)
+        self.assertEqual(rec | permafrost.freeze({"b": 2}), {"a": 1, "b": 2})
+        self.assertIs(type(rec | permafrost.freeze({"b": 2})), dict)
+
 class Errors(unittest.TestCase):
     def test_mutation_errors_name_thaw(self):
         d = permafrost.freeze({"a": [1], "s": {1}})
