@@ -83,7 +83,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     std::uint64_t acc = static_cast<std::uint64_t>(n) + 0x7475706cull;
     for (Py_ssize_t i = 0; i < n; ++i) {
       std::uint64_t eh;
-      if ((depth & 31) == 31 && !stack_room()) return false;  // a small thread stack
+      if (!stack_room_at(depth)) return false;  // a small thread stack
       if (!key_hash(state, PyTuple_GET_ITEM(o, i), eh, depth + 1, use)) return false;
       acc = d::hash_word(acc + eh);
     }
@@ -95,7 +95,7 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     ref it(PyFrozenSet_Type.tp_iter(o));  // the base type's iterator: no user __iter__
     if (!it.get()) return false;
     while (PyObject* e = PyIter_Next(it.get())) {
-      if ((depth & 31) == 31 && !stack_room()) {
+      if (!stack_room_at(depth)) {
         Py_DECREF(e);
         return false;
       }
@@ -148,7 +148,7 @@ PyObject* storable_key(const module_state& state, PyObject* o, std::size_t depth
     return thawed.get() ? PyFrozenSet_New(thawed.get()) : nullptr;
   }
   if (!PyTuple_Check(o)) return Py_NewRef(o);
-  if ((depth & 31) == 31 && !stack_room()) return nullptr;  // a small thread stack
+  if (!stack_room_at(depth)) return nullptr;  // a small thread stack
   // A copy only from the first item that changes: most keys hold no view.
   const Py_ssize_t n = PyTuple_GET_SIZE(o);
   ref copy;

@@ -119,14 +119,38 @@ class shared_objects {
     return o;
   }
 
+  // How many containers deep the read is, for stack_room_at (level).
+  std::size_t depth = 0;
+
  private:
   std::unordered_map<std::uint64_t, PyObject*> built_;
+};
+
+// One level of a read's recursion, for its scope: ok() is false, with RecursionError set, where
+// the thread's stack has no room for it (stack_room_at: checked every 32 levels, so a shallow
+// read works in a thread with a small stack, where a check at every level failed at the first).
+class level {
+ public:
+  explicit level(shared_objects& s) : s_(s), ok_(stack_room_at(s.depth)) {
+    if (ok_) ++s_.depth;
+  }
+  level(const level&) = delete;
+  level& operator=(const level&) = delete;
+  ~level() {
+    if (ok_) --s_.depth;
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  shared_objects& s_;
+  bool ok_;
 };
 
 // The tuple node n (at offset `off`): its items materialised, nested tuples built eagerly too.
 PyObject* tuple_of(store_object* store, const char* base, const node_header* n,
                    shared_objects& shared) {
-  if (!stack_room()) return nullptr;
+  const level in(shared);
+  if (!in.ok()) return nullptr;
   ref t(PyTuple_New(n->count));
   if (!t.get()) return nullptr;
   const word* items = seq_items(n);
@@ -205,13 +229,14 @@ PyObject* thaw_container(const module_state& state, const char* base, const node
 
 PyObject* thaw(const module_state& state, const char* base, word w, shared_objects& shared) {
   if ((w & tag_mask) == tag_row) {  // a row: built anew for each reference, as a dict16 record
-    if (!stack_room()) return nullptr;
-    return thaw_dict(state, base, w, shared);
+    const level in(shared);
+    return in.ok() ? thaw_dict(state, base, w, shared) : nullptr;
   }
   if ((w & tag_mask) != tag_node) return scalar(base, w);
   const auto* n = node_at<node_header>(base, w);
   if (is_leaf(n->kind)) return leaf_object(state, n);
-  if (!stack_room()) return nullptr;
+  const level in(shared);
+  if (!in.ok()) return nullptr;
   if (!is_shared(n)) return thaw_container(state, base, n, shared);
   if (PyObject* built = shared.find(w)) return built;
   return shared.keep(w, thaw_container(state, base, n, shared));

@@ -29,13 +29,14 @@ PyObject* thaw_word(const module_state& state, const char* base, word w);
 
 // Whether the calling thread's stack has the room a recursive walk of nested values keeps free
 // (256 KiB): false, with RecursionError set, where it has not (a thread with a small stack:
-// threading.stack_size). Thaw, tuples and key hashes call it per level; freeze() checks the same.
+// threading.stack_size). freeze() checks the same.
 bool stack_room();
 
 // stack_room() for a recursive walk `depth` levels deep, asked every 32 levels (a level takes
 // ~1 KiB at most, so 32 stay well inside the 256 KiB kept free): a shallow walk never fails in
-// a thread with a small stack. The one check of the walks that keep no path: dumps(), and the
-// views' repr(), ==, ordering and hash (views.cpp, py_nested).
+// a thread with a small stack. The one check of the walks that keep no path: thaw and tuples
+// (values.cpp), key hashes (keys.cpp), dumps(), and the views' repr(), ==, ordering and hash
+// (views.cpp, py_nested).
 bool stack_room_at(std::size_t depth);
 
 }  // namespace permafrost::python

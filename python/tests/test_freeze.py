@@ -1101,5 +1101,27 @@ class SmallThreadStacks(unittest.TestCase):
         self.assertEqual(child.returncode, 0, child.stderr[-2000:])
         self.assertEqual(child.stdout.split(), ["20"] * 8 + ["RecursionError"] * 16)
 
+    def test_shallow_reads_in_a_small_stack_thread_work(self):
+        # thaw() and tuple reads checked the stack at every level for 256 KiB free, more than a
+        # 256 KiB thread ever has: even a flat value's thaw() was a RecursionError there.
+        code = """if True:
+            import threading, permafrost
+            frozen = permafrost.freeze({"t": (1, (2, 3)), "l": [1, {"a": 2}]})
+            out = []
+            def work():
+                out.append(frozen.thaw() == {"t": (1, (2, 3)), "l": [1, {"a": 2}]})
+                out.append(frozen["t"] == (1, (2, 3)))
+                out.append(permafrost.freeze((1, 2)) == (1, 2))  # a scalar root is read back
+            threading.stack_size(256 << 10)
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            print(*out)
+        """
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
+        self.assertEqual(child.stdout.split(), ["True"] * 3)
+
 if __name__ == "__main__":
     unittest.main()
