@@ -132,10 +132,12 @@ class _SharedMapping(_mmap.mmap):
         self.fd = _os.dup(fd)
         return self
 
-    def __del__(self):
+    # os.close bound at class creation: a mapping still alive when the interpreter exits (a
+    # spawned worker's, a Manager's) is freed after this module's globals were set to None.
+    def __del__(self, _close=_os.close):
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            _os.close(fd)
+            _close(fd)
 
 
 class _Descriptor:
@@ -144,8 +146,8 @@ class _Descriptor:
     def __init__(self, fd):
         self.fd = fd
 
-    def __del__(self):
-        _os.close(self.fd)
+    def __del__(self, _close=_os.close):  # as _SharedMapping's: may run after _os is None
+        _close(self.fd)
 
 
 # image store -> the file's identity when it was opened (device, inode, size, mtime)

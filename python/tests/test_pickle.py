@@ -13,6 +13,8 @@ import mmap
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import tempfile
 import unittest
 from unittest import mock
@@ -462,6 +464,28 @@ class SendersThatExitFirst(unittest.TestCase):
                     self.assertEqual([results.next(timeout=120) for _ in range(3)],
                                      [[0], [1], [2]])
 
+
+    def test_a_spawned_manager_holding_a_view_of_an_image_exits_without_errors(self):
+        # The Manager's process sent the view back, opening a descriptor of the image for it,
+        # and still held the view when the interpreter exited: the descriptor was closed after
+        # permafrost's module globals were set to None, and stderr got "Exception ignored in:
+        # <function _Descriptor.__del__ ...> AttributeError: 'NoneType' object has no attribute
+        # 'close'".
+        script = """if True:
+            import multiprocessing, sys, permafrost
+            if __name__ == "__main__":
+                permafrost.freeze({"id": 4}).save(sys.argv[1])
+                image = permafrost.open(sys.argv[1])
+                with multiprocessing.get_context("spawn").Manager() as manager:
+                    shared = manager.dict()
+                    shared["rec"] = image
+                    assert shared["rec"] == {"id": 4}
+            """
+        with tempfile.TemporaryDirectory() as d:
+            proc = subprocess.run([sys.executable, "-c", script, os.path.join(d, "t.pfi")],
+                                  capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stderr, "")
 
 if __name__ == "__main__":
     unittest.main()
