@@ -39,6 +39,11 @@ def _detached(error, handling):
     return error
 
 
+def _closed(root):
+    # A view's closed; an opener's own kind of root (or a scalar root) is never closed.
+    return getattr(root, "closed", False) is True
+
+
 class Reloader:
     """The current image at path, reopened when a newer one is saved there.
 
@@ -61,7 +66,9 @@ class Reloader:
     (its ctime too: a chmod that makes it readable), and once more at least 2 seconds later
     even if it seems unchanged (a file completed in place within one tick of a coarse
     file-system clock, a second on some, keeps its size and mtime). With no image at all yet
-    (the first open fails), the constructor raises.
+    (the first open fails), the constructor raises. An image in service that was closed
+    (close() of any view of it, or `with permafrost.open(path) as root:` elsewhere in the
+    process: the same file's views share one mapping) is opened again at the next current().
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
 
@@ -96,7 +103,8 @@ class Reloader:
     def current(self):
         """The root view of the newest image that opened; see the class docstring."""
         now = _time.monotonic()
-        if now - self._checked >= self.interval:
+        if now - self._checked >= self.interval or (_closed(self._root) and
+                                                     self._failed_identity is None):
             self._check(now)
         return self._root
 
@@ -114,8 +122,12 @@ class Reloader:
             self._checked = now
             identity = self._stat()
             # The image in service is the same file while (device, inode, size, mtime) are: a
-            # chmod or a hard link of it changes only its ctime, not worth a reopen.
-            if identity is None or self._identity and identity[:4] == self._identity[:4]:
+            # chmod or a hard link of it changes only its ctime, not worth a reopen. Unless it
+            # was closed: opening a path maps nothing new while the image is open, so code that
+            # ran `with permafrost.open(path) as root:` closed the one in service (every request
+            # then raised ValueError until a new file was saved); it is opened again.
+            if identity is None or (self._identity and identity[:4] == self._identity[:4] and
+                                    not _closed(self._root)):
                 return
             retry = identity == self._failed_identity
             if retry:

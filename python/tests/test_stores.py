@@ -414,6 +414,19 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         finally:
             gc.enable()
 
+    def test_an_image_closed_by_other_code_is_opened_again(self):
+        # open() of a path already open maps nothing new, so code that ran `with
+        # permafrost.open(path) as root:` (a health check, a script) closed the image in
+        # service: every request raised ValueError until a new file was saved there.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        with permafrost.open(self.path) as root:
+            self.assertEqual(root["version"], 1)
+        self.assertEqual(reloader.current()["version"], 1)
+        reloader.current().close()
+        self.assertEqual(reloader.current()["version"], 1)
+        self.assertIsNone(reloader.error)
+
     def test_an_interval_that_is_nan_or_negative_is_refused(self):
         self.save(1)
         for interval in (float("nan"), -1):
