@@ -14,11 +14,14 @@ straight from its frozen bytes, ordinary values as json writes them, and Flask's
 (dates, UUIDs, Decimals, dataclasses) still applies. Responses carry the same bytes the default
 provider would produce for the thawed value (a lone surrogate aside, which comes out as a \\udXXX
 escape). Creating the provider also lets the app's view functions return a FrozenDict or
-FrozenList, alone or in a (body, status, headers) tuple, as they may return a dict or a list.
+FrozenList, alone or in a (body, status, headers) tuple, as they may return a dict or a list, and
+stores a view put in the session as its thawed value.
 """
 import json as _json
 
 from flask.json.provider import DefaultJSONProvider as _DefaultJSONProvider
+from flask.json.tag import JSONTag as _JSONTag
+from flask.json.tag import TaggedJSONSerializer as _TaggedJSONSerializer
 
 from . import FrozenDict, FrozenList, JSONEncoder, _core
 
@@ -35,6 +38,7 @@ class JSONProvider(_DefaultJSONProvider):
     def __init__(self, app):
         super().__init__(app)
         _accept_views_from_view_functions(app)
+        _tag_views_in_sessions(app)
 
     def _options(self, kwargs):
         # DefaultJSONProvider.dumps's defaults, including Flask 2.2's deprecated config keys.
@@ -106,3 +110,30 @@ def _accept_views_from_view_functions(app):
     make_response_with_views._permafrost_views = True
     make_response_with_views.__doc__ = make_response.__doc__
     app.make_response = make_response_with_views
+
+
+class _PassView(_JSONTag):
+    """Session data: a FrozenDict or FrozenList is tagged as its thawed dict or list is, so what
+    the session gives back is what it gives for the dict (tuples, bytes, dates, Markup inside)."""
+    __slots__ = ()
+    key = None  # no tag of its own: read back as the dict or list
+
+    def check(self, value):
+        return isinstance(value, (FrozenDict, FrozenList))
+
+    def to_json(self, value):
+        return self.serializer.tag(value.thaw())
+
+    tag = to_json
+
+
+def _tag_views_in_sessions(app):
+    """Flask's session serializer tags the dicts and lists of session data (tuples, bytes,
+    datetimes and Markup inside them), and passes other objects to app.json untagged: a view
+    stored in the session came back with its tuples as lists and its datetimes as strs, and one
+    holding bytes failed the response. The view is tagged as its thawed value instead. Flask's
+    session serializer is shared by every app, which is harmless: it only adds views."""
+    serializer = getattr(app.session_interface, "serializer", None)
+    if isinstance(serializer, _TaggedJSONSerializer) and not any(
+            isinstance(tag, _PassView) for tag in serializer.order):
+        serializer.register(_PassView, index=0)

@@ -598,6 +598,32 @@ class FlaskProvider(unittest.TestCase):
         with app.test_request_context():
             self.assertEqual(app.json.response(frozen).get_data(), self.expected(plain, value))
 
+    def test_a_view_stored_in_the_session_reads_back_as_its_dict(self):
+        # Flask's session serializer tags tuples, bytes and datetimes inside dicts and lists; a
+        # view went to app.json untagged: its tuples came back as lists, its datetimes as strs,
+        # and one holding bytes failed the response (bytes is not JSON serializable).
+        import datetime
+        value = {"pair": (1, "a"), "raw": b"\x00\xff", "when": datetime.datetime(2026, 12, 4, 5, 6),
+                 "rows": [{"t": (2, 3)}]}
+        app, _ = self.make_app(SECRET_KEY="test")
+
+        @app.get("/store")
+        def store():
+            flask.session["dict"] = value
+            flask.session["rec"] = permafrost.freeze(value)
+            flask.session["rows"] = permafrost.freeze(value)["rows"]
+            return "stored"
+
+        @app.get("/read")
+        def read():  # what the session gives back for the dict (its keys sorted, dates in UTC)
+            return [repr((flask.session["dict"], flask.session["dict"]["rows"])),
+                    repr((flask.session["rec"], flask.session["rows"]))]
+
+        client = app.test_client()
+        self.assertEqual(client.get("/store").status_code, 200)
+        dict_text, views_text = client.get("/read").get_json()
+        self.assertEqual(views_text, dict_text)
+
     def test_json_provider_class_on_a_flask_subclass(self):
         class App(flask.Flask):
             json_provider_class = JSONProvider
