@@ -78,6 +78,18 @@ inline std::string short_type_name(PyObject* o) {
   return dot ? dot + 1 : n;
 }
 
+// Sets an exception of type with the library's message text. The text may name a path that is
+// not UTF-8 (a Linux file name is any bytes): PyErr_SetString decodes it strictly, and its
+// UnicodeDecodeError left a bare OSError() without a word of the message. Undecodable bytes
+// become lone surrogates, as os.fsdecode() gives such a path to Python.
+inline void set_error_text(PyObject* type, const char* text) {
+  PyObject* message =
+      PyUnicode_DecodeUTF8(text, static_cast<Py_ssize_t>(std::strlen(text)), "surrogateescape");
+  if (!message) return;  // MemoryError
+  PyErr_SetObject(type, message);
+  Py_DECREF(message);
+}
+
 // Converts a C++ exception escaping an entry point into a Python one: a std::bad_alloc into
 // MemoryError, with the library's message when it has one (arena_limit_error names the limit a
 // new arena hit: "all 1024 arena slots are in use ..."), else saying what refused (a bare one,
@@ -88,9 +100,9 @@ inline void set_python_error(const std::exception& e) {
       PyErr_SetString(PyExc_MemoryError,
                       "permafrost: out of memory: the kernel refused memory (no memory left, a "
                       "memory cgroup limit, or ulimit -v)");
-    else PyErr_SetString(PyExc_MemoryError, e.what());
+    else set_error_text(PyExc_MemoryError, e.what());
   } else {
-    PyErr_SetString(PyExc_OSError, e.what());
+    set_error_text(PyExc_OSError, e.what());
   }
 }
 

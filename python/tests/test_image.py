@@ -141,6 +141,21 @@ class Images(unittest.TestCase):
         with self.assertRaises(OSError):
             permafrost.open(self.path + ".missing")
 
+    def test_a_bad_file_at_a_path_that_is_not_utf8_raises_naming_it(self):
+        # A Linux file name is any bytes: the library's message named the path, decoding it
+        # failed, and what reached Python was a bare OSError() with no message at all.
+        path = os.path.join(os.fsencode(self.dir.name), b"\xff\xfe-image.pfi")
+        with open(path, "wb") as f:
+            f.write(b"not an image" * 100)
+        with self.assertRaises(OSError) as cm:
+            permafrost.open(path)
+        self.assertIn(os.fsdecode(path), str(cm.exception))
+        self.assertIn("not a permafrost image", str(cm.exception))
+        missing_dir = os.path.join(os.fsencode(self.dir.name), b"\xff-missing", b"x.pfi")
+        with self.assertRaises(OSError) as cm:
+            permafrost.freeze([1]).save(missing_dir)
+        self.assertIn(os.fsdecode(missing_dir), str(cm.exception))
+
     def test_a_fifo_raises_at_once_instead_of_blocking(self):
         os.mkfifo(self.path)
         # In a child with a timeout: an open() that waits for a writer would hang the suite.
