@@ -100,6 +100,8 @@ def build_dict(items, *, path=None, name=None):
     """Freeze the (key, value) pairs of an iterable (a generator, mapping.items(), ...) as a
     FrozenDict and return it; with path, save it there as an image (as frozen.save(path)) and
     return the root of the image, mapped as permafrost.open(path) maps it (the arena is freed).
+    A mapping (an object with keys(), as dict() tells one) gives its keys and values, as
+    dict(mapping) takes them.
 
     The pairs are frozen one at a time into the new arena and each is released before the next
     is pulled: the source is never held, and beside the frozen bytes a build keeps each key's
@@ -114,7 +116,16 @@ def build_dict(items, *, path=None, name=None):
     Sharing: within one pair, a container reached twice is stored once, as freeze() does;
     across pairs it is stored per pair (a container that outlives its pair is not remembered).
     Small strs, bytes and lists or tuples of scalars are stored once by content everywhere."""
+    if hasattr(items, "keys"):
+        # As dict() does: iterating a mapping gives its keys, and build_dict({"US": 1}) was
+        # {"U": "S"} (each 2-character key unpacked as a pair), a longer key a ValueError.
+        items = iter(items.items()) if type(items) is dict else _mapping_pairs(items)
     return _build(items, True, path, name)
+
+
+def _mapping_pairs(mapping):
+    for key in mapping.keys():
+        yield key, mapping[key]
 
 
 def build_list(values, *, path=None, name=None):

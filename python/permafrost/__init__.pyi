@@ -217,9 +217,10 @@ class Reloader:
     def current(self) -> Any:
         """The root view of the newest image that opened."""
 
-def build_dict(items: Iterable[tuple[_K, Any]], *, path: _Path | None = None,
+def build_dict(items: Mapping[_K, Any] | Iterable[tuple[_K, Any]], *, path: _Path | None = None,
                name: str | None = None) -> FrozenDict[_K, Any]:
-    """freeze(dict(items)) (last value of a repeated key wins); with path, saved there too."""
+    """freeze(dict(items)) (last value of a repeated key wins; a mapping gives its items); with
+    path, saved there too."""
 def build_list(values: Iterable[Any], *, path: _Path | None = None,
                name: str | None = None) -> FrozenList[Any]:
     """freeze(list(values)); with path, also saved there as an image."""

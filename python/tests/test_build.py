@@ -1,4 +1,5 @@
 """permafrost.build_dict() and permafrost.build_list(): frozen values from an iterable."""
+import collections
 import json
 import os
 import pickle
@@ -35,6 +36,15 @@ class Build(unittest.TestCase):
     def test_build_dict_of_mapping_items(self):
         source = {"a": 1, "b": [2, 3]}
         self.assertEqual(permafrost.build_dict(source.items()), source)
+
+    def test_build_dict_of_a_mapping_takes_its_items_as_dict_does(self):
+        # Iterating a mapping gives its keys: {"US": 1} was built as {"U": "S"}, each
+        # two-character key unpacked as a pair, and longer keys raised ValueError.
+        source = {"US": {"name": "United States"}, "FR": {"name": "France"}}
+        self.assertEqual(permafrost.build_dict(source), source)
+        self.assertEqual(permafrost.build_dict(collections.OrderedDict(source)), source)
+        self.assertEqual(permafrost.build_dict(permafrost.freeze(source)), source)
+        self.assertEqual(permafrost.build_dict(source, path=self.path), source)
 
     def test_a_repeated_key_keeps_its_last_value(self):
         built = permafrost.build_dict([("a", 1), ("b", 2), ("a", 3)])
