@@ -218,7 +218,8 @@ def _reduce(self):
     path, offset, image_id = self._ref()
     if path is not None:  # in an image: a small reference, the receiver maps the same pages
         return (_stores.image_value, (path, offset, image_id))
-    return (freeze, (self.thaw(),))  # by value: the receiver freezes its own copy
+    # By value: the receiver freezes its own copy (small ones share a pool: _stores.frozen_value).
+    return (_stores.frozen_value, (self.thaw(),))
 
 
 def _close(self):

@@ -13,7 +13,8 @@ once however many of its views arrive, and unmapped when nothing uses it:
 
 Pickling:
 - plain pickle: a view of an image is (path, offset, image id), mapped again by the receiver; any
-  other view travels by value (the receiver freezes its own copy).
+  other view travels by value (the receiver freezes its own copy, a small one into a pool shared
+  by many: frozen_value).
 - multiprocessing's ForkingPickler (Pool, Process, Queue, concurrent.futures): a view of a
   freeze()/build result travels as its store plus an offset, and the store as the descriptor of a
   sealed memfd holding the graph, passed by multiprocessing itself (reduction.DupFd): freeze()
@@ -26,6 +27,7 @@ once may map it twice, which only costs the second mapping.
 import fcntl as _fcntl
 import mmap as _mmap
 import os as _os
+import threading as _threading
 import time as _time
 import uuid as _uuid
 import weakref as _weakref
@@ -119,6 +121,57 @@ def image_value(path, offset, image_id=None):
 
 def new_image_id():
     return _uuid.uuid4().hex
+
+
+# ----- unpickling by value ----------------------------------------------------------------------
+
+# A graph unpickled by value (plain pickle of a view that is not in an image) no larger than this
+# is copied out of its arena into a shared pool of read-only memory, and its arena freed: an
+# arena takes one of the process's 1024 slots, and pickle.loads() of a list of 3,000 records
+# (each view goes by value on its own) raised MemoryError ("all 1024 arena slots are in use").
+_POOLED_UP_TO = 64 << 10
+_POOL_BYTES = 1 << 20
+_pool = None  # [mmap, next free offset]
+_pool_lock = _threading.Lock()
+
+
+def _reset_pool_lock():
+    global _pool_lock
+    _pool_lock = _threading.Lock()  # a fork while another thread held it left it held for ever
+
+
+_os.register_at_fork(after_in_child=_reset_pool_lock)
+
+
+def _pooled(data):
+    """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (its pages
+    are freed once no view of it is left)."""
+    global _pool
+    size = len(data)
+    with _pool_lock:
+        if _pool is None or _pool[1] + size > len(_pool[0]):
+            # Private: a child forked later writes its own copies, never into its parent's pages.
+            _pool = [_mmap.mmap(-1, max(_POOL_BYTES, size), flags=_mmap.MAP_PRIVATE), 0]
+        pool, at = _pool
+        _pool[1] = (at + size + 15) & ~15
+        pool[at:at + size] = data
+        return memoryview(pool)[at:at + size].toreadonly()
+
+
+def frozen_value(value):
+    """Unpickling of a view sent by value: freeze(value), a small graph held in the pool instead
+    of an arena of its own."""
+    from . import freeze
+    frozen = freeze(value)
+    store = _core._store_of(frozen)
+    address, size = _core._range(frozen)
+    if size > _POOLED_UP_TO:
+        return frozen
+    import ctypes
+    copy = _core._mapped_store(_pooled(ctypes.string_at(address, size)))
+    del frozen
+    _core._close(store)
+    return _core._store_view(copy, 0)
 
 
 # ----- sharing with other processes (multiprocessing) -------------------------------------------
@@ -383,6 +436,8 @@ def reduce_for_process(view):
     still goes by reference, and its sender, who maps it, finds it without the descriptor."""
     store = _core._store_of(view)  # ValueError when closed
     kind, path, _, size = _core._store_info(store)
+    if kind == "mapped" and not isinstance(_core._store_owner(store), _SharedMapping):
+        return view.__reduce__()  # unpickled by value into the pool: small, by value again
     if kind == "image" and _image_descriptor(store, path) is None:
         # A newer image was saved at the path since this one was opened (the Reloader's swap),
         # and this process holds no descriptor of the file it maps: a receiver that does not map

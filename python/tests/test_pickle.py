@@ -102,6 +102,12 @@ def shared_inode(view):
     return os.fstat(_stores._memfd_descriptor(permafrost._core._store_of(view))).st_ino
 
 
+def views_of_a_small_graph(n):
+    """Runs in a worker: n views of a graph of its own, small enough to go back by value."""
+    frozen = permafrost.freeze([{"id": i} for i in range(n)])
+    return list(frozen)
+
+
 class ForkingPicklerSendsReferences(unittest.TestCase):
     def test_a_view_pickles_small_for_processes_and_by_value_for_files(self):
         frozen = permafrost.freeze(make_table())
@@ -109,6 +115,23 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
             self.assertLess(len(ForkingPickler.dumps(view)), 400)
         self.assertGreater(len(pickle.dumps(frozen)), 100000, "plain pickle keeps by value")
         self.assertEqual(pickle.loads(pickle.dumps(frozen)), frozen)
+
+    def test_thousands_of_views_unpickled_by_value_do_not_each_take_an_arena(self):
+        # Each view went by value on its own and was frozen into an arena of its own, one of the
+        # process's 1024 slots: pickle.loads() of 3,000 records (a cache, a shelve) raised
+        # MemoryError "all 1024 arena slots are in use".
+        frozen = permafrost.freeze(make_table(3000))
+        records = [frozen[k] for k in frozen]
+        back = pickle.loads(pickle.dumps(records))
+        self.assertEqual(back, records)
+        self.assertIsInstance(back[2999], permafrost.FrozenDict)
+        self.assertEqual(pickle.loads(pickle.dumps(back[:5])), records[:5])
+        self.assertEqual(permafrost.freeze([back[0]])[0], records[0])
+        # The same through a process that may exit first: a worker's small graph goes by value
+        # (the Pool's result thread died of the MemoryError, and the Pool hung).
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            returned = pool.apply_async(views_of_a_small_graph, (2000,)).get(timeout=120)
+        self.assertEqual([r["id"] for r in returned], list(range(2000)))
 
     def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
         # A graph of less than 1 MiB is written into an anonymous arena (no descriptor held for
