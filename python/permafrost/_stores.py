@@ -131,31 +131,51 @@ def new_image_id():
 # (each view goes by value on its own) raised MemoryError ("all 1024 arena slots are in use").
 _POOLED_UP_TO = 64 << 10
 _POOL_BYTES = 1 << 20
-_pool = None  # [mmap, next free offset]
+_pool = None  # [read-only mmap, descriptor of its memfd, next free offset]
 _pool_lock = _threading.Lock()
 
 
-def _reset_pool_lock():
-    global _pool_lock
+def _forget_pool_in_child():
+    global _pool, _pool_lock
     _pool_lock = _threading.Lock()  # a fork while another thread held it left it held for ever
+    if _pool is not None:
+        # The child shares the memfd with its parent: writing into it would change the parent's
+        # views. Its mapping stays (views the child inherited read it); the next copy goes into a
+        # pool of the child's own.
+        _os.close(_pool[1])
+        _pool = None
 
 
-_os.register_at_fork(after_in_child=_reset_pool_lock)
+_os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _pooled(data):
     """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (its pages
-    are freed once no view of it is left)."""
+    are freed once no view of it is left). The pool is a memfd mapped read-only and written with
+    pwrite(), so its pages are never writable through memory, as an arena's after freeze: a
+    write to them is a SIGSEGV, not a silent change of frozen data."""
     global _pool
     size = len(data)
     with _pool_lock:
-        if _pool is None or _pool[1] + size > len(_pool[0]):
-            # Private: a child forked later writes its own copies, never into its parent's pages.
-            _pool = [_mmap.mmap(-1, max(_POOL_BYTES, size), flags=_mmap.MAP_PRIVATE), 0]
-        pool, at = _pool
-        _pool[1] = (at + size + 15) & ~15
-        pool[at:at + size] = data
-        return memoryview(pool)[at:at + size].toreadonly()
+        if _pool is None or _pool[2] + size > len(_pool[0]):
+            n = max(_POOL_BYTES, size)
+            fd = _os.memfd_create("permafrost-pool", _os.MFD_CLOEXEC)
+            try:
+                _os.ftruncate(fd, n)
+                m = _mmap.mmap(fd, n, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ)
+            except BaseException:
+                _os.close(fd)
+                raise
+            if _pool is not None:
+                _os.close(_pool[1])  # the full pool's mapping stays while its views do
+            _pool = [m, fd, 0]
+        m, fd, at = _pool
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < size:
+            done += _os.pwrite(fd, view[done:], at + done)
+        _pool[2] = (at + size + 15) & ~15
+        return memoryview(m)[at:at + size].toreadonly()
 
 
 def frozen_value(value):

@@ -127,11 +127,33 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         self.assertIsInstance(back[2999], permafrost.FrozenDict)
         self.assertEqual(pickle.loads(pickle.dumps(back[:5])), records[:5])
         self.assertEqual(permafrost.freeze([back[0]])[0], records[0])
+        # Their pages are read-only, as an arena's after freeze: a stray write faults.
+        address, size = permafrost._core._range(back[2999])
+        self.assertEqual(mapping_of(address)["perms"][:2], "r-")
         # The same through a process that may exit first: a worker's small graph goes by value
         # (the Pool's result thread died of the MemoryError, and the Pool hung).
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             returned = pool.apply_async(views_of_a_small_graph, (2000,)).get(timeout=120)
         self.assertEqual([r["id"] for r in returned], list(range(2000)))
+
+    def test_a_forked_child_unpickles_into_a_pool_of_its_own(self):
+        # The pool is a memfd the child shares with its parent: a child that wrote its copies
+        # into it would overwrite what the parent writes next.
+        record = permafrost.freeze({"id": 1, "name": "x" * 20})
+        first = pickle.loads(pickle.dumps(record))
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                mine = pickle.loads(pickle.dumps(record))
+                pool_of = lambda v: mapping_of(permafrost._core._range(v)[0])["inode"]
+                code = 0 if mine == record and pool_of(mine) != pool_of(first) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(pickle.loads(pickle.dumps(record)), record)
+        self.assertEqual(first, record)
 
     def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
         # A graph of less than 1 MiB is written into an anonymous arena (no descriptor held for
