@@ -73,7 +73,8 @@ class Reloader:
     Thread safety: current() may be called from any number of threads; one of them reopens.
 
     Pickling (a spawn or forkserver worker's argument, a DataLoader's dataset): the copy holds
-    the same image, sent as a view is (a reference), and reloads on its own; .error is not sent.
+    the same image, sent as a view is (a reference; opened again first if it was closed), and
+    reloads on its own; .error is not sent.
     A custom opener must be picklable (a module-level function).
     """
 
@@ -151,7 +152,11 @@ class Reloader:
 
     def __getstate__(self):
         # The lock cannot be pickled (it failed: "cannot pickle '_thread.lock' object"), and an
-        # exception of the opener's may not be; the receiver makes a fresh lock.
+        # exception of the opener's may not be; the receiver makes a fresh lock. An image in
+        # service that was closed under it is opened again first, as current() would: the
+        # closed view could not be pickled (ValueError until current() had run once).
+        if _closed(self._root):
+            self.current()
         state = self.__dict__.copy()
         del state["_lock"], state["_lock_pid"]
         state["error"] = None

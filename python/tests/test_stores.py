@@ -427,6 +427,16 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 1)
         self.assertIsNone(reloader.error)
 
+    def test_a_reloader_whose_image_was_closed_pickles_with_it_opened_again(self):
+        # __getstate__ sent the closed view as it was: pickling raised ValueError ("closed")
+        # until current() had run once and opened the image again.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        reloader.current().close()
+        copy = pickle.loads(pickle.dumps(reloader))
+        self.assertEqual(copy.current()["version"], 1)
+        self.assertFalse(reloader.current().closed)
+
     def test_an_interval_that_is_nan_or_negative_is_refused(self):
         self.save(1)
         for interval in (float("nan"), -1):
