@@ -132,12 +132,17 @@ def new_image_id():
 _POOLED_UP_TO = 64 << 10
 _POOL_BYTES = 1 << 20
 _pool = None  # [read-only mmap, descriptor of its memfd, next free offset]
-_pool_lock = _threading.Lock()
+# Reentrant, with _filling: a signal handler or a finalizer (__del__) may unpickle a view between
+# any two bytecodes of _pooled, in the thread that holds the lock. It waited for that thread, its
+# own, for ever; it now keeps its arena instead (see _pooled).
+_pool_lock = _threading.RLock()
+_filling = False
 
 
 def _forget_pool_in_child():
-    global _pool, _pool_lock
-    _pool_lock = _threading.Lock()  # a fork while another thread held it left it held for ever
+    global _pool, _pool_lock, _filling
+    _pool_lock = _threading.RLock()  # a fork while another thread held it left it held for ever
+    _filling = False
     if _pool is not None:
         # The child shares the memfd with its parent: writing into it would change the parent's
         # views. Its mapping stays (views the child inherited read it); the next copy goes into a
@@ -153,29 +158,45 @@ def _pooled(data):
     """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (its pages
     are freed once no view of it is left). The pool is a memfd mapped read-only and written with
     pwrite(), so its pages are never writable through memory, as an arena's after freeze: a
-    write to them is a SIGSEGV, not a silent change of frozen data."""
-    global _pool
+    write to them is a SIGSEGV, not a silent change of frozen data.
+
+    None when called from within itself (a signal handler or a finalizer that unpickles a view
+    while this thread copies into the pool): the outer copy owns the pool until it returns (it
+    may close the descriptor it writes with, or write where the inner copy would)."""
+    global _pool, _filling
     size = len(data)
     with _pool_lock:
-        if _pool is None or _pool[2] + size > len(_pool[0]):
-            n = max(_POOL_BYTES, size)
-            fd = _os.memfd_create("permafrost-pool", _os.MFD_CLOEXEC)
-            try:
-                _os.ftruncate(fd, n)
-                m = _mmap.mmap(fd, n, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ)
-            except BaseException:
-                _os.close(fd)
-                raise
-            if _pool is not None:
-                _os.close(_pool[1])  # the full pool's mapping stays while its views do
-            _pool = [m, fd, 0]
-        m, fd, at = _pool
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < size:
-            done += _os.pwrite(fd, view[done:], at + done)
-        _pool[2] = (at + size + 15) & ~15
-        return memoryview(m)[at:at + size].toreadonly()
+        if _filling:
+            return None
+        _filling = True
+        try:
+            return _fill_pool(data, size)
+        finally:
+            _filling = False
+
+
+def _fill_pool(data, size):
+    """_pooled's copy; _pool_lock held, _filling set."""
+    global _pool
+    if _pool is None or _pool[2] + size > len(_pool[0]):
+        n = max(_POOL_BYTES, size)
+        fd = _os.memfd_create("permafrost-pool", _os.MFD_CLOEXEC)
+        try:
+            _os.ftruncate(fd, n)
+            m = _mmap.mmap(fd, n, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ)
+        except BaseException:
+            _os.close(fd)
+            raise
+        if _pool is not None:
+            _os.close(_pool[1])  # the full pool's mapping stays while its views do
+        _pool = [m, fd, 0]
+    m, fd, at = _pool
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < size:
+        done += _os.pwrite(fd, view[done:], at + done)
+    _pool[2] = (at + size + 15) & ~15
+    return memoryview(m)[at:at + size].toreadonly()
 
 
 def frozen_value(value):
@@ -188,7 +209,10 @@ def frozen_value(value):
     if size > _POOLED_UP_TO:
         return frozen
     import ctypes
-    copy = _core._mapped_store(_pooled(ctypes.string_at(address, size)))
+    pooled = _pooled(ctypes.string_at(address, size))
+    if pooled is None:  # unpickled while this thread fills the pool: its own arena
+        return frozen
+    copy = _core._mapped_store(pooled)
     del frozen
     _core._close(store)
     return _core._store_view(copy, 0)

@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 from unittest import mock
 from multiprocessing.reduction import ForkingPickler
@@ -154,6 +155,33 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         self.assertEqual(pickle.loads(pickle.dumps(record)), record)
         self.assertEqual(first, record)
+
+    def test_a_view_unpickled_while_its_thread_fills_the_pool_takes_its_own_arena(self):
+        # A signal handler or a finalizer may unpickle a view between any two bytecodes of the
+        # copy into the pool, in the thread that holds the pool's lock: it waited for that
+        # thread, its own, for ever.
+        record = permafrost.freeze({"id": 1, "name": "x" * 20})
+        other = permafrost.freeze({"id": 2})
+        pwrite, inner, outer = os.pwrite, [], []
+        def pwrite_after_an_unpickle(fd, data, offset):
+            if not inner:
+                inner.append(None)
+                inner[0] = pickle.loads(pickle.dumps(other))
+            return pwrite(fd, data, offset)
+        def unpickle():
+            with mock.patch.object(_stores._os, "pwrite", pwrite_after_an_unpickle):
+                outer.append(pickle.loads(pickle.dumps(record)))
+        thread = threading.Thread(target=unpickle, daemon=True)
+        thread.start()
+        thread.join(30)
+        if thread.is_alive():
+            _stores._pool_lock = threading.Lock()  # the rest of the suite may go on
+            self.fail("a view unpickled while its thread filled the pool hung")
+        self.assertEqual(outer, [record])
+        self.assertEqual(inner, [other])
+        self.assertEqual(permafrost._core._store_info(permafrost._core._store_of(inner[0]))[0],
+                         "arena")
+        self.assertEqual(pickle.loads(pickle.dumps(record)), record)
 
     def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
         # A graph of less than 1 MiB is written into an anonymous arena (no descriptor held for
