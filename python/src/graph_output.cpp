@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "permafrost/arena.hpp"
 #include "permafrost/hash.hpp"
@@ -108,23 +109,61 @@ std::uint64_t graph_output::grow(std::size_t rounded) {
   std::size_t capacity =
       memfd_ ? capacity_ * 4 : (first_reservation_ ? first_reservation_ : memfd_capacity);
   while (capacity < end_ + rounded) capacity *= 2;
+  using limit = permafrost::arena_limit_error::limit;
   std::unique_ptr<permafrost::arena> next;
   try {
     next = new_arena(arena_->name(), capacity, /*memfd=*/true);
   } catch (const permafrost::arena_limit_error& e) {
-    if (!first_memfd || e.which() != permafrost::arena_limit_error::limit::address_space) throw;
-    // A small process reservation (sanitizers, ulimit -v): a smaller one, moved again if need be.
-    capacity = fallback_capacity;
-    while (capacity < end_ + rounded) capacity *= 2;
-    next = new_arena(arena_->name(), capacity, /*memfd=*/true);
+    if (e.which() != limit::address_space) throw;
+    if (first_memfd) {
+      // A small process reservation (sanitizers, ulimit -v): a smaller one, moved again if need
+      // be.
+      capacity = fallback_capacity;
+      while (capacity < end_ + rounded) capacity *= 2;
+      try {
+        next = new_arena(arena_->name(), capacity, /*memfd=*/true);
+      } catch (const permafrost::arena_limit_error& again) {
+        if (again.which() != limit::address_space) throw;
+      }
+    }
   }
-  char* base = first_bytes(*next, end_);
-  std::memcpy(base, base_, end_);
-  arena_ = std::move(next);
-  base_ = base;
-  capacity_ = capacity;
+  if (!next) {
+    replace_arena(capacity);
+  } else {
+    char* base = first_bytes(*next, end_);
+    std::memcpy(base, base_, end_);
+    arena_ = std::move(next);
+    base_ = base;
+  }
+  // Under an address-space limit the arena may hold less than asked (arena()): its longest run.
+  capacity_ = std::min(capacity, arena_->stats().reserved);
   memfd_ = true;
   return static_cast<std::uint64_t>(allocate_named(*arena_, rounded, 8, end_ + rounded) - base_);
+}
+
+void graph_output::replace_arena(std::size_t capacity) {
+  // A reservation cut by an address-space limit (RLIMIT_AS, `ulimit -v`) may have room for one
+  // arena only, this one (under `ulimit -v 1000000` every freeze() past 1 MiB failed so): its
+  // bytes wait in the heap while it is released and the larger one made in its room.
+  const std::string name(arena_->name());
+  const std::vector<char> bytes(base_, base_ + end_);
+  const bool was_memfd = memfd_;
+  arena_.reset();
+  base_ = nullptr;
+  try {
+    std::unique_ptr<permafrost::arena> next = new_arena(name, capacity, /*memfd=*/true);
+    char* base = first_bytes(*next, end_);
+    std::memcpy(base, bytes.data(), end_);
+    arena_ = std::move(next);
+    base_ = base;
+  } catch (...) {
+    // Back into an arena like the one released, whose room is free again: the writer stays
+    // whole for the caller's error path.
+    arena_ = new_arena(name, capacity_, was_memfd);
+    base_ = first_bytes(*arena_, end_);
+    std::memcpy(base_, bytes.data(), end_);
+    throw;
+  }
 }
 
 std::uint64_t graph_output::store_once(const char* node, std::size_t bytes, bool remember) {

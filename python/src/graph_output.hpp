@@ -136,6 +136,8 @@ class graph_output {
   [[noreturn]] static void forked();
   std::uint64_t bump(std::size_t rounded);
   [[gnu::noinline]] std::uint64_t grow(std::size_t rounded);
+  // grow()'s move when no second arena fits: arena_ released, then remade with `capacity`.
+  void replace_arena(std::size_t capacity);
   std::uint64_t store_deduped(dedupe_index& ix, const char* data, std::size_t bytes, bool remember,
                               unsigned unit);
   std::uint64_t alloc_packed(std::size_t bytes);

@@ -439,6 +439,36 @@ class RefusedMemory(unittest.TestCase):
                                  "left, a memory cgroup limit, or ulimit -v)", "1"])
 
 
+class SmallAddressSpace(unittest.TestCase):
+    """Writers under an address-space limit (RLIMIT_AS, `ulimit -v`)."""
+
+    def test_a_graph_past_1_mib_is_written_where_one_arena_fits(self):
+        # Under such a limit the arena reservation may hold a single 256 MiB granule, and a graph
+        # past its first 1 MiB moved into a second arena made beside the first: every freeze()
+        # or build of more than 1 MiB under `ulimit -v 1000000` raised MemoryError ("no room
+        # for 268435456 bytes in this process's arena reservation").
+        code = """if True:
+            import resource, permafrost
+            with open("/proc/self/status") as f:
+                size = [int(l.split()[1]) << 10 for l in f if l.startswith("VmSize:")][0]
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (size + (700 << 20), hard))
+            data = {str(i): [i, "x"] for i in range(100000)}
+            for build, expected in ((lambda: permafrost.freeze(data), data),
+                                    (lambda: permafrost.build_dict(data.items()), data),
+                                    (lambda: permafrost.build_list(iter(data.items())),
+                                     list(data.items()))):
+                try:
+                    frozen = build()
+                except MemoryError as e:
+                    print(e)
+                    continue
+                print(permafrost._core._range(frozen)[1] > 1 << 20, frozen == expected)
+                frozen.close()
+        """
+        self.assertEqual(run_child(code).splitlines(), ["True True"] * 3)
+
+
 class ForkedMidBuild(unittest.TestCase):
     """A generator that forks: the child cannot go on writing its parent's arena."""
 
