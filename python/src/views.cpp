@@ -390,6 +390,38 @@ void nested_dealloc(PyObject* self) {
   Py_DECREF(type);
 }
 
+// __name__, __qualname__ and __doc__: the wrapped function's, as the function itself gave them
+// when it was the method (FrozenDict.__eq__.__name__ raised AttributeError).
+PyObject* nested_attr(PyObject* self, void* name) {
+  PyObject* fn = reinterpret_cast<nested_object*>(self)->fn;
+  if (!fn) {
+    PyErr_SetString(PyExc_AttributeError, static_cast<const char*>(name));
+    return nullptr;
+  }
+  return PyObject_GetAttrString(fn, static_cast<const char*>(name));
+}
+
+// Pickled as _nested(fn) (permafrost._core._nested, found by name), so a method whose function
+// pickles does: pickle.dumps(FrozenDict.__eq__) raised "cannot pickle '_nested_method' object".
+PyObject* nested_reduce(PyObject* self, PyObject*) {
+  PyObject* fn = reinterpret_cast<nested_object*>(self)->fn;
+  if (!fn) return PyErr_Format(PyExc_TypeError, "cannot pickle a cleared _nested_method");
+  PyObject* module = PyType_GetModule(Py_TYPE(self));  // borrowed
+  if (!module) return nullptr;
+  ref nested(PyObject_GetAttrString(module, "_nested"));
+  if (!nested.get()) return nullptr;
+  return Py_BuildValue("(O(O))", nested.get(), fn);
+}
+
+PyGetSetDef nested_getset[] = {
+    {"__name__", nested_attr, nullptr, nullptr, const_cast<char*>("__name__")},
+    {"__qualname__", nested_attr, nullptr, nullptr, const_cast<char*>("__qualname__")},
+    {"__doc__", nested_attr, nullptr, nullptr, const_cast<char*>("__doc__")},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyMethodDef nested_methods[] = {{"__reduce__", nested_reduce, METH_NOARGS, nullptr},
+                                {nullptr, nullptr, 0, nullptr}};
+
 PyMemberDef nested_members[] = {
     // inspect.signature (and stubtest) read the wrapped method's signature.
     {"__wrapped__", T_OBJECT_EX, offsetof(nested_object, fn), READONLY, nullptr},
@@ -402,6 +434,8 @@ PyType_Slot nested_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(nested_dea
                               {Py_tp_call, reinterpret_cast<void*>(PyVectorcall_Call)},
                               {Py_tp_descr_get, reinterpret_cast<void*>(nested_get)},
                               {Py_tp_members, nested_members},
+                              {Py_tp_getset, nested_getset},
+                              {Py_tp_methods, nested_methods},
                               {0, nullptr}};
 
 }  // namespace

@@ -1065,6 +1065,20 @@ class SmallThreadStacks(unittest.TestCase):
         self.assertEqual(child.stdout.split(), ["RecursionError"] * 3 + ["1"])
 
 
+    def test_the_views_counted_methods_keep_their_functions_names_and_pickle(self):
+        # The views' repr, ==, ordering and hash count their levels through a wrapper, which
+        # had no __name__, __qualname__ or __doc__ (FrozenDict.__eq__.__name__ raised
+        # AttributeError, as the function it replaced did not) and did not pickle.
+        for method, function in ((permafrost.FrozenDict.__eq__, permafrost._dict_eq),
+                                 (permafrost.FrozenDict.__hash__, permafrost._dict_hash)):
+            self.assertEqual(method.__name__, function.__name__)
+            self.assertEqual(method.__qualname__, function.__qualname__)
+            self.assertEqual(method.__doc__, function.__doc__)
+            self.assertIs(pickle.loads(pickle.dumps(method)).__wrapped__, function)
+        self.assertEqual(permafrost.FrozenList.__repr__.__name__, "__repr__")
+        eq = pickle.loads(pickle.dumps(permafrost.FrozenDict.__eq__))
+        self.assertTrue(eq(permafrost.freeze({"a": [1]}), {"a": [1]}))
+
     def test_deep_repr_eq_and_dumps_in_a_small_stack_thread_are_recursion_errors(self):
         # repr(), == and dumps() of a view recurse per level (repr and == through Python code,
         # ~1 KiB of C stack a level on 3.12): 300 levels in a 256 KiB thread died of SIGSEGV.
