@@ -155,8 +155,8 @@ _os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _pooled(data):
-    """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (its pages
-    are freed once no view of it is left). The pool is a memfd mapped read-only and written with
+    """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (a full
+    pool's pages are freed once no view of it is left; the current pool's stay, at most 1 MiB). The pool is a memfd mapped read-only and written with
     pwrite(), so its pages are never writable through memory, as an arena's after freeze: a
     write to them is a SIGSEGV, not a silent change of frozen data.
 

@@ -358,7 +358,12 @@ PyObject* nested_call(PyObject* self, PyObject* const* args, std::size_t nargsf,
                       PyObject* kwnames) {
   thread_local std::size_t depth = 0;  // the levels this thread is inside
   if (!stack_room_at(depth)) return nullptr;
-  const ref fn(Py_NewRef(reinterpret_cast<nested_object*>(self)->fn));  // held for the call
+  PyObject* held = reinterpret_cast<nested_object*>(self)->fn;
+  if (held == nullptr) {  // cleared by the garbage collector (a cycle broken at teardown)
+    PyErr_SetString(PyExc_RuntimeError, "permafrost: this view method was already torn down");
+    return nullptr;
+  }
+  const ref fn(Py_NewRef(held));  // held for the call
   ++depth;
   PyObject* r = PyObject_Vectorcall(fn.get(), args, nargsf, kwnames);
   --depth;
