@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import unittest
 
 import permafrost
@@ -1001,11 +1002,28 @@ class Output(unittest.TestCase):
 class SmallThreadStacks(unittest.TestCase):
     """The walk recurses per level: in a thread with a small stack, deep nesting is refused."""
 
+    def words_of(self, code, stack_size, after=""):
+        """The words printed by a child that runs `code` (which defines work() and the list
+        `out`), then work() in a thread of stack_size bytes, prints `out`, then runs `after`. In
+        a child, so that a crash fails the test."""
+        code = textwrap.dedent(code) + textwrap.dedent(f"""
+            import threading
+            threading.stack_size({stack_size})
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+            print(*out)
+            """) + textwrap.dedent(after)
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=300)
+        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
+        return child.stdout.split()
+
     def test_deep_nesting_in_a_small_stack_thread_is_a_recursion_error(self):
         # 4,000 nested dicts need ~3 MiB of stack: in a 1 MiB thread freeze() and build_list()
         # once died of SIGSEGV. In a child, so that a crash fails the test.
-        code = """if True:
-            import threading, permafrost
+        code = """
+            import permafrost
             deep = {}
             for _ in range(4000):
                 deep = {"a": deep}
@@ -1019,24 +1037,18 @@ class SmallThreadStacks(unittest.TestCase):
                     except RecursionError as e:
                         out.append("RecursionError" if "thread's stack" in str(e) else str(e))
                     out.append(len(build(shallow)))
-            threading.stack_size(1 << 20)
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join()
-            print(*out)
+        """
+        after = """
             print(len(permafrost.freeze(deep)) == 1)  # the main thread's stack is enough
         """
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=300)
-        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
-        self.assertEqual(child.stdout.split(), ["RecursionError", "3", "RecursionError", "1",
-                                                "True"])
+        self.assertEqual(self.words_of(code, 1 << 20, after),
+                         ["RecursionError", "3", "RecursionError", "1", "True"])
 
     def test_deep_reads_and_keys_in_a_small_stack_thread_are_recursion_errors(self):
         # thaw() and tuples (built eagerly when read) recurse per level, and so does hashing a
         # tuple key: 4,900 levels in a 256 KiB thread once died of SIGSEGV.
-        code = """if True:
-            import threading, permafrost
+        code = """
+            import permafrost
             nested_list, nested_tuple = [], ()
             for _ in range(4900):
                 nested_list, nested_tuple = [nested_list], (nested_tuple,)
@@ -1053,16 +1065,8 @@ class SmallThreadStacks(unittest.TestCase):
                 attempt(lambda: frozen[1])
                 attempt(lambda: permafrost.build_dict([(nested_tuple, 1)]))
                 out.append(len(frozen[0][0][0]))  # shallow reads still work
-            threading.stack_size(256 << 10)
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join()
-            print(*out)
         """
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=300)
-        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
-        self.assertEqual(child.stdout.split(), ["RecursionError"] * 3 + ["1"])
+        self.assertEqual(self.words_of(code, 256 << 10), ["RecursionError"] * 3 + ["1"])
 
 
     def test_the_views_counted_methods_keep_their_functions_names_and_pickle(self):
@@ -1082,8 +1086,8 @@ class SmallThreadStacks(unittest.TestCase):
     def test_deep_repr_eq_and_dumps_in_a_small_stack_thread_are_recursion_errors(self):
         # repr(), == and dumps() of a view recurse per level (repr and == through Python code,
         # ~1 KiB of C stack a level on 3.12): 300 levels in a 256 KiB thread died of SIGSEGV.
-        code = """if True:
-            import threading, permafrost
+        code = """
+            import permafrost
             views = []
             for depth in (20, 300, 4000):
                 for make in (lambda v: [v], lambda v: {"a": v}):
@@ -1104,38 +1108,22 @@ class SmallThreadStacks(unittest.TestCase):
                     attempt(depth, lambda: a == b)
                     attempt(depth, lambda: a != b)
                     attempt(depth, lambda: permafrost.dumps(a))
-            threading.stack_size(256 << 10)
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join()
-            print(*out)
         """
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=300)
-        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
-        self.assertEqual(child.stdout.split(), ["20"] * 8 + ["RecursionError"] * 16)
+        self.assertEqual(self.words_of(code, 256 << 10), ["20"] * 8 + ["RecursionError"] * 16)
 
     def test_shallow_reads_in_a_small_stack_thread_work(self):
         # thaw() and tuple reads checked the stack at every level for 256 KiB free, more than a
         # 256 KiB thread ever has: even a flat value's thaw() was a RecursionError there.
-        code = """if True:
-            import threading, permafrost
+        code = """
+            import permafrost
             frozen = permafrost.freeze({"t": (1, (2, 3)), "l": [1, {"a": 2}]})
             out = []
             def work():
                 out.append(frozen.thaw() == {"t": (1, (2, 3)), "l": [1, {"a": 2}]})
                 out.append(frozen["t"] == (1, (2, 3)))
                 out.append(permafrost.freeze((1, 2)) == (1, 2))  # a scalar root is read back
-            threading.stack_size(256 << 10)
-            thread = threading.Thread(target=work)
-            thread.start()
-            thread.join()
-            print(*out)
         """
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=300)
-        self.assertEqual(child.returncode, 0, child.stderr[-2000:])
-        self.assertEqual(child.stdout.split(), ["True"] * 3)
+        self.assertEqual(self.words_of(code, 256 << 10), ["True"] * 3)
 
 if __name__ == "__main__":
     unittest.main()
