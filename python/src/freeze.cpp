@@ -512,15 +512,21 @@ class freezer {
     if (!base) return false;  // a FrozenSet view: equal to its copy, as it hashes
     if (Py_TYPE(o)->tp_richcompare != base->tp_richcompare || Py_TYPE(o)->tp_hash != base->tp_hash)
       return true;
+    return any_item(o, subclass_key);
+  }
+
+  // Whether test(item) holds for an item of the tuple or frozenset o (false for other objects).
+  // No user code runs: the base types' iterators.
+  static bool any_item(PyObject* o, bool (*test)(PyObject*)) {
     if (PyTuple_Check(o)) {
       for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(o); ++k)
-        if (subclass_key(PyTuple_GET_ITEM(o, k))) return true;
+        if (test(PyTuple_GET_ITEM(o, k))) return true;
       return false;
     }
     if (!PyFrozenSet_Check(o)) return false;
-    ref it(check(PyFrozenSet_Type.tp_iter(o)));  // the base type's iterator: no user code
+    ref it(check(PyFrozenSet_Type.tp_iter(o)));
     while (PyObject* e = PyIter_Next(it.get())) {
-      const bool found = subclass_key(e);
+      const bool found = test(e);
       Py_DECREF(e);
       if (found) return true;
     }
@@ -550,20 +556,7 @@ class freezer {
   // checked by hash_of; no user code runs: the base types' iterators).
   static bool holds_nan(PyObject* o) {
     if (PyFloat_Check(o)) return std::isnan(PyFloat_AS_DOUBLE(o));
-    if (PyTuple_Check(o)) {
-      for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(o); ++k)
-        if (holds_nan(PyTuple_GET_ITEM(o, k))) return true;
-      return false;
-    }
-    if (!PyFrozenSet_Check(o)) return false;
-    ref it(check(PyFrozenSet_Type.tp_iter(o)));
-    while (PyObject* e = PyIter_Next(it.get())) {
-      const bool found = holds_nan(e);
-      Py_DECREF(e);
-      if (found) return true;
-    }
-    if (PyErr_Occurred()) throw py_error{};
-    return false;
+    return any_item(o, holds_nan);
   }
 
   // Whether frozen key a equals frozen key b, whose hash is hb: from their encodings where
