@@ -412,10 +412,21 @@ def _dict_repr(self):
 # defaultdict, `Counter() | rec` a dict). Anything else: dict.__or__ takes no other type, so the
 # other operand's own reflected operator gets the dict (`rec | UserDict()` is a UserDict), and
 # where it has none, or it refuses, TypeError, as for a dict (a Mapping without | is refused).
+def _own_operator(cls, name):
+    # The operator the class itself defines (through its bases), as Python's own dispatch finds
+    # it: getattr(cls, name) would also find the metaclass's, type.__ror__ (for `int | None`),
+    # which called with two operands raised `TypeError: expected 1 argument, got 2` for
+    # `rec | [1]` where a dict's says "unsupported operand type(s) for |".
+    for base in cls.__mro__:
+        if name in base.__dict__:
+            return getattr(cls, name)
+    return None
+
+
 def _dict_or(self, other):
     if isinstance(other, (dict, FrozenDict)):
         return dict(self._iter_items()) | other
-    ror = getattr(type(other), "__ror__", None)
+    ror = _own_operator(type(other), "__ror__")
     return NotImplemented if ror is None else ror(other, dict(self._iter_items()))
 
 
@@ -424,7 +435,7 @@ def _dict_ror(self, other):
     # refuses rec too), so the dict goes to the same __or__, as `other | dict` would call it.
     if isinstance(other, dict):
         return other | dict(self._iter_items())
-    or_ = getattr(type(other), "__or__", None)
+    or_ = _own_operator(type(other), "__or__")
     return NotImplemented if or_ is None else or_(other, dict(self._iter_items()))
 
 

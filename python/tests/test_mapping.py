@@ -363,6 +363,29 @@ class Merging(unittest.TestCase):
         self.assertEqual(rec | permafrost.freeze({"b": 2}), {"a": 1, "b": 2})
         self.assertIs(type(rec | permafrost.freeze({"b": 2})), dict)
 
+    def test_or_with_an_operand_it_refuses_says_so_as_a_dicts_does(self):
+        # type.__ror__ (for `int | None`) was taken for the operand's own: `rec | [1]` raised
+        # `TypeError: expected 1 argument, got 2`, which names neither | nor the operands.
+        class Plain(collections.abc.Mapping):  # its metaclass, ABCMeta, has type's | too
+            def __getitem__(self, key):
+                raise KeyError(key)
+
+            def __iter__(self):
+                return iter(())
+
+            def __len__(self):
+                return 0
+
+        rec = permafrost.freeze({"a": 1})
+        for other in ([1], (1,), Plain(), "ab", {"b"}, 1):
+            for name, f in (("rec | other", lambda: rec | other),
+                            ("other | rec", lambda: other | rec)):
+                with self.subTest(other=type(other).__name__, op=name):
+                    with self.assertRaises(TypeError) as caught:
+                        f()
+                    self.assertIn("unsupported operand type(s) for |", str(caught.exception))
+                    self.assertIn("'permafrost.FrozenDict'", str(caught.exception))
+
 class Errors(unittest.TestCase):
     def test_mutation_errors_name_thaw(self):
         d = permafrost.freeze({"a": [1], "s": {1}})
