@@ -156,7 +156,7 @@ _os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 def _pooled(data):
     """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (a full
-    pool's pages are freed once no view of it is left; the current pool's stay, at most 1 MiB). The pool is a memfd mapped read-only and written with
+    pool's pages are freed once no view of it is left; the current pool's stay, at most 1 MiB). The pool is a memfd mapped read-only (and private) and written with
     pwrite(), so its pages are never writable through memory, as an arena's after freeze: a
     write to them is a SIGSEGV, not a silent change of frozen data.
 
@@ -183,7 +183,12 @@ def _fill_pool(data, size):
         fd = _os.memfd_create("permafrost-pool", _os.MFD_CLOEXEC)
         try:
             _os.ftruncate(fd, n)
-            m = _mmap.mmap(fd, n, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ)
+            # MAP_PRIVATE, as an anonymous arena: pwrite() fills the file's pages, which the
+            # mapping reads until a page is copied, and a forked worker that makes the mapping
+            # writable (mprotect) writes a copy of its own. MAP_SHARED of a descriptor opened
+            # for writing let it change what the parent and every other worker read
+            # (docs/security.md's property).
+            m = _mmap.mmap(fd, n, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ)
         except BaseException:
             _os.close(fd)
             raise

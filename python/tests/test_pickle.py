@@ -183,6 +183,33 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
                          "arena")
         self.assertEqual(pickle.loads(pickle.dumps(record)), record)
 
+    def test_a_forked_worker_that_makes_the_pool_writable_changes_only_its_copy(self):
+        # docs/security.md: a compromised worker cannot change what the parent or another worker
+        # reads. The pool was a MAP_SHARED mapping of a memfd opened for writing, so a worker's
+        # mprotect(PROT_WRITE) succeeded and its stores changed the parent's unpickled views.
+        record = permafrost.freeze({"id": 1, "name": "x" * 40})
+        first = pickle.loads(pickle.dumps(record))
+        address, size = permafrost._core._range(first)
+        at = ctypes.string_at(address, size).find(b"x" * 40)
+        self.assertGreaterEqual(at, 0)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                page = mmap.PAGESIZE
+                start = (address + at) & ~(page - 1)
+                if libc.mprotect(start, address + at + 40 - start, 3) == 0:
+                    ctypes.memmove(address + at, b"y" * 40, 40)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(first["name"], "x" * 40)
+        self.assertEqual(first, record)
+
     def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
         # A graph of less than 1 MiB is written into an anonymous arena (no descriptor held for
         # a small value); sending it moves it into a memfd arena.
