@@ -474,6 +474,22 @@ TEST_CASE("under an address-space limit a program holds 85% of the limit live in
   }
 }
 
+TEST_CASE("under an address-space limit a program starts whatever the limit's size") {
+  // Regression: under `ulimit -v 300000` every preloaded program (python3 -c 'print(1)', sort)
+  // aborted at its first allocation with "failed to register TLS destructor: out of memory": the
+  // first arena took all the limit left but a sixteenth (18 MiB), and mimalloc's own heap, which
+  // holds the thread heaps' structs, then could not map its first 32 MiB segment.
+  for (std::size_t limit_mib = 160; limit_mib <= 544; limit_mib += 16) {
+    int status = 0;
+    const std::string out =
+        run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--hold-total", "8"}, {}, limit_mib << 20, &status);
+    INFO("limit " << limit_mib << " MiB: " << out);
+    CHECK(out.find("held_mib=8\n") != std::string::npos);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
 TEST_CASE("under an address-space limit a program holds 85% of the limit after its first fork") {
   // Regression: the spare arena the parent reserves for its children at its first fork was sized
   // like a first arena, cut to what the limit left, and stays reserved in the parent: under a

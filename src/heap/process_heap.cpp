@@ -128,11 +128,15 @@ constexpr std::size_t round_to_arena(std::size_t bytes) noexcept {
 
 // The largest arena an address-space limit (RLIMIT_AS, `ulimit -v`) leaves room for: what is
 // left, less a sixteenth kept for the program's other mappings (thread stacks, files, libraries),
-// in whole arena_align units. SIZE_MAX without a limit.
+// and never less than 64 MiB: mimalloc's own heap, which holds the thread heaps' structs, maps
+// 32 MiB segments outside every arena, and with only a sixteenth kept (18 MiB under a 290 MiB
+// limit) its first one failed and every preloaded program aborted at its first allocation
+// ("failed to register TLS destructor"). In whole arena_align units; SIZE_MAX without a limit.
 std::size_t arena_bytes_that_fit() noexcept {
   std::size_t left = 0;
   if (os::address_space_left(&left) != 0) return SIZE_MAX;
-  const std::size_t keep = left / 16 > (std::size_t{8} << 20) ? left / 16 : std::size_t{8} << 20;
+  constexpr std::size_t least_kept = std::size_t{64} << 20;
+  const std::size_t keep = left / 16 > least_kept ? left / 16 : least_kept;
   return left > keep ? (left - keep) & ~(arena_align - 1) : 0;
 }
 
