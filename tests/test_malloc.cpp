@@ -490,6 +490,21 @@ TEST_CASE("under an address-space limit a program starts whatever the limit's si
   }
 }
 
+TEST_CASE("under an address-space limit a program with threads starts them all") {
+  // Regression: the first arena took all the limit left but 64 MiB, and each thread's stack
+  // (8 MiB) and mimalloc segment for its heap struct (32 MiB) are mapped outside it: under
+  // `ulimit -v 1000000` a program starting four threads (and Python starting twelve) aborted with
+  // "failed to register TLS destructor" where glibc ran it. A reservation now takes half of it.
+  for (const std::size_t limit_mib : {800, 1024}) {
+    int status = 0;
+    const std::string out = run_preloaded({MALLOC_MT_PROGRAM}, {}, limit_mib << 20, &status);
+    INFO("limit " << limit_mib << " MiB: " << out);
+    CHECK(out.find("ok") == 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
 TEST_CASE("under an address-space limit a program holds 85% of the limit after its first fork") {
   // Regression: the spare arena the parent reserves for its children at its first fork was sized
   // like a first arena, cut to what the limit left, and stays reserved in the parent: under a

@@ -152,7 +152,13 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   std::size_t size = round_to_arena(want);
   // Under an address-space limit take no more than what is left (arena_bytes_that_fit): halving
   // from `want` alone left up to half of the limit unreserved (a 1 GiB limit held 758 MiB).
-  if (const std::size_t fit = arena_bytes_that_fit(); fit < size) size = fit < least ? least : fit;
+  // With the malloc library every allocation can grow the heap: take half of that, so what the
+  // program maps later (a thread's 8 MiB stack) still fits until its heap really needs the room
+  // (under `ulimit -v` of 200 MiB to 1 GiB a Python program starting 12 threads aborted with
+  // "failed to register TLS destructor" where glibc ran it).
+  std::size_t fit = arena_bytes_that_fit();
+  if (fit != SIZE_MAX && &permafrost_malloc_library != nullptr) fit = fit / 2 & ~(arena_align - 1);
+  if (fit < size) size = fit < least ? least : fit;
   void* p = nullptr;
   for (;;) {
     const int err = os::reserve(size, arena_align, &p);
