@@ -403,7 +403,8 @@ def _hand_over_before_exit():
     unlinked (0)."""
     import threading
     from multiprocessing import resource_sharer
-    pending = getattr(getattr(resource_sharer, "_resource_sharer", None), "_cache", None)
+    sharer = getattr(resource_sharer, "_resource_sharer", None)
+    pending = getattr(sharer, "_cache", None)
     parent = _mp.parent_process()
     if parent is None:
         return
@@ -414,6 +415,11 @@ def _hand_over_before_exit():
         # The feeder pickles a message (and may set _received_pid) only now: checked after it.
         # _received_pid is also set when forked from a process that mapped a graph: it has them.
         if not feeding and (_received_pid is None or not pending):
+            if _received_pid is not None and pending is not None:
+                # The sharer's thread takes a descriptor out of its cache before it sends it:
+                # an exit now could end that thread mid-send, and the receiver got EOFError (seen
+                # under load). stop() is served after the connection in hand, then joined.
+                sharer.stop(max(deadline - _time.monotonic(), 1.0))
             return
         try:
             if _mp_connection.wait([parent.sentinel], timeout=0.01):

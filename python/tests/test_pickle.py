@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 from unittest import mock
 from multiprocessing.reduction import ForkingPickler
@@ -460,6 +461,19 @@ def put_a_view_of_the_argument_and_exit(queue, view):
     queue.put(view["a"])
 
 
+def put_a_view_of_the_argument_sending_slowly(queue, view):
+    """As put_a_view_of_the_argument_and_exit, where the resource sharer's thread takes 0.5 s
+    to send the descriptor once it has taken it from its cache (a loaded machine)."""
+    from multiprocessing import reduction
+    send_handle = reduction.send_handle
+
+    def slow(conn, handle, pid):
+        time.sleep(0.5)
+        send_handle(conn, handle, pid)
+    reduction.send_handle = slow
+    queue.put(view["a"])
+
+
 def put_a_large_graph_and_exit(queue):
     """Runs in a Process: puts its own freeze() result, larger than a pipe's buffer, returns."""
     queue.put(permafrost.freeze(make_table(2000)))
@@ -564,6 +578,21 @@ class SendersThatExitFirst(unittest.TestCase):
                     self.assertEqual([results.next(timeout=120) for _ in range(3)],
                                      [[0], [1], [2]])
 
+    def test_a_sender_exits_only_once_its_descriptor_is_sent(self):
+        # The resource sharer's thread takes a descriptor out of its cache before it sends it:
+        # the exit wait saw the cache empty and the process exited mid-send, so the receiver got
+        # EOFError (CI saw it under load; a slow send makes it certain).
+        for method in ("spawn", "forkserver"):
+            with self.subTest(method):
+                ctx = multiprocessing.get_context(method)
+                queue = ctx.Queue()
+                child = ctx.Process(target=put_a_view_of_the_argument_sending_slowly,
+                                    args=(queue, permafrost.freeze({"a": [1, 2]})))
+                child.start()
+                gc.collect()
+                self.assertEqual(queue.get(timeout=120), [1, 2])
+                child.join(120)
+                self.assertEqual(child.exitcode, 0)
 
     def test_a_spawned_manager_holding_a_view_of_an_image_exits_without_errors(self):
         # The Manager's process sent the view back, opening a descriptor of the image for it,
