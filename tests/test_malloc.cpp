@@ -118,6 +118,18 @@ TEST_CASE("every C entry point serves and checks its arguments") {
   std::free(nullptr);
 }
 
+TEST_CASE("an alignment above mimalloc's limit fails without reserving address space") {
+  // Regression: the heap grew for it, reserving an arena twice the newest (64 GiB after a few),
+  // where mimalloc refused it again: each such call took one of the 64 arena entries.
+  const std::size_t before = process_heap_stats().reserved;
+  for (int i = 0; i < 3; ++i) {
+    void* p = nullptr;
+    CHECK(posix_memalign(&p, std::size_t{1} << 25, 100) == ENOMEM);
+    CHECK(aligned_alloc(std::size_t{1} << 26, std::size_t{1} << 26) == nullptr);
+  }
+  CHECK(process_heap_stats().reserved == before);
+}
+
 TEST_CASE("every operator new form lands in the heap and is freed by its delete") {
   struct alignas(256) wide {
     char c[256];
@@ -502,6 +514,23 @@ TEST_CASE("under an address-space limit a program with threads starts them all")
     CHECK(out.find("ok") == 0);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
+TEST_CASE("under an address-space limit threads that grow the heap at once all get memory") {
+  // Regression: an allocation grew the thread's heap once. Where another thread had just
+  // reserved a new arena, the thread moved there, found it filled by the others and failed with
+  // no system call refused: under an 800 MiB limit the forked child of this program, whose new
+  // arenas are the least size, aborted in about one run in four ("failed to register TLS
+  // destructor: out of memory"). Repeated, as the race is one of timing.
+  constexpr std::size_t limit_mib = 800;
+  for (int run = 0; run < 8; ++run) {
+    int status = 0;
+    const std::string out = run_preloaded({MALLOC_MT_PROGRAM}, {}, limit_mib << 20, &status);
+    INFO("run " << run << ": " << out);
+    REQUIRE(out.find("ok") == 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
   }
 }
 

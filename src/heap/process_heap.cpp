@@ -369,8 +369,8 @@ void on_mimalloc_slow_path(bool force, unsigned long long, void*) noexcept {
 
 // Pre: heap_mutex held; t.busy set. A new heap for the calling thread in the current generation's
 // newest arena; when `grow` and that arena is the thread's own (it is exhausted), first adds an
-// arena that fits `need` bytes.
-mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
+// arena that fits `need` bytes and sets *reserved (when given).
+mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need, bool* reserved = nullptr) noexcept {
   thread_state& t = t_state;
   std::size_t index = g_newest;
   if (index == no_arena) return nullptr;
@@ -392,6 +392,7 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need) noexcept {
       return nullptr;
     }
     g_newest = index;
+    if (reserved != nullptr) *reserved = true;
   }
   mi_heap_t* heap = mi_heap_new_in_arena(g_arenas[index].id);
   if (heap == nullptr) {
@@ -429,8 +430,10 @@ mi_heap_t* renew_thread_heap() noexcept {
 }
 
 // The calling thread's heap could not serve `need` bytes: moves the thread to a heap in a newer
-// (if need be, new) arena of this generation. nullptr when none can be had.
-mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
+// (if need be, new) arena of this generation; *reserved tells whether it reserved one. nullptr
+// when none can be had.
+mi_heap_t* grow_thread_heap(std::size_t need, bool* reserved) noexcept {
+  *reserved = false;
   thread_state& t = t_state;
   if (t.busy || t.exiting) return nullptr;
   const errno_kept kept;
@@ -439,7 +442,7 @@ mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
   {
     std::lock_guard lock(heap_mutex());
     if (t.generation == g_generation.load(std::memory_order_relaxed))
-      heap = make_thread_heap_locked(true, need);
+      heap = make_thread_heap_locked(true, need, reserved);
   }
   if (heap != nullptr) {
     // The old heap stays with the thread (mimalloc deletes it at thread exit); its blocks are
@@ -451,9 +454,20 @@ mi_heap_t* grow_thread_heap(std::size_t need) noexcept {
   return heap;
 }
 
-// Runs `attempt(heap)` on the calling thread's heap, growing it once when it is exhausted;
-// mimalloc's default heap serves while the thread has none (see thread_heap()). A block had after
-// growing comes with the caller's errno, not the ENOMEM of the attempt that failed.
+// How often one allocation may grow the thread's heap. A growth either moves the thread to the
+// newest arena, which another thread reserved, or reserves a new one; either may be filled by
+// other threads moving there before this thread's attempt runs, so one growth was not enough:
+// under `ulimit -v 800000`, where a new arena is the least (two mimalloc segments), the four
+// threads of a forked child grew at once and one run in four aborted ("failed to register TLS
+// destructor: out of memory") with no system call refused. An attempt that fails in an arena
+// this call reserved twice fails for another reason than room: it is not retried further, as
+// each retry would reserve one more (and larger) arena.
+constexpr int max_growths_per_allocation = 8;
+constexpr int max_reservations_per_allocation = 2;
+
+// Runs `attempt(heap)` on the calling thread's heap, growing it when it is exhausted; mimalloc's
+// default heap serves while the thread has none (see thread_heap()). A block had after growing
+// comes with the caller's errno, not the ENOMEM of the attempt that failed.
 template <class Attempt>
 void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
   mi_heap_t* heap = thread_heap();
@@ -461,10 +475,20 @@ void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
   if (void* p = attempt(heap)) return p;
   // The slow path: the failed attempt went through mimalloc's, which kept the caller's errno.
   const int caller_errno = t_state.errno_at_slow_path;
-  heap = grow_thread_heap(need);
-  void* p = heap != nullptr ? attempt(heap) : nullptr;
-  if (p != nullptr) errno = caller_errno;
-  return p;
+  int reservations = 0;
+  for (int growths = 0;
+       growths < max_growths_per_allocation && reservations < max_reservations_per_allocation;
+       ++growths) {
+    bool reserved = false;
+    heap = grow_thread_heap(need, &reserved);
+    if (heap == nullptr) return nullptr;
+    if (void* p = attempt(heap)) {
+      errno = caller_errno;
+      return p;
+    }
+    reservations += reserved ? 1 : 0;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -556,6 +580,10 @@ void* heap_allocate(std::size_t bytes, std::size_t align) noexcept {
       return p;
     mi_free(p);  // not a size class this reasoning covers: take the general path
   }
+  // mimalloc 2.0.9 serves no alignment above half its 32 MiB segment, whatever the arena's room:
+  // refused before growing, as every growth for it would reserve an arena in vain.
+  constexpr std::size_t mimalloc_align_max = std::size_t{16} << 20;
+  if (align > mimalloc_align_max) return nullptr;
   // The general path is correct above mimalloc's small-size limit.
   constexpr std::size_t small_size_max = 1024;
   if (bytes <= small_size_max) bytes = small_size_max + 1;
