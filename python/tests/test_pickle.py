@@ -563,15 +563,10 @@ class SendersThatExitFirst(unittest.TestCase):
         # ConnectionRefusedError or EOFError, and the Pool's result thread died (map hung).
         for method in ("spawn", "forkserver"):
             with self.subTest(method):
+                self.assertEqual(
+                    self.receive_from_a_child(method, put_a_view_of_the_argument_and_exit),
+                    [1, 2])
                 ctx = multiprocessing.get_context(method)
-                queue = ctx.Queue()
-                child = ctx.Process(target=put_a_view_of_the_argument_and_exit,
-                                    args=(queue, permafrost.freeze({"a": [1, 2]})))
-                child.start()
-                gc.collect()
-                self.assertEqual(queue.get(timeout=120), [1, 2])
-                child.join(120)
-                self.assertEqual(child.exitcode, 0)
                 with ctx.Pool(1, maxtasksperchild=1) as pool:
                     results = pool.imap(a_view_of_the_argument,
                                         (permafrost.freeze({"a": [i]}) for i in range(3)))
@@ -584,15 +579,22 @@ class SendersThatExitFirst(unittest.TestCase):
         # EOFError (CI saw it under load; a slow send makes it certain).
         for method in ("spawn", "forkserver"):
             with self.subTest(method):
-                ctx = multiprocessing.get_context(method)
-                queue = ctx.Queue()
-                child = ctx.Process(target=put_a_view_of_the_argument_sending_slowly,
-                                    args=(queue, permafrost.freeze({"a": [1, 2]})))
-                child.start()
-                gc.collect()
-                self.assertEqual(queue.get(timeout=120), [1, 2])
-                child.join(120)
-                self.assertEqual(child.exitcode, 0)
+                self.assertEqual(
+                    self.receive_from_a_child(method, put_a_view_of_the_argument_sending_slowly),
+                    [1, 2])
+
+    def receive_from_a_child(self, method, target):
+        # Starts target(queue, a view of {"a": [1, 2]}) in a `method` child that keeps no view of
+        # it, and returns what the child put, read before the child is joined.
+        ctx = multiprocessing.get_context(method)
+        queue = ctx.Queue()
+        child = ctx.Process(target=target, args=(queue, permafrost.freeze({"a": [1, 2]})))
+        child.start()
+        gc.collect()
+        got = queue.get(timeout=120)
+        child.join(120)
+        self.assertEqual(child.exitcode, 0)
+        return got
 
     def test_a_spawned_manager_holding_a_view_of_an_image_exits_without_errors(self):
         # The Manager's process sent the view back, opening a descriptor of the image for it,
