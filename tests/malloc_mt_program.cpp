@@ -1,7 +1,10 @@
 // An ordinary multi-threaded C++ program (it links nothing of permafrost), run under
-// LD_PRELOAD=libpermafrost-malloc.so by ctest: four threads build and tear down maps, strings and
-// vectors, then fork a child that does the same; prints "ok" when every result is as computed.
+// LD_PRELOAD=libpermafrost-malloc.so by ctest: four threads (`--threads N`) build and tear down
+// maps, strings and vectors, then fork a child that does the same (not with `--no-fork`); prints
+// "ok" when every result is as computed.
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <dlfcn.h>
 #include <map>
 #include <string>
@@ -24,15 +27,17 @@ long work(int seed) {
   return sum;
 }
 
+int thread_count = 4;
+
 bool all_threads(long* out) {
-  long expected[4];
-  for (int t = 0; t < 4; ++t) expected[t] = work(t);  // the same work on one thread
-  long got[4] = {};
+  std::vector<long> expected(static_cast<std::size_t>(thread_count));
+  for (int t = 0; t < thread_count; ++t) expected[t] = work(t);  // the same work on one thread
+  std::vector<long> got(static_cast<std::size_t>(thread_count));
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { got[t] = work(t); });
+  for (int t = 0; t < thread_count; ++t) threads.emplace_back([&, t] { got[t] = work(t); });
   for (auto& th : threads) th.join();
   *out = 0;
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < thread_count; ++t) {
     if (got[t] != expected[t]) return false;
     *out += got[t];
   }
@@ -40,13 +45,28 @@ bool all_threads(long* out) {
 }
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  bool fork_too = true;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--no-fork") == 0) {
+      fork_too = false;
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+      thread_count = std::atoi(argv[++i]);
+    } else {
+      std::puts("usage: malloc_mt_program [--threads N] [--no-fork]");
+      return 2;
+    }
+  }
   if (dlsym(RTLD_DEFAULT, "permafrost_malloc_library") == nullptr) {
     std::puts("libpermafrost-malloc.so is not loaded");
     return 2;
   }
   long sum = 0;
   if (!all_threads(&sum)) return 3;
+  if (!fork_too) {
+    std::printf("ok %ld\n", sum);
+    return 0;
+  }
   const pid_t pid = fork();
   if (pid == 0) {
     long child_sum = 0;

@@ -81,6 +81,56 @@ constinit std::atomic<bool> g_initialized{false};
 constinit bool g_keep_inherited = false;
 constinit bool g_parent_renewed = false;
 
+// The segments of mimalloc's own heap (outside every arena) that served an allocation of this
+// generation when no arena could (see allocate_outside_arenas). A block outside every arena is
+// this process's own in generation 0; after a renewal it is an ancestor's - and never freed -
+// unless its segment is listed here with the current generation. An entry of another generation
+// means what no entry means, so a full table reuses one. Written under heap_mutex; free() reads
+// it lock-free: an entry's base is published (release) after its generation.
+constexpr std::size_t mimalloc_segment_bytes = std::size_t{32} << 20;  // mimalloc 2.0.9, aligned
+constexpr std::size_t max_outside_segments = 64;
+struct outside_segment {
+  std::atomic<std::uintptr_t> base{0};
+  std::atomic<std::uint64_t> generation{0};
+};
+constinit outside_segment g_outside[max_outside_segments];
+
+// The arena (index into g_arenas) whose range holds `a`; no_arena when none does. Lock-free.
+std::size_t arena_holding(std::uintptr_t a) noexcept {
+  for (std::size_t i = g_arena_count.load(std::memory_order_acquire); i-- > 0;) {
+    const arena_range& r = g_arenas[i];
+    if (a - r.base.load(std::memory_order_relaxed) < r.size.load(std::memory_order_relaxed))
+      return i;
+  }
+  return no_arena;
+}
+
+// Lists the segment of `p`, a block the calling thread had outside every arena, as this
+// generation's (g_outside). Lock-free: mimalloc allocates in a segment only on the thread that owns
+// it, so each segment has one writer; a thread that frees a block got it after it was listed.
+void list_outside_block(const void* p) noexcept {
+  const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  if (generation == 0 || arena_holding(a) != no_arena) return;  // owner_of knows it already
+  const std::uintptr_t segment = a & ~(mimalloc_segment_bytes - 1);
+  for (outside_segment& e : g_outside) {
+    if (e.base.load(std::memory_order_acquire) == segment) {
+      e.generation.store(generation, std::memory_order_release);
+      return;
+    }
+  }
+  for (outside_segment& e : g_outside) {
+    std::uintptr_t old = e.base.load(std::memory_order_acquire);
+    if ((old == 0 || e.generation.load(std::memory_order_relaxed) != generation) &&
+        e.base.compare_exchange_strong(old, segment, std::memory_order_acq_rel)) {
+      e.generation.store(generation, std::memory_order_release);
+      return;
+    }
+  }
+  // Full of this generation's segments (64 of them, 2 GiB): the block stays an ancestor's for
+  // free(), which leaves it in place; nothing is lost but its room.
+}
+
 std::mutex& heap_mutex() noexcept {
   static constinit std::mutex mu;
   return mu;
@@ -140,11 +190,15 @@ std::size_t arena_bytes_that_fit() noexcept {
   return left > keep ? (left - keep) & ~(arena_align - 1) : 0;
 }
 
+// What a reservation is for. A thread heap's growth has somewhere else to go under an
+// address-space limit (allocate_outside_arenas); a generation's first arena and the spare do not.
+enum class reservation { required, growth };
+
 // Pre: heap_mutex held (or the process single-threaded). Reserves an arena of `want` bytes, or
 // if that does not fit, of the largest halving of it down to `least`, for `generation`, and
 // appends it to g_arenas; *index is its entry.
-int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
-                  std::size_t* index) noexcept {
+int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation, std::size_t* index,
+                  reservation kind = reservation::required) noexcept {
   const std::size_t n = g_arena_count.load(std::memory_order_relaxed);
   if (n == max_arenas) return ENOMEM;
   if (want > SIZE_MAX / 2 || least > want) return ENOMEM;
@@ -152,12 +206,17 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   std::size_t size = round_to_arena(want);
   // Under an address-space limit take no more than what is left (arena_bytes_that_fit): halving
   // from `want` alone left up to half of the limit unreserved (a 1 GiB limit held 758 MiB).
-  // With the malloc library every allocation can grow the heap: take half of that, so what the
-  // program maps later (a thread's 8 MiB stack) still fits until its heap really needs the room
-  // (under `ulimit -v` of 200 MiB to 1 GiB a Python program starting 12 threads aborted with
-  // "failed to register TLS destructor" where glibc ran it).
+  // With the malloc library every allocation can grow the heap: take a quarter of that, and for
+  // a growth nothing where that is less than the least arena (a growth forced to the least took
+  // the room left for what the program maps later: each thread's 8 MiB stack and the 32 MiB
+  // mimalloc segment for its heap structs; under `ulimit -v 600000` eight threads aborted with
+  // "failed to register TLS destructor" where plain mimalloc ran them). The thread then allocates
+  // outside the arenas (allocate_outside_arenas), as plain mimalloc does.
   std::size_t fit = arena_bytes_that_fit();
-  if (fit != SIZE_MAX && &permafrost_malloc_library != nullptr) fit = fit / 2 & ~(arena_align - 1);
+  if (fit != SIZE_MAX && &permafrost_malloc_library != nullptr) {
+    fit = fit / 4 & ~(arena_align - 1);
+    if (fit < least && kind == reservation::growth) return ENOMEM;
+  }
   if (fit < size) size = fit < least ? least : fit;
   void* p = nullptr;
   for (;;) {
@@ -385,8 +444,8 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need, bool* reserved =
     std::size_t want = 2 * g_arenas[index].size.load(std::memory_order_relaxed);
     if (want > max_grow_bytes) want = max_grow_bytes;
     if (want < least) want = least;
-    const int err =
-        reserve_arena(want, least, g_generation.load(std::memory_order_relaxed), &index);
+    const int err = reserve_arena(want, least, g_generation.load(std::memory_order_relaxed), &index,
+                                  reservation::growth);
     if (err != 0) {
       g_last_error.store(err, std::memory_order_relaxed);
       return nullptr;
@@ -468,10 +527,32 @@ constexpr int max_reservations_per_allocation = 2;
 // Runs `attempt(heap)` on the calling thread's heap, growing it when it is exhausted; mimalloc's
 // default heap serves while the thread has none (see thread_heap()). A block had after growing
 // comes with the caller's errno, not the ENOMEM of the attempt that failed.
+// The last resort of an allocation no arena can serve because the address-space limit
+// (`ulimit -v`) leaves no room for another: mimalloc's backing heap for the calling thread serves
+// it, as plain mimalloc would. The thread has a segment there already (mimalloc mapped it for the
+// thread's heap structs, outside every arena), mostly empty; each thread's heap also takes a
+// 32 MiB segment of an arena, so under `ulimit -v 400000` Python starting 12 threads failed (a
+// MemoryError in a thread's start, which hung Thread.start()) where glibc and plain mimalloc ran
+// it. Such blocks are listed by segment, so that free() in a child frees them. Without a limit a
+// failed growth is a request no arena may serve (more than RAM plus swap): it fails.
+template <class Attempt>
+void* allocate_outside_arenas(std::size_t need, Attempt attempt) noexcept {
+  std::size_t left = 0;
+  if (os::address_space_left(&left) != 0) return nullptr;
+  if (std::size_t most = 0; os::heuristic_commit_limit(&most) == 0 && need > most) return nullptr;
+  void* p = attempt(mi_heap_get_backing());
+  if (p != nullptr) list_outside_block(p);
+  return p;
+}
+
 template <class Attempt>
 void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
   mi_heap_t* heap = thread_heap();
-  if (heap == nullptr) return attempt(mi_heap_get_default());
+  if (heap == nullptr) {
+    void* p = attempt(mi_heap_get_default());
+    if (p != nullptr) list_outside_block(p);
+    return p;
+  }
   if (void* p = attempt(heap)) return p;
   // The slow path: the failed attempt went through mimalloc's, which kept the caller's errno.
   const int caller_errno = t_state.errno_at_slow_path;
@@ -481,14 +562,16 @@ void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
        ++growths) {
     bool reserved = false;
     heap = grow_thread_heap(need, &reserved);
-    if (heap == nullptr) return nullptr;
+    if (heap == nullptr) break;
     if (void* p = attempt(heap)) {
       errno = caller_errno;
       return p;
     }
     reservations += reserved ? 1 : 0;
   }
-  return nullptr;
+  void* p = allocate_outside_arenas(need, attempt);
+  if (p != nullptr) errno = caller_errno;
+  return p;
 }
 
 }  // namespace
@@ -524,19 +607,25 @@ block_owner owner_of(const void* p) noexcept {
   if (slot_of(p) != nullptr) return block_owner::arena;
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
-  for (std::size_t i = g_arena_count.load(std::memory_order_acquire); i-- > 0;) {
-    const arena_range& r = g_arenas[i];
-    if (a - r.base.load(std::memory_order_relaxed) < r.size.load(std::memory_order_relaxed)) {
-      return r.generation.load(std::memory_order_relaxed) == generation ? block_owner::current
-                                                                        : block_owner::ancestor;
-    }
+  if (const std::size_t i = arena_holding(a); i != no_arena) {
+    return g_arenas[i].generation.load(std::memory_order_relaxed) == generation
+               ? block_owner::current
+               : block_owner::ancestor;
   }
   // Outside every arena: mimalloc's own segments (its default heap served a re-entrant malloc
-  // while a thread made its heap, or no arena could be reserved). In generation 0 there is no
-  // ancestor, so they are this process's own; after a renewal they may be an ancestor's and are
-  // left in place.
-  if (mi_is_in_heap_region(p))
-    return generation == 0 ? block_owner::current : block_owner::ancestor;
+  // while a thread made its heap, or no arena had room: allocate_outside_arenas). In generation
+  // 0 there is no ancestor, so they are this process's own; after a renewal they may be an
+  // ancestor's and are left in place, unless this generation listed their segment.
+  if (mi_is_in_heap_region(p)) {
+    if (generation == 0) return block_owner::current;
+    const std::uintptr_t segment = a & ~(mimalloc_segment_bytes - 1);
+    for (const outside_segment& e : g_outside) {
+      if (e.base.load(std::memory_order_acquire) == segment)
+        return e.generation.load(std::memory_order_relaxed) == generation ? block_owner::current
+                                                                          : block_owner::ancestor;
+    }
+    return block_owner::ancestor;
+  }
   return block_owner::none;
 }
 
