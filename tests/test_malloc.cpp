@@ -503,19 +503,30 @@ TEST_CASE("under an address-space limit a program starts whatever the limit's si
   }
 }
 
+namespace {
+// Runs malloc_mt_program with `args`, preloaded, under a `limit_mib` MiB address-space limit, and
+// checks that it printed "ok" and exited 0. Returns whether it did.
+bool mt_program_runs(const std::vector<std::string>& args, std::size_t limit_mib) {
+  std::vector<std::string> argv{MALLOC_MT_PROGRAM};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int status = 0;
+  const std::string out = run_preloaded(argv, {}, limit_mib << 20, &status);
+  std::string shown;
+  for (const std::string& a : args) shown += " " + a;
+  INFO("limit " << limit_mib << " MiB, malloc_mt_program" << shown << ": " << out);
+  CHECK(out.find("ok") == 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  return out.find("ok") == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+}  // namespace
+
 TEST_CASE("under an address-space limit a program with threads starts them all") {
   // Regression: the first arena took all the limit left but 64 MiB, and each thread's stack
   // (8 MiB) and mimalloc segment for its heap struct (32 MiB) are mapped outside it: under
   // `ulimit -v 1000000` a program starting four threads (and Python starting twelve) aborted with
   // "failed to register TLS destructor" where glibc ran it. A reservation now takes half of it.
-  for (const std::size_t limit_mib : {800, 1024}) {
-    int status = 0;
-    const std::string out = run_preloaded({MALLOC_MT_PROGRAM}, {}, limit_mib << 20, &status);
-    INFO("limit " << limit_mib << " MiB: " << out);
-    CHECK(out.find("ok") == 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
+  for (const std::size_t limit_mib : {800, 1024}) (void)mt_program_runs({}, limit_mib);
 }
 
 TEST_CASE("under an address-space limit threads that grow the heap at once all get memory") {
@@ -524,14 +535,8 @@ TEST_CASE("under an address-space limit threads that grow the heap at once all g
   // no system call refused: under an 800 MiB limit the forked child of this program, whose new
   // arenas are the least size, aborted in about one run in four ("failed to register TLS
   // destructor: out of memory"). Repeated, as the race is one of timing.
-  constexpr std::size_t limit_mib = 800;
   for (int run = 0; run < 8; ++run) {
-    int status = 0;
-    const std::string out = run_preloaded({MALLOC_MT_PROGRAM}, {}, limit_mib << 20, &status);
-    INFO("run " << run << ": " << out);
-    REQUIRE(out.find("ok") == 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+    if (!mt_program_runs({}, 800)) break;
   }
 }
 
@@ -543,16 +548,8 @@ TEST_CASE("under an address-space limit a program with more threads than arenas 
   // allocates in its mimalloc backing heap, as plain mimalloc would, and a reservation under a
   // limit takes a quarter of what is left.
   const std::pair<std::size_t, int> cases[] = {{200, 2}, {300, 4}, {500, 8}};
-  for (const auto& [limit_mib, threads] : cases) {
-    int status = 0;
-    const std::string out =
-        run_preloaded({MALLOC_MT_PROGRAM, "--threads", std::to_string(threads), "--no-fork"}, {},
-                      limit_mib << 20, &status);
-    INFO("limit " << limit_mib << " MiB, " << threads << " threads: " << out);
-    CHECK(out.find("ok") == 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
+  for (const auto& [limit_mib, threads] : cases)
+    (void)mt_program_runs({"--threads", std::to_string(threads), "--no-fork"}, limit_mib);
 }
 
 TEST_CASE("a child frees the blocks it had outside every arena under an address-space limit") {
