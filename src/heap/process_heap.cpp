@@ -85,8 +85,9 @@ constinit bool g_parent_renewed = false;
 // generation when no arena could (see allocate_outside_arenas). A block outside every arena is
 // this process's own in generation 0; after a renewal it is an ancestor's - and never freed -
 // unless its segment is listed here with the current generation. An entry of another generation
-// means what no entry means, so a full table reuses one. Written under heap_mutex; free() reads
-// it lock-free: an entry's base is published (release) after its generation.
+// means what no entry means, so a full table reuses one. Lock-free (list_outside_block). In a
+// child, a listed segment may be one it inherited (the forking thread's own mimalloc segment):
+// free() then frees an ancestor's block there too, writing its page, as plain mimalloc would.
 constexpr std::size_t mimalloc_segment_bytes = std::size_t{32} << 20;  // mimalloc 2.0.9, aligned
 constexpr std::size_t max_outside_segments = 64;
 struct outside_segment {
@@ -524,9 +525,6 @@ mi_heap_t* grow_thread_heap(std::size_t need, bool* reserved) noexcept {
 constexpr int max_growths_per_allocation = 8;
 constexpr int max_reservations_per_allocation = 2;
 
-// Runs `attempt(heap)` on the calling thread's heap, growing it when it is exhausted; mimalloc's
-// default heap serves while the thread has none (see thread_heap()). A block had after growing
-// comes with the caller's errno, not the ENOMEM of the attempt that failed.
 // The last resort of an allocation no arena can serve because the address-space limit
 // (`ulimit -v`) leaves no room for another: mimalloc's backing heap for the calling thread serves
 // it, as plain mimalloc would. The thread has a segment there already (mimalloc mapped it for the
@@ -545,6 +543,10 @@ void* allocate_outside_arenas(std::size_t need, Attempt attempt) noexcept {
   return p;
 }
 
+// Runs `attempt(heap)` on the calling thread's heap, growing it when it is exhausted, and outside
+// every arena when it cannot grow; mimalloc's default heap serves while the thread has none (see
+// thread_heap()). A block had after growing comes with the caller's errno, not the ENOMEM of the
+// attempt that failed.
 template <class Attempt>
 void* allocate_growing(std::size_t need, Attempt attempt) noexcept {
   mi_heap_t* heap = thread_heap();
