@@ -525,7 +525,8 @@ TEST_CASE("under an address-space limit a program with threads starts them all")
   // Regression: the first arena took all the limit left but 64 MiB, and each thread's stack
   // (8 MiB) and mimalloc segment for its heap struct (32 MiB) are mapped outside it: under
   // `ulimit -v 1000000` a program starting four threads (and Python starting twelve) aborted with
-  // "failed to register TLS destructor" where glibc ran it. A reservation now takes half of it.
+  // "failed to register TLS destructor" where glibc ran it. A reservation took half of it, now a
+  // quarter.
   for (const std::size_t limit_mib : {800, 1024}) (void)mt_program_runs({}, limit_mib);
 }
 
