@@ -529,10 +529,10 @@ constexpr int max_reservations_per_allocation = 2;
 // (`ulimit -v`) leaves no room for another: mimalloc's backing heap for the calling thread serves
 // it, as plain mimalloc would. The thread has a segment there already (mimalloc mapped it for the
 // thread's heap structs, outside every arena), mostly empty; each thread's heap also takes a
-// 32 MiB segment of an arena, so under `ulimit -v 400000` Python starting 12 threads failed (a
-// MemoryError in a thread's start, which hung Thread.start()) where glibc and plain mimalloc ran
-// it. Such blocks are listed by segment, so that free() in a child frees them. Without a limit a
-// failed growth is a request no arena may serve (more than RAM plus swap): it fails.
+// 32 MiB segment of an arena, so under `ulimit -v 300000` four threads aborted where plain
+// mimalloc ran them (and Python starting twelve hung in Thread.start() after a MemoryError in a
+// new thread). Such blocks are listed by segment, so that free() in a child frees them. Without a
+// limit a failed growth is a request no arena may serve (more than RAM plus swap): it fails.
 template <class Attempt>
 void* allocate_outside_arenas(std::size_t need, Attempt attempt) noexcept {
   std::size_t left = 0;
