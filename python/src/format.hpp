@@ -168,11 +168,14 @@ struct root_header {
 // every reader reads both.
 inline constexpr char root_magic_v1[8] = {'p', 'f', 'p', 'y', 0, 'v', '1', 0};
 inline constexpr char root_magic[8] = {'p', 'f', 'p', 'y', 0, 'v', '2', 0};
-// The format version named by a root header's magic: 1 or 2, or 0 when it is no Python graph.
+inline constexpr int newest_version = 2;
+// The format version named by a root header's magic "pfpy\0vN\0": N, from 1 to 9 (above
+// newest_version: a graph from a newer permafrost, which this one refuses by name), or 0 when
+// it is no Python graph.
 inline int root_version(const root_header* r) noexcept {
-  if (std::memcmp(r->magic, root_magic, sizeof root_magic) == 0) return 2;
-  if (std::memcmp(r->magic, root_magic_v1, sizeof root_magic_v1) == 0) return 1;
-  return 0;
+  if (std::memcmp(r->magic, root_magic, 6) != 0 || r->magic[7] != 0) return 0;
+  const char digit = r->magic[6];
+  return digit >= '1' && digit <= '9' ? digit - '0' : 0;
 }
 
 // The word of a str of n <= max_short_str UTF-8 bytes.

@@ -56,6 +56,10 @@ std::string graph_check::run() {
   const auto* root = reinterpret_cast<const root_header*>(base_);
   version_ = root_version(root);
   if (version_ == 0) return "not a permafrost Python graph (bad magic)";
+  if (version_ > newest_version)
+    return "a permafrost Python graph of format v" + std::to_string(version_) +
+           ", newer than this permafrost reads (v1 to v" + std::to_string(newest_version) +
+           "): read it with a newer permafrost";
   const std::size_t words = (size_ / 8 + 63) / 64;
   open_.assign(words, 0);
   valid_.assign(words, 0);

@@ -419,6 +419,16 @@ class CraftedImages(unittest.TestCase):
             with self.subTest(data=data[24:]):
                 self.refused(data, why)
 
+    def test_a_graph_of_a_newer_format_is_refused_by_name(self):
+        # A later permafrost may write "pfpy\0v3\0"...: the error says to upgrade, not "bad magic".
+        for digit in b"39":
+            graph = b"pfpy\0v" + bytes([digit]) + b"\0" + struct.pack("<Q", 1 << 3 | 1)
+            with self.subTest(version=chr(digit)):
+                self.refused(graph, "format v%s, newer than this permafrost reads" % chr(digit))
+        for magic in (b"pfpy\0v0\0", b"pfpy\0vx\0", b"pfpy\0v22"):
+            with self.subTest(magic=magic):
+                self.refused(magic + struct.pack("<Q", 1 << 3 | 1), "bad magic")
+
     def test_a_list_that_contains_itself_is_refused(self):
         self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", 16),
                      "contains itself")
