@@ -588,6 +588,45 @@ TEST_CASE("a child frees the blocks it had outside every arena under an address-
   CHECK(WEXITSTATUS(status) == 0);
 }
 
+TEST_CASE("under an address-space limit Python starts threads in a parent and a forked child") {
+  // Regression: a Python program starting 12 threads, forking, and starting 12 more in the child
+  // aborted under `ulimit -v 614400` ("failed to register TLS destructor: out of memory", in the
+  // parent or the child) where glibc and plain mimalloc ran it: each growth of a thread's heap
+  // was forced to the least arena, taking the room left for the threads' stacks and mimalloc's own
+  // segments. This case failed every run against the library before 5db5cf4 and 7060290.
+  const char* python = "/usr/bin/python3";
+  if (::access(python, X_OK) != 0) {
+    MESSAGE("no /usr/bin/python3: skipped");
+    return;
+  }
+  const std::string script =
+      "import os, threading\n"
+      "def work(i):\n"
+      "    d = {}\n"
+      "    for j in range(20000):\n"
+      "        d['k%d-%d' % (i, j)] = [j] * (j % 7)\n"
+      "def run():\n"
+      "    ts = [threading.Thread(target=work, args=(i,)) for i in range(12)]\n"
+      "    for t in ts: t.start()\n"
+      "    for t in ts: t.join()\n"
+      "run()\n"
+      "pid = os.fork()\n"
+      "if pid == 0:\n"
+      "    run()\n"
+      "    os._exit(0)\n"
+      "_, status = os.waitpid(pid, 0)\n"
+      "print('ok' if status == 0 else 'child failed %d' % status)\n";
+  for (int run = 0; run < 3; ++run) {
+    int status = 0;
+    const std::string out =
+        run_preloaded({python, "-c", script}, {}, std::size_t{600} << 20, &status);
+    INFO("run " << run << " under 600 MiB: " << out);
+    CHECK(out == "ok\n");
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+}
+
 TEST_CASE("under an address-space limit a program holds 85% of the limit after its first fork") {
   // Regression: the spare arena the parent reserves for its children at its first fork was sized
   // like a first arena, cut to what the limit left, and stays reserved in the parent: under a
