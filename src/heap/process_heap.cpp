@@ -51,9 +51,12 @@ namespace {
 // Growth happens on the paths this library owns (process_heap(), the malloc library). Where
 // plain malloc is mimalloc's own (the heap without the malloc library), a request the thread's
 // arena cannot serve just fails in mimalloc, so a generation starts as large as it may: 64 GiB,
-// halved to fit. With the malloc library every allocation can grow, and 1 GiB is enough to start.
+// halved to fit. With the malloc library every allocation can grow, so a generation starts with
+// the least arena and doubles as it is used: a program may lower its address-space limit after
+// its first allocation (uWSGI's --limit-as does, before it loads the application), and a 1 GiB
+// first arena left every later mapping refused under a limit of 1 GiB.
 std::size_t first_arena_bytes() noexcept {
-  return &permafrost_malloc_library != nullptr ? std::size_t{1} << 30 : std::size_t{64} << 30;
+  return &permafrost_malloc_library != nullptr ? min_arena_bytes : std::size_t{64} << 30;
 }
 
 // Every arena this process reserved or inherited, with the generation it serves: blocks of an
