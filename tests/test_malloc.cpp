@@ -650,7 +650,7 @@ TEST_CASE("under an address-space limit Python starts threads in a parent and a 
 
 TEST_CASE("a program that lowers its address-space limit after starting runs threads and forks") {
   // Regression: uWSGI's --limit-as sets RLIMIT_AS after the interpreter has allocated, and with
-  // the malloc library preloaded every worker died at --limit-as 1024 where glibc ran them at 256:
+  // the malloc library preloaded uWSGI failed at --limit-as 1024 (its master could not allocate):
   // a generation started with a 1 GiB arena, so the process already used more address space than
   // the new limit and every later mapping was refused. It now starts with the least arena.
   if (::access(system_python, X_OK) != 0) {
