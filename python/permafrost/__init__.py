@@ -423,11 +423,28 @@ def _own_operator(cls, name):
     return None
 
 
+def _type_name(cls):
+    # The name Python's "unsupported operand" message gives the type (its tp_name): qualified by
+    # module for types defined in C outside builtins, as `decimal.Decimal`.
+    heap = cls.__flags__ & (1 << 9)  # Py_TPFLAGS_HEAPTYPE: a class statement's type
+    if heap or cls.__module__ == "builtins":
+        return cls.__name__
+    return cls.__module__ + "." + cls.__name__
+
+
 def _dict_or(self, other):
     if isinstance(other, (dict, FrozenDict)):
         return dict(self._iter_items()) | other
     ror = _own_operator(type(other), "__ror__")
-    return NotImplemented if ror is None else ror(other, dict(self._iter_items()))
+    if ror is None:
+        return NotImplemented
+    merged = ror(other, dict(self._iter_items()))
+    if merged is NotImplemented:
+        # The reflected operator refused the dict as `{} | other` would ask it: refuse here, as
+        # returning NotImplemented would make Python call it a second time, with the view.
+        raise TypeError("unsupported operand type(s) for |: 'permafrost.FrozenDict' and '%s'"
+                        % _type_name(type(other)))
+    return merged
 
 
 def _dict_ror(self, other):

@@ -386,6 +386,29 @@ class Merging(unittest.TestCase):
                     self.assertIn("unsupported operand type(s) for |", str(caught.exception))
                     self.assertIn("'permafrost.FrozenDict'", str(caught.exception))
 
+    def test_an_operands_refusing_ror_is_asked_once_as_with_a_dict(self):
+        # `{} | other` asks other.__ror__ once; `rec | other` asked it with the dict, returned
+        # NotImplemented, and Python asked it again with the view.
+        calls = []
+
+        class Refuses:
+            def __ror__(self, left):
+                calls.append(type(left))
+                return NotImplemented
+
+        rec = permafrost.freeze({"a": 1})
+        for left, asked in (({"a": 1}, [dict]), (rec, [dict])):
+            calls.clear()
+            with self.assertRaises(TypeError) as caught:
+                left | Refuses()
+            self.assertEqual(calls, asked)
+            self.assertIn("unsupported operand type(s) for |", str(caught.exception))
+            self.assertIn("'Refuses'", str(caught.exception))
+        with self.assertRaises(TypeError) as caught:
+            rec | {"b"}  # set.__ror__ refuses a dict: the message names set as Python's does
+        self.assertIn("'permafrost.FrozenDict' and 'set'", str(caught.exception))
+
+
 class Errors(unittest.TestCase):
     def test_mutation_errors_name_thaw(self):
         d = permafrost.freeze({"a": [1], "s": {1}})
