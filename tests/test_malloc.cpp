@@ -378,6 +378,41 @@ TEST_CASE("threads of a process that never forked leave nothing abandoned") {
   CHECK(process_heap_stats().abandoned == before);
 }
 
+TEST_CASE("a thread that starts while its arena is full reserves one arena, not two") {
+  // Regression: a new thread's first allocation registers its thread-exit hook, whose malloc
+  // grew the heap into a new arena; the allocation that started it then used the heap it had
+  // before, failed in the full arena and grew again. Each such thread reserved two arenas, and
+  // the first held only glibc's 32-byte record: a Python program of 12 threads that forked and
+  // ran 12 more held 450 MiB of arenas and aborted under `ulimit -v 800000`. In a child, whose
+  // generation starts in a 64 MiB arena (two mimalloc segments), threads start and stay alive
+  // until one makes the heap grow: it adds one arena of twice the size.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::atomic<bool> release{false};
+    std::vector<std::thread> threads;
+    std::size_t grew = 0;
+    for (int t = 0; t < 8 && grew == 0; ++t) {
+      const std::size_t before = process_heap_stats().reserved;
+      std::atomic<bool> started{false};
+      threads.emplace_back([&] {
+        void* p = opaque_malloc(48);
+        started = true;
+        while (!release) std::this_thread::yield();
+        opaque_free(p);
+      });
+      while (!started) std::this_thread::yield();
+      grew = process_heap_stats().reserved - before;
+    }
+    release = true;
+    for (auto& th : threads) th.join();
+    std::printf("the first growth reserved %zu MiB\n", grew >> 20);
+    std::fflush(stdout);
+    ::_exit(grew == (std::size_t{128} << 20) ? 0 : 1);
+  }
+  CHECK(permafrost::test::wait_for(pid) == 0);
+}
+
 namespace {
 // Runs `args` with the malloc library preloaded, `env` added to the environment and, when
 // `limit` is not 0, under an address-space limit of `limit` bytes (fork, setrlimit, exec: the

@@ -487,9 +487,15 @@ mi_heap_t* renew_thread_heap() noexcept {
   t.generation = generation;
   t.busy = false;
   // Registers the thread-exit hook on first use. Only now: glibc allocates its record with
-  // malloc, which must land in the heap just made, not in mimalloc's default heap.
+  // malloc, which must land in the heap just made, not in mimalloc's default heap. That malloc
+  // grows the heap when the arena is full, moving the thread to a heap in a newer arena: the
+  // caller must get that one, or its allocation fails in the full arena and grows again (each
+  // thread that started with its arena full reserved two arenas, not one). GCC takes the
+  // registration call for a leaf that cannot reach t_state and keeps t.heap in a register
+  // across it; the barrier makes it read t.heap again.
   (void)&t_exit_guard;
-  return heap;
+  asm volatile("" ::: "memory");
+  return t.heap;
 }
 
 // The calling thread's heap could not serve `need` bytes: moves the thread to a heap in a newer
