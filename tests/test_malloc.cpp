@@ -378,6 +378,40 @@ TEST_CASE("threads of a process that never forked leave nothing abandoned") {
   CHECK(process_heap_stats().abandoned == before);
 }
 
+TEST_CASE(
+    "a grandchild allocates through its whole heap after its parent reused a given-back range") {
+  // Regression: a child gives back the inaccessible parts of its ancestors' arenas; the kernel
+  // then placed the child's later mappings there, among them the spare arena its own child
+  // starts in. That grandchild took the range for its grandparent's arena and unmapped the parts
+  // of its own heap not yet handed out, and its allocations there crashed (uWSGI's respawned
+  // workers died of SIGSEGV). Each generation here fills 256 MiB in small blocks and frees it.
+  const auto fill_and_free = [] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 64 * 1024; ++i) {
+      void* p = opaque_malloc(4000);
+      if (p == nullptr) return false;
+      static_cast<char*>(p)[0] = 1;
+      blocks.push_back(p);
+    }
+    for (void* p : blocks) opaque_free(p);
+    return true;
+  };
+  REQUIRE(fill_and_free());
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (!fill_and_free()) ::_exit(1);
+    const pid_t grandchild = ::fork();
+    if (grandchild < 0) ::_exit(2);
+    if (grandchild == 0) ::_exit(fill_and_free() ? 0 : 3);
+    const int status = permafrost::test::wait_for(grandchild);
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status));
+  }
+  const int status = permafrost::test::wait_for(child);
+  INFO("child exit code ", WEXITSTATUS(status), " (100 + N: the grandchild died of signal N)");
+  CHECK(status == 0);
+}
+
 TEST_CASE("a thread that starts while its arena is full reserves one arena, not two") {
   // Regression: a new thread's first allocation registers its thread-exit hook, whose malloc
   // grew the heap into a new arena; the allocation that started it then used the heap it had

@@ -99,11 +99,46 @@ struct outside_segment {
 };
 constinit outside_segment g_outside[max_outside_segments];
 
+// The parts of ancestors' arenas this process or an ancestor gave back (release_unreachable),
+// each with the arena it was part of. The kernel may place any later mapping there - another
+// arena, a thread stack, a mimalloc segment - so such a part is no longer that arena's: a
+// grandchild took a range of its parent's arena, placed in a part its grandparent's arena had
+// given back, for the grandparent's, and unmapped it under the parent's live heap (uWSGI's
+// respawned workers died of SIGSEGV). Append-only and inherited like g_arenas; a part that
+// does not fit here is not given back. Written under heap_mutex, read lock-free.
+constexpr std::size_t max_released = 256;
+struct released_range {
+  std::atomic<std::uintptr_t> begin{0};
+  std::atomic<std::uintptr_t> end{0};
+  std::atomic<std::size_t> arena{0};
+};
+constinit released_range g_released[max_released];
+constinit std::atomic<std::size_t> g_released_count{0};
+
+// Whether arena `i` gave back the address `a` (so `a`, if mapped, is someone else's).
+bool released_from(std::size_t i, std::uintptr_t a) noexcept {
+  for (std::size_t k = g_released_count.load(std::memory_order_acquire); k-- > 0;) {
+    const released_range& r = g_released[k];
+    if (r.arena.load(std::memory_order_relaxed) == i &&
+        a - r.begin.load(std::memory_order_relaxed) <
+            r.end.load(std::memory_order_relaxed) - r.begin.load(std::memory_order_relaxed))
+      return true;
+  }
+  return false;
+}
+
 // The arena (index into g_arenas) whose range holds `a`; no_arena when none does. Lock-free.
+// Newest first: a newer arena may lie where an older one gave its range back.
 std::size_t arena_holding(std::uintptr_t a) noexcept {
   for (std::size_t i = g_arena_count.load(std::memory_order_acquire); i-- > 0;) {
     const arena_range& r = g_arenas[i];
-    if (a - r.base.load(std::memory_order_relaxed) < r.size.load(std::memory_order_relaxed))
+    if (a - r.base.load(std::memory_order_relaxed) >= r.size.load(std::memory_order_relaxed))
+      continue;
+    // Only ancestors' arenas give parts back: the current generation's are looked up at once.
+    if (g_released_count.load(std::memory_order_relaxed) == 0 ||
+        r.generation.load(std::memory_order_relaxed) ==
+            g_generation.load(std::memory_order_relaxed) ||
+        !released_from(i, a))
       return i;
   }
   return no_arena;
@@ -323,9 +358,27 @@ void on_parent() noexcept {
 // the fork handler, where malloc may not be fork-safe (a sanitizer's is not): the child handler
 // sets g_release_pending and mimalloc's next allocation slow path does it.
 constinit std::atomic<bool> g_release_pending{false};
+
+// Pre: heap_mutex held. Unmaps [begin, end) of arena `i` and records it in g_released; false
+// (and nothing unmapped) when the table is full: an unrecorded part could not be told from a
+// later mapping there.
+bool give_back(std::size_t i, std::uintptr_t begin, std::uintptr_t end) noexcept {
+  const std::size_t k = g_released_count.load(std::memory_order_relaxed);
+  if (k == max_released) return false;
+  g_released[k].begin.store(begin, std::memory_order_relaxed);
+  g_released[k].end.store(end, std::memory_order_relaxed);
+  g_released[k].arena.store(i, std::memory_order_relaxed);
+  g_released_count.store(k + 1, std::memory_order_release);
+  (void)os::release(reinterpret_cast<void*>(begin), end - begin);
+  return true;
+}
+
 void release_unreachable() noexcept {
   std::vector<os::mapping> maps;
   if (os::read_mappings(0, &maps) != 0) return;
+  // Held while giving back, so that no arena is reserved meanwhile (it could land in a part
+  // just given back); nothing below allocates.
+  std::lock_guard lock(heap_mutex());
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < g_arena_count.load(std::memory_order_acquire); ++i) {
     const arena_range& r = g_arenas[i];
@@ -343,7 +396,14 @@ void release_unreachable() noexcept {
           ((m.begin < begin ? 0 : m.begin - begin) + arena_align - 1) / arena_align * arena_align;
       const std::uintptr_t to =
           begin + ((m.end > end ? end : m.end) - begin) / arena_align * arena_align;
-      if (from < to) (void)os::release(reinterpret_cast<void*>(from), to - from);
+      // Chunk by chunk: a part an earlier generation gave back may now hold a later mapping,
+      // merged by the kernel with the arena's own inaccessible chunks beside it.
+      for (std::uintptr_t run = from; run < to;) {
+        std::uintptr_t run_end = run;
+        while (run_end < to && !released_from(i, run_end)) run_end += arena_align;
+        if (run_end > run && !give_back(i, run, run_end)) return;
+        run = run_end + arena_align;
+      }
     }
   }
 }
