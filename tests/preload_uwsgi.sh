@@ -5,8 +5,9 @@
 # worker died (with a 1 GiB first heap arena every worker died at --limit-as 1024: the process
 # already held more address space than the limit, so each later mapping was refused).
 #
-# Run by hand, not by ctest: with 2 busy loops beside it, a worker died of SIGSEGV in about 1 run
-# in 6 (2026-12-05, not understood yet: docs/errors.md).
+# The workers are grandchildren of the process uWSGI starts as (--daemonize forks, the master
+# forks the workers): until 2026-12-05 a worker under load died of SIGSEGV in about 1 run in 6,
+# having unmapped free parts of its own heap that it took for its grandparent's (docs/errors.md).
 #
 # usage: preload_uwsgi.sh LIBRARY [LIMIT_MIB]   (exit 77, "SKIPPED: ...", without uWSGI's
 #                                                Python 3 plugin)
