@@ -134,8 +134,8 @@ void replace_owner(store_object* s, store_owner next) {
 
 PyObject* root_of(store_object* store) {
   const auto* root = reinterpret_cast<const root_header*>(store->base);
-  if (store->size < sizeof(root_header) || root_version(root) == 0 ||
-      root_version(root) > newest_version) {
+  const auto version = store->size < sizeof(root_header) ? 0 : root_version(root);
+  if (version == 0 || version > newest_version) {
     PyErr_SetString(PyExc_ValueError, "not a permafrost Python image (bad magic)");
     return nullptr;
   }
