@@ -229,6 +229,21 @@ std::size_t arena_bytes_that_fit() noexcept {
   return left > keep ? (left - keep) & ~(arena_align - 1) : 0;
 }
 
+// With the malloc library under an address-space limit, the most a growth may reserve: a quarter
+// of what the limit leaves for arenas (`fit`, from arena_bytes_that_fit), in whole arena_align
+// units.
+constexpr std::size_t growth_bytes(std::size_t fit) noexcept {
+  return fit / 4 & ~(arena_align - 1);
+}
+
+// Whether the heap has room to add an arena: false with the malloc library under an
+// address-space limit that leaves less than the least arena for a growth (reserve_arena).
+bool room_to_grow() noexcept {
+  if (&permafrost_malloc_library == nullptr) return true;
+  const std::size_t fit = arena_bytes_that_fit();
+  return fit == SIZE_MAX || growth_bytes(fit) >= min_arena_bytes;
+}
+
 // What a reservation is for. A thread heap's growth has somewhere else to go under an
 // address-space limit (allocate_outside_arenas); a generation's first arena and the spare do not.
 enum class reservation { required, growth };
@@ -253,7 +268,7 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   // outside the arenas (allocate_outside_arenas), as plain mimalloc does.
   std::size_t fit = arena_bytes_that_fit();
   if (fit != SIZE_MAX && &permafrost_malloc_library != nullptr) {
-    fit = fit / 4 & ~(arena_align - 1);
+    fit = growth_bytes(fit);
     if (fit < least && kind == reservation::growth) return ENOMEM;
   }
   if (fit < size) size = fit < least ? least : fit;
@@ -537,11 +552,23 @@ mi_heap_t* renew_thread_heap() noexcept {
   {
     std::lock_guard lock(heap_mutex());
     generation = g_generation.load(std::memory_order_relaxed);
-    heap = make_thread_heap_locked(false, 0);
+    // A thread's heap in an arena takes a 32 MiB mimalloc segment there besides the one mimalloc
+    // maps for its mi_heap_t (mi_heap_new_in_arena takes it from the thread's backing heap,
+    // which cannot use an exclusive arena): twice plain mimalloc's address space per thread. So
+    // where the limit has no room left for an arena, a thread started after the generation's
+    // first allocates in its backing heap alone, as under plain mimalloc (allocate_growing).
+    // tests/python_threads_under_limit.sh (12 Python threads, a fork and 12 more) failed 19 runs
+    // in 30 under 500 MiB without this, 2 with it; glibc and plain mimalloc ran every run.
+    if (g_threads.load(std::memory_order_relaxed) == 0 || room_to_grow())
+      heap = make_thread_heap_locked(false, 0);
   }
   if (heap != nullptr) {
     mi_heap_set_default(heap);
     g_threads.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    // Whatever the thread's default heap was (a heap of an earlier generation, after a renewal
+    // in the parent), it now allocates in its backing heap, which never uses an arena.
+    mi_heap_set_default(mi_heap_get_backing());
   }
   t.heap = heap;
   t.generation = generation;
