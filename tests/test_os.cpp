@@ -291,7 +291,10 @@ TEST_CASE("reserve: aligned under an address-space limit when a mapping sits jus
       std::fflush(stderr);
       ::_exit(code);
     };
-    // Where the kernel puts `bytes` now; shifted by a page until that is unaligned.
+    // Where the kernel puts `bytes` now; shifted by a page until that is unaligned. The page goes
+    // at the top of where the probe was, so the next probe cannot land there again (a page mapped
+    // anywhere fell into some other hole under TSan, whose shadow leaves many, and 64 tries found
+    // no unaligned placement).
     std::uintptr_t exact = 0;
     for (int i = 0; i < 64; ++i) {
       void* probe =
@@ -300,7 +303,9 @@ TEST_CASE("reserve: aligned under an address-space limit when a mapping sits jus
       ::munmap(probe, bytes);
       exact = reinterpret_cast<std::uintptr_t>(probe);
       if (exact % align != 0) break;
-      if (::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+      void* top = reinterpret_cast<void*>(exact + bytes - 4096);
+      if (::mmap(top, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) !=
+          top)
         fail("mmap shift", 2);
     }
     if (exact % align == 0) fail("no unaligned placement found", 2);
