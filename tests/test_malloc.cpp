@@ -417,8 +417,8 @@ TEST_CASE("a thread that starts while its arena is full reserves one arena, not 
   // Regression: a new thread's first allocation registers its thread-exit hook, whose malloc
   // grew the heap into a new arena; the allocation that started it then used the heap it had
   // before, failed in the full arena and grew again. Each such thread reserved two arenas, and
-  // the first held only glibc's 32-byte record: a Python program of 12 threads that forked and
-  // ran 12 more held 450 MiB of arenas and aborted under `ulimit -v 800000`. In a child, whose
+  // the first held only glibc's 32-byte record, so threaded programs under an address-space
+  // limit ran out of room (tests/python_threads_under_limit.sh). In a child, whose
   // generation starts in a 64 MiB arena (two mimalloc segments), threads start and stay alive
   // until one makes the heap grow: it adds one arena of twice the size.
   const pid_t pid = ::fork();

@@ -104,7 +104,7 @@ constinit outside_segment g_outside[max_outside_segments];
 // arena, a thread stack, a mimalloc segment - so such a part is no longer that arena's: a
 // grandchild took a range of its parent's arena, placed in a part its grandparent's arena had
 // given back, for the grandparent's, and unmapped it under the parent's live heap (uWSGI's
-// respawned workers died of SIGSEGV). Append-only and inherited like g_arenas; a part that
+// workers died of SIGSEGV). Append-only and inherited like g_arenas; a part that
 // does not fit here is not given back. Written under heap_mutex, read lock-free.
 constexpr std::size_t max_released = 256;
 struct released_range {
