@@ -170,7 +170,13 @@ PyObject* py_native_setup(PyObject*, PyObject* args) {
   // none, as NativeDict and NativeList (dict and list take none): weakref.ref() raises TypeError.
   // set_dealloc reads the (always empty) list through the struct, not this offset.
   t.set->tp_weaklistoffset = 0;
-  PyType_Modified(t.set);
+  // `x.__class__ = C` writes the object's type pointer: of a frozen one, a SIGSEGV. CPython refuses
+  // it with TypeError when either type is immutable (Objects/typeobject.c, object_set_class), and
+  // an immutable type also refuses new attributes, so nobody puts a mutator back on the class.
+  for (PyTypeObject* type : {t.dict, t.list, t.set}) {
+    type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
+    PyType_Modified(type);
+  }
   g_types = t;
   g_owner = PyInterpreterState_Get();
   Py_RETURN_NONE;

@@ -537,10 +537,26 @@ PyObject* builder::copy_set(PyObject* o) {
   }
   if (frozen) {
     if (PyObject_Hash(s) == -1) throw std::bad_alloc();  // frozenset caches its hash
+    give_weakref_head(s);
   } else {
     switch_type(s, types_.set);
   }
   return made.release();
+}
+
+// weakref.ref() of a frozenset writes the head of its weakref list unless a plain reference (no
+// callback) already heads it: then weakref.ref() returns that one, and a reference with a
+// callback, a proxy or a subclass's (WeakKeyDictionary, WeakSet) is linked in after it, writing
+// only the references themselves (Objects/weakrefobject.c: get_basic_refs, insert_after). So
+// every frozen frozenset is given that head now, made outside the region: mutable, untracked (it
+// has no callback, so it is in no cycle) and immortal, as the frozenset it names (were it freed,
+// unlinking it would write the frozenset).
+void builder::give_weakref_head(PyObject* frozenset) {
+  pass_through pass(hooks_);
+  PyObject* head = PyWeakref_NewRef(frozenset, nullptr);
+  if (head == nullptr) throw std::bad_alloc();
+  PyObject_GC_UnTrack(head);
+  make_immortal(head);
 }
 
 void builder::fail(PyObject* type, const std::string& what) {

@@ -125,6 +125,7 @@ class builder {
   void fromkeys();
   [[noreturn]] void equal_copies(PyObject* copy);
   PyObject* copy_set(PyObject* o);
+  void give_weakref_head(PyObject* frozenset);
   PyObject* checked(PyObject* made);
   void switch_type(PyObject* o, PyTypeObject* t);
   void count_object();
