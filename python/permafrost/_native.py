@@ -24,8 +24,13 @@ def _frozen(self, *args, **kwargs):
                     "be modified; .thaw() returns a mutable copy")
 
 
-def _no_instances(cls, *args, **kwargs):
-    raise TypeError(f"{cls.__name__} objects are made only by permafrost.freeze_native()")
+def _makes(base):
+    """A __new__ that makes an ordinary `base`: only freeze_native() makes native containers, and
+    code that rebuilds a container as type(x)(items) (dataclasses.asdict, astuple, copying
+    helpers) gets a plain, mutable one."""
+    def __new__(cls, *args, **kwargs):
+        return base(*args, **kwargs)
+    return __new__
 
 
 def _thaw(self):
@@ -38,9 +43,10 @@ class NativeDict(dict):
     """A dict made by permafrost.freeze_native(): read it as a dict; it cannot be modified.
 
     Pickles, copy.copy() and copy.deepcopy() give an ordinary dict; .thaw() a mutable deep copy.
+    NativeDict(...) and NativeDict.fromkeys(...) make an ordinary dict.
     """
     __slots__ = ()
-    __new__ = _no_instances
+    __new__ = _makes(dict)
     thaw = _thaw
 
     def __reduce__(self):
@@ -53,9 +59,10 @@ class NativeDict(dict):
 class NativeList(list):
     """A list made by permafrost.freeze_native(): read it as a list; it cannot be modified.
 
-    Pickles and copy.copy() give an ordinary list; .thaw() a mutable deep copy."""
+    Pickles and copy.copy() give an ordinary list; .thaw() a mutable deep copy. NativeList(...)
+    makes an ordinary list."""
     __slots__ = ()
-    __new__ = _no_instances
+    __new__ = _makes(list)
     thaw = _thaw
 
     def __reduce__(self):
@@ -68,9 +75,10 @@ class NativeList(list):
 class NativeSet(set):
     """A set made by permafrost.freeze_native(): read it as a set; it cannot be modified.
 
-    Pickles and copy.copy() give an ordinary set; .thaw() a mutable copy."""
+    Pickles and copy.copy() give an ordinary set; .thaw() a mutable copy. NativeSet(...) makes
+    an ordinary set."""
     __slots__ = ()
-    __new__ = _no_instances
+    __new__ = _makes(set)
     thaw = _thaw
 
     def __reduce__(self):

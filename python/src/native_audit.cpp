@@ -197,10 +197,13 @@ class auditor {
     return "not an object of a known type";
   }
 
+  // Every object immortal and untracked; every str not interned yet marked interned (after it
+  // is immortal: see mark_interned), so that no interning writes it.
   void freeze_objects() {
     for_each_object([](PyObject* o) {
       make_immortal(o);
       if (PyObject_GC_IsTracked(o)) PyObject_GC_UnTrack(o);
+      if (PyUnicode_CheckExact(o) && !PyUnicode_CHECK_INTERNED(o)) mark_interned(o);
     });
   }
 
@@ -209,9 +212,10 @@ class auditor {
     std::size_t seen = 0;
     for_each_object([&](PyObject* o) {
       ++seen;
-      if (err.empty() && (!is_immortal(o) || PyObject_GC_IsTracked(o)))
+      if (err.empty() && (!is_immortal(o) || PyObject_GC_IsTracked(o) ||
+                          (PyUnicode_CheckExact(o) && !PyUnicode_CHECK_INTERNED(o))))
         err = std::string(Py_TYPE(o)->tp_name) + " object at " + offset_text(r_, o) +
-              " is not immortal and untracked";
+              " is not immortal, untracked and (a str) interned";
     });
     if (err.empty() && seen != objects_) err = "the block map lost objects (internal error)";
     return err;

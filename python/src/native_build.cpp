@@ -37,6 +37,13 @@ constexpr std::size_t min_stack_left = std::size_t{256} << 10;
 constexpr Py_ssize_t small_dict = 5;
 constexpr std::size_t signal_check_every = 65536;
 
+// "__x__": the shape of a special method's name.
+bool is_dunder(PyObject* s) {
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+  return n > 4 && PyUnicode_READ_CHAR(s, 0) == '_' && PyUnicode_READ_CHAR(s, 1) == '_' &&
+         PyUnicode_READ_CHAR(s, n - 2) == '_' && PyUnicode_READ_CHAR(s, n - 1) == '_';
+}
+
 std::string short_type_name(PyObject* o) {
   const char* n = Py_TYPE(o)->tp_name;
   const char* dot = std::strrchr(n, '.');
@@ -196,7 +203,11 @@ PyObject* builder::copy_str(PyObject* o, bool intern) {
     if (c == nullptr) throw std::bad_alloc();
     return c;
   }
-  if (intern && PyUnicode_IsIdentifier(o) == 1) return interned(o);
+  // Every str of the copy is marked interned at the end (mark_interned), but only those in the
+  // interpreter's interned table are the str interning returns for an equal one. Names compared
+  // by identity to CPython's own must be those: a special method's name set on a class
+  // (Objects/typeobject.c, update_slot compares it with the slot names), so dunder values too.
+  if ((intern || is_dunder(o)) && PyUnicode_IsIdentifier(o) == 1) return interned(o);
   return new_str(o);
 }
 

@@ -108,6 +108,21 @@ std::string first_broken_fact() {
     if (!utf8 || utf8_buffer_of(s.p) != utf8 || utf8 == PyUnicode_DATA(s.p))
       return "a str does not cache its UTF-8 form in a block of its own";
   }
+  // Interning returns a str already marked interned as it is and writes nothing
+  // (mark_interned): without it, sys.intern() of a frozen str writes the str.
+  {
+    owned s(PyUnicode_FromString("permafrost-interning-probe-\xc3\xa9"));
+    if (!s.p) return "cannot make a probe str";
+    make_immortal(s.p);
+    mark_interned(s.p);
+    PyObject* p = s.p;
+    PyUnicode_InternInPlace(&p);
+    const bool kept = p == s.p && PyUnicode_CHECK_INTERNED(s.p) == SSTATE_INTERNED_IMMORTAL &&
+                      _Py_IsImmortal(s.p);
+    reinterpret_cast<PyASCIIObject*>(s.p)->state.interned = SSTATE_NOT_INTERNED;  // freed by owned
+    s.p->ob_refcnt = 1;
+    if (!kept) return "interning a str marked interned does not leave it as it is";
+  }
   // A frozenset caches its hash in PySetObject.hash; small sets use the inline table.
   {
     owned fs(PyFrozenSet_New(nullptr));

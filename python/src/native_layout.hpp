@@ -105,6 +105,13 @@ inline void* utf8_buffer_of(PyObject* s) {
 
 inline bool is_immortal(PyObject* o) { return _Py_IsImmortal(o); }
 inline void make_immortal(PyObject* o) { o->ob_refcnt = _Py_IMMORTAL_REFCNT; }
+// Marks an immortal str interned without putting it in the interpreter's interned table: every
+// interning (sys.intern, setattr, namedtuple, compile's names...) then returns it as it is instead
+// of writing its state (Objects/unicodeobject.c: the interning functions return at once for a str
+// already marked). Only for an immortal str: an interned one that dies aborts the interpreter.
+inline void mark_interned(PyObject* s) {
+  reinterpret_cast<PyASCIIObject*>(s)->state.interned = SSTATE_INTERNED_IMMORTAL;
+}
 
 #endif  // PF_NATIVE_SUPPORTED
 

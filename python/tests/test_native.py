@@ -9,6 +9,7 @@ one. On other interpreters every test but the last class is skipped, saying why.
 import collections
 import copy
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -421,10 +422,22 @@ class Errors(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "^neither$"):
             permafrost.freeze_native({"a": [1]}, huge_pages=Undecided())
 
-    def test_the_types_cannot_be_made_from_python(self):
-        for cls in (NativeDict, NativeList, NativeSet):
-            with self.assertRaisesRegex(TypeError, "made only by permafrost.freeze_native"):
-                cls()
+    def test_calling_a_native_type_makes_an_ordinary_container(self):
+        # dataclasses.asdict() rebuilds a container as type(x)(items): it raised TypeError.
+        self.assertEqual((NativeDict(a=1), NativeList("ab"), NativeSet([1, 1])),
+                         ({"a": 1}, ["a", "b"], {1}))
+        self.assertEqual([type(c) for c in (NativeDict(), NativeList(), NativeSet(),
+                                            NativeDict.fromkeys("ab"))], [dict, list, set, dict])
+
+        @dataclasses.dataclass
+        class Job:
+            opts: dict
+            steps: list
+
+        job = Job(*permafrost.freeze_native(({"a": {"b": 1}}, [[1], (2, [3])])))
+        self.assertEqual(dataclasses.asdict(job), {"opts": {"a": {"b": 1}}, "steps": [[1], (2, [3])]})
+        self.assertIs(type(dataclasses.asdict(job)["opts"]["a"]), dict)
+        self.assertIs(type(dataclasses.astuple(job)[1][1][1]), list)
 
     def test_a_subinterpreter_imports_the_package_but_cannot_freeze_native(self):
         from test_module import _interpreters, run_in_subinterpreter
@@ -583,7 +596,6 @@ class Mutation(unittest.TestCase):
             "import heapq; heapq.heappush(l, 0)": "list object (NativeList)",  # C, past the class
             "set.add(s, 3)": "set object (NativeSet)",
             "set.clear(s)": "set object (NativeSet)",
-            "sys.intern(f['text'])": "str object",
             "ctypes.memset(id(f['text']) + 24, 0, 1)": "str object",
         }
         for code, type_text in cases.items():
@@ -621,18 +633,55 @@ class KnownWriters(unittest.TestCase):
         ok = run_script("assert eval('len(rec)', {}, f) == 2")
         self.assertEqual(ok.returncode, 0, ok.stderr)
 
-    def test_interning_a_frozen_value_dies_but_keys_are_interned_already(self):
+    def test_interning_a_frozen_str_writes_nothing(self):
+        # The standard library interns names it is given (setattr, namedtuple, enum, argparse,
+        # attrgetter, compile's file name, a code object's constants), which wrote the interned
+        # state of a frozen str that no equal interned str existed for: the process died. Every
+        # str of a copy is now marked interned. The strs come from json.loads, since the compiler
+        # interns the script's own identifier-like literals (those would be used as they are).
         proc = run_script("""
+            import argparse, collections, enum, json, operator
+            g = permafrost.freeze_native(json.loads(
+                '{"fields": ["alpha_q1", "beta_q1"], "attr": "gamma_q1", "file": "tmpl_q1.py",'
+                ' "key with space": 1, "special": "__eq__", "consts": [1, "delta_q1"]}'))
+            assert type(g["attr"]) is str and sys.intern(g["attr"]) is g["attr"]
+            assert collections.namedtuple("Row", g["fields"])(1, 2).beta_q1 == 2
             ns = types.SimpleNamespace()
-            for k, v in f.items():
-                setattr(ns, k, v)           # interns each key: done at freeze time
-            assert sys.intern("rec") is next(iter(f))
-            sys.intern(f["rec"]["name"] + "")   # an equal str interned first: no write
+            for k in g:
+                setattr(ns, k, 1)                 # a key that is no identifier, too
+            setattr(ns, g["attr"], 2)
+            assert operator.attrgetter(g["attr"])(ns) == 2 and ns.gamma_q1 == 2
+            assert [e.name for e in enum.Enum("E", g["fields"])] == ["alpha_q1", "beta_q1"]
+            parser = argparse.ArgumentParser()
+            parser.add_argument(g["attr"])
+            assert parser.parse_args(["x"]).gamma_q1 == "x"
+            compile("x = 1", g["file"], "exec")
+            compile("x", "m", "eval").replace(co_consts=tuple(g["consts"]))
+            # A special method's name is the interpreter's own str: setting it updates the slot.
+            class Anything:
+                pass
+            setattr(Anything, g["special"], lambda self, other: True)
+            assert Anything() == 5
         """)
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        dies = run_script("sys.intern(f['text'])")
-        self.assertEqual(dies.returncode, -signal.SIGSEGV)
-        self.assertIn("str object at offset", dies.stderr)
+        self.assertEqual((proc.returncode, proc.stderr), (0, ""))
+        self.assertEqual(proc.stdout, "survived\n")
+
+    def test_a_frozen_dict_as_an_objects_dict_reads_but_dies_on_assignment(self):
+        # CPython's __dict__ setter takes any dict and its attribute store writes the dict
+        # directly, past NativeDict's methods: nothing can refuse it (docs/errors.md).
+        proc = run_script('''
+            class Config:
+                pass
+            c = Config()
+            c.__dict__ = d
+            assert sum(len(c.name) for _ in range(5000)) == 5000 * 3
+            print("read")
+            c.name = "bob"
+        ''', name="as-dict")
+        self.assertEqual(proc.returncode, -signal.SIGSEGV)
+        self.assertEqual(proc.stdout, "read\n")
+        self.assertRegex(proc.stderr, r'^permafrost: write to frozen arena "as-dict" .*'
+                                      r'dict object \(NativeDict\) at offset')
 
     def test_a_normal_exit_writes_nothing(self):
         # 3.13 unmarks interned strs at exit: interned keys must live outside the arena there.
