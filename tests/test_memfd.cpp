@@ -378,3 +378,26 @@ TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") 
   CHECK(b.name() == "empty");
   b.check_invariants();
 }
+
+TEST_CASE("fd() is -1 once the memfd was closed behind the arena's back, and its number is spared") {
+  arena a(memfd_options("closed-behind"));
+  fill(a, 1000);
+  a.freeze();
+  const int number = a.fd();
+  REQUIRE(number >= 0);
+  // The program closes it and the number goes to another file: fd() named that file before, and
+  // a receiver attached to it; the arena's destruction closed it.
+  REQUIRE(::close(number) == 0);
+  CHECK(a.fd() == -1);
+  const int other = ::memfd_create("not-the-arena", MFD_CLOEXEC);
+  REQUIRE(other >= 0);
+  if (other != number) {
+    REQUIRE(::dup2(other, number) == number);
+    ::close(other);
+  }
+  CHECK(a.fd() == -1);
+  CHECK(a.frozen());  // the data stays readable: it is mapped, not read through the descriptor
+  a = arena(memfd_options("closed-behind-next"));  // destroys the first arena
+  CHECK(::fcntl(number, F_GETFD) != -1);           // the other file stays open
+  ::close(number);
+}

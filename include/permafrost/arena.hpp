@@ -325,6 +325,10 @@ class PERMAFROST_API arena {
 
   // The memfd behind a memfd-backed arena (owned by the arena, close-on-exec), or -1 for an
   // anonymous arena. After freeze() it may be sent to any process (SCM_RIGHTS) for attach().
+  // Also -1 when the program closed the descriptor behind the arena's back: the number is
+  // checked (fstat: device and inode) against the memfd the arena made, since it may name
+  // another file by now, which a receiver would otherwise attach to (and the arena's
+  // destruction then leaves that file open).
   int fd() const noexcept;
 
   // Effects: maps the frozen memfd arena `fd` read-only at the address it has in its creator, so

@@ -79,8 +79,9 @@ PERMAFROST_API int permafrost_arena_stats_get(const permafrost_arena* arena,
 /* Unmaps the arena; every reader must be done with it. NULL is ignored. */
 PERMAFROST_API void permafrost_arena_destroy(permafrost_arena* arena);
 
-/* The memfd behind a memfd-backed arena (owned by the arena), or -1. After freeze it can be sent
- * to another process (SCM_RIGHTS) for permafrost_arena_attach. */
+/* The memfd behind a memfd-backed arena (owned by the arena), or -1 (also when the program closed
+ * it behind the arena's back: the number may name another file by now). After freeze it can be
+ * sent to another process (SCM_RIGHTS) for permafrost_arena_attach. */
 PERMAFROST_API int permafrost_arena_fd(const permafrost_arena* arena);
 
 /* Maps the frozen memfd arena `fd` read-only at its creator's address (the fd is duplicated).

@@ -430,6 +430,24 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
                 result = pool.apply_async(first_id, (old,))
                 self.assertEqual(result.get(timeout=120), 0)  # the worker died; the Pool hung
 
+    def test_a_view_whose_memfd_was_closed_behind_its_back_still_sends_its_own_data(self):
+        # A program closed the memfd's descriptor (os.closerange, a daemonizing library) and a
+        # later freeze() got the same number: the worker received that other graph, silently,
+        # or died of SIGSEGV reading it as the first. The sender now sends a fresh copy.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            pool.apply(len, ([],))  # the worker's own descriptors are open before the close
+            first = permafrost.freeze({"k%d" % i: ["first", i] for i in range(50000)})
+            number = permafrost._core._share(permafrost._core._store_of(first))
+            os.close(number)
+            second = permafrost.freeze({"k%d" % i: ["second", -i] for i in range(50000)})
+            self.assertEqual(permafrost._core._share(permafrost._core._store_of(second)), number,
+                             "the test needs the number reused")
+            self.assertEqual(pool.apply(first_id_and_len, (first["k5"],)), ("first", 2))
+            self.assertEqual(pool.apply(first_id_and_len, (second["k5"],)), ("second", 2))
+        self.assertEqual(second["k5"][0], "second")
+        os.fstat(number)  # still the second graph's: the first's store did not close it
+
     def test_a_view_sent_back_is_the_senders_own(self):
         ctx = multiprocessing.get_context("spawn")
         frozen = permafrost.freeze(make_table(100))
@@ -443,6 +461,10 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
 
 def _identity(x):
     return x
+
+
+def first_id_and_len(view):
+    return view[0], len(view)
 
 
 def put_views_and_exit(queue, image_path):

@@ -257,7 +257,7 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
   slot->huge_pages = options.huge_pages;
   slot->log_allocations = options.allocation_log;
   slot->run_freeze_checks = options.freeze_checks.value_or(detail::freeze_checks_by_default);
-  slot->fd = file.release();
+  detail::set_backing_fd(slot, file.release());
   slot->populate = options.populate;
   core_ = slot;
   detail::registry::directory_changed();

@@ -48,7 +48,15 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end);
 // parent's (MAP_SHARED), so this process must neither allocate from it nor freeze it.
 bool inherited_unfrozen_memfd(const arena_slot* slot) noexcept;
 
-// Closes the slot's memfd, if any, and resets the backing fields. Pre: slot->mu held.
+// Sets the slot's memfd to `fd` (an open memfd, or -1) and records which file it is.
+void set_backing_fd(arena_slot* slot, int fd) noexcept;
+
+// True when the slot's memfd number still names the memfd it was given: a program may close
+// it behind the arena's back, and the number may then name another file.
+bool owns_backing_fd(const arena_slot* slot) noexcept;
+
+// Closes the slot's memfd, if any and still its own, and resets the backing fields.
+// Pre: slot->mu held.
 void release_backing(arena_slot* slot) noexcept;
 
 }  // namespace permafrost::detail

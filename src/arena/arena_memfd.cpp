@@ -188,8 +188,20 @@ void memfd_freeze(arena_slot* slot, std::uintptr_t used_end) {
   }
 }
 
+void set_backing_fd(arena_slot* slot, int fd) noexcept {
+  slot->fd = fd;
+  slot->fd_file = {};
+  if (fd >= 0) (void)os::file_identity(fd, &slot->fd_file);
+}
+
+bool owns_backing_fd(const arena_slot* slot) noexcept {
+  os::file_id now;
+  return slot->fd >= 0 && os::file_identity(slot->fd, &now) == 0 && now == slot->fd_file;
+}
+
 void release_backing(arena_slot* slot) noexcept {
-  if (slot->fd >= 0) (void)os::close_fd(slot->fd);
+  // A number closed behind the arena's back may name another file now: never close that one.
+  if (owns_backing_fd(slot)) (void)os::close_fd(slot->fd);
   slot->fd = -1;
   slot->inherited = false;
   slot->attached = false;
@@ -308,7 +320,7 @@ arena arena::attach(int fd, bool populate) {
     slot->bump = base + t.used;
     slot->committed_end = base + data_bytes;
     slot->frozen.store(true, std::memory_order_relaxed);
-    slot->fd = own.release();
+    set_backing_fd(slot, own.release());
     slot->attached = true;
     slot->outside_space = !inside;
     slot->populate = populate;
@@ -326,7 +338,8 @@ arena arena::attach(int fd, bool populate) {
 
 int arena::fd() const noexcept {
   if (core_ == &detail::g_dead_arena) return -1;
-  return static_cast<const detail::arena_slot*>(core_)->fd;
+  const auto* slot = static_cast<const detail::arena_slot*>(core_);
+  return detail::owns_backing_fd(slot) ? slot->fd : -1;
 }
 
 void arena::populate() const noexcept {

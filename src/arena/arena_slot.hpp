@@ -102,6 +102,7 @@ class arena_slot : public arena_core {
   std::atomic<bool> frozen{false};
   // Backing (see arena_memfd.cpp): the memfd, or -1 for anonymous memory.
   int fd = -1;
+  os::file_id fd_file;     // the file fd named when the slot got it (set_backing_fd)
   bool inherited = false;  // this process is a forked copy of an unfrozen memfd arena's creator
   bool populate = false;   // pre-fault at freeze
   bool attached = false;  // made by arena::attach(): frozen from birth, mapped from another process

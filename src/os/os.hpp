@@ -112,6 +112,15 @@ int file_resize(int fd, std::size_t bytes) noexcept;
 // The file's size (fstat).
 int file_size(int fd, std::size_t* bytes) noexcept;
 
+// Which file a descriptor refers to (fstat: device and inode), to tell later whether the number
+// still names that file or has been closed and reused for another.
+struct file_id {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  bool operator==(const file_id&) const = default;
+};
+int file_identity(int fd, file_id* id) noexcept;
+
 // Writes/reads exactly `bytes` at `offset` (pwrite/pread, retried on EINTR and short counts).
 // A read past the end fails with EIO.
 int file_write(int fd, const void* data, std::size_t bytes, std::size_t offset) noexcept;

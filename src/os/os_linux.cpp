@@ -260,6 +260,14 @@ int file_size(int fd, std::size_t* bytes) noexcept {
   return 0;
 }
 
+int file_identity(int fd, file_id* id) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_or(EBADF);
+  id->device = static_cast<std::uint64_t>(st.st_dev);
+  id->inode = static_cast<std::uint64_t>(st.st_ino);
+  return 0;
+}
+
 int file_write(int fd, const void* data, std::size_t bytes, std::size_t offset) noexcept {
   std::size_t done = 0;
   while (done < bytes) {
