@@ -219,8 +219,9 @@ inline bool all_ascii(std::string_view s) noexcept {
 }
 
 // Whether s is UTF-8 as Python's strict decoder accepts it: no overlong forms, no surrogates
-// (U+D800..U+DFFF), nothing above U+10FFFF, no truncated sequence.
-inline bool valid_utf8(std::string_view s) noexcept {
+// (U+D800..U+DFFF), nothing above U+10FFFF, no truncated sequence. With `surrogates`, as its
+// surrogatepass handler accepts it: lone surrogates allowed (a str node's flag_surrogates).
+inline bool valid_utf8(std::string_view s, bool surrogates = false) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
   for (std::size_t i = 0; i < n;) {
@@ -235,7 +236,7 @@ inline bool valid_utf8(std::string_view s) noexcept {
     else if (c >= 0xe0 && c <= 0xef) {
       len = 3;
       if (c == 0xe0) lo = 0xa0;  // overlong
-      if (c == 0xed) hi = 0x9f;  // surrogates
+      if (c == 0xed && !surrogates) hi = 0x9f;  // surrogates
     } else if (c >= 0xf0 && c <= 0xf4) {
       len = 4;
       if (c == 0xf0) lo = 0x90;  // overlong

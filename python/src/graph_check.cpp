@@ -260,6 +260,11 @@ std::string graph_check::check_leaf(const node_header* n, std::uint64_t off) {
       if (static_cast<unsigned char>(p[i]) >= 0x80)
         return at_offset("a str marked ASCII holds a non-ASCII byte", off);
     }
+  } else if (str && !valid_utf8(std::string_view(str_bytes(n), bytes),
+                                (n->flags & flag_surrogates) != 0)) {
+    // Reading it would raise UnicodeDecodeError wherever it is reached (open() itself, for a
+    // root str), and dumps() ValueError.
+    return at_offset("a str that is not UTF-8 (or holds a surrogate it is not flagged for)", off);
   }
   return {};
 }

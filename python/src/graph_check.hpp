@@ -9,7 +9,8 @@
 //   - every float reference lies inside; tags and constants are known ones;
 //   - every packed str (v2 graphs only) lies inside, holds 8 to 255 bytes and is UTF-8 without
 //     surrogates, as Python's strict decoder and the JSON writer take it;
-//   - a str marked ASCII is ASCII (CPython trusts that flag);
+//   - a str marked ASCII is ASCII (CPython trusts that flag), any other str node is UTF-8 as its
+//     decoder accepts it (lone surrogates only with flag_surrogates);
 //   - a datetime, date, time, timedelta, Decimal or UUID node holds a value its Python type
 //     accepts (scalar_node_error in scalar_format.hpp);
 //   - a table's capacity is above its count (and a power of two unless flag_any_capacity, which

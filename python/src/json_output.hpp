@@ -128,8 +128,8 @@ inline char* put_code_point(char* o, char32_t cp, bool ensure_ascii) {
 }
 
 // The length of the well-formed UTF-8 sequence (surrogates allowed, as CPython's surrogatepass
-// writes them) at p[0, avail), p[0] >= 0x80; 0 when it is not one (a damaged image's str: the
-// image check looks at ASCII flags, not at every byte).
+// writes them) at p[0, avail), p[0] >= 0x80; 0 when it is not one (a damaged image's str, mapped
+// without open()'s check: one another process sent).
 inline std::size_t utf8_sequence(const unsigned char* p, std::size_t avail) {
   const unsigned char c = p[0];
   std::size_t len;

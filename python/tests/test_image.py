@@ -419,6 +419,26 @@ class CraftedImages(unittest.TestCase):
             with self.subTest(data=data[24:]):
                 self.refused(data, why)
 
+    def test_a_str_node_that_is_not_utf8_is_refused(self):
+        # Only ASCII flags were checked: open() of an image whose root is such a str raised
+        # UnicodeDecodeError (no OSError, no path), and a deeper one raised when read.
+        def str16(raw, flags=0):
+            node = struct.pack("<BBH", 10, flags, len(raw)) + raw
+            return b"pfpy\0v2\0" + struct.pack("<Q", 16) + node + b"\0" * (-len(node) % 8)
+
+        why = "a str that is not UTF-8 (or holds a surrogate it is not flagged for) at offset 16"
+        for raw in (b"\xe8\x80", b"h\xc3A", b"\xff\xfe", b"a\xed\xa0\x80", b"\xc0\xaf"):
+            with self.subTest(raw=raw):
+                self.refused(str16(raw), why)
+        frozen = permafrost.freeze({"s": ["h\u00e9llo, " + "." * 250 + " long enough for a node"]})
+        data = graph_bytes(frozen)
+        at = data.index("h\u00e9llo".encode())
+        self.refused(data[:at + 1] + b"\xc3A" + data[at + 3:], "a str that is not UTF-8")
+        # A lone surrogate in a str flagged for them (freeze() writes those) opens.
+        permafrost._core._save_bytes(str16(b"a\xed\xa0\x80", flags=2), self.path)
+        permafrost._stores.forget()
+        self.assertEqual(permafrost.open(self.path), "a\ud800")
+
     def test_a_graph_of_a_newer_format_is_refused_by_name(self):
         # A later permafrost may write "pfpy\0v3\0"...: the error says to upgrade, not "bad magic".
         for digit in b"39":

@@ -374,9 +374,9 @@ class Errors(unittest.TestCase):
         permafrost.dumps(table, default=shrink)
 
     def test_a_damaged_str_in_an_image_raises_not_crashes(self):
-        # The image check verifies a str node's ASCII flag, not every UTF-8 byte (it does for
-        # packed strs, up to 255 bytes: test_image): a str node holding bytes that are not UTF-8
-        # passes it. Reading the str raises; so does dumps.
+        # open() refuses a str node holding bytes that are not UTF-8 (test_image), but an image
+        # another process sent is mapped without that check (a trusted pickle, as here): reading
+        # the str raises; so does dumps.
         import ctypes
         frozen = permafrost.freeze({"s": ["h\u00e9llo, " + "." * 250 + " long enough for its own node"]})
         address, size = permafrost._core._range(frozen)
@@ -390,7 +390,12 @@ class Errors(unittest.TestCase):
                     bad = data[:end - 1] + damage + data[end:]
                 path = os.path.join(tempfile.mkdtemp(), "damaged.pfimg")
                 permafrost._core._save_bytes(bad, path)
-                opened = permafrost.open(path)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    store = permafrost._core._open_store_fd(fd, path)
+                finally:
+                    os.close(fd)
+                opened = permafrost._core._store_view(store, 0)
                 with self.assertRaises(UnicodeDecodeError):
                     opened["s"][0]
                 for kwargs in ({}, {"ensure_ascii": True}):
