@@ -536,7 +536,12 @@ FrozenList.__contains__ = _abc.Sequence.__contains__
 FrozenList.__reversed__ = _abc.Sequence.__reversed__
 
 
-def _list_index(self, value, start=0, stop=None):
+def _list_index(self, value, start=0, stop=None, /):
+    # As list.index: start and stop may be any object with __index__ (collections.abc's compares
+    # them with ints and raised TypeError for such an object), and no keyword arguments.
+    start = _operator.index(start)
+    if stop is not None:
+        stop = _operator.index(stop)
     try:
         return _abc.Sequence.index(self, value, start, stop)
     except ValueError as e:
@@ -547,7 +552,7 @@ def _list_index(self, value, start=0, stop=None):
 
 
 FrozenList.index = _list_index
-FrozenList.count = _abc.Sequence.count
+FrozenList.count = lambda self, value, /: _abc.Sequence.count(self, value)  # positional, as list
 FrozenList.__add__ = lambda self, other: (list(self) + list(other)
                                           if isinstance(other, (list, FrozenList))
                                           else NotImplemented)

@@ -193,6 +193,28 @@ class Views(unittest.TestCase):
                     [1, 2, 3, 2].index(*args)
                 self.assertEqual(str(frozen.exception), str(plain.exception))
 
+    def test_index_and_count_take_arguments_as_a_list_does(self):
+        # index's bounds may be any object with __index__ (they were compared with ints:
+        # TypeError); neither method takes keywords.
+        class At:
+            def __init__(self, i):
+                self.i = i
+
+            def __index__(self):
+                return self.i
+
+        plain = [1, 2, 3, 2]
+        a = self.d["a"]
+        for args in ((2, At(2)), (2, At(-2), At(4)), (2, True), (3, 0, 4)):
+            with self.subTest(args=args):
+                self.assertEqual(a.index(*args), plain.index(*args))
+        for call in (lambda x: x.count(value=2), lambda x: x.index(value=2),
+                     lambda x: x.index(2, start=0), lambda x: x.index(2, 0, 1.5)):
+            with self.assertRaises(TypeError):
+                call(plain)
+            with self.assertRaises(TypeError):
+                call(a)
+
     def test_set_is_a_set(self):
         s = permafrost.freeze({"s": {1, "two", (3,)}})["s"]
         self.assertIsInstance(s, collections.abc.Set)
