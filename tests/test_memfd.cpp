@@ -379,7 +379,8 @@ TEST_CASE("an empty memfd arena freezes, seals and attaches as an empty arena") 
   b.check_invariants();
 }
 
-TEST_CASE("fd() is -1 once the memfd was closed behind the arena's back, and its number is spared") {
+TEST_CASE(
+    "fd() is -1 once the memfd was closed behind the arena's back, and its number is spared") {
   arena a(memfd_options("closed-behind"));
   fill(a, 1000);
   a.freeze();

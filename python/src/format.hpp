@@ -235,7 +235,7 @@ inline bool valid_utf8(std::string_view s, bool surrogates = false) noexcept {
     if (c >= 0xc2 && c <= 0xdf) len = 2;
     else if (c >= 0xe0 && c <= 0xef) {
       len = 3;
-      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xe0) lo = 0xa0;                 // overlong
       if (c == 0xed && !surrogates) hi = 0x9f;  // surrogates
     } else if (c >= 0xf0 && c <= 0xf4) {
       len = 4;
