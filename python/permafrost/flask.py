@@ -17,8 +17,11 @@ escape). Creating the provider also lets the app's view functions return a Froze
 FrozenList, alone or in a (body, status, headers) tuple, as they may return a dict or a list, and
 stores a view put in the session as its thawed value.
 """
+import functools as _functools
 import json as _json
 
+from flask import has_request_context as _has_request_context
+from flask import request as _request
 from flask.json.provider import DefaultJSONProvider as _DefaultJSONProvider
 from flask.json.tag import JSONTag as _JSONTag
 from flask.json.tag import TaggedJSONSerializer as _TaggedJSONSerializer
@@ -52,13 +55,36 @@ class JSONProvider(_DefaultJSONProvider):
         return kwargs
 
     def _legacy_encoder(self):
-        # Flask 2.2's deprecated app.json_encoder: json.dumps with that class, as Flask does.
-        return getattr(self._app, "_json_encoder", None) is not None
+        """Flask 2.2's deprecated json_encoder of the request's blueprint, else of the app, or
+        None (as DefaultJSONProvider.dumps chooses it; Flask 2.3 removed both)."""
+        cls = getattr(self._app, "_json_encoder", None)
+        if _has_request_context():
+            blueprint = self._app.blueprints.get(_request.blueprint)
+            if getattr(blueprint, "_json_encoder", None) is not None:
+                cls = blueprint._json_encoder
+        return cls
+
+    def _legacy_dumps(self, obj, cls, kwargs):
+        """json.dumps with the legacy encoder class cls, as Flask 2.2 runs it, views included:
+        the class's own default() is used when it has one, the provider's otherwise, and either
+        sees a view's thawed value (the encoder set on the app or a blueprint knew no views: every
+        response holding one failed)."""
+        given_default = "default" in kwargs
+        kwargs = self._options(kwargs)
+        if not given_default and "default" in cls.__dict__:
+            del kwargs["default"]
+        if "default" in kwargs:
+            kwargs["default"] = _thawing(kwargs["default"])
+        kwargs.setdefault("cls", _with_views(cls))
+        return _json.dumps(obj, **kwargs)
 
     def encode(self, obj, **kwargs):
         """JSON of obj as UTF-8 bytes, with dumps()'s options and defaults."""
+        legacy = self._legacy_encoder()
+        if legacy is not None:
+            return self._legacy_dumps(obj, legacy, kwargs).encode("utf-8", "backslashreplace")
         kwargs = self._options(kwargs)
-        if self._legacy_encoder() or not kwargs.keys() <= _ENCODE_ARGS:
+        if not kwargs.keys() <= _ENCODE_ARGS:
             kwargs.setdefault("cls", JSONEncoder)
             return _json.dumps(obj, **kwargs).encode("utf-8", "backslashreplace")
         indent = kwargs.get("indent")
@@ -70,8 +96,9 @@ class JSONProvider(_DefaultJSONProvider):
 
     def dumps(self, obj, **kwargs):
         """Serialize obj as JSON text (json.dumps's arguments; Flask's defaults)."""
-        if self._legacy_encoder():
-            return super().dumps(obj, **kwargs)
+        legacy = self._legacy_encoder()
+        if legacy is not None:
+            return self._legacy_dumps(obj, legacy, kwargs)
         return self.encode(obj, **kwargs).decode()
 
     def response(self, *args, **kwargs):
@@ -86,11 +113,31 @@ class JSONProvider(_DefaultJSONProvider):
         else:
             dump_args = {"separators": (",", ":")}
         mimetype = config.get("JSONIFY_MIMETYPE") or self.mimetype
-        if self._legacy_encoder():
-            body = f"{super().dumps(obj, **dump_args)}\n".encode()
+        legacy = self._legacy_encoder()
+        if legacy is not None:
+            body = f"{self._legacy_dumps(obj, legacy, dump_args)}\n".encode()
         else:
             body = self.encode(obj, **dump_args) + b"\n"
         return self._app.response_class(body, mimetype=mimetype)
+
+
+def _thawing(default):
+    """default, seeing a view's thawed value first."""
+    def thawing(o):
+        return o.thaw() if isinstance(o, (FrozenDict, FrozenList)) else default(o)
+    return thawing
+
+
+@_functools.lru_cache(maxsize=None)
+def _with_views(cls):
+    """The legacy encoder class cls, whose default() sees a view's thawed value first."""
+    def default(self, o):
+        if isinstance(o, (FrozenDict, FrozenList)):
+            return o.thaw()
+        return super(with_views, self).default(o)
+
+    with_views = type(cls.__name__, (cls,), {"default": default, "__module__": cls.__module__})
+    return with_views
 
 
 def _accept_views_from_view_functions(app):

@@ -629,6 +629,59 @@ class FlaskProvider(unittest.TestCase):
         dict_text, views_text = client.get("/read").get_json()
         self.assertEqual(views_text, dict_text)
 
+    @unittest.skipUnless(hasattr(flask.Flask, "json_encoder") if flask else False,
+                         "app.json_encoder was removed in Flask 2.3")
+    def test_a_legacy_json_encoder_of_the_app_or_a_blueprint_is_used_as_flask_uses_it(self):
+        # Flask 2.2's deprecated json_encoder: every response holding a view was a 500 (the
+        # user's encoder knew no views), and a blueprint's encoder was ignored.
+        import datetime
+        import warnings
+
+        class Dates(flask.json.JSONEncoder):
+            def default(self, o):
+                if isinstance(o, datetime.date):
+                    return o.isoformat()
+                return super().default(o)
+
+        class Plain(flask.json.JSONEncoder):
+            pass
+
+        when = datetime.date(2020, 1, 2)
+        frozen = permafrost.freeze({"rec": self.record})
+        bodies = {}
+        for provider in (flask.json.provider.DefaultJSONProvider, JSONProvider):
+            app = flask.Flask("permafrost_legacy_" + provider.__name__)
+            app.json = provider(app)
+            blueprint = flask.Blueprint("bp", "permafrost_legacy_bp")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                app.json_encoder = Plain
+                blueprint.json_encoder = Dates
+
+            @app.get("/app")
+            def from_app():
+                return flask.jsonify({"when": when, "rec": self.record})
+
+            @blueprint.get("/blueprint")
+            def from_blueprint():
+                return flask.jsonify({"when": when, "rec": self.record})
+
+            app.register_blueprint(blueprint)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                client = app.test_client()
+                bodies[provider] = [client.get(url).get_data() for url in ("/app", "/blueprint")]
+                if provider is JSONProvider:
+                    app.view_functions["from_app"] = lambda: frozen["rec"]
+                    app.view_functions["bp.from_blueprint"] = lambda: flask.jsonify(
+                        {"when": when, "rec": frozen["rec"]})
+                    views = [client.get(url) for url in ("/app", "/blueprint")]
+        self.assertEqual(bodies[JSONProvider], bodies[flask.json.provider.DefaultJSONProvider])
+        self.assertIn(b'"when":"2020-01-02"', bodies[JSONProvider][1])
+        self.assertEqual([r.status_code for r in views], [200, 200])
+        self.assertEqual(views[0].get_json(), self.record)
+        self.assertEqual(views[1].get_data(), bodies[JSONProvider][1])
+
     def test_json_provider_class_on_a_flask_subclass(self):
         class App(flask.Flask):
             json_provider_class = JSONProvider
