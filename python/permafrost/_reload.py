@@ -39,6 +39,11 @@ def _detached(error, handling):
     return error
 
 
+def _default_open():
+    from . import open as _open  # not at import: permafrost imports this module
+    return _open
+
+
 def _closed(root):
     # A view's closed; an opener's own kind of root (or a scalar root) is never closed.
     return getattr(root, "closed", False) is True
@@ -68,7 +73,8 @@ class Reloader:
     file-system clock, a second on some, keeps its size and mtime). With no image at all yet
     (the first open fails), the constructor raises. An image in service that was closed
     (close() of any view of it, or `with permafrost.open(path) as root:` elsewhere in the
-    process: the same file's views share one mapping) is opened again at the next current().
+    process: the same file's views share one mapping) is opened again at the next current(),
+    from its file, which the Reloader holds open, where the path no longer holds it.
 
     Thread safety: current() may be called from any number of threads; one of them reopens.
 
@@ -90,6 +96,11 @@ class Reloader:
         self._lock_pid = _os.getpid()
         self._identity = self._stat()
         self._root = self._open(self.path)
+        # The file of the image in service, held open (permafrost.open()'s images only), so that
+        # one closed under the Reloader comes back even where the path no longer holds it.
+        self._file = None
+        if self._open is _default_open():
+            self._hold_file(self._identity)
         self._checked = _time.monotonic()
         self._failed_identity = None
         self._failed_at = None  # monotonic time of that failure; None once it was tried again
@@ -104,10 +115,33 @@ class Reloader:
     def current(self):
         """The root view of the newest image that opened; see the class docstring."""
         now = _time.monotonic()
-        if now - self._checked >= self.interval or (_closed(self._root) and
-                                                     self._failed_identity is None):
+        if now - self._checked >= self.interval or _closed(self._root):
             self._check(now)
         return self._root
+
+    def _hold_file(self, identity):
+        """Holds the file at path open when it is still the one of `identity` (just opened)."""
+        from ._stores import _Descriptor
+        self._file = None
+        try:
+            fd = _os.open(self.path, _os.O_RDONLY | _os.O_CLOEXEC)
+        except OSError:
+            return
+        held = _Descriptor(fd)
+        st = _os.fstat(fd)
+        if identity and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity[:4]:
+            self._file = held
+
+    def _reopen_held(self):
+        """Maps the image in service again from its held file, if it was closed (the path holds
+        no image that opens: nothing, or a file that failed)."""
+        if self._file is None or not _closed(self._root):
+            return
+        from . import _core
+        try:
+            self._root = _core._store_view(_core._open_store_fd(self._file.fd, self.path), 0)
+        except Exception:  # noqa: BLE001 - the closed view stays; the next check tries again
+            pass
 
     def _check(self, now):
         if self._lock_pid != _os.getpid():
@@ -127,14 +161,17 @@ class Reloader:
             # was closed: opening a path maps nothing new while the image is open, so code that
             # ran `with permafrost.open(path) as root:` closed the one in service (every request
             # then raised ValueError until a new file was saved); it is opened again.
-            if identity is None or (self._identity and identity[:4] == self._identity[:4] and
-                                    not _closed(self._root)):
+            if identity is None:
+                self._reopen_held()
+                return
+            if self._identity and identity[:4] == self._identity[:4] and not _closed(self._root):
                 return
             retry = identity == self._failed_identity
             if retry:
                 # Tried once more, 2 s after it failed: the failed attempt may have read a file
                 # still being written in place, in the same clock tick as its last write.
                 if self._failed_at is None or now - self._failed_at < _RETRY_AFTER:
+                    self._reopen_held()
                     return
             handling = _sys.exc_info()[1]  # the caller's, which e may chain to
             try:
@@ -143,8 +180,11 @@ class Reloader:
                 self.error = _detached(e, handling)
                 self._failed_identity = identity
                 self._failed_at = None if retry else now
+                self._reopen_held()
                 return
             self._root, self._identity = root, identity
+            if self._open is _default_open():
+                self._hold_file(identity)
             self.error = None
             self._failed_identity = None
         finally:
@@ -160,6 +200,7 @@ class Reloader:
         state = self.__dict__.copy()
         del state["_lock"], state["_lock_pid"]
         state["error"] = None
+        state["_file"] = None  # a descriptor of this process; the receiver maps the view sent
         return state
 
     def __setstate__(self, state):

@@ -427,6 +427,27 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 1)
         self.assertIsNone(reloader.error)
 
+    def test_an_image_closed_while_the_path_holds_no_image_comes_back_from_its_file(self):
+        # A bad deploy left a file that fails at the path (or none), then the image in service
+        # was closed: it could not be opened from the path, and every request raised ValueError
+        # until a good file was saved. The Reloader holds the image's file open for this.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        with open(self.path + ".new", "wb") as bad:
+            bad.write(b"not an image" * 50)
+        os.rename(self.path + ".new", self.path)
+        reloader.interval = 0
+        self.assertEqual(reloader.current()["version"], 1)
+        self.assertIsInstance(reloader.error, OSError)
+        reloader.current().close()
+        self.assertEqual(reloader.current()["version"], 1)
+        os.unlink(self.path)
+        reloader.current().close()
+        self.assertEqual(reloader.current()["version"], 1)
+        self.save(2)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertIsNone(reloader.error)
+
     def test_a_reloader_whose_image_was_closed_pickles_with_it_opened_again(self):
         # __getstate__ sent the closed view as it was: pickling raised ValueError ("closed")
         # until current() had run once and opened the image again.
