@@ -68,8 +68,24 @@ class Progress:
             pos = None
         if pos is not None:
             done += f", {pos / self.total:.0%} of {self.total / 2**20:,.1f} MiB"
-        print(f"{PROG} build: {self.name}: {done}, {now - self.start:.0f} s", file=sys.stderr,
-              flush=True)
+        _note(f"{PROG} build: {self.name}: {done}, {now - self.start:.0f} s")
+
+
+def _note(line):
+    """A progress or summary line on stderr, which decides nothing: a closed or full stderr
+    (`2>&1 | head -1`, 2>/dev/full) made the build fail, or exit 1 after writing the image."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # ValueError: sys.stderr closed by the caller
+        pass
+
+
+def _same_file(stream, path):
+    """True when path names the file the input stream reads (the output would replace it)."""
+    try:
+        return os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 def _size_of(stream):
@@ -230,6 +246,9 @@ def build(args):
         raise InputError(f"{args.output}: cannot write: {out_dir} is not a writable directory")
     stream = _open_input(name)
     try:
+        if _same_file(stream, args.output):
+            raise InputError(f"{args.output}: cannot write: it is the input {name} (the image "
+                             "would replace it)")
         progress = Progress(name, stream, None if args.quiet else args.progress)
         common = {"path": args.output, "name": args.name}
         if kind == "json":
@@ -339,9 +358,9 @@ def main(argv=None):
         root = build(args)
         try:
             if not args.quiet:
-                print(f"{PROG} build: wrote {args.output}: {type(root).__name__} of "
+                _note(f"{PROG} build: wrote {args.output}: {type(root).__name__} of "
                       f"{len(root):,} items, {os.path.getsize(args.output) / 2**20:,.1f} MiB "
-                      f"in {time.monotonic() - t:.1f} s", file=sys.stderr)
+                      f"in {time.monotonic() - t:.1f} s")
         finally:
             root.close()
         return 0

@@ -113,6 +113,36 @@ class Build(unittest.TestCase):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("the output path is empty", proc.stderr)
 
+    def test_an_output_that_is_the_input_is_refused_and_the_input_kept(self):
+        # It succeeded, replacing the JSON Lines with the image.
+        src = self.write("r.jsonl", '{"id": "a"}\n')
+        self.out = src
+        proc = self.build("--jsonl", src, "--key", "id", ok=False)
+        self.assertIn("%s: cannot write: it is the input %s" % (src, src), proc.stderr)
+        with open(src) as f:
+            self.assertEqual(f.read(), '{"id": "a"}\n')
+
+    def test_a_closed_or_full_stderr_does_not_decide_the_build(self):
+        # Progress and summary lines are cosmetic: a closed pipe (`2>&1 | head -1`) made the
+        # build fail with nothing written, a full one (2>/dev/full) exit 1 after writing.
+        src = self.write("r.jsonl", "".join('{"id": %d}\n' % i for i in range(5000)))
+        for stderr in ("/dev/full", "closed pipe"):
+            with self.subTest(stderr=stderr):
+                if os.path.exists(self.out):
+                    os.unlink(self.out)
+                if stderr == "/dev/full":
+                    sink = open("/dev/full", "w")
+                else:
+                    read_end, write_end = os.pipe()
+                    os.close(read_end)
+                    sink = os.fdopen(write_end, "w")
+                with sink:
+                    proc = subprocess.run([sys.executable, "-m", "permafrost", "build", "--jsonl",
+                                           src, "--key", "id", "--progress", "0", "-o", self.out],
+                                          stdout=subprocess.PIPE, stderr=sink, timeout=120)
+                self.assertEqual(proc.returncode, 0)
+                self.assertEqual(len(self.image()), 5000)
+
     def test_an_output_of_standard_output_is_refused_before_reading_the_input(self):
         src = self.write("r.jsonl", "not json\n")  # read first, this error would be reported
         proc = run("build", "--jsonl", src, "-o", "-", cwd=self.dir.name)
