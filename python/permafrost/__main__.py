@@ -22,6 +22,7 @@ the checksum was verified; a damaged or non-image file is exit status 1 with the
 """
 import argparse
 import csv
+import errno
 import io
 import json
 import math
@@ -244,6 +245,17 @@ def build(args):
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK | os.X_OK):
         raise InputError(f"{args.output}: cannot write: {out_dir} is not a writable directory")
+    try:  # a name the file system refuses failed only at the end, when the image was renamed
+        os.stat(args.output)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise InputError(f"{args.output}: cannot write: {e.strerror}") from None
+    if args.name is not None:
+        try:
+            args.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"--name {args.name!r}: an arena's name must be text (bytes that "
+                             "are not UTF-8 were given)") from None
     stream = _open_input(name)
     try:
         if _same_file(stream, args.output):

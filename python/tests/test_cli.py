@@ -122,6 +122,18 @@ class Build(unittest.TestCase):
         with open(src) as f:
             self.assertEqual(f.read(), '{"id": "a"}\n')
 
+    def test_an_output_name_too_long_or_a_name_not_utf8_fails_before_reading_the_input(self):
+        src = self.write("r.jsonl", "not json\n")  # read first, this error would be reported
+        self.out = self.path("x" * 256)
+        proc = self.build("--jsonl", src, ok=False)
+        self.assertIn("x" * 256 + ": cannot write: File name too long", proc.stderr)
+        self.out = self.path("out.pfi")
+        proc = subprocess.run([sys.executable, "-m", "permafrost", "build", "--jsonl", src,
+                               "--name", b"bad\xff".decode("utf-8", "surrogateescape"), "-o",
+                               self.out], capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("--name 'bad\\udcff': an arena's name must be text", proc.stderr)
+
     def test_a_closed_or_full_stderr_does_not_decide_the_build(self):
         # Progress and summary lines are cosmetic: a closed pipe (`2>&1 | head -1`) made the
         # build fail with nothing written, a full one (2>/dev/full) exit 1 after writing.
