@@ -16,6 +16,10 @@
 // 300 ms (an idle server process) and prints the resident set before, touched and then:
 //   rss_before_kib=N rss_touched_kib=N rss_idle_kib=N
 // An allocator that gives memory back only on a later call (mimalloc's decommit delay) keeps it.
+// With --reuse-block KiB the program allocates a block of that size, writes every byte and frees
+// it, 500 times, and prints the page faults a cycle took (getrusage), rounded up:
+//   faults_per_cycle=N
+// An allocator that gives the block's pages back at each free faults every page in again.
 // With --hold-total MiB the program allocates that many MiB in blocks of 1 KiB - 1 MiB and keeps
 // them all live (a sort's working set), touching each; prints "held_mib=N" with N the MiB it got
 // before malloc failed (test_malloc runs it under an address-space limit just above the total).
@@ -31,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -103,6 +108,27 @@ int idle_after_free(std::size_t mib) {
   return 0;
 }
 
+long minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+int reuse_block(std::size_t kib) {
+  constexpr long cycles = 500;
+  const std::size_t size = kib << 10;
+  const long before = minor_faults();
+  for (long i = 0; i < cycles; ++i) {
+    auto* p = static_cast<unsigned char*>(std::malloc(size));
+    if (p == nullptr) return 1;
+    std::memset(p, static_cast<int>(i), size);
+    asm volatile("" : : "r"(p) : "memory");
+    std::free(p);
+  }
+  std::printf("faults_per_cycle=%ld\n", (minor_faults() - before + cycles - 1) / cycles);
+  return 0;
+}
+
 int hold_total(std::size_t mib) {
   std::vector<void*> blocks;
   blocks.reserve((mib << 20) / 1024);
@@ -148,6 +174,8 @@ int main(int argc, char** argv) {
   }
   if (const std::size_t mib = numeric_option(argc, argv, "--idle-after-free", 0); mib != 0)
     return idle_after_free(mib);
+  if (const std::size_t kib = numeric_option(argc, argv, "--reuse-block", 0); kib != 0)
+    return reuse_block(kib);
   if (const std::size_t mib = numeric_option(argc, argv, "--hold-total", 0); mib != 0) {
     if (numeric_option(argc, argv, "--fork-first", 0) != 0) {
       const pid_t pid = ::fork();

@@ -164,23 +164,15 @@ bool permafrost::detail::g_malloc_library_active = false;
 
 namespace {
 
-// mimalloc's options for a process whose whole malloc is the library's. mimalloc 2.0.9 decommits
-// the free pages of a segment only after mi_option_decommit_delay (25 ms) *and on a later call
-// into the allocator*: an idle process that freed its working set keeps all of it resident (an
-// idle PostgreSQL backend kept 266 MiB after big sorts where glibc keeps 33). With the delay at 0
-// pages are given back as they are freed (bench/heap_churn: "resident set when idle after
-// freeing"). A MIMALLOC_DECOMMIT_DELAY (or its old name MIMALLOC_RESET_DELAY) in the environment
-// wins: mimalloc read it at its own start, and the library then leaves the option alone.
-void set_mimalloc_options() noexcept {
-  const char* value = nullptr;
-  if (permafrost::os::environment("MIMALLOC_DECOMMIT_DELAY", &value) == 0 ||
-      permafrost::os::environment("MIMALLOC_RESET_DELAY", &value) == 0)
-    return;
-  mi_option_set(mi_option_decommit_delay, 0);
-}
-
+// The library leaves mimalloc's options as mimalloc and its MIMALLOC_* variables set them. Until
+// 2026-12-05 it set mi_option_decommit_delay to 0, so that an idle process gave freed pages back
+// at once (mimalloc decommits them only 25 ms after the free and on a later call); but every page
+// emptied and refilled was then given back and faulted in again: a buffer above 128 KiB allocated
+// and freed in a loop, and pages of medium blocks that a program's churn empties and refills,
+// which made ordinary programs (sqlite, Python parsing JSON) run much slower
+// (test_malloc: "a block freed and allocated again is not faulted in again each time").
+// MIMALLOC_DECOMMIT_DELAY=0 still gives that behaviour to a program that wants it.
 __attribute__((constructor)) void permafrost_malloc_at_load() {
-  set_mimalloc_options();  // first: before the heap makes its arenas
   permafrost::detail::g_malloc_library_active = true;
   permafrost::detail::init_process_heap();
   if (env_is_1("PERMAFROST_KEEP_INHERITED") || env_is_1("PERMAFROST_FREEZE_AT_FORK"))
