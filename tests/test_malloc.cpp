@@ -577,7 +577,10 @@ TEST_CASE("under an address-space limit a program starts whatever the limit's si
   // aborted at its first allocation with "failed to register TLS destructor: out of memory": the
   // first arena took all the limit left but a sixteenth (18 MiB), and mimalloc's own heap, which
   // holds the thread heaps' structs, then could not map its first 32 MiB segment.
-  for (std::size_t limit_mib = 160; limit_mib <= 544; limit_mib += 16) {
+  // Below 160 MiB (72 to 104 MiB) the first arena itself, forced to the least size, took the
+  // room mimalloc's own first segment needs: the same abort; now no arena is made there. (Under
+  // about 40 MiB plain mimalloc aborts too: its first segment alone does not fit.)
+  for (std::size_t limit_mib = 48; limit_mib <= 544; limit_mib += 8) {
     int status = 0;
     const std::string out =
         run_preloaded({HEAP_CHURN_PROBE_GLIBC, "--hold-total", "8"}, {}, limit_mib << 20, &status);
@@ -605,6 +608,16 @@ bool mt_program_runs(const std::vector<std::string>& args, std::size_t limit_mib
   return out.find("ok") == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 }  // namespace
+
+TEST_CASE("under a limit of 120 to 170 MiB a program starts two threads") {
+  // Regression: the generation's first arena took the room a thread needs (its stack and a 32 MiB
+  // mimalloc segment for its heap): the first thread aborted with "failed to register TLS
+  // destructor" (Python too, at 150 MiB) where plain mimalloc ran it. Under such a limit the
+  // heap now makes no arena and allocates as plain mimalloc does.
+  for (const std::size_t limit_mib : {120, 150, 170}) {
+    (void)mt_program_runs({"--threads", "2", "--no-fork"}, limit_mib);
+  }
+}
 
 TEST_CASE("under an address-space limit a program with threads starts them all") {
   // Regression: the first arena took all the limit left but 64 MiB, and each thread's stack

@@ -38,6 +38,9 @@ namespace {
 constexpr std::size_t arena_align = std::size_t{64} << 20;
 constexpr std::size_t min_arena_bytes = arena_align;
 constexpr std::size_t max_grow_bytes = std::size_t{64} << 30;
+// Under an address-space limit, what a generation's first arena leaves beyond the least kept for
+// other mappings (arena_bytes_that_fit): see reserve_arena.
+constexpr std::size_t first_arena_headroom = std::size_t{64} << 20;
 
 }  // namespace
 }  // namespace permafrost::detail
@@ -267,6 +270,18 @@ int reserve_arena(std::size_t want, std::size_t least, std::uint64_t generation,
   // "failed to register TLS destructor" where plain mimalloc ran them). The thread then allocates
   // outside the arenas (allocate_outside_arenas), as plain mimalloc does.
   std::size_t fit = arena_bytes_that_fit();
+  // Not even the least arena beside what is kept for the rest (mimalloc's own 32 MiB segments
+  // above all): none at all. The heap then allocates where plain mimalloc would. A least arena
+  // forced in took that room: under `ulimit -v` of 72 to 104 MiB every preloaded program aborted
+  // at its first allocation ("failed to register TLS destructor"), where plain mimalloc ran. A
+  // generation's first arena (or the spare) with the malloc library also leaves room for what a
+  // program maps once it runs (an 8 MiB stack and a 32 MiB mimalloc segment per thread): under
+  // 150 MiB Python aborted when it started a thread, where plain mimalloc ran it.
+  const std::size_t headroom =
+      kind == reservation::required && &permafrost_malloc_library != nullptr && fit != SIZE_MAX
+          ? first_arena_headroom
+          : 0;
+  if (fit < least || fit - least < headroom) return ENOMEM;
   if (fit != SIZE_MAX && &permafrost_malloc_library != nullptr) {
     fit = growth_bytes(fit);
     if (fit < least && kind == reservation::growth) return ENOMEM;
