@@ -124,7 +124,8 @@ class Reloader:
         from ._stores import _Descriptor
         self._file = None
         try:
-            fd = _os.open(self.path, _os.O_RDONLY | _os.O_CLOEXEC)
+            # O_NONBLOCK: the path may have become a FIFO since the open, which would block.
+            fd = _os.open(self.path, _os.O_RDONLY | _os.O_CLOEXEC | _os.O_NONBLOCK)
         except OSError:
             return
         held = _Descriptor(fd)

@@ -271,7 +271,8 @@ def _image_descriptor(store, path):
     if held is not _UNSEEN:
         return None if held is None else held.fd
     try:
-        fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put at the path would block the send (the identity check refuses it).
+        fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC | _os.O_NONBLOCK)
     except OSError:
         _image_files[store] = None
         return None

@@ -26,7 +26,9 @@ PyObject* py_share(PyObject* module, PyObject* o) {
                     "permafrost: only a freeze() result is shared through a memfd");
     return nullptr;
   }
-  if (s->owner.arena->fd() < 0) {
+  // fd() checks the descriptor is still the arena's own (fstat): asked once.
+  int fd = s->owner.arena->fd();
+  if (fd < 0) {
     const reading r(s);
     std::unique_ptr<permafrost::arena> a =
         frozen_copy(r.base, s->size, std::string(s->owner.arena->name()), /*memfd=*/true);
@@ -35,8 +37,9 @@ PyObject* py_share(PyObject* module, PyObject* o) {
     store_owner next;
     next.arena = a.release();
     replace_owner(s, next);
+    fd = s->owner.arena->fd();
   }
-  return PyLong_FromLong(s->owner.arena->fd());
+  return PyLong_FromLong(fd);
   PF_ENTRY_END
 }
 

@@ -448,6 +448,22 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 2)
         self.assertIsNone(reloader.error)
 
+    def test_holding_the_file_does_not_block_on_a_fifo_put_at_the_path(self):
+        # The Reloader opens the path again to hold the image's file; a FIFO with no writer put
+        # there in between would have blocked the request thread for good.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        identity = reloader._identity
+        os.unlink(self.path)
+        os.mkfifo(self.path)
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (reloader._hold_file(identity), done.set()),
+                                  daemon=True)
+        worker.start()
+        self.assertTrue(done.wait(10), "blocked opening the FIFO")
+        self.assertIsNone(reloader._file)
+        self.assertEqual(reloader.current()["version"], 1)
+
     def test_a_reloader_whose_image_was_closed_pickles_with_it_opened_again(self):
         # __getstate__ sent the closed view as it was: pickling raised ValueError ("closed")
         # until current() had run once and opened the image again.
