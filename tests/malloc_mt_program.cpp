@@ -1,12 +1,15 @@
 // An ordinary multi-threaded C++ program (it links nothing of permafrost), run under
 // LD_PRELOAD=libpermafrost-malloc.so by ctest: four threads (`--threads N`) build and tear down
 // maps, strings and vectors, then fork a child that does the same (not with `--no-fork`); prints
-// "ok" when every result is as computed.
+// "ok" when every result is as computed. With `--after-exhaustion` it instead fills the address
+// space its limit allows, then starts one thread (a small stack) whose first malloc finds no room,
+// and prints "ok" with what that malloc returned: such a program must not be aborted.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
 #include <map>
+#include <pthread.h>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -29,6 +32,40 @@ long work(int seed) {
 
 int thread_count = 4;
 
+void* first_malloc(void* out) {
+  void* p = std::malloc(64);
+  *static_cast<bool*>(out) = p != nullptr;
+  std::free(p);
+  return nullptr;
+}
+
+// Holds 1 MiB blocks until malloc refuses one, then starts a thread with a 64 KiB stack (which
+// fits where no 32 MiB allocator segment does) and reports whether its first malloc succeeded.
+int thread_after_exhaustion() {
+  std::vector<void*> held;
+  held.reserve(1 << 16);
+  while (held.size() < held.capacity()) {
+    void* p = std::malloc(std::size_t{1} << 20);
+    if (p == nullptr) break;
+    held.push_back(p);
+  }
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, std::size_t{64} << 10);
+  bool got = false;
+  pthread_t thread;
+  const int err = pthread_create(&thread, &attr, &first_malloc, &got);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    std::printf("pthread_create: %s\n", std::strerror(err));
+    return 6;
+  }
+  pthread_join(thread, nullptr);
+  for (void* p : held) std::free(p);
+  std::printf("ok held_mib=%zu thread_malloc=%s\n", held.size(), got ? "block" : "null");
+  return 0;
+}
+
 bool all_threads(long* out) {
   std::vector<long> expected(static_cast<std::size_t>(thread_count));
   for (int t = 0; t < thread_count; ++t) expected[t] = work(t);  // the same work on one thread
@@ -47,13 +84,16 @@ bool all_threads(long* out) {
 
 int main(int argc, char** argv) {
   bool fork_too = true;
+  bool after_exhaustion = false;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--no-fork") == 0) {
+    if (std::strcmp(argv[i], "--after-exhaustion") == 0) {
+      after_exhaustion = true;
+    } else if (std::strcmp(argv[i], "--no-fork") == 0) {
       fork_too = false;
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       thread_count = std::atoi(argv[++i]);
     } else {
-      std::puts("usage: malloc_mt_program [--threads N] [--no-fork]");
+      std::puts("usage: malloc_mt_program [--threads N] [--no-fork] [--after-exhaustion]");
       return 2;
     }
   }
@@ -61,6 +101,7 @@ int main(int argc, char** argv) {
     std::puts("libpermafrost-malloc.so is not loaded");
     return 2;
   }
+  if (after_exhaustion) return thread_after_exhaustion();
   long sum = 0;
   if (!all_threads(&sum)) return 3;
   if (!fork_too) {

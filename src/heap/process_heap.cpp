@@ -594,8 +594,12 @@ mi_heap_t* renew_thread_heap() noexcept {
   // caller must get that one, or its allocation fails in the full arena and grows again (each
   // thread that started with its arena full reserved two arenas, not one). GCC takes the
   // registration call for a leaf that cannot reach t_state and keeps t.heap in a register
-  // across it; the barrier makes it read t.heap again.
-  (void)&t_exit_guard;
+  // across it; the barrier makes it read t.heap again. A thread with no heap of its own has none
+  // to leave dangling, and registers nothing: where the limit left no room for a heap, glibc's
+  // record could not be had either, and glibc aborts the process when it cannot register (under
+  // `ulimit -v` of 70 to 90 MiB, a Python program starting a thread died with "failed to register
+  // TLS destructor", where plain mimalloc raised an exception in Python).
+  if (heap != nullptr) (void)&t_exit_guard;
   asm volatile("" ::: "memory");
   return t.heap;
 }
