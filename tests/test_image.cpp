@@ -476,6 +476,26 @@ TEST_CASE("a truncated file is refused as truncated, wherever it was cut") {
   }
 }
 
+TEST_CASE("a file longer than its image is refused as bad_header, whatever follows the image") {
+  // Regression: bytes after the data were ignored, so an image with another file appended, or
+  // one written over a longer file without truncating it, opened as if whole.
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 2000);
+  const std::string whole = read_all(path);
+  for (const std::string& extra : {std::string(1, '\0'), std::string(4096, 'x'), whole}) {
+    CAPTURE(extra.size());
+    write_all(path, whole + extra);
+    const image_error e = open_error(path);
+    CHECK(e.why() == reason::bad_header);
+    CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+    CHECK(std::string(e.what()).find(std::to_string(extra.size()) + " bytes after the end") !=
+          std::string::npos);
+  }
+  write_all(path, whole);
+  CHECK(image::open(path).root<pt::image_table>().count == 2000);
+}
+
 TEST_CASE("a file with the wrong magic is refused as bad_magic") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

@@ -301,6 +301,27 @@ def info(path):
     return lines
 
 
+def _print_info(lines):
+    """Prints `info`'s lines on stdout: 0, or 1 with a line on stderr when they could not be
+    written. They are the command's whole output, so a closed stdout (`>&-`, where sys.stdout is
+    None and print() writes nothing) or a full one (>/dev/full) exited 0 having printed nothing."""
+    try:
+        if sys.stdout is None:
+            raise OSError(errno.EBADF, "standard output is closed")
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        return 0
+    except (OSError, ValueError) as e:  # ValueError: sys.stdout closed by the caller
+        if sys.stdout is not None:
+            # What the failed flush left in the buffer would fail again at exit, with a traceback.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        _note(f"{PROG} info: cannot write to standard output: {e}")
+        return 1
+
+
 def _seconds(text):
     """--progress's value: a number of seconds, 0 or more (inf: no progress lines)."""
     try:
@@ -364,8 +385,7 @@ def main(argv=None):
                 handlers[signum] = signal.signal(signum, _stop)
     try:
         if args.command == "info":
-            print("\n".join(info(args.image)))
-            return 0
+            return _print_info(info(args.image))
         t = time.monotonic()
         root = build(args)
         try:

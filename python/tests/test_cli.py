@@ -408,5 +408,30 @@ class Info(unittest.TestCase):
         self.assertIn(self.out, proc.stderr)
 
 
+    def test_info_of_an_image_with_bytes_appended_fails_naming_them(self):
+        permafrost.freeze(list(range(1000))).save(self.out)
+        with open(self.out, "ab") as f:
+            f.write(b"junk\n")
+        proc = run("info", self.out)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(self.out, proc.stderr)
+        self.assertIn("5 bytes after the end of the image", proc.stderr)
+
+    def test_info_to_a_closed_or_full_stdout_fails_saying_so(self):
+        # info's lines are its whole output: with stdout closed (>&-) it exited 0 having printed
+        # nothing, and with a full one (>/dev/full) it left a traceback at exit.
+        permafrost.freeze({"a": 1}).save(self.out)
+        cases = {"closed": "exec 1>&-; ", "full": "exec 1>/dev/full; "}
+        for name, redirect in cases.items():
+            with self.subTest(stdout=name):
+                proc = subprocess.run(["sh", "-c", redirect + '"$0" -m permafrost info "$1"',
+                                       sys.executable, self.out],
+                                      capture_output=False, stderr=subprocess.PIPE, text=True,
+                                      timeout=120)
+                self.assertEqual(proc.returncode, 1, proc.stderr)
+                self.assertIn("info: cannot write to standard output", proc.stderr)
+                self.assertNotIn("Traceback", proc.stderr)
+                self.assertNotIn("Exception ignored", proc.stderr)
+
 if __name__ == "__main__":
     unittest.main()

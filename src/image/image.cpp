@@ -308,6 +308,15 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
     refuse(reason::truncated, "truncated: " + std::to_string(file_bytes) +
                                   " bytes, the header promises " +
                                   std::to_string(h.data_offset + h.data_size));
+  // A saved image ends where its data does. Bytes beyond are no part of it: another file
+  // appended, or the end of a longer file that a writer overwrote in place without truncating.
+  // Either way the file is not what its saver wrote, so it is refused rather than served.
+  if (file_bytes - h.data_offset > h.data_size)
+    refuse(reason::bad_header,
+           "bad file: " + std::to_string(file_bytes - h.data_offset - h.data_size) +
+               " bytes after the end of the image the header describes (" +
+               std::to_string(h.data_offset + h.data_size) + " bytes); something was appended, " +
+               "or the file was overwritten in place by a shorter image");
 
   image img;
   std::uintptr_t base = 0;
