@@ -621,6 +621,25 @@ FrozenSet.symmetric_difference = lambda self, other: frozenset(self).symmetric_d
 FrozenSet.copy = lambda self: set(self)  # shallow, as set.copy
 _abc.Set.register(FrozenSet)
 
+
+
+def _name_methods(cls):
+    """Names the methods given to cls as lambdas (or wrappers of them) after their attribute, so
+    that an error names the method called: `L.count()` raised "<lambda>() missing 1 required
+    positional argument", and `L.closed = 1` "property '<lambda>' of 'FrozenList' object has no
+    setter"."""
+    for attr, member in list(vars(cls).items()):
+        functions = [member.fget] if isinstance(member, property) else [member]
+        while functions:
+            f = functions.pop()
+            if isinstance(f, _types.FunctionType) and f.__name__ == "<lambda>":
+                f.__name__, f.__qualname__ = attr, f"{cls.__name__}.{attr}"
+            elif not isinstance(f, _types.FunctionType) and hasattr(f, "__wrapped__"):
+                functions.append(f.__wrapped__)  # _nested(f): named as f is
+
+
+for _cls in (FrozenDict, FrozenList, FrozenSet):
+    _name_methods(_cls)
 _stores.register_reducers((FrozenDict, FrozenList, FrozenSet))
 _image_value = _stores.image_value  # the name pickles of image views made before this version use
 

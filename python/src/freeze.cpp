@@ -143,8 +143,7 @@ class freezer {
     if (scalar_encoding e; encode_scalar(o, e)) {  // datetime, Decimal, UUID...; Enum: its value
       if (!e.replacement.get())
         return {blob(static_cast<kind>(e.kind), e.flags, e.payload.data(), e.payload.size())};
-      keep_.push_back(std::move(e.replacement));
-      return value(keep_.back().get());
+      return value(enum_value(o, std::move(e.replacement)));
     }
     fail(PyExc_TypeError, short_type_name(o) + " is not supported");
   }
@@ -701,6 +700,25 @@ class freezer {
     ref b(check(PyObject_Call(to_bytes.get(), args.get(), state_.kw_signed)));
     return blob(kind_bigint, 0, PyBytes_AS_STRING(b.get()),
                 static_cast<std::size_t>(PyBytes_GET_SIZE(b.get())));
+  }
+
+  // The value to freeze for the Enum member `member`, whose `_value_` is `v`: v, or where v is a
+  // member in turn, the end of that chain. Followed in a loop, each link held until the freeze
+  // ends: recursing once per member overflowed the C stack (SIGSEGV) on a member whose value was
+  // set to itself, and on a chain of 100,000 members each valued by the next.
+  PyObject* enum_value(PyObject* member, ref v) {
+    std::unordered_set<PyObject*> chain{member};
+    for (;;) {
+      keep_.push_back(std::move(v));
+      PyObject* cur = keep_.back().get();
+      scalar_encoding e;
+      if (!encode_scalar(cur, e) || !e.replacement.get()) return cur;
+      if (!chain.insert(cur).second)
+        fail(PyExc_TypeError, "cycle: this Enum member's value leads back to a member on its way");
+      if (chain.size() > max_depth)
+        fail(PyExc_TypeError, "an Enum member valued by a member, and so on, more than 5000 deep");
+      v = std::move(e.replacement);
+    }
   }
 
   // The identity memo, cycle and depth checks around one container. A container with more
@@ -1829,7 +1847,7 @@ class freezer {
 PyObject* py_freeze(PyObject* module, PyObject* args) {
   PyObject* obj;
   const char* name = nullptr;
-  if (!PyArg_ParseTuple(args, "O|z", &obj, &name)) return nullptr;
+  if (!PyArg_ParseTuple(args, "O|O&", &obj, &arena_name_arg, &name)) return nullptr;
   PF_ENTRY_BEGIN
   freezer f(state_of(module), name ? name : "permafrost-python");
   const ref held(Py_NewRef(obj));
@@ -1852,7 +1870,7 @@ PyObject* py_build(PyObject* module, PyObject* args) {
   PyObject* iterable;
   int as_dict = 0;
   const char* name = nullptr;
-  if (!PyArg_ParseTuple(args, "Op|z", &iterable, &as_dict, &name)) return nullptr;
+  if (!PyArg_ParseTuple(args, "Op|O&", &iterable, &as_dict, &arena_name_arg, &name)) return nullptr;
   PF_ENTRY_BEGIN
   freezer f(state_of(module), name ? name : "permafrost-python");
   const ref held(Py_NewRef(iterable));

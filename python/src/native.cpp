@@ -259,7 +259,8 @@ PyObject* py_freeze_native(PyObject* module, PyObject* args) {
   const char* name = "permafrost-native";
   PyObject* huge_pages = Py_None;
   int test = 0;
-  if (!PyArg_ParseTuple(args, "O|zOi", &obj, &name, &huge_pages, &test)) return nullptr;
+  if (!PyArg_ParseTuple(args, "O|O&Oi", &obj, &arena_name_arg, &name, &huge_pages, &test))
+    return nullptr;
   if (!name) name = "permafrost-native";
   if (!unsupported_reason().empty()) return raise_unsupported();
   if (g_types.dict == nullptr) {

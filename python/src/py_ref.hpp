@@ -71,6 +71,29 @@ inline PyObject* check(PyObject* o) {
   return o;
 }
 
+// A PyArg_ParseTuple "O&" converter for an arena's `name` argument (const char** out): None
+// leaves *out as it was; a str sets it to the str's UTF-8, valid while the argument is. A str with
+// a lone surrogate or a NUL raises ValueError naming it, where "z" raised a bare
+// UnicodeEncodeError that did not say which argument was wrong.
+inline int arena_name_arg(PyObject* o, void* out) {
+  if (o == Py_None) return 1;
+  if (!PyUnicode_Check(o)) {
+    PyErr_Format(PyExc_TypeError, "name must be a str or None, not %.100s", Py_TYPE(o)->tp_name);
+    return 0;
+  }
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(o, &n);
+  if (!s || std::strlen(s) != static_cast<std::size_t>(n)) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError,
+                 "name %R: an arena's name must be text without NUL characters or lone surrogates",
+                 o);
+    return 0;
+  }
+  *static_cast<const char**>(out) = s;
+  return 1;
+}
+
 // A type's short name: "datetime", not "datetime.datetime".
 inline std::string short_type_name(PyObject* o) {
   const char* n = Py_TYPE(o)->tp_name;

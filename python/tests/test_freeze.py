@@ -1105,6 +1105,38 @@ class SmallThreadStacks(unittest.TestCase):
         eq = pickle.loads(pickle.dumps(permafrost.FrozenDict.__eq__))
         self.assertTrue(eq(permafrost.freeze({"a": [1]}), {"a": [1]}))
 
+    def test_the_views_methods_given_as_lambdas_are_named_after_their_attribute(self):
+        # A wrong call named "<lambda>": `L.count()` raised "<lambda>() missing 1 required
+        # positional argument: 'value'".
+        frozen = permafrost.freeze([1, 2])
+        for call, name in ((lambda: frozen.count(), "FrozenList.count()"),
+                           (lambda: frozen.copy(1), "FrozenList.copy()"),
+                           (lambda: permafrost.freeze({"a": 1}).keys(1), "FrozenDict.keys()"),
+                           (lambda: permafrost.freeze({1}).symmetric_difference(),
+                            "FrozenSet.symmetric_difference()")):
+            with self.subTest(name=name):
+                with self.assertRaises(TypeError) as cm:
+                    call()
+                self.assertTrue(str(cm.exception).startswith(name), str(cm.exception))
+        for cls in (permafrost.FrozenDict, permafrost.FrozenList, permafrost.FrozenSet):
+            for attr, member in vars(cls).items():
+                f = member.fget if isinstance(member, property) else member
+                self.assertNotEqual(getattr(f, "__name__", attr), "<lambda>", (cls, attr))
+
+    def test_a_name_that_is_not_text_is_a_value_error_naming_it(self):
+        # "z" parsing gave a bare UnicodeEncodeError for a lone surrogate, naming no argument.
+        builds = (lambda name: permafrost.freeze([1], name=name),
+                  lambda name: permafrost.build_list([1], name=name),
+                  lambda name: permafrost.build_dict([("a", 1)], name=name))
+        for build in builds:
+            for name in ("\ud800", "a\0b"):
+                with self.subTest(name=name):
+                    with self.assertRaisesRegex(ValueError, "an arena's name must be text"):
+                        build(name)
+            with self.assertRaisesRegex(TypeError, "name must be a str or None, not int"):
+                build(5)
+            self.assertEqual(build("fine"), build(None))
+
     def test_deep_repr_eq_and_dumps_in_a_small_stack_thread_are_recursion_errors(self):
         # repr(), == and dumps() of a view recurse per level (repr and == through Python code,
         # ~1 KiB of C stack a level on 3.12): 300 levels in a 256 KiB thread died of SIGSEGV.

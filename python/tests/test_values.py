@@ -177,6 +177,32 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(frozen["l"], 3)
         self.assertIs(type(frozen["l"]), int)
 
+    def test_an_enum_member_valued_by_members_is_followed_to_the_end_of_the_chain(self):
+        # Regression: each member's value was frozen by recursing, so a member whose value was set
+        # to itself, two valued by each other, or a chain of 100,000 members killed the process
+        # (SIGSEGV: the C stack). Followed in a loop now: a cycle or a chain over 5000 deep is the
+        # TypeError a nested container gets.
+        def members(n):
+            return list(enum.Enum("Chain", [("M%d" % i, i) for i in range(n)]))
+
+        chain = members(3)
+        chain[0]._value_, chain[1]._value_ = chain[1], chain[2]
+        self.assertEqual(permafrost.freeze([chain[0]]), [2])
+        loop = members(2)
+        loop[0]._value_, loop[1]._value_ = loop[1], loop[0]
+        selfish = members(1)
+        selfish[0]._value_ = selfish[0]
+        for build in (permafrost.freeze, permafrost.build_list):
+            for member in (loop[0], selfish[0]):
+                with self.subTest(build=build.__name__, member=member):
+                    with self.assertRaisesRegex(TypeError, r"obj\[0\]: cycle: this Enum member"):
+                        build([member])
+        long_chain = members(100000)
+        for a, b in zip(long_chain, long_chain[1:]):
+            a._value_ = b
+        with self.assertRaisesRegex(TypeError, "more than 5000 deep"):
+            permafrost.freeze({"k": long_chain[0]})
+
     def test_equal_values_are_stored_once(self):
         one = permafrost.freeze([dt.date(2020, 1, 1)])
         many = permafrost.freeze([dt.date(2020, 1, 1)] * 1000)
