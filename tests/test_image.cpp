@@ -856,6 +856,26 @@ TEST_CASE("save_image into a missing directory is an io error; nothing is left b
   CHECK(fs::is_empty(dir.path));
 }
 
+TEST_CASE("save_image to an empty path or one ending in a slash is an io error naming no temp") {
+  // Regression: the error named a temporary file (".XXXXXX" made in the directory, then renamed
+  // over nothing) rather than the path.
+  temp_dir dir;
+  arena a;
+  const pt::image_table* root = frozen_table(a, 10);
+  for (const fs::path& path : {fs::path{}, fs::path{dir.path.string() + "/"}}) {
+    CAPTURE(path);
+    try {
+      permafrost::save_image(a, *root, path);
+      FAIL("saving to a path naming no file succeeded");
+    } catch (const image_error& e) {
+      CHECK(e.why() == reason::io);
+      CHECK(std::string(e.what()).find("names no file") != std::string::npos);
+      CHECK(std::string(e.what()).find("XXXXXX") == std::string::npos);
+    }
+  }
+  CHECK(fs::is_empty(dir.path));
+}
+
 TEST_CASE("save_image refuses to replace a FIFO or a directory; a symlink is replaced") {
   // The rename replaced whatever the path named: save_image to /dev/null (as root) turned the
   // device into a regular file. Here a FIFO stands in for the device.

@@ -141,6 +141,16 @@ class Images(unittest.TestCase):
         with self.assertRaises(OSError):
             permafrost.open(self.path + ".missing")
 
+    def test_saving_to_a_path_naming_no_file_says_so(self):
+        # The error named a random temporary file (".XXXXXX", renamed over nothing).
+        frozen = permafrost.freeze([1])
+        for save in (lambda p: frozen.save(p), lambda p: permafrost.build_list([1], path=p)):
+            for path in ("", self.dir.name + "/"):
+                with self.subTest(path=path):
+                    with self.assertRaisesRegex(OSError, "the path names no file"):
+                        save(path)
+        self.assertEqual(os.listdir(self.dir.name), [])
+
     def test_a_bad_file_at_a_path_that_is_not_utf8_raises_naming_it(self):
         # A Linux file name is any bytes: the library's message named the path, decoding it
         # failed, and what reached Python was a bare OSError() with no message at all.

@@ -110,6 +110,11 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
                 "metadata of " + std::to_string(options.metadata.size()) + " bytes (at most " +
                     std::to_string(max_metadata) + ")");
 
+  // An empty path, or one ending in '/', names no file: the temporary file was made as
+  // ".XXXXXX" in the directory and the rename then failed, naming that temporary file.
+  if (!path.has_filename())
+    refuse_save(reason::io, path, "the path names no file (it is empty or ends in '/')");
+
   // The rename replaces whatever the path names: refuse anything but a regular file (or a
   // symlink, which the rename replaces, leaving its target alone). A device, FIFO or socket there
   // was replaced by the image (save_image to /dev/null as root made /dev/null a regular file).
