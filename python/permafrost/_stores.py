@@ -498,9 +498,10 @@ def reduce_for_process(view):
         # A newer image was saved at the path since this one was opened (the Reloader's swap),
         # and this process holds no descriptor of the file it maps: a receiver that does not map
         # it already cannot find it (ValueError when unpickling; a Pool worker died of it and the
-        # Pool hung). By value, as plain pickle sends a freeze() result.
-        from . import freeze
-        return (freeze, (view.thaw(),))
+        # Pool hung). By value, as plain pickle sends a freeze() result: a small one into the
+        # receiver's pool, not an arena of its own (each of 2000 sub-views sent in one message
+        # took an arena slot, the worker died when all 1024 were taken, and the Pool hung).
+        return (frozen_value, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
         if kind == "image" or size < _BY_VALUE_BELOW:
             return view.__reduce__()

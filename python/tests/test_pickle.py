@@ -430,6 +430,20 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
                 result = pool.apply_async(first_id, (old,))
                 self.assertEqual(result.get(timeout=120), 0)  # the worker died; the Pool hung
 
+    def test_2000_views_of_an_image_replaced_at_its_path_reach_a_worker_in_one_message(self):
+        # Each went as its own freeze(), an arena slot apiece in the worker: past 1024 the worker
+        # died unpickling the task (MemoryError) and the Pool hung. Small ones share the pool now.
+        ctx = multiprocessing.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze(make_table(2000)).save(path)
+            old = permafrost.open(path)
+            views = [old[k] for k in old]
+            os.unlink(path)
+            with ctx.Pool(1) as pool:
+                result = pool.apply_async(count_views, (views,))
+                self.assertEqual(result.get(timeout=120)[::2], (2000, sum(range(2000))))
+
     def test_a_view_whose_memfd_was_closed_behind_its_back_still_sends_its_own_data(self):
         # A program closed the memfd's descriptor (os.closerange, a daemonizing library) and a
         # later freeze() got the same number: the worker received that other graph, silently,
