@@ -345,6 +345,21 @@ TEST_CASE("a arena_scope on a frozen arena throws; out-of-order destruction abor
   CHECK(WTERMSIG(status) == SIGABRT);
 }
 
+TEST_CASE("destroying an arena while an arena_scope over it is alive aborts with a message") {
+  // Regression: the scope went on routing malloc to the released range: the next malloc
+  // returned a pointer into it, and the first write died of SIGSEGV with no message.
+  const int status = permafrost::test::wait_status_of([] {
+    std::signal(SIGABRT, SIG_DFL);
+    auto* doomed = new arena(small_arena());
+    auto* scope = new arena_scope{*doomed};
+    delete doomed;
+    std::free(std::malloc(10));
+    delete scope;
+  });
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
+}
+
 TEST_CASE("freeing an ancestor's block through free() abandons it") {
   auto* block = static_cast<unsigned char*>(std::malloc(5000));
   std::memset(block, 7, 5000);

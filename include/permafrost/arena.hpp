@@ -119,7 +119,8 @@ enum class backing {
 };
 
 struct arena_options {
-  // Virtual bytes reserved for the arena; allocation fails with std::bad_alloc beyond it.
+  // Virtual bytes reserved for the arena, rounded up to a whole page (a capacity of 1 serves
+  // 4096 one-byte allocations); allocation fails with std::bad_alloc beyond that.
   // Nothing is committed up front: pages become writable in 2 MiB steps as the bump pointer
   // reaches them and are backed by memory only when first touched. Must be > 0.
   std::size_t capacity = std::size_t{64} << 30;  // 64 GiB

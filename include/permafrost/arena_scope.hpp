@@ -47,6 +47,8 @@ namespace permafrost {
 class PERMAFROST_API arena_scope {
  public:
   // Effects: routes this thread's plain allocations to `target` until destruction.
+  // Pre: `target` outlives the scope. Destroying it while this scope is the calling thread's
+  // innermost aborts with a message; the program must not destroy it from another thread.
   // Throws: std::logic_error when the malloc library is not the program's malloc (see above);
   // frozen_error when `target` is already frozen.
   explicit arena_scope(arena& target);

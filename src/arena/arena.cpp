@@ -265,6 +265,11 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
 
 arena::~arena() {
   if (core_ == &detail::g_dead_arena) return;
+  // An arena_scope still routing this thread's malloc here would hand out blocks of the released
+  // range (a later malloc returned a pointer into it, and the first write died of SIGSEGV).
+  PERMAFROST_CHECK(detail::t_scope_target != core_,
+                   "permafrost::arena destroyed while an arena_scope over it is alive on this "
+                   "thread: end the scope first");
   auto* slot = static_cast<arena_slot*>(core_);
   detail::internal_memory internal;
   std::lock_guard registry(detail::registry::mutex());
