@@ -14,7 +14,13 @@
 //   permafrost::offset_ptr store. A raw pointer or a vtable in image data is the caller's bug.
 // - The header is validated field by field before anything is mapped, and the data checksum
 //   (XXH3-64) is verified on open unless open_options::verify_checksum is false. Every failure
-//   is an image_error naming the file and the check that failed; a bad file never crashes.
+//   is an image_error naming the file and the check that failed: a damaged or truncated file
+//   never crashes. The checksum detects damage, not tampering: the data's contents (the root
+//   object's offsets and whatever T's readers follow) are not checked, as only T knows them, so a
+//   file crafted with a matching checksum can crash or mislead the reader. Open only images whose
+//   writer is trusted (docs/security.md). The checksum reads all the data the header declares,
+//   so opening a sparse file whose header declares a large size reads that many zero bytes;
+//   refuse files larger than you expect before opening them, or give up from open_options::step.
 // - root<T>() hands out the root as const T& after checking its type tag (the name given by
 //   image_type<T>, sizeof, alignof) against the file's.
 // - Image memory is frozen memory: is_frozen(p) is true for it, and with the write trap installed

@@ -4,7 +4,8 @@
  * mapping; nothing in it is freed one by one; permafrost_arena_freeze() makes every used byte
  * read-only, so forked workers share its pages forever.
  *
- * Functions that can fail return 0 or an errno value and never abort on bad input:
+ * Functions that can fail return 0 or an errno value and never abort on bad input (a handle
+ * that permafrost_arena_destroy freed is not input but a dangling pointer: see there):
  *   EINVAL  a null argument, capacity 0, or an alignment that is not a power of two (or > 256 MiB)
  *   ENOMEM  capacity exhausted, size + alignment overflows, or no address space for the arena
  *           (also when an address-space limit, RLIMIT_AS, leaves too little for any)
@@ -76,7 +77,9 @@ PERMAFROST_API int permafrost_arena_frozen(const permafrost_arena* arena);
 PERMAFROST_API int permafrost_arena_stats_get(const permafrost_arena* arena,
                                               permafrost_arena_stats* out);
 
-/* Unmaps the arena; every reader must be done with it. NULL is ignored. */
+/* Unmaps the arena and frees the handle; every reader must be done with it. NULL is ignored.
+ * The handle is then a dangling pointer, as after free(): destroying it again or passing it to
+ * any function is undefined (a crash, not an error code). */
 PERMAFROST_API void permafrost_arena_destroy(permafrost_arena* arena);
 
 /* The memfd behind a memfd-backed arena (owned by the arena), or -1 (also when the program closed
