@@ -1014,6 +1014,41 @@ TEST_CASE("permafrost-stat lists each process's images and how many processes ma
   CHECK(processes == 2);
 }
 
+TEST_CASE("permafrost-stat lists an image replaced at its path apart from the new one") {
+  // Regression: " (deleted)" was dropped, so the old mapping and the new image at the same path
+  // were one row under "per image", with one size and two processes.
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 20000);
+  spawned_child children[2];
+  spawn_child(children[0], path.string(), 20000);
+  REQUIRE(children[0].data != 0);
+  save_table(path, 100);  // the swap: a newer image renamed over the path
+  spawn_child(children[1], path.string(), 100);
+  REQUIRE(children[1].data != 0);
+  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) +
+                              " " + std::to_string(children[1].pid);
+  FILE* out = ::popen(command.c_str(), "r");
+  REQUIRE(out != nullptr);
+  std::string text;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
+  CHECK(::pclose(out) == 0);
+  MESSAGE(text);
+  const std::size_t per_image = text.find("per image:");
+  REQUIRE(per_image != std::string::npos);
+  CHECK(text.find(std::to_string(children[0].pid) + "  " + path.string() + " (deleted)") !=
+        std::string::npos);
+  for (const std::string& name : {path.string() + " (deleted)", path.string() + "  "}) {
+    CAPTURE(name);
+    const std::size_t row = text.find("\n" + name, per_image);
+    REQUIRE(row != std::string::npos);
+    unsigned processes = 0;
+    CHECK(std::sscanf(text.c_str() + row + 1 + name.size(), "%u", &processes) == 1);
+    CHECK(processes == 1);
+  }
+}
+
 TEST_CASE("a worker cannot write image memory: mprotect(PROT_WRITE) and /proc/self/mem both fail") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

@@ -18,7 +18,8 @@
 // or "/memfd:...") are still listed.
 //
 // Images (permafrost::image, include/permafrost/image.hpp): the file mappings whose path ends in
-// ".pfi" (the image suffix; " (deleted)" after a newer image was saved over it is allowed) and
+// ".pfi" (the image suffix; " (deleted)" after a newer image was saved over it is allowed, and
+// shown: that mapping is the old image, listed apart from the new one at the same path) and
 // memfds whose name starts with "permafrost-image". Each is listed per process with its size and
 // PSS, then once per image with the number of processes that map it and their summed PSS (with
 // --tree: across the whole tree). Images saved under other names are not recognised.
@@ -179,7 +180,10 @@ std::string json_usage(const permafrost::memory_usage& u) {
   return buf;
 }
 
-// The image a mapping shows, by the naming convention in the header comment; empty if none.
+// The image a mapping shows, by the naming convention in the header comment; empty if none. A
+// file's " (deleted)" stays: after a newer image was saved at the path, the old mapping is
+// another image than the new one (the two were counted as one, under the new one's path). A
+// memfd's is dropped: every memfd shows it.
 std::string image_of(const permafrost::mapping_usage& m) {
   std::string name = m.name;
   const std::string deleted = " (deleted)";
@@ -189,7 +193,8 @@ std::string image_of(const permafrost::mapping_usage& m) {
   const bool pfi =
       name.size() > 4 && name.compare(name.size() - 4, 4, ".pfi") == 0 && name[0] == '/';
   const bool memfd = name.rfind("/memfd:permafrost-image", 0) == 0;
-  return pfi || memfd ? name : std::string();
+  if (memfd) return name;
+  return pfi ? m.name : std::string();
 }
 
 bool named_arena(const permafrost::mapping_usage& m) {
