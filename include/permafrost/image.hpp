@@ -231,7 +231,8 @@ class PERMAFROST_API image {
   ~image();
 
   // The root object. Throws: image_error(type_mismatch) naming both tags when T's tag
-  // (image_type<T>::name, sizeof, alignof) differs from the file's.
+  // (image_type<T>::name, sizeof, alignof) differs from the file's. Pre: not moved from (else
+  // aborts with a message).
   template <class T>
   const T& root() const {
     return *static_cast<const T*>(root_address(detail::root_tag_of<T>()));

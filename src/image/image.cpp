@@ -12,6 +12,7 @@
 #include "image/image_format.hpp"
 #include "image/image_mapping.hpp"
 #include "os/os.hpp"
+#include "permafrost/detail/check.hpp"
 
 namespace permafrost {
 namespace {
@@ -252,8 +253,16 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                   " bytes, shorter than the " +
                                   std::to_string(sizeof(file_header)) + "-byte header");
   file_header h{};
-  if (const int err = os::file_read(fd, &h, sizeof h, 0); err != 0)
-    refuse(reason::io, "reading the header: " + errno_text(err));
+  // A file that ends before the size fstat gave it (/proc and /sys files say 4096 and hold less)
+  // is truncated, not an I/O error.
+  auto refuse_read = [&](const char* what, int err) {
+    if (err == ENODATA)
+      refuse(reason::truncated, std::string("truncated: the file ended while reading ") + what +
+                                    ", before the size it claims (" + std::to_string(file_bytes) +
+                                    " bytes)");
+    refuse(reason::io, std::string("reading ") + what + ": " + errno_text(err));
+  };
+  if (const int err = os::file_read(fd, &h, sizeof h, 0); err != 0) refuse_read("the header", err);
   if (std::memcmp(h.magic, magic, sizeof magic) != 0)
     refuse(reason::bad_magic, "bad magic: not a permafrost image");
   if (h.word_size != sizeof(void*) || h.byte_order != native_byte_order())
@@ -286,7 +295,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                   " bytes, shorter than its header and metadata");
   std::string metadata(h.metadata_size, '\0');
   if (const int err = os::file_read(fd, metadata.data(), metadata.size(), sizeof h); err != 0)
-    refuse(reason::io, "reading the metadata: " + errno_text(err));
+    refuse_read("the metadata", err);
   if (header_checksum_of(h, metadata) != h.header_checksum)
     refuse(reason::bad_header,
            "bad header: header checksum mismatch (the header or metadata is damaged)");
@@ -388,6 +397,8 @@ image::~image() {
 image_root_tag image::root_tag() const noexcept { return {type_name_, type_size_, type_align_}; }
 
 const void* image::root_address(const image_root_tag& want) const {
+  // A moved-from image has no file: its empty tag read as "root type mismatch: the file holds ''".
+  PERMAFROST_CHECK(base_ != nullptr, "root() of a moved-from permafrost::image");
   if (want.name != type_name_ || want.size != type_size_ || want.align != type_align_)
     throw image_error(
         reason::type_mismatch,

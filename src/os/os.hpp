@@ -122,7 +122,7 @@ struct file_id {
 int file_identity(int fd, file_id* id) noexcept;
 
 // Writes/reads exactly `bytes` at `offset` (pwrite/pread, retried on EINTR and short counts).
-// A read past the end fails with EIO.
+// A read that meets the end of the file first fails with ENODATA.
 int file_write(int fd, const void* data, std::size_t bytes, std::size_t offset) noexcept;
 int file_read(int fd, void* data, std::size_t bytes, std::size_t offset) noexcept;
 
