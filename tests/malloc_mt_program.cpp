@@ -3,7 +3,10 @@
 // maps, strings and vectors, then fork a child that does the same (not with `--no-fork`); prints
 // "ok" when every result is as computed. With `--after-exhaustion` it instead fills the address
 // space its limit allows, then starts one thread (a small stack) whose first malloc finds no room,
-// and prints "ok" with what that malloc returned: such a program must not be aborted.
+// and prints "ok" with what that malloc returned: such a program must not be aborted. With
+// `--thread-forks-without-heap` it forks once, leaves 100 MiB of its limit free, starts a thread
+// (which gets no heap of its own there) that forks; in the child that thread allocates and returns,
+// and the exit handlers allocate: prints "ok" when the child exits 0.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +14,8 @@
 #include <map>
 #include <pthread.h>
 #include <string>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -41,6 +46,72 @@ void* first_malloc(void* out) {
 
 // Holds 1 MiB blocks until malloc refuses one, then starts a thread with a 64 KiB stack (which
 // fits where no 32 MiB allocator segment does) and reports whether its first malloc succeeded.
+void allocate_at_exit() {
+  for (std::size_t n : {3000, 9000, 70000, 300000}) {
+    void* p = std::malloc(n);
+    if (p != nullptr) std::memset(p, 1, n);
+    std::free(p);
+  }
+}
+
+void* fork_from_thread(void* status) {
+  std::free(std::malloc(64));
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::free(std::malloc(100));
+    std::atexit(allocate_at_exit);
+    return nullptr;  // the child's only thread returns: exit(0), then the handler
+  }
+  waitpid(pid, static_cast<int*>(status), 0);
+  return nullptr;
+}
+
+long vm_size_bytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "VmSize: %ld kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+// A thread that started with no heap of its own (no room left for one) forks; in the child it
+// runs, exits, and exit handlers allocate after it. Needs an address-space limit.
+int thread_forks_without_heap() {
+  const pid_t first = fork();  // the parent reserves the spare arena at its first fork
+  if (first == 0) _exit(0);
+  waitpid(first, nullptr, 0);
+  rlimit limit{};
+  const long used = vm_size_bytes();
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY || used < 0) {
+    std::puts("needs an address-space limit (ulimit -v)");
+    return 7;
+  }
+  const std::size_t leave = std::size_t{100} << 20;
+  if (limit.rlim_cur > used + leave &&
+      mmap(nullptr, limit.rlim_cur - used - leave, PROT_NONE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
+    std::puts("mmap failed");
+    return 8;
+  }
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, std::size_t{256} << 10);
+  int status = -1;
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, &fork_from_thread, &status) != 0) return 6;
+  pthread_attr_destroy(&attr);
+  pthread_join(thread, nullptr);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::printf("child status %d\n", status);
+    return 9;
+  }
+  std::puts("ok");
+  return 0;
+}
+
 int thread_after_exhaustion() {
   std::vector<void*> held;
   held.reserve(1 << 16);
@@ -85,15 +156,19 @@ bool all_threads(long* out) {
 int main(int argc, char** argv) {
   bool fork_too = true;
   bool after_exhaustion = false;
+  bool without_heap = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--after-exhaustion") == 0) {
       after_exhaustion = true;
+    } else if (std::strcmp(argv[i], "--thread-forks-without-heap") == 0) {
+      without_heap = true;
     } else if (std::strcmp(argv[i], "--no-fork") == 0) {
       fork_too = false;
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       thread_count = std::atoi(argv[++i]);
     } else {
-      std::puts("usage: malloc_mt_program [--threads N] [--no-fork] [--after-exhaustion]");
+      std::puts("usage: malloc_mt_program [--threads N] [--no-fork] [--after-exhaustion] "
+                "[--thread-forks-without-heap]");
       return 2;
     }
   }
@@ -102,6 +177,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (after_exhaustion) return thread_after_exhaustion();
+  if (without_heap) return thread_forks_without_heap();
   long sum = 0;
   if (!all_threads(&sum)) return 3;
   if (!fork_too) {

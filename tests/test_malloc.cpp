@@ -345,19 +345,36 @@ TEST_CASE("a arena_scope on a frozen arena throws; out-of-order destruction abor
   CHECK(WTERMSIG(status) == SIGABRT);
 }
 
-TEST_CASE("destroying an arena while an arena_scope over it is alive aborts with a message") {
+TEST_CASE("an arena destroyed under its live arena_scope: malloc goes to the heap, then abort") {
   // Regression: the scope went on routing malloc to the released range: the next malloc
-  // returned a pointer into it, and the first write died of SIGSEGV with no message.
-  const int status = permafrost::test::wait_status_of([] {
+  // returned a pointer into it, and the first write died of SIGSEGV with no message. The next
+  // malloc is now the heap's, and the scope's end aborts naming the misuse.
+  const auto out = permafrost::test::run_capturing_stderr([] {
     std::signal(SIGABRT, SIG_DFL);
     auto* doomed = new arena(small_arena());
     auto* scope = new arena_scope{*doomed};
     delete doomed;
-    std::free(std::malloc(10));
+    auto* block = static_cast<char*>(opaque_malloc(10));
+    if (!heap_block(block)) _exit(3);
+    std::memset(block, 1, 10);
+    opaque_free(block);
     delete scope;
   });
-  CHECK(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGABRT);
+  CHECK(WIFSIGNALED(out.status));
+  CHECK(WTERMSIG(out.status) == SIGABRT);
+  CHECK(out.stderr_text.find("after its arena") != std::string::npos);
+}
+
+TEST_CASE("exit() with a static arena under a live arena_scope exits with its status") {
+  // exit() runs static destructors without unwinding: the arena dies under its scope, which
+  // never ends. An abort there turned `exit(3)` into a core dump.
+  const int status = permafrost::test::wait_status_of([] {
+    static arena a(small_arena());
+    (void)new arena_scope{a};  // alive at exit(), as a scope on main()'s stack is
+    std::exit(3);
+  });
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 3);
 }
 
 TEST_CASE("freeing an ancestor's block through free() abandons it") {
@@ -649,6 +666,14 @@ TEST_CASE("a thread whose first malloc finds no room gets null, and the program 
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
   }
+}
+
+TEST_CASE("a thread that had no heap of its own forks; its child exits and allocates at exit") {
+  // Regression: a thread that started where the limit left no room for a heap registers no exit
+  // hook (see the case above), yet in a child it was handed the spare heap; at its exit mimalloc
+  // deleted that heap, and an atexit handler's malloc used it: SIGSEGV. Such a thread now makes
+  // its heap at its next allocation, registering the hook.
+  (void)mt_program_runs({"--thread-forks-without-heap"}, 1000);
 }
 
 TEST_CASE("under an address-space limit a program with threads starts them all") {

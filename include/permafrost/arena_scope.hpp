@@ -47,14 +47,17 @@ namespace permafrost {
 class PERMAFROST_API arena_scope {
  public:
   // Effects: routes this thread's plain allocations to `target` until destruction.
-  // Pre: `target` outlives the scope. Destroying it while this scope is the calling thread's
-  // innermost aborts with a message; the program must not destroy it from another thread.
+  // Pre: `target` outlives the scope. Where it is destroyed first on the calling thread while
+  // this scope is the innermost, the thread's allocations go to the process heap from then on,
+  // and the scope's destructor aborts with a message (exit() with the scope alive is fine: it
+  // never runs). Destroying it from another thread, or while an inner scope is the innermost,
+  // is not detected.
   // Throws: std::logic_error when the malloc library is not the program's malloc (see above);
   // frozen_error when `target` is already frozen.
   explicit arena_scope(arena& target);
 
   // Effects: restores the enclosing scope (or none). Pre: this is the innermost live scope of
-  // the calling thread; otherwise aborts with a message.
+  // the calling thread, and its arena is alive; otherwise aborts with a message.
   ~arena_scope();
 
   arena_scope(const arena_scope&) = delete;

@@ -266,10 +266,12 @@ arena::arena(arena_options options) : core_(&detail::g_dead_arena) {
 arena::~arena() {
   if (core_ == &detail::g_dead_arena) return;
   // An arena_scope still routing this thread's malloc here would hand out blocks of the released
-  // range (a later malloc returned a pointer into it, and the first write died of SIGSEGV).
-  PERMAFROST_CHECK(detail::t_scope_target != core_,
-                   "permafrost::arena destroyed while an arena_scope over it is alive on this "
-                   "thread: end the scope first");
+  // range (a later malloc returned a pointer into it, and the first write died of SIGSEGV): the
+  // routing stops, and the thread's malloc goes to the process heap. No abort here: exit() runs
+  // static destructors without unwinding, so a static arena under a live scope is destroyed so
+  // in a program that merely exits. A scope that outlives its arena and is then destroyed aborts
+  // there (~arena_scope).
+  if (detail::t_scope_target == core_) detail::t_scope_target = nullptr;
   auto* slot = static_cast<arena_slot*>(core_);
   detail::internal_memory internal;
   std::lock_guard registry(detail::registry::mutex());

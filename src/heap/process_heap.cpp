@@ -187,6 +187,7 @@ struct thread_state {
   std::size_t spare_arena = no_arena;
   bool busy = false;     // making a heap: a re-entrant malloc falls back to mimalloc's default
   bool exiting = false;  // thread-exit hook ran: mimalloc is about to delete `heap`
+  bool guarded = false;  // the thread-exit hook is registered: only then may `heap` be set
 };
 constinit thread_local thread_state t_state __attribute__((tls_model("initial-exec")));
 
@@ -362,6 +363,12 @@ void start_generation(std::size_t arena, mi_heap_t* heap) noexcept {
   g_generation.store(generation, std::memory_order_release);
 }
 
+// `heap` for a thread whose exit hook is registered, else nullptr: the thread then makes its heap
+// at its next allocation (renew_thread_heap, which registers the hook). A thread that started
+// where the limit left no room for a heap registered none; handed the spare heap in a child, it
+// left that heap dangling at its exit, and an atexit handler's malloc used it (SIGSEGV).
+mi_heap_t* guarded_heap(mi_heap_t* heap) noexcept { return t_state.guarded ? heap : nullptr; }
+
 bool spare_ready() noexcept {
   return g_spare != no_arena && t_state.spare_heap != nullptr && t_state.spare_arena == g_spare;
 }
@@ -376,7 +383,7 @@ void on_prepare() noexcept {
 void on_parent() noexcept {
   if (g_keep_inherited && !g_parent_renewed && spare_ready()) {
     g_parent_renewed = true;
-    start_generation(g_spare, t_state.spare_heap);
+    start_generation(g_spare, guarded_heap(t_state.spare_heap));
   }
   heap_mutex().unlock();
 }
@@ -452,7 +459,8 @@ void widen_after_release() noexcept {
   thread_state& t = t_state;
   std::lock_guard lock(heap_mutex());
   const std::uint64_t generation = g_generation.load(std::memory_order_relaxed);
-  if (g_newest == no_arena || t.generation != generation) return;
+  // A thread without its exit hook stays without a heap (guarded_heap).
+  if (g_newest == no_arena || t.generation != generation || !t.guarded) return;
   const std::size_t current = g_arenas[g_newest].size.load(std::memory_order_relaxed);
   const std::size_t fit = arena_bytes_that_fit();
   if (fit == SIZE_MAX || fit <= current) return;  // no limit (the spare was full size), or no gain
@@ -477,9 +485,11 @@ void on_child() noexcept {
   const errno_kept kept;
   // Only after a renewal onto the pre-made heap: otherwise the thread's default mimalloc heap is
   // still the ancestor's until its next allocation, and it may allocate in an ancestor's arena.
-  const bool renewed = spare_ready();
+  const bool renewed = spare_ready() && t_state.guarded;
   if (renewed) {
     start_generation(g_spare, t_state.spare_heap);
+  } else if (spare_ready()) {
+    start_generation(g_spare, nullptr);  // see guarded_heap
   } else {
     // The parent could not prepare: reserve here. The heap struct then comes from the inherited
     // backing heap (a few inherited pages written) when the thread next allocates.
@@ -599,7 +609,10 @@ mi_heap_t* renew_thread_heap() noexcept {
   // record could not be had either, and glibc aborts the process when it cannot register (under
   // `ulimit -v` of 70 to 90 MiB, a Python program starting a thread died with "failed to register
   // TLS destructor", where plain mimalloc raised an exception in Python).
-  if (heap != nullptr) (void)&t_exit_guard;
+  if (heap != nullptr) {
+    (void)&t_exit_guard;
+    t.guarded = true;
+  }
   asm volatile("" ::: "memory");
   return t.heap;
 }

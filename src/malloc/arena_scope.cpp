@@ -26,7 +26,7 @@ arena_scope::arena_scope(arena& target)
 
 arena_scope::~arena_scope() {
   PERMAFROST_CHECK(detail::t_scope_target == target_,
-                   "arena_scope destroyed out of order (or on another thread)");
+                   "arena_scope destroyed out of order, on another thread, or after its arena");
   detail::t_scope_target = previous_;
 }
 
