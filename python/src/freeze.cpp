@@ -707,17 +707,18 @@ class freezer {
   // ends: recursing once per member overflowed the C stack (SIGSEGV) on a member whose value was
   // set to itself, and on a chain of 100,000 members each valued by the next.
   PyObject* enum_value(PyObject* member, ref v) {
-    std::unordered_set<PyObject*> chain{member};
+    keep_.push_back(std::move(v));
+    ref next = enum_member_value(keep_.back().get());
+    if (!next.get()) return keep_.back().get();  // the usual member: no chain to follow
+    std::unordered_set<PyObject*> chain{member, keep_.back().get()};
     for (;;) {
-      keep_.push_back(std::move(v));
-      PyObject* cur = keep_.back().get();
-      scalar_encoding e;
-      if (!encode_scalar(cur, e) || !e.replacement.get()) return cur;
-      if (!chain.insert(cur).second)
+      if (!chain.insert(next.get()).second)
         fail(PyExc_TypeError, "cycle: this Enum member's value leads back to a member on its way");
       if (chain.size() > max_depth)
         fail(PyExc_TypeError, "an Enum member valued by a member, and so on, more than 5000 deep");
-      v = std::move(e.replacement);
+      keep_.push_back(std::move(next));
+      next = enum_member_value(keep_.back().get());
+      if (!next.get()) return keep_.back().get();
     }
   }
 

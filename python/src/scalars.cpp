@@ -203,6 +203,12 @@ bool encode_scalar(PyObject* o, scalar_encoding& out) {
          encode_enum(o, out);
 }
 
+ref enum_member_value(PyObject* o) {
+  scalar_encoding e;
+  if (!encode_enum(o, e)) return ref();
+  return std::move(e.replacement);
+}
+
 void append_encoded_json(const scalar_encoding& e, std::string& out) {
   std::vector<word> node(1 + (e.payload.size() + 7) / 8);  // 8-aligned, as frozen nodes are
   const node_header h{e.kind, e.flags, 0, static_cast<std::uint32_t>(e.payload.size())};

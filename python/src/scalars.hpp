@@ -36,6 +36,11 @@ struct scalar_encoding {
 // returns a bad value).
 bool encode_scalar(PyObject* o, scalar_encoding& out);
 
+// Effects: the `_value_` of o when o is an Enum member (a new reference), else a null ref; only
+// the Enum test of encode_scalar, for following a member valued by a member.
+// Throws: py_error (set) when reading the value raises.
+ref enum_member_value(PyObject* o);
+
 // Effects: appends the JSON text of e (filled by encode_scalar, without a replacement) to out, as
 // append_scalar_json() writes the frozen node.
 void append_encoded_json(const scalar_encoding& e, std::string& out);
