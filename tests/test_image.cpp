@@ -506,7 +506,7 @@ TEST_CASE("a file longer than its image is refused as bad_header, whatever follo
 }
 
 TEST_CASE("a file that holds less than its size says is refused as truncated, not io") {
-  // Regression: /proc and /sys files claim 4096 bytes and hold fewer; the short read of the
+  // Regression: /sys files claim 4096 bytes and hold fewer; the short read of the
   // header was reported as "reading the header: Input/output error".
   const fs::path path = "/sys/kernel/mm/transparent_hugepage/enabled";
   if (!fs::exists(path)) {

@@ -318,7 +318,8 @@ def _print_info(lines):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except (OSError, ValueError):
                 pass
-        _note(f"{PROG} info: cannot write to standard output: {e}")
+        if not isinstance(e, BrokenPipeError):  # `info img | head -1`: the reader had enough
+            _note(f"{PROG} info: cannot write to standard output: {e}")
         return 1
 
 

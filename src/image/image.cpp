@@ -253,7 +253,7 @@ image image::open_descriptor(int fd, std::string name, const open_options& optio
                                   " bytes, shorter than the " +
                                   std::to_string(sizeof(file_header)) + "-byte header");
   file_header h{};
-  // A file that ends before the size fstat gave it (/proc and /sys files say 4096 and hold less)
+  // A file that ends before the size fstat gave it (a /sys file says 4096 and holds less)
   // is truncated, not an I/O error.
   auto refuse_read = [&](const char* what, int err) {
     if (err == ENODATA)

@@ -291,7 +291,7 @@ int file_read(int fd, void* data, std::size_t bytes, std::size_t offset) noexcep
       if (errno == EINTR) continue;
       return errno_or(EIO);
     }
-    if (n == 0) return ENODATA;  // the end: shorter than its size said (a /proc or /sys file)
+    if (n == 0) return ENODATA;  // the end: shorter than its size said (a /sys file)
     done += static_cast<std::size_t>(n);
   }
   return 0;
