@@ -1008,15 +1008,10 @@ TEST_CASE("a write to image memory is stopped by the trap, naming the image and 
   CHECK(t.count == 100);
 }
 
-TEST_CASE("permafrost-stat lists each process's images and how many processes map each") {
-  temp_dir dir;
-  const fs::path path = dir / "table.pfi";
-  save_table(path, 20000);
-  spawned_child children[2];
-  for (auto& c : children) spawn_child(c, path.string(), 20000);
-  for (auto& c : children) REQUIRE(c.data != 0);
-  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) +
-                              " " + std::to_string(children[1].pid);
+// What permafrost-stat prints for the two processes; checks that it exits 0.
+std::string stat_output(pid_t a, pid_t b) {
+  const std::string command =
+      std::string(PERMAFROST_STAT) + " " + std::to_string(a) + " " + std::to_string(b);
   FILE* out = ::popen(command.c_str(), "r");
   REQUIRE(out != nullptr);
   std::string text;
@@ -1024,6 +1019,17 @@ TEST_CASE("permafrost-stat lists each process's images and how many processes ma
   for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
   CHECK(::pclose(out) == 0);
   MESSAGE(text);
+  return text;
+}
+
+TEST_CASE("permafrost-stat lists each process's images and how many processes map each") {
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  save_table(path, 20000);
+  spawned_child children[2];
+  for (auto& c : children) spawn_child(c, path.string(), 20000);
+  for (auto& c : children) REQUIRE(c.data != 0);
+  const std::string text = stat_output(children[0].pid, children[1].pid);
   const std::size_t per_image = text.find("per image:");
   REQUIRE(per_image != std::string::npos);
   // One row per process under "images:", then the image once with its process count.
@@ -1048,15 +1054,7 @@ TEST_CASE("permafrost-stat lists an image replaced at its path apart from the ne
   save_table(path, 100);  // the swap: a newer image renamed over the path
   spawn_child(children[1], path.string(), 100);
   REQUIRE(children[1].data != 0);
-  const std::string command = std::string(PERMAFROST_STAT) + " " + std::to_string(children[0].pid) +
-                              " " + std::to_string(children[1].pid);
-  FILE* out = ::popen(command.c_str(), "r");
-  REQUIRE(out != nullptr);
-  std::string text;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, out)) > 0;) text.append(buf, n);
-  CHECK(::pclose(out) == 0);
-  MESSAGE(text);
+  const std::string text = stat_output(children[0].pid, children[1].pid);
   const std::size_t per_image = text.find("per image:");
   REQUIRE(per_image != std::string::npos);
   CHECK(text.find(std::to_string(children[0].pid) + "  " + path.string() + " (deleted)") !=

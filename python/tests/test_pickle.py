@@ -85,6 +85,15 @@ def keep_view(view):
     return len(KEPT), len(stores), mappings
 
 
+def views_of_an_image(directory, n):
+    """Saves the test table of n records as an image in directory and opens it: its path, and a
+    view of each record."""
+    path = os.path.join(directory, "t.pfi")
+    permafrost.freeze(make_table(n)).save(path)
+    opened = permafrost.open(path)
+    return path, [opened[k] for k in opened]
+
+
 def count_views(views):
     stores = {id(permafrost._core._store_of(v)) for v in views}
     return len(views), len(stores), sum(v["id"] for v in views)
@@ -408,13 +417,9 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
         self.assertEqual(results[-1], (2000, 1, 1), "one store and one mapping for 2000 views")
 
     def test_2000_views_of_one_image_unpickle_in_one_worker(self):
-        ctx = multiprocessing.get_context("spawn")
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "t.pfi")
-            permafrost.freeze(make_table(2000)).save(path)
-            opened = permafrost.open(path)
-            views = [opened[k] for k in opened]
-            with ctx.Pool(1) as pool:
+            path, views = views_of_an_image(d, 2000)
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
                 results = pool.map(keep_view, views, chunksize=1)
         self.assertEqual(results[-1], (2000, 1, 1))
 
@@ -433,14 +438,10 @@ class PoolsReceiveTheSamePages(unittest.TestCase):
     def test_2000_views_of_an_image_replaced_at_its_path_reach_a_worker_in_one_message(self):
         # Each went as its own freeze(), an arena slot apiece in the worker: past 1024 the worker
         # died unpickling the task (MemoryError) and the Pool hung. Small ones share the pool now.
-        ctx = multiprocessing.get_context("spawn")
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "t.pfi")
-            permafrost.freeze(make_table(2000)).save(path)
-            old = permafrost.open(path)
-            views = [old[k] for k in old]
+            path, views = views_of_an_image(d, 2000)
             os.unlink(path)
-            with ctx.Pool(1) as pool:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
                 result = pool.apply_async(count_views, (views,))
                 self.assertEqual(result.get(timeout=120)[::2], (2000, sum(range(2000))))
 
