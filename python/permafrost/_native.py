@@ -12,6 +12,7 @@ reads a dict reads them: isinstance(x, dict), json, **kwargs, C extensions' PyDi
 tuple, frozenset, str, int, float, bytes, bool and None come back as themselves.
 """
 import collections as _collections
+import copyreg as _copyreg
 
 from . import _core
 
@@ -50,7 +51,7 @@ class NativeDict(dict):
     thaw = _thaw
 
     def __reduce__(self):
-        return (dict, (), None, None, iter(dict.items(self)))
+        return _core._reduce_native(self)
 
     def __copy__(self):
         return dict(self)
@@ -66,7 +67,7 @@ class NativeList(list):
     thaw = _thaw
 
     def __reduce__(self):
-        return (list, (), None, iter(self))
+        return _core._reduce_native(self)
 
     def __copy__(self):
         return list(self)
@@ -82,7 +83,7 @@ class NativeSet(set):
     thaw = _thaw
 
     def __reduce__(self):
-        return (set, (list(self),))
+        return _core._reduce_native(self)
 
     def __copy__(self):
         return set(self)
@@ -102,6 +103,12 @@ for _cls, _names in ((NativeDict, ("__init__", "__setitem__", "__delitem__", "__
 del _cls, _names, _name
 
 _core._native_setup(NativeDict, NativeList, NativeSet)
+# pickle and copy.deepcopy look here before __reduce_ex__: the C reducer runs without a Python
+# frame and checks the thread's stack, so a deeply nested copy raises RecursionError where a
+# thread's small stack would otherwise overflow.
+for _cls in (NativeDict, NativeList, NativeSet):
+    _copyreg.pickle(_cls, _core._reduce_native)
+del _cls
 
 NativeArena = _collections.namedtuple("NativeArena", "name address size")
 NativeArena.__doc__ = """The frozen arena of a freeze_native() copy: its name (in write-trap

@@ -17,6 +17,7 @@
 #include "native_layout.hpp"
 #include "permafrost/arena.hpp"
 #include "permafrost/memstat.hpp"
+#include "py_ref.hpp"
 
 #if PF_NATIVE_SUPPORTED
 #include "native_audit.hpp"
@@ -103,6 +104,42 @@ PyObject* py_range_private_pages(PyObject*, PyObject* args) {
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_OSError, e.what());
   }
+  return nullptr;
+}
+
+// _reduce_native(obj): how pickle and copy rebuild a NativeDict, NativeList or NativeSet: as the
+// plain base type, its items pickled one by one. Registered in copyreg.dispatch_table (_native.py),
+// so the pickler calls it without a Python frame. Pickling a nested copy recurses once per level,
+// through more C stack per level than a plain list's (the reduce path), and the interpreter's
+// recursion limit counts levels, not bytes: in a thread with a small stack the pickler overflowed
+// it (SIGSEGV) where a plain list raised RecursionError. Each call checks the room left instead.
+PyObject* py_reduce_native(PyObject*, PyObject* o) {
+  constexpr std::size_t min_stack_left = std::size_t{64} << 10;
+  if (permafrost::stack_bytes_left() < min_stack_left) {
+    PyErr_SetString(PyExc_RecursionError,
+                    "pickling a freeze_native() copy nested too deep for this thread's stack: "
+                    "pickle it in a thread with a larger stack (threading.stack_size) or in the "
+                    "main thread");
+    return nullptr;
+  }
+  if (PyDict_Check(o)) {
+    ref items{PyObject_CallMethod(reinterpret_cast<PyObject*>(&PyDict_Type), "items", "O", o)};
+    ref iter{items.get() ? PyObject_GetIter(items.get()) : nullptr};
+    if (!iter.get()) return nullptr;
+    return Py_BuildValue("(O()OOO)", &PyDict_Type, Py_None, Py_None, iter.get());
+  }
+  if (PyList_Check(o)) {
+    ref iter{PyObject_GetIter(o)};
+    if (!iter.get()) return nullptr;
+    return Py_BuildValue("(O()OO)", &PyList_Type, Py_None, iter.get());
+  }
+  if (PyAnySet_Check(o)) {
+    ref items{PySequence_List(o)};
+    if (!items.get()) return nullptr;
+    return Py_BuildValue("(O(O))", &PySet_Type, items.get());
+  }
+  PyErr_Format(PyExc_TypeError, "_reduce_native: a dict, list or set, not %.200s",
+               Py_TYPE(o)->tp_name);
   return nullptr;
 }
 
@@ -482,6 +519,8 @@ PyMethodDef native_methods[] = {
     {"_freeze_native", py_freeze_native, METH_VARARGS,
      "_freeze_native(obj, name=None, huge_pages=None, test=0)"},
     {"_thaw_native", py_thaw_native, METH_O, "_thaw_native(obj) -> a mutable deep copy"},
+    {"_reduce_native", py_reduce_native, METH_O,
+     "_reduce_native(obj) -> how pickle rebuilds a native dict, list or set (as the base type)"},
     {"_native_arena", py_native_arena, METH_O,
      "_native_arena(obj) -> (name, address, size) of the frozen arena obj lives in"},
     {"_native_unsupported", py_native_unsupported, METH_NOARGS,

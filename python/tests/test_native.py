@@ -329,6 +329,34 @@ class Errors(unittest.TestCase):
                          ["larger stack (threading.stack_size) or in the main thread"] * 2 +
                          ["1"])
 
+    def test_pickling_in_a_thread_with_a_small_stack_raises_recursion_error(self):
+        # The pickler takes more C stack per level of a native copy than of a plain list, and
+        # counts levels, not bytes: a 256 KiB thread (3.12) or a 1 MiB one (3.13) died of SIGSEGV.
+        script = textwrap.dedent("""\
+            import pickle, threading, permafrost
+            deep = []
+            for i in range(4900):
+                deep = {"a": deep} if i % 7 == 0 else [deep]
+            frozen = permafrost.freeze_native(deep)
+            shallow = permafrost.freeze_native({"a": [1, {2}], "b": {"c": []}})
+            def run():
+                try:
+                    pickle.dumps(frozen)
+                except RecursionError:  # this check's or, first, the interpreter's (3.12, 1 MiB)
+                    print("RecursionError")
+                print(pickle.loads(pickle.dumps(shallow)))
+            for kib in (256, 1024):
+                threading.stack_size(kib * 1024)
+                t = threading.Thread(target=run)
+                t.start()
+                t.join()
+            """)
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env=os.environ, timeout=120)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(r.stdout.splitlines(),
+                         ["RecursionError", "{'a': [1, {2}], 'b': {'c': []}}"] * 2)
+
     def test_a_failed_copy_leaves_the_interpreter_working(self):
         for _ in range(3):
             with self.assertRaises(TypeError):
