@@ -397,6 +397,7 @@ def _open_repr(build):
         if _core._closed(_core._store_of(self)):
             return f"<{type(self).__name__} of closed frozen data>"
         return build(self)
+    __repr__.__wrapped__ = build  # _name_methods names a lambda `build` after the attribute too
     return _nested(__repr__)
 
 
@@ -624,18 +625,25 @@ _abc.Set.register(FrozenSet)
 
 
 def _name_methods(cls):
-    """Names the methods given to cls as lambdas (or wrappers of them) after their attribute, so
-    that an error names the method called: `L.count()` raised "<lambda>() missing 1 required
-    positional argument", and `L.closed = 1` "property '<lambda>' of 'FrozenList' object has no
-    setter"."""
+    """Names the methods given to cls as lambdas or local functions (or wrappers of them) after
+    their attribute, so that an error or a traceback names the method called, and the method
+    pickles by name: `L.count()` raised "<lambda>() missing 1 required positional argument",
+    `L.closed = 1` "property '<lambda>' of 'FrozenList' object has no setter", and
+    pickle.dumps(FrozenList.__lt__) "Can't pickle local object '_list_compare.<locals>...'"."""
     for attr, member in list(vars(cls).items()):
         functions = [member.fget] if isinstance(member, property) else [member]
+        seen = set()
         while functions:
             f = functions.pop()
-            if isinstance(f, _types.FunctionType) and f.__name__ == "<lambda>":
+            if id(f) in seen:
+                continue
+            seen.add(id(f))
+            if isinstance(f, _types.FunctionType) and (f.__name__ == "<lambda>" or
+                                                       "<locals>" in f.__qualname__):
                 f.__name__, f.__qualname__ = attr, f"{cls.__name__}.{attr}"
-            elif not isinstance(f, _types.FunctionType) and hasattr(f, "__wrapped__"):
-                functions.append(f.__wrapped__)  # _nested(f): named as f is
+            wrapped = getattr(f, "__wrapped__", None)  # _nested(f), _open_repr's build
+            if wrapped is not None:
+                functions.append(wrapped)
 
 
 for _cls in (FrozenDict, FrozenList, FrozenSet):

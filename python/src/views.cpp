@@ -406,11 +406,31 @@ PyObject* nested_attr(PyObject* self, void* name) {
   return PyObject_GetAttrString(fn, static_cast<const char*>(name));
 }
 
-// Pickled as _nested(fn) (permafrost._core._nested, found by name), so a method whose function
-// pickles does: pickle.dumps(FrozenDict.__eq__) raised "cannot pickle '_nested_method' object".
+// Whether fn's module and qualified name lead to `self` (a method defined as a lambda or local
+// function and named after its class attribute: FrozenDict.__ne__). Any lookup error is cleared.
+bool found_by_name(PyObject* self, PyObject* fn) {
+  ref module_name(PyObject_GetAttrString(fn, "__module__"));
+  ref qualname(module_name.get() ? PyObject_GetAttrString(fn, "__qualname__") : nullptr);
+  ref at(qualname.get() && PyUnicode_Check(module_name.get()) && PyUnicode_Check(qualname.get())
+             ? PyImport_GetModule(module_name.get())
+             : nullptr);
+  ref dot(PyUnicode_FromString("."));
+  ref parts(at.get() && dot.get() ? PyUnicode_Split(qualname.get(), dot.get(), -1) : nullptr);
+  for (Py_ssize_t i = 0; parts.get() && at.get() && i < PyList_GET_SIZE(parts.get()); ++i)
+    at = ref(PyObject_GetAttr(at.get(), PyList_GET_ITEM(parts.get(), i)));
+  PyErr_Clear();
+  return at.get() == self;
+}
+
+// Pickled by name where its function's qualified name finds it (FrozenDict.__ne__, a lambda
+// named after its attribute: pickle then checked the name against the function and refused "not
+// the same object"); else as _nested(fn) (permafrost._core._nested, found by name), so a method
+// whose function pickles does: pickle.dumps(FrozenDict.__eq__) raised "cannot pickle
+// '_nested_method' object".
 PyObject* nested_reduce(PyObject* self, PyObject*) {
   PyObject* fn = reinterpret_cast<nested_object*>(self)->fn;
   if (!fn) return PyErr_Format(PyExc_TypeError, "cannot pickle a cleared _nested_method");
+  if (found_by_name(self, fn)) return PyObject_GetAttrString(fn, "__qualname__");
   PyObject* module = PyType_GetModule(Py_TYPE(self));  // borrowed
   if (!module) return nullptr;
   ref nested(PyObject_GetAttrString(module, "_nested"));
@@ -422,6 +442,8 @@ PyGetSetDef nested_getset[] = {
     {"__name__", nested_attr, nullptr, nullptr, const_cast<char*>("__name__")},
     {"__qualname__", nested_attr, nullptr, nullptr, const_cast<char*>("__qualname__")},
     {"__doc__", nested_attr, nullptr, nullptr, const_cast<char*>("__doc__")},
+    // pickle looks up a method pickled by name in its __module__.
+    {"__module__", nested_attr, nullptr, nullptr, const_cast<char*>("__module__")},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyMethodDef nested_methods[] = {{"__reduce__", nested_reduce, METH_NOARGS, nullptr},

@@ -1104,6 +1104,19 @@ class SmallThreadStacks(unittest.TestCase):
         self.assertEqual(permafrost.FrozenList.__repr__.__name__, "__repr__")
         eq = pickle.loads(pickle.dumps(permafrost.FrozenDict.__eq__))
         self.assertTrue(eq(permafrost.freeze({"a": [1]}), {"a": [1]}))
+        # Methods defined as lambdas or local functions failed: "it's not the same object as
+        # permafrost.FrozenDict.__ne__", "Can't pickle local object '_open_repr.<locals>...'".
+        for cls in (permafrost.FrozenDict, permafrost.FrozenList, permafrost.FrozenSet):
+            for name in ("__ne__", "__repr__", "__lt__", "__or__"):
+                method = getattr(cls, name)
+                if type(method).__name__ != "_nested_method":
+                    continue
+                with self.subTest(cls=cls, name=name):
+                    back = pickle.loads(pickle.dumps(method))
+                    if getattr(method, "__module__", None) == "permafrost":
+                        self.assertIs(back, method)
+                    else:  # FrozenSet's of collections.abc.Set: a wrapper of the same function
+                        self.assertIs(back.__wrapped__, method.__wrapped__)
 
     def test_the_views_methods_given_as_lambdas_are_named_after_their_attribute(self):
         # A wrong call named "<lambda>": `L.count()` raised "<lambda>() missing 1 required
@@ -1121,7 +1134,10 @@ class SmallThreadStacks(unittest.TestCase):
         for cls in (permafrost.FrozenDict, permafrost.FrozenList, permafrost.FrozenSet):
             for attr, member in vars(cls).items():
                 f = member.fget if isinstance(member, property) else member
-                self.assertNotEqual(getattr(f, "__name__", attr), "<lambda>", (cls, attr))
+                while f is not None:  # through wrappers: a traceback shows every level
+                    self.assertNotEqual(getattr(f, "__name__", attr), "<lambda>", (cls, attr))
+                    self.assertNotIn("<locals>", getattr(f, "__qualname__", ""), (cls, attr))
+                    f = getattr(f, "__wrapped__", None)
 
     def test_a_name_that_is_not_text_is_a_value_error_naming_it(self):
         # "z" parsing gave a bare UnicodeEncodeError for a lone surrogate, naming no argument.
