@@ -18,8 +18,9 @@
 //     used than it has (so probing, which wraps at the capacity, always ends);
 //   - a dict's keys node is a keys table with the dict's count;
 //   - a table node's keys node and shape are keys tables with its rows and columns, its shape's
-//     keys are scalars or leaves, its columns have known types and lie inside it, it lies below
-//     32 GiB with fewer than 2^29 rows, and no stored word is a row word (tag_row);
+//     keys are scalars or leaves, its columns have known types and are packed in order in its
+//     rows (so checking its fields costs no more than its size), it lies below 32 GiB with fewer
+//     than 2^29 rows, and no stored word is a row word (tag_row);
 //   - no node contains itself, and no path from the root nests more than max_nesting nodes
 //     (the readers recurse), counted through nodes that are referenced more than once too;
 //   - reading the graph builds at most read_cost_limit(size) objects (format.hpp, "Read cost"):
