@@ -30,6 +30,35 @@ bool shared_by_content(const node_header* n) noexcept {
   return (n->kind == kind_list || n->kind == kind_tuple) && 8 + 8 * std::uint64_t{n->count} <= 64;
 }
 
+// The bytes a node checked by enter() spans (its header and everything its check reads, each
+// check costing about one step per 4 bytes or more). A scalar node (datetime...) counts 8: its
+// check reads a fixed few bytes.
+std::uint64_t node_extent(const node_header* n) noexcept {
+  switch (n->kind) {
+    case kind_str:
+    case kind_str16: return (n->kind == kind_str16 ? 4 : 8) + std::uint64_t{str_size(n)};
+    case kind_bytes:
+    case kind_bigint: return 8 + std::uint64_t{n->count};
+    case kind_list:
+    case kind_tuple: return 8 + 8 * std::uint64_t{n->count};
+    case kind_dict:
+    case kind_dict16:
+      return (n->kind == kind_dict16 ? 8 : sizeof(dict_header)) + 8 * std::uint64_t{dict_count(n)};
+    case kind_table: {
+      const auto* t = reinterpret_cast<const table_node*>(n);
+      return t->rows_start + std::uint64_t{t->row_bytes} * n->count;
+    }
+    case kind_keys:
+    case kind_set:
+    case kind_frozenset: {
+      const auto* t = reinterpret_cast<const table_header*>(n);
+      return sizeof(table_header) + std::uint64_t{t->capacity} * table_slot_size(t) +
+             table_key_size(t) * std::uint64_t{n->count};
+    }
+    default: return 8;
+  }
+}
+
 template <class Slot>
 std::string check_slots(const table_header* t, std::uint64_t off) {
   const Slot* index = table_index<Slot>(t);
@@ -67,9 +96,11 @@ std::string graph_check::run() {
   costs_.clear();
   stack_.clear();
   shared_objects_ = 0;
+  examined_ = 0;
   reference_cost root_cost;
   bool pushed = false;
-  if (std::string err = check_word(root->root, offsetof(root_header, root), root_cost, pushed);
+  if (std::string err =
+          check_word(root->root, offsetof(root_header, root), root_cost, pushed, false);
       !err.empty())
     return err;
   std::size_t until_step = check_step_values;
@@ -88,8 +119,11 @@ std::string graph_check::run() {
       continue;
     }
     const std::uint64_t off = top.off;
+    // A dict's first child, and a table node's first two, name keys tables; no other word may.
+    const bool keys_slot = top.next < (n->kind == kind_table ? 2u : is_dict(n->kind) ? 1u : 0u);
     const word w = child(n, top.next++);
-    if (std::string err = check_word(w, off, cost, pushed); !err.empty()) return err;  // may push
+    if (std::string err = check_word(w, off, cost, pushed, keys_slot); !err.empty())
+      return err;  // may push
     if (!pushed) add_to_top(cost);
   }
   const std::uint64_t limit = read_cost_limit(size_);
@@ -110,7 +144,8 @@ void graph_check::add_to_top(const reference_cost& cost) noexcept {
   top.child_objects = add_cost(top.child_objects, cost.objects);
 }
 
-std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed) {
+std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed,
+                                    bool keys_slot) {
   pushed = false;
   cost = {};
   switch (w & tag_mask) {
@@ -118,10 +153,14 @@ std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& co
       // Every node is at least 8 bytes at an 8-aligned offset (freeze() rounds them up).
       if (w < sizeof(root_header) || w > size_ - 8)
         return at_offset("a reference outside the graph", w);
+      // Readers build no value of a keys table: reading one where a value goes raised
+      // SystemError ("corrupt frozen value") at every read of a graph the check had accepted.
+      if (!keys_slot && node_at<node_header>(base_, w)->kind == kind_keys)
+        return at_offset("a keys table referenced as a value", w);
       return test(valid_, w) ? revisit(w, cost) : enter(w, pushed);
     case tag_int:
-    case tag_short_str:
     case tag_inline_float: return {};
+    case tag_short_str: return check_short_str(w, at);
     case tag_packed_str: return check_packed_str(w, at);
     case tag_row: return at_offset("a row word (never stored) in the node", at);
     case tag_const:
@@ -135,6 +174,20 @@ std::string graph_check::check_word(word w, std::uint64_t at, reference_cost& co
     }
   }
   return at_offset("an unknown value tag in the node", at);
+}
+
+std::string graph_check::check_short_str(word w, std::uint64_t at) const {
+  // As short_str_word writes it: bits 6-7 clear, no byte past the length (such a key is never
+  // found: lookups compare whole words), and UTF-8 as the decoder takes it (a root of bytes
+  // fe ff made open() itself raise UnicodeDecodeError, a deeper one every read of it).
+  const std::size_t n = short_str_size(w);
+  if ((w & 0xC0) != 0 || (n < max_short_str && (w >> (8 + 8 * n)) != 0))
+    return at_offset("a short str with bits set past its bytes, in the node", at);
+  char bytes[8];
+  short_str_bytes(w, bytes);
+  if (!valid_utf8(std::string_view(bytes, n)))
+    return at_offset("a short str that is not UTF-8 (or holds a surrogate), in the node", at);
+  return {};
 }
 
 std::string graph_check::check_packed_str(word w, std::uint64_t at) const {
@@ -172,6 +225,19 @@ std::string graph_check::revisit(std::uint64_t off, reference_cost& cost) const 
                    off);
 }
 
+// Pre: n's kind-specific check passed (its extent lies inside the graph).
+std::string graph_check::count_extent(const node_header* n, std::uint64_t off) {
+  // Nodes never overlap in a graph freeze() wrote, so the nodes checked span at most its size.
+  // Overlapping ones (many nodes whose bodies are the same bytes) multiplied the check's work:
+  // 20,000 crafted table nodes over one block of rows (17.7 MB) kept open() busy ~40 minutes.
+  examined_ += node_extent(n);
+  if (examined_ > size_)
+    return at_offset("a node that overlaps others (the nodes span more "
+                     "bytes than the graph holds)",
+                     off);
+  return {};
+}
+
 std::string graph_check::enter(std::uint64_t off, bool& pushed) {
   if (test(open_, off)) return at_offset("a node that contains itself", off);
   const auto* n = node_at<node_header>(base_, off);
@@ -182,6 +248,7 @@ std::string graph_check::enter(std::uint64_t off, bool& pushed) {
     case kind_bytes:
     case kind_bigint: {
       if (std::string err = check_leaf(n, off); !err.empty()) return err;
+      if (std::string err = count_extent(n, off); !err.empty()) return err;
       set(valid_, off);
       return {};  // cost {0, 1}
     }
@@ -208,10 +275,12 @@ std::string graph_check::enter(std::uint64_t off, bool& pushed) {
     case kind_decimal:
     case kind_uuid:
       if (const char* err = scalar_node_error(n, avail)) return at_offset(err, off);
+      if (std::string err = count_extent(n, off); !err.empty()) return err;
       set(valid_, off);
       return {};
     default: return at_offset("a node of unknown kind", off);
   }
+  if (std::string err = count_extent(n, off); !err.empty()) return err;
   if (stack_.size() >= max_nesting) return at_offset("nesting deeper than 10002 levels", off);
   set(open_, off);
   stack_.push_back({off});

@@ -8,7 +8,8 @@
 //   - every node reference is 8-aligned, past the root header, and its whole node lies inside;
 //   - every float reference lies inside; tags and constants are known ones;
 //   - every packed str (v2 graphs only) lies inside, holds 8 to 255 bytes and is UTF-8 without
-//     surrogates, as Python's strict decoder and the JSON writer take it;
+//     surrogates, as Python's strict decoder and the JSON writer take it; every short str (in
+//     the word) is too, with no bit set past its bytes;
 //   - a str marked ASCII is ASCII (CPython trusts that flag), any other str node is UTF-8 as its
 //     decoder accepts it (lone surrogates only with flag_surrogates);
 //   - a datetime, date, time, timedelta, Decimal or UUID node holds a value its Python type
@@ -21,6 +22,9 @@
 //     keys are scalars or leaves, its columns have known types and are packed in order in its
 //     rows (so checking its fields costs no more than its size), it lies below 32 GiB with fewer
 //     than 2^29 rows, and no stored word is a row word (tag_row);
+//   - a keys table is named only as a dict's or table node's keys (or a table node's shape);
+//   - the nodes checked span no more bytes than the graph holds (nodes never overlap), so the
+//     check's work is linear in the graph's size;
 //   - no node contains itself, and no path from the root nests more than max_nesting nodes
 //     (the readers recurse), counted through nodes that are referenced more than once too;
 //   - reading the graph builds at most read_cost_limit(size) objects (format.hpp, "Read cost"):
@@ -95,8 +99,13 @@ class graph_check {
   // Checks one value word found in the node at offset `at`. A node not seen before is checked
   // and, when it has children, pushed (its cost reaches its parent when it is popped); otherwise
   // `cost` is what the reference costs.
-  std::string check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed);
+  // keys_slot: the word is a dict's or table node's keys reference (the only place a keys table
+  // may be named).
+  std::string check_word(word w, std::uint64_t at, reference_cost& cost, bool& pushed,
+                         bool keys_slot);
   std::string enter(std::uint64_t off, bool& pushed);
+  std::string count_extent(const node_header* n, std::uint64_t off);
+  std::string check_short_str(word w, std::uint64_t at) const;
   std::string check_packed_str(word w, std::uint64_t at) const;
   std::string revisit(std::uint64_t off, reference_cost& cost) const;
   std::string pop(reference_cost& cost);
@@ -123,6 +132,7 @@ class graph_check {
   std::unordered_map<std::uint64_t, node_cost> costs_;  // nodes that may be referenced again
   std::vector<frame> stack_;
   std::uint64_t shared_objects_ = 0;  // the read costs of the flag_shared nodes, summed
+  std::uint64_t examined_ = 0;        // the bytes the nodes checked span, summed (count_extent)
   int version_ = 0;                   // the graph's format version (root_version)
   bool done_ = false;
 };

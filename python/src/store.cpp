@@ -303,11 +303,18 @@ PyObject* py_open_store_fd(PyObject* module, PyObject* args) {
 // _store_view(store, offset) -> the value at `offset` of an opened store (offset 0: the root).
 PyObject* py_store_view(PyObject* module, PyObject* args) {
   PyObject* st;
-  unsigned long long off;
+  PyObject* offset;
   PyTypeObject* type = live_type(state_of(module).store_type);
-  if (!type || !PyArg_ParseTuple(args, "O!K", type, &st, &off)) return nullptr;
+  if (!type || !PyArg_ParseTuple(args, "O!O!", type, &st, &PyLong_Type, &offset)) return nullptr;
   auto* s = reinterpret_cast<store_object*>(st);
   if (!s->base) return closed_error(s);
+  // Checked, not masked ("K" wrapped 2^64 + the root's offset onto the root).
+  const unsigned long long off = PyLong_AsUnsignedLongLong(offset);
+  if (off == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "offset %R is no value of the image", offset);
+    return nullptr;
+  }
   if (off == 0) return root_of(s);
   // Offsets come from pickles: in an image only the start of a node the open-time walk accepted
   // is read. Other graphs were written by freeze() here, or by the process that sent this one
@@ -322,6 +329,8 @@ PyObject* py_store_view(PyObject* module, PyObject* args) {
   if (known && row) {
     const auto* t = node_at<node_header>(s->base, node_off);
     known = t->kind == kind_table && row_of(off) < t->count;
+  } else if (known) {  // a dict's keys table is a node, but no value (SystemError when read)
+    known = node_at<node_header>(s->base, node_off)->kind != kind_keys;
   }
   if (!known) {
     PyErr_Format(PyExc_ValueError, "offset %llu is no value of the image", off);

@@ -429,6 +429,29 @@ class CraftedImages(unittest.TestCase):
             with self.subTest(data=data[24:]):
                 self.refused(data, why)
 
+    def test_a_bad_short_str_is_refused(self):
+        # A str of up to 7 bytes lives in its word, unchecked: a root of bytes fe ff made open()
+        # raise UnicodeDecodeError, and as an item every read of it raised.
+        def short(raw, extra=0):
+            return int.from_bytes(raw, "little") << 8 | len(raw) << 3 | 4 | extra
+
+        def as_root(w):
+            return MAGIC + struct.pack("<Q", w)
+
+        def as_item(w):
+            return MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", w)
+
+        for w, why in ((short(b"\xfe\xff"), "a short str that is not UTF-8"),
+                       (short(b"a\xed\xa0\x80"), "a short str that is not UTF-8"),  # surrogate
+                       (short(b"ab") | 1 << 40, "a short str with bits set past its bytes"),
+                       (short(b"ab", extra=0x40), "a short str with bits set past its bytes")):
+            for data in (as_root(w), as_item(w)):
+                with self.subTest(word=hex(w), root=len(data) == 16):
+                    self.refused(data, why)
+        permafrost._core._save_bytes(as_item(short("h\u00e9".encode())), self.path)
+        permafrost._stores.forget()
+        self.assertEqual(permafrost.open(self.path), ["h\u00e9"])
+
     def test_a_str_node_that_is_not_utf8_is_refused(self):
         # Only ASCII flags were checked: open() of an image whose root is such a str raised
         # UnicodeDecodeError (no OSError, no path), and a deeper one raised when read.
@@ -462,6 +485,33 @@ class CraftedImages(unittest.TestCase):
     def test_a_list_that_contains_itself_is_refused(self):
         self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) + struct.pack("<Q", 16),
                      "contains itself")
+
+    def test_a_keys_table_referenced_as_a_value_is_refused(self):
+        # Only a dict names its keys table; as a list item or the root it was accepted, and every
+        # read raised SystemError ("corrupt frozen value (kind 7)").
+        keys = node(KIND_KEYS, 1) + struct.pack("<II", 4, 0) + bytes(32) + \
+            struct.pack("<Q", (ord("a") << 8) | (1 << 3) | 4)
+        self.refused(MAGIC + struct.pack("<Q", 32) + node(KIND_LIST, 1) +
+                     struct.pack("<Q", 32) + keys, "a keys table referenced as a value at offset 32")
+        self.refused(MAGIC + struct.pack("<Q", 16) + keys, "a keys table referenced as a value")
+
+    def test_nodes_that_overlap_are_refused(self):
+        # Each node is checked once, but nodes over the same bytes made the check's work grow
+        # with the square of the graph's size (a crafted 17.7 MB image of overlapping table nodes
+        # kept open() busy for about 40 minutes). Here: 40 bytes nodes, each starting 8 bytes
+        # into the one before, all running to the end of the same 16000 bytes.
+        size, count = 16000, 40
+        body = bytearray(8 + size)
+        for k in range(count):
+            struct.pack_into("<BBHI", body, 8 * k, 2, 0, 0, size - 8 * k)  # kind 2: bytes
+        root = node(KIND_LIST, count) + struct.pack("<%dQ" % count,
+                                                    *[16 + 8 * k for k in range(count)])
+        data = MAGIC + struct.pack("<Q", 16 + len(body)) + bytes(body) + root
+        self.refused(data, "a node that overlaps others")
+        one = node(KIND_LIST, 1) + struct.pack("<Q", 16)  # the first alone is a valid graph
+        permafrost._core._save_bytes(MAGIC + struct.pack("<Q", 16 + len(body)) + bytes(body) + one,
+                                     self.path)
+        self.assertEqual(len(permafrost.open(self.path)[0]), size)
 
     def test_a_reference_past_the_end_is_refused(self):
         self.refused(MAGIC + struct.pack("<Q", 16) + node(KIND_LIST, 1) +
@@ -603,11 +653,31 @@ class CraftedImages(unittest.TestCase):
                      "referenced twice that is neither marked shared nor shared by content")
 
     def test_an_unpickled_offset_must_name_a_value(self):
-        permafrost.freeze(make_table(10)).save(self.path)
-        with self.assertRaises(ValueError):
-            permafrost._image_value(os.path.abspath(self.path), 8)
-        with self.assertRaises(ValueError):
-            permafrost._image_value(os.path.abspath(self.path), 1 << 40)
+        frozen = permafrost.freeze({"rows": make_table(10), "d": {"a": 1, "b": [2]}})
+        frozen.save(self.path)
+        path = os.path.abspath(self.path)
+        data = graph_bytes(frozen)
+        root = struct.unpack_from("<Q", data, 8)[0]
+        self.assertEqual(permafrost._image_value(path, root), frozen)
+        # 2^64 + the root's offset was read as the root (the offset wrapped).
+        for offset in (8, 1 << 40, -1, (1 << 64) + root, 1 << 100):
+            with self.subTest(offset=offset):
+                with self.assertRaisesRegex(ValueError, "is no value of the image"):
+                    permafrost._image_value(path, offset)
+        # Every offset names a value or is refused: a dict's keys table (a node, but no value)
+        # raised SystemError ("corrupt frozen value (kind 7)") when read.
+        for offset in range(16, len(data), 8):
+            try:
+                repr(permafrost._image_value(path, offset))
+            except ValueError:
+                pass
+        keys = 0
+        for offset in range(16, len(data), 8):
+            if data[offset] == KIND_KEYS:
+                keys += 1
+                with self.assertRaisesRegex(ValueError, "is no value of the image"):
+                    permafrost._image_value(path, offset)
+        self.assertGreater(keys, 0)
 
     def test_random_damage_with_valid_checksums_never_crashes(self):
         value = {"rows": make_table(40), "set": {1, 2.5, "x", (1, "y")}, "fs": frozenset({3}),
