@@ -131,7 +131,7 @@ def new_image_id():
 # (each view goes by value on its own) raised MemoryError ("all 1024 arena slots are in use").
 _POOLED_UP_TO = 64 << 10
 _POOL_BYTES = 1 << 20
-_pool = None  # [read-only mmap, descriptor of its memfd, next free offset]
+_pool = None  # [read-only anonymous mmap, next free offset]
 # Reentrant, with _filling: a signal handler or a finalizer (__del__) may unpickle a view between
 # any two bytecodes of _pooled, in the thread that holds the lock. It waited for that thread, its
 # own, for ever; it now keeps its arena instead (see _pooled).
@@ -139,38 +139,36 @@ _pool_lock = _threading.RLock()
 _filling = False
 
 
-def _forget_pool_in_child():
-    global _pool, _pool_lock, _filling
-    _pool_lock = _threading.RLock()  # a fork while another thread held it left it held for ever
+def _reset_pool_lock_in_child():
+    # A fork while another thread held the lock left it held for ever. The pool itself stays: it
+    # is MAP_PRIVATE anonymous memory, so what the child copies into it lands in pages of its own.
+    global _pool_lock, _filling
+    _pool_lock = _threading.RLock()
     _filling = False
-    if _pool is not None:
-        # The child shares the memfd with its parent: writing into it would change the parent's
-        # views. Its mapping stays (views the child inherited read it); the next copy goes into a
-        # pool of the child's own.
-        _os.close(_pool[1])
-        _pool = None
 
 
-_os.register_at_fork(after_in_child=_forget_pool_in_child)
+_os.register_at_fork(after_in_child=_reset_pool_lock_in_child)
 
 
 def _pooled(data):
     """A read-only memoryview of a copy of data, 16-byte aligned, in the current pool (a full
-    pool's pages are freed once no view of it is left; the current pool's stay, at most 1 MiB). The pool is a memfd mapped read-only (and private) and written with
-    pwrite(), so its pages are never writable through memory, as an arena's after freeze: a
-    write to them is a SIGSEGV, not a silent change of frozen data.
+    pool's pages are freed once no view of it is left; the current pool's stay, at most 1 MiB).
+
+    The pool is anonymous MAP_PRIVATE memory mapped read-only; _core._pool_write makes the pages
+    a copy spans writable for the copy only, so a stray write to the pool is a SIGSEGV, not a
+    silent change of frozen data, and a forked worker that makes it writable changes its own
+    copy. It has no descriptor: the memfd it was kept a writable one open, and a worker forked
+    from C (no Python fork hook ran there) could change what its parent and siblings read.
 
     None when called from within itself (a signal handler or a finalizer that unpickles a view
-    while this thread copies into the pool): the outer copy owns the pool until it returns (it
-    may close the descriptor it writes with, or write where the inner copy would)."""
-    global _pool, _filling
-    size = len(data)
+    while this thread copies into the pool): the outer copy owns the pool until it returns."""
+    global _filling
     with _pool_lock:
         if _filling:
             return None
         _filling = True
         try:
-            return _fill_pool(data, size)
+            return _fill_pool(data, len(data))
         finally:
             _filling = False
 
@@ -178,29 +176,13 @@ def _pooled(data):
 def _fill_pool(data, size):
     """_pooled's copy; _pool_lock held, _filling set."""
     global _pool
-    if _pool is None or _pool[2] + size > len(_pool[0]):
-        n = max(_POOL_BYTES, size)
-        fd = _os.memfd_create("permafrost-pool", _os.MFD_CLOEXEC)
-        try:
-            _os.ftruncate(fd, n)
-            # MAP_PRIVATE, as an anonymous arena: pwrite() fills the file's pages, which the
-            # mapping reads until a page is copied, and a forked worker that makes the mapping
-            # writable (mprotect) writes a copy of its own. MAP_SHARED of a descriptor opened
-            # for writing let it change what the parent and every other worker read
-            # (docs/security.md's property).
-            m = _mmap.mmap(fd, n, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ)
-        except BaseException:
-            _os.close(fd)
-            raise
-        if _pool is not None:
-            _os.close(_pool[1])  # the full pool's mapping stays while its views do
-        _pool = [m, fd, 0]
-    m, fd, at = _pool
-    view = memoryview(data).cast("B")
-    done = 0
-    while done < size:
-        done += _os.pwrite(fd, view[done:], at + done)
-    _pool[2] = (at + size + 15) & ~15
+    if _pool is None or _pool[1] + size > len(_pool[0]):
+        n = max(_POOL_BYTES, -(-size // _mmap.PAGESIZE) * _mmap.PAGESIZE)
+        # The full pool's mapping stays while its views do.
+        _pool = [_mmap.mmap(-1, n, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ), 0]
+    m, at = _pool
+    _core._pool_write(m, at, data)
+    _pool[1] = (at + size + 15) & ~15
     return memoryview(m)[at:at + size].toreadonly()
 
 

@@ -90,6 +90,8 @@ PyMethodDef module_methods[] = {
     {"_mapped_store", py_mapped_store, METH_O, "_mapped_store(buffer_owner) -> store"},
     {"_store_owner", py_store_owner, METH_O, "_store_owner(store) -> its buffer owner or None"},
     {"_store_info", py_store_info, METH_O, "_store_info(store) -> (kind, path, id, size)"},
+    {"_pool_write", py_pool_write, METH_VARARGS,
+     "_pool_write(mapping, offset, data): copy data into a read-only anonymous mapping"},
     {"_jsonable", py_jsonable, METH_O,
      "_jsonable(o): a datetime's (date's, Decimal's...) JSON string, an Enum member's value"},
     {nullptr, nullptr, 0, nullptr}};

@@ -1,11 +1,14 @@
 // permafrost for Python — sending a Store to another process (see sharing.hpp).
 #include "sharing.hpp"
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 
 #include "format.hpp"
+#include "os/os.hpp"
 #include "permafrost/arena.hpp"
 #include "reading.hpp"
 #include "store.hpp"
@@ -62,6 +65,52 @@ PyObject* py_mapped_store(PyObject* module, PyObject* owner) {
   s->size = static_cast<std::size_t>(s->owner.buffer.len);
   return store.release();
   PF_ENTRY_END
+}
+
+// _pool_write(mapping, offset, data): copies data into the read-only anonymous mapping at offset
+// (a pool of small graphs unpickled by value, _stores.py): the pages it spans are writable for
+// the copy only. The pool was a memfd written with pwrite(), and its writable descriptor stayed
+// open in the process: a worker forked from C (uWSGI's, where no Python fork hook runs) inherited
+// it and could change what the parent and its siblings read. Anonymous MAP_PRIVATE memory has no
+// descriptor: a worker that writes to it writes its own copy. The first write (offset 0) names
+// the mapping "permafrost-pool" in /proc/PID/maps where the kernel names anonymous memory.
+PyObject* py_pool_write(PyObject*, PyObject* args) {
+  PyObject* mapping = nullptr;
+  Py_ssize_t at = 0;
+  Py_buffer data{};
+  if (!PyArg_ParseTuple(args, "Ony*", &mapping, &at, &data)) return nullptr;
+  struct held {
+    Py_buffer* b;
+    ~held() {
+      if (b->obj) PyBuffer_Release(b);
+    }
+  } data_held{&data};
+  Py_buffer m{};
+  if (PyObject_GetBuffer(mapping, &m, PyBUF_SIMPLE) < 0) return nullptr;
+  const held mapping_held{&m};
+  const std::size_t page = os::page_size();
+  auto* base = static_cast<char*>(m.buf);
+  if (reinterpret_cast<std::uintptr_t>(base) % page != 0 ||
+      static_cast<std::size_t>(m.len) % page || at < 0 || data.len > m.len - at) {
+    PyErr_SetString(PyExc_ValueError, "_pool_write: not a whole mapping, or data outside it");
+    return nullptr;
+  }
+  if (data.len == 0) Py_RETURN_NONE;
+  const auto first = reinterpret_cast<std::uintptr_t>(base + at) / page * page;
+  const auto end =
+      (reinterpret_cast<std::uintptr_t>(base + at + data.len) + page - 1) / page * page;
+  auto* p = reinterpret_cast<void*>(first);
+  if (const int err = os::commit(p, end - first); err != 0) {
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  std::memcpy(base + at, data.buf, static_cast<std::size_t>(data.len));
+  if (const int err = os::protect_read_only(p, end - first); err != 0) {
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  if (at == 0) (void)os::name_range(base, static_cast<std::size_t>(m.len), "permafrost-pool");
+  Py_RETURN_NONE;
 }
 
 // _store_owner(store) -> the object a mapped store keeps (see _mapped_store), else None.

@@ -147,18 +147,19 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
             returned = pool.apply_async(views_of_a_small_graph, (2000,)).get(timeout=120)
         self.assertEqual([r["id"] for r in returned], list(range(2000)))
 
-    def test_a_forked_child_unpickles_into_a_pool_of_its_own(self):
-        # The pool is a memfd the child shares with its parent: a child that wrote its copies
-        # into it would overwrite what the parent writes next.
+    def test_a_forked_childs_copies_into_the_pool_stay_its_own(self):
+        # The pool was a memfd the child shared with its parent: a child that wrote its copies
+        # into it overwrote what the parent wrote next. It is MAP_PRIVATE anonymous memory now:
+        # the child's copy lands where the parent's next one does, in pages of its own.
         record = permafrost.freeze({"id": 1, "name": "x" * 20})
+        theirs = permafrost.freeze({"id": 3, "name": "z" * 20})
         first = pickle.loads(pickle.dumps(record))
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                mine = pickle.loads(pickle.dumps(record))
-                pool_of = lambda v: mapping_of(permafrost._core._range(v)[0])["inode"]
-                code = 0 if mine == record and pool_of(mine) != pool_of(first) else 2
+                mine = pickle.loads(pickle.dumps(theirs))
+                code = 0 if mine == theirs and first == record else 2
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
@@ -172,14 +173,14 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         # thread, its own, for ever.
         record = permafrost.freeze({"id": 1, "name": "x" * 20})
         other = permafrost.freeze({"id": 2})
-        pwrite, inner, outer = os.pwrite, [], []
-        def pwrite_after_an_unpickle(fd, data, offset):
+        write, inner, outer = permafrost._core._pool_write, [], []
+        def write_after_an_unpickle(mapping, offset, data):
             if not inner:
                 inner.append(None)
                 inner[0] = pickle.loads(pickle.dumps(other))
-            return pwrite(fd, data, offset)
+            return write(mapping, offset, data)
         def unpickle():
-            with mock.patch.object(_stores._os, "pwrite", pwrite_after_an_unpickle):
+            with mock.patch.object(_stores._core, "_pool_write", write_after_an_unpickle):
                 outer.append(pickle.loads(pickle.dumps(record)))
         thread = threading.Thread(target=unpickle, daemon=True)
         thread.start()
@@ -218,6 +219,36 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         _, status = os.waitpid(pid, 0)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         self.assertEqual(first["name"], "x" * 40)
+        self.assertEqual(first, record)
+
+    def test_a_worker_forked_from_c_holds_no_descriptor_that_writes_the_pool(self):
+        # The pool was a memfd whose writable descriptor only a Python fork hook closed in
+        # children: a worker forked from C (uWSGI's) pwrite()s into it and changed the value the
+        # parent and its siblings read. The child here writes through every memfd it holds.
+        record = permafrost.freeze({"id": 1, "role": "user" * 10})
+        first = pickle.loads(pickle.dumps(record))
+        self.assertEqual(permafrost._core._store_info(permafrost._core._store_of(first))[0],
+                         "mapped")  # in the pool
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = libc.fork()  # no os.register_at_fork hook runs
+        if pid == 0:
+            code = 1
+            try:
+                for name in os.listdir("/proc/self/fd"):
+                    try:
+                        target = os.readlink(f"/proc/self/fd/{name}")
+                        if target.startswith("/memfd:"):
+                            fd = int(name)
+                            at = os.pread(fd, os.fstat(fd).st_size, 0).find(b"user" * 10)
+                            if at >= 0:
+                                os.pwrite(fd, b"root" * 10, at)
+                    except OSError:
+                        pass
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         self.assertEqual(first, record)
 
     def test_the_sender_reads_its_view_after_the_arena_moved_into_a_memfd(self):
