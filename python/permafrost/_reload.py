@@ -94,6 +94,7 @@ class Reloader:
         self._open = opener or _open
         self._lock = _threading.Lock()
         self._lock_pid = _os.getpid()
+        self._checking = None  # the thread that holds _lock (threading.get_ident()), or None
         self._identity = self._stat()
         self._root = self._open(self.path)
         # The file of the image in service, held open (permafrost.open()'s images only), so that
@@ -149,11 +150,20 @@ class Reloader:
             # Forked while another thread of the parent held the lock: the child's copy stays
             # held for ever, and this worker would never reload. A fresh one per process.
             self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
+            self._checking = None
         # The lock acquired is the one released: two threads of a new child may each replace it
         # above, and releasing self._lock then released the other's (RuntimeError in its check).
         lock = self._lock
         if not lock.acquire(blocking=False):
-            return  # another thread is checking: serve the current image meanwhile
+            # Another thread is checking: serve the current image meanwhile, unless it was
+            # closed, which every read refuses: then wait for that thread's reopen (threads
+            # returned the closed root, and their requests raised ValueError). Not in the
+            # checking thread itself (a signal handler's current()): it would wait for itself.
+            if _closed(self._root) and self._checking != _threading.get_ident():
+                with lock:
+                    pass
+            return
+        self._checking = _threading.get_ident()
         try:
             self._checked = now
             identity = self._stat()
@@ -189,6 +199,7 @@ class Reloader:
             self.error = None
             self._failed_identity = None
         finally:
+            self._checking = None
             lock.release()
 
     def __getstate__(self):
@@ -202,6 +213,7 @@ class Reloader:
         del state["_lock"], state["_lock_pid"]
         state["error"] = None
         state["_file"] = None  # a descriptor of this process; the receiver maps the view sent
+        state["_checking"] = None
         return state
 
     def __setstate__(self, state):

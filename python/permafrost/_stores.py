@@ -69,9 +69,13 @@ def _identity(path):
 
 def _remember_image(path, store, identity):
     def forget_path(ref, path=path):
+        # Runs whenever the store dies, also in a signal handler or another callback between two
+        # bytecodes of this one: the entry may be gone by the del ("Exception ignored in
+        # forget_path ... KeyError" on stderr). A newer entry removed in that window costs one
+        # lookup in _shared at the next open.
         entry = _images.get(path)
         if entry is not None and entry[0] is ref:
-            del _images[path]
+            _images.pop(path, None)
     _images[path] = (_weakref.ref(store, forget_path), identity)
     _images_by_id[_core._store_id(store)] = store
     _image_identity[store] = identity
@@ -96,7 +100,9 @@ def image_store(path, image_id=None, populate=False):
                 current = _identity(path)
             except OSError:
                 current = None
-            if current == entry[1]:
+            # Live again after the stat, which let other threads run: one may have closed it
+            # (open() itself raised "the image is closed").
+            if current == entry[1] and _live(store):
                 return store
     identity = _identity(path)  # before opening: a file replaced in between is reopened next time
     # The file, not the spelling of its path, is the image: one mapped under another name (a

@@ -6,11 +6,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import tempfile
 import threading
 import time
 import traceback
 import unittest
+import unittest.mock
 import weakref
 
 import permafrost
@@ -41,6 +43,44 @@ class Closing(unittest.TestCase):
     def tearDown(self):
         _stores.forget()
         self.dir.cleanup()
+
+    def test_an_image_closed_by_another_thread_during_open_is_mapped_anew(self):
+        # open() checked that the mapping it had was live, then stat()ed the path, which let
+        # other threads run: one that closed the image there made open() itself raise "closed".
+        first = permafrost.open(self.path)
+        identity = _stores._identity
+
+        def stat_while_another_thread_closes(path):
+            first.close()
+            return identity(path)
+
+        with unittest.mock.patch.object(_stores, "_identity", stat_while_another_thread_closes):
+            again = permafrost.open(self.path)
+        self.assertFalse(again.closed)
+        self.assertEqual(again["b"], [3, 4])
+
+    def test_forgetting_a_path_whose_entry_went_meanwhile_is_quiet(self):
+        # The weakref callback that drops a dead image's entry may run between two bytecodes of
+        # another (a signal handler's open and close): its del raised KeyError, printed as
+        # "Exception ignored in forget_path" on stderr.
+        class Vanishing(dict):
+            def get(self, key, default=None):
+                entry = super().get(key, default)
+                self.pop(key, None)  # as another callback would, right after this lookup
+                return entry
+
+        image = permafrost.open(self.path)
+        self.assertIn(self.path, _stores._images)
+        _stores._images = Vanishing(_stores._images)
+        unraisable = []
+        hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+        try:
+            del image  # the store dies: its callback runs
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+            _stores._images = dict(_stores._images)
+        self.assertEqual(unraisable, [])
 
     def test_the_repr_of_a_closed_view_says_so(self):
         # repr() raised ValueError: logging a view, a traceback with locals failed after close().
@@ -426,6 +466,57 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         reloader.current().close()
         self.assertEqual(reloader.current()["version"], 1)
         self.assertIsNone(reloader.error)
+
+    def test_threads_wait_for_the_reopen_of_a_closed_image(self):
+        # One thread reopens a closed image; the others returned the closed root meanwhile, and
+        # their requests raised ValueError ("is closed").
+        self.save(1)
+        gate = threading.Event()
+        gate.set()
+
+        def opener(path):
+            gate.wait(30)
+            return permafrost.open(path)
+
+        reloader = permafrost.Reloader(self.path, interval=3600, opener=opener)
+        gate.clear()
+        reloader.current().close()
+        got = {}
+        reopening = threading.Thread(target=lambda: got.setdefault("a", reloader.current()))
+        reopening.start()
+        while not reloader._lock.locked():  # the first thread is in the opener
+            time.sleep(0.001)
+        waiting = threading.Thread(target=lambda: got.setdefault("b", reloader.current()))
+        waiting.start()
+        waiting.join(0.3)
+        self.assertNotIn("b", got, "a thread returned while the image was being reopened")
+        gate.set()
+        reopening.join(30)
+        waiting.join(30)
+        self.assertFalse(got["a"].closed)
+        self.assertIs(got["b"], got["a"])
+        self.assertEqual(got["b"]["version"], 1)
+
+    def test_a_signal_handler_in_the_reopening_thread_does_not_wait_for_itself(self):
+        self.save(1)
+        inner = []
+
+        def opener(path):
+            if reloader_made and not inner:
+                inner.append(reloader.current())  # as a signal handler would, mid-reopen
+            return permafrost.open(path)
+
+        reloader_made = False
+        reloader = permafrost.Reloader(self.path, interval=3600, opener=opener)
+        reloader_made = True
+        reloader.current().close()
+        got = []
+        thread = threading.Thread(target=lambda: got.append(reloader.current()), daemon=True)
+        thread.start()
+        thread.join(30)
+        self.assertFalse(thread.is_alive(), "the reopening thread waited for itself")
+        self.assertEqual(got[0]["version"], 1)
+        self.assertTrue(inner[0].closed)  # the closed root, served to itself
 
     def test_an_image_closed_while_the_path_holds_no_image_comes_back_from_its_file(self):
         # A bad deploy left a file that fails at the path (or none), then the image in service
