@@ -898,6 +898,33 @@ TEST_CASE("save_image to an empty path or one ending in a slash is an io error n
   CHECK(fs::is_empty(dir.path));
 }
 
+TEST_CASE("a path with a NUL byte is refused by save_image and image::open") {
+  // The system sees the path up to its NUL: open("good\0/../other") opened good, and save_image
+  // refused the path with a message cut at the NUL.
+  temp_dir dir;
+  arena a;
+  const pt::image_table* root = frozen_table(a, 10);
+  const fs::path good = dir.path / "good.pfi";
+  permafrost::save_image(a, *root, good);
+  const fs::path crafted{good.string() + std::string("\0/../other.pfi", 14)};
+  try {
+    (void)image::open(crafted);
+    FAIL("opened a path with a NUL byte");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::io);
+    CHECK(std::string(e.what()).find("good.pfi\\0/../other.pfi'): the path holds a NUL byte") !=
+          std::string::npos);
+  }
+  try {
+    permafrost::save_image(a, *root, crafted);
+    FAIL("saved to a path with a NUL byte");
+  } catch (const image_error& e) {
+    CHECK(e.why() == reason::io);
+    CHECK(std::string(e.what()).find("\\0/../other.pfi'): the path holds a NUL byte") !=
+          std::string::npos);
+  }
+}
+
 TEST_CASE("save_image refuses to replace a FIFO or a directory; a symlink is replaced") {
   // The rename replaced whatever the path named: save_image to /dev/null (as root) turned the
   // device into a regular file. Here a FIFO stands in for the device.

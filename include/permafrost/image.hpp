@@ -155,7 +155,8 @@ image_root_tag root_tag_of() {
 // Only a regular file (or a symlink, which the rename replaces, leaving its target alone) is
 // replaced: a directory, device, FIFO or socket at `path` is refused before anything is written.
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
-// over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file).
+// over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file,
+// names no file, or holds a NUL byte).
 template <class T>
 void save_image(const arena& a, const T& root, const std::filesystem::path& path,
                 const save_options& options = {}) {
@@ -209,9 +210,9 @@ class PERMAFROST_API image {
  public:
   // Effects: opens `path` read-only, validates the header, maps the data, verifies the checksum
   // (unless told not to), closes the descriptor (the mapping keeps the file).
-  // Throws: image_error — io (missing file, no permission), truncated, bad_magic, version,
-  // platform, bad_header, not_mappable, checksum, address_space, no_free_slot; each names the
-  // path. Whatever options.step throws.
+  // Throws: image_error — io (missing file, no permission, a NUL byte in the path), truncated,
+  // bad_magic, version, platform, bad_header, not_mappable, checksum, address_space,
+  // no_free_slot; each names the path. Whatever options.step throws.
   static image open(const std::filesystem::path& path, const open_options& options = {});
 
   // As open(), from a descriptor (a file or memfd, e.g. received over a Unix socket). The

@@ -32,9 +32,23 @@ struct fd_closer {
 
 // ----- save ---------------------------------------------------------------------------------
 
+// The path as a message shows it: a NUL byte, which would end what() there, as "\0".
+std::string shown(const std::filesystem::path& path) {
+  std::string s = path.string();
+  for (std::size_t at = s.find('\0'); at != std::string::npos; at = s.find('\0', at + 2))
+    s.replace(at, 1, "\\0");
+  return s;
+}
+
+// A path with a NUL byte: the system sees only the part before it, so image::open() of
+// "good.pfi\0/../other.pfi" opened good.pfi, and save_image refused it with a message cut short.
+bool holds_nul(const std::filesystem::path& path) {
+  return path.native().find('\0') != std::string::npos;
+}
+
 [[noreturn]] void refuse_save(reason why, const std::filesystem::path& path,
                               const std::string& what) {
-  throw image_error(why, "permafrost::save_image('" + path.string() + "'): " + what);
+  throw image_error(why, "permafrost::save_image('" + shown(path) + "'): " + what);
 }
 
 // Removes the temporary file on every exit but a successful rename.
@@ -115,6 +129,7 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   // ".XXXXXX" in the directory and the rename then failed, naming that temporary file.
   if (!path.has_filename())
     refuse_save(reason::io, path, "the path names no file (it is empty or ends in '/')");
+  if (holds_nul(path)) refuse_save(reason::io, path, "the path holds a NUL byte");
 
   // The rename replaces whatever the path names: refuse anything but a regular file (or a
   // symlink, which the rename replaces, leaving its target alone). A device, FIFO or socket there
@@ -208,6 +223,9 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
 
 image image::open(const std::filesystem::path& path, const open_options& options) {
   int fd = -1;
+  if (holds_nul(path))
+    throw image_error(reason::io,
+                      "permafrost::image::open('" + shown(path) + "'): the path holds a NUL byte");
   if (const int err = os::open_read(path.c_str(), &fd); err != 0)
     throw image_error(reason::io, "permafrost::image::open('" + path.string() +
                                       "'): cannot open the file: " + errno_text(err));
