@@ -6,6 +6,7 @@ import time as _time
 import traceback as _traceback
 
 _RETRY_AFTER = 2.0  # seconds: longer than a coarse file-system timestamp's tick
+_REOPEN_WAIT = 30.0  # seconds a thread waits for another's reopen of a closed image
 
 
 def _detached(error, handling):
@@ -92,9 +93,8 @@ class Reloader:
             raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
         self.error = None  # the exception of the last failed reopen, None after a success
         self._open = opener or _open
-        self._lock = _threading.Lock()
+        self._lock = _threading.RLock()
         self._lock_pid = _os.getpid()
-        self._checking = None  # the thread that holds _lock (threading.get_ident()), or None
         self._identity = self._stat()
         self._root = self._open(self.path)
         # The file of the image in service, held open (permafrost.open()'s images only), so that
@@ -149,21 +149,21 @@ class Reloader:
         if self._lock_pid != _os.getpid():
             # Forked while another thread of the parent held the lock: the child's copy stays
             # held for ever, and this worker would never reload. A fresh one per process.
-            self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
-            self._checking = None
+            self._lock, self._lock_pid = _threading.RLock(), _os.getpid()
         # The lock acquired is the one released: two threads of a new child may each replace it
         # above, and releasing self._lock then released the other's (RuntimeError in its check).
         lock = self._lock
+        # Reentrant: a signal handler, finalizer or trace hook that calls current() in the
+        # checking thread itself checks (and may reopen) in turn, where a plain lock made it
+        # wait for itself for ever.
         if not lock.acquire(blocking=False):
             # Another thread is checking: serve the current image meanwhile, unless it was
             # closed, which every read refuses: then wait for that thread's reopen (threads
-            # returned the closed root, and their requests raised ValueError). Not in the
-            # checking thread itself (a signal handler's current()): it would wait for itself.
-            if _closed(self._root) and self._checking != _threading.get_ident():
-                with lock:
-                    pass
+            # returned the closed root, and their requests raised ValueError), for a while: an
+            # opener that itself waits for a request thread must not hang both.
+            if _closed(self._root) and lock.acquire(timeout=_REOPEN_WAIT):
+                lock.release()
             return
-        self._checking = _threading.get_ident()
         try:
             self._checked = now
             identity = self._stat()
@@ -199,7 +199,6 @@ class Reloader:
             self.error = None
             self._failed_identity = None
         finally:
-            self._checking = None
             lock.release()
 
     def __getstate__(self):
@@ -213,12 +212,11 @@ class Reloader:
         del state["_lock"], state["_lock_pid"]
         state["error"] = None
         state["_file"] = None  # a descriptor of this process; the receiver maps the view sent
-        state["_checking"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._lock, self._lock_pid = _threading.Lock(), _os.getpid()
+        self._lock, self._lock_pid = _threading.RLock(), _os.getpid()
 
     def __repr__(self):
         return f"permafrost.Reloader({self.path!r}, interval={self.interval})"

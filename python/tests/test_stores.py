@@ -2,6 +2,7 @@
 goes (no image kept mapped for nothing), images found by their id, saving a sub-view, and
 permafrost.Reloader swapping in a newer image under real forked workers."""
 import gc
+import inspect
 import multiprocessing
 import os
 import pickle
@@ -348,15 +349,27 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         reloaders = []
         def opener(path):
             for reloader in reloaders:
-                reloader._lock = threading.Lock()  # the other thread's fresh lock, meanwhile
+                reloader._lock = threading.RLock()  # the other thread's fresh lock, meanwhile
             return permafrost.open(path)
+
+        def held(lock):  # asked from another thread: this one would take the RLock again
+            free = []
+
+            def ask():
+                free.append(lock.acquire(blocking=False))
+                if free[0]:
+                    lock.release()
+            asker = threading.Thread(target=ask)
+            asker.start()
+            asker.join()
+            return not free[0]
         reloader = permafrost.Reloader(self.path, interval=0, opener=opener)
         reloaders.append(reloader)
         taken = reloader._lock
         self.save(2)
         self.assertEqual(reloader.current()["version"], 2)
-        self.assertFalse(taken.locked())
-        self.assertFalse(reloader._lock.locked())
+        self.assertFalse(held(taken))
+        self.assertFalse(held(reloader._lock))
         reloaders.clear()  # no cycle keeping the image mapped into the next tests' forks
 
     def test_a_file_made_readable_after_a_failed_open_is_tried_again(self):
@@ -471,21 +484,22 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         # One thread reopens a closed image; the others returned the closed root meanwhile, and
         # their requests raised ValueError ("is closed").
         self.save(1)
-        gate = threading.Event()
+        gate, entered = threading.Event(), threading.Event()
         gate.set()
 
         def opener(path):
+            entered.set()
             gate.wait(30)
             return permafrost.open(path)
 
         reloader = permafrost.Reloader(self.path, interval=3600, opener=opener)
         gate.clear()
+        entered.clear()
         reloader.current().close()
         got = {}
         reopening = threading.Thread(target=lambda: got.setdefault("a", reloader.current()))
         reopening.start()
-        while not reloader._lock.locked():  # the first thread is in the opener
-            time.sleep(0.001)
+        self.assertTrue(entered.wait(30))  # the first thread is in the opener
         waiting = threading.Thread(target=lambda: got.setdefault("b", reloader.current()))
         waiting.start()
         waiting.join(0.3)
@@ -497,26 +511,44 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertIs(got["b"], got["a"])
         self.assertEqual(got["b"]["version"], 1)
 
-    def test_a_signal_handler_in_the_reopening_thread_does_not_wait_for_itself(self):
+    def test_current_called_within_the_checking_thread_never_waits_for_itself(self):
+        # A signal handler, finalizer or trace hook may call current() in the thread that holds
+        # the check's lock, at any bytecode, while the closed image cannot be opened again: it
+        # waited for itself for ever (the check's lock was not reentrant).
         self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600, opener=lambda p:
+                                       permafrost.open(p))
+        reloader.current().close()
+        with open(self.path + ".new", "wb") as bad:
+            bad.write(b"not an image" * 50)
+        os.rename(self.path + ".new", self.path)
+        lines, first = inspect.getsourcelines(permafrost.Reloader._check)
+        release = first + max(i for i, line in enumerate(lines) if "lock.release()" in line)
         inner = []
 
-        def opener(path):
-            if reloader_made and not inner:
-                inner.append(reloader.current())  # as a signal handler would, mid-reopen
-            return permafrost.open(path)
+        def tracer(frame, event, arg):
+            if frame.f_code is permafrost.Reloader._check.__code__:
+                return local
+            return None
 
-        reloader_made = False
-        reloader = permafrost.Reloader(self.path, interval=3600, opener=opener)
-        reloader_made = True
-        reloader.current().close()
-        got = []
-        thread = threading.Thread(target=lambda: got.append(reloader.current()), daemon=True)
+        def local(frame, event, arg):
+            if event == "line" and frame.f_lineno == release and not inner:
+                inner.append(reloader.current())  # inside the window before the release
+            return local
+
+        def run():
+            sys.settrace(tracer)
+            try:
+                reloader.current()
+            finally:
+                sys.settrace(None)
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         thread.join(30)
-        self.assertFalse(thread.is_alive(), "the reopening thread waited for itself")
-        self.assertEqual(got[0]["version"], 1)
-        self.assertTrue(inner[0].closed)  # the closed root, served to itself
+        self.assertFalse(thread.is_alive(), "current() waited for its own thread")
+        self.assertEqual(len(inner), 1)
+        self.assertTrue(inner[0].closed)  # no image to open: the closed root, served
 
     def test_an_image_closed_while_the_path_holds_no_image_comes_back_from_its_file(self):
         # A bad deploy left a file that fails at the path (or none), then the image in service
