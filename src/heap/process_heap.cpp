@@ -537,6 +537,13 @@ void on_mimalloc_slow_path(bool force, unsigned long long, void*) noexcept {
   }
 }
 
+bool has_earlier_heap_in(const thread_state& t, std::size_t arena) noexcept {
+  if (t.earlier_generation != t.generation) return false;
+  for (std::size_t i = 0; i < t.earlier_count; ++i)
+    if (t.earlier_arena[i] == arena) return true;
+  return false;
+}
+
 // Pre: heap_mutex held; t.busy set. A new heap for the calling thread in the current generation's
 // newest arena; when `grow` and that arena is the thread's own (it is exhausted), first adds an
 // arena that fits `need` bytes and sets *reserved (when given).
@@ -544,7 +551,9 @@ mi_heap_t* make_thread_heap_locked(bool grow, std::size_t need, bool* reserved =
   thread_state& t = t_state;
   std::size_t index = g_newest;
   if (index == no_arena) return nullptr;
-  if (grow && index == t.arena) {
+  // The thread's own heap in the newest arena, current or earlier, could not serve (earlier ones
+  // are tried first, allocate_in_earlier_heap): another heap there would fail as well.
+  if (grow && (index == t.arena || has_earlier_heap_in(t, index))) {
     if (need > SIZE_MAX / 4) return nullptr;
     // The arenas are reserved MAP_NORESERVE, so the kernel never applies its overcommit heuristic
     // to them: a request larger than RAM plus swap, for which glibc's mmap is refused, was served
@@ -684,10 +693,15 @@ void* allocate_in_earlier_heap(Attempt attempt) noexcept {
   if (t.busy || t.exiting || t.earlier_count == 0 || t.earlier_generation != t.generation ||
       t.generation != g_generation.load(std::memory_order_relaxed))
     return nullptr;
+  const std::uint64_t generation = t.generation;
+  mi_heap_t* const current = t.heap;
   for (std::size_t i = t.earlier_count; i-- > 0;) {
     mi_heap_t* const earlier = t.earlier_heap[i];
     const std::size_t arena = t.earlier_arena[i];
     if (void* p = attempt(earlier)) {
+      // The attempt's slow path may have renewed the thread's heap (a new generation, begun by
+      // another thread's fork with PERMAFROST_KEEP_INHERITED): the thread stays on the new one.
+      if (t.generation != generation || t.heap != current) return p;
       t.earlier_heap[i] = t.heap;  // the exhausted one takes its place
       t.earlier_arena[i] = t.arena;
       t.heap = earlier;
@@ -695,6 +709,7 @@ void* allocate_in_earlier_heap(Attempt attempt) noexcept {
       mi_heap_set_default(earlier);
       return p;
     }
+    if (t.generation != generation) return nullptr;  // renewed meanwhile: the list is stale
   }
   return nullptr;
 }
