@@ -537,6 +537,7 @@ void on_mimalloc_slow_path(bool force, unsigned long long, void*) noexcept {
   }
 }
 
+// Whether the thread has a heap of this generation in `arena` among its earlier ones.
 bool has_earlier_heap_in(const thread_state& t, std::size_t arena) noexcept {
   if (t.earlier_generation != t.generation) return false;
   for (std::size_t i = 0; i < t.earlier_count; ++i)
@@ -633,9 +634,6 @@ mi_heap_t* renew_thread_heap() noexcept {
   return t.heap;
 }
 
-// The calling thread's heap could not serve `need` bytes: moves the thread to a heap in a newer
-// (if need be, new) arena of this generation; *reserved tells whether it reserved one. nullptr
-// when none can be had.
 // Records the calling thread's current heap (in `arena`) among its earlier ones, before the
 // thread moves to another; the oldest is forgotten when all max_earlier are taken.
 void remember_earlier_heap(thread_state& t, mi_heap_t* heap, std::size_t arena) noexcept {
@@ -656,6 +654,9 @@ void remember_earlier_heap(thread_state& t, mi_heap_t* heap, std::size_t arena) 
   ++t.earlier_count;
 }
 
+// The calling thread's heap could not serve `need` bytes: moves the thread to a heap in a newer
+// (if need be, new) arena of this generation; *reserved tells whether it reserved one. nullptr
+// when none can be had.
 mi_heap_t* grow_thread_heap(std::size_t need, bool* reserved) noexcept {
   *reserved = false;
   thread_state& t = t_state;
