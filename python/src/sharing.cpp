@@ -7,8 +7,10 @@
 #include <memory>
 #include <string>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "format.hpp"
-#include "os/os.hpp"
 #include "permafrost/arena.hpp"
 #include "reading.hpp"
 #include "store.hpp"
@@ -72,8 +74,7 @@ PyObject* py_mapped_store(PyObject* module, PyObject* owner) {
 // the copy only. The pool was a memfd written with pwrite(), and its writable descriptor stayed
 // open in the process: a worker forked from C (uWSGI's, where no Python fork hook runs) inherited
 // it and could change what the parent and its siblings read. Anonymous MAP_PRIVATE memory has no
-// descriptor: a worker that writes to it writes its own copy. The first write (offset 0) names
-// the mapping "permafrost-pool" in /proc/PID/maps where the kernel names anonymous memory.
+// descriptor: a worker that writes to it writes its own copy.
 PyObject* py_pool_write(PyObject*, PyObject* args) {
   PyObject* mapping = nullptr;
   Py_ssize_t at = 0;
@@ -88,7 +89,7 @@ PyObject* py_pool_write(PyObject*, PyObject* args) {
   Py_buffer m{};
   if (PyObject_GetBuffer(mapping, &m, PyBUF_SIMPLE) < 0) return nullptr;
   const held mapping_held{&m};
-  const std::size_t page = os::page_size();
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   auto* base = static_cast<char*>(m.buf);
   if (reinterpret_cast<std::uintptr_t>(base) % page != 0 ||
       static_cast<std::size_t>(m.len) % page || at < 0 || data.len > m.len - at) {
@@ -99,17 +100,13 @@ PyObject* py_pool_write(PyObject*, PyObject* args) {
   const auto first = reinterpret_cast<std::uintptr_t>(base + at) / page * page;
   const auto end =
       (reinterpret_cast<std::uintptr_t>(base + at + data.len) + page - 1) / page * page;
+  // mprotect directly: the extension uses only the library's public API (scripts/check-layers),
+  // which has no call for this, as any program may call the system.
   auto* p = reinterpret_cast<void*>(first);
-  if (const int err = os::commit(p, end - first); err != 0) {
-    errno = err;
+  if (::mprotect(p, end - first, PROT_READ | PROT_WRITE) != 0)
     return PyErr_SetFromErrno(PyExc_OSError);
-  }
   std::memcpy(base + at, data.buf, static_cast<std::size_t>(data.len));
-  if (const int err = os::protect_read_only(p, end - first); err != 0) {
-    errno = err;
-    return PyErr_SetFromErrno(PyExc_OSError);
-  }
-  if (at == 0) (void)os::name_range(base, static_cast<std::size_t>(m.len), "permafrost-pool");
+  if (::mprotect(p, end - first, PROT_READ) != 0) return PyErr_SetFromErrno(PyExc_OSError);
   Py_RETURN_NONE;
 }
 
