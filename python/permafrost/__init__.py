@@ -252,11 +252,11 @@ class JSONEncoder(_json.JSONEncoder):
     """A json.JSONEncoder that encodes permafrost's views, for code that takes an encoder class:
     json.dumps(obj, cls=permafrost.JSONEncoder), json.dump(obj, fp, cls=...).
 
-    Every json.JSONEncoder option is honoured, and the text is json's for the thawed value
-    (except that a lone surrogate comes out as a \\udXXX escape); encoding runs in
-    permafrost.dumps's C++ writer, views straight from their frozen bytes. A subclass may
-    override default() as with json.JSONEncoder; one that overrides iterencode() gets json's own
-    encoder, with views handed to default() (which thaws them)."""
+    Every json.JSONEncoder option is honoured, and the text is json's for the thawed value (a
+    lone surrogate included); encoding runs in permafrost.dumps's C++ writer, views straight
+    from their frozen bytes. A subclass may override default() as with json.JSONEncoder; one
+    that overrides iterencode() gets json's own encoder, with views handed to default() (which
+    thaws them)."""
 
     def default(self, o):
         if isinstance(o, (FrozenDict, FrozenList)):
@@ -265,23 +265,26 @@ class JSONEncoder(_json.JSONEncoder):
         # member: its value; anything else: json.JSONEncoder.default's TypeError.
         return _core._jsonable(o)
 
-    def _encode_bytes(self, o):
+    def encode(self, o):
+        if type(self).iterencode is not JSONEncoder.iterencode:
+            return super().encode(o)  # the subclass's own iterencode decides
+        return self._text(o)
+
+    def iterencode(self, o, _one_shot=False):
+        return iter((self._text(o),))
+
+    def _text(self, o):
         # json.JSONEncoder.default (ours included) only raises: pass no hook, and the error
         # names the path of the value that failed.
         fn = self.default
         if getattr(fn, "__func__", None) is JSONEncoder.default:
             fn = None
-        return _core._encode(o, self.indent, self.sort_keys, fn, self.ensure_ascii,
+        # For a str (for_str): a lone surrogate is in the bytes as surrogatepass encodes it, and
+        # so in the str raw, as json leaves it with ensure_ascii=False.
+        text = _core._encode(o, self.indent, self.sort_keys, fn, self.ensure_ascii,
                              self.item_separator, self.key_separator, self.allow_nan,
-                             self.skipkeys, self.check_circular)
-
-    def encode(self, o):
-        if type(self).iterencode is not JSONEncoder.iterencode:
-            return super().encode(o)  # the subclass's own iterencode decides
-        return self._encode_bytes(o).decode()
-
-    def iterencode(self, o, _one_shot=False):
-        return iter((self._encode_bytes(o).decode(),))
+                             self.skipkeys, self.check_circular, True)
+        return text.decode("utf-8", "surrogatepass")
 
 
 # ----- FrozenDict: collections.abc.Mapping ------------------------------------------------------

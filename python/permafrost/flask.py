@@ -79,27 +79,34 @@ class JSONProvider(_DefaultJSONProvider):
         return _json.dumps(obj, **kwargs)
 
     def encode(self, obj, **kwargs):
-        """JSON of obj as UTF-8 bytes, with dumps()'s options and defaults."""
-        legacy = self._legacy_encoder()
-        if legacy is not None:
-            return self._legacy_dumps(obj, legacy, kwargs).encode("utf-8", "backslashreplace")
-        kwargs = self._options(kwargs)
-        if not kwargs.keys() <= _ENCODE_ARGS:
-            kwargs.setdefault("cls", JSONEncoder)
-            return _json.dumps(obj, **kwargs).encode("utf-8", "backslashreplace")
-        indent = kwargs.get("indent")
-        item_sep, key_sep = kwargs.get("separators") or ((", " if indent is None else ","), ": ")
-        fn = kwargs["default"]
-        return _core._encode(obj, indent, kwargs["sort_keys"], fn, kwargs["ensure_ascii"],
-                             item_sep, key_sep, kwargs.get("allow_nan", True),
-                             kwargs.get("skipkeys", False), kwargs.get("check_circular", True))
+        """JSON of obj as UTF-8 bytes, with dumps()'s options and defaults (a lone surrogate
+        escaped: UTF-8 cannot hold it)."""
+        return self._encode(obj, kwargs, False)
 
     def dumps(self, obj, **kwargs):
         """Serialize obj as JSON text (json.dumps's arguments; Flask's defaults)."""
+        return self._encode(obj, kwargs, True)
+
+    def _encode(self, obj, kwargs, for_str):
+        # for_str: json's str (a lone surrogate raw with ensure_ascii=False, as json.dumps leaves
+        # it); else the bytes of a response body.
         legacy = self._legacy_encoder()
         if legacy is not None:
-            return self._legacy_dumps(obj, legacy, kwargs)
-        return self.encode(obj, **kwargs).decode()
+            text = self._legacy_dumps(obj, legacy, kwargs)
+            return text if for_str else text.encode("utf-8", "backslashreplace")
+        kwargs = self._options(kwargs)
+        if not kwargs.keys() <= _ENCODE_ARGS:
+            kwargs.setdefault("cls", JSONEncoder)
+            text = _json.dumps(obj, **kwargs)
+            return text if for_str else text.encode("utf-8", "backslashreplace")
+        indent = kwargs.get("indent")
+        item_sep, key_sep = kwargs.get("separators") or ((", " if indent is None else ","), ": ")
+        fn = kwargs["default"]
+        body = _core._encode(obj, indent, kwargs["sort_keys"], fn, kwargs["ensure_ascii"],
+                             item_sep, key_sep, kwargs.get("allow_nan", True),
+                             kwargs.get("skipkeys", False), kwargs.get("check_circular", True),
+                             for_str)
+        return body.decode("utf-8", "surrogatepass") if for_str else body
 
     def response(self, *args, **kwargs):
         """A response holding args/kwargs as JSON, as DefaultJSONProvider.response builds it, with

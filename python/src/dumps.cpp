@@ -47,9 +47,9 @@ struct json_options {
   std::string item_sep = ",";
   std::string key_sep = ":";
   bool sort_keys = false;
-  bool ensure_ascii = false;
-  bool allow_nan = true;  // NaN, Infinity, -Infinity (as json); else ValueError
-  bool skipkeys = false;  // keys of other types are skipped rather than refused
+  text_form form = text_form::utf8;  // dumps(): bytes; _encode(): ascii or surrogatepass
+  bool allow_nan = true;             // NaN, Infinity, -Infinity (as json); else ValueError
+  bool skipkeys = false;             // keys of other types are skipped rather than refused
   bool check_circular = true;
   PyObject* default_fn = nullptr;  // borrowed: json's `default`, called for unsupported values
 };
@@ -305,12 +305,12 @@ class json_writer {
   // ----- strings ----------------------------------------------------------------------------
 
   [[gnu::noinline]] void string_utf8(const char* s, std::size_t n) {
-    if (!write_json_string_utf8(out_, s, n, opt_.ensure_ascii))
+    if (!write_json_string_utf8(out_, s, n, opt_.form))
       fail(PyExc_ValueError, "a frozen str is not valid UTF-8 (a damaged image?)");
   }
   template <class Ch>
   void string_units(const Ch* s, std::size_t n) {
-    write_json_string_units(out_, s, n, opt_.ensure_ascii);
+    write_json_string_units(out_, s, n, opt_.form);
   }
 
   void py_string(PyObject* s) {
@@ -898,17 +898,21 @@ PyObject* py_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, Py
 }
 
 PyObject* py_encode(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 10) {
-    PyErr_SetString(PyExc_TypeError, "_encode() takes 10 arguments");
+  if (nargs != 11) {
+    PyErr_SetString(PyExc_TypeError, "_encode() takes 11 arguments");
     return nullptr;
   }
   json_options opt;
+  bool ensure_ascii = false, for_str = false;
   if (!parse_indent(args[1], opt) || !truth(args[2], opt.sort_keys) ||
-      !parse_default(args[3], opt) || !truth(args[4], opt.ensure_ascii) ||
+      !parse_default(args[3], opt) || !truth(args[4], ensure_ascii) ||
       !parse_separator(args[5], opt.item_sep) || !parse_separator(args[6], opt.key_sep) ||
       !truth(args[7], opt.allow_nan) || !truth(args[8], opt.skipkeys) ||
-      !truth(args[9], opt.check_circular))
+      !truth(args[9], opt.check_circular) || !truth(args[10], for_str))
     return nullptr;
+  // For a str, the caller decodes the bytes with surrogatepass: a lone surrogate comes out raw
+  // in the str, as json.dumps(ensure_ascii=False) leaves it.
+  opt.form = ensure_ascii ? text_form::ascii : for_str ? text_form::surrogatepass : text_form::utf8;
   json_writer w(state_of(module), opt);
   return w.run(args[0]);
 }

@@ -3,10 +3,11 @@
 // Contract: write_json_string_utf8/_units write a string exactly as json.dumps does
 // (c_encode_basestring and its _ascii twin): the quote, the backslash and the controls below 0x20
 // escaped (\n, \t... where JSON has a letter, else \u00XX in lowercase hex), everything else raw
-// UTF-8, or with ensure_ascii \uXXXX (a surrogate pair above U+FFFF) for everything outside the
-// printable ASCII range, DEL (0x7f) included as json escapes it. One difference, on purpose:
-// a lone surrogate, which UTF-8 cannot hold, is always written as its \udXXX escape (what json
-// writes with ensure_ascii).
+// UTF-8, or with text_form::ascii \uXXXX (a surrogate pair above U+FFFF) for everything outside
+// the printable ASCII range, DEL (0x7f) included as json escapes it. A lone surrogate, which
+// UTF-8 cannot hold, is written as its \udXXX escape in text_form::utf8 (bytes for the wire:
+// json.loads reads it back), and raw, as CPython's surrogatepass encodes it, in
+// text_form::surrogatepass (text decoded with surrogatepass into a str: json.dumps's str).
 //
 // Thread safety: plain functions over a caller-owned buffer.
 #pragma once
@@ -61,6 +62,10 @@ class out_buffer {
   std::size_t cap_ = sizeof inline_;
 };
 
+// What the JSON text is made for: json's ensure_ascii, UTF-8 bytes, or UTF-8 (surrogatepass) to
+// be decoded into a str holding any lone surrogate raw, as json.dumps(ensure_ascii=False) does.
+enum class text_form { ascii, utf8, surrogatepass };
+
 inline constexpr char hex_digits[] = "0123456789abcdef";
 
 // What each ASCII byte needs inside a JSON string: 0 = itself, else its escape letter or 'u'.
@@ -91,8 +96,8 @@ inline char* put_u_escape(char* o, unsigned cp) {  // \uXXXX, lowercase as json 
 
 // Whether the ASCII byte c is escaped: json's ensure_ascii escapes DEL too (its printable range is
 // ' ' to '~'), as \u007f.
-inline bool ascii_needs_escape(unsigned char c, bool ensure_ascii) {
-  return ascii_escapes.esc[c] || (ensure_ascii && c == 0x7f);
+inline bool ascii_needs_escape(unsigned char c, text_form form) {
+  return ascii_escapes.esc[c] || (form == text_form::ascii && c == 0x7f);
 }
 
 inline char* put_ascii_escaped(char* o, unsigned char c) {
@@ -103,11 +108,11 @@ inline char* put_ascii_escaped(char* o, unsigned char c) {
   return o;
 }
 
-// A code point >= 0x80 of a string: raw UTF-8, or escaped (ensure_ascii, and always for a lone
-// surrogate, which UTF-8 cannot hold).
-inline char* put_code_point(char* o, char32_t cp, bool ensure_ascii) {
-  if (cp >= 0xd800 && cp <= 0xdfff) return put_u_escape(o, cp);
-  if (ensure_ascii) {
+// A code point >= 0x80 of a string: raw UTF-8, or escaped (text_form::ascii, and a lone
+// surrogate in text_form::utf8, which UTF-8 cannot hold).
+inline char* put_code_point(char* o, char32_t cp, text_form form) {
+  if (cp >= 0xd800 && cp <= 0xdfff && form == text_form::utf8) return put_u_escape(o, cp);
+  if (form == text_form::ascii) {
     if (cp < 0x10000) return put_u_escape(o, cp);
     const char32_t v = cp - 0x10000;
     o = put_u_escape(o, 0xd800 | (v >> 10));
@@ -157,7 +162,7 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
 // JSON string, quotes included. Returns false, having written part of it, when the bytes are not
 // well-formed UTF-8.
 [[nodiscard]] inline bool write_json_string_utf8(out_buffer& out, const char* s, std::size_t n,
-                                                 bool ensure_ascii) {
+                                                 text_form form) {
   char* o = out.room(6 * n + 2);  // \u00XX is the longest output per input byte
   *o++ = '"';
   const auto* p = reinterpret_cast<const unsigned char*>(s);
@@ -165,7 +170,7 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
   while (p < end) {
     const unsigned char c = *p;
     if (c < 0x80) {
-      if (ascii_needs_escape(c, ensure_ascii)) o = put_ascii_escaped(o, c);
+      if (ascii_needs_escape(c, form)) o = put_ascii_escaped(o, c);
       else *o++ = static_cast<char>(c);
       ++p;
       continue;
@@ -175,13 +180,14 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
       out.commit(o);
       return false;
     }
-    // Raw UTF-8 is copied as is, except a surrogate (ED A0..BF xx) and, with ensure_ascii,
-    // everything.
-    if (!ensure_ascii && !(c == 0xed && len == 3 && p[1] >= 0xa0)) {
+    // Raw UTF-8 is copied as is, except in text_form::ascii, and a surrogate (ED A0..BF xx) in
+    // text_form::utf8.
+    const bool surrogate = c == 0xed && len == 3 && p[1] >= 0xa0;
+    if (form == text_form::surrogatepass || (form == text_form::utf8 && !surrogate)) {
       std::memcpy(o, p, len);
       o += len;
     } else {
-      o = put_code_point(o, utf8_decode(p, len), ensure_ascii);
+      o = put_code_point(o, utf8_decode(p, len), form);
     }
     p += len;
   }
@@ -192,17 +198,17 @@ inline char32_t utf8_decode(const unsigned char* s, std::size_t len) {
 
 // Writes the code units s[0, n) of a CPython str (Py_UCS1, Py_UCS2 or Py_UCS4) as a JSON string.
 template <class Ch>
-void write_json_string_units(out_buffer& out, const Ch* s, std::size_t n, bool ensure_ascii) {
-  char* o = out.room(12 * n + 2);  // an astral code point with ensure_ascii: two \uXXXX
+void write_json_string_units(out_buffer& out, const Ch* s, std::size_t n, text_form form) {
+  char* o = out.room(12 * n + 2);  // an astral code point in text_form::ascii: two \uXXXX
   *o++ = '"';
   for (std::size_t i = 0; i < n; ++i) {
     const char32_t c = s[i];
     if (c < 0x80) {
-      if (ascii_needs_escape(static_cast<unsigned char>(c), ensure_ascii))
+      if (ascii_needs_escape(static_cast<unsigned char>(c), form))
         o = put_ascii_escaped(o, static_cast<unsigned char>(c));
       else *o++ = static_cast<char>(c);
     } else {
-      o = put_code_point(o, c, ensure_ascii);
+      o = put_code_point(o, c, form);
     }
   }
   *o++ = '"';

@@ -118,7 +118,7 @@ class SameTextAsJson(unittest.TestCase):
         for obj in (value, permafrost.freeze(value)):
             with self.assertRaisesRegex(ValueError, "Out of range float values"):
                 permafrost._core._encode(obj, None, False, None, False, ",", ":", False, False,
-                                         True)
+                                         True, False)
 
     def test_floats_are_written_as_repr(self):
         # The shortest round-trip digits and Python's layout, on random bit patterns (every
@@ -402,7 +402,7 @@ class Errors(unittest.TestCase):
                     with self.assertRaisesRegex(ValueError, "not valid UTF-8"):
                         permafrost._core._encode(opened, None, False, None,
                                                  kwargs.get("ensure_ascii", False), ",", ":",
-                                                 True, False, True)
+                                                 True, False, True, False)
 
     def test_a_runaway_document_can_be_interrupted(self):
         # Shared nodes are written at each reference: 2^40 leaves in each document here, far
@@ -484,6 +484,18 @@ class Encoder(unittest.TestCase):
                 self.assertEqual(json.dumps(obj, cls=permafrost.JSONEncoder), json.dumps(value))
                 self.assertEqual(json.dumps(obj, cls=permafrost.JSONEncoder, ensure_ascii=False),
                                  json.dumps(value, ensure_ascii=False))
+
+    def test_a_lone_surrogate_is_written_as_json_writes_it(self):
+        # json leaves it raw in the str with ensure_ascii=False (it escaped it here, as the
+        # bytes of dumps() must).
+        for s in ("a\ud800b", "\udfff", "\ud83d\ude00 halves", "x" * 20 + "\udc80"):
+            value = {s: [s, {"k": s}]}
+            for obj in (value, permafrost.freeze(value)):
+                for ensure_ascii in (False, True):
+                    with self.subTest(s=ascii(s), frozen=obj is not value, ascii=ensure_ascii):
+                        self.assertEqual(json.dumps(obj, cls=permafrost.JSONEncoder,
+                                                    ensure_ascii=ensure_ascii),
+                                         json.dumps(value, ensure_ascii=ensure_ascii))
 
     def test_json_dump_to_a_file(self):
         out = io.StringIO()
@@ -570,6 +582,15 @@ class FlaskProvider(unittest.TestCase):
                 setattr(plain.json, attr, value)
                 self.assertEqual(app.test_client().get("/return").get_data(),
                                  self.expected(plain, self.record))
+
+    def test_a_lone_surrogate_is_raw_in_dumps_and_escaped_in_a_body(self):
+        app, plain = self.make_app()
+        value = {"s": "a\ud800b"}
+        app.json.ensure_ascii = plain.json.ensure_ascii = False
+        with app.app_context(), plain.app_context():
+            self.assertEqual(app.json.dumps(permafrost.freeze(value)), plain.json.dumps(value))
+            body = app.json.response(permafrost.freeze(value)).get_data()
+        self.assertEqual(body, b'{"s":"a\\ud800b"}\n')  # UTF-8 cannot hold it: escaped
 
     def test_debug_mode_indents(self):
         app, plain = self.make_app()
