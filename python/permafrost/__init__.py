@@ -310,6 +310,13 @@ class _KeysView(_abc.KeysView):
         result.difference_update(other)
         return result
 
+    def __ror__(self, other):
+        # As dict_keys: other's elements first, so of two equal elements (1 and 1.0) other's is
+        # kept; collections.abc's kept the keys'.
+        result = set(other)
+        result.update(self._mapping)
+        return result
+
 
 class _ValuesView(_abc.ValuesView):
     __slots__ = ()
@@ -354,6 +361,9 @@ class _ItemsView(_abc.ItemsView):
 
     def __rsub__(self, other):
         return other - self._dict_items()
+
+    def __ror__(self, other):
+        return other | self._dict_items()  # other's equal items kept, as dict_items keeps them
 
     def __xor__(self, other):
         return self._dict_items() ^ other
@@ -579,14 +589,16 @@ for _name in ("__le__", "__lt__", "__eq__", "__ne__", "__ge__", "__gt__", "isdis
     setattr(FrozenSet, _name, _nested(getattr(_abc.Set, _name)))
 
 
-# &, |, - and ^ take a Set on either side, as frozenset's do: collections.abc.Set's take any
-# iterable, so `view & [1]` gave a frozenset where `frozenset() & [1]` raises TypeError. The
-# named methods (intersection() and the others, below) take any iterable, as frozenset's do.
+# &, |, - and ^ take a set or frozenset (or a FrozenSet) on the left, as frozenset's do, and
+# leave any other operand to its reflected operator: collections.abc.Set's take any iterable, so
+# `view & [1]` gave a frozenset where `frozenset() & [1]` raises TypeError, and `view & d.keys()`
+# a frozenset where dict_keys' reflected & makes a set. The named methods (intersection() and the
+# others, below) take any iterable, as frozenset's do.
 def _set_forward(name):
     abc_op = getattr(_abc.Set, name)
 
     def forward(self, other):
-        if not isinstance(other, _abc.Set):
+        if not isinstance(other, (set, frozenset, FrozenSet)):
             return NotImplemented
         return abc_op(self, other)
     return forward

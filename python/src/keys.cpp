@@ -127,6 +127,13 @@ bool key_hash(const module_state& state, PyObject* o, std::uint64_t& h, std::siz
     ref frozen(PyFrozenSet_New(thawed.get()));
     return frozen.get() && key_hash(state, frozen.get(), h, depth, use);
   }
+  if (use == key_use::lookup && PyMemoryView_Check(o)) {
+    // A hashable memoryview (read-only, of bytes) hashes and compares as the bytes it shows, so
+    // a dict finds the bytes key with it: hashed as those bytes, it finds the same entry here.
+    if (PyObject_Hash(o) == -1) return false;  // ValueError when writable, as a dict raises
+    ref bytes(PyBytes_FromObject(o));
+    return bytes.get() && key_hash(state, bytes.get(), h, depth, use);
+  }
   if (use == key_use::lookup) {
     const Py_hash_t ph = PyObject_Hash(o);  // user code may run; TypeError when unhashable
     if (ph == -1 && PyErr_Occurred()) return false;

@@ -166,6 +166,25 @@ class Lookups(unittest.TestCase):
                     with self.assertRaisesRegex(TypeError, "unhashable"):
                         key in self.s  # noqa: B015
 
+    def test_a_memoryview_finds_its_bytes_key_as_in_a_dict(self):
+        # A read-only memoryview of bytes hashes and compares as the bytes; a writable one, or
+        # one of another format, raises ValueError as a dict's lookup does.
+        plain = {b"raw": 1, (b"t", 2): 2}
+        frozen = permafrost.freeze(plain)
+        for key in (memoryview(b"raw"), memoryview(b"xraw")[1:], (memoryview(b"t"), 2)):
+            with self.subTest(key=key):
+                self.assertEqual(frozen[key], plain[key])
+                self.assertIn(key, frozen.keys())
+        self.assertIn(memoryview(b"s"), permafrost.freeze({"s": {b"s"}})["s"])
+        self.assertNotIn(memoryview(b"other"), frozen)
+        for key in (memoryview(bytearray(b"raw")), memoryview(b"abcd").cast("I")):
+            with self.subTest(key=key):
+                with self.assertRaises(ValueError) as want:
+                    plain.get(key)
+                with self.assertRaises(ValueError) as got:
+                    frozen.get(key)
+                self.assertEqual(str(got.exception), str(want.exception))
+
     def test_a_set_is_looked_up_in_a_frozen_set_as_its_frozenset(self):
         s = permafrost.freeze({"s": {frozenset({1, 2}), 3}})["s"]
         self.assertIn({1, 2}, s)
@@ -257,6 +276,17 @@ class SetOperators(unittest.TestCase):
                 self.assertEqual(op({"a", "c"}, view), op({"a", "c"}, {"a", "b"}))
                 self.assertIs(type(op(frozenset({"a"}), view)), frozenset)
                 self.assertIs(type(op(view, {"a"})), frozenset)
+
+    def test_another_set_type_on_the_right_decides_as_with_a_frozenset(self):
+        # frozenset's operators take a set or frozenset only; dict_keys' reflected operator makes
+        # a set of `frozenset() & d.keys()`, and so of `view & d.keys()`.
+        view = permafrost.freeze({"roles": {1, 2}})["roles"]
+        for op in (operator.or_, operator.and_, operator.sub, operator.xor):
+            for other in ({1: 0}.keys(), {(1, 0): 0}.items(), permafrost.freeze({1: 0}).keys()):
+                with self.subTest(op=op.__name__, other=type(other).__name__):
+                    want = op(frozenset({1, 2}), other)
+                    got = op(view, other)
+                    self.assertEqual((type(got), got), (type(want), want))
 
     def test_the_operators_take_a_set_and_the_methods_any_iterable(self):
         # As a frozenset's: `frozenset() & [1]` and `[1] & frozenset()` raise TypeError.
@@ -362,6 +392,16 @@ class Merging(unittest.TestCase):
         self.assertIs(type(rec | collections.UserDict()), collections.UserDict)
         self.assertEqual(rec | permafrost.freeze({"b": 2}), {"a": 1, "b": 2})
         self.assertIs(type(rec | permafrost.freeze({"b": 2})), dict)
+
+    def test_or_of_a_keys_or_items_view_on_the_right_keeps_the_lefts_equal_elements(self):
+        # `x | d.keys()` starts from x's elements, so x's 1 stays where the view holds 1.0.
+        plain = {1.0: "a", (1.0, 2): "b"}
+        frozen = permafrost.freeze(plain)
+        for name, left in (("keys", {1: 0}), ("keys", [(1, 2)]), ("items", [(1, "a")])):
+            with self.subTest(view=name, left=left):
+                want = left | getattr(plain, name)()
+                got = left | getattr(frozen, name)()
+                self.assertEqual(sorted(map(repr, got)), sorted(map(repr, want)))
 
     def test_or_with_an_operand_it_refuses_says_so_as_a_dicts_does(self):
         # type.__ror__ (for `int | None`) was taken for the operand's own: `rec | [1]` raised
