@@ -300,6 +300,9 @@ class _KeysView(_abc.KeysView):
     __slots__ = ()
     mapping = _view_mapping
 
+    def __iter__(self):
+        return iter(self._mapping)  # the C iterator, which pickles (a generator does not)
+
     def __reversed__(self):
         return reversed(list(self._mapping))
 
@@ -572,8 +575,6 @@ FrozenList.__add__ = lambda self, other: (list(self) + list(other)
                                           else NotImplemented)
 FrozenList.__radd__ = lambda self, other: (list(other) + list(self)
                                            if isinstance(other, list) else NotImplemented)
-FrozenList.__mul__ = lambda self, n: list(self) * n
-FrozenList.__rmul__ = lambda self, n: list(self) * n
 FrozenList.copy = lambda self: list(self)  # shallow, as list.copy
 _abc.Sequence.register(FrozenList)
 

@@ -103,12 +103,8 @@ void iter_dealloc(PyObject* self) {
   Py_DECREF(tp);
 }
 
-PyObject* iter_next(PyObject* self) {
-  auto* it = reinterpret_cast<iter_object*>(self);
-  if (it->next >= it->count) return nullptr;
-  const reading r(it->owner);
-  if (!r) return nullptr;
-  const std::uint32_t i = it->next++;
+// Item i of the iterator's view, made.
+PyObject* iter_item(const iter_object* it, const reading& r, std::uint32_t i) {
   switch (it->mode) {
     case iter_list: return value_of(r, seq_items(r.node())[i]);
     case iter_set:
@@ -125,12 +121,51 @@ PyObject* iter_next(PyObject* self) {
   }
 }
 
+PyObject* iter_next(PyObject* self) {
+  auto* it = reinterpret_cast<iter_object*>(self);
+  if (it->next >= it->count) return nullptr;
+  const reading r(it->owner);
+  if (!r) return nullptr;
+  return iter_item(it, r, it->next++);
+}
+
 PyObject* iter_length_hint(PyObject* self, PyObject*) {
   auto* it = reinterpret_cast<iter_object*>(self);
   return PyLong_FromUnsignedLong(it->count - it->next);
 }
 
+// As the built-ins' iterators pickle: a list's as (iter, (list,), position), restored by
+// __setstate__; a dict's or set's as an iterator over a list of the items still to come.
+PyObject* iter_reduce(PyObject* self, PyObject*) {
+  auto* it = reinterpret_cast<iter_object*>(self);
+  ref builtins(PyImport_ImportModule("builtins"));
+  if (!builtins.get()) return nullptr;
+  ref iter(PyObject_GetAttrString(builtins.get(), "iter"));
+  if (!iter.get()) return nullptr;
+  ref owner(Py_NewRef(it->owner));  // the iterator may be freed while an item is made
+  if (it->mode == iter_list) return Py_BuildValue("O(O)I", iter.get(), owner.get(), it->next);
+  const reading r(owner.get());
+  if (!r) return nullptr;
+  ref rest(PyList_New(0));
+  if (!rest.get()) return nullptr;
+  for (std::uint32_t i = it->next; i < it->count; ++i) {
+    ref item(iter_item(it, r, i));
+    if (!item.get() || PyList_Append(rest.get(), item.get()) < 0) return nullptr;
+  }
+  return Py_BuildValue("O(O)", iter.get(), rest.get());
+}
+
+PyObject* iter_setstate(PyObject* self, PyObject* state) {
+  auto* it = reinterpret_cast<iter_object*>(self);
+  const Py_ssize_t at = PyLong_AsSsize_t(state);
+  if (at == -1 && PyErr_Occurred()) return nullptr;
+  it->next = at < 0 ? 0 : at > it->count ? it->count : static_cast<std::uint32_t>(at);
+  Py_RETURN_NONE;
+}
+
 PyMethodDef iter_methods[] = {{"__length_hint__", iter_length_hint, METH_NOARGS, nullptr},
+                              {"__reduce__", iter_reduce, METH_NOARGS, nullptr},
+                              {"__setstate__", iter_setstate, METH_O, nullptr},
                               {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot iter_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(iter_dealloc)},
@@ -274,11 +309,20 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
 
 PyObject* list_iter(PyObject* self) { return new_iter(self, iter_list); }
 
+// view * n and n * view: a list, as list(view) * n. A sequence's repeat, not a number's multiply
+// (as list has it): numpy's scalars repeat a sequence that has no nb_multiply, and broadcast one
+// that has (np.int64(2) * view was [2, 4] for [1, 2]).
+PyObject* list_repeat(PyObject* self, Py_ssize_t n) {
+  ref items(PySequence_List(self));
+  return items.get() ? PySequence_Repeat(items.get(), n) : nullptr;
+}
+
 PyMethodDef list_methods[] = {VIEW_COMMON_METHODS, {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
                             {Py_sq_length, reinterpret_cast<void*>(node_len)},
                             {Py_sq_item, reinterpret_cast<void*>(list_item)},
+                            {Py_sq_repeat, reinterpret_cast<void*>(list_repeat)},
                             {Py_mp_length, reinterpret_cast<void*>(node_len)},
                             {Py_mp_subscript, reinterpret_cast<void*>(list_subscript)},
                             {Py_mp_ass_subscript, reinterpret_cast<void*>(view_ass_subscript)},

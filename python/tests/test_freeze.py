@@ -18,6 +18,11 @@ import unittest
 import permafrost
 from permafrost import FrozenDict, FrozenList, FrozenSet
 
+try:
+    import numpy
+except ImportError:  # Debian's python3-numpy serves /usr/bin/python3 only
+    numpy = None
+
 LONE_SURROGATES = "a\ud800b\udfff"
 
 
@@ -247,6 +252,44 @@ class Views(unittest.TestCase):
             self.assertEqual(back, self.d)
         self.assertIsInstance(pickle.loads(pickle.dumps(self.d["a"])), FrozenList)
         self.assertIs(copy.deepcopy(self.d), self.d)
+
+    def test_iterators_pickle_where_the_builtins_do(self):
+        # A list's iterator by its position, a dict's or set's by the items still to come, as
+        # list_iterator and dict_keyiterator pickle; they raised TypeError.
+        frozen = permafrost.freeze({"l": [1, 2, 3], "s": {4, 5}, "d": {"a": 1, "b": 2}})
+        makers = {"list": lambda v: iter(v["l"]), "set": lambda v: iter(v["s"]),
+                  "dict": lambda v: iter(v["d"]), "keys": lambda v: iter(v["d"].keys()),
+                  "values": lambda v: iter(v["d"].values()),
+                  "items": lambda v: iter(v["d"].items())}
+        for name, make in makers.items():
+            for consumed in (0, 1, 9):
+                for proto in (2, pickle.HIGHEST_PROTOCOL):
+                    with self.subTest(name, consumed=consumed, proto=proto):
+                        it, plain = make(frozen), make(frozen.thaw())
+                        for _ in range(consumed):
+                            next(it, None)
+                            next(plain, None)
+                        back = pickle.loads(pickle.dumps(it, proto))
+                        self.assertEqual(list(back), list(pickle.loads(pickle.dumps(plain))))
+                        self.assertEqual(list(it), list(plain))  # the original did not move
+        it = iter(frozen["l"])
+        it.__setstate__(-4)  # clamped, as list_iterator clamps
+        self.assertEqual(list(it), [1, 2, 3])
+        it.__setstate__(99)
+        self.assertEqual(list(it), [])
+
+    def test_repeating_a_list_makes_a_list_as_a_lists_repeat(self):
+        view = permafrost.freeze([1, 2])
+        for got in (view * 2, 2 * view):
+            self.assertEqual((type(got), got), (list, [1, 2, 1, 2]))
+        with self.assertRaisesRegex(TypeError, "can't multiply sequence by non-int of type"):
+            view * 2.0  # noqa: B018
+        if numpy is None:
+            self.skipTest(f"numpy is not importable by {sys.executable}: the numpy scalar case "
+                          "was not checked")
+        # numpy repeats a sequence without a number multiply, and broadcast it over ours.
+        for got in (numpy.int64(2) * view, view * numpy.int64(2)):
+            self.assertEqual((type(got), got), (list, numpy.int64(2) * [1, 2]))
 
     def test_json_default(self):
         text = json.dumps(self.d, default=permafrost.json_default)
