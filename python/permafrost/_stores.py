@@ -163,8 +163,9 @@ def _pooled(data):
     The pool is anonymous MAP_PRIVATE memory mapped read-only; _core._pool_write makes the pages
     a copy spans writable for the copy only, so a stray write to the pool is a SIGSEGV, not a
     silent change of frozen data, and a forked worker that makes it writable changes its own
-    copy. It has no descriptor: the memfd it was kept a writable one open, and a worker forked
-    from C (no Python fork hook ran there) could change what its parent and siblings read.
+    copy. It has no descriptor: the memfd it once was kept a writable descriptor open, through
+    which a worker forked from C (where no Python fork hook runs) could change what its parent
+    and its siblings read.
 
     None when called from within itself (a signal handler or a finalizer that unpickles a view
     while this thread copies into the pool): the outer copy owns the pool until it returns."""
