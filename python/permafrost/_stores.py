@@ -136,6 +136,12 @@ def new_image_id():
 # arena takes one of the process's 1024 slots, and pickle.loads() of a list of 3,000 records
 # (each view goes by value on its own) raised MemoryError ("all 1024 arena slots are in use").
 _POOLED_UP_TO = 64 << 10
+# A larger one keeps its arena (multiprocessing sends it on by reference, as a freeze() result)
+# while fewer than this many do; past that it is copied into a read-only mapping of its own and
+# its arena freed: pickle.loads() of 1,500 rows of 70 KB raised the MemoryError above, and a Pool
+# worker sent 2,000 large rows of a replaced image died unpickling them (the Pool hung).
+_BIG_IN_ARENAS = 256
+_big_in_arenas: "_weakref.WeakSet[_core.Store]" = _weakref.WeakSet()
 _POOL_BYTES = 1 << 20
 _pool = None  # [read-only anonymous mmap, next free offset]
 # Reentrant, with _filling: a signal handler or a finalizer (__del__) may unpickle a view between
@@ -193,20 +199,44 @@ def _fill_pool(data, size):
     return memoryview(m)[at:at + size].toreadonly()
 
 
+def _own_mapping(data):
+    """A read-only memoryview of a copy of data in an anonymous mapping of its own, as the pool's
+    (writable for the copy only, no descriptor), unmapped with its last view."""
+    n = max(1, -(-len(data) // _mmap.PAGESIZE)) * _mmap.PAGESIZE
+    m = _mmap.mmap(-1, n, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ)
+    _core._pool_write(m, 0, data)
+    return memoryview(m)[:len(data)].toreadonly()
+
+
+def _arena_for_big_value(store):
+    """Whether the large graph unpickled by value in store keeps its arena (see _BIG_IN_ARENAS)."""
+    if len(_big_in_arenas) >= _BIG_IN_ARENAS:
+        for held in list(_big_in_arenas):
+            if not _live(held):  # closed: its slot is free, though the Store object lives on
+                _big_in_arenas.discard(held)
+        if len(_big_in_arenas) >= _BIG_IN_ARENAS:
+            return False
+    _big_in_arenas.add(store)
+    return True
+
+
 def frozen_value(value):
-    """Unpickling of a view sent by value: freeze(value), a small graph held in the pool instead
-    of an arena of its own."""
+    """Unpickling of a view sent by value: freeze(value), copied out of its arena (see
+    _POOLED_UP_TO)."""
     from . import freeze
     frozen = freeze(value)
     store = _core._store_of(frozen)
     address, size = _core._range(frozen)
-    if size > _POOLED_UP_TO:
-        return frozen
     import ctypes
-    pooled = _pooled(ctypes.string_at(address, size))
-    if pooled is None:  # unpickled while this thread fills the pool: its own arena
-        return frozen
-    copy = _core._mapped_store(pooled)
+    if size > _POOLED_UP_TO:
+        if _arena_for_big_value(store):
+            return frozen
+        copied = _own_mapping((ctypes.c_ubyte * size).from_address(address))  # no bytes between
+    else:
+        copied = _pooled(ctypes.string_at(address, size))
+        if copied is None:  # unpickled while this thread fills the pool: its own arena
+            return frozen
+    copy = _core._mapped_store(copied)
     del frozen
     _core._close(store)
     return _core._store_view(copy, 0)
@@ -482,7 +512,7 @@ def reduce_for_process(view):
     store = _core._store_of(view)  # ValueError when closed
     kind, path, _, size = _core._store_info(store)
     if kind == "mapped" and not isinstance(_core._store_owner(store), _SharedMapping):
-        return view.__reduce__()  # unpickled by value into the pool: small, by value again
+        return view.__reduce__()  # unpickled by value into the pool or a mapping: by value again
     if kind == "image" and _image_descriptor(store, path) is None:
         # A newer image was saved at the path since this one was opened (the Reloader's swap),
         # and this process holds no descriptor of the file it maps: a receiver that does not map

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import unittest
+import weakref
 from unittest import mock
 from multiprocessing.reduction import ForkingPickler
 
@@ -146,6 +147,30 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             returned = pool.apply_async(views_of_a_small_graph, (2000,)).get(timeout=120)
         self.assertEqual([r["id"] for r in returned], list(range(2000)))
+
+    def test_large_views_unpickled_by_value_past_a_quarter_of_the_slots_take_none(self):
+        # A view over 64 KiB kept an arena each: pickle.loads() of 1,500 rows of 70 KB raised
+        # MemoryError "all 1024 arena slots are in use". The first _BIG_IN_ARENAS keep theirs
+        # (sent on by reference, as a freeze() result); the others are copied into read-only
+        # mappings of their own. The limit is lowered here: the behaviour, not 256 arenas.
+        frozen = permafrost.freeze([{"id": i, "blob": "x" * (70 << 10)} for i in range(6)])
+        rows = list(frozen)
+        held = weakref.WeakSet()  # not the ones earlier tests left
+        with mock.patch.multiple(_stores, _BIG_IN_ARENAS=2, _big_in_arenas=held):
+            back = pickle.loads(pickle.dumps(rows))
+        self.assertEqual(back, rows)
+        kinds = [permafrost._core._store_info(permafrost._core._store_of(v))[0] for v in back]
+        self.assertEqual(kinds, ["arena"] * 2 + ["mapped"] * 4)
+        address, size = permafrost._core._range(back[5])
+        self.assertGreater(size, 70 << 10)
+        self.assertEqual(mapping_of(address)["perms"][:2], "r-")
+        self.assertEqual(pickle.loads(pickle.dumps(back[5])), rows[5])  # by value again
+        self.assertLess(len(ForkingPickler.dumps(back[0])), 400)  # an arena's: by reference
+        back[0].close()  # a closed arena's slot counts no more
+        with mock.patch.multiple(_stores, _BIG_IN_ARENAS=2, _big_in_arenas=held):
+            again = pickle.loads(pickle.dumps(rows[:1]))[0]
+        self.assertEqual(permafrost._core._store_info(permafrost._core._store_of(again))[0],
+                         "arena")
 
     def test_a_forked_childs_copies_into_the_pool_stay_its_own(self):
         # The pool was a memfd the child shared with its parent: a child that wrote its copies
