@@ -27,6 +27,7 @@ once may map it twice, which only costs the second mapping.
 import fcntl as _fcntl
 import mmap as _mmap
 import os as _os
+import sys as _sys
 import threading as _threading
 import time as _time
 import uuid as _uuid
@@ -426,7 +427,7 @@ def _hand_over_before_exit():
     sharer = getattr(resource_sharer, "_resource_sharer", None)
     pending = getattr(sharer, "_cache", None)
     parent = _mp.parent_process()
-    if parent is None:
+    if parent is None or _in_dataloader_worker():
         return
     deadline = _time.monotonic() + _HAND_OVER_SECONDS
     while _time.monotonic() < deadline:
@@ -446,6 +447,16 @@ def _hand_over_before_exit():
                 return  # the parent exited: nobody will read
         except (OSError, TypeError, ValueError):  # no sentinel to watch
             _time.sleep(0.01)
+
+
+def _in_dataloader_worker():
+    """Whether this is a PyTorch DataLoader worker: one exits when its DataLoader is done with it
+    (the epoch ended, or the loop left it early) and drops what it has not sent
+    (cancel_join_thread): the batches it sent and the parent dropped unread are never taken, and
+    the wait stalled every early exit (break, an exception) until torch killed the worker 5 s
+    later. Read from the module torch's workers set it in, without importing torch."""
+    worker = _sys.modules.get("torch.utils.data._utils.worker")
+    return getattr(worker, "_worker_info", None) is not None
 
 
 def _wait_at_exit_for_receivers(after_fork=None):

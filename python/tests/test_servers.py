@@ -10,8 +10,10 @@ packages, built for it). The table has PF_TEST_ROWS rows (default 100,000: a few
 server run; the examples and bench/python/servers.py use 500,000)."""
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
+import textwrap
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,6 +143,30 @@ class DataLoaderWorkers(ServerCase, unittest.TestCase):
             self.assertLessEqual(c, GOAL)
             # By value each worker would hold its own copy: the whole frozen table.
             self.assertLess(c, 0.25 * frozen["table_bytes"], "the worker got a copy")
+
+    def test_leaving_an_epoch_early_lets_the_workers_exit_at_once(self):
+        # A worker waited at its exit (up to 30 s) for the parent to take the descriptors of the
+        # batches it had sent, which the parent dropped unread: every `break` out of an epoch
+        # stalled until torch killed the workers with SIGTERM 5 s later.
+        script = textwrap.dedent('''
+            import permafrost
+            from torch.utils.data import DataLoader
+            if __name__ == "__main__":
+                table = permafrost.freeze([{"id": i, "pad": "x" * 100} for i in range(10000)])
+                for context in ("fork", "forkserver"):
+                    loader = DataLoader(table, batch_size=8, num_workers=2, collate_fn=list,
+                                        multiprocessing_context=context)
+                    it = iter(loader)
+                    assert next(it)[0]["id"] == 0
+                    workers = list(it._workers)
+                    del it  # what `break` out of `for batch in loader:` does
+                    print(context, [w.exitcode for w in workers])
+            ''')
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.split("\n")[:2], ["fork [0, 0]", "forkserver [0, 0]"],
+                         "a worker killed by torch has exit code -15")
 
 
 if __name__ == "__main__":
