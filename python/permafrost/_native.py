@@ -102,7 +102,7 @@ for _cls, _names in ((NativeDict, ("__init__", "__setitem__", "__delitem__", "__
         setattr(_cls, _name, _frozen)
 del _cls, _names, _name
 
-_core._native_setup(NativeDict, NativeList, NativeSet)
+_core._native_setup(NativeDict, NativeList, NativeSet, False)  # the main interpreter's, now
 # pickle and copy.deepcopy look here before __reduce_ex__: the C reducer runs without a Python
 # frame and checks the thread's stack, so a deeply nested copy raises RecursionError where a
 # thread's small stack would otherwise overflow.
@@ -142,7 +142,9 @@ def freeze_native(obj, *, name=None, huge_pages=None):
     The copy is never freed (it lives until the process exits) and is only valid in this process
     and its forked children: it holds this process's type pointers and str hashes made with its
     hash seed. Pickling copies it by value. Raises TypeError naming the path of an unsupported
-    value, a cycle or nesting deeper than 5000 levels; RuntimeError on other interpreters (and
-    when the arena fails its audit).
+    value, a cycle or nesting deeper than 5000 levels; RuntimeError in an interpreter other than
+    the one whose types the copies hold (the main one once it imported permafrost, else the
+    first that called freeze_native()), and when the arena fails its audit.
     """
+    _core._native_setup(NativeDict, NativeList, NativeSet, True)  # a subinterpreter's, now
     return _core._freeze_native(obj, name, huge_pages)

@@ -30,18 +30,19 @@ namespace permafrost::python {
 
 namespace {
 
-// The interpreter whose NativeDict, NativeList and NativeSet the copies get: the first to import
-// permafrost (the main one). Frozen objects outlive any module object and hold those types, so
-// they are process-wide, not module state; other interpreters may import the package but not
-// freeze_native().
+// The interpreter whose NativeDict, NativeList and NativeSet the copies get: the main one when it
+// imports permafrost, else the first to call freeze_native(). Frozen objects outlive any module
+// object and hold those types, so they are process-wide, not module state; other interpreters
+// may import the package but not freeze_native().
 PyInterpreterState* g_owner = nullptr;
 
 // Why freeze_native() cannot run in this interpreter, or "".
 std::string unsupported_reason() {
   if (!native::unsupported_reason().empty()) return native::unsupported_reason();
   if (g_owner != nullptr && g_owner != PyInterpreterState_Get())
-    return "permafrost.freeze_native() runs only in the interpreter that imported permafrost "
-           "first (its copies hold that interpreter's types); this is another one";
+    return "permafrost.freeze_native() runs only in one interpreter of a process, the main one "
+           "once it imported permafrost, else the first that called it (its copies hold that "
+           "interpreter's types); this is another one";
   return {};
 }
 
@@ -199,9 +200,13 @@ bool registered_subclass(PyObject* t, PyTypeObject* base, const char* what, PyTy
 
 PyObject* py_native_setup(PyObject*, PyObject* args) {
   PyObject *d, *l, *s;
-  if (!PyArg_ParseTuple(args, "OOO", &d, &l, &s)) return nullptr;
-  // The types exist everywhere; freeze_native() raises where it cannot run. The first
-  // interpreter's types stay (another interpreter, or a reload, keeps its classes unused).
+  int calling = 0;
+  if (!PyArg_ParseTuple(args, "OOOp", &d, &l, &s, &calling)) return nullptr;
+  // The types exist everywhere; freeze_native() raises where it cannot run. The first bound
+  // interpreter's types stay (another interpreter, or a reload, keeps its classes unused). At
+  // import only the main interpreter binds: a subinterpreter that imported permafrost first
+  // (mod_wsgi's) kept the main one from freeze_native() for good; another binds at its first call.
+  if (!calling && PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;
   if (!unsupported_reason().empty() || g_types.dict != nullptr) Py_RETURN_NONE;
   native_types t;
   if (!registered_subclass(d, &PyDict_Type, "dict", &t.dict) ||
@@ -520,7 +525,8 @@ PyObject* py_native_arena(PyObject*, PyObject*) { return raise_unsupported(); }
 
 PyMethodDef native_methods[] = {
     {"_native_setup", py_native_setup, METH_VARARGS,
-     "_native_setup(dict_type, list_type, set_type): the types freeze_native() gives copies"},
+     "_native_setup(dict_type, list_type, set_type, calling): the types freeze_native() gives "
+     "copies (calling: from freeze_native(), which binds any interpreter; else the main one)"},
     {"_freeze_native", py_freeze_native, METH_VARARGS,
      "_freeze_native(obj, name=None, huge_pages=None, test=0)"},
     {"_thaw_native", py_thaw_native, METH_O, "_thaw_native(obj) -> a mutable deep copy"},

@@ -11,6 +11,7 @@ import copy
 import ctypes
 import dataclasses
 import gc
+import importlib.util
 import json
 import os
 import pickle
@@ -473,12 +474,35 @@ class Errors(unittest.TestCase):
             self.skipTest("this interpreter has no _interpreters/_xxsubinterpreters")
         failure = run_in_subinterpreter(
             "import permafrost\n"
-            "assert 'interpreter that imported permafrost first' in "
-            "permafrost._core._native_unsupported()\n"
+            "assert 'runs only in one interpreter' in permafrost._core._native_unsupported()\n"
             "permafrost.freeze_native({'a': 1})\n", own_gil=False)
         self.assertIn("RuntimeError", failure)
-        self.assertIn("runs only in the interpreter that imported permafrost first", failure)
+        self.assertIn("runs only in one interpreter of a process, the main one once it imported "
+                      "permafrost", failure)
         self.assertEqual(permafrost.freeze_native({"main": [1]}), {"main": [1]})
+
+    def test_a_subinterpreter_that_imports_first_leaves_freeze_native_to_the_main_one(self):
+        # The first interpreter to import permafrost took freeze_native() for good: a
+        # subinterpreter (mod_wsgi's) that imported it first, even one destroyed since, left
+        # the main interpreter a RuntimeError. Another process: this one imported it already.
+        if importlib.util.find_spec("_testcapi") is None:
+            self.skipTest("this interpreter has no _testcapi (its run_in_subinterp)")
+        script = textwrap.dedent('''
+            import _testcapi  # runs code in a legacy (shared GIL) subinterpreter, as mod_wsgi's
+            assert _testcapi.run_in_subinterp("import permafrost") == 0
+            import permafrost
+            print(permafrost.freeze_native({"main": [1]}), flush=True)
+            assert _testcapi.run_in_subinterp("""if 1:
+                import permafrost
+                try:
+                    permafrost.freeze_native({"sub": 1})
+                except RuntimeError as e:
+                    print("runs only in one interpreter" in str(e), flush=True)
+                """) == 0
+            ''')
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=120, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        self.assertEqual(out.stdout.split(), ["{'main':", "[1]}", "True"], out.stderr)
 
     def test_native_arena_of_an_ordinary_object(self):
         with self.assertRaises(TypeError):
