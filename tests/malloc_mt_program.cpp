@@ -6,7 +6,10 @@
 // and prints "ok" with what that malloc returned: such a program must not be aborted. With
 // `--thread-forks-without-heap` it forks once, leaves 100 MiB of its limit free, starts a thread
 // (which gets no heap of its own there) that forks; in the child that thread allocates and returns,
-// and the exit handlers allocate: prints "ok" when the child exits 0.
+// and the exit handlers allocate: prints "ok" when the child exits 0. With `--thread-cycle` three
+// threads, one after another, build 200 MiB in 1000-byte blocks, free half and exit, the main
+// thread freeing the other half after each: prints "ok peak_mib=A,B,C", the peak resident set
+// (VmHWM, reset before each thread) of each round.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -137,6 +140,51 @@ int thread_after_exhaustion() {
   return 0;
 }
 
+// The process's peak resident set since the last reset_peak_resident(), in MiB (VmHWM).
+long peak_resident_mib() {
+  long kib = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr)
+      if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::atol(line + 6);
+    std::fclose(f);
+  }
+  return kib >> 10;
+}
+
+bool reset_peak_resident() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+int thread_cycle() {
+  constexpr std::size_t block = 1000;
+  std::vector<void*> blocks((std::size_t{200} << 20) / block);
+  long peak[3] = {};
+  for (long& p : peak) {
+    if (!reset_peak_resident()) return 8;
+    bool failed = false;
+    std::thread([&] {
+      for (void*& b : blocks) {
+        b = std::malloc(block);
+        if (b == nullptr) {
+          failed = true;
+          return;
+        }
+        std::memset(b, 1, block);
+      }
+      for (std::size_t i = 0; i < blocks.size(); i += 2) std::free(blocks[i]);
+    }).join();
+    if (failed) return 7;
+    for (std::size_t i = 1; i < blocks.size(); i += 2) std::free(blocks[i]);
+    p = peak_resident_mib();
+  }
+  std::printf("ok peak_mib=%ld,%ld,%ld\n", peak[0], peak[1], peak[2]);
+  return 0;
+}
+
 bool all_threads(long* out) {
   std::vector<long> expected(static_cast<std::size_t>(thread_count));
   for (int t = 0; t < thread_count; ++t) expected[t] = work(t);  // the same work on one thread
@@ -157,18 +205,21 @@ int main(int argc, char** argv) {
   bool fork_too = true;
   bool after_exhaustion = false;
   bool without_heap = false;
+  bool cycle = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--after-exhaustion") == 0) {
       after_exhaustion = true;
     } else if (std::strcmp(argv[i], "--thread-forks-without-heap") == 0) {
       without_heap = true;
+    } else if (std::strcmp(argv[i], "--thread-cycle") == 0) {
+      cycle = true;
     } else if (std::strcmp(argv[i], "--no-fork") == 0) {
       fork_too = false;
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
       thread_count = std::atoi(argv[++i]);
     } else {
       std::puts("usage: malloc_mt_program [--threads N] [--no-fork] [--after-exhaustion] "
-                "[--thread-forks-without-heap]");
+                "[--thread-forks-without-heap] [--thread-cycle]");
       return 2;
     }
   }
@@ -178,6 +229,7 @@ int main(int argc, char** argv) {
   }
   if (after_exhaustion) return thread_after_exhaustion();
   if (without_heap) return thread_forks_without_heap();
+  if (cycle) return thread_cycle();
   long sum = 0;
   if (!all_threads(&sum)) return 3;
   if (!fork_too) {
