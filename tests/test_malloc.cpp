@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <functional>
 #include <initializer_list>
 #include <malloc.h>
@@ -63,6 +64,45 @@ TEST_CASE("the malloc library is this program's malloc") {
   CHECK(heap_block(q));
   CHECK(heap_block(q->data()));
   delete q;
+}
+
+TEST_CASE("glibc's and mimalloc's other names of the entry points are this library's") {
+  // __libc_malloc & co. resolved to glibc's allocator and cfree, reallocf... to mimalloc's own:
+  // a block of one freed by the other aborted with "free(): invalid pointer".
+  for (const char* name :
+       {"__libc_malloc", "__libc_calloc", "__libc_realloc", "__libc_free", "__libc_cfree",
+        "__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__posix_memalign", "cfree", "vfree",
+        "_aligned_malloc", "reallocf", "reallocarr", "malloc_size", "malloc_good_size"}) {
+    INFO(name);
+    void* f = dlsym(RTLD_DEFAULT, name);
+    REQUIRE(f != nullptr);
+    Dl_info where{};
+    REQUIRE(dladdr(f, &where) != 0);
+    CHECK(std::strstr(where.dli_fname, "libpermafrost-malloc") != nullptr);
+  }
+  using alloc_fn = void* (*)(std::size_t);
+  using free_fn = void (*)(void*);
+  using realloc_fn = void* (*)(void*, std::size_t);
+  using reallocarr_fn = int (*)(void*, std::size_t, std::size_t);
+  const auto libc_malloc = reinterpret_cast<alloc_fn>(dlsym(RTLD_DEFAULT, "__libc_malloc"));
+  const auto libc_free = reinterpret_cast<free_fn>(dlsym(RTLD_DEFAULT, "__libc_free"));
+  const auto reallocf = reinterpret_cast<realloc_fn>(dlsym(RTLD_DEFAULT, "reallocf"));
+  const auto reallocarr = reinterpret_cast<reallocarr_fn>(dlsym(RTLD_DEFAULT, "reallocarr"));
+  void* p = libc_malloc(100);
+  CHECK(heap_block(p));
+  std::free(p);
+  p = std::malloc(100);
+  libc_free(p);
+  p = std::malloc(10);
+  errno = 0;
+  CHECK(reallocf(p, huge) == nullptr);  // and p freed: ASan's leak check and the heap agree
+  CHECK(errno == ENOMEM);
+  void* r = nullptr;
+  CHECK(reallocarr(&r, 10, 10) == 0);
+  CHECK(heap_block(r));
+  CHECK(reallocarr(&r, huge, 3) == EOVERFLOW);
+  CHECK(heap_block(r));  // unchanged
+  std::free(r);
 }
 
 TEST_CASE("every C entry point serves and checks its arguments") {

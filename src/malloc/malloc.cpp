@@ -271,6 +271,59 @@ std::size_t malloc_usable_size(void* p) noexcept {
   return 0;
 }
 
+// ----- other names of the same calls --------------------------------------------------------
+// glibc's own names for its allocator (__libc_malloc...; glibc's malloc debugging library and
+// profilers call them), and the BSD and compatibility names Debian's libmimalloc.so exports
+// (cfree, reallocf, malloc_size...). Unexported here, the first resolved to glibc's allocator
+// and the others straight to mimalloc, past this library's routing: a block from one freed by
+// the other aborted with "free(): invalid pointer". Each is the entry point above it names.
+
+void* __libc_malloc(std::size_t n) noexcept {
+  return route_alloc(n, min_align, PERMAFROST_CALLER());
+}
+void* __libc_calloc(std::size_t count, std::size_t size) noexcept { return calloc(count, size); }
+void* __libc_realloc(void* p, std::size_t n) noexcept {
+  return route_realloc(p, n, PERMAFROST_CALLER());
+}
+void __libc_free(void* p) noexcept { permafrost::detail::heap_free(p); }
+void __libc_cfree(void* p) noexcept { permafrost::detail::heap_free(p); }
+void cfree(void* p) noexcept { permafrost::detail::heap_free(p); }
+void vfree(void* p) noexcept { permafrost::detail::heap_free(p); }
+void* __libc_memalign(std::size_t align, std::size_t n) noexcept { return memalign(align, n); }
+void* __libc_valloc(std::size_t n) noexcept { return valloc(n); }
+void* __libc_pvalloc(std::size_t n) noexcept { return pvalloc(n); }
+int __posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
+  return posix_memalign(out, align, n);
+}
+// mimalloc's argument order (alignment first), which its export gave programs here.
+void* _aligned_malloc(std::size_t align, std::size_t n) noexcept { return aligned_alloc(align, n); }
+
+// BSD: realloc that frees the block when it fails (not for a size of 0, which frees it anyway).
+void* reallocf(void* p, std::size_t n) noexcept {
+  void* q = route_realloc(p, n, PERMAFROST_CALLER());
+  if (q == nullptr && p != nullptr && n != 0) permafrost::detail::heap_free(p);
+  return q;
+}
+
+// NetBSD: *p = realloc(*p, count * size); 0 or an errno value, *p unchanged on failure.
+int reallocarr(void* p, std::size_t count, std::size_t size) noexcept {
+  std::size_t n = 0;
+  if (__builtin_mul_overflow(count, size, &n)) return EOVERFLOW;
+  void** slot = static_cast<void**>(p);
+  const int caller_errno = errno;
+  void* q = route_realloc(*slot, n, PERMAFROST_CALLER());
+  if (q == nullptr && n != 0) {
+    const int err = errno;
+    errno = caller_errno;
+    return err;
+  }
+  *slot = q;
+  return 0;
+}
+
+std::size_t malloc_size(const void* p) noexcept { return malloc_usable_size(const_cast<void*>(p)); }
+std::size_t malloc_good_size(std::size_t n) noexcept { return mi_good_size(n); }
+
 }  // extern "C"
 
 // ---------------------------------------------------------------------------------------------

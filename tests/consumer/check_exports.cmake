@@ -28,7 +28,7 @@ set(inline_internals
 )
 # A few names each part of the surface must still have (the check must not pass on an empty table).
 set(required
-  "malloc" "free" "realloc" "posix_memalign" "malloc_usable_size"
+  "malloc" "free" "realloc" "posix_memalign" "malloc_usable_size" "__libc_malloc" "cfree"
   "operator new(unsigned long)" "operator delete(void*)"
   "permafrost_arena_create" "permafrost_is_frozen" "permafrost_malloc_library"
   "permafrost_heap_instance"
@@ -53,7 +53,7 @@ if(NOT rc EQUAL 0)
 endif()
 string(REPLACE "\n" ";" lines "${table}")
 
-set(c_allocation "^(malloc|free|calloc|realloc|reallocarray|aligned_alloc|posix_memalign|memalign|valloc|pvalloc|malloc_usable_size)$")
+set(c_allocation "^(malloc|free|calloc|realloc|reallocarray|aligned_alloc|posix_memalign|memalign|valloc|pvalloc|malloc_usable_size|__libc_(malloc|calloc|realloc|free|cfree|memalign|valloc|pvalloc)|__posix_memalign|cfree|vfree|_aligned_malloc|reallocf|reallocarr|malloc_size|malloc_good_size)$")
 set(names "")
 set(unexpected "")
 set(internal_count 0)
