@@ -925,7 +925,7 @@ TEST_CASE("a path with a NUL byte is refused by save_image and image::open") {
   }
 }
 
-TEST_CASE("save_image refuses to replace a FIFO or a directory; a symlink is replaced") {
+TEST_CASE("save_image refuses to replace a FIFO or a directory, or a symlink to one") {
   // The rename replaced whatever the path named: save_image to /dev/null (as root) turned the
   // device into a regular file. Here a FIFO stands in for the device.
   temp_dir dir;
@@ -948,11 +948,32 @@ TEST_CASE("save_image refuses to replace a FIFO or a directory; a symlink is rep
   std::size_t entries = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++entries;
   CHECK(entries == 2);  // no temporary file left behind
-  // A symlink is replaced by the image (its target, the FIFO, is left alone).
-  fs::create_symlink(fifo, dir / "link.pfi");
-  permafrost::save_image(a, *root, dir / "link.pfi");
-  CHECK(fs::is_regular_file(fs::symlink_status(dir / "link.pfi")));
-  CHECK(fs::is_fifo(fs::symlink_status(fifo)));
+  // A symlink to either is refused too, and left as it is: one to a device was replaced by the
+  // image (save_image to /dev/stdout, a symlink to /proc/self/fd/1, as root).
+  fs::create_symlink(fifo, dir / "to_fifo.pfi");
+  fs::create_directory_symlink(dir / "subdir.pfi", dir / "to_dir.pfi");
+  for (const char* name : {"to_fifo.pfi", "to_dir.pfi"}) {
+    try {
+      permafrost::save_image(a, *root, dir / name);
+      FAIL("save_image replaced " << std::string(name));
+    } catch (const image_error& e) {
+      CHECK(e.why() == reason::io);
+      CHECK(std::string(e.what()).find("it is a symlink to a") != std::string::npos);
+    }
+    CHECK(fs::is_symlink(fs::symlink_status(dir / name)));
+  }
+  // A symlink to a regular file, or to nothing, is replaced by the image; its target is left
+  // alone.
+  save_table(dir / "target.pfi", 5);
+  fs::create_symlink(dir / "target.pfi", dir / "link.pfi");
+  fs::create_symlink(dir / "nothing.pfi", dir / "dangling.pfi");
+  for (const char* name : {"link.pfi", "dangling.pfi"}) {
+    permafrost::save_image(a, *root, dir / name);
+    CHECK(fs::is_regular_file(fs::symlink_status(dir / name)));
+    CHECK(pt::check_image_table(image::open(dir / name).root<pt::image_table>(), 10) == 0);
+  }
+  CHECK(pt::check_image_table(image::open(dir / "target.pfi").root<pt::image_table>(), 5) == 0);
+  CHECK(!fs::exists(fs::symlink_status(dir / "nothing.pfi")));
 }
 
 TEST_CASE("save_image to a file name of 255 bytes saves; nothing else is left behind") {

@@ -15,12 +15,16 @@
 // - The header is validated field by field before anything is mapped, and the data checksum
 //   (XXH3-64) is verified on open unless open_options::verify_checksum is false. Every failure
 //   is an image_error naming the file and the check that failed: a damaged or truncated file
-//   never crashes. The checksum detects damage, not tampering: the data's contents (the root
-//   object's offsets and whatever T's readers follow) are not checked, as only T knows them, so a
-//   file crafted with a matching checksum can crash or mislead the reader. Open only images whose
-//   writer is trusted (docs/security.md). The checksum reads all the data the header declares,
-//   so opening a sparse file whose header declares a large size reads that many zero bytes;
-//   refuse files larger than you expect before opening them, or give up from open_options::step.
+//   never crashes. (A file rewritten or truncated in place while it is opened or mapped is not a
+//   damaged file but a misuse, as for any mapping: open() itself, which reads the data through the
+//   mapping, and every reader may die of SIGBUS. Replace images by renaming a new file over the
+//   path, as save_image does.) The checksum detects damage, not tampering: the data's contents (the
+//   root object's offsets and whatever T's readers follow) are not checked, as only T knows them,
+//   so a file crafted with a matching checksum can crash or mislead the reader. Open only images
+//   whose writer is trusted (docs/security.md). The checksum reads all the data the header
+//   declares, so opening a sparse file whose header declares a large size reads that many zero
+//   bytes; refuse files larger than you expect before opening them, or give up from
+//   open_options::step.
 // - root<T>() hands out the root as const T& after checking its type tag (the name given by
 //   image_type<T>, sizeof, alignof) against the file's.
 // - Image memory is frozen memory: is_frozen(p) is true for it, and with the write trap installed
@@ -152,8 +156,9 @@ image_root_tag root_tag_of() {
 // (frozen_storable.hpp): the check cannot look inside it. A container's value of such a type is
 // still unseen: a pointer in it is saved as it is; give your structs a hook or keep pointers out
 // of them (docs/design.md, "Offsets, not relocation").
-// Only a regular file (or a symlink, which the rename replaces, leaving its target alone) is
-// replaced: a directory, device, FIFO or socket at `path` is refused before anything is written.
+// Only a regular file, or a symlink to one or to nothing (which the rename replaces, leaving its
+// target alone), is replaced: a directory, device, FIFO or socket at `path`, or a symlink to one
+// (/dev/stdout), is refused before anything is written.
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
 // over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file,
 // names no file, or holds a NUL byte).

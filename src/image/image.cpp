@@ -131,19 +131,25 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
     refuse_save(reason::io, path, "the path names no file (it is empty or ends in '/')");
   if (holds_nul(path)) refuse_save(reason::io, path, "the path holds a NUL byte");
 
-  // The rename replaces whatever the path names: refuse anything but a regular file (or a
-  // symlink, which the rename replaces, leaving its target alone). A device, FIFO or socket there
-  // was replaced by the image (save_image to /dev/null as root made /dev/null a regular file).
-  if (os::path_type t{}; os::path_type_of(path.c_str(), &t) == 0 && t != os::path_type::regular &&
-                         t != os::path_type::symlink) {
-    const char* what = t == os::path_type::directory      ? "a directory"
-                       : t == os::path_type::char_device  ? "a character device"
-                       : t == os::path_type::block_device ? "a block device"
-                       : t == os::path_type::fifo         ? "a FIFO"
-                                                          : "a socket";
-    refuse_save(reason::io, path,
-                std::string("it is ") + what +
-                    ", not a regular file: save_image replaces only a regular file (or a symlink)");
+  // The rename replaces whatever the path names: refuse anything but a regular file, or a
+  // symlink to one (or to nothing), which the rename replaces, leaving its target alone. A device,
+  // FIFO or socket there was replaced by the image (save_image to /dev/null as root made /dev/null
+  // a regular file), and so was a symlink to one (/dev/stdout, a link to /proc/self/fd/1).
+  if (os::path_type t{}; os::path_type_of(path.c_str(), &t) == 0 && t != os::path_type::regular) {
+    std::string what = t == os::path_type::symlink ? "a symlink to " : "";
+    if (t == os::path_type::symlink && os::path_type_of(path.c_str(), &t, /*follow=*/true) != 0)
+      t = os::path_type::regular;  // dangling or a loop: only the link is replaced
+    if (t != os::path_type::regular) {
+      what += t == os::path_type::directory      ? "a directory"
+              : t == os::path_type::char_device  ? "a character device"
+              : t == os::path_type::block_device ? "a block device"
+              : t == os::path_type::fifo         ? "a FIFO"
+                                                 : "a socket";
+      refuse_save(reason::io, path,
+                  "it is " + what +
+                      ", not a regular file: save_image replaces only a regular file (or a symlink "
+                      "to one)");
+    }
   }
 
   file_header h{};

@@ -251,10 +251,11 @@ int open_directory(const char* path, int* fd) noexcept;
 // Makes a rename durable where the directory cannot be opened for fsync.
 int sync_file_system(int fd) noexcept;
 
-// What is at `path` itself (lstat(2): a symlink is reported as one, not followed). ENOENT when
-// nothing is there.
+// What is at `path` itself (lstat(2): a symlink is reported as one, not followed), or with
+// `follow` what it names (stat(2): the symlinks' final target). ENOENT when nothing is there (with
+// `follow`, also a dangling symlink), ELOOP for a symlink loop.
 enum class path_type { regular, symlink, directory, char_device, block_device, fifo, socket };
-int path_type_of(const char* path, path_type* type) noexcept;
+int path_type_of(const char* path, path_type* type, bool follow = false) noexcept;
 
 // rename(2): replaces `to` atomically; unlink(2).
 int rename_file(const char* from, const char* to) noexcept;

@@ -530,9 +530,9 @@ int open_directory(const char* path, int* fd) noexcept {
 
 int sync_file_system(int fd) noexcept { return ::syncfs(fd) == 0 ? 0 : errno_or(EIO); }
 
-int path_type_of(const char* path, path_type* type) noexcept {
+int path_type_of(const char* path, path_type* type, bool follow) noexcept {
   struct stat st {};
-  if (::lstat(path, &st) != 0) return errno_or(ENOENT);
+  if ((follow ? ::stat(path, &st) : ::lstat(path, &st)) != 0) return errno_or(ENOENT);
   *type = S_ISREG(st.st_mode)    ? path_type::regular
           : S_ISLNK(st.st_mode)  ? path_type::symlink
           : S_ISDIR(st.st_mode)  ? path_type::directory
