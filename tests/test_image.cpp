@@ -957,6 +957,18 @@ TEST_CASE("save_image refuses to replace a FIFO or a directory, or a symlink to 
     check_refused(name, "it is a symlink to a");
     CHECK(fs::is_symlink(fs::symlink_status(dir / name)));
   }
+  // A symlink into /proc or /dev is the system's, whatever it names: /dev/stdout links to
+  // /proc/self/fd/1, a regular file when output is redirected to one, and was replaced.
+  save_table(dir / "output.log", 3);
+  const int fd = ::open((dir / "output.log").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  fs::create_symlink("/proc/self/fd/" + std::to_string(fd), dir / "stdout.pfi");
+  fs::create_symlink("stdout.pfi", dir / "to_stdout.pfi");  // relative, two links
+  for (const char* name : {"stdout.pfi", "to_stdout.pfi"}) {
+    check_refused(name, "it is a symlink into /proc or /dev");
+    CHECK(fs::is_symlink(fs::symlink_status(dir / name)));
+  }
+  ::close(fd);
   // A symlink to a regular file, or to nothing, is replaced by the image; its target is left
   // alone.
   save_table(dir / "target.pfi", 5);

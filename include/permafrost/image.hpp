@@ -157,8 +157,9 @@ image_root_tag root_tag_of() {
 // still unseen: a pointer in it is saved as it is; give your structs a hook or keep pointers out
 // of them (docs/design.md, "Offsets, not relocation").
 // Only a regular file, or a symlink to one or to nothing (which the rename replaces, leaving its
-// target alone), is replaced: a directory, device, FIFO or socket at `path`, or a symlink to one
-// (/dev/stdout), is refused before anything is written.
+// target alone), is replaced: a directory, device, FIFO or socket at `path`, a symlink to one, or
+// a symlink into /proc or /dev (/dev/stdout; /dev/shm excepted) is refused before anything is
+// written.
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
 // over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file,
 // names no file, or holds a NUL byte).

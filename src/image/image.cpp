@@ -46,6 +46,30 @@ bool holds_nul(const std::filesystem::path& path) {
   return path.native().find('\0') != std::string::npos;
 }
 
+// Whether the symlink chain at `path` leads into /proc or /dev (other than /dev/shm, a tmpfs
+// for files), followed lexically, at most 40 links as the kernel follows them: such a link names
+// whatever a descriptor or a device holds (/dev/stdout, a link to /proc/self/fd/1, names a
+// regular file when output is redirected to one), and it is the system's, not the caller's to
+// replace. Relative links are composed with the path as given (no working-directory lookup).
+bool links_into_system(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  const auto under = [](const fs::path& p, const char* dir) {
+    const fs::path root(dir);
+    return std::mismatch(root.begin(), root.end(), p.begin(), p.end()).first == root.end();
+  };
+  fs::path at = path;
+  for (int hop = 0; hop < 40; ++hop) {
+    char target[4096];
+    if (os::read_symlink(at.c_str(), target, sizeof target) != 0) return false;  // no link here
+    fs::path next(target);
+    if (next.is_relative()) next = at.parent_path() / next;
+    next = next.lexically_normal();
+    if (under(next, "/proc") || (under(next, "/dev") && !under(next, "/dev/shm"))) return true;
+    at = next;
+  }
+  return false;
+}
+
 [[noreturn]] void refuse_save(reason why, const std::filesystem::path& path,
                               const std::string& what) {
   throw image_error(why, "permafrost::save_image('" + shown(path) + "'): " + what);
@@ -134,11 +158,23 @@ void save_image(const arena& a, const void* root, const image_root_tag& tag,
   // The rename replaces whatever the path names: refuse anything but a regular file, or a
   // symlink to one (or to nothing), which the rename replaces, leaving its target alone. A device,
   // FIFO or socket there was replaced by the image (save_image to /dev/null as root made /dev/null
-  // a regular file), and so was a symlink to one (/dev/stdout, a link to /proc/self/fd/1).
+  // a regular file), and so was a symlink to one, or into /proc or /dev (/dev/stdout, a link to
+  // /proc/self/fd/1, which names a regular file when output is redirected to one).
   if (os::path_type t{}; os::path_type_of(path.c_str(), &t) == 0 && t != os::path_type::regular) {
     std::string what = t == os::path_type::symlink ? "a symlink to " : "";
-    if (t == os::path_type::symlink && os::path_type_of(path.c_str(), &t, /*follow=*/true) != 0)
-      t = os::path_type::regular;  // dangling or a loop: only the link is replaced
+    if (t == os::path_type::symlink) {
+      if (links_into_system(path))
+        refuse_save(
+            reason::io, path,
+            "it is a symlink into /proc or /dev (a system link, such as /dev/stdout), not "
+            "a regular file: save_image replaces only a regular file (or a symlink to one)");
+      if (const int err = os::path_type_of(path.c_str(), &t, /*follow=*/true); err != 0) {
+        if (err != ENOENT && err != ENOTDIR)
+          refuse_save(reason::io, path,
+                      "it is a symlink that cannot be followed: " + errno_text(err));
+        t = os::path_type::regular;  // dangling: only the link is replaced
+      }
+    }
     if (t != os::path_type::regular) {
       what += t == os::path_type::directory      ? "a directory"
               : t == os::path_type::char_device  ? "a character device"

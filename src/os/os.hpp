@@ -257,6 +257,10 @@ int sync_file_system(int fd) noexcept;
 enum class path_type { regular, symlink, directory, char_device, block_device, fifo, socket };
 int path_type_of(const char* path, path_type* type, bool follow = false) noexcept;
 
+// readlink(2) of the symlink at `path` into out (NUL-terminated). EINVAL when `path` is no
+// symlink, ENAMETOOLONG when the target does not fit in `size` bytes.
+int read_symlink(const char* path, char* out, std::size_t size) noexcept;
+
 // rename(2): replaces `to` atomically; unlink(2).
 int rename_file(const char* from, const char* to) noexcept;
 int remove_file(const char* path) noexcept;

@@ -543,6 +543,15 @@ int path_type_of(const char* path, path_type* type, bool follow) noexcept {
   return 0;
 }
 
+int read_symlink(const char* path, char* out, std::size_t size) noexcept {
+  if (size == 0) return ENAMETOOLONG;
+  const ssize_t n = ::readlink(path, out, size);
+  if (n < 0) return errno_or(EINVAL);
+  if (static_cast<std::size_t>(n) >= size) return ENAMETOOLONG;
+  out[n] = '\0';
+  return 0;
+}
+
 int rename_file(const char* from, const char* to) noexcept {
   return ::rename(from, to) == 0 ? 0 : errno_or(EIO);
 }
