@@ -142,7 +142,12 @@ _POOLED_UP_TO = 64 << 10
 # its arena freed: pickle.loads() of 1,500 rows of 70 KB raised the MemoryError above, and a Pool
 # worker sent 2,000 large rows of a replaced image died unpickling them (the Pool hung).
 _BIG_IN_ARENAS = 256
-_big_in_arenas: "_weakref.WeakSet[_core.Store]" = _weakref.WeakSet()
+# id(store) -> weak reference, removed when the store goes. Not a WeakSet: one that another thread
+# changed while this one iterated it raised RuntimeError ("Set changed size during iteration").
+_big_in_arenas: "dict[int, _weakref.ref[_core.Store]]" = {}
+# The count and the add are one step. Reentrant: a finalizer run by the garbage collector inside
+# the step may unpickle a view too.
+_big_lock = _threading.RLock()
 _POOL_BYTES = 1 << 20
 _pool = None  # [read-only anonymous mmap, next free offset]
 # Reentrant, with _filling: a signal handler or a finalizer (__del__) may unpickle a view between
@@ -155,9 +160,10 @@ _filling = False
 def _reset_pool_lock_in_child():
     # A fork while another thread held the lock left it held for ever. The pool itself stays: it
     # is MAP_PRIVATE anonymous memory, so what the child copies into it lands in pages of its own.
-    global _pool_lock, _filling
+    global _pool_lock, _filling, _big_lock
     _pool_lock = _threading.RLock()
     _filling = False
+    _big_lock = _threading.RLock()
 
 
 _os.register_at_fork(after_in_child=_reset_pool_lock_in_child)
@@ -211,14 +217,17 @@ def _own_mapping(data):
 
 def _arena_for_big_value(store):
     """Whether the large graph unpickled by value in store keeps its arena (see _BIG_IN_ARENAS)."""
-    if len(_big_in_arenas) >= _BIG_IN_ARENAS:
-        for held in list(_big_in_arenas):
-            if not _live(held):  # closed: its slot is free, though the Store object lives on
-                _big_in_arenas.discard(held)
+    with _big_lock:
         if len(_big_in_arenas) >= _BIG_IN_ARENAS:
-            return False
-    _big_in_arenas.add(store)
-    return True
+            for key, ref in list(_big_in_arenas.items()):
+                if not _live(ref()):  # closed: its slot is free, though the Store object lives on
+                    _big_in_arenas.pop(key, None)
+            if len(_big_in_arenas) >= _BIG_IN_ARENAS:
+                return False
+        key = id(store)
+        held = _big_in_arenas  # the dict this store is counted in, when it goes
+        held[key] = _weakref.ref(store, lambda _, key=key: held.pop(key, None))
+        return True
 
 
 def frozen_value(value):

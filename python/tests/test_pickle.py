@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 import unittest
-import weakref
 from unittest import mock
 from multiprocessing.reduction import ForkingPickler
 
@@ -155,7 +154,7 @@ class ForkingPicklerSendsReferences(unittest.TestCase):
         # mappings of their own. The limit is lowered here: the behaviour, not 256 arenas.
         frozen = permafrost.freeze([{"id": i, "blob": "x" * (70 << 10)} for i in range(6)])
         rows = list(frozen)
-        held = weakref.WeakSet()  # not the ones earlier tests left
+        held = {}  # not the ones earlier tests left
         with mock.patch.multiple(_stores, _BIG_IN_ARENAS=2, _big_in_arenas=held):
             back = pickle.loads(pickle.dumps(rows))
         self.assertEqual(back, rows)
