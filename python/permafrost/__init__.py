@@ -550,7 +550,6 @@ FrozenList.__ge__ = _nested(_list_compare(_operator.ge))
 FrozenList.__repr__ = _open_repr(lambda self: "FrozenList([" + ", ".join(map(repr, self)) + "])")
 FrozenList.__hash__ = None  # unhashable as a list, and so not a collections.abc.Hashable
 FrozenList.__contains__ = _abc.Sequence.__contains__
-FrozenList.__reversed__ = _abc.Sequence.__reversed__
 
 
 def _list_index(self, value, start=0, stop=None, /):

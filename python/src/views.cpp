@@ -65,7 +65,7 @@ PyObject* view_ref(PyObject* self, PyObject*) {
 // The iterator (keys, values or items of a dict; items of a list or set)
 // =============================================================================================
 
-enum iter_mode { iter_keys, iter_values, iter_items, iter_list, iter_set };
+enum iter_mode { iter_keys, iter_values, iter_items, iter_list, iter_set, iter_list_reversed };
 
 struct iter_object {
   PyObject_HEAD PyObject* owner;  // the view, strong
@@ -91,7 +91,9 @@ PyObject* new_iter(PyObject* owner, int mode) {
   Py_INCREF(owner);
   it->owner = owner;
   it->next = 0;
-  it->count = mode == iter_list || mode == iter_set ? r.node()->count : dict_of(r).count();
+  it->count = mode == iter_list || mode == iter_set || mode == iter_list_reversed
+                  ? r.node()->count
+                  : dict_of(r).count();
   it->mode = mode;
   return reinterpret_cast<PyObject*>(it);
 }
@@ -107,6 +109,7 @@ void iter_dealloc(PyObject* self) {
 PyObject* iter_item(const iter_object* it, const reading& r, std::uint32_t i) {
   switch (it->mode) {
     case iter_list: return value_of(r, seq_items(r.node())[i]);
+    case iter_list_reversed: return value_of(r, seq_items(r.node())[it->count - 1 - i]);
     case iter_set:
       return value_of(r, table_keys(reinterpret_cast<const table_header*>(r.node()))[i]);
     case iter_keys: return value_of(r, table_keys(dict_keys_of(r))[i]);
@@ -135,7 +138,8 @@ PyObject* iter_length_hint(PyObject* self, PyObject*) {
 }
 
 // As the built-ins' iterators pickle: a list's as (iter, (list,), position), restored by
-// __setstate__; a dict's or set's as an iterator over a list of the items still to come.
+// __setstate__; a dict's or set's, and a list's reversed, as an iterator over a list of the items
+// still to come.
 PyObject* iter_reduce(PyObject* self, PyObject*) {
   auto* it = reinterpret_cast<iter_object*>(self);
   ref builtins(PyImport_ImportModule("builtins"));
@@ -309,6 +313,9 @@ PyObject* list_subscript(PyObject* self, PyObject* key) {
 
 PyObject* list_iter(PyObject* self) { return new_iter(self, iter_list); }
 
+// reversed(view): this iterator, which pickles (collections.abc's __reversed__ is a generator).
+PyObject* list_reversed(PyObject* self, PyObject*) { return new_iter(self, iter_list_reversed); }
+
 // view * n and n * view: a list, as list(view) * n. A sequence's repeat, not a number's multiply
 // (as list has it): numpy's scalars repeat a sequence that has no nb_multiply, and broadcast one
 // that has (np.int64(2) * view was [2, 4] for [1, 2]).
@@ -317,7 +324,10 @@ PyObject* list_repeat(PyObject* self, Py_ssize_t n) {
   return items.get() ? PySequence_Repeat(items.get(), n) : nullptr;
 }
 
-PyMethodDef list_methods[] = {VIEW_COMMON_METHODS, {nullptr, nullptr, 0, nullptr}};
+PyMethodDef list_methods[] = {
+    VIEW_COMMON_METHODS,
+    {"__reversed__", list_reversed, METH_NOARGS, "An iterator over the items, last first."},
+    {nullptr, nullptr, 0, nullptr}};
 
 PyType_Slot list_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(view_dealloc)},
                             {Py_sq_length, reinterpret_cast<void*>(node_len)},

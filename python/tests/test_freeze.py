@@ -260,7 +260,9 @@ class Views(unittest.TestCase):
         makers = {"list": lambda v: iter(v["l"]), "set": lambda v: iter(v["s"]),
                   "dict": lambda v: iter(v["d"]), "keys": lambda v: iter(v["d"].keys()),
                   "values": lambda v: iter(v["d"].values()),
-                  "items": lambda v: iter(v["d"].items())}
+                  "items": lambda v: iter(v["d"].items()),
+                  "reversed list": lambda v: reversed(v["l"]),
+                  "reversed dict": lambda v: reversed(v["d"])}
         for name, make in makers.items():
             for consumed in (0, 1, 9):
                 for proto in (2, pickle.HIGHEST_PROTOCOL):
