@@ -964,10 +964,24 @@ TEST_CASE("save_image refuses to replace a FIFO or a directory, or a symlink to 
   REQUIRE(fd >= 0);
   fs::create_symlink("/proc/self/fd/" + std::to_string(fd), dir / "stdout.pfi");
   fs::create_symlink("stdout.pfi", dir / "to_stdout.pfi");  // relative, two links
-  for (const char* name : {"stdout.pfi", "to_stdout.pfi"}) {
+  // Through a directory symlink, and by "..": the kernel's lookup, not the link's text.
+  fs::create_directory_symlink("/proc/self/fd", dir / "fds");
+  fs::create_symlink("fds/" + std::to_string(fd), dir / "via_dir.pfi");
+  std::string up;
+  for (const auto& part : dir.path.relative_path()) up += part.empty() ? "" : "../";
+  fs::create_symlink(up + "proc/self/fd/" + std::to_string(fd), dir / "up.pfi");
+  for (const char* name : {"stdout.pfi", "to_stdout.pfi", "via_dir.pfi", "up.pfi"}) {
     check_refused(name, "it is a symlink into /proc or /dev");
     CHECK(fs::is_symlink(fs::symlink_status(dir / name)));
   }
+  // The caller's own link, named through /proc (the directory's descriptor), is the caller's.
+  const int dir_fd = ::open(dir.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dir_fd >= 0);
+  fs::create_symlink("output.log", dir / "own.pfi");
+  permafrost::save_image(a, *root, "/proc/self/fd/" + std::to_string(dir_fd) + "/own.pfi");
+  CHECK(fs::is_regular_file(fs::symlink_status(dir / "own.pfi")));
+  CHECK(pt::check_image_table(image::open(dir / "output.log").root<pt::image_table>(), 3) == 0);
+  ::close(dir_fd);
   ::close(fd);
   // A symlink to a regular file, or to nothing, is replaced by the image; its target is left
   // alone.

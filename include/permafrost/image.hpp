@@ -158,8 +158,8 @@ image_root_tag root_tag_of() {
 // of them (docs/design.md, "Offsets, not relocation").
 // Only a regular file, or a symlink to one or to nothing (which the rename replaces, leaving its
 // target alone), is replaced: a directory, device, FIFO or socket at `path`, a symlink to one, or
-// a symlink into /proc or /dev (/dev/stdout; /dev/shm excepted) is refused before anything is
-// written.
+// a symlink chain with a link in /proc or /dev (/dev/stdout; /dev/shm excepted) is refused before
+// anything is written.
 // Throws: image_error — not_frozen, root_outside, not_position_independent, bad_header (metadata
 // over 4096 bytes), io (naming the path, the step and the errno; or `path` is not a regular file,
 // names no file, or holds a NUL byte).

@@ -163,7 +163,13 @@ PyObject* iter_setstate(PyObject* self, PyObject* state) {
   auto* it = reinterpret_cast<iter_object*>(self);
   const Py_ssize_t at = PyLong_AsSsize_t(state);
   if (at == -1 && PyErr_Occurred()) return nullptr;
-  it->next = at < 0 ? 0 : at > it->count ? it->count : static_cast<std::uint32_t>(at);
+  const auto count = static_cast<Py_ssize_t>(it->count);
+  if (it->mode == iter_list_reversed) {  // as reversed's: the index of the next item, -1 = none
+    const Py_ssize_t index = at < -1 ? -1 : at >= count ? count - 1 : at;
+    it->next = static_cast<std::uint32_t>(count - 1 - index);
+  } else {  // as list_iterator's: the items taken so far
+    it->next = static_cast<std::uint32_t>(at < 0 ? 0 : at > count ? count : at);
+  }
   Py_RETURN_NONE;
 }
 

@@ -274,11 +274,13 @@ class Views(unittest.TestCase):
                         back = pickle.loads(pickle.dumps(it, proto))
                         self.assertEqual(list(back), list(pickle.loads(pickle.dumps(plain))))
                         self.assertEqual(list(it), list(plain))  # the original did not move
-        it = iter(frozen["l"])
-        it.__setstate__(-4)  # clamped, as list_iterator clamps
-        self.assertEqual(list(it), [1, 2, 3])
-        it.__setstate__(99)
-        self.assertEqual(list(it), [])
+        for make in (iter, reversed):  # __setstate__ as list_iterator's and reversed's
+            for state in (-4, -1, 0, 1, 2, 99):
+                with self.subTest(make.__name__, state=state):
+                    ours, theirs = make(frozen["l"]), make([1, 2, 3])
+                    ours.__setstate__(state)
+                    theirs.__setstate__(state)
+                    self.assertEqual(list(ours), list(theirs))
 
     def test_repeating_a_list_makes_a_list_as_a_lists_repeat(self):
         view = permafrost.freeze([1, 2])

@@ -46,26 +46,25 @@ bool holds_nul(const std::filesystem::path& path) {
   return path.native().find('\0') != std::string::npos;
 }
 
-// Whether the symlink chain at `path` leads into /proc or /dev (other than /dev/shm, a tmpfs
-// for files), followed lexically, at most 40 links as the kernel follows them: such a link names
-// whatever a descriptor or a device holds (/dev/stdout, a link to /proc/self/fd/1, names a
+// Whether a link of the symlink chain at `path` lives in /proc or /dev (on their file systems;
+// /dev/shm is a file system of its own), at most 40 links as the kernel follows them: such a link
+// names whatever a descriptor or a device holds (/dev/stdout, a link to /proc/self/fd/1, names a
 // regular file when output is redirected to one), and it is the system's, not the caller's to
-// replace. Relative links are composed with the path as given (no working-directory lookup).
+// replace. Each link's target is looked up as the kernel does (a relative one from the link's
+// directory, through any directory symlinks and "..": lstat resolves it), not by its text.
 bool links_into_system(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
-  const auto under = [](const fs::path& p, const char* dir) {
-    const fs::path root(dir);
-    return std::mismatch(root.begin(), root.end(), p.begin(), p.end()).first == root.end();
-  };
-  fs::path at = path;
+  std::uint64_t proc = 0, dev = 0;
+  const bool have_proc = os::path_device_of("/proc/self", &proc) == 0;
+  const bool have_dev = os::path_device_of("/dev/null", &dev) == 0;
+  std::filesystem::path at = path;
   for (int hop = 0; hop < 40; ++hop) {
+    std::uint64_t device = 0;
+    if (os::path_device_of(at.c_str(), &device) != 0) return false;  // dangling
+    if ((have_proc && device == proc) || (have_dev && device == dev)) return true;
     char target[4096];
-    if (os::read_symlink(at.c_str(), target, sizeof target) != 0) return false;  // no link here
-    fs::path next(target);
-    if (next.is_relative()) next = at.parent_path() / next;
-    next = next.lexically_normal();
-    if (under(next, "/proc") || (under(next, "/dev") && !under(next, "/dev/shm"))) return true;
-    at = next;
+    if (os::read_symlink(at.c_str(), target, sizeof target) != 0) return false;  // the end
+    const std::filesystem::path next(target);
+    at = next.is_relative() ? at.parent_path() / next : next;
   }
   return false;
 }

@@ -257,6 +257,10 @@ int sync_file_system(int fd) noexcept;
 enum class path_type { regular, symlink, directory, char_device, block_device, fifo, socket };
 int path_type_of(const char* path, path_type* type, bool follow = false) noexcept;
 
+// The file system (st_dev, lstat(2): a symlink's own) that holds what is at `path`. ENOENT when
+// nothing is there.
+int path_device_of(const char* path, std::uint64_t* device) noexcept;
+
 // readlink(2) of the symlink at `path` into out (NUL-terminated). EINVAL when `path` is no
 // symlink, ENAMETOOLONG when the target does not fit in `size` bytes.
 int read_symlink(const char* path, char* out, std::size_t size) noexcept;

@@ -543,6 +543,13 @@ int path_type_of(const char* path, path_type* type, bool follow) noexcept {
   return 0;
 }
 
+int path_device_of(const char* path, std::uint64_t* device) noexcept {
+  struct stat st {};
+  if (::lstat(path, &st) != 0) return errno_or(ENOENT);
+  *device = static_cast<std::uint64_t>(st.st_dev);
+  return 0;
+}
+
 int read_symlink(const char* path, char* out, std::size_t size) noexcept {
   if (size == 0) return ENAMETOOLONG;
   const ssize_t n = ::readlink(path, out, size);
