@@ -168,7 +168,12 @@ PyObject* iter_setstate(PyObject* self, PyObject* state) {
     const Py_ssize_t index = at < -1 ? -1 : at >= count ? count - 1 : at;
     it->next = static_cast<std::uint32_t>(count - 1 - index);
   } else {  // as list_iterator's: the items taken so far
-    it->next = static_cast<std::uint32_t>(at < 0 ? 0 : at > count ? count : at);
+#if PY_VERSION_HEX >= 0x030D0000
+    const Py_ssize_t before = count;  // 3.13 takes a negative position for an exhausted iterator
+#else
+    const Py_ssize_t before = 0;
+#endif
+    it->next = static_cast<std::uint32_t>(at < 0 ? before : at > count ? count : at);
   }
   Py_RETURN_NONE;
 }
