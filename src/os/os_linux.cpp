@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -232,9 +233,15 @@ int populate_write(void* p, std::size_t bytes) noexcept {
 }
 
 int reserve_at(void* p, std::size_t bytes) noexcept {
-  void* r = ::mmap(p, bytes, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-  if (r == MAP_FAILED) return errno_or(ENOMEM);
+  // The system call itself, not libc's mmap: ThreadSanitizer's mmap wrapper replaces an address
+  // outside its application ranges with 0 unless the flags hold MAP_FIXED (this flag is another
+  // bit), then dies when the kernel maps the range at 0 (a 512 GiB reservation in a test did).
+  // Only the kernel can say whether [p, p+bytes) is free; a reservation needs no wrapper's care.
+  const long raw =
+      ::syscall(SYS_mmap, p, bytes, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (raw == -1) return errno_or(ENOMEM);
+  void* r = reinterpret_cast<void*>(raw);
   if (r != p) {  // kernels before 4.17 treat the flag as a hint
     ::munmap(r, bytes);
     return EEXIST;
