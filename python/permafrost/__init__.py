@@ -31,7 +31,7 @@ import json as _json
 import os as _os
 import types as _types
 
-from . import _core, _stores
+from . import _core, _pprint, _stores
 from ._version import __version__  # written by CMake from the project's version
 from ._reload import Reloader
 from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
@@ -410,6 +410,8 @@ def _open_repr(build):
     """A view's __repr__: build(self), or for a view of closed data a placeholder (a repr that
     raised broke logging, tracebacks with locals and debuggers after close())."""
     def __repr__(self):
+        if not _pprint.joined:
+            _pprint.join(FrozenDict, FrozenList, FrozenSet)
         if _core._closed(_core._store_of(self)):
             return f"<{type(self).__name__} of closed frozen data>"
         return build(self)

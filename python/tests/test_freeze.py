@@ -236,6 +236,34 @@ class Views(unittest.TestCase):
         self.assertEqual(repr(permafrost.freeze({"a": [1, {2}]})),
                          "FrozenDict({'a': FrozenList([1, FrozenSet({2})])})")
 
+    def test_pprint_wraps_a_view_as_it_wraps_a_dict_list_or_set(self):
+        # pprint printed a view of any size as its one-line repr.
+        import pprint
+        view = permafrost.freeze({"name": "x" * 10, "tags": ["alpha", "beta", "gamma"],
+                                  "ids": {3, 1, 2}})
+        self.assertEqual(pprint.pformat(view, width=30).splitlines(), [
+            "FrozenDict({'ids': FrozenSet({1,",
+            "                              2,",
+            "                              3}),",
+            "            'name': 'xxxxxxxxxx',",
+            "            'tags': FrozenList(['alpha',",
+            "                                'beta',",
+            "                                'gamma'])})"])
+        self.assertEqual(pprint.pformat(view, width=30, sort_dicts=False).splitlines()[:2], [
+            "FrozenDict({'name': 'xxxxxxxxxx',",
+            "            'tags': FrozenList(['alpha',"])
+        small = permafrost.freeze({"b": [1, 2], "a": {3}})
+        self.assertEqual(pprint.pformat(small), repr(small))  # fits the line: the repr as it is
+        view.close()
+        self.assertEqual(pprint.pformat(view, width=10), "<FrozenDict of closed frozen data>")
+
+    def test_importing_permafrost_or_a_repr_does_not_import_pprint(self):
+        code = ("import sys, permafrost; repr(permafrost.freeze({'a': [1]})); "
+                "print('pprint' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        self.assertEqual(out.stdout.strip(), "False")
+
     def test_hash(self):
         frozen = permafrost.freeze({"f": frozenset({1, 2}), "t": (1, "x")})
         self.assertEqual(hash(frozen["f"]), hash(frozenset({1, 2})))
