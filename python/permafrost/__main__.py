@@ -35,6 +35,7 @@ import threading
 import time
 
 import permafrost
+from permafrost import _core, _stores
 
 PROG = "python -m permafrost"
 
@@ -289,15 +290,19 @@ def build(args):
 def info(path):
     """The lines `info` prints for the image at path."""
     size = os.path.getsize(path)
-    with permafrost.open(path) as root:
-        _, _, image_id = root._ref()
+    # The store, not the root: a root may be a scalar or a tuple, which has no close() or _ref().
+    store = _stores.image_store(os.path.abspath(path))
+    try:
+        root = _core._store_view(store, 0)
         lines = [f"{path}: permafrost image",
                  f"  file size   {size:,} bytes ({size / 2**20:,.1f} MiB)",
                  f"  root type   {type(root).__name__}",
                  f"  count       {len(root):,}" if hasattr(root, "__len__") else
                  f"  value       {root!r}",
-                 f"  image id    {image_id}",
+                 f"  image id    {_core._store_id(store)}",
                  "  checksum    verified (XXH3-64 of the data; every node's bounds checked)"]
+    finally:
+        _core._close(store)
     return lines
 
 

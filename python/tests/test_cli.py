@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -389,6 +390,18 @@ class Info(unittest.TestCase):
         self.assertEqual(lines[3].split(), ["count", "3"])
         self.assertEqual(lines[4].split(), ["image", "id", image_id])
         self.assertIn("verified", lines[5])
+
+    def test_info_of_an_image_whose_root_is_a_scalar_prints_the_value(self):
+        # open() gives such a root (an int here: the root word holds it); info failed with
+        # "'int' object does not support the context manager protocol".
+        permafrost._core._save_bytes(b"pfpy\0v1\0" + struct.pack("<Q", (42 << 3) | 1), self.out)
+        self.assertEqual(permafrost.open(self.out), 42)
+        proc = run("info", self.out)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertEqual(lines[2].split(), ["root", "type", "int"])
+        self.assertEqual(lines[3].split(), ["value", "42"])
+        self.assertEqual(lines[4].split(), ["image", "id"])  # _save_bytes writes no id
 
     def test_info_of_a_damaged_image_fails_with_the_reason(self):
         permafrost.freeze(list(range(1000))).save(self.out)
