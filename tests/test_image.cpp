@@ -362,6 +362,36 @@ TEST_CASE("open_fd maps an image held in a memfd") {
   ::close(fd);
 }
 
+TEST_CASE("open_fd_named maps the file the caller opened, named as the caller says") {
+  // A caller that opens the path itself knows which file it maps (fstat), even if another is
+  // renamed over the path before the mapping; the name keeps errors and name() readable.
+  temp_dir dir;
+  const fs::path path = dir / "table.pfi";
+  const fs::path other = dir / "other.pfi";
+  save_table(path, 300, "first");
+  save_table(other, 10, "second");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  fs::rename(other, path);  // the path now holds another file; fd still names the first
+  {
+    const image img = image::open_fd_named(fd, "my table");
+    CHECK(img.metadata() == "first");
+    CHECK(pt::check_image_table(img.root<pt::image_table>(), 300) == 0);
+    CHECK(img.name() == "my table");
+  }
+  ::close(fd);
+  const int empty = ::memfd_create("permafrost-image-empty", MFD_CLOEXEC);
+  REQUIRE(empty >= 0);
+  try {
+    (void)image::open_fd_named(empty, "my table");
+    FAIL("an empty file was mapped");
+  } catch (const image_error& e) {
+    CHECK(e.why() == image_error::reason::truncated);
+    CHECK(std::string(e.what()).find("permafrost::image::open('my table')") == 0);
+  }
+  ::close(empty);
+}
+
 TEST_CASE("open_fd of a read-write memfd maps it through a read-only descriptor: no way to write") {
   temp_dir dir;
   const fs::path path = dir / "table.pfi";

@@ -229,6 +229,10 @@ class PERMAFROST_API image {
   // mapping writable; where that is impossible (no /proc, no read permission) the open fails
   // with image_error(io).
   static image open_fd(int fd, const open_options& options = {});
+  // As open_fd(fd, options), named `name` (in name() and in errors) instead of "fd N (...)": for
+  // a caller that opened the path itself, to learn the file's identity (fstat) before mapping
+  // it; opening the path twice may map a file renamed over it in between.
+  static image open_fd_named(int fd, std::string name, const open_options& options = {});
 
   image(image&& other) noexcept;
   image& operator=(image&& other) noexcept;

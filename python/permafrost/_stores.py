@@ -8,7 +8,7 @@ This module keeps three per-process caches, all holding stores weakly, so that a
 once however many of its views arrive, and unmapped when nothing uses it:
 - images by path (with the file's identity when it was opened: a path whose file was replaced is
   opened anew), by the file's identity (another path to the same file maps nothing new) and by
-  the id save() wrote into the image;
+  path and the id save() wrote into the image (a view pickled before its path got a newer file);
 - shared arenas by the identity (device, inode) of their memfd.
 
 Pickling:
@@ -42,8 +42,11 @@ from . import _core
 
 # path -> (weak reference to the store, the file's identity when it was opened)
 _images: "dict[str, tuple[_weakref.ref[_core.Store], tuple[int, ...]]]" = {}
-# image id (saved in the image's header) -> store
-_images_by_id: "_weakref.WeakValueDictionary[str, _core.Store]" = _weakref.WeakValueDictionary()
+# (path, image id saved in the image's header) -> store. With the path: the id is the file's own
+# word, so an image saved elsewhere with a copy of another's id (or with none, as an older
+# version's) stood in for that image when a view of it was unpickled.
+_images_by_id: "_weakref.WeakValueDictionary[tuple[str, str], _core.Store]" = (
+    _weakref.WeakValueDictionary())
 # (st_dev, st_ino) of a shared memfd or of a mapped image file -> store
 _shared: "_weakref.WeakValueDictionary[tuple[int, ...], _core.Store]" = (
     _weakref.WeakValueDictionary())
@@ -78,7 +81,7 @@ def _remember_image(path, store, identity):
         if entry is not None and entry[0] is ref:
             _images.pop(path, None)
     _images[path] = (_weakref.ref(store, forget_path), identity)
-    _images_by_id[_core._store_id(store)] = store
+    _images_by_id[(path, _core._store_id(store))] = store
     _image_identity[store] = identity
     _shared[identity[:2]] = store
 
@@ -86,11 +89,11 @@ def _remember_image(path, store, identity):
 def image_store(path, image_id=None, populate=False):
     """The store of the image at path (absolute), mapped once per process.
 
-    With image_id (an unpickled view), the image saved with that id: first among the images this
-    process maps (also one whose path now holds a newer file), else the file at path, and
+    With image_id (an unpickled view), the image saved with that id: first the one this process
+    maps from that path (also when the path now holds a newer file), else the file at path, and
     ValueError when that is another image. populate: as open()'s, for a new mapping only."""
     if image_id is not None:
-        store = _images_by_id.get(image_id)
+        store = _images_by_id.get((path, image_id))
         if _live(store):
             return store
     entry = _images.get(path)
@@ -105,15 +108,24 @@ def image_store(path, image_id=None, populate=False):
             # (open() itself raised "the image is closed").
             if current == entry[1] and _live(store):
                 return store
-    identity = _identity(path)  # before opening: a file replaced in between is reopened next time
-    # The file, not the spelling of its path, is the image: one mapped under another name (a
-    # symlink, a bytes path, another relative path) is that mapping, unless it changed since.
-    store = _shared.get(identity[:2])
-    if _live(store) and _image_identity.get(store) == identity and (
-            image_id is None or _core._store_id(store) == image_id):
-        _remember_image(path, store, identity)
-        return store
-    store = _core._open_store(path, populate)
+    # The path is opened once, and the file mapped is the one fstat describes: a stat of the path
+    # and then an open of it mapped a file renamed over the path in between, remembered under the
+    # identity of the one before (a later open of that one, by another name, gave the other's
+    # data). O_NONBLOCK: a FIFO at the path would block here (the open refuses it).
+    fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC | _os.O_NONBLOCK | _os.O_NOCTTY)
+    try:
+        st = _os.fstat(fd)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        # The file, not the spelling of its path, is the image: one mapped under another name (a
+        # symlink, a bytes path, another relative path) is that mapping, unless it changed since.
+        store = _shared.get(identity[:2])
+        if _live(store) and _image_identity.get(store) == identity and (
+                image_id is None or _core._store_id(store) == image_id):
+            _remember_image(path, store, identity)
+            return store
+        store = _core._open_store(path, fd, populate)
+    finally:
+        _os.close(fd)
     _remember_image(path, store, identity)
     if image_id is not None and _core._store_id(store) != image_id:
         raise ValueError(f"{path}: the image was replaced since this view was pickled "
@@ -362,7 +374,7 @@ def _map_image(fd, path, image_id):
     if _core._store_id(store) != image_id:
         raise ValueError(f"{path}: the file received is not the image the view was made from")
     _shared[key] = store
-    _images_by_id[image_id] = store
+    _images_by_id[(path, image_id)] = store
     _image_identity[store] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     return store
 

@@ -55,10 +55,11 @@ image_handle* adopt(permafrost::image img, const char*& base, std::size_t& size,
 }
 }  // namespace
 
-image_handle* open_image(const char* path, const char*& base, std::size_t& size,
+image_handle* open_image(int fd, const char* path, const char*& base, std::size_t& size,
                          std::string& image_id, bool populate, std::function<void()> step) {
-  return adopt(permafrost::image::open(path, {.populate = populate, .step = std::move(step)}), base,
-               size, image_id);
+  return adopt(
+      permafrost::image::open_fd_named(fd, path, {.populate = populate, .step = std::move(step)}),
+      base, size, image_id);
 }
 
 image_handle* open_image_fd(int fd, const char*& base, std::size_t& size, std::string& image_id) {

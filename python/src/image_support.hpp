@@ -33,13 +33,15 @@ void save_image(const arena& a, const char* base, const char* path, std::string_
 void save_image_with_root_type(const arena& a, const char* base, const char* path,
                                std::string_view root_type);
 
-// Effects: maps the image at `path`; sets base, size and image_id ("" when the file has none).
-// With `populate`, maps every page first (open_options::populate). `step` runs every
-// open_step_bytes populated or hashed (open_options::step). A file that is not a Python image
-// (another root type, such as a C++ image) is refused, and nothing stays mapped.
-// Throws as save_image (type_mismatch for another root type); whatever `step` throws, with
-// nothing mapped.
-image_handle* open_image(const char* path, const char*& base, std::size_t& size,
+// Effects: maps the image file open as `fd`, which the caller opened at `path` (and keeps and
+// closes): the file mapped is the one the caller stat'ed, even if another was renamed over the
+// path meanwhile. Sets base, size and image_id ("" when the file has none). With `populate`,
+// maps every page first (open_options::populate). `step` runs every open_step_bytes populated
+// or hashed (open_options::step). A file that is not a Python image (another root type, such as
+// a C++ image) is refused, and nothing stays mapped.
+// Throws as save_image (type_mismatch for another root type), naming `path`; whatever `step`
+// throws, with nothing mapped.
+image_handle* open_image(int fd, const char* path, const char*& base, std::size_t& size,
                          std::string& image_id, bool populate, std::function<void()> step);
 
 // Effects: maps the image file open as `fd` (the caller keeps and closes it) without verifying

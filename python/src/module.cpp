@@ -64,7 +64,7 @@ PyMethodDef module_methods[] = {
     {"_save", py_save, METH_VARARGS, "_save(view, path, image_id)"},
     {"_save_bytes", py_save_bytes, METH_VARARGS,
      "_save_bytes(data, path, root_type=None): tests only"},
-    {"_open_store", py_open_store, METH_VARARGS, "_open_store(path, populate=False) -> store"},
+    {"_open_store", py_open_store, METH_VARARGS, "_open_store(path, fd, populate=False) -> store"},
     {"_store_view", py_store_view, METH_VARARGS, "_store_view(store, offset) -> value"},
     {"_store_id", py_store_id, METH_O, "_store_id(store) -> the image id saved with it"},
     {"dumps", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_dumps)),

@@ -250,20 +250,23 @@ void check_signals() {
 }
 }  // namespace
 
-// _open_store(path, populate=False) -> the Store of the image at path, its checksum verified and
-// its graph checked; with populate, every page mapped first. Signal handlers run every few
-// milliseconds meanwhile; one that raises (Ctrl-C) abandons the open, and nothing stays mapped.
+// _open_store(path, fd, populate=False) -> the Store of the image file the caller opened at path
+// as fd (and keeps and closes), its checksum verified and its graph checked; with populate,
+// every page mapped first. Signal handlers run every few milliseconds meanwhile; one that raises
+// (Ctrl-C) abandons the open, and nothing stays mapped.
 PyObject* py_open_store(PyObject* module, PyObject* args) {
   PyObject* path_obj;
+  int fd;
   int populate = 0;
-  if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &path_obj, &populate)) return nullptr;
+  if (!PyArg_ParseTuple(args, "O&i|p", PyUnicode_FSConverter, &path_obj, &fd, &populate))
+    return nullptr;
   ref path(path_obj);
   PF_ENTRY_BEGIN
   const char* p = PyBytes_AS_STRING(path.get());
   ref store = new_store(state_of(module));
   auto* s = reinterpret_cast<store_object*>(store.get());
   std::string image_id;
-  s->owner.image = open_image(p, s->base, s->size, image_id, populate != 0, check_signals);
+  s->owner.image = open_image(fd, p, s->base, s->size, image_id, populate != 0, check_signals);
   Py_SETREF(s->path, PyUnicode_DecodeFSDefault(p));
   if (!s->path) return nullptr;
   Py_SETREF(s->image_id, image_id_str(image_id));

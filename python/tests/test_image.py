@@ -4,6 +4,7 @@ import concurrent.futures
 import multiprocessing
 import ctypes
 import gc
+import itertools
 import os
 import pathlib
 import pickle
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import permafrost
@@ -268,6 +270,59 @@ class Images(unittest.TestCase):
         with self.assertRaises(ValueError) as cm:
             pickle.loads(data)
         self.assertIn("replaced", str(cm.exception))
+
+    def test_an_image_elsewhere_with_the_same_id_does_not_stand_in_for_a_pickled_view(self):
+        # The id is the file's own word: an image saved at another path with a copy of it (or
+        # two images without one, as an older version wrote) was found by id alone, so unpickling
+        # a view of one read the other.
+        permafrost.freeze({"admin": False}).save(self.path)
+        trusted = permafrost.open(self.path)
+        data = pickle.dumps(trusted)
+        image_id = trusted._ref()[2]
+        other = os.path.join(self.dir.name, "other.pfimg")
+        permafrost._core._save(permafrost.freeze({"admin": True}), other, image_id)
+        mapped = permafrost.open(other)  # mapped in this process while the view is unpickled
+        self.assertEqual(mapped["admin"], True)
+        self.assertEqual(pickle.loads(data)["admin"], False)
+        a, b = (os.path.join(self.dir.name, n) for n in ("a.pfimg", "b.pfimg"))
+        permafrost._core._save(permafrost.freeze([1]), a, "")
+        permafrost._core._save(permafrost.freeze([2]), b, "")
+        data = pickle.dumps(permafrost.open(a))
+        mapped = permafrost.open(b)
+        self.assertEqual(mapped, [2])
+        self.assertEqual(pickle.loads(data), [1])
+
+    def test_a_file_renamed_over_the_path_during_open_is_not_taken_for_the_one_before(self):
+        # open() stat'ed the path, then opened it: with another image renamed over the path in
+        # between (a deploy), the new file's mapping was remembered under the old file's identity,
+        # and a later open() of the old file by another name (a hard link) gave the new one.
+        a, b, old = (os.path.join(self.dir.name, n) for n in ("a.pfimg", "b.pfimg", "old.pfimg"))
+        permafrost.freeze({"which": "A"}).save(a)
+        permafrost.freeze({"which": "B"}).save(b)
+        os.link(a, old)
+        os.link(a, self.path)
+        flipper = os.fork()
+        if flipper == 0:  # renames A's and B's files over the path, in turn, until killed
+            try:
+                for i in itertools.count():
+                    for source in (b, a):
+                        tmp = f"{self.path}.{i % 2}"
+                        os.link(source, tmp)
+                        os.rename(tmp, self.path)
+            finally:
+                os._exit(0)
+        try:
+            deadline = time.monotonic() + 2  # before the fix: wrong within ~100 rounds, 0.5 s
+            rounds = 0
+            while time.monotonic() < deadline:
+                permafrost._stores.forget()
+                live = permafrost.open(self.path)
+                self.assertEqual(permafrost.open(old)["which"], "A", f"round {rounds}")
+                self.assertIn(live["which"], ("A", "B"))
+                rounds += 1
+        finally:
+            os.kill(flipper, signal.SIGKILL)
+            os.waitpid(flipper, 0)
 
     def check_pool_workers(self, make_pool):
         table = make_table()

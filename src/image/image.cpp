@@ -278,6 +278,10 @@ image image::open_fd(int fd, const open_options& options) {
   return open_descriptor(fd, describe_fd(fd), options);
 }
 
+image image::open_fd_named(int fd, std::string name, const open_options& options) {
+  return open_descriptor(fd, std::move(name), options);
+}
+
 image image::open_descriptor(int fd, std::string name, const open_options& options) {
   auto refuse = [&name](reason why, const std::string& what) -> void {
     throw image_error(why, "permafrost::image::open('" + name + "'): " + what);
