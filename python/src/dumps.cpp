@@ -477,7 +477,11 @@ class json_writer {
     ref items(check(PyMapping_Items(o)));
     if (opt_.sort_keys && PyList_Sort(items.p) < 0) throw py_error{};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items.p); ++i) {
+      // Held: items() may return a list it keeps, which default() or a value's code may empty
+      // while the pair is written (its key was then read freed, naming it in an error).
       PyObject* kv = PyList_GET_ITEM(items.p, i);
+      Py_INCREF(kv);
+      const ref hold(kv);
       if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2)
         fail(PyExc_ValueError, "items must return 2-tuples");
       py_dict_item(PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), first);
@@ -625,10 +629,14 @@ class json_writer {
   static constexpr std::uint32_t max_cached_keys = 64;
 
   // A cache slot remembers the last keys table that mapped to it; its keys are rendered the
-  // second time that table is met (a single record pays nothing for the cache).
+  // second time that table is met (a single record pays nothing for the cache). A table is its
+  // graph's owner (the store) and offset, not its address alone: default() may close a graph
+  // written before and freeze another at the same address, whose records then got the first
+  // one's keys (and with more keys, read past their text).
   struct key_cache_slot {
     const char* base = nullptr;
     std::uint64_t keys_off = 0;
+    ref owner;  // strong: compared by identity, so it must not be freed and its address reused
     std::shared_ptr<const rendered_keys> rendered;
   };
 
@@ -637,11 +645,15 @@ class json_writer {
                                                                  std::uint64_t keys_off,
                                                                  std::uint32_t count) {
     key_cache_slot& slot = key_cache_[(keys_off >> 3) % key_cache_.size()];
-    if (slot.base != base || slot.keys_off != keys_off) {
-      slot = {base, keys_off, nullptr};
+    if (slot.base != base || slot.keys_off != keys_off || slot.owner.p != owner_) {
+      slot.base = base;
+      slot.keys_off = keys_off;
+      Py_XINCREF(owner_);
+      slot.owner = ref(owner_);
+      slot.rendered = nullptr;
       return nullptr;
     }
-    if (slot.rendered) return slot.rendered;
+    if (slot.rendered) return slot.rendered->ends.size() == count ? slot.rendered : nullptr;
     const key_words kw = table_keys(reinterpret_cast<const table_header*>(base + keys_off));
     auto e = std::make_shared<rendered_keys>();
     e->base = base;

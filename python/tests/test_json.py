@@ -296,6 +296,53 @@ class Errors(unittest.TestCase):
         with self.assertRaises(KeyError):
             permafrost.dumps([object()], default=refuse)
 
+    def test_a_default_that_empties_the_items_list_of_a_dict_subclass(self):
+        # items() may return a list it keeps; a default() that emptied it freed the pair being
+        # written, and the error path read its key freed (SIGSEGV).
+        pairs = []
+
+        class D(dict):
+            def items(self):
+                return pairs
+
+        def default(o):
+            pairs.clear()
+            raise TypeError("refused")
+
+        for i in range(50):
+            pairs[:] = [("key-%d-" % i + "x" * 40, object())]
+            with self.assertRaisesRegex(TypeError, "refused"):
+                permafrost.dumps(D(a=1), default=default)
+            pairs[:] = [("key-%d-" % i + "x" * 40, object())]
+            with self.assertRaisesRegex(TypeError, "refused"):
+                json.dumps(D(a=1), cls=permafrost.JSONEncoder, default=default)
+
+    def test_a_graph_frozen_where_a_closed_one_was_gets_its_own_keys(self):
+        # The rendered keys of a records' shared keys table were cached by address for the whole
+        # call: a default() that closed a graph already written and froze another at the same
+        # address wrote the first one's key names (and with more keys, read past their text).
+        def records(*names):
+            return {r: {n: i for i, n in enumerate(names)} for r in ("x", "y", "z")}
+
+        first = permafrost.freeze(records("name", "age"))
+        address = permafrost._core._range(first)[0]
+        reused = []
+
+        def default(o):
+            first.close()
+            for names in [("NAME", "AGE")] * 300 + [None]:
+                if names is None:
+                    self.skipTest("no graph was frozen at the closed one's address in 300 tries")
+                again = permafrost.freeze(records(*names))
+                if permafrost._core._range(again)[0] == address:
+                    reused.append(again)
+                    return again
+                again.close()
+
+        out = permafrost.dumps([first, object()], default=default)
+        self.assertEqual(json.loads(out)[1], records("NAME", "AGE"))
+        self.assertEqual(json.loads(out)[0], records("name", "age"))
+
     def test_circular_references(self):
         loop = []
         loop.append(loop)
