@@ -33,13 +33,18 @@ namespace {
 // The interpreter whose NativeDict, NativeList and NativeSet the copies get: the main one when it
 // imports permafrost, else the first to call freeze_native(). Frozen objects outlive any module
 // object and hold those types, so they are process-wide, not module state; other interpreters
-// may import the package but not freeze_native().
-PyInterpreterState* g_owner = nullptr;
+// may import the package but not freeze_native(). Its id, not its address: CPython reuses the
+// address of a destroyed interpreter, and a subinterpreter made after the owner's end passed for
+// it, giving its copies the dead one's types (whose module was torn down: the mutators raised
+// NameError, pickling AttributeError). Ids are never reused; -1: none yet.
+std::int64_t g_owner = -1;
+
+std::int64_t this_interpreter() { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
 
 // Why freeze_native() cannot run in this interpreter, or "".
 std::string unsupported_reason() {
   if (!native::unsupported_reason().empty()) return native::unsupported_reason();
-  if (g_owner != nullptr && g_owner != PyInterpreterState_Get())
+  if (g_owner != -1 && g_owner != this_interpreter())
     return "permafrost.freeze_native() runs only in one interpreter of a process, the main one "
            "once it imported permafrost, else the first that called it (its copies hold that "
            "interpreter's types); this is another one";
@@ -225,7 +230,7 @@ PyObject* py_native_setup(PyObject*, PyObject* args) {
     PyType_Modified(type);
   }
   g_types = t;
-  g_owner = PyInterpreterState_Get();
+  g_owner = this_interpreter();
   Py_RETURN_NONE;
 }
 

@@ -12,10 +12,20 @@ namespace {
 
 constexpr std::int64_t us_per_second = 1000000;
 
-// datetime's C API (a process-wide capsule), imported on first use.
+// datetime's C API, imported on first use in each interpreter: the capsule is the datetime
+// module's, so one a subinterpreter imported went with it, and the main interpreter then read a
+// date through a freed table (SIGSEGV) and refused dates. Cached with the interpreter's id,
+// which is never reused (its address is). All interpreters share the GIL here (the module does
+// not support a GIL of its own), which guards both statics.
 const PyDateTime_CAPI* datetime_api() {
-  if (!PyDateTimeAPI) PyDateTime_IMPORT;
-  if (!PyDateTimeAPI) throw py_error{};
+  static std::int64_t imported_for = -1;
+  const std::int64_t id = PyInterpreterState_GetID(PyInterpreterState_Get());
+  if (!PyDateTimeAPI || imported_for != id) {
+    PyDateTimeAPI = nullptr;
+    PyDateTime_IMPORT;  // the macros (PyDateTime_Check...) read PyDateTimeAPI
+    if (!PyDateTimeAPI) throw py_error{};
+    imported_for = id;
+  }
   return PyDateTimeAPI;
 }
 

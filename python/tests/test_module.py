@@ -1,8 +1,10 @@
 """The extension module itself: per-interpreter module state (PEP 489) and what it declares."""
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
+import textwrap
 import unittest
 
 import permafrost
@@ -36,6 +38,24 @@ def run_in_subinterpreter(code, own_gil):
         _interpreters.destroy(interp)
 
 
+def run_fresh(script):
+    """Runs script in a new process that has not imported permafrost, with run_in_subinterpreter
+    defined (importing this module would import permafrost in its main interpreter first).
+    Returns its stdout's words; fails the calling test with its stderr when it exits non-zero."""
+    import inspect
+    preamble = ("import importlib, importlib.util\n_interpreters = None\n"
+                "for _name in ('_interpreters', '_xxsubinterpreters'):\n"
+                "    if importlib.util.find_spec(_name):\n"
+                "        _interpreters = importlib.import_module(_name)\n"
+                "        break\n" + inspect.getsource(run_in_subinterpreter))
+    out = subprocess.run([sys.executable, "-c", preamble + textwrap.dedent(script)],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    if out.returncode != 0:
+        raise AssertionError(f"exit {out.returncode}: {out.stderr}")
+    return out.stdout.split()
+
+
 @unittest.skipUnless(_interpreters, "this interpreter has no _interpreters/_xxsubinterpreters")
 class Subinterpreters(unittest.TestCase):
     def test_a_subinterpreter_gets_its_own_module_and_types(self):
@@ -60,6 +80,24 @@ class Subinterpreters(unittest.TestCase):
         self.assertIs(type(before["a"]), permafrost.FrozenList)
         self.assertEqual(before.thaw(), {"a": [1, 2]})
         self.assertEqual(permafrost.freeze({"b": {1}})["b"], {1})
+
+    def test_dates_after_the_subinterpreter_that_used_them_first_is_gone(self):
+        # datetime's C API was kept for the process from the first interpreter that used it: once
+        # a subinterpreter that froze a date first was destroyed, the main interpreter refused
+        # dates ("date is not supported") and read a saved one through the freed table (SIGSEGV).
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "dates.pfi")
+            words = run_fresh(f"""
+                failure = run_in_subinterpreter(
+                    "import datetime, permafrost\\n"
+                    "permafrost.freeze([datetime.date(2020, 1, 2)]).save({path!r})\\n",
+                    own_gil=False)
+                assert failure is None, failure
+                import datetime, permafrost
+                print(permafrost.freeze([datetime.date(2021, 1, 1)])[0])
+                print(permafrost.open({path!r})[0])
+                """)
+        self.assertEqual(words, ["2021-01-01", "2020-01-02"])
 
     @unittest.skipUnless(sys.version_info >= (3, 12), "a GIL per interpreter exists from 3.12")
     def test_an_interpreter_with_its_own_gil_is_refused(self):

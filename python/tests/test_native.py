@@ -504,6 +504,29 @@ class Errors(unittest.TestCase):
                              timeout=120, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         self.assertEqual(out.stdout.split(), ["{'main':", "[1]}", "True"], out.stderr)
 
+    def test_a_subinterpreter_made_after_the_owner_is_gone_is_refused(self):
+        # The owner of freeze_native() was kept by address, which CPython reuses: a subinterpreter
+        # made after the owning one was destroyed passed for it, and its copies got the dead
+        # one's types (NameError from their mutators, AttributeError from pickle).
+        from test_module import _interpreters, run_fresh
+        if _interpreters is None:
+            self.skipTest("this interpreter has no _interpreters/_xxsubinterpreters")
+        words = run_fresh("""
+            for _ in range(4):  # as a server's earlier ones: the owner's address was reused then
+                assert run_in_subinterpreter("import permafrost", own_gil=False) is None
+            owner = run_in_subinterpreter(
+                "import permafrost\\n"
+                "x = permafrost.freeze_native({'a': [1]})\\n"
+                "assert type(x) is permafrost.NativeDict, type(x)\\n", own_gil=False)
+            print("owner:", owner)
+            for _ in range(4):
+                failure = run_in_subinterpreter(
+                    "import permafrost\\npermafrost.freeze_native({'b': 1})\\n", own_gil=False)
+                print("refused" if failure and "runs only in one interpreter" in failure else
+                      repr(failure))
+            """)
+        self.assertEqual(words, ["owner:", "None"] + ["refused"] * 4)
+
     def test_native_arena_of_an_ordinary_object(self):
         with self.assertRaises(TypeError):
             permafrost.native_arena({})
