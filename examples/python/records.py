@@ -80,7 +80,7 @@ def load_table(kind, rows=ROWS, keyed=True, image_dir=None):
     gc.collect()
     permafrost.trim()  # hand the dropped dict's heap back before fork: workers would map it
     if kind == "image":
-        path = os.path.join(image_dir or tempfile.gettempdir(), "records-%d-%d.pfimg" % (
+        path = os.path.join(image_dir or tempfile.gettempdir(), "records-%d-%d.pfi" % (
             rows, os.getpid()))
         frozen.save(path)
         del frozen

@@ -156,7 +156,8 @@ def memory(pid=None):
     """MemoryUsage(rss, pss, uss, shared) of process pid (default: this one), in bytes.
 
     Raises TypeError for a pid that is not an integer, ProcessLookupError when there is no
-    such process (or it cannot be read)."""
+    such process, PermissionError when this process may not read it (another user's), another
+    OSError when its /proc file cannot be read otherwise."""
     if pid is None:
         return MemoryUsage(*_core._memory(0))
     pid = _operator.index(pid)

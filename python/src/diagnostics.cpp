@@ -38,7 +38,7 @@ PyObject* py_memory(PyObject*, PyObject* args) {
         "(KKKK)", static_cast<unsigned long long>(m.rss), static_cast<unsigned long long>(m.pss),
         static_cast<unsigned long long>(m.uss), static_cast<unsigned long long>(m.shared()));
   } catch (const permafrost::proc_error& e) {
-    PyErr_SetString(PyExc_ProcessLookupError, e.what());
+    set_proc_error(e);
     return nullptr;
   }
   PF_ENTRY_END
@@ -62,7 +62,7 @@ PyObject* py_sharing_audit(PyObject* module, PyObject* args) {
                          static_cast<Py_ssize_t>(r.child_present),
                          static_cast<Py_ssize_t>(r.shared), static_cast<Py_ssize_t>(r.copied));
   } catch (const permafrost::proc_error& e) {
-    PyErr_SetString(PyExc_ProcessLookupError, e.what());
+    set_proc_error(e);
     return nullptr;
   }
   PF_ENTRY_END

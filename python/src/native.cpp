@@ -88,7 +88,7 @@ PyObject* py_range_sharing_audit(PyObject*, PyObject* args) {
                          static_cast<Py_ssize_t>(r.child_present),
                          static_cast<Py_ssize_t>(r.shared), static_cast<Py_ssize_t>(r.copied));
   } catch (const proc_error& e) {
-    PyErr_SetString(PyExc_ProcessLookupError, e.what());
+    set_proc_error(e);
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_OSError, e.what());
   }

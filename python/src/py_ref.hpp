@@ -13,10 +13,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
 #include <string>
+#include <system_error>
 
 namespace permafrost::python {
 
@@ -111,6 +113,21 @@ inline void set_error_text(PyObject* type, const char* text) {
   if (!message) return;  // MemoryError
   PyErr_SetObject(type, message);
   Py_DECREF(message);
+}
+
+// A /proc read that failed (permafrost::proc_error): ProcessLookupError when the process is gone
+// (ESRCH, ENOENT), else the OSError of its errno, PermissionError for EACCES or EPERM (a process
+// this one may not read was a ProcessLookupError, as if it did not exist). The library's message.
+inline void set_proc_error(const std::system_error& e) {
+  const int err = e.code().value();
+  const bool gone = err == ESRCH || err == ENOENT;
+  PyObject* message = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())),
+                                           "surrogateescape");
+  if (!message) return;
+  PyObject* args = Py_BuildValue("(iN)", gone ? ESRCH : err, message);
+  if (!args) return;
+  PyErr_SetObject(gone ? PyExc_ProcessLookupError : PyExc_OSError, args);  // OSError: its subclass
+  Py_DECREF(args);
 }
 
 // Converts a C++ exception escaping an entry point into a Python one: a std::bad_alloc into

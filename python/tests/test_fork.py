@@ -119,6 +119,28 @@ class ForkedWorkers(unittest.TestCase):
         with self.assertRaises(ProcessLookupError):
             permafrost.memory(2**22 + 12345)
 
+    def test_memory_of_a_process_this_one_may_not_read_is_a_permission_error(self):
+        # It was ProcessLookupError, as for a process that does not exist. In a child that cannot
+        # read its target: root's child as nobody reads its root parent; another user's, pid 1.
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                target = os.getppid() if os.getuid() == 0 else 1
+                if os.getuid() == 0:
+                    os.setuid(65534)
+                permafrost.memory(target)
+                code = 3
+            except PermissionError:
+                code = 0
+            except BaseException:
+                code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0,
+                         "3: the read succeeded, 2: another exception")
+
     def test_memory_of_a_pid_out_of_range_is_no_process(self):
         # 2**32 once wrapped to 0, which the library reads as "this process".
         for pid in (0, -1, 2**32, 2**32 + os.getpid(), 2**70):
