@@ -229,7 +229,7 @@ def open(path: _Path, populate: bool = False) -> Any:
     """Map an image file written by save(); its root view (what was saved decides the type)."""
 def memory(pid: int | None = None) -> MemoryUsage: ...
 def json_default(obj: object) -> Any: ...
-def dumps(obj: object, /, *, indent: int | str | None = None, sort_keys: bool = False,
+def dumps(obj: object, *, indent: int | str | None = None, sort_keys: bool = False,
           default: Callable[[Any], Any] | None = None) -> bytes:
     """JSON text of obj as UTF-8 bytes: json.dumps(obj, ensure_ascii=False,
     separators=(",", ":")) of the thawed value, written from the frozen bytes."""

@@ -883,11 +883,14 @@ bool truth(PyObject* o, bool& out) {
 
 }  // namespace
 
+// dumps(obj, *, indent=None, sort_keys=False, default=None): obj may be passed by keyword, as
+// json.dumps(obj=...) takes it.
 PyObject* py_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  if (nargs != 1) {
-    PyErr_Format(PyExc_TypeError, "dumps() takes exactly 1 positional argument (%zd given)", nargs);
+  if (nargs > 1) {
+    PyErr_Format(PyExc_TypeError, "dumps() takes 1 positional argument but %zd were given", nargs);
     return nullptr;
   }
+  PyObject* obj = nargs == 1 ? args[0] : nullptr;
   json_options opt;
   const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
   for (Py_ssize_t i = 0; i < nkw; ++i) {
@@ -899,14 +902,24 @@ PyObject* py_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, Py
       if (!truth(v, opt.sort_keys)) return nullptr;
     } else if (PyUnicode_CompareWithASCIIString(name, "default") == 0) {
       if (!parse_default(v, opt)) return nullptr;
+    } else if (PyUnicode_CompareWithASCIIString(name, "obj") == 0) {
+      if (obj) {
+        PyErr_SetString(PyExc_TypeError, "dumps() got multiple values for argument 'obj'");
+        return nullptr;
+      }
+      obj = v;
     } else {
       PyErr_Format(PyExc_TypeError, "dumps() got an unexpected keyword argument '%U'", name);
       return nullptr;
     }
   }
+  if (!obj) {
+    PyErr_SetString(PyExc_TypeError, "dumps() missing 1 required argument: 'obj'");
+    return nullptr;
+  }
   if (opt.pretty) opt.key_sep = ": ";
   json_writer w(state_of(module), opt);
-  return w.run(args[0]);
+  return w.run(obj);
 }
 
 PyObject* py_encode(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {

@@ -69,7 +69,7 @@ PyMethodDef module_methods[] = {
     {"_store_id", py_store_id, METH_O, "_store_id(store) -> the image id saved with it"},
     {"dumps", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_dumps)),
      METH_FASTCALL | METH_KEYWORDS,
-     "dumps($module, obj, /, *, indent=None, sort_keys=False, default=None)\n--\n\n"
+     "dumps($module, obj, *, indent=None, sort_keys=False, default=None)\n--\n\n"
      "JSON text of obj as UTF-8: the text of json.dumps(obj, ensure_ascii=False, "
      "separators=(',', ':')) (with indent: (',', ': ')), frozen views written straight from "
      "their frozen bytes. default(value) is called for values json cannot encode, as in json; "

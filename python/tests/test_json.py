@@ -488,6 +488,11 @@ class Errors(unittest.TestCase):
             permafrost.dumps()
         with self.assertRaises(TypeError):
             permafrost.dumps(1, 2)
+        self.assertEqual(permafrost.dumps(obj=[1]), b"[1]")  # as json.dumps(obj=...)
+        with self.assertRaisesRegex(TypeError, "multiple values for argument 'obj'"):
+            permafrost.dumps([1], obj=[2])
+        with self.assertRaisesRegex(TypeError, "missing 1 required argument: 'obj'"):
+            permafrost.dumps(indent=2)
         with self.assertRaises(TypeError):
             permafrost.dumps(1, ensure_ascii=True)
         with self.assertRaisesRegex(TypeError, "indent must be"):
