@@ -380,6 +380,8 @@ _ABSENT = object()
 
 
 def _dict_eq(self, other):
+    if _same_node(self, other):  # one value reached twice: equal, as an object is to itself
+        return True
     if isinstance(other, FrozenDict):
         get = FrozenDict.get
     elif isinstance(other, dict):
@@ -405,6 +407,7 @@ def _dict_eq(self, other):
 # hash): each level of nesting is a level of C stack, and a thread with a small stack
 # (threading.stack_size) died of SIGSEGV where it now raises RecursionError (views.hpp).
 _nested = _core._nested
+_same_node = _core._same_node
 
 
 def _open_repr(build):
@@ -528,6 +531,8 @@ _abc.Mapping.register(FrozenDict)
 # ----- FrozenList: collections.abc.Sequence -----------------------------------------------------
 
 def _list_eq(self, other):
+    if _same_node(self, other):  # one value reached twice: equal, as an object is to itself
+        return True
     if isinstance(other, (list, FrozenList)):  # as for a list, never equal to a tuple
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
     return NotImplemented

@@ -79,6 +79,8 @@ PyMethodDef module_methods[] = {
      "_encode(obj, indent, sort_keys, default, ensure_ascii, item_separator, key_separator, "
      "allow_nan, skipkeys, check_circular) -> bytes: for permafrost.JSONEncoder"},
     {"_store_of", py_store_of, METH_O, "_store_of(view) -> its store"},
+    {"_same_node", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_same_node)),
+     METH_FASTCALL, "_same_node(a, b) -> whether a and b view one node of one graph"},
     {"_nested", py_nested, METH_O,
      "_nested(fn) -> fn as a views' method run one level deeper in a read of nested views"},
     {"_close", py_close, METH_O, "_close(store): unmap it; its views raise ValueError after"},

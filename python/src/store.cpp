@@ -362,6 +362,24 @@ PyObject* py_store_of(PyObject* module, PyObject* o) {
   return s;
 }
 
+// _same_node(a, b) -> whether a and b are views of one type on one node of one graph: a value
+// freeze() stored once and reached twice (it keeps shared sub-values shared). == and != take it
+// for equality with nothing read, as Python's own containers take an object for equal to itself:
+// a view of a graph shared n levels deep compared with itself read 2^n nodes.
+PyObject* py_same_node(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "_same_node() takes 2 arguments");
+    return nullptr;
+  }
+  const module_state& state = state_of(module);
+  PyObject* a = args[0];
+  PyObject* b = args[1];
+  if (!is_view(state, a) || Py_TYPE(a) != Py_TYPE(b)) Py_RETURN_FALSE;
+  const auto* va = reinterpret_cast<const view_object*>(a);
+  const auto* vb = reinterpret_cast<const view_object*>(b);
+  return PyBool_FromLong(va->store == vb->store && va->off == vb->off);
+}
+
 // _close(store): unmaps the store's bytes (after the last reader in flight); its views raise
 // ValueError from then on. Idempotent.
 PyObject* py_close(PyObject* module, PyObject* o) {

@@ -115,6 +115,7 @@ PyObject* py_open_store_fd(PyObject* module, PyObject* args);
 PyObject* py_store_view(PyObject* module, PyObject* args);
 PyObject* py_store_id(PyObject* module, PyObject* store);
 PyObject* py_store_of(PyObject* module, PyObject* view);
+PyObject* py_same_node(PyObject* module, PyObject* const* args, Py_ssize_t nargs);
 PyObject* py_close(PyObject* module, PyObject* store);
 PyObject* py_closed(PyObject* module, PyObject* store);
 PyObject* py_is_root(PyObject* module, PyObject* view);

@@ -264,6 +264,28 @@ class Views(unittest.TestCase):
                              check=True)
         self.assertEqual(out.stdout.strip(), "False")
 
+    def test_a_value_reached_twice_equals_itself_without_a_walk(self):
+        # freeze() keeps a shared sub-value shared; a view of it compared with itself walked every
+        # path (2^n nodes for n levels of [a, a]), where the list it came from compares at once.
+        a, d = [1.5], {"x": 1}
+        for _ in range(16):
+            a, d = [a, a], {"l": d, "r": d}
+        for cls, root in ((FrozenList, permafrost.freeze(a)), (FrozenDict, permafrost.freeze(d))):
+            calls = []
+            original = cls.__eq__
+            cls.__eq__ = lambda self, other, original=original: (calls.append(1),
+                                                                 original(self, other))[1]
+            try:
+                self.assertTrue(root == root)
+                first, second = list(root.values() if cls is FrozenDict else root)
+                self.assertTrue(first == second)
+                self.assertFalse(first != second)
+            finally:
+                cls.__eq__ = original
+            self.assertEqual(len(calls), 2, cls)  # root == root, first == second: no item read
+        self.assertEqual(permafrost.freeze(a), a)  # two graphs: compared item by item, as before
+        self.assertNotEqual(permafrost.freeze([[1], [1]])[0], permafrost.freeze([[2]])[0])
+
     def test_hash(self):
         frozen = permafrost.freeze({"f": frozenset({1, 2}), "t": (1, "x")})
         self.assertEqual(hash(frozen["f"]), hash(frozenset({1, 2})))
