@@ -43,6 +43,9 @@ run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 foreach(target IN LISTS targets)
   run_step(${WORK_DIR}/build/consumer_${target})
 endforeach()
+if(NOT SANITIZE)
+  run_step(${WORK_DIR}/build/consumer_libc_only)
+endif()
 
 file(GLOB_RECURSE pc_files ${prefix}/*/permafrost.pc)
 list(GET pc_files 0 pc_file)
@@ -91,4 +94,14 @@ else()
   run_step(${CC} -std=c11 -Wall -Wextra -pedantic -Werror ${SOURCE_DIR}/tests/consumer/c/main.c
            ${flags} -o ${WORK_DIR}/pc_c)
   run_step(${WORK_DIR}/pc_c)
+  # A program that calls no allocator still gets the malloc library from the .pc file's flags.
+  execute_process(COMMAND pkg-config --cflags --libs permafrost-malloc OUTPUT_VARIABLE flags
+                  RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config permafrost-malloc failed")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  run_step(${CXX} ${SOURCE_DIR}/tests/consumer/libc_only.cpp ${flags} -Wl,-rpath,${lib_dir}
+           -o ${WORK_DIR}/pc_libc_only)
+  run_step(${WORK_DIR}/pc_libc_only)
 endif()
