@@ -8,7 +8,7 @@
 build streams the input into permafrost.build_dict (with --key; an object's items for --json) or
 permafrost.build_list (without), one parsed record at a time; the command's memory is then what
 the builders hold (each record is frozen into the arena and released before the next one is
-parsed: the root's words and hashes stay, 24 bytes a record). --json reads the whole document
+parsed: its key word and fields stay, 4 to 8 bytes each). --json reads the whole document
 first. Duplicate keys: the last record wins, as in dict(). Progress goes to stderr at most once
 per --progress seconds (-q: none). A bad record (invalid JSON, no key field, not an object, a
 CSV header naming a column twice) stops the build with FILE:LINE and the reason, and nothing is
@@ -139,13 +139,13 @@ def jsonl_records(name, stream, progress):
         if not line.strip(_JSON_WHITESPACE):  # not bytes.strip(): json rejects \v, \f, \x1c...
             continue
         try:
-            value = json.loads(line)
+            box = [json.loads(line)]
         except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
             raise InputError(f"{name}:{number}: not valid JSON: {e}") from None
         except RecursionError:
             raise InputError(f"{name}:{number}: {_TOO_DEEP}") from None
         progress.tick()
-        yield f"{name}:{number}", value
+        yield f"{name}:{number}", box.pop()  # see _HANDED_OVER
 
 
 def _csv_lines(name, stream):
@@ -195,7 +195,9 @@ def csv_records(name, stream, progress, key):
             if None in row or None in row.values():
                 raise InputError(f"{name}:{lines.line_num}: {len(names)} columns expected")
             progress.tick()
-            yield f"{name}:{lines.line_num}", row
+            box = [row]
+            del row
+            yield f"{name}:{lines.line_num}", box.pop()  # see _HANDED_OVER
     except csv.Error as e:
         # Not reader.line_num: DictReader's count is the last good row's, not the failing line.
         raise InputError(f"{name}:{lines.line_num}: not valid CSV: {e}") from None
@@ -221,14 +223,32 @@ def _reading(name, records):
         raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
 
 
+# _HANDED_OVER: the generators that read records hold none while the builder has it (each yields
+# it out of a box it empties, not from a local). build_dict stores a record as a row of a table
+# only when nothing else holds it (a record held elsewhere may be reached again, and a row cannot
+# be shared): with the chain's locals holding each record, no CLI image had a table, about twice
+# the bytes of one built from a plain generator, and a check entry per record at every open.
+
+
 def _keyed(records, key):
     for where, record in records:
-        yield _field(record, key, where), record
+        box = [record]
+        del record
+        yield _field(box[0], key, where), box.pop()  # see _HANDED_OVER
 
 
 def _values(records):
     for _, record in records:
-        yield record
+        box = [record]
+        del record
+        yield box.pop()  # see _HANDED_OVER
+
+
+def _taking(name, doc):
+    """(NAME[i], item) of each item of the list doc, which it empties: see _HANDED_OVER."""
+    doc.reverse()
+    for i in range(len(doc)):
+        yield f"{name}[{i}]", doc.pop()
 
 
 def build(args):
@@ -274,7 +294,8 @@ def build(args):
             if not isinstance(doc, list):
                 raise InputError(f"{name}: a top-level object or array is needed, not "
                                  f"{type(doc).__name__}")
-            records = ((f"{name}[{i}]", v) for i, v in enumerate(doc))
+            records = _taking(name, doc)
+            del doc
         elif kind == "jsonl":
             records = _reading(name, jsonl_records(name, stream, progress))
         else:

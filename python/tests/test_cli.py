@@ -85,6 +85,26 @@ class Build(unittest.TestCase):
             self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
                                               "%s:2: field 'id' is a JSON %s" % (src, kind))
 
+    def test_records_become_a_table_from_every_input_format(self):
+        # The reading chain's locals held each record while build_dict froze it, and a record
+        # held elsewhere is stored as a dict, not as a row: no CLI image had a table (about
+        # twice the bytes of one built by build_dict from a plain generator).
+        from test_tables import KIND_TABLE, graph_bytes, root_offset
+        rows = [{"id": str(i), "name": "user%d" % i, "city": "c%d" % (i % 7)} for i in range(50)]
+        sources = {
+            "--jsonl": self.write("r.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
+            "--json": self.write("r.json", json.dumps(rows)),
+            "--csv": self.write("r.csv", "id,name,city\n" + "".join(
+                "%(id)s,%(name)s,%(city)s\n" % r for r in rows)),
+        }
+        for option, src in sources.items():
+            with self.subTest(option):
+                self.build(option, src, "--key", "id")
+                with permafrost.open(self.out) as image:
+                    self.assertEqual(image, {r["id"]: r for r in rows})
+                    data = graph_bytes(image)
+                    self.assertEqual(data[root_offset(data)], KIND_TABLE)
+
     def test_a_record_that_is_not_an_object_names_its_line(self):
         src = self.write("r.jsonl", '{"id": 1}\n[1, 2]\n')
         self.assert_failed_without_output(self.build("--jsonl", src, "--key", "id", ok=False),
