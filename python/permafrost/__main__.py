@@ -190,7 +190,7 @@ def csv_records(name, stream, progress, key):
                              f"header (each row would keep only its last value)")
         if key is not None and key not in names:
             raise InputError(f"{name}:{lines.line_num}: no column {key!r} (columns: "
-                             f"{', '.join(names)})")
+                             f"{', '.join(map(repr, names))})")  # repr: one line, whatever names
         for row in reader:
             if None in row or None in row.values():
                 raise InputError(f"{name}:{lines.line_num}: {len(names)} columns expected")

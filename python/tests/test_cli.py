@@ -308,7 +308,12 @@ class Build(unittest.TestCase):
     def test_csv_without_the_key_column_names_the_columns(self):
         src = self.write("r.csv", "id,name\nu1,ada\n")
         self.assert_failed_without_output(self.build("--csv", src, "--key", "email", ok=False),
-                                          "no column 'email' (columns: id, name)")
+                                          "no column 'email' (columns: 'id', 'name')")
+        # A name with a line break in it (quoted in the header) stays on the error's one line.
+        src = self.write("r.csv", '"id\n",name\nu1,ada\n')
+        proc = self.build("--csv", src, "--key", "id", ok=False)
+        self.assertIn("(columns: 'id\\n', 'name')", proc.stderr)
+        self.assertEqual(len(proc.stderr.splitlines()), 1, proc.stderr)
 
     def test_csv_row_with_too_many_fields_names_its_line(self):
         src = self.write("r.csv", "id,name\nu1,ada\nu2,bob,extra\n")
