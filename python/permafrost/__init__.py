@@ -119,7 +119,10 @@ def build_dict(items, *, path=None, name=None):
     if hasattr(items, "keys"):
         # As dict() does: iterating a mapping gives its keys, and build_dict({"US": 1}) was
         # {"U": "S"} (each 2-character key unpacked as a pair), a longer key a ValueError.
-        items = iter(items.items()) if type(items) is dict else _mapping_pairs(items)
+        # A dict subclass that keeps dict's iteration is copied from its storage by dict(), as
+        # here: its own keys() or __getitem__ are not asked (dict(d) and build_dict(d) differed).
+        items = (iter(dict.items(items)) if isinstance(items, dict) and
+                 type(items).__iter__ is dict.__iter__ else _mapping_pairs(items))
     return _build(items, True, path, name)
 
 

@@ -46,6 +46,25 @@ class Build(unittest.TestCase):
         self.assertEqual(permafrost.build_dict(permafrost.freeze(source)), source)
         self.assertEqual(permafrost.build_dict(source, path=self.path), source)
 
+    def test_a_dict_subclass_is_taken_as_dict_takes_it(self):
+        # dict(d) copies a subclass that keeps dict's iteration from its storage, whatever its
+        # keys() and __getitem__ say; one that iterates otherwise through keys() and d[k].
+        class Storage(dict):
+            def keys(self):
+                return ["a"]
+
+            def __getitem__(self, key):
+                return "via getitem"
+
+        class Iterating(Storage):
+            def __iter__(self):
+                return iter(["a"])
+
+        for cls in (Storage, Iterating):
+            with self.subTest(cls.__name__):
+                d = cls(a=1, b=2)
+                self.assertEqual(permafrost.build_dict(d), dict(d))
+
     def test_a_repeated_key_keeps_its_last_value(self):
         built = permafrost.build_dict([("a", 1), ("b", 2), ("a", 3)])
         self.assertEqual(built, {"a": 3, "b": 2})
