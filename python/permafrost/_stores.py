@@ -108,19 +108,25 @@ def image_store(path, image_id=None, populate=False):
             # (open() itself raised "the image is closed").
             if current == entry[1] and _live(store):
                 return store
-    # The path is opened once, and the file mapped is the one fstat describes: a stat of the path
-    # and then an open of it mapped a file renamed over the path in between, remembered under the
-    # identity of the one before (a later open of that one, by another name, gave the other's
-    # data). O_NONBLOCK: a FIFO at the path would block here (the open refuses it).
+    # The file, not the spelling of its path, is the image: one mapped under another name (a
+    # symlink, a bytes path, another relative path) is that mapping, unless it changed since
+    # (a stat, not an open: a file that became unreadable keeps its mapping).
+    store = _mapped_as(_identity(path), image_id)
+    if store is not None:
+        _remember_image(path, store, _image_identity[store])
+        return store
+    # A new mapping: the path is opened once, and the file mapped is the one fstat describes. A
+    # stat of the path and then an open of it mapped a file renamed over the path in between,
+    # remembered under the identity of the one before (a later open of that one, by another
+    # name, gave the other's data). O_NONBLOCK: a FIFO at the path would block here (the open
+    # refuses it); then back to blocking, an ordinary descriptor for the reads.
     fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC | _os.O_NONBLOCK | _os.O_NOCTTY)
     try:
+        _os.set_blocking(fd, True)
         st = _os.fstat(fd)
         identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        # The file, not the spelling of its path, is the image: one mapped under another name (a
-        # symlink, a bytes path, another relative path) is that mapping, unless it changed since.
-        store = _shared.get(identity[:2])
-        if _live(store) and _image_identity.get(store) == identity and (
-                image_id is None or _core._store_id(store) == image_id):
+        store = _mapped_as(identity, image_id)  # replaced since the stat by one mapped already
+        if store is not None:
             _remember_image(path, store, identity)
             return store
         store = _core._open_store(path, fd, populate)
@@ -131,6 +137,16 @@ def image_store(path, image_id=None, populate=False):
         raise ValueError(f"{path}: the image was replaced since this view was pickled "
                          "(a newer image was saved at that path)")
     return store
+
+
+def _mapped_as(identity, image_id):
+    """The live store of the image file of this identity (device, inode, size, mtime) and, when
+    given, this image id; else None."""
+    store = _shared.get(identity[:2])
+    if _live(store) and _image_identity.get(store) == identity and (
+            image_id is None or _core._store_id(store) == image_id):
+        return store
+    return None
 
 
 def image_value(path, offset, image_id=None):

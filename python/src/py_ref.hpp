@@ -118,16 +118,23 @@ inline void set_error_text(PyObject* type, const char* text) {
 // A /proc read that failed (permafrost::proc_error): ProcessLookupError when the process is gone
 // (ESRCH, ENOENT), else the OSError of its errno, PermissionError for EACCES or EPERM (a process
 // this one may not read was a ProcessLookupError, as if it did not exist). The library's message.
+// The exception's text is the library's message alone (it names the errno already); its errno
+// attribute is set.
 inline void set_proc_error(const std::system_error& e) {
   const int err = e.code().value();
-  const bool gone = err == ESRCH || err == ENOENT;
+  PyObject* type = err == ESRCH || err == ENOENT   ? PyExc_ProcessLookupError
+                   : err == EACCES || err == EPERM ? PyExc_PermissionError
+                                                   : PyExc_OSError;
   PyObject* message = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())),
                                            "surrogateescape");
   if (!message) return;
-  PyObject* args = Py_BuildValue("(iN)", gone ? ESRCH : err, message);
-  if (!args) return;
-  PyErr_SetObject(gone ? PyExc_ProcessLookupError : PyExc_OSError, args);  // OSError: its subclass
-  Py_DECREF(args);
+  PyObject* exc = PyObject_CallOneArg(type, message);
+  Py_DECREF(message);
+  if (!exc) return;
+  PyObject* number = PyLong_FromLong(err);
+  if (number && PyObject_SetAttrString(exc, "errno", number) == 0) PyErr_SetObject(type, exc);
+  Py_XDECREF(number);
+  Py_DECREF(exc);
 }
 
 // Converts a C++ exception escaping an entry point into a Python one: a std::bad_alloc into

@@ -377,7 +377,8 @@ PyObject* py_same_node(PyObject* module, PyObject* const* args, Py_ssize_t nargs
   if (!is_view(state, a) || Py_TYPE(a) != Py_TYPE(b)) Py_RETURN_FALSE;
   const auto* va = reinterpret_cast<const view_object*>(a);
   const auto* vb = reinterpret_cast<const view_object*>(b);
-  return PyBool_FromLong(va->store == vb->store && va->off == vb->off);
+  // A closed graph's views raise ValueError on every read, == included: never equal here.
+  return PyBool_FromLong(va->store == vb->store && va->off == vb->off && va->store->base);
 }
 
 // _close(store): unmaps the store's bytes (after the last reader in flight); its views raise

@@ -272,17 +272,23 @@ class Views(unittest.TestCase):
             a, d = [a, a], {"l": d, "r": d}
         for cls, root in ((FrozenList, permafrost.freeze(a)), (FrozenDict, permafrost.freeze(d))):
             calls = []
-            original = cls.__eq__
-            cls.__eq__ = lambda self, other, original=original: (calls.append(1),
-                                                                 original(self, other))[1]
+            originals = {name: getattr(cls, name) for name in ("__eq__", "__ne__")}
+            for name, original in originals.items():  # a dict's items compare with !=
+                setattr(cls, name, lambda self, other, original=original: (
+                    calls.append(1), original(self, other))[1])
             try:
                 self.assertTrue(root == root)
                 first, second = list(root.values() if cls is FrozenDict else root)
                 self.assertTrue(first == second)
                 self.assertFalse(first != second)
             finally:
-                cls.__eq__ = original
-            self.assertEqual(len(calls), 2, cls)  # root == root, first == second: no item read
+                for name, original in originals.items():
+                    setattr(cls, name, original)
+            self.assertEqual(len(calls), 3, cls)  # the three above: no item compared
+        closed = permafrost.freeze(a)
+        closed.close()
+        with self.assertRaises(ValueError):  # as every read of closed data: not equal to itself
+            closed == closed
         self.assertEqual(permafrost.freeze(a), a)  # two graphs: compared item by item, as before
         self.assertNotEqual(permafrost.freeze([[1], [1]])[0], permafrost.freeze([[2]])[0])
 

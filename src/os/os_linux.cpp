@@ -238,8 +238,8 @@ int reserve_at(void* p, std::size_t bytes) noexcept {
   // bit), then dies when the kernel maps the range at 0 (a 512 GiB reservation in a test did).
   // Only the kernel can say whether [p, p+bytes) is free; a reservation needs no wrapper's care.
   const long raw =
-      ::syscall(SYS_mmap, p, bytes, PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      ::syscall(SYS_mmap, p, bytes, long{PROT_NONE},
+                long{MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE}, -1L, 0L);
   if (raw == -1) return errno_or(ENOMEM);
   void* r = reinterpret_cast<void*>(raw);
   if (r != p) {  // kernels before 4.17 treat the flag as a hint
