@@ -431,8 +431,13 @@ def _sender_gone(error):
 
 def _attach_image(dup_fd, path, image_id):
     """Unpickling of an image's store sent by ForkingPickler: the sender's descriptor of the
-    file, so the receiver neither depends on the path nor checks the file again."""
-    fd = dup_fd.detach()
+    file, so the receiver neither depends on the path nor checks the file again. Where the
+    sender exited with the descriptor (a worker that sent its result and left), the image at
+    path with that id, as a plain pickle finds it."""
+    try:
+        fd = dup_fd.detach()
+    except (OSError, EOFError):
+        return image_store(path, image_id)
     try:
         return _map_image(fd, path, image_id)
     finally:
@@ -553,10 +558,10 @@ def reduce_for_process(view):
     object per pickle (pickle's memo), so many views of one graph in one message pass one
     descriptor.
 
-    Except from a process that may exit before the receiver takes the descriptor: there a view
-    of an image goes as plain pickle sends it ((path, offset, image id): no descriptor), and a
-    view of a graph made in this process by value. A view of a graph this process received
-    still goes by reference, and its sender, who maps it, finds it without the descriptor."""
+    Except from a process that may exit before the receiver takes the descriptor: there a small
+    view of a graph made in this process goes by value, and a view of an image with the path and
+    id to find it by if the descriptor is gone. A view of a graph this process received still
+    goes by reference, and its sender, who maps it, finds it without the descriptor."""
     store = _core._store_of(view)  # ValueError when closed
     kind, path, _, size = _core._store_info(store)
     if kind == "mapped" and not isinstance(_core._store_owner(store), _SharedMapping):
@@ -570,7 +575,14 @@ def reduce_for_process(view):
         # took an arena slot, the worker died when all 1024 were taken, and the Pool hung).
         return (frozen_value, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
-        if kind == "image" or size < _BY_VALUE_BELOW:
+        if kind == "image":
+            # The file's descriptor, with its path and id to find it by where this process has
+            # exited before the receiver took the descriptor (_attach_image). Not the path
+            # alone: a newer image saved there before the receiver read the message left it
+            # nothing to read (ValueError when unpickling: a Pool's result thread died of it and
+            # the Pool hung). This process does not wait at its exit for it: the path serves.
+            return (store_value, (store, view._ref()[1]))
+        if size < _BY_VALUE_BELOW:
             return view.__reduce__()
         # A large graph of its own: by value is a copy the size of the thawed graph in both
         # processes (a 300,000-row table took 8 s and doubled the receiver's memory), and no

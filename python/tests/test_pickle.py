@@ -586,6 +586,22 @@ def a_view_of_the_argument(view):
     return view["a"]
 
 
+class _SaveWhilePickled:
+    """Pickled after the view it travels with: a newer image saved at the path between the
+    worker's send and the parent's read, made certain."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        permafrost.freeze({"rows": ["newer"]}).save(self.path)
+        return (int, (0,))
+
+
+def a_row_of_the_image_then_a_newer_save(path):
+    return permafrost.open(path)["rows"][1], _SaveWhilePickled(path)
+
+
 class SendersThatExitFirst(unittest.TestCase):
     """A process multiprocessing started may exit before its message is read: what it sends must
     not depend on it being alive then (its resource sharer held the descriptors)."""
@@ -613,6 +629,22 @@ class SendersThatExitFirst(unittest.TestCase):
             returned = result.get(timeout=120)  # the Pool hung: its result thread had died
         self.assertEqual([r["id"] for r in returned], [0, 1, 2, 3])
         self.assertIs(permafrost._core._store_of(returned[0]), permafrost._core._store_of(frozen))
+
+    def test_a_view_of_an_image_arrives_though_a_newer_one_was_saved_before_it_was_read(self):
+        # A worker sent a view of an image it opened itself as (path, offset, id): a newer image
+        # saved at the path before the parent read the result left nothing to read, ValueError
+        # in the Pool's result thread, and the Pool hung. The file's descriptor goes with it.
+        ctx = multiprocessing.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.pfi")
+            permafrost.freeze({"rows": [["old"], ["one"]]}).save(path)
+            with ctx.Pool(1) as pool:
+                row, _ = pool.apply_async(a_row_of_the_image_then_a_newer_save,
+                                          (path,)).get(timeout=120)
+                self.assertIsInstance(row, permafrost.FrozenList)
+                self.assertEqual(row, ["one"])
+                self.assertEqual(pool.apply_async(abs, (-5,)).get(timeout=120), 5)
+            self.assertEqual(permafrost.open(path), {"rows": ["newer"]})
 
     def test_a_large_graph_of_its_own_arrives_by_reference(self):
         # It went by value: the graph thawed and pickled in the sender, frozen again by the
