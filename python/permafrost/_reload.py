@@ -80,8 +80,9 @@ class Reloader:
     Thread safety: current() may be called from any number of threads; one of them reopens.
 
     Pickling (a spawn or forkserver worker's argument, a DataLoader's dataset): the copy holds
-    the same image, sent as a view is (a reference; opened again first if it was closed), and
-    reloads on its own; .error is not sent.
+    the same image, sent as a view is (a reference, through the file the Reloader holds open
+    also where the path has a newer image since; opened again first if it was closed), checks
+    the path at its first current() and reloads on its own; .error is not sent.
     A custom opener must be picklable (a module-level function).
     """
 
@@ -121,8 +122,12 @@ class Reloader:
         return self._root
 
     def _hold_file(self, identity):
-        """Holds the file at path open when it is still the one of `identity` (just opened)."""
-        from ._stores import _Descriptor
+        """Holds the file at path open when it is still the one of `identity` (just opened) and
+        the one the image in service maps. It is also the image's descriptor for multiprocessing
+        from then on: a Reloader (or a view) first sent to workers after a newer image was saved
+        at the path went by value, a thawed copy in every worker (the path no longer held it)."""
+        from ._stores import _Descriptor, _image_files, _image_identity
+        from . import _core
         self._file = None
         try:
             # O_NONBLOCK: the path may have become a FIFO since the open, which would block.
@@ -131,8 +136,14 @@ class Reloader:
             return
         held = _Descriptor(fd)
         st = _os.fstat(fd)
-        if identity and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity[:4]:
-            self._file = held
+        opened = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if identity and opened == identity[:4]:
+            try:
+                store = _core._store_of(self._root)
+            except (TypeError, ValueError):  # a root that is no view (a scalar), or closed
+                return
+            if _image_files.get(store) is None and _image_identity.get(store) == opened:
+                _image_files[store] = held
 
     def _reopen_held(self):
         """Maps the image in service again from its held file, if it was closed (the path holds
@@ -217,6 +228,12 @@ class Reloader:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock, self._lock_pid = _threading.RLock(), _os.getpid()
+        # The sender's monotonic clock is not this process's (another host, a reboot, a time
+        # namespace): behind it, now - _checked stayed negative and the copy never reloaded.
+        # It checks at its first current(), and tries a file that failed there once itself.
+        self._checked = float("-inf")
+        self._failed_identity = None
+        self._failed_at = None
 
     def __repr__(self):
         return f"permafrost.Reloader({self.path!r}, interval={self.interval})"

@@ -283,6 +283,14 @@ def serve(reloader, requests_w, stop_r):
         os.getpid(), failures, len(deleted), len(live), ",".join(map(str, versions)).encode()))
 
 
+def image_of_the_reloader(reloader):
+    """What a worker received: the version of the Reloader's image, and whether the Reloader's
+    root is a mapped image file (a reference) rather than a copy frozen in the worker."""
+    root = reloader._root
+    kind = permafrost._core._store_info(permafrost._core._store_of(root))[0]
+    return root["version"], "mapped file" if kind == "image" else kind
+
+
 def current_version(reloader):
     """A spawn worker's request: the version its copy of the Reloader serves."""
     return reloader.current()["version"]
@@ -616,6 +624,30 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
             self.assertEqual(pool.apply(current_version, (reloader,)), 2)
             self.save(3)
             self.assertEqual(pool.apply(current_version, (reloader,)), 3)
+
+    def test_a_reloader_first_sent_after_a_newer_save_goes_by_reference(self):
+        # Its image's path held another file by then, so the image went by value: a thawed copy
+        # in every worker. The file the Reloader holds open is the image's descriptor.
+        from multiprocessing.reduction import ForkingPickler
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        self.save(2)  # not picked up: the interval is an hour
+        sent = bytes(ForkingPickler.dumps(reloader))
+        self.assertNotIn(b"frozen_value", sent)  # no copy by value
+        self.assertIn(b"_attach_image", sent)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            self.assertEqual(pool.apply(image_of_the_reloader, (reloader,)), (1, "mapped file"))
+
+    def test_an_unpickled_reloader_checks_at_once_whatever_the_sender_s_clock(self):
+        # The sender's monotonic clock was compared with the receiver's: a receiver whose clock
+        # was behind (another host, a reboot) never reloaded until it caught up.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=3600)
+        reloader._checked += 10 * 86400  # a sender 10 days ahead of this process
+        copy = pickle.loads(pickle.dumps(reloader))
+        self.save(2)
+        self.assertEqual(copy.current()["version"], 2)
+        self.assertEqual(copy.current()["version"], 2)
 
     def test_reloader_checks_the_file_once_per_interval(self):
         self.save(1)
