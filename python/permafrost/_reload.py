@@ -138,6 +138,7 @@ class Reloader:
         st = _os.fstat(fd)
         opened = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if identity and opened == identity[:4]:
+            self._file = held
             try:
                 store = _core._store_of(self._root)
             except (TypeError, ValueError):  # a root that is no view (a scalar), or closed
