@@ -154,6 +154,45 @@ def image_value(path, offset, image_id=None):
     return _core._store_view(image_store(path, image_id), offset)
 
 
+class LostView:
+    """What a view of an image sent by a process that may exit first (a Pool worker's result)
+    becomes when a newer image was saved at its path before the receiver read it, and the
+    receiver does not map the image itself: the bytes are gone for it. Every use raises
+    ValueError saying so. Raising while unpickling killed a Pool's result thread, and the Pool
+    hung for ever (ProcessPoolExecutor: BrokenProcessPool); the error now reaches the code that
+    uses the result. Keep the image mapped in the receiver (a Reloader there too) to receive
+    such views whole."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why):
+        self.why = why
+
+    def _lost(self, *args, **kwargs):
+        raise ValueError(self.why)
+
+    __getitem__ = __iter__ = __len__ = __contains__ = __reversed__ = _lost
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _lost
+    __reduce__ = __reduce_ex__ = __copy__ = __deepcopy__ = _lost
+    get = keys = values = items = thaw = copy = index = count = close = _lost
+
+    def __getattr__(self, name):  # AttributeError, as hasattr() and getattr(o, n, d) expect
+        raise AttributeError(f"{name}: {self.why}")
+
+    def __repr__(self):
+        return f"<permafrost.LostView: {self.why}>"
+
+
+def received_image_value(path, offset, image_id):
+    """Unpickling of a view of an image from a process that may exit first: image_value, or a
+    LostView where the image was replaced at its path and this process does not map it."""
+    try:
+        store = image_store(path, image_id)
+    except (ValueError, OSError) as e:  # replaced, or gone, or no longer an image that opens
+        return LostView(f"permafrost: this view, received from another process, is lost: {e}")
+    return _core._store_view(store, offset)
+
+
 def new_image_id():
     return _uuid.uuid4().hex
 
@@ -431,13 +470,8 @@ def _sender_gone(error):
 
 def _attach_image(dup_fd, path, image_id):
     """Unpickling of an image's store sent by ForkingPickler: the sender's descriptor of the
-    file, so the receiver neither depends on the path nor checks the file again. Where the
-    sender exited with the descriptor (a worker that sent its result and left), the image at
-    path with that id, as a plain pickle finds it."""
-    try:
-        fd = dup_fd.detach()
-    except (OSError, EOFError):
-        return image_store(path, image_id)
+    file, so the receiver neither depends on the path nor checks the file again."""
+    fd = dup_fd.detach()
     try:
         return _map_image(fd, path, image_id)
     finally:
@@ -558,10 +592,10 @@ def reduce_for_process(view):
     object per pickle (pickle's memo), so many views of one graph in one message pass one
     descriptor.
 
-    Except from a process that may exit before the receiver takes the descriptor: there a small
-    view of a graph made in this process goes by value, and a view of an image with the path and
-    id to find it by if the descriptor is gone. A view of a graph this process received still
-    goes by reference, and its sender, who maps it, finds it without the descriptor."""
+    Except from a process that may exit before the receiver takes the descriptor: there a view
+    of an image goes as plain pickle sends it ((path, offset, image id): no descriptor), and a
+    view of a graph made in this process by value. A view of a graph this process received
+    still goes by reference, and its sender, who maps it, finds it without the descriptor."""
     store = _core._store_of(view)  # ValueError when closed
     kind, path, _, size = _core._store_info(store)
     if kind == "mapped" and not isinstance(_core._store_owner(store), _SharedMapping):
@@ -576,12 +610,9 @@ def reduce_for_process(view):
         return (frozen_value, (view.thaw(),))
     if _sender_may_exit_first() and not isinstance(_core._store_owner(store), _SharedMapping):
         if kind == "image":
-            # The file's descriptor, with its path and id to find it by where this process has
-            # exited before the receiver took the descriptor (_attach_image). Not the path
-            # alone: a newer image saved there before the receiver read the message left it
-            # nothing to read (ValueError when unpickling: a Pool's result thread died of it and
-            # the Pool hung). This process does not wait at its exit for it: the path serves.
-            return (store_value, (store, view._ref()[1]))
+            # (path, offset, image id), no descriptor (it would make every receiver fetch it
+            # from this process, a round trip per message, and this process wait at its exit).
+            return (received_image_value, view._ref())
         if size < _BY_VALUE_BELOW:
             return view.__reduce__()
         # A large graph of its own: by value is a copy the size of the thawed graph in both

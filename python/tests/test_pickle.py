@@ -630,10 +630,11 @@ class SendersThatExitFirst(unittest.TestCase):
         self.assertEqual([r["id"] for r in returned], [0, 1, 2, 3])
         self.assertIs(permafrost._core._store_of(returned[0]), permafrost._core._store_of(frozen))
 
-    def test_a_view_of_an_image_arrives_though_a_newer_one_was_saved_before_it_was_read(self):
-        # A worker sent a view of an image it opened itself as (path, offset, id): a newer image
-        # saved at the path before the parent read the result left nothing to read, ValueError
-        # in the Pool's result thread, and the Pool hung. The file's descriptor goes with it.
+    def test_a_view_of_an_image_replaced_before_it_was_read_is_lost_not_the_pool(self):
+        # A worker sends a view of an image it opened as (path, offset, id): a newer image saved
+        # at the path before the parent read the result left nothing to read. The ValueError
+        # raised while unpickling killed the Pool's result thread, and the Pool hung for ever.
+        # The result is now a LostView, which raises at its first use, and the Pool goes on.
         ctx = multiprocessing.get_context("spawn")
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "t.pfi")
@@ -641,10 +642,22 @@ class SendersThatExitFirst(unittest.TestCase):
             with ctx.Pool(1) as pool:
                 row, _ = pool.apply_async(a_row_of_the_image_then_a_newer_save,
                                           (path,)).get(timeout=120)
-                self.assertIsInstance(row, permafrost.FrozenList)
-                self.assertEqual(row, ["one"])
+                self.assertIsInstance(row, _stores.LostView)
+                with self.assertRaisesRegex(ValueError, "is lost: .*replaced"):
+                    row[0]
+                with self.assertRaisesRegex(ValueError, "is lost"):
+                    list(row)
+                self.assertFalse(hasattr(row, "no_such_attribute"))
+                self.assertIn("replaced", repr(row))
                 self.assertEqual(pool.apply_async(abs, (-5,)).get(timeout=120), 5)
-            self.assertEqual(permafrost.open(path), {"rows": ["newer"]})
+            # The parent that maps the image receives the view whole, as before.
+            permafrost.freeze({"rows": [["old"], ["one"]]}).save(path)
+            kept = permafrost.open(path)
+            with ctx.Pool(1) as pool:
+                row, _ = pool.apply_async(a_row_of_the_image_then_a_newer_save,
+                                          (path,)).get(timeout=120)
+            self.assertEqual(row, ["one"])
+            del kept
 
     def test_a_large_graph_of_its_own_arrives_by_reference(self):
         # It went by value: the graph thawed and pickled in the sender, frozen again by the
