@@ -8,7 +8,7 @@
 build streams the input into permafrost.build_dict (with --key; an object's items for --json) or
 permafrost.build_list (without), one parsed record at a time; the command's memory is then what
 the builders hold (each record is frozen into the arena and released before the next one is
-parsed: its key word and fields stay, 4 to 8 bytes each). --json reads the whole document
+parsed: with --key its key word and fields stay, 4 to 8 bytes each; without, a word). --json reads the whole document
 first. Duplicate keys: the last record wins, as in dict(). Progress goes to stderr at most once
 per --progress seconds (-q: none). A bad record (invalid JSON, no key field, not an object, a
 CSV header naming a column twice) stops the build with FILE:LINE and the reason, and nothing is
@@ -304,7 +304,7 @@ def build(args):
             return permafrost.build_list(_values(records), **common)
         return permafrost.build_dict(_keyed(records, args.key), **common)
     finally:
-        if stream is not sys.stdin.buffer:
+        if stream is not getattr(sys.stdin, "buffer", None):  # sys.stdin is None under <&-
             stream.close()
 
 

@@ -292,6 +292,15 @@ class Build(unittest.TestCase):
                               preexec_fn=lambda: os.close(0))  # as `python -m permafrost ... <&-`
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assert_failed_without_output(proc, "-: cannot read: standard input is closed")
+        # A file input with standard input closed builds (it ended in an AttributeError
+        # traceback after the image was written: sys.stdin is None then).
+        src = self.write("r.jsonl", '{"k": "x"}\n')
+        proc = subprocess.run([sys.executable, "-m", "permafrost", "build", "--jsonl", src,
+                               "--key", "k", "-o", self.out], capture_output=True, text=True,
+                              timeout=120, preexec_fn=lambda: os.close(0))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertEqual(self.image(), {"x": {"k": "x"}})
 
     def test_csv_rows_keyed_by_a_column_keep_str_values(self):
         src = self.write("r.csv", "id,name,n\nu1,ada,1\nu2,\"b, c\",2\n")
