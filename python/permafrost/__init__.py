@@ -34,6 +34,7 @@ import types as _types
 from . import _core, _pprint, _stores
 from ._version import __version__  # written by CMake from the project's version
 from ._reload import Reloader
+from ._stores import LostView
 from ._core import (FrozenDict, FrozenList, FrozenSet, dumps, install_write_trap, trim,
                     write_trap_installed)
 from ._native import (NativeArena, NativeDict, NativeList, NativeSet, freeze_native,
@@ -44,7 +45,7 @@ __all__ = ["freeze", "build_dict", "build_list", "Reloader", "memory", "dumps", 
            "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
-           "native_arena"]
+           "native_arena", "LostView"]
 
 
 # For tests and diagnostics: _private_pages(frozen, pid=0) counts the copy-on-write copies

@@ -41,7 +41,7 @@ __all__ = ["freeze", "build_dict", "build_list", "Reloader", "memory", "dumps", 
            "json_default", "trim",
            "install_write_trap", "write_trap_installed", "FrozenDict", "FrozenList", "FrozenSet",
            "MemoryUsage", "freeze_native", "NativeDict", "NativeList", "NativeSet", "NativeArena",
-           "native_arena"]
+           "native_arena", "LostView"]
 
 __version__: str
 
@@ -217,6 +217,13 @@ class Reloader:
                  opener: Callable[[str], Any] | None = None) -> None: ...
     def current(self) -> Any:
         """The root view of the newest image that opened."""
+
+@final
+class LostView:
+    """What a view received from another process becomes when its image was replaced at its
+    path before it was read and this process does not map that image: every use but repr(),
+    hash() and `is`/== with itself raises ValueError saying it is lost."""
+    why: str
 
 def build_dict(items: Mapping[_K, Any] | Iterable[tuple[_K, Any]], *, path: _Path | None = None,
                name: str | None = None) -> FrozenDict[_K, Any]:

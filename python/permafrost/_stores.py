@@ -172,7 +172,23 @@ class LostView:
         raise ValueError(self.why)
 
     __getitem__ = __iter__ = __len__ = __contains__ = __reversed__ = _lost
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _lost
+    __lt__ = __le__ = __gt__ = __ge__ = _lost
+
+    # A lost view may arrive as a dict key or a set member, which unpickling hashes: raising
+    # there would kill the Pool's result thread again. It hashes by identity and is equal to
+    # itself only; any other comparison needs the bytes and raises.
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        if other is self:
+            return True
+        self._lost()
+
+    def __ne__(self, other):
+        if other is self:
+            return False
+        self._lost()
+
     __reduce__ = __reduce_ex__ = __copy__ = __deepcopy__ = _lost
     get = keys = values = items = thaw = copy = index = count = close = _lost
 
