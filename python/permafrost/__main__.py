@@ -263,7 +263,7 @@ def build(args):
                          "a file): name a path, ./- for a file named -")
     if os.path.isdir(args.output):
         raise InputError(f"{args.output}: cannot write: it is a directory (-o names the image)")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
+    out_dir = os.path.dirname(_stores.absolute_path(args.output))
     if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK | os.X_OK):
         raise InputError(f"{args.output}: cannot write: {out_dir} is not a writable directory")
     try:  # a name the file system refuses failed only at the end, when the image was renamed
@@ -312,7 +312,7 @@ def info(path):
     """The lines `info` prints for the image at path."""
     size = os.path.getsize(path)
     # The store, not the root: a root may be a scalar or a tuple, which has no close() or _ref().
-    store = _stores.image_store(os.path.abspath(path))
+    store = _stores.image_store(_stores.absolute_path(path))
     try:
         root = _core._store_view(store, 0)
         lines = [f"{path}: permafrost image",

@@ -5,6 +5,8 @@ import threading as _threading
 import time as _time
 import traceback as _traceback
 
+from . import _core, _stores
+
 _RETRY_AFTER = 2.0  # seconds: longer than a coarse file-system timestamp's tick
 _REOPEN_WAIT = 30.0  # seconds a thread waits for another's reopen of a closed image
 
@@ -88,7 +90,7 @@ class Reloader:
 
     def __init__(self, path, *, interval=1.0, opener=None):
         from . import open as _open  # not at import: permafrost imports this module
-        self.path = _os.path.abspath(_os.fsdecode(path))  # str, as open() keeps it
+        self.path = _stores.absolute_path(_os.fsdecode(path))  # str, as open() keeps it
         self.interval = float(interval)
         if not self.interval >= 0:  # NaN compares false with every clock: it never reloaded
             raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
@@ -127,7 +129,6 @@ class Reloader:
         from then on: a Reloader (or a view) first sent to workers after a newer image was saved
         at the path went by value, a thawed copy in every worker (the path no longer held it)."""
         from ._stores import _Descriptor, _image_files, _image_identity
-        from . import _core
         self._file = None
         try:
             # O_NONBLOCK: the path may have become a FIFO since the open, which would block.
@@ -151,7 +152,6 @@ class Reloader:
         no image that opens: nothing, or a file that failed)."""
         if self._file is None or not _closed(self._root):
             return
-        from . import _core
         try:
             self._root = _core._store_view(_core._open_store_fd(self._file.fd, self.path), 0)
         except Exception:  # noqa: BLE001 - the closed view stays; the next check tries again

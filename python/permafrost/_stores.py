@@ -86,6 +86,14 @@ def _remember_image(path, store, identity):
     _shared[identity[:2]] = store
 
 
+def absolute_path(path):
+    """path (a str) made absolute as the kernel would resolve it from here: joined to the working
+    directory. Not os.path.abspath, which drops `x/..` by its text: past a symlink x that names
+    another directory than the kernel's (a/link/../f is b/f when a/link is ../b/deep). Not
+    realpath either: a Reloader must follow a symlink that a deploy moves."""
+    return path if _os.path.isabs(path) else _os.path.join(_os.getcwd(), path)
+
+
 def image_store(path, image_id=None, populate=False):
     """The store of the image at path (absolute), mapped once per process.
 

@@ -110,6 +110,28 @@ class Images(unittest.TestCase):
         self.assertEqual(permafrost.open(link)["k"], [3])
         self.assertEqual(first["k"], [1, 2])
 
+    def test_dot_dot_past_a_symlink_names_the_file_the_kernel_opens(self):
+        # a/link/../img is b/img for the kernel when a/link is ../b/deep; os.path.abspath made
+        # it a/img by its text, so open(), a Reloader and build_dict(path=) mapped another file.
+        for sub in ("a", "b", "b/deep"):
+            os.mkdir(os.path.join(self.dir.name, sub))
+        os.symlink("../b/deep", os.path.join(self.dir.name, "a", "link"))
+        for sub in ("a", "b"):
+            permafrost.freeze({"in": sub}).save(os.path.join(self.dir.name, sub, "img.pfi"))
+        cwd = os.getcwd()
+        os.chdir(self.dir.name)
+        try:
+            path = os.path.join("a", "link", "..", "img.pfi")
+            self.assertEqual(permafrost.open(path)["in"], "b")
+            self.assertEqual(permafrost.Reloader(path).current()["in"], "b")
+            built = permafrost.build_dict({"in": "built"}, path=os.path.join("a", "link", "..",
+                                                                            "built.pfi"))
+            self.assertEqual(built["in"], "built")
+            self.assertTrue(os.path.exists(os.path.join("b", "built.pfi")))
+            self.assertEqual(permafrost.open(os.path.join("b", "built.pfi"))["in"], "built")
+        finally:
+            os.chdir(cwd)
+
     def test_a_reloader_of_a_bytes_path_names_it_as_a_str(self):
         permafrost.freeze({"k": 1}).save(self.path)
         reloader = permafrost.Reloader(os.fsencode(self.path))
