@@ -29,6 +29,7 @@ import collections.abc as _abc
 import errno as _errno
 import json as _json
 import os as _os
+import sys as _sys
 import types as _types
 
 from . import _core, _pprint, _stores
@@ -420,6 +421,9 @@ def _open_repr(build):
     def __repr__(self):
         if not _pprint.joined:
             _pprint.join(FrozenDict, FrozenList, FrozenSet)
+            text = _pprint.text_for(self, _sys._getframe(1))
+            if text is not None:
+                return text
         if _core._closed(_core._store_of(self)):
             return f"<{type(self).__name__} of closed frozen data>"
         return build(self)
@@ -639,7 +643,9 @@ for _name, _op in (("__rand__", _operator.and_), ("__ror__", _operator.or_),
 # Immutable whatever it was frozen from (a set or a frozenset): it hashes as the frozenset of its
 # elements, so it finds and is found as that frozenset in a dict or set.
 FrozenSet.__hash__ = _nested(lambda self: hash(frozenset(self)))
-FrozenSet.__repr__ = _open_repr(lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})")
+# Empty, FrozenSet(), as set() and frozenset() are: FrozenSet({}) read as a set of an empty dict.
+FrozenSet.__repr__ = _open_repr(
+    lambda self: "FrozenSet({" + ", ".join(map(repr, self)) + "})" if len(self) else "FrozenSet()")
 FrozenSet.issubset = lambda self, other: self <= frozenset(other)
 FrozenSet.issuperset = lambda self, other: self >= frozenset(other)
 FrozenSet.union = lambda self, *others: frozenset(self).union(*others)

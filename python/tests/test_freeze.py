@@ -235,6 +235,8 @@ class Views(unittest.TestCase):
     def test_repr(self):
         self.assertEqual(repr(permafrost.freeze({"a": [1, {2}]})),
                          "FrozenDict({'a': FrozenList([1, FrozenSet({2})])})")
+        # As set() is: FrozenSet({}) read as a set holding an empty dict.
+        self.assertEqual(repr(permafrost.freeze(set())), "FrozenSet()")
 
     def test_pprint_wraps_a_view_as_it_wraps_a_dict_list_or_set(self):
         # pprint printed a view of any size as its one-line repr.
@@ -253,9 +255,46 @@ class Views(unittest.TestCase):
             "FrozenDict({'name': 'xxxxxxxxxx',",
             "            'tags': FrozenList(['alpha',"])
         small = permafrost.freeze({"b": [1, 2], "a": {3}})
-        self.assertEqual(pprint.pformat(small), repr(small))  # fits the line: the repr as it is
+        # Fits the line: as a dict would, keys sorted.
+        self.assertEqual(pprint.pformat(small),
+                         "FrozenDict({'a': FrozenSet({3}), 'b': FrozenList([1, 2])})")
         view.close()
         self.assertEqual(pprint.pformat(view, width=10), "<FrozenDict of closed frozen data>")
+
+    def test_pprint_depth_and_sort_dicts_apply_to_a_view_on_one_line(self):
+        # A view that fits the line was its one-line repr: depth= and sort_dicts were ignored,
+        # and isreadable() was True (eval() does not make a view of the text).
+        import pprint
+        view = permafrost.freeze({"b": {"c": [1, 2]}, "a": 2})
+        self.assertEqual(pprint.pformat(view, depth=1),
+                         "FrozenDict({'a': 2, 'b': FrozenDict({...})})")
+        self.assertEqual(pprint.pformat(view["b"], depth=1),
+                         "FrozenDict({'c': FrozenList([...])})")
+        self.assertEqual(pprint.pformat(view), "FrozenDict({'a': 2, 'b': FrozenDict({'c': "
+                                               "FrozenList([1, 2])})})")
+        self.assertEqual(pprint.pformat(view, sort_dicts=False), repr(view))
+        self.assertEqual(pprint.pformat(permafrost.freeze([]), depth=1), "FrozenList([])")
+        self.assertFalse(pprint.isreadable(view))
+        self.assertEqual(pprint.saferepr(permafrost.freeze({"z": 1, "y": 2})),
+                         "FrozenDict({'y': 2, 'z': 1})")
+
+    def test_the_first_view_pprint_prints_obeys_depth(self):
+        # The views join pprint at the first repr after it was imported, which pprint's own
+        # first read asked for the old way. A half-imported pprint (another thread importing
+        # it) made the views give up joining for good.
+        code = (
+            "import sys, types, permafrost\n"
+            "view = permafrost.freeze({'b': {'c': [1]}, 'a': 2})\n"
+            "sys.modules['pprint'] = types.ModuleType('pprint')  # no PrettyPrinter yet\n"
+            "repr(view)\n"
+            "del sys.modules['pprint']\n"
+            "import pprint\n"
+            "print(pprint.pformat(view, depth=1))\n"
+            "print(pprint.pformat(view, width=20).count(chr(10)))\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        self.assertEqual(out.stdout.splitlines(),
+                         ["FrozenDict({'a': 2, 'b': FrozenDict({...})})", "1"])
 
     def test_importing_permafrost_or_a_repr_does_not_import_pprint(self):
         code = ("import sys, permafrost; repr(permafrost.freeze({'a': [1]})); "
