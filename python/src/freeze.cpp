@@ -768,8 +768,12 @@ class freezer {
     // The items as they are now, each held: a list may change while its items are frozen.
     held_items items(held_);
     const Py_ssize_t n = tuple ? PyTuple_GET_SIZE(o) : PyList_GET_SIZE(o);
-    for (Py_ssize_t i = 0; i < n; ++i)
-      items.add(tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i));
+    bool holds_a_nan = false;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* item = tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
+      items.add(item);
+      holds_a_nan = holds_a_nan || (PyFloat_Check(item) && std::isnan(PyFloat_AS_DOUBLE(item)));
+    }
     // The items first (on a shared stack), then the node, so the node is last and can be deduped.
     const std::size_t mark = scratch_.size();
     std::uint32_t height = 0;
@@ -785,8 +789,10 @@ class freezer {
     if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
     const node_header h{tuple ? kind_tuple : kind_list, shared, 0, static_cast<std::uint32_t>(n)};
     // Stored once by content only when it holds no container: readers build it anew for every
-    // reference, so sharing containers by content could multiply what a read builds.
-    if (!shared && height == 0 && sizeof h + bytes <= max_stored_once) {
+    // reference, so sharing containers by content could multiply what a read builds. Nor a NaN:
+    // two views of one node are equal without reading (_same_node), as an object is to itself,
+    // but [nan] == [another nan] is False.
+    if (!shared && height == 0 && !holds_a_nan && sizeof h + bytes <= max_stored_once) {
       small_node node;
       std::memcpy(node.bytes, &h, sizeof h);
       if (bytes) std::memcpy(node.bytes + sizeof h, scratch_.data() + mark, bytes);

@@ -303,6 +303,19 @@ class Views(unittest.TestCase):
                              check=True)
         self.assertEqual(out.stdout.strip(), "False")
 
+    def test_small_lists_holding_a_nan_are_not_one_node(self):
+        # Small lists are stored once by content, and two views of one node are equal without
+        # reading: two lists each holding its own NaN compared equal, where they do not.
+        a, b = float("nan"), float("nan")
+        for made in ({"x": [a], "y": [b]}, {"x": [1, a], "y": [1, b]}, {"x": (a,), "y": (b,)}):
+            with self.subTest(made=made):
+                frozen = permafrost.freeze(made)
+                self.assertEqual(made["x"] == made["y"], False)
+                self.assertEqual(frozen["x"] == frozen["y"], False)
+                self.assertEqual(frozen["x"] != frozen["y"], True)
+        frozen = permafrost.freeze({"x": [1.5], "y": [1.5]})  # still one node without a NaN
+        self.assertTrue(permafrost._core._same_node(frozen["x"], frozen["y"]))
+
     def test_a_value_reached_twice_equals_itself_without_a_walk(self):
         # freeze() keeps a shared sub-value shared; a view of it compared with itself walked every
         # path (2^n nodes for n levels of [a, a]), where the list it came from compares at once.
