@@ -116,8 +116,9 @@ inline void set_error_text(PyObject* type, const char* text) {
 }
 
 // A /proc read that failed (permafrost::proc_error): ProcessLookupError when the process is gone
-// (ESRCH, ENOENT), else the OSError of its errno, PermissionError for EACCES or EPERM (a process
-// this one may not read was a ProcessLookupError, as if it did not exist). The library's message.
+// (ESRCH, ENOENT), PermissionError for EACCES or EPERM (a process this one may not read was a
+// ProcessLookupError, as if it did not exist), else OSError (a /proc read fails with no other
+// errno that has a subclass of its own but EINTR, which the library retries).
 // The exception's text is the library's message alone (it names the errno already); its errno
 // attribute is set.
 inline void set_proc_error(const std::system_error& e) {
