@@ -193,10 +193,7 @@ def open(path, populate=False):
 
     Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
     open, and nothing of the image stays mapped."""
-    given = _os.fspath(path)  # str, bytes or os.PathLike, as builtins.open takes
-    if not given:  # "" made absolute is the working directory; builtins.open("") names no file
-        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
-    path = _os.fsdecode(given)
+    path = _os.fsdecode(_os.fspath(path))  # str, bytes or os.PathLike, as builtins.open takes
     # Absolute: views pickle this path, and a worker may run in another directory. Another path
     # to a file already open (a symlink, a relative one) gives its mapping (_stores.image_store).
     return _core._store_view(

@@ -24,6 +24,7 @@ Pickling:
 Thread safety: the caches are plain dicts changed under the GIL; two threads opening one path at
 once may map it twice, which only costs the second mapping.
 """
+import errno as _errno
 import fcntl as _fcntl
 import mmap as _mmap
 import os as _os
@@ -90,7 +91,10 @@ def absolute_path(path):
     """path (a str) made absolute as the kernel would resolve it from here: joined to the working
     directory. Not os.path.abspath, which drops `x/..` by its text: past a symlink x that names
     another directory than the kernel's (a/link/../f is b/f when a/link is ../b/deep). Not
-    realpath either: a Reloader must follow a symlink that a deploy moves."""
+    realpath either: a Reloader must follow a symlink that a deploy moves. "" names no file, as
+    for builtins.open (joined, it was the working directory: "not a regular file")."""
+    if not path:
+        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), path)
     return path if _os.path.isabs(path) else _os.path.join(_os.getcwd(), path)
 
 

@@ -175,6 +175,15 @@ class Images(unittest.TestCase):
                         save(path)
         self.assertEqual(os.listdir(self.dir.name), [])
 
+    def test_an_empty_path_names_no_file(self):
+        # As for builtins.open. Reloader("") made it the working directory ("not a regular file").
+        for make in (permafrost.open, lambda p: permafrost.open(p, populate=True),
+                     permafrost.Reloader):
+            for path in ("", b""):
+                with self.subTest(make=make, path=path):
+                    with self.assertRaises(FileNotFoundError):
+                        make(path)
+
     def test_a_bad_file_at_a_path_that_is_not_utf8_raises_naming_it(self):
         # A Linux file name is any bytes: the library's message named the path, decoding it
         # failed, and what reached Python was a bare OSError() with no message at all.

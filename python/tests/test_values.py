@@ -177,6 +177,14 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(frozen["l"], 3)
         self.assertIs(type(frozen["l"]), int)
 
+    def test_an_enum_key_is_stored_as_an_int_or_str_it_is_else_refused(self):
+        frozen = permafrost.freeze({Level.HIGH: "h"})
+        self.assertEqual(list(frozen), [3])
+        self.assertIs(type(next(iter(frozen))), int)
+        self.assertEqual(frozen[Level.HIGH], "h")
+        with self.assertRaisesRegex(TypeError, "Color is not supported as a dict key"):
+            permafrost.freeze({Color.RED: 1})
+
     def test_an_enum_member_valued_by_members_is_followed_to_the_end_of_the_chain(self):
         # Regression: each member's value was frozen by recursing, so a member whose value was set
         # to itself, two valued by each other, or a chain of 100,000 members killed the process
