@@ -24,7 +24,7 @@ CPython objects -- NativeDict and NativeList are dict and list subclasses -- mad
 write-protected, so code that needs a real dict gets one, and forked workers still copy no page
 of it; it lives in this process and its forked children only (see permafrost._native).
 """
-import collections
+import collections as _collections
 import collections.abc as _abc
 import errno as _errno
 import json as _json
@@ -76,7 +76,7 @@ def _sharing_audit(frozen, child, parent):
         return _core._sharing_audit(frozen, child, parent)
     return _core._range_sharing_audit(*r, child, parent)
 
-MemoryUsage = collections.namedtuple("MemoryUsage", "rss pss uss shared")
+MemoryUsage = _collections.namedtuple("MemoryUsage", "rss pss uss shared")
 MemoryUsage.__doc__ = """A process's memory in bytes (from /proc/PID/smaps_rollup).
 
 rss: resident; pss: resident, each page divided by the processes mapping it; uss: private to the
@@ -659,8 +659,20 @@ def _name_methods(cls):
     their attribute, so that an error or a traceback names the method called, and the method
     pickles by name: `L.count()` raised "<lambda>() missing 1 required positional argument",
     `L.closed = 1` "property '<lambda>' of 'FrozenList' object has no setter", and
-    pickle.dumps(FrozenList.__lt__) "Can't pickle local object '_list_compare.<locals>...'"."""
+    pickle.dumps(FrozenList.__lt__) "Can't pickle local object '_list_compare.<locals>...'".
+    A private function of this module given to the classes (`_save` as `save`) gets a copy
+    of its own in each: `rec.save("a", "b")` said "_save() takes 2 positional arguments"."""
     for attr, member in list(vars(cls).items()):
+        if (isinstance(member, _types.FunctionType) and member.__module__ == __name__ and
+                member.__name__.startswith("_") and member.__name__ != attr):
+            member = _types.FunctionType(member.__code__, member.__globals__, attr,
+                                         member.__defaults__, member.__closure__)
+            shared = vars(cls)[attr]
+            member.__kwdefaults__ = shared.__kwdefaults__
+            member.__doc__ = shared.__doc__
+            member.__dict__.update(shared.__dict__)
+            member.__qualname__ = f"{cls.__name__}.{attr}"
+            setattr(cls, attr, member)
         functions = [member.fget] if isinstance(member, property) else [member]
         seen = set()
         while functions:

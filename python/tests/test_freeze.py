@@ -1281,7 +1281,11 @@ class SmallThreadStacks(unittest.TestCase):
                            (lambda: frozen.copy(1), "FrozenList.copy()"),
                            (lambda: permafrost.freeze({"a": 1}).keys(1), "FrozenDict.keys()"),
                            (lambda: permafrost.freeze({1}).symmetric_difference(),
-                            "FrozenSet.symmetric_difference()")):
+                            "FrozenSet.symmetric_difference()"),
+                           # Private functions given to all three named them: "_save() takes".
+                           (lambda: frozen.save("a.pfi", "b"), "FrozenList.save()"),
+                           (lambda: permafrost.freeze({1}).close(1), "FrozenSet.close()"),
+                           (lambda: frozen.index(1, start=0), "FrozenList.index()")):
             with self.subTest(name=name):
                 with self.assertRaises(TypeError) as cm:
                     call()
