@@ -193,7 +193,10 @@ def open(path, populate=False):
 
     Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
     open, and nothing of the image stays mapped."""
-    path = _os.fsdecode(_os.fspath(path))  # str, bytes or os.PathLike, as builtins.open takes
+    given = _os.fspath(path)  # str, bytes or os.PathLike, as builtins.open takes
+    if not given:  # named in the error as given (b"" for b""), as builtins.open names it
+        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
+    path = _os.fsdecode(given)
     # Absolute: views pickle this path, and a worker may run in another directory. Another path
     # to a file already open (a symlink, a relative one) gives its mapping (_stores.image_store).
     return _core._store_view(

@@ -73,8 +73,10 @@ class Reloader:
     traceback.print_exception() shows) and the file is tried again when its identity changes
     (its ctime too: a chmod that makes it readable), and once more at least 2 seconds later
     even if it seems unchanged (a file completed in place within one tick of a coarse
-    file-system clock, a second on some, keeps its size and mtime). With no image at all yet
-    (the first open fails), the constructor raises. An image in service that was closed
+    file-system clock, a second on some, keeps its size and mtime). A path that names no file
+    (deleted, or not yet renamed into place) leaves the current image in place too, with the
+    OSError of the path (FileNotFoundError) in .error until a file is there. With no image at
+    all yet (the first open fails), the constructor raises. An image in service that was closed
     (close() of any view of it, or `with permafrost.open(path) as root:` elsewhere in the
     process: the same file's views share one mapping) is opened again at the next current(),
     from its file, which the Reloader holds open, where the path no longer holds it.
@@ -95,6 +97,7 @@ class Reloader:
         if not self.interval >= 0:  # NaN compares false with every clock: it never reloaded
             raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
         self.error = None  # the exception of the last failed reopen, None after a success
+        self._error_is_the_path = False  # .error is the path's stat() error
         self._open = opener or _open
         self._lock = _threading.RLock()
         self._lock_pid = _os.getpid()
@@ -112,8 +115,15 @@ class Reloader:
     def _stat(self):
         try:
             st = _os.stat(self.path)
-        except OSError:
+        except OSError as e:
+            # No file at the path (deleted, or a deploy that unlinks before it writes): the
+            # image in service stays, and .error says so (it stayed None: nothing told an
+            # operator). A new exception: e's traceback would hold this frame, and self.
+            self.error = type(e)(e.errno, e.strerror, self.path)
+            self._error_is_the_path = True
             return None
+        if self._error_is_the_path:  # the path names a file again
+            self.error, self._error_is_the_path = None, False
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def current(self):
@@ -200,7 +210,7 @@ class Reloader:
             try:
                 root = self._open(self.path)
             except Exception as e:  # keep serving the image that works
-                self.error = _detached(e, handling)
+                self.error, self._error_is_the_path = _detached(e, handling), False
                 self._failed_identity = identity
                 self._failed_at = None if retry else now
                 self._reopen_held()
@@ -233,6 +243,7 @@ class Reloader:
         # namespace): behind it, now - _checked stayed negative and the copy never reloaded.
         # It checks at its first current(), and tries a file that failed there once itself.
         self._checked = float("-inf")
+        self._error_is_the_path = False  # .error is not sent
         self._failed_identity = None
         self._failed_at = None
 

@@ -333,6 +333,28 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertEqual(reloader.current()["version"], 3)
         self.assertIsNone(reloader.error)
 
+    def test_a_path_that_names_no_file_is_the_error_until_one_is_there(self):
+        # The image in service stayed, silently: .error was None with the path gone.
+        self.save(1)
+        reloader = permafrost.Reloader(self.path, interval=0)
+        os.unlink(self.path)
+        self.assertEqual(reloader.current()["version"], 1)
+        self.assertIsInstance(reloader.error, FileNotFoundError)
+        self.assertEqual(reloader.error.filename, self.path)
+        self.assertIsNone(reloader.error.__traceback__)
+        self.save(2)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertIsNone(reloader.error)
+        # The same file back at the path (a hard link kept elsewhere): nothing to reopen, and
+        # the path's error is gone too.
+        os.link(self.path, self.path + ".kept")
+        os.unlink(self.path)
+        reloader.current()
+        self.assertIsInstance(reloader.error, FileNotFoundError)
+        os.link(self.path + ".kept", self.path)
+        self.assertEqual(reloader.current()["version"], 2)
+        self.assertIsNone(reloader.error)
+
     def test_a_worker_forked_while_the_parent_was_checking_still_reloads(self):
         # The lock a parent thread held at fork stayed held in the child: it never reloaded.
         self.save(1)
