@@ -417,8 +417,9 @@ def main(argv=None):
         root = build(args)
         try:
             if not args.quiet:
-                _note(f"{PROG} build: wrote {args.output}: {type(root).__name__} of "
-                      f"{len(root):,} items, {os.path.getsize(args.output) / 2**20:,.1f} MiB "
+                items = f"{len(root):,} item" + ("" if len(root) == 1 else "s")
+                _note(f"{PROG} build: wrote {args.output}: {type(root).__name__} of {items}, "
+                      f"{os.path.getsize(args.output) / 2**20:,.1f} MiB "
                       f"in {time.monotonic() - t:.1f} s")
         finally:
             root.close()

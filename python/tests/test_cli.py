@@ -58,6 +58,9 @@ class Build(unittest.TestCase):
         src = self.write("r.jsonl", '1\n"two"\n[3]\n')
         self.build("--jsonl", src)
         self.assertEqual(self.image(), [1, "two", [3]])
+        src = self.write("one.jsonl", '{"k": 1}\n')
+        proc = self.build("--jsonl", src)
+        self.assertIn("wrote %s: FrozenList of 1 item, " % self.out, proc.stderr)  # not "1 items"
 
     def test_duplicate_keys_the_last_record_wins(self):
         src = self.write("r.jsonl", '{"k": 1, "v": "old"}\n{"k": 2}\n{"k": 1, "v": "new"}\n')
