@@ -53,14 +53,18 @@ PyMethodDef module_methods[] = {
      "shared, copied)"},
     {"_private_pages", py_private_pages, METH_VARARGS,
      "_private_pages(view, pid=0) -> copied (Private_Dirty) pages of its frozen bytes"},
+    // "name($module, /)\n--\n\n" first: inspect.signature() reads it (__text_signature__).
     {"install_write_trap", py_install_write_trap, METH_NOARGS,
-     "install_write_trap(): a write into frozen memory prints one line naming the arena and "
-     "offset, "
-     "then the process dies of SIGSEGV."},
-    {"write_trap_installed", py_write_trap_installed, METH_NOARGS, nullptr},
+     "install_write_trap($module, /)\n--\n\n"
+     "A write into frozen memory prints one line naming the arena and offset, then the process "
+     "dies of SIGSEGV."},
+    {"write_trap_installed", py_write_trap_installed, METH_NOARGS,
+     "write_trap_installed($module, /)\n--\n\n"
+     "Whether install_write_trap() ran in this process."},
     {"trim", py_trim, METH_NOARGS,
-     "trim() -> bool: give the free memory of this process's malloc back to the kernel "
-     "(glibc malloc_trim). Call it after dropping what you froze, before forking."},
+     "trim($module, /)\n--\n\n"
+     "Give the free memory of this process's malloc back to the kernel (glibc malloc_trim); "
+     "True if some was. Call it after dropping what you froze, before forking."},
     {"_save", py_save, METH_VARARGS, "_save(view, path, image_id)"},
     {"_save_bytes", py_save_bytes, METH_VARARGS,
      "_save_bytes(data, path, root_type=None): tests only"},

@@ -56,7 +56,8 @@ PyObject* view_ref(PyObject* self, PyObject*) {
 
 #define VIEW_COMMON_METHODS                                                                   \
   {"thaw", view_thaw, METH_NOARGS,                                                            \
-   "thaw() -> an ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."}, \
+   "thaw($self, /)\n--\n\n"                                                                    \
+   "An ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."},          \
   {                                                                                           \
     "_ref", view_ref, METH_NOARGS, "(image path, offset, image id) or None's: for pickling."  \
   }
@@ -244,7 +245,8 @@ PyObject* dict_iter_items(PyObject* self, PyObject*) { return new_iter(self, ite
 
 PyMethodDef dict_methods[] = {
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(dict_get)), METH_FASTCALL,
-     "get(key, default=None)"},
+     "get($self, key, default=None, /)\n--\n\n"
+     "The value for key if key is in the mapping, else default."},
     {"_iter_values", dict_iter_values, METH_NOARGS, nullptr},
     {"_iter_items", dict_iter_items, METH_NOARGS, nullptr},
     VIEW_COMMON_METHODS,

@@ -1298,6 +1298,21 @@ class SmallThreadStacks(unittest.TestCase):
                     self.assertNotIn("<locals>", getattr(f, "__qualname__", ""), (cls, attr))
                     f = getattr(f, "__wrapped__", None)
 
+    def test_every_public_function_and_method_has_a_signature(self):
+        # inspect.signature() raised ValueError for trim, install_write_trap,
+        # write_trap_installed, FrozenDict.get and thaw() (no __text_signature__): help() and
+        # IDEs showed no arguments.
+        import inspect
+        callables = [getattr(permafrost, name) for name in permafrost.__all__]
+        for cls in (permafrost.FrozenDict, permafrost.FrozenList, permafrost.FrozenSet):
+            callables += [getattr(cls, attr) for attr in dir(cls) if not attr.startswith("_")]
+        for f in callables:
+            if callable(f) and not isinstance(f, type):
+                with self.subTest(f=f):
+                    inspect.signature(f)
+        self.assertEqual(str(inspect.signature(permafrost.FrozenDict.get)),
+                         "(self, key, default=None, /)")
+
     def test_a_name_that_is_not_text_is_a_value_error_naming_it(self):
         # "z" parsing gave a bare UnicodeEncodeError for a lone surrogate, naming no argument.
         builds = (lambda name: permafrost.freeze([1], name=name),
