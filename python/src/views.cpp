@@ -54,12 +54,12 @@ PyObject* view_ref(PyObject* self, PyObject*) {
                        v->store->image_id);
 }
 
-#define VIEW_COMMON_METHODS                                                                   \
-  {"thaw", view_thaw, METH_NOARGS,                                                            \
-   "thaw($self, /)\n--\n\n"                                                                    \
+#define VIEW_COMMON_METHODS                                                                  \
+  {"thaw", view_thaw, METH_NOARGS,                                                           \
+   "thaw($self, /)\n--\n\n"                                                                  \
    "An ordinary (mutable) deep copy: dict, list, set, frozenset, tuple, scalars."},          \
-  {                                                                                           \
-    "_ref", view_ref, METH_NOARGS, "(image path, offset, image id) or None's: for pickling."  \
+  {                                                                                          \
+    "_ref", view_ref, METH_NOARGS, "(image path, offset, image id) or None's: for pickling." \
   }
 
 // =============================================================================================
