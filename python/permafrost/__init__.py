@@ -419,9 +419,10 @@ def _open_repr(build):
     """A view's __repr__: build(self), or for a view of closed data a placeholder (a repr that
     raised broke logging, tracebacks with locals and debuggers after close())."""
     def __repr__(self):
-        if not _pprint.joined:
-            _pprint.join(FrozenDict, FrozenList, FrozenSet)
-            text = _pprint.text_for(self, _sys._getframe(1))
+        if not _pprint.joined and _pprint.join(FrozenDict, FrozenList, FrozenSet):
+            # No Python caller (atexit, a thread started with a builtin, C code): f_back is None.
+            caller = _sys._getframe(0).f_back
+            text = None if caller is None else _pprint.text_for(self, caller)
             if text is not None:
                 return text
         if _core._closed(_core._store_of(self)):
@@ -694,6 +695,7 @@ def _name_methods(cls):
 for _cls in (FrozenDict, FrozenList, FrozenSet):
     _name_methods(_cls)
 _stores.register_reducers((FrozenDict, FrozenList, FrozenSet))
+_pprint.join(FrozenDict, FrozenList, FrozenSet)  # pprint already imported: from the first view
 _image_value = _stores.image_value  # the name pickles of image views made before this version use
 
 del _cls, _names, _name, _op

@@ -13,6 +13,7 @@ to 3.13), which reads a dict, a list or a tuple itself and anything else by its 
 sort_dicts applied to a view only when it was wrapped. The views join it too: one level of a view
 is handed to it as a dict or a list, inside the view's type's name.
 """
+import os
 import sys
 import threading
 
@@ -23,34 +24,53 @@ _installed = None  # the _safe_repr that join() gave PrettyPrinter
 _joining = threading.RLock()  # a signal handler may repr a view while it is held
 
 
-def join(dict_type, list_type, set_type):
-    """Adds the views to pprint's table, once pprint is imported."""
-    with _joining:  # two threads' views joining at once wrapped _safe_repr twice
-        if not joined:
-            _join(dict_type, list_type, set_type)
+def _new_lock_in_child():
+    # A fork while another thread held it left the child's copy held for ever: its first repr
+    # of a view after importing pprint hung.
+    global _joining
+    _joining = threading.RLock()
 
 
-def _join(dict_type, list_type, set_type):
-    global joined, _installed
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def _printer():
     # Another thread may be importing pprint: its module is in sys.modules before its class is
     # defined (the class body fills the table), and joining then never happened.
-    printer = getattr(sys.modules.get("pprint"), "PrettyPrinter", None)
-    if printer is None:
-        return
+    return getattr(sys.modules.get("pprint"), "PrettyPrinter", None)
+
+
+def join(dict_type, list_type, set_type):
+    """Adds the views to pprint's table and reader, once pprint is imported; True when this call
+    did. Cheap while pprint is not imported (most servers): one dict lookup, no lock."""
+    if _printer() is None:
+        return False
+    with _joining:  # two threads' views joining at once wrapped _safe_repr twice
+        if joined:
+            return False
+        _join(_printer(), dict_type, list_type, set_type)
+        return True
+
+
+def _join(printer, dict_type, list_type, set_type):
+    global joined, _installed
     joined = True
     table = getattr(printer, "_dispatch", None)
     layouts = [getattr(printer, name, None) for name in ("_pprint_dict", "_pprint_list",
-                                                          "_pprint_set", "_safe_repr")]
-    if not isinstance(table, dict) or not all(map(callable, layouts)):
-        return
-    as_dict, as_list, as_set, safe_repr = layouts
-    table[dict_type.__repr__] = _inside_name(as_dict)
-    table[list_type.__repr__] = _inside_name(as_list)
-    # _pprint_set writes the type's name itself for any type but set: FrozenSet({...}).
-    table[set_type.__repr__] = _open_only(as_set)
-    # A set is read by its repr there, as a set is.
-    levels = {dict_type: (lambda view: dict(view.items()), "{...}"), list_type: (list, "[...]")}
-    printer._safe_repr = _installed = _one_level(safe_repr, levels)
+                                                          "_pprint_set")]
+    if isinstance(table, dict) and all(map(callable, layouts)):
+        as_dict, as_list, as_set = layouts
+        table[dict_type.__repr__] = _inside_name(as_dict)
+        table[list_type.__repr__] = _inside_name(as_list)
+        # _pprint_set writes the type's name itself for any type but set: FrozenSet({...}).
+        table[set_type.__repr__] = _open_only(as_set)
+    safe_repr = getattr(printer, "_safe_repr", None)
+    if callable(safe_repr):
+        # A set is read by its repr there, as a set is. It costs plain data too: a Python call
+        # more per level of pprint's reading (about a fifth of its time, a third of its depth).
+        levels = {dict_type: (lambda view: dict(view.items()), "{...}"),
+                  list_type: (list, "[...]")}
+        printer._safe_repr = _installed = _one_level(safe_repr, levels)
 
 
 def _one_level(safe_repr, shallow):

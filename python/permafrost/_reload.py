@@ -1,4 +1,5 @@
 """Reloader: the image at a path, mapped anew when a newer one is saved there (servers)."""
+import errno as _errno
 import os as _os
 import sys as _sys
 import threading as _threading
@@ -92,7 +93,10 @@ class Reloader:
 
     def __init__(self, path, *, interval=1.0, opener=None):
         from . import open as _open  # not at import: permafrost imports this module
-        self.path = _stores.absolute_path(_os.fsdecode(path))  # str, as open() keeps it
+        given = _os.fspath(path)
+        if not given:  # named as given (b"" for b""), as open() and builtins.open name it
+            raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
+        self.path = _stores.absolute_path(_os.fsdecode(given))  # str, as open() keeps it
         self.interval = float(interval)
         if not self.interval >= 0:  # NaN compares false with every clock: it never reloaded
             raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
@@ -101,8 +105,10 @@ class Reloader:
         self._open = opener or _open
         self._lock = _threading.RLock()
         self._lock_pid = _os.getpid()
+        self._identity = None
         self._identity = self._stat()
         self._root = self._open(self.path)
+        self.error, self._error_is_the_path = None, False  # the stat may have raced a save
         # The file of the image in service, held open (permafrost.open()'s images only), so that
         # one closed under the Reloader comes back even where the path no longer holds it.
         self._file = None
@@ -118,9 +124,14 @@ class Reloader:
         except OSError as e:
             # No file at the path (deleted, or a deploy that unlinks before it writes): the
             # image in service stays, and .error says so (it stayed None: nothing told an
-            # operator). A new exception: e's traceback would hold this frame, and self.
-            self.error = type(e)(e.errno, e.strerror, self.path)
-            self._error_is_the_path = True
+            # operator). Not for a path that named no file when the image in service opened
+            # (a custom opener's "config://routes"). A new exception: e's traceback would hold
+            # this frame, and self; the one of the last check while it is the same error, so
+            # that code that logs a new .error logs it once.
+            last = self.error if self._error_is_the_path else None
+            if self._identity is not None and (last is None or last.errno != e.errno):
+                self.error = type(e)(e.errno, e.strerror, self.path)
+                self._error_is_the_path = True
             return None
         if self._error_is_the_path:  # the path names a file again
             self.error, self._error_is_the_path = None, False

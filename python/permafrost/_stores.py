@@ -95,7 +95,15 @@ def absolute_path(path):
     for builtins.open (joined, it was the working directory: "not a regular file")."""
     if not path:
         raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), path)
-    return path if _os.path.isabs(path) else _os.path.join(_os.getcwd(), path)
+    absolute = path if _os.path.isabs(path) else _os.path.join(_os.getcwd(), path)
+    # `.` and repeated slashes name what they follow, whatever it is, so they are dropped as
+    # text, as abspath did: views pickle the path, and a receiver finds the image it maps by
+    # (path, id), so ./img.pfi and img.pfi must be one. A trailing one stays: the kernel then
+    # wants a directory. POSIX leaves a leading // to the system (Linux: /); it stays.
+    parts = [part for part in absolute.split("/") if part not in ("", ".")]
+    lead = "//" if absolute.startswith("//") and not absolute.startswith("///") else "/"
+    trail = "/" if parts and absolute.endswith(("/", "/.")) else ""
+    return lead + "/".join(parts) + trail
 
 
 def image_store(path, image_id=None, populate=False):

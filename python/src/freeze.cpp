@@ -772,7 +772,8 @@ class freezer {
     for (Py_ssize_t i = 0; i < n; ++i) {
       PyObject* item = tuple ? PyTuple_GET_ITEM(o, i) : PyList_GET_ITEM(o, i);
       items.add(item);
-      holds_a_nan = holds_a_nan || (PyFloat_Check(item) && std::isnan(PyFloat_AS_DOUBLE(item)));
+      holds_a_nan =
+          holds_a_nan || (!tuple && PyFloat_Check(item) && std::isnan(PyFloat_AS_DOUBLE(item)));
     }
     // The items first (on a shared stack), then the node, so the node is last and can be deduped.
     const std::size_t mark = scratch_.size();
@@ -789,9 +790,9 @@ class freezer {
     if (n > UINT32_MAX) fail(PyExc_ValueError, "too large (at most 2**32 - 1 items or bytes)");
     const node_header h{tuple ? kind_tuple : kind_list, shared, 0, static_cast<std::uint32_t>(n)};
     // Stored once by content only when it holds no container: readers build it anew for every
-    // reference, so sharing containers by content could multiply what a read builds. Nor a NaN:
-    // two views of one node are equal without reading (_same_node), as an object is to itself,
-    // but [nan] == [another nan] is False.
+    // reference, so sharing containers by content could multiply what a read builds. Nor a list
+    // holding a NaN: two views of one node are equal without reading (_same_node), as an object
+    // is to itself, but [nan] == [another nan] is False (a tuple reads as a new tuple: no view).
     if (!shared && height == 0 && !holds_a_nan && sizeof h + bytes <= max_stored_once) {
       small_node node;
       std::memcpy(node.bytes, &h, sizeof h);

@@ -296,6 +296,33 @@ class Views(unittest.TestCase):
         self.assertEqual(out.stdout.splitlines(),
                          ["FrozenDict({'a': 2, 'b': FrozenDict({...})})", "1"])
 
+    def test_joining_pprint_works_without_a_caller_frame_and_after_fork(self):
+        # The views join pprint at their first repr after it was imported. With no Python
+        # caller (print run by a thread started with a builtin, or by atexit) that repr raised
+        # "call stack is not deep enough". A fork while another thread was joining left the
+        # child's lock held: the child's first repr hung.
+        code = (
+            "import os, signal, sys, threading, time, _thread, permafrost\n"
+            "view = permafrost.freeze({'a': 1})\n"
+            "import pprint\n"
+            "held, release = threading.Event(), threading.Event()\n"
+            "def hold():\n"
+            "    with permafrost._pprint._joining:\n"
+            "        held.set(); release.wait()\n"
+            "threading.Thread(target=hold).start(); held.wait()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    signal.alarm(20)\n"
+            "    os._exit(0 if repr(view) == \"FrozenDict({'a': 1})\" else 3)\n"
+            "release.set()\n"
+            "print('child', os.waitpid(pid, 0)[1])\n"
+            "_thread.start_new_thread(print, (view,))\n"
+            "time.sleep(1)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120)
+        self.assertEqual(out.stdout.splitlines(), ["child 0", "FrozenDict({'a': 1})"],
+                         out.stderr)
+
     def test_importing_permafrost_or_a_repr_does_not_import_pprint(self):
         code = ("import sys, permafrost; repr(permafrost.freeze({'a': [1]})); "
                 "print('pprint' in sys.modules)")

@@ -132,6 +132,28 @@ class Images(unittest.TestCase):
         finally:
             os.chdir(cwd)
 
+    def test_a_view_pickled_under_another_spelling_of_the_path_finds_the_image(self):
+        # A receiver finds an image it maps by (path, id) once a newer one is at the path:
+        # ./img.pfi here and img.pfi in the sender must be one path (they were, with abspath;
+        # the join that keeps `..` kept `.` too, and the view was refused as replaced).
+        self.assertEqual(permafrost._stores.absolute_path("/a//b/./c/."), "/a/b/c/")
+        self.assertEqual(permafrost._stores.absolute_path("/a/x/../c"), "/a/x/../c")
+        permafrost.freeze({"v": [1, 2]}).save(self.path)
+        cwd = os.getcwd()
+        os.chdir(self.dir.name)
+        try:
+            root = permafrost.open("./" + os.path.basename(self.path))
+            code = ("import sys, pickle, permafrost\n"
+                    "sys.stdout.buffer.write(pickle.dumps(permafrost.open(sys.argv[1])['v']))")
+            sent = subprocess.run([sys.executable, "-c", code, os.path.basename(self.path)],
+                                  check=True, capture_output=True, timeout=60,
+                                  env=os.environ).stdout
+        finally:
+            os.chdir(cwd)
+        permafrost.freeze({"v": ["newer"]}).save(self.path)
+        self.assertEqual(pickle.loads(sent), [1, 2])
+        self.assertEqual(root["v"], [1, 2])
+
     def test_a_reloader_of_a_bytes_path_names_it_as_a_str(self):
         permafrost.freeze({"k": 1}).save(self.path)
         reloader = permafrost.Reloader(os.fsencode(self.path))

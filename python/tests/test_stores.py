@@ -342,6 +342,9 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         self.assertIsInstance(reloader.error, FileNotFoundError)
         self.assertEqual(reloader.error.filename, self.path)
         self.assertIsNone(reloader.error.__traceback__)
+        first = reloader.error
+        reloader.current()
+        self.assertIs(reloader.error, first)  # one error while it lasts: logged once
         self.save(2)
         self.assertEqual(reloader.current()["version"], 2)
         self.assertIsNone(reloader.error)
@@ -354,6 +357,11 @@ class ReloadingUnderForkedWorkers(unittest.TestCase):
         os.link(self.path + ".kept", self.path)
         self.assertEqual(reloader.current()["version"], 2)
         self.assertIsNone(reloader.error)
+        # A custom opener's path that never named a file is no error.
+        custom = permafrost.Reloader("config://routes", interval=0,
+                                     opener=lambda _: permafrost.open(self.path))
+        self.assertEqual(custom.current()["version"], 2)
+        self.assertIsNone(custom.error)
 
     def test_a_worker_forked_while_the_parent_was_checking_still_reloads(self):
         # The lock a parent thread held at fork stayed held in the child: it never reloaded.
