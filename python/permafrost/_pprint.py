@@ -11,7 +11,8 @@ not what it was (a future Python), nothing joins and pprint prints the one-line 
 A view that fits the line is written by PrettyPrinter._safe_repr (private too, a method from 3.10
 to 3.13), which reads a dict, a list or a tuple itself and anything else by its repr: depth= and
 sort_dicts applied to a view only when it was wrapped. The views join it too: one level of a view
-is handed to it as a dict or a list, inside the view's type's name.
+is handed to it as a dict or a list, inside the view's type's name. As pprint does for a dict, a
+view too wide for what is left of the line is wrapped whatever depth= says.
 """
 import os
 import sys
@@ -66,11 +67,16 @@ def _join(printer, dict_type, list_type, set_type):
         table[set_type.__repr__] = _open_only(as_set)
     safe_repr = getattr(printer, "_safe_repr", None)
     if callable(safe_repr):
-        # A set is read by its repr there, as a set is. It costs plain data too: a Python call
-        # more per level of pprint's reading (about a fifth of its time, a third of its depth).
+        # A set is read by its repr there, as a set is.
         levels = {dict_type: (lambda view: dict(view.items()), "{...}"),
                   list_type: (list, "[...]")}
         printer._safe_repr = _installed = _one_level(safe_repr, levels)
+        # _safe_repr reads each level of a dict or list through format(), which only calls
+        # _safe_repr: the same function in its place keeps one Python call a level (wrapping
+        # _safe_repr alone added one for plain data too: a third of pprint's depth, a tenth
+        # more time). Where format() is more than that call (a future Python), it stays.
+        if getattr(getattr(printer.format, "__code__", None), "co_names", None) == ("_safe_repr",):
+            printer.format = _installed
 
 
 def _one_level(safe_repr, shallow):
