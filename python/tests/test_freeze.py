@@ -291,10 +291,9 @@ class Views(unittest.TestCase):
             "import pprint\n"
             "print(pprint.pformat(view, depth=1))\n"
             "print(pprint.pformat(view, width=20).count(chr(10)))\n")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
+        out = run_python(code)
         self.assertEqual(out.stdout.splitlines(),
-                         ["FrozenDict({'a': 2, 'b': FrozenDict({...})})", "1"])
+                         ["FrozenDict({'a': 2, 'b': FrozenDict({...})})", "1"], out.stderr)
 
     def test_joining_pprint_works_without_a_caller_frame_and_after_fork(self):
         # The views join pprint at their first repr after it was imported. With no Python
@@ -318,8 +317,7 @@ class Views(unittest.TestCase):
             "print('child', os.waitpid(pid, 0)[1])\n"
             "_thread.start_new_thread(print, (view,))\n"
             "time.sleep(1)\n")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120)
+        out = run_python(code)
         self.assertEqual(out.stdout.splitlines(), ["child 0", "FrozenDict({'a': 1})"],
                          out.stderr)
 
@@ -341,8 +339,7 @@ class Views(unittest.TestCase):
             "permafrost._pprint.joined = False\n"
             "repr(permafrost.freeze([1]))\n"
             "print(permafrost._pprint.joined, before - deepest())\n")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120)
+        out = run_python(code)
         joined, lost = out.stdout.split()
         self.assertEqual(joined, "True", out.stderr)
         self.assertLessEqual(int(lost), 1)
