@@ -420,7 +420,9 @@ def _open_repr(build):
     raised broke logging, tracebacks with locals and debuggers after close())."""
     def __repr__(self):
         if not _pprint.joined and _pprint.join(FrozenDict, FrozenList, FrozenSet):
-            # No Python caller (atexit, a thread started with a builtin, C code): f_back is None.
+            # Joined by this call or by another thread meanwhile: either way pprint's first
+            # read of a view may have asked for it, the old way. No Python caller (atexit, a
+            # thread started with a builtin, C code): f_back is None.
             caller = _sys._getframe(0).f_back
             text = None if caller is None else _pprint.text_for(self, caller)
             if text is not None:

@@ -42,20 +42,20 @@ def _printer():
 
 
 def join(dict_type, list_type, set_type):
-    """Adds the views to pprint's table and reader, once pprint is imported; True when this call
-    did. Cheap while pprint is not imported (most servers): one dict lookup, no lock."""
-    if _printer() is None:
+    """Adds the views to pprint's table and reader, once pprint is imported; whether they are
+    (another thread's join is waited for). Cheap while pprint is not imported (most servers): one
+    dict lookup, no lock."""
+    printer = _printer()
+    if printer is None:
         return False
     with _joining:  # two threads' views joining at once wrapped _safe_repr twice
-        if joined:
-            return False
-        _join(_printer(), dict_type, list_type, set_type)
-        return True
+        if not joined:
+            _join(printer, dict_type, list_type, set_type)
+    return True
 
 
 def _join(printer, dict_type, list_type, set_type):
     global joined, _installed
-    joined = True
     table = getattr(printer, "_dispatch", None)
     layouts = [getattr(printer, name, None) for name in ("_pprint_dict", "_pprint_list",
                                                           "_pprint_set")]
@@ -66,34 +66,53 @@ def _join(printer, dict_type, list_type, set_type):
         # _pprint_set writes the type's name itself for any type but set: FrozenSet({...}).
         table[set_type.__repr__] = _open_only(as_set)
     safe_repr = getattr(printer, "_safe_repr", None)
+    # pprint's own, also where a fork stopped another thread's join half way (joined is set last)
+    safe_repr = getattr(safe_repr, "_pprint_own", safe_repr)
     if callable(safe_repr):
         # A set is read by its repr there, as a set is.
         levels = {dict_type: (lambda view: dict(view.items()), "{...}"),
                   list_type: (list, "[...]")}
-        printer._safe_repr = _installed = _one_level(safe_repr, levels)
+        own_format = getattr(printer.format, "_pprint_own", printer.format)
+        read, format = _one_level(safe_repr, levels, own_format)
+        printer._safe_repr = _installed = read
         # _safe_repr reads each level of a dict or list through format(), which only calls
-        # _safe_repr: the same function in its place keeps one Python call a level (wrapping
-        # _safe_repr alone added one for plain data too: a third of pprint's depth, a tenth
-        # more time). Where format() is more than that call (a future Python), it stays.
-        if getattr(getattr(printer.format, "__code__", None), "co_names", None) == ("_safe_repr",):
-            printer.format = _installed
+        # _safe_repr: wrapping _safe_repr alone added a Python call a level for plain data
+        # too (a third of pprint's depth). format() now reads plain data with pprint's own
+        # _safe_repr itself. Where format() is more than that call (a future Python), it stays.
+        if getattr(getattr(own_format, "__code__", None), "co_names", None) == ("_safe_repr",):
+            printer.format = format
+    joined = True  # last: a thread that finds it set finds pprint joined
 
 
-def _one_level(safe_repr, shallow):
-    """safe_repr, which reads a view as the dict or list of its first level (its values views
-    still, read by it in turn). The text is not readable: eval() does not make a view of it."""
-    def _safe_repr(printer, obj, context, maxlevels, level):
-        found = shallow.get(type(obj))
-        if found is None or _core._closed(_core._store_of(obj)):
-            return safe_repr(printer, obj, context, maxlevels, level)
+def _one_level(safe_repr, shallow, own_format):
+    """pprint's _safe_repr and format() for the views: a view is read as the dict or list of its
+    first level (its values views still, read in turn), anything else by safe_repr. The text is
+    not readable: eval() does not make a view of it."""
+    def _safe_repr(self, object, context, maxlevels, level):
+        found = shallow.get(type(object))
+        if found is None or _core._closed(_core._store_of(object)):
+            return safe_repr(self, object, context, maxlevels, level)
         copy, elided = found
-        name = type(obj).__name__
-        if maxlevels and level >= maxlevels and len(obj):  # not a level's copy to print "..."
+        name = type(object).__name__
+        if maxlevels and level >= maxlevels and len(object):  # no copy of a level to print "..."
             return f"{name}({elided})", False, False
-        text, _, recursive = safe_repr(printer, copy(obj), context, maxlevels, level)
+        text, _, recursive = safe_repr(self, copy(object), context, maxlevels, level)
         return f"{name}({text})", False, recursive
-    _safe_repr.__wrapped__ = safe_repr
-    return _safe_repr
+
+    def format(self, object, context, maxlevels, level):
+        # A subclass's own _safe_repr (a hex printer, a redacting one) or a later patch of it
+        # is what format() calls, as pprint's format() does.
+        if type(self)._safe_repr is not _safe_repr:
+            return self._safe_repr(object, context, maxlevels, level)
+        if type(object) not in shallow:  # plain data: one Python call a level, as before
+            return safe_repr(self, object, context, maxlevels, level)
+        return _safe_repr(self, object, context, maxlevels, level)
+
+    _safe_repr.__wrapped__ = _safe_repr._pprint_own = safe_repr
+    format.__wrapped__ = format._pprint_own = own_format
+    for new, own in ((_safe_repr, safe_repr), (format, own_format)):
+        new.__name__, new.__qualname__, new.__doc__ = own.__name__, own.__qualname__, own.__doc__
+    return _safe_repr, format
 
 
 def _open_only(layout):

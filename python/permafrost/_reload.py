@@ -125,7 +125,7 @@ class Reloader:
             # No file at the path (deleted, or a deploy that unlinks before it writes): the
             # image in service stays, and .error says so (it stayed None: nothing told an
             # operator). Not for a path that named no file when the image in service opened
-            # (a custom opener's "config://routes"). A new exception: e's traceback would hold
+            # (a custom opener's own kind of name). A new exception: e's traceback would hold
             # this frame, and self; the one of the last check while it is the same error, so
             # that code that logs a new .error logs it once.
             last = self.error if self._error_is_the_path else None

@@ -99,11 +99,10 @@ def absolute_path(path):
     # `.` and repeated slashes name what they follow, whatever it is, so they are dropped as
     # text, as abspath did: views pickle the path, and a receiver finds the image it maps by
     # (path, id), so ./img.pfi and img.pfi must be one. A trailing one stays: the kernel then
-    # wants a directory. POSIX leaves a leading // to the system (Linux: /); it stays.
+    # wants a directory. POSIX leaves a leading // to the system; Linux reads it as /.
     parts = [part for part in absolute.split("/") if part not in ("", ".")]
-    lead = "//" if absolute.startswith("//") and not absolute.startswith("///") else "/"
     trail = "/" if parts and absolute.endswith(("/", "/.")) else ""
-    return lead + "/".join(parts) + trail
+    return "/" + "/".join(parts) + trail
 
 
 def image_store(path, image_id=None, populate=False):

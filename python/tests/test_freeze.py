@@ -278,6 +278,35 @@ class Views(unittest.TestCase):
         self.assertEqual(pprint.saferepr(permafrost.freeze({"z": 1, "y": 2})),
                          "FrozenDict({'y': 2, 'z': 1})")
 
+    def test_a_printer_subclass_reading_its_own_way_still_does_after_joining(self):
+        # Joining gave format() the views' reader, which called pprint's own _safe_repr: a
+        # subclass's _safe_repr (a hex printer, a redacting one) was skipped below the top.
+        import pprint
+
+        class Hex(pprint.PrettyPrinter):
+            def _safe_repr(self, object, context, maxlevels, level):
+                if type(object) is int:
+                    return hex(object), True, False
+                return super()._safe_repr(object, context, maxlevels, level)
+
+        class Short(pprint.PrettyPrinter):  # format(), the documented way
+            def format(self, object, context, maxlevels, level):
+                if isinstance(object, float):
+                    return f"{object:.1f}", True, False
+                return super().format(object, context, maxlevels, level)
+
+        repr(permafrost.freeze([1]))  # joined, if it was not
+        self.assertTrue(permafrost._pprint.joined)
+        view = permafrost.freeze({"a": [255, {"b": 16}]})
+        self.assertEqual(Hex().pformat({"a": [255, {"b": 16}]}), "{'a': [0xff, {'b': 0x10}]}")
+        self.assertEqual(Hex().pformat(view), "FrozenDict({'a': FrozenList([0xff, "
+                                              "FrozenDict({'b': 0x10})])})")
+        self.assertEqual(Short().pformat({"x": [1.25, 2]}), "{'x': [1.2, 2]}")
+        self.assertEqual(Short().pformat(permafrost.freeze({"x": [1.25, 2]})),
+                         "FrozenDict({'x': FrozenList([1.2, 2])})")
+        self.assertEqual(pprint.PrettyPrinter().format(object=1, context={}, maxlevels=0,
+                                                       level=0), ("1", True, False))
+
     def test_the_first_view_pprint_prints_obeys_depth(self):
         # The views join pprint at the first repr after it was imported, which pprint's own
         # first read asked for the old way. A half-imported pprint (another thread importing
