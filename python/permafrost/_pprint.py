@@ -111,7 +111,8 @@ def _one_level(safe_repr, shallow, own_format):
     _safe_repr.__wrapped__ = _safe_repr._pprint_own = safe_repr
     format.__wrapped__ = format._pprint_own = own_format
     for new, own in ((_safe_repr, safe_repr), (format, own_format)):
-        new.__name__, new.__qualname__, new.__doc__ = own.__name__, own.__qualname__, own.__doc__
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(new, name, getattr(own, name))
     return _safe_repr, format
 
 
