@@ -26,7 +26,6 @@ of it; it lives in this process and its forked children only (see permafrost._na
 """
 import collections as _collections
 import collections.abc as _abc
-import errno as _errno
 import json as _json
 import os as _os
 import sys as _sys
@@ -193,10 +192,6 @@ def open(path, populate=False):
 
     Signal handlers run while the image is checked: Ctrl-C (KeyboardInterrupt) abandons a long
     open, and nothing of the image stays mapped."""
-    given = _os.fspath(path)  # str, bytes or os.PathLike, as builtins.open takes
-    if not given:  # named in the error as given (b"" for b""), as builtins.open names it
-        raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
-    path = _os.fsdecode(given)
     # Absolute: views pickle this path, and a worker may run in another directory. Another path
     # to a file already open (a symlink, a relative one) gives its mapping (_stores.image_store).
     return _core._store_view(

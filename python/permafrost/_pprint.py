@@ -77,7 +77,7 @@ def _join(printer, dict_type, list_type, set_type):
         printer._safe_repr = _installed = read
         # _safe_repr reads each level of a dict or list through format(), which only calls
         # _safe_repr: wrapping _safe_repr alone added a Python call a level for plain data
-        # too (a third of pprint's depth). format() now reads plain data with pprint's own
+        # too, which lowered pprint's depth. format() now reads plain data with pprint's own
         # _safe_repr itself. Where format() is more than that call (a future Python), it stays.
         if getattr(getattr(own_format, "__code__", None), "co_names", None) == ("_safe_repr",):
             printer.format = format

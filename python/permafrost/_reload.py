@@ -1,5 +1,4 @@
 """Reloader: the image at a path, mapped anew when a newer one is saved there (servers)."""
-import errno as _errno
 import os as _os
 import sys as _sys
 import threading as _threading
@@ -93,10 +92,7 @@ class Reloader:
 
     def __init__(self, path, *, interval=1.0, opener=None):
         from . import open as _open  # not at import: permafrost imports this module
-        given = _os.fspath(path)
-        if not given:  # named as given (b"" for b""), as open() and builtins.open name it
-            raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
-        self.path = _stores.absolute_path(_os.fsdecode(given))  # str, as open() keeps it
+        self.path = _stores.absolute_path(path)  # str, as open() keeps it
         self.interval = float(interval)
         if not self.interval >= 0:  # NaN compares false with every clock: it never reloaded
             raise ValueError(f"interval must be a number of seconds >= 0, not {interval!r}")
