@@ -89,10 +89,11 @@ def _remember_image(path, store, identity):
 
 def absolute_path(path):
     """path (a str, bytes or os.PathLike, as builtins.open takes) as an absolute str, as the
-    kernel would resolve it from here: joined to the working directory. Not os.path.abspath, which drops `x/..` by its text: past a symlink x that names
-    another directory than the kernel's (a/link/../f is b/f when a/link is ../b/deep). Not
-    realpath either: a Reloader must follow a symlink that a deploy moves. "" names no file, as
-    for builtins.open (joined, it was the working directory: "not a regular file")."""
+    kernel would resolve it from here: joined to the working directory. Not os.path.abspath,
+    which drops `x/..` by its text: past a symlink x that names another directory than the
+    kernel's (a/link/../f is b/f when a/link is ../b/deep). Not realpath either: a Reloader must
+    follow a symlink that a deploy moves. "" names no file, as for builtins.open (joined, it was
+    the working directory: "not a regular file")."""
     given = _os.fspath(path)
     if not given:  # named in the error as given (b"" for b""), as builtins.open names it
         raise FileNotFoundError(_errno.ENOENT, _os.strerror(_errno.ENOENT), given)
